@@ -1,0 +1,153 @@
+"""SQLAlchemy 2.0 models of the built-in school dataset.
+
+Every table has a surrogate `id` for joins and a natural key (a unique constraint) that
+bundles use instead; `created_at`/`updated_at` are kept by the database layer and
+`deleted_at` marks a soft delete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    """The current instant, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamps:
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Course(Timestamps, Base):
+    __tablename__ = "courses"
+    __table_args__ = (UniqueConstraint("course_code"), Index(None, "semester"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    course_code: Mapped[str] = mapped_column(String(64))
+    semester: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    credits: Mapped[int] = mapped_column(Integer, default=0)
+    teacher: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    prerequisite_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("courses.id", ondelete="SET NULL")
+    )
+
+
+class Student(Timestamps, Base):
+    __tablename__ = "students"
+    __table_args__ = (UniqueConstraint("student_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    student_id: Mapped[str] = mapped_column(String(64))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254), default="")
+    date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
+    year_level: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    mentor_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("students.id", ondelete="SET NULL")
+    )
+
+
+class Enrollment(Timestamps, Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (UniqueConstraint("student_ref", "course_ref"), Index(None, "course_ref"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    student_ref: Mapped[int] = mapped_column(Id, ForeignKey("students.id", ondelete="CASCADE"))
+    course_ref: Mapped[int] = mapped_column(Id, ForeignKey("courses.id", ondelete="CASCADE"))
+    enrolled_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="enrolled")
+    final_score: Mapped[float | None] = mapped_column(Float)
+
+
+class Grade(Timestamps, Base):
+    __tablename__ = "grades"
+    __table_args__ = (UniqueConstraint("enrollment_ref", "assessment"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    enrollment_ref: Mapped[int] = mapped_column(
+        Id, ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    assessment: Mapped[str] = mapped_column(String(100))
+    score: Mapped[float] = mapped_column(Float)
+    max_score: Mapped[float] = mapped_column(Float, default=100.0)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    graded_on: Mapped[dt.date | None] = mapped_column(Date)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Attendance(Timestamps, Base):
+    __tablename__ = "attendance"
+    __table_args__ = (UniqueConstraint("enrollment_ref", "date"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    enrollment_ref: Mapped[int] = mapped_column(
+        Id, ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class DailyPerformance(Timestamps, Base):
+    __tablename__ = "daily_performance"
+    __table_args__ = (UniqueConstraint("enrollment_ref", "date", "category"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    enrollment_ref: Mapped[int] = mapped_column(
+        Id, ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    date: Mapped[dt.date] = mapped_column(Date)
+    category: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Highlight(Timestamps, Base):
+    __tablename__ = "highlights"
+    __table_args__ = (UniqueConstraint("student_ref", "semester", "title"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    student_ref: Mapped[int] = mapped_column(Id, ForeignKey("students.id", ondelete="CASCADE"))
+    semester: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(32), default="note")
