@@ -124,6 +124,14 @@ class Dataset:
         """Entities with every parent before its children (late-bound links excepted)."""
         return [self.entities[n] for n in self.order]
 
+    def scope_root(self) -> Entity:
+        """The first entity whose scope is a plain column: a scope value exists when some
+        row of it carries the value (courses for the school's semesters)."""
+        for e in self.in_order():
+            if any(r.column for r in e.scope):
+                return e
+        raise SpecError(f"dataset {self.name!r} has no entity scoped by a column")
+
     def is_late(self, entity: str, ref: Reference) -> bool:
         return (entity, ref.column) in self.late
 

@@ -1,0 +1,1 @@
+"""The framework: servers built from config, filters, health, reflection, typed clients."""

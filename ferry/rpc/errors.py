@@ -1,0 +1,62 @@
+"""The one place a FerryError becomes a gRPC status (`context.abort`)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ferry.errors import FerryError
+
+log = logging.getLogger("ferry.rpc")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
+    """Abort the call with the error's status; a named field travels as BadRequest detail."""
+    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    if error.field and error.code == grpc.StatusCode.INVALID_ARGUMENT:
+        detail = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+            ]
+        )
+        status.details.add().Pack(detail)
+    context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("unreachable")  # abort_with_status always raises
+
+
+def handles_errors(method: F) -> F:
+    """Servicer method decorator: FerryError -> abort with its status.
+
+    Works for unary and streaming handlers, so a servicer behaves the same under
+    grpc-testing (no interceptors) and on a real server.
+    """
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from method(self, request, context)
+            except FerryError as e:
+                abort(context, e)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except FerryError as e:
+            abort(context, e)
+
+    return unary  # type: ignore[return-value]
+
+
+_ = code_pb2  # google.rpc.code values equal grpc.StatusCode values

@@ -1,0 +1,186 @@
+"""Server filters (tRPC's name for interceptors) and the chain that runs them.
+
+A filter sees a call start (and may reject it by raising a FerryError), each message a
+server stream sends, and the call finish with its status code. Filters are chosen by name
+in ferry.yaml, per server or per service; the first listed runs outermost.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from ferry.errors import FerryError
+from ferry.rpc.errors import abort
+from ferry.rpc.methods import MethodInfo, lookup
+
+log = logging.getLogger("ferry.rpc")
+
+_current: contextvars.ContextVar[RpcCall | None] = contextvars.ContextVar("ferry_call", default=None)
+
+
+@dataclass
+class RpcCall:
+    """One incoming call, as filters and servicers see it."""
+
+    method: MethodInfo
+    context: grpc.ServicerContext
+    metadata: dict[str, str]
+    peer: str
+    started: float = field(default_factory=time.monotonic)
+    caller: str = "-"  # the token's subject once auth has run
+    role: int = 0
+    deadline: float | None = None  # monotonic time; set by the deadline filter
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def remaining(self) -> float | None:
+        """Seconds left before this call's deadline, if it has one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+def current_call() -> RpcCall | None:
+    """The call being served on this thread, if any (for deadlines and exported_by)."""
+    return _current.get()
+
+
+class Filter:
+    """Base filter: override what you need. `start` may raise a FerryError to reject."""
+
+    def start(self, call: RpcCall) -> None:
+        return None
+
+    def message(self, call: RpcCall) -> None:
+        return None
+
+    def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
+        return None
+
+
+class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc]
+    """The one interceptor: runs each service's filter list around its handlers."""
+
+    def __init__(self, default: Sequence[Filter], per_service: Mapping[str, Sequence[Filter]]):
+        self.default = list(default)
+        self.per_service = {k: list(v) for k, v in per_service.items()}
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        info = lookup(details.method)
+        filters = self.per_service.get(info.service, self.default)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(info, filters, handler.unary_unary),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(info, filters, handler.stream_unary),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(info, filters, handler.unary_stream),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._stream(info, filters, handler.stream_stream),
+            handler.request_deserializer, handler.response_serializer,
+        )
+
+    def _unary(self, info: MethodInfo, filters: list[Filter], behavior: Any) -> Any:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            call = _new_call(info, context)
+            token = _current.set(call)
+            started: list[Filter] = []
+            code, details = grpc.StatusCode.OK, ""
+            try:
+                for f in filters:
+                    f.start(call)
+                    started.append(f)
+                return behavior(request, context)
+            except FerryError as e:
+                code, details = e.code, e.message
+                abort(context, e)
+            except Exception as e:
+                code, details = _failure(context, e, info)
+                if code == grpc.StatusCode.INTERNAL:
+                    context.abort(code, details)  # never a stack trace or SQL to the caller
+                raise
+            finally:
+                if code == grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
+                    code = context.code()
+                for f in reversed(started):
+                    _finish(f, call, code, details)
+                _current.reset(token)
+
+        return run
+
+    def _stream(self, info: MethodInfo, filters: list[Filter], behavior: Any) -> Any:
+        def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            call = _new_call(info, context)
+            token = _current.set(call)
+            started: list[Filter] = []
+            code, details = grpc.StatusCode.OK, ""
+            responses: Iterator[Any] | None = None
+            try:
+                for f in filters:
+                    f.start(call)
+                    started.append(f)
+                responses = iter(behavior(request, context))
+                for message in responses:
+                    for f in started:
+                        f.message(call)
+                    yield message
+            except FerryError as e:
+                code, details = e.code, e.message
+                abort(context, e)
+            except GeneratorExit:  # the client went away or cancelled
+                code, details = grpc.StatusCode.CANCELLED, "cancelled by the client"
+                raise
+            except Exception as e:
+                code, details = _failure(context, e, info)
+                if code == grpc.StatusCode.INTERNAL:
+                    context.abort(code, details)  # never a stack trace or SQL to the caller
+                raise
+            finally:
+                close = getattr(responses, "close", None)
+                if close is not None:
+                    close()  # release the servicer's cursors now, not at garbage collection
+                if code == grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
+                    code = context.code()
+                for f in reversed(started):
+                    _finish(f, call, code, details)
+                _current.reset(token)
+
+        return run
+
+
+def _new_call(info: MethodInfo, context: grpc.ServicerContext) -> RpcCall:
+    metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+    return RpcCall(info, context, metadata, context.peer())
+
+
+def _failure(context: grpc.ServicerContext, e: Exception, info: MethodInfo) -> tuple[grpc.StatusCode, str]:
+    """The status of a call that raised: what abort set, else an unexpected error."""
+    code = context.code()
+    if code is not None and code != grpc.StatusCode.OK:
+        return code, str(context.details() or "")
+    log.error("unexpected error in %s", info.full_name, exc_info=e)
+    return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
+
+
+def _finish(f: Filter, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
+    try:
+        f.finish(call, code, details)
+    except Exception:  # a broken filter must not change the call's outcome
+        log.exception("filter %s failed in finish", type(f).__name__)

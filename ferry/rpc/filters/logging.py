@@ -1,0 +1,49 @@
+"""Logging filter: one structured line per RPC (method, code, duration, caller, peer)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import grpc
+
+from ferry.rpc.filters import Filter, RpcCall
+
+if TYPE_CHECKING:
+    from ferry.app import App
+
+log = logging.getLogger("ferry.rpc.access")
+
+
+class LoggingFilter(Filter):
+    def __init__(self, app: App | None = None) -> None:
+        self.app = app
+
+    def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
+        level = logging.INFO if code in _QUIET else logging.WARNING
+        log.log(
+            level,
+            "rpc %s %s",
+            call.method.full_name,
+            code.name,
+            extra={
+                "event": "rpc",
+                "method": call.method.full_name,
+                "code": code.name,
+                "duration_ms": round((time.monotonic() - call.started) * 1000, 3),
+                "caller": call.caller,
+                "peer": call.peer,
+                "details": details,
+            },
+        )
+
+
+_QUIET = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}

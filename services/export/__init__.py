@@ -1,0 +1,1 @@
+"""The export service: gets data out of Ferry (see protos/ferry/v1/export.proto)."""
