@@ -12,81 +12,22 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import random
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ferry.demo import names as nm
+from ferry.demo.plan import (
+    COLUMNS,
+    ENROLLMENT_TABLES,
+    Formats,
+    Plan,
+    Row,
+    parse_semester,
+    semester_dates,
+)
 
-Row = tuple[object, ...]
-_TS = ("created_at", "updated_at", "deleted_at")
-# Write order: every table comes after the tables it references.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "courses": ("id", "course_code", "semester", "title", "description", "credits", "teacher",
-                "status", "prerequisite_id", *_TS),
-    "students": ("id", "student_id", "first_name", "last_name", "email", "date_of_birth",
-                 "year_level", "status", "mentor_id", *_TS),
-    "enrollments": ("id", "student_ref", "course_ref", "enrolled_on", "status", "final_score",
-                    *_TS),
-    "grades": ("id", "enrollment_ref", "assessment", "score", "max_score", "weight",
-               "graded_on", "comment", *_TS),
-    "attendance": ("id", "enrollment_ref", "date", "status", "note", *_TS),
-    "daily_performance": ("id", "enrollment_ref", "date", "category", "score", "note", *_TS),
-    "highlights": ("id", "student_ref", "semester", "title", "description", "kind", *_TS),
-}
-ENROLLMENT_TABLES = ("enrollments", "grades", "attendance", "daily_performance")
-
-_SEMESTER = re.compile(r"(\d{4})-(spring|fall)")
 _DAY = 86_400.0
 _LATE_MINUTES = (5, 10, 15, 30)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How much to generate: the semesters (oldest first) and the sizes per semester."""
-
-    semesters: tuple[str, ...]
-    students: int
-    courses_per_semester: int
-    students_per_semester: int
-    courses_per_student: int
-    highlights_per_semester: int
-    assessments: int = 3
-    lesson_days: int = 5
-
-
-@dataclass(frozen=True)
-class Formats:
-    """How a backend wants timestamps (given aware UTC) and dates written."""
-
-    ts: Callable[[dt.datetime], object]
-    day: Callable[[dt.date], object]
-
-
-def parse_semester(name: str) -> tuple[int, bool]:
-    """(year, is_fall) of a semester name like "2026-fall"; ValueError when malformed."""
-    match = _SEMESTER.fullmatch(name)
-    if match is None:
-        raise ValueError(f"semester {name!r} is not like '2026-fall' or '2026-spring'")
-    return int(match.group(1)), match.group(2) == "fall"
-
-
-def semester_chain(last: str, count: int) -> tuple[str, ...]:
-    """`count` consecutive semesters ending with `last`, oldest first."""
-    year, fall = parse_semester(last)
-    chain = []
-    for _ in range(count):
-        chain.append(f"{year}-{'fall' if fall else 'spring'}")
-        year, fall = (year, False) if fall else (year - 1, True)
-    return tuple(reversed(chain))
-
-
-def semester_dates(name: str) -> tuple[dt.date, dt.date]:
-    """First and last teaching day of a semester."""
-    year, fall = parse_semester(name)
-    if fall:
-        return dt.date(year, 9, 7), dt.date(year, 12, 18)
-    return dt.date(year, 2, 2), dt.date(year, 6, 12)
 
 
 @functools.cache
@@ -161,14 +102,21 @@ class Generator:
         """Courses, semester by semester; prerequisites always point at lower ids."""
         rng, plan = self.rng, self.plan
         staff = self._teachers()
-        catalog = [(s, level, k) for s in range(len(nm.SUBJECTS)) for level in range(1, 5)
-                   for k in range(1, 6)]
+        catalog = [
+            (s, level, k)
+            for s in range(len(nm.SUBJECTS))
+            for level in range(1, 5)
+            for k in range(1, 6)
+        ]
         earlier: list[_Course] = []
         for semester in plan.semesters:
             year, fall = parse_semester(semester)
             start, end = semester_dates(semester)
-            weekdays = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)
-                        if (start + dt.timedelta(days=i)).weekday() < 5]
+            weekdays = [
+                start + dt.timedelta(days=i)
+                for i in range((end - start).days + 1)
+                if (start + dt.timedelta(days=i)).weekday() < 5
+            ]
             current = semester == plan.semesters[-1]
             # Sorted, so a subject's lower levels get lower ids and can be prerequisites.
             picks = sorted(rng.sample(catalog, plan.courses_per_semester))
@@ -197,8 +145,9 @@ class Generator:
                 )
                 prerequisite = None
                 if level > 1 and rng.random() < 0.5:
-                    same = [c.id for c in (*earlier, *here)
-                            if c.subject == subject and c.level < level]
+                    same = [
+                        c.id for c in (*earlier, *here) if c.subject == subject and c.level < level
+                    ]
                     # Fall back to any course of an earlier semester so small seeds still
                     # get cross-semester prerequisites.
                     options = same or [c.id for c in earlier]
@@ -208,9 +157,18 @@ class Generator:
                 else:
                     status = "archived" if rng.random() < 0.8 else "active"
                 created = self._stamp(start - dt.timedelta(days=rng.randint(60, 120)), 8, 18)
-                yield (cid, course.code, semester, f"{name} {nm.ROMAN[level]}{nm.VARIANTS[k - 1]}",
-                       rng.choice(nm.COURSE_BLURBS), level + 2, rng.choice(staff[subject]),
-                       status, prerequisite, *self._times(created, 0.5, 0.04))
+                yield (
+                    cid,
+                    course.code,
+                    semester,
+                    f"{name} {nm.ROMAN[level]}{nm.VARIANTS[k - 1]}",
+                    rng.choice(nm.COURSE_BLURBS),
+                    level + 2,
+                    rng.choice(staff[subject]),
+                    status,
+                    prerequisite,
+                    *self._times(created, 0.5, 0.04),
+                )
                 here.append(course)
             self._by_semester[semester] = here
             earlier.extend(here)
@@ -251,9 +209,18 @@ class Generator:
             self._ability.append(min(0.98, max(0.3, rng.gauss(0.72, 0.12))))
             joined = dt.date(school_year - (level - 7), 8, 20) + dt.timedelta(rng.randrange(20))
             created = self._stamp(joined, 8, 18)
-            yield (sid, f"S{sid:06d}", first, last, email,
-                   None if rng.random() < 0.01 else day(born), level, status, mentor,
-                   *self._times(created, 0.4, 0.03))
+            yield (
+                sid,
+                f"S{sid:06d}",
+                first,
+                last,
+                email,
+                None if rng.random() < 0.01 else day(born),
+                level,
+                status,
+                mentor,
+                *self._times(created, 0.4, 0.03),
+            )
         self.counts["students"] = n
 
     def enrollment_batches(self, size: int) -> Iterator[dict[str, list[Row]]]:
@@ -276,8 +243,9 @@ class Generator:
         if batch["enrollments"]:
             yield batch
 
-    def _enrollment(self, sid: int, course: _Course, current: bool,
-                    batch: dict[str, list[Row]]) -> None:
+    def _enrollment(
+        self, sid: int, course: _Course, current: bool, batch: dict[str, list[Row]]
+    ) -> None:
         rng, day, counts = self.rng, self.fmt.day, self.counts
         random_, gauss, choice = rng.random, rng.gauss, rng.choice
         eid = counts["enrollments"] + 1
@@ -293,8 +261,19 @@ class Generator:
             total += weight * score / max_score
             comment = choice(nm.GRADE_COMMENTS) if random_() < 0.12 else None
             gid += 1
-            grades.append((gid, eid, name, score, max_score, weight, day(graded_on), comment,
-                           *self._times(self._stamp(graded_on, 15, 22), 0.1, 0.01)))
+            grades.append(
+                (
+                    gid,
+                    eid,
+                    name,
+                    score,
+                    max_score,
+                    weight,
+                    day(graded_on),
+                    comment,
+                    *self._times(self._stamp(graded_on, 15, 22), 0.1, 0.01),
+                )
+            )
         counts["grades"] = gid
 
         attendance = batch["attendance"]
@@ -310,18 +289,32 @@ class Generator:
             else:
                 status, note = "excused", choice(nm.EXCUSED_NOTES)
             aid += 1
-            attendance.append((aid, eid, day(lesson), status, note,
-                               *self._times(self._stamp(lesson, 8, 15), 0.05, 0.01)))
+            attendance.append(
+                (
+                    aid,
+                    eid,
+                    day(lesson),
+                    status,
+                    note,
+                    *self._times(self._stamp(lesson, 8, 15), 0.05, 0.01),
+                )
+            )
         counts["attendance"] = aid
 
         lesson = choice(course.lesson_days)
         mark = round(min(5.0, max(1.0, 1.0 + 4.0 * ability + gauss(0.0, 0.5))), 1)
         counts["daily_performance"] += 1
-        batch["daily_performance"].append((
-            counts["daily_performance"], eid, day(lesson), choice(nm.PERFORMANCE_CATEGORIES),
-            mark, choice(nm.PERFORMANCE_NOTES) if random_() < 0.2 else None,
-            *self._times(self._stamp(lesson, 9, 16), 0.1, 0.02),
-        ))
+        batch["daily_performance"].append(
+            (
+                counts["daily_performance"],
+                eid,
+                day(lesson),
+                choice(nm.PERFORMANCE_CATEGORIES),
+                mark,
+                choice(nm.PERFORMANCE_NOTES) if random_() < 0.2 else None,
+                *self._times(self._stamp(lesson, 9, 16), 0.1, 0.02),
+            )
+        )
 
         r = random_()
         if current:
@@ -332,8 +325,17 @@ class Generator:
             status, final = "completed", round(total * 100, 1)
         enrolled_on = course.start - dt.timedelta(days=rng.randrange(21))
         counts["enrollments"] = eid
-        batch["enrollments"].append((eid, sid, course.id, day(enrolled_on), status, final,
-                                     *self._times(self._stamp(enrolled_on, 8, 20), 0.3, 0.03)))
+        batch["enrollments"].append(
+            (
+                eid,
+                sid,
+                course.id,
+                day(enrolled_on),
+                status,
+                final,
+                *self._times(self._stamp(enrolled_on, 8, 20), 0.3, 0.03),
+            )
+        )
 
     def highlights(self) -> Iterator[Row]:
         """Highlights of students enrolled in each semester; titles unique per student."""
@@ -354,5 +356,12 @@ class Generator:
                 hid = self.counts["highlights"] + 1
                 self.counts["highlights"] = hid
                 created = self._stamp(start + dt.timedelta(days=rng.randrange(span)), 9, 17)
-                yield (hid, sid, semester, title, rng.choice(nm.HIGHLIGHT_DESCRIPTIONS), kind,
-                       *self._times(created, 0.2, 0.03))
+                yield (
+                    hid,
+                    sid,
+                    semester,
+                    title,
+                    rng.choice(nm.HIGHLIGHT_DESCRIPTIONS),
+                    kind,
+                    *self._times(created, 0.2, 0.03),
+                )

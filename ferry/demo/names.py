@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import unicodedata
 
+# Compact lists read better than one name per line.
+# fmt: off
 ENGLISH_MALE = (
     "James", "Oliver", "Jack", "Harry", "George", "Noah", "Leo", "Thomas", "Daniel", "Samuel",
     "William", "Henry", "Lucas", "Ethan", "Adam", "Joseph", "Max", "Isaac", "Ryan", "Owen",
@@ -98,7 +100,6 @@ HIGHLIGHT_DESCRIPTIONS = (
     "-5 points for talking during the test", "Η επίδοση ήταν εξαιρετική.",
     "+ certificate handed out", "Follow up next term.", "",
 )
-TEACHER_TITLES = ("Ms.", "Mr.", "Dr.")
 
 _GREEK_TO_LATIN = {
     "α": "a", "β": "v", "γ": "g", "δ": "d", "ε": "e", "ζ": "z", "η": "i", "θ": "th",
@@ -108,6 +109,7 @@ _GREEK_TO_LATIN = {
 }
 # Greeklish spells these pairs as one sound ("Κωνσταντίνου" -> "konstantinou").
 _DIGRAPHS = (("ου", "ou"), ("αυ", "av"), ("ευ", "ev"), ("γγ", "ng"), ("μπ", "mp"))
+# fmt: on
 
 
 def ascii_slug(name: str) -> str:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ferry.db import models as m
-from ferry.demo.generate import ENROLLMENT_TABLES, Generator, Plan, semester_chain
+from ferry.demo.generate import Generator
+from ferry.demo.plan import ENROLLMENT_TABLES, Plan, semester_chain
 from ferry.demo.sink import PostgresSink, Sink, SqliteSink
 
 DEFAULT_SEMESTER = "2026-fall"
@@ -77,14 +79,11 @@ def is_empty(engine: Engine) -> bool:
     return True
 
 
-def _sink(engine: Engine, driver_conn: object) -> Sink:
+def _sink(engine: Engine, driver_conn: Any) -> Sink:
     name, driver = engine.dialect.name, engine.dialect.driver
     if name == "postgresql" and driver == "psycopg":
         return PostgresSink(driver_conn)
     if name == "sqlite" and driver == "pysqlite":
-        import sqlite3
-
-        assert isinstance(driver_conn, sqlite3.Connection)
         return SqliteSink(driver_conn)
     raise SeedError(f"cannot seed {name}+{driver}: only postgresql+psycopg and sqlite")
 

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from ferry.demo.generate import COLUMNS, Formats, Row
+from ferry.demo.plan import COLUMNS, Formats, Row
 
 
 class Sink(Protocol):
@@ -88,9 +88,7 @@ class SqliteSink:
         """INSERT `rows` into `table`; sqlite3 consumes the iterable lazily."""
         columns = COLUMNS[table]
         marks = ", ".join("?" * len(columns))
-        self._conn.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
-        )
+        self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def finish(self) -> None:
         """Nothing to do: SQLite continues rowids after the largest one."""

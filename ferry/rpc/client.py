@@ -34,7 +34,7 @@ def retry_service_config(services: Iterable[str], max_attempts: int) -> str:
             if m.GetOptions().idempotency_level in IDEMPOTENT:
                 names.append({"service": full, "method": m.name})
     config: dict[str, Any] = {"methodConfig": []}
-    if names:
+    if names and max_attempts >= 2:  # gRPC rejects a policy of one attempt
         config["methodConfig"].append(
             {
                 "name": names,

@@ -1,0 +1,46 @@
+# Ferry's commands. `make run` and `make test` work on a fresh machine: each sets up
+# .venv from pyproject.toml first (again only when pyproject.toml changes).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FERRY := $(VENV)/bin/ferry
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test protos lint buf-lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Ferry needs Python >= 3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Migrate, seed demo data into an empty database, and serve everything in one process.
+run: setup
+	$(FERRY) db upgrade
+	$(FERRY) demo seed --if-empty
+	$(FERRY) serve
+
+## The test suite (needs PostgreSQL on 127.0.0.1:5432; under CI=true it must be up).
+test: setup
+	$(VENV)/bin/pytest -q
+
+## Regenerate ferry/v1 from protos/ (commit the result).
+protos: setup
+	$(PY) scripts/protos.py
+
+lint: setup
+	$(VENV)/bin/ruff check ferry services tests bench scripts
+	$(VENV)/bin/mypy ferry services
+
+buf-lint:
+	npx --yes @bufbuild/buf lint
+
+## Benchmarks on the `bench` dataset in PostgreSQL (FERRY_BENCH_PG overrides the server).
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

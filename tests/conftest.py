@@ -1,0 +1,153 @@
+"""Shared fixtures: real databases (SQLite file and PostgreSQL), apps and servers.
+
+Every DB test runs on both backends. PostgreSQL is 127.0.0.1:5432 (database `test` is the
+admin entry point; each test gets its own throwaway database). Under CI=true a missing
+PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ferry import config
+from ferry.app import App
+from ferry.auth import parse_role
+from ferry.db import migrate
+from ferry.db.engine import make_engine
+from ferry.rpc.server import Server
+
+PG_ADMIN = os.environ.get("FERRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _pg_reachable() -> str:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return ""
+    except psycopg.Error as e:
+        return str(e)
+
+
+_PG_ERROR: str | None = None
+
+
+def require_postgres() -> None:
+    """Skip (or, under CI=true, fail) when PostgreSQL is not reachable."""
+    global _PG_ERROR
+    if _PG_ERROR is None:
+        _PG_ERROR = _pg_reachable()
+    if _PG_ERROR:
+        message = f"PostgreSQL at {PG_ADMIN} is unreachable: {_PG_ERROR}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of a new, empty database on `backend`, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / f'ferry-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    require_postgres()
+    name = f"ferry_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = sa.make_url(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def empty_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database on each backend."""
+    with fresh_database(backend, tmp_path) as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def seeded_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database with the `small` demo data, shared read-only by the session's tests."""
+    from ferry.demo.seed import Scale, seed
+
+    with fresh_database(str(request.param), tmp_path_factory.mktemp("seeded")) as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        seed(engine, Scale.SMALL, seed=7)
+        engine.dispose()
+        yield url
+
+
+def make_settings(url: str, folder: Path, **overrides: Any) -> config.Settings:
+    """Settings for a test: the given database, a private signing key, no metrics port."""
+    env = {
+        "FERRY_DATABASE_URL": url,
+        "FERRY_AUTH_SIGNING_KEY_FILE": str(folder / "signing.key"),
+        "FERRY_METRICS_ENABLED": "false",
+        "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
+    }
+    env.update({k: str(v) for k, v in overrides.items()})
+    return config.load(Path(__file__).resolve().parent.parent / "ferry.yaml", env)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
+    apps: list[App] = []
+
+    def make(url: str, **overrides: Any) -> App:
+        app = App(make_settings(url, tmp_path, **overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+@contextmanager
+def running(app: App, services: list[str] | None = None) -> Iterator[Server]:
+    """A real server on a free loopback port, stopped afterwards."""
+    server = Server(app, services)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=0, deregister_wait=0)
+
+
+def token(app: App, role: str = "admin", subject: str = "tester", ttl: float = 300) -> str:
+    return app.signer().issue(subject, parse_role(role), dt.timedelta(seconds=ttl))
+
+
+def auth(app: App, role: str = "admin") -> list[tuple[str, str]]:
+    """Call metadata carrying a token with `role`."""
+    return [("authorization", f"Bearer {token(app, role)}")]
+
+
+def engine_for(url: str) -> Engine:
+    return make_engine(url)
