@@ -52,7 +52,9 @@ class App:
     @functools.cached_property
     def _signer(self) -> TokenSigner:
         a = self.settings.auth
-        return TokenSigner(load_or_create_key(self.settings.path(a.signing_key_file)), a.issuer, a.audience)
+        return TokenSigner(
+            load_or_create_key(self.settings.path(a.signing_key_file)), a.issuer, a.audience
+        )
 
     def signer(self) -> TokenSigner:
         """The signer for this installation's tokens (the key is created when missing)."""

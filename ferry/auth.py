@@ -18,7 +18,11 @@ import jwt
 from ferry.errors import PermissionDenied, Unauthenticated
 from ferry.v1 import options_pb2
 
-ROLES = {"viewer": options_pb2.ROLE_VIEWER, "operator": options_pb2.ROLE_OPERATOR, "admin": options_pb2.ROLE_ADMIN}
+ROLES = {
+    "viewer": options_pb2.ROLE_VIEWER,
+    "operator": options_pb2.ROLE_OPERATOR,
+    "admin": options_pb2.ROLE_ADMIN,
+}
 ALGORITHM = "HS256"
 
 
@@ -45,9 +49,8 @@ class Principal:
     def require(self, min_role: int, method: str) -> None:
         """Raise PermissionDenied unless this principal's role reaches `min_role`."""
         if self.role < min_role:
-            raise PermissionDenied(
-                f"{method} needs role {role_name(min_role)}; {self.subject} has {role_name(self.role)}"
-            )
+            need, have = role_name(min_role), role_name(self.role)
+            raise PermissionDenied(f"{method} needs role {need}; {self.subject} has {have}")
 
 
 def read_key(path: Path) -> bytes | None:

@@ -148,7 +148,7 @@ class Settings(Strict):
         url = self.database.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.path(url[len(prefix):]).resolve())
+            return prefix + str(self.path(url[len(prefix) :]).resolve())
         return url
 
 
@@ -226,7 +226,9 @@ def _assign(data: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
             node[k] = child
         node = child
     # A URL or address must stay a string even when YAML would read it otherwise.
-    node[keys[-1]] = value if not isinstance(value, (int, float)) or keys[-1] not in _STRINGY else str(value)
+    node[keys[-1]] = (
+        value if not isinstance(value, (int, float)) or keys[-1] not in _STRINGY else str(value)
+    )
 
 
 _STRINGY = {"url", "address", "target", "signing_key_file"}

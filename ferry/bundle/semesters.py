@@ -24,13 +24,17 @@ def list_semesters(engine: Engine, ds: Dataset, entities: tuple[str, ...]) -> li
     root = ds.scope_root()
     column = root.table.c[next(r.column for r in root.scope if r.column)]
     with snapshot(engine) as conn:
-        values = conn.execute(
-            sa.select(column).where(root.table.c.deleted_at.is_(None)).distinct()
-        ).scalars().all()
+        values = (
+            conn.execute(sa.select(column).where(root.table.c.deleted_at.is_(None)).distinct())
+            .scalars()
+            .all()
+        )
         out = []
         for value in sorted(values, key=_semester_order, reverse=True):
             counts = {
-                name: int(conn.execute(count_in_scope(ds, ds.entity(name), value, False)).scalar_one())
+                name: int(
+                    conn.execute(count_in_scope(ds, ds.entity(name), value, False)).scalar_one()
+                )
                 for name in entities
             }
             out.append(SemesterInfo(value, counts))
@@ -40,4 +44,6 @@ def list_semesters(engine: Engine, ds: Dataset, entities: tuple[str, ...]) -> li
 def _semester_order(name: str) -> tuple[str, int]:
     """'2026-fall' sorts after '2026-spring' (the year, then the term within the year)."""
     year, _, term = name.partition("-")
-    return year, {"winter": 0, "spring": 1, "summer": 2, "fall": 3, "autumn": 3}.get(term.lower(), 4)
+    return year, {"winter": 0, "spring": 1, "summer": 2, "fall": 3, "autumn": 3}.get(
+        term.lower(), 4
+    )

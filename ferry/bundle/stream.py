@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ferry.bundle.records import row_writer, timestamp
+from ferry.bundle.records import row_writer
 from ferry.datasets.query import count_in_scope, export_query
 from ferry.datasets.spec import Dataset
 from ferry.errors import InvalidArgument, NotFound
@@ -60,9 +60,10 @@ def semester_exists(conn: Connection, ds: Dataset, value: str) -> bool:
     """True when any row of the dataset's scope-root entity carries `value` (deleted too)."""
     root = ds.scope_root()
     column = next(r.column for r in root.scope if r.column)
-    return conn.execute(
-        sa.select(sa.literal(1)).where(root.table.c[column] == value).limit(1)
-    ).first() is not None
+    return (
+        conn.execute(sa.select(sa.literal(1)).where(root.table.c[column] == value).limit(1)).first()
+        is not None
+    )
 
 
 def stream_session(
@@ -88,13 +89,15 @@ def stream_session(
         if not semester_exists(conn, ds, req.semester):
             raise NotFound(f"{ds.scope_name} {req.semester!r} does not exist", field=ds.scope_name)
         counts = {
-            e.name: int(conn.execute(count_in_scope(ds, e, req.semester, req.include_deleted)).scalar_one())
+            e.name: int(
+                conn.execute(count_in_scope(ds, e, req.semester, req.include_deleted)).scalar_one()
+            )
             for e in entities
         }
         out, chunk = new_chunk()
         meta = chunk.header.metadata
         meta.semester = req.semester
-        meta.exported_at.CopyFrom(timestamp(now or dt.datetime.now(dt.UTC)))
+        meta.exported_at.FromDatetime(now or dt.datetime.now(dt.UTC))
         meta.exported_by = req.exported_by
         meta.format_version = FORMAT_VERSION
         meta.dataset = ds.name
@@ -108,7 +111,9 @@ def stream_session(
         for entity in entities:
             query, columns = export_query(ds, entity, req.semester, req.include_deleted)
             write = row_writer(columns)
-            result = conn.execution_options(stream_results=True, yield_per=req.batch_size).execute(query)
+            result = conn.execution_options(stream_results=True, yield_per=req.batch_size).execute(
+                query
+            )
             n = min(req.batch_size, 500)  # first batch small; later ones sized by bytes
             sent[entity.name] = 0
             while rows := result.fetchmany(n):

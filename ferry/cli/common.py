@@ -54,7 +54,14 @@ def rpc_errors() -> Iterator[None]:
 
 
 # Distinct exit codes let a CronJob's logs say at a glance what kind of failure it was.
-_EXIT = {"INVALID_ARGUMENT": 2, "NOT_FOUND": 3, "UNAUTHENTICATED": 4, "PERMISSION_DENIED": 4, "UNAVAILABLE": 5, "DEADLINE_EXCEEDED": 5}
+_EXIT = {
+    "INVALID_ARGUMENT": 2,
+    "NOT_FOUND": 3,
+    "UNAUTHENTICATED": 4,
+    "PERMISSION_DENIED": 4,
+    "UNAVAILABLE": 5,
+    "DEADLINE_EXCEEDED": 5,
+}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
@@ -67,11 +74,18 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def table(rows: list[list[Any]], headers: list[str], echo: Callable[[str], None] = click.echo) -> None:
+def table(
+    rows: list[list[Any]], headers: list[str], echo: Callable[[str], None] = click.echo
+) -> None:
     """Print a plain aligned table."""
     cells = [headers, *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for i, r in enumerate(cells):
-        echo("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+        echo(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
         if i == 0:
             echo("  ".join("-" * w for w in widths))

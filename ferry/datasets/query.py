@@ -32,7 +32,9 @@ def in_scope(
             conds.append(table.c[rule.column] == value)
         elif rule.via_parent:
             parent = ds.entity(entity.reference_for(rule.via_parent).parent)
-            conds.append(table.c[rule.via_parent].in_(_ids_in_scope(ds, parent, value, include_deleted)))
+            conds.append(
+                table.c[rule.via_parent].in_(_ids_in_scope(ds, parent, value, include_deleted))
+            )
         elif rule.via_child:
             child_name, child_column = rule.via_child
             child = ds.entity(child_name)
@@ -49,11 +51,15 @@ def _ids_in_scope(ds: Dataset, entity: Entity, value: str, include_deleted: bool
     return sa.select(alias.c.id).where(in_scope(ds, entity, alias, value, include_deleted))
 
 
-def count_in_scope(ds: Dataset, entity: Entity, value: str, include_deleted: bool) -> sa.Select[Any]:
+def count_in_scope(
+    ds: Dataset, entity: Entity, value: str, include_deleted: bool
+) -> sa.Select[Any]:
     """SELECT count(*) of the entity's rows in scope."""
     table = entity.table.alias("t")
-    return sa.select(sa.func.count()).select_from(table).where(
-        in_scope(ds, entity, table, value, include_deleted)
+    return (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(in_scope(ds, entity, table, value, include_deleted))
     )
 
 
@@ -104,7 +110,9 @@ def _key_exprs(
             continue
         parent = ds.entity(ref.parent)
         palias = parent.table.alias(f"{prefix}{i}")
-        from_ = from_.join(palias, table.c[ref.column] == palias.c.id, isouter=outer or ref.nullable)
+        from_ = from_.join(
+            palias, table.c[ref.column] == palias.c.id, isouter=outer or ref.nullable
+        )
         pkeys, from_ = _key_exprs(ds, parent, palias, from_, f"{prefix}{i}_", outer or ref.nullable)
         for mine, theirs in zip(ref.fields, parent.natural_key, strict=True):
             keys[mine] = pkeys[theirs]

@@ -57,9 +57,7 @@ SCHOOL = Dataset.of(
                 Field("status"),
                 *TIMESTAMPS,
             ),
-            references=(
-                Reference(("mentor_student_id",), "students", "mentor_id", nullable=True),
-            ),
+            references=(Reference(("mentor_student_id",), "students", "mentor_id", nullable=True),),
             scope=(Scope(via_child=("enrollments", "student_ref")),),
         ),
         Entity(

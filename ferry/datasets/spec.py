@@ -118,7 +118,9 @@ class Dataset:
             return self.entities[name]
         except KeyError:
             known = ", ".join(self.entities)
-            raise SpecError(f"unknown entity {name!r} in dataset {self.name!r}; known: {known}")
+            raise SpecError(
+                f"unknown entity {name!r} in dataset {self.name!r}; known: {known}"
+            ) from None
 
     def in_order(self) -> list[Entity]:
         """Entities with every parent before its children (late-bound links excepted)."""
@@ -166,8 +168,7 @@ def _plan(entities: Mapping[str, Entity]) -> tuple[tuple[str, ...], frozenset[tu
     pending = list(entities)  # declaration order breaks ties, so the order is stable
     while pending:
         ready = [
-            n for n in pending
-            if all(p in placed for p, r in edges[n] if (n, r.column) not in late)
+            n for n in pending if all(p in placed for p, r in edges[n] if (n, r.column) not in late)
         ]
         if not ready:  # cannot happen once cycles are cut; kept as a guard
             raise SpecError(f"cannot order entities {pending}")

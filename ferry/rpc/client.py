@@ -51,10 +51,10 @@ def retry_service_config(services: Iterable[str], max_attempts: int) -> str:
 
 
 class _CallDefaults(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc,type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc,type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc,type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc,type-arg]
 ):
     """Adds a deadline and the bearer token to every outgoing call."""
 
@@ -91,8 +91,13 @@ class _CallDefaults(
 
 class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
     def __init__(
-        self, method: str, timeout: float | None, metadata: Any, credentials: Any,
-        wait_for_ready: Any, compression: Any,
+        self,
+        method: str,
+        timeout: float | None,
+        metadata: Any,
+        credentials: Any,
+        wait_for_ready: Any,
+        compression: Any,
     ) -> None:
         self.method = method
         self.timeout = timeout
@@ -127,7 +132,10 @@ class Clients:
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.enable_retries", 1),
-                    ("grpc.service_config", retry_service_config(full_names, self.settings.max_attempts)),
+                    (
+                        "grpc.service_config",
+                        retry_service_config(full_names, self.settings.max_attempts),
+                    ),
                 ],
             )
             self._channels[key] = grpc.intercept_channel(raw, _CallDefaults(timeout, self.token))
@@ -137,7 +145,9 @@ class Clients:
         try:
             stub_cls, _ = self.STUBS[service]
         except KeyError:
-            raise KeyError(f"no client for service {service!r}; known: {', '.join(self.STUBS)}") from None
+            raise KeyError(
+                f"no client for service {service!r}; known: {', '.join(self.STUBS)}"
+            ) from None
         return stub_cls(self.channel(service))
 
     def export(self) -> export_pb2_grpc.ExportServiceStub:

@@ -24,7 +24,9 @@ def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
     if error.field and error.code == grpc.StatusCode.INVALID_ARGUMENT:
         detail = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=error.field, description=error.message
+                )
             ]
         )
         status.details.add().Pack(detail)
@@ -59,4 +61,3 @@ def handles_errors(method: F) -> F:
             abort(context, e)
 
     return unary  # type: ignore[return-value]
-

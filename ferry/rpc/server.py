@@ -83,7 +83,11 @@ class Server:
         if cfg.reflection:
             names_ = [s.full_name for s in self.services]
             reflection.enable_server_reflection(
-                [*names_, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+                [
+                    *names_,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
                 self.grpc,
             )
         self.address = address or cfg.address
@@ -102,7 +106,9 @@ class Server:
         for svc in self.services:
             self.health.set(svc.full_name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving %s on port %d", ", ".join(self.names), self.port, extra={"event": "serving"})
+        log.info(
+            "serving %s on port %d", ", ".join(self.names), self.port, extra={"event": "serving"}
+        )
         return self.port
 
     def stop(self, grace: float | None = None, deregister_wait: float | None = None) -> None:

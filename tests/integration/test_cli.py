@@ -34,17 +34,27 @@ def env_for(app: App, port: int = 0, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_token_create_prints_a_token_the_server_accepts(seeded_url: str, make_app: Callable[..., App]) -> None:
+def test_token_create_prints_a_token_the_server_accepts(
+    seeded_url: str, make_app: Callable[..., App]
+) -> None:
     app = make_app(seeded_url)
-    result = CliRunner().invoke(cli, ["token", "create", "--role", "operator", "--ttl", "10m", "--subject", "cron"], env=env_for(app))
+    result = CliRunner().invoke(
+        cli,
+        ["token", "create", "--role", "operator", "--ttl", "10m", "--subject", "cron"],
+        env=env_for(app),
+    )
     assert result.exit_code == 0, result.output
     principal = app.signer().verify(result.output.strip())
     assert principal.subject == "cron"
-    bad = CliRunner().invoke(cli, ["token", "create", "--role", "operator", "--ttl", "soon"], env=env_for(app))
+    bad = CliRunner().invoke(
+        cli, ["token", "create", "--role", "operator", "--ttl", "soon"], env=env_for(app)
+    )
     assert bad.exit_code == 2 and "not a duration" in bad.output
 
 
-def test_export_semesters_signs_its_own_token_with_the_local_key(seeded_url: str, make_app: Callable[..., App]) -> None:
+def test_export_semesters_signs_its_own_token_with_the_local_key(
+    seeded_url: str, make_app: Callable[..., App]
+) -> None:
     app = make_app(seeded_url)
     with running(app) as srv:
         result = CliRunner().invoke(cli, ["export", "semesters"], env=env_for(app, srv.port))
@@ -52,13 +62,17 @@ def test_export_semesters_signs_its_own_token_with_the_local_key(seeded_url: str
     assert re.search(r"2026-fall\s+\d+\s+\d+\s+\d+", result.output)
 
 
-def test_without_the_key_the_cli_uses_ferry_token(seeded_url: str, make_app: Callable[..., App], tmp_path: Path) -> None:
+def test_without_the_key_the_cli_uses_ferry_token(
+    seeded_url: str, make_app: Callable[..., App], tmp_path: Path
+) -> None:
     app = make_app(seeded_url)
     with running(app) as srv:
         no_key = env_for(app, srv.port, FERRY_AUTH_SIGNING_KEY_FILE=str(tmp_path / "absent.key"))
         denied = CliRunner().invoke(cli, ["export", "semesters"], env=no_key)
         assert denied.exit_code == 4 and "UNAUTHENTICATED" in denied.output
-        allowed = CliRunner().invoke(cli, ["export", "semesters"], env={**no_key, "FERRY_TOKEN": token(app, "viewer")})
+        allowed = CliRunner().invoke(
+            cli, ["export", "semesters"], env={**no_key, "FERRY_TOKEN": token(app, "viewer")}
+        )
         assert allowed.exit_code == 0, allowed.output
 
 
@@ -71,8 +85,13 @@ def test_bad_config_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
 
 
 def test_unreachable_server_exits_nonzero_with_unavailable(tmp_path: Path) -> None:
-    env = {"FERRY_TARGET": "127.0.0.1:9", "FERRY_CLIENT_TIMEOUT_SECONDS": "2", "FERRY_CLIENT_MAX_ATTEMPTS": "1",
-           "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "k"), "FERRY_TOKEN": "x"}
+    env = {
+        "FERRY_TARGET": "127.0.0.1:9",
+        "FERRY_CLIENT_TIMEOUT_SECONDS": "2",
+        "FERRY_CLIENT_MAX_ATTEMPTS": "1",
+        "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "k"),
+        "FERRY_TOKEN": "x",
+    }
     result = CliRunner().invoke(cli, ["export", "semesters"], env=env)
     assert result.exit_code == 5 and "UNAVAILABLE" in result.output
 
@@ -88,8 +107,11 @@ def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: 
         "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ferry.cli.main", "serve"], env=env, cwd=tmp_path,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "ferry.cli.main", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         port = None
@@ -104,7 +126,10 @@ def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: 
         assert port, "".join(lines)
         key = read_key(tmp_path / "signing.key")
         assert key is not None
-        env2 = {"FERRY_TARGET": f"127.0.0.1:{port}", "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "signing.key")}
+        env2 = {
+            "FERRY_TARGET": f"127.0.0.1:{port}",
+            "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "signing.key"),
+        }
         listed = CliRunner().invoke(cli, ["export", "semesters"], env=env2)
         assert listed.exit_code == 0 and "no semesters yet" in listed.output
         assert TokenSigner(key)  # the server created its key on first start
@@ -119,8 +144,11 @@ def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: 
 
 @pytest.mark.parametrize("args", [["serve", "nope"]])
 def test_serve_unknown_service_names_the_known(args: list[str], tmp_path: Path) -> None:
-    env = {"FERRY_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "k"),
-           "FERRY_METRICS_ENABLED": "false"}
+    env = {
+        "FERRY_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "k"),
+        "FERRY_METRICS_ENABLED": "false",
+    }
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code != 0
     assert "unknown service 'nope'; known: export" in str(result.exception) + result.output

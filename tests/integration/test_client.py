@@ -26,7 +26,9 @@ class FlakyExport:
         self.calls: list[dict[str, Any]] = []
 
     def list_semesters(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.calls.append({"metadata": dict(context.invocation_metadata()), "remaining": context.time_remaining()})
+        self.calls.append(
+            {"metadata": dict(context.invocation_metadata()), "remaining": context.time_remaining()}
+        )
         if len(self.calls) <= self.failures:
             context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         return export_pb2.ListSemestersResponse(semesters=[export_pb2.Semester(name="2026-fall")])
@@ -53,7 +55,9 @@ def flaky() -> Iterator[tuple[FlakyExport, str]]:
     server.stop(0)
 
 
-def test_idempotent_call_is_retried_on_unavailable_with_token_and_deadline(flaky: tuple[FlakyExport, str]) -> None:
+def test_idempotent_call_is_retried_on_unavailable_with_token_and_deadline(
+    flaky: tuple[FlakyExport, str],
+) -> None:
     fake, target = flaky
     clients = Clients(ClientSettings(target=target, timeout_seconds=7), lambda: "tok")
     resp = clients.export().ListSemesters(export_pb2.ListSemestersRequest())
@@ -76,7 +80,9 @@ def test_retries_stop_at_max_attempts(flaky: tuple[FlakyExport, str]) -> None:
 
 
 def test_retry_policy_only_names_idempotent_methods() -> None:
-    config = json.loads(retry_service_config(["ferry.v1.ExportService", "grpc.health.v1.Health"], 3))
+    config = json.loads(
+        retry_service_config(["ferry.v1.ExportService", "grpc.health.v1.Health"], 3)
+    )
     (method_config,) = config["methodConfig"]
     assert {(n["service"], n["method"]) for n in method_config["name"]} == {
         ("ferry.v1.ExportService", "ListSemesters"),
@@ -86,7 +92,9 @@ def test_retry_policy_only_names_idempotent_methods() -> None:
     assert json.loads(retry_service_config(["grpc.health.v1.Health"], 3)) == {"methodConfig": []}
 
 
-def test_outgoing_deadline_never_outlives_the_call_being_served(flaky: tuple[FlakyExport, str]) -> None:
+def test_outgoing_deadline_never_outlives_the_call_being_served(
+    flaky: tuple[FlakyExport, str],
+) -> None:
     fake, target = flaky
     fake.failures = 0
     served = RpcCall(lookup("/ferry.v1.ExportService/ListSemesters"), None, {}, "peer")  # type: ignore[arg-type]

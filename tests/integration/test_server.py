@@ -75,10 +75,16 @@ def test_auth_denies_without_token_bad_token_and_weak_role(server: tuple[App, Se
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "authorization" in e.value.details()
         with pytest.raises(grpc.RpcError) as e:
-            stub.ListSemesters(export_pb2.ListSemestersRequest(), timeout=5, metadata=[("authorization", "Bearer junk")])
+            stub.ListSemesters(
+                export_pb2.ListSemestersRequest(),
+                timeout=5,
+                metadata=[("authorization", "Bearer junk")],
+            )
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
         # A viewer may list semesters but not stream a whole bundle.
-        assert stub.ListSemesters(export_pb2.ListSemestersRequest(), timeout=5, metadata=auth(app, "viewer")).semesters
+        assert stub.ListSemesters(
+            export_pb2.ListSemestersRequest(), timeout=5, metadata=auth(app, "viewer")
+        ).semesters
         with pytest.raises(grpc.RpcError) as e:
             list(stub.StreamSession(req, timeout=5, metadata=auth(app, "viewer")))
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -92,33 +98,60 @@ def metric(name: str, **labels: str) -> float:
 
 def test_metrics_count_calls_by_code_for_unary_and_streams(server: tuple[App, Server]) -> None:
     app, srv = server
-    labels = {"grpc_service": "ferry.v1.ExportService", "grpc_method": "StreamSession", "grpc_type": "server_stream"}
+    labels = {
+        "grpc_service": "ferry.v1.ExportService",
+        "grpc_method": "StreamSession",
+        "grpc_type": "server_stream",
+    }
     ok0 = metric("ferry_rpc_server_handled_total", **labels, grpc_code="OK")
     nf0 = metric("ferry_rpc_server_handled_total", **labels, grpc_code="NOT_FOUND")
     sent0 = metric("ferry_rpc_server_msg_sent_total", **labels)
     lat0 = metric("ferry_rpc_server_handling_seconds_count", **labels)
-    unary = {"grpc_service": "ferry.v1.ExportService", "grpc_method": "ListSemesters", "grpc_type": "unary"}
+    unary = {
+        "grpc_service": "ferry.v1.ExportService",
+        "grpc_method": "ListSemesters",
+        "grpc_type": "unary",
+    }
     denied0 = metric("ferry_rpc_server_handled_total", **unary, grpc_code="UNAUTHENTICATED")
     with channel(srv) as ch:
         stub = export_pb2_grpc.ExportServiceStub(ch)
-        got = list(stub.StreamSession(export_pb2.StreamSessionRequest(semester="2026-fall"), timeout=30, metadata=auth(app)))
+        got = list(
+            stub.StreamSession(
+                export_pb2.StreamSessionRequest(semester="2026-fall"),
+                timeout=30,
+                metadata=auth(app),
+            )
+        )
         with pytest.raises(grpc.RpcError):
-            list(stub.StreamSession(export_pb2.StreamSessionRequest(semester="nope"), timeout=5, metadata=auth(app)))
+            list(
+                stub.StreamSession(
+                    export_pb2.StreamSessionRequest(semester="nope"), timeout=5, metadata=auth(app)
+                )
+            )
         with pytest.raises(grpc.RpcError):
             stub.ListSemesters(export_pb2.ListSemestersRequest(), timeout=5)
     assert metric("ferry_rpc_server_handled_total", **labels, grpc_code="OK") == ok0 + 1
     assert metric("ferry_rpc_server_handled_total", **labels, grpc_code="NOT_FOUND") == nf0 + 1
     assert metric("ferry_rpc_server_msg_sent_total", **labels) == sent0 + len(got)
     assert metric("ferry_rpc_server_handling_seconds_count", **labels) == lat0 + 2
-    assert metric("ferry_rpc_server_handled_total", **unary, grpc_code="UNAUTHENTICATED") == denied0 + 1
+    assert (
+        metric("ferry_rpc_server_handled_total", **unary, grpc_code="UNAUTHENTICATED")
+        == denied0 + 1
+    )
 
 
-def test_stream_counts_equal_sql_counts_and_sha256_verifies(server: tuple[App, Server], seeded_url: str) -> None:
+def test_stream_counts_equal_sql_counts_and_sha256_verifies(
+    server: tuple[App, Server], seeded_url: str
+) -> None:
     app, srv = server
     with channel(srv) as ch:
         stub = export_pb2_grpc.ExportServiceStub(ch)
         messages = list(
-            stub.StreamSession(export_pb2.StreamSessionRequest(semester="2026-fall", batch_size=100), timeout=30, metadata=auth(app))
+            stub.StreamSession(
+                export_pb2.StreamSessionRequest(semester="2026-fall", batch_size=100),
+                timeout=30,
+                metadata=auth(app),
+            )
         )
     header = messages[0].chunk.header.metadata
     trailer = messages[-1].chunk.trailer
@@ -135,18 +168,27 @@ def test_stream_counts_equal_sql_counts_and_sha256_verifies(server: tuple[App, S
     with engine.connect() as conn:
         for e in SCHOOL.in_order():
             expected = conn.execute(count_in_scope(SCHOOL, e, "2026-fall", False)).scalar_one()
-            assert received.get(e.name, 0) == expected == trailer.counts[e.name] == header.counts[e.name], e.name
+            assert (
+                received.get(e.name, 0)
+                == expected
+                == trailer.counts[e.name]
+                == header.counts[e.name]
+            ), e.name
         # An independent check of the scope rule for one entity, written in plain SQL.
-        grades = conn.execute(sa.text(
-            "SELECT count(*) FROM grades g JOIN enrollments en ON g.enrollment_ref = en.id "
-            "JOIN courses c ON en.course_ref = c.id WHERE c.semester = '2026-fall' "
-            "AND g.deleted_at IS NULL AND en.deleted_at IS NULL AND c.deleted_at IS NULL"
-        )).scalar_one()
+        grades = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM grades g JOIN enrollments en ON g.enrollment_ref = en.id "
+                "JOIN courses c ON en.course_ref = c.id WHERE c.semester = '2026-fall' "
+                "AND g.deleted_at IS NULL AND en.deleted_at IS NULL AND c.deleted_at IS NULL"
+            )
+        ).scalar_one()
     engine.dispose()
     assert received["grades"] == grades
     assert batch_digest(iter(batches)) == trailer.sha256
     assert header.exported_by == "tester"
-    assert abs(header.exported_at.ToDatetime(dt.UTC) - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+    assert abs(header.exported_at.ToDatetime(dt.UTC) - dt.datetime.now(dt.UTC)) < dt.timedelta(
+        minutes=1
+    )
     assert all(m.ByteSize() < 1024 * 1024 for m in messages)
 
 
@@ -154,21 +196,43 @@ def test_include_deleted_sends_soft_deleted_rows(server: tuple[App, Server]) -> 
     app, srv = server
     with channel(srv) as ch:
         stub = export_pb2_grpc.ExportServiceStub(ch)
-        live = list(stub.StreamSession(export_pb2.StreamSessionRequest(semester="2026-fall"), timeout=30, metadata=auth(app)))
-        every = list(stub.StreamSession(export_pb2.StreamSessionRequest(semester="2026-fall", include_deleted=True), timeout=30, metadata=auth(app)))
+        live = list(
+            stub.StreamSession(
+                export_pb2.StreamSessionRequest(semester="2026-fall"),
+                timeout=30,
+                metadata=auth(app),
+            )
+        )
+        every = list(
+            stub.StreamSession(
+                export_pb2.StreamSessionRequest(semester="2026-fall", include_deleted=True),
+                timeout=30,
+                metadata=auth(app),
+            )
+        )
     assert every[-1].chunk.trailer.total_records > live[-1].chunk.trailer.total_records
     deleted = [
-        r for m in every[1:-1] for f, recs in m.chunk.records.ListFields() for r in recs if r.HasField("deleted_at")
+        r
+        for m in every[1:-1]
+        for f, recs in m.chunk.records.ListFields()
+        for r in recs
+        if r.HasField("deleted_at")
     ]
     assert deleted and every[0].chunk.header.metadata.include_deleted
 
 
-def test_invalid_argument_carries_the_field_as_bad_request_detail(server: tuple[App, Server]) -> None:
+def test_invalid_argument_carries_the_field_as_bad_request_detail(
+    server: tuple[App, Server],
+) -> None:
     app, srv = server
     with channel(srv) as ch, pytest.raises(grpc.RpcError) as e:
-        list(export_pb2_grpc.ExportServiceStub(ch).StreamSession(
-            export_pb2.StreamSessionRequest(semester="2026-fall", batch_size=99_999), timeout=5, metadata=auth(app)
-        ))
+        list(
+            export_pb2_grpc.ExportServiceStub(ch).StreamSession(
+                export_pb2.StreamSessionRequest(semester="2026-fall", batch_size=99_999),
+                timeout=5,
+                metadata=auth(app),
+            )
+        )
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     status = rpc_status.from_call(e.value)
     assert status is not None
@@ -177,37 +241,65 @@ def test_invalid_argument_carries_the_field_as_bad_request_detail(server: tuple[
     assert detail.field_violations[0].field == "batch_size"
 
 
-def test_default_deadline_applies_to_calls_without_one(seeded_url: str, make_app: Callable[..., App]) -> None:
-    app = make_app(seeded_url, FERRY_SERVER_DEFAULT_TIMEOUT_SECONDS="0.000001", FERRY_SERVER_SERVICES="[{name: export}]")
+def test_default_deadline_applies_to_calls_without_one(
+    seeded_url: str, make_app: Callable[..., App]
+) -> None:
+    app = make_app(
+        seeded_url,
+        FERRY_SERVER_DEFAULT_TIMEOUT_SECONDS="0.000001",
+        FERRY_SERVER_SERVICES="[{name: export}]",
+    )
     with running(app) as srv, channel(srv) as ch:
         stub = export_pb2_grpc.ExportServiceStub(ch)
         with pytest.raises(grpc.RpcError) as e:
-            list(stub.StreamSession(export_pb2.StreamSessionRequest(semester="2026-fall"), metadata=auth(app)))
+            list(
+                stub.StreamSession(
+                    export_pb2.StreamSessionRequest(semester="2026-fall"), metadata=auth(app)
+                )
+            )
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         # A client's own deadline wins over the default.
-        assert list(stub.StreamSession(export_pb2.StreamSessionRequest(semester="2026-fall"), timeout=30, metadata=auth(app)))
+        assert list(
+            stub.StreamSession(
+                export_pb2.StreamSessionRequest(semester="2026-fall"),
+                timeout=30,
+                metadata=auth(app),
+            )
+        )
 
 
-def test_unknown_service_or_filter_fails_start_naming_known(seeded_url: str, make_app: Callable[..., App]) -> None:
+def test_unknown_service_or_filter_fails_start_naming_known(
+    seeded_url: str, make_app: Callable[..., App]
+) -> None:
     from ferry.plugins import PluginError
 
     app = make_app(seeded_url)
     with pytest.raises(PluginError, match="unknown service 'exprot'; known: export"):
         Server(app, ["exprot"])
     bad = make_app(seeded_url, FERRY_SERVER_FILTERS="[logging, nope]")
-    with pytest.raises(PluginError, match="unknown filters plugin 'nope'; known: auth, deadline, logging, metrics"):
+    with pytest.raises(
+        PluginError, match="unknown filters plugin 'nope'; known: auth, deadline, logging, metrics"
+    ):
         Server(bad)
 
 
-def test_graceful_stop_turns_health_not_serving_and_finishes(seeded_url: str, make_app: Callable[..., App]) -> None:
+def test_graceful_stop_turns_health_not_serving_and_finishes(
+    seeded_url: str, make_app: Callable[..., App]
+) -> None:
     app = make_app(seeded_url)
     srv = Server(app)
     srv.start()
     ch = channel(srv)
     health = health_pb2_grpc.HealthStub(ch)
-    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     srv.health.enter_graceful_shutdown()
-    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        == health_pb2.HealthCheckResponse.NOT_SERVING
+    )
     srv.stop(grace=1, deregister_wait=0)
     with pytest.raises(grpc.RpcError) as e:
         health.Check(health_pb2.HealthCheckRequest(), timeout=2)

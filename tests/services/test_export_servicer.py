@@ -21,10 +21,14 @@ SERVICE = export_pb2.DESCRIPTOR.services_by_name["ExportService"]
 @pytest.fixture
 def server(seeded_url: str, make_app: Callable[..., App]) -> Any:
     app = make_app(seeded_url)
-    return grpc_testing.server_from_dictionary({SERVICE: ExportService(app)}, grpc_testing.strict_real_time())
+    return grpc_testing.server_from_dictionary(
+        {SERVICE: ExportService(app)}, grpc_testing.strict_real_time()
+    )
 
 
-def stream(server: Any, request: export_pb2.StreamSessionRequest) -> tuple[list[Any], grpc.StatusCode, str]:
+def stream(
+    server: Any, request: export_pb2.StreamSessionRequest
+) -> tuple[list[Any], grpc.StatusCode, str]:
     rpc = server.invoke_unary_stream(SERVICE.methods_by_name["StreamSession"], (), request, None)
     out = []
     while True:
@@ -47,7 +51,9 @@ def test_list_semesters_newest_first_with_counts(server: Any, seeded_url: str) -
     engine = sa.create_engine(seeded_url)
     with engine.connect() as conn:
         courses = conn.execute(
-            sa.text("SELECT count(*) FROM courses WHERE semester = '2026-fall' AND deleted_at IS NULL")
+            sa.text(
+                "SELECT count(*) FROM courses WHERE semester = '2026-fall' AND deleted_at IS NULL"
+            )
         ).scalar_one()
     engine.dispose()
     assert response.semesters[0].course_count == courses
@@ -55,13 +61,17 @@ def test_list_semesters_newest_first_with_counts(server: Any, seeded_url: str) -
 
 
 def test_stream_session_sends_header_batches_trailer(server: Any) -> None:
-    messages, code, _ = stream(server, export_pb2.StreamSessionRequest(semester="2025-fall", batch_size=50))
+    messages, code, _ = stream(
+        server, export_pb2.StreamSessionRequest(semester="2025-fall", batch_size=50)
+    )
     assert code == grpc.StatusCode.OK
     kinds = [m.chunk.WhichOneof("chunk") for m in messages]
     assert kinds[0] == "header" and kinds[-1] == "trailer"
     assert set(kinds[1:-1]) == {"records"}
     header, trailer = messages[0].chunk.header.metadata, messages[-1].chunk.trailer
-    assert header.semester == "2025-fall" and header.format_version == 1 and header.dataset == "school"
+    assert (
+        header.semester == "2025-fall" and header.format_version == 1 and header.dataset == "school"
+    )
     assert dict(header.counts) == dict(trailer.counts)
     assert trailer.total_records == sum(trailer.counts.values()) > 0
     batches = [m.chunk.records for m in messages[1:-1]]

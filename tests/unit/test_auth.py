@@ -16,7 +16,9 @@ def test_roles_are_ordered_admin_operator_viewer() -> None:
 
 def test_token_round_trip_carries_subject_and_role() -> None:
     signer = TokenSigner(b"k" * 32)
-    p = signer.verify(signer.issue("cron:nightly", options_pb2.ROLE_OPERATOR, dt.timedelta(minutes=5)))
+    p = signer.verify(
+        signer.issue("cron:nightly", options_pb2.ROLE_OPERATOR, dt.timedelta(minutes=5))
+    )
     assert (p.subject, p.role) == ("cron:nightly", options_pb2.ROLE_OPERATOR)
 
 

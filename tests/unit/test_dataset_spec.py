@@ -21,7 +21,9 @@ def test_self_references_are_late_bound() -> None:
 
 
 def entity(name: str, refs: tuple[Reference, ...]) -> Entity:
-    return Entity(name, m.Course, pb.Course, ("code",), (Field("code"),), refs, (Scope(column="code"),))
+    return Entity(
+        name, m.Course, pb.Course, ("code",), (Field("code"),), refs, (Scope(column="code"),)
+    )
 
 
 def test_cycle_through_nullable_links_is_cut_and_marked_late() -> None:

@@ -13,7 +13,9 @@ def test_migrated_schema_matches_models(empty_url: str) -> None:
     try:
         assert migrate.current(engine) == migrate.head()
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
         assert diff == []
     finally:
         engine.dispose()

@@ -15,7 +15,9 @@ def test_builtin_plugins_are_entry_points() -> None:
 
 
 def test_unknown_plugin_names_the_known_ones() -> None:
-    with pytest.raises(plugins.PluginError, match=r"unknown filters plugin 'logg'; known: .*auth.*logging"):
+    with pytest.raises(
+        plugins.PluginError, match=r"unknown filters plugin 'logg'; known: .*auth.*logging"
+    ):
         plugins.load("ferry.filters", "logg")
 
 

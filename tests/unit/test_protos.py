@@ -8,7 +8,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "protos.py"), str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "protos.py"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     fresh = {p.name: p.read_text() for p in (tmp_path / "ferry" / "v1").iterdir() if p.is_file()}
     committed = {
         p.name: p.read_text()

@@ -25,7 +25,9 @@ def test_none_stays_unset() -> None:
 
 
 @given(st.text(), st.one_of(st.none(), st.text()), st.floats(allow_nan=False))
-def test_row_writer_copies_values_and_leaves_nulls_unset(code: str, note: str | None, score: float) -> None:
+def test_row_writer_copies_values_and_leaves_nulls_unset(
+    code: str, note: str | None, score: float
+) -> None:
     write = row_writer(
         [
             Column("student_id", Kind.STR, False),
@@ -40,7 +42,10 @@ def test_row_writer_copies_values_and_leaves_nulls_unset(code: str, note: str | 
     )
     batch = pb.RecordBatch()
     when = dt.datetime(2026, 9, 1, 8, 30, tzinfo=dt.UTC)
-    n = write(batch.daily_performance, [(code, "C1", dt.date(2026, 9, 1), "focus", score, note, when, None)])
+    n = write(
+        batch.daily_performance,
+        [(code, "C1", dt.date(2026, 9, 1), "focus", score, note, when, None)],
+    )
     assert n == 1
     rec = batch.daily_performance[0]
     assert (rec.student_id, rec.date, rec.score) == (code, "2026-09-01", score)

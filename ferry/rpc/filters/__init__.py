@@ -22,7 +22,9 @@ from ferry.rpc.methods import MethodInfo, lookup
 
 log = logging.getLogger("ferry.rpc")
 
-_current: contextvars.ContextVar[RpcCall | None] = contextvars.ContextVar("ferry_call", default=None)
+_current: contextvars.ContextVar[RpcCall | None] = contextvars.ContextVar(
+    "ferry_call", default=None
+)
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Filter:
         return None
 
 
-class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc]
+class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
     """The one interceptor: runs each service's filter list around its handlers."""
 
     def __init__(self, default: Sequence[Filter], per_service: Mapping[str, Sequence[Filter]]):
@@ -80,21 +82,25 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(info, filters, handler.unary_unary),
-                handler.request_deserializer, handler.response_serializer,
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 self._unary(info, filters, handler.stream_unary),
-                handler.request_deserializer, handler.response_serializer,
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(info, filters, handler.unary_stream),
-                handler.request_deserializer, handler.response_serializer,
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
             self._stream(info, filters, handler.stream_stream),
-            handler.request_deserializer, handler.response_serializer,
+            handler.request_deserializer,
+            handler.response_serializer,
         )
 
     def _unary(self, info: MethodInfo, filters: list[Filter], behavior: Any) -> Any:
@@ -117,8 +123,7 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc]
                     context.abort(code, details)  # never a stack trace or SQL to the caller
                 raise
             finally:
-                if code == grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
-                    code = context.code()
+                code = status_of(context) or code if code == grpc.StatusCode.OK else code
                 for f in reversed(started):
                     _finish(f, call, code, details)
                 _current.reset(token)
@@ -156,8 +161,7 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc]
                 close = getattr(responses, "close", None)
                 if close is not None:
                     close()  # release the servicer's cursors now, not at garbage collection
-                if code == grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
-                    code = context.code()
+                code = status_of(context) or code if code == grpc.StatusCode.OK else code
                 for f in reversed(started):
                     _finish(f, call, code, details)
                 _current.reset(token)
@@ -165,16 +169,24 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc]
         return run
 
 
+def status_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    """The code a handler set or aborted with (None while none was set)."""
+    code: grpc.StatusCode | None = context.code()  # type: ignore[attr-defined]
+    return code
+
+
 def _new_call(info: MethodInfo, context: grpc.ServicerContext) -> RpcCall:
     metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
     return RpcCall(info, context, metadata, context.peer())
 
 
-def _failure(context: grpc.ServicerContext, e: Exception, info: MethodInfo) -> tuple[grpc.StatusCode, str]:
+def _failure(
+    context: grpc.ServicerContext, e: Exception, info: MethodInfo
+) -> tuple[grpc.StatusCode, str]:
     """The status of a call that raised: what abort set, else an unexpected error."""
-    code = context.code()
+    code = status_of(context)
     if code is not None and code != grpc.StatusCode.OK:
-        return code, str(context.details() or "")
+        return code, str(context.details() or "")  # type: ignore[attr-defined]
     log.error("unexpected error in %s", info.full_name, exc_info=e)
     return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
 

@@ -18,14 +18,34 @@ LABELS = ("grpc_service", "grpc_method", "grpc_type")
 
 STARTED = Counter("ferry_rpc_server_started_total", "RPCs started on the server.", LABELS)
 HANDLED = Counter(
-    "ferry_rpc_server_handled_total", "RPCs completed on the server, by status code.",
+    "ferry_rpc_server_handled_total",
+    "RPCs completed on the server, by status code.",
     (*LABELS, "grpc_code"),
 )
 LATENCY = Histogram(
     "ferry_rpc_server_handling_seconds",
     "Time from the start of an RPC to its end (whole stream for streaming RPCs).",
     LABELS,
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    buckets=(
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+        30,
+        60,
+        300,
+        900,
+        3600,
+    ),
 )
 SENT = Counter("ferry_rpc_server_msg_sent_total", "Messages sent on server streams.", LABELS)
 
