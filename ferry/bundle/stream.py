@@ -49,6 +49,8 @@ def snapshot(engine: Engine) -> Connection:
             isolation_level="REPEATABLE READ", postgresql_readonly=True
         )
         conn.begin()
+        # Every row will be read: plan for the whole result, not for the first 10%.
+        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
         return conn
     conn = engine.connect()
     if engine.dialect.name == "sqlite":

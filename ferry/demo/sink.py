@@ -57,6 +57,8 @@ class PostgresSink:
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) "
                     f"FROM {table} HAVING max(id) IS NOT NULL"
                 )
+                # Fresh statistics, or the planner takes a million-row table for empty.
+                cur.execute(f"ANALYZE {table}")
 
 
 # SQLAlchemy's SQLite DateTime/Date storage formats: anything else would not compare or
@@ -91,4 +93,5 @@ class SqliteSink:
         self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def finish(self) -> None:
-        """Nothing to do: SQLite continues rowids after the largest one."""
+        """Fresh planner statistics (SQLite continues rowids after the largest one)."""
+        self._conn.execute("ANALYZE")

@@ -1,0 +1,1 @@
+"""Benchmarks: Ferry beside a raw baseline measured in the same run (see README)."""
