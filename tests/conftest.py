@@ -31,6 +31,32 @@ PG_ADMIN = os.environ.get("FERRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+REDIS = (os.environ.get("FERRY_TEST_REDIS_HOST", "127.0.0.1"), 6379)
+
+
+def _redis_reachable() -> str:
+    """'' when Redis answers PING, else why not (a raw RESP exchange; no client needed)."""
+    import socket
+
+    try:
+        with socket.create_connection(REDIS, timeout=3) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError as e:
+        return str(e)
+    return "" if reply.startswith(b"+PONG") else f"unexpected reply {reply!r}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI=true the machine's PostgreSQL and Redis must be up: fail, never skip."""
+    if not IN_CI:
+        return
+    problems = [f"PostgreSQL at {PG_ADMIN}: {err}" for err in [_pg_reachable()] if err]
+    problems += [f"Redis at {REDIS[0]}:{REDIS[1]}: {err}" for err in [_redis_reachable()] if err]
+    if problems:
+        pytest.exit("CI=true but services are down: " + "; ".join(problems), returncode=3)
+
+
 def _pg_reachable() -> str:
     try:
         with psycopg.connect(PG_ADMIN, connect_timeout=3):

@@ -11,8 +11,9 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
 
-from ferry.errors import FerryError
+from ferry.errors import FerryError, Unavailable
 
 log = logging.getLogger("ferry.rpc")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +51,8 @@ def handles_errors(method: F) -> F:
                 yield from method(self, request, context)
             except FerryError as e:
                 abort(context, e)
+            except sa_exc.OperationalError as e:
+                abort(context, _database_down(e))
 
         return stream  # type: ignore[return-value]
 
@@ -59,5 +62,14 @@ def handles_errors(method: F) -> F:
             return method(self, request, context)
         except FerryError as e:
             abort(context, e)
+        except sa_exc.OperationalError as e:
+            abort(context, _database_down(e))
 
     return unary  # type: ignore[return-value]
+
+
+def _database_down(e: sa_exc.OperationalError) -> Unavailable:
+    """A lost or refused database connection is UNAVAILABLE (callers may retry); the SQL
+    and driver text stay in the server log."""
+    log.warning("database unavailable: %s", e.orig, extra={"event": "database_unavailable"})
+    return Unavailable("the database is unavailable; try again shortly")

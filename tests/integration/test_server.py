@@ -305,3 +305,53 @@ def test_graceful_stop_turns_health_not_serving_and_finishes(
         health.Check(health_pb2.HealthCheckRequest(), timeout=2)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     ch.close()
+
+
+def test_lost_database_is_unavailable_without_sql_in_the_message(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+    with running(app) as srv, channel(srv) as ch, pytest.raises(grpc.RpcError) as e:
+        export_pb2_grpc.ExportServiceStub(ch).ListSemesters(
+            export_pb2.ListSemestersRequest(), timeout=10, metadata=auth(app)
+        )
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert e.value.details() == "the database is unavailable; try again shortly"
+
+
+def test_each_rpc_logs_one_structured_line(
+    server: tuple[App, Server], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, srv = server
+    with caplog.at_level("INFO", logger="ferry.rpc.access"), channel(srv) as ch:
+        stub = export_pb2_grpc.ExportServiceStub(ch)
+        stub.ListSemesters(
+            export_pb2.ListSemestersRequest(), timeout=5, metadata=auth(app, "viewer")
+        )
+        with pytest.raises(grpc.RpcError):
+            stub.ListSemesters(export_pb2.ListSemestersRequest(), timeout=5)
+    lines = [r for r in caplog.records if getattr(r, "event", "") == "rpc"]
+    assert [(r.method, r.code, r.caller) for r in lines] == [  # type: ignore[attr-defined]
+        ("/ferry.v1.ExportService/ListSemesters", "OK", "tester"),
+        ("/ferry.v1.ExportService/ListSemesters", "UNAUTHENTICATED", "-"),
+    ]
+    assert all(r.duration_ms >= 0 and r.peer for r in lines)  # type: ignore[attr-defined]
+
+
+def test_metrics_endpoint_serves_prometheus_text(server: tuple[App, Server]) -> None:
+    import urllib.request
+
+    from ferry.rpc.metrics_http import serve_metrics
+
+    app, srv = server
+    http, port = serve_metrics("127.0.0.1", 0)
+    try:
+        with channel(srv) as ch:
+            export_pb2_grpc.ExportServiceStub(ch).ListSemesters(
+                export_pb2.ListSemestersRequest(), timeout=5, metadata=auth(app)
+            )
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        http.shutdown()
+    assert 'ferry_rpc_server_handled_total{grpc_code="OK",grpc_method="ListSemesters"' in body
+    assert "ferry_rpc_server_handling_seconds_bucket" in body

@@ -21,7 +21,10 @@ class LoggingFilter(Filter):
         self.app = app
 
     def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
-        level = logging.INFO if code in _QUIET else logging.WARNING
+        if call.method.min_role == 0 and code == grpc.StatusCode.OK:
+            level = logging.DEBUG  # health probes every few seconds would drown the log
+        else:
+            level = logging.INFO if code in _QUIET else logging.WARNING
         log.log(
             level,
             "rpc %s %s",
