@@ -9,9 +9,9 @@ import click
 
 from ferry import logs
 from ferry.auth import parse_role
-from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, table
+from ferry.cli import export as export_commands
+from ferry.cli.common import load_app, parse_duration, table
 from ferry.db import migrate
-from ferry.v1 import export_pb2
 
 
 @click.group()
@@ -34,7 +34,7 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
     s = app.settings
     logs.setup(s.log.level, s.log.format)
     engine = app.engine
-    if migrate.current(engine) != migrate.head():
+    if not migrate.is_current(engine):
         if engine.dialect.name == "sqlite" and s.database.auto_migrate:
             migrate.upgrade(engine)
         else:
@@ -60,7 +60,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="heads", show_default=True)
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Migrate the database schema (to the newest revision by default)."""
@@ -92,7 +92,7 @@ def demo_seed(ctx: click.Context, scale: str, seed_: int, if_empty: bool) -> Non
     from ferry.demo.seed import Scale, SeedError, is_empty, seed
 
     app = load_app(ctx)
-    if migrate.current(app.engine) != migrate.head():
+    if not migrate.is_current(app.engine):
         migrate.upgrade(app.engine)
     if if_empty and not is_empty(app.engine):
         click.echo("database already has data; not seeding")
@@ -123,25 +123,8 @@ def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
     click.echo(app.signer().issue(subject or role, parse_role(role), dt.timedelta(seconds=seconds)))
 
 
-@cli.group()
-def export() -> None:
-    """Get data out (talks gRPC to the export service)."""
-
-
-@export.command("semesters")
-@click.pass_context
-def export_semesters(ctx: click.Context) -> None:
-    """List semesters with their course, student and enrollment counts."""
-    app = load_app(ctx)
-    with rpc_errors():
-        resp = clients(app).export().ListSemesters(export_pb2.ListSemestersRequest())
-    if not resp.semesters:
-        click.echo("no semesters yet (try `ferry demo seed`)")
-        return
-    table(
-        [[s.name, s.course_count, s.student_count, s.enrollment_count] for s in resp.semesters],
-        ["semester", "courses", "students", "enrollments"],
-    )
+# Verb groups that talk gRPC to the services live in their own modules.
+cli.add_command(export_commands.export)
 
 
 def main() -> None:

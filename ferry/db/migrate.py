@@ -19,7 +19,7 @@ def _config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the database schema to `revision` (default: the newest)."""
     cfg = _config()
     with engine.begin() as conn:
@@ -36,11 +36,18 @@ def revision(engine: Engine, message: str) -> None:
 
 
 def current(engine: Engine) -> str | None:
-    """The revision the database is at, or None when it was never migrated."""
+    """The revision(s) the database is at, comma-separated, or None when never migrated."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head() -> str | None:
-    """The newest revision this code knows."""
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    """The newest revision(s) this code knows, comma-separated."""
+    heads = ScriptDirectory.from_config(_config()).get_heads()
+    return ",".join(sorted(heads)) or None
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the database schema is what this code expects."""
+    return current(engine) == head()

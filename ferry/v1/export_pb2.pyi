@@ -8,7 +8,9 @@ import collections.abc
 import ferry.v1.bundle_pb2
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
+import google.protobuf.timestamp_pb2
 import sys
 import typing
 
@@ -18,6 +20,30 @@ else:
     import typing_extensions
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _ExportJobStatus:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _ExportJobStatusEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_ExportJobStatus.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    EXPORT_JOB_STATUS_UNSPECIFIED: _ExportJobStatus.ValueType  # 0
+    EXPORT_JOB_STATUS_PENDING: _ExportJobStatus.ValueType  # 1
+    EXPORT_JOB_STATUS_RUNNING: _ExportJobStatus.ValueType  # 2
+    EXPORT_JOB_STATUS_COMPLETED: _ExportJobStatus.ValueType  # 3
+    EXPORT_JOB_STATUS_FAILED: _ExportJobStatus.ValueType  # 4
+    EXPORT_JOB_STATUS_CANCELLED: _ExportJobStatus.ValueType  # 5
+
+class ExportJobStatus(_ExportJobStatus, metaclass=_ExportJobStatusEnumTypeWrapper):
+    """Status of an entity export job."""
+
+EXPORT_JOB_STATUS_UNSPECIFIED: ExportJobStatus.ValueType  # 0
+EXPORT_JOB_STATUS_PENDING: ExportJobStatus.ValueType  # 1
+EXPORT_JOB_STATUS_RUNNING: ExportJobStatus.ValueType  # 2
+EXPORT_JOB_STATUS_COMPLETED: ExportJobStatus.ValueType  # 3
+EXPORT_JOB_STATUS_FAILED: ExportJobStatus.ValueType  # 4
+EXPORT_JOB_STATUS_CANCELLED: ExportJobStatus.ValueType  # 5
+Global___ExportJobStatus: typing_extensions.TypeAlias = ExportJobStatus
 
 @typing.final
 class ListSemestersRequest(google.protobuf.message.Message):
@@ -86,6 +112,7 @@ class StreamSessionRequest(google.protobuf.message.Message):
     INCLUDE_DELETED_FIELD_NUMBER: builtins.int
     BATCH_SIZE_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: builtins.int
     semester: builtins.str
     """Required, e.g. "2026-fall"."""
     include_deleted: builtins.bool
@@ -94,6 +121,12 @@ class StreamSessionRequest(google.protobuf.message.Message):
     """Records per batch; 0 means the server's default. At most 10000."""
     dataset: builtins.str
     """The dataset to export; empty means "school"."""
+    @property
+    def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Only records changed (or deleted) since this instant: a delta bundle. Deleted
+        records are included so the receiver can apply the deletions.
+        """
+
     def __init__(
         self,
         *,
@@ -101,8 +134,10 @@ class StreamSessionRequest(google.protobuf.message.Message):
         include_deleted: builtins.bool = ...,
         batch_size: builtins.int = ...,
         dataset: builtins.str = ...,
+        updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["batch_size", b"batch_size", "dataset", b"dataset", "include_deleted", b"include_deleted", "semester", b"semester"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["updated_since", b"updated_since"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["batch_size", b"batch_size", "dataset", b"dataset", "include_deleted", b"include_deleted", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
 
 Global___StreamSessionRequest: typing_extensions.TypeAlias = StreamSessionRequest
 
@@ -122,3 +157,551 @@ class StreamSessionResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
 
 Global___StreamSessionResponse: typing_extensions.TypeAlias = StreamSessionResponse
+
+@typing.final
+class DownloadSessionRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SEMESTER_FIELD_NUMBER: builtins.int
+    BUNDLE_FORMAT_FIELD_NUMBER: builtins.int
+    INCLUDE_DELETED_FIELD_NUMBER: builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: builtins.int
+    DATASET_FIELD_NUMBER: builtins.int
+    semester: builtins.str
+    """Required, e.g. "2026-fall"."""
+    bundle_format: builtins.str
+    """json (default) | jsonl | xlsx | tar.gz, or another installed bundle format."""
+    include_deleted: builtins.bool
+    dataset: builtins.str
+    """Empty means "school"."""
+    @property
+    def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """A delta bundle: records changed or deleted since this instant."""
+
+    def __init__(
+        self,
+        *,
+        semester: builtins.str = ...,
+        bundle_format: builtins.str = ...,
+        include_deleted: builtins.bool = ...,
+        updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        dataset: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["updated_since", b"updated_since"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bundle_format", b"bundle_format", "dataset", b"dataset", "include_deleted", b"include_deleted", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
+
+Global___DownloadSessionRequest: typing_extensions.TypeAlias = DownloadSessionRequest
+
+@typing.final
+class DownloadSessionResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: builtins.int
+    @property
+    def chunk(self) -> ferry.v1.bundle_pb2.FileChunk: ...
+    def __init__(
+        self,
+        *,
+        chunk: ferry.v1.bundle_pb2.FileChunk | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["chunk", b"chunk"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
+
+Global___DownloadSessionResponse: typing_extensions.TypeAlias = DownloadSessionResponse
+
+@typing.final
+class ExportFilters(google.protobuf.message.Message):
+    """Which records an entity export holds. Empty fields do not filter."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: builtins.int
+    SEARCH_FIELD_NUMBER: builtins.int
+    SEMESTER_FIELD_NUMBER: builtins.int
+    COURSE_CODE_FIELD_NUMBER: builtins.int
+    DATE_FROM_FIELD_NUMBER: builtins.int
+    DATE_TO_FIELD_NUMBER: builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: builtins.int
+    status: builtins.str
+    """The record's status column (e.g. active, enrolled, present)."""
+    search: builtins.str
+    """Case-insensitive text searched in the entity's text fields."""
+    semester: builtins.str
+    course_code: builtins.str
+    date_from: builtins.str
+    """YYYY-MM-DD, inclusive, on the entity's date field."""
+    date_to: builtins.str
+    @property
+    def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status: builtins.str = ...,
+        search: builtins.str = ...,
+        semester: builtins.str = ...,
+        course_code: builtins.str = ...,
+        date_from: builtins.str = ...,
+        date_to: builtins.str = ...,
+        updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["updated_since", b"updated_since"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["course_code", b"course_code", "date_from", b"date_from", "date_to", b"date_to", "search", b"search", "semester", b"semester", "status", b"status", "updated_since", b"updated_since"]) -> None: ...
+
+Global___ExportFilters: typing_extensions.TypeAlias = ExportFilters
+
+@typing.final
+class StartExportRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    EXPORT_TYPE_FIELD_NUMBER: builtins.int
+    FORMAT_FIELD_NUMBER: builtins.int
+    FILTERS_FIELD_NUMBER: builtins.int
+    FIELDS_FIELD_NUMBER: builtins.int
+    LIMIT_FIELD_NUMBER: builtins.int
+    NOTIFY_FIELD_NUMBER: builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
+    INCLUDE_DELETED_FIELD_NUMBER: builtins.int
+    export_type: builtins.str
+    """students | courses | enrollments | grades | attendance | daily_performance | highlights"""
+    format: builtins.str
+    """csv | xlsx | pdf | json, or another installed format."""
+    limit: builtins.int
+    """At most this many rows; 0 means the configured maximum (default 1,000,000)."""
+    idempotency_key: builtins.str
+    """The same key returns the same job instead of starting another."""
+    include_deleted: builtins.bool
+    @property
+    def filters(self) -> Global___ExportFilters: ...
+    @property
+    def fields(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Columns to export, in this order; empty means all."""
+
+    @property
+    def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Who to tell when the job ends (addresses for the notify service)."""
+
+    def __init__(
+        self,
+        *,
+        export_type: builtins.str = ...,
+        format: builtins.str = ...,
+        filters: Global___ExportFilters | None = ...,
+        fields: collections.abc.Iterable[builtins.str] | None = ...,
+        limit: builtins.int = ...,
+        notify: collections.abc.Iterable[builtins.str] | None = ...,
+        idempotency_key: builtins.str = ...,
+        include_deleted: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["filters", b"filters"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["export_type", b"export_type", "fields", b"fields", "filters", b"filters", "format", b"format", "idempotency_key", b"idempotency_key", "include_deleted", b"include_deleted", "limit", b"limit", "notify", b"notify"]) -> None: ...
+
+Global___StartExportRequest: typing_extensions.TypeAlias = StartExportRequest
+
+@typing.final
+class StartExportResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: builtins.int
+    CREATED_FIELD_NUMBER: builtins.int
+    created: builtins.bool
+    """False when an earlier job with the same idempotency_key was returned."""
+    @property
+    def job(self) -> Global___ExportJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+        created: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["job", b"job"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created", b"created", "job", b"job"]) -> None: ...
+
+Global___StartExportResponse: typing_extensions.TypeAlias = StartExportResponse
+
+@typing.final
+class ExportJob(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    EXPORT_TYPE_FIELD_NUMBER: builtins.int
+    FORMAT_FIELD_NUMBER: builtins.int
+    FILTERS_FIELD_NUMBER: builtins.int
+    FIELDS_FIELD_NUMBER: builtins.int
+    LIMIT_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    PROGRESS_PERCENT_FIELD_NUMBER: builtins.int
+    TOTAL_RECORDS_FIELD_NUMBER: builtins.int
+    PROCESSED_RECORDS_FIELD_NUMBER: builtins.int
+    FILE_SIZE_BYTES_FIELD_NUMBER: builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: builtins.int
+    RECORDS_PER_SECOND_FIELD_NUMBER: builtins.int
+    SHA256_FIELD_NUMBER: builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: builtins.int
+    REQUESTED_BY_FIELD_NUMBER: builtins.int
+    FILENAME_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    STARTED_AT_FIELD_NUMBER: builtins.int
+    FINISHED_AT_FIELD_NUMBER: builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
+    NOTIFY_FIELD_NUMBER: builtins.int
+    INCLUDE_DELETED_FIELD_NUMBER: builtins.int
+    id: builtins.str
+    export_type: builtins.str
+    format: builtins.str
+    limit: builtins.int
+    status: Global___ExportJobStatus.ValueType
+    progress_percent: builtins.int
+    total_records: builtins.int
+    processed_records: builtins.int
+    file_size_bytes: builtins.int
+    duration_seconds: builtins.float
+    records_per_second: builtins.float
+    sha256: builtins.str
+    """Hex sha256 of the finished file."""
+    error_message: builtins.str
+    requested_by: builtins.str
+    """The subject of the token that started the job."""
+    filename: builtins.str
+    idempotency_key: builtins.str
+    include_deleted: builtins.bool
+    @property
+    def filters(self) -> Global___ExportFilters: ...
+    @property
+    def fields(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def started_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def finished_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: builtins.str = ...,
+        export_type: builtins.str = ...,
+        format: builtins.str = ...,
+        filters: Global___ExportFilters | None = ...,
+        fields: collections.abc.Iterable[builtins.str] | None = ...,
+        limit: builtins.int = ...,
+        status: Global___ExportJobStatus.ValueType = ...,
+        progress_percent: builtins.int = ...,
+        total_records: builtins.int = ...,
+        processed_records: builtins.int = ...,
+        file_size_bytes: builtins.int = ...,
+        duration_seconds: builtins.float = ...,
+        records_per_second: builtins.float = ...,
+        sha256: builtins.str = ...,
+        error_message: builtins.str = ...,
+        requested_by: builtins.str = ...,
+        filename: builtins.str = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        started_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        finished_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: builtins.str = ...,
+        notify: collections.abc.Iterable[builtins.str] | None = ...,
+        include_deleted: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "filters", b"filters", "finished_at", b"finished_at", "started_at", b"started_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "duration_seconds", b"duration_seconds", "error_message", b"error_message", "export_type", b"export_type", "fields", b"fields", "file_size_bytes", b"file_size_bytes", "filename", b"filename", "filters", b"filters", "finished_at", b"finished_at", "format", b"format", "id", b"id", "idempotency_key", b"idempotency_key", "include_deleted", b"include_deleted", "limit", b"limit", "notify", b"notify", "processed_records", b"processed_records", "progress_percent", b"progress_percent", "records_per_second", b"records_per_second", "requested_by", b"requested_by", "sha256", b"sha256", "started_at", b"started_at", "status", b"status", "total_records", b"total_records"]) -> None: ...
+
+Global___ExportJob: typing_extensions.TypeAlias = ExportJob
+
+@typing.final
+class GetExportJobRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: builtins.int
+    job_id: builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id"]) -> None: ...
+
+Global___GetExportJobRequest: typing_extensions.TypeAlias = GetExportJobRequest
+
+@typing.final
+class GetExportJobResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: builtins.int
+    @property
+    def job(self) -> Global___ExportJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["job", b"job"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["job", b"job"]) -> None: ...
+
+Global___GetExportJobResponse: typing_extensions.TypeAlias = GetExportJobResponse
+
+@typing.final
+class ListExportJobsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    EXPORT_TYPE_FIELD_NUMBER: builtins.int
+    REQUESTED_BY_FIELD_NUMBER: builtins.int
+    page_size: builtins.int
+    """1..200; 0 means 50."""
+    page_token: builtins.str
+    """From a previous response's next_page_token."""
+    status: Global___ExportJobStatus.ValueType
+    """Filters; empty/unspecified does not filter."""
+    export_type: builtins.str
+    requested_by: builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
+        status: Global___ExportJobStatus.ValueType = ...,
+        export_type: builtins.str = ...,
+        requested_by: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["export_type", b"export_type", "page_size", b"page_size", "page_token", b"page_token", "requested_by", b"requested_by", "status", b"status"]) -> None: ...
+
+Global___ListExportJobsRequest: typing_extensions.TypeAlias = ListExportJobsRequest
+
+@typing.final
+class ListExportJobsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    """Empty on the last page."""
+    total_size: builtins.int
+    @property
+    def jobs(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ExportJob]: ...
+    def __init__(
+        self,
+        *,
+        jobs: collections.abc.Iterable[Global___ExportJob] | None = ...,
+        next_page_token: builtins.str = ...,
+        total_size: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token", "total_size", b"total_size"]) -> None: ...
+
+Global___ListExportJobsResponse: typing_extensions.TypeAlias = ListExportJobsResponse
+
+@typing.final
+class WatchExportJobRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: builtins.int
+    job_id: builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id"]) -> None: ...
+
+Global___WatchExportJobRequest: typing_extensions.TypeAlias = WatchExportJobRequest
+
+@typing.final
+class WatchExportJobResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: builtins.int
+    @property
+    def job(self) -> Global___ExportJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["job", b"job"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["job", b"job"]) -> None: ...
+
+Global___WatchExportJobResponse: typing_extensions.TypeAlias = WatchExportJobResponse
+
+@typing.final
+class CancelExportJobRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: builtins.int
+    job_id: builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id"]) -> None: ...
+
+Global___CancelExportJobRequest: typing_extensions.TypeAlias = CancelExportJobRequest
+
+@typing.final
+class CancelExportJobResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: builtins.int
+    @property
+    def job(self) -> Global___ExportJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ExportJob | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["job", b"job"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["job", b"job"]) -> None: ...
+
+Global___CancelExportJobResponse: typing_extensions.TypeAlias = CancelExportJobResponse
+
+@typing.final
+class DownloadExportRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: builtins.int
+    OFFSET_FIELD_NUMBER: builtins.int
+    job_id: builtins.str
+    offset: builtins.int
+    """Resume from this byte offset."""
+    def __init__(
+        self,
+        *,
+        job_id: builtins.str = ...,
+        offset: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["job_id", b"job_id", "offset", b"offset"]) -> None: ...
+
+Global___DownloadExportRequest: typing_extensions.TypeAlias = DownloadExportRequest
+
+@typing.final
+class DownloadExportResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: builtins.int
+    @property
+    def chunk(self) -> ferry.v1.bundle_pb2.FileChunk: ...
+    def __init__(
+        self,
+        *,
+        chunk: ferry.v1.bundle_pb2.FileChunk | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["chunk", b"chunk"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
+
+Global___DownloadExportResponse: typing_extensions.TypeAlias = DownloadExportResponse
+
+@typing.final
+class GetExportStatsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: builtins.int
+    EXPORT_TYPE_FIELD_NUMBER: builtins.int
+    SLOWEST_FIELD_NUMBER: builtins.int
+    days: builtins.int
+    """Jobs created in the last `days` days; 0 means 30."""
+    export_type: builtins.str
+    """Only this export type; empty means all."""
+    slowest: builtins.int
+    """How many of the slowest jobs to return; 0 means 5."""
+    def __init__(
+        self,
+        *,
+        days: builtins.int = ...,
+        export_type: builtins.str = ...,
+        slowest: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["days", b"days", "export_type", b"export_type", "slowest", b"slowest"]) -> None: ...
+
+Global___GetExportStatsRequest: typing_extensions.TypeAlias = GetExportStatsRequest
+
+@typing.final
+class GetExportStatsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TOTAL_JOBS_FIELD_NUMBER: builtins.int
+    SUCCEEDED_FIELD_NUMBER: builtins.int
+    FAILED_FIELD_NUMBER: builtins.int
+    CANCELLED_FIELD_NUMBER: builtins.int
+    SUCCESS_RATE_FIELD_NUMBER: builtins.int
+    AVERAGE_DURATION_SECONDS_FIELD_NUMBER: builtins.int
+    P95_DURATION_SECONDS_FIELD_NUMBER: builtins.int
+    AVERAGE_RECORDS_PER_SECOND_FIELD_NUMBER: builtins.int
+    SLOWEST_JOBS_FIELD_NUMBER: builtins.int
+    total_jobs: builtins.int
+    succeeded: builtins.int
+    failed: builtins.int
+    cancelled: builtins.int
+    success_rate: builtins.float
+    """succeeded / (succeeded + failed); 0 when none ended."""
+    average_duration_seconds: builtins.float
+    p95_duration_seconds: builtins.float
+    average_records_per_second: builtins.float
+    @property
+    def slowest_jobs(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ExportJob]: ...
+    def __init__(
+        self,
+        *,
+        total_jobs: builtins.int = ...,
+        succeeded: builtins.int = ...,
+        failed: builtins.int = ...,
+        cancelled: builtins.int = ...,
+        success_rate: builtins.float = ...,
+        average_duration_seconds: builtins.float = ...,
+        p95_duration_seconds: builtins.float = ...,
+        average_records_per_second: builtins.float = ...,
+        slowest_jobs: collections.abc.Iterable[Global___ExportJob] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["average_duration_seconds", b"average_duration_seconds", "average_records_per_second", b"average_records_per_second", "cancelled", b"cancelled", "failed", b"failed", "p95_duration_seconds", b"p95_duration_seconds", "slowest_jobs", b"slowest_jobs", "succeeded", b"succeeded", "success_rate", b"success_rate", "total_jobs", b"total_jobs"]) -> None: ...
+
+Global___GetExportStatsResponse: typing_extensions.TypeAlias = GetExportStatsResponse
+
+@typing.final
+class CleanupExportsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    OLDER_THAN_DAYS_FIELD_NUMBER: builtins.int
+    ARCHIVE_FIELD_NUMBER: builtins.int
+    DRY_RUN_FIELD_NUMBER: builtins.int
+    older_than_days: builtins.int
+    """Jobs that ended more than this many days ago; 0 means the configured retention."""
+    archive: builtins.bool
+    """Move files to the archive instead of deleting them."""
+    dry_run: builtins.bool
+    """Count what would go, change nothing."""
+    def __init__(
+        self,
+        *,
+        older_than_days: builtins.int = ...,
+        archive: builtins.bool = ...,
+        dry_run: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["archive", b"archive", "dry_run", b"dry_run", "older_than_days", b"older_than_days"]) -> None: ...
+
+Global___CleanupExportsRequest: typing_extensions.TypeAlias = CleanupExportsRequest
+
+@typing.final
+class CleanupExportsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    JOBS_REMOVED_FIELD_NUMBER: builtins.int
+    FILES_DELETED_FIELD_NUMBER: builtins.int
+    FILES_ARCHIVED_FIELD_NUMBER: builtins.int
+    BYTES_FREED_FIELD_NUMBER: builtins.int
+    jobs_removed: builtins.int
+    files_deleted: builtins.int
+    files_archived: builtins.int
+    bytes_freed: builtins.int
+    def __init__(
+        self,
+        *,
+        jobs_removed: builtins.int = ...,
+        files_deleted: builtins.int = ...,
+        files_archived: builtins.int = ...,
+        bytes_freed: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bytes_freed", b"bytes_freed", "files_archived", b"files_archived", "files_deleted", b"files_deleted", "jobs_removed", b"jobs_removed"]) -> None: ...
+
+Global___CleanupExportsResponse: typing_extensions.TypeAlias = CleanupExportsResponse

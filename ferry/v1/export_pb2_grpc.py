@@ -27,7 +27,11 @@ if _version_not_supported:
 
 class ExportServiceStub:
     """ExportService gets data out of Ferry: semester bundles for other installations and
-    services.
+    services, and entity exports (csv, xlsx, pdf, json) run as jobs.
+
+    Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
+    json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
+    pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
     """
 
     def __init__(self, channel):
@@ -46,11 +50,60 @@ class ExportServiceStub:
                 request_serializer=ferry_dot_v1_dot_export__pb2.StreamSessionRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_export__pb2.StreamSessionResponse.FromString,
                 _registered_method=True)
+        self.DownloadSession = channel.unary_stream(
+                '/ferry.v1.ExportService/DownloadSession',
+                request_serializer=ferry_dot_v1_dot_export__pb2.DownloadSessionRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.DownloadSessionResponse.FromString,
+                _registered_method=True)
+        self.StartExport = channel.unary_unary(
+                '/ferry.v1.ExportService/StartExport',
+                request_serializer=ferry_dot_v1_dot_export__pb2.StartExportRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.StartExportResponse.FromString,
+                _registered_method=True)
+        self.GetExportJob = channel.unary_unary(
+                '/ferry.v1.ExportService/GetExportJob',
+                request_serializer=ferry_dot_v1_dot_export__pb2.GetExportJobRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.GetExportJobResponse.FromString,
+                _registered_method=True)
+        self.ListExportJobs = channel.unary_unary(
+                '/ferry.v1.ExportService/ListExportJobs',
+                request_serializer=ferry_dot_v1_dot_export__pb2.ListExportJobsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.ListExportJobsResponse.FromString,
+                _registered_method=True)
+        self.WatchExportJob = channel.unary_stream(
+                '/ferry.v1.ExportService/WatchExportJob',
+                request_serializer=ferry_dot_v1_dot_export__pb2.WatchExportJobRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.WatchExportJobResponse.FromString,
+                _registered_method=True)
+        self.CancelExportJob = channel.unary_unary(
+                '/ferry.v1.ExportService/CancelExportJob',
+                request_serializer=ferry_dot_v1_dot_export__pb2.CancelExportJobRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.CancelExportJobResponse.FromString,
+                _registered_method=True)
+        self.DownloadExport = channel.unary_stream(
+                '/ferry.v1.ExportService/DownloadExport',
+                request_serializer=ferry_dot_v1_dot_export__pb2.DownloadExportRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.DownloadExportResponse.FromString,
+                _registered_method=True)
+        self.GetExportStats = channel.unary_unary(
+                '/ferry.v1.ExportService/GetExportStats',
+                request_serializer=ferry_dot_v1_dot_export__pb2.GetExportStatsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.GetExportStatsResponse.FromString,
+                _registered_method=True)
+        self.CleanupExports = channel.unary_unary(
+                '/ferry.v1.ExportService/CleanupExports',
+                request_serializer=ferry_dot_v1_dot_export__pb2.CleanupExportsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.CleanupExportsResponse.FromString,
+                _registered_method=True)
 
 
 class ExportServiceServicer:
     """ExportService gets data out of Ferry: semester bundles for other installations and
-    services.
+    services, and entity exports (csv, xlsx, pdf, json) run as jobs.
+
+    Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
+    json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
+    pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
     """
 
     def ListSemesters(self, request, context):
@@ -69,6 +122,71 @@ class ExportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadSession(self, request, context):
+        """The semester's bundle as a file in a bundle format, in chunks of at most 1 MiB; the
+        first chunk names the file and its content type, the last carries the file's sha256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartExport(self, request, context):
+        """Queue an entity export. The same idempotency_key returns the same job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExportJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExportJobs(self, request, context):
+        """Jobs, newest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchExportJob(self, request, context):
+        """The job now and after every change of progress or status, until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelExportJob(self, request, context):
+        """Stop a pending or running job; it leaves no partial file. FAILED_PRECONDITION when
+        the job has already ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadExport(self, request, context):
+        """A completed job's file from `offset` on (resumable), in chunks of at most 1 MiB; the
+        last chunk carries the whole file's sha256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExportStats(self, request, context):
+        """Totals, success rate, durations and throughput over recent jobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CleanupExports(self, request, context):
+        """Delete (or archive) jobs that ended longer ago than the retention, with their files.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +200,51 @@ def add_ExportServiceServicer_to_server(servicer, server):
                     request_deserializer=ferry_dot_v1_dot_export__pb2.StreamSessionRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_export__pb2.StreamSessionResponse.SerializeToString,
             ),
+            'DownloadSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadSession,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.DownloadSessionRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.DownloadSessionResponse.SerializeToString,
+            ),
+            'StartExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartExport,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.StartExportRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.StartExportResponse.SerializeToString,
+            ),
+            'GetExportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExportJob,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.GetExportJobRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.GetExportJobResponse.SerializeToString,
+            ),
+            'ListExportJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExportJobs,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.ListExportJobsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.ListExportJobsResponse.SerializeToString,
+            ),
+            'WatchExportJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExportJob,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.WatchExportJobRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.WatchExportJobResponse.SerializeToString,
+            ),
+            'CancelExportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelExportJob,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.CancelExportJobRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.CancelExportJobResponse.SerializeToString,
+            ),
+            'DownloadExport': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadExport,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.DownloadExportRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.DownloadExportResponse.SerializeToString,
+            ),
+            'GetExportStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExportStats,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.GetExportStatsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.GetExportStatsResponse.SerializeToString,
+            ),
+            'CleanupExports': grpc.unary_unary_rpc_method_handler(
+                    servicer.CleanupExports,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.CleanupExportsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.CleanupExportsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ferry.v1.ExportService', rpc_method_handlers)
@@ -92,7 +255,11 @@ def add_ExportServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ExportService:
     """ExportService gets data out of Ferry: semester bundles for other installations and
-    services.
+    services, and entity exports (csv, xlsx, pdf, json) run as jobs.
+
+    Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
+    json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
+    pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
     """
 
     @staticmethod
@@ -139,6 +306,249 @@ class ExportService:
             '/ferry.v1.ExportService/StreamSession',
             ferry_dot_v1_dot_export__pb2.StreamSessionRequest.SerializeToString,
             ferry_dot_v1_dot_export__pb2.StreamSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ferry.v1.ExportService/DownloadSession',
+            ferry_dot_v1_dot_export__pb2.DownloadSessionRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.DownloadSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ExportService/StartExport',
+            ferry_dot_v1_dot_export__pb2.StartExportRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.StartExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ExportService/GetExportJob',
+            ferry_dot_v1_dot_export__pb2.GetExportJobRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.GetExportJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExportJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ExportService/ListExportJobs',
+            ferry_dot_v1_dot_export__pb2.ListExportJobsRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.ListExportJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ferry.v1.ExportService/WatchExportJob',
+            ferry_dot_v1_dot_export__pb2.WatchExportJobRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.WatchExportJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelExportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ExportService/CancelExportJob',
+            ferry_dot_v1_dot_export__pb2.CancelExportJobRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.CancelExportJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ferry.v1.ExportService/DownloadExport',
+            ferry_dot_v1_dot_export__pb2.DownloadExportRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.DownloadExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExportStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ExportService/GetExportStats',
+            ferry_dot_v1_dot_export__pb2.GetExportStatsRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.GetExportStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CleanupExports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ExportService/CleanupExports',
+            ferry_dot_v1_dot_export__pb2.CleanupExportsRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.CleanupExportsResponse.FromString,
             options,
             channel_credentials,
             insecure,

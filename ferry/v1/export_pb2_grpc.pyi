@@ -57,9 +57,157 @@ _ExportServiceStreamSessionType = typing_extensions.TypeVar(
     ],
 )
 
-class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportServiceStreamSessionType]):
+_ExportServiceDownloadSessionType = typing_extensions.TypeVar(
+    '_ExportServiceDownloadSessionType',
+    grpc.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadSessionRequest,
+        ferry.v1.export_pb2.DownloadSessionResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadSessionRequest,
+        ferry.v1.export_pb2.DownloadSessionResponse,
+    ],
+    default=grpc.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadSessionRequest,
+        ferry.v1.export_pb2.DownloadSessionResponse,
+    ],
+)
+
+_ExportServiceStartExportType = typing_extensions.TypeVar(
+    '_ExportServiceStartExportType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.StartExportRequest,
+        ferry.v1.export_pb2.StartExportResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.StartExportRequest,
+        ferry.v1.export_pb2.StartExportResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.StartExportRequest,
+        ferry.v1.export_pb2.StartExportResponse,
+    ],
+)
+
+_ExportServiceGetExportJobType = typing_extensions.TypeVar(
+    '_ExportServiceGetExportJobType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportJobRequest,
+        ferry.v1.export_pb2.GetExportJobResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportJobRequest,
+        ferry.v1.export_pb2.GetExportJobResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportJobRequest,
+        ferry.v1.export_pb2.GetExportJobResponse,
+    ],
+)
+
+_ExportServiceListExportJobsType = typing_extensions.TypeVar(
+    '_ExportServiceListExportJobsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.ListExportJobsRequest,
+        ferry.v1.export_pb2.ListExportJobsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.ListExportJobsRequest,
+        ferry.v1.export_pb2.ListExportJobsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.ListExportJobsRequest,
+        ferry.v1.export_pb2.ListExportJobsResponse,
+    ],
+)
+
+_ExportServiceWatchExportJobType = typing_extensions.TypeVar(
+    '_ExportServiceWatchExportJobType',
+    grpc.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.WatchExportJobRequest,
+        ferry.v1.export_pb2.WatchExportJobResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.WatchExportJobRequest,
+        ferry.v1.export_pb2.WatchExportJobResponse,
+    ],
+    default=grpc.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.WatchExportJobRequest,
+        ferry.v1.export_pb2.WatchExportJobResponse,
+    ],
+)
+
+_ExportServiceCancelExportJobType = typing_extensions.TypeVar(
+    '_ExportServiceCancelExportJobType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CancelExportJobRequest,
+        ferry.v1.export_pb2.CancelExportJobResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CancelExportJobRequest,
+        ferry.v1.export_pb2.CancelExportJobResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CancelExportJobRequest,
+        ferry.v1.export_pb2.CancelExportJobResponse,
+    ],
+)
+
+_ExportServiceDownloadExportType = typing_extensions.TypeVar(
+    '_ExportServiceDownloadExportType',
+    grpc.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadExportRequest,
+        ferry.v1.export_pb2.DownloadExportResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadExportRequest,
+        ferry.v1.export_pb2.DownloadExportResponse,
+    ],
+    default=grpc.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadExportRequest,
+        ferry.v1.export_pb2.DownloadExportResponse,
+    ],
+)
+
+_ExportServiceGetExportStatsType = typing_extensions.TypeVar(
+    '_ExportServiceGetExportStatsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportStatsRequest,
+        ferry.v1.export_pb2.GetExportStatsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportStatsRequest,
+        ferry.v1.export_pb2.GetExportStatsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportStatsRequest,
+        ferry.v1.export_pb2.GetExportStatsResponse,
+    ],
+)
+
+_ExportServiceCleanupExportsType = typing_extensions.TypeVar(
+    '_ExportServiceCleanupExportsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CleanupExportsRequest,
+        ferry.v1.export_pb2.CleanupExportsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CleanupExportsRequest,
+        ferry.v1.export_pb2.CleanupExportsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CleanupExportsRequest,
+        ferry.v1.export_pb2.CleanupExportsResponse,
+    ],
+)
+
+class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportServiceStreamSessionType, _ExportServiceDownloadSessionType, _ExportServiceStartExportType, _ExportServiceGetExportJobType, _ExportServiceListExportJobsType, _ExportServiceWatchExportJobType, _ExportServiceCancelExportJobType, _ExportServiceDownloadExportType, _ExportServiceGetExportStatsType, _ExportServiceCleanupExportsType]):
     """ExportService gets data out of Ferry: semester bundles for other installations and
-    services.
+    services, and entity exports (csv, xlsx, pdf, json) run as jobs.
+
+    Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
+    json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
+    pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
     """
 
     @typing.overload
@@ -71,6 +219,42 @@ class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportS
         grpc.UnaryStreamMultiCallable[
             ferry.v1.export_pb2.StreamSessionRequest,
             ferry.v1.export_pb2.StreamSessionResponse,
+        ],
+        grpc.UnaryStreamMultiCallable[
+            ferry.v1.export_pb2.DownloadSessionRequest,
+            ferry.v1.export_pb2.DownloadSessionResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.StartExportRequest,
+            ferry.v1.export_pb2.StartExportResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.GetExportJobRequest,
+            ferry.v1.export_pb2.GetExportJobResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.ListExportJobsRequest,
+            ferry.v1.export_pb2.ListExportJobsResponse,
+        ],
+        grpc.UnaryStreamMultiCallable[
+            ferry.v1.export_pb2.WatchExportJobRequest,
+            ferry.v1.export_pb2.WatchExportJobResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.CancelExportJobRequest,
+            ferry.v1.export_pb2.CancelExportJobResponse,
+        ],
+        grpc.UnaryStreamMultiCallable[
+            ferry.v1.export_pb2.DownloadExportRequest,
+            ferry.v1.export_pb2.DownloadExportResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.GetExportStatsRequest,
+            ferry.v1.export_pb2.GetExportStatsResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.CleanupExportsRequest,
+            ferry.v1.export_pb2.CleanupExportsResponse,
         ],
     ], channel: grpc.Channel) -> None: ...
 
@@ -84,6 +268,42 @@ class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportS
             ferry.v1.export_pb2.StreamSessionRequest,
             ferry.v1.export_pb2.StreamSessionResponse,
         ],
+        grpc.aio.UnaryStreamMultiCallable[
+            ferry.v1.export_pb2.DownloadSessionRequest,
+            ferry.v1.export_pb2.DownloadSessionResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.StartExportRequest,
+            ferry.v1.export_pb2.StartExportResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.GetExportJobRequest,
+            ferry.v1.export_pb2.GetExportJobResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.ListExportJobsRequest,
+            ferry.v1.export_pb2.ListExportJobsResponse,
+        ],
+        grpc.aio.UnaryStreamMultiCallable[
+            ferry.v1.export_pb2.WatchExportJobRequest,
+            ferry.v1.export_pb2.WatchExportJobResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.CancelExportJobRequest,
+            ferry.v1.export_pb2.CancelExportJobResponse,
+        ],
+        grpc.aio.UnaryStreamMultiCallable[
+            ferry.v1.export_pb2.DownloadExportRequest,
+            ferry.v1.export_pb2.DownloadExportResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.GetExportStatsRequest,
+            ferry.v1.export_pb2.GetExportStatsResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.CleanupExportsRequest,
+            ferry.v1.export_pb2.CleanupExportsResponse,
+        ],
     ], channel: grpc.aio.Channel) -> None: ...
 
     ListSemesters: _ExportServiceListSemestersType
@@ -95,6 +315,38 @@ class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportS
     sha256. NOT_FOUND when the semester has no courses.
     """
 
+    DownloadSession: _ExportServiceDownloadSessionType
+    """The semester's bundle as a file in a bundle format, in chunks of at most 1 MiB; the
+    first chunk names the file and its content type, the last carries the file's sha256.
+    """
+
+    StartExport: _ExportServiceStartExportType
+    """Queue an entity export. The same idempotency_key returns the same job."""
+
+    GetExportJob: _ExportServiceGetExportJobType
+
+    ListExportJobs: _ExportServiceListExportJobsType
+    """Jobs, newest first, a page at a time."""
+
+    WatchExportJob: _ExportServiceWatchExportJobType
+    """The job now and after every change of progress or status, until it ends."""
+
+    CancelExportJob: _ExportServiceCancelExportJobType
+    """Stop a pending or running job; it leaves no partial file. FAILED_PRECONDITION when
+    the job has already ended.
+    """
+
+    DownloadExport: _ExportServiceDownloadExportType
+    """A completed job's file from `offset` on (resumable), in chunks of at most 1 MiB; the
+    last chunk carries the whole file's sha256.
+    """
+
+    GetExportStats: _ExportServiceGetExportStatsType
+    """Totals, success rate, durations and throughput over recent jobs."""
+
+    CleanupExports: _ExportServiceCleanupExportsType
+    """Delete (or archive) jobs that ended longer ago than the retention, with their files."""
+
 ExportServiceAsyncStub: typing_extensions.TypeAlias = ExportServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.export_pb2.ListSemestersRequest,
@@ -104,11 +356,51 @@ ExportServiceAsyncStub: typing_extensions.TypeAlias = ExportServiceStub[
         ferry.v1.export_pb2.StreamSessionRequest,
         ferry.v1.export_pb2.StreamSessionResponse,
     ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadSessionRequest,
+        ferry.v1.export_pb2.DownloadSessionResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.StartExportRequest,
+        ferry.v1.export_pb2.StartExportResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportJobRequest,
+        ferry.v1.export_pb2.GetExportJobResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.ListExportJobsRequest,
+        ferry.v1.export_pb2.ListExportJobsResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.WatchExportJobRequest,
+        ferry.v1.export_pb2.WatchExportJobResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CancelExportJobRequest,
+        ferry.v1.export_pb2.CancelExportJobResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.export_pb2.DownloadExportRequest,
+        ferry.v1.export_pb2.DownloadExportResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetExportStatsRequest,
+        ferry.v1.export_pb2.GetExportStatsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.CleanupExportsRequest,
+        ferry.v1.export_pb2.CleanupExportsResponse,
+    ],
 ]
 
 class ExportServiceServicer(metaclass=abc.ABCMeta):
     """ExportService gets data out of Ferry: semester bundles for other installations and
-    services.
+    services, and entity exports (csv, xlsx, pdf, json) run as jobs.
+
+    Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
+    json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
+    pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
     """
 
     @abc.abstractmethod
@@ -129,5 +421,82 @@ class ExportServiceServicer(metaclass=abc.ABCMeta):
         dependency order (each message well under 1 MiB), and a trailer with counts and a
         sha256. NOT_FOUND when the semester has no courses.
         """
+
+    @abc.abstractmethod
+    def DownloadSession(
+        self,
+        request: ferry.v1.export_pb2.DownloadSessionRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[ferry.v1.export_pb2.DownloadSessionResponse], collections.abc.AsyncIterator[ferry.v1.export_pb2.DownloadSessionResponse]]:
+        """The semester's bundle as a file in a bundle format, in chunks of at most 1 MiB; the
+        first chunk names the file and its content type, the last carries the file's sha256.
+        """
+
+    @abc.abstractmethod
+    def StartExport(
+        self,
+        request: ferry.v1.export_pb2.StartExportRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.export_pb2.StartExportResponse, collections.abc.Awaitable[ferry.v1.export_pb2.StartExportResponse]]:
+        """Queue an entity export. The same idempotency_key returns the same job."""
+
+    @abc.abstractmethod
+    def GetExportJob(
+        self,
+        request: ferry.v1.export_pb2.GetExportJobRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.export_pb2.GetExportJobResponse, collections.abc.Awaitable[ferry.v1.export_pb2.GetExportJobResponse]]: ...
+
+    @abc.abstractmethod
+    def ListExportJobs(
+        self,
+        request: ferry.v1.export_pb2.ListExportJobsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.export_pb2.ListExportJobsResponse, collections.abc.Awaitable[ferry.v1.export_pb2.ListExportJobsResponse]]:
+        """Jobs, newest first, a page at a time."""
+
+    @abc.abstractmethod
+    def WatchExportJob(
+        self,
+        request: ferry.v1.export_pb2.WatchExportJobRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[ferry.v1.export_pb2.WatchExportJobResponse], collections.abc.AsyncIterator[ferry.v1.export_pb2.WatchExportJobResponse]]:
+        """The job now and after every change of progress or status, until it ends."""
+
+    @abc.abstractmethod
+    def CancelExportJob(
+        self,
+        request: ferry.v1.export_pb2.CancelExportJobRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.export_pb2.CancelExportJobResponse, collections.abc.Awaitable[ferry.v1.export_pb2.CancelExportJobResponse]]:
+        """Stop a pending or running job; it leaves no partial file. FAILED_PRECONDITION when
+        the job has already ended.
+        """
+
+    @abc.abstractmethod
+    def DownloadExport(
+        self,
+        request: ferry.v1.export_pb2.DownloadExportRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[ferry.v1.export_pb2.DownloadExportResponse], collections.abc.AsyncIterator[ferry.v1.export_pb2.DownloadExportResponse]]:
+        """A completed job's file from `offset` on (resumable), in chunks of at most 1 MiB; the
+        last chunk carries the whole file's sha256.
+        """
+
+    @abc.abstractmethod
+    def GetExportStats(
+        self,
+        request: ferry.v1.export_pb2.GetExportStatsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.export_pb2.GetExportStatsResponse, collections.abc.Awaitable[ferry.v1.export_pb2.GetExportStatsResponse]]:
+        """Totals, success rate, durations and throughput over recent jobs."""
+
+    @abc.abstractmethod
+    def CleanupExports(
+        self,
+        request: ferry.v1.export_pb2.CleanupExportsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.export_pb2.CleanupExportsResponse, collections.abc.Awaitable[ferry.v1.export_pb2.CleanupExportsResponse]]:
+        """Delete (or archive) jobs that ended longer ago than the retention, with their files."""
 
 def add_ExportServiceServicer_to_server(servicer: ExportServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

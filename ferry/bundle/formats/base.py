@@ -1,0 +1,82 @@
+"""The contract of a bundle format plugin (`ferry.bundle_formats`).
+
+A bundle travels as events: one Header, then Batches of one entity each (entities in the
+dataset's dependency order), then one Trailer. Writers consume events and stream bytes;
+readers parse bytes and yield events, never holding the whole bundle.
+
+Record values inside a Batch are plain Python, keyed by bundle field name (the proto
+field names of bundle.proto): str, int, float, None; dates as "YYYY-MM-DD" strings;
+instants as timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from ferry.v1 import bundle_pb2 as pb
+
+Record = dict[str, Any]
+
+
+@dataclass
+class Header:
+    metadata: pb.BundleMetadata
+
+
+@dataclass
+class Batch:
+    entity: str  # "grades"
+    records: list[Record]
+
+
+@dataclass
+class Trailer:
+    counts: dict[str, int]
+    # Hex sha256 over the records as the format defines it (see records_digest); "" if none.
+    sha256: str = ""
+
+
+Event = Header | Batch | Trailer
+
+
+@dataclass(frozen=True)
+class BundleLimits:
+    """Caps on what a reader accepts (hostile or broken files)."""
+
+    max_bytes: int = 2 * 1024 * 1024 * 1024  # uncompressed payload
+    max_records: int = 20_000_000
+    max_depth: int = 32  # JSON nesting
+    max_entries: int = 64  # zip/tar members
+    max_ratio: float = 200.0  # uncompressed / compressed, for zip and gzip
+    max_string_chars: int = 1_000_000
+
+
+class BundleFormat(Protocol):
+    name: str  # "json"
+    extension: str  # "json", "tar.gz"
+    content_type: str  # "application/json"
+
+    def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
+        """Write a bundle; `out` only needs write() (it may be a network stream)."""
+        ...
+
+    def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
+        """Parse a bundle; raises ferry.errors.InvalidArgument (naming entity, record and
+        field where it can), DataLoss on checksum mismatch, ResourceExhausted on limits."""
+        ...
+
+
+@dataclass
+class Counter:
+    """Counts per entity while streaming (helper for writers and readers)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, entity: str, n: int) -> None:
+        self.counts[entity] = self.counts.get(entity, 0) + n
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

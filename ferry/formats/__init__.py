@@ -1,0 +1,1 @@
+"""Tabular file formats (`ferry.formats` plugins): csv, xlsx, pdf, json."""

@@ -1,0 +1,73 @@
+"""The contract of a tabular format plugin (`ferry.formats`).
+
+Writers stream: they take rows as an iterable and never hold the whole table, so an
+export's memory does not grow with its size. Readers (csv, xlsx) feed ImportEntities.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from ferry.datasets.spec import Kind
+
+
+@dataclass(frozen=True)
+class TableColumn:
+    name: str  # field name, e.g. "date_of_birth"
+    label: str  # header text, e.g. "Date of birth"
+    kind: Kind = Kind.STR  # STR, INT, FLOAT, DATE (datetime.date), TIMESTAMP (aware datetime)
+
+
+@dataclass(frozen=True)
+class Table:
+    """What a writer needs besides the rows."""
+
+    title: str  # e.g. "Students"
+    columns: Sequence[TableColumn]
+    # Shown in document headers (pdf) and metadata: {"status": "active", ...}
+    filters: Mapping[str, str] = field(default_factory=dict)
+    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # Rows the caller expects, when known (progress, pdf "page n of m" planning); 0 = unknown.
+    expected_rows: int = 0
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps that keep hostile files (zip bombs, endless rows) from exhausting the server."""
+
+    max_rows: int = 1_000_000
+    max_bytes: int = 200 * 1024 * 1024  # uncompressed
+    max_cell_chars: int = 32_767
+
+
+class TabularFormat(Protocol):
+    name: str  # "csv"
+    extension: str  # "csv"
+    content_type: str  # "text/csv; charset=utf-8"
+
+    def write(
+        self,
+        out: IO[bytes],
+        table: Table,
+        rows: Iterable[Sequence[Any]],
+        progress: Any = None,
+    ) -> int:
+        """Write the table to `out`; returns the number of rows written.
+
+        `rows` hold Python values in column order (None for empty). `progress`, when given,
+        is called as progress(rows_written) every few thousand rows; it may raise to stop.
+        """
+        ...
+
+
+class TabularReader(Protocol):
+    def read(self, src: IO[bytes], limits: ReadLimits) -> Iterator[dict[str, str | None]]:
+        """Rows as {header: raw text}; formula neutralisation already undone.
+
+        Raises ferry.errors.InvalidArgument naming row and column for malformed input,
+        ResourceExhausted when a limit is passed.
+        """
+        ...
