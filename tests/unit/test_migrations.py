@@ -3,12 +3,13 @@
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from ferry.db import migrate
+from ferry.db import load_models, migrate
 from ferry.db.engine import make_engine
 from ferry.db.models import Base
 
 
 def test_migrated_schema_matches_models(empty_url: str) -> None:
+    load_models()
     engine = make_engine(empty_url)
     try:
         assert migrate.current(engine) == migrate.head()

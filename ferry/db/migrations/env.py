@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
+from ferry.db import load_models
 from ferry.db.models import Base
 
+load_models()
 config = context.config
 connection = config.attributes["connection"]
 context.configure(
