@@ -14,6 +14,8 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+# google/api/{annotations,http,httpbody}.proto, vendored from googleapis (Apache-2.0).
+GOOGLEAPIS = ROOT / "third_party" / "googleapis"
 
 
 def generate(out: Path) -> None:
@@ -25,6 +27,7 @@ def generate(out: Path) -> None:
     args = [
         "protoc",
         f"-I{PROTOS}",
+        f"-I{GOOGLEAPIS}",
         f"-I{builtin}",
         f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",

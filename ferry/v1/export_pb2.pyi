@@ -170,7 +170,9 @@ class DownloadSessionRequest(google.protobuf.message.Message):
     semester: builtins.str
     """Required, e.g. "2026-fall"."""
     bundle_format: builtins.str
-    """json (default) | jsonl | xlsx | tar.gz, or another installed bundle format."""
+    """json (default) | jsonl | xlsx | tar.gz, or another installed bundle format.
+    `format` in JSON and REST query strings.
+    """
     include_deleted: builtins.bool
     dataset: builtins.str
     """Empty means "school"."""

@@ -32,6 +32,9 @@ class ExportServiceStub:
     Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
     json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
     pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
+
+    REST: each RPC's google.api.http option is its route on the gateway. Streams of file
+    chunks become file downloads; WatchExportJob becomes Server-Sent Events.
     """
 
     def __init__(self, channel):
@@ -104,6 +107,9 @@ class ExportServiceServicer:
     Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
     json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
     pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
+
+    REST: each RPC's google.api.http option is its route on the gateway. Streams of file
+    chunks become file downloads; WatchExportJob becomes Server-Sent Events.
     """
 
     def ListSemesters(self, request, context):
@@ -260,6 +266,9 @@ class ExportService:
     Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
     json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
     pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
+
+    REST: each RPC's google.api.http option is its route on the gateway. Streams of file
+    chunks become file downloads; WatchExportJob becomes Server-Sent Events.
     """
 
     @staticmethod

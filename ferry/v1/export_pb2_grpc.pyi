@@ -208,6 +208,9 @@ class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportS
     Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
     json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
     pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
+
+    REST: each RPC's google.api.http option is its route on the gateway. Streams of file
+    chunks become file downloads; WatchExportJob becomes Server-Sent Events.
     """
 
     @typing.overload
@@ -401,6 +404,9 @@ class ExportServiceServicer(metaclass=abc.ABCMeta):
     Formats are plugins: `bundle_format` names a `ferry.bundle_formats` plugin (built in:
     json, jsonl, xlsx, tar.gz) and `format` a `ferry.formats` plugin (built in: csv, xlsx,
     pdf, json). An unknown name is INVALID_ARGUMENT listing the known ones.
+
+    REST: each RPC's google.api.http option is its route on the gateway. Streams of file
+    chunks become file downloads; WatchExportJob becomes Server-Sent Events.
     """
 
     @abc.abstractmethod

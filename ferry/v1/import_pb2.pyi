@@ -122,6 +122,7 @@ class ImportOptions(google.protobuf.message.Message):
     BUNDLE_FORMAT_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
+    """`merge_strategy` in REST query strings."""
     dry_run: builtins.bool
     on_error: Global___OnError.ValueType
     idempotency_key: builtins.str
