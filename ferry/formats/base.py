@@ -7,11 +7,16 @@ export's memory does not grow with its size. Readers (csv, xlsx) feed ImportEnti
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from ferry.datasets.spec import Kind
+
+# Called with the rows written so far; raising stops the writer (the exception propagates).
+Progress = Callable[[int], object]
+# How often (in rows) writers report progress.
+PROGRESS_EVERY = 5_000
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class ReadLimits:
     max_rows: int = 1_000_000
     max_bytes: int = 200 * 1024 * 1024  # uncompressed
     max_cell_chars: int = 32_767
+    # xlsx only, checked on the zip's central directory before any XML is parsed.
+    max_zip_entries: int = 1_000
+    # Deflate tops out near 1032:1; real sheets compress 5-30:1, zip bombs hundreds or more.
+    max_compression_ratio: float = 200.0
 
 
 class TabularFormat(Protocol):
@@ -53,7 +62,7 @@ class TabularFormat(Protocol):
         out: IO[bytes],
         table: Table,
         rows: Iterable[Sequence[Any]],
-        progress: Any = None,
+        progress: Progress | None = None,
     ) -> int:
         """Write the table to `out`; returns the number of rows written.
 

@@ -1,0 +1,92 @@
+"""CSV (RFC 4180): UTF-8 without a BOM, a header row of field names, streamed.
+
+The header holds column *names* (`date_of_birth`), not labels, so a file exported from
+Ferry imports back unchanged. Dates are ISO (2026-09-01), timestamps ISO-8601 UTC with a
+`Z`, floats their shortest round-trip repr. Strings that a spreadsheet would run as a
+formula are neutralised (ferry.formats.safety); `CsvFormat.read` undoes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any
+
+from ferry.datasets.spec import Kind
+from ferry.formats.base import ReadLimits, Table
+from ferry.formats.cells import batches, utc_iso
+from ferry.formats.csv_read import read_csv
+from ferry.formats.safety import SUSPECT, neutralise
+
+
+def _safe_str(value: Any) -> Any:
+    # Only strings are neutralised; a number in a text column stays as it is.
+    if isinstance(value, str) and value and value[0] in SUSPECT:
+        return neutralise(value)
+    return value
+
+
+def _converters(table: Table) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(column index, converter) for the columns csv.writer would not render right itself.
+
+    Ints, floats (str == repr) and dates (str == isoformat) need nothing, which keeps the
+    hot loop to the few text and timestamp columns.
+    """
+    out: list[tuple[int, Callable[[Any], Any]]] = []
+    for i, col in enumerate(table.columns):
+        if col.kind is Kind.TIMESTAMP:
+            out.append((i, utc_iso))
+        elif col.kind is Kind.STR:
+            out.append((i, _safe_str))
+    return out
+
+
+class CsvFormat:
+    name = "csv"
+    extension = "csv"
+    content_type = "text/csv; charset=utf-8"
+
+    def __init__(self, bom: bool = False) -> None:
+        # A BOM helps old Excel guess UTF-8 but confuses most other tools: off by default.
+        self.bom = bom
+
+    def write(
+        self,
+        out: IO[bytes],
+        table: Table,
+        rows: Iterable[Sequence[Any]],
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
+        """Write header and rows to `out`; returns the number of rows written."""
+        text = io.TextIOWrapper(
+            out, encoding="utf-8-sig" if self.bom else "utf-8", newline="", write_through=False
+        )
+        try:
+            writer = csv.writer(text, lineterminator="\r\n")
+            writer.writerow([c.name for c in table.columns])
+            convs = _converters(table)
+            n = 0
+            for batch in batches(rows):
+                if convs:
+                    for i, row in enumerate(batch):
+                        cells = list(row)
+                        for j, conv in convs:
+                            cells[j] = conv(cells[j])
+                        batch[i] = cells
+                writer.writerows(batch)
+                n += len(batch)
+                if progress is not None:
+                    progress(n)
+            text.flush()
+            return n
+        finally:
+            # Hand `out` back to the caller open: the wrapper must not close it.
+            text.detach()
+
+    def read(self, src: IO[bytes], limits: ReadLimits) -> Iterator[dict[str, str | None]]:
+        """Rows as {header: text or None for an empty cell}, neutralisation undone.
+
+        See ferry.formats.csv_read for the errors it raises.
+        """
+        return read_csv(src, limits)
