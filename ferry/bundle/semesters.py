@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ferry.bundle.stream import snapshot
+from ferry.bundle.scan import snapshot
 from ferry.datasets.query import count_in_scope
 from ferry.datasets.spec import Dataset
 

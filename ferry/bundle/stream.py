@@ -1,7 +1,8 @@
 """A semester's bundle as a stream of typed chunks: header, record batches, trailer.
 
-Rows come from server-side cursors inside one read-only snapshot, so the counts in the
-header match the records sent and memory stays flat however large the semester is.
+Rows come from server-side cursors inside one read-only snapshot (ferry.bundle.scan), so
+the counts in the header match the records sent and memory stays flat however large the
+semester is.
 """
 
 from __future__ import annotations
@@ -9,24 +10,36 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from ferry.bundle.records import row_writer
-from ferry.datasets.query import count_in_scope, export_query
+from ferry.bundle.scan import (
+    FORMAT_VERSION,
+    MAX_BATCH_RECORDS,
+    SessionRequest,
+    open_scan,
+    semester_exists,
+    snapshot,
+)
 from ferry.datasets.spec import Dataset
-from ferry.errors import InvalidArgument, NotFound
 from ferry.v1 import bundle_pb2 as pb
 
-# Bumped when a bundle's meaning changes; readers upgrade older versions.
-FORMAT_VERSION = 1
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_BATCH_RECORDS",
+    "SessionRequest",
+    "batch_digest",
+    "fill_metadata",
+    "semester_exists",
+    "snapshot",
+    "stream_session",
+]
+
 # Record batches aim at this size and never exceed MAX_BATCH_BYTES (gRPC's limit is 4 MiB).
 TARGET_BATCH_BYTES = 256 * 1024
 MAX_BATCH_BYTES = 1024 * 1024
-MAX_BATCH_RECORDS = 10_000
 
 T = TypeVar("T")
 # Returns (message to send, the BundleChunk inside it to fill). Filling the chunk in place
@@ -34,38 +47,22 @@ T = TypeVar("T")
 ChunkFactory = Callable[[], tuple[T, pb.BundleChunk]]
 
 
-@dataclass(frozen=True)
-class SessionRequest:
-    semester: str
-    include_deleted: bool = False
-    batch_size: int = 2000
-    exported_by: str = ""
-
-
-def snapshot(engine: Engine) -> Connection:
-    """A connection whose reads all see one consistent snapshot of the database."""
-    if engine.dialect.name == "postgresql":
-        conn = engine.connect().execution_options(
-            isolation_level="REPEATABLE READ", postgresql_readonly=True
-        )
-        conn.begin()
-        # Every row will be read: plan for the whole result, not for the first 10%.
-        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-        return conn
-    conn = engine.connect()
-    if engine.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN")  # pysqlite would not open a read transaction itself
-    return conn
-
-
-def semester_exists(conn: Connection, ds: Dataset, value: str) -> bool:
-    """True when any row of the dataset's scope-root entity carries `value` (deleted too)."""
-    root = ds.scope_root()
-    column = next(r.column for r in root.scope if r.column)
-    return (
-        conn.execute(sa.select(sa.literal(1)).where(root.table.c[column] == value).limit(1)).first()
-        is not None
-    )
+def fill_metadata(
+    meta: pb.BundleMetadata,
+    ds: Dataset,
+    req: SessionRequest,
+    counts: dict[str, int],
+    now: dt.datetime | None,
+) -> None:
+    """Fill `meta` for a bundle of `req` holding `counts` records per entity."""
+    meta.semester = req.semester
+    meta.exported_at.FromDatetime(now or dt.datetime.now(dt.UTC))
+    meta.exported_by = req.exported_by
+    meta.format_version = FORMAT_VERSION
+    meta.dataset = ds.name
+    meta.counts.update(counts)
+    meta.include_deleted = req.with_deleted
+    meta.entity_order.extend(ds.order)
 
 
 def stream_session(
@@ -80,52 +77,28 @@ def stream_session(
 
     Raises NotFound when the semester does not exist and InvalidArgument for a bad request.
     """
-    if not req.semester.strip():
-        raise InvalidArgument(f"{ds.scope_name} is required", field=ds.scope_name)
-    if not 1 <= req.batch_size <= MAX_BATCH_RECORDS:
-        raise InvalidArgument(
-            f"batch_size must be between 1 and {MAX_BATCH_RECORDS}", field="batch_size"
-        )
-    entities = ds.in_order()
-    with snapshot(engine) as conn:
-        if not semester_exists(conn, ds, req.semester):
-            raise NotFound(f"{ds.scope_name} {req.semester!r} does not exist", field=ds.scope_name)
-        counts = {
-            e.name: int(
-                conn.execute(count_in_scope(ds, e, req.semester, req.include_deleted)).scalar_one()
-            )
-            for e in entities
-        }
+    with open_scan(engine, ds, req) as scan:
         out, chunk = new_chunk()
-        meta = chunk.header.metadata
-        meta.semester = req.semester
-        meta.exported_at.FromDatetime(now or dt.datetime.now(dt.UTC))
-        meta.exported_by = req.exported_by
-        meta.format_version = FORMAT_VERSION
-        meta.dataset = ds.name
-        meta.counts.update(counts)
-        meta.include_deleted = req.include_deleted
-        meta.entity_order.extend(e.name for e in entities)
+        fill_metadata(chunk.header.metadata, ds, req, scan.counts, now)
         yield out
 
         digest = hashlib.sha256()
         sent: dict[str, int] = {}
-        for entity in entities:
-            query, columns = export_query(ds, entity, req.semester, req.include_deleted)
+        for entity in scan.entities:
+            columns, result = scan.rows(entity)
             write = row_writer(columns)
-            result = conn.execution_options(stream_results=True, yield_per=req.batch_size).execute(
-                query
-            )
             n = min(req.batch_size, 500)  # first batch small; later ones sized by bytes
             sent[entity.name] = 0
-            while rows := result.fetchmany(n):
-                for message, data, count in _batches(entity.name, rows, write, new_chunk):
-                    digest.update(data)
-                    sent[entity.name] += count
-                    yield message
-                    per_record = max(1, len(data) // max(count, 1))
-                    n = max(1, min(req.batch_size, TARGET_BATCH_BYTES // per_record))
-            result.close()
+            try:
+                while rows := result.fetchmany(n):
+                    for message, data, count in _batches(entity.name, rows, write, new_chunk):
+                        digest.update(data)
+                        sent[entity.name] += count
+                        yield message
+                        per_record = max(1, len(data) // max(count, 1))
+                        n = max(1, min(req.batch_size, TARGET_BATCH_BYTES // per_record))
+            finally:
+                result.close()
         out, chunk = new_chunk()
         chunk.trailer.counts.update(sent)
         chunk.trailer.sha256 = digest.hexdigest()

@@ -1,12 +1,16 @@
-"""Semester bundle RPCs of the export service: ListSemesters, StreamSession."""
+"""Semester bundle RPCs of the export service: ListSemesters, StreamSession,
+DownloadSession."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from ferry.app import App
+from ferry.bundle.download import download_session
 from ferry.bundle.semesters import list_semesters
 from ferry.bundle.stream import SessionRequest, stream_session
 from ferry.rpc.errors import handles_errors
@@ -40,14 +44,52 @@ class SessionRpcs:
         self, request: export_pb2.StreamSessionRequest, context: grpc.ServicerContext
     ) -> Iterator[export_pb2.StreamSessionResponse]:
         ds = self.app.dataset(request.dataset)
-        call = current_call()
         req = SessionRequest(
             semester=request.semester,
             include_deleted=request.include_deleted,
             batch_size=request.batch_size or self.app.settings.export.stream_batch_size,
-            exported_by=call.caller if call is not None else "",
+            exported_by=_caller(),
+            updated_since=_since(request),
         )
         yield from stream_session(self.app.engine, ds, req, _response)
+
+    @handles_errors
+    def DownloadSession(
+        self, request: export_pb2.DownloadSessionRequest, context: grpc.ServicerContext
+    ) -> Iterator[export_pb2.DownloadSessionResponse]:
+        ds = self.app.dataset(request.dataset)
+        req = SessionRequest(
+            semester=request.semester,
+            include_deleted=request.include_deleted,
+            batch_size=self.app.settings.export.stream_batch_size,
+            exported_by=_caller(),
+            updated_since=_since(request),
+        )
+        pieces = download_session(self.app.engine, ds, req, request.bundle_format)
+        for p in pieces:
+            yield export_pb2.DownloadSessionResponse(
+                chunk=bundle_pb2.FileChunk(
+                    data=p.data,
+                    offset=p.offset,
+                    filename=p.filename,
+                    content_type=p.content_type,
+                    sha256=p.sha256,
+                )
+            )
+
+
+def _caller() -> str:
+    call = current_call()
+    return call.caller if call is not None else ""
+
+
+def _since(
+    request: export_pb2.StreamSessionRequest | export_pb2.DownloadSessionRequest,
+) -> dt.datetime | None:
+    if not request.HasField("updated_since"):
+        return None
+    value: Timestamp = request.updated_since
+    return value.ToDatetime(dt.UTC)
 
 
 def _response() -> tuple[export_pb2.StreamSessionResponse, bundle_pb2.BundleChunk]:

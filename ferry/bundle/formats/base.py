@@ -24,6 +24,9 @@ Record = dict[str, Any]
 @dataclass
 class Header:
     metadata: pb.BundleMetadata
+    # Set on a delta bundle: it holds records changed or deleted since this instant.
+    # (BundleMetadata has no field for it, so it travels beside the metadata.)
+    updated_since: dt.datetime | None = None
 
 
 @dataclass
@@ -35,7 +38,8 @@ class Batch:
 @dataclass
 class Trailer:
     counts: dict[str, int]
-    # Hex sha256 over the records as the format defines it (see records_digest); "" if none.
+    # Hex sha256 over the records (ferry.bundle.formats.common.RecordsDigest for the file
+    # formats, the RecordBatch serialization for typed chunks); "" if the source has none.
     sha256: str = ""
 
 

@@ -1,0 +1,208 @@
+"""What every bundle file format shares: the metadata document, the records checksum,
+format versions and their upgrades, the dataset schema, and the writers' Encoder (the
+readers' Decoder is in ferry.bundle.formats.decode).
+
+The records checksum (`RecordsDigest`) is the same for every file format: sha256 over,
+per entity in bundle order, a line `#<entity>` and then each record as compact JSON with
+sorted keys (instants as RFC 3339 UTC with `Z`) followed by a comma. A reader recomputes it
+from the values it parsed, so it proves the records, not the bytes. (A JSON array of a
+batch, minus its brackets, plus a comma is exactly that, so batches hash in one call.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ferry import plugins
+from ferry.bundle.formats.base import Batch, Event, Header, Record
+from ferry.bundle.scan import FORMAT_VERSION
+from ferry.datasets.query import Column, export_query
+from ferry.datasets.spec import Dataset
+from ferry.errors import InvalidArgument
+
+JSON_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+DIGEST_OPTS = JSON_OPTS | orjson.OPT_SORT_KEYS
+READ_BATCH = 1000  # records per Batch a reader yields
+UTC = dt.UTC
+
+
+def iso(value: dt.datetime) -> str:
+    """An instant as RFC 3339 UTC with a `Z`, as every bundle format writes it."""
+    return orjson.dumps(value, option=JSON_OPTS).decode()[1:-1]
+
+
+def bundle_filename(semester: str, extension: str, when: dt.datetime) -> str:
+    """session_<semester>_<YYYYmmddTHHMMSSZ>.<ext>"""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in semester)
+    return f"session_{safe}_{when.astimezone(UTC):%Y%m%dT%H%M%SZ}.{extension}"
+
+
+class RecordsDigest:
+    """The records checksum every file format carries (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._entity = ""
+
+    def update(self, entity: str, records: list[Record]) -> None:
+        if records:
+            self.update_encoded(entity, orjson.dumps(records, option=DIGEST_OPTS)[1:-1])
+
+    def update_encoded(self, entity: str, body: bytes) -> None:
+        """Add records already encoded with DIGEST_OPTS and joined by commas."""
+        if entity != self._entity:
+            self._hash.update(b"#" + entity.encode() + b"\n")
+            self._entity = entity
+        self._hash.update(body)
+        self._hash.update(b",")
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+# ---- metadata ----------------------------------------------------------------------
+
+META_KEYS = {
+    "semester",
+    "exported_at",
+    "exported_by",
+    "format_version",
+    "dataset",
+    "counts",
+    "include_deleted",
+    "entity_order",
+    "updated_since",
+}
+
+
+def metadata_dict(header: Header) -> dict[str, Any]:
+    """The metadata document a file format writes for `header`."""
+    m = header.metadata
+    out: dict[str, Any] = {
+        "semester": m.semester,
+        "exported_at": iso(m.exported_at.ToDatetime(UTC)),
+        "exported_by": m.exported_by,
+        "format_version": m.format_version,
+        "dataset": m.dataset,
+        "counts": dict(m.counts),
+        "include_deleted": m.include_deleted,
+        "entity_order": list(m.entity_order),
+    }
+    if header.updated_since is not None:
+        out["updated_since"] = iso(header.updated_since)
+    return out
+
+
+def trailer_dict(counts: Mapping[str, int], sha256: str) -> dict[str, Any]:
+    """The closing document: records written per entity, their total and checksum."""
+    return {"counts": dict(counts), "total_records": sum(counts.values()), "sha256": sha256}
+
+
+# ---- versions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """Turns a bundle of format version `n` into version `n + 1` (registered under n)."""
+
+    metadata: Callable[[dict[str, Any]], dict[str, Any]]
+    record: Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+# Version 1 is the first; an incompatible version 2 registers UPGRADES[1] here.
+UPGRADES: dict[int, Upgrade] = {}
+
+
+def upgrades_for(version: Any) -> list[Upgrade]:
+    """The steps that bring a bundle of `version` to FORMAT_VERSION (none for current).
+
+    Raises InvalidArgument for a newer or unknown version, naming both versions.
+    """
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidArgument(
+            f"metadata.format_version must be a number, not {version!r}", field="format_version"
+        )
+    if version > FORMAT_VERSION:
+        raise InvalidArgument(
+            f"bundle format version {version} is newer than this Ferry reads "
+            f"(version {FORMAT_VERSION}); upgrade Ferry",
+            field="format_version",
+        )
+    steps = []
+    for v in range(version, FORMAT_VERSION):
+        if v not in UPGRADES:
+            raise InvalidArgument(
+                f"bundle format version {version} cannot be read: no upgrade from version "
+                f"{v} to {v + 1} (this Ferry reads version {FORMAT_VERSION})",
+                field="format_version",
+            )
+        steps.append(UPGRADES[v])
+    return steps
+
+
+# ---- schema ------------------------------------------------------------------------
+
+
+@functools.cache
+def schema(dataset: str) -> dict[str, dict[str, Column]]:
+    """entity -> bundle field -> Column, for the dataset named in a bundle."""
+    try:
+        ds = plugins.load("ferry.datasets", dataset)
+    except plugins.PluginError as e:
+        raise InvalidArgument(str(e), field="metadata.dataset") from None
+    if not isinstance(ds, Dataset):
+        raise InvalidArgument(f"{dataset!r} is not a dataset spec", field="metadata.dataset")
+    return {e.name: {c.name: c for c in export_query(ds, e, "", False)[1]} for e in ds.in_order()}
+
+
+# ---- writing -----------------------------------------------------------------------
+
+
+@dataclass
+class Encoder:
+    """Checks the event sequence a writer gets and keeps counts and the checksum."""
+
+    header: Header | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    digest: RecordsDigest = field(default_factory=RecordsDigest)
+    done: set[str] = field(default_factory=set)
+    entity: str = ""
+
+    def start(self, event: Event) -> Header:
+        if not isinstance(event, Header):
+            raise InvalidArgument("a bundle starts with a Header event", field="events")
+        self.header = event
+        return event
+
+    def order(self) -> list[str]:
+        """Entities in bundle order (the header's order, else the dataset's)."""
+        assert self.header is not None
+        return list(self.header.metadata.entity_order) or list(schema(self.header.metadata.dataset))
+
+    def batch(self, batch: Batch, encoded: bytes | None = None) -> None:
+        """Count and hash `batch` (`encoded`: its records already in DIGEST_OPTS JSON,
+        comma-joined); entities must come as contiguous sections."""
+        if batch.entity != self.entity:
+            if batch.entity in self.done or batch.entity not in self.order():
+                raise InvalidArgument(
+                    f"{batch.entity} records out of order or unknown", field=batch.entity
+                )
+            if self.entity:
+                self.done.add(self.entity)
+            self.entity = batch.entity
+        self.counts[batch.entity] = self.counts.get(batch.entity, 0) + len(batch.records)
+        if encoded is None:
+            self.digest.update(batch.entity, batch.records)
+        elif batch.records:
+            self.digest.update_encoded(batch.entity, encoded)
+
+    def trailer(self) -> dict[str, Any]:
+        counts = {name: self.counts.get(name, 0) for name in self.order()}
+        return trailer_dict(counts, self.digest.hexdigest())

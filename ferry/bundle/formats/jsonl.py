@@ -1,0 +1,119 @@
+"""The `jsonl` bundle: one JSON document per line.
+
+    {"type":"header","metadata":{...}}
+    {"type":"record","entity":"courses","record":{...}}      one line per record
+    {"type":"trailer","counts":{...},"total_records":N,"sha256":"<records checksum>"}
+
+Records come entity by entity in bundle order. Values are written as in the json bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import orjson
+
+from ferry.bundle.formats.base import Batch, BundleLimits, Event
+from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
+from ferry.bundle.formats.decode import Decoder
+from ferry.errors import InvalidArgument, ResourceExhausted
+
+# Room for a record of max_string_chars in each of a few fields, escaped.
+LINE_SLACK = 64 * 1024
+
+
+class JsonlBundle:
+    name = "jsonl"
+    extension = "jsonl"
+    content_type = "application/x-ndjson"
+
+    def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
+        """Write a header line, one line per record, and a trailer line."""
+        enc = Encoder()
+        it = iter(events)
+        header = enc.start(next(it, None))  # type: ignore[arg-type]
+        line = {"type": "header", "metadata": metadata_dict(header)}
+        out.write(orjson.dumps(line, option=JSON_OPTS) + b"\n")
+        for event in it:
+            if not isinstance(event, Batch):
+                break
+            encoded = [orjson.dumps(r, option=DIGEST_OPTS) for r in event.records]
+            enc.batch(event, b",".join(encoded))
+            prefix = b'{"type":"record","entity":"' + event.entity.encode() + b'","record":'
+            out.write(b"".join(prefix + r + b"}\n" for r in encoded))
+        out.write(orjson.dumps({"type": "trailer", **enc.trailer()}) + b"\n")
+
+    def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
+        """Parse a jsonl bundle line by line; see Decoder for the errors."""
+        dec = Decoder(limits)
+        max_line = limits.max_string_chars * 6 + LINE_SLACK
+        trailer: Any = None
+        number = 0
+        read = 0
+        while raw := src.readline(max_line + 1):
+            number += 1
+            read += len(raw)
+            if len(raw) > max_line:
+                raise ResourceExhausted(f"line {number} is longer than {max_line} bytes")
+            if read > limits.max_bytes:
+                raise ResourceExhausted(f"bundle is larger than {limits.max_bytes} bytes")
+            if not raw.strip():
+                continue
+            if trailer is not None:
+                raise InvalidArgument(f"line {number}: data after the trailer", field="trailer")
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise InvalidArgument(
+                    f"line {number}: malformed or truncated JSON: {e}", field=f"line {number}"
+                ) from None
+            kind = doc.get("type") if isinstance(doc, dict) else None
+            if number == 1 and kind != "header":
+                raise InvalidArgument("line 1 must be the header", field="line 1")
+            if kind == "record":
+                entity = doc.get("entity")
+                if not isinstance(entity, str):
+                    raise InvalidArgument(f"line {number}: record without entity")
+                record = doc.get("record")
+                _flat(record, limits, f"{entity} (line {number})")
+                yield from dec.record(entity, record)
+            elif kind == "header" and number == 1:
+                _depth(doc, limits, "header", 1)
+                yield dec.start(doc.get("metadata"))
+            elif kind == "trailer":
+                _depth(doc, limits, "trailer", 1)
+                trailer = doc
+            else:
+                raise InvalidArgument(
+                    f"line {number}: unknown line type {kind!r}", field=f"line {number}"
+                )
+        if trailer is None:
+            raise InvalidArgument(
+                "the bundle ends without a trailer line: it is truncated", field="trailer"
+            )
+        yield from dec.finish(trailer, "trailer")
+
+
+def _flat(record: Any, limits: BundleLimits, where: str) -> None:
+    """Records are flat; a nested value is named, or reported as too deep."""
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if isinstance(value, dict | list):
+                _depth(value, limits, f"{where}.{key}", 3)
+                raise InvalidArgument(
+                    f"{where}, field {key!r}: must be a single value", field=f"{where}.{key}"
+                )
+
+
+def _depth(value: Any, limits: BundleLimits, where: str, depth: int) -> None:
+    if depth > limits.max_depth:
+        raise InvalidArgument(
+            f"JSON nested deeper than {limits.max_depth} levels in {where}", field=where
+        )
+    if isinstance(value, dict):
+        for v in value.values():
+            _depth(v, limits, where, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _depth(v, limits, where, depth + 1)

@@ -1,0 +1,139 @@
+"""One read of a semester's bundle from the database, shared by every bundle producer.
+
+A scan opens one read-only snapshot, checks the request, counts what is in scope, and
+hands out a server-side cursor per entity in dependency order. StreamSession (typed
+chunks) and the bundle file formats (events) both read through it, so they always agree
+on what a bundle of a semester holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, CursorResult, Engine
+
+from ferry.datasets.query import Column, count_in_scope, export_query
+from ferry.datasets.spec import Dataset, Entity
+from ferry.errors import InvalidArgument, NotFound
+
+# Bumped when a bundle's meaning changes; readers upgrade older versions.
+FORMAT_VERSION = 1
+MAX_BATCH_RECORDS = 10_000
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    semester: str
+    include_deleted: bool = False
+    batch_size: int = 2000
+    exported_by: str = ""
+    # A delta bundle: only records updated or deleted at or after this instant. Deleted
+    # records are included so the receiver can apply the deletions.
+    updated_since: dt.datetime | None = None
+
+    @property
+    def with_deleted(self) -> bool:
+        """Whether soft-deleted rows are read (always for a delta bundle)."""
+        return self.include_deleted or self.updated_since is not None
+
+
+def snapshot(engine: Engine) -> Connection:
+    """A connection whose reads all see one consistent snapshot of the database."""
+    if engine.dialect.name == "postgresql":
+        conn = engine.connect().execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+        conn.begin()
+        # Every row will be read: plan for the whole result, not for the first 10%.
+        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+        # Instants arrive as UTC datetimes, the bundle's form: no conversion per value.
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        return conn
+    conn = engine.connect()
+    if engine.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")  # pysqlite would not open a read transaction itself
+    return conn
+
+
+def semester_exists(conn: Connection, ds: Dataset, value: str) -> bool:
+    """True when any row of the dataset's scope-root entity carries `value` (deleted too)."""
+    root = ds.scope_root()
+    column = next(r.column for r in root.scope if r.column)
+    return (
+        conn.execute(sa.select(sa.literal(1)).where(root.table.c[column] == value).limit(1)).first()
+        is not None
+    )
+
+
+@dataclass
+class Scan:
+    """An open snapshot of one semester: counts per entity and a cursor per entity."""
+
+    conn: Connection
+    ds: Dataset
+    req: SessionRequest
+    entities: list[Entity]
+    counts: dict[str, int]
+    # The database's own value for `updated_since` (SQLite stores naive UTC).
+    since: dt.datetime | None
+
+    def rows(self, entity: Entity) -> tuple[list[Column], CursorResult[Any]]:
+        """The entity's columns and a server-side cursor over its rows in scope (close it)."""
+        query, columns = self._query(entity)
+        result = self.conn.execution_options(
+            stream_results=True, yield_per=self.req.batch_size
+        ).execute(query)
+        return columns, result
+
+    def _query(self, entity: Entity) -> tuple[sa.Select[Any], list[Column]]:
+        query, columns = export_query(self.ds, entity, self.req.semester, self.req.with_deleted)
+        if self.since is not None:
+            # The labels of the export query render as their columns in WHERE.
+            c = query.selected_columns
+            query = query.where(sa.or_(c.updated_at >= self.since, c.deleted_at >= self.since))
+        return query, columns
+
+    def _count(self, entity: Entity) -> int:
+        if self.since is None:
+            query = count_in_scope(self.ds, entity, self.req.semester, self.req.with_deleted)
+        else:
+            rows = self._query(entity)[0].order_by(None).subquery()
+            query = sa.select(sa.func.count()).select_from(rows)
+        return int(self.conn.execute(query).scalar_one())
+
+
+def check(ds: Dataset, req: SessionRequest) -> None:
+    """Raise InvalidArgument naming the field when `req` cannot be served."""
+    if not req.semester.strip():
+        raise InvalidArgument(f"{ds.scope_name} is required", field=ds.scope_name)
+    if not 1 <= req.batch_size <= MAX_BATCH_RECORDS:
+        raise InvalidArgument(
+            f"batch_size must be between 1 and {MAX_BATCH_RECORDS}", field="batch_size"
+        )
+    if req.updated_since is not None and req.updated_since.tzinfo is None:
+        raise InvalidArgument("updated_since must carry a time zone", field="updated_since")
+
+
+@contextmanager
+def open_scan(engine: Engine, ds: Dataset, req: SessionRequest) -> Iterator[Scan]:
+    """A Scan of `req.semester` inside one snapshot, closed on exit.
+
+    Raises InvalidArgument for a bad request and NotFound for an unknown semester.
+    """
+    check(ds, req)
+    since = req.updated_since
+    if since is not None:
+        since = since.astimezone(dt.UTC)
+        if engine.dialect.name == "sqlite":
+            since = since.replace(tzinfo=None)  # stored as naive UTC text; compare alike
+    with snapshot(engine) as conn:
+        if not semester_exists(conn, ds, req.semester):
+            raise NotFound(f"{ds.scope_name} {req.semester!r} does not exist", field=ds.scope_name)
+        scan = Scan(conn, ds, req, ds.in_order(), {}, since)
+        scan.counts = {e.name: scan._count(e) for e in scan.entities}
+        yield scan
