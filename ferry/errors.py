@@ -58,3 +58,9 @@ class DeadlineExceeded(FerryError):
 
 class DataLoss(FerryError):
     code = grpc.StatusCode.DATA_LOSS
+
+
+class OutOfRange(FerryError):
+    """A read past the end (e.g. a download offset beyond the file)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE

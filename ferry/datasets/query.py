@@ -27,6 +27,13 @@ def in_scope(
     conds: list[sa.ColumnElement[bool]] = []
     if not include_deleted:
         conds.append(table.c.deleted_at.is_(None))
+        # A row whose required parent is soft-deleted goes with its parent, or the bundle
+        # would name a parent it does not carry (an enrollment of a deleted student).
+        for ref in entity.references:
+            if not ref.nullable and ref.parent != entity.name:
+                parent = ds.entity(ref.parent).table.alias()
+                live = sa.select(parent.c.id).where(parent.c.deleted_at.is_(None))
+                conds.append(table.c[ref.column].in_(live))
     for rule in entity.scope:
         if rule.column:
             conds.append(table.c[rule.column] == value)
@@ -63,17 +70,17 @@ def count_in_scope(
     )
 
 
-def export_query(
-    ds: Dataset, entity: Entity, value: str, include_deleted: bool
-) -> tuple[sa.Select[Any], list[Column]]:
-    """The entity's rows in scope, ordered by id, with every reference resolved to the
-    parent's natural key (NULL when a nullable link is unset)."""
-    table = entity.table.alias("t")
+def entity_columns(
+    ds: Dataset, entity: Entity, table: Any
+) -> tuple[Any, dict[str, sa.ColumnElement[Any]], list[Column]]:
+    """Every bundle field of the entity on `table` (an alias of its table): the FROM clause
+    with parents joined, an expression per field (references resolved to the parent's
+    natural key, NULL when a nullable link is unset), and the columns in message order."""
     from_: Any = table
-    exprs: dict[str, sa.ColumnElement[Any]] = {}
-    columns: list[Column] = []
-    for f in entity.fields:
-        exprs[f.name] = table.c[f.column_name]
+    exprs: dict[str, sa.ColumnElement[Any]] = {
+        f.name: table.c[f.column_name] for f in entity.fields
+    }
+    kinds = {f.name: (f.kind, f.nullable) for f in entity.fields}
     for i, ref in enumerate(entity.references):
         parent = ds.entity(ref.parent)
         palias = parent.table.alias(f"p{i}")
@@ -81,17 +88,19 @@ def export_query(
         keys, from_ = _key_exprs(ds, parent, palias, from_, f"p{i}_", ref.nullable)
         for own, key in zip(ref.fields, parent.natural_key, strict=True):
             exprs[own] = keys[key]
-    message_fields = [fd.name for fd in entity.message.DESCRIPTOR.fields]
-    kinds = {f.name: (f.kind, f.nullable) for f in entity.fields}
-    for ref in entity.references:
-        for own in ref.fields:
             kinds.setdefault(own, (Kind.STR, ref.nullable))
-    ordered = [n for n in message_fields if n in exprs]
-    for name in ordered:
-        kind, nullable = kinds[name]
-        columns.append(Column(name, kind, nullable))
+    names = [fd.name for fd in entity.message.DESCRIPTOR.fields if fd.name in exprs]
+    return from_, exprs, [Column(n, *kinds[n]) for n in names]
+
+
+def export_query(
+    ds: Dataset, entity: Entity, value: str, include_deleted: bool
+) -> tuple[sa.Select[Any], list[Column]]:
+    """The entity's rows in scope, ordered by id, every field as in a bundle."""
+    table = entity.table.alias("t")
+    from_, exprs, columns = entity_columns(ds, entity, table)
     query = (
-        sa.select(*(exprs[n].label(n) for n in ordered))
+        sa.select(*(exprs[c.name].label(c.name) for c in columns))
         .select_from(from_)
         .where(in_scope(ds, entity, table, value, include_deleted))
         .order_by(table.c.id)

@@ -21,8 +21,9 @@ class ExportService(SessionRpcs, JobRpcs, export_pb2_grpc.ExportServiceServicer)
         export_pb2_grpc.add_ExportServiceServicer_to_server(self, server)
 
     def start(self) -> None:
-        """Start background workers (none yet for bundles)."""
-        return None
+        """Start the entity export job workers, their heartbeat and the reaper."""
+        self.start_jobs()
 
     def stop(self) -> None:
-        return None
+        """Stop the job threads; jobs still running go back to the queue."""
+        self.stop_jobs()

@@ -1,0 +1,1 @@
+"""Entity exports as jobs: queries, the job store, workers, stats and retention."""

@@ -1,0 +1,78 @@
+"""Retention: delete (or archive) the files of old export jobs and their rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ferry.db.export_models import TERMINAL, ExportJob
+from ferry.db.models import utcnow
+from ferry.errors import InvalidArgument
+from ferry.storage import Storage
+
+log = logging.getLogger("ferry.export")
+T: sa.Table = ExportJob.__table__  # type: ignore[assignment]
+# Temp files older than this belong to a process that died mid-export.
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    jobs_removed: int = 0
+    files_deleted: int = 0
+    files_archived: int = 0
+    # Bytes that left the export storage (archived files count: they moved elsewhere).
+    bytes_freed: int = 0
+
+
+def cleanup(
+    engine: Engine,
+    storage: Storage,
+    older_than_days: int,
+    retention_days: int,
+    archive: bool = False,
+    dry_run: bool = False,
+) -> CleanupResult:
+    """Remove jobs that ended more than `older_than_days` (0: `retention_days`) ago with
+    their files; with `archive` the files move to the archive; `dry_run` changes nothing."""
+    if older_than_days < 0:
+        raise InvalidArgument(
+            f"older_than_days must not be negative, got {older_than_days}",
+            field="older_than_days",
+        )
+    cutoff = utcnow() - dt.timedelta(days=older_than_days or retention_days)
+    with engine.connect() as conn:
+        old = conn.execute(
+            sa.select(T.c.id, T.c.storage_key).where(
+                T.c.status.in_(TERMINAL), T.c.finished_at < cutoff
+            )
+        ).all()
+    deleted = archived = freed = removed = 0
+    for job_id, key in old:
+        size = storage.size(key) if key else None
+        if size is not None:
+            freed += size
+            if archive:
+                archived += 1
+            else:
+                deleted += 1
+        if dry_run:
+            removed += 1
+            continue
+        if size is not None:
+            (storage.archive if archive else storage.delete)(key)
+        with engine.begin() as conn:
+            removed += conn.execute(T.delete().where(T.c.id == job_id)).rowcount
+    if not dry_run:
+        storage.sweep_temp(STALE_TEMP_SECONDS)
+    result = CleanupResult(removed, deleted, archived, freed)
+    log.info(
+        "export cleanup: %s",
+        result,
+        extra={"event": "export_cleanup", "dry_run": dry_run, "cutoff": cutoff.isoformat()},
+    )
+    return result

@@ -1,0 +1,312 @@
+"""The export job table as a queue: create (idempotently), claim, heartbeat, progress,
+finish, cancel and reap. Every state change is a conditional UPDATE, so several replicas
+sharing one database never run a job twice and never overwrite each other's outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from ferry.db.export_models import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TERMINAL,
+    ExportJob,
+)
+from ferry.db.models import utcnow
+from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
+
+T: sa.Table = ExportJob.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated StartExport request."""
+
+    export_type: str
+    format: str
+    dataset: str
+    filters: Mapping[str, str] = field(default_factory=dict)
+    fields: list[str] = field(default_factory=list)
+    limit: int = 0
+    include_deleted: bool = False
+    notify: list[str] = field(default_factory=list)
+    idempotency_key: str = ""
+    requested_by: str = ""
+    filename: str = ""
+    extension: str = ""
+
+
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """`value` as aware UTC (SQLite hands back naive UTC datetimes)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
+    """(job, created): the new pending job, or the earlier job with the same key."""
+    key = new.idempotency_key or None
+    if key is not None:
+        existing = _by_key(engine, key)
+        if existing is not None:
+            return existing, False
+    job_id = str(uuid.uuid4())
+    row = ExportJob(
+        id=job_id,
+        export_type=new.export_type,
+        format=new.format,
+        dataset=new.dataset,
+        filters={k: v for k, v in new.filters.items() if v},
+        fields=list(new.fields),
+        row_limit=new.limit,
+        include_deleted=new.include_deleted,
+        notify=list(new.notify),
+        idempotency_key=key,
+        status=PENDING,
+        requested_by=new.requested_by,
+        filename=new.filename,
+        storage_key=f"{job_id}.{new.extension}" if new.extension else job_id,
+        created_at=utcnow(),
+    )
+    try:
+        with Session(engine, expire_on_commit=False) as s, s.begin():
+            s.add(row)
+    except sa_exc.IntegrityError:
+        # A concurrent start with the same key won the unique constraint: return its job.
+        if key is None:
+            raise
+        existing = _by_key(engine, key)
+        if existing is None:
+            raise
+        return existing, False
+    return row, True
+
+
+def _by_key(engine: Engine, key: str) -> ExportJob | None:
+    with Session(engine, expire_on_commit=False) as s:
+        return s.scalars(sa.select(ExportJob).where(ExportJob.idempotency_key == key)).first()
+
+
+def get_job(engine: Engine, job_id: str) -> ExportJob:
+    """The job, or NotFound naming it."""
+    if not job_id:
+        raise InvalidArgument("job_id is required", field="job_id")
+    with Session(engine, expire_on_commit=False) as s:
+        job = s.get(ExportJob, job_id)
+    if job is None:
+        raise NotFound(f"export job {job_id!r} does not exist")
+    return job
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[ExportJob]
+    next_token: str
+    total: int
+
+
+def list_jobs(
+    engine: Engine,
+    page_size: int,
+    page_token: str = "",
+    status: str = "",
+    export_type: str = "",
+    requested_by: str = "",
+) -> Page:
+    """Jobs newest first, one page; the token is opaque (created_at + id of the last)."""
+    if page_size < 0 or page_size > 200:
+        raise InvalidArgument(f"page_size must be 1..200, got {page_size}", field="page_size")
+    size = page_size or 50
+    where: list[sa.ColumnElement[bool]] = []
+    if status:
+        where.append(T.c.status == status)
+    if export_type:
+        where.append(T.c.export_type == export_type)
+    if requested_by:
+        where.append(T.c.requested_by == requested_by)
+    with Session(engine, expire_on_commit=False) as s:
+        total = s.execute(sa.select(sa.func.count()).select_from(T).where(*where)).scalar_one()
+        q = sa.select(ExportJob).where(*where)
+        if page_token:
+            created, last_id = _decode_token(page_token)
+            q = q.where(
+                sa.or_(
+                    ExportJob.created_at < created,
+                    sa.and_(ExportJob.created_at == created, ExportJob.id < last_id),
+                )
+            )
+        q = q.order_by(ExportJob.created_at.desc(), ExportJob.id.desc()).limit(size + 1)
+        jobs = list(s.scalars(q))
+    more = len(jobs) > size
+    jobs = jobs[:size]
+    token = _encode_token(jobs[-1]) if more else ""
+    return Page(jobs, token, int(total))
+
+
+def _encode_token(job: ExportJob) -> str:
+    created = aware(job.created_at)
+    assert created is not None
+    raw = json.dumps([created.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str) -> tuple[dt.datetime, str]:
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return dt.datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidArgument(
+            "page_token is not one this service handed out", field="page_token"
+        ) from None
+
+
+def request_cancel(engine: Engine, job_id: str) -> ExportJob:
+    """Cancel a pending job at once, or flag a running one (its worker stops at the next
+    progress tick). FailedPrecondition when the job has already ended."""
+    job = get_job(engine, job_id)
+    if job.status == CANCELLED:
+        return job  # cancelling twice is not an error (the RPC is idempotent)
+    if job.status in TERMINAL:
+        raise FailedPrecondition(f"export job {job_id} has already ended ({job.status})")
+    now = utcnow()
+    with engine.begin() as conn:
+        done = conn.execute(
+            T.update()
+            .where(T.c.id == job_id, T.c.status == PENDING)
+            .values(status=CANCELLED, cancel_requested=True, finished_at=now)
+        ).rowcount
+        if not done:
+            conn.execute(
+                T.update()
+                .where(T.c.id == job_id, T.c.status == RUNNING)
+                .values(cancel_requested=True)
+            )
+    # A running job may have finished in the meantime; the caller sees how it ended.
+    return get_job(engine, job_id)
+
+
+def claim_next(engine: Engine, worker_id: str) -> ExportJob | None:
+    """Take the oldest pending job for `worker_id`, or None. Safe across processes:
+    PostgreSQL skips rows another claimer holds; elsewhere the UPDATE's status check
+    lets exactly one claimer win."""
+    now = utcnow()
+    claim = dict(status=RUNNING, worker_id=worker_id, started_at=now, heartbeat_at=now)
+    pending = (
+        sa.select(T.c.id).where(T.c.status == PENDING).order_by(T.c.created_at, T.c.id).limit(1)
+    )
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            job_id = conn.execute(pending.with_for_update(skip_locked=True)).scalar()
+            if job_id is None:
+                return None
+            conn.execute(T.update().where(T.c.id == job_id).values(**claim))
+        return get_job(engine, job_id)
+    for _ in range(5):  # lost races retry with the next pending job
+        with engine.begin() as conn:
+            job_id = conn.execute(pending).scalar()
+            if job_id is None:
+                return None
+            won = conn.execute(
+                T.update().where(T.c.id == job_id, T.c.status == PENDING).values(**claim)
+            ).rowcount
+        if won == 1:
+            return get_job(engine, job_id)
+    return None
+
+
+def heartbeat(engine: Engine, job_ids: list[str]) -> None:
+    """Mark these running jobs alive now."""
+    if not job_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            T.update()
+            .where(T.c.id.in_(job_ids), T.c.status == RUNNING)
+            .values(heartbeat_at=utcnow())
+        )
+
+
+def save_progress(engine: Engine, job_id: str, worker_id: str, **values: Any) -> bool:
+    """Record progress (and a heartbeat); True when someone asked to cancel the job."""
+    with engine.begin() as conn:
+        conn.execute(
+            T.update()
+            .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
+            .values(heartbeat_at=utcnow(), **values)
+        )
+        flag = conn.execute(sa.select(T.c.cancel_requested).where(T.c.id == job_id)).scalar()
+    return bool(flag)
+
+
+def finish(engine: Engine, job_id: str, worker_id: str, status: str, **values: Any) -> bool:
+    """End a running job as `status`; False when it was no longer ours (the reaper failed
+    it meanwhile), in which case the caller must discard its file."""
+    with engine.begin() as conn:
+        return (
+            conn.execute(
+                T.update()
+                .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
+                .values(status=status, finished_at=utcnow(), **values)
+            ).rowcount
+            == 1
+        )
+
+
+def requeue(engine: Engine, job_id: str, worker_id: str) -> bool:
+    """Give a running job back to the queue (this worker is shutting down)."""
+    with engine.begin() as conn:
+        return (
+            conn.execute(
+                T.update()
+                .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
+                .values(
+                    status=PENDING,
+                    worker_id="",
+                    started_at=None,
+                    heartbeat_at=None,
+                    progress_percent=0,
+                    processed_records=0,
+                )
+            ).rowcount
+            == 1
+        )
+
+
+REAPED_MESSAGE = "worker stopped responding"
+
+
+def reap(engine: Engine, timeout_seconds: float) -> list[ExportJob]:
+    """Fail running jobs whose heartbeat is older than the timeout; the jobs reaped."""
+    cutoff = utcnow() - dt.timedelta(seconds=timeout_seconds)
+    with engine.connect() as conn:
+        stale = list(
+            conn.execute(
+                sa.select(T.c.id).where(T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
+            ).scalars()
+        )
+    reaped: list[ExportJob] = []
+    for job_id in stale:
+        with engine.begin() as conn:
+            won = conn.execute(
+                T.update()
+                .where(T.c.id == job_id, T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
+                .values(status=FAILED, error_message=REAPED_MESSAGE, finished_at=utcnow())
+            ).rowcount
+        if won:
+            reaped.append(get_job(engine, job_id))
+    return reaped
