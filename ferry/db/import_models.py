@@ -1,0 +1,90 @@
+"""Tables of the import (merge) engine: every import run, what it changed, what it rejected.
+
+`imports` holds one row per run (completed, failed, dry run or undone) with its options and
+outcome; `import_changes` holds what a committed run changed, so it can be undone (created
+rows as id ranges, updated and soft-deleted rows with their old values); `import_rejects`
+holds the records an on_error=skip_invalid run left out, for DownloadRejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ferry.db.models import Base, utcnow
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# JSONB on PostgreSQL: undo rebuilds rows with jsonb_populate_record.
+Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class Import(Base):
+    __tablename__ = "imports"
+    __table_args__ = (Index(None, "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    dataset: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(Json)
+    entity: Mapped[str] = mapped_column(String(64), default="")
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    source_sha256: Mapped[str] = mapped_column(String(64), default="")
+    # Only runs that may have an effect keep their key (dry runs do not claim it).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    semester: Mapped[str] = mapped_column(String(64), default="")
+    summaries: Mapped[list[Any]] = mapped_column(Json)
+    errors: Mapped[list[Any]] = mapped_column(Json)
+    sample_changes: Mapped[list[Any]] = mapped_column(Json)
+    total_errors: Mapped[int] = mapped_column(Integer, default=0)
+    has_rejected: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    undone_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    error_message: Mapped[str] = mapped_column(Text, default="")
+
+
+class ImportChange(Base):
+    __tablename__ = "import_changes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    import_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("imports.id", ondelete="CASCADE"), index=True
+    )
+    entity: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # created | updated | deleted
+    row_id: Mapped[int] = mapped_column(Id)
+    # Created rows are recorded as id ranges [row_id, row_id_end]: a million new rows
+    # cost a handful of change rows.
+    row_id_end: Mapped[int | None] = mapped_column(Id)
+    old_values: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # The row's updated_at right after the import; a different value later means the row
+    # changed since, and undo refuses unless forced.
+    new_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportReject(Base):
+    __tablename__ = "import_rejects"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    import_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("imports.id", ondelete="CASCADE"), index=True
+    )
+    entity: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    record: Mapped[dict[str, Any]] = mapped_column(Json)

@@ -1,0 +1,37 @@
+"""The import engine: validate, plan, apply and undo merges of bundles into a database.
+
+Driven by the dataset spec (natural keys, references, scope); set-based SQL over TEMP
+staging tables, one transaction per run. See run.py for the flow and values.py for how
+values are checked.
+"""
+
+from ferry.merge.model import (
+    EntitySummary,
+    ImportOutcome,
+    MergeOptions,
+    OnError,
+    RecordChange,
+    RecordError,
+    Status,
+    Strategy,
+)
+from ferry.merge.rejects import rejected_events
+from ferry.merge.run import run_import
+from ferry.merge.store import get_import, list_imports
+from ferry.merge.undo import undo_import
+
+__all__ = [
+    "EntitySummary",
+    "ImportOutcome",
+    "MergeOptions",
+    "OnError",
+    "RecordChange",
+    "RecordError",
+    "Status",
+    "Strategy",
+    "get_import",
+    "list_imports",
+    "rejected_events",
+    "run_import",
+    "undo_import",
+]

@@ -1,0 +1,173 @@
+"""Applying one resolved entity with set-based SQL, recording what changed for undo.
+
+Created rows keep the bundle's created_at and updated_at (a faithful copy of the source;
+missing ones become the import time). Updated and soft-deleted rows get updated_at = the
+import time and keep their created_at; the old row is saved as JSON in import_changes.
+Late-bound references are set after every entity's rows exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ferry.datasets.spec import Dataset, Entity
+from ferry.merge.shape import Ref, Shape, differs, key_lookup, key_match, q
+from ferry.merge.values import SQLITE_TS
+
+UPDATED_AT = "updated_at"  # the Timestamps column every dataset table carries
+
+
+def ts_param(value: dt.datetime, sqlite: bool) -> Any:
+    """A timestamp as the backend stores it (SQLite: SQLAlchemy's naive UTC text)."""
+    return value.astimezone(dt.UTC).strftime(SQLITE_TS) if sqlite else value
+
+
+def old_row_json(entity: Entity, alias: str, sqlite: bool) -> str:
+    """SQL building the JSON of a whole row of `entity` (for restoring it on undo).
+    SQLite's JSON would round floats to 15 digits, so they travel as 17-digit text."""
+    if not sqlite:
+        return f"to_jsonb({alias})"
+    parts = []
+    for col in entity.table.c:
+        if col.name == "id":
+            continue
+        expr = f"{alias}.{q(col.name)}"
+        if isinstance(col.type, sa.Float):
+            expr = f"CASE WHEN {expr} IS NULL THEN NULL ELSE printf('%!.17g', {expr}) END"
+        parts.append(f"'{col.name}', {expr}")
+    return f"json_object({', '.join(parts)})"
+
+
+def _params(import_id: str, shape: Shape, now: Any) -> dict[str, Any]:
+    return {"iid": import_id, "entity": shape.name, "now": now}
+
+
+def insert_new(conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool) -> None:
+    """INSERT the rows with status `create`; record them as id ranges, each with the
+    newest updated_at it holds (undo treats a later one as a change made since)."""
+    table = q(shape.entity.table.name)
+    cols, exprs = [], []
+    for c in shape.own:
+        cols.append(q(c.target))
+        exprs.append(f"COALESCE(x.{q(c.name)}, :now)" if c.bookkeeping else f"x.{q(c.name)}")
+    for r in shape.refs:
+        if not r.late:
+            cols.append(q(r.ref.column))
+            exprs.append(f"x.r{r.index}")
+    insert = (
+        f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(exprs)} "
+        f"FROM {shape.resolved} x WHERE x.st = 'create'"
+    )
+    params = _params(import_id, shape, now)
+    if sqlite:
+        # Holding SQLite's write lock, new rowids are max(id)+1, +2, ...: one range.
+        before = conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
+        conn.execute(sa.text(insert), params)
+        after = conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
+        if after > before:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO import_changes (import_id, entity, action, row_id, row_id_end, "
+                    f"new_updated_at) SELECT :iid, :entity, 'created', :a, :b, max({UPDATED_AT}) "
+                    f"FROM {table} WHERE id BETWEEN :a AND :b"
+                ),
+                {**params, "a": before + 1, "b": after},
+            )
+        return
+    conn.execute(
+        sa.text(
+            f"WITH ins AS ({insert} RETURNING id, {UPDATED_AT} AS u) "
+            "INSERT INTO import_changes (import_id, entity, action, row_id, row_id_end, "
+            "new_updated_at) SELECT :iid, :entity, 'created', min(id), max(id), max(u) "
+            "FROM (SELECT id, u, id - row_number() OVER (ORDER BY id) AS g FROM ins) y GROUP BY g"
+        ),
+        params,
+    )
+
+
+def update_changed(conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool) -> None:
+    """Save the old rows of status `update`, then UPDATE them from the bundle."""
+    table = q(shape.entity.table.name)
+    params = _params(import_id, shape, now)
+    conn.execute(
+        sa.text(
+            "INSERT INTO import_changes (import_id, entity, action, row_id, old_values, "
+            f"new_updated_at) SELECT :iid, :entity, 'updated', t.id, "
+            f"{old_row_json(shape.entity, 't', sqlite)}, :now "
+            f"FROM {table} t JOIN {shape.resolved} x ON t.id = x.tid WHERE x.st = 'update'"
+        ),
+        params,
+    )
+    sets = [f"{q(c.target)} = x.{q(c.name)}" for c in shape.own if not c.bookkeeping]
+    sets += [f"{q(r.ref.column)} = x.r{r.index}" for r in shape.refs if not r.late]
+    sets.append(f"{UPDATED_AT} = :now")
+    conn.execute(
+        sa.text(
+            f"UPDATE {table} SET {', '.join(sets)} FROM {shape.resolved} x "
+            f"WHERE {table}.id = x.tid AND x.st = 'update'"
+        ),
+        params,
+    )
+
+
+def bind_late(conn: Connection, ds: Dataset, shape: Shape, r: Ref, sqlite: bool) -> None:
+    """Set a late-bound reference of the created and updated rows, now that every
+    parent exists."""
+    table = q(shape.entity.table.name)
+    keys = [f"x.{q(f)}" for f in r.ref.fields]
+    present = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    on = " AND ".join(
+        f"p.{q(theirs)} = x.{q(own)}"
+        for own, theirs in zip(r.ref.fields, r.parent.natural_key, strict=True)
+    )
+    column = q(r.ref.column)
+    conn.exec_driver_sql(
+        f"UPDATE {table} SET {column} = y.pid FROM (SELECT k.id AS tid, p.id AS pid "
+        f"FROM {shape.resolved} x JOIN {table} k ON {key_match(shape, 'k', 'x')} "
+        f"LEFT JOIN ({key_lookup(ds, r.parent)}) p ON {on} "
+        f"WHERE x.st IN ('create', 'update') AND (({present}) OR x.st = 'update')) y "
+        f"WHERE {table}.id = y.tid AND {differs(f'{table}.{column}', 'y.pid', sqlite)}"
+    )
+
+
+def soft_delete_missing(
+    conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool
+) -> int:
+    """Replace: soft-delete the rows that were live in scope and that the bundle lacks.
+    Returns how many."""
+    table = q(shape.entity.table.name)
+    params = _params(import_id, shape, now)
+    where = (
+        f"{table}.id IN (SELECT id FROM {shape.scope}) AND {table}.deleted_at IS NULL AND "
+        f"NOT EXISTS (SELECT 1 FROM {shape.resolved} x WHERE x.tid = {table}.id)"
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO import_changes (import_id, entity, action, row_id, old_values, "
+            f"new_updated_at) SELECT :iid, :entity, 'deleted', {table}.id, "
+            f"{old_row_json(shape.entity, table, sqlite)}, :now FROM {table} WHERE {where}"
+        ),
+        params,
+    )
+    result = conn.execute(
+        sa.text(f"UPDATE {table} SET deleted_at = :now, {UPDATED_AT} = :now WHERE {where}"),
+        params,
+    )
+    return int(result.rowcount)
+
+
+def deleted_sample(conn: Connection, ds: Dataset, shape: Shape, limit: int) -> list[str]:
+    """Natural keys of up to `limit` rows a replace is about to soft-delete."""
+    table = q(shape.entity.table.name)
+    keys = ", ".join(f"k.{q(n)}" for n in shape.entity.natural_key)
+    rows = conn.exec_driver_sql(
+        f"SELECT {keys} FROM ({key_lookup(ds, shape.entity)}) k JOIN {table} t ON t.id = k.id "
+        f"WHERE k.id IN (SELECT id FROM {shape.scope}) AND t.deleted_at IS NULL AND "
+        f"NOT EXISTS (SELECT 1 FROM {shape.resolved} x WHERE x.tid = k.id) "
+        f"ORDER BY k.id LIMIT {int(limit)}"
+    )
+    return ["/".join("" if v is None else str(v) for v in row) for row in rows]

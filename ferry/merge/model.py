@@ -1,0 +1,96 @@
+"""The merge engine's public values: options, per-entity summaries, errors, outcomes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# At most this many errors are listed in an outcome; `total_errors` is always exact.
+MAX_LISTED_ERRORS = 100
+# At most this many sample changes per entity.
+MAX_SAMPLES_PER_ENTITY = 20
+
+
+class Strategy(StrEnum):
+    """How records that already exist are treated."""
+
+    UPDATE = "update"  # upsert
+    SKIP = "skip"  # create new records only
+    UPDATE_ONLY = "update_only"  # update existing; unknown keys are unmatched
+    REPLACE = "replace"  # upsert, soft-delete in-scope records the bundle lacks
+
+
+class OnError(StrEnum):
+    ABORT = "abort"
+    SKIP_INVALID = "skip_invalid"
+
+
+class Status(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    UNDONE = "undone"
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    strategy: Strategy = Strategy.UPDATE
+    dry_run: bool = False
+    on_error: OnError = OnError.ABORT
+    idempotency_key: str = ""
+    filename: str = ""
+    bundle_format: str = ""
+    dataset: str = "school"
+
+
+@dataclass
+class EntitySummary:
+    entity: str
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    unmatched: int = 0
+    deleted: int = 0
+    errors: int = 0
+
+
+@dataclass
+class RecordError:
+    entity: str
+    natural_key: str  # key fields joined by "/", e.g. "S00012/MATH101-2026F"
+    field: str
+    reason: str
+    position: int  # 1-based position of the record (or csv/xlsx row) within its entity
+
+
+@dataclass
+class RecordChange:
+    entity: str
+    natural_key: str
+    action: str  # create | update | delete
+    changes: list[tuple[str, str, str]] = field(default_factory=list)  # (field, old, new)
+
+
+@dataclass
+class ImportOutcome:
+    """What an import did (or, for a dry run, would do); mirrors ferry.v1.ImportResult."""
+
+    id: str
+    status: Status
+    options: MergeOptions
+    entity: str
+    requested_by: str
+    source_sha256: str
+    semester: str
+    summaries: list[EntitySummary]
+    total_errors: int
+    errors: list[RecordError]
+    sample_changes: list[RecordChange]
+    has_rejected_file: bool
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    undone_at: dt.datetime | None
+    duration_seconds: float
+    error_message: str

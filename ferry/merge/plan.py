@@ -1,0 +1,274 @@
+"""Set-based validation and classification of one staged entity.
+
+One CREATE TEMP TABLE ... AS SELECT per entity resolves every parent reference by natural
+key (against the database, where parents of this run are already applied), finds the
+existing row, flags duplicate keys and missing parents, compares all data columns and
+gives each staged row a status:
+
+    error      refused value, duplicate natural key, or a parent that exists nowhere
+    create     new record (strategy update, skip, replace)
+    update     existing record that differs
+    same       existing record identical to the bundle: no write
+    skip       existing record left alone (strategy skip)
+    unmatched  unknown key (strategy update_only), or its parent is unmatched
+
+Late-bound links (course prerequisite, student mentor) are optional: a semester's bundle
+may name a parent outside it (a prerequisite from an earlier semester). Such a link is
+bound when the parent exists in the bundle or the database, and left unset otherwise
+rather than rejecting the record. Required parents that exist nowhere are errors.
+
+Compared columns: every field except created_at/updated_at (kept by Ferry); deleted_at
+is data. Late-bound references compare against the database's current parent ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ferry.datasets.query import in_scope
+from ferry.datasets.spec import Dataset
+from ferry.merge.model import (
+    MAX_LISTED_ERRORS,
+    MAX_SAMPLES_PER_ENTITY,
+    EntitySummary,
+    RecordChange,
+    RecordError,
+    Strategy,
+)
+from ferry.merge.shape import Ref, Shape, key_lookup, key_match, q, same
+
+
+def _keys(r: Ref, row: str) -> list[str]:
+    return [f"{row}.{q(f)}" for f in r.ref.fields]
+
+
+def _tuple(exprs: list[str]) -> str:
+    return exprs[0] if len(exprs) == 1 else f"({', '.join(exprs)})"
+
+
+def resolve(
+    conn: Connection,
+    ds: Dataset,
+    shape: Shape,
+    shapes: dict[str, Shape],
+    strategy: Strategy,
+    sqlite: bool,
+    resolved: frozenset[str] = frozenset(),
+) -> None:
+    """Build the entity's resolved table (staged columns + r<i> parent ids, tid, st, err).
+    `resolved`: the entities this run resolved before (their statuses can be consulted)."""
+    table = q(shape.entity.table.name)
+    select = ["s.*"]
+    joins = []
+    equal = [
+        same(f"t.{q(c.target)}", f"s.{q(c.name)}", sqlite) for c in shape.own if not c.bookkeeping
+    ]
+    for r in shape.refs:
+        i = r.index
+        on = " AND ".join(
+            f"p{i}.{q(theirs)} = s.{q(own)}"
+            for own, theirs in zip(r.ref.fields, r.parent.natural_key, strict=True)
+        )
+        joins.append(f"LEFT JOIN ({key_lookup(ds, r.parent)}) p{i} ON {on}")
+        select.append(f"p{i}.id AS r{i}")
+        if r.late:
+            # The parent may still be created by this run (in the bundle): the link then
+            # changes even if the database's current one matches nothing yet.
+            present = " AND ".join(f"{k} IS NOT NULL" for k in _keys(r, "s"))
+            pstage = shapes[r.parent.name].stage
+            pkeys = ", ".join(q(k) for k in r.parent.natural_key)
+            pending = (
+                f"{present} AND p{i}.id IS NULL AND {_tuple(_keys(r, 's'))} IN "
+                f"(SELECT {pkeys} FROM {pstage} WHERE ok = 1)"
+            )
+            equal.append(
+                f"(CASE WHEN {pending} THEN 0 = 1 "
+                f"ELSE {same(f't.{q(r.ref.column)}', f'p{i}.id', sqlite)} END)"
+            )
+        else:
+            equal.append(same(f"t.{q(r.ref.column)}", f"p{i}.id", sqlite))
+    # Duplicate keys via a hash aggregate (usually empty) instead of sorting every row.
+    nk = shape.entity.natural_key
+    dkeys = ", ".join(q(k) for k in nk)
+    joins.append(
+        f"LEFT JOIN (SELECT {dkeys}, count(*) AS n FROM {shape.stage} WHERE ok = 1 "
+        f"GROUP BY {dkeys} HAVING count(*) > 1) d ON "
+        + " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in nk)
+    )
+    select.append("t.id AS tid")
+    equal_all = " AND ".join(equal) or "1 = 1"
+    select.append(f"CASE WHEN t.id IS NULL THEN 0 WHEN {equal_all} THEN 1 ELSE 0 END AS same")
+    select.append("CASE WHEN s.ok = 1 THEN coalesce(d.n, 1) ELSE 0 END AS dup")
+    joins.append(f"LEFT JOIN {table} t ON {key_match(shape, 't', 's', ref_prefix='p')}")
+    inner = f"SELECT {', '.join(select)} FROM {shape.stage} s {' '.join(joins)}"
+    err = _error_case(shape, shapes, strategy, resolved)
+    status = _status_case(err, strategy)
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE {shape.resolved}{_on_commit(sqlite)} AS "
+        f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"
+    )
+    if not sqlite:
+        conn.exec_driver_sql(f"ANALYZE {shape.resolved}")
+
+
+def _on_commit(sqlite: bool) -> str:
+    # PostgreSQL drops them with the transaction; SQLite's are dropped by the run.
+    return "" if sqlite else " ON COMMIT DROP"
+
+
+def _error_case(
+    shape: Shape, shapes: dict[str, Shape], strategy: Strategy, resolved: frozenset[str]
+) -> str:
+    whens = ["WHEN x.ok = 0 THEN 'value'", "WHEN x.dup > 1 THEN 'duplicate'"]
+    for r in shape.refs:
+        keys = _keys(r, "x")
+        if r.late:
+            continue  # optional links: see the module doc
+        present = " OR ".join(f"{k} IS NOT NULL" for k in keys)
+        missing = f"({present}) AND x.r{r.index} IS NULL"
+        if strategy is Strategy.UPDATE_ONLY and r.parent.name in resolved:
+            pkeys = ", ".join(q(k) for k in r.parent.natural_key)
+            parent = shapes[r.parent.name].resolved
+            whens.append(
+                f"WHEN {missing} AND {_tuple(keys)} IN "
+                f"(SELECT {pkeys} FROM {parent} WHERE st = 'unmatched') THEN 'unmatched'"
+            )
+        whens.append(f"WHEN {missing} THEN 'ref{r.index}'")
+    return f"(CASE {' '.join(whens)} ELSE NULL END)"
+
+
+def _status_case(err: str, strategy: Strategy) -> str:
+    new = "'unmatched'" if strategy is Strategy.UPDATE_ONLY else "'create'"
+    existing = (
+        "'skip'"
+        if strategy is Strategy.SKIP
+        else "CASE WHEN x.same = 1 THEN 'same' ELSE 'update' END"
+    )
+    return (
+        f"(CASE WHEN {err} = 'unmatched' THEN 'unmatched' WHEN {err} IS NOT NULL THEN 'error' "
+        f"WHEN x.tid IS NULL THEN {new} ELSE {existing} END)"
+    )
+
+
+_COUNTERS = {
+    "create": "created",
+    "update": "updated",
+    "same": "unchanged",
+    "skip": "skipped",
+    "unmatched": "unmatched",
+    "error": "errors",
+}
+
+
+def summarize(conn: Connection, shape: Shape) -> EntitySummary:
+    """Counts of the entity's resolved rows per status."""
+    summary = EntitySummary(shape.name)
+    rows = conn.exec_driver_sql(f"SELECT st, count(*) FROM {shape.resolved} GROUP BY st")
+    for st, n in rows:
+        setattr(summary, _COUNTERS[st], int(n))
+    return summary
+
+
+def list_errors(
+    conn: Connection, shape: Shape, shapes: dict[str, Shape], limit: int = MAX_LISTED_ERRORS
+) -> list[RecordError]:
+    """The first errors found in SQL (values refused in Python are listed by the stager)."""
+    key = ", ".join(f"x.{q(k)}" for k in shape.entity.natural_key)
+    ref_fields = [f for r in shape.refs for f in r.ref.fields]
+    ref_cols = [f"x.{q(f)}" for f in ref_fields]
+    # Whether each parent is in the bundle at all: then it was rejected itself.
+    in_bundle = [
+        f"CASE WHEN {_tuple(_keys(r, 'x'))} IN (SELECT "
+        f"{', '.join(q(k) for k in r.parent.natural_key)} FROM {shapes[r.parent.name].stage}) "
+        "THEN 1 ELSE 0 END"
+        for r in shape.refs
+    ]
+    rows = conn.exec_driver_sql(
+        f"SELECT x.pos, x.err, x.dup, {', '.join([key, *ref_cols, *in_bundle])} "
+        f"FROM {shape.resolved} x "
+        f"WHERE x.st = 'error' AND x.ok = 1 ORDER BY x.pos LIMIT {int(limit)}"
+    )
+    nkey = len(shape.entity.natural_key)
+    out = []
+    for row in rows:
+        pos, err, dup = row[0], row[1], row[2]
+        keyvals = row[3 : 3 + nkey]
+        refvals = dict(zip(ref_fields, row[3 + nkey : 3 + nkey + len(ref_fields)], strict=True))
+        rejected = row[3 + nkey + len(ref_fields) :]
+        display = "/".join(_text(v) for v in keyvals)
+        if err == "duplicate":
+            field = ",".join(shape.entity.natural_key)
+            reason = f"duplicate natural key: the bundle holds it {int(dup)} times"
+        else:
+            r = shape.refs[int(err[3:])]
+            field = ",".join(r.ref.fields)
+            value = "/".join(_text(refvals[f]) for f in r.ref.fields)
+            if rejected[r.index]:
+                reason = f"its parent, {r.parent.name} record {value!r}, was rejected"
+            else:
+                reason = (
+                    f"no {r.parent.name} record with {field} {value!r} in the database or "
+                    "the bundle"
+                )
+        out.append(RecordError(shape.name, display, field, reason, int(pos)))
+    return out
+
+
+def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
+    """Up to MAX_SAMPLES_PER_ENTITY records this run creates and updates, with old and
+    new values (call before applying)."""
+    table = q(shape.entity.table.name)
+    own = [c for c in shape.own if not c.bookkeeping]
+    key = shape.entity.natural_key
+    names = [c.name for c in shape.cols]
+    cols = ", ".join(f"x.{q(n)}" for n in names)
+    olds = ", ".join(f"t.{q(c.target)}" for c in own)
+    out: list[RecordChange] = []
+    limit = MAX_SAMPLES_PER_ENTITY
+    for row in conn.exec_driver_sql(
+        f"SELECT {cols} FROM {shape.resolved} x WHERE x.st = 'create' ORDER BY x.pos LIMIT {limit}"
+    ):
+        rec = dict(zip(names, row, strict=True))
+        changes = [(n, "", _text(rec[n])) for n in names if not shape.col(n).bookkeeping]
+        out.append(RecordChange(shape.name, _display(rec, key), "create", changes))
+    for row in conn.exec_driver_sql(
+        f"SELECT {cols}, {olds} FROM {shape.resolved} x JOIN {table} t ON t.id = x.tid "
+        f"WHERE x.st = 'update' ORDER BY x.pos LIMIT {limit}"
+    ):
+        rec = dict(zip(names, row[: len(names)], strict=True))
+        old = row[len(names) :]
+        changes = [
+            (c.name, _text(o), _text(rec[c.name]))
+            for c, o in zip(own, old, strict=True)
+            if _text(o) != _text(rec[c.name])
+        ]
+        out.append(RecordChange(shape.name, _display(rec, key), "update", changes))
+    return out
+
+
+def _display(rec: dict[str, Any], key: tuple[str, ...]) -> str:
+    return "/".join(_text(rec[k]) for k in key)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str) -> bool:
+    """Remember the ids of the entity's live rows in `semester` before anything changes
+    (a replace soft-deletes those the bundle lacks). False when the entity has no scope."""
+    if not shape.entity.scope:
+        return False
+    alias = shape.entity.table.alias("t")
+    query = sa.select(alias.c.id).where(in_scope(ds, shape.entity, alias, semester, False))
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    sqlite = conn.dialect.name == "sqlite"
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {shape.scope}{_on_commit(sqlite)} AS {sql}")
+    return True

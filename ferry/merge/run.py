@@ -1,0 +1,350 @@
+"""run_import: stage a bundle, validate and apply it set-based, in one transaction.
+
+The run: take the dataset's import lock, stream every batch into TEMP staging tables,
+then per entity in dependency order resolve + classify (ferry.merge.plan) and apply
+(ferry.merge.apply), bind late references, and for `replace` soft-delete what the bundle
+lacks. A dry run, or an aborting run with invalid records, rolls all of it back and is
+then recorded on its own; a good run commits its data, its undo log and its record at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ferry.bundle.formats.base import Batch, Event, Header, Trailer
+from ferry.datasets.spec import Dataset
+from ferry.errors import AlreadyExists, DataLoss, FerryError, InvalidArgument
+from ferry.merge import apply, plan, rejects, store
+from ferry.merge.model import (
+    MAX_LISTED_ERRORS,
+    MAX_SAMPLES_PER_ENTITY,
+    EntitySummary,
+    ImportOutcome,
+    MergeOptions,
+    OnError,
+    RecordChange,
+    RecordError,
+    Status,
+    Strategy,
+)
+from ferry.merge.shape import Shape, build_shapes
+from ferry.merge.stage import Stager, create_tables, drop_tables
+
+log = logging.getLogger(__name__)
+
+
+def begin_locked(conn: Connection, dataset: str) -> None:
+    """Open the transaction holding the dataset's import lock.
+
+    One lock per dataset, not per semester: semesters share students, and two imports
+    updating the same rows in different orders could otherwise deadlock.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now, not at the first write
+    else:
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ferry.import:{dataset}"}
+        )
+        # Room for the hash joins and aggregates over a whole bundle (server memory,
+        # for this transaction only).
+        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+
+
+def run_import(
+    engine: Engine,
+    ds: Dataset,
+    events: Iterable[Event],
+    options: MergeOptions,
+    *,
+    requested_by: str,
+    source_sha256: str,
+    entity: str = "",
+) -> ImportOutcome:
+    """Merge `events` (Header?, Batches, Trailer?) into the database; see the module doc.
+
+    Returns the outcome (COMPLETED, FAILED with errors listed, or DRY_RUN). Raises
+    InvalidArgument for structural problems (unknown entity or field, replace without a
+    semester), AlreadyExists when the idempotency key was used for another payload.
+    """
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    options = _normalized(options)
+    if entity and entity not in ds.entities:
+        raise InvalidArgument(
+            f"unknown entity {entity!r}; known: {', '.join(ds.entities)}", field="entity"
+        )
+    stream = iter(events)
+    first = next(stream, None)
+    semester = ""
+    if isinstance(first, Header):
+        semester = first.metadata.semester
+        if first.metadata.dataset and first.metadata.dataset != ds.name:
+            raise InvalidArgument(
+                f"the bundle is of dataset {first.metadata.dataset!r}, not {ds.name!r}",
+                field="dataset",
+            )
+    rest: Iterator[Event] = (
+        stream if first is None or isinstance(first, Header) else itertools.chain([first], stream)
+    )
+    if options.strategy is Strategy.REPLACE and not semester:
+        raise InvalidArgument("replace needs a semester scope; use a bundle", field="strategy")
+    key = "" if options.dry_run else options.idempotency_key
+    if key:
+        with engine.connect() as conn:
+            earlier = store.by_key(conn, key)
+        if earlier is not None:
+            return _repeat(earlier, source_sha256)
+    outcome = ImportOutcome(
+        id=str(uuid.uuid4()),
+        status=Status.FAILED,
+        options=options,
+        entity=entity,
+        requested_by=requested_by,
+        source_sha256=source_sha256,
+        semester=semester,
+        summaries=[],
+        total_errors=0,
+        errors=[],
+        sample_changes=[],
+        has_rejected_file=False,
+        created_at=started,
+        finished_at=None,
+        undone_at=None,
+        duration_seconds=0.0,
+        error_message="",
+    )
+    shapes = build_shapes(ds, engine.dialect)
+    sqlite = engine.dialect.name == "sqlite"
+    temps = [n for s in shapes.values() for n in (s.stage, s.resolved, s.scope)]
+    conn = engine.connect()
+    try:
+        begin_locked(conn, ds.name)
+        if key:
+            earlier = store.by_key(conn, key)
+            if earlier is not None:
+                conn.rollback()
+                return _repeat(earlier, source_sha256)
+        store.insert(conn, outcome, claim_key=bool(key))
+        if sqlite:
+            drop_tables(conn, temps)
+        work = _Run(conn, ds, shapes, options, outcome, sqlite, entity)
+        with _timed("stage"):
+            work.stage(rest)
+        work.merge(semester, started)
+        outcome.finished_at = dt.datetime.now(dt.UTC)
+        outcome.duration_seconds = time.perf_counter() - clock
+        failed = outcome.total_errors > 0 and options.on_error is OnError.ABORT
+        if failed or options.dry_run:
+            conn.rollback()
+            outcome.status = Status.FAILED if failed else Status.DRY_RUN
+            outcome.has_rejected_file = False
+            if failed:
+                outcome.error_message = (
+                    f"{outcome.total_errors} invalid record(s); nothing was imported"
+                )
+            _record(engine, outcome)
+        else:
+            outcome.status = Status.COMPLETED
+            outcome.has_rejected_file = outcome.total_errors > 0
+            store.update(conn, outcome, claim_key=bool(key))
+            conn.commit()
+    except sa.exc.IntegrityError:
+        conn.rollback()
+        earlier = store.by_key(conn, key) if key else None
+        if earlier is None:
+            raise
+        return _repeat(earlier, source_sha256)
+    except BaseException as exc:
+        conn.rollback()
+        outcome.finished_at = dt.datetime.now(dt.UTC)
+        outcome.duration_seconds = time.perf_counter() - clock
+        outcome.error_message = exc.message if isinstance(exc, FerryError) else str(exc)
+        outcome.summaries, outcome.errors, outcome.sample_changes = [], [], []
+        try:
+            _record(engine, outcome)
+        except sa.exc.SQLAlchemyError:
+            log.exception("could not record failed import %s", outcome.id)
+        raise
+    finally:
+        if sqlite:
+            drop_tables(conn, temps)
+            conn.commit()
+        conn.close()
+    log.info(
+        "import %s %s: %s errors in %.2fs",
+        outcome.id,
+        outcome.status,
+        outcome.total_errors,
+        outcome.duration_seconds,
+    )
+    return outcome
+
+
+def _normalized(options: MergeOptions) -> MergeOptions:
+    """Options with real enum members (callers may pass plain strings)."""
+    try:
+        strategy = Strategy(options.strategy)
+    except ValueError:
+        known = ", ".join(s.value for s in Strategy)
+        raise InvalidArgument(
+            f"unknown strategy {options.strategy!r}; known: {known}", field="strategy"
+        ) from None
+    try:
+        on_error = OnError(options.on_error)
+    except ValueError:
+        known = ", ".join(s.value for s in OnError)
+        raise InvalidArgument(
+            f"unknown on_error {options.on_error!r}; known: {known}", field="on_error"
+        ) from None
+    return dataclasses.replace(options, strategy=strategy, on_error=on_error)
+
+
+def _repeat(earlier: ImportOutcome, source_sha256: str) -> ImportOutcome:
+    """The first outcome for a repeated key, or AlreadyExists when the payload differs."""
+    if earlier.source_sha256 != source_sha256:
+        raise AlreadyExists(
+            f"idempotency key {earlier.options.idempotency_key!r} was used by import "
+            f"{earlier.id} for a different payload",
+            field="idempotency_key",
+        )
+    return earlier
+
+
+def _record(engine: Engine, outcome: ImportOutcome) -> None:
+    """Record a run whose work was rolled back (failed or dry run); it claims no key."""
+    with engine.begin() as conn:
+        store.insert(conn, outcome, claim_key=False)
+
+
+@contextmanager
+def _timed(what: str) -> Iterator[None]:
+    """Log how long a phase took (DEBUG): where an import's time goes."""
+    clock = time.perf_counter()
+    yield
+    log.debug("%s: %.3fs", what, time.perf_counter() - clock)
+
+
+@dataclass
+class _Run:
+    conn: Connection
+    ds: Dataset
+    shapes: dict[str, Shape]
+    options: MergeOptions
+    outcome: ImportOutcome
+    sqlite: bool
+    entity: str
+    stager: Stager = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stager = Stager(self.conn, self.shapes, self.sqlite)
+
+    @property
+    def active(self) -> list[Shape]:
+        if self.entity:
+            return [self.shapes[self.entity]]
+        return list(self.shapes.values())
+
+    def stage(self, events: Iterator[Event]) -> None:
+        """Stream every batch into the staging tables."""
+        create_tables(self.conn, self.shapes.values(), self.sqlite)
+        keep = self._keep_rejects if self.options.on_error is OnError.SKIP_INVALID else None
+        trailer: Trailer | None = None
+        for event in events:
+            if isinstance(event, Batch):
+                if self.entity and event.entity != self.entity:
+                    raise InvalidArgument(
+                        f"this import takes {self.entity} records, not {event.entity!r}",
+                        field="entity",
+                    )
+                self.stager.stage(event.entity, event.records, keep)
+            elif isinstance(event, Trailer):
+                trailer = event
+            elif isinstance(event, Header):
+                raise InvalidArgument("a bundle has exactly one header, first", field="header")
+        if trailer is not None:
+            self._check_counts(trailer)
+        if not self.sqlite:
+            with _timed("analyze staged"):
+                for st in self.stager.entities.values():
+                    self.conn.exec_driver_sql(f"ANALYZE {st.shape.stage}")
+
+    def _keep_rejects(self, entity: str, records: list[tuple[int, dict[str, object]]]) -> None:
+        rejects.save(self.conn, self.outcome.id, entity, records)
+
+    def _check_counts(self, trailer: Trailer) -> None:
+        for name, expected in trailer.counts.items():
+            got = self.stager.entities[name].staged if name in self.stager.entities else 0
+            if int(expected) != got:
+                raise DataLoss(
+                    f"the trailer counts {expected} {name} records but the bundle holds {got}",
+                    field=name,
+                )
+
+    def merge(self, semester: str, now_dt: dt.datetime) -> None:
+        """Resolve, classify and apply every entity; fill the outcome."""
+        conn, sqlite, out = self.conn, self.sqlite, self.outcome
+        now = apply.ts_param(now_dt, sqlite)
+        replace = self.options.strategy is Strategy.REPLACE
+        scoped = set()
+        if replace:
+            scoped = {
+                s.name for s in self.active if plan.scope_snapshot(conn, self.ds, s, semester)
+            }
+        errors: list[RecordError] = []
+        summaries: dict[str, EntitySummary] = {}
+        for shape in self.active:
+            with _timed(f"resolve {shape.name}"):
+                plan.resolve(
+                    conn,
+                    self.ds,
+                    shape,
+                    self.shapes,
+                    self.options.strategy,
+                    sqlite,
+                    frozenset(summaries),
+                )
+                summaries[shape.name] = plan.summarize(conn, shape)
+            found = (
+                plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
+            )
+            if shape.name in self.stager.entities:
+                found += self.stager.entities[shape.name].errors
+            errors += sorted(found, key=lambda e: e.position)[:MAX_LISTED_ERRORS]
+            if self.options.on_error is OnError.SKIP_INVALID and summaries[shape.name].errors:
+                rejects.save_resolved(conn, out.id, shape, sqlite)
+            with _timed(f"samples {shape.name}"):
+                out.sample_changes += plan.samples(conn, shape)
+            with _timed(f"insert {shape.name}"):
+                apply.insert_new(conn, shape, out.id, now, sqlite)
+            with _timed(f"update {shape.name}"):
+                apply.update_changed(conn, shape, out.id, now, sqlite)
+        with _timed("late binding"):
+            for shape in self.active:
+                for ref in shape.refs:
+                    if ref.late:
+                        apply.bind_late(conn, self.ds, shape, ref, sqlite)
+        if replace:
+            for shape in self.active:
+                if shape.name not in scoped:
+                    continue
+                out.sample_changes += [
+                    RecordChange(shape.name, k, "delete")
+                    for k in apply.deleted_sample(conn, self.ds, shape, MAX_SAMPLES_PER_ENTITY)
+                ]
+                summaries[shape.name].deleted = apply.soft_delete_missing(
+                    conn, shape, out.id, now, sqlite
+                )
+        out.summaries = list(summaries.values())
+        out.total_errors = sum(s.errors for s in out.summaries)
+        out.errors = errors[:MAX_LISTED_ERRORS]

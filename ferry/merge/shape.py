@@ -1,0 +1,211 @@
+"""Each entity's staging layout and the SQL fragments derived from the dataset spec.
+
+A staged row holds the bundle's fields (own fields and parents' natural keys) under their
+bundle names, plus `pos` (1-based position in the entity) and `ok` (0 when a value was
+refused in Python). Nothing here is per entity: it is all read from the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ferry.datasets.spec import Dataset, Entity, Kind, Reference
+from ferry.merge.values import INT32, INT64, Converter, converter
+
+
+@dataclass(frozen=True)
+class Col:
+    """One staged bundle field."""
+
+    name: str  # bundle field name = staging column name
+    kind: Kind
+    nullable: bool
+    ddl: str  # SQL type of the staging column (the target column's type)
+    target: str  # the entity's own column, "" for a parent's key field
+    convert: Converter
+    length: int | None  # text length limit
+    bounds: tuple[int, int]  # integer range
+    copy_type: str  # PostgreSQL type name for binary COPY
+
+    @property
+    def bookkeeping(self) -> bool:
+        """created_at/updated_at: kept by Ferry, not compared, filled with now when absent."""
+        return self.kind is Kind.TIMESTAMP and not self.nullable and bool(self.target)
+
+
+@dataclass(frozen=True)
+class Ref:
+    index: int
+    ref: Reference
+    parent: Entity
+    late: bool
+
+
+@dataclass(frozen=True)
+class Shape:
+    entity: Entity
+    cols: tuple[Col, ...]
+    refs: tuple[Ref, ...]
+    # (target column, reference index or bundle field) identifying a row by its natural key
+    target_key: tuple[tuple[str, int | str], ...]
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    @property
+    def stage(self) -> str:
+        return f"merge_stage_{self.entity.name}"
+
+    @property
+    def resolved(self) -> str:
+        return f"merge_resolved_{self.entity.name}"
+
+    @property
+    def scope(self) -> str:
+        return f"merge_scope_{self.entity.name}"
+
+    @property
+    def own(self) -> list[Col]:
+        return [c for c in self.cols if c.target]
+
+    def col(self, name: str) -> Col:
+        return next(c for c in self.cols if c.name == name)
+
+
+def build_shapes(ds: Dataset, dialect: sa.Dialect) -> dict[str, Shape]:
+    """The staging layout of every entity of `ds`, in dependency order."""
+    sqlite = dialect.name == "sqlite"
+    return {e.name: _shape(ds, e, dialect, sqlite) for e in ds.in_order()}
+
+
+def _shape(ds: Dataset, entity: Entity, dialect: sa.Dialect, sqlite: bool) -> Shape:
+    table = entity.table
+    cols: list[Col] = []
+    for f in entity.fields:
+        column = table.c[f.column_name]
+        cols.append(_col(f.name, f.kind, f.nullable, column, f.column_name, dialect, sqlite))
+    refs: list[Ref] = []
+    for i, ref in enumerate(entity.references):
+        parent = ds.entity(ref.parent)
+        refs.append(Ref(i, ref, parent, ds.is_late(entity.name, ref)))
+        for own, theirs in zip(ref.fields, parent.natural_key, strict=True):
+            if any(c.name == own for c in cols):
+                continue
+            kind, column = key_source(ds, parent, theirs)
+            cols.append(_col(own, kind, ref.nullable, column, "", dialect, sqlite))
+    target_key: list[tuple[str, int | str]] = []
+    for k in entity.natural_key:
+        item: tuple[str, int | str]
+        for r in refs:
+            if k in r.ref.fields:
+                item = (r.ref.column, r.index)
+                break
+        else:
+            item = (next(c.target for c in cols if c.name == k), k)
+        if item not in target_key:
+            target_key.append(item)
+    return Shape(entity, tuple(cols), tuple(refs), tuple(target_key))
+
+
+def _col(
+    name: str,
+    kind: Kind,
+    nullable: bool,
+    column: Any,
+    target: str,
+    dialect: sa.Dialect,
+    sqlite: bool,
+) -> Col:
+    length = getattr(column.type, "length", None)
+    big = isinstance(column.type, sa.BigInteger) and not sqlite
+    optional = nullable or (kind is Kind.TIMESTAMP and bool(target))
+    copy_type = {
+        Kind.STR: "text",
+        Kind.INT: "int8" if big else "int4",
+        Kind.FLOAT: "float8",
+        Kind.DATE: "date",
+        Kind.TIMESTAMP: "timestamptz",
+    }[kind]
+    return Col(
+        name,
+        kind,
+        nullable,
+        column.type.compile(dialect=dialect),
+        target,
+        converter(kind, optional, length, big, sqlite),
+        length,
+        INT64 if big else INT32,
+        copy_type,
+    )
+
+
+def key_source(ds: Dataset, entity: Entity, field: str) -> tuple[Kind, Any]:
+    """The kind and table column that ultimately hold natural-key field `field`."""
+    for f in entity.fields:
+        if f.name == field:
+            return f.kind, entity.table.c[f.column_name]
+    for ref in entity.references:
+        if field in ref.fields:
+            parent = ds.entity(ref.parent)
+            return key_source(ds, parent, parent.natural_key[ref.fields.index(field)])
+    raise ValueError(f"{entity.name}: natural key field {field!r} has no source")
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier (field names such as `date` are reserved words)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def key_lookup(ds: Dataset, entity: Entity) -> str:
+    """SELECT id, <natural key fields> of every row of `entity` (soft-deleted included),
+    joining parents where the key is made of their keys."""
+    joins: list[str] = []
+    exprs = _key_exprs(ds, entity, "k", joins)
+    keys = ", ".join(f"{exprs[k]} AS {q(k)}" for k in entity.natural_key)
+    return f"SELECT k.id AS id, {keys} FROM {q(entity.table.name)} k {' '.join(joins)}"
+
+
+def _key_exprs(ds: Dataset, entity: Entity, alias: str, joins: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in entity.fields:
+        if f.name in entity.natural_key:
+            out[f.name] = f"{alias}.{q(f.column_name)}"
+    for i, ref in enumerate(entity.references):
+        if not set(ref.fields) & set(entity.natural_key):
+            continue
+        parent = ds.entity(ref.parent)
+        palias = f"{alias}{i}"
+        joins.append(
+            f"JOIN {q(parent.table.name)} {palias} ON {alias}.{q(ref.column)} = {palias}.id"
+        )
+        theirs = _key_exprs(ds, parent, palias, joins)
+        for mine, key in zip(ref.fields, parent.natural_key, strict=True):
+            out.setdefault(mine, theirs[key])
+    return out
+
+
+def key_match(shape: Shape, table: str, row: str, ref_prefix: str = "") -> str:
+    """SQL: `table`'s row has the natural key of resolved row `row` (ids in `row`.r<i>,
+    or in `ref_prefix`<i>.id when given)."""
+    parts = []
+    for column, src in shape.target_key:
+        if isinstance(src, int):
+            expr = f"{ref_prefix}{src}.id" if ref_prefix else f"{row}.r{src}"
+        else:
+            expr = f"{row}.{q(src)}"
+        parts.append(f"{table}.{q(column)} = {expr}")
+    return " AND ".join(parts)
+
+
+def same(a: str, b: str, sqlite: bool) -> str:
+    """NULL-safe equality."""
+    return f"({a} IS {b})" if sqlite else f"({a} IS NOT DISTINCT FROM {b})"
+
+
+def differs(a: str, b: str, sqlite: bool) -> str:
+    """NULL-safe inequality."""
+    return f"({a} IS NOT {b})" if sqlite else f"({a} IS DISTINCT FROM {b})"

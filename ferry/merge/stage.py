@@ -1,0 +1,158 @@
+"""Streaming records into per-entity TEMP staging tables.
+
+PostgreSQL gets COPY FROM STDIN through psycopg; SQLite gets executemany. Records are
+checked and converted in Python on the way (ferry.merge.values); a refused record is
+staged with ok=0 and only its key, so it still protects its database row from a replace.
+Memory stays flat: one batch at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from ferry.errors import InvalidArgument
+from ferry.merge.model import MAX_LISTED_ERRORS, RecordError
+from ferry.merge.shape import Shape, q
+from ferry.merge.values import BadValue, record_converter
+
+RejectSink = Callable[[str, list[tuple[int, dict[str, Any]]]], None]
+
+
+@dataclass
+class EntityStage:
+    """Staging progress of one entity."""
+
+    shape: Shape
+    staged: int = 0  # records seen (also the last position)
+    refused: int = 0  # records refused in Python
+    errors: list[RecordError] = field(default_factory=list)  # the first few
+
+
+def create_tables(conn: Connection, shapes: Iterable[Shape], sqlite: bool) -> None:
+    """(Re)create an empty staging table for each shape."""
+    for shape in shapes:
+        cols = ", ".join(f"{q(c.name)} {c.ddl}" for c in shape.cols)
+        if sqlite:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{shape.stage}")
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE {shape.stage} (pos INTEGER, ok INTEGER, {cols})"
+            )
+        else:
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE {shape.stage} (pos INTEGER, ok SMALLINT, {cols}) ON COMMIT DROP"
+            )
+
+
+def drop_tables(conn: Connection, names: Iterable[str]) -> None:
+    """Drop SQLite temp tables (they would outlive the transaction on a pooled connection)."""
+    for name in names:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+
+
+class Stager:
+    """Converts and writes batches of records into the staging tables."""
+
+    def __init__(self, conn: Connection, shapes: dict[str, Shape], sqlite: bool) -> None:
+        self._conn = conn
+        self._sqlite = sqlite
+        self._shapes = shapes
+        self.entities: dict[str, EntityStage] = {}
+        self._allowed = {name: frozenset(c.name for c in s.cols) for name, s in shapes.items()}
+        self._convert = {
+            name: record_converter(
+                [(c.name, c.kind, c.convert, c.length, c.bounds) for c in s.cols], sqlite
+            )
+            for name, s in shapes.items()
+        }
+
+    def stage(self, entity: str, records: list[dict[str, Any]], rejects: RejectSink | None) -> None:
+        """Check, convert and stage one batch of `entity`; refused records are counted,
+        listed (the first few) and passed to `rejects`."""
+        shape = self._shapes.get(entity)
+        if shape is None:
+            raise InvalidArgument(
+                f"unknown entity {entity!r}; known: {', '.join(self._shapes)}", field="entity"
+            )
+        st = self.entities.setdefault(entity, EntityStage(shape))
+        allowed = self._allowed[entity]
+        convert = self._convert[entity]
+        rows: list[tuple[Any, ...]] = []
+        refused: list[tuple[int, dict[str, Any]]] = []
+        pos = st.staged
+        for rec in records:
+            pos += 1
+            if not rec.keys() <= allowed:
+                unknown = sorted(set(rec) - allowed)
+                raise InvalidArgument(
+                    f"{entity} record {pos}: unknown field(s) {', '.join(unknown)}",
+                    field=f"{entity}.{unknown[0]}",
+                )
+            try:
+                rows.append(convert(rec, pos))
+            except BadValue:
+                rows.append(self._refuse(st, pos, rec))
+                refused.append((pos, rec))
+        st.staged = pos
+        self._write(shape, rows)
+        if refused and rejects is not None:
+            rejects(entity, refused)
+
+    def _refuse(self, st: EntityStage, pos: int, rec: dict[str, Any]) -> tuple[Any, ...]:
+        """Note the first bad field of `rec`; the staged row keeps only the key values
+        that are themselves valid."""
+        shape = st.shape
+        st.refused += 1
+        values: list[Any] = []
+        blamed = False
+        keys = set(shape.entity.natural_key)
+        for c in shape.cols:
+            try:
+                value = c.convert(rec.get(c.name))
+            except BadValue as exc:
+                value = None
+                if not blamed:
+                    blamed = True
+                    if len(st.errors) < MAX_LISTED_ERRORS:
+                        st.errors.append(
+                            RecordError(
+                                shape.name, display_key(shape, rec), c.name, exc.reason, pos
+                            )
+                        )
+            values.append(value if c.name in keys else None)
+        return (pos, 0, *values)
+
+    def _write(self, shape: Shape, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        names = ", ".join(["pos", "ok", *(q(c.name) for c in shape.cols)])
+        if self._sqlite:
+            marks = ", ".join("?" * (len(shape.cols) + 2))
+            raw = self._conn.connection.driver_connection
+            raw.executemany(f"INSERT INTO temp.{shape.stage} ({names}) VALUES ({marks})", rows)  # type: ignore[union-attr]
+            return
+        raw = self._conn.connection.driver_connection
+        # Binary COPY: psycopg's C dumpers are several times faster than text for
+        # timestamps and dates.
+        sql = f"COPY {shape.stage} ({names}) FROM STDIN (FORMAT BINARY)"
+        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+            copy.set_types(["int4", "int2", *(c.copy_type for c in shape.cols)])
+            for row in rows:
+                copy.write_row(row)
+
+
+def display_key(shape: Shape, rec: dict[str, Any]) -> str:
+    """A record's natural key for people: the key values joined by "/"."""
+    return "/".join(_text(rec.get(k)) for k in shape.entity.natural_key)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)

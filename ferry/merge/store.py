@@ -1,0 +1,170 @@
+"""Import records: the `imports` row of a run and its outcome, and reading them back."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ferry.db.import_models import Import
+from ferry.errors import InvalidArgument, NotFound
+from ferry.merge.model import (
+    EntitySummary,
+    ImportOutcome,
+    MergeOptions,
+    OnError,
+    RecordChange,
+    RecordError,
+    Status,
+    Strategy,
+)
+
+T = cast(sa.Table, Import.__table__)
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns naive datetimes; they are UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
+    """The `imports` columns of an outcome. `claim_key`: store the idempotency key (only
+    runs that commit claim it)."""
+    return {
+        "id": o.id,
+        "status": str(o.status),
+        "dataset": o.options.dataset,
+        "options": {
+            k: str(v) if not isinstance(v, bool) else v
+            for k, v in dataclasses.asdict(o.options).items()
+        },
+        "entity": o.entity,
+        "requested_by": o.requested_by,
+        "source_sha256": o.source_sha256,
+        "idempotency_key": (o.options.idempotency_key or None) if claim_key else None,
+        "semester": o.semester,
+        "summaries": [dataclasses.asdict(s) for s in o.summaries],
+        "errors": [dataclasses.asdict(e) for e in o.errors],
+        "sample_changes": [
+            {
+                "entity": c.entity,
+                "natural_key": c.natural_key,
+                "action": c.action,
+                "changes": [list(x) for x in c.changes],
+            }
+            for c in o.sample_changes
+        ],
+        "total_errors": o.total_errors,
+        "has_rejected": o.has_rejected_file,
+        "created_at": o.created_at,
+        "finished_at": o.finished_at,
+        "undone_at": o.undone_at,
+        "duration_seconds": o.duration_seconds,
+        "error_message": o.error_message,
+    }
+
+
+def insert(conn: Connection, o: ImportOutcome, claim_key: bool) -> None:
+    conn.execute(T.insert().values(**row_values(o, claim_key)))
+
+
+def update(conn: Connection, o: ImportOutcome, claim_key: bool) -> None:
+    values = row_values(o, claim_key)
+    del values["id"]
+    conn.execute(T.update().where(T.c.id == o.id).values(**values))
+
+
+def from_row(row: Any) -> ImportOutcome:
+    """An outcome from an `imports` row."""
+    opts = dict(row.options or {})
+    options = MergeOptions(
+        strategy=Strategy(opts.get("strategy", "update")),
+        dry_run=bool(opts.get("dry_run", False)),
+        on_error=OnError(opts.get("on_error", "abort")),
+        idempotency_key=str(opts.get("idempotency_key", "")),
+        filename=str(opts.get("filename", "")),
+        bundle_format=str(opts.get("bundle_format", "")),
+        dataset=str(opts.get("dataset", row.dataset)),
+    )
+    return ImportOutcome(
+        id=row.id,
+        status=Status(row.status),
+        options=options,
+        entity=row.entity,
+        requested_by=row.requested_by,
+        source_sha256=row.source_sha256,
+        semester=row.semester,
+        summaries=[EntitySummary(**s) for s in row.summaries or []],
+        total_errors=int(row.total_errors),
+        errors=[RecordError(**e) for e in row.errors or []],
+        sample_changes=[
+            RecordChange(
+                c["entity"], c["natural_key"], c["action"], [(a, b, d) for a, b, d in c["changes"]]
+            )
+            for c in row.sample_changes or []
+        ],
+        has_rejected_file=bool(row.has_rejected),
+        created_at=_aware(row.created_at) or dt.datetime.now(dt.UTC),
+        finished_at=_aware(row.finished_at),
+        undone_at=_aware(row.undone_at),
+        duration_seconds=float(row.duration_seconds),
+        error_message=row.error_message,
+    )
+
+
+def load(conn: Connection, import_id: str) -> ImportOutcome | None:
+    row = conn.execute(sa.select(T).where(T.c.id == import_id)).first()
+    return None if row is None else from_row(row)
+
+
+def by_key(conn: Connection, key: str) -> ImportOutcome | None:
+    row = conn.execute(sa.select(T).where(T.c.idempotency_key == key)).first()
+    return None if row is None else from_row(row)
+
+
+def get_import(engine: Engine, import_id: str) -> ImportOutcome:
+    """The recorded outcome of import `import_id`; NotFound when there is none."""
+    with engine.connect() as conn:
+        found = load(conn, import_id)
+    if found is None:
+        raise NotFound(f"import {import_id!r} does not exist", field="import_id")
+    return found
+
+
+def list_imports(
+    engine: Engine, page_size: int, page_token: str
+) -> tuple[list[ImportOutcome], str]:
+    """Imports newest first, one page, and the token of the next page ("" at the end).
+    page_size 0 means 50; above 200 or a bad token is InvalidArgument."""
+    if page_size == 0:
+        page_size = DEFAULT_PAGE
+    if not 1 <= page_size <= MAX_PAGE:
+        raise InvalidArgument(f"page_size must be between 1 and {MAX_PAGE}", field="page_size")
+    offset = 0
+    if page_token:
+        try:
+            offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument("page_token is not valid", field="page_token") from None
+        if offset < 0:
+            raise InvalidArgument("page_token is not valid", field="page_token")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(T)
+            .order_by(T.c.created_at.desc(), T.c.id.desc())
+            .offset(offset)
+            .limit(page_size + 1)
+        ).all()
+    outcomes = [from_row(r) for r in rows[:page_size]]
+    token = ""
+    if len(rows) > page_size:
+        token = base64.urlsafe_b64encode(str(offset + page_size).encode()).decode()
+    return outcomes, token

@@ -1,0 +1,209 @@
+"""Checking and converting one record's values, per field kind, before it is staged.
+
+Values arrive typed (bundle readers) or as strings (csv/xlsx rows passed straight through):
+INT, FLOAT, DATE and TIMESTAMP fields accept strings too and are parsed here, so a bad cell
+becomes a RecordError naming the row and column. Rules:
+- a missing or None value is an error unless the field is nullable; "" counts as missing
+  for INT, FLOAT, DATE and TIMESTAMP (an empty csv cell). Non-nullable TIMESTAMP fields
+  (created_at, updated_at) are optional: missing means "now".
+- STR: text only, no NUL characters, at most the column's length.
+- INT: an integer (or integral text) within the column's range; booleans are refused.
+- FLOAT: a finite number; NaN and infinities are refused (they compare unlike numbers).
+- DATE: exactly YYYY-MM-DD and a real calendar day (or a datetime.date).
+- TIMESTAMP: a datetime (naive is taken as UTC) or ISO-8601 text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ferry.datasets.spec import Kind
+
+Converter = Callable[[Any], Any]
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class BadValue(ValueError):
+    """A value that cannot be stored in its field; `reason` is for people."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def converter(kind: Kind, nullable: bool, length: int | None, big: bool, sqlite: bool) -> Converter:
+    """A function checking one value of `kind` and returning what the staging table stores."""
+    if kind is Kind.STR:
+        return _str(nullable, length)
+    if kind is Kind.INT:
+        return _optional(_int(INT64 if big else INT32), nullable)
+    if kind is Kind.FLOAT:
+        return _optional(_float, nullable)
+    if kind is Kind.DATE:
+        return _optional(_date_parser(sqlite), nullable)
+    return _optional(_timestamp(sqlite), nullable)
+
+
+def _optional(convert: Converter, nullable: bool) -> Converter:
+    def check(value: Any) -> Any:
+        if value is None or value == "":
+            if nullable:
+                return None
+            raise BadValue("required field is missing")
+        return convert(value)
+
+    return check
+
+
+def _str(nullable: bool, length: int | None) -> Converter:
+    limit = length or 0
+
+    def check(value: Any) -> Any:
+        if value.__class__ is not str:
+            if value is None:
+                if nullable:
+                    return None
+                raise BadValue("required field is missing")
+            raise BadValue(f"expected text, got {type(value).__name__}")
+        if limit and len(value) > limit:
+            raise BadValue(f"longer than {limit} characters")
+        if "\x00" in value:
+            raise BadValue("contains a NUL character")
+        return value
+
+    return check
+
+
+def _int(bounds: tuple[int, int]) -> Converter:
+    low, high = bounds
+
+    def check(value: Any) -> Any:
+        if value.__class__ is not int:
+            if isinstance(value, str):
+                try:
+                    value = int(value.strip())
+                except ValueError:
+                    raise BadValue(f"not an integer: {value[:40]!r}") from None
+            elif isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise BadValue(f"expected an integer, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise BadValue(f"integer out of range: {value}")
+        return value
+
+    return check
+
+
+def _float(value: Any) -> Any:
+    if value.__class__ is not float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise BadValue(f"not a number: {value[:40]!r}") from None
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            raise BadValue(f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise BadValue(f"not a finite number: {value}")
+    return value
+
+
+def _date_parser(sqlite: bool) -> Converter:
+    # Dates repeat a lot (every attendance row of a day): remember the ones seen.
+    # SQLite stores the text; PostgreSQL's binary COPY wants date objects.
+    seen: dict[str, Any] = {}
+
+    def check(value: Any) -> Any:
+        if value.__class__ is str:
+            hit = seen.get(value)
+            if hit is not None:
+                return hit
+            text = value.strip()
+            if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text[:4].isdigit():
+                raise BadValue(f"not a date (YYYY-MM-DD): {value[:40]!r}")
+            try:
+                parsed = dt.date.fromisoformat(text)
+            except ValueError:
+                raise BadValue(f"not a date (YYYY-MM-DD): {value[:40]!r}") from None
+            day = parsed.isoformat() if sqlite else parsed
+            if len(seen) < 100_000:
+                seen[value] = day
+            return day
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value.isoformat() if sqlite else value
+        raise BadValue(f"expected a date (YYYY-MM-DD), got {type(value).__name__}")
+
+    return check
+
+
+# SQLAlchemy's SQLite DateTime storage format: anything else would not compare equal.
+SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _timestamp(sqlite: bool) -> Converter:
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise BadValue(f"not a timestamp (ISO-8601): {value[:40]!r}") from None
+        if not isinstance(value, dt.datetime):
+            raise BadValue(f"expected a timestamp, got {type(value).__name__}")
+        if value.tzinfo is not dt.UTC:
+            value = (
+                value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+            )
+        return value.strftime(SQLITE_TS) if sqlite else value
+
+    return check
+
+
+def record_converter(
+    cols: list[tuple[str, Kind, Converter, int | None, tuple[int, int]]], sqlite: bool
+) -> Callable[[dict[str, Any], int], tuple[Any, ...]]:
+    """A function `convert(record, pos) -> staged row (pos, 1, values...)` for columns
+    (name, kind, checking converter, text length, int bounds), generated once per entity:
+    the common case (a value of the right type) costs a type test, not a call; anything
+    else goes through the checking converter, which converts or raises BadValue."""
+    lines = ["def convert(r, pos):", "    g = r.get"]
+    ns: dict[str, Any] = {"_dt": dt.datetime, "_UTC": dt.UTC}
+    names = []
+    for i, (name, kind, conv, length, (low, high)) in enumerate(cols):
+        v = f"v{i}"
+        names.append(v)
+        ns[f"c{i}"] = conv
+        lines.append(f"    {v} = g({name!r})")
+        if kind is Kind.STR:
+            limit = f" or len({v}) > {length}" if length else ""
+            test = f"{v}.__class__ is not str{limit} or '\\x00' in {v}"
+        elif kind is Kind.INT:
+            test = f"{v}.__class__ is not int or not {low} <= {v} <= {high}"
+        elif kind is Kind.FLOAT:
+            test = f"{v}.__class__ is not float or {v} - {v} != 0.0"  # NaN and inf fail
+        elif kind is Kind.DATE:
+            # Days repeat (every attendance row of a day): checked once, then looked up.
+            ns[f"d{i}"] = {}
+            lines.append(f"    w = d{i}.get({v}) if {v}.__class__ is str else None")
+            lines.append("    if w is None:")
+            lines.append(f"        w = c{i}({v})")
+            lines.append(f"        if {v}.__class__ is str and len(d{i}) < 100000:")
+            lines.append(f"            d{i}[{v}] = w")
+            lines.append(f"    {v} = w")
+            continue
+        elif sqlite:
+            test = "True"
+        else:
+            test = f"{v}.__class__ is not _dt or {v}.tzinfo is not _UTC"
+        lines.append(f"    if {test}:")
+        lines.append(f"        {v} = c{i}({v})")
+    lines.append(f"    return (pos, 1, {', '.join(names)})")
+    exec(compile("\n".join(lines) + "\n", "<record_converter>", "exec"), ns)
+    fn: Callable[[dict[str, Any], int], tuple[Any, ...]] = ns["convert"]
+    return fn
