@@ -18,7 +18,7 @@ from google.protobuf import descriptor_pool
 from ferry.config import ClientSettings
 from ferry.rpc.filters import current_call
 from ferry.rpc.methods import IDEMPOTENT
-from ferry.v1 import export_pb2_grpc
+from ferry.v1 import export_pb2_grpc, import_pb2_grpc
 
 S = TypeVar("S")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -113,6 +113,7 @@ class Clients:
     # service name in ferry.yaml -> (stub class, full proto name)
     STUBS: dict[str, tuple[type[Any], str]] = {
         "export": (export_pb2_grpc.ExportServiceStub, "ferry.v1.ExportService"),
+        "import": (import_pb2_grpc.ImportServiceStub, "ferry.v1.ImportService"),
     }
 
     def __init__(self, settings: ClientSettings, token: Callable[[], str | None] = lambda: None):
@@ -153,6 +154,10 @@ class Clients:
     def export(self) -> export_pb2_grpc.ExportServiceStub:
         """A typed ExportService client."""
         return export_pb2_grpc.ExportServiceStub(self.channel("export"))
+
+    def imports(self) -> import_pb2_grpc.ImportServiceStub:
+        """A typed ImportService client."""
+        return import_pb2_grpc.ImportServiceStub(self.channel("import"))
 
     def close(self) -> None:
         for ch in self._channels.values():

@@ -1,0 +1,301 @@
+"""ImportService benchmarks on PostgreSQL, through a real `ferry serve import` process.
+
+1. The 1M-record bench bundle (json) imported into an empty database, against psycopg
+   COPY (binary) of the same tables' rows into the same empty schema.
+2. The same bundle imported again: every record unchanged.
+3. Peak RSS of the server for the 1M import, against a ~100k import.
+4. 10,000 students from csv (ImportEntities) vs django-import-export (imports_csv.py),
+   when the optional `bench` dependencies are installed.
+
+The bundle is exported once from the bench database (read-only) with the json writer.
+Each import run gets a freshly created, migrated scratch database and a fresh server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+
+from bench.common import Row, Timing, fresh_database, vm_hwm_mb
+from ferry.auth import TokenSigner, load_or_create_key
+from ferry.bundle.events import session_events
+from ferry.bundle.formats.base import Batch, Event, Header, Trailer
+from ferry.bundle.formats.json import JsonBundle
+from ferry.bundle.scan import SessionRequest
+from ferry.datasets.school import SCHOOL
+from ferry.db import migrate
+from ferry.db.engine import make_engine
+from ferry.v1 import bundle_pb2, import_pb2, import_pb2_grpc, options_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+SEMESTER = "2026-fall"
+SCRATCH = "ferry_bench_import"
+CHUNK = 1024 * 1024
+log = logging.getLogger("bench.imports")
+
+
+class ImportServer:
+    """`ferry serve import` in its own process on a free port, on database `url`."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        env = {
+            **os.environ,
+            "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
+            "FERRY_DATABASE_URL": url,
+            "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
+            "FERRY_METRICS_ENABLED": "false",
+            "FERRY_AUTH_SIGNING_KEY_FILE": str(workdir / "signing.key"),
+            "FERRY_LOG_LEVEL": "WARNING",
+            "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0",
+            "FERRY_IMPORTS_MAX_UPLOAD_BYTES": str(4 * 1024**3),
+            "FERRY_IMPORTS_SPOOL_DIR": str(workdir),
+        }
+        self.key = load_or_create_key(workdir / "signing.key")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ferry.cli.main", "serve", "import"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 60
+        self.port = 0
+        while not self.port and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                break
+            m = re.search(r"gRPC\s+\S+:(\d+)", line)
+            self.port = int(m.group(1)) if m else 0
+        if not self.port:
+            raise RuntimeError("ferry serve import did not start")
+
+    def token(self) -> str:
+        return TokenSigner(self.key).issue("bench", options_pb2.ROLE_ADMIN, dt.timedelta(hours=1))
+
+    def rss_mb(self) -> float:
+        return vm_hwm_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def _sample(events: Iterator[Event], tenth: int) -> list[Event]:
+    """About 1/`tenth` of the bundle: the students whose id hashes into one bucket, with
+    all courses and everything below the kept students (mentors outside it dropped).
+    Held in memory (a sample is small) so the header's counts can be made to match."""
+
+    def kept(student_id: Any) -> bool:
+        return zlib.crc32(str(student_id).encode()) % tenth == 0
+
+    out: list[Event] = []
+    counts: dict[str, int] = {}
+    for event in events:
+        if isinstance(event, Batch) and event.entity != "courses":
+            records = [r for r in event.records if kept(r["student_id"])]
+            if event.entity == "students":
+                for r in records:
+                    if r.get("mentor_student_id") and not kept(r["mentor_student_id"]):
+                        r["mentor_student_id"] = None
+            event = Batch(event.entity, records)
+        if isinstance(event, Batch):
+            counts[event.entity] = counts.get(event.entity, 0) + len(event.records)
+        out.append(event)
+    for event in out:
+        if isinstance(event, Header):
+            event.metadata.counts.clear()
+            event.metadata.counts.update(counts)
+        elif isinstance(event, Trailer):
+            event.counts = dict(counts)
+    return out
+
+
+def export_bundle(url: str, path: Path, tenth: int = 1) -> None:
+    """Write the semester's bundle (or a 1/`tenth` sample of it) as a json file."""
+    engine = make_engine(url)
+    # Soft-deleted records too: the bundle then holds exactly the tables' rows (what the
+    # COPY baseline copies), and a deleted student's enrollments keep their student.
+    req = SessionRequest(semester=SEMESTER, batch_size=5000, include_deleted=True)
+    events = session_events(engine, SCHOOL, req)
+    with path.open("wb") as f:
+        JsonBundle().write(_sample(events, tenth) if tenth > 1 else events, f)
+    engine.dispose()
+
+
+def _requests(path: Path, **options: Any) -> Iterator[import_pb2.ImportSessionRequest]:
+    yield import_pb2.ImportSessionRequest(
+        options=import_pb2.ImportOptions(filename=path.name, **options)
+    )
+    offset = 0
+    with path.open("rb") as f:
+        while data := f.read(CHUNK):
+            yield import_pb2.ImportSessionRequest(
+                file_chunk=bundle_pb2.FileChunk(data=data, offset=offset)
+            )
+            offset += len(data)
+
+
+def upload(server: ImportServer, path: Path) -> tuple[import_pb2.ImportResult, float]:
+    """(result, seconds) of one ImportSession of the file at `path`."""
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = import_pb2_grpc.ImportServiceStub(ch)
+        t = time.perf_counter()
+        resp = stub.ImportSession(
+            _requests(path),
+            timeout=3600,
+            metadata=[("authorization", f"Bearer {server.token()}")],
+        )
+        return resp.result, time.perf_counter() - t
+
+
+def scratch_database() -> str:
+    """A freshly created, migrated, empty scratch database; returns its URL."""
+    url = fresh_database(SCRATCH)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def dump_tables(dsn: str, workdir: Path) -> dict[str, Path]:
+    """Every dataset table of the bench database as a binary COPY file (not timed)."""
+    files = {}
+    with psycopg.connect(dsn) as conn:
+        for entity in SCHOOL.in_order():
+            name = entity.table.name
+            path = workdir / f"{name}.copy"
+            with (
+                path.open("wb") as f,
+                conn.cursor().copy(
+                    f'COPY (SELECT * FROM "{name}" ORDER BY id) TO STDOUT (FORMAT BINARY)'
+                ) as cp,
+            ):
+                for data in cp:
+                    f.write(data)
+            files[name] = path
+    return files
+
+
+def copy_in(dsn: str, files: dict[str, Path]) -> float:
+    """Seconds to COPY every dumped table into the empty schema in one transaction."""
+    with psycopg.connect(dsn) as conn:
+        t = time.perf_counter()
+        with conn.transaction():
+            for name, path in files.items():
+                with (
+                    path.open("rb") as f,
+                    conn.cursor().copy(f'COPY "{name}" FROM STDIN (FORMAT BINARY)') as cp,
+                ):
+                    while data := f.read(CHUNK):
+                        cp.write(data)
+        return time.perf_counter() - t
+
+
+def _created(result: import_pb2.ImportResult) -> int:
+    return sum(s.created for s in result.summaries)
+
+
+def _timing(rates: list[float]) -> Timing:
+    ordered = sorted(rates)
+    return Timing(ordered[len(ordered) // 2], ordered[0], ordered[-1])
+
+
+def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
+    """Rows for the 1M import, the unchanged re-import, and the ~100k import (RSS)."""
+    full, sample = workdir / "bundle.json", workdir / "bundle-sample.json"
+    export_bundle(url, full)
+    export_bundle(url, sample, tenth=10)
+    files = dump_tables(dsn, workdir)
+    with psycopg.connect(dsn) as conn:
+        copied = sum(
+            conn.execute(f'SELECT count(*) FROM "{e.table.name}"').fetchone()[0]  # type: ignore[index]
+            for e in SCHOOL.in_order()
+        )
+
+    copy_rates = []
+    for _ in range(repeat):
+        copy_rates.append(copied / copy_in(_dsn(scratch_database()), files))
+
+    import_rates, reimport_rates, rss = [], [], []
+    n = 0
+    for _ in range(repeat):
+        server = ImportServer(scratch_database(), workdir)
+        try:
+            result, seconds = upload(server, full)
+            n = _created(result)
+            import_rates.append(n / seconds)
+            rss.append(server.rss_mb())
+            again, seconds = upload(server, full)
+            unchanged = sum(s.unchanged for s in again.summaries)
+            if unchanged != n:
+                raise AssertionError(f"re-import: {unchanged} unchanged of {n}")
+            reimport_rates.append(n / seconds)
+        finally:
+            server.stop()
+
+    server = ImportServer(scratch_database(), workdir)
+    try:
+        small, seconds = upload(server, sample)
+        n_small = _created(small)
+        small_rss = server.rss_mb()
+    finally:
+        server.stop()
+
+    ferry, copy, again_t = _timing(import_rates), _timing(copy_rates), _timing(reimport_rates)
+    peak = max(rss)
+    rows = [
+        Row(
+            f"ImportSession json bundle into an empty db, semester {SEMESTER}",
+            n,
+            ferry.median,
+            "psycopg COPY (binary) of the same tables into the same empty schema",
+            copy.median,
+            peak,
+            "; ".join(
+                s for s in (ferry.spread_note(), copy.spread_note(), "RSS = server VmHWM") if s
+            ),
+        ),
+        Row(
+            "ImportSession re-import of the same bundle (all unchanged)",
+            n,
+            again_t.median,
+            "first import into the empty db",
+            ferry.median,
+            peak,
+            again_t.spread_note(),
+        ),
+        Row(
+            f"ImportSession of a ~1/10 sample ({n_small:,} records) into an empty db",
+            n_small,
+            n_small / seconds,
+            "-",
+            0.0,
+            small_rss,
+            f"peak RSS {peak:.0f} MB at {n:,} vs {small_rss:.0f} MB at {n_small:,} records "
+            f"(+{peak - small_rss:.0f} MB)",
+        ),
+    ]
+    if importlib.util.find_spec("import_export") is None:
+        log.warning("django-import-export is not installed (pip install -e '.[dev,bench]')")
+    else:
+        from bench import imports_csv
+
+        rows.append(imports_csv.run(workdir, repeat))
+    return rows

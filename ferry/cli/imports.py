@@ -1,0 +1,310 @@
+"""`ferry import …`: merge data in, through the import service's gRPC API.
+
+`ferry import FILE [options]` uploads a bundle (or, with --entity, a csv/xlsx file of
+one entity); `ferry import list|show|undo|rejected` work with recorded imports. A first
+argument that is not a subcommand is taken as FILE (a file called "list" is ./list).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ferry.cli.common import clients, load_app, rpc_errors, table
+from ferry.v1 import bundle_pb2 as bpb
+from ferry.v1 import import_pb2 as ipb
+
+CHUNK_BYTES = 1024 * 1024
+# A whole semester may take a while to upload and merge.
+UPLOAD_TIMEOUT_SECONDS = 3600.0
+STRATEGIES = {
+    "update": ipb.MERGE_STRATEGY_UPDATE,
+    "skip": ipb.MERGE_STRATEGY_SKIP,
+    "update_only": ipb.MERGE_STRATEGY_UPDATE_ONLY,
+    "replace": ipb.MERGE_STRATEGY_REPLACE,
+}
+ON_ERROR = {"abort": ipb.ON_ERROR_ABORT, "skip_invalid": ipb.ON_ERROR_SKIP_INVALID}
+ERRORS_SHOWN = 10
+
+
+class _ImportGroup(click.Group):
+    """A group whose unknown first argument is the FILE of the hidden `file` command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["file", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_ImportGroup)
+def imports() -> None:
+    """Merge data in (talks gRPC to the import service).
+
+    \b
+    ferry import FILE [--strategy update|skip|update_only|replace] [--dry-run]
+                      [--on-error abort|skip_invalid] [--idempotency-key KEY]
+                      [--format FORMAT] [--entity ENTITY [--map HEADER=FIELD ...]]
+    ferry import list | show ID | undo ID [--force] | rejected ID -o FILE
+
+    `ferry import FILE --help` explains the upload options.
+    """
+
+
+def _chunks(path: Path, progress: Any) -> Iterator[bpb.FileChunk]:
+    """The file in 1 MiB chunks: filename on the first, sha256 on the last."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    offset = 0
+    with path.open("rb") as f:
+        while True:
+            data = f.read(CHUNK_BYTES)
+            digest.update(data)
+            chunk = bpb.FileChunk(data=data, offset=offset)
+            if offset == 0:
+                chunk.filename = path.name
+            offset += len(data)
+            if offset >= size:
+                chunk.sha256 = digest.hexdigest()
+                progress.update(len(data))
+                yield chunk
+                return
+            progress.update(len(data))
+            yield chunk
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        header, sep, name = pair.partition("=")
+        if not sep or not header or not name:
+            raise click.BadParameter(f"{pair!r} is not HEADER=FIELD", param_hint="--map")
+        out[header] = name
+    return out
+
+
+@imports.command("file", hidden=True)
+@click.argument(
+    "path", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--strategy", type=click.Choice(list(STRATEGIES)), default="update", show_default=True
+)
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.option("--on-error", type=click.Choice(list(ON_ERROR)), default="abort", show_default=True)
+@click.option("--idempotency-key", default="", help="Same key and file: the first result.")
+@click.option("--format", "fmt", default="", help="Bundle format (default: from the name).")
+@click.option("--entity", default="", help="Import a csv/xlsx file of this entity instead.")
+@click.option("--map", "maps", multiple=True, help="HEADER=FIELD column mapping (--entity).")
+@click.pass_context
+def import_file(
+    ctx: click.Context,
+    path: Path,
+    strategy: str,
+    dry_run: bool,
+    on_error: str,
+    idempotency_key: str,
+    fmt: str,
+    entity: str,
+    maps: tuple[str, ...],
+) -> None:
+    """Upload FILE and merge it, printing a summary per entity."""
+    app = load_app(ctx)
+    stub = clients(app).imports()
+    bar = click.progressbar(
+        length=path.stat().st_size,
+        label=f"uploading {path.name}",
+        file=sys.stderr,
+    )
+    with rpc_errors(), bar:
+        if entity:
+            options = ipb.ImportEntitiesOptions(
+                entity=entity,
+                format=fmt,
+                column_mapping=_mapping(maps),
+                strategy=STRATEGIES[strategy],
+                dry_run=dry_run,
+                on_error=ON_ERROR[on_error],
+                idempotency_key=idempotency_key,
+                filename=path.name,
+            )
+            result = stub.ImportEntities(
+                _requests_entities(options, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
+            ).result
+        else:
+            session = ipb.ImportOptions(
+                strategy=STRATEGIES[strategy],
+                dry_run=dry_run,
+                on_error=ON_ERROR[on_error],
+                idempotency_key=idempotency_key,
+                filename=path.name,
+                bundle_format=fmt,
+            )
+            result = stub.ImportSession(
+                _requests_session(session, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
+            ).result
+    _print_result(result)
+
+
+def _requests_session(
+    options: ipb.ImportOptions, path: Path, bar: Any
+) -> Iterator[ipb.ImportSessionRequest]:
+    yield ipb.ImportSessionRequest(options=options)
+    for chunk in _chunks(path, bar):
+        yield ipb.ImportSessionRequest(file_chunk=chunk)
+
+
+def _requests_entities(
+    options: ipb.ImportEntitiesOptions, path: Path, bar: Any
+) -> Iterator[ipb.ImportEntitiesRequest]:
+    yield ipb.ImportEntitiesRequest(options=options)
+    for chunk in _chunks(path, bar):
+        yield ipb.ImportEntitiesRequest(file_chunk=chunk)
+
+
+_STATUS = {
+    ipb.IMPORT_STATUS_COMPLETED: "completed",
+    ipb.IMPORT_STATUS_FAILED: "failed",
+    ipb.IMPORT_STATUS_DRY_RUN: "dry run (nothing changed)",
+    ipb.IMPORT_STATUS_UNDONE: "undone",
+}
+
+
+def _when(ts: Any) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    value: dt.datetime = ts.ToDatetime(tzinfo=dt.UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_result(r: ipb.ImportResult) -> None:
+    columns = ["created", "updated", "unchanged", "skipped", "unmatched", "deleted", "errors"]
+    rows = [[s.entity, *(f"{getattr(s, c):,}" for c in columns)] for s in r.summaries]
+    if rows:
+        table(rows, ["entity", *columns])
+    what = f" of {r.entity}" if r.entity else (f" of {r.semester}" if r.semester else "")
+    click.echo(
+        f"import {r.id}{what}: {_STATUS.get(r.status, 'unknown')} "
+        f"in {r.duration_seconds:.1f}s, {r.total_errors:,} error(s)"
+    )
+    for e in r.errors[:ERRORS_SHOWN]:
+        field = f" {e.field}" if e.field else ""
+        click.echo(f"  {e.entity} {e.natural_key}{field} (#{e.position}): {e.reason}")
+    if r.total_errors > ERRORS_SHOWN:
+        click.echo(f"  … and {r.total_errors - ERRORS_SHOWN:,} more")
+    if r.has_rejected_file:
+        click.echo(f"rejected records: ferry import rejected {r.id} -o rejected.json")
+    if r.status == ipb.IMPORT_STATUS_DRY_RUN:
+        for c in r.sample_changes[:ERRORS_SHOWN]:
+            diff = ", ".join(f"{f.field}: {f.old_value!r} -> {f.new_value!r}" for f in c.changes)
+            click.echo(
+                f"  would {c.action} {c.entity} {c.natural_key}" + (f": {diff}" if diff else "")
+            )
+
+
+@imports.command("list")
+@click.option("--page-size", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--page-token", default="", help="From the previous page's last line.")
+@click.pass_context
+def import_list(ctx: click.Context, page_size: int, page_token: str) -> None:
+    """Recorded imports, newest first."""
+    app = load_app(ctx)
+    with rpc_errors():
+        resp = (
+            clients(app)
+            .imports()
+            .ListImports(ipb.ListImportsRequest(page_size=page_size, page_token=page_token))
+        )
+    if not resp.imports:
+        click.echo("no imports yet")
+        return
+    rows = [
+        [
+            r.id,
+            _STATUS.get(r.status, "unknown").split(" ")[0],
+            _when(r.created_at),
+            r.requested_by,
+            r.entity or r.semester or "-",
+            r.options.filename or "-",
+            f"{sum(s.created + s.updated + s.deleted for s in r.summaries):,}",
+            f"{r.total_errors:,}",
+        ]
+        for r in resp.imports
+    ]
+    table(rows, ["id", "status", "created", "by", "what", "file", "changed", "errors"])
+    if resp.next_page_token:
+        click.echo(f"more: ferry import list --page-token {resp.next_page_token}")
+
+
+@imports.command("show")
+@click.argument("import_id", metavar="ID")
+@click.pass_context
+def import_show(ctx: click.Context, import_id: str) -> None:
+    """One import's options, summary and errors."""
+    app = load_app(ctx)
+    with rpc_errors():
+        r = clients(app).imports().GetImport(ipb.GetImportRequest(import_id=import_id)).result
+    o = r.options
+    click.echo(
+        f"by {r.requested_by or '-'} at {_when(r.created_at)}, file {o.filename or '-'}, "
+        f"strategy {ipb.MergeStrategy.Name(o.strategy).removeprefix('MERGE_STRATEGY_').lower()}, "
+        f"sha256 {r.source_sha256 or '-'}"
+        + (f", undone at {_when(r.undone_at)}" if r.status == ipb.IMPORT_STATUS_UNDONE else "")
+    )
+    if r.error_message:
+        click.echo(f"error: {r.error_message}")
+    _print_result(r)
+
+
+@imports.command("undo")
+@click.argument("import_id", metavar="ID")
+@click.option("--force", is_flag=True, help="Undo even records changed after the import.")
+@click.pass_context
+def import_undo(ctx: click.Context, import_id: str, force: bool) -> None:
+    """Take an import back: delete what it created, restore what it changed."""
+    app = load_app(ctx)
+    with rpc_errors():
+        r = (
+            clients(app)
+            .imports()
+            .UndoImport(ipb.UndoImportRequest(import_id=import_id, force=force))
+            .result
+        )
+    _print_result(r)
+
+
+@imports.command("rejected")
+@click.argument("import_id", metavar="ID")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.pass_context
+def import_rejected(ctx: click.Context, import_id: str, output: Path) -> None:
+    """Save the records a skip_invalid import rejected, as a re-importable bundle."""
+    app = load_app(ctx)
+    digest = hashlib.sha256()
+    expected = ""
+    part = output.with_name(output.name + ".part")
+    try:
+        with rpc_errors(), part.open("wb") as f:
+            for msg in (
+                clients(app)
+                .imports()
+                .DownloadRejected(
+                    ipb.DownloadRejectedRequest(import_id=import_id), timeout=UPLOAD_TIMEOUT_SECONDS
+                )
+            ):
+                f.write(msg.chunk.data)
+                digest.update(msg.chunk.data)
+                expected = msg.chunk.sha256 or expected
+    except BaseException:
+        part.unlink(missing_ok=True)  # never leave half a file behind
+        raise
+    if expected and expected != digest.hexdigest():
+        part.unlink()
+        raise click.ClickException("the download was damaged (sha256 mismatch); try again")
+    part.replace(output)
+    click.echo(f"saved {output}")

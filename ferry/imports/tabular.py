@@ -1,0 +1,162 @@
+"""csv/xlsx rows of one entity -> bundle records for the merge engine.
+
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first data row
+is row 2 (its record position is 1).
+
+Headers are matched to the entity's bundle field names case-insensitively, with spaces
+and dashes read as underscores, so a file exported with labels ("Date of birth") imports
+as is. An explicit column mapping wins over that matching. Values stay text: the merge
+engine parses numbers and dates and reports the row and column of a bad one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from ferry.bundle.formats.base import Batch, Record
+from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
+from ferry.errors import InvalidArgument
+
+_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+def normalise(header: str) -> str:
+    """'  Date of-Birth ' -> 'date_of_birth'."""
+    return _SEPARATORS.sub("_", header.strip()).lower()
+
+
+def find_entity(ds: Dataset, name: str, field: str = "options.entity") -> Entity:
+    """The entity called `name` (case-insensitive); InvalidArgument listing the known ones."""
+    if not name.strip():
+        raise InvalidArgument(f"entity is required; one of: {', '.join(ds.entities)}", field=field)
+    try:
+        return ds.entity(name.strip().lower())
+    except SpecError as e:
+        raise InvalidArgument(str(e), field=field) from None
+
+
+def field_kinds(entity: Entity) -> dict[str, Kind]:
+    """Every bundle field of `entity` (natural key first, then own fields, then references'
+    key fields) with how it travels."""
+    kinds: dict[str, Kind] = {}
+    own = {f.name: f.kind for f in entity.fields}
+    ref_fields = [name for ref in entity.references for name in ref.fields]
+    for name in (*entity.natural_key, *own, *ref_fields):
+        kinds.setdefault(name, own.get(name, Kind.STR))
+    return kinds
+
+
+class RowMapper:
+    """Maps the file's headers to field names once, then each row to a record."""
+
+    def __init__(self, entity: Entity, headers: Iterable[str], mapping: Mapping[str, str]):
+        self.entity = entity
+        kinds = field_kinds(entity)
+        known = {normalise(n): n for n in kinds}
+        listing = ", ".join(kinds)
+        by_header = {normalise(k): v for k, v in mapping.items()}
+        headers = list(headers)
+        present = {normalise(h) for h in headers}
+        for source in mapping:
+            if normalise(source) not in present:
+                raise InvalidArgument(
+                    f"column_mapping names column {source!r}, which the file does not have; "
+                    f"its columns: {', '.join(headers)}",
+                    field=f"options.column_mapping[{source}]",
+                )
+        self.columns: list[tuple[str, str]] = []  # (header in file, field name)
+        seen: dict[str, str] = {}
+        for header in headers:
+            target = by_header.get(normalise(header), header)
+            name = known.get(normalise(target))
+            if name is None:
+                where = f" (mapped to {target!r})" if target != header else ""
+                raise InvalidArgument(
+                    f"unknown column {header!r}{where} for {entity.name}; known fields: {listing}",
+                    field=f"column {header}",
+                )
+            if name in seen:
+                raise InvalidArgument(
+                    f"columns {seen[name]!r} and {header!r} both give {entity.name} field {name!r}",
+                    field=f"column {header}",
+                )
+            seen[name] = header
+            self.columns.append((header, name))
+        self._timestamps = {n for n, k in kinds.items() if k is Kind.TIMESTAMP}
+
+    def record(self, row: Mapping[str, str | None], position: int) -> Record:
+        """The record of data row `position` (1-based); empty cells become None."""
+        out: Record = {}
+        for header, name in self.columns:
+            value = row.get(header)
+            if value is None or value == "":
+                out[name] = None
+            elif name in self._timestamps:
+                out[name] = _instant(value, position, header)
+            else:
+                out[name] = value
+        return out
+
+
+def _instant(text: str, position: int, header: str) -> dt.datetime:
+    # Instants travel as aware datetimes (bundle contract); a file gives ISO-8601 text.
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        row = position + 1  # as a spreadsheet numbers it: the header is row 1
+        raise InvalidArgument(
+            f"row {row}, column {header!r}: {text!r} is not an ISO-8601 date-time",
+            field=f"row {row} column {header}",
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class EntityRows:
+    """The batches of one entity's rows, for the merge engine.
+
+    Iterating yields Batches of at most `batch_size` records in file order, and raises
+    InvalidArgument for an unknown or doubly-mapped column or a file without data rows.
+    Afterwards `headers` maps each field to the file's header, so errors can name columns.
+    """
+
+    def __init__(
+        self,
+        entity: Entity,
+        rows: Iterable[Mapping[str, str | None]],
+        mapping: Mapping[str, str],
+        batch_size: int,
+    ) -> None:
+        self.entity = entity
+        self.rows = rows
+        self.mapping = mapping
+        self.batch_size = batch_size
+        self.headers: dict[str, str] = {}
+
+    def __iter__(self) -> Iterator[Batch]:
+        mapper: RowMapper | None = None
+        batch: list[Any] = []
+        for position, row in enumerate(self.rows, start=1):
+            if mapper is None:
+                mapper = RowMapper(self.entity, row.keys(), self.mapping)
+                self.headers = {name: header for header, name in mapper.columns}
+            batch.append(mapper.record(row, position))
+            if len(batch) >= self.batch_size:
+                yield Batch(self.entity.name, batch)
+                batch = []
+        if mapper is None:
+            raise InvalidArgument("the file has no data rows", field="file_chunk")
+        if batch:
+            yield Batch(self.entity.name, batch)
+
+
+def row_batches(
+    entity: Entity,
+    rows: Iterable[Mapping[str, str | None]],
+    mapping: Mapping[str, str],
+    batch_size: int,
+) -> Iterator[Batch]:
+    """Batches of at most `batch_size` records of `entity` (see EntityRows)."""
+    return iter(EntityRows(entity, rows, mapping, batch_size))

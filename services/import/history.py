@@ -1,0 +1,101 @@
+"""The import record RPCs: GetImport, ListImports, UndoImport, DownloadRejected."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+
+import grpc
+
+from ferry.app import App
+from ferry.errors import InvalidArgument
+from ferry.imports import convert, detect
+from ferry.merge import get_import, list_imports, rejected_events, undo_import
+from ferry.rpc.errors import handles_errors
+from ferry.rpc.filters import current_call
+from ferry.v1 import import_pb2 as ipb
+
+CHUNK_BYTES = 1024 * 1024
+DEFAULT_PAGE, MAX_PAGE = 50, 200
+
+
+def _import_id(value: str) -> str:
+    if not value.strip():
+        raise InvalidArgument("import_id is required", field="import_id")
+    return value.strip()
+
+
+class HistoryRpcs:
+    app: App
+
+    @handles_errors
+    def GetImport(
+        self, request: ipb.GetImportRequest, context: grpc.ServicerContext
+    ) -> ipb.GetImportResponse:
+        outcome = get_import(self.app.engine, _import_id(request.import_id))
+        return ipb.GetImportResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def ListImports(
+        self, request: ipb.ListImportsRequest, context: grpc.ServicerContext
+    ) -> ipb.ListImportsResponse:
+        if not 0 <= request.page_size <= MAX_PAGE:
+            raise InvalidArgument(
+                f"page_size must be between 1 and {MAX_PAGE} (0 means {DEFAULT_PAGE})",
+                field="page_size",
+            )
+        found, token = list_imports(
+            self.app.engine, request.page_size or DEFAULT_PAGE, request.page_token
+        )
+        return ipb.ListImportsResponse(
+            imports=[convert.result_proto(o) for o in found], next_page_token=token
+        )
+
+    @handles_errors
+    def UndoImport(
+        self, request: ipb.UndoImportRequest, context: grpc.ServicerContext
+    ) -> ipb.UndoImportResponse:
+        call = current_call()
+        outcome = undo_import(
+            self.app.engine,
+            self.app.dataset(),
+            _import_id(request.import_id),
+            force=request.force,
+            requested_by=call.caller if call is not None else "",
+        )
+        return ipb.UndoImportResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def DownloadRejected(
+        self, request: ipb.DownloadRejectedRequest, context: grpc.ServicerContext
+    ) -> Iterator[ipb.DownloadRejectedResponse]:
+        import_id = _import_id(request.import_id)
+        outcome = get_import(self.app.engine, import_id)
+        ds = self.app.dataset(outcome.options.dataset)
+        fmt = detect.bundle_format("json", "")
+        s = self.app.settings
+        folder = s.path(s.imports.spool_dir) if s.imports.spool_dir else None
+        # The writer pushes bytes; a temp file turns that into chunks we can pull.
+        with tempfile.TemporaryFile(prefix="ferry-rejected-", dir=folder) as f:
+            fmt.write(rejected_events(self.app.engine, ds, import_id), f)
+            size = f.tell()
+            f.seek(0)
+            digest = hashlib.sha256()
+            offset = 0
+            while True:
+                data = f.read(CHUNK_BYTES)
+                digest.update(data)
+                out = ipb.DownloadRejectedResponse()
+                chunk = out.chunk
+                chunk.data = data
+                chunk.offset = offset
+                if offset == 0:
+                    chunk.filename = f"rejected-{import_id}.{fmt.extension}"
+                    chunk.content_type = fmt.content_type
+                offset += len(data)
+                if offset >= size:
+                    chunk.sha256 = digest.hexdigest()
+                    yield out
+                    return
+                yield out
