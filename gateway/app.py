@@ -1,0 +1,206 @@
+"""The gateway's ASGI app: contract routes built from the descriptors, the tRPC-style
+/rpc route, login, signed links, OpenAPI, health, metrics, and the Export Center page."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from fastapi import FastAPI
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from ferry import users
+from ferry.app import App
+from ferry.auth import parse_role
+from ferry.errors import InvalidArgument
+from gateway import calls, errors
+from gateway.auth import LinkSigner, LoginLimiter, bearer_token
+from gateway.calls import ServiceChannels
+from gateway.context import Gateway, Handler, guarded, json_body
+from gateway.handlers import (
+    events_handler,
+    file_handler,
+    procedure_handler,
+    records_handler,
+    unary_handler,
+)
+from gateway.middleware import RequestMetrics, SecurityHeaders
+from gateway.openapi import document
+from gateway.routes import all_routes, method_by_name, services
+from gateway.transcode import parse
+from gateway.uploads import upload_handler
+
+STATIC = Path(__file__).resolve().parent / "static"
+_KINDS = {
+    "unary": unary_handler,
+    "file": file_handler,
+    "records": records_handler,
+    "events": events_handler,
+    "upload": upload_handler,
+}
+
+
+def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
+    """The gateway for `app`'s settings, calling services through `channels` (default:
+    the configured client targets)."""
+    s = app.settings
+    gw = Gateway(
+        app=app,
+        channels=channels or ServiceChannels(s.client),
+        links=LinkSigner(app.signer(), s.gateway.link_ttl_seconds),
+        limiter=LoginLimiter(s.gateway.login_attempts, s.gateway.login_window_seconds),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gw.channels.close()
+
+    api = FastAPI(
+        title="Ferry gateway", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
+    api.state.gateway = gw
+    r = api.router
+
+    r.add_route("/api/v1/auth/login", login_handler(gw), methods=["POST"])
+    r.add_route("/api/v1/exports/{job_id}/links", links_handler(gw), methods=["GET"])
+    r.add_route("/rpc/{procedure}", procedure_handler(gw), methods=["POST"])
+    for route in all_routes():
+        r.add_route(
+            route.path,
+            _KINDS[route.kind](gw, route),
+            methods=[route.verb],
+            name=f"{route.service.name}.{route.method.name}",
+        )
+
+    r.add_route("/openapi.json", _openapi, methods=["GET"])
+    r.add_route("/docs", _static_page("docs.html"), methods=["GET"])
+    r.add_route("/healthz", _healthz, methods=["GET"])
+    r.add_route("/readyz", readyz_handler(gw), methods=["GET"])
+    r.add_route("/metrics", _metrics, methods=["GET"])
+    r.add_route("/", _static_page("index.html"), methods=["GET"])
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(s.gateway.cors_origins),
+        allow_methods=["GET", "POST", "DELETE", "PUT", "PATCH"],
+        allow_headers=["Authorization", "Content-Type", "Grpc-Timeout", "X-Request-Timeout"],
+        expose_headers=["Content-Disposition", "ETag", "X-Content-SHA256", "Retry-After"],
+    )
+    api.add_middleware(SecurityHeaders)
+    api.add_middleware(RequestMetrics, router=api.router)
+    return api
+
+
+def login_handler(gw: Gateway) -> Handler:
+    """POST /api/v1/auth/login {username, password} -> {token, role, expires_at}."""
+
+    async def handle(request: Request) -> Response:
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise InvalidArgument('send {"username": …, "password": …}', field="body")
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not username.strip():
+            raise InvalidArgument("username is required", field="username")
+        if not isinstance(password, str) or not password:
+            raise InvalidArgument("password is required", field="password")
+        client = request.client.host if request.client else "unknown"
+        wait = gw.limiter.check(client, username)
+        if wait:
+            return errors.error_response(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many sign-in attempts; wait a minute and try again",
+                retry_after=wait,
+            )
+        account = await run_in_threadpool(users.verify, gw.app.engine, username, password)
+        if account is None:
+            return errors.error_response(
+                grpc.StatusCode.UNAUTHENTICATED, "wrong username or password"
+            )
+        gw.limiter.reset(client, username)
+        ttl = dt.timedelta(seconds=gw.app.settings.auth.token_ttl_seconds)
+        token = gw.app.signer().issue(account.username, parse_role(account.role), ttl)
+        expires = (dt.datetime.now(dt.UTC) + ttl).isoformat(timespec="seconds")
+        return JSONResponse({"token": token, "role": account.role, "expires_at": expires})
+
+    return guarded(handle)
+
+
+def links_handler(gw: Gateway) -> Handler:
+    """GET /api/v1/exports/{job_id}/links -> signed, expiring URLs for the job's download
+    and progress events, for a browser's <a href> and EventSource (which send no headers).
+    The caller's token must be able to see the job."""
+    found = method_by_name("ExportService.GetExportJob")
+    assert found is not None
+    svc, get = found
+
+    async def handle(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        token = bearer_token(request)
+        timeout = calls.deadline(gw.settings.deadlines, "unary", request.headers)
+        call = gw.channels.method("export", f"/{svc.full_name}/{get.name}", get)
+        await call(parse(get.input_type, {"job_id": job_id}), timeout=timeout,
+                   metadata=calls.metadata(token))  # fmt: skip
+        base = f"/api/v1/exports/{job_id}"
+        download, exp = gw.links.sign(f"{base}/download")
+        events, _ = gw.links.sign(f"{base}/events")
+        expires = dt.datetime.fromtimestamp(exp, dt.UTC).isoformat(timespec="seconds")
+        return JSONResponse({"download_url": download, "events_url": events,
+                             "expires_at": expires})  # fmt: skip
+
+    return guarded(handle)
+
+
+def readyz_handler(gw: Gateway) -> Handler:
+    """200 when every checked service answers SERVING on gRPC health, else 503 naming
+    those that do not."""
+    s = gw.app.settings
+    names = list(s.gateway.services) or [x.name for x in s.server.services]
+    full = {svc.name.removesuffix("Service").lower(): svc.full_name for svc in services()}
+
+    async def handle(request: Request) -> Response:
+        status: dict[str, str] = {}
+        for name in names:
+            stub = health_pb2_grpc.HealthStub(gw.channels.channel(name))
+            try:
+                resp = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=full.get(name, name)), timeout=2
+                )
+                status[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+            except grpc.RpcError as e:
+                status[name] = e.code().name  # type: ignore[attr-defined]
+        ready = all(v == "SERVING" for v in status.values())
+        return JSONResponse({"ready": ready, "services": status}, status_code=200 if ready else 503)
+
+    return handle
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(document())
+
+
+def _static_page(name: str) -> Handler:
+    async def page(request: Request) -> Response:
+        return FileResponse(
+            STATIC / name, media_type="text/html", headers={"Cache-Control": "no-cache"}
+        )
+
+    return page

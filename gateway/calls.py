@@ -1,0 +1,99 @@
+"""Calling services from the gateway: grpc.aio channels per target, generic method
+handles built from descriptors, the caller's token forwarded, and a deadline on every call
+(the route class's, shortened by the client's Grpc-Timeout / X-Request-Timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor as _d
+
+from ferry.config import ClientSettings, GatewayDeadlines
+from ferry.errors import InvalidArgument
+from gateway.transcode import message_class
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+_GRPC_TIMEOUT = re.compile(r"^\s*(\d{1,8})\s*([HMSmun])\s*$")
+_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def deadline(deadlines: GatewayDeadlines, route_class: str, headers: Mapping[str, str]) -> float:
+    """Seconds for a call: the configured deadline of `route_class`, or less when the
+    client asks for less (Grpc-Timeout like `500m`, or X-Request-Timeout in seconds)."""
+    limit = float(getattr(deadlines, route_class))
+    asked: float | None = None
+    if raw := headers.get("grpc-timeout"):
+        m = _GRPC_TIMEOUT.match(raw)
+        if not m:
+            raise InvalidArgument(
+                f"Grpc-Timeout {raw!r} is not like 500m or 30S", field="Grpc-Timeout"
+            )
+        asked = int(m.group(1)) * _UNITS[m.group(2)]
+    elif raw := headers.get("x-request-timeout"):
+        try:
+            asked = float(raw)
+        except ValueError:
+            raise InvalidArgument(
+                f"X-Request-Timeout {raw!r} is not a number of seconds", field="X-Request-Timeout"
+            ) from None
+        if asked <= 0:
+            raise InvalidArgument("X-Request-Timeout must be positive", field="X-Request-Timeout")
+    return min(limit, asked) if asked is not None else limit
+
+
+def metadata(token: str | None) -> list[tuple[str, str]]:
+    """Call metadata forwarding the caller's bearer token (services check it themselves)."""
+    return [("authorization", f"Bearer {token}")] if token else []
+
+
+class ServiceChannels:
+    """grpc.aio channels to the services, one per target and event loop.
+
+    `target` overrides every service's configured target (`ferry serve` points the gateway
+    at its own in-process server)."""
+
+    def __init__(self, settings: ClientSettings, target: str | None = None) -> None:
+        self.settings = settings
+        self.target = target
+        self._channels: dict[tuple[str, int], grpc.aio.Channel] = {}
+
+    def target_of(self, service: str) -> str:
+        return self.target or self.settings.for_service(service)[0]
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """The channel for `service` on the running event loop."""
+        key = (self.target_of(service), id(asyncio.get_running_loop()))
+        ch = self._channels.get(key)
+        if ch is None:
+            ch = grpc.aio.insecure_channel(
+                key[0],
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ],
+            )
+            self._channels[key] = ch
+        return ch
+
+    def method(self, service: str, rpc: str, desc: _d.MethodDescriptor) -> Any:
+        """A callable for the gRPC method `rpc` of the right streaming kind."""
+        ch = self.channel(service)
+        req = message_class(desc.input_type).SerializeToString
+        resp = message_class(desc.output_type).FromString
+        if desc.client_streaming and not desc.server_streaming:
+            return ch.stream_unary(rpc, request_serializer=req, response_deserializer=resp)
+        if desc.server_streaming and not desc.client_streaming:
+            return ch.unary_stream(rpc, request_serializer=req, response_deserializer=resp)
+        if desc.server_streaming:
+            return ch.stream_stream(rpc, request_serializer=req, response_deserializer=resp)
+        return ch.unary_unary(rpc, request_serializer=req, response_deserializer=resp)
+
+    async def close(self) -> None:
+        """Close the channels of the running loop (others die with their loop)."""
+        loop = id(asyncio.get_running_loop())
+        for key in [k for k in self._channels if k[1] == loop]:
+            await self._channels.pop(key).close(None)

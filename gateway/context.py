@@ -1,0 +1,100 @@
+"""What every gateway handler needs: settings, the service channels, link signing, the
+login limiter, and helpers shared by the route kinds."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferry.app import App
+from ferry.config import GatewaySettings
+from ferry.errors import FerryError, InvalidArgument, Unauthenticated
+from gateway import errors
+from gateway.auth import LinkSigner, LoginLimiter, bearer_token
+from gateway.calls import ServiceChannels
+
+log = logging.getLogger("ferry.gateway")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Gateway:
+    app: App
+    channels: ServiceChannels
+    links: LinkSigner
+    limiter: LoginLimiter
+
+    @property
+    def settings(self) -> GatewaySettings:
+        return self.app.settings.gateway
+
+    def token(self, request: Request) -> str | None:
+        """The caller's bearer token; for a validly signed link without one, a short-lived
+        viewer token minted for that link."""
+        token = bearer_token(request)
+        if token is not None:
+            return token
+        q = request.query_params
+        if "sig" in q and "exp" in q:
+            if not self.links.verify(request.url.path, q["sig"], q["exp"]):
+                raise Unauthenticated(
+                    "this link has expired or is not valid; open it again from the page"
+                )
+            return self.links.token_for(request.url.path)
+        return None
+
+
+def guarded(handler: Handler) -> Handler:
+    """Turn FerryError and failed calls into the one JSON error shape; anything else is
+    logged and answered with a generic 500 (never a stack trace)."""
+
+    @functools.wraps(handler)
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except TooLarge as e:
+            return errors.too_large(e.message)
+        except FerryError as e:
+            return errors.from_ferry(e)
+        except grpc.RpcError as e:
+            return errors.from_rpc(e)
+        except Exception:
+            log.exception("gateway handler failed", extra={"event": "gateway_error"})
+            return errors.error_response(grpc.StatusCode.INTERNAL, "")
+
+    return run
+
+
+# A JSON body becomes one gRPC message, and no message may pass 4 MiB.
+MAX_JSON_BYTES = 4 * 1024 * 1024
+
+
+class TooLarge(FerryError):
+    """A body over its limit; answered with HTTP 413."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body (None when empty); InvalidArgument when it is not JSON,
+    TooLarge past MAX_JSON_BYTES (checked while reading)."""
+    buf = bytearray()
+    async for piece in request.stream():
+        buf += piece
+        if len(buf) > MAX_JSON_BYTES:
+            raise TooLarge("the request body is larger than 4 MiB; upload files instead")
+    raw = bytes(buf)
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgument(f"the request body is not valid JSON: {e}", field="body") from None

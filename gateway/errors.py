@@ -1,0 +1,109 @@
+"""The one table from gRPC status to HTTP, and the JSON error body `{code, message,
+details}`. Nothing else in a response ever describes a failure: no stack trace, no SQL."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from starlette.responses import JSONResponse
+
+from ferry.errors import FerryError
+
+log = logging.getLogger("ferry.gateway")
+S = grpc.StatusCode
+
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    S.OK: 200,
+    S.CANCELLED: 499,  # client closed request (nginx's convention)
+    S.UNKNOWN: 500,
+    S.INVALID_ARGUMENT: 400,
+    S.DEADLINE_EXCEEDED: 504,
+    S.NOT_FOUND: 404,
+    S.ALREADY_EXISTS: 409,
+    S.PERMISSION_DENIED: 403,
+    S.RESOURCE_EXHAUSTED: 429,
+    S.FAILED_PRECONDITION: 400,
+    S.ABORTED: 409,
+    # A resumable download asked past the end of its file: 416 Range Not Satisfiable.
+    S.OUT_OF_RANGE: 416,
+    S.UNIMPLEMENTED: 501,
+    S.INTERNAL: 500,
+    S.UNAVAILABLE: 503,
+    S.DATA_LOSS: 500,
+    S.UNAUTHENTICATED: 401,
+}
+# Seconds a client should wait before retrying a RESOURCE_EXHAUSTED call.
+RETRY_AFTER_SECONDS = 5
+# Messages of these codes may describe internals; the client gets a generic sentence.
+_OPAQUE = {S.UNKNOWN, S.INTERNAL}
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status for a gRPC status code."""
+    return HTTP_STATUS.get(code, 500)
+
+
+def error_response(
+    code: grpc.StatusCode,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    retry_after: int | None = None,
+) -> JSONResponse:
+    """The JSON error response for `code`; RESOURCE_EXHAUSTED carries Retry-After."""
+    if code in _OPAQUE:
+        message = (
+            "the service failed unexpectedly; try again, and tell an administrator "
+            "if it keeps happening"
+        )
+    headers = {}
+    if code == S.RESOURCE_EXHAUSTED:
+        headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
+    body = {"code": code.name, "message": message, "details": details or []}
+    return JSONResponse(body, status_code=http_status(code), headers=headers)
+
+
+def too_large(message: str) -> JSONResponse:
+    """413: a body over its limit (refused while it was being read)."""
+    body = {"code": S.RESOURCE_EXHAUSTED.name, "message": message, "details": []}
+    return JSONResponse(body, status_code=413)
+
+
+def from_ferry(e: FerryError) -> JSONResponse:
+    """A gateway-side FerryError (bad query parameter, ...) as a response."""
+    details = []
+    if e.field:
+        details.append({"type": "field_violation", "field": e.field, "description": e.message})
+    return error_response(e.code, e.message, details)
+
+
+def from_rpc(e: grpc.RpcError) -> JSONResponse:
+    """A failed call as a response, with BadRequest field violations as details."""
+    code = e.code() if hasattr(e, "code") else S.UNKNOWN
+    message = (e.details() if hasattr(e, "details") else "") or code.name.lower()
+    if code in _OPAQUE:
+        log.warning(
+            "service call failed: %s: %s", code.name, message, extra={"event": "gateway_rpc_failed"}
+        )
+    return error_response(code, message, _details(e))
+
+
+def _details(e: grpc.RpcError) -> list[dict[str, Any]]:
+    """Field violations from the call's google.rpc.Status trailer, when present."""
+    trailers: Any = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+    out: list[dict[str, Any]] = []
+    for key, value in trailers or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for any_ in status.details:
+            if any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                br = error_details_pb2.BadRequest()
+                any_.Unpack(br)
+                out.extend(
+                    {"type": "field_violation", "field": v.field, "description": v.description}
+                    for v in br.field_violations
+                )
+    return out

@@ -1,0 +1,93 @@
+"""Entity export jobs over HTTP: start, Server-Sent Events to completion, signed links,
+downloads with ETag and Range."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.gateway.conftest import bearer, seed_small
+
+Gateway = Callable[..., Any]
+
+
+def _events(text: str) -> list[tuple[str, Any]]:
+    out = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        out.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return out
+
+
+def _finished_job(client: Any, h: dict[str, str]) -> dict[str, Any]:
+    r = client.post("/api/v1/exports", headers=h,
+                    json={"export_type": "students", "format": "csv"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    job = r.json()["job"]
+    events = _events(client.get(f"/api/v1/exports/{job['id']}/events", headers=h).text)
+    assert events[-1][0] == "end"
+    last = events[-2][1]["job"]
+    assert last["status"] == "EXPORT_JOB_STATUS_COMPLETED", last
+    return dict(last)
+
+
+def test_job_progress_streams_as_server_sent_events(gateway: Gateway, empty_url: str) -> None:
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    job = _finished_job(client, bearer(app, "operator"))
+    assert int(job["processed_records"]) > 0 and job["sha256"]
+    r = client.get(f"/api/v1/exports/{job['id']}", headers=bearer(app, "viewer"))
+    assert r.json()["job"]["status"] == "EXPORT_JOB_STATUS_COMPLETED"
+    listed = client.get("/api/v1/exports?page_size=5", headers=bearer(app, "viewer")).json()
+    assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+
+
+def test_job_download_has_etag_and_honours_range(gateway: Gateway, empty_url: str) -> None:
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    h = bearer(app, "viewer")
+    job = _finished_job(client, bearer(app, "operator"))
+    url = f"/api/v1/exports/{job['id']}/download"
+    whole = client.get(url, headers=h)
+    assert whole.status_code == 200
+    assert whole.headers["etag"] == f'"{job["sha256"]}"'
+    assert job["filename"] in whole.headers["content-disposition"]
+    assert len(whole.content) == int(job["file_size_bytes"])
+    part = client.get(url, headers={**h, "Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{len(whole.content)}"
+    tail = client.get(url, headers={**h, "Range": "bytes=100-"})
+    assert tail.status_code == 206 and tail.content == whole.content[100:]
+    past = client.get(url, headers={**h, "Range": f"bytes={len(whole.content)}-"})
+    assert past.status_code == 416
+
+
+def test_signed_links_work_without_a_header_and_expire(gateway: Gateway, empty_url: str) -> None:
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    job = _finished_job(client, bearer(app, "operator"))
+    assert client.get(f"/api/v1/exports/{job['id']}/links").status_code == 401
+    links = client.get(f"/api/v1/exports/{job['id']}/links", headers=bearer(app, "viewer")).json()
+    r = client.get(links["download_url"])
+    assert r.status_code == 200 and len(r.content) == int(job["file_size_bytes"])
+    assert _events(client.get(links["events_url"]).text)[-1][0] == "end"
+    tampered = links["download_url"].replace("sig=", "sig=0")
+    assert client.get(tampered).status_code == 401
+    other = links["download_url"].replace(job["id"], "another-job")
+    assert client.get(other).status_code == 401
+    expired = f"/api/v1/exports/{job['id']}/download?exp={int(time.time()) - 1}&sig=00"
+    assert client.get(expired).status_code == 401
+
+
+def test_unknown_job_is_404_and_cancel_of_a_finished_job_is_400(
+    gateway: Gateway, empty_url: str
+) -> None:
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    h = bearer(app, "operator")
+    assert client.get("/api/v1/exports/no-such-job", headers=h).status_code == 404
+    job = _finished_job(client, h)
+    r = client.delete(f"/api/v1/exports/{job['id']}", headers=h)
+    assert r.status_code == 400 and r.json()["code"] == "FAILED_PRECONDITION"

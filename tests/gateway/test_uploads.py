@@ -1,0 +1,164 @@
+"""Uploads: a bundle file previewed, imported, listed and undone over HTTP; uploads over
+the limit are refused while they are read."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from ferry.app import App
+from gateway.server import GatewayServer
+from tests.conftest import running
+from tests.gateway.conftest import SERVICES, bearer, seed_small
+
+Gateway = Callable[..., Any]
+pytestmark = pytest.mark.skipif("import" not in SERVICES, reason="no import service installed")
+
+
+def _bundle(client: Any, app: App, fmt: str = "json") -> bytes:
+    r = client.post(f"/api/v1/sessions/export?semester=2026-fall&format={fmt}",
+                    headers=bearer(app, "operator"))  # fmt: skip
+    assert r.status_code == 200, r.text
+    return bytes(r.content)
+
+
+def _semesters(client: Any, app: App) -> list[str]:
+    r = client.get("/api/v1/sessions/semesters", headers=bearer(app))
+    return [s["name"] for s in r.json()["semesters"]]
+
+
+def _titles(app: App) -> set[str]:
+    with app.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT title FROM courses WHERE semester = '2026-fall'"))
+        return {r[0] for r in rows}
+
+
+def _rename_courses(app: App, title: str) -> None:
+    with app.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE courses SET title = :t WHERE semester = '2026-fall'"),
+                     {"t": title})  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["json", "tar.gz"])
+def test_preview_import_list_and_undo_a_bundle(gateway: Gateway, empty_url: str, fmt: str) -> None:
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    data = _bundle(client, app, fmt)
+    original = _titles(app)
+    _rename_courses(app, "Renamed since the export")
+    h = bearer(app, "operator")
+    files = {"file": (f"session_2026-fall.{fmt}", data, "application/octet-stream")}
+    r = client.post("/api/v1/sessions/import?merge_strategy=update&dry_run=true",
+                    files=files, headers=h)  # fmt: skip
+    assert r.status_code == 200, r.text
+    preview = r.json()["result"]
+    assert preview["status"] == "IMPORT_STATUS_DRY_RUN"
+    updated = {s["entity"]: int(s["updated"]) for s in preview["summaries"]}
+    assert updated["courses"] == len(original) > 0
+    assert any(c["action"] == "update" for c in preview["sample_changes"])
+    assert _titles(app) == {"Renamed since the export"}  # a preview changes nothing
+
+    r = client.post("/api/v1/sessions/import?merge_strategy=MERGE_STRATEGY_UPDATE",
+                    files=files, headers=h)  # fmt: skip
+    assert r.status_code == 200, r.text
+    done = r.json()["result"]
+    assert done["status"] == "IMPORT_STATUS_COMPLETED"
+    assert {s["entity"]: int(s["updated"]) for s in done["summaries"]} == updated
+    assert _titles(app) == original
+
+    listed = client.get("/api/v1/imports", headers=h).json()["imports"]
+    assert done["id"] in [i["id"] for i in listed]
+    r = client.post(f"/api/v1/imports/{done['id']}/undo", json={}, headers=h)
+    assert r.status_code == 200 and r.json()["result"]["status"] == "IMPORT_STATUS_UNDONE"
+    assert _titles(app) == {"Renamed since the export"}
+
+
+def test_raw_body_upload_and_bad_strategy(gateway: Gateway, empty_url: str) -> None:
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    data = _bundle(client, app)
+    h = bearer(app, "operator")
+    r = client.post("/api/v1/sessions/import?dry_run=true&filename=s.json", content=data,
+                    headers={**h, "content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["status"] == "IMPORT_STATUS_DRY_RUN"
+    r = client.post("/api/v1/sessions/import?merge_strategy=sideways", content=data, headers=h)
+    assert r.status_code == 400 and r.json()["details"][0]["field"] == "merge_strategy"
+    r = client.post("/api/v1/sessions/import", content=b"", headers=h)
+    assert r.status_code == 400
+    r = client.post("/api/v1/sessions/import", content=data)
+    assert r.status_code == 401
+
+
+def _body(total: int, piece: int = 256 * 1024) -> Iterator[bytes]:
+    """`total` bytes made on the fly (never held whole)."""
+    block = b"x" * piece
+    sent = 0
+    while sent < total:
+        yield block
+        sent += piece
+
+
+def test_upload_over_the_limit_is_413_while_reading_and_imports_nothing(
+    make_app: Callable[..., App], empty_url: str
+) -> None:
+    limit = 4 * 1024 * 1024
+    app = make_app(empty_url, FERRY_GATEWAY_MAX_UPLOAD_BYTES=limit)
+    with running(app, SERVICES) as server:
+        gw = GatewayServer(app, target=f"127.0.0.1:{server.port}", port=0)
+        port = gw.start()
+        try:
+            base = f"http://127.0.0.1:{port}"
+            h = bearer(app, "operator")
+            tracemalloc.start()
+            try:
+                r = httpx.post(f"{base}/api/v1/sessions/import?filename=big.json",
+                               content=_body(10 * limit), headers=h, timeout=30)  # fmt: skip
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert r.status_code == 413
+            assert r.json()["code"] == "RESOURCE_EXHAUSTED"
+            # Gateway, client and services share this process: reading the whole 40 MiB
+            # body (or even buffering up to the limit twice over) would show here.
+            assert peak < 10 * limit // 4, f"peak {peak} bytes while uploading"
+            listed = httpx.get(f"{base}/api/v1/imports", headers=h).json()
+            assert all(i["status"] != "IMPORT_STATUS_COMPLETED" for i in listed["imports"])
+            assert httpx.get(f"{base}/api/v1/sessions/semesters", headers=h).json() == {
+                "semesters": []
+            }
+        finally:
+            gw.stop()
+
+
+def test_entity_csv_upload_previews_through_import_entities(
+    gateway: Gateway, empty_url: str
+) -> None:
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    h = bearer(app, "operator")
+    r = client.post("/api/v1/exports", json={"export_type": "courses", "format": "csv"},
+                    headers=h)  # fmt: skip
+    job_id = r.json()["job"]["id"]
+    client.get(f"/api/v1/exports/{job_id}/events", headers=h)  # until it ends
+    data = client.get(f"/api/v1/exports/{job_id}/download", headers=h).content
+    files = {"file": ("courses.csv", data, "text/csv")}
+    r = client.post("/api/v1/imports/entities?entity=courses&dry_run=true", files=files,
+                    headers=h)  # fmt: skip
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    assert result["status"] == "IMPORT_STATUS_DRY_RUN" and result["entity"] == "courses"
+    courses = next(s for s in result["summaries"] if s["entity"] == "courses")
+    assert int(courses["unchanged"]) > 0 and int(courses["created"]) == 0
+
+
+def test_json_body_over_4_mib_is_413(gateway: Gateway, empty_url: str) -> None:
+    client, app = gateway(empty_url)
+    body = b'{"export_type": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    r = client.post("/api/v1/exports", content=body, headers=bearer(app, "operator"))
+    assert r.status_code == 413 and r.json()["code"] == "RESOURCE_EXHAUSTED"
