@@ -77,7 +77,10 @@ def chunks_to_events(chunks: Iterable[pb.BundleChunk]) -> Iterator[Event]:
             meta = pb.BundleMetadata()
             meta.CopyFrom(chunk.header.metadata)
             fields = schema(meta.dataset or "school")
-            yield Header(meta)
+            since = (
+                meta.updated_since.ToDatetime(dt.UTC) if meta.HasField("updated_since") else None
+            )
+            yield Header(meta, updated_since=since)
         elif kind == "records":
             assert fields is not None
             digest.update(chunk.records.SerializeToString(deterministic=True))

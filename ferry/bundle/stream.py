@@ -63,6 +63,8 @@ def fill_metadata(
     meta.counts.update(counts)
     meta.include_deleted = req.with_deleted
     meta.entity_order.extend(ds.order)
+    if req.updated_since is not None:
+        meta.updated_since.FromDatetime(req.updated_since)
 
 
 def stream_session(

@@ -402,6 +402,7 @@ class BundleMetadata(google.protobuf.message.Message):
     COUNTS_FIELD_NUMBER: builtins.int
     INCLUDE_DELETED_FIELD_NUMBER: builtins.int
     ENTITY_ORDER_FIELD_NUMBER: builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: builtins.int
     semester: builtins.str
     exported_by: builtins.str
     """The subject of the exporting caller's token."""
@@ -421,6 +422,10 @@ class BundleMetadata(google.protobuf.message.Message):
     def entity_order(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Entities in the order they are sent: parents before children."""
 
+    @property
+    def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Set for a delta bundle: it holds the records changed or deleted since this instant."""
+
     def __init__(
         self,
         *,
@@ -432,9 +437,10 @@ class BundleMetadata(google.protobuf.message.Message):
         counts: collections.abc.Mapping[builtins.str, builtins.int] | None = ...,
         include_deleted: builtins.bool = ...,
         entity_order: collections.abc.Iterable[builtins.str] | None = ...,
+        updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["exported_at", b"exported_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "semester", b"semester"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["exported_at", b"exported_at", "updated_since", b"updated_since"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
 
 Global___BundleMetadata: typing_extensions.TypeAlias = BundleMetadata
 

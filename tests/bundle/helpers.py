@@ -34,6 +34,8 @@ def header(
     )
     meta.exported_at.FromDatetime(dt.datetime(2026, 9, 1, 8, 30, tzinfo=dt.UTC))
     meta.counts.update(counts)
+    if since is not None:  # a delta bundle says so in its metadata too
+        meta.updated_since.FromDatetime(since)
     return Header(meta, since)
 
 

@@ -135,6 +135,7 @@ def test_delta_bundle_carries_changes_and_deletions_since_a_time(
         chunks = download(app, srv.port, semester="2026-fall", updated_since=stamp)
     assert {k: v for k, v in counts.items() if v} == {"grades": 2}
     assert msgs[0].header.metadata.include_deleted
+    assert msgs[0].header.metadata.updated_since.ToDatetime(dt.UTC) == since  # marked a delta
     events = list(fmt("json").read(io.BytesIO(assemble(chunks)), BundleLimits()))
     got = records_of(events)
     assert [e for e, _ in got] == ["grades", "grades"]

@@ -137,7 +137,10 @@ class Decoder:
         for name in order:
             self._known(name)
         since = meta.get("updated_since")
-        self.header = Header(m, _instant(since, "updated_since") if since is not None else None)
+        delta = _instant(since, "updated_since") if since is not None else None
+        if delta is not None:
+            m.updated_since.FromDatetime(delta)
+        self.header = Header(m, delta)
         return self.header
 
     def _known(self, entity: str) -> dict[str, Column]:
