@@ -21,6 +21,7 @@ setup: $(STAMP)
 run: setup
 	$(FERRY) db upgrade
 	$(FERRY) demo seed --if-empty
+	$(FERRY) user add admin --role admin --if-missing --demo
 	$(FERRY) serve
 
 ## The test suite (needs PostgreSQL on 127.0.0.1:5432; under CI=true it must be up).
@@ -40,6 +41,7 @@ buf-lint:
 
 ## Benchmarks on the `bench` dataset in PostgreSQL (FERRY_BENCH_PG overrides the server).
 bench: setup
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench
 
 clean:

@@ -120,8 +120,79 @@ class LogSettings(Strict):
     format: str = Field("json", pattern="^(json|text)$")
 
 
+class ScheduleSettings(Strict):
+    """One scheduled entity export (`export.schedules.<name>`), run by `ferry export run`."""
+
+    type: str
+    format: str = "csv"
+    # ExportFilters by name: status, search, semester, course_code, date_from, date_to.
+    filters: dict[str, str] = {}
+    fields: list[str] = []
+    limit: int = Field(0, ge=0)
+    include_deleted: bool = False
+    notify: list[str] = []
+
+
 class ExportSettings(Strict):
     stream_batch_size: int = Field(2000, ge=1, le=10000)
+    # Entity export jobs: where finished files go (a `ferry.storage` plugin and its folders).
+    storage: str = "local"
+    storage_dir: str = "var/exports"
+    archive_dir: str = "var/exports-archive"
+    retention_days: int = Field(30, ge=1)
+    max_rows: int = Field(1_000_000, ge=1)
+    # Job worker threads per export service process; 0 runs no jobs (a read-only replica).
+    workers: int = Field(2, ge=0, le=64)
+    # How often an idle worker looks for pending jobs queued by other replicas.
+    poll_seconds: float = Field(1.0, gt=0)
+    # Running jobs touch heartbeat_at this often; the reaper fails jobs silent for longer
+    # than heartbeat_timeout_seconds (their worker died), checking every reaper_seconds.
+    heartbeat_seconds: float = Field(5.0, gt=0)
+    heartbeat_timeout_seconds: float = Field(60.0, gt=0)
+    reaper_seconds: float = Field(15.0, gt=0)
+    # Progress is written to the job row at most this often.
+    progress_seconds: float = Field(0.5, gt=0)
+    schedules: dict[str, ScheduleSettings] = {}
+
+
+class ImportSettings(Strict):
+    """The `imports` section: the import service's limits and scratch space."""
+
+    # Uploads larger than this are refused while they stream (RESOURCE_EXHAUSTED).
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    # Where uploads are spooled while they are read; empty: the system's temp folder.
+    spool_dir: str = ""
+    # Records per batch handed to the merge engine for csv/xlsx imports.
+    batch_size: int = Field(5000, ge=1, le=100_000)
+
+
+class GatewayDeadlines(Strict):
+    """Deadlines (seconds) of the gateway's calls to services, per route class."""
+
+    unary: float = Field(30.0, gt=0)
+    download: float = Field(3600.0, gt=0)  # file downloads and NDJSON record streams
+    events: float = Field(3600.0, gt=0)  # Server-Sent Events (WatchExportJob)
+    upload: float = Field(900.0, gt=0)  # client-streaming imports
+
+
+class GatewaySettings(Strict):
+    """The HTTP gateway: REST + the Export Center page (`ferry serve` starts it)."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Origins allowed to call the API from other sites' pages; empty allows none.
+    cors_origins: list[str] = []
+    deadlines: GatewayDeadlines = GatewayDeadlines()
+    # Uploads larger than this are refused (413) while they are being read.
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    # Login attempts per client address and username within the window.
+    login_attempts: int = Field(5, ge=1)
+    login_window_seconds: float = Field(60.0, gt=0)
+    # Lifetime of signed download / progress links handed to the browser.
+    link_ttl_seconds: int = Field(300, gt=0)
+    # Services /readyz checks; empty means those in server.services.
+    services: list[str] = []
 
 
 class Settings(Strict):
@@ -132,6 +203,8 @@ class Settings(Strict):
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
     export: ExportSettings = ExportSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    imports: ImportSettings = ImportSettings()
     dataset: str = "school"
     # Per-plugin settings, `plugins.<group>.<name>: {...}`, handed to the plugin as is.
     plugins: dict[str, dict[str, dict[str, Any]]] = {}

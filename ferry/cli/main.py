@@ -10,6 +10,9 @@ import click
 from ferry import logs
 from ferry.auth import parse_role
 from ferry.cli import export as export_commands
+from ferry.cli import export_jobs  # noqa: F401
+from ferry.cli import imports as import_commands
+from ferry.cli import users as user_commands
 from ferry.cli.common import load_app, parse_duration, table
 from ferry.db import migrate
 
@@ -48,10 +51,51 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
     if s.metrics.enabled:
         _, mport = serve_metrics(s.metrics.address, s.metrics.port)
         where.append(f"metrics http://{s.metrics.address}:{mport}/metrics")
+    gateway = None
+    if s.gateway.enabled and not services:  # `ferry serve`: everything in one process
+        from gateway.server import GatewayServer
+
+        host = s.server.address.rpartition(":")[0]
+        host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "::") else host  # reach it locally
+        gateway = GatewayServer(app, target=f"{host}:{port}")
+        try:
+            gport = gateway.start()
+        except OSError as e:
+            server.stop(grace=0, deregister_wait=0)
+            raise click.ClickException(str(e)) from None
+        where.append(f"web     http://{s.gateway.address}:{gport}/  (API docs: /docs)")
     where.append(f"database {engine.url.render_as_string(hide_password=True)}")
     click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)
     server.stop_on_signals()
     server.wait()
+    if gateway is not None:
+        gateway.stop()
+
+
+@cli.command("gateway")
+@click.pass_context
+def gateway_only(ctx: click.Context) -> None:
+    """Serve only the HTTP gateway, calling the services at their configured client
+    targets (a gateway pod; `ferry serve` already includes it on a laptop)."""
+    import signal
+    import threading
+
+    from gateway.server import GatewayServer
+
+    app = load_app(ctx)
+    s = app.settings
+    logs.setup(s.log.level, s.log.format)
+    server = GatewayServer(app)
+    try:
+        port = server.start()
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"Ferry gateway on http://{s.gateway.address}:{port}/", err=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
 
 
 @cli.group()
@@ -125,6 +169,8 @@ def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
 
 # Verb groups that talk gRPC to the services live in their own modules.
 cli.add_command(export_commands.export)
+cli.add_command(import_commands.imports, name="import")
+cli.add_command(user_commands.user)
 
 
 def main() -> None:

@@ -104,6 +104,7 @@ def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: 
         "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "signing.key"),
         "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
         "FERRY_METRICS_PORT": "0",
+        "FERRY_GATEWAY_PORT": "0",
         "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0",
     }
     proc = subprocess.Popen(

@@ -178,8 +178,9 @@ def test_stream_counts_equal_sql_counts_and_sha256_verifies(
         grades = conn.execute(
             sa.text(
                 "SELECT count(*) FROM grades g JOIN enrollments en ON g.enrollment_ref = en.id "
-                "JOIN courses c ON en.course_ref = c.id WHERE c.semester = '2026-fall' "
-                "AND g.deleted_at IS NULL AND en.deleted_at IS NULL AND c.deleted_at IS NULL"
+                "JOIN courses c ON en.course_ref = c.id JOIN students st ON en.student_ref = st.id "
+                "WHERE c.semester = '2026-fall' AND g.deleted_at IS NULL "
+                "AND en.deleted_at IS NULL AND c.deleted_at IS NULL AND st.deleted_at IS NULL"
             )
         ).scalar_one()
     engine.dispose()
