@@ -78,8 +78,13 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         print(
             f"| {r.what} | {r.n:,} | {r.ferry_per_s:,.0f} | {r.baseline} | {r.baseline_per_s:,.0f} "
-            f"| {r.ratio:.2f} | {r.ferry_peak_rss_mb:.0f} MB | {r.note} |"
+            f"| {r.ratio:.2f} | {_mb(r.ferry_peak_rss_mb)} | {r.note} |"
         )
+
+
+def _mb(value: float) -> str:
+    """Peak RSS for the table; rows that do not measure memory show a dash."""
+    return f"{value:.0f} MB" if value else "-"
 
 
 def save(rows: list[Row], extra: dict[str, object]) -> Path:
