@@ -7,7 +7,11 @@ import logging
 import sys
 from typing import Any
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of msg with terminal colour codes
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,3 +40,5 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic announces its dialect on every schema check; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
