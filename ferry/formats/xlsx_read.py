@@ -37,29 +37,34 @@ _RATIO_MIN_BYTES = 1024 * 1024
 
 def check_zip(src: IO[bytes], limits: ReadLimits) -> None:
     """Raise unless `src` is a zip within `limits` (entries, total size, ratio)."""
+    check_zip_caps(src, limits.max_zip_entries, limits.max_bytes, limits.max_compression_ratio)
+
+
+def check_zip_caps(src: IO[bytes], max_entries: int, max_bytes: int, max_ratio: float) -> None:
+    """Refuse a zip bomb from its central directory, before any entry is inflated
+    (shared by tabular xlsx and xlsx bundles); leaves `src` at its start."""
     try:
         with zipfile.ZipFile(src) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise InvalidArgument(f"not an XLSX file (bad zip: {e})", field="file") from e
-    if len(infos) > limits.max_zip_entries:
+    if len(infos) > max_entries:
         raise ResourceExhausted(
-            f"XLSX has {len(infos):,} zip entries, more than {limits.max_zip_entries:,}",
-            field="file",
+            f"XLSX has {len(infos):,} zip entries, more than {max_entries:,}", field="file"
         )
     total = sum(i.file_size for i in infos)
-    if total > limits.max_bytes:
+    if total > max_bytes:
         raise ResourceExhausted(
-            f"XLSX expands to {total:,} bytes, more than the {limits.max_bytes:,}-byte limit",
+            f"XLSX expands to {total:,} bytes, more than the {max_bytes:,}-byte limit",
             field="file",
         )
     for i in infos:
         if i.file_size >= _RATIO_MIN_BYTES:
             ratio = i.file_size / max(i.compress_size, 1)
-            if ratio > limits.max_compression_ratio:
+            if ratio > max_ratio:
                 raise ResourceExhausted(
                     f"XLSX entry {i.filename!r} compresses {ratio:,.0f}:1, more than "
-                    f"{limits.max_compression_ratio:,.0f}:1 (zip bomb?)",
+                    f"{max_ratio:,.0f}:1: refusing a zip bomb",
                     field="file",
                 )
     src.seek(0)

@@ -36,6 +36,7 @@ from ferry.bundle.formats.decode import Decoder
 from ferry.datasets.spec import Kind
 from ferry.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from ferry.formats.safety import neutralise, restore
+from ferry.formats.xlsx_read import check_zip_caps
 
 META_SHEET = "metadata"
 MAX_ROWS = 1_048_576  # Excel's rows per sheet, the header row included
@@ -218,28 +219,7 @@ def _copy_capped(src: IO[bytes], f: IO[bytes], limits: BundleLimits) -> None:
 
 
 def _check_zip(f: IO[bytes], limits: BundleLimits) -> None:
-    """Refuse a zip bomb from its central directory, before any entry is inflated."""
-    try:
-        with zipfile.ZipFile(f) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise InvalidArgument(f"not an xlsx file: {e}", field="file") from None
-    if len(infos) > limits.max_entries:
-        raise ResourceExhausted(
-            f"xlsx has {len(infos)} zip entries, more than {limits.max_entries}", field="file"
-        )
-    total = sum(i.file_size for i in infos)
-    if total > limits.max_bytes:
-        raise ResourceExhausted(
-            f"xlsx expands to {total} bytes, more than {limits.max_bytes}", field="file"
-        )
-    for i in infos:
-        if i.file_size > 1024 * 1024 and i.file_size > limits.max_ratio * max(i.compress_size, 1):
-            raise ResourceExhausted(
-                f"xlsx entry {i.filename} expands {i.file_size / max(i.compress_size, 1):.0f} "
-                f"times, more than {limits.max_ratio:g}: refusing a zip bomb",
-                field=i.filename,
-            )
+    check_zip_caps(f, limits.max_entries, limits.max_bytes, limits.max_ratio)
 
 
 def _read(f: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
