@@ -17,7 +17,6 @@ from tests.conftest import running
 from tests.gateway.conftest import SERVICES, bearer, seed_small
 
 Gateway = Callable[..., Any]
-pytestmark = pytest.mark.skipif("import" not in SERVICES, reason="no import service installed")
 
 
 def _bundle(client: Any, app: App, fmt: str = "json") -> bytes:
