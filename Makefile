@@ -33,8 +33,8 @@ protos: setup
 	$(PY) scripts/protos.py
 
 lint: setup
-	$(VENV)/bin/ruff check ferry services tests bench scripts
-	$(VENV)/bin/mypy ferry services
+	$(VENV)/bin/ruff check ferry services gateway tests bench scripts
+	$(VENV)/bin/mypy ferry services gateway
 
 buf-lint:
 	npx --yes @bufbuild/buf lint
