@@ -17,7 +17,8 @@ import grpc
 import psycopg
 
 from bench.common import PG_ADMIN, Row, Timing, rate, vm_hwm_mb
-from bench.stream_session import FerryServer, raw_cursor_rows
+from bench.server import FerryServer
+from bench.stream_session import raw_cursor_rows
 from ferry.v1 import export_pb2, export_pb2_grpc
 
 SEMESTER = "2026-fall"

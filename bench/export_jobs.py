@@ -8,10 +8,7 @@ through a psycopg server-side cursor into csv.writer on a local file.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -19,8 +16,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from bench.common import Row, rate, vm_hwm_mb
-from bench.stream_session import FerryServer
+from bench.common import Row, rate
+from bench.server import FerryServer
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
 from ferry.export.query import ExportRequest, plan_export
@@ -86,35 +83,24 @@ def ferry_csv(port: int, token: str, workdir: Path) -> int:
     return n
 
 
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     """One row: csv jobs (students + grades) vs the raw baseline."""
     sqls = {name: _sql(url, name) for name in TYPES}
     n_raw, raw = rate(lambda: raw_csv(dsn, sqls, workdir), repeat)
     storage = workdir / "exports"
-    with _env(
-        FERRY_EXPORT_STORAGE_DIR=str(storage),
-        FERRY_EXPORT_ARCHIVE_DIR=str(workdir / "archive"),
-        FERRY_EXPORT_POLL_SECONDS="0.1",
-    ):
-        server = FerryServer(url, workdir)
+    server = FerryServer(
+        url,
+        workdir,
+        env={
+            "FERRY_EXPORT_STORAGE_DIR": str(storage),
+            "FERRY_EXPORT_ARCHIVE_DIR": str(workdir / "archive"),
+            "FERRY_EXPORT_POLL_SECONDS": "0.1",
+        },
+    )
     try:
         tok = server.token()
         n, ferry = rate(lambda: ferry_csv(server.port, tok, workdir), repeat)
-        rss = vm_hwm_mb(server.proc.pid)
+        rss = server.rss_mb()
     finally:
         server.stop()
     if n != n_raw:

@@ -9,12 +9,7 @@ report, needs the reports service, which does not exist yet.)
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import re
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,42 +17,12 @@ from pathlib import Path
 import grpc
 import httpx
 
-from bench.common import Row, vm_hwm_mb
-from ferry.auth import TokenSigner, load_or_create_key
+from bench.common import Row
+from bench.server import FerryServer
 from ferry.v1 import export_pb2, export_pb2_grpc, options_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 300
-
-
-def _serve(url: str, workdir: Path) -> tuple[subprocess.Popen[str], int, int]:
-    env = {
-        **os.environ,
-        "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
-        "FERRY_DATABASE_URL": url,
-        "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
-        "FERRY_METRICS_ENABLED": "false",
-        "FERRY_GATEWAY_PORT": "0",
-        "FERRY_EXPORT_WORKERS": "0",
-        "FERRY_AUTH_SIGNING_KEY_FILE": str(workdir / "signing.key"),
-        "FERRY_LOG_LEVEL": "WARNING",
-        "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "ferry.cli.main", "serve"], env=env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert proc.stderr is not None
-    grpc_port = web_port = 0
-    deadline = time.monotonic() + 60
-    while not web_port and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if m := re.search(r"gRPC\s+\S+:(\d+)", line):
-            grpc_port = int(m.group(1))
-        if m := re.search(r"web\s+http://\S+:(\d+)/", line):
-            web_port = int(m.group(1))
-    if not (grpc_port and web_port):
-        proc.kill()
-        raise RuntimeError("ferry serve did not start with the gateway")
-    return proc, grpc_port, web_port
 
 
 def _latencies(call: Callable[[], object], n: int) -> tuple[float, list[float]]:
@@ -79,9 +44,9 @@ def _pct(sorted_times: list[float], p: float) -> float:
 
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     """One row: gateway requests/s vs direct gRPC, with p50/p99 and the p50 overhead."""
-    key = load_or_create_key(workdir / "signing.key")
-    tok = TokenSigner(key).issue("bench", options_pb2.ROLE_VIEWER, dt.timedelta(hours=1))
-    proc, grpc_port, web_port = _serve(url, workdir)
+    server = FerryServer(url, workdir, services=(), env={"FERRY_EXPORT_WORKERS": "0"})
+    tok = server.token(options_pb2.ROLE_VIEWER)
+    grpc_port, web_port = server.port, server.web_port
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         stub = export_pb2_grpc.ExportServiceStub(channel)
@@ -111,10 +76,9 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         )
         http.close()
         channel.close()
-        rss = vm_hwm_mb(proc.pid)
+        rss = server.rss_mb()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
     return [
         Row(
             "gateway GET /api/v1/sessions/semesters",

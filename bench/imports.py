@@ -13,13 +13,8 @@ Each import run gets a freshly created, migrated scratch database and a fresh se
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.util
 import logging
-import os
-import re
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -29,8 +24,8 @@ from typing import Any
 import grpc
 import psycopg
 
-from bench.common import Row, Timing, fresh_database, vm_hwm_mb
-from ferry.auth import TokenSigner, load_or_create_key
+from bench.common import Row, Timing, fresh_database
+from bench.server import FerryServer
 from ferry.bundle.events import session_events
 from ferry.bundle.formats.base import Batch, Event, Header, Trailer
 from ferry.bundle.formats.json import JsonBundle
@@ -38,7 +33,7 @@ from ferry.bundle.scan import SessionRequest
 from ferry.datasets.school import SCHOOL
 from ferry.db import migrate
 from ferry.db.engine import make_engine
-from ferry.v1 import bundle_pb2, import_pb2, import_pb2_grpc, options_pb2
+from ferry.v1 import bundle_pb2, import_pb2, import_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 SEMESTER = "2026-fall"
@@ -47,50 +42,17 @@ CHUNK = 1024 * 1024
 log = logging.getLogger("bench.imports")
 
 
-class ImportServer:
-    """`ferry serve import` in its own process on a free port, on database `url`."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        env = {
-            **os.environ,
-            "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
-            "FERRY_DATABASE_URL": url,
-            "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
-            "FERRY_METRICS_ENABLED": "false",
-            "FERRY_AUTH_SIGNING_KEY_FILE": str(workdir / "signing.key"),
-            "FERRY_LOG_LEVEL": "WARNING",
-            "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0",
+def ImportServer(url: str, workdir: Path) -> FerryServer:
+    """`ferry serve import` with room for the 1M-record upload, spooling in `workdir`."""
+    return FerryServer(
+        url,
+        workdir,
+        services=("import",),
+        env={
             "FERRY_IMPORTS_MAX_UPLOAD_BYTES": str(4 * 1024**3),
             "FERRY_IMPORTS_SPOOL_DIR": str(workdir),
-        }
-        self.key = load_or_create_key(workdir / "signing.key")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ferry.cli.main", "serve", "import"],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + 60
-        self.port = 0
-        while not self.port and time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line and self.proc.poll() is not None:
-                break
-            m = re.search(r"gRPC\s+\S+:(\d+)", line)
-            self.port = int(m.group(1)) if m else 0
-        if not self.port:
-            raise RuntimeError("ferry serve import did not start")
-
-    def token(self) -> str:
-        return TokenSigner(self.key).issue("bench", options_pb2.ROLE_ADMIN, dt.timedelta(hours=1))
-
-    def rss_mb(self) -> float:
-        return vm_hwm_mb(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
+        },
+    )
 
 
 def _sample(events: Iterator[Event], tenth: int) -> list[Event]:
@@ -148,7 +110,7 @@ def _requests(path: Path, **options: Any) -> Iterator[import_pb2.ImportSessionRe
             offset += len(data)
 
 
-def upload(server: ImportServer, path: Path) -> tuple[import_pb2.ImportResult, float]:
+def upload(server: FerryServer, path: Path) -> tuple[import_pb2.ImportResult, float]:
     """(result, seconds) of one ImportSession of the file at `path`."""
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
         stub = import_pb2_grpc.ImportServiceStub(ch)

@@ -8,23 +8,17 @@ cursor into tuples.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import grpc
 import psycopg
 from sqlalchemy.dialects import postgresql
 
-from bench.common import Row, rate, vm_hwm_mb
-from ferry.auth import TokenSigner, load_or_create_key
+from bench.common import Row, rate
+from bench.server import FerryServer
 from ferry.datasets.query import export_query
 from ferry.datasets.school import SCHOOL
-from ferry.v1 import export_pb2, export_pb2_grpc, options_pb2
+from ferry.v1 import export_pb2, export_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,44 +40,6 @@ def raw_cursor_rows(dsn: str, semester: str) -> int:
                 for _row in cur:
                     n += 1
     return n
-
-
-class FerryServer:
-    """`ferry serve export` in its own process, on a free port."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        env = {
-            **os.environ,
-            "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
-            "FERRY_DATABASE_URL": url,
-            "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
-            "FERRY_METRICS_ENABLED": "false",
-            "FERRY_AUTH_SIGNING_KEY_FILE": str(workdir / "signing.key"),
-            "FERRY_LOG_LEVEL": "WARNING",
-            "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0",
-        }
-        self.key = load_or_create_key(workdir / "signing.key")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ferry.cli.main", "serve", "export"],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + 60
-        self.port = 0
-        while not self.port and time.monotonic() < deadline:
-            m = re.search(r"gRPC\s+\S+:(\d+)", self.proc.stderr.readline())
-            self.port = int(m.group(1)) if m else 0
-        if not self.port:
-            raise RuntimeError("ferry serve did not start")
-
-    def token(self) -> str:
-        return TokenSigner(self.key).issue("bench", options_pb2.ROLE_ADMIN, dt.timedelta(hours=1))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 def grpc_records(port: int, token: str, semester: str) -> int:
@@ -108,7 +64,7 @@ def run(url: str, dsn: str, semester: str, workdir: Path, repeat: int) -> Row:
     try:
         tok = server.token()
         n, ferry = rate(lambda: grpc_records(server.port, tok, semester), repeat)
-        rss = vm_hwm_mb(server.proc.pid)
+        rss = server.rss_mb()
     finally:
         server.stop()
     if n != n_raw:
