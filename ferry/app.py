@@ -14,12 +14,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from ferry import plugins
 from ferry.auth import TokenSigner, load_or_create_key, read_key
 from ferry.config import Settings
+from ferry.datasets import load_dataset
 from ferry.datasets.spec import Dataset
 from ferry.db.engine import make_engine
-from ferry.errors import InvalidArgument
 
 
 @dataclass
@@ -40,14 +39,7 @@ class App:
 
     def dataset(self, name: str = "") -> Dataset:
         """The dataset spec `name` (default: the configured one) from `ferry.datasets`."""
-        name = name or self.settings.dataset
-        try:
-            ds = plugins.load("ferry.datasets", name)
-        except plugins.PluginError as e:
-            raise InvalidArgument(str(e), field="dataset") from None
-        if not isinstance(ds, Dataset):
-            raise InvalidArgument(f"plugin {name!r} is not a dataset spec", field="dataset")
-        return ds
+        return load_dataset(name or self.settings.dataset)
 
     @functools.cached_property
     def _signer(self) -> TokenSigner:

@@ -20,11 +20,10 @@ from typing import Any
 
 import orjson
 
-from ferry import plugins
 from ferry.bundle.formats.base import Batch, Event, Header, Record
 from ferry.bundle.scan import FORMAT_VERSION
+from ferry.datasets import load_dataset
 from ferry.datasets.query import Column, export_query
-from ferry.datasets.spec import Dataset
 from ferry.errors import InvalidArgument
 
 JSON_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
@@ -153,12 +152,7 @@ def upgrades_for(version: Any) -> list[Upgrade]:
 @functools.cache
 def schema(dataset: str) -> dict[str, dict[str, Column]]:
     """entity -> bundle field -> Column, for the dataset named in a bundle."""
-    try:
-        ds = plugins.load("ferry.datasets", dataset)
-    except plugins.PluginError as e:
-        raise InvalidArgument(str(e), field="metadata.dataset") from None
-    if not isinstance(ds, Dataset):
-        raise InvalidArgument(f"{dataset!r} is not a dataset spec", field="metadata.dataset")
+    ds = load_dataset(dataset, field="metadata.dataset")
     return {e.name: {c.name: c for c in export_query(ds, e, "", False)[1]} for e in ds.in_order()}
 
 
