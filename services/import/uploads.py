@@ -51,10 +51,7 @@ class UploadRpcs:
         self, request_iterator: Iterator[ipb.ImportSessionRequest], context: grpc.ServicerContext
     ) -> ipb.ImportSessionResponse:
         requests = iter(request_iterator)
-        first = next(requests, None)
-        if first is None or first.WhichOneof("payload") != "options":
-            raise InvalidArgument("first message must be options", field="options")
-        options = first.options
+        options = _options_first(requests).options
         ds = self.app.dataset(options.dataset)
         # Bad options fail before the upload, not after it.
         merge_options = convert.merge_options(options)
@@ -117,10 +114,7 @@ class UploadRpcs:
         self, request_iterator: Iterator[ipb.ImportEntitiesRequest], context: grpc.ServicerContext
     ) -> ipb.ImportEntitiesResponse:
         requests = iter(request_iterator)
-        first = next(requests, None)
-        if first is None or first.WhichOneof("payload") != "options":
-            raise InvalidArgument("first message must be options", field="options")
-        options = first.options
+        options = _options_first(requests).options
         ds = self.app.dataset()
         entity = find_entity(ds, options.entity)
         reader: Any = None
@@ -154,3 +148,11 @@ class UploadRpcs:
                 entity=entity.name,
             )
         return ipb.ImportEntitiesResponse(result=self._finish(outcome, batches.headers))
+
+
+def _options_first(requests: Iterator[Any]) -> Any:
+    """The first message of an upload stream, which must carry the options."""
+    first = next(requests, None)
+    if first is None or first.WhichOneof("payload") != "options":
+        raise InvalidArgument("first message must be options", field="options")
+    return first
