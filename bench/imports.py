@@ -88,8 +88,8 @@ def _sample(events: Iterator[Event], tenth: int) -> list[Event]:
 def export_bundle(url: str, path: Path, tenth: int = 1) -> None:
     """Write the semester's bundle (or a 1/`tenth` sample of it) as a json file."""
     engine = make_engine(url)
-    # Soft-deleted records too: the bundle then holds exactly the tables' rows (what the
-    # COPY baseline copies), and a deleted student's enrollments keep their student.
+    # Soft-deleted records too: the bundle then holds exactly the tables' rows, which is
+    # what the COPY baseline copies.
     req = SessionRequest(semester=SEMESTER, batch_size=5000, include_deleted=True)
     events = session_events(engine, SCHOOL, req)
     with path.open("wb") as f:

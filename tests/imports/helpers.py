@@ -50,8 +50,7 @@ def seed_small(url: str) -> None:
     engine.dispose()
 
 
-# Bundles include soft-deleted records: without them, a deleted student's enrollments
-# (in scope through their course) would refer to a student the bundle lacks.
+# Bundles include soft-deleted records so imports carry deletions too.
 def download(stubs: Stubs, semester: str = "2026-fall", fmt: str = "json") -> bytes:
     """The semester's bundle file (soft-deleted records included) from DownloadSession."""
     req = export_pb2.DownloadSessionRequest(

@@ -21,8 +21,8 @@ SEMESTER = "2026-fall"
 
 
 def bundle(engine: Engine, semester: str = SEMESTER) -> list[Event]:
-    """The semester's bundle as events; soft-deleted records included, so every
-    enrollment's student travels with it."""
+    """The semester's bundle as events, soft-deleted records included (so the tests
+    cover importing deletions)."""
     return list(session_events(engine, SCHOOL, SessionRequest(semester, include_deleted=True)))
 
 
