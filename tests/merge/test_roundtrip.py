@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from ferry.bundle.events import session_events
 from ferry.bundle.formats.base import Event
+from ferry.bundle.stream import SessionRequest
+from ferry.datasets.school import SCHOOL
 from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.demo.seed import Scale, seed
@@ -82,3 +85,15 @@ def test_reimport_of_the_same_bundle_is_all_unchanged_and_writes_nothing(
     assert scalar(target, "SELECT count(*) FROM import_changes") == scalar(
         target, "SELECT count(*) FROM import_changes WHERE action = 'created'"
     )
+
+
+def test_a_default_bundle_without_deleted_records_imports_into_an_empty_database(
+    source: Engine, target: Engine
+) -> None:
+    """Soft-deleted records stay home, and so do their children: the bundle never names
+    a required parent it does not carry (an enrollment of a deleted student)."""
+    events = list(session_events(source, SCHOOL, SessionRequest("2026-fall")))
+    outcome = run(target, events)
+    assert outcome.status is Status.COMPLETED, outcome.errors[:3]
+    assert outcome.total_errors == 0
+    assert scalar(target, "SELECT count(*) FROM enrollments") == len(records(events)["enrollments"])
