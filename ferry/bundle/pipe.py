@@ -1,19 +1,23 @@
-"""Run a push-style writer (`write(out)`) in a thread and pull its output as chunks.
+"""Threads between producers and consumers of a stream, with bounded queues.
+
+`chunks`: run a push-style writer (`write(out)`) in a thread and pull its output as chunks.
 
 File formats write into a file-like `out`; an RPC wants to yield chunks. A bounded queue
 between them keeps at most a few chunks in memory, so a slow client slows the writer
-instead of filling the server's memory.
+instead of filling the server's memory. `ahead`: run an iterator a few items ahead of
+its consumer in a thread (parsing overlaps with the database's work).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import IO, TypeVar
 
 CHUNK_BYTES = 1024 * 1024
 _DONE = object()
+T = TypeVar("T")
 
 
 class _Stopped(Exception):
@@ -58,21 +62,43 @@ def chunks(
     stop = threading.Event()
     out = _QueueWriter(q, size, stop)
 
+    def body() -> None:
+        write(out)  # type: ignore[arg-type]
+        if out.buf:
+            out._put(bytes(out.buf))
+
+    pipe = _pipe(q, stop, body, out._put, "bundle-writer")
+    try:
+        for item in pipe:
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        pipe.close()
+
+
+def _pipe(
+    q: queue.Queue[object],
+    stop: threading.Event,
+    body: Callable[[], None],
+    put: Callable[[object], None],
+    name: str,
+) -> Generator[object, None, None]:
+    """Run `body` (which `put`s items into `q`) in a thread and yield the items; its
+    exception is raised here; closing this generator stops it (`put` raises _Stopped)."""
+
     def run() -> None:
         try:
-            write(out)  # type: ignore[arg-type]
-            if out.buf:
-                out._put(bytes(out.buf))
-            out._put(_DONE)
+            body()
+            put(_DONE)
         except _Stopped:
             return
-        except BaseException as e:  # handed to the reading side, which re-raises it
+        except BaseException as e:  # handed to the consuming side, which re-raises it
             try:
-                out._put(e)
+                put(e)
             except _Stopped:
                 return
 
-    thread = threading.Thread(target=run, name="bundle-writer", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -81,8 +107,35 @@ def chunks(
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, bytes)
             yield item
     finally:
         stop.set()
         thread.join()
+
+
+def ahead(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
+    """Yield what `items` yields, produced in a thread up to `depth` items ahead: a reader
+    parses the next run of records while the database stores the last one. An exception
+    in `items` is raised here; closing this generator early stops the thread."""
+    q: queue.Queue[object] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def body() -> None:
+        for item in items:
+            put((item,))
+
+    pipe = _pipe(q, stop, body, put, "read-ahead")
+    try:
+        for item in pipe:
+            yield item[0]  # type: ignore[index]
+    finally:
+        pipe.close()

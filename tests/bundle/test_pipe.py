@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import IO
 
 import pytest
 
-from ferry.bundle.pipe import chunks
+from ferry.bundle.pipe import ahead, chunks
 
 
 def test_pieces_have_the_asked_size_and_keep_every_byte() -> None:
@@ -43,3 +44,35 @@ def test_closing_the_reader_early_stops_the_writer_thread() -> None:
     assert next(pieces) == b"y" * 100
     pieces.close()
     assert stopped.wait(5)
+
+
+def test_ahead_yields_everything_in_order_and_passes_errors_on() -> None:
+    assert list(ahead(iter(range(1000)), depth=3)) == list(range(1000))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise LookupError("broken bundle")
+
+    got = []
+    with pytest.raises(LookupError, match="broken bundle"):
+        for item in ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_closing_ahead_early_stops_its_thread() -> None:
+    produced = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    before = threading.active_count()
+    stream = ahead(endless(), depth=2)
+    assert next(stream) == 0
+    stream.close()
+    assert threading.active_count() == before
+    assert len(produced) <= 5  # only a few ahead of what was taken
