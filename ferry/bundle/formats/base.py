@@ -12,10 +12,13 @@ instants as timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+import orjson
+
+from ferry.datasets.spec import Kind
 from ferry.v1 import bundle_pb2 as pb
 
 Record = dict[str, Any]
@@ -43,7 +46,41 @@ class Trailer:
     sha256: str = ""
 
 
-Event = Header | Batch | Trailer
+@dataclass
+class RawBatch:
+    """Records of one entity still in the JSON they arrived in (the json reader's fast path).
+
+    `body` is the inside of a JSON array of `count` records, each already checked against
+    the reader's FieldRules (so converting them cannot fail) and in canonical form (the
+    bytes the records checksum covers). A consumer that wants dicts calls `records()`;
+    the merge engine hands `body` to PostgreSQL instead, which parses it in C.
+    """
+
+    entity: str
+    body: bytes
+    count: int
+
+    def records(self) -> list[Record]:
+        """The records as dicts; instants stay RFC 3339 text (the merge accepts text)."""
+        return list(orjson.loads(b"[" + self.body + b"]"))
+
+
+Event = Header | Batch | RawBatch | Trailer
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What a value must be for a record to take the json reader's fast path: its kind,
+    whether it may be null, a text length limit and an integer range. A value outside
+    the rule is not an error: the record just goes the slow, checking way."""
+
+    kind: Kind
+    nullable: bool
+    max_length: int | None = None
+    bounds: tuple[int, int] | None = None
+
+
+FieldRules = Mapping[str, Mapping[str, FieldRule]]  # entity -> bundle field -> rule
 
 
 @dataclass(frozen=True)

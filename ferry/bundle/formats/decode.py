@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ferry.bundle.formats.base import Batch, BundleLimits, Event, Header, Record, Trailer
+from ferry.bundle.formats.base import (
+    Batch,
+    BundleLimits,
+    Event,
+    Header,
+    RawBatch,
+    Record,
+    Trailer,
+)
 from ferry.bundle.formats.common import (
     META_KEYS,
     READ_BATCH,
@@ -137,6 +145,7 @@ class Decoder:
     _entity: str = ""
     _cols: dict[str, Column] = field(default_factory=dict)
     _decode: Any = None
+    _decoders: dict[str, Any] = field(default_factory=dict)
     _pending: list[Record] = field(default_factory=list)
 
     def start(self, meta: Any) -> Header:
@@ -191,17 +200,7 @@ class Decoder:
         if self.header is None:
             raise InvalidArgument("records before the metadata", field=entity)
         if entity != self._entity:
-            yield from self.flush()
-            cols = self._known(entity)
-            if entity in self.counts:
-                raise InvalidArgument(
-                    f"{entity} records appear in two places; each entity is one section",
-                    field=entity,
-                )
-            self.counts[entity] = 0
-            self._entity = entity
-            self._cols = cols
-            self._decode = record_decoder(cols, self.limits.max_string_chars)
+            yield from self._switch(entity)
         position = self.counts[entity]
         if not isinstance(raw, dict):
             raise InvalidArgument(
@@ -223,6 +222,54 @@ class Decoder:
         self._pending.append(rec)
         if len(self._pending) >= READ_BATCH:
             yield from self.flush()
+
+    def _switch(self, entity: str) -> Iterator[Batch]:
+        """Start the section of `entity` (each entity is one section)."""
+        yield from self.flush()
+        cols = self._known(entity)
+        if entity in self.counts:
+            raise InvalidArgument(
+                f"{entity} records appear in two places; each entity is one section",
+                field=entity,
+            )
+        self.counts[entity] = 0
+        self._entity = entity
+        self._cols = cols
+        self._decode = self._decoder(entity)
+
+    def position(self, entity: str) -> int:
+        """How many records of `entity` were read so far (the next one's position)."""
+        return self.counts.get(entity, 0)
+
+    def raw(self, entity: str, body: bytes, count: int) -> Iterator[Event]:
+        """Take `count` records of `entity` that the caller checked and found canonical
+        (see RawBatch): counted and hashed as they are, without building them."""
+        if self.header is None:
+            raise InvalidArgument("records before the metadata", field=entity)
+        if entity != self._entity:
+            yield from self._switch(entity)
+        yield from self.flush()
+        self.counts[entity] += count
+        self.total += count
+        if self.total > self.limits.max_records:
+            raise ResourceExhausted(
+                f"bundle holds more than {self.limits.max_records} records", field=entity
+            )
+        self.digest.update_encoded(entity, body)
+        yield RawBatch(entity, body, count)
+
+    def expand(self, raw: RawBatch) -> Batch:
+        """The Batch of a RawBatch this Decoder yielded: its records decoded (their
+        values were checked already, so this only converts instants)."""
+        decode = self._decoder(raw.entity)
+        return Batch(raw.entity, [decode(r, raw.entity, 0, self.limits) for r in raw.records()])
+
+    def _decoder(self, entity: str) -> Any:
+        """The entity's generated record decoder, compiled once per Decoder."""
+        if entity not in self._decoders:
+            cols = self.fields[entity]
+            self._decoders[entity] = record_decoder(cols, self.limits.max_string_chars)
+        return self._decoders[entity]
 
     def flush(self) -> Iterator[Batch]:
         if self._pending:

@@ -6,7 +6,9 @@
 
 Keys are snake_case bundle field names; dates are "YYYY-MM-DD"; instants RFC 3339 UTC
 ("2026-09-01T08:30:00Z"). `trailer.sha256` is the records checksum of
-ferry.bundle.formats.common. Reading streams with ijson (yajl2_c), so memory stays flat.
+ferry.bundle.formats.common. Reading streams: a compact bundle goes through the fast
+scanner (ferry.bundle.formats.jsonfast), anything it does not plainly accept through the
+precise ijson (yajl2_c) event parser; memory stays flat either way.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import IO, Any
 import ijson  # type: ignore[import-untyped]
 import orjson
 
-from ferry.bundle.formats.base import Batch, BundleLimits, Event
+from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules, RawBatch
 from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
 from ferry.bundle.formats.decode import Decoder
+from ferry.bundle.formats.jsonfast import Scanner, Source
 from ferry.errors import InvalidArgument
 from ferry.formats.limits import CappedReader
 
@@ -74,45 +77,71 @@ class JsonBundle:
     def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
         """Parse a json bundle, checking every record; see Decoder for the errors."""
         dec = Decoder(limits)
-        where = "the document"
-        try:
-            capped = CappedReader(src, limits.max_bytes)
-            events = ijson.basic_parse(capped, use_float=True)
-            _expect(next(events, None), "start_map", "the document must be an object")
-            trailer: Any = None
-            seen_metadata = False
-            for ev, value in events:
-                if ev == "end_map":
-                    break
-                key = value
-                where = str(key)
-                if key == "metadata":
-                    yield dec.start(_value(events, limits, 1, "metadata"))
-                    seen_metadata = True
-                elif key == "trailer":
-                    trailer = _value(events, limits, 1, "trailer")
-                elif not seen_metadata:
-                    raise InvalidArgument("the document must start with metadata", field=key)
-                else:
-                    _expect(next(events, None), "start_array", f"{key} must be an array", key)
-                    for position, (ev2, _) in enumerate(events):
-                        if ev2 == "end_array":
-                            break
-                        where = f"{key}[{position}]"
-                        if ev2 != "start_map":
-                            raise InvalidArgument(
-                                f"{key} record {position} must be an object", field=where
-                            )
-                        yield from dec.record(key, _object(events, limits, 2, where))
-            if next(events, None) is not None:
-                raise InvalidArgument("data after the end of the document", field="document")
-        except ijson.IncompleteJSONError as e:
-            raise InvalidArgument(
-                f"truncated or malformed JSON in {where}: {e}", field=where
-            ) from None
-        except ijson.JSONError as e:
-            raise InvalidArgument(f"malformed JSON in {where}: {e}", field=where) from None
-        yield from dec.finish(trailer, "trailer")
+        for event in self._read(src, limits, dec, {}):
+            yield dec.expand(event) if isinstance(event, RawBatch) else event
+
+    def read_raw(self, src: IO[bytes], limits: BundleLimits, rules: FieldRules) -> Iterator[Event]:
+        """Like read, but runs of records that pass `rules` come as RawBatches, their
+        JSON left unparsed (see ferry.bundle.formats.jsonfast)."""
+        return self._read(src, limits, Decoder(limits), rules)
+
+    def _read(
+        self, src: IO[bytes], limits: BundleLimits, dec: Decoder, rules: FieldRules
+    ) -> Iterator[Event]:
+        capped = CappedReader(src, limits.max_bytes)
+        scanner = Scanner(capped, dec, limits, rules)
+        yield from scanner.events()
+        if scanner.handover is not None:
+            rest = scanner.handover
+            where = rest.last_key or "the document"
+            yield from _parse(rest.stream, limits, dec, rest.seen_metadata, where)
+
+
+def _parse(
+    src: Source,
+    limits: BundleLimits,
+    dec: Decoder,
+    seen_metadata: bool,
+    where: str = "the document",
+) -> Iterator[Event]:
+    """The precise event parser: every check, every error named. It reads a document
+    from its start, or the rest of one the fast scanner began (`seen_metadata`; the
+    section it stopped in continues at the Decoder's position; `where` is the last key
+    it read)."""
+    try:
+        events = ijson.basic_parse(src, use_float=True)
+        _expect(next(events, None), "start_map", "the document must be an object")
+        trailer: Any = None
+        for ev, value in events:
+            if ev == "end_map":
+                break
+            key = value
+            where = str(key)
+            if key == "metadata":
+                yield dec.start(_value(events, limits, 1, "metadata"))
+                seen_metadata = True
+            elif key == "trailer":
+                trailer = _value(events, limits, 1, "trailer")
+            elif not seen_metadata:
+                raise InvalidArgument("the document must start with metadata", field=key)
+            else:
+                _expect(next(events, None), "start_array", f"{key} must be an array", key)
+                for position, (ev2, _) in enumerate(events, dec.position(key)):
+                    if ev2 == "end_array":
+                        break
+                    where = f"{key}[{position}]"
+                    if ev2 != "start_map":
+                        raise InvalidArgument(
+                            f"{key} record {position} must be an object", field=where
+                        )
+                    yield from dec.record(key, _object(events, limits, 2, where))
+        if next(events, None) is not None:
+            raise InvalidArgument("data after the end of the document", field="document")
+    except ijson.IncompleteJSONError as e:
+        raise InvalidArgument(f"truncated or malformed JSON in {where}: {e}", field=where) from None
+    except ijson.JSONError as e:
+        raise InvalidArgument(f"malformed JSON in {where}: {e}", field=where) from None
+    yield from dec.finish(trailer, "trailer")
 
 
 def _expect(item: Any, event: str, message: str, field: str = "document") -> None:
