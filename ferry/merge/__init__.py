@@ -1,8 +1,8 @@
 """The import engine: validate, plan, apply and undo merges of bundles into a database.
 
-Driven by the dataset spec (natural keys, references, scope); set-based SQL over TEMP
-staging tables, one transaction per run. See run.py for the flow and values.py for how
-values are checked.
+Driven by the dataset spec (natural keys, references, scope); set-based SQL over staging
+tables, one transaction per run. See README.md and run.py for the flow, staging.py for
+how staging runs beside the merge, and values.py for how values are checked.
 """
 
 from ferry.merge.model import (
@@ -17,6 +17,7 @@ from ferry.merge.model import (
 )
 from ferry.merge.rejects import rejected_events
 from ferry.merge.run import run_import
+from ferry.merge.stage import field_rules
 from ferry.merge.store import get_import, list_imports
 from ferry.merge.undo import undo_import
 
@@ -29,6 +30,7 @@ __all__ = [
     "RecordError",
     "Status",
     "Strategy",
+    "field_rules",
     "get_import",
     "list_imports",
     "rejected_events",

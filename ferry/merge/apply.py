@@ -3,7 +3,8 @@
 Created rows keep the bundle's created_at and updated_at (a faithful copy of the source;
 missing ones become the import time). Updated and soft-deleted rows get updated_at = the
 import time and keep their created_at; the old row is saved as JSON in import_changes.
-Late-bound references are set after every entity's rows exist.
+Late-bound references are set after every entity's rows exist. A large load into a
+PostgreSQL table rebuilds its indexes and foreign keys afterwards (see `_bulk_insert`).
 """
 
 from __future__ import annotations
@@ -46,14 +47,25 @@ def _params(import_id: str, shape: Shape, now: Any) -> dict[str, Any]:
     return {"iid": import_id, "entity": shape.name, "now": now}
 
 
-def insert_new(conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool) -> None:
+def insert_new(
+    conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool, creating: int
+) -> None:
     """INSERT the rows with status `create`; record them as id ranges, each with the
-    newest updated_at it holds (undo treats a later one as a change made since)."""
+    newest updated_at it holds (undo treats a later one as a change made since).
+    On PostgreSQL a load that at least doubles a big table takes the bulk path
+    (`_bulk_insert`)."""
     table = q(shape.entity.table.name)
     cols, exprs = [], []
     for c in shape.own:
         cols.append(q(c.target))
-        exprs.append(f"COALESCE(x.{q(c.name)}, :now)" if c.bookkeeping else f"x.{q(c.name)}")
+        value = f"x.{q(c.name)}"
+        if c.bookkeeping:  # maybe staged as text on PostgreSQL (ferry.merge.shape)
+            value = (
+                f"COALESCE({value}, :now)"
+                if sqlite
+                else f"COALESCE(CAST({value} AS timestamptz), :now)"
+            )
+        exprs.append(value)
     for r in shape.refs:
         if not r.late:
             cols.append(q(r.ref.column))
@@ -63,6 +75,9 @@ def insert_new(conn: Connection, shape: Shape, import_id: str, now: Any, sqlite:
         f"FROM {shape.resolved} x WHERE x.st = 'create'"
     )
     params = _params(import_id, shape, now)
+    if not sqlite and _is_bulk(conn, shape, creating):
+        _bulk_insert(conn, shape, insert, params)
+        return
     if sqlite:
         # Holding SQLite's write lock, new rowids are max(id)+1, +2, ...: one range.
         before = conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
@@ -86,6 +101,121 @@ def insert_new(conn: Connection, shape: Shape, import_id: str, now: Any, sqlite:
             "FROM (SELECT id, u, id - row_number() OVER (ORDER BY id) AS g FROM ins) y GROUP BY g"
         ),
         params,
+    )
+
+
+BULK_MIN_ROWS = 20_000  # fewer created rows always take the plain INSERT
+
+# The table's own checks that cost per inserted row and can be rebuilt set-wise: validated
+# outgoing foreign keys and unique/exclusion constraints (unless a foreign key relies on
+# their index). Foreign keys last, so that they are re-added last.
+_DROPPABLE_CONSTRAINTS = """
+SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
+WHERE c.conrelid = CAST(:t AS regclass) AND (
+    (c.contype = 'f' AND c.convalidated)
+    OR (c.contype IN ('u', 'x')
+        AND NOT EXISTS (SELECT 1 FROM pg_constraint r WHERE r.contype = 'f'
+                        AND r.conindid = c.conindid)))
+ORDER BY c.contype = 'f', c.conname
+"""
+# Other indexes, except the primary key and any index a constraint relies on.
+_DROPPABLE_INDEXES = """
+SELECT CAST(CAST(i.indexrelid AS regclass) AS text), pg_get_indexdef(i.indexrelid) FROM pg_index i
+WHERE i.indrelid = CAST(:t AS regclass) AND NOT i.indisprimary
+    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+ORDER BY 1
+"""
+
+
+def _is_bulk(conn: Connection, shape: Shape, creating: int) -> bool:
+    """At least BULK_MIN_ROWS rows to create and the table at least doubles (its rows
+    counted only up to that many)."""
+    table = q(shape.entity.table.name)
+    if creating < BULK_MIN_ROWS:
+        return False
+    held = conn.exec_driver_sql(
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {int(creating) + 1}) t"
+    ).scalar_one()
+    return bool(held <= creating)
+
+
+def _ddl(conn: Connection, statement: str) -> None:
+    """Run DDL read from the catalog as is (no placeholders: it may hold a `%`)."""
+    conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
+
+
+def _bulk_insert(conn: Connection, shape: Shape, insert: str, params: dict[str, Any]) -> None:
+    """PostgreSQL bulk load: INSERT without the table's own foreign keys and secondary
+    indexes, then rebuild them, all in the import's transaction.
+
+    Per inserted row, each foreign key fires an RI trigger (one parent lookup per row) and
+    each index is updated one entry at a time; for a table that at least doubles it is
+    several times faster to rebuild the indexes by sorting and to re-add the foreign keys,
+    which PostgreSQL validates with one join. The definitions are read from the catalog and
+    recreated as they were, same names; the primary key stays (children reference it). A
+    violation surfaces when a constraint is re-added, as the same IntegrityError the
+    triggers would raise, and fails the run; a rollback (dry run, abort, crash) restores
+    the dropped constraints with everything else.
+
+    The table is locked ACCESS EXCLUSIVE up front (the ALTER TABLEs need it; taking it
+    first avoids a lock upgrade) until the import commits: other sessions can neither
+    read nor write it meanwhile, and re-adding a foreign key blocks writes to the parent.
+    Acceptable for a bulk load (as for pg_restore); smaller imports keep the plain INSERT.
+
+    Holding the lock, nobody else inserts, so the created rows are exactly those above the
+    previous max(id): one aggregate instead of RETURNING every row.
+    """
+    table = q(shape.entity.table.name)
+    conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    t = {"t": table}
+    constraints = conn.execute(sa.text(_DROPPABLE_CONSTRAINTS), t).all()
+    indexes = conn.execute(sa.text(_DROPPABLE_INDEXES), t).all()
+    for name, _ in constraints:
+        _ddl(conn, f"ALTER TABLE {table} DROP CONSTRAINT {q(name)}")
+    for name, _ in indexes:
+        _ddl(conn, f"DROP INDEX {name}")
+    before = conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
+    inserted = conn.execute(sa.text(insert), params).rowcount
+    for _, definition in indexes:
+        _ddl(conn, definition)
+    for name, definition in constraints:
+        _ddl(conn, f"ALTER TABLE {table} ADD CONSTRAINT {q(name)} {definition}")
+    _record_created_above(conn, table, before, inserted, params)
+
+
+def _record_created_above(
+    conn: Connection, table: str, before: int, inserted: int, params: dict[str, Any]
+) -> None:
+    """Record the rows above id `before` (all created by this run, under its lock) as
+    id ranges: usually one, found with one aggregate."""
+    count, low, high, newest = conn.execute(
+        sa.text(f"SELECT count(*), min(id), max(id), max({UPDATED_AT}) FROM {table} WHERE id > :b"),
+        {"b": before},
+    ).one()
+    if count != inserted:  # only when the id sequence lags behind the table's ids
+        raise RuntimeError(
+            f"{table}: {inserted - count} created row(s) got an id not above the previous "
+            f"max id {before}; is the id sequence behind the table?"
+        )
+    if not count:
+        return
+    columns = "(import_id, entity, action, row_id, row_id_end, new_updated_at)"
+    if high - low + 1 == count:
+        conn.execute(
+            sa.text(
+                f"INSERT INTO import_changes {columns} "
+                "VALUES (:iid, :entity, 'created', :a, :z, :u)"
+            ),
+            {**params, "a": low, "z": high, "u": newest},
+        )
+        return
+    conn.execute(
+        sa.text(
+            f"INSERT INTO import_changes {columns} SELECT :iid, :entity, 'created', min(id), "
+            f"max(id), max(u) FROM (SELECT id, {UPDATED_AT} AS u, "
+            f"id - row_number() OVER (ORDER BY id) AS g FROM {table} WHERE id > :b) y GROUP BY g"
+        ),
+        {**params, "b": before},
     )
 
 
@@ -135,15 +265,15 @@ def bind_late(conn: Connection, ds: Dataset, shape: Shape, r: Ref, sqlite: bool)
 
 
 def soft_delete_missing(
-    conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool
+    conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool, statuses: str
 ) -> int:
-    """Replace: soft-delete the rows that were live in scope and that the bundle lacks.
-    Returns how many."""
+    """Replace: soft-delete the rows that were live in scope and that the bundle lacks
+    (`statuses`: the table of resolved statuses, see plan.resolve). Returns how many."""
     table = q(shape.entity.table.name)
     params = _params(import_id, shape, now)
     where = (
         f"{table}.id IN (SELECT id FROM {shape.scope}) AND {table}.deleted_at IS NULL AND "
-        f"NOT EXISTS (SELECT 1 FROM {shape.resolved} x WHERE x.tid = {table}.id)"
+        f"NOT EXISTS (SELECT 1 FROM {statuses} x WHERE x.tid = {table}.id)"
     )
     conn.execute(
         sa.text(
@@ -160,14 +290,16 @@ def soft_delete_missing(
     return int(result.rowcount)
 
 
-def deleted_sample(conn: Connection, ds: Dataset, shape: Shape, limit: int) -> list[str]:
+def deleted_sample(
+    conn: Connection, ds: Dataset, shape: Shape, limit: int, statuses: str
+) -> list[str]:
     """Natural keys of up to `limit` rows a replace is about to soft-delete."""
     table = q(shape.entity.table.name)
     keys = ", ".join(f"k.{q(n)}" for n in shape.entity.natural_key)
     rows = conn.exec_driver_sql(
         f"SELECT {keys} FROM ({key_lookup(ds, shape.entity)}) k JOIN {table} t ON t.id = k.id "
         f"WHERE k.id IN (SELECT id FROM {shape.scope}) AND t.deleted_at IS NULL AND "
-        f"NOT EXISTS (SELECT 1 FROM {shape.resolved} x WHERE x.tid = k.id) "
+        f"NOT EXISTS (SELECT 1 FROM {statuses} x WHERE x.tid = k.id) "
         f"ORDER BY k.id LIMIT {int(limit)}"
     )
     return ["/".join("" if v is None else str(v) for v in row) for row in rows]

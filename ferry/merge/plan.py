@@ -57,9 +57,16 @@ def resolve(
     strategy: Strategy,
     sqlite: bool,
     resolved: frozenset[str] = frozenset(),
-) -> None:
-    """Build the entity's resolved table (staged columns + r<i> parent ids, tid, st, err).
-    `resolved`: the entities this run resolved before (their statuses can be consulted)."""
+    narrow: bool = False,
+) -> str:
+    """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err).
+    `resolved`: the entities this run resolved before (their statuses can be consulted).
+
+    Returns the table that holds each row's status: the resolved table itself, or with
+    `narrow` (PostgreSQL, when most rows are expected to exist already, as in a
+    re-import) a table of only pos, ids and statuses, with the resolved rows a view
+    joining it to the staged ones: most rows then only ever need their status, and the
+    staged columns are not copied. Narrow views are dropped by drop_views."""
     table = q(shape.entity.table.name)
     select = ["s.*"]
     joins = []
@@ -106,12 +113,51 @@ def resolve(
     inner = f"SELECT {', '.join(select)} FROM {shape.stage} s {' '.join(joins)}"
     err = _error_case(shape, shapes, strategy, resolved)
     status = _status_case(err, strategy)
+    if not narrow:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE {shape.resolved}{_on_commit(sqlite)} AS "
+            f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"
+        )
+        if not sqlite:
+            conn.exec_driver_sql(f"ANALYZE {shape.resolved}")
+        return shape.resolved
+    core = f"{shape.resolved}_status"
+    ids = ", ".join(["x.pos", "x.tid", "x.dup", *(f"x.r{r.index}" for r in shape.refs)])
     conn.exec_driver_sql(
-        f"CREATE TEMP TABLE {shape.resolved}{_on_commit(sqlite)} AS "
-        f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"
+        f"CREATE TEMP TABLE {core} ON COMMIT DROP AS "
+        f"SELECT {ids}, {err} AS err, {status} AS st FROM ({inner}) x"
     )
-    if not sqlite:
-        conn.exec_driver_sql(f"ANALYZE {shape.resolved}")
+    conn.exec_driver_sql(f"ANALYZE {core}")
+    extra = ", ".join(["c.tid", "c.dup", *(f"c.r{r.index}" for r in shape.refs), "c.err", "c.st"])
+    conn.exec_driver_sql(
+        f"CREATE TEMP VIEW {shape.resolved} AS SELECT s.*, {extra} "
+        f"FROM {core} c JOIN {shape.stage} s ON s.pos = c.pos"
+    )
+    return core
+
+
+NARROW_MIN_ROWS = 20_000  # smaller entities are always resolved wide
+
+
+def mostly_existing(conn: Connection, shape: Shape, staged: int) -> bool:
+    """Whether the entity's table holds at least half as many rows as were staged (its
+    rows counted only that far): then most staged rows are likely to exist already and
+    a narrow resolve pays (see resolve)."""
+    half = staged // 2
+    if staged < NARROW_MIN_ROWS:
+        return False
+    table = q(shape.entity.table.name)
+    held = conn.exec_driver_sql(
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {int(half)}) t"
+    ).scalar_one()
+    return bool(held >= half)
+
+
+def drop_views(conn: Connection, shapes: list[Shape]) -> None:
+    """Drop the narrow resolved views (a view outlives the transaction, and would hold
+    on to the tables it reads): before the transaction ends."""
+    for shape in shapes:
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {shape.resolved}")
 
 
 def _on_commit(sqlite: bool) -> str:
@@ -163,10 +209,10 @@ _COUNTERS = {
 }
 
 
-def summarize(conn: Connection, shape: Shape) -> EntitySummary:
-    """Counts of the entity's resolved rows per status."""
+def summarize(conn: Connection, shape: Shape, statuses: str) -> EntitySummary:
+    """Counts of the entity's resolved rows per status (`statuses`: what resolve returned)."""
     summary = EntitySummary(shape.name)
-    rows = conn.exec_driver_sql(f"SELECT st, count(*) FROM {shape.resolved} GROUP BY st")
+    rows = conn.exec_driver_sql(f"SELECT st, count(*) FROM {statuses} GROUP BY st")
     for st, n in rows:
         setattr(summary, _COUNTERS[st], int(n))
     return summary

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any, cast
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -51,6 +52,44 @@ def save(
                 for pos, rec in records
             ],
         )
+
+
+def create_staged(conn: Connection, table: str) -> None:
+    """(Re)create the UNLOGGED table that holds refused records while an import stages
+    on its own connection (ferry.merge.staging)."""
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    conn.exec_driver_sql(
+        f"CREATE UNLOGGED TABLE {table} (entity TEXT, position INTEGER, record JSONB)"
+    )
+
+
+def save_staged(
+    conn: Connection, table: str, entity: str, records: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """Store refused records in the staging table `table`."""
+    if records:
+        conn.execute(
+            sa.text(f"INSERT INTO {table} (entity, position, record) VALUES (:e, :p, :r)"),
+            [
+                {
+                    "e": entity,
+                    "p": pos,
+                    "r": orjson.dumps({k: json_safe(v) for k, v in rec.items()}).decode(),
+                }
+                for pos, rec in records
+            ],
+        )
+
+
+def adopt_staged(conn: Connection, table: str, import_id: str) -> None:
+    """Move the records of staging table `table` into import_rejects, for `import_id`."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO import_rejects (import_id, entity, position, record) "
+            f"SELECT :iid, entity, position, record FROM {table} ORDER BY entity, position"
+        ),
+        {"iid": import_id},
+    )
 
 
 def save_resolved(conn: Connection, import_id: str, shape: Shape, sqlite: bool) -> None:

@@ -1,10 +1,12 @@
 """run_import: stage a bundle, validate and apply it set-based, in one transaction.
 
-The run: take the dataset's import lock, stream every batch into TEMP staging tables,
-then per entity in dependency order resolve + classify (ferry.merge.plan) and apply
-(ferry.merge.apply), bind late references, and for `replace` soft-delete what the bundle
-lacks. A dry run, or an aborting run with invalid records, rolls all of it back and is
-then recorded on its own; a good run commits its data, its undo log and its record at once.
+The run: take the dataset's import lock, stage the batches (ferry.merge.staging: on
+PostgreSQL in a thread on a connection of its own, so an entity is merged while the next
+one is still being staged), and per entity in dependency order, as soon as it is staged,
+resolve + classify (ferry.merge.plan) and apply (ferry.merge.apply); then bind late
+references, and for `replace` soft-delete what the bundle lacks. A dry run, or an aborting
+run with invalid records, rolls all of it back and is then recorded on its own; a good run
+commits its data, its undo log and its record at once.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ferry.bundle.formats.base import Batch, Event, Header, Trailer
+from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
-from ferry.errors import AlreadyExists, DataLoss, FerryError, InvalidArgument
+from ferry.errors import AlreadyExists, FerryError, InvalidArgument
 from ferry.merge import apply, plan, rejects, store
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -39,7 +42,8 @@ from ferry.merge.model import (
     Strategy,
 )
 from ferry.merge.shape import Shape, build_shapes
-from ferry.merge.stage import Stager, create_tables, drop_tables
+from ferry.merge.stage import drop_tables
+from ferry.merge.staging import STATISTICS_TARGET, Staging
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,17 @@ def begin_locked(conn: Connection, dataset: str) -> None:
         # Room for the hash joins and aggregates over a whole bundle (server memory,
         # for this transaction only).
         conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+        conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {STATISTICS_TARGET}")
+
+
+class ArrivingSha(Protocol):
+    """The sha256 of a source the import reads while it still arrives (an upload)."""
+
+    def __call__(self, wait: bool = True) -> str:
+        """The source's hex sha256 once it has arrived whole: waits for that, or with
+        wait=False is "" while it still arrives. Raises the source's own error when it
+        failed to arrive (too big, damaged, cancelled)."""
+        ...
 
 
 def run_import(
@@ -68,7 +83,7 @@ def run_import(
     options: MergeOptions,
     *,
     requested_by: str,
-    source_sha256: str,
+    source_sha256: str | ArrivingSha,
     entity: str = "",
 ) -> ImportOutcome:
     """Merge `events` (Header?, Batches, Trailer?) into the database; see the module doc.
@@ -76,6 +91,10 @@ def run_import(
     Returns the outcome (COMPLETED, FAILED with errors listed, or DRY_RUN). Raises
     InvalidArgument for structural problems (unknown entity or field, replace without a
     semester), AlreadyExists when the idempotency key was used for another payload.
+
+    `source_sha256` may be an ArrivingSha when `events` are read from a source that is
+    still arriving: its sha256 is taken once the events were read to their end. If the
+    source fails to arrive, its error is raised and the run is not recorded.
     """
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
@@ -100,6 +119,12 @@ def run_import(
     if options.strategy is Strategy.REPLACE and not semester:
         raise InvalidArgument("replace needs a semester scope; use a bundle", field="strategy")
     key = "" if options.dry_run else options.idempotency_key
+    arriving: ArrivingSha | None = None
+    if callable(source_sha256):
+        if key:  # the key's check needs the payload's sha256 before the run
+            source_sha256 = source_sha256()
+        else:
+            arriving, source_sha256 = source_sha256, ""
     if key:
         with engine.connect() as conn:
             earlier = store.by_key(conn, key)
@@ -124,10 +149,11 @@ def run_import(
         duration_seconds=0.0,
         error_message="",
     )
-    shapes = build_shapes(ds, engine.dialect)
+    shapes = build_shapes(ds, engine.dialect, _empty_tables(engine, ds))
     sqlite = engine.dialect.name == "sqlite"
     temps = [n for s in shapes.values() for n in (s.stage, s.resolved, s.scope)]
     conn = engine.connect()
+    staging: Staging | None = None
     try:
         begin_locked(conn, ds.name)
         if key:
@@ -138,10 +164,23 @@ def run_import(
         store.insert(conn, outcome, claim_key=bool(key))
         if sqlite:
             drop_tables(conn, temps)
-        work = _Run(conn, ds, shapes, options, outcome, sqlite, entity)
-        with _timed("stage"):
-            work.stage(rest)
+        staging = Staging(
+            engine,
+            conn,
+            ds,
+            shapes,
+            only=entity,
+            keep_rejects=options.on_error is OnError.SKIP_INVALID,
+            import_id=outcome.id,
+        )
+        work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging)
+        staging.start(rest)
         work.merge(semester, started)
+        with _timed("staging finished"):
+            staging.wait()
+        staging.adopt_rejects(conn)
+        if arriving is not None:  # the events were read to their end: it has arrived
+            outcome.source_sha256 = arriving()
         outcome.finished_at = dt.datetime.now(dt.UTC)
         outcome.duration_seconds = time.perf_counter() - clock
         failed = outcome.total_errors > 0 and options.on_error is OnError.ABORT
@@ -167,6 +206,11 @@ def run_import(
         return _repeat(earlier, source_sha256)
     except BaseException as exc:
         conn.rollback()
+        if arriving is not None:
+            # A source that failed to arrive raises its own error here, unrecorded, as
+            # an upload that fails before its import starts; one still arriving (the
+            # import failed first) has no sha256 yet.
+            outcome.source_sha256 = arriving(wait=False)
         outcome.finished_at = dt.datetime.now(dt.UTC)
         outcome.duration_seconds = time.perf_counter() - clock
         outcome.error_message = exc.message if isinstance(exc, FerryError) else str(exc)
@@ -181,6 +225,8 @@ def run_import(
             drop_tables(conn, temps)
             conn.commit()
         conn.close()
+        if staging is not None:
+            staging.close()
     log.info(
         "import %s %s: %s errors in %.2fs",
         outcome.id,
@@ -189,6 +235,20 @@ def run_import(
         outcome.duration_seconds,
     )
     return outcome
+
+
+def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
+    """The entities whose tables hold no rows yet (PostgreSQL; see build_shapes)."""
+    if engine.dialect.name == "sqlite":
+        return frozenset()
+    with engine.connect() as conn:
+        return frozenset(
+            e.name
+            for e in ds.in_order()
+            if not conn.exec_driver_sql(
+                f'SELECT EXISTS (SELECT 1 FROM "{e.table.name}")'
+            ).scalar_one()
+        )
 
 
 def _normalized(options: MergeOptions) -> MergeOptions:
@@ -244,52 +304,13 @@ class _Run:
     outcome: ImportOutcome
     sqlite: bool
     entity: str
-    stager: Stager = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.stager = Stager(self.conn, self.shapes, self.sqlite)
+    staging: Staging
 
     @property
     def active(self) -> list[Shape]:
         if self.entity:
             return [self.shapes[self.entity]]
         return list(self.shapes.values())
-
-    def stage(self, events: Iterator[Event]) -> None:
-        """Stream every batch into the staging tables."""
-        create_tables(self.conn, self.shapes.values(), self.sqlite)
-        keep = self._keep_rejects if self.options.on_error is OnError.SKIP_INVALID else None
-        trailer: Trailer | None = None
-        for event in events:
-            if isinstance(event, Batch):
-                if self.entity and event.entity != self.entity:
-                    raise InvalidArgument(
-                        f"this import takes {self.entity} records, not {event.entity!r}",
-                        field="entity",
-                    )
-                self.stager.stage(event.entity, event.records, keep)
-            elif isinstance(event, Trailer):
-                trailer = event
-            elif isinstance(event, Header):
-                raise InvalidArgument("a bundle has exactly one header, first", field="header")
-        if trailer is not None:
-            self._check_counts(trailer)
-        if not self.sqlite:
-            with _timed("analyze staged"):
-                for st in self.stager.entities.values():
-                    self.conn.exec_driver_sql(f"ANALYZE {st.shape.stage}")
-
-    def _keep_rejects(self, entity: str, records: list[tuple[int, dict[str, object]]]) -> None:
-        rejects.save(self.conn, self.outcome.id, entity, records)
-
-    def _check_counts(self, trailer: Trailer) -> None:
-        for name, expected in trailer.counts.items():
-            got = self.stager.entities[name].staged if name in self.stager.entities else 0
-            if int(expected) != got:
-                raise DataLoss(
-                    f"the trailer counts {expected} {name} records but the bundle holds {got}",
-                    field=name,
-                )
 
     def merge(self, semester: str, now_dt: dt.datetime) -> None:
         """Resolve, classify and apply every entity; fill the outcome."""
@@ -303,9 +324,15 @@ class _Run:
             }
         errors: list[RecordError] = []
         summaries: dict[str, EntitySummary] = {}
+        staged = self.staging.stager.entities
+        statuses: dict[str, str] = {}
         for shape in self.active:
-            with _timed(f"resolve {shape.name}"):
-                plan.resolve(
+            with _timed(f"wait for {shape.name}"):
+                self.staging.wait(shape.name)
+            count = staged[shape.name].staged if shape.name in staged else 0
+            narrow = not sqlite and plan.mostly_existing(conn, shape, count)
+            with _timed(f"resolve {shape.name}{' (narrow)' if narrow else ''}"):
+                statuses[shape.name] = plan.resolve(
                     conn,
                     self.ds,
                     shape,
@@ -313,22 +340,28 @@ class _Run:
                     self.options.strategy,
                     sqlite,
                     frozenset(summaries),
+                    narrow,
                 )
-                summaries[shape.name] = plan.summarize(conn, shape)
+                summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
-            if shape.name in self.stager.entities:
-                found += self.stager.entities[shape.name].errors
+            if shape.name in staged:
+                found += staged[shape.name].errors
             errors += sorted(found, key=lambda e: e.position)[:MAX_LISTED_ERRORS]
             if self.options.on_error is OnError.SKIP_INVALID and summaries[shape.name].errors:
                 rejects.save_resolved(conn, out.id, shape, sqlite)
-            with _timed(f"samples {shape.name}"):
-                out.sample_changes += plan.samples(conn, shape)
-            with _timed(f"insert {shape.name}"):
-                apply.insert_new(conn, shape, out.id, now, sqlite)
-            with _timed(f"update {shape.name}"):
-                apply.update_changed(conn, shape, out.id, now, sqlite)
+            # Each step scans the entity's resolved rows: only those with work to do.
+            summary = summaries[shape.name]
+            if summary.created or summary.updated:
+                with _timed(f"samples {shape.name}"):
+                    out.sample_changes += plan.samples(conn, shape)
+            if summary.created:
+                with _timed(f"insert {shape.name}"):
+                    apply.insert_new(conn, shape, out.id, now, sqlite, summary.created)
+            if summary.updated:
+                with _timed(f"update {shape.name}"):
+                    apply.update_changed(conn, shape, out.id, now, sqlite)
         with _timed("late binding"):
             for shape in self.active:
                 for ref in shape.refs:
@@ -338,13 +371,19 @@ class _Run:
             for shape in self.active:
                 if shape.name not in scoped:
                     continue
+                found_st = statuses[shape.name]
                 out.sample_changes += [
                     RecordChange(shape.name, k, "delete")
-                    for k in apply.deleted_sample(conn, self.ds, shape, MAX_SAMPLES_PER_ENTITY)
+                    for k in apply.deleted_sample(
+                        conn, self.ds, shape, MAX_SAMPLES_PER_ENTITY, found_st
+                    )
                 ]
                 summaries[shape.name].deleted = apply.soft_delete_missing(
-                    conn, shape, out.id, now, sqlite
+                    conn, shape, out.id, now, sqlite, found_st
                 )
+        plan.drop_views(
+            conn, [self.shapes[n] for n, t in statuses.items() if t != self.shapes[n].resolved]
+        )
         out.summaries = list(summaries.values())
         out.total_errors = sum(s.errors for s in out.summaries)
         out.errors = errors[:MAX_LISTED_ERRORS]

@@ -7,6 +7,7 @@ refused in Python). Nothing here is per entity: it is all read from the spec.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,7 @@ class Shape:
     refs: tuple[Ref, ...]
     # (target column, reference index or bundle field) identifying a row by its natural key
     target_key: tuple[tuple[str, int | str], ...]
+    stage_table: str = ""
 
     @property
     def name(self) -> str:
@@ -58,7 +60,9 @@ class Shape:
 
     @property
     def stage(self) -> str:
-        return f"merge_stage_{self.entity.name}"
+        """The staging table: TEMP on SQLite; on PostgreSQL an UNLOGGED table filled on
+        a connection of its own (ferry.merge.staging), one per dataset and entity."""
+        return self.stage_table or f"merge_stage_{self.entity.name}"
 
     @property
     def resolved(self) -> str:
@@ -76,18 +80,27 @@ class Shape:
         return next(c for c in self.cols if c.name == name)
 
 
-def build_shapes(ds: Dataset, dialect: sa.Dialect) -> dict[str, Shape]:
-    """The staging layout of every entity of `ds`, in dependency order."""
+def build_shapes(
+    ds: Dataset, dialect: sa.Dialect, empty: frozenset[str] = frozenset()
+) -> dict[str, Shape]:
+    """The staging layout of every entity of `ds`, in dependency order. `empty`: the
+    entities whose tables hold no rows (every staged record will be created)."""
     sqlite = dialect.name == "sqlite"
-    return {e.name: _shape(ds, e, dialect, sqlite) for e in ds.in_order()}
+    return {e.name: _shape(ds, e, dialect, sqlite, e.name in empty) for e in ds.in_order()}
 
 
-def _shape(ds: Dataset, entity: Entity, dialect: sa.Dialect, sqlite: bool) -> Shape:
+def _shape(ds: Dataset, entity: Entity, dialect: sa.Dialect, sqlite: bool, empty: bool) -> Shape:
     table = entity.table
     cols: list[Col] = []
     for f in entity.fields:
         column = table.c[f.column_name]
-        cols.append(_col(f.name, f.kind, f.nullable, column, f.column_name, dialect, sqlite))
+        col = _col(f.name, f.kind, f.nullable, column, f.column_name, dialect, sqlite)
+        if col.bookkeeping and not sqlite and not empty:
+            # created_at/updated_at: checked here, but staged as text and only parsed by
+            # PostgreSQL for the rows created (few or none in a re-import). Into an empty
+            # table every row is created: then staging, beside the merge, parses them.
+            col = dataclasses.replace(col, ddl="text", copy_type="text", convert=_iso(col.convert))
+        cols.append(col)
     refs: list[Ref] = []
     for i, ref in enumerate(entity.references):
         parent = ds.entity(ref.parent)
@@ -108,7 +121,8 @@ def _shape(ds: Dataset, entity: Entity, dialect: sa.Dialect, sqlite: bool) -> Sh
             item = (next(c.target for c in cols if c.name == k), k)
         if item not in target_key:
             target_key.append(item)
-    return Shape(entity, tuple(cols), tuple(refs), tuple(target_key))
+    stage = "" if sqlite else f"ferry_stage_{ds.name}_{entity.name}"
+    return Shape(entity, tuple(cols), tuple(refs), tuple(target_key), stage)
 
 
 def _col(
@@ -130,17 +144,27 @@ def _col(
         Kind.DATE: "date",
         Kind.TIMESTAMP: "timestamptz",
     }[kind]
+    ddl = column.type.compile(dialect=dialect)
+    convert = converter(kind, optional, length, big, sqlite)
     return Col(
         name,
         kind,
         nullable,
-        column.type.compile(dialect=dialect),
+        ddl,
         target,
-        converter(kind, optional, length, big, sqlite),
+        convert,
         length,
         INT64 if big else INT32,
         copy_type,
     )
+
+
+def _iso(convert: Converter) -> Converter:
+    def check(value: Any) -> Any:
+        checked = convert(value)
+        return None if checked is None else checked.isoformat()
+
+    return check
 
 
 def key_source(ds: Dataset, entity: Entity, field: str) -> tuple[Kind, Any]:

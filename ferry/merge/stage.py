@@ -1,9 +1,11 @@
-"""Streaming records into per-entity TEMP staging tables.
+"""Streaming records into per-entity staging tables (TEMP on SQLite; UNLOGGED tables on
+PostgreSQL, filled on a connection of their own: see ferry.merge.staging).
 
-PostgreSQL gets COPY FROM STDIN through psycopg; SQLite gets executemany. Records are
-checked and converted in Python on the way (ferry.merge.values); a refused record is
-staged with ok=0 and only its key, so it still protects its database row from a replace.
-Memory stays flat: one batch at a time.
+PostgreSQL gets COPY FROM STDIN through psycopg, or for runs of records still in JSON
+(RawBatch) one json_populate_recordset each; SQLite gets executemany. Records are checked
+and converted in Python on the way (ferry.merge.values); a refused record is staged with
+ok=0 and only its key, so it still protects its database row from a replace. Memory
+stays flat: one batch at a time.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ferry.bundle.formats.base import FieldRule, FieldRules, RawBatch
+from ferry.datasets.spec import Dataset, Kind
 from ferry.errors import InvalidArgument
 from ferry.merge.model import MAX_LISTED_ERRORS, RecordError
-from ferry.merge.shape import Shape, q
+from ferry.merge.shape import Shape, build_shapes, q
 from ferry.merge.values import BadValue, record_converter
 
 RejectSink = Callable[[str, list[tuple[int, dict[str, Any]]]], None]
@@ -42,9 +47,10 @@ def create_tables(conn: Connection, shapes: Iterable[Shape], sqlite: bool) -> No
             conn.exec_driver_sql(
                 f"CREATE TEMP TABLE {shape.stage} (pos INTEGER, ok INTEGER, {cols})"
             )
-        else:
+        else:  # see ferry.merge.staging
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {shape.stage}")
             conn.exec_driver_sql(
-                f"CREATE TEMP TABLE {shape.stage} (pos INTEGER, ok SMALLINT, {cols}) ON COMMIT DROP"
+                f"CREATE UNLOGGED TABLE {shape.stage} (pos INTEGER, ok SMALLINT, {cols})"
             )
 
 
@@ -65,7 +71,11 @@ class Stager:
         self._allowed = {name: frozenset(c.name for c in s.cols) for name, s in shapes.items()}
         self._convert = {
             name: record_converter(
-                [(c.name, c.kind, c.convert, c.length, c.bounds) for c in s.cols], sqlite
+                [
+                    (c.name, c.kind, c.convert, c.length, c.bounds, c.copy_type == "text")
+                    for c in s.cols
+                ],
+                sqlite,
             )
             for name, s in shapes.items()
         }
@@ -101,6 +111,25 @@ class Stager:
         self._write(shape, rows)
         if refused and rejects is not None:
             rejects(entity, refused)
+
+    def stage_raw(self, batch: RawBatch, rejects: RejectSink | None) -> None:
+        """Stage records that are still JSON (checked by the reader against this shape's
+        FieldRules). PostgreSQL parses the JSON itself, one statement per run of records:
+        no Python object per record. SQLite gets them decoded the usual way."""
+        if self._sqlite or batch.entity not in self._shapes:
+            self.stage(batch.entity, batch.records(), rejects)
+            return
+        shape = self._shapes[batch.entity]
+        st = self.entities.setdefault(batch.entity, EntityStage(shape))
+        names = [q(c.name) for c in shape.cols]
+        self._conn.exec_driver_sql(
+            f"INSERT INTO {shape.stage} (pos, ok, {', '.join(names)}) "
+            f"SELECT {st.staged} + o.ordinality, 1, {', '.join(f'o.{n}' for n in names)} "
+            f"FROM json_populate_recordset(NULL::{shape.stage}, %(body)s::json) "
+            "WITH ORDINALITY o",
+            {"body": (b"[" + batch.body + b"]").decode()},
+        )
+        st.staged += batch.count
 
     def _refuse(self, st: EntityStage, pos: int, rec: dict[str, Any]) -> tuple[Any, ...]:
         """Note the first bad field of `rec`; the staged row keeps only the key values
@@ -156,3 +185,21 @@ def _text(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return str(value)
+
+
+def field_rules(ds: Dataset, dialect: sa.Dialect) -> FieldRules:
+    """What the json reader may pass on unparsed (RawBatch) into `ds`: values
+    staging would take as they are (text within its column, integers in range)."""
+    shapes = build_shapes(ds, dialect).values()
+    return {
+        s.name: {
+            c.name: FieldRule(
+                c.kind,
+                c.nullable,
+                c.length if c.kind is Kind.STR else None,
+                c.bounds if c.kind is Kind.INT else None,
+            )
+            for c in s.cols
+        }
+        for s in shapes
+    }

@@ -166,16 +166,17 @@ def _timestamp(sqlite: bool) -> Converter:
 
 
 def record_converter(
-    cols: list[tuple[str, Kind, Converter, int | None, tuple[int, int]]], sqlite: bool
+    cols: list[tuple[str, Kind, Converter, int | None, tuple[int, int], bool]], sqlite: bool
 ) -> Callable[[dict[str, Any], int], tuple[Any, ...]]:
     """A function `convert(record, pos) -> staged row (pos, 1, values...)` for columns
-    (name, kind, checking converter, text length, int bounds), generated once per entity:
+    (name, kind, checking converter, text length, int bounds, staged as text), generated
+    once per entity:
     the common case (a value of the right type) costs a type test, not a call; anything
     else goes through the checking converter, which converts or raises BadValue."""
     lines = ["def convert(r, pos):", "    g = r.get"]
     ns: dict[str, Any] = {"_dt": dt.datetime, "_UTC": dt.UTC}
     names = []
-    for i, (name, kind, conv, length, (low, high)) in enumerate(cols):
+    for i, (name, kind, conv, length, (low, high), as_text) in enumerate(cols):
         v = f"v{i}"
         names.append(v)
         ns[f"c{i}"] = conv
@@ -197,7 +198,7 @@ def record_converter(
             lines.append(f"            d{i}[{v}] = w")
             lines.append(f"    {v} = w")
             continue
-        elif sqlite:
+        elif sqlite or as_text:
             test = "True"
         else:
             test = f"{v}.__class__ is not _dt or {v}.tzinfo is not _UTC"
