@@ -64,3 +64,9 @@ class OutOfRange(FerryError):
     """A read past the end (e.g. a download offset beyond the file)."""
 
     code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Cancelled(FerryError):
+    """The caller went away (cancelled the call) before its request arrived whole."""
+
+    code = grpc.StatusCode.CANCELLED

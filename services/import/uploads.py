@@ -1,25 +1,30 @@
 """The upload RPCs of the import service: ImportSession (bundles) and ImportEntities
 (csv/xlsx of one entity). Uploads are spooled to disk under the size limit, then handed
-to the merge engine."""
+to the merge engine. A json bundle file, read as a pure stream, is imported while it
+still arrives: a thread receives it into the spool and the import reads behind it."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from typing import Any
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO, Any, cast
 
 import grpc
 
 from ferry.app import App
 from ferry.bundle.chunks import chunks_to_events
 from ferry.bundle.formats.base import BundleLimits
-from ferry.errors import InvalidArgument
+from ferry.bundle.formats.json import JsonBundle
+from ferry.datasets.spec import Dataset
+from ferry.errors import Cancelled, InvalidArgument
 from ferry.formats.base import ReadLimits
 from ferry.imports import convert, detect
 from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
-from ferry.merge import ImportOutcome, run_import
+from ferry.merge import ImportOutcome, MergeOptions, field_rules, run_import
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
 from ferry.v1 import import_pb2 as ipb
@@ -58,13 +63,24 @@ class UploadRpcs:
         fmt: Any = None
         if options.bundle_format or options.filename:
             fmt = detect.bundle_format(options.bundle_format, options.filename)
+        first = next(requests, None)
+        if first is not None:
+            requests = itertools.chain([first], requests)
+        streamed = _streamed_json(fmt, first, merge_options)
+        if streamed is not None:
+            outcome = self._import_arriving(requests, ds, *streamed)
+            return ipb.ImportSessionResponse(result=self._finish(outcome))
         with self._spool() as spool:
             kind, source_sha, filename = self._receive_bundle(requests, spool)
             if kind == "file_chunk":
                 if fmt is None:  # the name came with the first chunk
                     fmt = detect.bundle_format("", filename)
                     merge_options = dataclasses.replace(merge_options, filename=filename)
-                events = fmt.read(spool.rewind(), BundleLimits())
+                if isinstance(fmt, JsonBundle):  # runs of records go to the database unparsed
+                    rules = field_rules(ds, self.app.engine.dialect)
+                    events = fmt.read_raw(spool.rewind(), BundleLimits(), rules)
+                else:
+                    events = fmt.read(spool.rewind(), BundleLimits())
             else:
                 events = chunks_to_events(replay(spool.rewind()))
             outcome = run_import(
@@ -76,6 +92,31 @@ class UploadRpcs:
                 source_sha256=source_sha,
             )
         return ipb.ImportSessionResponse(result=self._finish(outcome))
+
+    def _import_arriving(
+        self,
+        requests: Iterator[ipb.ImportSessionRequest],
+        ds: Dataset,
+        fmt: JsonBundle,
+        merge_options: MergeOptions,
+    ) -> ImportOutcome:
+        """Import a json bundle file while it still arrives: a thread spools the upload
+        and the import reads the spool behind it. The upload's checks (offsets, size
+        limit, sha256) fail the import as they fail a spooled one, and nothing is kept."""
+        upload = _Arriving(self._spool(), requests, self._receive_bundle)
+        try:
+            rules = field_rules(ds, self.app.engine.dialect)
+            reader = cast(IO[bytes], upload.reader)
+            return run_import(
+                self.app.engine,
+                ds,
+                fmt.read_raw(reader, BundleLimits(), rules),
+                merge_options,
+                requested_by=_caller(),
+                source_sha256=upload.arrived_sha256,
+            )
+        finally:
+            upload.close()
 
     def _receive_bundle(
         self, requests: Iterator[ipb.ImportSessionRequest], spool: Spool
@@ -148,6 +189,115 @@ class UploadRpcs:
                 entity=entity.name,
             )
         return ipb.ImportEntitiesResponse(result=self._finish(outcome, batches.headers))
+
+
+def _streamed_json(
+    fmt: Any, first: ipb.ImportSessionRequest | None, options: MergeOptions
+) -> tuple[JsonBundle, MergeOptions] | None:
+    """(format, options) when the upload can be imported while it arrives: a file of
+    the json bundle format (the one read as a pure stream; xlsx and tar.gz need the whole
+    file) and no idempotency key (its check needs the file's sha256 first). None
+    otherwise, and when the format is not known from the first chunk either."""
+    if first is None or first.WhichOneof("payload") != "file_chunk" or options.idempotency_key:
+        return None
+    if fmt is None:  # the name comes with the first chunk
+        filename = first.file_chunk.filename
+        if not filename:
+            return None
+        try:
+            fmt = detect.bundle_format("", filename)
+        except InvalidArgument:
+            return None  # refused once the upload is in, as ever
+        options = dataclasses.replace(options, filename=filename)
+    return (fmt, options) if isinstance(fmt, JsonBundle) else None
+
+
+class _ImportOver(Exception):
+    """The import ended before its upload did: the receiving thread stops."""
+
+
+class _Arriving:
+    """A file upload a thread receives into `spool` while the import reads `reader`.
+
+    The thread runs `receive` (which spools the file chunks and checks them), then ends
+    the spool: whole, or failed with the error. When the import ends first (a bad
+    bundle), the thread stops at the next message; one waiting for a client that sends
+    nothing more ends with the RPC. Whichever of the two is done last closes the spool.
+
+    A client that cancels can look, for a moment, like one that finished sending: gRPC
+    may end the request stream before it marks the call cancelled. The import then
+    fails on a truncated file; `arrived_sha256` tells that failure apart by waiting
+    briefly for the call to end (`CANCEL_GRACE`), so a cancelled upload is not recorded.
+    """
+
+    CANCEL_GRACE = 0.5  # seconds; only ever spent by an import that failed
+
+    def __init__(
+        self,
+        spool: Spool,
+        requests: Iterator[ipb.ImportSessionRequest],
+        receive: Callable[[Iterator[ipb.ImportSessionRequest], Spool], object],
+    ) -> None:
+        self.spool = spool
+        self.reader = spool.follow()
+        self._over = threading.Event()
+        self._lock = threading.Lock()
+        self._holders = 2  # the thread and the import
+        self._call_over = threading.Event()
+        call = current_call()
+        if call is not None and not call.context.add_callback(self._call_over.set):
+            self._call_over.set()  # the call had ended already
+        self.thread = threading.Thread(
+            target=self._run, args=(requests, receive), name="import-upload", daemon=True
+        )
+        self.thread.start()
+
+    def _run(
+        self,
+        requests: Iterator[ipb.ImportSessionRequest],
+        receive: Callable[[Iterator[ipb.ImportSessionRequest], Spool], object],
+    ) -> None:
+        try:
+            receive(self._until_over(requests), self.spool)
+        except BaseException as e:  # the import reading the spool raises it
+            self.spool.end(e)
+        else:
+            self.spool.end()
+        finally:
+            self._release()
+
+    def _until_over(
+        self, requests: Iterator[ipb.ImportSessionRequest]
+    ) -> Iterator[ipb.ImportSessionRequest]:
+        for req in requests:
+            if self._over.is_set():
+                raise _ImportOver
+            yield req
+        if self._over.is_set():  # the stream ended with the call, not with the upload
+            raise _ImportOver
+
+    def arrived_sha256(self, wait: bool = True) -> str:
+        """The upload's sha256 (an ArrivingSha for run_import). With wait=False, which
+        run_import asks for once the import failed, raises Cancelled if the upload
+        ended because its call did."""
+        # Arrived "whole", yet the import failed: on a cancel, the call ends about now.
+        whole = not wait and bool(self.spool.arrived_sha256(wait=False))
+        if whole and self._call_over.wait(self.CANCEL_GRACE):
+            raise Cancelled("the client cancelled the upload; nothing was imported")
+        return self.spool.arrived_sha256(wait)
+
+    def close(self) -> None:
+        """The import is over: stop receiving, and let go of the spool."""
+        self._over.set()
+        self.reader.close()
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            last = self._holders == 0
+        if last:
+            self.spool.close()
 
 
 def _options_first(requests: Iterator[Any]) -> Any:
