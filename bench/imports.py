@@ -3,8 +3,9 @@
 1. The 1M-record bench bundle (json) imported into an empty database, against psycopg
    COPY (binary) of the same tables' rows into the same empty schema.
 2. The same bundle imported again: every record unchanged.
-3. Peak RSS of the server for the 1M import, against a ~100k import.
-4. 10,000 students from csv (ImportEntities) vs django-import-export (imports_csv.py),
+3. The same bundle written as jsonl, imported into an empty database.
+4. Peak RSS of the server for the 1M import, against a ~100k import.
+5. 10,000 students from csv (ImportEntities) vs django-import-export (imports_csv.py),
    when the optional `bench` dependencies are installed.
 
 The bundle is exported once from the bench database (read-only) with the json writer.
@@ -29,6 +30,7 @@ from bench.server import FerryServer
 from ferry.bundle.events import session_events
 from ferry.bundle.formats.base import Batch, Event, Header, Trailer
 from ferry.bundle.formats.json import JsonBundle
+from ferry.bundle.formats.jsonl import JsonlBundle
 from ferry.bundle.scan import SessionRequest
 from ferry.datasets.school import SCHOOL
 from ferry.db import migrate
@@ -85,15 +87,16 @@ def _sample(events: Iterator[Event], tenth: int) -> list[Event]:
     return out
 
 
-def export_bundle(url: str, path: Path, tenth: int = 1) -> None:
-    """Write the semester's bundle (or a 1/`tenth` sample of it) as a json file."""
+def export_bundle(url: str, path: Path, tenth: int = 1, fmt: Any = None) -> None:
+    """Write the semester's bundle (or a 1/`tenth` sample of it) as a json file (or in
+    the bundle format `fmt`)."""
     engine = make_engine(url)
     # Soft-deleted records too: the bundle then holds exactly the tables' rows, which is
     # what the COPY baseline copies.
     req = SessionRequest(semester=SEMESTER, batch_size=5000, include_deleted=True)
     events = session_events(engine, SCHOOL, req)
     with path.open("wb") as f:
-        JsonBundle().write(_sample(events, tenth) if tenth > 1 else events, f)
+        (fmt or JsonBundle()).write(_sample(events, tenth) if tenth > 1 else events, f)
     engine.dispose()
 
 
@@ -212,6 +215,19 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         finally:
             server.stop()
 
+    lines = workdir / "bundle.jsonl"
+    export_bundle(url, lines, fmt=JsonlBundle())
+    jsonl_rates, jsonl_rss = [], []
+    for _ in range(repeat):
+        server = ImportServer(scratch_database(), workdir)
+        try:
+            result, seconds = upload(server, lines)
+            jsonl_rates.append(_created(result) / seconds)
+            jsonl_rss.append(server.rss_mb())
+        finally:
+            server.stop()
+    lines.unlink()
+
     server = ImportServer(scratch_database(), workdir)
     try:
         small, seconds = upload(server, sample)
@@ -221,6 +237,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         server.stop()
 
     ferry, copy, again_t = _timing(import_rates), _timing(copy_rates), _timing(reimport_rates)
+    jsonl = _timing(jsonl_rates)
     peak = max(rss)
     rows = [
         Row(
@@ -242,6 +259,15 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             ferry.median,
             peak,
             again_t.spread_note(),
+        ),
+        Row(
+            "ImportSession of the same bundle as jsonl into an empty db",
+            n,
+            jsonl.median,
+            "psycopg COPY (binary), as above",
+            copy.median,
+            max(jsonl_rss),
+            "; ".join(s for s in (jsonl.spread_note(), "RSS = server VmHWM") if s),
         ),
         Row(
             f"ImportSession of a ~1/10 sample ({n_small:,} records) into an empty db",

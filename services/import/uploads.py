@@ -15,7 +15,7 @@ import grpc
 
 from ferry.app import App
 from ferry.bundle.chunks import chunks_to_events
-from ferry.bundle.formats.base import BundleLimits
+from ferry.bundle.formats.base import BundleLimits, RawReading
 from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.spec import Dataset
 from ferry.errors import Cancelled, InvalidArgument
@@ -76,7 +76,7 @@ class UploadRpcs:
                 if fmt is None:  # the name came with the first chunk
                     fmt = detect.bundle_format("", filename)
                     merge_options = dataclasses.replace(merge_options, filename=filename)
-                if isinstance(fmt, JsonBundle):  # runs of records go to the database unparsed
+                if isinstance(fmt, RawReading):  # runs of records go to the database unparsed
                     rules = field_rules(ds, self.app.engine.dialect)
                     events = fmt.read_raw(spool.rewind(), BundleLimits(), rules)
                 else:

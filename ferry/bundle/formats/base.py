@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -107,6 +107,15 @@ class BundleFormat(Protocol):
     def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
         """Parse a bundle; raises ferry.errors.InvalidArgument (naming entity, record and
         field where it can), DataLoss on checksum mismatch, ResourceExhausted on limits."""
+        ...
+
+
+@runtime_checkable
+class RawReading(Protocol):
+    """A bundle format whose reader can leave runs of records unparsed (RawBatches)."""
+
+    def read_raw(self, src: IO[bytes], limits: BundleLimits, rules: FieldRules) -> Iterator[Event]:
+        """Like read, but runs of records that pass `rules` come as RawBatches."""
         ...
 
 

@@ -25,9 +25,10 @@ from typing import IO, Any
 
 import orjson
 
-from ferry.bundle.formats.base import Batch, BundleLimits, Event
+from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules
 from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
 from ferry.bundle.formats.decode import Decoder
+from ferry.bundle.formats.jsonfast import LineRuns
 from ferry.errors import DataLoss, InvalidArgument, ResourceExhausted
 
 MANIFEST = "manifest.json"
@@ -101,6 +102,16 @@ class TarGzBundle:
     def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
         """Parse a tar.gz bundle member by member; see the module docstring for what is
         refused. A member whose sha256 differs from the manifest is DataLoss."""
+        return self._read(src, limits, None)
+
+    def read_raw(self, src: IO[bytes], limits: BundleLimits, rules: FieldRules) -> Iterator[Event]:
+        """Like read, but runs of record lines that pass `rules` come as RawBatches,
+        their JSON left unparsed (see ferry.bundle.formats.jsonfast)."""
+        return self._read(src, limits, rules)
+
+    def _read(
+        self, src: IO[bytes], limits: BundleLimits, rules: FieldRules | None
+    ) -> Iterator[Event]:
         counted = _Counting(src)
         dec = Decoder(limits)
         try:
@@ -145,7 +156,7 @@ class TarGzBundle:
                     raise InvalidArgument(
                         f"member {member.name!r} is not in {MANIFEST}", field=member.name
                     )
-                yield from _read_member(f, member.name, spec, dec, limits, counted)
+                yield from _read_member(f, member.name, spec, dec, limits, counted, rules)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise InvalidArgument(f"truncated or corrupt archive: {e}", field="archive") from None
         if manifest is None:
@@ -194,19 +205,15 @@ def _read_member(
     dec: Decoder,
     limits: BundleLimits,
     counted: _Counting,
+    rules: FieldRules | None,
 ) -> Iterator[Event]:
     entity = spec.get("entity")
     if not isinstance(entity, str) or name != f"{entity}.jsonl":
         raise InvalidArgument(f"{MANIFEST} entry for {name!r} is malformed", field=name)
     digest = hashlib.sha256()
     max_line = limits.max_string_chars * 6 + 64 * 1024
-    number = 0
-    while raw := f.readline(max_line + 1):
-        number += 1
-        digest.update(raw)
-        if len(raw) > max_line:
-            raise ResourceExhausted(f"{name} line {number} is too long", field=name)
-        counted.add_uncompressed(len(raw), limits)
+
+    def line(number: int, raw: bytes) -> Iterator[Event]:
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -221,6 +228,25 @@ def _read_member(
                         field=f"{entity}[{number - 1}].{key}",
                     )
         yield from dec.record(entity, record)
+
+    runs = None if rules is None else LineRuns(dec, limits, rules, line)
+    number = 0
+    while raw := f.readline(max_line + 1):
+        number += 1
+        digest.update(raw)
+        fits = len(raw) <= max_line and raw.endswith(b"}\n")
+        # (counted only when it fits; a line over a limit is refused below, in order)
+        if runs is not None and fits and counted.within_uncompressed(len(raw), limits):
+            yield from runs.add(entity, number, raw, raw[:-1])
+            continue
+        if runs is not None:
+            yield from runs.flush()
+        if len(raw) > max_line:
+            raise ResourceExhausted(f"{name} line {number} is too long", field=name)
+        counted.add_uncompressed(len(raw), limits)
+        yield from line(number, raw)
+    if runs is not None:
+        yield from runs.flush()
     if digest.hexdigest() != spec.get("sha256"):
         raise DataLoss(
             f"member {name} is damaged: its sha256 is {digest.hexdigest()}, {MANIFEST} says "
@@ -244,12 +270,18 @@ class _Counting:
 
     def add_uncompressed(self, n: int, limits: BundleLimits) -> None:
         """Count `n` more uncompressed bytes; ResourceExhausted past the ratio cap."""
-        self.out_bytes += n
-        if self.out_bytes > RATIO_FLOOR_BYTES and self.out_bytes > limits.max_ratio * max(
-            self.read_bytes, 1
-        ):
+        if not self.within_uncompressed(n, limits):
             raise ResourceExhausted(
                 f"archive expands more than {limits.max_ratio:g} times: refusing a "
                 "compression bomb",
                 field="archive",
             )
+
+    def within_uncompressed(self, n: int, limits: BundleLimits) -> bool:
+        """Count `n` more uncompressed bytes if that stays within the ratio cap (True);
+        False, counting nothing, if it would not."""
+        out = self.out_bytes + n
+        if out > RATIO_FLOOR_BYTES and out > limits.max_ratio * max(self.read_bytes, 1):
+            return False
+        self.out_bytes = out
+        return True
