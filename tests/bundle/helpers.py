@@ -7,6 +7,8 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
+from hypothesis import strategies as st
+
 from ferry import plugins
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, Header, Record, Trailer
 from ferry.bundle.scan import FORMAT_VERSION
@@ -77,3 +79,22 @@ COURSE: Record = {
     "updated_at": dt.datetime(2026, 9, 2, 8, 0, 0, 123456, tzinfo=dt.UTC),
     "deleted_at": None,
 }
+
+
+def any_courses(tricky: list[str]) -> st.SearchStrategy[list[Record]]:
+    """Up to 12 valid courses (numbered C0, C1, ...) with any text, credits and instants;
+    `tricky` adds texts that look like the format's own separators."""
+    text = st.text(max_size=8) | st.sampled_from(tricky)
+    changes = st.fixed_dictionaries(
+        {
+            "title": text,
+            "description": text,
+            "credits": st.integers(-(2**31), 2**31 - 1),
+            "created_at": st.datetimes(
+                min_value=dt.datetime(1900, 1, 1), timezones=st.just(dt.UTC)
+            ),
+        }
+    )
+    return st.lists(changes, max_size=12).map(
+        lambda rows: [{**COURSE, **r, "course_code": f"C{i}"} for i, r in enumerate(rows)]
+    )

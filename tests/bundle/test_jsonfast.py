@@ -7,7 +7,6 @@ cut into many of them, and cut points land inside strings that look like separat
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from typing import Any
 
@@ -23,7 +22,7 @@ from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.spec import Kind
 from ferry.errors import FerryError
-from tests.bundle.helpers import COURSE, encode, events_of, records_of
+from tests.bundle.helpers import COURSE, any_courses, encode, events_of, records_of
 
 TRICKY = ['a},{"b":1}]', "}]", "},{", 'x"y', "back\\slash", "Ελληνικά 😀", "\u2028", "\t\n"]
 
@@ -162,30 +161,13 @@ def test_nested_values_go_to_the_precise_parser() -> None:
     assert result[0] == "InvalidArgument" and "nested deeper than 32" in result[1]
 
 
-TEXT = st.text(max_size=8) | st.sampled_from(TRICKY)
-COURSES = st.lists(
-    st.fixed_dictionaries(
-        {
-            "title": TEXT,
-            "description": TEXT,
-            "credits": st.integers(-(2**31), 2**31 - 1),
-            "created_at": st.datetimes(
-                min_value=dt.datetime(1900, 1, 1), timezones=st.just(dt.UTC)
-            ),
-        }
-    ),
-    max_size=12,
-)
-
-
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(COURSES, st.integers(0, 400))
+@given(any_courses(TRICKY), st.integers(0, 400))
 def test_any_bundle_and_any_one_byte_change_read_the_same_both_ways(
-    rows: list[dict[str, Any]], where: int
+    records: list[dict[str, Any]], where: int
 ) -> None:
-    records = [{**COURSE, **r, "course_code": f"C{i}"} for i, r in enumerate(rows)]
     data = encode("json", events_of({"courses": records}))
     assert len(same_as_slow(data)) == len(records)
     at = where % len(data)
