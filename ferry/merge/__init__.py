@@ -16,12 +16,13 @@ from ferry.merge.model import (
     Strategy,
 )
 from ferry.merge.rejects import rejected_events
-from ferry.merge.run import run_import
+from ferry.merge.run import ArrivingSha, run_import
 from ferry.merge.stage import field_rules
 from ferry.merge.store import get_import, list_imports
 from ferry.merge.undo import undo_import
 
 __all__ = [
+    "ArrivingSha",
     "EntitySummary",
     "ImportOutcome",
     "MergeOptions",

@@ -67,12 +67,14 @@ def begin_locked(conn: Connection, dataset: str) -> None:
 
 
 class ArrivingSha(Protocol):
-    """The sha256 of a source the import reads while it still arrives (an upload)."""
+    """The sha256 of a source that arrives over the network (an upload), possibly while
+    the import reads it."""
 
     def __call__(self, wait: bool = True) -> str:
         """The source's hex sha256 once it has arrived whole: waits for that, or with
-        wait=False is "" while it still arrives. Raises the source's own error when it
-        failed to arrive (too big, damaged, cancelled)."""
+        wait=False (asked once the import failed) is "" while it still arrives. Raises
+        the source's own error when it failed to arrive (too big, damaged, cancelled),
+        and run_import then records nothing."""
         ...
 
 
@@ -92,9 +94,10 @@ def run_import(
     InvalidArgument for structural problems (unknown entity or field, replace without a
     semester), AlreadyExists when the idempotency key was used for another payload.
 
-    `source_sha256` may be an ArrivingSha when `events` are read from a source that is
-    still arriving: its sha256 is taken once the events were read to their end. If the
-    source fails to arrive, its error is raised and the run is not recorded.
+    `source_sha256` may be an ArrivingSha when `events` are read from an upload, perhaps
+    still arriving: its sha256 is taken once the events were read to their end (before
+    the run, with an idempotency key). If the source fails to arrive, its error is
+    raised and the run is not recorded.
     """
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
@@ -121,10 +124,9 @@ def run_import(
     key = "" if options.dry_run else options.idempotency_key
     arriving: ArrivingSha | None = None
     if callable(source_sha256):
-        if key:  # the key's check needs the payload's sha256 before the run
-            source_sha256 = source_sha256()
-        else:
-            arriving, source_sha256 = source_sha256, ""
+        arriving = source_sha256
+        # The key's check needs the payload's sha256 before the run.
+        source_sha256 = arriving() if key else ""
     if key:
         with engine.connect() as conn:
             earlier = store.by_key(conn, key)

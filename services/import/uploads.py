@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
@@ -24,7 +25,7 @@ from ferry.imports import convert, detect
 from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
-from ferry.merge import ImportOutcome, MergeOptions, field_rules, run_import
+from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
 from ferry.v1 import import_pb2 as ipb
@@ -69,9 +70,23 @@ class UploadRpcs:
         streamed = _streamed_json(fmt, first, merge_options)
         if streamed is not None:
             outcome = self._import_arriving(requests, ds, *streamed)
-            return ipb.ImportSessionResponse(result=self._finish(outcome))
+        else:
+            outcome = self._import_spooled(requests, ds, fmt, merge_options)
+        return ipb.ImportSessionResponse(result=self._finish(outcome))
+
+    def _import_spooled(
+        self,
+        requests: Iterator[ipb.ImportSessionRequest],
+        ds: Dataset,
+        fmt: Any,
+        merge_options: MergeOptions,
+    ) -> ImportOutcome:
+        """Receive the whole upload (a file in `fmt`, None when its first chunk names it,
+        or typed chunks) into a spool, then import it."""
         with self._spool() as spool:
+            ended = _CallEnd()
             kind, source_sha, filename = self._receive_bundle(requests, spool)
+            ended.stream_ended()
             if kind == "file_chunk":
                 if fmt is None:  # the name came with the first chunk
                     fmt = detect.bundle_format("", filename)
@@ -83,15 +98,14 @@ class UploadRpcs:
                     events = fmt.read(spool.rewind(), BundleLimits())
             else:
                 events = chunks_to_events(replay(spool.rewind()))
-            outcome = run_import(
+            return run_import(
                 self.app.engine,
                 ds,
                 events,
                 merge_options,
                 requested_by=_caller(),
-                source_sha256=source_sha,
+                source_sha256=ended.arrived(source_sha),
             )
-        return ipb.ImportSessionResponse(result=self._finish(outcome))
 
     def _import_arriving(
         self,
@@ -212,6 +226,57 @@ def _streamed_json(
     return (fmt, options) if isinstance(fmt, JsonBundle) else None
 
 
+class _CallEnd:
+    """Tells an upload its client cut off from one that arrived whole.
+
+    A client that cancels can look, for a moment, like one that finished sending: gRPC
+    may end the request stream (as for a client that half-closed) before it marks the
+    call cancelled. The import then fails on a truncated file. A call that ends within
+    GRACE seconds of its request stream did so because of a cancel; one that ends later
+    (a deadline passing while the import runs) did not. So once an import of an upload
+    that arrived "whole" fails, `check` waits until GRACE after the stream's end, at
+    most, for the call to end, and raises Cancelled if it did, so the import is not
+    recorded. Imports that fail later than that, and imports that succeed, never wait.
+    """
+
+    GRACE = 0.5  # seconds
+
+    def __init__(self) -> None:
+        self._over = threading.Event()
+        self._stream_end: float | None = None
+        self._call_end = 0.0
+        call = current_call()
+        if call is not None and not call.context.add_callback(self._call_ended):
+            self._call_ended()  # the call had ended already
+
+    def _call_ended(self) -> None:
+        self._call_end = time.monotonic()
+        self._over.set()
+
+    def stream_ended(self) -> None:
+        """The request stream ended: the upload seems whole."""
+        self._stream_end = time.monotonic()
+
+    def check(self) -> None:
+        """Raise Cancelled if the call ended with its request stream (see the class)."""
+        if self._stream_end is None:
+            return
+        left = self._stream_end + self.GRACE - time.monotonic()
+        if self._over.wait(max(left, 0.0)) and self._call_end - self._stream_end <= self.GRACE:
+            raise Cancelled("the client cancelled the upload; nothing was imported")
+
+    def arrived(self, sha256: str) -> ArrivingSha:
+        """The sha256 of an upload that is in whole, as an ArrivingSha for run_import:
+        when run_import asks for it after the import failed (wait=False), `check`s."""
+
+        def sha(wait: bool = True) -> str:
+            if not wait:
+                self.check()
+            return sha256
+
+        return sha
+
+
 class _ImportOver(Exception):
     """The import ended before its upload did: the receiving thread stops."""
 
@@ -223,14 +288,7 @@ class _Arriving:
     the spool: whole, or failed with the error. When the import ends first (a bad
     bundle), the thread stops at the next message; one waiting for a client that sends
     nothing more ends with the RPC. Whichever of the two is done last closes the spool.
-
-    A client that cancels can look, for a moment, like one that finished sending: gRPC
-    may end the request stream before it marks the call cancelled. The import then
-    fails on a truncated file; `arrived_sha256` tells that failure apart by waiting
-    briefly for the call to end (`CANCEL_GRACE`), so a cancelled upload is not recorded.
     """
-
-    CANCEL_GRACE = 0.5  # seconds; only ever spent by an import that failed
 
     def __init__(
         self,
@@ -243,10 +301,7 @@ class _Arriving:
         self._over = threading.Event()
         self._lock = threading.Lock()
         self._holders = 2  # the thread and the import
-        self._call_over = threading.Event()
-        call = current_call()
-        if call is not None and not call.context.add_callback(self._call_over.set):
-            self._call_over.set()  # the call had ended already
+        self._ended = _CallEnd()
         self.thread = threading.Thread(
             target=self._run, args=(requests, receive), name="import-upload", daemon=True
         )
@@ -262,6 +317,7 @@ class _Arriving:
         except BaseException as e:  # the import reading the spool raises it
             self.spool.end(e)
         else:
+            self._ended.stream_ended()
             self.spool.end()
         finally:
             self._release()
@@ -277,14 +333,11 @@ class _Arriving:
             raise _ImportOver
 
     def arrived_sha256(self, wait: bool = True) -> str:
-        """The upload's sha256 (an ArrivingSha for run_import). With wait=False, which
-        run_import asks for once the import failed, raises Cancelled if the upload
-        ended because its call did."""
-        # Arrived "whole", yet the import failed: on a cancel, the call ends about now.
-        whole = not wait and bool(self.spool.arrived_sha256(wait=False))
-        if whole and self._call_over.wait(self.CANCEL_GRACE):
-            raise Cancelled("the client cancelled the upload; nothing was imported")
-        return self.spool.arrived_sha256(wait)
+        """The upload's sha256 (an ArrivingSha for run_import): see _CallEnd.arrived."""
+        sha = self.spool.arrived_sha256(wait)
+        if not wait and sha:  # it arrived "whole", yet the import failed
+            self._ended.check()
+        return sha
 
     def close(self) -> None:
         """The import is over: stop receiving, and let go of the spool."""

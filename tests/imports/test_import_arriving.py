@@ -17,9 +17,8 @@ import orjson
 import pytest
 
 from ferry.app import App
-from ferry.bundle.formats.json import JsonBundle
-from ferry.errors import Cancelled
-from ferry.imports import convert
+from ferry.errors import Cancelled, FerryError, InvalidArgument
+from ferry.imports import convert, detect
 from ferry.rpc.filters import RpcCall, _current
 from ferry.v1 import bundle_pb2, import_pb2
 from tests.imports.helpers import CHUNK, download, fingerprint, import_file, seed_small, serving
@@ -235,12 +234,14 @@ def test_truncated_file_whose_client_finished_sending_is_refused_and_recorded(
     assert fingerprint(empty_url) == before
 
 
-class _CancelledAfterTheStream:
-    """The part of a grpc.ServicerContext the upload uses, for a client that cancels
-    where gRPC ends the request stream first and marks the call cancelled a moment
-    later (a race real servers lose now and then)."""
+class _CallEndsAfterTheStream:
+    """The part of a grpc.ServicerContext the upload uses, for a call that ends `delay`
+    seconds after its request stream: 0.05 plays a cancel where gRPC ends the request
+    stream first and marks the call cancelled a moment later (a race real servers lose
+    now and then); 1.0 plays a deadline that passes while the import runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
         self.callbacks: list[Callable[[], None]] = []
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
@@ -251,34 +252,40 @@ class _CancelledAfterTheStream:
         for offset in range(0, len(data), CHUNK):
             chunk = bundle_pb2.FileChunk(data=data[offset : offset + CHUNK], offset=offset)
             yield import_pb2.ImportSessionRequest(file_chunk=chunk)
-        timer = threading.Timer(0.05, lambda: [cb() for cb in self.callbacks])
+        timer = threading.Timer(self.delay, lambda: [cb() for cb in self.callbacks])
         timer.start()
 
 
-def test_cancel_seen_after_the_stream_ended_is_cancelled_and_not_recorded(
-    empty_url: str, make_app: Callable[..., App]
+@pytest.mark.parametrize("filename", ["b.json", "b.jsonl"])  # read as it arrives; spooled
+@pytest.mark.parametrize(("delay", "cancelled"), [(0.05, True), (1.0, False)])
+def test_a_call_ending_with_its_upload_is_a_cancel_and_not_recorded(
+    empty_url: str, make_app: Callable[..., App], filename: str, delay: float, cancelled: bool
 ) -> None:
     uploads = importlib.import_module("services.import.uploads")
     seed_small(empty_url)
     app = make_app(empty_url)
     with serving(app) as stubs:
-        data = download(stubs)
+        data = download(stubs, fmt=filename.rpartition(".")[2])
         before = fingerprint(empty_url)
         rpcs = uploads.UploadRpcs()
         rpcs.app = app
-        context = _CancelledAfterTheStream()
+        context = _CallEndsAfterTheStream(delay)
         call = RpcCall(cast(Any, None), cast(grpc.ServicerContext, context), {}, "test")
+        options = convert.merge_options(import_pb2.ImportOptions(filename=filename))
+        fmt = detect.bundle_format("", filename)
+        run = rpcs._import_arriving if filename.endswith(".json") else rpcs._import_spooled
         token = _current.set(call)
         try:
-            with pytest.raises(Cancelled, match="cancelled the upload"):
-                rpcs._import_arriving(
-                    context.requests(data[: len(data) // 2]),
-                    app.dataset(),
-                    JsonBundle(),
-                    convert.merge_options(import_pb2.ImportOptions(filename="b.json")),
-                )
+            with pytest.raises(FerryError) as e:
+                run(context.requests(data[: len(data) // 2]), app.dataset(), fmt, options)
         finally:
             _current.reset(token)
         listed = _listed(stubs)
-    assert fingerprint(empty_url) == before and listed == []
+    assert fingerprint(empty_url) == before
+    if cancelled:
+        assert isinstance(e.value, Cancelled) and "cancelled the upload" in e.value.message
+        assert listed == []
+    else:  # the client finished sending; its call ended later: the failure is recorded
+        assert isinstance(e.value, InvalidArgument) and "truncated" in e.value.message
+        assert [r.status for r in listed] == [import_pb2.IMPORT_STATUS_FAILED]
     assert _upload_threads_ended()
