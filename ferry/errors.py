@@ -66,6 +66,12 @@ class OutOfRange(FerryError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
+class Internal(FerryError):
+    """Something unexpected; the message says only where to look (a reference id)."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
 class Cancelled(FerryError):
     """The caller went away (cancelled the call) before its request arrived whole."""
 

@@ -35,7 +35,7 @@ from gateway.handlers import (
 )
 from gateway.middleware import RequestMetrics, SecurityHeaders
 from gateway.openapi import document
-from gateway.routes import all_routes, method_by_name, services
+from gateway.routes import all_routes, method_by_name, service_key, services
 from gateway.transcode import parse
 from gateway.uploads import upload_handler
 
@@ -166,7 +166,7 @@ def readyz_handler(gw: Gateway) -> Handler:
     those that do not."""
     s = gw.app.settings
     names = list(s.gateway.services) or [x.name for x in s.server.services]
-    full = {svc.name.removesuffix("Service").lower(): svc.full_name for svc in services()}
+    full = {service_key(svc): svc.full_name for svc in services()}
 
     async def handle(request: Request) -> Response:
         status: dict[str, str] = {}
@@ -180,7 +180,9 @@ def readyz_handler(gw: Gateway) -> Handler:
             except grpc.RpcError as e:
                 status[name] = e.code().name  # type: ignore[attr-defined]
         ready = all(v == "SERVING" for v in status.values())
-        return JSONResponse({"ready": ready, "services": status}, status_code=200 if ready else 503)
+        body: dict[str, object] = {"ready": ready, "services": status}
+        body["auth"] = "enabled" if s.auth.enabled else "DISABLED: calls need no token"
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return handle
 

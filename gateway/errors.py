@@ -59,6 +59,8 @@ def error_response(
             "if it keeps happening"
         )
     headers = {}
+    if code == S.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = 'Bearer realm="ferry"'
     if code == S.RESOURCE_EXHAUSTED:
         headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
     body = {"code": code.name, "message": message, "details": details or []}
@@ -88,6 +90,15 @@ def from_rpc(e: grpc.RpcError) -> JSONResponse:
             "service call failed: %s: %s", code.name, message, extra={"event": "gateway_rpc_failed"}
         )
     return error_response(code, message, _details(e))
+
+
+def stream_error(e: grpc.RpcError) -> dict[str, str]:
+    """`{"code", "message"}` for a stream that failed after it started (NDJSON, SSE)."""
+    code = e.code() if hasattr(e, "code") else S.UNKNOWN
+    message = (e.details() if hasattr(e, "details") else "") or code.name.lower()
+    if code in _OPAQUE:
+        message = "the service failed unexpectedly; the service log has the details"
+    return {"code": code.name, "message": message}
 
 
 def _details(e: grpc.RpcError) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ferry.errors import InvalidArgument, NotFound
 from gateway import calls
 from gateway.context import Gateway, Handler, guarded, json_body
+from gateway.errors import stream_error
 from gateway.routes import Route, method_by_name, service_key
 from gateway.transcode import build_request, parse, to_json
 
@@ -212,8 +213,13 @@ def records_handler(gw: Gateway, route: Route) -> Handler:
         first = await _first(stream)
 
         async def body() -> AsyncIterator[bytes]:
-            async for item in _chain([first] if first is not None else [], _rest(stream)):
-                yield orjson.dumps(to_json(item)) + b"\n"
+            try:
+                async for item in _chain([first] if first is not None else [], _rest(stream)):
+                    yield orjson.dumps(to_json(item)) + b"\n"
+            except grpc.RpcError as e:
+                # The 200 is gone: a last line says the stream failed, so it never looks
+                # like a complete one.
+                yield orjson.dumps({"error": stream_error(e)}) + b"\n"
 
         return StreamingResponse(body(), media_type="application/x-ndjson")
 
@@ -238,7 +244,7 @@ def events_handler(gw: Gateway, route: Route) -> Handler:
                 async for item in _chain([first] if first is not None else [], _rest(stream)):
                     yield b"data: " + orjson.dumps(to_json(item)) + b"\n\n"
             except grpc.RpcError as e:
-                err = {"code": e.code().name, "message": e.details() or ""}  # type: ignore[attr-defined]
+                err = stream_error(e)
                 yield b"event: error\ndata: " + orjson.dumps(err) + b"\n\n"
                 return
             yield b"event: end\ndata: {}\n\n"

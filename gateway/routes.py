@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped]
 from google.protobuf import descriptor as _d
 
-from ferry.v1 import export_pb2, import_pb2
+from ferry.rpc.methods import service_key as _service_key
+from ferry.v1 import export_pb2, import_pb2, options_pb2
 
 # Importing the generated modules registers their services; this tuple is the contract.
 CONTRACT = (export_pb2, import_pb2)
@@ -48,7 +49,7 @@ class Route:
 
 
 def service_key(service: _d.ServiceDescriptor) -> str:
-    return service.name.removesuffix("Service").lower()
+    return _service_key(service.full_name)
 
 
 def services() -> list[_d.ServiceDescriptor]:
@@ -56,22 +57,32 @@ def services() -> list[_d.ServiceDescriptor]:
     return [s for m in CONTRACT for s in m.DESCRIPTOR.services_by_name.values()]
 
 
+_STREAM_KINDS = {
+    options_pb2.HTTP_STREAM_FILE: "file",
+    options_pb2.HTTP_STREAM_RECORDS: "records",
+    options_pb2.HTTP_STREAM_EVENTS: "events",
+}
+
+
 def _kind(method: _d.MethodDescriptor, template: str) -> str:
+    """What the RPC becomes over HTTP: declared in the proto, never guessed from a path."""
     if method.client_streaming:
         return "upload"
     if not method.server_streaming:
         return "unary"
-    out = method.output_type
-    only = out.fields[0] if len(out.fields) == 1 else None
-    if (
-        only is not None
-        and only.message_type is not None
-        and (only.message_type.full_name == FILE_CHUNK)
-    ):
-        return "file"
-    if template.rstrip("/").endswith("/events"):
-        return "events"
-    return "records"
+    declared = method.GetOptions().Extensions[options_pb2.http_stream]
+    kind = _STREAM_KINDS.get(declared)
+    if kind is None:
+        raise ValueError(
+            f"{method.full_name} streams to {template} but declares no "
+            "(ferry.v1.http_stream) option"
+        )
+    if kind == "file":
+        out = method.output_type
+        only = out.fields[0] if len(out.fields) == 1 else None
+        if only is None or only.message_type is None or only.message_type.full_name != FILE_CHUNK:
+            raise ValueError(f"{method.full_name} is HTTP_STREAM_FILE but sends no FileChunk")
+    return kind
 
 
 def _binding(rule: http_pb2.HttpRule) -> tuple[str, str]:

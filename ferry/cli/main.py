@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from ferry import logs
+from ferry import logs, plugins
 from ferry.auth import parse_role
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
@@ -45,8 +45,11 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
                 f"database schema is at {migrate.current(engine)}, code needs {migrate.head()}: "
                 "run `ferry db upgrade` first"
             )
-    server = Server(app, list(services) or None)
-    port = server.start()
+    try:
+        server = Server(app, list(services) or None)
+        port = server.start()
+    except plugins.PluginError as e:  # a typo in ferry.yaml: say which and what is known
+        raise click.ClickException(f"cannot start: {e}") from None
     where = [f"gRPC    {s.server.address.rpartition(':')[0]}:{port}  ({', '.join(server.names)})"]
     if s.metrics.enabled:
         _, mport = serve_metrics(s.metrics.address, s.metrics.port)

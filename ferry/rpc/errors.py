@@ -1,10 +1,17 @@
-"""The one place a FerryError becomes a gRPC status (`context.abort`)."""
+"""The one path from an exception to a gRPC status.
+
+`to_error` turns any exception into a FerryError (a lost database is UNAVAILABLE; anything
+unexpected is INTERNAL with a reference id, its details only in the log line with that id);
+`abort` turns a FerryError into `context.abort`. The filter chain and `handles_errors` both
+use them, so a handler and the chain can never map the same error differently.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -13,7 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 
-from ferry.errors import FerryError, Unavailable
+from ferry.errors import FerryError, Internal, Unavailable
 
 log = logging.getLogger("ferry.rpc")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +44,20 @@ def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
     raise AssertionError("unreachable")  # abort always raises
 
 
+def to_error(e: BaseException, where: str = "") -> FerryError:
+    """The FerryError a caller sees for `e`; never SQL, a path or a stack trace."""
+    if isinstance(e, FerryError):
+        return e
+    if isinstance(e, sa_exc.OperationalError):
+        return _database_down(e)
+    ref = uuid.uuid4().hex[:12]
+    log.error(
+        "unexpected error in %s (ref %s)", where or "a call", ref, exc_info=e,
+        extra={"event": "internal_error", "ref": ref},
+    )  # fmt: skip
+    return Internal(f"internal error (ref {ref}); the server log has the details")
+
+
 def handles_errors(method: F) -> F:
     """Servicer method decorator: FerryError -> abort with its status.
 
@@ -49,10 +70,8 @@ def handles_errors(method: F) -> F:
         def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 yield from method(self, request, context)
-            except FerryError as e:
-                abort(context, e)
-            except sa_exc.OperationalError as e:
-                abort(context, _database_down(e))
+            except (FerryError, sa_exc.OperationalError) as e:
+                abort(context, to_error(e))
 
         return stream  # type: ignore[return-value]
 
@@ -60,10 +79,8 @@ def handles_errors(method: F) -> F:
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except FerryError as e:
-            abort(context, e)
-        except sa_exc.OperationalError as e:
-            abort(context, _database_down(e))
+        except (FerryError, sa_exc.OperationalError) as e:
+            abort(context, to_error(e))
 
     return unary  # type: ignore[return-value]
 

@@ -36,6 +36,12 @@ class MethodInfo:
     idempotent: bool
 
 
+def service_key(full_service: str) -> str:
+    """'ferry.v1.ExportService' -> 'export': a service's name in ferry.yaml. The one place
+    this is derived (filters, the gateway, health checks)."""
+    return full_service.rpartition(".")[2].removesuffix("Service").lower()
+
+
 def split(full_method: str) -> tuple[str, str]:
     """'/pkg.Service/Method' -> ('pkg.Service', 'Method')."""
     service, _, name = full_method.lstrip("/").rpartition("/")

@@ -85,7 +85,9 @@ class Server:
         if unknown:
             known = ", ".join(plugins.names("ferry.services"))
             raise plugins.PluginError(f"unknown service {unknown[0]!r}; known: {known}")
-        default = load_filters(app, cfg.filters)
+        # Authentication is off only by auth.enabled: false, never by a filter list.
+        server_chain = cfg.filters if "auth" in cfg.filters else [*cfg.filters, "auth"]
+        default = load_filters(app, server_chain)
         per_service: dict[str, list[Filter]] = {}
         self.services: list[Service] = []
         for name in self.names:
@@ -94,7 +96,7 @@ class Server:
             own = configured.get(name)
             if own is not None and own.filters:
                 per_service[svc.full_name] = load_filters(
-                    app, chain_names(cfg.filters, own.filters)
+                    app, chain_names(server_chain, own.filters)
                 )
         limit = cfg.max_message_bytes
         self.grpc = grpc.server(

@@ -46,8 +46,37 @@ ROLE_ADMIN: Role.ValueType  # 3
 """Everything, including destructive maintenance."""
 Global___Role: typing_extensions.TypeAlias = Role
 
+class _HttpStream:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _HttpStreamEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_HttpStream.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    HTTP_STREAM_UNSPECIFIED: _HttpStream.ValueType  # 0
+    HTTP_STREAM_FILE: _HttpStream.ValueType  # 1
+    """A file download: a stream of messages whose one field is a FileChunk."""
+    HTTP_STREAM_RECORDS: _HttpStream.ValueType  # 2
+    """NDJSON, one message per line; a failure midway is a last `{"error": ...}` line."""
+    HTTP_STREAM_EVENTS: _HttpStream.ValueType  # 3
+    """Server-Sent Events: a `data:` line per message, then `event: end` or `event: error`."""
+
+class HttpStream(_HttpStream, metaclass=_HttpStreamEnumTypeWrapper):
+    """HttpStream says what a server-streaming RPC becomes over HTTP (the gateway reads it)."""
+
+HTTP_STREAM_UNSPECIFIED: HttpStream.ValueType  # 0
+HTTP_STREAM_FILE: HttpStream.ValueType  # 1
+"""A file download: a stream of messages whose one field is a FileChunk."""
+HTTP_STREAM_RECORDS: HttpStream.ValueType  # 2
+"""NDJSON, one message per line; a failure midway is a last `{"error": ...}` line."""
+HTTP_STREAM_EVENTS: HttpStream.ValueType  # 3
+"""Server-Sent Events: a `data:` line per message, then `event: end` or `event: error`."""
+Global___HttpStream: typing_extensions.TypeAlias = HttpStream
+
 MIN_ROLE_FIELD_NUMBER: builtins.int
+HTTP_STREAM_FIELD_NUMBER: builtins.int
 min_role: google.protobuf.internal.extension_dict._ExtensionFieldDescriptor[google.protobuf.descriptor_pb2.MethodOptions, Global___Role.ValueType]
 """The least role a caller needs for this RPC. The auth filter reads it from the
 descriptors; an RPC that does not declare it needs ROLE_ADMIN.
 """
+http_stream: google.protobuf.internal.extension_dict._ExtensionFieldDescriptor[google.protobuf.descriptor_pb2.MethodOptions, Global___HttpStream.ValueType]
+"""Required on every server-streaming RPC that has a google.api.http route."""

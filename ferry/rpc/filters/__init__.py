@@ -1,12 +1,14 @@
 """Server filters (tRPC's name for interceptors) and the chain that runs them.
 
-A filter sees a call start (and may reject it by raising a FerryError), each message a
-server stream sends, and the call finish with its status code. Filters are chosen by name
-in ferry.yaml, per server or per service; the first listed runs outermost.
+A filter sees a call start (and may reject it by raising a FerryError), each message the
+call receives (client streams) and sends (server streams), and the call finish with its
+status code. Filters are chosen by name in ferry.yaml: the server's chain, plus any a
+service adds after it; the first listed runs outermost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
@@ -16,8 +18,7 @@ from typing import Any
 
 import grpc
 
-from ferry.errors import FerryError
-from ferry.rpc.errors import abort
+from ferry.rpc.errors import abort, to_error
 from ferry.rpc.methods import MethodInfo, lookup
 
 log = logging.getLogger("ferry.rpc")
@@ -58,6 +59,12 @@ class Filter:
         return None
 
     def message(self, call: RpcCall) -> None:
+        """Each message the call sends (server streams)."""
+        return None
+
+    def received(self, call: RpcCall) -> None:
+        """Each message the call receives (client streams); may raise a FerryError, which
+        ends the call with that status at this message."""
         return None
 
     def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
@@ -87,7 +94,7 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(info, filters, handler.stream_unary),
+                self._unary(info, filters, handler.stream_unary, client_stream=True),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
@@ -98,12 +105,14 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._stream(info, filters, handler.stream_stream),
+            self._stream(info, filters, handler.stream_stream, client_stream=True),
             handler.request_deserializer,
             handler.response_serializer,
         )
 
-    def _unary(self, info: MethodInfo, filters: list[Filter], behavior: Any) -> Any:
+    def _unary(
+        self, info: MethodInfo, filters: list[Filter], behavior: Any, client_stream: bool = False
+    ) -> Any:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             call = _new_call(info, context)
             token = _current.set(call)
@@ -113,14 +122,11 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
                 for f in filters:
                     f.start(call)
                     started.append(f)
+                if client_stream:
+                    request = _receiving(call, started, request)
                 return behavior(request, context)
-            except FerryError as e:
-                code, details = e.code, e.message
-                abort(context, e)
             except Exception as e:
                 code, details = _failure(context, e, info)
-                if code == grpc.StatusCode.INTERNAL:
-                    context.abort(code, details)  # never a stack trace or SQL to the caller
                 raise
             finally:
                 code = status_of(context) or code if code == grpc.StatusCode.OK else code
@@ -130,7 +136,9 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
 
         return run
 
-    def _stream(self, info: MethodInfo, filters: list[Filter], behavior: Any) -> Any:
+    def _stream(
+        self, info: MethodInfo, filters: list[Filter], behavior: Any, client_stream: bool = False
+    ) -> Any:
         def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call = _new_call(info, context)
             token = _current.set(call)
@@ -141,21 +149,18 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
                 for f in filters:
                     f.start(call)
                     started.append(f)
+                if client_stream:
+                    request = _receiving(call, started, request)
                 responses = iter(behavior(request, context))
                 for message in responses:
                     for f in started:
                         f.message(call)
                     yield message
-            except FerryError as e:
-                code, details = e.code, e.message
-                abort(context, e)
             except GeneratorExit:  # the client went away or cancelled
                 code, details = grpc.StatusCode.CANCELLED, "cancelled by the client"
                 raise
             except Exception as e:
                 code, details = _failure(context, e, info)
-                if code == grpc.StatusCode.INTERNAL:
-                    context.abort(code, details)  # never a stack trace or SQL to the caller
                 raise
             finally:
                 close = getattr(responses, "close", None)
@@ -180,15 +185,26 @@ def _new_call(info: MethodInfo, context: grpc.ServicerContext) -> RpcCall:
     return RpcCall(info, context, metadata, context.peer())
 
 
+def _receiving(call: RpcCall, filters: list[Filter], requests: Iterator[Any]) -> Iterator[Any]:
+    """The request stream, shown to each filter message by message as it arrives."""
+    for message in requests:
+        for f in filters:
+            f.received(call)
+        yield message
+
+
 def _failure(
     context: grpc.ServicerContext, e: Exception, info: MethodInfo
 ) -> tuple[grpc.StatusCode, str]:
-    """The status of a call that raised: what abort set, else an unexpected error."""
+    """End a call that raised: keep the status a handler already aborted with, else abort
+    with the one status `to_error` gives the exception. Returns (code, details)."""
     code = status_of(context)
     if code is not None and code != grpc.StatusCode.OK:
         return code, str(context.details() or "")  # type: ignore[attr-defined]
-    log.error("unexpected error in %s", info.full_name, exc_info=e)
-    return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
+    error = to_error(e, info.full_name)
+    with contextlib.suppress(Exception):  # abort raises by design; the original goes on up
+        abort(context, error)
+    return error.code, error.message
 
 
 def _finish(f: Filter, call: RpcCall, code: grpc.StatusCode, details: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ferry.errors import DeadlineExceeded
 from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.methods import service_key
 
 if TYPE_CHECKING:
     from ferry.app import App
@@ -29,7 +30,7 @@ class DeadlineFilter(Filter):
                 self.timeouts[svc.name] = svc.timeout_seconds
 
     def _timeout(self, call: RpcCall) -> float:
-        short = _short_name(call.method.service)
+        short = service_key(call.method.service)
         return self.timeouts.get(
             f"{short}/{call.method.name}", self.timeouts.get(short, self.default)
         )
@@ -45,8 +46,7 @@ class DeadlineFilter(Filter):
         if call.deadline is not None and time.monotonic() > call.deadline:
             raise DeadlineExceeded(f"{call.method.name} ran past its deadline")
 
-
-def _short_name(service: str) -> str:
-    """'ferry.v1.ExportService' -> 'export' (the name used in ferry.yaml)."""
-    base = service.rpartition(".")[2]
-    return base.removesuffix("Service").lower()
+    def received(self, call: RpcCall) -> None:
+        """An upload that outlives its deadline ends at its next message."""
+        if call.deadline is not None and time.monotonic() > call.deadline:
+            raise DeadlineExceeded(f"{call.method.name} upload ran past its deadline")

@@ -1,5 +1,6 @@
 """Metrics filter: per-method request counts by status code and latency, for unary and
-streaming RPCs, plus messages sent on server streams (Prometheus, grpc-prometheus names)."""
+streaming RPCs, plus messages sent on server streams and received on client streams
+(Prometheus, grpc-prometheus names)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ LATENCY = Histogram(
     ),
 )
 SENT = Counter("ferry_rpc_server_msg_sent_total", "Messages sent on server streams.", LABELS)
+RECEIVED = Counter(
+    "ferry_rpc_server_msg_received_total", "Messages received on client streams.", LABELS
+)
 
 
 class MetricsFilter(Filter):
@@ -59,6 +63,9 @@ class MetricsFilter(Filter):
 
     def message(self, call: RpcCall) -> None:
         SENT.labels(*_labels(call)).inc()
+
+    def received(self, call: RpcCall) -> None:
+        RECEIVED.labels(*_labels(call)).inc()
 
     def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
         labels = _labels(call)
