@@ -188,3 +188,22 @@ def test_an_object_outside_its_contract_is_refused() -> None:
             plugins.resolve("ferry.formats", "nothing")
     finally:
         plugins.unregister("ferry.formats", "nothing")
+
+
+def test_every_group_is_documented_and_has_a_contract() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+    for group in plugins.GROUPS:
+        assert group in plugins.CONTRACTS
+        assert f"| `{group}` |" in doc, f"docs/plugins.md has no row for {group}"
+        assert plugins.CONTRACTS[group].__name__ in doc
+
+
+def test_builtin_plugins_satisfy_their_contracts() -> None:
+    from ferry.config import Settings
+
+    for group in ("ferry.formats", "ferry.bundle_formats", "ferry.datasets"):
+        for name in plugins.names(group):
+            assert isinstance(plugins.resolve(group, name), plugins.CONTRACTS[group])
+    from ferry.storage import open_storage
+
+    assert isinstance(open_storage(Settings()), plugins.StorageContract)
