@@ -82,6 +82,8 @@ class ClientServiceSettings(Strict):
 class ClientSettings(Strict):
     target: str = "127.0.0.1:50051"
     timeout_seconds: float = Field(30.0, gt=0)
+    # Filters every outgoing call runs through (the client half of `ferry.filters`).
+    filters: list[str] = ["logging", "metrics", "deadline", "auth"]
     # Tries (first call included) for idempotent methods failing with UNAVAILABLE.
     max_attempts: int = Field(4, ge=1, le=5)
     services: list[ClientServiceSettings] = []

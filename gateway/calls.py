@@ -14,6 +14,7 @@ from google.protobuf import descriptor as _d
 
 from ferry.config import ClientSettings, GatewayDeadlines
 from ferry.errors import InvalidArgument
+from ferry.rpc.filters import client as client_filters
 from gateway.transcode import message_class
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -69,8 +70,12 @@ class ServiceChannels:
         key = (self.target_of(service), id(asyncio.get_running_loop()))
         ch = self._channels.get(key)
         if ch is None:
+            filters = client_filters.build(
+                self.settings.filters, self.settings.timeout_seconds, lambda: None
+            )
             ch = grpc.aio.insecure_channel(
                 key[0],
+                interceptors=[client_filters.AioClientChain(filters)],  # type: ignore[list-item]
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -1,7 +1,8 @@
 """Typed clients for calling Ferry services.
 
-Every call gets a deadline (the caller's, else what is left of the current call's, else
-the configured default), carries the auth token, and is retried on UNAVAILABLE only when
+Every call runs through the client filters of `client.filters` (ferry/rpc/filters/client.py):
+a deadline (the caller's, else what is left of the current call's, else the configured
+default), the auth token, metrics and a log line. Calls are retried on UNAVAILABLE only when
 the contract marks the method idempotent (gRPC's own retry policy, built from the
 descriptors).
 """
@@ -16,7 +17,8 @@ import grpc
 from google.protobuf import descriptor_pool
 
 from ferry.config import ClientSettings
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import client as client_filters
+from ferry.rpc.filters.client import ClientChain
 from ferry.rpc.methods import IDEMPOTENT
 from ferry.v1 import export_pb2_grpc, import_pb2_grpc
 
@@ -48,63 +50,6 @@ def retry_service_config(services: Iterable[str], max_attempts: int) -> str:
             }
         )
     return json.dumps(config)
-
-
-class _CallDefaults(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc,type-arg]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc,type-arg]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc,type-arg]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc,type-arg]
-):
-    """Adds a deadline and the bearer token to every outgoing call."""
-
-    def __init__(self, timeout: float, token: Callable[[], str | None]):
-        self.timeout = timeout
-        self.token = token
-
-    def _details(self, d: Any) -> Any:
-        timeout = d.timeout
-        if timeout is None:
-            timeout = self.timeout
-            call = current_call()
-            left = call.remaining() if call is not None else None
-            if left is not None:
-                timeout = max(0.0, min(timeout, left))  # never outlive the call we serve
-        metadata = list(d.metadata or [])
-        token = self.token()
-        if token and not any(k == "authorization" for k, _ in metadata):
-            metadata.append(("authorization", f"Bearer {token}"))
-        return _Details(d.method, timeout, metadata, d.credentials, d.wait_for_ready, d.compression)
-
-    def intercept_unary_unary(self, continuation: Any, d: Any, request: Any) -> Any:
-        return continuation(self._details(d), request)
-
-    def intercept_unary_stream(self, continuation: Any, d: Any, request: Any) -> Any:
-        return continuation(self._details(d), request)
-
-    def intercept_stream_unary(self, continuation: Any, d: Any, requests: Any) -> Any:
-        return continuation(self._details(d), requests)
-
-    def intercept_stream_stream(self, continuation: Any, d: Any, requests: Any) -> Any:
-        return continuation(self._details(d), requests)
-
-
-class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
-    def __init__(
-        self,
-        method: str,
-        timeout: float | None,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: Any,
-        compression: Any,
-    ) -> None:
-        self.method = method
-        self.timeout = timeout
-        self.metadata = metadata
-        self.credentials = credentials
-        self.wait_for_ready = wait_for_ready
-        self.compression = compression
 
 
 class Clients:
@@ -139,7 +84,8 @@ class Clients:
                     ),
                 ],
             )
-            self._channels[key] = grpc.intercept_channel(raw, _CallDefaults(timeout, self.token))
+            chain = ClientChain(client_filters.build(self.settings.filters, timeout, self.token))
+            self._channels[key] = grpc.intercept_channel(raw, chain)
         return self._channels[key]
 
     def stub(self, service: str) -> Any:

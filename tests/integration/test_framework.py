@@ -171,3 +171,48 @@ def test_an_upload_past_its_deadline_is_deadline_exceeded_at_the_next_message(
         assert "deadline" in str(e.value.details())
         assert _received("ImportSession") - before >= 2
         stubs.channel.close()
+
+
+def test_client_filters_carry_token_deadline_and_metrics(
+    seeded_url: str, make_app: Callable[..., App]
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from ferry import plugins
+    from ferry.config import ClientSettings
+    from ferry.rpc.client import Clients
+    from tests.conftest import token
+
+    app = make_app(seeded_url)
+    labels = {
+        "grpc_service": "ferry.v1.ExportService",
+        "grpc_method": "ListSemesters",
+        "grpc_code": "OK",
+    }
+    with running(app, ["export"]) as srv:
+        target = f"127.0.0.1:{srv.port}"
+        before = REGISTRY.get_sample_value("ferry_rpc_client_handled_total", labels) or 0.0
+        clients = Clients(ClientSettings(target=target), lambda: token(app, "viewer"))
+        assert clients.export().ListSemesters(export_pb2.ListSemestersRequest()).semesters
+        after = REGISTRY.get_sample_value("ferry_rpc_client_handled_total", labels) or 0.0
+        assert after == before + 1
+        clients.close()
+        # Without the auth client filter no token travels: the server refuses the call.
+        bare = Clients(
+            ClientSettings(target=target, filters=["deadline"]), lambda: token(app, "viewer")
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            bare.export().ListSemesters(export_pb2.ListSemestersRequest())
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        bare.close()
+
+    class ServerOnly:
+        def __init__(self, app: App) -> None:
+            pass
+
+    plugins.register("ferry.filters", "server-only", ServerOnly)
+    try:
+        with pytest.raises(plugins.PluginError, match="has no client half"):
+            Clients(ClientSettings(target="127.0.0.1:1", filters=["server-only"])).channel("export")
+    finally:
+        plugins.unregister("ferry.filters", "server-only")

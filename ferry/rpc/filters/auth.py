@@ -13,6 +13,7 @@ from prometheus_client import Gauge
 
 from ferry.auth import bearer
 from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters.client import TokenClient
 
 if TYPE_CHECKING:
     from ferry.app import App
@@ -24,6 +25,9 @@ ENABLED = Gauge("ferry_auth_enabled", "1 when calls must carry a valid token, 0 
 class AuthFilter(Filter):
     """Always in a server's chain (the server adds it when ferry.yaml leaves it out); only
     `auth.enabled: false` turns it off, loudly."""
+
+    # The half that runs on outgoing calls (client.filters).
+    client = TokenClient
 
     def __init__(self, app: App) -> None:
         self.signer = app.signer()

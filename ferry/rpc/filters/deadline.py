@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ferry.errors import DeadlineExceeded
 from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters.client import DeadlineClient
 from ferry.rpc.methods import service_key
 
 if TYPE_CHECKING:
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 
 
 class DeadlineFilter(Filter):
+    # The half that runs on outgoing calls (client.filters).
+    client = DeadlineClient
+
     def __init__(self, app: App) -> None:
         server = app.settings.server
         self.default = server.default_timeout_seconds

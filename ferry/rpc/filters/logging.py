@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters.client import LoggingClient
 
 if TYPE_CHECKING:
     from ferry.app import App
@@ -17,6 +18,9 @@ log = logging.getLogger("ferry.rpc.access")
 
 
 class LoggingFilter(Filter):
+    # The half that runs on outgoing calls (client.filters).
+    client = LoggingClient
+
     def __init__(self, app: App | None = None) -> None:
         self.app = app
 

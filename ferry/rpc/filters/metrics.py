@@ -11,6 +11,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters.client import MetricsClient
 
 if TYPE_CHECKING:
     from ferry.app import App
@@ -55,6 +56,9 @@ RECEIVED = Counter(
 
 
 class MetricsFilter(Filter):
+    # The half that runs on outgoing calls (client.filters).
+    client = MetricsClient
+
     def __init__(self, app: App | None = None) -> None:
         self.app = app
 
