@@ -6,7 +6,6 @@ carries the sha256 of the whole file."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,12 +17,12 @@ import pytest
 
 from ferry.app import App
 from ferry.errors import Cancelled, FerryError, InvalidArgument
-from ferry.imports import convert, detect
+from ferry.imports import convert, detect, upload
 from ferry.rpc.filters import RpcCall, _current
 from ferry.v1 import bundle_pb2, import_pb2
 from tests.imports.helpers import CHUNK, download, fingerprint, import_file, seed_small, serving
 
-UPLOAD_THREAD = "import-upload"  # services/import/uploads.py names its receiving thread
+UPLOAD_THREAD = upload.UPLOAD_THREAD
 
 
 def _requests(
@@ -261,23 +260,20 @@ class _CallEndsAfterTheStream:
 def test_a_call_ending_with_its_upload_is_a_cancel_and_not_recorded(
     empty_url: str, make_app: Callable[..., App], filename: str, delay: float, cancelled: bool
 ) -> None:
-    uploads = importlib.import_module("services.import.uploads")
     seed_small(empty_url)
     app = make_app(empty_url)
     with serving(app) as stubs:
         data = download(stubs, fmt=filename.rpartition(".")[2])
         before = fingerprint(empty_url)
-        rpcs = uploads.UploadRpcs()
-        rpcs.app = app
         context = _CallEndsAfterTheStream(delay)
         call = RpcCall(cast(Any, None), cast(grpc.ServicerContext, context), {}, "test")
         options = convert.merge_options(import_pb2.ImportOptions(filename=filename))
         fmt = detect.bundle_format("", filename)
-        run = rpcs._import_arriving if filename.endswith(".json") else rpcs._import_spooled
+        run = upload.import_arriving if filename.endswith(".json") else upload.import_spooled
         token = _current.set(call)
         try:
             with pytest.raises(FerryError) as e:
-                run(context.requests(data[: len(data) // 2]), app.dataset(), fmt, options)
+                run(app, context.requests(data[: len(data) // 2]), app.dataset(), fmt, options)
         finally:
             _current.reset(token)
         listed = _listed(stubs)

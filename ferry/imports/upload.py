@@ -1,0 +1,351 @@
+"""Receiving an upload and importing it: the logic behind ImportSession and ImportEntities.
+
+Uploads are spooled to disk under the size limit, then handed to the merge engine. A json
+bundle file, read as a pure stream, is imported while it still arrives: a thread receives
+it into the spool and the import reads behind it. The servicer (services/import) only
+translates gRPC to these functions and back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any, cast
+
+from ferry.app import App
+from ferry.bundle.chunks import chunks_to_events
+from ferry.bundle.formats.base import BundleLimits, RawReading
+from ferry.bundle.formats.json import JsonBundle
+from ferry.datasets.spec import Dataset
+from ferry.errors import Cancelled, InvalidArgument
+from ferry.formats.base import ReadLimits
+from ferry.imports import convert, detect
+from ferry.imports.spool import FileUpload, Spool
+from ferry.imports.tabular import EntityRows, find_entity
+from ferry.imports.typed import TypedUpload, replay
+from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
+from ferry.rpc.filters import current_call
+from ferry.v1 import import_pb2 as ipb
+
+UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriving upload
+
+
+def spool_for(app: App) -> Spool:
+    s = app.settings
+    folder = s.path(s.imports.spool_dir) if s.imports.spool_dir else None
+    return Spool(s.imports.max_upload_bytes, folder)
+
+
+def import_session(
+    app: App, requests: Iterator[ipb.ImportSessionRequest], requested_by: str
+) -> ImportOutcome:
+    """ImportSession: options first, then a bundle file or typed bundle chunks."""
+    requests = iter(requests)
+    options = options_first(requests).options
+    ds = app.dataset(options.dataset)
+    # Bad options fail before the upload, not after it.
+    merge_options = convert.merge_options(options)
+    fmt: Any = None
+    if options.bundle_format or options.filename:
+        fmt = detect.bundle_format(options.bundle_format, options.filename)
+    first = next(requests, None)
+    if first is not None:
+        requests = itertools.chain([first], requests)
+    streamed = streamed_json(fmt, first, merge_options)
+    if streamed is not None:
+        return import_arriving(app, requests, ds, *streamed, requested_by=requested_by)
+    return import_spooled(app, requests, ds, fmt, merge_options, requested_by=requested_by)
+
+
+def import_spooled(
+    app: App,
+    requests: Iterator[ipb.ImportSessionRequest],
+    ds: Dataset,
+    fmt: Any,
+    merge_options: MergeOptions,
+    requested_by: str = "",
+) -> ImportOutcome:
+    """Receive the whole upload (a file in `fmt`, None when its first chunk names it,
+    or typed chunks) into a spool, then import it."""
+    with spool_for(app) as spool:
+        ended = CallEnd()
+        kind, source_sha, filename = receive_bundle(requests, spool)
+        ended.stream_ended()
+        if kind == "file_chunk":
+            if fmt is None:  # the name came with the first chunk
+                fmt = detect.bundle_format("", filename)
+                merge_options = dataclasses.replace(merge_options, filename=filename)
+            if isinstance(fmt, RawReading):  # runs of records go to the database unparsed
+                rules = field_rules(ds, app.engine.dialect)
+                events = fmt.read_raw(spool.rewind(), BundleLimits(), rules)
+            else:
+                events = fmt.read(spool.rewind(), BundleLimits())
+        else:
+            events = chunks_to_events(replay(spool.rewind()))
+        return run_import(
+            app.engine,
+            ds,
+            events,
+            merge_options,
+            requested_by=requested_by,
+            source_sha256=ended.arrived(source_sha),
+        )
+
+
+def import_arriving(
+    app: App,
+    requests: Iterator[ipb.ImportSessionRequest],
+    ds: Dataset,
+    fmt: JsonBundle,
+    merge_options: MergeOptions,
+    requested_by: str = "",
+) -> ImportOutcome:
+    """Import a json bundle file while it still arrives: a thread spools the upload
+    and the import reads the spool behind it. The upload's checks (offsets, size
+    limit, sha256) fail the import as they fail a spooled one, and nothing is kept."""
+    upload = Arriving(spool_for(app), requests, receive_bundle)
+    try:
+        rules = field_rules(ds, app.engine.dialect)
+        reader = cast(IO[bytes], upload.reader)
+        return run_import(
+            app.engine,
+            ds,
+            fmt.read_raw(reader, BundleLimits(), rules),
+            merge_options,
+            requested_by=requested_by,
+            source_sha256=upload.arrived_sha256,
+        )
+    finally:
+        upload.close()
+
+
+def receive_bundle(
+    requests: Iterator[ipb.ImportSessionRequest], spool: Spool
+) -> tuple[str, str, str]:
+    """Spool every file_chunk or bundle_chunk; (kind, source sha256, filename)."""
+    files = FileUpload(spool)
+    typed = TypedUpload(spool)
+    kind = ""
+    for req in requests:
+        which = req.WhichOneof("payload")
+        if which == "options":
+            raise InvalidArgument("options may only be sent once, first", field="options")
+        if which is None:
+            raise InvalidArgument("an empty message", field="payload")
+        if kind and which != kind:
+            raise InvalidArgument(
+                "send either file_chunk or bundle_chunk messages, never both", field=which
+            )
+        kind = which
+        if which == "file_chunk":
+            c = req.file_chunk
+            files.add(c.data, c.offset, c.filename, c.sha256)
+        else:
+            typed.add(req.bundle_chunk)
+    if not kind:
+        raise InvalidArgument(
+            "no bundle was sent: after options, send file_chunk or bundle_chunk messages",
+            field="file_chunk",
+        )
+    if kind == "file_chunk":
+        return kind, files.finish(), files.filename
+    return kind, typed.finish(), ""
+
+
+def import_entities(
+    app: App, requests: Iterator[ipb.ImportEntitiesRequest], requested_by: str
+) -> tuple[ImportOutcome, dict[str, str]]:
+    """ImportEntities: options, then a csv/xlsx file of one entity. Returns the outcome
+    and the file's header mapping (for error messages naming columns)."""
+    requests = iter(requests)
+    options = options_first(requests).options
+    ds = app.dataset()
+    entity = find_entity(ds, options.entity)
+    reader: Any = None
+    if options.format or options.filename:  # bad options fail before the upload
+        reader = detect.tabular_reader(options.format, options.filename)
+    with spool_for(app) as spool:
+        files = FileUpload(spool)
+        for req in requests:
+            if req.WhichOneof("payload") != "file_chunk":
+                raise InvalidArgument(
+                    "after options, only file_chunk messages may follow", field="options"
+                )
+            c = req.file_chunk
+            files.add(c.data, c.offset, c.filename, c.sha256)
+        source_sha = files.finish()
+        filename = options.filename or files.filename
+        if reader is None:
+            reader = detect.tabular_reader("", filename)
+        merge_options = convert.entity_options(options, reader.name, filename, ds.name)
+        rows = reader.read(spool.rewind(), ReadLimits())
+        batches = EntityRows(entity, rows, options.column_mapping, app.settings.imports.batch_size)
+        outcome = run_import(
+            app.engine,
+            ds,
+            batches,
+            merge_options,
+            requested_by=requested_by,
+            source_sha256=source_sha,
+            entity=entity.name,
+        )
+    return outcome, batches.headers
+
+
+def streamed_json(
+    fmt: Any, first: ipb.ImportSessionRequest | None, options: MergeOptions
+) -> tuple[JsonBundle, MergeOptions] | None:
+    """(format, options) when the upload can be imported while it arrives: a file of
+    the json bundle format (the one read as a pure stream; xlsx and tar.gz need the whole
+    file) and no idempotency key (its check needs the file's sha256 first). None
+    otherwise, and when the format is not known from the first chunk either."""
+    if first is None or first.WhichOneof("payload") != "file_chunk" or options.idempotency_key:
+        return None
+    if fmt is None:  # the name comes with the first chunk
+        filename = first.file_chunk.filename
+        if not filename:
+            return None
+        try:
+            fmt = detect.bundle_format("", filename)
+        except InvalidArgument:
+            return None  # refused once the upload is in, as ever
+        options = dataclasses.replace(options, filename=filename)
+    return (fmt, options) if isinstance(fmt, JsonBundle) else None
+
+
+class CallEnd:
+    """Tells an upload its client cut off from one that arrived whole.
+
+    A client that cancels can look, for a moment, like one that finished sending: gRPC
+    may end the request stream (as for a client that half-closed) before it marks the
+    call cancelled. The import then fails on a truncated file. A call that ends within
+    GRACE seconds of its request stream did so because of a cancel; one that ends later
+    (a deadline passing while the import runs) did not. So once an import of an upload
+    that arrived "whole" fails, `check` waits until GRACE after the stream's end, at
+    most, for the call to end, and raises Cancelled if it did, so the import is not
+    recorded. Imports that fail later than that, and imports that succeed, never wait.
+    """
+
+    GRACE = 0.5  # seconds
+
+    def __init__(self) -> None:
+        self._over = threading.Event()
+        self._stream_end: float | None = None
+        self._call_end = 0.0
+        call = current_call()
+        if call is not None and not call.context.add_callback(self._call_ended):
+            self._call_ended()  # the call had ended already
+
+    def _call_ended(self) -> None:
+        self._call_end = time.monotonic()
+        self._over.set()
+
+    def stream_ended(self) -> None:
+        """The request stream ended: the upload seems whole."""
+        self._stream_end = time.monotonic()
+
+    def check(self) -> None:
+        """Raise Cancelled if the call ended with its request stream (see the class)."""
+        if self._stream_end is None:
+            return
+        left = self._stream_end + self.GRACE - time.monotonic()
+        if self._over.wait(max(left, 0.0)) and self._call_end - self._stream_end <= self.GRACE:
+            raise Cancelled("the client cancelled the upload; nothing was imported")
+
+    def arrived(self, sha256: str) -> ArrivingSha:
+        """The sha256 of an upload that is in whole, as an ArrivingSha for run_import:
+        when run_import asks for it after the import failed (wait=False), `check`s."""
+
+        def sha(wait: bool = True) -> str:
+            if not wait:
+                self.check()
+            return sha256
+
+        return sha
+
+
+class _ImportOver(Exception):
+    """The import ended before its upload did: the receiving thread stops."""
+
+
+class Arriving:
+    """A file upload a thread receives into `spool` while the import reads `reader`.
+
+    The thread runs `receive` (which spools the file chunks and checks them), then ends
+    the spool: whole, or failed with the error. When the import ends first (a bad
+    bundle), the thread stops at the next message; one waiting for a client that sends
+    nothing more ends with the RPC. Whichever of the two is done last closes the spool.
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        requests: Iterator[ipb.ImportSessionRequest],
+        receive: Callable[[Iterator[ipb.ImportSessionRequest], Spool], object],
+    ) -> None:
+        self.spool = spool
+        self.reader = spool.follow()
+        self._over = threading.Event()
+        self._lock = threading.Lock()
+        self._holders = 2  # the thread and the import
+        self._ended = CallEnd()
+        self.thread = threading.Thread(
+            target=self._run, args=(requests, receive), name=UPLOAD_THREAD, daemon=True
+        )
+        self.thread.start()
+
+    def _run(
+        self,
+        requests: Iterator[ipb.ImportSessionRequest],
+        receive: Callable[[Iterator[ipb.ImportSessionRequest], Spool], object],
+    ) -> None:
+        try:
+            receive(self._until_over(requests), self.spool)
+        except BaseException as e:  # the import reading the spool raises it
+            self.spool.end(e)
+        else:
+            self._ended.stream_ended()
+            self.spool.end()
+        finally:
+            self._release()
+
+    def _until_over(
+        self, requests: Iterator[ipb.ImportSessionRequest]
+    ) -> Iterator[ipb.ImportSessionRequest]:
+        for req in requests:
+            if self._over.is_set():
+                raise _ImportOver
+            yield req
+        if self._over.is_set():  # the stream ended with the call, not with the upload
+            raise _ImportOver
+
+    def arrived_sha256(self, wait: bool = True) -> str:
+        """The upload's sha256 (an ArrivingSha for run_import): see CallEnd.arrived."""
+        sha = self.spool.arrived_sha256(wait)
+        if not wait and sha:  # it arrived "whole", yet the import failed
+            self._ended.check()
+        return sha
+
+    def close(self) -> None:
+        """The import is over: stop receiving, and let go of the spool."""
+        self._over.set()
+        self.reader.close()
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            last = self._holders == 0
+        if last:
+            self.spool.close()
+
+
+def options_first(requests: Iterator[Any]) -> Any:
+    """The first message of an upload stream, which must carry the options."""
+    first = next(requests, None)
+    if first is None or first.WhichOneof("payload") != "options":
+        raise InvalidArgument("first message must be options", field="options")
+    return first
