@@ -12,15 +12,13 @@ from collections.abc import Iterator
 import grpc
 
 from ferry.app import App
-from ferry.bundle.stream import snapshot
 from ferry.db.export_models import ExportJob
-from ferry.errors import InvalidArgument
 from ferry.export import download, store
 from ferry.export.cleanup import cleanup
 from ferry.export.pool import WorkerPool
-from ferry.export.query import ExportRequest, plan_export
 from ferry.export.runner import tabular_format
 from ferry.export.stats import export_stats
+from ferry.export.validate import TEXT_FILTERS, new_job
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
 from ferry.storage import Storage, open_storage
@@ -34,8 +32,6 @@ STATUS = {
     "cancelled": pb.EXPORT_JOB_STATUS_CANCELLED,
 }
 STATUS_NAME = {v: k for k, v in STATUS.items()}
-TEXT_FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to")
-MAX_KEY = 200
 
 
 class JobRpcs:
@@ -63,53 +59,12 @@ class JobRpcs:
     def StartExport(
         self, request: pb.StartExportRequest, context: grpc.ServicerContext
     ) -> pb.StartExportResponse:
-        new = self._validate(request)
+        call = current_call()
+        new = new_job(self.app, request, call.caller if call is not None else "")
         job, created = store.create_job(self.app.engine, new)
         if created and self._job_pool is not None:
             self._job_pool.wake()
         return pb.StartExportResponse(job=job_message(job), created=created)
-
-    def _validate(self, request: pb.StartExportRequest) -> store.NewJob:
-        """Everything StartExport checks before a job exists (bad input changes nothing)."""
-        if not request.export_type:
-            raise InvalidArgument("export_type is required", field="export_type")
-        if not request.format:
-            raise InvalidArgument("format is required (e.g. csv)", field="format")
-        fmt = tabular_format(request.format)
-        if len(request.idempotency_key) > MAX_KEY:
-            raise InvalidArgument(
-                f"idempotency_key is longer than {MAX_KEY} characters", field="idempotency_key"
-            )
-        for i, who in enumerate(request.notify):
-            if not who.strip() or len(who) > 254:
-                raise InvalidArgument(f"notify[{i}] is not an address: {who!r}", field="notify")
-        filters = filters_dict(request.filters)
-        ds = self.app.dataset()
-        req = ExportRequest(
-            request.export_type,
-            filters,
-            list(request.fields),
-            request.limit,
-            request.include_deleted,
-        )
-        with snapshot(self.app.engine) as conn:
-            plan_export(conn, ds, req, self.app.settings.export.max_rows)
-        call = current_call()
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-        return store.NewJob(
-            export_type=request.export_type,
-            format=request.format,
-            dataset=ds.name,
-            filters=filters,
-            fields=list(request.fields),
-            limit=request.limit,
-            include_deleted=request.include_deleted,
-            notify=[n.strip() for n in request.notify],
-            idempotency_key=request.idempotency_key,
-            requested_by=call.caller if call is not None else "",
-            filename=f"{request.export_type}_{stamp}.{fmt.extension}",
-            extension=fmt.extension,
-        )
 
     @handles_errors
     def GetExportJob(
@@ -209,14 +164,6 @@ class JobRpcs:
             files_archived=r.files_archived,
             bytes_freed=r.bytes_freed,
         )
-
-
-def filters_dict(f: pb.ExportFilters) -> dict[str, str]:
-    """ExportFilters as {name: text}, leaving out empty ones (updated_since as ISO-8601)."""
-    out = {name: getattr(f, name) for name in TEXT_FILTERS if getattr(f, name)}
-    if f.HasField("updated_since"):
-        out["updated_since"] = f.updated_since.ToDatetime(dt.UTC).isoformat()
-    return out
 
 
 def job_message(job: ExportJob) -> pb.ExportJob:
