@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from ferry.cli.main import cli
 from ferry.cli.users import DEMO_PASSWORD
 from ferry.db.engine import make_engine
 from ferry.users import verify
+
+pytestmark = pytest.mark.slow  # starts and kills real server processes
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "gateway" / "static"

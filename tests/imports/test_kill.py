@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from ferry.auth import TokenSigner, load_or_create_key
 from ferry.bundle.events import session_events
@@ -28,6 +29,8 @@ from ferry.demo.seed import Scale, seed
 from ferry.v1 import import_pb2_grpc, options_pb2
 from tests.conftest import fresh_database
 from tests.imports.helpers import counts, file_requests
+
+pytestmark = pytest.mark.slow  # starts and kills real server processes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -96,6 +96,7 @@ def test_unreachable_server_exits_nonzero_with_unavailable(tmp_path: Path) -> No
     assert result.exit_code == 5 and "UNAVAILABLE" in result.output
 
 
+@pytest.mark.slow
 def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,
