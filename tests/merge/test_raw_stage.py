@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from ferry.bundle.formats import jsonfast
+from ferry.bundle.formats import runs
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, RawBatch
 from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.school import SCHOOL
@@ -39,7 +39,7 @@ def _json(events: list[Event]) -> bytes:
 def test_unparsed_runs_merge_like_parsed_records(
     events: list[Event], target: Engine, second_target: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jsonfast, "RUN_BYTES", 4096)  # many runs per entity
+    monkeypatch.setattr(runs, "RUN_BYTES", 4096)  # many runs per entity
     # A title too long for its column: refused per record, on both paths, the same way.
     long_title = "x" * 500
     changed = copy.deepcopy(events)

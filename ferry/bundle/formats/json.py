@@ -7,7 +7,7 @@
 Keys are snake_case bundle field names; dates are "YYYY-MM-DD"; instants RFC 3339 UTC
 ("2026-09-01T08:30:00Z"). `trailer.sha256` is the records checksum of
 ferry.bundle.formats.common. Reading streams: a compact bundle goes through the fast
-scanner (ferry.bundle.formats.jsonfast), anything it does not plainly accept through the
+scanner (ferry.bundle.formats.jsonscan), anything it does not plainly accept through the
 precise ijson (yajl2_c) event parser; memory stays flat either way.
 """
 
@@ -22,7 +22,7 @@ import orjson
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules, RawBatch
 from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
 from ferry.bundle.formats.decode import Decoder
-from ferry.bundle.formats.jsonfast import Scanner, Source
+from ferry.bundle.formats.jsonscan import Scanner, Source
 from ferry.errors import InvalidArgument
 from ferry.formats.limits import CappedReader
 
@@ -82,7 +82,7 @@ class JsonBundle:
 
     def read_raw(self, src: IO[bytes], limits: BundleLimits, rules: FieldRules) -> Iterator[Event]:
         """Like read, but runs of records that pass `rules` come as RawBatches, their
-        JSON left unparsed (see ferry.bundle.formats.jsonfast)."""
+        JSON left unparsed (see ferry.bundle.formats.jsonscan)."""
         return self._read(src, limits, Decoder(limits), rules)
 
     def _read(

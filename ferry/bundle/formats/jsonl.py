@@ -17,7 +17,7 @@ import orjson
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules
 from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
 from ferry.bundle.formats.decode import Decoder
-from ferry.bundle.formats.jsonfast import LineRuns
+from ferry.bundle.formats.lineruns import LineRuns
 from ferry.errors import InvalidArgument, ResourceExhausted
 
 # Room for a record of max_string_chars in each of a few fields, escaped.
@@ -53,7 +53,7 @@ class JsonlBundle:
 
     def read_raw(self, src: IO[bytes], limits: BundleLimits, rules: FieldRules) -> Iterator[Event]:
         """Like read, but runs of record lines that pass `rules` come as RawBatches,
-        their JSON left unparsed (see ferry.bundle.formats.jsonfast)."""
+        their JSON left unparsed (see ferry.bundle.formats.lineruns)."""
         return _Reader(limits, rules).read(src)
 
 

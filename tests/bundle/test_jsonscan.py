@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ferry.bundle.formats import json as json_format
-from ferry.bundle.formats import jsonfast
+from ferry.bundle.formats import runs
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRule, RawBatch, Trailer
 from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.json import JsonBundle
@@ -29,7 +29,7 @@ TRICKY = ['a},{"b":1}]', "}]", "},{", 'x"y', "back\\slash", "Ελληνικά �
 
 @pytest.fixture(autouse=True)
 def tiny_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jsonfast, "RUN_BYTES", 300)
+    monkeypatch.setattr(runs, "RUN_BYTES", 300)
 
 
 def courses(n: int, **changes: Any) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ferry.bundle.formats import jsonfast
+from ferry.bundle.formats import runs
 from ferry.bundle.formats.base import (
     Batch,
     BundleLimits,
@@ -39,7 +39,7 @@ TRICKY = ['a},{"b":1}]', "}}\n", '","record":', 'x"y', "back\\slash", "Ελλη�
 
 @pytest.fixture(autouse=True)
 def tiny_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jsonfast, "RUN_BYTES", 300)
+    monkeypatch.setattr(runs, "RUN_BYTES", 300)
 
 
 def courses(n: int, **changes: Any) -> list[dict[str, Any]]:

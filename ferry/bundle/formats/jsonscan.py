@@ -1,4 +1,4 @@
-"""The json reader's fast path: a compact bundle split into runs of records, checked in C.
+"""The json reader's fast path: a compact bundle scanned into runs of records, checked in C.
 
 A bundle as Ferry writes it is compact JSON with sorted keys: `{"metadata":{...},
 "courses":[{...},{...}],...,"trailer":{...}}`. Building a Python dict per record through
@@ -19,29 +19,24 @@ document, from the last record boundary it reached, to the precise event parser 
 ferry.bundle.formats.json, which accepts what it accepts and names what it refuses
 exactly as if it had read the whole document itself.
 
-Line formats (jsonl, the members of tar.gz) gather their record lines into runs the same
-way (`LineRuns`): a run that passes becomes a RawBatch; one that does not has each of its
-lines read by the format's own per-line reader, in order, with its errors.
+Line formats gather their record lines into runs the same way (ferry.bundle.formats.lineruns);
+the run check both use is in ferry.bundle.formats.runs.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 import orjson
 
-from ferry.bundle.formats.base import BundleLimits, Event, FieldRule, FieldRules
+from ferry.bundle.formats import runs
+from ferry.bundle.formats.base import BundleLimits, Event, FieldRules
 from ferry.bundle.formats.decode import Decoder
-from ferry.datasets.query import Column
-from ferry.datasets.spec import Kind
 
-RUN_BYTES = 2 * 1024 * 1024  # records per RawBatch: about this many bytes
-MAX_RUN_BYTES = 16 * 1024 * 1024  # a longer run (or an unfinished one) goes the slow way
 BLOCK = 4 * 1024 * 1024
 MAX_HEAD_BYTES = 1024 * 1024  # metadata or trailer
 
@@ -79,42 +74,6 @@ class _Chain(io.RawIOBase):
         data = self._src.read(len(buffer)) or b""
         buffer[: len(data)] = data
         return len(data)
-
-
-def _type(col: Column, rule: FieldRule | None, limits: BundleLimits) -> Any:
-    kind = col.kind
-    if kind is Kind.STR:
-        cap = limits.max_string_chars
-        if rule is not None and rule.max_length:
-            cap = min(cap, rule.max_length)
-        t: Any = Annotated[str, msgspec.Meta(max_length=cap)]
-    elif kind is Kind.INT:
-        low, high = rule.bounds if rule is not None and rule.bounds else (-(2**31), 2**31 - 1)
-        t = Annotated[int, msgspec.Meta(ge=low, le=high)]
-    elif kind is Kind.FLOAT:
-        t = float  # JSON has no NaN or infinity; msgspec refuses numbers beyond a double
-    elif kind is Kind.DATE:
-        t = dt.date
-    else:
-        t = Annotated[dt.datetime, msgspec.Meta(tz=True)]
-    nullable = col.nullable and (rule is None or rule.nullable)
-    return t | None if nullable else t
-
-
-def run_decoder(
-    cols: Mapping[str, Column], rules: Mapping[str, FieldRule], limits: BundleLimits
-) -> msgspec.json.Decoder[Any]:
-    """A decoder of a JSON array of records with exactly `cols` (sorted, as written)."""
-    fields = []
-    for name in sorted(cols):
-        t = _type(cols[name], rules.get(name), limits)
-        fields.append((name, t, None) if cols[name].nullable else (name, t))
-    # kw_only: required and optional fields may interleave, so they keep sorted order.
-    struct: Any = msgspec.defstruct(
-        "Run", fields, forbid_unknown_fields=True, gc=False, kw_only=True
-    )
-    runs: Any = list.__class_getitem__(struct)
-    return msgspec.json.Decoder(runs)
 
 
 class Scanner:
@@ -258,7 +217,7 @@ class Scanner:
         decoder = self._decoders.get(entity)
         if decoder is None:
             rules = self._rules.get(entity, {})
-            decoder = run_decoder(self._dec.fields[entity], rules, self._limits)
+            decoder = runs.run_decoder(self._dec.fields[entity], rules, self._limits)
             self._decoders[entity] = decoder
         while True:
             self._compact()
@@ -285,12 +244,12 @@ class Scanner:
         when they are well-formed flat JSON that did not pass (the Decoder checks them one
         by one); None when they must go to the precise parser.
 
-        Candidates: the first `}]` (the array may end before RUN_BYTES) and the first
-        `},{` past RUN_BYTES. A candidate inside a string or a nested value makes the
+        Candidates: the first `}]` (the array may end before runs.RUN_BYTES) and the first
+        `},{` past runs.RUN_BYTES. A candidate inside a string or a nested value makes the
         run malformed, and the next candidate of its kind is tried."""
         # Optimistic: the array does not end inside this run (its `}]` is only looked
-        # for past RUN_BYTES); if the run turns out malformed, look from its start.
-        next_comma = next_end = start + RUN_BYTES
+        # for past runs.RUN_BYTES); if the run turns out malformed, look from its start.
+        next_comma = next_end = start + runs.RUN_BYTES
         whole = False
         while True:
             self._fill(next_comma + 3 - self._pos)
@@ -300,11 +259,11 @@ class Scanner:
             # searched to the end of the buffer each time)
             b = buf.find(b"}]", next_end, a + 2 if a >= 0 else len(buf))
             cut = min(a, b) if a >= 0 and b >= 0 else max(a, b)
-            if cut < 0 or cut + 2 - start > MAX_RUN_BYTES:
+            if cut < 0 or cut + 2 - start > runs.MAX_RUN_BYTES:
                 if not whole:
-                    whole, next_comma, next_end = True, start + RUN_BYTES, start
+                    whole, next_comma, next_end = True, start + runs.RUN_BYTES, start
                     continue
-                if self._eof or len(buf) - start > MAX_RUN_BYTES:
+                if self._eof or len(buf) - start > runs.MAX_RUN_BYTES:
                     return None
                 next_comma = max(next_comma, len(buf) - 2)
                 next_end = max(next_end, len(buf) - 1)
@@ -315,14 +274,14 @@ class Scanner:
                 records = decoder.decode(text)
             except msgspec.ValidationError:
                 if not whole:  # it may have stopped before finding the run malformed
-                    whole, next_comma, next_end = True, start + RUN_BYTES, start
+                    whole, next_comma, next_end = True, start + runs.RUN_BYTES, start
                     continue
                 return _parsed(cut + 1, text)
             except UnicodeDecodeError:
                 return None
             except msgspec.DecodeError:
                 if not whole:
-                    whole, next_comma, next_end = True, start + RUN_BYTES, start
+                    whole, next_comma, next_end = True, start + runs.RUN_BYTES, start
                 elif cut == a:
                     next_comma = cut + 1
                 else:
@@ -355,75 +314,3 @@ def _flat(value: Any, depth: int) -> bool:
     if isinstance(value, list):
         return all(_flat(v, depth - 1) for v in value)
     return True
-
-
-class LineRuns:
-    """Record lines of a line format, gathered into runs of about RUN_BYTES per entity
-    and checked as one (see the module doc).
-
-    The reader `add`s each record line with the record's JSON (`body`, the line itself
-    or the part of it that holds the record) and `flush`es before anything that is not
-    a record line of the current run is read or refused, so events and errors come in
-    line order. A run that fails the check goes, line by line, to `slow(number, line)`:
-    the format's own reader, which names what is wrong.
-    """
-
-    def __init__(
-        self,
-        dec: Decoder,
-        limits: BundleLimits,
-        rules: FieldRules,
-        slow: Callable[[int, bytes], Iterator[Event]],
-    ) -> None:
-        self._dec = dec
-        self._limits = limits
-        self._rules = rules
-        self._slow = slow
-        self._entity = ""
-        self._lines: list[tuple[int, bytes]] = []
-        self._bodies: list[bytes] = []
-        self._size = 0
-        self._decoders: dict[str, msgspec.json.Decoder[Any]] = {}
-        self._encoder = msgspec.json.Encoder()
-
-    def add(self, entity: str, number: int, line: bytes, body: bytes) -> Iterator[Event]:
-        if entity != self._entity or self._size >= RUN_BYTES:
-            yield from self.flush()
-            self._entity = entity
-        self._lines.append((number, line))
-        self._bodies.append(body)
-        self._size += len(body)
-
-    def flush(self) -> Iterator[Event]:
-        if not self._lines:
-            return
-        entity, lines, bodies = self._entity, self._lines, self._bodies
-        self._lines, self._bodies, self._size = [], [], 0
-        body = b",".join(bodies)
-        if self._passes(entity, body, len(bodies)):
-            yield from self._dec.raw(entity, body, len(bodies))
-        else:
-            for number, line in lines:
-                yield from self._slow(number, line)
-
-    def _passes(self, entity: str, body: bytes, count: int) -> bool:
-        """The run is exactly `count` canonical records of a known entity, each passing
-        its struct and rules (so it needs no checking record by record)."""
-        cols = self._dec.fields.get(entity)
-        if cols is None or self._dec.steps or self._dec.header is None:
-            return False  # the slow reader names the entity, upgrades, refuses
-        decoder = self._decoders.get(entity)
-        if decoder is None:
-            decoder = run_decoder(cols, self._rules.get(entity, {}), self._limits)
-            self._decoders[entity] = decoder
-        text = b"[" + body + b"]"
-        try:
-            records = decoder.decode(text)
-        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError included
-            return False
-        # Canonical and the same count: each line held exactly one record.
-        return (
-            len(records) == count
-            and b"\\u0000" not in text
-            and self._encoder.encode(records) == text
-        )
