@@ -13,7 +13,7 @@ import grpc
 
 from ferry.app import App
 from ferry.db.export_models import ExportJob
-from ferry.export import download, store
+from ferry.export import jobfile, store
 from ferry.export.cleanup import cleanup
 from ferry.export.pool import WorkerPool
 from ferry.export.runner import tabular_format
@@ -100,7 +100,7 @@ class JobRpcs:
             left = context.time_remaining()
             return bool(context.is_active()) and (left is None or left > 0.2)
 
-        for job in download.watch(self.app.engine, request.job_id, active):
+        for job in jobfile.watch(self.app.engine, request.job_id, active):
             yield pb.WatchExportJobResponse(job=job_message(job))
 
     @handles_errors
@@ -118,7 +118,7 @@ class JobRpcs:
     ) -> Iterator[pb.DownloadExportResponse]:
         job = store.get_job(self.app.engine, request.job_id)
         fmt = tabular_format(job.format)
-        for c in download.read_export(self.job_storage(), job, request.offset):
+        for c in jobfile.read_export(self.job_storage(), job, request.offset):
             out = pb.DownloadExportResponse()
             out.chunk.data = c.data
             out.chunk.offset = c.offset

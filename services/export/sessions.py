@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ferry.app import App
-from ferry.bundle.download import download_session
+from ferry.bundle.bundlefile import download_session
 from ferry.bundle.semesters import list_semesters
 from ferry.bundle.stream import SessionRequest, stream_session
 from ferry.rpc.errors import handles_errors

@@ -6,7 +6,7 @@ import orjson
 
 from ferry import plugins
 from ferry.formats.base import Table
-from ferry.formats.json import JsonFormat
+from ferry.formats.jsonrows import JsonFormat
 from tests.formats.conftest import student_rows
 
 
