@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FERRY := $(VENV)/bin/ferry
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test protos lint buf-lint bench clean
+.PHONY: setup run test test-system protos lint buf-lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Ferry needs Python >= 3.11")'
@@ -27,6 +27,10 @@ run: setup
 ## The test suite (needs PostgreSQL on 127.0.0.1:5432; under CI=true it must be up).
 test: setup
 	$(VENV)/bin/pytest -q
+
+## Only the system tests: one process per service, faults injected (also part of `make test`).
+test-system: setup
+	$(VENV)/bin/pytest -q tests/system
 
 ## Regenerate ferry/v1 from protos/ (commit the result).
 protos: setup

@@ -130,7 +130,9 @@ def demo() -> None:
 
 
 @demo.command("seed")
-@click.option("--scale", type=click.Choice(["small", "bench"]), default="small", show_default=True)
+@click.option(
+    "--scale", type=click.Choice(["small", "medium", "bench"]), default="small", show_default=True
+)
 @click.option("--seed", "seed_", type=int, default=1, show_default=True, help="Random seed.")
 @click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) when data exists.")
 @click.pass_context

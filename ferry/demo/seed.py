@@ -31,6 +31,7 @@ class Scale(StrEnum):
     """How much data to create."""
 
     SMALL = "small"
+    MEDIUM = "medium"
     BENCH = "bench"
 
 
@@ -57,6 +58,17 @@ def plan_for(scale: Scale, semester: str) -> Plan:
             students_per_semester=20_000,
             courses_per_student=5,
             highlights_per_semester=10_000,
+        )
+    if scale is Scale.MEDIUM:
+        # One semester of ~100k records: big enough that a stream is still in flight
+        # when something dies (system tests), small enough to seed in seconds.
+        return Plan(
+            semesters=semester_chain(semester, 1),
+            students=2_000,
+            courses_per_semester=40,
+            students_per_semester=2_000,
+            courses_per_student=5,
+            highlights_per_semester=1_000,
         )
     # ~600 enrollments over three semesters: about 6,000 records in all.
     return Plan(
