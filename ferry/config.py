@@ -61,6 +61,9 @@ class ServerSettings(Strict):
     reflection: bool = True
     # Each plugin's and service's set-up at start must finish within this many seconds.
     setup_timeout_seconds: float = Field(30.0, gt=0)
+    # How often each service's health checks the database (0: never); unreachable means
+    # NOT_SERVING for the services (readiness), while the overall "" stays SERVING.
+    database_check_seconds: float = Field(5.0, ge=0)
     shutdown: ShutdownSettings = ShutdownSettings()
     services: list[ServiceSettings] = [ServiceSettings(name="export")]
 

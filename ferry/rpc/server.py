@@ -125,6 +125,7 @@ class Server:
         self.address = address or cfg.address
         self.port = 0
         self._stopped = threading.Event()
+        self._stopping = False
 
     def start(self) -> int:
         """Start serving; returns the bound port (useful with port 0)."""
@@ -140,16 +141,48 @@ class Server:
         for svc in self.services:
             self.health.set(svc.full_name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        if self.app.settings.server.database_check_seconds > 0:
+            threading.Thread(target=self._watch_database, name="db-health", daemon=True).start()
         log.info(
             "serving %s on port %d", ", ".join(self.names), self.port, extra={"event": "serving"}
         )
         return self.port
+
+    def _watch_database(self) -> None:
+        """Each service's health follows the database: NOT_SERVING while it cannot be
+        reached (readiness turns false, so balancers send calls elsewhere), SERVING once it
+        answers again. The overall status "" stays SERVING: the process itself is alive,
+        so a liveness probe on "" never restarts a pod for an outage of the database."""
+        every = self.app.settings.server.database_check_seconds
+        up = True
+        while not self._stopped.wait(every):
+            try:
+                with self.app.engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                ok = True
+            except Exception as e:  # any failure to reach it counts as down
+                ok = False
+                if up:
+                    log.warning(
+                        "database unreachable (%s): services NOT_SERVING", type(e).__name__,
+                        extra={"event": "database_down"},
+                    )  # fmt: skip
+            if ok != up and not self._stopping:
+                status = health_pb2.HealthCheckResponse.SERVING if ok else (
+                    health_pb2.HealthCheckResponse.NOT_SERVING
+                )  # fmt: skip
+                for svc in self.services:
+                    self.health.set(svc.full_name, status)
+                if ok:
+                    log.info("database reachable again", extra={"event": "database_up"})
+            up = ok
 
     def stop(self, grace: float | None = None, deregister_wait: float | None = None) -> None:
         """Health NOT_SERVING, wait for balancers, drain in-flight calls, stop workers."""
         if self._stopped.is_set():
             return
         shutdown = self.app.settings.server.shutdown
+        self._stopping = True
         self.health.enter_graceful_shutdown()
         time.sleep(shutdown.deregister_wait_seconds if deregister_wait is None else deregister_wait)
         self.grpc.stop(shutdown.grace_seconds if grace is None else grace).wait()

@@ -4,6 +4,7 @@ a rolling update, a client retrying after a timeout. Each test states its pass c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -11,9 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferry.v1 import export_pb2, export_pb2_grpc, import_pb2, import_pb2_grpc
 from tests.imports.helpers import file_requests
@@ -72,6 +75,23 @@ def test_export_killed_mid_download_never_yields_a_file_that_verifies(system: Cl
     assert len(received) < len(whole)
 
 
+def _until(check: Any, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def _health(port: int, service: str) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        req = health_pb2.HealthCheckRequest(service=service)
+        return int(stub.Check(req, timeout=5).status)
+
+
 def _job_status(stub: Any, md: list[tuple[str, str]], job_id: str) -> Any:
     return stub.GetExportJob(export_pb2.GetExportJobRequest(job_id=job_id), metadata=md).job
 
@@ -122,10 +142,14 @@ def test_database_unreachable_then_back_fails_clearly_changes_nothing_and_recove
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
     via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     before = checksums(seeded_pg)
-    with cluster(via_proxy, tmp_path, FERRY_DATABASE_POOL_SIZE="2") as system:
+    env = {"FERRY_DATABASE_POOL_SIZE": "2", "FERRY_SERVER_DATABASE_CHECK_SECONDS": "0.3"}
+    with cluster(via_proxy, tmp_path, **env) as system:
         md = _md(system.token("operator"))
         exp = system.serve("export")
         imp = system.serve("import")
+        gw = system.gateway({"export": f"127.0.0.1:{exp.port}", "import": f"127.0.0.1:{imp.port}"})
+        readyz = f"http://127.0.0.1:{gw.port}/readyz"
+        assert _until(lambda: httpx.get(readyz, timeout=5).status_code == 200)
         ch, stub = _export(exp.port)
         ich = grpc.insecure_channel(f"127.0.0.1:{imp.port}")
         imports = import_pb2_grpc.ImportServiceStub(ich)
@@ -146,8 +170,14 @@ def test_database_unreachable_then_back_fails_clearly_changes_nothing_and_recove
             details = str(e.value.details()).lower()
             assert "database" in details and "select" not in details
         assert checksums(seeded_pg) == before
+        # Readiness follows the database; the process itself stays alive ("" SERVING).
+        assert _until(lambda: httpx.get(readyz, timeout=5).status_code == 503)
+        body = httpx.get(readyz, timeout=5).json()
+        assert body["services"] == {"export": "NOT_SERVING", "import": "NOT_SERVING"}
+        assert _health(exp.port, "") == health_pb2.HealthCheckResponse.SERVING
 
         proxy.restore()
+        assert _until(lambda: httpx.get(readyz, timeout=5).status_code == 200)
         deadline = time.monotonic() + 30
         while True:
             try:
