@@ -110,13 +110,32 @@ class DatabaseSettings(Strict):
 
 class AuthSettings(Strict):
     enabled: bool = True
-    # HMAC key for signing tokens; created on first use when missing (a laptop).
-    signing_key_file: str = "var/signing.key"
+    # The Ed25519 private key (PEM) that signs tokens: only the auth service holds it on
+    # Kubernetes (and the CLI on a laptop). Created with the key set on first use when
+    # neither exists and create_keys is on (a laptop).
+    signing_key_file: str = "var/auth/signing-key.pem"
+    # The public keys (a JSON Web Key Set) every service and the gateway verify with;
+    # empty: public-keys.json beside signing_key_file.
+    key_set_file: str = ""
+    create_keys: bool = True
+    # Public keys `ferry keys rotate` keeps in the set (the new one and its predecessors).
+    keep_keys: int = Field(3, ge=2, le=20)
     issuer: str = "ferry"
     audience: str = "ferry"
+    # Lifetime of a token from Login.
     token_ttl_seconds: int = Field(3600, gt=0)
-    # Lifetime of the tokens the CLI signs for itself when it can read the key.
+    # CreateToken refuses a longer TTL (INVALID_ARGUMENT naming ttl_seconds).
+    max_token_ttl_seconds: int = Field(90 * 86400, gt=0)
+    # Lifetime of the tokens the CLI signs for itself when it can read the private key.
     cli_token_ttl_seconds: int = Field(300, gt=0)
+    # Every service learns revoked token ids from the database (and Redis) this often.
+    revocation_refresh_seconds: float = Field(10.0, gt=0, le=300)
+
+    def key_set_path(self) -> str:
+        """key_set_file, or public-keys.json beside the private key."""
+        if self.key_set_file:
+            return self.key_set_file
+        return str(Path(self.signing_key_file).with_name("public-keys.json"))
 
 
 class LogSettings(Strict):
@@ -336,7 +355,7 @@ def _assign(data: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     )
 
 
-_STRINGY = {"url", "address", "target", "signing_key_file"}
+_STRINGY = {"url", "address", "target", "signing_key_file", "key_set_file"}
 
 
 def _describe(e: ValidationError, path: Path | None) -> str:

@@ -164,7 +164,8 @@ def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
     """Print a signed token (needs the signing key; it is created on a laptop)."""
     app = load_app(ctx)
     seconds = parse_duration(ttl)
-    click.echo(app.signer().issue(subject or role, parse_role(role), dt.timedelta(seconds=seconds)))
+    ttl = dt.timedelta(seconds=seconds)
+    click.echo(app.issuer().issue(subject or role, parse_role(role), ttl).token)
 
 
 # Verb groups that talk gRPC to the services live in their own modules.

@@ -1,7 +1,10 @@
 """Auth filter: a bearer JWT on every call, and a role at least the method's min_role.
 
-Health and reflection stay open. The role each RPC needs is declared once, in the protos
-(`option (ferry.v1.min_role)`), and read here from the descriptors.
+Health and reflection stay open, and so are RPCs declared with min_role ROLE_UNSPECIFIED
+(AuthService.Login). The role each RPC needs is declared once, in the protos
+(`option (ferry.v1.min_role)`), and read here from the descriptors. Tokens are checked
+with the public key set only (this filter never sees a private key), and revoked token
+ids are learned within `auth.revocation_refresh_seconds` (ferry.auth.revocation).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ferry.auth import bearer
+from ferry.auth.revocation import Revocations
+from ferry.errors import Unauthenticated
 from ferry.rpc.filters import Filter, RpcCall
 
 if TYPE_CHECKING:
@@ -17,12 +22,19 @@ if TYPE_CHECKING:
 
 class AuthFilter(Filter):
     def __init__(self, app: App) -> None:
-        self.signer = app.signer()
-        self.enabled = app.settings.auth.enabled
+        a = app.settings.auth
+        self.enabled = a.enabled
+        if not self.enabled:
+            return
+        self.verifier = app.verifier()
+        self.revocations = Revocations(app.engine, app.redis(), a.revocation_refresh_seconds)
 
     def start(self, call: RpcCall) -> None:
         if call.method.min_role == 0 or not self.enabled:
             return
-        principal = self.signer.verify(bearer(call.metadata))
+        principal = self.verifier.verify(bearer(call.metadata))
+        if self.revocations.is_revoked(principal.jti):
+            raise Unauthenticated("token revoked")
         call.caller, call.role = principal.subject, principal.role
+        call.attrs["jti"] = principal.jti
         principal.require(call.method.min_role, call.method.name)
