@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -139,9 +140,10 @@ def touch(engine: Engine, used: Mapping[str, float]) -> None:
     rows = [
         {"j": jti, "t": dt.datetime.fromtimestamp(t, dt.UTC)} for jti, t in sorted(used.items())
     ]
-    t = Row.__table__.c
+    table = cast(sa.Table, Row.__table__)
+    t = table.c
     stmt = (
-        sa.update(Row.__table__)
+        sa.update(table)
         .where(t.jti == sa.bindparam("j"))
         .where(sa.or_(t.last_used_at.is_(None), t.last_used_at < sa.bindparam("t")))
         .values(last_used_at=sa.bindparam("t"))

@@ -36,5 +36,5 @@ class AuthFilter(Filter):
         if self.revocations.is_revoked(principal.jti):
             raise Unauthenticated("token revoked")
         call.caller, call.role = principal.subject, principal.role
-        call.attrs["jti"] = principal.jti
+        call.attrs["principal"] = principal
         principal.require(call.method.min_role, call.method.name)
