@@ -55,17 +55,24 @@ class App:
         a = self.settings.auth
         return self.settings.path(a.signing_key_file), self.settings.path(a.key_set_path())
 
-    @functools.cached_property
-    def _issuer(self) -> TokenIssuer:
-        a = self.settings.auth
-        private, key_set = self.key_paths()
-        key = ensure_keys(private, key_set) if a.create_keys else SigningKey.load(private)
-        return TokenIssuer(key, a.issuer, a.audience)
-
     def issuer(self) -> TokenIssuer:
         """The token issuer: the private key, only the auth service (and the CLI on a
-        laptop) uses it. Created with the key set on first use when create_keys is on."""
-        return self._issuer
+        laptop) uses it. Created with the key set on first use when create_keys is on;
+        read again when the key file changes (after `ferry keys rotate`)."""
+        a = self.settings.auth
+        private, key_set = self.key_paths()
+        try:
+            mtime = private.stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        cached = self._extra.get("issuer")
+        if cached is not None and cached[0] == mtime and mtime:
+            issuer: TokenIssuer = cached[1]
+            return issuer
+        key = ensure_keys(private, key_set) if a.create_keys else SigningKey.load(private)
+        issuer = TokenIssuer(key, a.issuer, a.audience)
+        self._extra["issuer"] = (private.stat().st_mtime_ns, issuer)
+        return issuer
 
     @functools.cached_property
     def _verifier(self) -> TokenVerifier:

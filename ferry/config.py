@@ -212,9 +212,27 @@ class GatewaySettings(Strict):
     login_attempts: int = Field(5, ge=1)
     login_window_seconds: float = Field(60.0, gt=0)
     # Lifetime of signed download / progress links handed to the browser.
-    link_ttl_seconds: int = Field(300, gt=0)
+    link_ttl_seconds: int = Field(300, gt=0, le=3600)
     # Services /readyz checks; empty means those in server.services.
     services: list[str] = []
+    # Login attempts per client address within login_window_seconds (login_attempts is
+    # per username); both are shared by the replicas through Redis when redis.url is set.
+    login_attempts_per_address: int = Field(20, ge=1)
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For is believed, e.g. the
+    # ingress; empty: the peer address is the client.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR network") from None
+        return v
 
 
 class RedisSettings(Strict):

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import click
 
 from ferry import logs
-from ferry.auth import parse_role
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
 from ferry.cli import users as user_commands
-from ferry.cli.common import load_app, parse_duration, table
+from ferry.cli.common import load_app, table
 from ferry.db import migrate
 
 
@@ -150,28 +148,12 @@ def demo_seed(ctx: click.Context, scale: str, seed_: int, if_empty: bool) -> Non
     click.echo(f"seeded {total:,} records in {result.seconds:.1f}s")
 
 
-@cli.group()
-def token() -> None:
-    """Bearer tokens for CLI users, CronJobs and other services."""
-
-
-@token.command("create")
-@click.option("--role", required=True, type=click.Choice(["viewer", "operator", "admin"]))
-@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 90s, 15m, 12h, 30d.")
-@click.option("--subject", default="", help="Who the token is for (default: the role).")
-@click.pass_context
-def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
-    """Print a signed token (needs the signing key; it is created on a laptop)."""
-    app = load_app(ctx)
-    seconds = parse_duration(ttl)
-    ttl = dt.timedelta(seconds=seconds)
-    click.echo(app.issuer().issue(subject or role, parse_role(role), ttl).token)
-
-
 # Verb groups that talk gRPC to the services live in their own modules.
 cli.add_command(export_commands.export)
 cli.add_command(import_commands.imports, name="import")
 cli.add_command(user_commands.user)
+cli.add_command(user_commands.token)
+cli.add_command(user_commands.keys)
 
 
 def main() -> None:

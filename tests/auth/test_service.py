@@ -20,9 +20,7 @@ REFRESH = 0.5
 
 @contextmanager
 def stubs(app: App, services: list[str] | None = None) -> Iterator[tuple[object, object]]:
-    with running(app, services) as server, grpc.insecure_channel(
-        f"127.0.0.1:{server.port}"
-    ) as ch:
+    with running(app, services) as server, grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
         yield auth_pb2_grpc.AuthServiceStub(ch), export_pb2_grpc.ExportServiceStub(ch)
 
 
@@ -147,8 +145,13 @@ def test_users_create_set_password_disable_list(app: App) -> None:
         made = a.CreateUser(pb.CreateUserRequest(username="cy", role=1), metadata=admin,
                             timeout=10)  # fmt: skip
         assert made.user.role == options_pb2.ROLE_VIEWER and len(made.generated_password) >= 12
-        dup = code_of(lambda: a.CreateUser(pb.CreateUserRequest(username="cy", role=1,
-                                           password="whatever1"), metadata=admin, timeout=10))
+        dup = code_of(
+            lambda: a.CreateUser(
+                pb.CreateUserRequest(username="cy", role=1, password="whatever1"),
+                metadata=admin,
+                timeout=10,
+            )
+        )
         assert dup[0] == grpc.StatusCode.ALREADY_EXISTS
         norole = code_of(lambda: a.CreateUser(pb.CreateUserRequest(username="dd"),
                                               metadata=admin, timeout=10))  # fmt: skip
@@ -161,8 +164,9 @@ def test_users_create_set_password_disable_list(app: App) -> None:
         assert missing[0] == grpc.StatusCode.NOT_FOUND
         off = a.DisableUser(pb.DisableUserRequest(username="cy"), metadata=admin, timeout=10)
         assert off.user.disabled and off.revoked_tokens == 1
-        refused = code_of(lambda: a.Login(pb.LoginRequest(username="cy",
-                                          password="new password"), timeout=10))
+        refused = code_of(
+            lambda: a.Login(pb.LoginRequest(username="cy", password="new password"), timeout=10)
+        )
         assert refused[0] == grpc.StatusCode.UNAUTHENTICATED
         time.sleep(REFRESH + 0.1)
         gone = code_of(lambda: a.WhoAmI(pb.WhoAmIRequest(), metadata=md(session.token),
