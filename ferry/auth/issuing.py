@@ -103,4 +103,3 @@ def link_token(app: App, path: str, ttl_seconds: int, caller: str) -> IssuedToke
     return app.issuer().issue(
         f"link:{caller}"[:MAX_SUBJECT], options_pb2.ROLE_VIEWER, ttl, extra={LINK_CLAIM: path}
     )
-

@@ -198,6 +198,8 @@ class KeySetFile:
         self.recheck = recheck_seconds
         self._mtime = self._stat()
         self.keys = KeySet.load(path)
+        # Bumped on every reload, so verifiers forget tokens checked with the old set.
+        self.generation = 0
         self._checked = time.monotonic()
         self._lock = threading.Lock()
 
@@ -221,6 +223,7 @@ class KeySetFile:
                 try:
                     self.keys = KeySet.load(self.path)
                     self._mtime = mtime
+                    self.generation += 1
                 except KeyFileError:
                     pass  # a half-written or broken file: keep the keys we have
         return self.keys.get(kid)

@@ -126,9 +126,7 @@ def list_tokens(
 def revoked_ids(engine: Engine, now: dt.datetime | None = None) -> dict[str, float]:
     """jti -> expiry (unix seconds) of every revoked token that has not expired yet."""
     now = now or dt.datetime.now(dt.UTC)
-    q = sa.select(Row.jti, Row.expires_at).where(
-        Row.revoked_at.is_not(None), Row.expires_at > now
-    )
+    q = sa.select(Row.jti, Row.expires_at).where(Row.revoked_at.is_not(None), Row.expires_at > now)
     with Session(engine) as s:
         return {jti: (_utc(exp) or exp).timestamp() for jti, exp in s.execute(q)}
 

@@ -10,8 +10,10 @@ are parsed. Every refusal is Unauthenticated with a message saying which check f
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -78,13 +80,30 @@ class TokenIssuer:
 
 
 class TokenVerifier:
-    """Checks tokens against a set of public keys (never a private one)."""
+    """Checks tokens against a set of public keys (never a private one).
 
-    def __init__(self, keys: PublicKeys, issuer: str = "ferry", audience: str = "ferry") -> None:
+    An Ed25519 signature check costs ~0.1 ms, paid on every call by a token used again
+    and again; so `verify` remembers the principals of tokens it verified (at most
+    `cache_size`, least recently used out), keyed by the whole token string. A token is
+    immutable, so a remembered one needs only its expiry checked again; the memory is
+    dropped when the key set is reloaded (a key may have been retired). Revocation is
+    not cached here: the auth filter checks it on every call.
+    """
+
+    def __init__(
+        self,
+        keys: PublicKeys,
+        issuer: str = "ferry",
+        audience: str = "ferry",
+        cache_size: int = 4096,
+    ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
-        self._jwt = jwt.PyJWT()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._generation = getattr(keys, "generation", 0)
+        self._lock = threading.Lock()
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims of `token`; Unauthenticated saying which check failed."""
@@ -137,15 +156,34 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; Unauthenticated saying why otherwise."""
+        generation = getattr(self.keys, "generation", 0)
+        if generation != self._generation:
+            with self._lock:
+                self._cache.clear()
+                self._generation = generation
+        known = self._cache.get(token)
+        if known is not None:
+            if time.time() < known.expires_at + LEEWAY_SECONDS:
+                with self._lock:
+                    if token in self._cache:
+                        self._cache.move_to_end(token)
+                return known
+            raise Unauthenticated("token expired")
+        principal = self._verify(token)
+        if self.cache_size:
+            with self._lock:
+                self._cache[token] = principal
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         claims = self.claims(token)
         try:
             role = parse_role(str(claims["role"]))
         except ValueError as e:
             raise Unauthenticated(f"invalid token: {e}") from None
         exp = claims["exp"]
-        return Principal(
-            str(claims["sub"]),
-            role,
-            str(claims["jti"]),
-            float(exp) if isinstance(exp, (int, float)) else time.time(),
-        )
+        if not isinstance(exp, (int, float)):
+            raise Unauthenticated("invalid token: exp is not a number")
+        return Principal(str(claims["sub"]), role, str(claims["jti"]), float(exp))

@@ -234,3 +234,14 @@ def test_a_broken_key_set_names_the_file_and_entry(tmp_path: Path) -> None:
     bad.write_text("nope")
     with pytest.raises(KeyFileError, match="is not JSON"):
         KeySet.load(bad)
+
+
+def test_a_remembered_token_still_expires(key: SigningKey, verifier: TokenVerifier) -> None:
+    # Expired 4 s ago: still inside the 5 s clock-skew leeway, so it verifies (and is
+    # remembered); 1.5 s later it is past the leeway and refused from memory too.
+    token = TokenIssuer(key).issue("a", ADMIN, dt.timedelta(seconds=-4)).token
+    assert verifier.verify(token).subject == "a"
+    assert token in verifier._cache
+    time.sleep(1.5)
+    with pytest.raises(Unauthenticated, match="token expired"):
+        verifier.verify(token)
