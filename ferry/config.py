@@ -248,6 +248,43 @@ class RedisSettings(Strict):
     max_connections: int = Field(50, ge=1)
 
 
+class ServerTlsSettings(Strict):
+    """TLS of this process's gRPC server; off while cert_file is empty."""
+
+    cert_file: str = ""  # PEM certificate chain
+    key_file: str = ""  # its private key (PEM)
+    # Mutual TLS: clients must present a certificate signed by this CA; empty: no client
+    # certificates are asked for.
+    client_ca_file: str = ""
+
+
+class ClientTlsSettings(Strict):
+    """TLS of this process's gRPC calls (and the CLI's, and the gateway's); off while
+    ca_file is empty. The server's certificate must name the target's host."""
+
+    ca_file: str = ""  # the CA that signed the servers' certificates (PEM)
+    # A client certificate for servers that ask for one (mutual TLS).
+    cert_file: str = ""
+    key_file: str = ""
+    # The name the server's certificate must carry, when it is not the target's host.
+    server_name: str = ""
+
+
+class GatewayTlsSettings(Strict):
+    """HTTPS for the gateway; off while cert_file is empty. With it on, responses carry
+    Strict-Transport-Security."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    hsts_seconds: int = Field(31_536_000, ge=0)
+
+
+class TlsSettings(Strict):
+    server: ServerTlsSettings = ServerTlsSettings()
+    client: ClientTlsSettings = ClientTlsSettings()
+    gateway: GatewayTlsSettings = GatewayTlsSettings()
+
+
 class Settings(Strict):
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
@@ -259,6 +296,7 @@ class Settings(Strict):
     gateway: GatewaySettings = GatewaySettings()
     imports: ImportSettings = ImportSettings()
     redis: RedisSettings = RedisSettings()
+    tls: TlsSettings = TlsSettings()
     dataset: str = "school"
     # Per-plugin settings, `plugins.<group>.<name>: {...}`, each validated by the model the
     # plugin declares (`settings_model`) when the configuration is loaded.
@@ -373,7 +411,7 @@ def _assign(data: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     )
 
 
-_STRINGY = {"url", "address", "target", "signing_key_file", "key_set_file"}
+_STRINGY = {"url", "address", "target", "signing_key_file", "key_set_file", "server_name"}
 
 
 def _describe(e: ValidationError, path: Path | None) -> str:

@@ -26,7 +26,7 @@ from ferry.users import check_login_input
 from ferry.v1 import auth_pb2
 from gateway import calls, errors
 from gateway.auth import LINK_PARAM, LoginLimits, bearer_token, client_address, parse_networks
-from gateway.calls import ServiceChannels
+from gateway.calls import ServiceChannels, channels_for
 from gateway.context import Gateway, Handler, guarded, json_body
 from gateway.handlers import (
     events_handler,
@@ -60,7 +60,7 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     g = s.gateway
     gw = Gateway(
         app=app,
-        channels=channels or ServiceChannels(s.client),
+        channels=channels or channels_for(s),
         verifier=app.verifier(),
         limits=LoginLimits(
             g.login_attempts, g.login_attempts_per_address, g.login_window_seconds, app.redis()
@@ -107,7 +107,8 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "Grpc-Timeout", "X-Request-Timeout"],
         expose_headers=["Content-Disposition", "ETag", "X-Content-SHA256", "Retry-After"],
     )
-    api.add_middleware(SecurityHeaders)
+    hsts = s.tls.gateway.hsts_seconds if s.tls.gateway.cert_file else 0
+    api.add_middleware(SecurityHeaders, hsts_seconds=hsts)
     api.add_middleware(RequestMetrics, router=api.router)
     return api
 

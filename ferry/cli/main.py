@@ -61,7 +61,8 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
         except OSError as e:
             server.stop(grace=0, deregister_wait=0)
             raise click.ClickException(str(e)) from None
-        where.append(f"web     http://{s.gateway.address}:{gport}/  (API docs: /docs)")
+        scheme = "https" if s.tls.gateway.cert_file else "http"
+        where.append(f"web     {scheme}://{s.gateway.address}:{gport}/  (API docs: /docs)")
     where.append(f"database {engine.url.render_as_string(hide_password=True)}")
     click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)
     server.stop_on_signals()
@@ -88,7 +89,8 @@ def gateway_only(ctx: click.Context) -> None:
         port = server.start()
     except OSError as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"Ferry gateway on http://{s.gateway.address}:{port}/", err=True)
+    scheme = "https" if s.tls.gateway.cert_file else "http"
+    click.echo(f"Ferry gateway on {scheme}://{s.gateway.address}:{port}/", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

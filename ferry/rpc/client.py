@@ -9,7 +9,7 @@ descriptors).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -117,9 +117,18 @@ class Clients:
         "auth": (auth_pb2_grpc.AuthServiceStub, "ferry.v1.AuthService"),
     }
 
-    def __init__(self, settings: ClientSettings, token: Callable[[], str | None] = lambda: None):
+    def __init__(
+        self,
+        settings: ClientSettings,
+        token: Callable[[], str | None] = lambda: None,
+        credentials: grpc.ChannelCredentials | None = None,
+        extra_options: Sequence[tuple[str, Any]] = (),
+    ):
         self.settings = settings
         self.token = token
+        # TLS (ferry.rpc.tls): None is plaintext.
+        self.credentials = credentials
+        self.extra_options = list(extra_options)
         self._channels: dict[str, grpc.Channel] = {}
 
     def channel(self, service: str) -> grpc.Channel:
@@ -128,18 +137,20 @@ class Clients:
         key = f"{target}|{timeout}"
         if key not in self._channels:
             full_names = [full for _, full in self.STUBS.values()]
-            raw = grpc.insecure_channel(
-                target,
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.enable_retries", 1),
-                    (
-                        "grpc.service_config",
-                        retry_service_config(full_names, self.settings.max_attempts),
-                    ),
-                ],
-            )
+            options = [
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.enable_retries", 1),
+                (
+                    "grpc.service_config",
+                    retry_service_config(full_names, self.settings.max_attempts),
+                ),
+                *self.extra_options,
+            ]
+            if self.credentials is not None:
+                raw = grpc.secure_channel(target, self.credentials, options=options)
+            else:
+                raw = grpc.insecure_channel(target, options=options)
             self._channels[key] = grpc.intercept_channel(raw, _CallDefaults(timeout, self.token))
         return self._channels[key]
 
