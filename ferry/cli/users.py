@@ -210,7 +210,7 @@ def token_list(ctx: click.Context, subject: str, everything: bool) -> None:
          "revoked" if t.HasField("revoked_at") else ""]
         for t in got.tokens
     ]  # fmt: skip
-    table(rows, ["id", "subject", "role", "kind", "expires", "last used", ""])
+    table(rows, ["id", "subject", "role", "kind", "expires", "last used", "state"])
 
 
 @token.command("whoami")

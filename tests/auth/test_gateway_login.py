@@ -10,6 +10,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 from starlette.requests import Request
@@ -170,3 +171,32 @@ def test_an_unknown_user_takes_as_long_as_a_wrong_password(
                 assert r.status_code == 401
     a, b = statistics.median(known), statistics.median(unknown)
     assert abs(a - b) < 0.25 * max(a, b), (a, b)
+
+
+def test_the_gateway_needs_no_database_and_no_private_key(
+    empty_url: str, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    """A gateway App whose database URL leads nowhere and which has only the public key
+    set (no private key, no key creation): login and links still work, through Login and
+    CreateLinkToken."""
+    services = make_app(empty_url)
+    create_user(services.engine, "maria", "correct horse battery", "operator")
+    services.issuer()  # the auth service's keys exist
+    public = tmp_path / "public-keys.json"
+    assert public.exists()
+    gw_app = make_app(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        FERRY_AUTH_SIGNING_KEY_FILE=str(tmp_path / "gateway-has-no-key.pem"),
+        FERRY_AUTH_KEY_SET_FILE=str(public),
+        FERRY_AUTH_CREATE_KEYS="false",
+    )
+    with running(services, ["auth", "export"]) as server:
+        channels = ServiceChannels(gw_app.settings.client, f"127.0.0.1:{server.port}")
+        with TestClient(create_app(gw_app, channels), client=(fresh_address(), 1)) as g:
+            r = g.post(LOGIN, json={"username": "maria", "password": "correct horse battery"})
+            assert r.status_code == 200, r.text
+            h = {"authorization": f"Bearer {r.json()['token']}"}
+            assert g.get("/api/v1/auth/whoami", headers=h).json()["subject"] == "maria"
+            assert g.get("/api/v1/sessions/semesters", headers=h).status_code == 200
+    assert gw_app._engine is None  # never even built an engine
+    assert not (tmp_path / "gateway-has-no-key.pem").exists()
