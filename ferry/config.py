@@ -130,6 +130,10 @@ class AuthSettings(Strict):
     cli_token_ttl_seconds: int = Field(300, gt=0)
     # Every service learns revoked token ids from the database (and Redis) this often.
     revocation_refresh_seconds: float = Field(10.0, gt=0, le=300)
+    # Login itself (for callers that reach gRPC without the gateway) allows this many
+    # failed attempts per username within login_window_seconds (shared through Redis).
+    login_attempts: int = Field(10, ge=1)
+    login_window_seconds: float = Field(60.0, gt=0)
 
     def key_set_path(self) -> str:
         """key_set_file, or public-keys.json beside the private key."""

@@ -79,7 +79,10 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     api.state.gateway = gw
     r = api.router
 
-    r.add_route("/api/v1/auth/login", login_handler(gw), methods=["POST"])
+    login = login_handler(gw)
+    r.add_route("/api/v1/auth/login", login, methods=["POST"])
+    for name in ("AuthService.Login", "ferry.v1.AuthService.Login"):  # /rpc/… too: the limits
+        r.add_route(f"/rpc/{name}", login, methods=["POST"])
     r.add_route("/api/v1/exports/{job_id}/links", links_handler(gw), methods=["GET"])
     r.add_route("/rpc/{procedure}", procedure_handler(gw), methods=["POST"])
     for route in all_routes():

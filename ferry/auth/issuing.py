@@ -15,7 +15,8 @@ from ferry.auth import ROLES
 from ferry.auth import store as token_store
 from ferry.auth.revocation import publish
 from ferry.auth.tokens import IssuedToken
-from ferry.errors import InvalidArgument, Unauthenticated
+from ferry.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from ferry.ratelimit import Limiter
 from ferry.v1 import options_pb2
 
 if TYPE_CHECKING:
@@ -27,12 +28,31 @@ LINK_TTL_DEFAULT, LINK_TTL_MAX = 300, 3600
 LINK_CLAIM = "lnk"
 
 
-def login(app: App, username: str, password: str) -> IssuedToken:
+def login_limiter(app: App) -> Limiter:
+    """Failed logins per username, for every caller of Login (the gateway adds its own
+    limits per username and per client address in front)."""
+    a = app.settings.auth
+    return Limiter("auth-login", a.login_attempts, a.login_window_seconds, app.redis())
+
+
+def login(app: App, username: str, password: str, limiter: Limiter | None = None) -> IssuedToken:
     """A session token for a valid username and password; Unauthenticated otherwise (the
-    same message and, through a dummy scrypt, the same time for an unknown user)."""
+    same message and, through a dummy scrypt, the same time for an unknown user).
+    ResourceExhausted once `limiter` has seen too many attempts for the username."""
+    users.check_login_input(username, password)
+    key = username.strip().lower()
+    if limiter is not None:
+        decision = limiter.hit(key)
+        if not decision.allowed:
+            raise ResourceExhausted(
+                f"too many sign-in attempts for this user; try again in "
+                f"{int(decision.retry_after + 0.999)}s"
+            )
     account = users.verify(app.engine, username, password)
     if account is None:
         raise Unauthenticated("wrong username or password")
+    if limiter is not None:
+        limiter.clear(key)
     ttl = dt.timedelta(seconds=app.settings.auth.token_ttl_seconds)
     issued = app.issuer().issue(account.username, ROLES[account.role], ttl)
     token_store.record(app.engine, issued, "login", account.username)

@@ -66,6 +66,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.login_limiter = issuing.login_limiter(app)
 
     def register(self, server: grpc.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(self, server)
@@ -84,7 +85,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     @handles_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
-        issued = issuing.login(self.app, request.username, request.password)
+        issued = issuing.login(self.app, request.username, request.password, self.login_limiter)
         return pb.LoginResponse(token=issued.token, subject=issued.subject, role=_role(issued.role),
                                 expires_at=_ts(issued.expires_at))  # fmt: skip
 

@@ -99,6 +99,18 @@ def test_a_locked_username_does_not_lock_others_and_the_address_has_its_own_limi
         assert login(users[4], home) == 401
 
 
+def test_the_rpc_route_to_login_has_the_same_limits(
+    empty_url: str, make_app: Callable[..., App]
+) -> None:
+    app = make_app(empty_url, FERRY_GATEWAY_LOGIN_ATTEMPTS=2)
+    with replicas(app) as (g,):
+        bad = {"username": "whoever", "password": "a wrong guess"}
+        codes = [g.post(path, json=bad).status_code
+                 for path in ("/rpc/AuthService.Login", "/rpc/ferry.v1.AuthService.Login",
+                              LOGIN)]  # fmt: skip
+        assert codes == [401, 401, 429]
+
+
 def test_redis_down_still_limits_per_process(empty_url: str, make_app: Callable[..., App]) -> None:
     app = make_app(empty_url, FERRY_REDIS_URL="redis://127.0.0.1:1/0",
                    FERRY_GATEWAY_LOGIN_ATTEMPTS=2)  # fmt: skip
@@ -157,7 +169,8 @@ def test_an_unknown_user_takes_as_long_as_a_wrong_password(
     empty_url: str, make_app: Callable[..., App]
 ) -> None:
     app = make_app(empty_url, FERRY_GATEWAY_LOGIN_ATTEMPTS=1000,
-                   FERRY_GATEWAY_LOGIN_ATTEMPTS_PER_ADDRESS=1000)  # fmt: skip
+                   FERRY_GATEWAY_LOGIN_ATTEMPTS_PER_ADDRESS=1000,
+                   FERRY_AUTH_LOGIN_ATTEMPTS=1000)  # fmt: skip
     create_user(app.engine, "maria", "correct horse battery", "viewer")
     known: list[float] = []
     unknown: list[float] = []

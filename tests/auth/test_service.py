@@ -187,3 +187,20 @@ def test_link_tokens_are_viewer_and_bound_to_a_path(app: App) -> None:
         bad = code_of(lambda: a.CreateLinkToken(pb.CreateLinkTokenRequest(path="/etc/passwd"),
                                                 metadata=admin, timeout=10))  # fmt: skip
         assert bad[0] == grpc.StatusCode.INVALID_ARGUMENT and "path" in bad[1]
+
+
+def test_login_over_grpc_is_limited_per_username_too(
+    empty_url: str, make_app: Callable[..., App]
+) -> None:
+    """Callers that reach gRPC without the gateway meet auth.login_attempts."""
+    app = make_app(empty_url, FERRY_AUTH_LOGIN_ATTEMPTS=3)
+    users.create_user(app.engine, "ada", "correct horse", "operator")
+    with stubs(app, ["auth"]) as (a, _):
+        wrong = pb.LoginRequest(username="ada", password="wrong guess")
+        codes = [code_of(lambda: a.Login(wrong, timeout=10))[0] for _ in range(3)]
+        assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 3
+        right = pb.LoginRequest(username="ADA ", password="correct horse")
+        code, details = code_of(lambda: a.Login(right, timeout=10))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "too many" in details
+        other = pb.LoginRequest(username="bob", password="whatever1")
+        assert code_of(lambda: a.Login(other, timeout=10))[0] == grpc.StatusCode.UNAUTHENTICATED
