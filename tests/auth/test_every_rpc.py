@@ -169,6 +169,25 @@ def _call(world: World, method: str, token: str | None) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+def test_refusals_are_counted_by_reason(world: World) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(reason: str) -> float:
+        return REGISTRY.get_sample_value("ferry_auth_refused_total", {"reason": reason}) or 0.0
+
+    method = "/ferry.v1.ExportService/CleanupExports"
+    for caller, reason in [
+        ("no token", "missing"),
+        ("alg none", "invalid"),
+        ("expired", "expired"),
+        ("revoked", "revoked"),
+        ("viewer", "role"),
+    ]:
+        before = count(reason)
+        _call(world, method, world.tokens[caller])
+        assert count(reason) == before + 1, caller  # fmt: skip
+
+
 def test_every_service_rpc_is_covered() -> None:
     assert len(METHODS) >= 20
     assert "/ferry.v1.AuthService/Login" in METHODS

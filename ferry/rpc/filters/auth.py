@@ -11,13 +11,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from prometheus_client import Counter
+
 from ferry.auth import bearer
 from ferry.auth.revocation import Revocations
-from ferry.errors import Unauthenticated
+from ferry.errors import PermissionDenied, Unauthenticated
 from ferry.rpc.filters import Filter, RpcCall
 
 if TYPE_CHECKING:
     from ferry.app import App
+
+
+REFUSED = Counter(
+    "ferry_auth_refused_total",
+    "Calls the auth filter refused, by reason: missing, invalid, expired, revoked, role.",
+    ("reason",),
+)
 
 
 class AuthFilter(Filter):
@@ -32,9 +41,23 @@ class AuthFilter(Filter):
     def start(self, call: RpcCall) -> None:
         if call.method.min_role == 0 or not self.enabled:
             return
-        principal = self.verifier.verify(bearer(call.metadata))
+        try:
+            token = bearer(call.metadata)
+        except Unauthenticated:
+            REFUSED.labels("missing").inc()
+            raise
+        try:
+            principal = self.verifier.verify(token)
+        except Unauthenticated as e:
+            REFUSED.labels("expired" if e.message == "token expired" else "invalid").inc()
+            raise
         if self.revocations.is_revoked(principal.jti):
+            REFUSED.labels("revoked").inc()
             raise Unauthenticated("token revoked")
         call.caller, call.role = principal.subject, principal.role
         call.attrs["principal"] = principal
-        principal.require(call.method.min_role, call.method.name)
+        try:
+            principal.require(call.method.min_role, call.method.name)
+        except PermissionDenied:
+            REFUSED.labels("role").inc()
+            raise
