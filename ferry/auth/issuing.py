@@ -101,12 +101,10 @@ def disable_user(app: App, username: str) -> tuple[users.Account, int]:
     if not username.strip():
         raise InvalidArgument("username is required", field="username")
     account = users.disable_user(app.engine, username)
-    jtis = token_store.revoke_subject(app.engine, account.username)
-    horizon = (dt.datetime.now(dt.UTC) + dt.timedelta(
-        seconds=app.settings.auth.max_token_ttl_seconds)).timestamp()  # fmt: skip
-    for jti in jtis:
-        publish(app.redis(), jti, horizon)
-    return account, len(jtis)
+    revoked = token_store.revoke_subject(app.engine, account.username)
+    for jti, expires_at in revoked.items():
+        publish(app.redis(), jti, expires_at)
+    return account, len(revoked)
 
 
 def link_token(app: App, path: str, ttl_seconds: int, caller: str) -> IssuedToken:

@@ -8,8 +8,10 @@ down: the other still answers; when both fail the last known set stays in force)
 revoked token is refused everywhere within that bound.
 
 The refresh runs on the call path of the first call after the interval, by one thread
-only (the others keep using the current set), and also writes the `last_used_at` of the
-tokens seen since the last refresh, in one statement.
+only (the others keep using the current set): a read, which does not wait for writers.
+The `last_used_at` of the tokens seen since the refresh before is written in one
+statement from a background thread, so no call waits for a write lock (a long import can
+hold SQLite's).
 """
 
 from __future__ import annotations
@@ -57,14 +59,24 @@ class Revocations:
         self._used: dict[str, float] = {}
         self._next = 0.0  # monotonic time of the next refresh
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
 
     def is_revoked(self, jti: str) -> bool:
         """Whether `jti` is revoked (as of at most refresh_seconds ago); records its use."""
-        now = time.monotonic()
-        if now >= self._next:
+        if time.monotonic() >= self._next:
             self.refresh()
         self._used[jti] = time.time()
         return jti in self._revoked
+
+    def _write_uses(self, used: dict[str, float]) -> None:
+        try:
+            if self.engine is not None:
+                store.touch(self.engine, used)
+        except Exception as e:  # last use is informational: never fail a call for it
+            log.warning("token last use not recorded: %s", type(e).__name__,
+                        extra={"event": "token_touch_failed"})  # fmt: skip
+        finally:
+            self._writing.release()
 
     def refresh(self) -> None:
         """Reload the revoked ids (one thread at a time; others go on with the old set)."""
@@ -78,7 +90,6 @@ class Revocations:
             if self.engine is not None:
                 try:
                     found.update(store.revoked_ids(self.engine))
-                    store.touch(self.engine, used)
                     sources += 1
                 except Exception as e:
                     # Redis alone cannot be complete: keep what the database said before.
@@ -99,7 +110,10 @@ class Revocations:
                                 extra={"event": "revocation_redis_failed"})  # fmt: skip
             if sources:
                 self._revoked = found
-            else:  # nothing answered: keep the last known set, and the uses to write later
+            if used and self.engine is not None and self._writing.acquire(blocking=False):
+                threading.Thread(target=self._write_uses, args=(used,), name="token-uses",
+                                 daemon=True).start()  # fmt: skip
+            else:  # a write still running (or nothing to write): keep the uses for later
                 self._used = {**used, **self._used}
         finally:
             self._lock.release()

@@ -83,20 +83,21 @@ def revoke(engine: Engine, jti: str, now: dt.datetime | None = None) -> TokenInf
         return _info(row)
 
 
-def revoke_subject(engine: Engine, subject: str, now: dt.datetime | None = None) -> list[str]:
-    """Revoke every unexpired token of `subject` (a disabled user); their ids."""
+def revoke_subject(
+    engine: Engine, subject: str, now: dt.datetime | None = None
+) -> dict[str, float]:
+    """Revoke every unexpired token of `subject` (a disabled user): jti -> expiry (unix)."""
     now = now or dt.datetime.now(dt.UTC)
     with Session(engine) as s, s.begin():
-        jtis = list(
-            s.scalars(
-                sa.select(Row.jti).where(
-                    Row.subject == subject, Row.revoked_at.is_(None), Row.expires_at > now
-                )
+        rows = s.execute(
+            sa.select(Row.jti, Row.expires_at).where(
+                Row.subject == subject, Row.revoked_at.is_(None), Row.expires_at > now
             )
-        )
-        if jtis:
-            s.execute(sa.update(Row).where(Row.jti.in_(jtis)).values(revoked_at=now))
-    return jtis
+        ).all()
+        found = {jti: (_utc(exp) or exp).timestamp() for jti, exp in rows}
+        if found:
+            s.execute(sa.update(Row).where(Row.jti.in_(list(found))).values(revoked_at=now))
+    return found
 
 
 def get(engine: Engine, jti: str) -> TokenInfo | None:
