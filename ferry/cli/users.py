@@ -167,10 +167,20 @@ def token() -> None:
 @click.option("--role", required=True, type=ROLE_CHOICE)
 @click.option("--ttl", default="1h", show_default=True, help="Lifetime: 90s, 15m, 12h, 30d.")
 @click.option("--subject", default="", help="Who the token is for (default: the role).")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Issue it here, with the local private key and database, without the auth "
+    "service (a laptop, or the auth pod to bootstrap the first admin). It is recorded, "
+    "listed and revocable like any other.",
+)
 @click.pass_context
-def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
+def token_create(ctx: click.Context, role: str, ttl: str, subject: str, local: bool) -> None:
     """Print a new token (only the token, for a Secret); its id goes to standard error."""
     seconds = parse_duration(ttl)
+    if local:
+        _local_token(ctx, role, subject or role, int(seconds))
+        return
     with rpc_errors():
         got = _auth(ctx).CreateToken(
             pb.CreateTokenRequest(
@@ -181,6 +191,31 @@ def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
         )
     click.echo(got.token)
     click.echo(f"token id {got.info.jti}, expires {_when(got.info.expires_at)}", err=True)
+
+
+def _local_token(ctx: click.Context, role: str, subject: str, seconds: int) -> None:
+    import os
+
+    from ferry.auth import issuing
+    from ferry.auth.keys import KeyFileError
+
+    app = load_app(ctx)
+    if not migrate.is_current(app.engine):
+        raise click.ClickException(
+            f"database schema is at {migrate.current(app.engine)}, code needs "
+            f"{migrate.head()}: run `ferry db upgrade` first"
+        )
+    who = f"cli:{os.environ.get('USER', 'local')}"
+    try:
+        issued = issuing.create_token(app, parse_role(role), subject, seconds, who)
+    except KeyFileError as e:
+        raise click.ClickException(f"--local needs the private key: {e}") from None
+    except FerryError as e:
+        hint = {"ttl_seconds": "--ttl", "subject": "--subject", "role": "--role"}
+        raise click.BadParameter(e.message, param_hint=hint.get(e.field, "--ttl")) from None
+    click.echo(issued.token)
+    expires = issued.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+    click.echo(f"token id {issued.jti}, expires {expires}", err=True)
 
 
 @token.command("revoke")

@@ -103,3 +103,24 @@ def test_keys_rotate_keeps_old_tokens_valid(
         fresh = app.issuer().issue("x", 1, __import__("datetime").timedelta(minutes=1))
         assert fresh.token and app.verifier().verify(fresh.token).subject == "x"
         assert __import__("jwt").get_unverified_header(fresh.token)["kid"] == after
+
+
+def test_token_create_local_needs_no_server_and_is_recorded(
+    empty_url: str, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    from ferry.auth import store
+
+    app = make_app(empty_url)
+    env = env_for(app)  # no server runs
+    code, out, err = run(["token", "create", "--local", "--role", "admin", "--subject",
+                          "bootstrap"], env)  # fmt: skip
+    assert code == 0, err
+    principal = app.verifier().verify(out.strip())
+    info = store.get(app.engine, principal.jti)
+    assert info is not None and info.subject == "bootstrap" and info.role == "admin"
+    code, _, err = run(["token", "create", "--local", "--role", "admin", "--ttl", "91d"], env)
+    assert code == 2 and "--ttl" in err and "max_token_ttl_seconds" in err
+    no_key = {**env, "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "none.pem"),
+              "FERRY_AUTH_CREATE_KEYS": "false"}  # fmt: skip
+    code, _, err = run(["token", "create", "--local", "--role", "viewer"], no_key)
+    assert code == 1 and "--local needs the private key" in err
