@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.common import vm_hwm_mb
-from ferry.auth import TokenSigner, load_or_create_key
+from ferry.auth import TokenIssuer
+from ferry.auth.keys import ensure_keys
 from ferry.v1 import options_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ class FerryServer:
             "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0",
             **(env or {}),
         }
-        self.key = load_or_create_key(workdir / "signing.key")
+        self.key = ensure_keys(workdir / "signing.key", workdir / "public-keys.json")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ferry.cli.main", "serve", *services],
             env=full_env,
@@ -65,7 +66,7 @@ class FerryServer:
             raise RuntimeError(f"ferry serve {' '.join(services)} did not start")
 
     def token(self, role: int = options_pb2.ROLE_ADMIN) -> str:
-        return TokenSigner(self.key).issue("bench", role, dt.timedelta(hours=1))
+        return TokenIssuer(self.key).issue("bench", role, dt.timedelta(hours=1)).token
 
     def rss_mb(self) -> float:
         """The server's peak resident set so far (VmHWM)."""

@@ -10,13 +10,15 @@ import datetime as dt
 import functools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from ferry import plugins
-from ferry.auth import TokenSigner, load_or_create_key, read_key
+from ferry.auth.keys import KeyFileError, KeySetFile, SigningKey, ensure_keys
+from ferry.auth.tokens import TokenIssuer, TokenVerifier
 from ferry.config import Settings
 from ferry.datasets import load_dataset
 from ferry.datasets.spec import Dataset
@@ -48,29 +50,56 @@ class App:
             return load_dataset(name)
         return load_dataset(self.settings.dataset, "dataset", from_config=True)
 
-    @functools.cached_property
-    def _signer(self) -> TokenSigner:
+    def key_paths(self) -> tuple[Path, Path]:
+        """(the private signing key file, the public key set file), resolved."""
         a = self.settings.auth
-        return TokenSigner(
-            load_or_create_key(self.settings.path(a.signing_key_file)), a.issuer, a.audience
-        )
+        return self.settings.path(a.signing_key_file), self.settings.path(a.key_set_path())
 
-    def signer(self) -> TokenSigner:
-        """The signer for this installation's tokens (the key is created when missing)."""
-        return self._signer
+    def issuer(self) -> TokenIssuer:
+        """The token issuer: the private key, only the auth service (and the CLI on a
+        laptop) uses it. Created with the key set on first use when create_keys is on;
+        read again when the key file changes (after `ferry keys rotate`)."""
+        a = self.settings.auth
+        private, key_set = self.key_paths()
+        try:
+            mtime = private.stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        cached = self._extra.get("issuer")
+        if cached is not None and cached[0] == mtime and mtime:
+            issuer: TokenIssuer = cached[1]
+            return issuer
+        key = ensure_keys(private, key_set) if a.create_keys else SigningKey.load(private)
+        issuer = TokenIssuer(key, a.issuer, a.audience)
+        self._extra["issuer"] = (private.stat().st_mtime_ns, issuer)
+        return issuer
+
+    @functools.cached_property
+    def _verifier(self) -> TokenVerifier:
+        a = self.settings.auth
+        private, key_set = self.key_paths()
+        if a.create_keys and not key_set.exists():
+            ensure_keys(private, key_set)  # a laptop: the first process makes the keys
+        return TokenVerifier(KeySetFile(key_set), a.issuer, a.audience)
+
+    def verifier(self) -> TokenVerifier:
+        """Checks tokens with the public key set (re-read when the file changes)."""
+        return self._verifier
 
     def local_token(self, subject: str = "", role: int = 3) -> str | None:
         """The CLI's token: FERRY_TOKEN when set; else a short-lived token signed with the
-        local key when it is readable (a laptop just works); else None."""
+        local private key when it is readable (a laptop just works); else None."""
         if os.environ.get("FERRY_TOKEN"):
-            return os.environ["FERRY_TOKEN"]
+            return os.environ["FERRY_TOKEN"].strip()
         a = self.settings.auth
-        key = read_key(self.settings.path(a.signing_key_file))
-        if key is None:
+        private, key_set = self.key_paths()
+        try:
+            key = ensure_keys(private, key_set) if a.create_keys else SigningKey.load(private)
+        except (KeyFileError, OSError):
             return None
-        signer = TokenSigner(key, a.issuer, a.audience)
         who = subject or f"cli:{os.environ.get('USER', 'local')}"
-        return signer.issue(who, role, dt.timedelta(seconds=a.cli_token_ttl_seconds))
+        ttl = dt.timedelta(seconds=a.cli_token_ttl_seconds)
+        return TokenIssuer(key, a.issuer, a.audience).issue(who, role, ttl).token
 
     def plugin_settings(self, group: str, name: str) -> Any:
         """The validated `plugins.<group>.<name>` settings of a plugin (its defaults when

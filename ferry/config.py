@@ -115,13 +115,36 @@ class DatabaseSettings(Strict):
 
 class AuthSettings(Strict):
     enabled: bool = True
-    # HMAC key for signing tokens; created on first use when missing (a laptop).
-    signing_key_file: str = "var/signing.key"
+    # The Ed25519 private key (PEM) that signs tokens: only the auth service holds it on
+    # Kubernetes (and the CLI on a laptop). Created with the key set on first use when
+    # neither exists and create_keys is on (a laptop).
+    signing_key_file: str = "var/auth/signing-key.pem"
+    # The public keys (a JSON Web Key Set) every service and the gateway verify with;
+    # empty: public-keys.json beside signing_key_file.
+    key_set_file: str = ""
+    create_keys: bool = True
+    # Public keys `ferry keys rotate` keeps in the set (the new one and its predecessors).
+    keep_keys: int = Field(3, ge=2, le=20)
     issuer: str = "ferry"
     audience: str = "ferry"
+    # Lifetime of a token from Login.
     token_ttl_seconds: int = Field(3600, gt=0)
-    # Lifetime of the tokens the CLI signs for itself when it can read the key.
+    # CreateToken refuses a longer TTL (INVALID_ARGUMENT naming ttl_seconds).
+    max_token_ttl_seconds: int = Field(90 * 86400, gt=0)
+    # Lifetime of the tokens the CLI signs for itself when it can read the private key.
     cli_token_ttl_seconds: int = Field(300, gt=0)
+    # Every service learns revoked token ids from the database (and Redis) this often.
+    revocation_refresh_seconds: float = Field(10.0, gt=0, le=300)
+    # Login itself (for callers that reach gRPC without the gateway) allows this many
+    # failed attempts per username within login_window_seconds (shared through Redis).
+    login_attempts: int = Field(10, ge=1)
+    login_window_seconds: float = Field(60.0, gt=0)
+
+    def key_set_path(self) -> str:
+        """key_set_file, or public-keys.json beside the private key."""
+        if self.key_set_file:
+            return self.key_set_file
+        return str(Path(self.signing_key_file).with_name("public-keys.json"))
 
 
 class LogSettings(Strict):
@@ -198,9 +221,27 @@ class GatewaySettings(Strict):
     login_attempts: int = Field(5, ge=1)
     login_window_seconds: float = Field(60.0, gt=0)
     # Lifetime of signed download / progress links handed to the browser.
-    link_ttl_seconds: int = Field(300, gt=0)
+    link_ttl_seconds: int = Field(300, gt=0, le=3600)
     # Services /readyz checks; empty means those in server.services.
     services: list[str] = []
+    # Login attempts per client address within login_window_seconds (login_attempts is
+    # per username); both are shared by the replicas through Redis when redis.url is set.
+    login_attempts_per_address: int = Field(20, ge=1)
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For is believed, e.g. the
+    # ingress; empty: the peer address is the client.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR network") from None
+        return v
 
 
 class RedisSettings(Strict):
@@ -216,6 +257,43 @@ class RedisSettings(Strict):
     max_connections: int = Field(50, ge=1)
 
 
+class ServerTlsSettings(Strict):
+    """TLS of this process's gRPC server; off while cert_file is empty."""
+
+    cert_file: str = ""  # PEM certificate chain
+    key_file: str = ""  # its private key (PEM)
+    # Mutual TLS: clients must present a certificate signed by this CA; empty: no client
+    # certificates are asked for.
+    client_ca_file: str = ""
+
+
+class ClientTlsSettings(Strict):
+    """TLS of this process's gRPC calls (and the CLI's, and the gateway's); off while
+    ca_file is empty. The server's certificate must name the target's host."""
+
+    ca_file: str = ""  # the CA that signed the servers' certificates (PEM)
+    # A client certificate for servers that ask for one (mutual TLS).
+    cert_file: str = ""
+    key_file: str = ""
+    # The name the server's certificate must carry, when it is not the target's host.
+    server_name: str = ""
+
+
+class GatewayTlsSettings(Strict):
+    """HTTPS for the gateway; off while cert_file is empty. With it on, responses carry
+    Strict-Transport-Security."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    hsts_seconds: int = Field(31_536_000, ge=0)
+
+
+class TlsSettings(Strict):
+    server: ServerTlsSettings = ServerTlsSettings()
+    client: ClientTlsSettings = ClientTlsSettings()
+    gateway: GatewayTlsSettings = GatewayTlsSettings()
+
+
 class Settings(Strict):
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
@@ -227,6 +305,7 @@ class Settings(Strict):
     gateway: GatewaySettings = GatewaySettings()
     imports: ImportSettings = ImportSettings()
     redis: RedisSettings = RedisSettings()
+    tls: TlsSettings = TlsSettings()
     dataset: str = "school"
     # Per-plugin settings, `plugins.<group>.<name>: {...}`, each validated by the model the
     # plugin declares (`settings_model`) when the configuration is loaded.
@@ -341,7 +420,7 @@ def _assign(data: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     )
 
 
-_STRINGY = {"url", "address", "target", "signing_key_file"}
+_STRINGY = {"url", "address", "target", "signing_key_file", "key_set_file", "server_name"}
 
 
 def _describe(e: ValidationError, path: Path | None) -> str:

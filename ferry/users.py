@@ -7,6 +7,7 @@ unknown username costs as much as a wrong password, so timing does not reveal wh
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ferry.auth import ROLES
 from ferry.db.user_models import User
-from ferry.errors import AlreadyExists, InvalidArgument
+from ferry.errors import AlreadyExists, InvalidArgument, NotFound
 
 # scrypt cost: ~16 MiB and a few tens of milliseconds per check on a laptop.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -28,10 +29,15 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
 
+MAX_USERNAME_INPUT = 1024  # Login refuses longer input before any hashing
+
+
 @dataclass(frozen=True)
 class Account:
     username: str
     role: str
+    disabled: bool = False
+    created_at: dt.datetime | None = None
 
 
 def _hash(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -59,11 +65,9 @@ def create_user(engine: Engine, username: str, password: str, role: str) -> Acco
         raise InvalidArgument("a username needs 1 to 150 characters", field="username")
     if role not in ROLES:
         raise InvalidArgument(f"unknown role {role!r}; roles: {', '.join(ROLES)}", field="role")
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise InvalidArgument(
-            f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters", field="password"
-        )
+    _check_password(password)
     salt = secrets.token_bytes(16)
+    created = dt.datetime.now(dt.UTC)
     user = User(
         username=username,
         password_hash=_hash(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P),
@@ -73,13 +77,68 @@ def create_user(engine: Engine, username: str, password: str, role: str) -> Acco
         scrypt_p=SCRYPT_P,
         role=role,
         disabled=False,
+        created_at=created,
     )
     try:
         with Session(engine) as s, s.begin():
             s.add(user)
     except IntegrityError:
         raise AlreadyExists(f"user {username!r} already exists") from None
-    return Account(username, role)
+    return Account(username, role, False, created)
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidArgument(
+            f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters", field="password"
+        )
+
+
+def _account(u: User) -> Account:
+    created = u.created_at if u.created_at.tzinfo else u.created_at.replace(tzinfo=dt.UTC)
+    return Account(u.username, u.role, u.disabled, created)
+
+
+def set_password(engine: Engine, username: str, password: str) -> Account:
+    """Replace `username`'s password (a fresh salt, today's cost); NotFound when unknown."""
+    _check_password(password)
+    salt = secrets.token_bytes(16)
+    digest = _hash(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    with Session(engine) as s, s.begin():
+        user = s.scalar(sa.select(User).where(User.username == username.strip()))
+        if user is None:
+            raise NotFound(f"no user {username.strip()!r}")
+        user.password_hash, user.password_salt = digest, salt
+        user.scrypt_n, user.scrypt_r, user.scrypt_p = SCRYPT_N, SCRYPT_R, SCRYPT_P
+        return _account(user)
+
+
+def disable_user(engine: Engine, username: str) -> Account:
+    """Disable `username` (no more logins); NotFound when unknown. Idempotent."""
+    with Session(engine) as s, s.begin():
+        user = s.scalar(sa.select(User).where(User.username == username.strip()))
+        if user is None:
+            raise NotFound(f"no user {username.strip()!r}")
+        user.disabled = True
+        return _account(user)
+
+
+def list_users(engine: Engine) -> list[Account]:
+    """Every user, by username."""
+    with Session(engine) as s:
+        return [_account(u) for u in s.scalars(sa.select(User).order_by(User.username))]
+
+
+def check_login_input(username: str, password: str) -> None:
+    """InvalidArgument for a login's missing or oversized fields (before any hashing)."""
+    if not username.strip():
+        raise InvalidArgument("username is required", field="username")
+    if not password:
+        raise InvalidArgument("password is required", field="password")
+    if len(username.encode("utf-8", "surrogatepass")) > MAX_USERNAME_INPUT:
+        raise InvalidArgument("username is longer than 1 KiB", field="username")
+    if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD:
+        raise InvalidArgument("password is longer than 1 KiB", field="password")
 
 
 def user_exists(engine: Engine, username: str) -> bool:
@@ -94,14 +153,13 @@ _DUMMY_SALT = secrets.token_bytes(16)
 
 def verify(engine: Engine, username: str, password: str) -> Account | None:
     """The account when `username` exists, is enabled and `password` matches; else None."""
+    check_login_input(username, password)
     with Session(engine) as s:
         user = s.scalar(sa.select(User).where(User.username == username.strip()))
-    if len(password) > MAX_PASSWORD:
-        return None
     if user is None:
         _hash(password, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P)
         return None
     given = _hash(password, user.password_salt, user.scrypt_n, user.scrypt_r, user.scrypt_p)
     if not hmac.compare_digest(given, user.password_hash) or user.disabled:
         return None
-    return Account(user.username, user.role)
+    return _account(user)

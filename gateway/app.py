@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import grpc
 from fastapi import FastAPI
@@ -18,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from ferry import users
 from ferry.app import App
-from ferry.auth import parse_role
+from ferry.auth import role_name
 from ferry.errors import InvalidArgument
+from ferry.users import check_login_input
+from ferry.v1 import auth_pb2
 from gateway import calls, errors
-from gateway.auth import LinkSigner, LoginLimiter, bearer_token
-from gateway.calls import ServiceChannels
+from gateway.auth import LINK_PARAM, LoginLimits, bearer_token, client_address, parse_networks
+from gateway.calls import ServiceChannels, channels_for
 from gateway.context import Gateway, Handler, guarded, json_body
 from gateway.handlers import (
     events_handler,
@@ -40,6 +42,8 @@ from gateway.transcode import parse
 from gateway.uploads import upload_handler
 
 STATIC = Path(__file__).resolve().parent / "static"
+# Contract routes served by a handler of their own here instead of the generic one.
+_HAND_WRITTEN = {("/api/v1/auth/login", "POST")}
 _KINDS = {
     "unary": unary_handler,
     "file": file_handler,
@@ -53,11 +57,15 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     """The gateway for `app`'s settings, calling services through `channels` (default:
     the configured client targets)."""
     s = app.settings
+    g = s.gateway
     gw = Gateway(
         app=app,
-        channels=channels or ServiceChannels(s.client),
-        links=LinkSigner(app.signer(), s.gateway.link_ttl_seconds),
-        limiter=LoginLimiter(s.gateway.login_attempts, s.gateway.login_window_seconds),
+        channels=channels or channels_for(s),
+        verifier=app.verifier(),
+        limits=LoginLimits(
+            g.login_attempts, g.login_attempts_per_address, g.login_window_seconds, app.redis()
+        ),
+        trusted_proxies=parse_networks(g.trusted_proxies),
     )
 
     @contextlib.asynccontextmanager
@@ -71,10 +79,15 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     api.state.gateway = gw
     r = api.router
 
-    r.add_route("/api/v1/auth/login", login_handler(gw), methods=["POST"])
+    login = login_handler(gw)
+    r.add_route("/api/v1/auth/login", login, methods=["POST"])
+    for name in ("AuthService.Login", "ferry.v1.AuthService.Login"):  # /rpc/… too: the limits
+        r.add_route(f"/rpc/{name}", login, methods=["POST"])
     r.add_route("/api/v1/exports/{job_id}/links", links_handler(gw), methods=["GET"])
     r.add_route("/rpc/{procedure}", procedure_handler(gw), methods=["POST"])
     for route in all_routes():
+        if (route.path, route.verb) in _HAND_WRITTEN:
+            continue  # Login: the gateway's own handler adds the login limits first
         r.add_route(
             route.path,
             _KINDS[route.kind](gw, route),
@@ -97,13 +110,18 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "Grpc-Timeout", "X-Request-Timeout"],
         expose_headers=["Content-Disposition", "ETag", "X-Content-SHA256", "Retry-After"],
     )
-    api.add_middleware(SecurityHeaders)
+    hsts = s.tls.gateway.hsts_seconds if s.tls.gateway.cert_file else 0
+    api.add_middleware(SecurityHeaders, hsts_seconds=hsts)
     api.add_middleware(RequestMetrics, router=api.router)
     return api
 
 
 def login_handler(gw: Gateway) -> Handler:
-    """POST /api/v1/auth/login {username, password} -> {token, role, expires_at}."""
+    """POST /api/v1/auth/login {username, password} -> {token, role, expires_at}: the
+    login limits (per username and per client address), then AuthService.Login."""
+    found = method_by_name("AuthService.Login")
+    assert found is not None
+    svc, login = found
 
     async def handle(request: Request) -> Response:
         body = await json_body(request)
@@ -114,49 +132,59 @@ def login_handler(gw: Gateway) -> Handler:
             raise InvalidArgument("username is required", field="username")
         if not isinstance(password, str) or not password:
             raise InvalidArgument("password is required", field="password")
-        client = request.client.host if request.client else "unknown"
-        wait = gw.limiter.check(client, username)
-        if wait:
+        check_login_input(username, password)  # 400 over 1 KiB, before anything is hashed
+        client = client_address(request, gw.trusted_proxies)
+        decision = await run_in_threadpool(gw.limits.hit, client, username)
+        if not decision.allowed:
             return errors.error_response(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "too many sign-in attempts; wait a minute and try again",
-                retry_after=wait,
+                retry_after=int(decision.retry_after + 0.999),
             )
-        account = await run_in_threadpool(users.verify, gw.app.engine, username, password)
-        if account is None:
-            return errors.error_response(
-                grpc.StatusCode.UNAUTHENTICATED, "wrong username or password"
-            )
-        gw.limiter.reset(client, username)
-        ttl = dt.timedelta(seconds=gw.app.settings.auth.token_ttl_seconds)
-        token = gw.app.signer().issue(account.username, parse_role(account.role), ttl)
-        expires = (dt.datetime.now(dt.UTC) + ttl).isoformat(timespec="seconds")
-        return JSONResponse({"token": token, "role": account.role, "expires_at": expires})
+        timeout = calls.deadline(gw.settings.deadlines, "unary", request.headers)
+        call = gw.channels.method("auth", f"/{svc.full_name}/{login.name}", login)
+        got = await call(auth_pb2.LoginRequest(username=username, password=password),
+                         timeout=timeout)  # fmt: skip
+        await run_in_threadpool(gw.limits.succeeded, username)
+        expires = got.expires_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
+        return JSONResponse({"token": got.token, "role": role_name(got.role),
+                             "expires_at": expires})  # fmt: skip
 
     return guarded(handle)
 
 
 def links_handler(gw: Gateway) -> Handler:
-    """GET /api/v1/exports/{job_id}/links -> signed, expiring URLs for the job's download
-    and progress events, for a browser's <a href> and EventSource (which send no headers).
-    The caller's token must be able to see the job."""
+    """GET /api/v1/exports/{job_id}/links -> URLs for the job's download and progress
+    events, for a browser's <a href> and EventSource (which send no headers). The caller's
+    token must be able to see the job; each URL carries a viewer token the auth service
+    issued for that path alone (`CreateLinkToken`), valid for gateway.link_ttl_seconds."""
     found = method_by_name("ExportService.GetExportJob")
     assert found is not None
     svc, get = found
+    found_link = method_by_name("AuthService.CreateLinkToken")
+    assert found_link is not None
+    auth_svc, make_link = found_link
 
     async def handle(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         token = bearer_token(request)
         timeout = calls.deadline(gw.settings.deadlines, "unary", request.headers)
+        md = calls.metadata(token)
         call = gw.channels.method("export", f"/{svc.full_name}/{get.name}", get)
-        await call(parse(get.input_type, {"job_id": job_id}), timeout=timeout,
-                   metadata=calls.metadata(token))  # fmt: skip
-        base = f"/api/v1/exports/{job_id}"
-        download, exp = gw.links.sign(f"{base}/download")
-        events, _ = gw.links.sign(f"{base}/events")
-        expires = dt.datetime.fromtimestamp(exp, dt.UTC).isoformat(timespec="seconds")
-        return JSONResponse({"download_url": download, "events_url": events,
-                             "expires_at": expires})  # fmt: skip
+        await call(parse(get.input_type, {"job_id": job_id}), timeout=timeout, metadata=md)
+        issue = gw.channels.method("auth", f"/{auth_svc.full_name}/{make_link.name}", make_link)
+        base = f"/api/v1/exports/{quote(job_id, safe='')}"
+        urls, expires = {}, ""
+        ttl = gw.settings.link_ttl_seconds
+        for name, path in (("download_url", f"{base}/download"), ("events_url", f"{base}/events")):
+            got = await issue(
+                auth_pb2.CreateLinkTokenRequest(path=path, ttl_seconds=ttl),
+                timeout=timeout,
+                metadata=md,
+            )
+            urls[name] = f"{path}?{urlencode({LINK_PARAM: got.token})}"
+            expires = got.expires_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
+        return JSONResponse({**urls, "expires_at": expires})
 
     return guarded(handle)
 

@@ -1,23 +1,28 @@
-"""Who is calling: bearer tokens from the Authorization header, signed expiring links for
-what a browser fetches without headers (<a href> downloads, EventSource), and a login
-rate limiter. The services check every token themselves; the gateway only forwards it."""
+"""Who is calling: bearer tokens from the Authorization header, links for what a browser
+fetches without headers (<a href> downloads, EventSource), the client's address, and the
+login limits.
+
+The gateway holds nothing secret: no database URL and no private key. Logins are the auth
+service's `Login`; the services check every token themselves and the gateway only forwards
+it. A browser link carries a short-lived viewer token that the auth service issued for
+exactly that path (`CreateLinkToken`, claim `lnk`); the gateway checks it with the public
+key set and serves it only on that path, and the service checks it again like any token.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import hmac
-import threading
-import time
-from collections import deque
-from urllib.parse import urlencode
+import ipaddress
+from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from ferry.auth import ROLES, TokenSigner
+from ferry.auth import TokenVerifier
+from ferry.auth.issuing import LINK_CLAIM
+from ferry.errors import FerryError, Unauthenticated
+from ferry.ratelimit import Decision, Limiter
 
-# A link token only has to live until the service has accepted the call.
-LINK_TOKEN_SECONDS = 60
+LINK_PARAM = "link"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def bearer_token(request: Request) -> str | None:
@@ -29,67 +34,71 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-class LinkSigner:
-    """HMAC-signed, expiring URLs: `path?exp=<unix>&sig=<hex>`.
-
-    The key is derived from the token signing key, so nothing new has to be provisioned;
-    the path is part of what is signed, so a link opens exactly one resource."""
-
-    def __init__(self, signer: TokenSigner, ttl_seconds: int) -> None:
-        self.signer = signer
-        self.ttl = ttl_seconds
-        self._key = hmac.new(signer.key, b"ferry-gateway-links", hashlib.sha256).digest()
-
-    def _mac(self, path: str, exp: int) -> str:
-        return hmac.new(self._key, f"{path}\n{exp}".encode(), hashlib.sha256).hexdigest()
-
-    def sign(self, path: str, now: float | None = None) -> tuple[str, int]:
-        """(the signed URL of `path`, its expiry as unix seconds)."""
-        exp = int((now or time.time()) + self.ttl)
-        return f"{path}?{urlencode({'exp': exp, 'sig': self._mac(path, exp)})}", exp
-
-    def verify(self, path: str, sig: str, exp: str) -> bool:
-        """True when `sig` signs `path` until `exp` and `exp` has not passed."""
-        try:
-            when = int(exp)
-        except ValueError:
-            return False
-        return when >= time.time() and hmac.compare_digest(sig, self._mac(path, when))
-
-    def token_for(self, path: str) -> str:
-        """A short-lived viewer token for serving one signed link."""
-        return self.signer.issue(
-            f"link:{path}", ROLES["viewer"], dt.timedelta(seconds=LINK_TOKEN_SECONDS)
-        )
+def link_token(verifier: TokenVerifier, request: Request) -> str | None:
+    """The link token of `?link=…` when it is valid for this very path; None when the URL
+    has none; Unauthenticated when it is expired, forged or for another path."""
+    token = request.query_params.get(LINK_PARAM)
+    if token is None:
+        return None
+    expired = "this link has expired or is not valid; open it again from the page"
+    try:
+        claims = verifier.claims(token)
+    except FerryError:
+        raise Unauthenticated(expired) from None
+    if claims.get(LINK_CLAIM) != request.url.path:
+        raise Unauthenticated(expired)
+    return token
 
 
-class LoginLimiter:
-    """At most `attempts` logins per (client address, username) within `window` seconds."""
+def parse_networks(entries: Sequence[str]) -> list[Network]:
+    """gateway.trusted_proxies: addresses or CIDR networks."""
+    return [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
 
-    def __init__(self, attempts: int, window: float) -> None:
-        self.attempts = attempts
-        self.window = window
-        self._seen: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def check(self, address: str, username: str) -> int:
-        """0 when this attempt may proceed (and counts it); else seconds to wait."""
-        now = time.monotonic()
-        key = (address, username.strip().lower())
-        with self._lock:
-            if len(self._seen) > 10_000:  # forget idle keys so memory stays bounded
-                self._seen = {
-                    k: v for k, v in self._seen.items() if v and v[-1] > now - self.window
-                }
-            times = self._seen.setdefault(key, deque())
-            while times and times[0] <= now - self.window:
-                times.popleft()
-            if len(times) >= self.attempts:
-                return max(1, int(times[0] + self.window - now + 0.999))
-            times.append(now)
-            return 0
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
 
-    def reset(self, address: str, username: str) -> None:
-        """Forget the attempts of a successful login."""
-        with self._lock:
-            self._seen.pop((address, username.strip().lower()), None)
+
+def client_address(request: Request, trusted: Sequence[Network]) -> str:
+    """The caller's address: the peer, unless the peer is a trusted proxy; then the
+    X-Forwarded-For entry before it, walking right to left through trusted hops only.
+    Entries from untrusted hops are never believed (anyone can send the header)."""
+    peer = request.client.host if request.client else "unknown"
+    if not trusted:
+        return peer
+    hops = [h for part in request.headers.getlist("x-forwarded-for") for h in part.split(",")]
+    current = peer
+    while hops:
+        ip = _ip(current)
+        if ip is None or not any(ip in net for net in trusted):
+            break
+        candidate = hops.pop().strip()
+        if _ip(candidate) is None:
+            break  # a garbled entry: stop at the last hop we could trust
+        current = candidate
+    return current
+
+
+class LoginLimits:
+    """Login attempts limited per username and, separately, per client address, shared
+    by every gateway replica through Redis (ferry.ratelimit; per process without it)."""
+
+    def __init__(
+        self, per_user: int, per_address: int, window: float, redis_client: object = None
+    ) -> None:
+        self.user = Limiter("login-user", per_user, window, redis_client)
+        self.address = Limiter("login-address", per_address, window, redis_client)
+
+    def hit(self, address: str, username: str) -> Decision:
+        """Count one attempt; not allowed when either limit is reached."""
+        by_address = self.address.hit(address)
+        if not by_address.allowed:
+            return by_address
+        return self.user.hit(username.strip().lower())
+
+    def succeeded(self, username: str) -> None:
+        """A good password clears that username's failures (not the address's)."""
+        self.user.clear(username.strip().lower())

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor as _d
 
-from ferry.config import ClientSettings, GatewayDeadlines
+from ferry.config import ClientSettings, GatewayDeadlines, Settings
 from ferry.errors import InvalidArgument
 from ferry.rpc.filters import client as client_filters
 from gateway.transcode import message_class
@@ -57,9 +57,18 @@ class ServiceChannels:
     `target` overrides every service's configured target (`ferry serve` points the gateway
     at its own in-process server)."""
 
-    def __init__(self, settings: ClientSettings, target: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        target: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        extra_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         self.settings = settings
         self.target = target
+        # TLS to the services (ferry.rpc.tls): None is plaintext.
+        self.credentials = credentials
+        self.extra_options = list(extra_options)
         self._channels: dict[tuple[str, int], grpc.aio.Channel] = {}
 
     def target_of(self, service: str) -> str:
@@ -73,14 +82,23 @@ class ServiceChannels:
             filters = client_filters.build(
                 self.settings.filters, self.settings.timeout_seconds, lambda: None
             )
-            ch = grpc.aio.insecure_channel(
-                key[0],
-                interceptors=[client_filters.AioClientChain(filters)],  # type: ignore[list-item]
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ],
-            )
+            interceptors = [client_filters.AioClientChain(filters)]
+            options = [
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                *self.extra_options,
+            ]
+            if self.credentials is not None:
+                ch = grpc.aio.secure_channel(
+                    key[0], self.credentials, options=options,
+                    interceptors=interceptors,  # type: ignore[arg-type]
+                )  # fmt: skip
+            else:
+                ch = grpc.aio.insecure_channel(
+                    key[0],
+                    options=options,
+                    interceptors=interceptors,  # type: ignore[arg-type]
+                )
             self._channels[key] = ch
         return ch
 
@@ -102,3 +120,13 @@ class ServiceChannels:
         loop = id(asyncio.get_running_loop())
         for key in [k for k in self._channels if k[1] == loop]:
             await self._channels.pop(key).close(None)
+
+
+def channels_for(settings: Settings, target: str | None = None) -> ServiceChannels:
+    """ServiceChannels with the configured TLS (tls.client) to the services."""
+    from ferry.rpc import tls
+
+    return ServiceChannels(
+        settings.client, target, tls.channel_credentials(settings),
+        tls.channel_options(settings, []),
+    )  # fmt: skip

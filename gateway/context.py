@@ -1,5 +1,5 @@
-"""What every gateway handler needs: settings, the service channels, link signing, the
-login limiter, and helpers shared by the route kinds."""
+"""What every gateway handler needs: settings, the service channels, the token verifier
+(public keys only) for links, the login limits, and helpers shared by the route kinds."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ferry.app import App
+from ferry.auth import TokenVerifier
 from ferry.config import GatewaySettings
-from ferry.errors import FerryError, InvalidArgument, Unauthenticated
+from ferry.errors import FerryError, InvalidArgument
 from gateway import errors
-from gateway.auth import LinkSigner, LoginLimiter, bearer_token
+from gateway.auth import LoginLimits, Network, bearer_token, link_token
 from gateway.calls import ServiceChannels
 
 log = logging.getLogger("ferry.gateway")
@@ -29,27 +30,21 @@ Handler = Callable[[Request], Awaitable[Response]]
 class Gateway:
     app: App
     channels: ServiceChannels
-    links: LinkSigner
-    limiter: LoginLimiter
+    verifier: TokenVerifier
+    limits: LoginLimits
+    trusted_proxies: list[Network]
 
     @property
     def settings(self) -> GatewaySettings:
         return self.app.settings.gateway
 
     def token(self, request: Request) -> str | None:
-        """The caller's bearer token; for a validly signed link without one, a short-lived
-        viewer token minted for that link."""
+        """The caller's bearer token; else the link token of a browser link when it is
+        valid for this path (Unauthenticated when it is not)."""
         token = bearer_token(request)
         if token is not None:
             return token
-        q = request.query_params
-        if "sig" in q and "exp" in q:
-            if not self.links.verify(request.url.path, q["sig"], q["exp"]):
-                raise Unauthenticated(
-                    "this link has expired or is not valid; open it again from the page"
-                )
-            return self.links.token_for(request.url.path)
-        return None
+        return link_token(self.verifier, request)
 
 
 def guarded(handler: Handler) -> Handler:

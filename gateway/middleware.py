@@ -36,8 +36,14 @@ LATENCY = Histogram(
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    """SECURITY_HEADERS on every response; Strict-Transport-Security too when the gateway
+    serves HTTPS (`hsts_seconds` > 0; never over plain HTTP, where browsers ignore it)."""
+
+    def __init__(self, app: ASGIApp, hsts_seconds: int = 0) -> None:
         self.app = app
+        self.headers = list(SECURITY_HEADERS)
+        if hsts_seconds:
+            self.headers.append((b"strict-transport-security", f"max-age={hsts_seconds}".encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,7 +53,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                extra = [(k, v) for k, v in self.headers if k not in present]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 

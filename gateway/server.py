@@ -10,7 +10,7 @@ import uvicorn
 
 from ferry.app import App
 from gateway.app import create_app
-from gateway.calls import ServiceChannels
+from gateway.calls import channels_for
 
 log = logging.getLogger("ferry.gateway")
 
@@ -24,7 +24,12 @@ class GatewayServer:
         port: int | None = None,
     ) -> None:  # fmt: skip
         g = app.settings.gateway
-        self.asgi = create_app(app, ServiceChannels(app.settings.client, target))
+        self.asgi = create_app(app, channels_for(app.settings, target))
+        t = app.settings.tls.gateway
+        https: dict[str, str] = {}
+        if t.cert_file:  # HTTPS (and HSTS, in create_app)
+            https = {"ssl_certfile": str(app.settings.path(t.cert_file)),
+                     "ssl_keyfile": str(app.settings.path(t.key_file or t.cert_file))}  # fmt: skip
         config = uvicorn.Config(
             self.asgi,
             host=address or g.address,
@@ -33,6 +38,7 @@ class GatewayServer:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            **https,  # type: ignore[arg-type]
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)

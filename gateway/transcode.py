@@ -17,7 +17,7 @@ _INTS = {
     _FD.TYPE_SINT64, _FD.TYPE_FIXED32, _FD.TYPE_FIXED64, _FD.TYPE_SFIXED32, _FD.TYPE_SFIXED64,
 }  # fmt: skip
 # Query parameters the gateway itself reads; they never reach a request message.
-RESERVED_QUERY = frozenset({"sig", "exp", "access_token"})
+RESERVED_QUERY = frozenset({"link", "sig", "exp", "access_token"})
 
 
 def message_of(field: _d.FieldDescriptor) -> _d.Descriptor:

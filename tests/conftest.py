@@ -169,7 +169,7 @@ def running(app: App, services: list[str] | None = None) -> Iterator[Server]:
 
 
 def token(app: App, role: str = "admin", subject: str = "tester", ttl: float = 300) -> str:
-    return app.signer().issue(subject, parse_role(role), dt.timedelta(seconds=ttl))
+    return app.issuer().issue(subject, parse_role(role), dt.timedelta(seconds=ttl)).token
 
 
 def auth(app: App, role: str = "admin") -> list[tuple[str, str]]:

@@ -36,8 +36,14 @@ def load_app(ctx: click.Context) -> App:
 
 def clients(app: App) -> Clients:
     """Clients carrying the CLI's token (FERRY_TOKEN or one signed with the local key)."""
+    from ferry.rpc import tls
+
     token = app.local_token()
-    return Clients(app.settings.client, lambda: token)
+    try:
+        creds = tls.channel_credentials(app.settings)
+    except tls.TlsError as e:
+        raise click.ClickException(str(e)) from None
+    return Clients(app.settings.client, lambda: token, creds, tls.channel_options(app.settings, []))
 
 
 @contextmanager

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import click
 
 from ferry import logs, plugins
-from ferry.auth import parse_role
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
 from ferry.cli import users as user_commands
-from ferry.cli.common import load_app, parse_duration, table
+from ferry.cli.common import load_app, table
 from ferry.db import migrate
 
 
@@ -66,7 +64,8 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
         except OSError as e:
             server.stop(grace=0, deregister_wait=0)
             raise click.ClickException(str(e)) from None
-        where.append(f"web     http://{s.gateway.address}:{gport}/  (API docs: /docs)")
+        scheme = "https" if s.tls.gateway.cert_file else "http"
+        where.append(f"web     {scheme}://{s.gateway.address}:{gport}/  (API docs: /docs)")
     where.append(f"database {engine.url.render_as_string(hide_password=True)}")
     click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)
     server.stop_on_signals()
@@ -93,7 +92,8 @@ def gateway_only(ctx: click.Context) -> None:
         port = server.start()
     except OSError as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"Ferry gateway on http://{s.gateway.address}:{port}/", err=True)
+    scheme = "https" if s.tls.gateway.cert_file else "http"
+    click.echo(f"Ferry gateway on {scheme}://{s.gateway.address}:{port}/", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -155,27 +155,12 @@ def demo_seed(ctx: click.Context, scale: str, seed_: int, if_empty: bool) -> Non
     click.echo(f"seeded {total:,} records in {result.seconds:.1f}s")
 
 
-@cli.group()
-def token() -> None:
-    """Bearer tokens for CLI users, CronJobs and other services."""
-
-
-@token.command("create")
-@click.option("--role", required=True, type=click.Choice(["viewer", "operator", "admin"]))
-@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 90s, 15m, 12h, 30d.")
-@click.option("--subject", default="", help="Who the token is for (default: the role).")
-@click.pass_context
-def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
-    """Print a signed token (needs the signing key; it is created on a laptop)."""
-    app = load_app(ctx)
-    seconds = parse_duration(ttl)
-    click.echo(app.signer().issue(subject or role, parse_role(role), dt.timedelta(seconds=seconds)))
-
-
 # Verb groups that talk gRPC to the services live in their own modules.
 cli.add_command(export_commands.export)
 cli.add_command(import_commands.imports, name="import")
 cli.add_command(user_commands.user)
+cli.add_command(user_commands.token)
+cli.add_command(user_commands.keys)
 
 
 def main() -> None:

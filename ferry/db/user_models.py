@@ -1,13 +1,14 @@
 """People who sign in to the Export Center page (the gateway's `POST /api/v1/auth/login`).
 
-Services never read this table: they trust the JWT the gateway mints after a login.
+Only the auth service reads and writes these tables; the other services read the ids of
+revoked tokens (ferry.auth.revocation).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ferry.db.models import Base, Id, utcnow
@@ -29,3 +30,25 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IssuedToken(Base):
+    """A token the auth service issued (Login, CreateToken): who, role, expiry, last use,
+    and whether it was revoked. Services read the revoked ids of unexpired tokens."""
+
+    __tablename__ = "auth_tokens"
+    __table_args__ = (
+        Index("ix_auth_tokens_revoked", "revoked_at", "expires_at"),
+        Index("ix_auth_tokens_subject", "subject"),
+    )
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    # login | api: a Login's session token, or one made with CreateToken.
+    kind: Mapped[str] = mapped_column(String(16))
+    issued_by: Mapped[str] = mapped_column(String(200))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

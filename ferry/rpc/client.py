@@ -10,7 +10,7 @@ descriptors).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -20,7 +20,7 @@ from ferry.config import ClientSettings
 from ferry.rpc.filters import client as client_filters
 from ferry.rpc.filters.client import ClientChain
 from ferry.rpc.methods import IDEMPOTENT
-from ferry.v1 import export_pb2_grpc, import_pb2_grpc
+from ferry.v1 import auth_pb2_grpc, export_pb2_grpc, import_pb2_grpc
 
 S = TypeVar("S")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -59,11 +59,21 @@ class Clients:
     STUBS: dict[str, tuple[type[Any], str]] = {
         "export": (export_pb2_grpc.ExportServiceStub, "ferry.v1.ExportService"),
         "import": (import_pb2_grpc.ImportServiceStub, "ferry.v1.ImportService"),
+        "auth": (auth_pb2_grpc.AuthServiceStub, "ferry.v1.AuthService"),
     }
 
-    def __init__(self, settings: ClientSettings, token: Callable[[], str | None] = lambda: None):
+    def __init__(
+        self,
+        settings: ClientSettings,
+        token: Callable[[], str | None] = lambda: None,
+        credentials: grpc.ChannelCredentials | None = None,
+        extra_options: Sequence[tuple[str, Any]] = (),
+    ):
         self.settings = settings
         self.token = token
+        # TLS (ferry.rpc.tls): None is plaintext.
+        self.credentials = credentials
+        self.extra_options = list(extra_options)
         self._channels: dict[str, grpc.Channel] = {}
 
     def channel(self, service: str) -> grpc.Channel:
@@ -72,18 +82,20 @@ class Clients:
         key = f"{target}|{timeout}"
         if key not in self._channels:
             full_names = [full for _, full in self.STUBS.values()]
-            raw = grpc.insecure_channel(
-                target,
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.enable_retries", 1),
-                    (
-                        "grpc.service_config",
-                        retry_service_config(full_names, self.settings.max_attempts),
-                    ),
-                ],
-            )
+            options = [
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.enable_retries", 1),
+                (
+                    "grpc.service_config",
+                    retry_service_config(full_names, self.settings.max_attempts),
+                ),
+                *self.extra_options,
+            ]
+            if self.credentials is not None:
+                raw = grpc.secure_channel(target, self.credentials, options=options)
+            else:
+                raw = grpc.insecure_channel(target, options=options)
             chain = ClientChain(client_filters.build(self.settings.filters, timeout, self.token))
             self._channels[key] = grpc.intercept_channel(raw, chain)
         return self._channels[key]
@@ -104,6 +116,10 @@ class Clients:
     def imports(self) -> import_pb2_grpc.ImportServiceStub:
         """A typed ImportService client."""
         return import_pb2_grpc.ImportServiceStub(self.channel("import"))
+
+    def auth(self) -> auth_pb2_grpc.AuthServiceStub:
+        """A typed AuthService client."""
+        return auth_pb2_grpc.AuthServiceStub(self.channel("auth"))
 
     def close(self) -> None:
         for ch in self._channels.values():

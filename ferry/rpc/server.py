@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ferry import plugins
 from ferry.app import App
+from ferry.rpc import tls
 from ferry.rpc.filters import Filter, FilterChain
 
 log = logging.getLogger("ferry.server")
@@ -134,7 +135,7 @@ class Server:
         plugins.setup_all(
             ((f"service {type(s).__name__}", s.start) for s in self.services), timeout=timeout
         )
-        self.port = self.grpc.add_insecure_port(self.address)
+        self.port = tls.bind(self.grpc, self.address, self.app.settings)  # TLS when configured
         if self.port == 0:
             raise OSError(f"cannot listen on {self.address}")
         self.grpc.start()

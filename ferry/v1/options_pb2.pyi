@@ -25,6 +25,7 @@ class _Role:
 class _RoleEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_Role.ValueType], builtins.type):
     DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     ROLE_UNSPECIFIED: _Role.ValueType  # 0
+    """As a method's min_role: anyone may call it, without a token (AuthService.Login)."""
     ROLE_VIEWER: _Role.ValueType  # 1
     """Reads data and reports."""
     ROLE_OPERATOR: _Role.ValueType  # 2
@@ -38,6 +39,7 @@ class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """
 
 ROLE_UNSPECIFIED: Role.ValueType  # 0
+"""As a method's min_role: anyone may call it, without a token (AuthService.Login)."""
 ROLE_VIEWER: Role.ValueType  # 1
 """Reads data and reports."""
 ROLE_OPERATOR: Role.ValueType  # 2

@@ -3,6 +3,7 @@ downloads with ETag and Range."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -73,12 +74,17 @@ def test_signed_links_work_without_a_header_and_expire(gateway: Gateway, empty_u
     r = client.get(links["download_url"])
     assert r.status_code == 200 and len(r.content) == int(job["file_size_bytes"])
     assert _events(client.get(links["events_url"]).text)[-1][0] == "end"
-    tampered = links["download_url"].replace("sig=", "sig=0")
+    path, _, query = links["download_url"].partition("?")
+    tampered = f"{path}?{query[:-3]}{'AAA' if not query.endswith('AAA') else 'BBB'}"
     assert client.get(tampered).status_code == 401
     other = links["download_url"].replace(job["id"], "another-job")
     assert client.get(other).status_code == 401
+    swapped = links["events_url"].partition("?")[0] + "?" + query  # download's token
+    assert client.get(swapped).status_code == 401
+    dead = app.issuer().issue("link:x", 1, dt.timedelta(seconds=-30), extra={"lnk": path})
+    assert client.get(f"{path}?link={dead.token}").status_code == 401
     expired = f"/api/v1/exports/{job['id']}/download?exp={int(time.time()) - 1}&sig=00"
-    assert client.get(expired).status_code == 401
+    assert client.get(expired).status_code == 401  # the old HMAC link form opens nothing
 
 
 def test_unknown_job_is_404_and_cancel_of_a_finished_job_is_400(

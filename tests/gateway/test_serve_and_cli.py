@@ -10,16 +10,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
+from ferry.app import App
 from ferry.cli.main import cli
 from ferry.cli.users import DEMO_PASSWORD
 from ferry.db.engine import make_engine
 from ferry.users import verify
+from tests.conftest import running
 
 pytestmark = pytest.mark.slow  # starts and kills real server processes
 
@@ -35,8 +39,13 @@ def _env(tmp_path: Path, url: str) -> dict[str, str]:
     }
 
 
-def test_user_add_generates_reads_stdin_and_is_idempotent(tmp_path: Path, empty_url: str) -> None:
-    env = _env(tmp_path, empty_url)
+def test_user_add_generates_reads_stdin_and_is_idempotent(
+    tmp_path: Path, empty_url: str, make_app: Callable[..., App]
+) -> None:
+    """`ferry user add` calls the auth service; `--demo` writes the database directly."""
+    server = ExitStack()
+    srv = server.enter_context(running(make_app(empty_url)))
+    env = {**_env(tmp_path, empty_url), "FERRY_TARGET": f"127.0.0.1:{srv.port}"}
     runner = CliRunner()
     made = runner.invoke(cli, ["user", "add", "anna", "--role", "admin"], env=env)
     assert made.exit_code == 0, made.output
@@ -55,6 +64,7 @@ def test_user_add_generates_reads_stdin_and_is_idempotent(tmp_path: Path, empty_
         assert verify(engine, "kostas", "from standard input") is not None
     finally:
         engine.dispose()
+    server.close()  # `make run` adds its demo admin before anything serves
     demo = runner.invoke(cli, ["user", "add", "demo", "--role", "admin", "--demo"], env=env)
     assert demo.exit_code == 0
     assert (DEMO_PASSWORD in demo.output) == empty_url.startswith("sqlite")

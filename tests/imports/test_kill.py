@@ -17,7 +17,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ferry.auth import TokenSigner, load_or_create_key
+from ferry.auth import TokenIssuer
+from ferry.auth.keys import ensure_keys
 from ferry.bundle.events import session_events
 from ferry.bundle.formats.base import Batch, BundleLimits
 from ferry.bundle.formats.json import JsonBundle
@@ -78,9 +79,9 @@ def start_server(url: str, key: Path) -> tuple[subprocess.Popen[str], int]:
 def import_then_kill(url: str, key: Path, data: bytes, delay: float) -> object:
     """Start an import of `data`, SIGKILL the server `delay` seconds in; what the client
     got (a response or a status code)."""
-    token = TokenSigner(load_or_create_key(key)).issue(
-        "t", options_pb2.ROLE_OPERATOR, dt.timedelta(minutes=5)
-    )
+    signing = ensure_keys(key, key.with_name("public-keys.json"))
+    ttl = dt.timedelta(minutes=5)
+    token = TokenIssuer(signing).issue("t", options_pb2.ROLE_OPERATOR, ttl).token
     proc, port = start_server(url, key)
     outcome: list[object] = []
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from ferry.app import App
-from ferry.auth import TokenSigner, read_key
+from ferry.auth.keys import KeySet, SigningKey
 from ferry.cli.main import cli
 from tests.conftest import running, token
 
@@ -32,24 +32,6 @@ def env_for(app: App, port: int = 0, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
-
-
-def test_token_create_prints_a_token_the_server_accepts(
-    seeded_url: str, make_app: Callable[..., App]
-) -> None:
-    app = make_app(seeded_url)
-    result = CliRunner().invoke(
-        cli,
-        ["token", "create", "--role", "operator", "--ttl", "10m", "--subject", "cron"],
-        env=env_for(app),
-    )
-    assert result.exit_code == 0, result.output
-    principal = app.signer().verify(result.output.strip())
-    assert principal.subject == "cron"
-    bad = CliRunner().invoke(
-        cli, ["token", "create", "--role", "operator", "--ttl", "soon"], env=env_for(app)
-    )
-    assert bad.exit_code == 2 and "not a duration" in bad.output
 
 
 def test_export_semesters_signs_its_own_token_with_the_local_key(
@@ -126,15 +108,14 @@ def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: 
             m = re.search(r"gRPC\s+127\.0\.0\.1:(\d+)", line)
             port = int(m.group(1)) if m else None
         assert port, "".join(lines)
-        key = read_key(tmp_path / "signing.key")
-        assert key is not None
+        key = SigningKey.load(tmp_path / "signing.key")  # the server made its keys on start
+        assert KeySet.load(tmp_path / "public-keys.json").get(key.kid) is not None
         env2 = {
             "FERRY_TARGET": f"127.0.0.1:{port}",
             "FERRY_AUTH_SIGNING_KEY_FILE": str(tmp_path / "signing.key"),
         }
         listed = CliRunner().invoke(cli, ["export", "semesters"], env=env2)
         assert listed.exit_code == 0 and "no semesters yet" in listed.output
-        assert TokenSigner(key)  # the server created its key on first start
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
@@ -153,4 +134,4 @@ def test_serve_unknown_service_names_the_known(args: list[str], tmp_path: Path) 
     }
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code != 0
-    assert "unknown service 'nope'; known: export" in str(result.exception) + result.output
+    assert "unknown service 'nope'; known: auth, export" in str(result.exception) + result.output

@@ -275,7 +275,7 @@ def test_unknown_service_or_filter_fails_start_naming_known(
     from ferry.plugins import PluginError
 
     app = make_app(seeded_url)
-    with pytest.raises(PluginError, match="unknown service 'exprot'; known: export"):
+    with pytest.raises(PluginError, match="unknown service 'exprot'; known: auth, export"):
         Server(app, ["exprot"])
     bad = make_app(seeded_url, FERRY_SERVER_FILTERS="[logging, nope]")
     with pytest.raises(

@@ -1,7 +1,10 @@
 """Auth filter: a bearer JWT on every call, and a role at least the method's min_role.
 
-Health and reflection stay open. The role each RPC needs is declared once, in the protos
-(`option (ferry.v1.min_role)`), and read here from the descriptors.
+Health and reflection stay open, and so are RPCs declared with min_role ROLE_UNSPECIFIED
+(AuthService.Login). The role each RPC needs is declared once, in the protos
+(`option (ferry.v1.min_role)`), and read here from the descriptors. Tokens are checked
+with the public key set only (this filter never sees a private key), and revoked token
+ids are learned within `auth.revocation_refresh_seconds` (ferry.auth.revocation).
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from ferry.auth import bearer
+from ferry.auth.revocation import Revocations
+from ferry.errors import PermissionDenied, Unauthenticated
 from ferry.rpc.filters import Filter, RpcCall
 from ferry.rpc.filters.client import TokenClient
 
@@ -22,6 +27,13 @@ log = logging.getLogger("ferry.auth")
 ENABLED = Gauge("ferry_auth_enabled", "1 when calls must carry a valid token, 0 when auth is off.")
 
 
+REFUSED = Counter(
+    "ferry_auth_refused_total",
+    "Calls the auth filter refused, by reason: missing, invalid, expired, revoked, role.",
+    ("reason",),
+)
+
+
 class AuthFilter(Filter):
     """Always in a server's chain (the server adds it when ferry.yaml leaves it out); only
     `auth.enabled: false` turns it off, loudly."""
@@ -30,18 +42,38 @@ class AuthFilter(Filter):
     client = TokenClient
 
     def __init__(self, app: App) -> None:
-        self.signer = app.signer()
-        self.enabled = app.settings.auth.enabled
+        a = app.settings.auth
+        self.enabled = a.enabled
         ENABLED.set(1 if self.enabled else 0)
         if not self.enabled:
             log.warning(
                 "auth.enabled is false: every call is served without a token",
                 extra={"event": "auth_disabled"},
             )
+            return
+        self.verifier = app.verifier()
+        self.revocations = Revocations(app.engine, app.redis(), a.revocation_refresh_seconds)
 
     def start(self, call: RpcCall) -> None:
         if call.method.min_role == 0 or not self.enabled:
             return
-        principal = self.signer.verify(bearer(call.metadata))
+        try:
+            token = bearer(call.metadata)
+        except Unauthenticated:
+            REFUSED.labels("missing").inc()
+            raise
+        try:
+            principal = self.verifier.verify(token)
+        except Unauthenticated as e:
+            REFUSED.labels("expired" if e.message == "token expired" else "invalid").inc()
+            raise
+        if self.revocations.is_revoked(principal.jti):
+            REFUSED.labels("revoked").inc()
+            raise Unauthenticated("token revoked")
         call.caller, call.role = principal.subject, principal.role
-        principal.require(call.method.min_role, call.method.name)
+        call.attrs["principal"] = principal
+        try:
+            principal.require(call.method.min_role, call.method.name)
+        except PermissionDenied:
+            REFUSED.labels("role").inc()
+            raise

@@ -1,0 +1,123 @@
+"""What the auth service does, apart from gRPC: log in, issue, revoke, disable.
+
+Every token issued here for a person or a program (Login, CreateToken) is recorded in
+auth_tokens so it can be listed and revoked; link tokens (short-lived, viewer, bound to one
+gateway path) are not, they expire within the hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from ferry import users
+from ferry.auth import ROLES
+from ferry.auth import store as token_store
+from ferry.auth.revocation import publish
+from ferry.auth.tokens import IssuedToken
+from ferry.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from ferry.ratelimit import Limiter
+from ferry.v1 import options_pb2
+
+if TYPE_CHECKING:
+    from ferry.app import App
+
+MAX_SUBJECT = 200
+MAX_LINK_PATH = 512
+LINK_TTL_DEFAULT, LINK_TTL_MAX = 300, 3600
+LINK_CLAIM = "lnk"
+
+
+def login_limiter(app: App) -> Limiter:
+    """Failed logins per username, for every caller of Login (the gateway adds its own
+    limits per username and per client address in front)."""
+    a = app.settings.auth
+    return Limiter("auth-login", a.login_attempts, a.login_window_seconds, app.redis())
+
+
+def login(app: App, username: str, password: str, limiter: Limiter | None = None) -> IssuedToken:
+    """A session token for a valid username and password; Unauthenticated otherwise (the
+    same message and, through a dummy scrypt, the same time for an unknown user).
+    ResourceExhausted once `limiter` has seen too many attempts for the username."""
+    users.check_login_input(username, password)
+    key = username.strip().lower()
+    if limiter is not None:
+        decision = limiter.hit(key)
+        if not decision.allowed:
+            raise ResourceExhausted(
+                f"too many sign-in attempts for this user; try again in "
+                f"{int(decision.retry_after + 0.999)}s"
+            )
+    account = users.verify(app.engine, username, password)
+    if account is None:
+        raise Unauthenticated("wrong username or password")
+    if limiter is not None:
+        limiter.clear(key)
+    ttl = dt.timedelta(seconds=app.settings.auth.token_ttl_seconds)
+    issued = app.issuer().issue(account.username, ROLES[account.role], ttl)
+    token_store.record(app.engine, issued, "login", account.username)
+    return issued
+
+
+def create_token(
+    app: App, role: int, subject: str, ttl_seconds: int, issued_by: str
+) -> IssuedToken:
+    """A token for `subject` with `role`; INVALID_ARGUMENT naming the field otherwise."""
+    a = app.settings.auth
+    if role not in ROLES.values():
+        raise InvalidArgument(f"role is required; roles: {', '.join(ROLES)}", field="role")
+    subject = subject.strip()
+    if not subject or len(subject) > MAX_SUBJECT:
+        raise InvalidArgument(f"subject needs 1 to {MAX_SUBJECT} characters", field="subject")
+    if ttl_seconds < 0:
+        raise InvalidArgument("ttl_seconds cannot be negative", field="ttl_seconds")
+    ttl = ttl_seconds or a.token_ttl_seconds
+    if ttl > a.max_token_ttl_seconds:
+        days = a.max_token_ttl_seconds / 86400
+        raise InvalidArgument(
+            f"ttl_seconds {ttl} is longer than the {a.max_token_ttl_seconds} s "
+            f"({days:g} days) auth.max_token_ttl_seconds allows",
+            field="ttl_seconds",
+        )
+    issued = app.issuer().issue(subject, role, dt.timedelta(seconds=ttl))
+    token_store.record(app.engine, issued, "api", issued_by)
+    return issued
+
+
+def revoke(app: App, jti: str) -> token_store.TokenInfo:
+    """Revoke `jti` in the database, then tell services through Redis when it is there."""
+    jti = jti.strip()
+    if not jti:
+        raise InvalidArgument("jti is required", field="jti")
+    if len(jti) > 64:
+        raise InvalidArgument("jti is longer than 64 characters", field="jti")
+    info = token_store.revoke(app.engine, jti)
+    publish(app.redis(), info.jti, info.expires_at.timestamp())
+    return info
+
+
+def disable_user(app: App, username: str) -> tuple[users.Account, int]:
+    """Disable `username` and revoke every unexpired token issued to them."""
+    if not username.strip():
+        raise InvalidArgument("username is required", field="username")
+    account = users.disable_user(app.engine, username)
+    revoked = token_store.revoke_subject(app.engine, account.username)
+    for jti, expires_at in revoked.items():
+        publish(app.redis(), jti, expires_at)
+    return account, len(revoked)
+
+
+def link_token(app: App, path: str, ttl_seconds: int, caller: str) -> IssuedToken:
+    """A viewer token for one gateway path (the gateway checks the `lnk` claim)."""
+    if not path.startswith("/api/") or len(path) > MAX_LINK_PATH or "?" in path:
+        raise InvalidArgument(
+            f"path must be a gateway path under /api/ of at most {MAX_LINK_PATH} characters, "
+            "without a query",
+            field="path",
+        )
+    if not 0 <= ttl_seconds <= LINK_TTL_MAX:
+        raise InvalidArgument(f"ttl_seconds must be 0 to {LINK_TTL_MAX}", field="ttl_seconds")
+    ttl = dt.timedelta(seconds=ttl_seconds or LINK_TTL_DEFAULT)
+    return app.issuer().issue(
+        f"link:{caller}"[:MAX_SUBJECT], options_pb2.ROLE_VIEWER, ttl, extra={LINK_CLAIM: path}
+    )

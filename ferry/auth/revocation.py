@@ -1,0 +1,119 @@
+"""Revoked tokens, as every service's auth filter knows them.
+
+The auth service marks a token revoked in the database (the record of truth) and, when
+Redis is configured, adds its jti to a sorted set scored by the token's expiry. Each
+service keeps the ids of revoked, unexpired tokens in memory and refreshes them at least
+every `auth.revocation_refresh_seconds`, from the database and from Redis (either may be
+down: the other still answers; when both fail the last known set stays in force). So a
+revoked token is refused everywhere within that bound.
+
+The refresh runs on the call path of the first call after the interval, by one thread
+only (the others keep using the current set): a read, which does not wait for writers.
+The `last_used_at` of the tokens seen since the refresh before is written in one
+statement from a background thread, so no call waits for a write lock (a long import can
+hold SQLite's).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from ferry.auth import store
+
+log = logging.getLogger("ferry.auth")
+REDIS_KEY = "ferry:auth:revoked"
+
+
+def publish(redis_client: Any, jti: str, expires_at: float) -> bool:
+    """Tell services through Redis that `jti` is revoked; False when Redis failed (the
+    database still has it, so services learn it from there)."""
+    if redis_client is None:
+        return False
+    try:
+        pipe = redis_client.pipeline()
+        pipe.zadd(REDIS_KEY, {jti: expires_at})
+        pipe.zremrangebyscore(REDIS_KEY, "-inf", time.time())
+        pipe.execute()
+        return True
+    except Exception as e:  # Redis down: the database is the record of truth
+        log.warning("revocation not published to Redis: %s", type(e).__name__,
+                    extra={"event": "revocation_redis_failed"})  # fmt: skip
+        return False
+
+
+class Revocations:
+    """The revoked jtis a service knows, refreshed every `refresh_seconds`."""
+
+    def __init__(
+        self, engine: Engine | None, redis_client: Any = None, refresh_seconds: float = 10.0
+    ) -> None:
+        self.engine = engine
+        self.redis = redis_client
+        self.refresh_seconds = refresh_seconds
+        self._revoked: dict[str, float] = {}
+        self._used: dict[str, float] = {}
+        self._next = 0.0  # monotonic time of the next refresh
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+
+    def is_revoked(self, jti: str) -> bool:
+        """Whether `jti` is revoked (as of at most refresh_seconds ago); records its use."""
+        if time.monotonic() >= self._next:
+            self.refresh()
+        self._used[jti] = time.time()
+        return jti in self._revoked
+
+    def _write_uses(self, used: dict[str, float]) -> None:
+        try:
+            if self.engine is not None:
+                store.touch(self.engine, used)
+        except Exception as e:  # last use is informational: never fail a call for it
+            log.warning("token last use not recorded: %s", type(e).__name__,
+                        extra={"event": "token_touch_failed"})  # fmt: skip
+        finally:
+            self._writing.release()
+
+    def refresh(self) -> None:
+        """Reload the revoked ids (one thread at a time; others go on with the old set)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next = time.monotonic() + self.refresh_seconds
+            used, self._used = self._used, {}
+            found: dict[str, float] = {}
+            sources = 0
+            if self.engine is not None:
+                try:
+                    found.update(store.revoked_ids(self.engine))
+                    sources += 1
+                except Exception as e:
+                    # Redis alone cannot be complete: keep what the database said before.
+                    wall = time.time()
+                    found.update({j: x for j, x in self._revoked.items() if x > wall})
+                    log.warning("revocations not read from the database: %s", type(e).__name__,
+                                extra={"event": "revocation_db_failed"})  # fmt: skip
+            if self.redis is not None:
+                try:
+                    now = time.time()
+                    for jti, exp in self.redis.zrangebyscore(REDIS_KEY, now, "+inf",
+                                                             withscores=True):  # fmt: skip
+                        key = jti.decode() if isinstance(jti, bytes) else str(jti)
+                        found[key] = float(exp)
+                    sources += 1
+                except Exception as e:
+                    log.warning("revocations not read from Redis: %s", type(e).__name__,
+                                extra={"event": "revocation_redis_failed"})  # fmt: skip
+            if sources:
+                self._revoked = found
+            if used and self.engine is not None and self._writing.acquire(blocking=False):
+                threading.Thread(target=self._write_uses, args=(used,), name="token-uses",
+                                 daemon=True).start()  # fmt: skip
+            else:  # a write still running (or nothing to write): keep the uses for later
+                self._used = {**used, **self._used}
+        finally:
+            self._lock.release()

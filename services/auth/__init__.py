@@ -1,0 +1,1 @@
+"""The auth service: tokens and users (see protos/ferry/v1/auth.proto)."""
