@@ -1,0 +1,137 @@
+"""The notify service's background threads: outbox workers.
+
+Each worker claims a batch of due rows with a lease (ferry.notify.store.claim), hands each
+channel its share, and settles every outcome on the rows it still holds. A Send in this
+process wakes a worker at once; other replicas find new rows when they poll. A worker
+that dies leaves its rows leased; once the lease ends any replica takes them again, so
+pending and abandoned rows are delivered after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import defaultdict
+
+from ferry.app import App
+from ferry.db.notify_models import DEAD, FAILED, PENDING, SENT
+from ferry.notify import metrics, store
+from ferry.notify.channels.base import Delivery, Outcome, failed, retry
+from ferry.notify.core import Notify
+
+log = logging.getLogger("ferry.notify")
+
+
+class Workers:
+    def __init__(self, app: App, notify: Notify) -> None:
+        self.app = app
+        self.notify = notify
+        self.settings = app.settings.notify
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.settings.workers):
+            t = threading.Thread(
+                target=self._loop,
+                name=f"notify-worker-{i}",
+                args=(f"{self.name}/{i}",),
+                daemon=True,
+            )
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self, worker_id: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                n = self.run_once(worker_id)
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("notify worker error", extra={"event": "notify_worker_error"})
+                n = 0
+            if n == 0:
+                self._update_depth()
+                self._wake.wait(self.settings.poll_seconds)
+                self._wake.clear()
+
+    def _update_depth(self) -> None:
+        try:
+            depth = store.depth(self.app.engine)
+        except Exception:
+            return
+        for name in self.settings.channels:
+            metrics.DEPTH.labels(name).set(depth.get(name, 0))
+
+    def run_once(self, worker_id: str) -> int:
+        """Claim one batch and deliver it; the number of rows handled."""
+        s = self.settings
+        channels = self.notify.channels
+        batch = store.claim(
+            self.app.engine, worker_id, list(channels), s.batch_size, s.lease_seconds
+        )
+        if not batch:
+            return 0
+        off = store.disabled(self.app.engine)
+        groups: dict[str, list[Delivery]] = defaultdict(list)
+        results: list[tuple[Delivery, Outcome]] = []
+        for d in batch:
+            key = next((k for k in (d.channel, f"{d.channel}/{d.recipient}") if k in off), "")
+            if key:
+                results.append((d, failed(f"{key} is switched off: {off[key]}")))
+            else:
+                groups[d.channel].append(d)
+        for name, ds in groups.items():
+            try:
+                outs = channels[name].send(ds)
+                if len(outs) != len(ds):
+                    raise RuntimeError(f"channel {name} answered {len(outs)} of {len(ds)}")
+            except Exception as e:
+                log.exception("channel %s failed", name, extra={"event": "notify_channel_error"})
+                outs = [retry(f"channel {name} failed: {type(e).__name__}") for _ in ds]
+            results.extend(zip(ds, outs, strict=True))
+        for done in store.settle(self.app.engine, worker_id, results, s):
+            self._count(done)
+        return len(batch)
+
+    def _count(self, done: store.Settled) -> None:
+        ch = done.delivery.channel
+        if done.status == SENT:
+            metrics.SENT.labels(ch).inc()
+            if done.created_at is not None:
+                from ferry.db.models import utcnow
+
+                metrics.LATENCY.labels(ch).observe((utcnow() - done.created_at).total_seconds())
+        elif done.status == PENDING:
+            metrics.RETRIED.labels(ch).inc()
+        elif done.status == FAILED:
+            metrics.FAILED.labels(ch).inc()
+        elif done.status == DEAD:
+            metrics.DEAD.labels(ch).inc()
+        if done.status != SENT:
+            log.info(
+                "notification %s to %s: %s",
+                done.delivery.notification_id,
+                done.delivery.recipient,
+                done.status,
+                extra={
+                    "event": "notify_attempt",
+                    "notification_id": done.delivery.notification_id,
+                    "channel": ch,
+                    "status": done.status,
+                    "attempt": done.delivery.attempt,
+                },
+            )
