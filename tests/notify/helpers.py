@@ -34,6 +34,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.raw: list[bytes] = []
         self.rcpt_replies: dict[str, str] = {}
         self.data_replies: deque[str] = deque()
         self.data_delay = 0.0
@@ -68,6 +69,7 @@ class Inbox:
             msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
             assert isinstance(msg, EmailMessage)
             self.messages.append(msg)
+            self.raw.append(bytes(envelope.original_content or envelope.content))
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 

@@ -38,7 +38,7 @@ def test_mail_has_headers_both_parts_and_a_stable_message_id(
         done = c.wait(n.id)
     assert done.status == pb.NOTIFICATION_STATUS_SENT
     (mail,) = smtp.inbox.wait_for(1)
-    assert mail["Subject"] == "Η εξαγωγή είναι έτοιμη: students (csv), 1.234 εγγραφές"
+    assert mail["Subject"] == "Η εξαγωγή είναι έτοιμη: students (csv), 1.234 εγγραφές"  # noqa: RUF001 (Greek)
     assert mail["To"].addresses[0].display_name == "Γιώργος Παπαδόπουλος"
     assert mail["To"].addresses[0].addr_spec == "giorgos@school.example"
     assert mail["From"].addresses[0].addr_spec == "ferry@school.example"
@@ -54,6 +54,9 @@ def test_mail_has_headers_both_parts_and_a_stable_message_id(
     )
     assert "Εγγραφές: 1.234" in text.get_content()
     assert smtp.inbox.envelopes == [("ferry@school.example", ["giorgos@school.example"])]
+    raw = smtp.inbox.raw[0]
+    assert raw.isascii()  # Greek travels RFC 2047 / transfer-encoded, never as raw bytes
+    assert raw.startswith(b"Subject: =?utf-8?") or b"\r\nSubject: =?utf-8?" in raw
 
 
 def test_html_is_escaped_and_text_is_not(notify_app: Callable[..., App], smtp: SmtpServer) -> None:
