@@ -56,6 +56,15 @@ class LinkSigner:
             return False
         return when >= time.time() and hmac.compare_digest(sig, self._mac(path, when))
 
+    def expired(self, path: str, sig: str, exp: str) -> bool:
+        """True when `sig` is a genuine signature of `path` whose time has passed (a link
+        from an old mail), as opposed to a forged or mangled one."""
+        try:
+            when = int(exp)
+        except ValueError:
+            return False
+        return when < time.time() and hmac.compare_digest(sig, self._mac(path, when))
+
     def token_for(self, path: str) -> str:
         """A short-lived viewer token for serving one signed link."""
         return self.signer.issue(

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from ferry.app import App
 from ferry.config import GatewaySettings
-from ferry.errors import FerryError, InvalidArgument, Unauthenticated
+from ferry.errors import FerryError, InvalidArgument, PermissionDenied, Unauthenticated
 from gateway import errors
 from gateway.auth import LinkSigner, LoginLimiter, bearer_token
 from gateway.calls import ServiceChannels
@@ -44,12 +44,22 @@ class Gateway:
             return token
         q = request.query_params
         if "sig" in q and "exp" in q:
+            if self.links.expired(request.url.path, q["sig"], q["exp"]):
+                raise LinkExpired(
+                    "this download link has expired; open the export in the Export Center "
+                    "to get a new one"
+                )
             if not self.links.verify(request.url.path, q["sig"], q["exp"]):
                 raise Unauthenticated(
                     "this link has expired or is not valid; open it again from the page"
                 )
             return self.links.token_for(request.url.path)
         return None
+
+
+class LinkExpired(PermissionDenied):
+    """A genuine signed link whose time is up (e.g. from a mail older than
+    notify.link_ttl_days): 403, as a page for a browser."""
 
 
 def guarded(handler: Handler) -> Handler:
@@ -62,6 +72,10 @@ def guarded(handler: Handler) -> Handler:
             return await handler(request)
         except TooLarge as e:
             return errors.too_large(e.message)
+        except LinkExpired as e:
+            if "text/html" in request.headers.get("accept", ""):
+                return errors.link_expired_page(e.message)
+            return errors.from_ferry(e)
         except FerryError as e:
             return errors.from_ferry(e)
         except grpc.RpcError as e:

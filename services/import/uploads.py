@@ -26,6 +26,7 @@ from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
 from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
+from ferry.notify import client as notify_client
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
 from ferry.v1 import import_pb2 as ipb
@@ -61,6 +62,7 @@ class UploadRpcs:
         ds = self.app.dataset(options.dataset)
         # Bad options fail before the upload, not after it.
         merge_options = convert.merge_options(options)
+        notify = notify_client.check_recipients(list(options.notify), "options.notify")
         fmt: Any = None
         if options.bundle_format or options.filename:
             fmt = detect.bundle_format(options.bundle_format, options.filename)
@@ -72,6 +74,10 @@ class UploadRpcs:
             outcome = self._import_arriving(requests, ds, *streamed)
         else:
             outcome = self._import_spooled(requests, ds, fmt, merge_options)
+        if notify:  # queued in the background: never holds up or fails the import
+            summary = convert.result_proto(outcome)
+            req = notify_client.import_request(summary, notify, outcome.options.filename)
+            notify_client.background(self.app, "service:import").send(req)
         return ipb.ImportSessionResponse(result=self._finish(outcome))
 
     def _import_spooled(

@@ -13,25 +13,58 @@ from ferry.notify import templates
 
 VARS = {
     "export_completed": {
-        "export_type": "students", "format": "xlsx", "records": 1234567, "size_bytes": 3 * 1024**2,
-        "duration_seconds": 75, "filename": "s.xlsx", "download_url": "http://x/d?a=1&b=2",
+        "export_type": "students",
+        "format": "xlsx",
+        "records": 1234567,
+        "size_bytes": 3 * 1024**2,
+        "duration_seconds": 75,
+        "filename": "s.xlsx",
+        "download_url": "http://x/d?a=1&b=2",
         "link_expires_at": "2026-12-08T10:00:00+00:00",
     },
-    "export_failed": {"export_type": "grades", "format": "pdf", "error": "disk <full>",
-                      "job_id": "j1"},
+    "export_failed": {
+        "export_type": "grades",
+        "format": "pdf",
+        "error": "disk <full>",
+        "job_id": "j1",
+    },
     "import_finished": {
-        "filename": "fall.json", "dry_run": False, "import_id": "i1", "warnings": ["w <1>"],
-        "entities": [{"entity": "student", "created": 3, "updated": 1, "unchanged": 0,
-                      "skipped": 0, "errors": 0}],
+        "filename": "fall.json",
+        "dry_run": False,
+        "import_id": "i1",
+        "warnings": ["w <1>"],
+        "failed": False,
+        "error": "",
+        "entities": [
+            {
+                "entity": "student",
+                "created": 3,
+                "updated": 1,
+                "unchanged": 0,
+                "skipped": 0,
+                "errors": 0,
+            }
+        ],
     },
     "backup_done": {
-        "schedule": "nightly", "export_type": "students", "format": "csv", "records": 10,
-        "size_bytes": 100, "duration_seconds": 1, "filename": "n.csv",
-        "download_url": "http://x/d", "link_expires_at": "2026-12-08T10:00:00+00:00",
+        "schedule": "nightly",
+        "export_type": "students",
+        "format": "csv",
+        "records": 10,
+        "size_bytes": 100,
+        "duration_seconds": 1,
+        "filename": "n.csv",
+        "download_url": "http://x/d",
+        "link_expires_at": "2026-12-08T10:00:00+00:00",
     },
-    "backup_failed": {"schedule": "nightly", "export_type": "students", "format": "csv",
-                      "error": "boom", "job_id": "j2"},
-}  # fmt: skip
+    "backup_failed": {
+        "schedule": "nightly",
+        "export_type": "students",
+        "format": "csv",
+        "error": "boom",
+        "job_id": "j2",
+    },
+}
 
 
 def test_every_template_has_variables_here() -> None:

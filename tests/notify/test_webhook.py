@@ -107,9 +107,7 @@ def test_requests_name_endpoints_never_urls(
 ) -> None:
     app = notify_app(hook_url=hook.url)
     with serving(app) as (_srv, c), pytest.raises(grpc.RpcError) as e:
-        c.send(
-            channels=["webhook"], recipients=["http://evil.example/x"], subject="s", body="b"
-        )
+        c.send(channels=["webhook"], recipients=["http://evil.example/x"], subject="s", body="b")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "unknown webhook endpoint 'http://evil.example/x'; configured: ops" in (
         e.value.details() or ""

@@ -63,7 +63,7 @@ def parse_address(recipient: str) -> str:
         raise ValueError(f"{recipient!r} is not a mail address")
     _name, addr = email.utils.parseaddr(value)
     local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain or " " in addr or "." not in domain.strip("."):
+    if not at or not local or not domain.strip(".") or " " in addr:
         raise ValueError(f"{recipient!r} is not a mail address")
     return value
 
