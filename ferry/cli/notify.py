@@ -4,6 +4,7 @@ a gRPC client of NotifyService like every other verb."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from google.protobuf import json_format
@@ -70,7 +71,7 @@ def notify_send(
     click.echo(n.id)
 
 
-def _var(text: str) -> tuple[str, object]:
+def _var(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise click.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint="--var")
