@@ -300,6 +300,26 @@ def claim(
     ]
 
 
+def renew(engine: Engine, worker: str, row_ids: Sequence[int], lease_seconds: float) -> set[int]:
+    """Extend `worker`'s lease on `row_ids`; the ids it still holds (a row whose lease ran
+    out and went to another worker is not this worker's to send any more)."""
+    if not row_ids:
+        return set()
+    until = utcnow() + dt.timedelta(seconds=lease_seconds)
+    with engine.begin() as conn:
+        return {
+            r[0]
+            for r in conn.execute(
+                OB.update()
+                .where(
+                    OB.c.id.in_(list(row_ids)), OB.c.lease_owner == worker, OB.c.status == PENDING
+                )
+                .values(lease_until=until)
+                .returning(OB.c.id)
+            )
+        }
+
+
 @dataclass(frozen=True)
 class Settled:
     """What settling one attempt did: the row's new status (pending means "retry later")."""

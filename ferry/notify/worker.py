@@ -13,8 +13,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import defaultdict
+from typing import Any
 
 from ferry.app import App
 from ferry.db.notify_models import DEAD, FAILED, PENDING, SENT
@@ -94,18 +96,34 @@ class Workers:
                 results.append((d, failed(f"{key} is switched off: {off[key]}")))
             else:
                 groups[d.channel].append(d)
-        for name, ds in groups.items():
-            try:
-                outs = channels[name].send(ds)
-                if len(outs) != len(ds):
-                    raise RuntimeError(f"channel {name} answered {len(outs)} of {len(ds)}")
-            except Exception as e:
-                log.exception("channel %s failed", name, extra={"event": "notify_channel_error"})
-                outs = [retry(f"channel {name} failed: {type(e).__name__}") for _ in ds]
-            results.extend(zip(ds, outs, strict=True))
+        # The lease is renewed while the batch is worked through, so a slow relay never lets
+        # it run out under our feet (another replica would then send the same rows).
+        renewed = time.monotonic()
+        todo = [d for ds in groups.values() for d in ds]
+        lost: set[int] = set()
+        for i, d in enumerate(todo):
+            if time.monotonic() - renewed > s.lease_seconds / 3:
+                rest = [x.row_id for x in todo[i:]]
+                held = store.renew(self.app.engine, worker_id, rest, s.lease_seconds)
+                lost |= set(rest) - held
+                renewed = time.monotonic()
+            if d.row_id in lost:
+                continue
+            results.append((d, self._send(channels[d.channel], d)))
         for done in store.settle(self.app.engine, worker_id, results, s):
             self._count(done)
         return len(batch)
+
+    def _send(self, channel: Any, d: Delivery) -> Outcome:
+        try:
+            outs = channel.send([d])
+            if len(outs) != 1:
+                raise RuntimeError(f"channel {d.channel} answered {len(outs)} outcomes for 1")
+            out: Outcome = outs[0]
+            return out
+        except Exception as e:
+            log.exception("channel %s failed", d.channel, extra={"event": "notify_channel_error"})
+            return retry(f"channel {d.channel} failed: {type(e).__name__}")
 
     def _count(self, done: store.Settled) -> None:
         ch = done.delivery.channel

@@ -38,6 +38,7 @@ class Inbox:
         self.rcpt_replies: dict[str, str] = {}
         self.data_replies: deque[str] = deque()
         self.data_delay = 0.0
+        self.data_started = threading.Event()
         self.lock = threading.Lock()
         self.connections = 0
 
@@ -59,6 +60,7 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_started.set()
         if self.data_delay:
             import asyncio
 
