@@ -92,55 +92,52 @@ def new_event_id() -> str:
 
 def create(engine: Engine, new: NewNotification) -> tuple[View, bool]:
     """(notification, created): the new one with its outbox rows, or the earlier one with
-    the same event id (nothing more is queued)."""
-    existing = _by_event(engine, new.event_id)
-    if existing is not None:
-        return existing, False
+    the same event id (nothing more is queued). The unique event id decides, so two Sends
+    of one event at once still make one notification."""
     now = utcnow()
     nid = str(uuid.uuid4())
     channels = list(dict.fromkeys(c for c, _ in new.deliveries))
     recipients = list(dict.fromkeys(r for _, r in new.deliveries))
+    notification = Notification(
+        id=nid,
+        event_id=new.event_id,
+        channels=channels,
+        recipients=recipients,
+        template=new.template,
+        language=new.language,
+        variables=new.variables,
+        subject=new.subject,
+        text_body=new.text,
+        html_body=new.html,
+        status=PENDING,
+        requested_by=new.requested_by,
+        created_at=now,
+        updated_at=now,
+    )
+    rows = [
+        OutboxRow(
+            notification_id=nid,
+            channel=channel,
+            recipient=recipient,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
+        )
+        for channel, recipient in dict.fromkeys(new.deliveries)
+    ]
     try:
         with Session(engine, expire_on_commit=False) as s, s.begin():
-            s.add(
-                Notification(
-                    id=nid,
-                    event_id=new.event_id,
-                    channels=channels,
-                    recipients=recipients,
-                    template=new.template,
-                    language=new.language,
-                    variables=new.variables,
-                    subject=new.subject,
-                    text_body=new.text,
-                    html_body=new.html,
-                    status=PENDING,
-                    requested_by=new.requested_by,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            s.flush()
-            for channel, recipient in dict.fromkeys(new.deliveries):
-                s.add(
-                    OutboxRow(
-                        notification_id=nid,
-                        channel=channel,
-                        recipient=recipient,
-                        status=PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        last_error="",
-                        created_at=now,
-                    )
-                )
+            s.add(notification)
+            s.flush()  # the parent row first: the outbox rows refer to it
+            s.add_all(rows)
     except sa_exc.IntegrityError:
-        # A concurrent Send with the same event id won the unique constraint.
         existing = _by_event(engine, new.event_id)
         if existing is None:
             raise
         return existing, False
-    return get(engine, nid), True
+    return View(notification, rows), True
 
 
 def _by_event(engine: Engine, event_id: str) -> View | None:
