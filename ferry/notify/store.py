@@ -247,19 +247,26 @@ def claim(
         sa.or_(OB.c.lease_until.is_(None), OB.c.lease_until < now),
     )
     pick = sa.select(OB.c.id).where(claimable).order_by(OB.c.next_attempt_at, OB.c.id).limit(limit)
-    if engine.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        OB.update()
-        .where(OB.c.id.in_(pick.scalar_subquery()), claimable)
-        .values(
-            lease_owner=worker,
-            lease_until=now + dt.timedelta(seconds=lease_seconds),
-            attempts=OB.c.attempts + 1,
-        )
-        .returning(OB.c.id)
-    )
+    lease = {
+        "lease_owner": worker,
+        "lease_until": now + dt.timedelta(seconds=lease_seconds),
+        "attempts": OB.c.attempts + 1,
+    }
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Lock the picked rows first, then lease them: two statements, because in
+            # `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` PostgreSQL may run
+            # the subquery once per row (a generic plan made while the outbox was empty),
+            # which is quadratic in the backlog.
+            candidates = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
+            if not candidates:
+                return []
+            where = OB.c.id.in_(candidates)
+        else:
+            # SQLite: one statement, so the read and the write are one atomic step (a
+            # separate SELECT would make the write fail on a stale WAL snapshot).
+            where = OB.c.id.in_(pick.scalar_subquery())
+        stmt = OB.update().where(where, claimable).values(**lease).returning(OB.c.id)
         ids = [r[0] for r in conn.execute(stmt)]
         if not ids:
             return []

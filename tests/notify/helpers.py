@@ -85,13 +85,34 @@ class Inbox:
 
 
 class SmtpServer:
-    def __init__(self, port: int | None = None) -> None:
+    """aiosmtpd on a free port; with `password`, AUTH (over plain SMTP, as tests need) is
+    required and only user `ferry` with that password gets in."""
+
+    def __init__(self, port: int | None = None, password: str = "") -> None:
         self.port = port or free_port()
         self.inbox = Inbox()
         self.controller: Controller | None = None
+        self.password = password
+        self.logins: list[tuple[str, bool]] = []
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        ok = data.login == b"ferry" and data.password == self.password.encode()
+        self.logins.append((data.login.decode(), ok))
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> SmtpServer:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        kw: dict[str, Any] = {}
+        if self.password:
+            kw = {
+                "authenticator": self._authenticate,
+                "auth_required": True,
+                "auth_require_tls": False,
+            }
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **kw)
         self.controller.start()
         return self
 

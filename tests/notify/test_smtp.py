@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from ferry.app import App
 from ferry.v1 import notify_pb2 as pb
@@ -170,3 +173,82 @@ def test_connection_is_reused(notify_app: Callable[..., App], smtp: SmtpServer) 
             c.wait(nid)
     assert len(smtp.inbox.messages) == 10
     assert smtp.inbox.connections == 1
+
+
+def test_auth_password_from_a_file_never_shows(
+    notify_app: Callable[..., App], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cret-Πάσσγουορντ"
+    server = SmtpServer(password=secret).start()
+    (tmp_path / "smtp-password").write_text(secret + "\n", encoding="utf-8")
+    try:
+        app = notify_app(
+            smtp_port=server.port,
+            FERRY_PLUGINS_CHANNELS_SMTP_USERNAME="ferry",
+            FERRY_PLUGINS_CHANNELS_SMTP_PASSWORD_FILE=str(tmp_path / "smtp-password"),
+        )
+        with serving(app) as (_srv, c):
+            n = c.send(channels=["smtp"], recipients=["a@school.example"], subject="s", body="b")
+            assert c.wait(n.notification.id).status == pb.NOTIFICATION_STATUS_SENT
+        assert server.logins == [("ferry", True)]
+        # A wrong password: retried, and neither password nor server text is recorded.
+        (tmp_path / "smtp-password").write_text("wrong-" + secret, encoding="utf-8")
+        app2 = notify_app(
+            smtp_port=server.port,
+            FERRY_PLUGINS_CHANNELS_SMTP_USERNAME="ferry",
+            FERRY_PLUGINS_CHANNELS_SMTP_PASSWORD_FILE=str(tmp_path / "smtp-password"),
+        )
+        with serving(app2) as (_srv, c):
+            nid = c.send(
+                channels=["smtp"], recipients=["b@school.example"], subject="s", body="b"
+            ).notification.id
+            pending = eventually(lambda: (x := c.get(nid)).deliveries[0].last_error and x)
+            chans = {
+                x.name: x
+                for x in c.stub.ListChannels(pb.ListChannelsRequest(), metadata=c.md).channels
+            }
+        error = pending.deliveries[0].last_error
+        assert error == "cannot reach the mail relay: authentication failed (535)"
+        assert not chans["smtp"].healthy and "authentication failed" in chans["smtp"].detail
+        assert secret not in caplog.text and secret not in chans["smtp"].detail
+    finally:
+        server.stop()
+
+
+def test_unreachable_relay_is_unhealthy(notify_app: Callable[..., App]) -> None:
+    app = notify_app(smtp_port=free_port())
+    with serving(app) as (_srv, c):
+        chans = {
+            x.name: x for x in c.stub.ListChannels(pb.ListChannelsRequest(), metadata=c.md).channels
+        }
+    assert not chans["smtp"].healthy
+    assert chans["smtp"].detail.endswith("connection refused")
+
+
+def test_metrics_count_by_channel(notify_app: Callable[..., App], smtp: SmtpServer) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"channel": "smtp"}) or 0.0
+
+    before = (
+        value("ferry_notify_sent_total"),
+        value("ferry_notify_retried_total"),
+        value("ferry_notify_failed_total"),
+    )
+    smtp.inbox.data_replies.extend(["451 later", "550 no"])
+    app = notify_app(smtp_port=smtp.port, FERRY_NOTIFY_WORKERS="1")
+    with serving(app) as (_srv, c):
+        a = c.send(channels=["smtp"], recipients=["a@school.example"], subject="s", body="b")
+        c.wait(a.notification.id)
+    after = (
+        value("ferry_notify_sent_total"),
+        value("ferry_notify_retried_total"),
+        value("ferry_notify_failed_total"),
+    )
+    # 451 then 550: one retry, then a failure; nothing sent.
+    assert [y - x for x, y in zip(before, after, strict=True)] == [0, 1, 1]
+    assert (
+        REGISTRY.get_sample_value("ferry_notify_delivery_seconds_count", {"channel": "smtp"})
+        is not None
+    )
