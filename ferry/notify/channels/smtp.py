@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import email.utils
 import os
@@ -144,7 +145,7 @@ class SmtpChannel:
                 conn.starttls(context=self._context())
                 conn.ehlo()
             if s.username:
-                conn.login(s.username, self._password())
+                _login(conn, s.username, self._password())
         except BaseException:
             _quietly_close(conn)
             raise
@@ -243,6 +244,21 @@ class SmtpChannel:
             conns, self._all = self._all, []
         for c in conns:
             _quietly_close(c)
+
+
+def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH; a user name or password outside ASCII goes as UTF-8 with AUTH PLAIN (RFC 4954),
+    which smtplib's own login cannot encode."""
+    if (username + password).isascii():
+        conn.login(username, password)
+        return
+    conn.ehlo_or_helo_if_needed()
+    if "plain" not in conn.esmtp_features.get("auth", "").lower().split():
+        raise smtplib.SMTPException("the relay offers no AUTH PLAIN for a non-ASCII password")
+    token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode()
+    code, resp = conn.docmd("AUTH", f"PLAIN {token}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, resp)
 
 
 def _by_code(code: int, error: str) -> Outcome:
