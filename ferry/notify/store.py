@@ -344,8 +344,23 @@ def settle(
     now = utcnow()
     done: list[Settled] = []
     touched: set[str] = set()
+    results = list(results)
     with engine.begin() as conn:
+        # The common case, delivered, is one statement for the whole batch.
+        sent = {d.row_id: d for d, out in results if out.status == SENT}
+        if sent:
+            for row_id, created in conn.execute(
+                OB.update()
+                .where(OB.c.id.in_(list(sent)), OB.c.lease_owner == worker)
+                .values(status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None)
+                .returning(OB.c.id, OB.c.created_at)
+            ):
+                d = sent[row_id]
+                done.append(Settled(d, SENT, aware(created)))
+                touched.add(d.notification_id)
         for d, out in results:
+            if out.status == SENT:
+                continue
             error = out.error[:MAX_ERROR]
             held = sa.and_(OB.c.id == d.row_id, OB.c.lease_owner == worker)
             created = conn.execute(sa.select(OB.c.created_at).where(held)).scalar_one_or_none()
@@ -361,9 +376,6 @@ def settle(
                 values.update(status=status, last_error=error)
                 if when is not None:
                     values["next_attempt_at"] = when
-            elif out.status == SENT:
-                status = SENT
-                values.update(status=SENT, sent_at=now, last_error="")
             else:
                 status = FAILED
                 values.update(status=FAILED, last_error=error)
@@ -389,11 +401,14 @@ def _refresh(conn: sa.Connection, nids: Iterable[str], now: dt.datetime) -> None
         .group_by(OB.c.notification_id, OB.c.status)
     ):
         counts.setdefault(nid, set()).add(status)
+    by_status: dict[str, list[str]] = {}
     for nid, statuses in counts.items():
         status = next((s for s in (PENDING, DEAD, FAILED) if s in statuses), SENT)
+        by_status.setdefault(status, []).append(nid)
+    for status, group in by_status.items():
         conn.execute(
             N.update()
-            .where(N.c.id == nid, N.c.status != status)
+            .where(N.c.id.in_(group), N.c.status != status)
             .values(status=status, updated_at=now)
         )
 
