@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import email
-import email.policy
+import email.parser
 import io
 import json
 import logging
@@ -42,6 +42,7 @@ from ferry.db.notify_models import Notification, OutboxRow
 from ferry.v1 import notify_pb2 as pb
 from ferry.v1 import notify_pb2_grpc
 
+HEADERS = email.parser.BytesHeaderParser()
 MAILS = 2000
 LOG_ROWS = 20000
 PACED = 500
@@ -71,7 +72,8 @@ class Relay:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         now = time.perf_counter()
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        # Headers only: the relay must stay cheap beside what it measures.
+        msg = HEADERS.parsebytes(envelope.content, headersonly=True)
         with self.lock:
             self.count += 1
             self.ids.append(str(msg["Message-ID"]))

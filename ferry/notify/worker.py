@@ -25,6 +25,8 @@ from ferry.notify.channels.base import Delivery, Outcome, failed, retry
 from ferry.notify.core import Notify
 
 log = logging.getLogger("ferry.notify")
+LINGER_SECONDS = 0.005
+DEPTH_SECONDS = 1.0  # the outbox depth gauge is refreshed at most this often
 
 
 class Workers:
@@ -36,6 +38,7 @@ class Workers:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._depth_at = 0.0
 
     def start(self) -> None:
         for i in range(self.settings.workers):
@@ -67,10 +70,17 @@ class Workers:
                 n = 0
             if n == 0:
                 self._update_depth()
-                self._wake.wait(self.settings.poll_seconds)
-                self._wake.clear()
+                if self._wake.wait(self.settings.poll_seconds):
+                    self._wake.clear()
+                    # Woken by a Send: let the Sends arriving with it join one batch
+                    # (one claim and one settle for many rows, not one per row).
+                    time.sleep(LINGER_SECONDS)
 
     def _update_depth(self) -> None:
+        now = time.monotonic()
+        if now - self._depth_at < DEPTH_SECONDS:
+            return
+        self._depth_at = now
         try:
             depth = store.depth(self.app.engine)
         except Exception:
