@@ -224,7 +224,9 @@ class Delivery(google.protobuf.message.Message):
     last_error: builtins.str
     """Why the last attempt did not deliver, in words (never a server's secret)."""
     message_id: builtins.str
-    """The Message-ID of the mail or webhook-id of the call: the same on every attempt."""
+    """This delivery's stable id, the same on every attempt: the webhook-id of a webhook
+    call, and the left part of a mail's Message-ID (`<message_id@domain>`).
+    """
     @property
     def next_attempt_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
