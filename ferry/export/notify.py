@@ -112,7 +112,9 @@ class Announcer:
             self._thread = threading.Thread(target=self._run, name="export-announcer", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop after the announcements already queued, waiting at most `timeout`; what is
+        left is sent by the next sweep (the jobs keep an empty notification_id)."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
