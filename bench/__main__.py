@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import auth, bundle, export_jobs, formats, gateway, imports, stream_session
+from bench import auth, bundle, export_jobs, formats, gateway, imports, notify, stream_session
 from bench.common import Row, fresh_database, print_table, save
 from ferry.db import migrate
 from ferry.db.engine import make_engine
@@ -29,6 +29,7 @@ BENCHES: dict[str, Bench] = {
     "imports": imports.run,
     "gateway": gateway.run,
     "auth": auth.run,
+    "notify": notify.run,
 }
 
 

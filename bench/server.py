@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,6 +65,12 @@ class FerryServer:
         if not self.port or (want_web and not self.web_port):
             self.proc.kill()
             raise RuntimeError(f"ferry serve {' '.join(services)} did not start")
+        # Keep reading its log so a chatty server never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for _ in self.proc.stderr or []:
+            pass
 
     def token(self, role: int = options_pb2.ROLE_ADMIN) -> str:
         return TokenIssuer(self.key).issue("bench", role, dt.timedelta(hours=1)).token

@@ -294,6 +294,48 @@ class TlsSettings(Strict):
     gateway: GatewayTlsSettings = GatewayTlsSettings()
 
 
+class NotifySettings(Strict):
+    """The `notify` section: which channels exist, the outbox workers and the retry
+    schedule. Each channel's own settings are in plugins.channels.<name>."""
+
+    # Configured channels (`ferry.channels` plugin names); requests may name only these.
+    channels: list[str] = ["log"]
+    # Used when a request names no channel, and for export/import announcements.
+    default_channels: list[str] = ["log"]
+    default_language: str = Field("en", pattern="^(en|el)$")
+    # Outbox worker threads per notify process (0: deliver nothing here).
+    workers: int = Field(2, ge=0, le=64)
+    # Rows one worker claims at once (mail to one relay reuses one connection).
+    batch_size: int = Field(20, ge=1, le=1000)
+    # How often an idle worker looks for rows queued by other replicas.
+    poll_seconds: float = Field(2.0, gt=0)
+    # A claimed row belongs to its worker this long; after that another may take it (the
+    # worker died). Must be longer than a channel's timeout.
+    lease_seconds: float = Field(120.0, gt=0)
+    # Delay before the 2nd, 3rd, ... attempt; the last repeats (RFC 5321 4.5.4.1).
+    retry_schedule_seconds: list[float] = [60, 300, 1800, 7200]
+    # Each delay is scattered by up to this fraction either way.
+    retry_jitter: float = Field(0.1, ge=0, le=1)
+    # Undelivered this long after it was queued: dead.
+    give_up_after_seconds: float = Field(4 * 86400, gt=0)
+    # Recipients of one Send, and of one SendBulk.
+    max_recipients: int = Field(50, ge=1)
+    max_bulk_recipients: int = Field(500, ge=1)
+    # Download links in export mails are valid this long.
+    link_ttl_days: int = Field(7, ge=1, le=365)
+    # Where people reach the gateway; links in mails start with it.
+    public_url: str = "http://127.0.0.1:8080"
+    # Deadline of the export and import services' Send calls.
+    send_timeout_seconds: float = Field(5.0, gt=0)
+
+    @field_validator("retry_schedule_seconds")
+    @classmethod
+    def _schedule(cls, v: list[float]) -> list[float]:
+        if not v or any(x <= 0 for x in v):
+            raise ValueError("give at least one delay, each > 0 seconds")
+        return v
+
+
 class Settings(Strict):
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
@@ -306,6 +348,7 @@ class Settings(Strict):
     imports: ImportSettings = ImportSettings()
     redis: RedisSettings = RedisSettings()
     tls: TlsSettings = TlsSettings()
+    notify: NotifySettings = NotifySettings()
     dataset: str = "school"
     # Per-plugin settings, `plugins.<group>.<name>: {...}`, each validated by the model the
     # plugin declares (`settings_model`) when the configuration is loaded.

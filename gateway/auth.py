@@ -18,7 +18,7 @@ from starlette.requests import Request
 
 from ferry.auth import TokenVerifier
 from ferry.auth.issuing import LINK_CLAIM
-from ferry.errors import FerryError, Unauthenticated
+from ferry.errors import FerryError, PermissionDenied, Unauthenticated
 from ferry.ratelimit import Decision, Limiter
 
 LINK_PARAM = "link"
@@ -40,14 +40,37 @@ def link_token(verifier: TokenVerifier, request: Request) -> str | None:
     token = request.query_params.get(LINK_PARAM)
     if token is None:
         return None
-    expired = "this link has expired or is not valid; open it again from the page"
+    invalid = "this link has expired or is not valid; open it again from the page"
     try:
         claims = verifier.claims(token)
+    except Unauthenticated as e:
+        # The signature is checked before the expiry, so "expired" means a genuine link
+        # whose time is up (a mail older than notify.link_ttl_days): 403, as a page.
+        if e.message == "token expired" and _unverified_path(token) == request.url.path:
+            raise LinkExpired(
+                "this download link has expired; open the export in the Export Center "
+                "to get a new one"
+            ) from None
+        raise Unauthenticated(invalid) from None
     except FerryError:
-        raise Unauthenticated(expired) from None
+        raise Unauthenticated(invalid) from None
     if claims.get(LINK_CLAIM) != request.url.path:
-        raise Unauthenticated(expired)
+        raise Unauthenticated(invalid)
     return token
+
+
+class LinkExpired(PermissionDenied):
+    """A genuine link whose time is up: 403, as a page for a browser."""
+
+
+def _unverified_path(token: str) -> str:
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return ""
+    return str(claims.get(LINK_CLAIM, ""))
 
 
 def parse_networks(entries: Sequence[str]) -> list[Network]:

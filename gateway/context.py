@@ -19,7 +19,7 @@ from ferry.auth import TokenVerifier
 from ferry.config import GatewaySettings
 from ferry.errors import FerryError, InvalidArgument
 from gateway import errors
-from gateway.auth import LoginLimits, Network, bearer_token, link_token
+from gateway.auth import LinkExpired, LoginLimits, Network, bearer_token, link_token
 from gateway.calls import ServiceChannels
 
 log = logging.getLogger("ferry.gateway")
@@ -57,6 +57,10 @@ def guarded(handler: Handler) -> Handler:
             return await handler(request)
         except TooLarge as e:
             return errors.too_large(e.message)
+        except LinkExpired as e:
+            if "text/html" in request.headers.get("accept", ""):
+                return errors.link_expired_page(e.message)
+            return errors.from_ferry(e)
         except FerryError as e:
             return errors.from_ferry(e)
         except grpc.RpcError as e:

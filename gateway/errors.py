@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 
 from ferry.errors import FerryError
 
@@ -71,6 +71,19 @@ def too_large(message: str) -> JSONResponse:
     """413: a body over its limit (refused while it was being read)."""
     body = {"code": S.RESOURCE_EXHAUSTED.name, "message": message, "details": []}
     return JSONResponse(body, status_code=413)
+
+
+def link_expired_page(message: str) -> HTMLResponse:
+    """403 as a small page for a browser that opened an expired link (from a mail)."""
+    import html
+
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<title>Link expired</title></head><body style="font-family: sans-serif">'
+        f"<h1>This link has expired</h1><p>{html.escape(message)}</p>"
+        '<p><a href="/">Open the Export Center</a></p></body></html>'
+    )
+    return HTMLResponse(page, status_code=403)
 
 
 def from_ferry(e: FerryError) -> JSONResponse:

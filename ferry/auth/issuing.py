@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 MAX_SUBJECT = 200
 MAX_LINK_PATH = 512
-LINK_TTL_DEFAULT, LINK_TTL_MAX = 300, 3600
+# Link tokens: 300 s for the page's links by default; at most 8 days, so a mail's
+# download link can live notify.link_ttl_days (7).
+LINK_TTL_DEFAULT, LINK_TTL_MAX = 300, 8 * 86400
 LINK_CLAIM = "lnk"
 
 

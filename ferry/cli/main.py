@@ -10,6 +10,7 @@ from ferry import logs, plugins
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
+from ferry.cli import notify as notify_commands
 from ferry.cli import users as user_commands
 from ferry.cli.common import load_app, table
 from ferry.db import migrate
@@ -161,6 +162,7 @@ cli.add_command(import_commands.imports, name="import")
 cli.add_command(user_commands.user)
 cli.add_command(user_commands.token)
 cli.add_command(user_commands.keys)
+cli.add_command(notify_commands.notify)
 
 
 def main() -> None:

@@ -71,3 +71,5 @@ class ExportJob(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The notification that announced how the job ended ("" until one is queued).
+    notification_id: Mapped[str] = mapped_column(String(36), default="", server_default="")

@@ -177,7 +177,7 @@ def run_job(app: App, storage: Storage, job: ExportJob, worker_id: str, stop: St
             metrics.record_end(
                 job.export_type, job.format, status, time.monotonic() - started, rows, size
             )
-            announce(job, status)
+            announce(job, status, app)
 
 
 def _timing(started: float) -> dict[str, Any]:
@@ -238,9 +238,15 @@ def _digest(storage: Storage, key: str) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def announce(job: ExportJob, status: str) -> None:
-    """Tell the job's recipients how it ended. Until the notify service exists this is a
-    structured log line (export_notify) that a log pipeline can pick up; nothing is sent."""
+def announce(job: ExportJob, status: str, app: App | None = None) -> None:
+    """Tell the job's recipients how it ended: a structured log line (export_notify), and,
+    with `app`, a Send to NotifyService from the announcer's thread (ferry.export.notify),
+    which never holds up or fails the job."""
+    if app is not None and status in (COMPLETED, FAILED):
+        from ferry.export.notify import announcer, recipients
+
+        if recipients(app, job):
+            announcer(app).announce(job.id)
     if not job.notify:
         return
     log.info(

@@ -20,7 +20,7 @@ from ferry.config import ClientSettings
 from ferry.rpc.filters import client as client_filters
 from ferry.rpc.filters.client import ClientChain
 from ferry.rpc.methods import IDEMPOTENT
-from ferry.v1 import auth_pb2_grpc, export_pb2_grpc, import_pb2_grpc
+from ferry.v1 import auth_pb2_grpc, export_pb2_grpc, import_pb2_grpc, notify_pb2_grpc
 
 S = TypeVar("S")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -60,6 +60,7 @@ class Clients:
         "export": (export_pb2_grpc.ExportServiceStub, "ferry.v1.ExportService"),
         "import": (import_pb2_grpc.ImportServiceStub, "ferry.v1.ImportService"),
         "auth": (auth_pb2_grpc.AuthServiceStub, "ferry.v1.AuthService"),
+        "notify": (notify_pb2_grpc.NotifyServiceStub, "ferry.v1.NotifyService"),
     }
 
     def __init__(
@@ -120,6 +121,10 @@ class Clients:
     def auth(self) -> auth_pb2_grpc.AuthServiceStub:
         """A typed AuthService client."""
         return auth_pb2_grpc.AuthServiceStub(self.channel("auth"))
+
+    def notify(self) -> notify_pb2_grpc.NotifyServiceStub:
+        """A typed NotifyService client."""
+        return notify_pb2_grpc.NotifyServiceStub(self.channel("notify"))
 
     def close(self) -> None:
         for ch in self._channels.values():

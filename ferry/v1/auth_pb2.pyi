@@ -278,7 +278,7 @@ class CreateLinkTokenRequest(google.protobuf.message.Message):
     path: builtins.str
     """The gateway path the link opens, e.g. "/api/v1/exports/42/download"."""
     ttl_seconds: builtins.int
-    """0 means the service's default (300); at most 3600."""
+    """0 means the service's default (300); at most 691200 (8 days, for mailed links)."""
     def __init__(
         self,
         *,

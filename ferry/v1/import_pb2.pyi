@@ -121,6 +121,7 @@ class ImportOptions(google.protobuf.message.Message):
     FILENAME_FIELD_NUMBER: builtins.int
     BUNDLE_FORMAT_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
+    NOTIFY_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
     dry_run: builtins.bool
@@ -133,6 +134,10 @@ class ImportOptions(google.protobuf.message.Message):
     """json | jsonl | xlsx | tar.gz, or another installed bundle format."""
     dataset: builtins.str
     """Empty means "school"."""
+    @property
+    def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Addresses told the import's summary when it ends (NotifyService); empty: nobody."""
+
     def __init__(
         self,
         *,
@@ -143,8 +148,9 @@ class ImportOptions(google.protobuf.message.Message):
         filename: builtins.str = ...,
         bundle_format: builtins.str = ...,
         dataset: builtins.str = ...,
+        notify: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions
 

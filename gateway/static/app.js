@@ -36,6 +36,7 @@ async function setLanguage(lang) {
     renderSemesters(state.semesters || []);
     renderImports(state.imports || []);
     renderJobs(state.jobs || []);
+    renderNotifications(state.notifications || []);
   }
 }
 
@@ -124,7 +125,9 @@ async function enterWorkspace() {
   $("who").hidden = false; $("signout").hidden = false;
   showWho();
   say("loading");
-  await Promise.all([loadSemesters(), loadImports(), loadJobs()]);
+  const admin = state.role === "admin";
+  $("notify-panel").hidden = !admin;
+  await Promise.all([loadSemesters(), loadImports(), loadJobs(), ...(admin ? [loadNotifications()] : [])]);
   say("ready");
 }
 
@@ -324,14 +327,76 @@ async function startJob(ev) {
   for (const [id, key] of [["job-semester", "semester"], ["job-status", "status"], ["job-search", "search"]]) {
     const v = $(id).value.trim(); if (v) filters[key] = v;
   }
+  const notify = recipients();
+  if (notify === null) return;
   await busy($("job-btn"), async () => {
     say("starting");
-    const body = { export_type: $("job-type").value, format: $("job-format").value, filters };
+    const body = { export_type: $("job-type").value, format: $("job-format").value, filters, notify };
     const r = await api("/api/v1/exports", { method: "POST", body });
     upsertJob(r.job);
     watch(r.job);
-    say("started");
+    if (notify.length) say("startedNotify", { who: notify.join(", ") }); else say("started");
   });
+}
+
+// ---- notifications ------------------------------------------------------------------
+const ADDRESS = /^[^\s@<>,]+@[^\s@<>,]+$/;
+
+function ownAddress() { return ADDRESS.test(state.user || "") ? state.user : ""; }
+
+// The addresses told when the job ends, or null (with an error shown) when one is bad.
+function recipients() {
+  const out = [];
+  if ($("job-notify-me").checked) {
+    if (!ownAddress()) { $("job-notify-me-hint").hidden = false; showError({ code: "BAD_ADDRESS", message: state.user }); return null; }
+    out.push(ownAddress());
+  }
+  for (const part of $("job-notify").value.split(/[,;\s]+/)) {
+    const a = part.trim();
+    if (!a) continue;
+    if (!ADDRESS.test(a)) { showError({ code: "BAD_ADDRESS", message: a }); $("job-notify").focus(); return null; }
+    if (!out.includes(a)) out.push(a);
+  }
+  return out;
+}
+
+async function loadNotifications() {
+  const q = new URLSearchParams({ page_size: "50" });
+  const status = $("notify-status").value;
+  if (status) q.set("status", status);
+  try {
+    const r = await api(`/api/v1/notifications?${q}`);
+    state.notifications = r.notifications || [];
+  } catch (e) { state.notifications = []; if (e.code !== "UNIMPLEMENTED") showError(e); }
+  renderNotifications(state.notifications);
+}
+
+function renderNotifications(list) {
+  const body = $("notify-table").tBodies[0];
+  body.replaceChildren();
+  $("notify-empty").hidden = list.length > 0;
+  for (const n of list) {
+    const row = body.insertRow();
+    row.dataset.notificationId = n.id;
+    row.insertCell().textContent = when(n.created_at);
+    row.insertCell().textContent = n.subject || "";
+    row.insertCell().textContent = (n.recipients || []).join(", ");
+    row.insertCell().textContent = t(n.status || "NOTIFICATION_STATUS_UNSPECIFIED");
+    row.insertCell().textContent = String(n.attempts || 0);
+    const err = row.insertCell(); err.className = "error-text"; err.textContent = n.last_error || "";
+    const cell = row.insertCell();
+    if (["NOTIFICATION_STATUS_FAILED", "NOTIFICATION_STATUS_DEAD"].includes(n.status)) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = t("retry");
+      b.setAttribute("aria-label", t("retryNotification", { subject: n.subject || n.id }));
+      b.addEventListener("click", () => busy(b, async () => {
+        await api(`/api/v1/notifications/${encodeURIComponent(n.id)}/retry`, { method: "POST", body: {} });
+        say("retried");
+        await loadNotifications();
+      }));
+      cell.append(b);
+    }
+  }
 }
 
 async function loadJobs() {
@@ -444,6 +509,11 @@ document.addEventListener("DOMContentLoaded", async () => {
     r.addEventListener("change", () => { $("import-btn").disabled = true; });
   }
   $("job-form").addEventListener("submit", startJob);
+  $("job-notify-me").addEventListener("change", (e) => {
+    $("job-notify-me-hint").hidden = !e.target.checked || Boolean(ownAddress());
+  });
+  $("notify-refresh").addEventListener("click", () => busy($("notify-refresh"), loadNotifications));
+  $("notify-status").addEventListener("change", loadNotifications);
   const lang = localStorage.getItem("ferry.lang") || (navigator.language || "en").slice(0, 2);
   await setLanguage(lang === "el" ? "el" : "en");
   const saved = sessionStorage.getItem("ferry.session");

@@ -4,6 +4,7 @@ module translates gRPC to it and back."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import grpc
@@ -11,6 +12,7 @@ import grpc
 from ferry.app import App
 from ferry.imports import convert, upload
 from ferry.merge import ImportOutcome
+from ferry.notify import client as notify_client
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
 from ferry.v1 import import_pb2 as ipb
@@ -36,7 +38,21 @@ class UploadRpcs:
     def ImportSession(
         self, request_iterator: Iterator[ipb.ImportSessionRequest], context: grpc.ServicerContext
     ) -> ipb.ImportSessionResponse:
-        outcome = upload.import_session(self.app, request_iterator, _caller())
+        requests = iter(request_iterator)
+        first = next(requests, None)
+        options = first.options if first is not None and first.HasField("options") else None
+        # Bad recipients fail before the upload, like every other bad option.
+        notify = (
+            notify_client.check_recipients(list(options.notify), "options.notify")
+            if options
+            else []
+        )
+        chained = itertools.chain([first] if first is not None else [], requests)
+        outcome = upload.import_session(self.app, chained, _caller())
+        if notify:  # queued in the background: never holds up or fails the import
+            summary = convert.result_proto(outcome)
+            req = notify_client.import_request(summary, notify, outcome.options.filename)
+            notify_client.background(self.app, "service:import").send(req)
         return ipb.ImportSessionResponse(result=self._finish(outcome))
 
     @handles_errors

@@ -1,0 +1,371 @@
+"""Notification delivery from the outbox, through real `ferry serve notify` processes.
+
+- smtp: 2,000 Sends over gRPC to a notify process whose workers deliver to an aiosmtpd
+  server in this process; mails/s from the first Send to the last mail received. Baseline:
+  smtplib sending the same 2,000 messages over one connection to the same aiosmtpd (the
+  floor underneath). A paced run (100 Sends/s) gives Send-to-accepted latency (from the
+  Send call to the relay's 250), p50/p95/p99.
+- log: rows bulk-inserted into the outbox, delivered by the log channel; rows/s until all
+  are sent. Baseline: the same number of JSON log lines written by a bare logging loop.
+- replicas: 2,000 mails from one PostgreSQL outbox by one notify process, then by two;
+  the ratio of two to one (Ferry against itself) and the duplicates the relay saw.
+"""
+
+from __future__ import annotations
+
+import email
+import email.parser
+import io
+import json
+import logging
+import smtplib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+
+from bench.common import Row, fresh_database
+from bench.server import FerryServer
+from ferry.db import migrate
+from ferry.db.engine import make_engine
+from ferry.db.models import utcnow
+from ferry.db.notify_models import Notification, OutboxRow
+from ferry.v1 import notify_pb2 as pb
+from ferry.v1 import notify_pb2_grpc
+
+HEADERS = email.parser.BytesHeaderParser()
+MAILS = 2000
+LOG_ROWS = 20000
+PACED = 500
+PACE_PER_S = 100
+WORKER_ENV = {
+    "FERRY_NOTIFY_WORKERS": "4",
+    "FERRY_NOTIFY_BATCH_SIZE": "50",
+    "FERRY_NOTIFY_POLL_SECONDS": "0.05",
+}
+
+
+class Relay:
+    """aiosmtpd accepting everything, noting when each event's mail arrived."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.arrived: dict[str, float] = {}
+        self.count = 0
+        self.ids: list[str] = []
+        self.lock = threading.Lock()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        now = time.perf_counter()
+        # Headers only: the relay must stay cheap beside what it measures.
+        msg = HEADERS.parsebytes(envelope.content, headersonly=True)
+        with self.lock:
+            self.count += 1
+            self.ids.append(str(msg["Message-ID"]))
+            event = msg["X-Ferry-Event"]
+            if event:
+                self.arrived.setdefault(str(event), now)
+        return "250 OK"
+
+    def wait(self, n: int, timeout: float = 600) -> float:
+        deadline = time.monotonic() + timeout
+        while self.count < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.count} of {n} mails arrived")
+            time.sleep(0.005)
+        return time.perf_counter()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.arrived.clear()
+            self.ids.clear()
+            self.count = 0
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def _fresh(name: str) -> str:
+    url = fresh_database(name)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@contextmanager
+def _servers(url: str, workdir: Path, n: int, env: dict[str, str]) -> Iterator[list[FerryServer]]:
+    with ExitStack() as stack:
+        servers = []
+        for _ in range(n):
+            s = FerryServer(url, workdir, ("notify",), {**WORKER_ENV, **env})
+            stack.callback(s.stop)
+            servers.append(s)
+        yield servers
+
+
+def _smtp_env(relay: Relay) -> dict[str, str]:
+    return {
+        "FERRY_NOTIFY_CHANNELS": "[smtp]",
+        "FERRY_NOTIFY_DEFAULT_CHANNELS": "[smtp]",
+        "FERRY_PLUGINS_CHANNELS_SMTP_PORT": str(relay.port),
+        "FERRY_PLUGINS_CHANNELS_SMTP_FROM_ADDRESS": "ferry@school.example",
+    }
+
+
+def _send_all(server: FerryServer, n: int, prefix: str, pace: float = 0.0) -> dict[str, float]:
+    """Send n notifications (8 client threads, or paced at `pace`/s); event id -> start."""
+    started: dict[str, float] = {}
+    md = [("authorization", f"Bearer {server.token()}")]
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = notify_pb2_grpc.NotifyServiceStub(ch)
+
+        def one(i: int) -> None:
+            event = f"{prefix}-{i}"
+            started[event] = time.perf_counter()
+            stub.Send(
+                pb.SendRequest(
+                    recipients=[f"user{i}@school.example"],
+                    subject=f"Mail {i}",
+                    body="Your export is ready.",
+                    event_id=event,
+                ),
+                metadata=md,
+                timeout=30,
+            )
+
+        if pace:
+            t0 = time.perf_counter()
+            for i in range(n):
+                delay = t0 + i / pace - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                one(i)
+        else:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(one, range(n)))
+    return started
+
+
+def _raw_smtp(relay: Relay, n: int, latencies: list[float] | None = None) -> float:
+    """Mails/s of bare smtplib over one connection to the same relay (each send's time in
+    ms appended to `latencies`)."""
+    relay.reset()
+    t = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as s:
+        for i in range(n):
+            start = time.perf_counter()
+            m = EmailMessage()
+            m["Subject"] = f"Mail {i}"
+            m["From"] = "ferry@school.example"
+            m["To"] = f"user{i}@school.example"
+            m["Message-ID"] = f"<raw{i}@school.example>"
+            m.set_content("Your export is ready.")
+            s.send_message(m)
+            if latencies is not None:
+                latencies.append((time.perf_counter() - start) * 1000)
+    return n / (time.perf_counter() - t)
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def smtp_rows(workdir: Path) -> list[Row]:
+    relay = Relay()
+    try:
+        raw_lat: list[float] = []
+        raw = _raw_smtp(relay, MAILS, raw_lat)
+        url = _fresh("ferry_bench_notify_smtp")
+        with _servers(url, workdir, 1, _smtp_env(relay)) as (server,):
+            relay.reset()
+            t = time.perf_counter()
+            _send_all(server, MAILS, "burst")
+            end = relay.wait(MAILS)
+            burst = MAILS / (end - t)
+            rss = server.rss_mb()
+            relay.reset()
+            started = _send_all(server, PACED, "paced", pace=PACE_PER_S)
+            relay.wait(PACED)
+            lat = [(relay.arrived[e] - s) * 1000 for e, s in started.items()]
+        return [
+            Row(
+                f"outbox -> aiosmtpd, {MAILS:,} mails (gRPC Send, 4 workers)",
+                MAILS,
+                burst,
+                "smtplib, one connection, same relay",
+                raw,
+                rss,
+            ),
+            Row(
+                f"Send -> relay 250, {PACED} mails paced {PACE_PER_S}/s (p50 latency as 1/s)",
+                PACED,
+                1000 / _pct(lat, 0.5),
+                "one smtplib send to the same relay (p50 as 1/s)",
+                1000 / _pct(raw_lat, 0.5),
+                0.0,
+                f"Ferry p50 {_pct(lat, 0.5):.0f} ms, p95 {_pct(lat, 0.95):.0f} ms, "
+                f"p99 {_pct(lat, 0.99):.0f} ms; smtplib p50 {_pct(raw_lat, 0.5):.1f} ms, "
+                f"p99 {_pct(raw_lat, 0.99):.1f} ms (1 run)",
+            ),
+        ]
+    finally:
+        relay.stop()
+
+
+def _bulk_queue(url: str, n: int, channel: str) -> None:
+    """n notifications with one outbox row each, inserted in bulk."""
+    engine = make_engine(url)
+    now = utcnow()
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(Notification.__table__),
+            [
+                dict(
+                    id=nid,
+                    event_id=f"bulk-{i}",
+                    channels=[channel],
+                    recipients=[f"u{i}@x.org"],
+                    template="",
+                    language="en",
+                    variables={},
+                    subject=f"S {i}",
+                    text_body="T",
+                    html_body="",
+                    status="pending",
+                    requested_by="bench",
+                    created_at=now,
+                    updated_at=now,
+                )
+                for i, nid in enumerate(ids)
+            ],
+        )
+        conn.execute(
+            sa.insert(OutboxRow.__table__),
+            [
+                dict(
+                    notification_id=nid,
+                    channel=channel,
+                    recipient=f"u{i}@x.org",
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    last_error="",
+                    created_at=now,
+                )
+                for i, nid in enumerate(ids)
+            ],
+        )
+    engine.dispose()
+
+
+def _sent(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as c:
+            return int(
+                c.execute(
+                    sa.select(sa.func.count())
+                    .select_from(OutboxRow)
+                    .where(OutboxRow.status == "sent")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _raw_log(n: int) -> float:
+    out = logging.getLogger("bench.raw")
+    out.propagate = False
+    h = logging.StreamHandler(io.StringIO())
+    out.addHandler(h)
+    out.setLevel(logging.INFO)
+    t = time.perf_counter()
+    for i in range(n):
+        out.info(
+            json.dumps({"event": "notification", "recipient": f"u{i}@x.org", "subject": f"S {i}"})
+        )
+    out.removeHandler(h)
+    return n / (time.perf_counter() - t)
+
+
+def log_rows(workdir: Path) -> list[Row]:
+    url = _fresh("ferry_bench_notify_log")
+    env = {
+        "FERRY_NOTIFY_CHANNELS": "[log]",
+        "FERRY_LOG_LEVEL": "INFO",
+        "FERRY_NOTIFY_BATCH_SIZE": "200",
+    }
+    with _servers(url, workdir, 1, env) as (server,):
+        t = time.perf_counter()
+        _bulk_queue(url, LOG_ROWS, "log")
+        while _sent(url) < LOG_ROWS:
+            time.sleep(0.05)
+        ferry = LOG_ROWS / (time.perf_counter() - t)
+        rss = server.rss_mb()
+    return [
+        Row(
+            f"outbox -> log channel, {LOG_ROWS:,} rows (1 process)",
+            LOG_ROWS,
+            ferry,
+            "bare logging loop, JSON lines",
+            _raw_log(LOG_ROWS),
+            rss,
+            "(1 run)",
+        )
+    ]
+
+
+def replica_rows(workdir: Path) -> list[Row]:
+    relay = Relay()
+    try:
+        rates = {}
+        dupes = {}
+        for n in (1, 2):
+            url = _fresh(f"ferry_bench_notify_replicas_{n}")
+            with _servers(url, workdir, n, _smtp_env(relay)):
+                relay.reset()
+                time.sleep(0.5)
+                t = time.perf_counter()
+                _bulk_queue(url, MAILS, "smtp")
+                end = relay.wait(MAILS)
+                rates[n] = MAILS / (end - t)
+                time.sleep(1.0)  # a doubled send would arrive now
+                dupes[n] = relay.count - len(set(relay.ids))
+        return [
+            Row(
+                f"2 notify replicas on one PostgreSQL outbox vs 1 (Ferry vs itself), {MAILS:,} "
+                "mails",
+                MAILS,
+                rates[2],
+                "1 notify replica, same outbox",
+                rates[1],
+                0.0,
+                f"duplicates: {dupes[2]} (2 replicas), {dupes[1]} (1) (1 run)",
+            ),
+        ]
+    finally:
+        relay.stop()
+
+
+def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
+    """Every notify row (the bench dataset in `url` is not used: each row has its own
+    fresh outbox database)."""
+    return [*smtp_rows(workdir), *log_rows(workdir), *replica_rows(workdir)]

@@ -1,0 +1,186 @@
+"""What Send and SendBulk do before anything is queued: check the channels and recipients,
+render the texts, and write the outbox rows; and the channels' health.
+
+Bad input changes nothing: every recipient of every channel is checked and the template
+is rendered before the first row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferry import plugins
+from ferry.app import App
+from ferry.errors import InvalidArgument, ResourceExhausted
+from ferry.notify import store, templates
+from ferry.notify.channels.base import Channel, Health
+
+MAX_EVENT_ID = 200
+
+
+@dataclass(frozen=True)
+class SendInput:
+    channels: list[str] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+    template: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    subject: str = ""
+    body: str = ""
+    language: str = ""
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    name: str
+    kind: str
+    health: Health
+    pending: int
+
+
+class Notify:
+    """The configured channels of this process and the Send logic over the outbox."""
+
+    def __init__(self, app: App, on_queued: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.settings = app.settings.notify
+        self.on_queued = on_queued
+        self._channels: dict[str, Channel] | None = None
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """Channel instances by name, built on first use from notify.channels."""
+        if self._channels is None:
+            out: dict[str, Channel] = {}
+            for name in self.settings.channels:
+                try:
+                    out[name] = self.app.plugin("ferry.channels", name)
+                except plugins.PluginError as e:
+                    raise plugins.PluginError(f"notify.channels: {e}") from None
+                except ValueError as e:  # a channel's own check of its settings
+                    raise plugins.PluginError(str(e)) from None
+            self._channels = out
+        return self._channels
+
+    def _check(self, req: SendInput, recipients_field: str = "recipients") -> list[tuple[str, str]]:
+        """The (channel, recipient) pairs of `req`, or InvalidArgument naming the field."""
+        names = list(dict.fromkeys(req.channels)) or list(self.settings.default_channels)
+        configured = self.channels
+        for i, name in enumerate(names):
+            if name not in configured:
+                raise InvalidArgument(
+                    f"unknown channel {name!r} (channels[{i}]); configured: "
+                    f"{', '.join(configured) or 'none'}",
+                    field="channels",
+                )
+        if len(req.recipients) > self.settings.max_recipients:
+            raise ResourceExhausted(
+                f"{len(req.recipients)} recipients; at most {self.settings.max_recipients} "
+                "per notification (use SendBulk for more)"
+            )
+        pairs: list[tuple[str, str]] = []
+        for name in names:
+            channel = configured[name]
+            given = [r.strip() for r in req.recipients]
+            if not given:
+                given = list(getattr(channel, "default_recipients", list)())
+            if not given:
+                raise InvalidArgument(
+                    f"recipients is required for channel {name!r}", field=recipients_field
+                )
+            for i, r in enumerate(given):
+                try:
+                    pairs.append((name, channel.validate_recipient(r)))
+                except ValueError as e:
+                    raise InvalidArgument(
+                        f"{recipients_field}[{i}]: {e}", field=recipients_field
+                    ) from None
+        return pairs
+
+    def _new(
+        self, req: SendInput, pairs: list[tuple[str, str]], event_id: str, who: str
+    ) -> store.NewNotification:
+        language = req.language or self.settings.default_language
+        text = templates.render(req.template, req.variables, language, req.subject, req.body)
+        return store.NewNotification(
+            event_id=event_id,
+            deliveries=pairs,
+            subject=text.subject,
+            text=text.text,
+            html=text.html,
+            template=req.template,
+            language=language,
+            variables=dict(req.variables),
+            requested_by=who,
+        )
+
+    def _event_id(self, event_id: str) -> str:
+        if len(event_id) > MAX_EVENT_ID:
+            raise InvalidArgument(
+                f"event_id is longer than {MAX_EVENT_ID} characters", field="event_id"
+            )
+        return event_id.strip() or store.new_event_id()
+
+    def send(self, req: SendInput, requested_by: str = "") -> tuple[store.View, bool]:
+        """Queue one notification (or return the earlier one with the same event id)."""
+        event_id = self._event_id(req.event_id)
+        new = self._new(req, self._check(req), event_id, requested_by)
+        view, created = store.create(self.app.engine, new)
+        if created and self.on_queued is not None:
+            self.on_queued()
+        return view, created
+
+    def send_bulk(
+        self, req: SendInput, requested_by: str = ""
+    ) -> list[tuple[str, store.View, bool]]:
+        """One notification per recipient; all are checked before any is queued."""
+        cap = self.settings.max_bulk_recipients
+        if len(req.recipients) > cap:
+            raise ResourceExhausted(
+                f"{len(req.recipients)} recipients; SendBulk takes at most {cap} "
+                "(notify.max_bulk_recipients)"
+            )
+        if not req.recipients:
+            raise InvalidArgument("recipients is required", field="recipients")
+        base = self._event_id(req.event_id)
+        news: list[tuple[str, store.NewNotification]] = []
+        seen: set[str] = set()
+        for i, r in enumerate(req.recipients):
+            one = SendInput(**{**req.__dict__, "recipients": [r]})
+            try:
+                pairs = self._check(one)
+            except InvalidArgument as e:
+                raise InvalidArgument(
+                    e.message.replace("recipients[0]", f"recipients[{i}]"), field="recipients"
+                ) from None
+            if r.strip() in seen:
+                continue
+            seen.add(r.strip())
+            news.append((r.strip(), self._new(one, pairs, f"{base}:{r.strip()}", requested_by)))
+        out = []
+        for r, new in news:
+            view, created = store.create(self.app.engine, new)
+            out.append((r, view, created))
+        if any(c for _, _, c in out) and self.on_queued is not None:
+            self.on_queued()
+        return out
+
+    def channel_infos(self) -> list[ChannelInfo]:
+        depth = store.depth(self.app.engine)
+        off = store.disabled(self.app.engine)
+        out = []
+        for name, ch in self.channels.items():
+            try:
+                health = ch.health()
+            except Exception as e:  # a health check must not fail the listing
+                health = Health(False, f"health check failed: {type(e).__name__}")
+            gone = sorted(k for k in off if k == name or k.startswith(f"{name}/"))
+            if gone and health.healthy:
+                health = Health(
+                    False, "switched off: " + "; ".join(f"{k} ({off[k]})" for k in gone)
+                )
+            kind = str(getattr(ch, "name", name))
+            out.append(ChannelInfo(name, kind, health, depth.get(name, 0)))
+        return out

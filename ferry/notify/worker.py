@@ -1,0 +1,165 @@
+"""The notify service's background threads: outbox workers.
+
+Each worker claims a batch of due rows with a lease (ferry.notify.store.claim), hands each
+channel its share, and settles every outcome on the rows it still holds. A Send in this
+process wakes a worker at once; other replicas find new rows when they poll. A worker
+that dies leaves its rows leased; once the lease ends any replica takes them again, so
+pending and abandoned rows are delivered after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from ferry.app import App
+from ferry.db.notify_models import DEAD, FAILED, PENDING, SENT
+from ferry.notify import metrics, store
+from ferry.notify.channels.base import Delivery, Outcome, failed, retry
+from ferry.notify.core import Notify
+
+log = logging.getLogger("ferry.notify")
+LINGER_SECONDS = 0.005
+DEPTH_SECONDS = 1.0  # the outbox depth gauge is refreshed at most this often
+
+
+class Workers:
+    def __init__(self, app: App, notify: Notify) -> None:
+        self.app = app
+        self.notify = notify
+        self.settings = app.settings.notify
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._depth_at = 0.0
+
+    def start(self) -> None:
+        for i in range(self.settings.workers):
+            t = threading.Thread(
+                target=self._loop,
+                name=f"notify-worker-{i}",
+                args=(f"{self.name}/{i}",),
+                daemon=True,
+            )
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self, worker_id: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                n = self.run_once(worker_id)
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("notify worker error", extra={"event": "notify_worker_error"})
+                n = 0
+            if n == 0:
+                self._update_depth()
+                if self._wake.wait(self.settings.poll_seconds):
+                    self._wake.clear()
+                    # Woken by a Send: let the Sends arriving with it join one batch
+                    # (one claim and one settle for many rows, not one per row).
+                    time.sleep(LINGER_SECONDS)
+
+    def _update_depth(self) -> None:
+        now = time.monotonic()
+        if now - self._depth_at < DEPTH_SECONDS:
+            return
+        self._depth_at = now
+        try:
+            depth = store.depth(self.app.engine)
+        except Exception:
+            return
+        for name in self.settings.channels:
+            metrics.DEPTH.labels(name).set(depth.get(name, 0))
+
+    def run_once(self, worker_id: str) -> int:
+        """Claim one batch and deliver it; the number of rows handled."""
+        s = self.settings
+        channels = self.notify.channels
+        batch = store.claim(
+            self.app.engine, worker_id, list(channels), s.batch_size, s.lease_seconds
+        )
+        if not batch:
+            return 0
+        off = store.disabled(self.app.engine)
+        groups: dict[str, list[Delivery]] = defaultdict(list)
+        results: list[tuple[Delivery, Outcome]] = []
+        for d in batch:
+            key = next((k for k in (d.channel, f"{d.channel}/{d.recipient}") if k in off), "")
+            if key:
+                results.append((d, failed(f"{key} is switched off: {off[key]}")))
+            else:
+                groups[d.channel].append(d)
+        # The lease is renewed while the batch is worked through, so a slow relay never lets
+        # it run out under our feet (another replica would then send the same rows).
+        renewed = time.monotonic()
+        todo = [d for ds in groups.values() for d in ds]
+        lost: set[int] = set()
+        for i, d in enumerate(todo):
+            if time.monotonic() - renewed > s.lease_seconds / 3:
+                rest = [x.row_id for x in todo[i:]]
+                held = store.renew(self.app.engine, worker_id, rest, s.lease_seconds)
+                lost |= set(rest) - held
+                renewed = time.monotonic()
+            if d.row_id in lost:
+                continue
+            results.append((d, self._send(channels[d.channel], d)))
+        for done in store.settle(self.app.engine, worker_id, results, s):
+            self._count(done)
+        return len(batch)
+
+    def _send(self, channel: Any, d: Delivery) -> Outcome:
+        try:
+            outs = channel.send([d])
+            if len(outs) != 1:
+                raise RuntimeError(f"channel {d.channel} answered {len(outs)} outcomes for 1")
+            out: Outcome = outs[0]
+            return out
+        except Exception as e:
+            log.exception("channel %s failed", d.channel, extra={"event": "notify_channel_error"})
+            return retry(f"channel {d.channel} failed: {type(e).__name__}")
+
+    def _count(self, done: store.Settled) -> None:
+        ch = done.delivery.channel
+        if done.status == SENT:
+            metrics.SENT.labels(ch).inc()
+            if done.created_at is not None:
+                from ferry.db.models import utcnow
+
+                metrics.LATENCY.labels(ch).observe((utcnow() - done.created_at).total_seconds())
+        elif done.status == PENDING:
+            metrics.RETRIED.labels(ch).inc()
+        elif done.status == FAILED:
+            metrics.FAILED.labels(ch).inc()
+        elif done.status == DEAD:
+            metrics.DEAD.labels(ch).inc()
+        if done.status != SENT:
+            log.info(
+                "notification %s to %s: %s",
+                done.delivery.notification_id,
+                done.delivery.recipient,
+                done.status,
+                extra={
+                    "event": "notify_attempt",
+                    "notification_id": done.delivery.notification_id,
+                    "channel": ch,
+                    "status": done.status,
+                    "attempt": done.delivery.attempt,
+                },
+            )

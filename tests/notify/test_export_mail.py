@@ -1,0 +1,219 @@
+"""Export jobs announce how they ended through NotifyService: a real aiosmtpd receives the
+mail, its link downloads the file through the gateway, an expired link is a 403 page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from ferry.app import App
+from ferry.db.engine import make_engine
+from ferry.db.notify_models import Notification
+from ferry.demo.seed import Scale, seed
+from ferry.export.notify import announcer
+from ferry.v1 import export_pb2 as epb
+from ferry.v1 import options_pb2
+from gateway.app import create_app
+from gateway.calls import ServiceChannels
+from tests.conftest import auth, running
+from tests.notify.conftest import FAST
+from tests.notify.helpers import SmtpServer, eventually, free_port
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def seeded(empty_url: str) -> str:
+    engine = make_engine(empty_url)
+    try:
+        seed(engine, Scale.SMALL, seed=7)
+    finally:
+        engine.dispose()
+    return empty_url
+
+
+@pytest.fixture
+def export_app(
+    seeded: str, make_app: Callable[..., App], smtp: SmtpServer, tmp_path: Path
+) -> Iterator[App]:
+    port = free_port()
+    app = make_app(
+        seeded,
+        **FAST,
+        FERRY_SERVER_ADDRESS=f"127.0.0.1:{port}",
+        FERRY_CLIENT_TARGET=f"127.0.0.1:{port}",
+        FERRY_NOTIFY_CHANNELS="[smtp, log]",
+        FERRY_NOTIFY_DEFAULT_CHANNELS="[smtp]",
+        FERRY_NOTIFY_PUBLIC_URL="https://ferry.school.example",
+        FERRY_PLUGINS_CHANNELS_SMTP_PORT=str(smtp.port),
+        FERRY_PLUGINS_CHANNELS_SMTP_FROM_ADDRESS="ferry@school.example",
+        FERRY_PLUGINS_STORAGE_LOCAL_DIR=str(tmp_path / "exports"),
+        FERRY_EXPORT_POLL_SECONDS="0.05",
+        FERRY_EXPORT_PROGRESS_SECONDS="0.05",
+    )
+    yield app
+
+
+def wait_job(stub: object, md: list[tuple[str, str]], job_id: str) -> epb.ExportJob:
+    def ended() -> epb.ExportJob | None:
+        job = stub.GetExportJob(epb.GetExportJobRequest(job_id=job_id), metadata=md).job  # type: ignore[attr-defined]
+        return (
+            job if job.status >= epb.EXPORT_JOB_STATUS_COMPLETED and job.notification_id else None
+        )
+
+    result: epb.ExportJob = eventually(ended, 30)
+    return result
+
+
+def test_completed_export_mails_a_link_that_downloads(export_app: App, smtp: SmtpServer) -> None:
+    import grpc
+
+    from ferry.v1 import export_pb2_grpc
+
+    app = export_app
+    with (
+        running(app, ["export", "notify"]) as srv,
+        grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch,
+    ):
+        stub = export_pb2_grpc.ExportServiceStub(ch)
+        md = auth(app)
+        started = stub.StartExport(
+            epb.StartExportRequest(
+                export_type="students", format="csv", notify=["office@school.example"]
+            ),
+            metadata=md,
+        )
+        job = wait_job(stub, md, started.job.id)
+        assert job.status == epb.EXPORT_JOB_STATUS_COMPLETED
+        (mail,) = smtp.inbox.wait_for(1)
+        assert mail["Subject"] == f"Export ready: students (csv), {job.processed_records:,} records"
+        text = mail.get_body(("plain",)).get_content()
+        link = next(w for w in text.split() if w.startswith("https://ferry.school.example/"))
+        assert f"/api/v1/exports/{job.id}/download?link=" in link
+        html = mail.get_body(("html",)).get_content()
+        assert link.replace("&", "&amp;") in html
+        claims = app.verifier().claims(parse_qs(urlsplit(link).query)["link"][0])
+        assert claims["lnk"] == f"/api/v1/exports/{job.id}/download"
+        assert 7 * 86400 - 60 < claims["exp"] - time.time() <= 7 * 86400
+        with app.engine.connect() as c:
+            n = c.execute(sa.select(Notification.__table__)).one()
+        assert n.id == job.notification_id and n.event_id == f"export:{job.id}:completed"
+
+        # The link opens the download through the gateway, without any header.
+        asgi = create_app(app, ServiceChannels(app.settings.client, f"127.0.0.1:{srv.port}"))
+        with TestClient(asgi, raise_server_exceptions=False) as gw:
+            parts = urlsplit(link)
+            r = gw.get(f"{parts.path}?{parts.query}")
+            assert r.status_code == 200, r.text
+            want = b"".join(
+                x.chunk.data
+                for x in stub.DownloadExport(epb.DownloadExportRequest(job_id=job.id), metadata=md)
+            )
+            assert r.content == want and len(want) == job.file_size_bytes
+            # Eight days later the same kind of link is a 403 page saying it expired.
+            stale = app.issuer().issue(
+                "link:notify", options_pb2.ROLE_VIEWER, dt.timedelta(days=7),
+                extra={"lnk": parts.path},
+                now=dt.datetime.now(dt.UTC) - dt.timedelta(days=8),
+            ).token  # fmt: skip
+            old = f"{parts.path}?link={stale}"
+            r = gw.get(old, headers={"accept": "text/html"})
+            assert r.status_code == 403 and r.headers["content-type"].startswith("text/html")
+            assert "This link has expired" in r.text
+            r = gw.get(old)
+            assert r.status_code == 403 and r.json()["code"] == "PERMISSION_DENIED"
+            # A tampered link is still 401, not "expired".
+            assert (
+                gw.get(old[:-4] + ("AAAA" if not old.endswith("AAAA") else "BBBB")).status_code
+                == 401
+            )
+
+        # Announcing the same job again sends nothing more.
+        assert announcer(app).send(job.id) == job.notification_id
+        time.sleep(0.5)
+        assert len(smtp.inbox.messages) == 1
+
+
+def test_failed_export_mails_the_error(
+    export_app: App, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import grpc
+
+    from ferry import plugins
+    from ferry.v1 import export_pb2_grpc
+
+    class Broken:
+        name, extension, content_type = "broken", "txt", "text/plain"
+
+        def write(self, *a: object, **k: object) -> int:
+            raise RuntimeError("disk on fire")
+
+    plugins.register("ferry.formats", "broken", Broken())
+    app = export_app
+    try:
+        with (
+            running(app, ["export", "notify"]) as srv,
+            grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch,
+        ):
+            stub = export_pb2_grpc.ExportServiceStub(ch)
+            md = auth(app)
+            started = stub.StartExport(
+                epb.StartExportRequest(
+                    export_type="courses", format="broken", notify=["office@school.example"]
+                ),
+                metadata=md,
+            )
+            job = wait_job(stub, md, started.job.id)
+    finally:
+        plugins.unregister("ferry.formats", "broken")
+    assert job.status == epb.EXPORT_JOB_STATUS_FAILED
+    (mail,) = smtp.inbox.wait_for(1)
+    assert mail["Subject"] == "Export failed: courses (broken)"
+    assert "What went wrong: RuntimeError: disk on fire" in mail.get_body(("plain",)).get_content()
+
+
+def test_notify_down_never_fails_the_export_and_is_sent_later(
+    export_app: App, smtp: SmtpServer
+) -> None:
+    """The export runs without the notify service; the job completes, and once notify is up
+    the sweep announces it."""
+    import grpc
+
+    from ferry.v1 import export_pb2_grpc
+
+    app = export_app
+    with running(app, ["export"]) as srv, grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        stub = export_pb2_grpc.ExportServiceStub(ch)
+        md = auth(app)
+        started = stub.StartExport(
+            epb.StartExportRequest(
+                export_type="courses", format="csv", notify=["office@school.example"]
+            ),
+            metadata=md,
+        )
+
+        def ended() -> epb.ExportJob | None:
+            j = stub.GetExportJob(epb.GetExportJobRequest(job_id=started.job.id), metadata=md).job
+            return j if j.status == epb.EXPORT_JOB_STATUS_COMPLETED else None
+
+        job = eventually(ended, 30)
+        time.sleep(0.3)
+        assert (
+            stub.GetExportJob(
+                epb.GetExportJobRequest(job_id=job.id), metadata=md
+            ).job.notification_id
+            == ""
+        )
+    with running(app, ["export", "notify"]) as srv:
+        a = announcer(app)
+        assert a.sweep() == 1
+        smtp.inbox.wait_for(1)

@@ -1,0 +1,124 @@
+"""The outbox on each backend: leases never hand one row to two live workers, an expired
+lease is taken over, a worker that lost its lease cannot overwrite the outcome, and the
+retry schedule (backoff, jitter, give-up) is what the config says."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from ferry.app import App
+from ferry.config import NotifySettings
+from ferry.db.notify_models import DEAD, PENDING, SENT, OutboxRow
+from ferry.notify import retry, store
+from ferry.notify.channels.base import failed, sent
+from ferry.notify.channels.base import retry as retry_outcome
+
+
+def queue(app: App, n: int, channel: str = "log") -> None:
+    for i in range(n):
+        store.create(
+            app.engine,
+            store.NewNotification(
+                event_id=f"e{i}", deliveries=[(channel, f"u{i}@b.example")], subject="s", text="t"
+            ),
+        )
+
+
+def test_concurrent_claims_never_share_a_row(notify_app: Callable[..., App]) -> None:
+    app = notify_app(FERRY_NOTIFY_WORKERS="0")
+    queue(app, 200)
+    got: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        mine: list[int] = []
+        while True:
+            batch = store.claim(app.engine, name, ["log"], 7, 60)
+            if not batch:
+                break
+            mine += [d.row_id for d in batch]
+        with lock:
+            got[name] = mine
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    every = [r for rows in got.values() for r in rows]
+    assert len(every) == 200 and len(set(every)) == 200
+
+
+def test_expired_lease_is_taken_over_and_the_old_owner_cannot_settle(
+    notify_app: Callable[..., App],
+) -> None:
+    app = notify_app(FERRY_NOTIFY_WORKERS="0")
+    queue(app, 1)
+    first = store.claim(app.engine, "dead-worker", ["log"], 10, 0.2)
+    assert len(first) == 1
+    assert store.claim(app.engine, "other", ["log"], 10, 60) == []  # still leased
+    time.sleep(0.3)
+    second = store.claim(app.engine, "other", ["log"], 10, 60)
+    assert [d.row_id for d in second] == [first[0].row_id]
+    assert second[0].attempt == 2
+    s = app.settings.notify
+    assert store.settle(app.engine, "dead-worker", [(first[0], failed("late"))], s) == []
+    done = store.settle(app.engine, "other", [(second[0], sent())], s)
+    assert [x.status for x in done] == [SENT]
+    view = store.get(app.engine, second[0].notification_id)
+    assert view.notification.status == SENT and view.rows[0].last_error == ""
+
+
+def test_retry_then_dead_on_schedule(notify_app: Callable[..., App]) -> None:
+    app = notify_app(
+        FERRY_NOTIFY_WORKERS="0",
+        FERRY_NOTIFY_RETRY_SCHEDULE_SECONDS="[0.1]",
+        FERRY_NOTIFY_GIVE_UP_AFTER_SECONDS="0.5",
+    )
+    queue(app, 1)
+    s = app.settings.notify
+    statuses = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        batch = store.claim(app.engine, "w", ["log"], 10, 60)
+        if not batch:
+            time.sleep(0.02)
+            continue
+        statuses += [
+            x.status
+            for x in store.settle(app.engine, "w", [(batch[0], retry_outcome("451 later"))], s)
+        ]
+        if statuses[-1] == DEAD:
+            break
+    assert statuses[-1] == DEAD and set(statuses[:-1]) == {PENDING} and len(statuses) >= 3
+    with app.engine.connect() as c:
+        row = c.execute(sa.select(OutboxRow.__table__)).one()
+    assert row.status == DEAD and row.last_error == "451 later" and row.attempts == len(statuses)
+
+
+def test_schedule_backoff_jitter_and_retry_after() -> None:
+    s = NotifySettings()
+    rng = random.Random(1)
+    assert [
+        round(retry.delay(s.model_copy(update={"retry_jitter": 0}), n)) for n in range(1, 7)
+    ] == [
+        60,
+        300,
+        1800,
+        7200,
+        7200,
+        7200,
+    ]
+    jittered = [retry.delay(s, 1, rng) for _ in range(200)]
+    assert min(jittered) >= 54 and max(jittered) <= 66 and len(set(jittered)) > 100
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert retry.next_attempt(s, 1, now, now, retry_after=7) == now + dt.timedelta(seconds=7)
+    four_days_later = now + dt.timedelta(days=4)
+    assert retry.next_attempt(s, 9, now, four_days_later - dt.timedelta(seconds=10)) is None
+    assert retry.next_attempt(s, 9, now, now + dt.timedelta(days=3)) is not None

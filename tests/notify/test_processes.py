@@ -1,0 +1,157 @@
+"""Notify processes that die or run side by side: a `ferry serve notify` SIGKILLed in the
+middle of a delivery delivers it after a restart, and two processes on one PostgreSQL
+outbox send 500 notifications exactly once each."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from ferry.db.engine import make_engine
+from ferry.db.notify_models import SENT
+from ferry.notify import store
+from tests.conftest import fresh_database
+from tests.notify.helpers import SmtpServer, eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def notify_process(
+    url: str, folder: Path, smtp_port: int, **env: str
+) -> Iterator[subprocess.Popen[str]]:
+    """`ferry serve notify` in its own process (smtp channel, short lease), stopped after."""
+    full = {
+        **os.environ,
+        "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
+        "FERRY_DATABASE_URL": url,
+        "FERRY_AUTH_SIGNING_KEY_FILE": str(folder / "signing.key"),
+        "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
+        "FERRY_METRICS_ENABLED": "false",
+        "FERRY_NOTIFY_CHANNELS": "[smtp]",
+        "FERRY_NOTIFY_POLL_SECONDS": "0.1",
+        "FERRY_NOTIFY_LEASE_SECONDS": "3",
+        "FERRY_NOTIFY_RETRY_SCHEDULE_SECONDS": "[0.5]",
+        "FERRY_PLUGINS_CHANNELS_SMTP_PORT": str(smtp_port),
+        "FERRY_PLUGINS_CHANNELS_SMTP_TIMEOUT_SECONDS": "2",
+        "FERRY_PLUGINS_CHANNELS_SMTP_FROM_ADDRESS": "ferry@school.example",
+        "FERRY_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferry.cli.main", "serve", "notify"],
+        env=full,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    started = False
+    while time.monotonic() < deadline and not started:
+        line = proc.stderr.readline()
+        started = bool(re.search(r"gRPC\s+\S+:(\d+)", line))
+        if not line and proc.poll() is not None:
+            break
+    if not started:
+        proc.kill()
+        raise AssertionError("ferry serve notify did not start")
+    # Keep reading its stderr so a chatty process never blocks on a full pipe.
+    threading.Thread(target=lambda: [None for _ in proc.stderr or []], daemon=True).start()
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def queue(url: str, n: int) -> list[str]:
+    engine = make_engine(url)
+    try:
+        ids = []
+        for i in range(n):
+            view, _ = store.create(
+                engine,
+                store.NewNotification(
+                    event_id=f"bulk-{i}",
+                    deliveries=[("smtp", f"user{i}@school.example")],
+                    subject=f"Notification {i}",
+                    text="Hello",
+                ),
+            )
+            ids.append(view.notification.id)
+        return ids
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_delivery_is_delivered_after_restart(empty_url: str, tmp_path: Path) -> None:
+    smtp = SmtpServer().start()
+    smtp.inbox.data_delay = 3.0  # the relay takes its time to answer DATA
+    try:
+        (nid,) = queue(empty_url, 1)
+        with notify_process(empty_url, tmp_path, smtp.port) as proc:
+            assert smtp.inbox.data_started.wait(20)
+            proc.send_signal(signal.SIGKILL)  # mid-DATA: the relay has the mail, we have no 250
+            proc.wait(10)
+        engine = make_engine(empty_url)
+        try:
+            view = store.get(engine, nid)
+            assert view.rows[0].status == "pending" and view.rows[0].lease_owner
+            smtp.inbox.data_delay = 0.0
+            with notify_process(empty_url, tmp_path, smtp.port):
+                eventually(lambda: store.get(engine, nid).notification.status == SENT, 30)
+            row = store.get(engine, nid).rows[0]
+        finally:
+            engine.dispose()
+        assert row.attempts == 2
+        # At least once: the relay may hold the killed attempt too, but every copy is the
+        # same message (one Message-ID), so a receiver can tell.
+        got = smtp.inbox.wait_for(1)
+        assert {m["Message-ID"] for m in got} == {f"<{nid}.{row.id}@school.example>"}
+    finally:
+        smtp.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_processes_on_one_postgres_outbox_send_500_exactly_once(tmp_path: Path) -> None:
+    from ferry.db import migrate
+
+    with fresh_database("postgres", tmp_path) as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        ids = queue(url, 500)
+        smtp = SmtpServer().start()
+        try:
+            with notify_process(url, tmp_path, smtp.port), notify_process(url, tmp_path, smtp.port):
+                got = smtp.inbox.wait_for(500, timeout=120)
+                time.sleep(1.0)  # anything doubled would arrive now
+            assert len(smtp.inbox.messages) == 500
+            assert len({m["Message-ID"] for m in got}) == 500
+            assert sorted(m["To"] for m in got) == sorted(
+                f"user{i}@school.example" for i in range(500)
+            )
+            engine = make_engine(url)
+            try:
+                assert store.list_page(engine, 1, status=SENT).total == len(ids)
+            finally:
+                engine.dispose()
+        finally:
+            smtp.stop()
