@@ -18,7 +18,7 @@ from google.protobuf import descriptor_pool
 from ferry.config import ClientSettings
 from ferry.rpc.filters import current_call
 from ferry.rpc.methods import IDEMPOTENT
-from ferry.v1 import export_pb2_grpc, import_pb2_grpc
+from ferry.v1 import export_pb2_grpc, import_pb2_grpc, reports_pb2_grpc
 
 S = TypeVar("S")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -114,6 +114,7 @@ class Clients:
     STUBS: dict[str, tuple[type[Any], str]] = {
         "export": (export_pb2_grpc.ExportServiceStub, "ferry.v1.ExportService"),
         "import": (import_pb2_grpc.ImportServiceStub, "ferry.v1.ImportService"),
+        "reports": (reports_pb2_grpc.ReportsServiceStub, "ferry.v1.ReportsService"),
     }
 
     def __init__(self, settings: ClientSettings, token: Callable[[], str | None] = lambda: None):
@@ -158,6 +159,10 @@ class Clients:
     def imports(self) -> import_pb2_grpc.ImportServiceStub:
         """A typed ImportService client."""
         return import_pb2_grpc.ImportServiceStub(self.channel("import"))
+
+    def reports(self) -> reports_pb2_grpc.ReportsServiceStub:
+        """A typed ReportsService client."""
+        return reports_pb2_grpc.ReportsServiceStub(self.channel("reports"))
 
     def close(self) -> None:
         for ch in self._channels.values():
