@@ -50,7 +50,7 @@ def redis_app(
     """Apps on the school database whose report cache is the real Redis (a key prefix of
     their own, removed afterwards)."""
     require_redis()
-    prefix = f"ferry-test:{tmp_path.name}:"
+    prefix = f"ferry-test-{tmp_path.name}-"
     made: list[App] = []
 
     def make(**overrides: Any) -> App:

@@ -151,3 +151,82 @@ def build(engine: Engine) -> dict[str, int]:
             kind="award",
         )
     return ids
+
+
+class Proxy:
+    """A TCP forwarder to Redis that a test can cut (Redis "down") and restore, on a port
+    of its own, so the machine's Redis stays up for everyone else."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._server: Any = None
+        self._conns: list[Any] = []
+        self._threads: list[Any] = []
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(16)
+        self._server = srv
+
+        def pump(a: Any, b: Any) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+        def accept() -> None:
+            while True:
+                try:
+                    client, _ = srv.accept()
+                except OSError:
+                    return
+                upstream = socket.create_connection(self.target)
+                self._conns += [client, upstream]
+                for x, y in ((client, upstream), (upstream, client)):
+                    t = threading.Thread(target=pump, args=(x, y), daemon=True)
+                    t.start()
+                    self._threads.append(t)
+
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        import socket
+
+        if self._server is not None:
+            try:
+                self._server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._server.close()
+            self._server = None
+        for s in self._conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self._conns.clear()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
