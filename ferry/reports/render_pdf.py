@@ -22,6 +22,7 @@ from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import (
     KeepTogether,
     Paragraph,
@@ -65,23 +66,58 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else f"{int(v)}"
 
 
+def _widths(
+    st: _Styles, header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int]
+) -> list[float]:
+    """Column widths from the content: each column wants its longest cell (and at least
+    its header's longest word); when they do not fit, text columns give way (down to
+    their longest word), never numbers or dates."""
+    pad = 8.0
+
+    def w(text: str, bold: bool = False) -> float:
+        return float(stringWidth(text, st.bold if bold else st.font, 8))
+
+    want, least = [], []
+    for i, h in enumerate(header):
+        cells = [str(r[i]) for r in rows]
+        words = [x for c in [h, *cells] for x in c.split()] or [""]
+        word = max(w(x, bold=True) for x in words)
+        full = max([w(h, bold=True), *(w(c) for c in cells)])
+        if i in numeric:
+            least.append(full + pad)
+        else:
+            least.append(min(word, WIDTH / 3) + pad)
+        want.append(max(least[-1], full + pad))
+    total = sum(want)
+    if total <= WIDTH:
+        extra = (WIDTH - total) / len(want)
+        return [x + extra for x in want]
+    give = sum(x - m for x, m in zip(want, least, strict=True))
+    over = total - WIDTH
+    if give <= 0:
+        return [x * WIDTH / total for x in want]
+    f = min(1.0, over / give)
+    return [x - (x - m) * f for x, m in zip(want, least, strict=True)]
+
+
 def _table(
     st: _Styles,
     header: Sequence[str],
     rows: Sequence[Sequence[Any]],
-    widths: Sequence[float],
     numeric: Sequence[int] = (),
 ) -> Table:
     """Header wraps, long text wraps, numbers right-aligned; zebra only on real rows."""
     head = [_p(h, st.headnum if i in numeric else st.headcell) for i, h in enumerate(header)]
     body = [[_p(v, st.num if i in numeric else st.cell) for i, v in enumerate(row)] for row in rows]
-    t = Table([head, *body], colWidths=[w * WIDTH for w in widths], repeatRows=1)
+    t = Table([head, *body], colWidths=_widths(st, header, rows, numeric), repeatRows=1)
     style: list[Any] = [
         ("BACKGROUND", (0, 0), (-1, 0), HEAD),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LINEBELOW", (0, 0), (-1, 0), 0.6, ACCENT),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
     ]
     style += [("BACKGROUND", (0, i), (-1, i), ZEBRA) for i in range(2, len(body) + 1, 2)]
     t.setStyle(TableStyle(style))
@@ -154,7 +190,9 @@ def _attendance_chart(st: _Styles, counts: Sequence[pb.StatusCount]) -> Drawing:
     ch.data = [[c.count for c in counts] or [0]]
     ch.categoryAxis.categoryNames = [c.status for c in counts] or ["-"]
     ch.categoryAxis.labels.fontName = st.font
-    ch.valueAxis.valueMin = 0
+    top = max([c.count for c in counts] or [1])
+    ch.valueAxis.valueMin, ch.valueAxis.valueMax = 0, top
+    ch.valueAxis.valueStep = max(1, -(-top // 5))
     ch.valueAxis.labels.fontName = st.font
     ch.valueAxis.labels.fontSize = 7
     ch.bars[0].fillColor = ACCENT
@@ -263,7 +301,6 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
                 ]
                 for c in r.courses
             ],
-            [0.3, 0.2, 0.08, 0.11, 0.08, 0.11, 0.12],
             numeric=(2, 3, 5, 6),
         )
     )
@@ -298,7 +335,6 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
                 st,
                 ["Course", "Assessment", "Score", "Max", "Weight", "%", "Graded on", "Comment"],
                 rows,
-                [0.12, 0.18, 0.08, 0.07, 0.08, 0.08, 0.13, 0.26],
                 numeric=(2, 3, 4, 5),
             )
         )
@@ -309,7 +345,6 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
                 st,
                 ["Semester", "Title", "Kind", "Description"],
                 [[h.semester, h.title, h.kind, h.description] for h in r.highlights],
-                [0.14, 0.32, 0.14, 0.4],
             )
         )
     story.append(_p("Grading scale", st.h2))
@@ -357,7 +392,9 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
     ch.data = [[x.count for x in r.distribution] or [0]]
     ch.categoryAxis.categoryNames = [x.letter for x in r.distribution] or ["-"]
     ch.categoryAxis.labels.fontName = st.font
-    ch.valueAxis.valueMin = 0
+    top = max([x.count for x in r.distribution] or [1]) or 1
+    ch.valueAxis.valueMin, ch.valueAxis.valueMax = 0, top
+    ch.valueAxis.valueStep = max(1, -(-top // 5))
     ch.valueAxis.labels.fontName = st.font
     ch.bars[0].fillColor = ACCENT
     d.add(ch)
@@ -384,12 +421,11 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
                     c.teacher,
                     c.enrolled,
                     f"{c.average:.2f}" if c.graded else "-",
-                    f"{c.attendance_rate:.2f}",
+                    f"{c.attendance_rate:.2f}" if c.attendance_days else "-",
                     *[x.count for x in c.distribution],
                 ]
                 for c in r.courses
             ],
-            [0.3, 0.2, 0.09, 0.1, 0.11, *([0.2 / n] * n)],
             numeric=tuple(range(2, 5 + n)),
         )
     )
@@ -420,7 +456,6 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
                     ]
                     for a in r.at_risk
                 ],
-                [0.12, 0.26, 0.12, 0.13, 0.12, 0.25],
                 numeric=(2, 3, 4),
             )
         )
@@ -434,7 +469,6 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
                     [f"{h.student_id} {h.student_name}", h.title, h.kind, h.description]
                     for h in r.highlights
                 ],
-                [0.26, 0.3, 0.12, 0.32],
             )
         )
     footer = _footer(f"Semester {r.semester}", st)
@@ -449,7 +483,7 @@ def failures_pdf(failures: Sequence[tuple[str, str]]) -> bytes:
     doc = _doc(buf, "Students not included", "failures")
     story: list[Any] = [_p("Students not included", st.title), Spacer(1, 6)]
     if failures:
-        story.append(_table(st, ["Student", "Reason"], list(failures), [0.25, 0.75]))
+        story.append(_table(st, ["Student", "Reason"], list(failures)))
     else:
         story.append(_p("No student had a report to print.", st.body))
     footer = _footer("Students not included", st)

@@ -131,6 +131,7 @@ def semester_report(conn: Connection, settings: ReportSettings, semester: str) -
             average=c.r2(sum(vals) / len(vals)) if vals else 0.0,
             distribution=[pb.LetterCount(letter=x, count=dist.get(x, 0)) for x in letters],
             attendance_rate=c.r2(c.attendance_rate(counts, settings.attended_statuses)),
+            attendance_days=sum(counts.values()),
         )
     report.student_count = len(students)
     report.average = c.r2(sum(all_pct) / len(all_pct)) if all_pct else 0.0

@@ -502,6 +502,7 @@ class CourseOverview(google.protobuf.message.Message):
     AVERAGE_FIELD_NUMBER: builtins.int
     DISTRIBUTION_FIELD_NUMBER: builtins.int
     ATTENDANCE_RATE_FIELD_NUMBER: builtins.int
+    ATTENDANCE_DAYS_FIELD_NUMBER: builtins.int
     course_code: builtins.str
     title: builtins.str
     teacher: builtins.str
@@ -512,6 +513,8 @@ class CourseOverview(google.protobuf.message.Message):
     """Students with at least one graded assessment."""
     average: builtins.float
     attendance_rate: builtins.float
+    attendance_days: builtins.int
+    """Attendance days recorded (the rate is 0 and means nothing when none were)."""
     @property
     def distribution(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___LetterCount]:
         """Graded students per letter, in grading-scale order."""
@@ -528,8 +531,9 @@ class CourseOverview(google.protobuf.message.Message):
         average: builtins.float = ...,
         distribution: collections.abc.Iterable[Global___LetterCount] | None = ...,
         attendance_rate: builtins.float = ...,
+        attendance_days: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["attendance_rate", b"attendance_rate", "average", b"average", "course_code", b"course_code", "credits", b"credits", "distribution", b"distribution", "enrolled", b"enrolled", "graded", b"graded", "teacher", b"teacher", "title", b"title"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attendance_days", b"attendance_days", "attendance_rate", b"attendance_rate", "average", b"average", "course_code", b"course_code", "credits", b"credits", "distribution", b"distribution", "enrolled", b"enrolled", "graded", b"graded", "teacher", b"teacher", "title", b"title"]) -> None: ...
 
 Global___CourseOverview: typing_extensions.TypeAlias = CourseOverview
 

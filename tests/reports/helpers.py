@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -187,10 +188,8 @@ class Proxy:
                 pass
             finally:
                 for s in (a, b):
-                    try:
+                    with contextlib.suppress(OSError):
                         s.close()
-                    except OSError:
-                        pass
 
         def accept() -> None:
             while True:
@@ -214,17 +213,13 @@ class Proxy:
         import socket
 
         if self._server is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._server.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._server.close()
             self._server = None
         for s in self._conns:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
         self._conns.clear()
         for t in self._threads:

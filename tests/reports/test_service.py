@@ -21,9 +21,11 @@ from tests.gateway.conftest import bearer, gateway_for
 
 @pytest.fixture
 def stub(reports_app: App) -> Iterator[tuple[reports_pb2_grpc.ReportsServiceStub, App]]:
-    with running(reports_app, ["reports"]) as server:
-        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
-            yield reports_pb2_grpc.ReportsServiceStub(ch), reports_app
+    with (
+        running(reports_app, ["reports"]) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch,
+    ):
+        yield reports_pb2_grpc.ReportsServiceStub(ch), reports_app
 
 
 def _file(chunks: Iterator[object]) -> tuple[str, str, bytes, str]:
