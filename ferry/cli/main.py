@@ -12,6 +12,7 @@ from ferry.auth import parse_role
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
+from ferry.cli import report as report_commands
 from ferry.cli import users as user_commands
 from ferry.cli.common import load_app, parse_duration, table
 from ferry.db import migrate
@@ -171,6 +172,7 @@ def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
 cli.add_command(export_commands.export)
 cli.add_command(import_commands.imports, name="import")
 cli.add_command(user_commands.user)
+cli.add_command(report_commands.report)
 
 
 def main() -> None:
