@@ -21,7 +21,13 @@ from ferry.errors import InvalidArgument
 from ferry.reports import render, versions
 from ferry.reports.semester import semester_report
 from ferry.reports.settings import ReportSettings
-from ferry.reports.student import Scope, check_student_id, parse_scope, student_report
+from ferry.reports.student import (
+    Scope,
+    check_student_id,
+    parse_scope,
+    search_students,
+    student_report,
+)
 from ferry.v1 import reports_pb2 as pb
 
 FORMATS = ("pdf", "csv", "json")
@@ -151,6 +157,10 @@ class ReportEngine:
         )
         name = f"semester_{render.safe(semester.strip())}.{fmt}"
         return File(name, render.CONTENT_TYPES[fmt], data), cached
+
+    def search(self, query: str, limit: int = 0) -> list[pb.StudentMatch]:
+        with self.db.connect() as conn:
+            return search_students(conn, query, limit)
 
     # --- cache control -----------------------------------------------------------------
 

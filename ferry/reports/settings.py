@@ -26,7 +26,7 @@ class RiskSettings(Strict):
     min_percent: float = Field(60.0, ge=0, le=100)  # below: low_grade
     min_attendance_rate: float = Field(80.0, ge=0, le=100)  # below: low_attendance
     # A daily-performance slope below minus this (points per week) is a falling trend.
-    falling_trend_per_week: float = Field(0.1, gt=0)
+    falling_trend_per_week: float = Field(0.25, gt=0)
 
 
 class CacheUse(Strict):

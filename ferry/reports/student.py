@@ -339,3 +339,42 @@ def class_averages(
         avg = sum(vals) / len(vals) if len(vals) >= settings.class_size else None
         out[cid] = (avg, len(vals))
     return out
+
+
+def search_students(conn: Connection, query: str, limit: int = 20) -> list[pb.StudentMatch]:
+    """Students whose id starts with `query` or whose first or last name (or both, as
+    "first last") contains it, case-insensitively; soft-deleted ones never."""
+    q = query.strip()
+    if not q:
+        raise InvalidArgument("query is required", field="query")
+    if len(q) > 100:
+        raise InvalidArgument("query is longer than 100 characters", field="query")
+    if not 0 <= limit <= 50:
+        raise InvalidArgument("limit must be 1..50 (0: 20)", field="limit")
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = "%" + escaped.lower() + "%"
+    name = Student.first_name + " " + Student.last_name
+    full = sa.func.lower(name)
+    rows = conn.execute(
+        sa.select(Student.student_id, Student.first_name, Student.last_name, Student.year_level)
+        .where(
+            Student.deleted_at.is_(None),
+            sa.or_(
+                sa.func.lower(Student.student_id).like(like[1:], escape="\\"),
+                full.like(like, escape="\\"),
+                # SQLite's lower() knows ASCII only: Greek matches as typed.
+                name.like("%" + escaped + "%", escape="\\"),
+            ),
+        )
+        .order_by(Student.student_id)
+        .limit(limit or 20)
+    ).all()
+    return [
+        pb.StudentMatch(
+            student_id=r.student_id,
+            first_name=r.first_name,
+            last_name=r.last_name,
+            year_level=r.year_level or 0,
+        )
+        for r in rows
+    ]

@@ -831,3 +831,65 @@ class GetCacheStatsResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["backend", b"backend", "breaker", b"breaker", "entries", b"entries", "errors", b"errors", "hit_ratio", b"hit_ratio", "hits", b"hits", "misses", b"misses"]) -> None: ...
 
 Global___GetCacheStatsResponse: typing_extensions.TypeAlias = GetCacheStatsResponse
+
+@typing.final
+class SearchStudentsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: builtins.int
+    LIMIT_FIELD_NUMBER: builtins.int
+    query: builtins.str
+    """At least 1 character: an id prefix or part of a first or last name."""
+    limit: builtins.int
+    """1..50; 0 means 20."""
+    def __init__(
+        self,
+        *,
+        query: builtins.str = ...,
+        limit: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["limit", b"limit", "query", b"query"]) -> None: ...
+
+Global___SearchStudentsRequest: typing_extensions.TypeAlias = SearchStudentsRequest
+
+@typing.final
+class StudentMatch(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STUDENT_ID_FIELD_NUMBER: builtins.int
+    FIRST_NAME_FIELD_NUMBER: builtins.int
+    LAST_NAME_FIELD_NUMBER: builtins.int
+    YEAR_LEVEL_FIELD_NUMBER: builtins.int
+    student_id: builtins.str
+    first_name: builtins.str
+    last_name: builtins.str
+    year_level: builtins.int
+    def __init__(
+        self,
+        *,
+        student_id: builtins.str = ...,
+        first_name: builtins.str = ...,
+        last_name: builtins.str = ...,
+        year_level: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["first_name", b"first_name", "last_name", b"last_name", "student_id", b"student_id", "year_level", b"year_level"]) -> None: ...
+
+Global___StudentMatch: typing_extensions.TypeAlias = StudentMatch
+
+@typing.final
+class SearchStudentsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STUDENTS_FIELD_NUMBER: builtins.int
+    @property
+    def students(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___StudentMatch]:
+        """By student_id."""
+
+    def __init__(
+        self,
+        *,
+        students: collections.abc.Iterable[Global___StudentMatch] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["students", b"students"]) -> None: ...
+
+Global___SearchStudentsResponse: typing_extensions.TypeAlias = SearchStudentsResponse

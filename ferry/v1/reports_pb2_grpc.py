@@ -70,6 +70,11 @@ class ReportsServiceStub:
                 request_serializer=ferry_dot_v1_dot_reports__pb2.InvalidateCacheRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_reports__pb2.InvalidateCacheResponse.FromString,
                 _registered_method=True)
+        self.SearchStudents = channel.unary_unary(
+                '/ferry.v1.ReportsService/SearchStudents',
+                request_serializer=ferry_dot_v1_dot_reports__pb2.SearchStudentsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_reports__pb2.SearchStudentsResponse.FromString,
+                _registered_method=True)
         self.GetCacheStats = channel.unary_unary(
                 '/ferry.v1.ReportsService/GetCacheStats',
                 request_serializer=ferry_dot_v1_dot_reports__pb2.GetCacheStatsRequest.SerializeToString,
@@ -139,6 +144,13 @@ class ReportsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchStudents(self, request, context):
+        """Students whose id starts with, or whose name contains, `query` (for picking one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCacheStats(self, request, context):
         """Hits, misses, errors and the hit ratio of this process's report cache, and the
         backend's entry count when it can tell.
@@ -179,6 +191,11 @@ def add_ReportsServiceServicer_to_server(servicer, server):
                     servicer.InvalidateCache,
                     request_deserializer=ferry_dot_v1_dot_reports__pb2.InvalidateCacheRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_reports__pb2.InvalidateCacheResponse.SerializeToString,
+            ),
+            'SearchStudents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchStudents,
+                    request_deserializer=ferry_dot_v1_dot_reports__pb2.SearchStudentsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_reports__pb2.SearchStudentsResponse.SerializeToString,
             ),
             'GetCacheStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCacheStats,
@@ -354,6 +371,33 @@ class ReportsService:
             '/ferry.v1.ReportsService/InvalidateCache',
             ferry_dot_v1_dot_reports__pb2.InvalidateCacheRequest.SerializeToString,
             ferry_dot_v1_dot_reports__pb2.InvalidateCacheResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchStudents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ReportsService/SearchStudents',
+            ferry_dot_v1_dot_reports__pb2.SearchStudentsRequest.SerializeToString,
+            ferry_dot_v1_dot_reports__pb2.SearchStudentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

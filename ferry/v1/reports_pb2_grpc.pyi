@@ -121,6 +121,22 @@ _ReportsServiceInvalidateCacheType = typing_extensions.TypeVar(
     ],
 )
 
+_ReportsServiceSearchStudentsType = typing_extensions.TypeVar(
+    '_ReportsServiceSearchStudentsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.reports_pb2.SearchStudentsRequest,
+        ferry.v1.reports_pb2.SearchStudentsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.reports_pb2.SearchStudentsRequest,
+        ferry.v1.reports_pb2.SearchStudentsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.reports_pb2.SearchStudentsRequest,
+        ferry.v1.reports_pb2.SearchStudentsResponse,
+    ],
+)
+
 _ReportsServiceGetCacheStatsType = typing_extensions.TypeVar(
     '_ReportsServiceGetCacheStatsType',
     grpc.UnaryUnaryMultiCallable[
@@ -137,7 +153,7 @@ _ReportsServiceGetCacheStatsType = typing_extensions.TypeVar(
     ],
 )
 
-class ReportsServiceStub(typing.Generic[_ReportsServiceGetStudentReportType, _ReportsServiceRenderStudentReportType, _ReportsServiceGetSemesterReportType, _ReportsServiceRenderSemesterReportType, _ReportsServiceBulkStudentReportsType, _ReportsServiceInvalidateCacheType, _ReportsServiceGetCacheStatsType]):
+class ReportsServiceStub(typing.Generic[_ReportsServiceGetStudentReportType, _ReportsServiceRenderStudentReportType, _ReportsServiceGetSemesterReportType, _ReportsServiceRenderSemesterReportType, _ReportsServiceBulkStudentReportsType, _ReportsServiceInvalidateCacheType, _ReportsServiceSearchStudentsType, _ReportsServiceGetCacheStatsType]):
     """ReportsService turns a school's data into reports people read and print: one student's
     performance, a semester's overview with the students at risk, and a class at once.
 
@@ -173,6 +189,10 @@ class ReportsServiceStub(typing.Generic[_ReportsServiceGetStudentReportType, _Re
             ferry.v1.reports_pb2.InvalidateCacheResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
+            ferry.v1.reports_pb2.SearchStudentsRequest,
+            ferry.v1.reports_pb2.SearchStudentsResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
             ferry.v1.reports_pb2.GetCacheStatsRequest,
             ferry.v1.reports_pb2.GetCacheStatsResponse,
         ],
@@ -203,6 +223,10 @@ class ReportsServiceStub(typing.Generic[_ReportsServiceGetStudentReportType, _Re
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.reports_pb2.InvalidateCacheRequest,
             ferry.v1.reports_pb2.InvalidateCacheResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.reports_pb2.SearchStudentsRequest,
+            ferry.v1.reports_pb2.SearchStudentsResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.reports_pb2.GetCacheStatsRequest,
@@ -244,6 +268,9 @@ class ReportsServiceStub(typing.Generic[_ReportsServiceGetStudentReportType, _Re
     a version bump, never a key scan.
     """
 
+    SearchStudents: _ReportsServiceSearchStudentsType
+    """Students whose id starts with, or whose name contains, `query` (for picking one)."""
+
     GetCacheStats: _ReportsServiceGetCacheStatsType
     """Hits, misses, errors and the hit ratio of this process's report cache, and the
     backend's entry count when it can tell.
@@ -273,6 +300,10 @@ ReportsServiceAsyncStub: typing_extensions.TypeAlias = ReportsServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.reports_pb2.InvalidateCacheRequest,
         ferry.v1.reports_pb2.InvalidateCacheResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.reports_pb2.SearchStudentsRequest,
+        ferry.v1.reports_pb2.SearchStudentsResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.reports_pb2.GetCacheStatsRequest,
@@ -352,6 +383,14 @@ class ReportsServiceServicer(metaclass=abc.ABCMeta):
         """Forget one student's cached reports, or every cached report (empty student_id): O(1),
         a version bump, never a key scan.
         """
+
+    @abc.abstractmethod
+    def SearchStudents(
+        self,
+        request: ferry.v1.reports_pb2.SearchStudentsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.reports_pb2.SearchStudentsResponse, collections.abc.Awaitable[ferry.v1.reports_pb2.SearchStudentsResponse]]:
+        """Students whose id starts with, or whose name contains, `query` (for picking one)."""
 
     @abc.abstractmethod
     def GetCacheStats(

@@ -112,6 +112,13 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
         )
 
     @handles_errors
+    def SearchStudents(
+        self, request: reports_pb2.SearchStudentsRequest, context: grpc.ServicerContext
+    ) -> reports_pb2.SearchStudentsResponse:
+        found = self.engine.search(request.query, request.limit)
+        return reports_pb2.SearchStudentsResponse(students=found)
+
+    @handles_errors
     def GetCacheStats(
         self, request: reports_pb2.GetCacheStatsRequest, context: grpc.ServicerContext
     ) -> reports_pb2.GetCacheStatsResponse:

@@ -129,3 +129,18 @@ def test_arithmetic_edge_cases() -> None:
         ReportSettings.model_validate(
             {"grading_scale": [{"letter": "P", "min_percent": 50, "points": 1}]}
         )
+
+
+def test_search_students(engine: ReportEngine) -> None:
+    assert [s.student_id for s in engine.search("s")] == ["S1", "S2", "S3", "S4", "S5", "S6"]
+    assert [s.student_id for s in engine.search("ann b")] == ["S2"]
+    assert [s.last_name for s in engine.search("Νικολ")] == ["Νικολάου"]
+    assert [s.student_id for s in engine.search("S1")] == ["S1"]
+    assert engine.search("100%") == []
+    assert len(engine.search("S", 2)) == 2
+    for bad, field in [("", "query"), ("x" * 101, "query")]:
+        with pytest.raises(InvalidArgument) as e:
+            engine.search(bad)
+        assert e.value.field == field
+    with pytest.raises(InvalidArgument):
+        engine.search("S", 51)
