@@ -120,21 +120,11 @@ def bulk(engine: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0)
     if output == "csv":
         data = render.students_csv(res.reports, res.failures, scale_pb(scale))
         return File(f"{base}.csv", render.CONTENT_TYPES["csv"], data)
-    pdfs = [(r, _student_pdf(engine, r, scope, role)) for r in res.reports]
+    # Rendered from the reports already in hand (they came through the cache).
+    pdfs = [(r, render.student(r, "pdf")) for r in res.reports]
     if output == "zip":
         return File(f"{base}.zip", render.CONTENT_TYPES["zip"], _zip(pdfs, res.failures))
     return File(f"{base}.pdf", render.CONTENT_TYPES["pdf"], _merged(pdfs, res.failures))
-
-
-def _student_pdf(engine: ReportEngine, r: pb.StudentReport, scope: Scope, role: int) -> bytes:
-    req = pb.GetStudentReportRequest(
-        student_id=r.student_id,
-        semester=scope.semester,
-        date_from=str(scope.date_from or ""),
-        date_to=str(scope.date_to or ""),
-    )
-    f, _ = engine.render_student(req, "pdf", role)
-    return f.data
 
 
 def _failures_csv(failures: list[tuple[str, str]]) -> bytes:

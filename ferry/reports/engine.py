@@ -121,12 +121,13 @@ class ReportEngine:
         scope = parse_scope(req.semester, req.date_from, req.date_to, "report.")
 
         def build(report: pb.StudentReport) -> bytes:
-            return render.student(report, fmt)
+            # The file's name (it depends on the data's days) travels with it.
+            name = render.student_filename(report, fmt).encode()
+            return name + b"\n" + render.student(report, fmt)
 
-        data, cached = self._student_cached(f"student.{fmt}", sid, scope, role, build)
-        # The name comes from the request and the stamp-free data; rebuilt cheaply.
-        report, _ = self.student(sid, scope, role)
-        return File(render.student_filename(report, fmt), render.CONTENT_TYPES[fmt], data), cached
+        blob, cached = self._student_cached(f"student.{fmt}", sid, scope, role, build)
+        name, _, data = blob.partition(b"\n")
+        return File(name.decode(), render.CONTENT_TYPES[fmt], data), cached
 
     # --- semester ----------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """Data versions: what makes a cached report impossible to serve stale.
 
-A report's cache key carries the versions of what it shows: the student's counter, the
-counters of the semesters it covers (class averages depend on classmates) and a global
-generation. Every import, undo and csv import bumps the counters of the students and
-semesters it touched in the SAME transaction as its changes (`bump_for_import`, called by
-ferry.merge.run and ferry.merge.undo), so the moment it commits, the old keys are never
-asked for again, even when the cache (Redis) was down while it ran. Invalidation is a bump:
-O(1), never a key scan.
+A student report's cache key carries the student's counter and a global generation; a
+semester report's, the semester's counter and the generation. An import bumps the students
+it touched and their classmates (a class average changed for them too), and the semesters
+of the courses it touched, so a report's key is two primary-key lookups away. Every
+import, undo and csv import bumps them in the SAME transaction as its changes
+(`bump_for_import`, called by ferry.merge.run and ferry.merge.undo): the moment it
+commits, the old keys are never asked for again, even when the cache (Redis) was down
+while it ran. Invalidation is a bump: O(1), never a key scan.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ _STUDENTS = (
     + """
 SELECT DISTINCT s.student_id FROM (
   SELECT student_ref FROM touched
+  UNION SELECT e.student_ref FROM enrollments e
+    WHERE e.course_ref IN (SELECT course_ref FROM touched)
   UNION SELECT s.id FROM students s
     JOIN ch ON ch.entity = 'students' AND s.id BETWEEN ch.lo AND ch.hi
   UNION SELECT h.student_ref FROM highlights h
@@ -133,18 +136,13 @@ def current(conn: Connection, kind: str, key: str) -> int:
 
 _STUDENT_KEY = """
 SELECT kind, key, version FROM report_versions
-WHERE (kind = 'student' AND key = :sid) OR kind = 'generation'
-   OR (kind = 'semester' AND key IN (
-        SELECT c.semester FROM students s
-        JOIN enrollments e ON e.student_ref = s.id
-        JOIN courses c ON c.id = e.course_ref
-        WHERE s.student_id = :sid))
+WHERE (kind = 'student' AND key = :sid) OR (kind = 'generation' AND key = '')
 """
 
 
 def student_stamp(conn: Connection, student_id: str) -> str:
-    """The versions a student's report depends on, as one string for its cache key:
-    generation, the student, and each semester the student is enrolled in."""
+    """The versions a student's report depends on, as one string for its cache key: the
+    generation and the student's (bumped for classmates' changes too)."""
     rows = conn.execute(sa.text(_STUDENT_KEY), {"sid": student_id}).all()
     return _stamp(rows)
 
@@ -153,7 +151,7 @@ def semester_stamp(conn: Connection, semester: str) -> str:
     rows = conn.execute(
         sa.text(
             "SELECT kind, key, version FROM report_versions "
-            "WHERE (kind = 'semester' AND key = :s) OR kind = 'generation'"
+            "WHERE (kind = 'semester' AND key = :s) OR (kind = 'generation' AND key = '')"
         ),
         {"s": semester},
     ).all()

@@ -87,8 +87,30 @@ def test_entity_import_and_dry_run(engine: ReportEngine, school_url: str) -> Non
         )
     finally:
         db.dispose()
-    assert versions == {"student:S1": 1, f"semester:{SEM}": 1}
+    # S1 and the classmates whose MATH class average changed; S6 is in no class of it.
+    assert versions == {**{f"student:S{i}": 1 for i in range(1, 6)}, f"semester:{SEM}": 1}
     assert _math(engine) == (((0.8 + 0.8 * 3) / 4 * 100), False)
+
+
+def test_a_classmates_grade_changes_the_class_average_at_once(
+    engine: ReportEngine, school_url: str
+) -> None:
+    def average() -> tuple[float, bool]:
+        r, cached = engine.student("S1", Scope(semester=SEM))
+        return next(c for c in r.courses if c.course_code == "MATH").class_average, cached
+
+    assert average() == (77.5, False)
+    assert average() == (77.5, True)
+    db = make_engine(school_url)
+    try:
+        events = bundle(db, SEM)
+        grades = records(events)["grades"]
+        i = next(n for n, g in enumerate(grades) if (g["student_id"], g["course_code"]) ==
+                 ("S5", "MATH"))  # fmt: skip
+        run(db, edited(events, "grades", i, score=100), strategy="update")  # 60 -> 100
+    finally:
+        db.dispose()
+    assert average() == ((87.5 + 70 + 80 + 90 + 100) / 5, False)
 
 
 def test_invalidate_one_and_all(engine: ReportEngine) -> None:
