@@ -8,6 +8,7 @@ Each benchmark sets Ferry beside a raw baseline measured in the same run (see RE
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,7 +44,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmarks {sorted(unknown)}; known: {', '.join(BENCHES)}")
 
-    url = fresh_database("ferry_bench")
+    # FERRY_BENCH_DB: another database name, so two runs on one server do not collide.
+    url = fresh_database(os.environ.get("FERRY_BENCH_DB", "ferry_bench"))
     engine = make_engine(url)
     t = time.perf_counter()
     migrate.upgrade(engine)
