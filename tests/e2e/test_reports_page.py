@@ -32,7 +32,7 @@ def site(make_app: Callable[..., App], empty_url: str) -> Iterator[tuple[str, Ap
     seed_small(empty_url)
     app = make_app(empty_url)
     create_user(app.engine, "teacher", PASSWORD, "operator")
-    with running(app, [*SERVICES, "reports"]) as server:
+    with running(app, SERVICES) as server:  # export, import and reports
         gw = GatewayServer(app, target=f"127.0.0.1:{server.port}", port=0)
         port = gw.start()
         try:

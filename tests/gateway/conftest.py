@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 # The services the gateway routes to; import only where its plugin exists.
-SERVICES = [s for s in ("export", "import") if s in plugins.names("ferry.services")]
+SERVICES = [s for s in ("export", "import", "reports") if s in plugins.names("ferry.services")]
 
 
 def seed_small(url: str) -> None:
