@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ferry.cache.breaker import CircuitBreaker
 from ferry.cache.flight import ReportCache
-from ferry.errors import InvalidArgument
+from ferry.db.models import Student
+from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import render, versions
 from ferry.reports.semester import semester_report
 from ferry.reports.settings import ReportSettings
@@ -171,6 +173,11 @@ class ReportEngine:
             if not student_id.strip():
                 return versions.bump_generation(conn)
             sid = check_student_id(student_id)
+            known = conn.execute(
+                sa.select(Student.id).where(Student.student_id == sid, Student.deleted_at.is_(None))
+            ).first()
+            if known is None:
+                raise NotFound(f"student {sid!r} does not exist", field="student_id")
             versions.bump(conn, versions.STUDENT, [sid])
             return versions.current(conn, versions.STUDENT, sid)
 

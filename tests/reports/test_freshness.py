@@ -15,6 +15,7 @@ from ferry.app import App
 from ferry.bundle.formats.base import Batch
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
+from ferry.errors import NotFound
 from ferry.merge import undo_import
 from ferry.reports.engine import ReportEngine
 from ferry.reports.student import Scope
@@ -121,6 +122,8 @@ def test_invalidate_one_and_all(engine: ReportEngine) -> None:
     assert _math(engine)[1]
     assert engine.invalidate("") == 1  # a new generation
     assert not _math(engine)[1]
+    with pytest.raises(NotFound):
+        engine.invalidate("S404")
 
 
 def test_redis_hit_miss_invalidate(redis_app: Callable[..., App]) -> None:

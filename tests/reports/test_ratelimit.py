@@ -69,3 +69,11 @@ def test_gateway_turns_it_into_429(school_url: str, make_app: Callable[..., App]
         r = client.post("/api/v1/reports/bulk/student-performance", json=body, headers=h)
         assert r.status_code == 429 and r.json()["code"] == "RESOURCE_EXHAUSTED"
         assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_without_auth_the_client_address_is_the_key() -> None:
+    from ferry.rpc.filters.ratelimit import _host
+
+    assert _host("ipv4:10.0.0.7:51234") == "ipv4:10.0.0.7"
+    assert _host("ipv6:[::1]:5") == "ipv6:[::1]"
+    assert _host("unix:/tmp/s") == "unix:/tmp/s"

@@ -54,7 +54,8 @@ class RateLimitFilter(Filter):
         limiter = self.limiters.get(key)
         if limiter is None:
             return
-        who = call.caller if call.caller not in ("", "-") else f"peer:{call.peer}"
+        # The token's subject; without auth, the client's address (not its port).
+        who = call.caller if call.caller not in ("", "-") else f"peer:{_host(call.peer)}"
         decision = limiter.hit(who)
         if not decision.allowed:
             spec = self.specs[key]
@@ -63,3 +64,9 @@ class RateLimitFilter(Filter):
                 f"{spec.window_seconds:g}s per caller; retry in {decision.retry_after:.0f}s",
                 retry_after=decision.retry_after,
             )
+
+
+def _host(peer: str) -> str:
+    """'ipv4:10.0.0.7:51234' -> 'ipv4:10.0.0.7' ('ipv6:[::1]:5' -> 'ipv6:[::1]')."""
+    host, sep, port = peer.rpartition(":")
+    return host if sep and port.isdigit() and host else peer
