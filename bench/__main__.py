@@ -8,12 +8,23 @@ Each benchmark sets Ferry beside a raw baseline measured in the same run (see RE
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import auth, bundle, export_jobs, formats, gateway, imports, notify, stream_session
+from bench import (
+    auth,
+    bundle,
+    export_jobs,
+    formats,
+    gateway,
+    imports,
+    notify,
+    reports,
+    stream_session,
+)
 from bench.common import Row, fresh_database, print_table, save
 from ferry.db import migrate
 from ferry.db.engine import make_engine
@@ -30,6 +41,7 @@ BENCHES: dict[str, Bench] = {
     "gateway": gateway.run,
     "auth": auth.run,
     "notify": notify.run,
+    "reports": reports.run,
 }
 
 
@@ -44,7 +56,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmarks {sorted(unknown)}; known: {', '.join(BENCHES)}")
 
-    url = fresh_database("ferry_bench")
+    # FERRY_BENCH_DB: another database name, so two runs on one server do not collide.
+    url = fresh_database(os.environ.get("FERRY_BENCH_DB", "ferry_bench"))
     engine = make_engine(url)
     t = time.perf_counter()
     migrate.upgrade(engine)

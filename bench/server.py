@@ -32,7 +32,8 @@ class FerryServer:
         env: Mapping[str, str] | None = None,
     ) -> None:
         full_env = {
-            **os.environ,
+            # FERRY_BENCH_* steer the benchmark, not Ferry (its config would refuse them).
+            **{k: v for k, v in os.environ.items() if not k.startswith("FERRY_BENCH_")},
             "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
             "FERRY_DATABASE_URL": url,
             "FERRY_SERVER_ADDRESS": "127.0.0.1:0",

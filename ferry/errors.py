@@ -43,6 +43,11 @@ class PermissionDenied(FerryError):
 class ResourceExhausted(FerryError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
+    def __init__(self, message: str, *, field: str = "", retry_after: float = 0) -> None:
+        super().__init__(message, field=field)
+        # Seconds until a retry may succeed; sent as `retry-after` trailing metadata.
+        self.retry_after = retry_after
+
 
 class FailedPrecondition(FerryError):
     code = grpc.StatusCode.FAILED_PRECONDITION

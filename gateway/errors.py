@@ -102,7 +102,16 @@ def from_rpc(e: grpc.RpcError) -> JSONResponse:
         log.warning(
             "service call failed: %s: %s", code.name, message, extra={"event": "gateway_rpc_failed"}
         )
-    return error_response(code, message, _details(e))
+    return error_response(code, message, _details(e), _retry_after(e))
+
+
+def _retry_after(e: grpc.RpcError) -> int | None:
+    """The service's `retry-after` trailer (whole seconds), when it sent one."""
+    trailers: Any = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == "retry-after" and isinstance(value, str) and value.isdigit():
+            return max(1, int(value))
+    return None
 
 
 def stream_error(e: grpc.RpcError) -> dict[str, str]:

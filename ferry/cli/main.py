@@ -11,6 +11,7 @@ from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
 from ferry.cli import notify as notify_commands
+from ferry.cli import report as report_commands
 from ferry.cli import users as user_commands
 from ferry.cli.common import load_app, table
 from ferry.db import migrate
@@ -163,6 +164,7 @@ cli.add_command(user_commands.user)
 cli.add_command(user_commands.token)
 cli.add_command(user_commands.keys)
 cli.add_command(notify_commands.notify)
+cli.add_command(report_commands.report)
 
 
 def main() -> None:

@@ -32,6 +32,9 @@ class ExportRequest:
     fields: Sequence[str] = ()
     limit: int = 0
     include_deleted: bool = False
+    # Columns left out when `fields` is empty (the format's bookkeeping columns, e.g. pdf's
+    # created_at/updated_at/deleted_at); listing them in `fields` brings them back.
+    omit_unless_asked: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ def plan_export(conn: Connection, ds: Dataset, req: ExportRequest, max_rows: int
     table = entity.table.alias("t")
     from_, exprs, columns = entity_columns(ds, entity, table)
     chosen = _choose(columns, req.fields)
+    if not req.fields and req.omit_unless_asked:
+        chosen = [c for c in chosen if c.name not in req.omit_unless_asked] or chosen
     where = _conditions(conn, ds, entity, table, exprs, columns, req)
     rows = (
         sa.select(*(exprs[c.name].label(c.name) for c in chosen))

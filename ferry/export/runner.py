@@ -197,6 +197,7 @@ def _write(
         fields=list(job.fields or []),
         limit=job.row_limit,
         include_deleted=job.include_deleted,
+        omit_unless_asked=tuple(getattr(fmt, "omit_unless_asked", ())),
     )
     # One snapshot: the COUNT behind progress_percent and the rows agree.
     with snapshot(app.engine) as conn:

@@ -5,8 +5,12 @@ it holds and then left behind. Every page carries the title, the filters and gen
 time, the header row, zebra rows and "Page n of m". The total m is not known while
 streaming, so each footer draws the number from one form XObject that is filled in after
 the last page: exact even when `expected_rows` is unknown or wrong, at constant cost.
-Pages are landscape when the columns need it. Header cells show column labels: a PDF is
-for people, not for re-import. Cells too long for their column are cut with an ellipsis.
+Column widths come from the content (the first rows are measured before page one is
+drawn): a date, timestamp or number is never cut (a later, wider one is drawn smaller),
+text wraps in the header and is cut with an ellipsis in cells, numbers are right-aligned,
+and only rows that exist get a zebra band. Pages are landscape when the columns need it.
+Header cells show column labels: a PDF is for people, not for re-import. Bookkeeping
+columns (`omit_unless_asked`) are left out unless the export lists them in `fields`.
 
 Memory: reportlab keeps every finished page's content stream until `save()` (about 14 KB a
 page, 0.25 KB a row), so a PDF cannot be as flat as csv/xlsx/json. `max_rows` (default
@@ -24,11 +28,12 @@ from typing import IO, Any
 
 from reportlab.lib.colors import Color
 from reportlab.lib.pagesizes import A4, landscape
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from ferry.datasets.spec import Kind
 from ferry.errors import InvalidArgument
-from ferry.formats.base import Table
+from ferry.formats.base import Table, TableColumn
 from ferry.formats.cells import utc
 from ferry.formats.pdf_fonts import font_pair
 
@@ -37,7 +42,12 @@ FONT_SIZE = 8.0
 ROW_HEIGHT = 12.0
 HEADER_BAND = 52.0  # title + filters line above the table
 FOOTER_BAND = 24.0
-_KIND_CHARS = {Kind.INT: 8, Kind.FLOAT: 10, Kind.DATE: 10, Kind.TIMESTAMP: 20, Kind.STR: 16}
+# The widest value of a kind, so a date or timestamp column is never too narrow.
+_KIND_SAMPLE = {Kind.DATE: "2026-09-30", Kind.TIMESTAMP: "2026-09-30 23:59 UTC", Kind.INT: "0000"}
+_NEVER_CUT = (Kind.DATE, Kind.TIMESTAMP)
+PAD = 3.0  # points of padding inside a cell on each side
+SAMPLE_ROWS = 60  # rows measured for the column widths
+MAX_TEXT_CHARS = 40  # a text column never asks for more than about this many characters
 _ZEBRA = Color(0.94, 0.95, 0.97)
 _HEAD = Color(0.84, 0.87, 0.92)
 _TOTAL_FORM = "ferryPageTotal"
@@ -58,6 +68,8 @@ class PdfFormat:
     name = "pdf"
     extension = "pdf"
     content_type = "application/pdf"
+    # Columns an export leaves out of this format unless `fields` names them.
+    omit_unless_asked = ("created_at", "updated_at", "deleted_at")
 
     def __init__(self, font_dir: str | None = None, max_rows: int = MAX_ROWS) -> None:
         self.font_dir = font_dir
@@ -85,17 +97,21 @@ class PdfFormat:
             raise self._too_many(table.expected_rows)
         font, bold = font_pair(self.font_dir)
         cols = list(table.columns)
-        # Character budget per column: its kind's usual width, at least the label's.
-        chars = [max(_KIND_CHARS[c.kind], min(len(c.label), 24)) for c in cols]
-        char_w = FONT_SIZE * 0.55
-        portrait_w = A4[0] - 2 * MARGIN
-        size = A4 if sum(chars) * char_w <= portrait_w else landscape(A4)
+        it = iter(rows)
+        # Widths come from the content: a first sample of rows (the first page's worth)
+        # is measured before anything is drawn.
+        sample = list(itertools.islice(it, SAMPLE_ROWS))
+        texts = [[_render(r[j], c.kind) for r in sample] for j, c in enumerate(cols)]
+        size, col_w = _layout(cols, texts, font, bold)
         width, height = size
-        scale = (width - 2 * MARGIN) / (sum(chars) * char_w)
-        col_w = [n * char_w * scale for n in chars]
         xs = list(itertools.accumulate([MARGIN, *col_w[:-1]]))
-        fits = [max(int(w / char_w) - 1, 1) for w in col_w]
-        per_page = int((height - 2 * MARGIN - HEADER_BAND - FOOTER_BAND) / ROW_HEIGHT) - 1
+        heads = [_wrap(c.label, w - 2 * PAD, bold) for c, w in zip(cols, col_w, strict=True)]
+        head_lines = max([len(h) for h in heads] or [1])
+        head_h = head_lines * ROW_HEIGHT
+        per_page = int((height - 2 * MARGIN - HEADER_BAND - FOOTER_BAND - head_h) / ROW_HEIGHT)
+        per_page = max(per_page, 1)
+        numeric = [c.kind in (Kind.INT, Kind.FLOAT) for c in cols]
+        exact = [c.kind in _NEVER_CUT for c in cols]
         filters = ", ".join(f"{k}: {v}" for k, v in table.filters.items()) or "none"
         subtitle = (
             f"Filters: {filters}  ·  Generated "
@@ -106,7 +122,7 @@ class PdfFormat:
         c.setTitle(table.title)
         c.setAuthor("Ferry")
         c.setSubject(subtitle)
-        it = iter(rows)
+        it = itertools.chain(sample, it)
         n = 0
         page = 0
         while True:
@@ -119,30 +135,44 @@ class PdfFormat:
             c.drawString(MARGIN, top - 14, table.title)
             c.setFont(font, FONT_SIZE)
             c.drawString(MARGIN, top - 30, subtitle)
-            y = top - HEADER_BAND
+            y = top - HEADER_BAND  # the first header line's baseline
             c.setFillColor(_HEAD)
-            c.rect(MARGIN, y - 3, width - 2 * MARGIN, ROW_HEIGHT, stroke=0, fill=1)
-            for i in range(1, len(chunk) + 1, 2):  # zebra: every other data row
+            c.rect(
+                MARGIN, y - 3 - head_h + ROW_HEIGHT, width - 2 * MARGIN, head_h, stroke=0, fill=1
+            )
+            first = y - head_h  # the first data row's baseline
+            for i in range(1, len(chunk), 2):  # zebra: every other row that is there
                 c.setFillColor(_ZEBRA)
-                c.rect(
-                    MARGIN,
-                    y - 3 - (i + 1) * ROW_HEIGHT + ROW_HEIGHT,
-                    width - 2 * MARGIN,
-                    ROW_HEIGHT,
-                    stroke=0,
-                    fill=1,
-                )
+                c.rect(MARGIN, first - 3 - i * ROW_HEIGHT, width - 2 * MARGIN, ROW_HEIGHT,
+                       stroke=0, fill=1)  # fmt: skip
             c.setFillColorRGB(0, 0, 0)
             for j, col in enumerate(cols):
-                # One text object per column per page: far cheaper than a call per cell.
-                text = c.beginText(xs[j] + 2, y)
-                text.setFont(bold, FONT_SIZE)
-                text.setLeading(ROW_HEIGHT)
-                text.textLine(_cut(col.label, fits[j]))
+                right = xs[j] + col_w[j] - PAD
+                avail = col_w[j] - 2 * PAD
+                for k, line in enumerate(heads[j]):
+                    c.setFont(bold, FONT_SIZE)
+                    if numeric[j]:
+                        c.drawRightString(right, y - k * ROW_HEIGHT, line)
+                    else:
+                        c.drawString(xs[j] + PAD, y - k * ROW_HEIGHT, line)
+                kind = col.kind
+                if numeric[j] or exact[j]:
+                    for r, row in enumerate(chunk):
+                        value = _render(row[j], kind)
+                        fs = _fit_size(value, avail, font)
+                        c.setFont(font, fs)
+                        yy = first - r * ROW_HEIGHT
+                        if numeric[j]:
+                            c.drawRightString(right, yy, value)
+                        else:
+                            c.drawString(xs[j] + PAD, yy, value)
+                    continue
+                # Text: one text object per column per page, cut to the column's width.
+                text = c.beginText(xs[j] + PAD, first)
                 text.setFont(font, FONT_SIZE)
-                kind, fit = col.kind, fits[j]
+                text.setLeading(ROW_HEIGHT)
                 for row in chunk:
-                    text.textLine(_cut(_render(row[j], kind), fit))
+                    text.textLine(_cut_to(_render(row[j], kind), avail, font))
                 c.drawText(text)
             n += len(chunk)
             if n > self.max_rows:
@@ -167,5 +197,80 @@ class PdfFormat:
         return n
 
 
-def _cut(s: str, fit: int) -> str:
-    return s if len(s) <= fit else s[: fit - 1] + "…"
+def _w(text: str, font: str, size: float = FONT_SIZE) -> float:
+    return float(stringWidth(text, font, size))
+
+
+def _layout(
+    cols: Sequence[TableColumn], texts: Sequence[Sequence[str]], font: str, bold: str
+) -> tuple[tuple[float, float], list[float]]:
+    """(page size, column widths). Each column wants its widest sampled cell (a date,
+    timestamp or number never less than its full width), at least the longest word of
+    its label (labels wrap); portrait when that fits, else landscape, where text columns
+    give way down to a few characters (their cells are cut with an ellipsis)."""
+    want: list[float] = []
+    least: list[float] = []
+    for col, cells in zip(cols, texts, strict=True):
+        word = max([_w(x, bold) for x in col.label.split()] or [0.0])
+        widest = max([_w(x, font) for x in cells] or [0.0])
+        floor = _w(_KIND_SAMPLE.get(col.kind, ""), font)
+        if col.kind in _NEVER_CUT or col.kind in (Kind.INT, Kind.FLOAT):
+            need = max(word, widest, floor) + 2 * PAD
+            want.append(need)
+            least.append(need)
+        else:
+            cap = _w("n" * MAX_TEXT_CHARS, font)
+            want.append(max(word, min(widest, cap), floor) + 2 * PAD)
+            least.append(max(min(word, _w("n" * 6, font)), _w("n" * 4, font)) + 2 * PAD)
+    portrait = A4[0] - 2 * MARGIN
+    size = A4 if sum(want) <= portrait else landscape(A4)
+    avail = size[0] - 2 * MARGIN
+    # Room to spare: headers on one line where that still fits.
+    whole = [max(w, _w(c.label, bold) + 2 * PAD) for w, c in zip(want, cols, strict=True)]
+    if sum(whole) <= avail:
+        want = whole
+    total = sum(want)
+    if total <= avail:  # spread what is left over the text columns (or all)
+        grow = [i for i, c in enumerate(cols) if c.kind is Kind.STR] or list(range(len(cols)))
+        extra = (avail - total) / len(grow)
+        return size, [w + (extra if i in grow else 0.0) for i, w in enumerate(want)]
+    give = sum(w - m for w, m in zip(want, least, strict=True))
+    over = total - avail
+    if give >= over:
+        f = over / give
+        return size, [w - (w - m) * f for w, m in zip(want, least, strict=True)]
+    # Even at their least it does not fit: scale everything (numbers and dates then shrink
+    # their font to stay whole, see _fit_size).
+    return size, [m * avail / sum(least) for m in least]
+
+
+def _wrap(label: str, width: float, font: str) -> list[str]:
+    """A header label in lines that fit `width` (a word longer than that stays whole)."""
+    lines: list[str] = []
+    for word in label.split():
+        if lines and _w(lines[-1] + " " + word, font) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return (lines or [""])[:3]
+
+
+def _fit_size(value: str, width: float, font: str) -> float:
+    """The font size at which `value` fits `width` whole (numbers and dates are never cut)."""
+    w = _w(value, font)
+    return FONT_SIZE if w <= width or w == 0 else max(4.0, FONT_SIZE * width / w)
+
+
+def _cut_to(s: str, width: float, font: str) -> str:
+    """`s` on one line (no line breaks), cut with an ellipsis to fit `width`."""
+    s = " ".join(s.split()) if ("\n" in s or "\r" in s or "\t" in s) else s
+    if _w(s, font) <= width:
+        return s
+    lo, hi = 0, len(s)
+    while lo < hi:  # the longest prefix that fits with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if _w(s[:mid] + "…", font) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return s[:lo] + "…"

@@ -44,6 +44,7 @@ from ferry.merge.model import (
 from ferry.merge.shape import Shape, build_shapes
 from ferry.merge.stage import drop_tables
 from ferry.merge.staging import STATISTICS_TARGET, Staging
+from ferry.reports.versions import bump_for_import
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def run_import(
             outcome.status = Status.COMPLETED
             outcome.has_rejected_file = outcome.total_errors > 0
             store.update(conn, outcome, claim_key=bool(key))
+            bump_for_import(conn, outcome.id)  # report cache keys change with this commit
             conn.commit()
     except sa.exc.IntegrityError:
         conn.rollback()

@@ -22,6 +22,7 @@ from ferry.merge import store
 from ferry.merge.model import ImportOutcome, Status
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import differs, key_lookup, q
+from ferry.reports.versions import bump_for_import
 
 log = logging.getLogger(__name__)
 MAX_NAMED = 10
@@ -60,6 +61,7 @@ def undo_import(
                     "those later changes",
                     field="import_id",
                 )
+        bump_for_import(conn, import_id)  # before created rows go: they name the students
         entities = ds.in_order()
         params = {"iid": import_id}
         for e in entities:

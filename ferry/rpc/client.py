@@ -20,7 +20,13 @@ from ferry.config import ClientSettings
 from ferry.rpc.filters import client as client_filters
 from ferry.rpc.filters.client import ClientChain
 from ferry.rpc.methods import IDEMPOTENT
-from ferry.v1 import auth_pb2_grpc, export_pb2_grpc, import_pb2_grpc, notify_pb2_grpc
+from ferry.v1 import (
+    auth_pb2_grpc,
+    export_pb2_grpc,
+    import_pb2_grpc,
+    notify_pb2_grpc,
+    reports_pb2_grpc,
+)
 
 S = TypeVar("S")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -61,6 +67,7 @@ class Clients:
         "import": (import_pb2_grpc.ImportServiceStub, "ferry.v1.ImportService"),
         "auth": (auth_pb2_grpc.AuthServiceStub, "ferry.v1.AuthService"),
         "notify": (notify_pb2_grpc.NotifyServiceStub, "ferry.v1.NotifyService"),
+        "reports": (reports_pb2_grpc.ReportsServiceStub, "ferry.v1.ReportsService"),
     }
 
     def __init__(
@@ -125,6 +132,10 @@ class Clients:
     def notify(self) -> notify_pb2_grpc.NotifyServiceStub:
         """A typed NotifyService client."""
         return notify_pb2_grpc.NotifyServiceStub(self.channel("notify"))
+
+    def reports(self) -> reports_pb2_grpc.ReportsServiceStub:
+        """A typed ReportsService client."""
+        return reports_pb2_grpc.ReportsServiceStub(self.channel("reports"))
 
     def close(self) -> None:
         for ch in self._channels.values():

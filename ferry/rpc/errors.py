@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -39,7 +40,11 @@ def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
         )
         status.details.add().Pack(detail)
     # What abort_with_status does, spelled out: grpc-testing's context lacks that method.
-    context.set_trailing_metadata(rpc_status.to_status(status).trailing_metadata)
+    trailers = tuple(rpc_status.to_status(status).trailing_metadata)
+    retry_after = getattr(error, "retry_after", 0)
+    if retry_after:  # RESOURCE_EXHAUSTED from a rate limit: when to try again
+        trailers += (("retry-after", str(max(1, math.ceil(retry_after)))),)
+    context.set_trailing_metadata(trailers)
     context.abort(error.code, error.message)
     raise AssertionError("unreachable")  # abort always raises
 

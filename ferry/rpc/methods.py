@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from ferry.v1 import auth_pb2, export_pb2, import_pb2, options_pb2
+from ferry.v1 import auth_pb2, export_pb2, import_pb2, notify_pb2, options_pb2, reports_pb2
 
 # Importing the generated modules registers the contract in the default pool.
-_CONTRACT = (export_pb2, import_pb2, auth_pb2)
+_CONTRACT = (export_pb2, import_pb2, auth_pb2, notify_pb2, reports_pb2)
 
 # Services anyone may call: load balancers and grpcurl need them without a token.
 OPEN_SERVICES = frozenset(

@@ -37,6 +37,8 @@ async function setLanguage(lang) {
     renderImports(state.imports || []);
     renderJobs(state.jobs || []);
     renderNotifications(state.notifications || []);
+    if (state.studentReport) renderStudentReport(state.studentReport);
+    if (state.semesterReport) renderSemesterReport(state.semesterReport);
   }
 }
 
@@ -141,7 +143,9 @@ async function loadSemesters() {
 }
 
 function renderSemesters(list) {
-  for (const [id, allowEmpty] of [["semester", false], ["job-semester", true]]) {
+  const lists = [["semester", false], ["job-semester", true], ["sr-semester", true],
+    ["sem-semester", false], ["cls-semester", false]];
+  for (const [id, allowEmpty] of lists) {
     const sel = $(id);
     const keep = sel.value;
     sel.replaceChildren();
@@ -155,6 +159,7 @@ function renderSemesters(list) {
     if (keep) sel.value = keep;
   }
   $("export-btn").disabled = !list.length;
+  for (const id of ["sem-show-btn", "sem-pdf-btn", "cls-load-btn"]) $(id).disabled = !list.length;
 }
 
 function filenameOf(res, fallback) {
@@ -494,6 +499,238 @@ async function downloadJob(job, button) {
   });
 }
 
+// ---- reports: a student, a semester, a class -------------------------------------------
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+function tip(parent, el, text) { el.append(svg("title", {}, text)); parent.append(el); return el; }
+const pct = (v) => `${Number(v || 0).toFixed(2)}`;
+
+async function findStudents(ev) {
+  ev.preventDefault();
+  const query = $("sr-query").value.trim();
+  if (!query) { showError({ code: "NO_STUDENT" }); return; }
+  await busy($("sr-find-btn"), async () => {
+    say("searching");
+    const r = await api(`/api/v1/reports/students?${new URLSearchParams({ query })}`);
+    const list = r.students || [];
+    const ul = $("sr-matches");
+    ul.replaceChildren();
+    for (const s of list) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = `${s.student_id} · ${s.first_name} ${s.last_name}`;
+      b.addEventListener("click", () => openStudent(s.student_id, b));
+      li.append(b); ul.append(li);
+    }
+    ul.hidden = list.length === 0;
+    if (list.length === 1) await openStudent(list[0].student_id, null);
+    else say(list.length ? "studentsFound" : "noStudents", { n: list.length });
+  });
+}
+
+function reportRequest(studentId) {
+  const body = { student_id: studentId };
+  const semester = $("sr-semester").value;
+  if (semester) body.semester = semester;
+  return body;
+}
+
+async function openStudent(studentId, button) {
+  const work = async () => {
+    say("loadingReport");
+    const r = await api("/api/v1/reports/student-performance", { method: "POST", body: reportRequest(studentId) });
+    state.studentReport = r.report;
+    renderStudentReport(r.report);
+    say("reportReady");
+  };
+  if (button) await busy(button, work); else await work();
+}
+
+function renderStudentReport(r) {
+  $("sr-result").hidden = false;
+  $("sr-name").textContent = `${r.first_name} ${r.last_name} (${r.student_id})`;
+  $("sr-note").textContent = r.empty ? t("emptyReport") : (r.first_day ? t("reportRange", { from: r.first_day, to: r.last_day }) : "");
+  const dl = $("sr-summary");
+  dl.replaceChildren();
+  const rows = [
+    ["overall", `${pct(r.overall_percent)}%`], ["gpa", Number(r.gpa || 0).toFixed(2)],
+    ["credits", t("creditsOf", { earned: r.credits_earned, attempted: r.credits_attempted })],
+    ["attendance", `${pct(r.attendance.rate)}% (${t("daysN", { n: r.attendance.total })})`],
+    ["performance", `${Number(r.performance.average || 0).toFixed(2)} ${r.performance.trend ? `(${t(`trend_${r.performance.trend}`)})` : ""}`],
+  ];
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt"); dt.textContent = t(`sum_${k}`);
+    const dd = document.createElement("dd"); dd.textContent = v; dd.dataset.key = k;
+    dl.append(dt, dd);
+  }
+  const body = $("sr-courses").tBodies[0];
+  body.replaceChildren();
+  for (const c of r.courses) {
+    const row = body.insertRow();
+    row.insertCell().textContent = `${c.course_code} ${c.title}`;
+    row.insertCell().textContent = c.teacher;
+    const cells = [c.graded ? pct(c.weighted_percent) : "–", c.letter || "–",
+      c.has_class_average ? pct(c.class_average) : "–", Number(c.attendance.total) ? pct(c.attendance.rate) : "–"];
+    cells.forEach((v, i) => { const td = row.insertCell(); td.textContent = v; if (i !== 1) td.className = "num"; });
+  }
+  chartResults(r.courses.filter((c) => c.graded));
+  chartAttendance(r.attendance.counts || []);
+  chartTrend(r.performance.weekly || []);
+  $("sr-pdf-btn").disabled = $("sr-csv-btn").disabled = r.empty;
+}
+
+function chartResults(courses) {
+  const el = $("sr-chart-results");
+  el.replaceChildren();
+  const w = 360, h = 170, left = 30, bottom = 20, top = 8;
+  el.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  el.setAttribute("aria-label", t("chartResults"));
+  const y = (v) => top + (h - top - bottom) * (1 - v / 100);
+  for (const v of [0, 50, 100]) {
+    el.append(svg("line", { x1: left, x2: w, y1: y(v), y2: y(v), class: "axis" }));
+    el.append(svg("text", { x: 2, y: y(v) + 4 }, String(v)));
+  }
+  const slot = (w - left) / Math.max(1, courses.length);
+  courses.forEach((c, i) => {
+    const x = left + i * slot + slot * 0.15, bw = slot * 0.33;
+    tip(el, svg("rect", { x, y: y(c.weighted_percent), width: bw, height: y(0) - y(c.weighted_percent), class: "bar-student" }),
+      `${c.course_code}: ${pct(c.weighted_percent)}%`);
+    if (c.has_class_average) {
+      tip(el, svg("rect", { x: x + bw, y: y(c.class_average), width: bw, height: y(0) - y(c.class_average), class: "bar-class" }),
+        `${t("classAvg")}: ${pct(c.class_average)}%`);
+    }
+    el.append(svg("text", { x: x, y: h - 5 }, c.course_code));
+  });
+}
+
+function chartAttendance(counts) {
+  const el = $("sr-chart-attendance");
+  el.replaceChildren();
+  const w = 360, h = 170, left = 70;
+  el.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  el.setAttribute("aria-label", t("chartAttendance"));
+  const max = Math.max(1, ...counts.map((c) => Number(c.count)));
+  const rowH = Math.min(34, (h - 10) / Math.max(1, counts.length));
+  counts.forEach((c, i) => {
+    const yy = 5 + i * rowH;
+    const bw = (w - left - 40) * Number(c.count) / max;
+    el.append(svg("text", { x: 2, y: yy + rowH / 2 + 4 }, t(`att_${c.status}`)));
+    el.append(svg("rect", { x: left, y: yy + 3, width: bw, height: rowH - 8, class: "bar-student" }));
+    el.append(svg("text", { x: left + bw + 4, y: yy + rowH / 2 + 4 }, String(c.count)));
+  });
+}
+
+function chartTrend(weekly) {
+  const el = $("sr-chart-trend");
+  el.replaceChildren();
+  const w = 360, h = 170, left = 24, pad = 12;
+  el.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  el.setAttribute("aria-label", t("chartTrend"));
+  const max = Math.max(5, ...weekly.map((p) => p.average));
+  const x = (i) => left + pad + (w - left - 2 * pad) * (weekly.length < 2 ? 0.5 : i / (weekly.length - 1));
+  const y = (v) => pad + (h - 2 * pad - 14) * (1 - v / max);
+  el.append(svg("line", { x1: left, x2: w, y1: y(0), y2: y(0), class: "axis" }));
+  el.append(svg("text", { x: 2, y: y(max) + 4 }, String(max)));
+  el.append(svg("text", { x: 2, y: y(0) + 4 }, "0"));
+  if (weekly.length) {
+    el.append(svg("polyline", { points: weekly.map((p, i) => `${x(i)},${y(p.average)}`).join(" "), class: "trend-line" }));
+    weekly.forEach((p, i) => {
+      tip(el, svg("circle", { cx: x(i), cy: y(p.average), r: 3, class: "bar-student" }),
+        `${p.week}: ${Number(p.average).toFixed(2)}`);
+    });
+    el.append(svg("text", { x: left, y: h - 3 }, weekly[0].week));
+    el.append(svg("text", { x: w - 70, y: h - 3 }, weekly[weekly.length - 1].week));
+  }
+}
+
+async function downloadStudent(format, button) {
+  const r = state.studentReport;
+  if (!r) return;
+  await busy(button, async () => {
+    say("preparingFile");
+    const q = new URLSearchParams({ format });
+    const res = await api(`/api/v1/reports/student-performance/download?${q}`, { method: "POST", body: reportRequest(r.student_id), raw: true });
+    const name = filenameOf(res, `${r.student_id}_performance.${format}`);
+    saveBlob(await res.blob(), name);
+    say("exported", { name });
+  });
+}
+
+async function showSemester() {
+  const semester = $("sem-semester").value;
+  if (!semester) { showError({ code: "NO_SEMESTER" }); return; }
+  await busy($("sem-show-btn"), async () => {
+    say("loadingReport");
+    const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
+    state.semesterReport = r.report;
+    renderSemesterReport(r.report);
+    say("reportReady");
+  });
+}
+
+function renderSemesterReport(r) {
+  $("sem-result").hidden = false;
+  $("sem-summary").textContent = t("semesterSummary", {
+    semester: r.semester, courses: r.courses.length, students: r.student_count,
+    average: pct(r.average), attendance: pct(r.attendance_rate),
+  });
+  const body = $("sem-risk").tBodies[0];
+  body.replaceChildren();
+  for (const a of r.at_risk || []) {
+    const row = body.insertRow();
+    row.insertCell().textContent = `${a.student_id} ${a.name}`;
+    const o = row.insertCell(); o.className = "num"; o.textContent = a.graded ? pct(a.overall_percent) : "–";
+    const at = row.insertCell(); at.className = "num"; at.textContent = pct(a.attendance_rate);
+    row.insertCell().textContent = a.reasons.map((x) => t(`reason_${x}`)).join(", ");
+  }
+  $("sem-risk-none").hidden = (r.at_risk || []).length > 0;
+}
+
+async function downloadSemester() {
+  const semester = $("sem-semester").value;
+  if (!semester) { showError({ code: "NO_SEMESTER" }); return; }
+  await busy($("sem-pdf-btn"), async () => {
+    say("preparingFile");
+    const res = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}/download?format=pdf`, { raw: true });
+    const name = filenameOf(res, `semester_${semester}.pdf`);
+    saveBlob(await res.blob(), name);
+    say("exported", { name });
+  });
+}
+
+async function loadClassCourses() {
+  const semester = $("cls-semester").value;
+  if (!semester) { showError({ code: "NO_SEMESTER" }); return; }
+  await busy($("cls-load-btn"), async () => {
+    const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
+    const sel = $("cls-course");
+    sel.replaceChildren();
+    for (const c of r.report.courses) {
+      sel.append(new Option(t("courseOption", { code: c.course_code, title: c.title, n: c.enrolled }), c.course_code));
+    }
+    $("cls-btn").disabled = r.report.courses.length === 0;
+    say("coursesLoaded", { n: r.report.courses.length });
+  });
+}
+
+async function downloadClass() {
+  const course = $("cls-course").value;
+  const output = $("cls-output").value;
+  if (!course) { showError({ code: "NO_COURSE" }); return; }
+  await busy($("cls-btn"), async () => {
+    say("preparingClass", { course });
+    const res = await api("/api/v1/reports/bulk/student-performance", { method: "POST", body: { course_code: course, output }, raw: true });
+    const name = filenameOf(res, `student_reports_${course}.${output}`);
+    saveBlob(await res.blob(), name);
+    say("exported", { name });
+  });
+}
+
 // ---- start --------------------------------------------------------------------------
 document.addEventListener("DOMContentLoaded", async () => {
   $("login-form").addEventListener("submit", signIn);
@@ -514,6 +751,13 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   $("notify-refresh").addEventListener("click", () => busy($("notify-refresh"), loadNotifications));
   $("notify-status").addEventListener("change", loadNotifications);
+  $("sr-form").addEventListener("submit", findStudents);
+  $("sr-pdf-btn").addEventListener("click", (e) => downloadStudent("pdf", e.currentTarget));
+  $("sr-csv-btn").addEventListener("click", (e) => downloadStudent("csv", e.currentTarget));
+  $("sem-show-btn").addEventListener("click", showSemester);
+  $("sem-pdf-btn").addEventListener("click", downloadSemester);
+  $("cls-load-btn").addEventListener("click", loadClassCourses);
+  $("cls-btn").addEventListener("click", downloadClass);
   const lang = localStorage.getItem("ferry.lang") || (navigator.language || "en").slice(0, 2);
   await setLanguage(lang === "el" ? "el" : "en");
   const saved = sessionStorage.getItem("ferry.session");

@@ -56,7 +56,8 @@ def test_pdf_turns_landscape_when_the_table_is_wide() -> None:
     narrow = Table("N", [TableColumn("a", "A"), TableColumn("b", "B", Kind.INT)])
     wide = Table("W", [TableColumn(f"c{i}", f"Column {i}") for i in range(12)])
     portrait = render(narrow, [("x", 1)]).pages[0].mediabox
-    landscape = render(wide, [tuple("x" * 12)]).pages[0].mediabox
+    # Widths come from the content: twelve columns of 20 characters need landscape.
+    landscape = render(wide, [tuple("x" * 20 for _ in range(12))]).pages[0].mediabox
     assert portrait.height > portrait.width
     assert landscape.width > landscape.height
 

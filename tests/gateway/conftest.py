@@ -23,7 +23,9 @@ with warnings.catch_warnings():
 
 # The services the gateway routes to; import only where its plugin exists.
 SERVICES = [
-    s for s in ("export", "import", "auth", "notify") if s in plugins.names("ferry.services")
+    s
+    for s in ("export", "import", "auth", "notify", "reports")
+    if s in plugins.names("ferry.services")
 ]
 
 

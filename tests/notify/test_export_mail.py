@@ -173,10 +173,11 @@ def test_failed_export_mails_the_error(
                 metadata=md,
             )
             job = wait_job(stub, md, started.job.id)
+            # Delivery runs in the server's workers: wait while they still run.
+            (mail,) = smtp.inbox.wait_for(1)
     finally:
         plugins.unregister("ferry.formats", "broken")
     assert job.status == epb.EXPORT_JOB_STATUS_FAILED
-    (mail,) = smtp.inbox.wait_for(1)
     assert mail["Subject"] == "Export failed: courses (broken)"
     assert "What went wrong: RuntimeError: disk on fire" in mail.get_body(("plain",)).get_content()
 

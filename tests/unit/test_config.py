@@ -16,7 +16,13 @@ def test_repository_ferry_yaml_loads_with_laptop_defaults() -> None:
     assert s.server.address == "127.0.0.1:50051"
     assert s.metrics.port == 9100
     assert s.database.url.startswith("sqlite:///")
-    assert [svc.name for svc in s.server.services] == ["export", "import", "auth", "notify"]
+    assert [svc.name for svc in s.server.services] == [
+        "export",
+        "import",
+        "auth",
+        "notify",
+        "reports",
+    ]
     assert s.server.filters == ["logging", "metrics", "deadline", "auth"]
 
 

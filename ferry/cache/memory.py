@@ -1,0 +1,59 @@
+"""The in-process report cache (`ferry.caches` plugin `memory`): a bounded LRU with
+expiry, for a laptop or a single replica. Settings: plugins.caches.memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ferry.config import Strict
+
+
+class MemorySettings(Strict):
+    max_entries: int = Field(10_000, ge=1)
+
+
+class MemoryCache:
+    name = "memory"
+    settings_model: ClassVar[type[Strict]] = MemorySettings
+
+    def __init__(self, app: Any = None, max_entries: int | None = None) -> None:
+        s = app.plugin_settings("ferry.caches", "memory") if app is not None else MemorySettings()
+        self.max_entries = max_entries or s.max_entries
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        now = time.monotonic()
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            if item[0] <= now:
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return item[1]
+
+    def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        with self._lock:
+            self._data[key] = (time.monotonic() + ttl_seconds, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def entries(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def lock(self, key: str, timeout: float, blocking_timeout: float) -> None:
+        """No cross-process lock: the in-process single flight is all a memory cache needs."""
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._data.clear()

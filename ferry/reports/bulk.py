@@ -1,0 +1,169 @@
+"""Bulk student reports: up to `bulk_max_students` (50) students in one file.
+
+A student that fails (not found, no data in the range) is listed with its reason and
+never stops the others. Outputs: a JSON summary, one combined CSV with a Failures
+section, a ZIP of PDFs (with failures.csv), or one merged PDF (pypdf) with a bookmark per
+student and a last page listing the students left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from pypdf import PdfReader, PdfWriter
+
+from ferry.db.models import Course, Enrollment, Student
+from ferry.errors import FerryError, InvalidArgument, NotFound
+from ferry.reports import render
+from ferry.reports.engine import File, ReportEngine, check_format
+from ferry.reports.student import Scope, check_student_id, parse_scope
+from ferry.v1 import reports_pb2 as pb
+
+OUTPUTS = ("zip", "pdf", "csv", "json")
+# Zip entries get a fixed time: the same reports give the same archive.
+_ZIP_TIME = (2000, 1, 1, 0, 0, 0)
+
+
+@dataclass
+class BulkResult:
+    requested: list[str]
+    reports: list[pb.StudentReport] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> list[str]:
+    """The requested student ids, in order, without repeats; INVALID_ARGUMENT over the cap."""
+    cap = engine.settings.bulk_max_students
+    if req.student_ids and req.course_code:
+        raise InvalidArgument("give student_ids or course_code, not both", field="student_ids")
+    if req.course_code:
+        with engine.db.connect() as conn:
+            course = conn.execute(
+                sa.select(Course.id).where(
+                    Course.course_code == req.course_code, Course.deleted_at.is_(None)
+                )
+            ).scalar()
+            if course is None:
+                raise NotFound(f"course {req.course_code!r} does not exist", field="course_code")
+            ids = list(
+                conn.execute(
+                    sa.select(Student.student_id)
+                    .join(Enrollment, Enrollment.student_ref == Student.id)
+                    .where(
+                        Enrollment.course_ref == course,
+                        Enrollment.deleted_at.is_(None),
+                        Student.deleted_at.is_(None),
+                    )
+                    .order_by(Student.student_id)
+                    .limit(cap + 1)
+                ).scalars()
+            )
+        if len(ids) > cap:
+            raise InvalidArgument(
+                f"course {req.course_code} has more than {cap} students; bulk reports take "
+                f"at most {cap}",
+                field="course_code",
+            )
+        return ids
+    if not req.student_ids:
+        raise InvalidArgument("give student_ids or a course_code", field="student_ids")
+    seen: dict[str, None] = {}
+    for i, sid in enumerate(req.student_ids):
+        seen[check_student_id(sid, f"student_ids[{i}]")] = None
+    if len(seen) > cap:
+        raise InvalidArgument(
+            f"{len(seen)} students asked for; bulk reports take at most {cap}",
+            field="student_ids",
+        )
+    return list(seen)
+
+
+def collect(engine: ReportEngine, ids: list[str], scope: Scope, role: int) -> BulkResult:
+    out = BulkResult(ids)
+    for sid in ids:
+        try:
+            report, _ = engine.student(sid, scope, role)
+        except NotFound:
+            out.failures.append((sid, "not found"))
+            continue
+        except FerryError as e:
+            out.failures.append((sid, e.message))
+            continue
+        if report.empty:
+            out.failures.append((sid, f"no data: {report.note}"))
+            continue
+        out.reports.append(report)
+    return out
+
+
+def bulk(engine: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0) -> File:
+    output = check_format(req.output, "output", OUTPUTS)
+    scope = parse_scope(req.semester, req.date_from, req.date_to)
+    ids = students_of(engine, req)
+    res = collect(engine, ids, scope, role)
+    base = f"student_reports_{render.safe(req.course_code or f'{len(ids)}_students')}"
+    if output == "json":
+        doc = {
+            "requested": len(ids),
+            "succeeded": len(res.reports),
+            "failed": [{"student_id": s, "reason": r} for s, r in res.failures],
+            "reports": [render.to_dict(r) for r in res.reports],
+        }
+        return File(f"{base}.json", render.CONTENT_TYPES["json"], render.json_bytes(doc))
+    scale = engine.settings
+    from ferry.reports.student import scale_pb
+
+    if output == "csv":
+        data = render.students_csv(res.reports, res.failures, scale_pb(scale))
+        return File(f"{base}.csv", render.CONTENT_TYPES["csv"], data)
+    # Rendered from the reports already in hand (they came through the cache).
+    pdfs = [(r, render.student(r, "pdf")) for r in res.reports]
+    if output == "zip":
+        return File(f"{base}.zip", render.CONTENT_TYPES["zip"], _zip(pdfs, res.failures))
+    return File(f"{base}.pdf", render.CONTENT_TYPES["pdf"], _merged(pdfs, res.failures))
+
+
+def _failures_csv(failures: list[tuple[str, str]]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["student_id", "reason"])
+    w.writerows(failures)
+    return buf.getvalue().encode()
+
+
+def _zip(pdfs: list[tuple[pb.StudentReport, bytes]], failures: list[tuple[str, str]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for r, data in pdfs:
+            info = zipfile.ZipInfo(render.student_filename(r, "pdf"), _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+        if failures:
+            info = zipfile.ZipInfo("failures.csv", _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, _failures_csv(failures))
+    return buf.getvalue()
+
+
+def _merged(pdfs: list[tuple[pb.StudentReport, bytes]], failures: list[tuple[str, str]]) -> bytes:
+    from ferry.reports.render_pdf import failures_pdf
+
+    writer = PdfWriter()
+    for r, data in pdfs:
+        start = len(writer.pages)
+        writer.append(PdfReader(io.BytesIO(data)), import_outline=False)
+        writer.add_outline_item(
+            title=f"{r.student_id} {r.first_name} {r.last_name}", page_number=start
+        )
+    if failures or not pdfs:
+        start = len(writer.pages)
+        writer.append(PdfReader(io.BytesIO(failures_pdf(failures))), import_outline=False)
+        writer.add_outline_item(title=f"Not included ({len(failures)})", page_number=start)
+    writer.add_metadata({"/Title": "Student reports", "/Producer": "Ferry reports"})
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()

@@ -1,0 +1,194 @@
+"""ReportEngine: reports computed, cached under their data version, and rendered.
+
+The one object the reports service, the CLI and the benchmarks use. A cache key holds the
+report kind, every parameter that changes the output, the caller's role and the data
+versions (ferry.reports.versions) of what the report shows, so an import that commits
+changes the key at once and a stale entry is never read again; it simply expires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ferry.cache.breaker import CircuitBreaker
+from ferry.cache.flight import ReportCache
+from ferry.db.models import Student
+from ferry.errors import InvalidArgument, NotFound
+from ferry.reports import render, versions
+from ferry.reports.semester import semester_report
+from ferry.reports.settings import ReportSettings
+from ferry.reports.student import (
+    Scope,
+    check_student_id,
+    parse_scope,
+    search_students,
+    student_report,
+)
+from ferry.v1 import reports_pb2 as pb
+
+FORMATS = ("pdf", "csv", "json")
+
+
+@dataclass(frozen=True)
+class File:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def _key(*parts: object) -> str:
+    kind = str(parts[0])
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+    return f"{kind}:{digest}"
+
+
+def check_format(fmt: str, field: str = "format", allowed: tuple[str, ...] = FORMATS) -> str:
+    fmt = (fmt or allowed[0]).lower()
+    if fmt not in allowed:
+        raise InvalidArgument(f"unknown {field} {fmt!r}; known: {', '.join(allowed)}", field=field)
+    return fmt
+
+
+class ReportEngine:
+    def __init__(self, engine: Engine, settings: ReportSettings, cache: ReportCache) -> None:
+        self.db = engine
+        self.settings = settings
+        self.cache = cache
+
+    @classmethod
+    def from_app(cls, app: Any) -> ReportEngine:
+        settings: ReportSettings = app.plugin_settings("ferry.services", "reports")
+        name = settings.cache.backend
+        if name == "auto":
+            name = "redis" if app.redis() is not None else "memory"
+        backend = app.plugin("ferry.caches", name)
+        bs = getattr(backend, "settings", None)
+        breaker = CircuitBreaker(
+            name,
+            getattr(bs, "breaker_failures", 2),
+            getattr(bs, "breaker_reset_seconds", 5.0),
+        )
+        cache = ReportCache(
+            backend,
+            name,
+            settings.cache.ttl_seconds,
+            settings.cache.lock_timeout_seconds,
+            settings.cache.blocking_timeout_seconds,
+            breaker,
+        )
+        return cls(app.engine, settings, cache)
+
+    # --- student -----------------------------------------------------------------------
+
+    def _student_cached(
+        self, kind: str, student_id: str, scope: Scope, role: int, build: Callable[[Any], bytes]
+    ) -> tuple[bytes, bool]:
+        with self.db.connect() as conn:
+            stamp = versions.student_stamp(conn, student_id)
+        key = _key(kind, student_id, scope.key(), role, stamp)
+
+        def compute() -> bytes:
+            with self.db.connect() as conn:
+                report = student_report(conn, self.settings, student_id, scope)
+            return build(report)
+
+        return self.cache.get_or_compute(kind, key, compute)
+
+    def student(
+        self, student_id: str, scope: Scope, role: int = 0
+    ) -> tuple[pb.StudentReport, bool]:
+        sid = check_student_id(student_id)
+        data, cached = self._student_cached(
+            "student", sid, scope, role, lambda r: r.SerializeToString(deterministic=True)
+        )
+        return pb.StudentReport.FromString(data), cached
+
+    def student_from(
+        self, req: pb.GetStudentReportRequest, role: int = 0, prefix: str = ""
+    ) -> tuple[pb.StudentReport, bool]:
+        scope = parse_scope(req.semester, req.date_from, req.date_to, prefix)
+        return self.student(req.student_id, scope, role)
+
+    def render_student(
+        self, req: pb.GetStudentReportRequest, fmt: str, role: int = 0
+    ) -> tuple[File, bool]:
+        fmt = check_format(fmt)
+        sid = check_student_id(req.student_id, "report.student_id")
+        scope = parse_scope(req.semester, req.date_from, req.date_to, "report.")
+
+        def build(report: pb.StudentReport) -> bytes:
+            # The file's name (it depends on the data's days) travels with it.
+            name = render.student_filename(report, fmt).encode()
+            return name + b"\n" + render.student(report, fmt)
+
+        blob, cached = self._student_cached(f"student.{fmt}", sid, scope, role, build)
+        name, _, data = blob.partition(b"\n")
+        return File(name.decode(), render.CONTENT_TYPES[fmt], data), cached
+
+    # --- semester ----------------------------------------------------------------------
+
+    def _semester_cached(
+        self, kind: str, semester: str, role: int, build: Callable[[pb.SemesterReport], bytes]
+    ) -> tuple[bytes, bool]:
+        semester = semester.strip()
+        with self.db.connect() as conn:
+            stamp = versions.semester_stamp(conn, semester)
+        key = _key(kind, semester, role, stamp)
+
+        def compute() -> bytes:
+            with self.db.connect() as conn:
+                return build(semester_report(conn, self.settings, semester))
+
+        return self.cache.get_or_compute(kind, key, compute)
+
+    def semester(self, semester: str, role: int = 0) -> tuple[pb.SemesterReport, bool]:
+        data, cached = self._semester_cached(
+            "semester", semester, role, lambda r: r.SerializeToString(deterministic=True)
+        )
+        return pb.SemesterReport.FromString(data), cached
+
+    def render_semester(self, semester: str, fmt: str, role: int = 0) -> tuple[File, bool]:
+        fmt = check_format(fmt)
+        data, cached = self._semester_cached(
+            f"semester.{fmt}", semester, role, lambda r: render.semester(r, fmt)
+        )
+        name = f"semester_{render.safe(semester.strip())}.{fmt}"
+        return File(name, render.CONTENT_TYPES[fmt], data), cached
+
+    def search(self, query: str, limit: int = 0) -> list[pb.StudentMatch]:
+        with self.db.connect() as conn:
+            return search_students(conn, query, limit)
+
+    # --- cache control -----------------------------------------------------------------
+
+    def invalidate(self, student_id: str = "") -> int:
+        """Bump one student's version (or, empty, the generation); the new version."""
+        with self.db.begin() as conn:
+            if not student_id.strip():
+                return versions.bump_generation(conn)
+            sid = check_student_id(student_id)
+            known = conn.execute(
+                sa.select(Student.id).where(Student.student_id == sid, Student.deleted_at.is_(None))
+            ).first()
+            if known is None:
+                raise NotFound(f"student {sid!r} does not exist", field="student_id")
+            versions.bump(conn, versions.STUDENT, [sid])
+            return versions.current(conn, versions.STUDENT, sid)
+
+    def stats(self) -> pb.GetCacheStatsResponse:
+        s = self.cache.stats
+        return pb.GetCacheStatsResponse(
+            backend=self.cache.name,
+            hits=s.hits,
+            misses=s.misses,
+            errors=s.errors,
+            hit_ratio=round(s.hit_ratio, 4),
+            entries=self.cache.entries(),
+            breaker=self.cache.breaker.state,
+        )

@@ -1,0 +1,491 @@
+"""Reports as PDFs people read: a title block, a summary, tables, and charts drawn with
+reportlab's own graphics (course results against the class, attendance, the performance
+trend), page numbers, and DejaVu Sans so Greek names print (ferry.formats.pdf_fonts).
+
+`invariant` documents: no creation time, no random id, so the same report gives the same
+bytes and its sha256 works as an ETag.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.graphics.charts.barcharts import HorizontalBarChart, VerticalBarChart
+from reportlab.graphics.charts.legends import Legend
+from reportlab.graphics.charts.lineplots import LinePlot
+from reportlab.graphics.shapes import Drawing, String
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_RIGHT
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.platypus import (
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from ferry.formats.pdf_fonts import font_pair
+from ferry.v1 import reports_pb2 as pb
+
+ACCENT = colors.Color(0.16, 0.33, 0.6)
+SOFT = colors.Color(0.62, 0.7, 0.82)
+HEAD = colors.Color(0.86, 0.89, 0.94)
+ZEBRA = colors.Color(0.96, 0.97, 0.98)
+WIDTH = A4[0] - 36 * mm
+
+
+class _Styles:
+    def __init__(self) -> None:
+        self.font, self.bold = font_pair()
+        f, b = self.font, self.bold
+        self.title = ParagraphStyle("t", fontName=b, fontSize=17, leading=21, textColor=ACCENT)
+        self.sub = ParagraphStyle("s", fontName=f, fontSize=9.5, leading=13, textColor=colors.grey)
+        self.h2 = ParagraphStyle(
+            "h", fontName=b, fontSize=12, leading=16, spaceBefore=8, spaceAfter=4, textColor=ACCENT
+        )
+        self.body = ParagraphStyle("b", fontName=f, fontSize=8.5, leading=11)
+        self.cell = ParagraphStyle("c", fontName=f, fontSize=8, leading=10)
+        self.num = ParagraphStyle("n", parent=self.cell, alignment=TA_RIGHT)
+        self.headcell = ParagraphStyle("hc", fontName=b, fontSize=8, leading=10)
+        self.headnum = ParagraphStyle("hn", parent=self.headcell, alignment=TA_RIGHT)
+
+
+def _p(text: Any, style: ParagraphStyle) -> Paragraph:
+    return Paragraph(escape(str(text)), style)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else f"{int(v)}"
+
+
+def _widths(
+    st: _Styles, header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int]
+) -> list[float]:
+    """Column widths from the content: each column wants its longest cell (and at least
+    its header's longest word); when they do not fit, text columns give way (down to
+    their longest word), never numbers or dates."""
+    pad = 8.0
+
+    def w(text: str, bold: bool = False) -> float:
+        return float(stringWidth(text, st.bold if bold else st.font, 8))
+
+    want, least = [], []
+    for i, h in enumerate(header):
+        cells = [str(r[i]) for r in rows]
+        words = [x for c in [h, *cells] for x in c.split()] or [""]
+        word = max(w(x, bold=True) for x in words)
+        full = max([w(h, bold=True), *(w(c) for c in cells)])
+        if i in numeric:
+            least.append(full + pad)
+        else:
+            least.append(min(word, WIDTH / 3) + pad)
+        want.append(max(least[-1], full + pad))
+    total = sum(want)
+    if total <= WIDTH:
+        extra = (WIDTH - total) / len(want)
+        return [x + extra for x in want]
+    give = sum(x - m for x, m in zip(want, least, strict=True))
+    over = total - WIDTH
+    if give <= 0:
+        return [x * WIDTH / total for x in want]
+    f = min(1.0, over / give)
+    return [x - (x - m) * f for x, m in zip(want, least, strict=True)]
+
+
+def _table(
+    st: _Styles,
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    numeric: Sequence[int] = (),
+) -> Table:
+    """Header wraps, long text wraps, numbers right-aligned; zebra only on real rows."""
+    head = [_p(h, st.headnum if i in numeric else st.headcell) for i, h in enumerate(header)]
+    body = [[_p(v, st.num if i in numeric else st.cell) for i, v in enumerate(row)] for row in rows]
+    t = Table([head, *body], colWidths=_widths(st, header, rows, numeric), repeatRows=1)
+    style: list[Any] = [
+        ("BACKGROUND", (0, 0), (-1, 0), HEAD),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.6, ACCENT),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+    ]
+    style += [("BACKGROUND", (0, i), (-1, i), ZEBRA) for i in range(2, len(body) + 1, 2)]
+    t.setStyle(TableStyle(style))
+    return t
+
+
+def _footer(title: str, st: _Styles) -> Any:
+    def draw(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont(st.font, 7.5)
+        canvas.setFillColor(colors.grey)
+        canvas.drawString(18 * mm, 10 * mm, title)
+        canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {doc.page}")
+        canvas.restoreState()
+
+    return draw
+
+
+def _doc(buf: io.BytesIO, title: str, subject: str) -> SimpleDocTemplate:
+    return SimpleDocTemplate(
+        buf,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=18 * mm,
+        title=title,
+        author="Ferry",
+        subject=subject,
+        creator="Ferry reports",
+        invariant=1,
+    )
+
+
+def _bar_chart(
+    st: _Styles, labels: list[str], series: list[list[float]], names: list[str]
+) -> Drawing:
+    h = 150
+    d = Drawing(WIDTH, h + 30)
+    ch = VerticalBarChart()
+    ch.x, ch.y, ch.width, ch.height = 36, 30, int(WIDTH - 140), int(h - 20)
+    ch.data = series
+    ch.valueAxis.valueMin, ch.valueAxis.valueMax, ch.valueAxis.valueStep = 0, 100, 20
+    ch.valueAxis.labels.fontName = st.font
+    ch.categoryAxis.categoryNames = labels
+    ch.categoryAxis.labels.fontName = st.font
+    ch.categoryAxis.labels.fontSize = 7
+    ch.categoryAxis.labels.angle = 30 if len(labels) > 6 else 0
+    ch.categoryAxis.labels.boxAnchor = "ne" if len(labels) > 6 else "n"
+    palette = [ACCENT, SOFT]
+    for i in range(len(series)):
+        ch.bars[i].fillColor = palette[i % 2]
+        ch.bars[i].strokeColor = None
+    ch.barSpacing, ch.groupSpacing = 1, 8
+    d.add(ch)
+    lg = Legend()
+    lg.x, lg.y = int(WIDTH - 96), h
+    lg.fontName, lg.fontSize = st.font, 7.5
+    lg.colorNamePairs = [(palette[i % 2], n) for i, n in enumerate(names)]
+    d.add(lg)
+    d.add(String(0, h + 16, "Course results (%)", fontName=st.bold, fontSize=9))
+    return d
+
+
+def _attendance_chart(st: _Styles, counts: Sequence[pb.StatusCount]) -> Drawing:
+    h = 22 * max(1, len(counts)) + 30
+    d = Drawing(WIDTH / 2 - 6, h + 16)
+    ch = HorizontalBarChart()
+    ch.x, ch.y, ch.width, ch.height = 56, 10, int(WIDTH / 2 - 80), int(h - 20)
+    ch.data = [[c.count for c in counts] or [0]]
+    ch.categoryAxis.categoryNames = [c.status for c in counts] or ["-"]
+    ch.categoryAxis.labels.fontName = st.font
+    top = max([c.count for c in counts] or [1])
+    ch.valueAxis.valueMin, ch.valueAxis.valueMax = 0, top
+    ch.valueAxis.valueStep = max(1, -(-top // 5))
+    ch.valueAxis.labels.fontName = st.font
+    ch.valueAxis.labels.fontSize = 7
+    ch.bars[0].fillColor = ACCENT
+    ch.bars[0].strokeColor = None
+    d.add(ch)
+    d.add(String(0, h + 4, "Attendance (days)", fontName=st.bold, fontSize=9))
+    return d
+
+
+def _trend_chart(st: _Styles, weekly: Sequence[pb.PerformancePoint], label: str) -> Drawing:
+    h = 120
+    d = Drawing(WIDTH / 2 - 6, h + 16)
+    lp = LinePlot()
+    lp.x, lp.y, lp.width, lp.height = 30, 18, int(WIDTH / 2 - 50), int(h - 28)
+    pts = [(i + 1, p.average) for i, p in enumerate(weekly)] or [(1, 0)]
+    lp.data = [pts]
+    lp.lines[0].strokeColor = ACCENT
+    lp.lines[0].strokeWidth = 1.5
+    lp.xValueAxis.valueMin, lp.xValueAxis.valueMax = 0.5, max(2, len(pts)) + 0.5
+    lp.xValueAxis.valueStep = max(1, len(pts) // 8)
+    lp.xValueAxis.labels.fontName = st.font
+    lp.xValueAxis.labels.fontSize = 7
+    lp.yValueAxis.labels.fontName = st.font
+    lp.yValueAxis.labels.fontSize = 7
+    lp.yValueAxis.valueMin = 0
+    d.add(lp)
+    title = "Daily performance by week" + (f" ({label})" if label else "")
+    d.add(String(0, h + 4, title, fontName=st.bold, fontSize=9))
+    return d
+
+
+def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
+    name = f"{r.first_name} {r.last_name}"
+    rng = r.semester or (
+        f"{r.date_from or '…'} - {r.date_to or '…'}" if (r.date_from or r.date_to) else "all data"
+    )
+    story: list[Any] = [
+        _p(f"Student report: {name}", st.title),
+        _p(
+            f"{r.student_id} · year {r.year_level} · {rng}"
+            + (f" · {r.first_day} to {r.last_day}" if r.first_day else ""),
+            st.sub,
+        ),
+        Spacer(1, 6),
+    ]
+    if r.empty:
+        story.append(_p(r.note, st.body))
+        return story
+    summary = [
+        [
+            "Overall",
+            f"{r.overall_percent:.2f}%" if r.credits_attempted or r.overall_percent else "-",
+        ],
+        ["GPA", f"{r.gpa:.2f}"],
+        ["Credits", f"{r.credits_earned} earned of {r.credits_attempted}"],
+        ["Attendance", f"{r.attendance.rate:.2f}% of {r.attendance.total} days"],
+        [
+            "Performance",
+            f"{r.performance.average:.2f} average, {r.performance.trend or 'no'} "
+            f"trend ({r.performance.trend_per_week:+.2f}/week)",
+        ],
+    ]
+    t = Table(
+        [[_p(a, st.headcell), _p(b, st.cell)] for a, b in summary],
+        colWidths=[0.2 * WIDTH, 0.5 * WIDTH],
+        hAlign="LEFT",
+    )
+    t.setStyle(
+        TableStyle(
+            [
+                ("LINEBELOW", (0, 0), (-1, -1), 0.25, HEAD),
+                ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+            ]
+        )
+    )
+    story += [_p("Summary", st.h2), t]
+    graded = [c for c in r.courses if c.graded]
+    if graded:
+        story.append(Spacer(1, 8))
+        story.append(
+            _bar_chart(
+                st,
+                [c.course_code for c in graded],
+                [
+                    [c.weighted_percent for c in graded],
+                    [c.class_average if c.has_class_average else 0 for c in graded],
+                ],
+                ["Student", "Class average"],
+            )
+        )
+    story.append(_p("Courses", st.h2))
+    story.append(
+        _table(
+            st,
+            ["Course", "Teacher", "Credits", "Result %", "Letter", "Class avg %", "Attendance %"],
+            [
+                [
+                    f"{c.course_code} {c.title}",
+                    c.teacher,
+                    c.credits,
+                    f"{c.weighted_percent:.2f}" if c.graded else "-",
+                    c.letter or "-",
+                    f"{c.class_average:.2f}" if c.has_class_average else "-",
+                    f"{c.attendance.rate:.2f}" if c.attendance.total else "-",
+                ]
+                for c in r.courses
+            ],
+            numeric=(2, 3, 5, 6),
+        )
+    )
+    charts = Table(
+        [
+            [
+                _attendance_chart(st, r.attendance.counts),
+                _trend_chart(st, r.performance.weekly, r.performance.trend),
+            ]
+        ],
+        colWidths=[WIDTH / 2, WIDTH / 2],
+    )
+    story += [Spacer(1, 8), KeepTogether([charts])]
+    story.append(_p("Assessments", st.h2))
+    rows = [
+        [
+            c.course_code,
+            a.assessment,
+            _fmt(a.score),
+            _fmt(a.max_score),
+            _fmt(a.weight),
+            f"{a.percent:.2f}",
+            a.graded_on,
+            a.comment,
+        ]
+        for c in r.courses
+        for a in c.assessments
+    ]
+    if rows:
+        story.append(
+            _table(
+                st,
+                ["Course", "Assessment", "Score", "Max", "Weight", "%", "Graded on", "Comment"],
+                rows,
+                numeric=(2, 3, 4, 5),
+            )
+        )
+    if r.highlights:
+        story.append(_p("Highlights", st.h2))
+        story.append(
+            _table(
+                st,
+                ["Semester", "Title", "Kind", "Description"],
+                [[h.semester, h.title, h.kind, h.description] for h in r.highlights],
+            )
+        )
+    story.append(_p("Grading scale", st.h2))
+    story.append(
+        _p(
+            "  ·  ".join(
+                f"{b.letter} ≥ {_fmt(b.min_percent)}% ({_fmt(b.points)} pts)"
+                for b in r.grading_scale
+            ),
+            st.body,
+        )
+    )
+    story.append(
+        _p("Class averages are shown only for classes with at least 5 graded students.", st.sub)
+    )
+    return story
+
+
+def student_pdf(r: pb.StudentReport) -> bytes:
+    st = _Styles()
+    buf = io.BytesIO()
+    title = f"Student report {r.student_id}"
+    doc = _doc(buf, title, f"{r.first_name} {r.last_name}")
+    footer = _footer(f"{r.student_id} · {r.first_name} {r.last_name}", st)
+    doc.build(student_story(r, st), onFirstPage=footer, onLaterPages=footer)
+    return buf.getvalue()
+
+
+def semester_pdf(r: pb.SemesterReport) -> bytes:
+    st = _Styles()
+    buf = io.BytesIO()
+    doc = _doc(buf, f"Semester report {r.semester}", r.semester)
+    story: list[Any] = [
+        _p(f"Semester report: {r.semester}", st.title),
+        _p(
+            f"{len(r.courses)} courses · {r.student_count} students · average "
+            f"{r.average:.2f}% · attendance {r.attendance_rate:.2f}%",
+            st.sub,
+        ),
+        Spacer(1, 6),
+    ]
+    d = Drawing(WIDTH, 150)
+    ch = VerticalBarChart()
+    ch.x, ch.y, ch.width, ch.height = 36, 20, int(WIDTH - 60), 110
+    ch.data = [[x.count for x in r.distribution] or [0]]
+    ch.categoryAxis.categoryNames = [x.letter for x in r.distribution] or ["-"]
+    ch.categoryAxis.labels.fontName = st.font
+    top = max([x.count for x in r.distribution] or [1]) or 1
+    ch.valueAxis.valueMin, ch.valueAxis.valueMax = 0, top
+    ch.valueAxis.valueStep = max(1, -(-top // 5))
+    ch.valueAxis.labels.fontName = st.font
+    ch.bars[0].fillColor = ACCENT
+    d.add(ch)
+    d.add(
+        String(
+            0,
+            138,
+            "Grade distribution (students per letter, all courses)",
+            fontName=st.bold,
+            fontSize=9,
+        )
+    )
+    story.append(d)
+    letters = [b.letter for b in r.grading_scale]
+    story.append(_p("Courses", st.h2))
+    n = len(letters)
+    story.append(
+        _table(
+            st,
+            ["Course", "Teacher", "Enrolled", "Average %", "Attendance %", *letters],
+            [
+                [
+                    f"{c.course_code} {c.title}",
+                    c.teacher,
+                    c.enrolled,
+                    f"{c.average:.2f}" if c.graded else "-",
+                    f"{c.attendance_rate:.2f}" if c.attendance_days else "-",
+                    *[x.count for x in c.distribution],
+                ]
+                for c in r.courses
+            ],
+            numeric=tuple(range(2, 5 + n)),
+        )
+    )
+    story.append(_p(f"Students at risk ({len(r.at_risk)})", st.h2))
+    t = r.thresholds
+    story.append(
+        _p(
+            f"Below {_fmt(t.min_percent)}% overall (low_grade), below "
+            f"{_fmt(t.min_attendance_rate)}% attendance (low_attendance), or daily "
+            f"performance falling by {_fmt(t.falling_trend_per_week)} or more a week "
+            "(falling_trend).",
+            st.sub,
+        )
+    )
+    if r.at_risk:
+        story.append(
+            _table(
+                st,
+                ["Student", "Name", "Overall %", "Attendance %", "Trend/week", "Reasons"],
+                [
+                    [
+                        a.student_id,
+                        a.name,
+                        f"{a.overall_percent:.2f}" if a.graded else "-",
+                        f"{a.attendance_rate:.2f}",
+                        f"{a.trend_per_week:+.2f}",
+                        ", ".join(a.reasons),
+                    ]
+                    for a in r.at_risk
+                ],
+                numeric=(2, 3, 4),
+            )
+        )
+    if r.highlights:
+        story.append(_p("Highlights", st.h2))
+        story.append(
+            _table(
+                st,
+                ["Student", "Title", "Kind", "Description"],
+                [
+                    [f"{h.student_id} {h.student_name}", h.title, h.kind, h.description]
+                    for h in r.highlights
+                ],
+            )
+        )
+    footer = _footer(f"Semester {r.semester}", st)
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buf.getvalue()
+
+
+def failures_pdf(failures: Sequence[tuple[str, str]]) -> bytes:
+    """The last page of a merged PDF: the students left out, and why."""
+    st = _Styles()
+    buf = io.BytesIO()
+    doc = _doc(buf, "Students not included", "failures")
+    story: list[Any] = [_p("Students not included", st.title), Spacer(1, 6)]
+    if failures:
+        story.append(_table(st, ["Student", "Reason"], list(failures)))
+    else:
+        story.append(_p("No student had a report to print.", st.body))
+    footer = _footer("Students not included", st)
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buf.getvalue()
