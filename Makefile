@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FERRY := $(VENV)/bin/ferry
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test protos lint buf-lint bench clean
+.PHONY: setup run test protos lint buf-lint bench clean constraints
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Ferry needs Python >= 3.11")'
@@ -43,6 +43,12 @@ buf-lint:
 bench: setup
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench
+
+## Pin every installed version into constraints.txt (the image installs from it; commit it).
+constraints: setup
+	@echo "# Exact versions for reproducible installs (the Dockerfile uses them)." > constraints.txt
+	@echo "# Regenerate with \`make constraints\` after changing dependencies in pyproject.toml." >> constraints.txt
+	$(PY) -m pip freeze --exclude-editable --all | grep -v -E '^pip==' >> constraints.txt
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
