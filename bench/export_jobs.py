@@ -92,8 +92,8 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         url,
         workdir,
         env={
-            "FERRY_EXPORT_STORAGE_DIR": str(storage),
-            "FERRY_EXPORT_ARCHIVE_DIR": str(workdir / "archive"),
+            "FERRY_PLUGINS_STORAGE_LOCAL_DIR": str(storage),
+            "FERRY_PLUGINS_STORAGE_LOCAL_ARCHIVE_DIR": str(workdir / "archive"),
             "FERRY_EXPORT_POLL_SECONDS": "0.1",
         },
     )

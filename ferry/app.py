@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
+from ferry import plugins
 from ferry.auth import TokenSigner, load_or_create_key, read_key
 from ferry.config import Settings
 from ferry.datasets import load_dataset
@@ -26,6 +28,9 @@ class App:
     settings: Settings
     _engine: Engine | None = None
     _extra: dict[str, Any] = field(default_factory=dict)
+    # Plugin instances built by `plugin()`, in the order they were set up.
+    _plugins: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _redis: Any = None
 
     @property
     def engine(self) -> Engine:
@@ -39,7 +44,9 @@ class App:
 
     def dataset(self, name: str = "") -> Dataset:
         """The dataset spec `name` (default: the configured one) from `ferry.datasets`."""
-        return load_dataset(name or self.settings.dataset)
+        if name:
+            return load_dataset(name)
+        return load_dataset(self.settings.dataset, "dataset", from_config=True)
 
     @functools.cached_property
     def _signer(self) -> TokenSigner:
@@ -65,6 +72,60 @@ class App:
         who = subject or f"cli:{os.environ.get('USER', 'local')}"
         return signer.issue(who, role, dt.timedelta(seconds=a.cli_token_ttl_seconds))
 
+    def plugin_settings(self, group: str, name: str) -> Any:
+        """The validated `plugins.<group>.<name>` settings of a plugin (its defaults when
+        ferry.yaml has no section), or None when the plugin declares no settings model."""
+        raw = self.settings.plugins.get(plugins.short(group), {}).get(name)
+        model: BaseModel | None = plugins.parse_settings(group, name, raw)
+        return model
+
+    def plugin(self, group: str, name: str) -> Any:
+        """The instance of plugin `name` in `group` for this app, built once as
+        `factory(app)` after what it `depends_on`; closed in reverse order by `close()`.
+        Names here come from ferry.yaml, so a `module:attr` path is allowed."""
+        key = (group, name)
+        if key in self._plugins:
+            return self._plugins[key]
+
+        def deps(node: tuple[str, str]) -> list[tuple[str, str]]:
+            obj = plugins.load(*node, allow_path=True)
+            return [tuple(d) for d in getattr(obj, "depends_on", ())]  # type: ignore[misc]
+
+        for node in plugins.dependency_order([key], deps):
+            if node not in self._plugins:
+                self._plugins[node] = plugins.resolve(*node, self, allow_path=True)
+        return self._plugins[key]
+
+    def redis(self) -> Any:
+        """The shared Redis client (short timeouts, at most one retry), or None when
+        `redis.url` is empty. Connecting is lazy: a dead Redis costs nothing here."""
+        r = self.settings.redis
+        if not r.url:
+            return None
+        if self._redis is None:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            self._redis = redis.Redis.from_url(
+                r.url,
+                socket_timeout=r.socket_timeout_seconds,
+                socket_connect_timeout=r.connect_timeout_seconds,
+                retry=Retry(NoBackoff(), r.retries),
+                retry_on_timeout=bool(r.retries),
+                max_connections=r.max_connections,
+                health_check_interval=30,
+            )
+        return self._redis
+
     def close(self) -> None:
+        for obj in reversed(list(self._plugins.values())):
+            close = getattr(obj, "close", None)
+            if callable(close):
+                close()
+        self._plugins.clear()
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
         if self._engine is not None:
             self._engine.dispose()

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ferry import plugins
+
 # Shortcuts operators expect; each maps to a settings path.
 ALIASES = {
     "FERRY_TARGET": ("client", "target"),
@@ -39,7 +41,7 @@ class ServiceSettings(Strict):
     # Default deadline for calls to this service that arrive without one.
     timeout_seconds: float | None = None
     method_timeouts: dict[str, float] = {}
-    # Filters for this service only; None means the server's chain.
+    # Filters added after the server's chain for this service only (never instead of it).
     filters: list[str] | None = None
 
 
@@ -57,6 +59,8 @@ class ServerSettings(Strict):
     filters: list[str] = ["logging", "metrics", "deadline", "auth"]
     default_timeout_seconds: float = Field(30.0, gt=0)
     reflection: bool = True
+    # Each plugin's and service's set-up at start must finish within this many seconds.
+    setup_timeout_seconds: float = Field(30.0, gt=0)
     shutdown: ShutdownSettings = ShutdownSettings()
     services: list[ServiceSettings] = [ServiceSettings(name="export")]
 
@@ -135,10 +139,9 @@ class ScheduleSettings(Strict):
 
 class ExportSettings(Strict):
     stream_batch_size: int = Field(2000, ge=1, le=10000)
-    # Entity export jobs: where finished files go (a `ferry.storage` plugin and its folders).
+    # Entity export jobs: where finished files go (a `ferry.storage` plugin; its own
+    # settings are in plugins.storage.<name>).
     storage: str = "local"
-    storage_dir: str = "var/exports"
-    archive_dir: str = "var/exports-archive"
     retention_days: int = Field(30, ge=1)
     max_rows: int = Field(1_000_000, ge=1)
     # Job worker threads per export service process; 0 runs no jobs (a read-only replica).
@@ -195,6 +198,19 @@ class GatewaySettings(Strict):
     services: list[str] = []
 
 
+class RedisSettings(Strict):
+    """The one Redis connection that caches, rate limits and revocations share."""
+
+    # Empty: no Redis (a laptop); each user falls back to its in-process form.
+    url: str = ""
+    # redis-py's defaults can block for a minute on a dead host: keep these short.
+    socket_timeout_seconds: float = Field(0.25, gt=0, le=30)
+    connect_timeout_seconds: float = Field(0.25, gt=0, le=30)
+    # Retries of a failed command (0 or 1); more would multiply the wait on a dead host.
+    retries: int = Field(1, ge=0, le=1)
+    max_connections: int = Field(50, ge=1)
+
+
 class Settings(Strict):
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
@@ -205,8 +221,10 @@ class Settings(Strict):
     export: ExportSettings = ExportSettings()
     gateway: GatewaySettings = GatewaySettings()
     imports: ImportSettings = ImportSettings()
+    redis: RedisSettings = RedisSettings()
     dataset: str = "school"
-    # Per-plugin settings, `plugins.<group>.<name>: {...}`, handed to the plugin as is.
+    # Per-plugin settings, `plugins.<group>.<name>: {...}`, each validated by the model the
+    # plugin declares (`settings_model`) when the configuration is loaded.
     plugins: dict[str, dict[str, dict[str, Any]]] = {}
     # Where relative paths (SQLite file, signing key) are resolved; the config's folder.
     base_dir: str = "."
@@ -256,14 +274,28 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Sett
         keys = ALIASES.get(var) or _resolve(var)
         _assign(data, keys, _parse(var, value))
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_describe(e, path)) from None
+    try:
+        plugins.validate_settings(settings.plugins)
+    except plugins.PluginError as e:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"bad configuration{where}: {e}") from None
+    return settings
 
 
 def _resolve(var: str) -> tuple[str, ...]:
     """FERRY_SERVER_MAX_WORKERS -> ("server", "max_workers"), matched against the model."""
     words = var.removeprefix("FERRY_").lower().split("_")
+    if words[0] == "plugins" and len(words) > 1:
+        found = plugins.env_path(words[1:])
+        if found is None:
+            raise ConfigError(
+                f"environment variable {var} does not name a plugin setting "
+                "(FERRY_PLUGINS_<GROUP>_<NAME>_<KEY>)"
+            )
+        return ("plugins", *found)
     model: type[BaseModel] | None = Settings
     keys: list[str] = []
     i = 0

@@ -1,17 +1,32 @@
-"""One registry over Ferry's entry-point groups.
+"""One registry over Ferry's entry-point groups, and the one lookup in the code.
 
 Built-in plugins are entry points in our own pyproject.toml, exactly like a third party's.
-A name in config is looked up in its group; a full `module:attr` path works too. Tests
-register and unregister plugins in fixtures with `register`/`unregister`.
+
+- `load(group, name)` resolves a registered name. A `module:attr` path is accepted only with
+  `allow_path=True`, which the code passes for names read from ferry.yaml and never for a
+  name that arrived in a request or an uploaded file.
+- `from_request(group, name, field)` is the lookup for names from requests and files: a name
+  that is not registered is InvalidArgument naming the field and the known names, and
+  nothing is imported.
+- `resolve(group, name, ...)` is the typed lookup: it also instantiates a class and checks the
+  object against the group's contract (a Protocol per group, `CONTRACTS`).
+- A plugin may declare `settings_model` (a pydantic model); its settings are the
+  `plugins.<group without "ferry.">.<name>` section of ferry.yaml (see `validate_settings`),
+  and `depends_on` (other `(group, name)` plugins it needs set up first); `App.plugin`
+  builds, caches and closes instances in that order.
+
+Tests register and unregister plugins in fixtures with `register`/`unregister`.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
 
 GROUPS = (
     "ferry.services",
@@ -31,6 +46,92 @@ class PluginError(LookupError):
     """A plugin that is unknown, cannot be imported, or failed its setup."""
 
 
+# --- the contracts, one per group -----------------------------------------------------
+
+
+@runtime_checkable
+class ServiceContract(Protocol):
+    full_name: str
+
+    def register(self, server: Any) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@runtime_checkable
+class FilterContract(Protocol):
+    def start(self, call: Any) -> None: ...
+
+    def finish(self, call: Any, code: Any, details: str) -> None: ...
+
+
+@runtime_checkable
+class TabularFormatContract(Protocol):
+    name: str
+    extension: str
+    content_type: str
+
+    def write(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class BundleFormatContract(Protocol):
+    name: str
+    extension: str
+
+    def write(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def read(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class CacheContract(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl_seconds: float) -> None: ...
+
+
+@runtime_checkable
+class StorageContract(Protocol):
+    def writer(self, key: str) -> Any: ...
+
+    def open(self, key: str) -> Any: ...
+
+    def delete(self, key: str) -> Any: ...
+
+
+@runtime_checkable
+class ChannelContract(Protocol):
+    name: str
+
+    def send(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class DatasetContract(Protocol):
+    name: str
+    entities: Any
+
+
+CONTRACTS: dict[str, type] = {
+    "ferry.services": ServiceContract,
+    "ferry.filters": FilterContract,
+    "ferry.formats": TabularFormatContract,
+    "ferry.bundle_formats": BundleFormatContract,
+    "ferry.caches": CacheContract,
+    "ferry.storage": StorageContract,
+    "ferry.channels": ChannelContract,
+    "ferry.datasets": DatasetContract,
+}
+
+
+def short(group: str) -> str:
+    """`ferry.caches` -> `caches`: the group's key under `plugins:` in ferry.yaml."""
+    return group.removeprefix("ferry.")
+
+
 def _check_group(group: str) -> None:
     if group not in GROUPS:
         raise PluginError(f"unknown plugin group {group!r}; groups: {', '.join(GROUPS)}")
@@ -42,8 +143,16 @@ def names(group: str) -> list[str]:
     return sorted({ep.name for ep in entry_points(group=group)} | set(_registered[group]))
 
 
-def load(group: str, name: str) -> Any:
-    """The object registered as `name` in `group`, or at the path `module:attr`."""
+def _unknown(group: str, name: str) -> PluginError:
+    known = ", ".join(names(group)) or "none"
+    return PluginError(f"unknown {short(group)} plugin {name!r}; known: {known}")
+
+
+def load(group: str, name: str, *, allow_path: bool = False) -> Any:
+    """The object registered as `name` in `group`.
+
+    With `allow_path` (names from ferry.yaml only), `module:attr` imports that object.
+    """
     _check_group(group)
     if name in _registered[group]:
         return _registered[group][name]
@@ -53,7 +162,7 @@ def load(group: str, name: str) -> Any:
             return matches[0].load()
         except Exception as e:  # an installed plugin that cannot import is a setup error
             raise PluginError(f"plugin {name!r} in {group} failed to load: {e}") from e
-    if ":" in name:
+    if allow_path and ":" in name:
         module, _, attr = name.partition(":")
         try:
             obj = importlib.import_module(module)
@@ -62,9 +171,43 @@ def load(group: str, name: str) -> Any:
             return obj
         except (ImportError, AttributeError) as e:
             raise PluginError(f"cannot load {name!r} for {group}: {e}") from e
-    known = ", ".join(names(group)) or "none"
-    kind = group.removeprefix("ferry.")
-    raise PluginError(f"unknown {kind} plugin {name!r}; known: {known}")
+    raise _unknown(group, name)
+
+
+def resolve(group: str, name: str, *args: Any, allow_path: bool = False) -> Any:
+    """`name` in `group` as an instance of the group's contract.
+
+    A class (or other callable factory that is not already an instance of the contract) is
+    called with `args`; the result must satisfy `CONTRACTS[group]`.
+    """
+    obj = load(group, name, allow_path=allow_path)
+    contract = CONTRACTS[group]
+    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, contract)):
+        obj = obj(*args)
+    if not isinstance(obj, contract):
+        raise PluginError(
+            f"{short(group)} plugin {name!r} does not provide the {short(group)} contract "
+            f"({contract.__name__})"
+        )
+    return obj
+
+
+def from_request(group: str, name: str, field: str, *args: Any) -> Any:
+    """`resolve` for a name that came in a request or a file: registered names only.
+
+    Anything else is InvalidArgument naming `field` and the known names; nothing is imported.
+    """
+    from ferry.errors import InvalidArgument
+
+    known = names(group)
+    if name not in known:
+        raise InvalidArgument(
+            f"unknown {field} {name!r}; known: {', '.join(known) or 'none'}", field=field
+        )
+    try:
+        return resolve(group, name, *args)
+    except PluginError as e:
+        raise InvalidArgument(str(e), field=field) from None
 
 
 def register(group: str, name: str, obj: Any) -> None:
@@ -76,6 +219,129 @@ def register(group: str, name: str, obj: Any) -> None:
 def unregister(group: str, name: str) -> None:
     _check_group(group)
     _registered[group].pop(name, None)
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+def settings_model(group: str, name: str) -> type[BaseModel] | None:
+    """The pydantic model a plugin declares for its settings, if any."""
+    model = getattr(load(group, name, allow_path=True), "settings_model", None)
+    if model is None:
+        return None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise PluginError(f"{short(group)} plugin {name!r}: settings_model is not a model")
+    return model
+
+
+def parse_settings(group: str, name: str, raw: Mapping[str, Any] | None) -> BaseModel | None:
+    """The plugin's settings model validated from `raw`; errors name the full path."""
+    path = f"plugins.{short(group)}.{name}"
+    model = settings_model(group, name)
+    if model is None:
+        if raw:
+            raise PluginError(f"{path}: {short(group)} plugin {name!r} takes no settings")
+        return None
+    try:
+        return model.model_validate(dict(raw or {}))
+    except ValidationError as e:
+        parts = []
+        for err in e.errors():
+            key = ".".join([path, *(str(p) for p in err["loc"])])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            parts.append(f"{key}: {msg}")
+        raise PluginError("bad plugin settings: " + "; ".join(parts)) from None
+
+
+def validate_settings(sections: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check every `plugins.<group>.<name>` section against its plugin's model."""
+    groups = {short(g): g for g in GROUPS}
+    for key, by_name in sections.items():
+        if key not in groups:
+            raise PluginError(
+                f"plugins.{key}: unknown plugin group; groups: {', '.join(sorted(groups))}"
+            )
+        group = groups[key]
+        for name, raw in (by_name or {}).items():
+            if name not in names(group):
+                raise PluginError(
+                    f"plugins.{key}.{name}: unknown {key} plugin; "
+                    f"known: {', '.join(names(group)) or 'none'}"
+                )
+            parse_settings(group, name, raw)
+
+
+def env_path(words: list[str]) -> tuple[str, ...] | None:
+    """FERRY_PLUGINS_STORAGE_LOCAL_DIR's words after PLUGINS -> ("storage", "local", "dir").
+
+    The group and the plugin name are matched against the known ones (a name's `.`/`-` are
+    `_` in a variable), the rest against the plugin's settings model.
+    """
+    for g in GROUPS:
+        gw = short(g).split("_")
+        if words[: len(gw)] != gw:
+            continue
+        rest = words[len(gw) :]
+        for n in sorted(names(g), key=len, reverse=True):
+            nw = n.replace(".", "_").replace("-", "_").lower().split("_")
+            if rest[: len(nw)] != nw or len(rest) == len(nw):
+                continue
+            keys = _model_path(settings_model(g, n), rest[len(nw) :])
+            if keys is not None:
+                return (short(g), n, *keys)
+    return None
+
+
+def _model_path(model: type[BaseModel] | None, words: list[str]) -> list[str] | None:
+    keys: list[str] = []
+    i = 0
+    while i < len(words):
+        if model is None:
+            return None
+        for j in range(len(words), i, -1):  # longest field name first
+            name = "_".join(words[i:j])
+            if name in model.model_fields:
+                keys.append(name)
+                ann = model.model_fields[name].annotation
+                model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+                i = j
+                break
+        else:
+            return None
+    return keys
+
+
+# --- lifecycle -----------------------------------------------------------------------
+
+
+def dependency_order(
+    roots: Iterable[tuple[str, str]], deps: Callable[[tuple[str, str]], Iterable[tuple[str, str]]]
+) -> list[tuple[str, str]]:
+    """`roots` and what they depend on, dependencies first; a cycle is a PluginError."""
+    order: list[tuple[str, str]] = []
+    state: dict[tuple[str, str], int] = {}  # 1 visiting, 2 done
+
+    def visit(node: tuple[str, str], path: list[tuple[str, str]]) -> None:
+        if state.get(node) == 2:
+            return
+        if state.get(node) == 1:
+            cycle = " -> ".join(f"{short(g)}.{n}" for g, n in [*path, node])
+            raise PluginError(f"plugin dependency cycle: {cycle}")
+        state[node] = 1
+        for dep in deps(node):
+            _check_group(dep[0])
+            if dep[1] not in names(dep[0]):
+                raise PluginError(
+                    f"{short(node[0])} plugin {node[1]!r} depends on missing "
+                    f"{short(dep[0])} plugin {dep[1]!r}"
+                )
+            visit(dep, [*path, node])
+        state[node] = 2
+        order.append(node)
+
+    for root in roots:
+        visit(root, [])
+    return order
 
 
 def setup_all(steps: Iterable[tuple[str, Callable[[], None]]], timeout: float) -> None:

@@ -19,7 +19,7 @@ from ferry.bundle.formats.common import bundle_filename
 from ferry.bundle.pipe import CHUNK_BYTES, chunks
 from ferry.bundle.scan import SessionRequest, check, semester_exists, snapshot
 from ferry.datasets.spec import Dataset
-from ferry.errors import InvalidArgument, NotFound
+from ferry.errors import NotFound
 
 GROUP = "ferry.bundle_formats"
 DEFAULT_FORMAT = "json"
@@ -37,15 +37,7 @@ class FilePiece:
 
 def bundle_format(name: str) -> Any:
     """The bundle format plugin `name` (default json); InvalidArgument lists the known."""
-    name = name or DEFAULT_FORMAT
-    try:
-        cls = plugins.load(GROUP, name)
-    except plugins.PluginError:
-        known = ", ".join(plugins.names(GROUP))
-        raise InvalidArgument(
-            f"unknown bundle_format {name!r}; known: {known}", field="bundle_format"
-        ) from None
-    return cls() if isinstance(cls, type) else cls
+    return plugins.from_request(GROUP, name or DEFAULT_FORMAT, "bundle_format")
 
 
 def download_session(

@@ -22,7 +22,7 @@ from ferry import plugins
 from ferry.app import App
 from ferry.bundle.stream import snapshot
 from ferry.db.export_models import CANCELLED, COMPLETED, FAILED, ExportJob
-from ferry.errors import FerryError, InvalidArgument
+from ferry.errors import FerryError
 from ferry.export import metrics, store
 from ferry.export.query import ExportRequest, plan_export, row_fixer
 from ferry.formats.base import TabularFormat
@@ -111,11 +111,7 @@ class Progress:
 def tabular_format(name: str) -> TabularFormat:
     """The `ferry.formats` plugin `name`, instantiated when the plugin is a class;
     InvalidArgument listing the known formats when there is none."""
-    try:
-        obj = plugins.load("ferry.formats", name)
-    except plugins.PluginError as e:
-        raise InvalidArgument(str(e), field="format") from None
-    fmt: TabularFormat = obj() if isinstance(obj, type) else obj
+    fmt: TabularFormat = plugins.from_request("ferry.formats", name, "format")
     return fmt
 
 

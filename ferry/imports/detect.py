@@ -41,14 +41,7 @@ def bundle_format(explicit: str, filename: str, field: str = "options.bundle_for
             f"or use a file name ending in one of {', '.join('.' + k for k in known)}",
             field=field,
         )
-    if name not in known:
-        raise InvalidArgument(
-            f"unknown bundle format {name!r}; known: {', '.join(known)}", field=field
-        )
-    try:
-        return _instance(plugins.load(BUNDLE_GROUP, name))
-    except plugins.PluginError as e:
-        raise InvalidArgument(str(e), field=field) from None
+    return plugins.from_request(BUNDLE_GROUP, name, field)
 
 
 def tabular_reader(explicit: str, filename: str, field: str = "options.format") -> Any:
@@ -65,10 +58,7 @@ def tabular_reader(explicit: str, filename: str, field: str = "options.format") 
             f"cannot import from {name!r}; readable formats: {', '.join(TABULAR_READABLE)}",
             field=field,
         )
-    try:
-        reader = _instance(plugins.load(TABULAR_GROUP, name))
-    except plugins.PluginError as e:
-        raise InvalidArgument(str(e), field=field) from None
+    reader = plugins.from_request(TABULAR_GROUP, name, field)
     if not hasattr(reader, "read"):
         raise InvalidArgument(f"format {name!r} cannot be read", field=field)
     return reader

@@ -37,11 +37,40 @@ class Service(Protocol):
 
 def load_filters(app: App, names: Sequence[str]) -> list[Filter]:
     """Filter instances for `names`, from `ferry.filters`, in chain order."""
-    out = []
-    for name in names:
-        factory = plugins.load("ferry.filters", name)
-        out.append(factory(app))
+    return [plugins.resolve("ferry.filters", name, app, allow_path=True) for name in names]
+
+
+def chain_names(server: Sequence[str], own: Sequence[str] | None) -> list[str]:
+    """A service's filters: the server's chain, then its own (deduplicated, order kept).
+
+    A service's list adds to the server's chain and never replaces it, so a service can
+    never be served without the server's `auth` by a config that forgot to list it.
+    """
+    out: list[str] = []
+    for name in [*server, *(own or [])]:
+        if name not in out:
+            out.append(name)
     return out
+
+
+def check_config(app: App) -> None:
+    """Resolve everything ferry.yaml names before health says SERVING: the dataset, the
+    storage, the formats of the schedules. A typo stops start-up naming the known names."""
+    from ferry.errors import FerryError
+    from ferry.storage import open_storage
+
+    s = app.settings
+    try:
+        app.dataset()
+    except FerryError as e:
+        raise plugins.PluginError(f"dataset: {e.message}") from None
+    open_storage(s)
+    for name, sched in s.export.schedules.items():
+        if sched.format not in plugins.names("ferry.formats"):
+            known = ", ".join(plugins.names("ferry.formats"))
+            raise plugins.PluginError(
+                f"export.schedules.{name}.format: unknown format {sched.format!r}; known: {known}"
+            )
 
 
 class Server:
@@ -60,12 +89,13 @@ class Server:
         per_service: dict[str, list[Filter]] = {}
         self.services: list[Service] = []
         for name in self.names:
-            factory = plugins.load("ferry.services", name)
-            svc: Service = factory(app)
+            svc: Service = plugins.resolve("ferry.services", name, app, allow_path=True)
             self.services.append(svc)
             own = configured.get(name)
-            if own is not None and own.filters is not None:
-                per_service[svc.full_name] = load_filters(app, own.filters)
+            if own is not None and own.filters:
+                per_service[svc.full_name] = load_filters(
+                    app, chain_names(cfg.filters, own.filters)
+                )
         limit = cfg.max_message_bytes
         self.grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
@@ -96,8 +126,10 @@ class Server:
 
     def start(self) -> int:
         """Start serving; returns the bound port (useful with port 0)."""
+        timeout = self.app.settings.server.setup_timeout_seconds
+        plugins.setup_all([("configuration", lambda: check_config(self.app))], timeout=timeout)
         plugins.setup_all(
-            ((f"service {type(s).__name__}", s.start) for s in self.services), timeout=30
+            ((f"service {type(s).__name__}", s.start) for s in self.services), timeout=timeout
         )
         self.port = self.grpc.add_insecure_port(self.address)
         if self.port == 0:

@@ -15,6 +15,6 @@ __all__ = ["Storage", "open_storage"]
 
 def open_storage(settings: Settings) -> Storage:
     """The storage plugin named by `export.storage`, set up from the settings."""
-    factory = plugins.load("ferry.storage", settings.export.storage)
+    factory = plugins.load("ferry.storage", settings.export.storage, allow_path=True)
     storage: Storage = factory.from_settings(settings)
     return storage

@@ -14,7 +14,7 @@ class Storage(Protocol):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
-        """The storage configured in `settings` (export.storage_dir, archive_dir...)."""
+        """The storage configured in `settings` (its plugins.storage.<name> section)."""
         ...
 
     def writer(self, key: str) -> AbstractContextManager[IO[bytes]]:

@@ -16,10 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ferry.config import Settings
+from ferry.config import Settings, Strict
+
+
+class LocalStorageSettings(Strict):
+    """`plugins.storage.local`: the folders finished files and archived files live in."""
+
+    dir: str = "var/exports"
+    archive_dir: str = "var/exports-archive"
 
 
 class LocalStorage:
+    settings_model = LocalStorageSettings
+
     def __init__(self, root: Path, archive_root: Path) -> None:
         self.root = root
         self.archive_root = archive_root
@@ -27,9 +36,14 @@ class LocalStorage:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalStorage:
-        """Storage in export.storage_dir, archiving to export.archive_dir."""
-        e = settings.export
-        return cls(settings.path(e.storage_dir), settings.path(e.archive_dir))
+        """Storage in plugins.storage.local.dir, archiving to its archive_dir."""
+        from ferry import plugins
+
+        own = plugins.parse_settings(
+            "ferry.storage", "local", settings.plugins.get("storage", {}).get("local")
+        )
+        assert isinstance(own, LocalStorageSettings)
+        return cls(settings.path(own.dir), settings.path(own.archive_dir))
 
     def path(self, key: str) -> Path:
         """Where `key` lives; keys are flat names, never paths (no traversal)."""

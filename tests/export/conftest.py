@@ -44,8 +44,8 @@ def job_app(data_url: str, make_app: Callable[..., App], tmp_path: Path) -> Call
     def make(**overrides: Any) -> App:
         env = {
             **FAST,
-            "FERRY_EXPORT_STORAGE_DIR": str(tmp_path / "exports"),
-            "FERRY_EXPORT_ARCHIVE_DIR": str(tmp_path / "archive"),
+            "FERRY_PLUGINS_STORAGE_LOCAL_DIR": str(tmp_path / "exports"),
+            "FERRY_PLUGINS_STORAGE_LOCAL_ARCHIVE_DIR": str(tmp_path / "archive"),
             **overrides,
         }
         return make_app(data_url, **env)

@@ -25,8 +25,10 @@ SCHEDULES = (
 def invoke(app: App, port: int, *args: str) -> Any:
     env = env_for(app, port, FERRY_EXPORT_SCHEDULES=SCHEDULES)
     env.update(
-        FERRY_EXPORT_STORAGE_DIR=app.settings.export.storage_dir,
-        FERRY_EXPORT_ARCHIVE_DIR=app.settings.export.archive_dir,
+        FERRY_PLUGINS_STORAGE_LOCAL_DIR=app.settings.plugins["storage"]["local"]["dir"],
+        FERRY_PLUGINS_STORAGE_LOCAL_ARCHIVE_DIR=app.settings.plugins["storage"]["local"][
+            "archive_dir"
+        ],
     )
     return CliRunner().invoke(cli, list(args), env=env)
 
