@@ -12,9 +12,11 @@ from ferry.auth import parse_role
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
+from ferry.cli import k8s as k8s_commands
 from ferry.cli import users as user_commands
 from ferry.cli.common import load_app, parse_duration, table
 from ferry.db import migrate
+from ferry.export import schedule
 
 
 @click.group()
@@ -65,9 +67,16 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
             raise click.ClickException(str(e)) from None
         where.append(f"web     http://{s.gateway.address}:{gport}/  (API docs: /docs)")
     where.append(f"database {engine.url.render_as_string(hide_password=True)}")
+    local = s.server.address.rpartition(":")[0]
+    local = "127.0.0.1" if local in ("0.0.0.0", "[::]", "::") else local
+    scheduler = schedule.serve_schedules(app, server.names, f"{local}:{port}")
+    if scheduler is not None:
+        where.append(f"schedules {', '.join(sorted(scheduler.schedules))} (in this process)")
     click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)
     server.stop_on_signals()
     server.wait()
+    if scheduler is not None:
+        scheduler.stop()
     if gateway is not None:
         gateway.stop()
 
@@ -171,6 +180,7 @@ def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
 cli.add_command(export_commands.export)
 cli.add_command(import_commands.imports, name="import")
 cli.add_command(user_commands.user)
+cli.add_command(k8s_commands.k8s)
 
 
 def main() -> None:
