@@ -14,6 +14,7 @@ from google.protobuf import descriptor as _d
 
 from ferry.config import ClientSettings, GatewayDeadlines
 from ferry.errors import InvalidArgument
+from ferry.rpc.client import balancing_options
 from gateway.transcode import message_class
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -74,6 +75,7 @@ class ServiceChannels:
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    *balancing_options(self.settings),
                 ],
             )
             self._channels[key] = ch
