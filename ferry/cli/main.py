@@ -69,7 +69,7 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
     where.append(f"database {engine.url.render_as_string(hide_password=True)}")
     local = s.server.address.rpartition(":")[0]
     local = "127.0.0.1" if local in ("0.0.0.0", "[::]", "::") else local
-    scheduler = schedule.serve_schedules(app, server.names, f"{local}:{port}")
+    scheduler = schedule.serve_schedules(app, [] if services else server.names, f"{local}:{port}")
     if scheduler is not None:
         where.append(f"schedules {', '.join(sorted(scheduler.schedules))} (in this process)")
     click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)

@@ -190,9 +190,10 @@ class Scheduler:
 
 
 def serve_schedules(app: Any, served: list[str], target: str) -> Scheduler | None:
-    """The running scheduler of `ferry serve` when it serves export and
-    export.scheduler.enabled (None otherwise), calling the export service at `target`
-    with the process's own token, exactly as `ferry export run` would."""
+    """The running scheduler of the all-in-one `ferry serve` (`served` is empty when
+    services were named: `ferry serve export` is a pod, or a benchmark, and runs none)
+    when export.scheduler.enabled, else None. It calls the export service at `target` with
+    the process's own token, exactly as `ferry export run` would."""
     from ferry.rpc.client import Clients
 
     s = app.settings

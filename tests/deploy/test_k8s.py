@@ -351,10 +351,14 @@ def test_dev_runs_one_replica_each_with_in_cluster_databases() -> None:
     deployments = {d["metadata"]["name"]: d for d in objects("dev", "Deployment")}
     assert {"ferry-postgres", "ferry-redis"} <= set(deployments)
     assert {d["spec"]["replicas"] for d in deployments.values()} == {1}
-    prod = {
-        d["metadata"]["name"]: d["spec"]["replicas"] for d in objects("production", "Deployment")
+    prod = {d["metadata"]["name"]: d["spec"] for d in objects("production", "Deployment")}
+    assert prod["ferry-export"]["replicas"] > 1 and "ferry-postgres" not in prod
+    # The autoscaled ones have no count that an apply would reset.
+    assert "replicas" not in prod["ferry-gateway"] and "replicas" not in prod["ferry-reports"]
+    hpa = {
+        d["metadata"]["name"]: d["spec"] for d in objects("production", "HorizontalPodAutoscaler")
     }
-    assert prod["ferry-export"] > 1 and "ferry-postgres" not in prod
+    assert hpa["ferry-gateway"]["minReplicas"] > 1
 
 
 # -- network policies ---------------------------------------------------------------------
