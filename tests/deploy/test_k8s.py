@@ -91,7 +91,7 @@ def test_the_workloads_checked_one_by_one_are_all_of_them(overlay: str) -> None:
     assert sorted(found) == sorted(FERRY_WORKLOADS)
 
 
-def env_of(overlay: str, doc: dict[str, Any], tmp: Path) -> dict[str, str]:
+def pod_env(overlay: str, doc: dict[str, Any], tmp: Path) -> dict[str, str]:
     """The FERRY_* environment of the workload's first container, secrets as placeholders,
     with FERRY_CONFIG pointing at the rendered ferry-config ConfigMap's file."""
     (shared,) = [
@@ -113,6 +113,31 @@ def env_of(overlay: str, doc: dict[str, Any], tmp: Path) -> dict[str, str]:
     path.write_text(cfg["data"]["ferry.yaml"])
     env["FERRY_CONFIG"] = str(path)
     return {k: v for k, v in env.items() if k.startswith("FERRY_")}
+
+
+# The base's own files, unrendered: helpers other tests in tests/deploy build on.
+BASE = ROOT / "k8s" / "base"
+
+
+def documents() -> list[dict[str, Any]]:
+    """The objects of k8s/base's resource files, as written (not rendered)."""
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    docs: list[dict[str, Any]] = []
+    for name in kustomization["resources"]:
+        docs += [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
+    return docs
+
+
+def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(pod_spec(doc)["containers"])
+
+
+def env_of(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """ferry-env plus the container's literal env values (Secret references left out)."""
+    (shared,) = [
+        d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ferry-env"
+    ]
+    return {**shared, **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e}}
 
 
 # -- rendering and schemas ---------------------------------------------------------------
@@ -162,7 +187,7 @@ def test_every_environment_override_names_a_real_setting(
     overlay: str, kind: str, name: str, tmp_path: Path
 ) -> None:
     doc = named(overlay, kind, name)
-    env = env_of(overlay, doc, tmp_path)
+    env = pod_env(overlay, doc, tmp_path)
     settings = config.load(Path(env["FERRY_CONFIG"]), env)  # raises naming a bad key
     assert settings.database.auto_migrate is False
     assert settings.export.scheduler.enabled is False  # CronJobs run the schedules
@@ -290,7 +315,10 @@ def test_only_auth_holds_the_private_key_and_the_gateway_holds_nothing_secret() 
         assert refs[s]["FERRY_DATABASE_URL"] == "ferry-database"
     for s in ("reports", "notify", "auth"):
         assert refs[s]["FERRY_REDIS_URL"] == "ferry-redis"
-    assert refs["notify"]["FERRY_PLUGINS_CHANNELS_SMTP_PASSWORD"] == "ferry-smtp"
+    notify = named("production", "Deployment", "ferry-notify")
+    assert secret_volumes(notify) == {"ferry-smtp", "ferry-postgres-ca"}
+    env = {e["name"]: e.get("value") for e in pod_spec(notify)["containers"][0]["env"]}
+    assert env["FERRY_PLUGINS_CHANNELS_SMTP_PASSWORD_FILE"] == "/var/run/ferry/smtp/password"
     for cron in objects("production", "CronJob"):
         assert secret_refs(cron) == {"FERRY_TOKEN": "ferry-cron-token"}
         assert secret_volumes(cron) == set()
@@ -314,7 +342,7 @@ def test_production_takes_tls_certificates_from_secrets() -> None:
 def test_grpc_services_are_headless_and_clients_balance_each_call(
     overlay: str, tmp_path: Path
 ) -> None:
-    env = env_of(overlay, named(overlay, "Deployment", "ferry-gateway"), tmp_path)
+    env = pod_env(overlay, named(overlay, "Deployment", "ferry-gateway"), tmp_path)
     settings = config.load(Path(env["FERRY_CONFIG"]), env)
     targets = {s.name: s.target for s in settings.client.services}
     for s in GRPC:

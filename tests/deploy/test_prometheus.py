@@ -32,7 +32,7 @@ PROM = ROOT / "k8s" / "prometheus"
 FROM_REPORTS_AND_NOTIFY = {
     "ferry_report_cache_hits_total",
     "ferry_report_cache_misses_total",
-    "ferry_cache_breaker_open",
+    "ferry_report_cache_breaker_open",
     "ferry_notify_outbox_depth",
     "ferry_notify_sent_total",
     "ferry_notify_failed_total",
