@@ -501,3 +501,19 @@ def test_a_changed_ferry_yaml_is_caught_and_rewritten(tmp_path: Path) -> None:
     )
     assert refused.exit_code == 1 and "fires more than once a day" in refused.output
     assert not (tmp_path / "r.yaml").exists()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_ferry_pod_is_found_by_prometheus_pod_discovery(overlay: str) -> None:
+    """k8s/prometheus/prometheus.yml keeps pods labelled part-of=ferry and annotated
+    prometheus.io/scrape, and scrapes the annotated port: each Deployment's pods carry
+    both, on a port the container really opens."""
+    for doc in objects(overlay, "Deployment"):
+        if not doc["metadata"]["name"].startswith(tuple(f"ferry-{n}" for n in [*GRPC, "gateway"])):
+            continue
+        template = doc["spec"]["template"]["metadata"]
+        assert template["labels"]["app.kubernetes.io/part-of"] == "ferry"
+        notes = template["annotations"]
+        assert notes["prometheus.io/scrape"] == "true" and notes["prometheus.io/path"] == "/metrics"
+        ports = {p["containerPort"] for p in pod_spec(doc)["containers"][0]["ports"]}
+        assert int(notes["prometheus.io/port"]) in ports, doc["metadata"]["name"]
