@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FERRY := $(VENV)/bin/ferry
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test test-system protos lint buf-lint bench clean
+.PHONY: setup run test test-system protos lint buf-lint bench clean constraints k8s
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Ferry needs Python >= 3.11")'
@@ -47,6 +47,17 @@ buf-lint:
 bench: setup
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench
+
+## Pin every installed version into constraints.txt (the image installs from it; commit it).
+constraints: setup
+	@echo "# Exact versions for reproducible installs (the Dockerfile uses them)." > constraints.txt
+	@echo "# Regenerate with \`make constraints\` after changing dependencies in pyproject.toml." >> constraints.txt
+	$(PY) -m pip freeze --exclude-editable --all | grep -v -E '^pip==' >> constraints.txt
+
+## Re-generate k8s/base/config/ferry.yaml and k8s/base/cronjobs.yaml from ferry.yaml.
+k8s: setup
+	$(FERRY) --config ferry.yaml k8s render
+	$(FERRY) --config ferry.yaml k8s cronjobs
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

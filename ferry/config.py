@@ -90,6 +90,10 @@ class ClientSettings(Strict):
     # Tries (first call included) for idempotent methods failing with UNAVAILABLE.
     max_attempts: int = Field(4, ge=1, le=5)
     services: list[ClientServiceSettings] = []
+    # gRPC load balancing over the addresses a target resolves to: "" or pick_first (one
+    # connection), round_robin (each call to the next ready address: use it with dns:///
+    # targets naming a Kubernetes headless Service).
+    load_balancing_policy: str = Field("", pattern="^(|pick_first|round_robin)$")
 
     def for_service(self, name: str) -> tuple[str, float]:
         """(target, default timeout) for calling service `name`."""
@@ -163,6 +167,68 @@ class ScheduleSettings(Strict):
     limit: int = Field(0, ge=0)
     include_deleted: bool = False
     notify: list[str] = []
+    # When it runs: a 5-field cron expression read in `time_zone` (an IANA name). Empty: only
+    # by hand. `ferry k8s cronjobs` makes a CronJob of it; `ferry serve` runs it itself when
+    # export.scheduler.enabled. A run is keyed by schedule and local date, so at most daily.
+    cron: str = ""
+    time_zone: str = "UTC"
+    # A run (the CronJob's Job) that takes longer than this is stopped and counts as failed.
+    active_deadline_seconds: int = Field(3600, ge=60)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, v: str) -> str:
+        return _check_time_zone(v)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from ferry.export.schedule import check_cron
+
+        return check_cron(v)
+
+
+def _check_time_zone(v: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {v!r}; expected an IANA name like Europe/Athens"
+        ) from None
+    return v
+
+
+class CleanupScheduleSettings(Strict):
+    """`export.cleanup`: when the retention cleanup (`ferry export cleanup`) runs."""
+
+    cron: str = "15 3 * * *"  # empty: never on a schedule
+    time_zone: str = "UTC"
+    archive: bool = False  # move files to the archive instead of deleting them
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, v: str) -> str:
+        return _check_time_zone(v)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from ferry.export.schedule import check_cron
+
+        return check_cron(v, daily=False)
+
+
+class SchedulerSettings(Strict):
+    """`export.scheduler`: the in-process scheduler of `ferry serve` (laptop mode). On
+    Kubernetes it is off and CronJobs run the schedules: never both."""
+
+    enabled: bool = True
+    # A run missed by less than this (the process was down) still starts; an older one is
+    # skipped. The CronJobs' startingDeadlineSeconds is the same number.
+    starting_deadline_seconds: int = Field(3600, ge=10)
+    check_seconds: float = Field(15.0, gt=0)  # how often due schedules are looked for
 
 
 class ExportSettings(Strict):
@@ -184,6 +250,8 @@ class ExportSettings(Strict):
     # Progress is written to the job row at most this often.
     progress_seconds: float = Field(0.5, gt=0)
     schedules: dict[str, ScheduleSettings] = {}
+    cleanup: CleanupScheduleSettings = CleanupScheduleSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
 
 class ImportSettings(Strict):

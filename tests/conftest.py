@@ -172,6 +172,19 @@ def token(app: App, role: str = "admin", subject: str = "tester", ttl: float = 3
     return app.issuer().issue(subject, parse_role(role), dt.timedelta(seconds=ttl)).token
 
 
+def token_from_key_file(key_file: Path, role: str, subject: str = "tester") -> str:
+    """A token signed with the private key at `key_file` (created with its key set beside
+    it when missing), for processes started with FERRY_AUTH_SIGNING_KEY_FILE=key_file."""
+    from ferry.auth.keys import ensure_keys
+    from ferry.auth.tokens import TokenIssuer
+
+    key = ensure_keys(key_file, key_file.with_name("public-keys.json"))
+    issued = TokenIssuer(key, "ferry", "ferry").issue(
+        subject, parse_role(role), dt.timedelta(minutes=10)
+    )
+    return issued.token
+
+
 def auth(app: App, role: str = "admin") -> list[tuple[str, str]]:
     """Call metadata carrying a token with `role`."""
     return [("authorization", f"Bearer {token(app, role)}")]

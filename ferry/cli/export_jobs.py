@@ -3,9 +3,10 @@ through the export service's gRPC API.
 
 `ferry export run --schedule NAME` is what a Kubernetes CronJob calls: it starts the
 schedule's job, waits, and exits non-zero when the job did not complete. Each run is keyed
-by schedule and UTC date, so a CronJob retried the same day attaches to that day's job
-(running or completed) instead of exporting twice; a job that failed or was cancelled is
-run again under the next attempt's key.
+by schedule and the local date of its latest cron time (ferry/export/schedule.py, shared
+with the in-process scheduler of `ferry serve`), so a CronJob retried the same day attaches
+to that day's job (running or completed) instead of exporting twice; a job that failed or
+was cancelled is run again under the next attempt's key.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import grpc
 from ferry.cli.common import clients, load_app, rpc_errors, table
 from ferry.cli.export import export
 from ferry.config import ScheduleSettings
+from ferry.export import schedule
 from ferry.v1 import export_pb2 as pb
 from ferry.v1 import export_pb2_grpc
 
@@ -36,7 +38,6 @@ BY_NAME = {v: k for k, v in STATUS.items()}
 TERMINAL = {pb.EXPORT_JOB_STATUS_COMPLETED, pb.EXPORT_JOB_STATUS_FAILED}
 TERMINAL.add(pb.EXPORT_JOB_STATUS_CANCELLED)
 FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to")
-MAX_RUN_ATTEMPTS = 5
 WAIT_SECONDS = 24 * 3600.0
 
 
@@ -139,28 +140,13 @@ def export_run(ctx: click.Context, name: str, output: Path | None) -> None:
         known = ", ".join(sorted(schedules)) or "none (add them under export.schedules)"
         raise click.UsageError(f"unknown schedule {name!r}; known: {known}")
     s: ScheduleSettings = schedules[name]
-    request = pb.StartExportRequest(
-        export_type=s.type,
-        format=s.format,
-        filters=_filters(dict(s.filters)),
-        fields=s.fields,
-        limit=s.limit,
-        notify=s.notify,
-        include_deleted=s.include_deleted,
-    )
-    base = f"schedule:{name}:{dt.datetime.now(dt.UTC).date().isoformat()}"
     stub = _stub(ctx)
     with rpc_errors():
-        for attempt in range(1, MAX_RUN_ATTEMPTS + 1):
-            request.idempotency_key = base if attempt == 1 else f"{base}#{attempt}"
-            resp = stub.StartExport(request)
-            job = resp.job
-            if resp.created or job.status not in (
-                pb.EXPORT_JOB_STATUS_FAILED,
-                pb.EXPORT_JOB_STATUS_CANCELLED,
-            ):
-                break
-        verb = "started" if resp.created else "attached to"
+        try:
+            job, created = schedule.start_run(stub, name, s, dt.datetime.now(dt.UTC))
+        except ValueError as e:
+            raise click.UsageError(f"schedule {name}: {e}") from None
+        verb = "started" if created else "attached to"
         click.echo(f"schedule {name}: {verb} job {job.id}", err=True)
         job = _wait(stub, job)
         if job.status == pb.EXPORT_JOB_STATUS_COMPLETED and output is not None:

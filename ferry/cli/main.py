@@ -10,11 +10,13 @@ from ferry import logs, plugins
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
+from ferry.cli import k8s as k8s_commands
 from ferry.cli import notify as notify_commands
 from ferry.cli import report as report_commands
 from ferry.cli import users as user_commands
 from ferry.cli.common import load_app, table
 from ferry.db import migrate
+from ferry.export import schedule
 
 
 @click.group()
@@ -69,9 +71,16 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
         scheme = "https" if s.tls.gateway.cert_file else "http"
         where.append(f"web     {scheme}://{s.gateway.address}:{gport}/  (API docs: /docs)")
     where.append(f"database {engine.url.render_as_string(hide_password=True)}")
+    local = s.server.address.rpartition(":")[0]
+    local = "127.0.0.1" if local in ("0.0.0.0", "[::]", "::") else local
+    scheduler = schedule.serve_schedules(app, [] if services else server.names, f"{local}:{port}")
+    if scheduler is not None:
+        where.append(f"schedules {', '.join(sorted(scheduler.schedules))} (in this process)")
     click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)
     server.stop_on_signals()
     server.wait()
+    if scheduler is not None:
+        scheduler.stop()
     if gateway is not None:
         gateway.stop()
 
@@ -165,6 +174,7 @@ cli.add_command(user_commands.token)
 cli.add_command(user_commands.keys)
 cli.add_command(notify_commands.notify)
 cli.add_command(report_commands.report)
+cli.add_command(k8s_commands.k8s)
 
 
 def main() -> None:

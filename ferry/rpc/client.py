@@ -58,6 +58,14 @@ def retry_service_config(services: Iterable[str], max_attempts: int) -> str:
     return json.dumps(config)
 
 
+def balancing_options(settings: ClientSettings) -> list[tuple[str, Any]]:
+    """Channel options for `client.load_balancing_policy`: with round_robin each call goes
+    to the next ready address a target resolves to (a dns:/// target naming a Kubernetes
+    headless Service resolves to every ready pod), instead of one pinned connection."""
+    policy = settings.load_balancing_policy
+    return [("grpc.lb_policy_name", policy)] if policy else []
+
+
 class Clients:
     """Channels and typed stubs for the services named in `client.services`."""
 
@@ -98,6 +106,7 @@ class Clients:
                     "grpc.service_config",
                     retry_service_config(full_names, self.settings.max_attempts),
                 ),
+                *balancing_options(self.settings),
                 *self.extra_options,
             ]
             if self.credentials is not None:
