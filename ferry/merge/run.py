@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
-from ferry.errors import AlreadyExists, FerryError, InvalidArgument
+from ferry.errors import AlreadyExists, FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import apply, plan, rejects, store
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -121,6 +121,16 @@ def run_import(
     )
     if options.strategy is Strategy.REPLACE and not semester:
         raise InvalidArgument("replace needs a semester scope; use a bundle", field="strategy")
+    since = _delta_since(first)
+    if options.strategy is Strategy.REPLACE and since is not None:
+        # A delta lacks every record unchanged since: replace would soft-delete them all.
+        raise InvalidArgument(
+            f"merge_strategy replace cannot take a delta bundle: it holds only the records "
+            f"of {semester} changed since updated_since {since.strftime('%Y-%m-%dT%H:%M:%SZ')}, "
+            "and replace would soft-delete all the others; import it with merge_strategy "
+            "update (its deletions are applied as soft-deletes)",
+            field="options.strategy",
+        )
     key = "" if options.dry_run else options.idempotency_key
     arriving: ArrivingSha | None = None
     if callable(source_sha256):
@@ -156,6 +166,7 @@ def run_import(
     temps = [n for s in shapes.values() for n in (s.stage, s.resolved, s.scope)]
     conn = engine.connect()
     staging: Staging | None = None
+    work: _Run | None = None
     try:
         begin_locked(conn, ds.name)
         if key:
@@ -178,6 +189,7 @@ def run_import(
         work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging)
         staging.start(rest)
         work.merge(semester, started)
+        work.step = "finishing"
         with _timed("staging finished"):
             staging.wait()
         staging.adopt_rejects(conn)
@@ -200,14 +212,13 @@ def run_import(
             outcome.has_rejected_file = outcome.total_errors > 0
             store.update(conn, outcome, claim_key=bool(key))
             conn.commit()
-    except sa.exc.IntegrityError:
-        conn.rollback()
-        earlier = store.by_key(conn, key) if key else None
-        if earlier is None:
-            raise
-        return _repeat(earlier, source_sha256)
     except BaseException as exc:
         conn.rollback()
+        if key and isinstance(exc, sa.exc.IntegrityError):
+            # Another run claimed the key meanwhile: its outcome is ours.
+            earlier = store.by_key(conn, key)
+            if earlier is not None:
+                return _repeat(earlier, source_sha256)
         if arriving is not None:
             # A source that failed to arrive raises its own error here, unrecorded, as
             # an upload that fails before its import starts; one still arriving (the
@@ -215,13 +226,26 @@ def run_import(
             outcome.source_sha256 = arriving(wait=False)
         outcome.finished_at = dt.datetime.now(dt.UTC)
         outcome.duration_seconds = time.perf_counter() - clock
-        outcome.error_message = exc.message if isinstance(exc, FerryError) else str(exc)
+        raised: BaseException = exc
+        if isinstance(exc, FerryError):
+            outcome.error_message = exc.message
+        elif isinstance(exc, Exception):
+            # In words with a reference id: a database error's text is its statement
+            # and parameters, readable by any viewer through GetImport.
+            step = work.step if work is not None else "starting"
+            outcome.error_message = in_words(exc, f"import {outcome.id} while {step}", log)
+            if not isinstance(exc, sa.exc.OperationalError):  # UNAVAILABLE stays UNAVAILABLE
+                raised = Internal(outcome.error_message)
+        else:
+            outcome.error_message = f"import {outcome.id} was interrupted"
         outcome.summaries, outcome.errors, outcome.sample_changes = [], [], []
         try:
             _record(engine, outcome)
         except sa.exc.SQLAlchemyError:
             log.exception("could not record failed import %s", outcome.id)
-        raise
+        if raised is exc:
+            raise
+        raise raised from exc
     finally:
         if sqlite:
             drop_tables(conn, temps)
@@ -237,6 +261,18 @@ def run_import(
         outcome.duration_seconds,
     )
     return outcome
+
+
+def _delta_since(first: Event | None) -> dt.datetime | None:
+    """The bundle's updated_since (UTC) when it is a delta bundle, else None."""
+    if not isinstance(first, Header):
+        return None
+    since = first.updated_since
+    if since is None and first.metadata.HasField("updated_since"):
+        since = first.metadata.updated_since.ToDatetime(dt.UTC)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    return None if since is None else since.astimezone(dt.UTC)
 
 
 def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
@@ -307,6 +343,7 @@ class _Run:
     sqlite: bool
     entity: str
     staging: Staging
+    step: str = "staging"  # what the run is doing, in words, for a failure's message
 
     @property
     def active(self) -> list[Shape]:
@@ -329,6 +366,7 @@ class _Run:
         staged = self.staging.stager.entities
         statuses: dict[str, str] = {}
         for shape in self.active:
+            self.step = f"checking {shape.name}"
             with _timed(f"wait for {shape.name}"):
                 self.staging.wait(shape.name)
             count = staged[shape.name].staged if shape.name in staged else 0
@@ -358,18 +396,21 @@ class _Run:
             if summary.created or summary.updated:
                 with _timed(f"samples {shape.name}"):
                     out.sample_changes += plan.samples(conn, shape)
+            self.step = f"applying {shape.name}"
             if summary.created:
                 with _timed(f"insert {shape.name}"):
                     apply.insert_new(conn, shape, out.id, now, sqlite, summary.created)
             if summary.updated:
                 with _timed(f"update {shape.name}"):
                     apply.update_changed(conn, shape, out.id, now, sqlite)
+        self.step = "linking records"
         with _timed("late binding"):
             for shape in self.active:
                 for ref in shape.refs:
                     if ref.late:
                         apply.bind_late(conn, self.ds, shape, ref, sqlite)
         if replace:
+            self.step = "soft-deleting what the bundle lacks"
             for shape in self.active:
                 if shape.name not in scoped:
                     continue
