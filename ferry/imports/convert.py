@@ -136,6 +136,15 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
         change = out.sample_changes.add(entity=c.entity, natural_key=c.natural_key, action=c.action)
         for name, old, new in c.changes:
             change.changes.add(field=name, old_value=old, new_value=new)
+    for w in o.warnings:
+        out.warnings.add(
+            kind=w.kind,
+            entity=w.entity,
+            field=w.field,
+            count=w.count,
+            sample=w.sample,
+            message=w.message,
+        )
     _stamp(out.created_at, o.created_at)
     _stamp(out.finished_at, o.finished_at)
     _stamp(out.undone_at, o.undone_at)

@@ -74,6 +74,22 @@ class RecordChange:
 
 
 @dataclass
+class ImportWarning:
+    """Something the caller should know that is not an error, per kind and entity.
+
+    kinds: `pending_links` (optional links whose target exists nowhere yet: kept, and
+    bound when the target arrives), `links_bound` (links waiting from earlier imports
+    that this import's records completed)."""
+
+    kind: str
+    entity: str
+    field: str
+    count: int
+    sample: list[str]
+    message: str
+
+
+@dataclass
 class ImportOutcome:
     """What an import did (or, for a dry run, would do); mirrors ferry.v1.ImportResult."""
 
@@ -94,3 +110,4 @@ class ImportOutcome:
     undone_at: dt.datetime | None
     duration_seconds: float
     error_message: str
+    warnings: list[ImportWarning] = field(default_factory=list)

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from ferry.datasets.query import in_scope
 from ferry.datasets.spec import Dataset
+from ferry.merge import links
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
     MAX_SAMPLES_PER_ENTITY,
@@ -91,8 +92,14 @@ def resolve(
                 f"{present} AND p{i}.id IS NULL AND {_tuple(_keys(r, 's'))} IN "
                 f"(SELECT {pkeys} FROM {pstage} WHERE ok = 1)"
             )
+            # A link still waiting (pending_links) is the record's value: the record is
+            # the same when the bundle names the same target (links.bind_waiting binds
+            # it once the target exists, without touching the record's updated_at).
+            waiting = links.waiting_key(shape, r, "t.id")
+            named = links.joined([f"s.{q(f)}" for f in r.ref.fields])
             equal.append(
-                f"(CASE WHEN {pending} THEN 0 = 1 "
+                f"(CASE WHEN {waiting} IS NOT NULL THEN "
+                f"coalesce({waiting} = {named}, 0 = 1) WHEN {pending} THEN 0 = 1 "
                 f"ELSE {same(f't.{q(r.ref.column)}', f'p{i}.id', sqlite)} END)"
             )
         else:

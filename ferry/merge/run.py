@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import AlreadyExists, FerryError, Internal, InvalidArgument, in_words
-from ferry.merge import apply, plan, rejects, store
+from ferry.merge import apply, links, plan, rejects, store
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
     MAX_SAMPLES_PER_ENTITY,
@@ -203,6 +203,7 @@ def run_import(
             outcome.status = Status.FAILED if failed else Status.DRY_RUN
             outcome.has_rejected_file = False
             if failed:
+                outcome.warnings = []
                 outcome.error_message = (
                     f"{outcome.total_errors} invalid record(s); nothing was imported"
                 )
@@ -239,6 +240,7 @@ def run_import(
         else:
             outcome.error_message = f"import {outcome.id} was interrupted"
         outcome.summaries, outcome.errors, outcome.sample_changes = [], [], []
+        outcome.warnings = []
         try:
             _record(engine, outcome)
         except sa.exc.SQLAlchemyError:
@@ -409,6 +411,8 @@ class _Run:
                 for ref in shape.refs:
                     if ref.late:
                         apply.bind_late(conn, self.ds, shape, ref, sqlite)
+        with _timed("pending links"):
+            self._pending_links(now)
         if replace:
             self.step = "soft-deleting what the bundle lacks"
             for shape in self.active:
@@ -430,3 +434,25 @@ class _Run:
         out.summaries = list(summaries.values())
         out.total_errors = sum(s.errors for s in out.summaries)
         out.errors = errors[:MAX_LISTED_ERRORS]
+
+    def _pending_links(self, now: object) -> None:
+        """Optional links whose target exists nowhere wait in pending_links; those waiting
+        from earlier imports whose target this run brought are bound (ferry.merge.links)."""
+        params = {"iid": self.outcome.id, "now": now}
+        active = {s.name for s in self.active}
+        warnings = self.outcome.warnings
+        for shape in self.shapes.values():
+            for ref in shape.refs:
+                if not ref.late:
+                    continue
+                if shape.name in active:
+                    links.supersede(self.conn, self.ds, shape, ref, params)
+                    opened = links.open_missing(self.conn, self.ds, shape, ref, params)
+                    if opened is not None:
+                        warnings.append(opened)
+                if ref.parent.name in active:
+                    bound = links.bind_waiting(
+                        self.conn, self.ds, shape.entity, ref, params, self.sqlite
+                    )
+                    if bound is not None:
+                        warnings.append(bound)

@@ -15,6 +15,7 @@ from ferry.errors import InvalidArgument, NotFound
 from ferry.merge.model import (
     EntitySummary,
     ImportOutcome,
+    ImportWarning,
     MergeOptions,
     OnError,
     RecordChange,
@@ -69,6 +70,7 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "undone_at": o.undone_at,
         "duration_seconds": o.duration_seconds,
         "error_message": o.error_message,
+        "warnings": [dataclasses.asdict(w) for w in o.warnings],
     }
 
 
@@ -117,6 +119,7 @@ def from_row(row: Any) -> ImportOutcome:
         undone_at=_aware(row.undone_at),
         duration_seconds=float(row.duration_seconds),
         error_message=row.error_message,
+        warnings=[ImportWarning(**w) for w in row.warnings or []],
     )
 
 

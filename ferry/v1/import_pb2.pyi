@@ -435,6 +435,7 @@ class ImportResult(google.protobuf.message.Message):
     UNDONE_AT_FIELD_NUMBER: builtins.int
     DURATION_SECONDS_FIELD_NUMBER: builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
+    WARNINGS_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -449,7 +450,9 @@ class ImportResult(google.protobuf.message.Message):
     """Rejected records can be downloaded with DownloadRejected."""
     duration_seconds: builtins.float
     error_message: builtins.str
-    """Why a failed import failed."""
+    """Why a failed import failed: in words (step, constraint or table by name) with a
+    reference id that the server log has the details under; never SQL.
+    """
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -468,6 +471,10 @@ class ImportResult(google.protobuf.message.Message):
     def finished_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def undone_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def warnings(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ImportWarning]:
+        """Not errors, but worth knowing, per kind and entity (see ImportWarning)."""
+
     def __init__(
         self,
         *,
@@ -488,11 +495,55 @@ class ImportResult(google.protobuf.message.Message):
         undone_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         duration_seconds: builtins.float = ...,
         error_message: builtins.str = ...,
+        warnings: collections.abc.Iterable[Global___ImportWarning] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
+
+@typing.final
+class ImportWarning(google.protobuf.message.Message):
+    """Something an import did that the caller should know about, counted per kind and entity."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: builtins.int
+    ENTITY_FIELD_NUMBER: builtins.int
+    FIELD_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    SAMPLE_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    kind: builtins.str
+    """pending_links: optional links (prerequisite, mentor) whose target is in neither the
+    bundle nor the database; they are kept and bound when the target arrives.
+    links_bound: links waiting from earlier imports that this import completed.
+    """
+    entity: builtins.str
+    field: builtins.str
+    """The link's bundle field(s), e.g. "prerequisite_code"."""
+    count: builtins.int
+    message: builtins.str
+    """The same in one sentence, e.g. "12 courses link (prerequisite_code) to courses not
+    yet in this database; they will be linked when those courses arrive".
+    """
+    @property
+    def sample(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """A few of them, "record key -> target key"."""
+
+    def __init__(
+        self,
+        *,
+        kind: builtins.str = ...,
+        entity: builtins.str = ...,
+        field: builtins.str = ...,
+        count: builtins.int = ...,
+        sample: collections.abc.Iterable[builtins.str] | None = ...,
+        message: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "entity", b"entity", "field", b"field", "kind", b"kind", "message", b"message", "sample", b"sample"]) -> None: ...
+
+Global___ImportWarning: typing_extensions.TypeAlias = ImportWarning
 
 @typing.final
 class GetImportRequest(google.protobuf.message.Message):
@@ -572,7 +623,9 @@ class UndoImportRequest(google.protobuf.message.Message):
     FORCE_FIELD_NUMBER: builtins.int
     import_id: builtins.str
     force: builtins.bool
-    """Undo even records changed after the import (their later changes are lost)."""
+    """Undo even records edited after the import (those edits are lost). Never overrides
+    records that later imports or edits depend on: undo those imports first.
+    """
     def __init__(
         self,
         *,

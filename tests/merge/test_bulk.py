@@ -180,10 +180,11 @@ def test_a_violation_found_when_re_adding_a_foreign_key_fails_the_run(
     def vanish(conn: Connection, shape: Shape, *args: Any) -> None:
         if shape.name == "attendance":
             ref = f"r{shape.refs[0].index}"
-            conn.exec_driver_sql(
-                f"DELETE FROM enrollments WHERE id = "
-                f"(SELECT min({ref}) FROM {shape.resolved} WHERE st = 'create')"
-            )
+            gone = f"(SELECT min({ref}) FROM {shape.resolved} WHERE st = 'create')"
+            # Its other children first: no delete cascades (migration 0005).
+            for child in ("grades", "daily_performance"):
+                conn.exec_driver_sql(f"DELETE FROM {child} WHERE enrollment_ref = {gone}")
+            conn.exec_driver_sql(f"DELETE FROM enrollments WHERE id = {gone}")
         real(conn, shape, *args)
 
     monkeypatch.setattr(apply, "BULK_MIN_ROWS", min_rows)

@@ -1,4 +1,5 @@
-"""restrict deletes: no foreign key of the school tables cascades any more
+"""restrict deletes, pending links: no foreign key of the school tables cascades any
+more; optional links whose target is not there yet wait in pending_links
 
 Deleting a row that other rows need now fails instead of silently deleting them (an undo
 of an import that later imports depend on once removed their records this way). Optional
@@ -16,7 +17,12 @@ Revises: 0004
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0005"
 down_revision = "0004"
@@ -81,7 +87,44 @@ def _sqlite_rewrite(old: str, new: str) -> None:
 
 def upgrade() -> None:
     _set("CASCADE", "RESTRICT")
+    op.create_table(
+        "pending_links",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("import_id", sa.String(length=36), nullable=False),
+        sa.Column("entity", sa.String(length=64), nullable=False),
+        sa.Column("row_id", ID, nullable=False),
+        sa.Column("record_key", sa.Text(), nullable=False),
+        sa.Column("field", sa.String(length=200), nullable=False),
+        sa.Column("target_entity", sa.String(length=64), nullable=False),
+        sa.Column("target_key", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("closed_by", sa.String(length=36), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["import_id"],
+            ["imports.id"],
+            name=op.f("fk_pending_links_import_id_imports"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pending_links")),
+    )
+    with op.batch_alter_table("pending_links") as batch_op:
+        batch_op.create_index(batch_op.f("ix_pending_links_import_id"), ["import_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_pending_links_target_entity_closed_by"),
+            ["target_entity", "closed_by"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_pending_links_entity_row_id"), ["entity", "row_id"], unique=False
+        )
+    # Adding a column needs no table rebuild on either backend.
+    op.add_column("imports", sa.Column("warnings", JSON, nullable=True))
 
 
 def downgrade() -> None:
+    # Natively (SQLite >= 3.35): a batch rebuild would drop `imports`, and with foreign
+    # keys on that deletes every import_changes row.
+    op.execute("ALTER TABLE imports DROP COLUMN warnings")
+    op.drop_table("pending_links")
     _set("RESTRICT", "CASCADE")
