@@ -225,6 +225,21 @@ def summarize(conn: Connection, shape: Shape, statuses: str) -> EntitySummary:
     return summary
 
 
+def count_deletions(conn: Connection, shape: Shape) -> int:
+    """How many of the rows to update arrive soft-deleted while live in the database
+    (a delta's deletions, or a full bundle's): counted as deleted, not updated (call
+    before applying)."""
+    if not any(c.target == "deleted_at" for c in shape.own):
+        return 0
+    table = q(shape.entity.table.name)
+    return int(
+        conn.exec_driver_sql(
+            f"SELECT count(*) FROM {shape.resolved} x JOIN {table} t ON t.id = x.tid "
+            "WHERE x.st = 'update' AND x.deleted_at IS NOT NULL AND t.deleted_at IS NULL"
+        ).scalar_one()
+    )
+
+
 def list_errors(
     conn: Connection, shape: Shape, shapes: dict[str, Shape], limit: int = MAX_LISTED_ERRORS
 ) -> list[RecordError]:
@@ -298,7 +313,9 @@ def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
             for c, o in zip(own, old, strict=True)
             if _text(o) != _text(rec[c.name])
         ]
-        out.append(RecordChange(shape.name, _display(rec, key), "update", changes))
+        deleting = any(f == "deleted_at" and not o and n for f, o, n in changes)
+        action = "delete" if deleting else "update"  # arrives soft-deleted: see count_deletions
+        out.append(RecordChange(shape.name, _display(rec, key), action, changes))
     return out
 
 

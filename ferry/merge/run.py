@@ -395,14 +395,18 @@ class _Run:
                 rejects.save_resolved(conn, out.id, shape, sqlite)
             # Each step scans the entity's resolved rows: only those with work to do.
             summary = summaries[shape.name]
-            if summary.created or summary.updated:
+            if summary.updated:
+                deleting = plan.count_deletions(conn, shape)
+                summary.updated -= deleting
+                summary.deleted += deleting
+            if summary.created or summary.updated or summary.deleted:
                 with _timed(f"samples {shape.name}"):
                     out.sample_changes += plan.samples(conn, shape)
             self.step = f"applying {shape.name}"
             if summary.created:
                 with _timed(f"insert {shape.name}"):
                     apply.insert_new(conn, shape, out.id, now, sqlite, summary.created)
-            if summary.updated:
+            if summary.updated or summary.deleted:
                 with _timed(f"update {shape.name}"):
                     apply.update_changed(conn, shape, out.id, now, sqlite)
         self.step = "linking records"
@@ -425,7 +429,7 @@ class _Run:
                         conn, self.ds, shape, MAX_SAMPLES_PER_ENTITY, found_st
                     )
                 ]
-                summaries[shape.name].deleted = apply.soft_delete_missing(
+                summaries[shape.name].deleted += apply.soft_delete_missing(
                     conn, shape, out.id, now, sqlite, found_st
                 )
         plan.drop_views(

@@ -113,3 +113,41 @@ def test_a_database_error_during_an_import_is_stored_and_raised_in_words(
     assert scalar(target, "SELECT count(*) FROM students") == 0
     with target.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM imports")).scalar_one() == 1
+
+
+def _delta_of(events: list[Event], entity: str, index: int, **changes: object) -> list[Event]:
+    """A delta bundle holding one record of `entity`, changed."""
+    since = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    meta = pb.BundleMetadata(semester=SEMESTER, dataset="school")
+    meta.updated_since.FromDatetime(since)
+    rec = dict(records(events)[entity][index], **changes)
+    return [Header(meta, updated_since=since), Batch(entity, [rec]), Trailer({entity: 1})]
+
+
+def test_a_delta_with_update_applies_its_deletions_as_soft_deletes_and_counts_them(
+    events: list[Event], target: Engine
+) -> None:
+    run(target, events)
+    live = next(i for i, g in enumerate(records(events)["grades"]) if g["deleted_at"] is None)
+    gone = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
+    delta = _delta_of(events, "grades", live, deleted_at=gone)
+    before = checksum(target)
+    preview = run(target, delta, strategy="update", dry_run=True)
+    assert checksum(target) == before
+    real = run(target, delta, strategy="update")
+    for outcome in (preview, real):
+        (grades,) = [s for s in outcome.summaries if s.entity == "grades"]
+        assert (grades.deleted, grades.updated, grades.created) == (1, 0, 0), outcome.summaries
+        assert [c.action for c in outcome.sample_changes if c.entity == "grades"] == ["delete"]
+    rec = records(events)["grades"][live]
+    deleted = scalar(
+        target,
+        "SELECT count(*) FROM grades g JOIN enrollments e ON e.id = g.enrollment_ref "
+        "JOIN students s ON s.id = e.student_ref WHERE s.student_id = :s "
+        "AND g.assessment = :a AND g.deleted_at IS NOT NULL",
+        s=rec["student_id"],
+        a=rec["assessment"],
+    )
+    assert deleted == 1
+    undo_import(target, SCHOOL, real.id)
+    assert checksum(target) == before
