@@ -101,7 +101,7 @@ class RowMapper:
             and f.name not in linked
         }
 
-    def record(self, row: Mapping[str, str | None], position: int) -> Record:
+    def record(self, row: Mapping[str, Any], position: int) -> Record:
         """The record of data row `position` (1-based); empty cells become None, or ""
         for text fields that hold empty text rather than nothing."""
         out: Record = {}
@@ -116,9 +116,11 @@ class RowMapper:
         return out
 
 
-def _instant(text: str, position: int, header: str) -> dt.datetime:
+def _instant(text: Any, position: int, header: str) -> dt.datetime:
     # Instants travel as aware datetimes (bundle contract); a file gives ISO-8601 text.
     try:
+        if not isinstance(text, str):
+            raise ValueError(text)
         value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         row = position + 1  # as a spreadsheet numbers it: the header is row 1
