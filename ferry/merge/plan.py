@@ -331,10 +331,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str) -> bool:
-    """Remember the ids of the entity's live rows in `semester` before anything changes
-    (a replace soft-deletes those the bundle lacks). False when the entity has no scope."""
-    if not shape.entity.scope:
+def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str | None) -> bool:
+    """Remember the ids of the entity's live rows in `semester` (None: every live row, for
+    a whole-dataset bundle) before anything changes (a replace soft-deletes those the
+    bundle lacks). False when the entity has no scope (and a semester is given)."""
+    if semester is not None and not shape.entity.scope:
         return False
     alias = shape.entity.table.alias("t")
     query = sa.select(alias.c.id).where(in_scope(ds, shape.entity, alias, semester, False))

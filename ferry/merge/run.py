@@ -109,8 +109,10 @@ def run_import(
     stream = iter(events)
     first = next(stream, None)
     semester = ""
+    whole = False  # a whole-database bundle (scope "all", a backup)
     if isinstance(first, Header):
         semester = first.metadata.semester
+        whole = _whole(first)
         if first.metadata.dataset and first.metadata.dataset != ds.name:
             raise InvalidArgument(
                 f"the bundle is of dataset {first.metadata.dataset!r}, not {ds.name!r}",
@@ -119,7 +121,7 @@ def run_import(
     rest: Iterator[Event] = (
         stream if first is None or isinstance(first, Header) else itertools.chain([first], stream)
     )
-    if options.strategy is Strategy.REPLACE and not semester:
+    if options.strategy is Strategy.REPLACE and not semester and not whole:
         raise InvalidArgument("replace needs a semester scope; use a bundle", field="strategy")
     since = _delta_since(first)
     if options.strategy is Strategy.REPLACE and since is not None:
@@ -188,7 +190,7 @@ def run_import(
         )
         work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging)
         staging.start(rest)
-        work.merge(semester, started)
+        work.merge(None if whole else semester, started)
         work.step = "finishing"
         with _timed("staging finished"):
             staging.wait()
@@ -263,6 +265,20 @@ def run_import(
         outcome.duration_seconds,
     )
     return outcome
+
+
+def _whole(header: Header) -> bool:
+    """Whether the bundle holds the whole dataset (scope "all"); InvalidArgument for a
+    scope this code does not know."""
+    scope = header.metadata.scope
+    if scope not in ("", "semester", "all"):
+        raise InvalidArgument(
+            f"the bundle's scope {scope!r} is unknown; known: semester, all",
+            field="metadata.scope",
+        )
+    if scope == "all" and header.metadata.semester:
+        raise InvalidArgument("a bundle of scope all names no semester", field="metadata.semester")
+    return scope == "all"
 
 
 def _delta_since(first: Event | None) -> dt.datetime | None:
@@ -353,8 +369,9 @@ class _Run:
             return [self.shapes[self.entity]]
         return list(self.shapes.values())
 
-    def merge(self, semester: str, now_dt: dt.datetime) -> None:
-        """Resolve, classify and apply every entity; fill the outcome."""
+    def merge(self, semester: str | None, now_dt: dt.datetime) -> None:
+        """`semester` None: the bundle is the whole dataset (a replace then soft-deletes
+        whatever live row of any entity it lacks)."""
         conn, sqlite, out = self.conn, self.sqlite, self.outcome
         now = apply.ts_param(now_dt, sqlite)
         replace = self.options.strategy is Strategy.REPLACE
@@ -405,7 +422,9 @@ class _Run:
             self.step = f"applying {shape.name}"
             if summary.created:
                 with _timed(f"insert {shape.name}"):
-                    apply.insert_new(conn, shape, out.id, now, sqlite, summary.created)
+                    apply.insert_new(
+                        conn, shape, out.id, now, sqlite, summary.created, semester is None
+                    )
             if summary.updated or summary.deleted:
                 with _timed(f"update {shape.name}"):
                     apply.update_changed(conn, shape, out.id, now, sqlite)

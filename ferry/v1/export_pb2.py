@@ -28,7 +28,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65rry/v1/export.proto\x12\x08\x66\x65rry.v1\x1a\x15\x66\x65rry/v1/bundle.proto\x1a\x16\x66\x65rry/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x14ListSemestersRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"_\n\x08Semester\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ourse_count\x18\x02 \x01(\x03\x12\x15\n\rstudent_count\x18\x03 \x01(\x03\x12\x18\n\x10\x65nrollment_count\x18\x04 \x01(\x03\">\n\x15ListSemestersResponse\x12%\n\tsemesters\x18\x01 \x03(\x0b\x32\x12.ferry.v1.Semester\"\x99\x01\n\x14StreamSessionRequest\x12\x10\n\x08semester\x18\x01 \x01(\t\x12\x17\n\x0finclude_deleted\x18\x02 \x01(\x08\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x31\n\rupdated_since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x15StreamSessionResponse\x12$\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x15.ferry.v1.BundleChunk\"\xa6\x01\n\x16\x44ownloadSessionRequest\x12\x10\n\x08semester\x18\x01 \x01(\t\x12\x1d\n\rbundle_format\x18\x02 \x01(\tR\x06\x66ormat\x12\x17\n\x0finclude_deleted\x18\x03 \x01(\x08\x12\x31\n\rupdated_since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\"=\n\x17\x44ownloadSessionResponse\x12\"\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x13.ferry.v1.FileChunk\"\xad\x01\n\rExportFilters\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06search\x18\x02 \x01(\t\x12\x10\n\x08semester\x18\x03 \x01(\t\x12\x13\n\x0b\x63ourse_code\x18\x04 \x01(\t\x12\x11\n\tdate_from\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x61te_to\x18\x06 \x01(\t\x12\x31\n\rupdated_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc4\x01\n\x12StartExportRequest\x12\x13\n\x0b\x65xport_type\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12(\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x17.ferry.v1.ExportFilters\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x0e\n\x06notify\x18\x06 \x03(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x17\n\x0finclude_deleted\x18\x08 \x01(\x08\"H\n\x13StartExportResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\xed\x04\n\tExportJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xport_type\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12(\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x17.ferry.v1.ExportFilters\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\r\n\x05limit\x18\x06 \x01(\x03\x12)\n\x06status\x18\x07 \x01(\x0e\x32\x19.ferry.v1.ExportJobStatus\x12\x18\n\x10progress_percent\x18\x08 \x01(\x05\x12\x15\n\rtotal_records\x18\t \x01(\x03\x12\x19\n\x11processed_records\x18\n \x01(\x03\x12\x17\n\x0f\x66ile_size_bytes\x18\x0b \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x0c \x01(\x01\x12\x1a\n\x12records_per_second\x18\r \x01(\x01\x12\x0e\n\x06sha256\x18\x0e \x01(\t\x12\x15\n\rerror_message\x18\x0f \x01(\t\x12\x14\n\x0crequested_by\x18\x10 \x01(\t\x12\x10\n\x08\x66ilename\x18\x11 \x01(\t\x12.\n\ncreated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x15 \x01(\t\x12\x0e\n\x06notify\x18\x16 \x03(\t\x12\x17\n\x0finclude_deleted\x18\x17 \x01(\x08\"%\n\x13GetExportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"8\n\x14GetExportJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\"\x94\x01\n\x15ListExportJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.ferry.v1.ExportJobStatus\x12\x13\n\x0b\x65xport_type\x18\x04 \x01(\t\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\"h\n\x16ListExportJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.ferry.v1.ExportJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"\'\n\x15WatchExportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x16WatchExportJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\"(\n\x16\x43\x61ncelExportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x17\x43\x61ncelExportJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\"7\n\x15\x44ownloadExportRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"<\n\x16\x44ownloadExportResponse\x12\"\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x13.ferry.v1.FileChunk\"K\n\x15GetExportStatsRequest\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\x05\x12\x13\n\x0b\x65xport_type\x18\x02 \x01(\t\x12\x0f\n\x07slowest\x18\x03 \x01(\x05\"\x87\x02\n\x16GetExportStatsResponse\x12\x12\n\ntotal_jobs\x18\x01 \x01(\x03\x12\x11\n\tsucceeded\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x03\x12\x11\n\tcancelled\x18\x04 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x05 \x01(\x01\x12 \n\x18\x61verage_duration_seconds\x18\x06 \x01(\x01\x12\x1c\n\x14p95_duration_seconds\x18\x07 \x01(\x01\x12\"\n\x1a\x61verage_records_per_second\x18\x08 \x01(\x01\x12)\n\x0cslowest_jobs\x18\t \x03(\x0b\x32\x13.ferry.v1.ExportJob\"R\n\x15\x43leanupExportsRequest\x12\x17\n\x0folder_than_days\x18\x01 \x01(\x05\x12\x0f\n\x07\x61rchive\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"r\n\x16\x43leanupExportsResponse\x12\x14\n\x0cjobs_removed\x18\x01 \x01(\x03\x12\x15\n\rfiles_deleted\x18\x02 \x01(\x03\x12\x16\n\x0e\x66iles_archived\x18\x03 \x01(\x03\x12\x13\n\x0b\x62ytes_freed\x18\x04 \x01(\x03*\xd2\x01\n\x0f\x45xportJobStatus\x12!\n\x1d\x45XPORT_JOB_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPORT_JOB_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x45XPORT_JOB_STATUS_RUNNING\x10\x02\x12\x1f\n\x1b\x45XPORT_JOB_STATUS_COMPLETED\x10\x03\x12\x1c\n\x18\x45XPORT_JOB_STATUS_FAILED\x10\x04\x12\x1f\n\x1b\x45XPORT_JOB_STATUS_CANCELLED\x10\x05\x32\xff\n\n\rExportService\x12{\n\rListSemesters\x12\x1e.ferry.v1.ListSemestersRequest\x1a\x1f.ferry.v1.ListSemestersResponse\")\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/sessions/semesters\x12\x86\x01\n\rStreamSession\x12\x1e.ferry.v1.StreamSessionRequest\x1a\x1f.ferry.v1.StreamSessionResponse\"2\x90\x02\x01\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02%\x12#/api/v1/sessions/{semester}/records0\x01\x12\x80\x01\n\x0f\x44ownloadSession\x12 .ferry.v1.DownloadSessionRequest\x1a!.ferry.v1.DownloadSessionResponse\"&\x90\x02\x01\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x19\"\x17/api/v1/sessions/export0\x01\x12j\n\x0bStartExport\x12\x1c.ferry.v1.StartExportRequest\x1a\x1d.ferry.v1.StartExportResponse\"\x1e\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/exports:\x01*\x12v\n\x0cGetExportJob\x12\x1d.ferry.v1.GetExportJobRequest\x1a\x1e.ferry.v1.GetExportJobResponse\"\'\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/exports/{job_id}\x12s\n\x0eListExportJobs\x12\x1f.ferry.v1.ListExportJobsRequest\x1a .ferry.v1.ListExportJobsResponse\"\x1e\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/exports\x12\x85\x01\n\x0eWatchExportJob\x12\x1f.ferry.v1.WatchExportJobRequest\x1a .ferry.v1.WatchExportJobResponse\".\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/exports/{job_id}/events0\x01\x12\x7f\n\x0f\x43\x61ncelExportJob\x12 .ferry.v1.CancelExportJobRequest\x1a!.ferry.v1.CancelExportJobResponse\"\'\x90\x02\x02\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1a*\x18/api/v1/exports/{job_id}\x12\x87\x01\n\x0e\x44ownloadExport\x12\x1f.ferry.v1.DownloadExportRequest\x1a .ferry.v1.DownloadExportResponse\"0\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02#\x12!/api/v1/exports/{job_id}/download0\x01\x12y\n\x0eGetExportStats\x12\x1f.ferry.v1.GetExportStatsRequest\x1a .ferry.v1.GetExportStatsResponse\"$\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/exports/stats\x12~\n\x0e\x43leanupExports\x12\x1f.ferry.v1.CleanupExportsRequest\x1a .ferry.v1.CleanupExportsResponse\")\x90\x02\x02\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1c\"\x17/api/v1/exports/cleanup:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65rry/v1/export.proto\x12\x08\x66\x65rry.v1\x1a\x15\x66\x65rry/v1/bundle.proto\x1a\x16\x66\x65rry/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x14ListSemestersRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"_\n\x08Semester\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ourse_count\x18\x02 \x01(\x03\x12\x15\n\rstudent_count\x18\x03 \x01(\x03\x12\x18\n\x10\x65nrollment_count\x18\x04 \x01(\x03\">\n\x15ListSemestersResponse\x12%\n\tsemesters\x18\x01 \x03(\x0b\x32\x12.ferry.v1.Semester\"\xa8\x01\n\x14StreamSessionRequest\x12\x10\n\x08semester\x18\x01 \x01(\t\x12\x17\n\x0finclude_deleted\x18\x02 \x01(\x08\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x31\n\rupdated_since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05scope\x18\x06 \x01(\t\"=\n\x15StreamSessionResponse\x12$\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x15.ferry.v1.BundleChunk\"\xb5\x01\n\x16\x44ownloadSessionRequest\x12\x10\n\x08semester\x18\x01 \x01(\t\x12\x1d\n\rbundle_format\x18\x02 \x01(\tR\x06\x66ormat\x12\x17\n\x0finclude_deleted\x18\x03 \x01(\x08\x12\x31\n\rupdated_since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\"=\n\x17\x44ownloadSessionResponse\x12\"\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x13.ferry.v1.FileChunk\"\xad\x01\n\rExportFilters\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06search\x18\x02 \x01(\t\x12\x10\n\x08semester\x18\x03 \x01(\t\x12\x13\n\x0b\x63ourse_code\x18\x04 \x01(\t\x12\x11\n\tdate_from\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x61te_to\x18\x06 \x01(\t\x12\x31\n\rupdated_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc4\x01\n\x12StartExportRequest\x12\x13\n\x0b\x65xport_type\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12(\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x17.ferry.v1.ExportFilters\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x0e\n\x06notify\x18\x06 \x03(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x17\n\x0finclude_deleted\x18\x08 \x01(\x08\"H\n\x13StartExportResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\xed\x04\n\tExportJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xport_type\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12(\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x17.ferry.v1.ExportFilters\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\r\n\x05limit\x18\x06 \x01(\x03\x12)\n\x06status\x18\x07 \x01(\x0e\x32\x19.ferry.v1.ExportJobStatus\x12\x18\n\x10progress_percent\x18\x08 \x01(\x05\x12\x15\n\rtotal_records\x18\t \x01(\x03\x12\x19\n\x11processed_records\x18\n \x01(\x03\x12\x17\n\x0f\x66ile_size_bytes\x18\x0b \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x0c \x01(\x01\x12\x1a\n\x12records_per_second\x18\r \x01(\x01\x12\x0e\n\x06sha256\x18\x0e \x01(\t\x12\x15\n\rerror_message\x18\x0f \x01(\t\x12\x14\n\x0crequested_by\x18\x10 \x01(\t\x12\x10\n\x08\x66ilename\x18\x11 \x01(\t\x12.\n\ncreated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x15 \x01(\t\x12\x0e\n\x06notify\x18\x16 \x03(\t\x12\x17\n\x0finclude_deleted\x18\x17 \x01(\x08\"%\n\x13GetExportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"8\n\x14GetExportJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\"\x94\x01\n\x15ListExportJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.ferry.v1.ExportJobStatus\x12\x13\n\x0b\x65xport_type\x18\x04 \x01(\t\x12\x14\n\x0crequested_by\x18\x05 \x01(\t\"h\n\x16ListExportJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.ferry.v1.ExportJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"\'\n\x15WatchExportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x16WatchExportJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\"(\n\x16\x43\x61ncelExportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x17\x43\x61ncelExportJobResponse\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.ferry.v1.ExportJob\"7\n\x15\x44ownloadExportRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"<\n\x16\x44ownloadExportResponse\x12\"\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x13.ferry.v1.FileChunk\"K\n\x15GetExportStatsRequest\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\x05\x12\x13\n\x0b\x65xport_type\x18\x02 \x01(\t\x12\x0f\n\x07slowest\x18\x03 \x01(\x05\"\x87\x02\n\x16GetExportStatsResponse\x12\x12\n\ntotal_jobs\x18\x01 \x01(\x03\x12\x11\n\tsucceeded\x18\x02 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x03\x12\x11\n\tcancelled\x18\x04 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x05 \x01(\x01\x12 \n\x18\x61verage_duration_seconds\x18\x06 \x01(\x01\x12\x1c\n\x14p95_duration_seconds\x18\x07 \x01(\x01\x12\"\n\x1a\x61verage_records_per_second\x18\x08 \x01(\x01\x12)\n\x0cslowest_jobs\x18\t \x03(\x0b\x32\x13.ferry.v1.ExportJob\"R\n\x15\x43leanupExportsRequest\x12\x17\n\x0folder_than_days\x18\x01 \x01(\x05\x12\x0f\n\x07\x61rchive\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"r\n\x16\x43leanupExportsResponse\x12\x14\n\x0cjobs_removed\x18\x01 \x01(\x03\x12\x15\n\rfiles_deleted\x18\x02 \x01(\x03\x12\x16\n\x0e\x66iles_archived\x18\x03 \x01(\x03\x12\x13\n\x0b\x62ytes_freed\x18\x04 \x01(\x03*\xd2\x01\n\x0f\x45xportJobStatus\x12!\n\x1d\x45XPORT_JOB_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45XPORT_JOB_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x45XPORT_JOB_STATUS_RUNNING\x10\x02\x12\x1f\n\x1b\x45XPORT_JOB_STATUS_COMPLETED\x10\x03\x12\x1c\n\x18\x45XPORT_JOB_STATUS_FAILED\x10\x04\x12\x1f\n\x1b\x45XPORT_JOB_STATUS_CANCELLED\x10\x05\x32\xff\n\n\rExportService\x12{\n\rListSemesters\x12\x1e.ferry.v1.ListSemestersRequest\x1a\x1f.ferry.v1.ListSemestersResponse\")\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/sessions/semesters\x12\x86\x01\n\rStreamSession\x12\x1e.ferry.v1.StreamSessionRequest\x1a\x1f.ferry.v1.StreamSessionResponse\"2\x90\x02\x01\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02%\x12#/api/v1/sessions/{semester}/records0\x01\x12\x80\x01\n\x0f\x44ownloadSession\x12 .ferry.v1.DownloadSessionRequest\x1a!.ferry.v1.DownloadSessionResponse\"&\x90\x02\x01\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x19\"\x17/api/v1/sessions/export0\x01\x12j\n\x0bStartExport\x12\x1c.ferry.v1.StartExportRequest\x1a\x1d.ferry.v1.StartExportResponse\"\x1e\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/exports:\x01*\x12v\n\x0cGetExportJob\x12\x1d.ferry.v1.GetExportJobRequest\x1a\x1e.ferry.v1.GetExportJobResponse\"\'\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/exports/{job_id}\x12s\n\x0eListExportJobs\x12\x1f.ferry.v1.ListExportJobsRequest\x1a .ferry.v1.ListExportJobsResponse\"\x1e\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/exports\x12\x85\x01\n\x0eWatchExportJob\x12\x1f.ferry.v1.WatchExportJobRequest\x1a .ferry.v1.WatchExportJobResponse\".\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/exports/{job_id}/events0\x01\x12\x7f\n\x0f\x43\x61ncelExportJob\x12 .ferry.v1.CancelExportJobRequest\x1a!.ferry.v1.CancelExportJobResponse\"\'\x90\x02\x02\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1a*\x18/api/v1/exports/{job_id}\x12\x87\x01\n\x0e\x44ownloadExport\x12\x1f.ferry.v1.DownloadExportRequest\x1a .ferry.v1.DownloadExportResponse\"0\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02#\x12!/api/v1/exports/{job_id}/download0\x01\x12y\n\x0eGetExportStats\x12\x1f.ferry.v1.GetExportStatsRequest\x1a .ferry.v1.GetExportStatsResponse\"$\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/exports/stats\x12~\n\x0e\x43leanupExports\x12\x1f.ferry.v1.CleanupExportsRequest\x1a .ferry.v1.CleanupExportsResponse\")\x90\x02\x02\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1c\"\x17/api/v1/exports/cleanup:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,8 +57,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTSERVICE'].methods_by_name['GetExportStats']._serialized_options = b'\220\002\001\310\363\030\001\202\323\344\223\002\027\022\025/api/v1/exports/stats'
   _globals['_EXPORTSERVICE'].methods_by_name['CleanupExports']._loaded_options = None
   _globals['_EXPORTSERVICE'].methods_by_name['CleanupExports']._serialized_options = b'\220\002\002\310\363\030\003\202\323\344\223\002\034\"\027/api/v1/exports/cleanup:\001*'
-  _globals['_EXPORTJOBSTATUS']._serialized_start=3092
-  _globals['_EXPORTJOBSTATUS']._serialized_end=3302
+  _globals['_EXPORTJOBSTATUS']._serialized_start=3122
+  _globals['_EXPORTJOBSTATUS']._serialized_end=3332
   _globals['_LISTSEMESTERSREQUEST']._serialized_start=145
   _globals['_LISTSEMESTERSREQUEST']._serialized_end=184
   _globals['_SEMESTER']._serialized_start=186
@@ -66,49 +66,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSEMESTERSRESPONSE']._serialized_start=283
   _globals['_LISTSEMESTERSRESPONSE']._serialized_end=345
   _globals['_STREAMSESSIONREQUEST']._serialized_start=348
-  _globals['_STREAMSESSIONREQUEST']._serialized_end=501
-  _globals['_STREAMSESSIONRESPONSE']._serialized_start=503
-  _globals['_STREAMSESSIONRESPONSE']._serialized_end=564
-  _globals['_DOWNLOADSESSIONREQUEST']._serialized_start=567
-  _globals['_DOWNLOADSESSIONREQUEST']._serialized_end=733
-  _globals['_DOWNLOADSESSIONRESPONSE']._serialized_start=735
-  _globals['_DOWNLOADSESSIONRESPONSE']._serialized_end=796
-  _globals['_EXPORTFILTERS']._serialized_start=799
-  _globals['_EXPORTFILTERS']._serialized_end=972
-  _globals['_STARTEXPORTREQUEST']._serialized_start=975
-  _globals['_STARTEXPORTREQUEST']._serialized_end=1171
-  _globals['_STARTEXPORTRESPONSE']._serialized_start=1173
-  _globals['_STARTEXPORTRESPONSE']._serialized_end=1245
-  _globals['_EXPORTJOB']._serialized_start=1248
-  _globals['_EXPORTJOB']._serialized_end=1869
-  _globals['_GETEXPORTJOBREQUEST']._serialized_start=1871
-  _globals['_GETEXPORTJOBREQUEST']._serialized_end=1908
-  _globals['_GETEXPORTJOBRESPONSE']._serialized_start=1910
-  _globals['_GETEXPORTJOBRESPONSE']._serialized_end=1966
-  _globals['_LISTEXPORTJOBSREQUEST']._serialized_start=1969
-  _globals['_LISTEXPORTJOBSREQUEST']._serialized_end=2117
-  _globals['_LISTEXPORTJOBSRESPONSE']._serialized_start=2119
-  _globals['_LISTEXPORTJOBSRESPONSE']._serialized_end=2223
-  _globals['_WATCHEXPORTJOBREQUEST']._serialized_start=2225
-  _globals['_WATCHEXPORTJOBREQUEST']._serialized_end=2264
-  _globals['_WATCHEXPORTJOBRESPONSE']._serialized_start=2266
-  _globals['_WATCHEXPORTJOBRESPONSE']._serialized_end=2324
-  _globals['_CANCELEXPORTJOBREQUEST']._serialized_start=2326
-  _globals['_CANCELEXPORTJOBREQUEST']._serialized_end=2366
-  _globals['_CANCELEXPORTJOBRESPONSE']._serialized_start=2368
-  _globals['_CANCELEXPORTJOBRESPONSE']._serialized_end=2427
-  _globals['_DOWNLOADEXPORTREQUEST']._serialized_start=2429
-  _globals['_DOWNLOADEXPORTREQUEST']._serialized_end=2484
-  _globals['_DOWNLOADEXPORTRESPONSE']._serialized_start=2486
-  _globals['_DOWNLOADEXPORTRESPONSE']._serialized_end=2546
-  _globals['_GETEXPORTSTATSREQUEST']._serialized_start=2548
-  _globals['_GETEXPORTSTATSREQUEST']._serialized_end=2623
-  _globals['_GETEXPORTSTATSRESPONSE']._serialized_start=2626
-  _globals['_GETEXPORTSTATSRESPONSE']._serialized_end=2889
-  _globals['_CLEANUPEXPORTSREQUEST']._serialized_start=2891
-  _globals['_CLEANUPEXPORTSREQUEST']._serialized_end=2973
-  _globals['_CLEANUPEXPORTSRESPONSE']._serialized_start=2975
-  _globals['_CLEANUPEXPORTSRESPONSE']._serialized_end=3089
-  _globals['_EXPORTSERVICE']._serialized_start=3305
-  _globals['_EXPORTSERVICE']._serialized_end=4712
+  _globals['_STREAMSESSIONREQUEST']._serialized_end=516
+  _globals['_STREAMSESSIONRESPONSE']._serialized_start=518
+  _globals['_STREAMSESSIONRESPONSE']._serialized_end=579
+  _globals['_DOWNLOADSESSIONREQUEST']._serialized_start=582
+  _globals['_DOWNLOADSESSIONREQUEST']._serialized_end=763
+  _globals['_DOWNLOADSESSIONRESPONSE']._serialized_start=765
+  _globals['_DOWNLOADSESSIONRESPONSE']._serialized_end=826
+  _globals['_EXPORTFILTERS']._serialized_start=829
+  _globals['_EXPORTFILTERS']._serialized_end=1002
+  _globals['_STARTEXPORTREQUEST']._serialized_start=1005
+  _globals['_STARTEXPORTREQUEST']._serialized_end=1201
+  _globals['_STARTEXPORTRESPONSE']._serialized_start=1203
+  _globals['_STARTEXPORTRESPONSE']._serialized_end=1275
+  _globals['_EXPORTJOB']._serialized_start=1278
+  _globals['_EXPORTJOB']._serialized_end=1899
+  _globals['_GETEXPORTJOBREQUEST']._serialized_start=1901
+  _globals['_GETEXPORTJOBREQUEST']._serialized_end=1938
+  _globals['_GETEXPORTJOBRESPONSE']._serialized_start=1940
+  _globals['_GETEXPORTJOBRESPONSE']._serialized_end=1996
+  _globals['_LISTEXPORTJOBSREQUEST']._serialized_start=1999
+  _globals['_LISTEXPORTJOBSREQUEST']._serialized_end=2147
+  _globals['_LISTEXPORTJOBSRESPONSE']._serialized_start=2149
+  _globals['_LISTEXPORTJOBSRESPONSE']._serialized_end=2253
+  _globals['_WATCHEXPORTJOBREQUEST']._serialized_start=2255
+  _globals['_WATCHEXPORTJOBREQUEST']._serialized_end=2294
+  _globals['_WATCHEXPORTJOBRESPONSE']._serialized_start=2296
+  _globals['_WATCHEXPORTJOBRESPONSE']._serialized_end=2354
+  _globals['_CANCELEXPORTJOBREQUEST']._serialized_start=2356
+  _globals['_CANCELEXPORTJOBREQUEST']._serialized_end=2396
+  _globals['_CANCELEXPORTJOBRESPONSE']._serialized_start=2398
+  _globals['_CANCELEXPORTJOBRESPONSE']._serialized_end=2457
+  _globals['_DOWNLOADEXPORTREQUEST']._serialized_start=2459
+  _globals['_DOWNLOADEXPORTREQUEST']._serialized_end=2514
+  _globals['_DOWNLOADEXPORTRESPONSE']._serialized_start=2516
+  _globals['_DOWNLOADEXPORTRESPONSE']._serialized_end=2576
+  _globals['_GETEXPORTSTATSREQUEST']._serialized_start=2578
+  _globals['_GETEXPORTSTATSREQUEST']._serialized_end=2653
+  _globals['_GETEXPORTSTATSRESPONSE']._serialized_start=2656
+  _globals['_GETEXPORTSTATSRESPONSE']._serialized_end=2919
+  _globals['_CLEANUPEXPORTSREQUEST']._serialized_start=2921
+  _globals['_CLEANUPEXPORTSREQUEST']._serialized_end=3003
+  _globals['_CLEANUPEXPORTSRESPONSE']._serialized_start=3005
+  _globals['_CLEANUPEXPORTSRESPONSE']._serialized_end=3119
+  _globals['_EXPORTSERVICE']._serialized_start=3335
+  _globals['_EXPORTSERVICE']._serialized_end=4742
 # @@protoc_insertion_point(module_scope)
