@@ -9,6 +9,7 @@ import click
 
 from ferry import logs
 from ferry.auth import parse_role
+from ferry.cli import backup as backup_commands
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
@@ -171,6 +172,7 @@ def token_create(ctx: click.Context, role: str, ttl: str, subject: str) -> None:
 cli.add_command(export_commands.export)
 cli.add_command(import_commands.imports, name="import")
 cli.add_command(user_commands.user)
+cli.add_command(backup_commands.backup)
 
 
 def main() -> None:

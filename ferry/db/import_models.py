@@ -61,6 +61,8 @@ class Import(Base):
     error_message: Mapped[str] = mapped_column(Text, default="")
     # Per kind: count, sample and a sentence (pending links opened or bound...).
     warnings: Mapped[list[Any] | None] = mapped_column(Json)
+    # The storage key of the backup taken before the merge (backup_before), or "".
+    backup_key: Mapped[str] = mapped_column(String(500), default="")
 
 
 class ImportChange(Base):

@@ -64,6 +64,7 @@ def merge_options(opts: ipb.ImportOptions) -> MergeOptions:
         filename=opts.filename,
         bundle_format=opts.bundle_format,
         dataset=opts.dataset or "school",
+        backup_before=opts.backup_before if opts.HasField("backup_before") else None,
     )
 
 
@@ -112,7 +113,10 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
         has_rejected_file=o.has_rejected_file,
         duration_seconds=o.duration_seconds,
         error_message=o.error_message,
+        backup_key=o.backup_key,
     )
+    if opts.backup_before is not None:
+        out.options.backup_before = opts.backup_before
     for s in o.summaries:
         out.summaries.add(
             entity=s.entity,

@@ -42,6 +42,16 @@ class MergeOptions:
     filename: str = ""
     bundle_format: str = ""
     dataset: str = "school"
+    # Back up what the import touches before merging; None: only for replace.
+    backup_before: bool | None = None
+
+    @property
+    def wants_backup(self) -> bool:
+        if self.dry_run:
+            return False
+        if self.backup_before is None:
+            return Strategy(self.strategy) is Strategy.REPLACE
+        return self.backup_before
 
 
 @dataclass
@@ -111,3 +121,5 @@ class ImportOutcome:
     duration_seconds: float
     error_message: str
     warnings: list[ImportWarning] = field(default_factory=list)
+    # The storage key of the backup taken before the merge, or "".
+    backup_key: str = ""

@@ -66,6 +66,13 @@ def begin_locked(conn: Connection, dataset: str) -> None:
         conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {STATISTICS_TARGET}")
 
 
+class Backup(Protocol):
+    """Writes a backup of `semester` (None: the whole database) before import
+    `import_id` merges; returns its storage key."""
+
+    def __call__(self, semester: str | None, import_id: str) -> str: ...
+
+
 class ArrivingSha(Protocol):
     """The sha256 of a source that arrives over the network (an upload), possibly while
     the import reads it."""
@@ -87,12 +94,18 @@ def run_import(
     requested_by: str,
     source_sha256: str | ArrivingSha,
     entity: str = "",
+    backup: Backup | None = None,
 ) -> ImportOutcome:
     """Merge `events` (Header?, Batches, Trailer?) into the database; see the module doc.
 
     Returns the outcome (COMPLETED, FAILED with errors listed, or DRY_RUN). Raises
     InvalidArgument for structural problems (unknown entity or field, replace without a
     semester), AlreadyExists when the idempotency key was used for another payload.
+
+    `backup`, when given and the options want one (backup_before; by default for
+    replace), writes what the import touches (its semester; None: the whole database, for
+    a whole bundle or an entity import) and returns where: it runs once the import holds
+    the dataset's lock, so it sees exactly the state the merge starts from.
 
     `source_sha256` may be an ArrivingSha when `events` are read from an upload, perhaps
     still arriving: its sha256 is taken once the events were read to their end (before
@@ -176,6 +189,11 @@ def run_import(
             if earlier is not None:
                 conn.rollback()
                 return _repeat(earlier, source_sha256)
+        if backup is not None and options.wants_backup:
+            with _timed("backup before"):
+                outcome.backup_key = backup(
+                    semester if semester and not whole else None, outcome.id
+                )
         store.insert(conn, outcome, claim_key=bool(key))
         if sqlite:
             drop_tables(conn, temps)

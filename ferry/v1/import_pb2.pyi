@@ -121,6 +121,7 @@ class ImportOptions(google.protobuf.message.Message):
     FILENAME_FIELD_NUMBER: builtins.int
     BUNDLE_FORMAT_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
+    BACKUP_BEFORE_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
     dry_run: builtins.bool
@@ -133,6 +134,12 @@ class ImportOptions(google.protobuf.message.Message):
     """json | jsonl | xlsx | tar.gz, or another installed bundle format."""
     dataset: builtins.str
     """Empty means "school"."""
+    backup_before: builtins.bool
+    """Write the semesters the import touches (the whole database for a whole bundle or
+    an entity import) to storage as a bundle before merging; the result names it in
+    backup_key and RestoreBackup restores it. Unset: on for replace, off otherwise.
+    Never for a dry run.
+    """
     def __init__(
         self,
         *,
@@ -143,8 +150,11 @@ class ImportOptions(google.protobuf.message.Message):
         filename: builtins.str = ...,
         bundle_format: builtins.str = ...,
         dataset: builtins.str = ...,
+        backup_before: builtins.bool | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_backup_before", b"_backup_before"]) -> typing.Literal["backup_before"] | None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions
 
@@ -436,6 +446,7 @@ class ImportResult(google.protobuf.message.Message):
     DURATION_SECONDS_FIELD_NUMBER: builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
+    BACKUP_KEY_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -453,6 +464,8 @@ class ImportResult(google.protobuf.message.Message):
     """Why a failed import failed: in words (step, constraint or table by name) with a
     reference id that the server log has the details under; never SQL.
     """
+    backup_key: builtins.str
+    """The storage key of the backup taken before the merge (backup_before), or ""."""
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -496,9 +509,10 @@ class ImportResult(google.protobuf.message.Message):
         duration_seconds: builtins.float = ...,
         error_message: builtins.str = ...,
         warnings: collections.abc.Iterable[Global___ImportWarning] | None = ...,
+        backup_key: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
 
@@ -684,3 +698,41 @@ class DownloadRejectedResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
 
 Global___DownloadRejectedResponse: typing_extensions.TypeAlias = DownloadRejectedResponse
+
+@typing.final
+class RestoreBackupRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    DRY_RUN_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    dry_run: builtins.bool
+    """Show what the restore would do; change nothing."""
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+        dry_run: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dry_run", b"dry_run", "import_id", b"import_id"]) -> None: ...
+
+Global___RestoreBackupRequest: typing_extensions.TypeAlias = RestoreBackupRequest
+
+@typing.final
+class RestoreBackupResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult:
+        """The restore's own import result (undo it like any import)."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___RestoreBackupResponse: typing_extensions.TypeAlias = RestoreBackupResponse

@@ -15,6 +15,7 @@ from typing import IO, Any, cast
 import grpc
 
 from ferry.app import App
+from ferry.bundle.backup import before_import
 from ferry.bundle.chunks import chunks_to_events
 from ferry.bundle.formats.base import BundleLimits, RawReading
 from ferry.bundle.formats.json import JsonBundle
@@ -26,8 +27,10 @@ from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
 from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
+from ferry.merge.run import Backup
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
+from ferry.storage import open_storage
 from ferry.v1 import import_pb2 as ipb
 
 
@@ -43,6 +46,10 @@ class UploadRpcs:
         s = self.app.settings
         folder = s.path(s.imports.spool_dir) if s.imports.spool_dir else None
         return Spool(s.imports.max_upload_bytes, folder)
+
+    def _backup(self, ds: Dataset) -> Backup:
+        """Where an import writes its backup_before: the export storage plugin."""
+        return before_import(self.app.engine, ds, open_storage(self.app.settings), _caller())
 
     def _finish(
         self, outcome: ImportOutcome, headers: dict[str, str] | None = None
@@ -105,6 +112,7 @@ class UploadRpcs:
                 merge_options,
                 requested_by=_caller(),
                 source_sha256=ended.arrived(source_sha),
+                backup=self._backup(ds),
             )
 
     def _import_arriving(
@@ -128,6 +136,7 @@ class UploadRpcs:
                 merge_options,
                 requested_by=_caller(),
                 source_sha256=upload.arrived_sha256,
+                backup=self._backup(ds),
             )
         finally:
             upload.close()
@@ -201,6 +210,7 @@ class UploadRpcs:
                 requested_by=_caller(),
                 source_sha256=source_sha,
                 entity=entity.name,
+                backup=self._backup(ds),
             )
         return ipb.ImportEntitiesResponse(result=self._finish(outcome, batches.headers))
 

@@ -120,11 +120,16 @@ def upgrade() -> None:
         )
     # Adding a column needs no table rebuild on either backend.
     op.add_column("imports", sa.Column("warnings", JSON, nullable=True))
+    op.add_column(
+        "imports",
+        sa.Column("backup_key", sa.String(length=500), nullable=False, server_default=""),
+    )
 
 
 def downgrade() -> None:
     # Natively (SQLite >= 3.35): a batch rebuild would drop `imports`, and with foreign
     # keys on that deletes every import_changes row.
+    op.execute("ALTER TABLE imports DROP COLUMN backup_key")
     op.execute("ALTER TABLE imports DROP COLUMN warnings")
     op.drop_table("pending_links")
     _set("RESTRICT", "CASCADE")
