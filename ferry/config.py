@@ -11,10 +11,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Shortcuts operators expect; each maps to a settings path.
 ALIASES = {
@@ -121,9 +128,15 @@ class LogSettings(Strict):
 
 
 class ScheduleSettings(Strict):
-    """One scheduled entity export (`export.schedules.<name>`), run by `ferry export run`."""
+    """One scheduled run (`export.schedules.<name>`), run by `ferry export run`.
 
-    type: str
+    kind `export` (the default): an entity export job of `type` in `format`. Kind
+    `backup`: a whole-database backup (every record, soft-deleted ones too) in
+    `bundle_format`, written to `directory`, keeping the newest `keep` of this schedule.
+    """
+
+    kind: Literal["export", "backup"] = "export"
+    type: str = ""
     format: str = "csv"
     # ExportFilters by name: status, search, semester, course_code, date_from, date_to.
     filters: dict[str, str] = {}
@@ -131,6 +144,18 @@ class ScheduleSettings(Strict):
     limit: int = Field(0, ge=0)
     include_deleted: bool = False
     notify: list[str] = []
+    # kind backup only:
+    bundle_format: str = "json"
+    directory: str = "var/backups"
+    keep: int = Field(7, ge=1)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ScheduleSettings:
+        if self.kind == "export" and not self.type:
+            raise ValueError("an export schedule needs `type` (the entity to export)")
+        if self.kind == "backup" and self.type:
+            raise ValueError("a backup schedule takes the whole database: leave out `type`")
+        return self
 
 
 class ExportSettings(Strict):

@@ -9,16 +9,21 @@ like any import). `--dry-run` shows exactly that and changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
 import click
 
+from ferry.app import App
 from ferry.cli.common import clients, load_app, parse_duration, rpc_errors
 from ferry.cli.export import Progress, download
 from ferry.cli.imports import UPLOAD_TIMEOUT_SECONDS, _print_result, _requests_session
+from ferry.config import ScheduleSettings
 from ferry.v1 import export_pb2
 from ferry.v1 import import_pb2 as ipb
+
+BACKUP_TIMEOUT_SECONDS = 4 * 3600.0
 
 
 @click.group()
@@ -113,3 +118,42 @@ def backup_restore(
                     _requests_session(options, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
                 ).result
     _print_result(result)
+
+
+def run_backup_schedule(
+    app: App, name: str, schedule: ScheduleSettings, output: Path | None = None
+) -> Path:
+    """Run backup schedule `name`: write the whole database to `directory` (or `output`)
+    as `<name>--<UTC time>.<extension>`, then keep only the newest `keep` of the
+    schedule's files there. Returns the file written."""
+    request = export_pb2.DownloadSessionRequest(
+        scope="all", bundle_format=schedule.bundle_format, include_deleted=True
+    )
+    folder = output.parent if output is not None else app.settings.path(schedule.directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")  # sorts by time
+    part = folder / f".{name}--{stamp}.part"
+    with rpc_errors():
+        try:
+            got = download(
+                clients(app).export().DownloadSession(request, timeout=BACKUP_TIMEOUT_SECONDS),
+                part,
+                Progress(),
+            )
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    extension = got.filename.partition(".")[2] or schedule.bundle_format
+    target = output if output is not None else folder / f"{name}--{stamp}.{extension}"
+    part.replace(target)
+    removed = 0
+    if output is None:
+        mine = sorted(p for p in folder.glob(f"{name}--*") if p.is_file())
+        for old in mine[: max(0, len(mine) - schedule.keep)]:
+            old.unlink()
+            removed += 1
+    click.echo(
+        f"schedule {name}: backup {target} ({got.size:,} bytes, sha256 {got.sha256}); "
+        f"removed {removed} older backup(s), keeping {schedule.keep}"
+    )
+    return target

@@ -121,3 +121,33 @@ def _attendance(url: str) -> list[tuple[object, ...]]:
         ).all()
     engine.dispose()
     return [tuple(r) for r in rows]
+
+
+def test_a_backup_schedule_writes_a_backup_and_keeps_the_newest(
+    empty_url: str, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    seed_small(empty_url)
+    app = make_app(empty_url)
+    folder = tmp_path / "backups"
+    schedules = (
+        f"{{nightly-backup: {{kind: backup, bundle_format: jsonl, directory: '{folder}', "
+        "keep: 2}}"
+    )
+    with serving(app) as stubs:
+        env = {**_env(app, stubs.port), "FERRY_EXPORT_SCHEDULES": schedules}
+        for _ in range(3):
+            ran = CliRunner().invoke(
+                cli, ["export", "run", "--schedule", "nightly-backup"], env=env
+            )
+            assert ran.exit_code == 0, ran.output
+            assert "schedule nightly-backup: backup" in ran.output
+        kept = sorted(p.name for p in folder.iterdir())
+    assert len(kept) == 2 and all(n.startswith("nightly-backup--") for n in kept), kept
+    assert all(n.endswith(".jsonl") for n in kept)
+    # A backup schedule names no entity; an export schedule must.
+    bad = CliRunner().invoke(
+        cli,
+        ["export", "run", "--schedule", "x"],
+        env={**_env(app, 1), "FERRY_EXPORT_SCHEDULES": "{x: {kind: backup, type: students}}"},
+    )
+    assert bad.exit_code != 0 and "leave out `type`" in bad.output, bad.output
