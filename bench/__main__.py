@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bundle, export_jobs, formats, gateway, imports, stream_session
+from bench import backup, bundle, export_jobs, formats, gateway, imports, stream_session
 from bench.common import Row, fresh_database, print_table, save
 from ferry.db import migrate
 from ferry.db.engine import make_engine
@@ -28,6 +28,7 @@ BENCHES: dict[str, Bench] = {
     "export_jobs": export_jobs.run,
     "imports": imports.run,
     "gateway": gateway.run,
+    "backup": backup.run,
 }
 
 
