@@ -232,6 +232,9 @@ def run_import(
             outcome.status = Status.COMPLETED
             outcome.has_rejected_file = outcome.total_errors > 0
             store.update(conn, outcome, claim_key=bool(key))
+            # The import is about to commit, in this transaction, with everything it
+            # changed (import_changes rows of outcome.id; outcome.semester): anything
+            # that must change with the data (data versions) goes right here.
             conn.commit()
     except BaseException as exc:
         conn.rollback()
