@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Generator, Iterator
+import itertools
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from typing import cast
 
@@ -35,8 +36,10 @@ BACKUP_FORMAT = "json"
 def backup_request(semester: str | None, exported_by: str) -> SessionRequest:
     """The bundle request of a backup of `semester` (None: the whole database)."""
     if semester is None:
-        return SessionRequest("", include_deleted=True, scope=SCOPE_ALL, exported_by=exported_by)
-    return SessionRequest(semester, include_deleted=True, exported_by=exported_by)
+        return SessionRequest(
+            "", include_deleted=True, scope=SCOPE_ALL, exported_by=exported_by, hold_tables=True
+        )
+    return SessionRequest(semester, include_deleted=True, exported_by=exported_by, hold_tables=True)
 
 
 def backup_events(engine: Engine, ds: Dataset, req: SessionRequest) -> Iterator[Event]:
@@ -62,12 +65,18 @@ def write_backup(
     semester: str | None,
     exported_by: str = "",
     format_name: str = BACKUP_FORMAT,
+    ready: Callable[[], None] | None = None,
 ) -> str:
     """Write the backup of `semester` (None: the whole database) to storage at `key`;
-    returns the key. A failure leaves no file (the storage discards what it wrote)."""
+    returns the key. `ready` is called once the backup's snapshot is taken (what it holds
+    is fixed from then on). A failure leaves no file (the storage discards it)."""
     fmt = bundle_format(format_name)
     with storage.writer(key) as out:
-        fmt.write(backup_events(engine, ds, backup_request(semester, exported_by)), out)
+        events = backup_events(engine, ds, backup_request(semester, exported_by))
+        first = next(events)  # the Header: the snapshot is open, its counts taken
+        if ready is not None:
+            ready()
+        fmt.write(itertools.chain([first], events), out)
     return key
 
 
@@ -82,9 +91,15 @@ def before_import(engine: Engine, ds: Dataset, storage: Storage, requested_by: s
     """The `backup` an import service hands to run_import: the backup goes to `storage`
     under backup_key()."""
 
-    def take(semester: str | None, import_id: str) -> str:
+    def take(semester: str | None, import_id: str, ready: Callable[[], None]) -> str:
         return write_backup(
-            engine, ds, storage, backup_key(import_id, semester), semester, requested_by
+            engine,
+            ds,
+            storage,
+            backup_key(import_id, semester),
+            semester,
+            requested_by,
+            ready=ready,
         )
 
     return take

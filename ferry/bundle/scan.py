@@ -40,6 +40,10 @@ class SessionRequest:
     # "semester" (the one named) or "all": every record of the dataset, those in no
     # semester too (a whole-database backup; `semester` is then empty).
     scope: str = "semester"
+    # Hold the dataset's tables (PostgreSQL ACCESS SHARE) from the snapshot on: a backup
+    # read beside an import then makes that import's bulk load (ACCESS EXCLUSIVE) wait
+    # for it, instead of the backup waiting for an import that waits for the backup.
+    hold_tables: bool = False
 
     @property
     def whole(self) -> bool:
@@ -156,6 +160,9 @@ def open_scan(engine: Engine, ds: Dataset, req: SessionRequest) -> Iterator[Scan
         if engine.dialect.name == "sqlite":
             since = since.replace(tzinfo=None)  # stored as naive UTC text; compare alike
     with snapshot(engine) as conn:
+        if req.hold_tables and conn.dialect.name == "postgresql":
+            tables = ", ".join(f'"{e.table.name}"' for e in ds.in_order())
+            conn.exec_driver_sql(f"LOCK TABLE {tables} IN ACCESS SHARE MODE")
         if not req.whole and not semester_exists(conn, ds, req.semester):
             raise NotFound(f"{ds.scope_name} {req.semester!r} does not exist", field=ds.scope_name)
         scan = Scan(conn, ds, req, ds.in_order(), {}, since)

@@ -15,10 +15,11 @@ import dataclasses
 import datetime as dt
 import itertools
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,10 +68,45 @@ def begin_locked(conn: Connection, dataset: str) -> None:
 
 
 class Backup(Protocol):
-    """Writes a backup of `semester` (None: the whole database) before import
-    `import_id` merges; returns its storage key."""
+    """Writes a backup of `semester` (None: the whole database) for import `import_id`
+    and returns its storage key, calling `ready()` as soon as its snapshot is taken."""
 
-    def __call__(self, semester: str | None, import_id: str) -> str: ...
+    def __call__(self, semester: str | None, import_id: str, ready: Callable[[], None]) -> str: ...
+
+
+class _Backing:
+    """A backup running in a thread beside the merge. Its snapshot is taken before the
+    merge changes anything (start() returns then), and the import cannot commit before
+    it has ended (result()): it holds exactly the state the import started from."""
+
+    def __init__(self, backup: Backup, semester: str | None, import_id: str) -> None:
+        self._ready = threading.Event()
+        self._key = ""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(backup, semester, import_id), name="backup-before"
+        )
+
+    def _run(self, backup: Backup, semester: str | None, import_id: str) -> None:
+        try:
+            self._key = backup(semester, import_id, self._ready.set)
+        except BaseException as e:  # handed to the import by result()
+            self._error = e
+        finally:
+            self._ready.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def result(self) -> str:
+        """The backup's storage key once it has ended; its error if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._key
 
 
 class ArrivingSha(Protocol):
@@ -104,8 +140,10 @@ def run_import(
 
     `backup`, when given and the options want one (backup_before; by default for
     replace), writes what the import touches (its semester; None: the whole database, for
-    a whole bundle or an entity import) and returns where: it runs once the import holds
-    the dataset's lock, so it sees exactly the state the merge starts from.
+    a whole bundle or an entity import) and returns where. It starts once the import
+    holds the dataset's lock and runs in a thread beside the merge: its snapshot is taken
+    before the merge changes anything, and the import commits only after it has ended,
+    so it holds exactly the state the merge started from.
 
     `source_sha256` may be an ArrivingSha when `events` are read from an upload, perhaps
     still arriving: its sha256 is taken once the events were read to their end (before
@@ -182,6 +220,7 @@ def run_import(
     conn = engine.connect()
     staging: Staging | None = None
     work: _Run | None = None
+    backing: _Backing | None = None
     try:
         begin_locked(conn, ds.name)
         if key:
@@ -190,10 +229,8 @@ def run_import(
                 conn.rollback()
                 return _repeat(earlier, source_sha256)
         if backup is not None and options.wants_backup:
-            with _timed("backup before"):
-                outcome.backup_key = backup(
-                    semester if semester and not whole else None, outcome.id
-                )
+            backing = _Backing(backup, semester if semester and not whole else None, outcome.id)
+            backing.start()
         store.insert(conn, outcome, claim_key=bool(key))
         if sqlite:
             drop_tables(conn, temps)
@@ -215,6 +252,9 @@ def run_import(
         staging.adopt_rejects(conn)
         if arriving is not None:  # the events were read to their end: it has arrived
             outcome.source_sha256 = arriving()
+        if backing is not None:
+            with _timed("backup before (its end)"):
+                outcome.backup_key = backing.result()
         outcome.finished_at = dt.datetime.now(dt.UTC)
         outcome.duration_seconds = time.perf_counter() - clock
         failed = outcome.total_errors > 0 and options.on_error is OnError.ABORT
@@ -272,6 +312,9 @@ def run_import(
             raise
         raise raised from exc
     finally:
+        if backing is not None:  # a failed import still waits for its backup thread
+            with suppress(BaseException):
+                backing.result()
         if sqlite:
             drop_tables(conn, temps)
             conn.commit()

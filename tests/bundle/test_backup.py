@@ -94,3 +94,40 @@ def test_scope_all_names_no_semester_and_unknown_scopes_are_refused(demo: Engine
     with pytest.raises(InvalidArgument) as unknown:
         list(session_events(demo, SCHOOL, SessionRequest("", scope="everything")))
     assert unknown.value.field == "scope"
+
+
+def test_a_backup_before_a_bulk_load_holds_the_state_the_import_started_from(
+    demo: Engine, empty: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backup runs beside the merge; on PostgreSQL the bulk path's ACCESS EXCLUSIVE
+    lock waits for it (no deadlock), and it holds exactly the rows before the import."""
+    from ferry.bundle.backup import before_import
+    from ferry.merge import apply
+    from ferry.storage.local import LocalStorage
+    from tests.merge.helpers import rebuild, records
+
+    monkeypatch.setattr(apply, "BULK_MIN_ROWS", 1)
+    fall = list(session_events(demo, SCHOOL, SessionRequest("2026-fall", include_deleted=True)))
+    by = records(fall)
+    half = dict(by, grades=by["grades"][: len(by["grades"]) // 2])
+    opts = {"requested_by": "tester", "source_sha256": "x"}
+    first = run_import(empty, SCHOOL, rebuild(half), MergeOptions(), **opts)
+    assert first.status is Status.COMPLETED
+    storage = LocalStorage(tmp_path / "storage", tmp_path / "archive")
+    full = run_import(
+        empty,
+        SCHOOL,
+        fall,
+        MergeOptions(strategy=Strategy.REPLACE),
+        backup=before_import(empty, SCHOOL, storage, "tester"),
+        **opts,
+    )
+    assert full.status is Status.COMPLETED and full.backup_key
+    taken = list(
+        plugins.load("ferry.bundle_formats", "json")().read(
+            storage.open(full.backup_key), BundleLimits()
+        )
+    )
+    assert sum(len(e.records) for e in taken if isinstance(e, Batch) and e.entity == "grades") == (
+        len(half["grades"])
+    )

@@ -71,9 +71,7 @@ class _Entity:
         names = ", ".join(["pos", *(q(c.name) for c in self.columns)])
         rows = ",\n".join(
             "("
-            + ", ".join(
-                [str(first + i), *(literal(r.get(c.name), c.kind) for c in self.columns)]
-            )
+            + ", ".join([str(first + i), *(literal(r.get(c.name), c.kind) for c in self.columns)])
             + ")"
             for i, r in enumerate(records)
         )
@@ -190,4 +188,3 @@ class SqlBundle:
             "a json, jsonl, xlsx or tar.gz bundle",
             field="options.bundle_format",
         )
-
