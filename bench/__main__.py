@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench import (
     auth,
+    backup,
     bundle,
     export_jobs,
     formats,
@@ -42,6 +43,7 @@ BENCHES: dict[str, Bench] = {
     "auth": auth.run,
     "notify": notify.run,
     "reports": reports.run,
+    "backup": backup.run,
 }
 
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ferry import plugins
 
@@ -61,6 +68,9 @@ class ServerSettings(Strict):
     reflection: bool = True
     # Each plugin's and service's set-up at start must finish within this many seconds.
     setup_timeout_seconds: float = Field(30.0, gt=0)
+    # Close each client connection after this many seconds (0: never), so clients resolve
+    # dns:/// targets again and reach pods added by scaling up (Kubernetes sets it).
+    max_connection_age_seconds: float = Field(0.0, ge=0)
     # How often each service's health checks the database (0: never); unreachable means
     # NOT_SERVING for the services (readiness), while the overall "" stays SERVING.
     database_check_seconds: float = Field(5.0, ge=0)
@@ -157,9 +167,15 @@ class LogSettings(Strict):
 
 
 class ScheduleSettings(Strict):
-    """One scheduled entity export (`export.schedules.<name>`), run by `ferry export run`."""
+    """One scheduled run (`export.schedules.<name>`), run by `ferry export run`.
 
-    type: str
+    kind `export` (the default): an entity export job of `type` in `format`. Kind
+    `backup`: a whole-database backup (every record, soft-deleted ones too) in
+    `bundle_format`, written to `directory`, keeping the newest `keep` of this schedule.
+    """
+
+    kind: Literal["export", "backup"] = "export"
+    type: str = ""
     format: str = "csv"
     # ExportFilters by name: status, search, semester, course_code, date_from, date_to.
     filters: dict[str, str] = {}
@@ -186,6 +202,19 @@ class ScheduleSettings(Strict):
         from ferry.export.schedule import check_cron
 
         return check_cron(v)
+
+    # kind backup only:
+    bundle_format: str = "json"
+    directory: str = "var/backups"
+    keep: int = Field(7, ge=1)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ScheduleSettings:
+        if self.kind == "export" and not self.type:
+            raise ValueError("an export schedule needs `type` (the entity to export)")
+        if self.kind == "backup" and self.type:
+            raise ValueError("a backup schedule takes the whole database: leave out `type`")
+        return self
 
 
 def _check_time_zone(v: str) -> str:

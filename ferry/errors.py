@@ -3,7 +3,12 @@ into `context.abort` in one place (ferry.rpc.errors)."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 import grpc
+
+_log = logging.getLogger("ferry.errors")
 
 
 class FerryError(Exception):
@@ -71,13 +76,69 @@ class OutOfRange(FerryError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
-class Internal(FerryError):
-    """Something unexpected; the message says only where to look (a reference id)."""
-
-    code = grpc.StatusCode.INTERNAL
-
-
 class Cancelled(FerryError):
     """The caller went away (cancelled the call) before its request arrived whole."""
 
     code = grpc.StatusCode.CANCELLED
+
+
+class Internal(FerryError):
+    """Something failed inside Ferry or its database; the message says what in words and
+    carries a reference id, the full exception is in the log line with that id."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+def new_reference() -> str:
+    """A short id tying a message a caller sees to the log line holding the details."""
+    return uuid.uuid4().hex[:12]
+
+
+def in_words(exc: BaseException, doing: str, logger: logging.Logger | None = None) -> str:
+    """What failed, for anyone who may read it (a viewer through GetImport/GetExportJob):
+    `doing` ("import 1234 while applying grades") and what kind of failure, with a
+    reference id. No SQL, parameters, paths or stack trace: the whole exception goes only
+    to the log line (ERROR, with exc_info) carrying the same reference."""
+    ref = new_reference()
+    (logger or _log).error(
+        "%s failed (reference %s)",
+        doing,
+        ref,
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"event": "error_reference", "reference": ref},
+    )
+    return f"{doing} failed: {_kind(exc)} (reference {ref}; the server log has the details)"
+
+
+def _kind(exc: BaseException) -> str:
+    """A database error in words (which constraint or table, by name), or the class of
+    any other failure."""
+    from sqlalchemy import exc as sa_exc  # the core errors module stays import-light
+
+    if not isinstance(exc, sa_exc.DBAPIError):
+        if isinstance(exc, sa_exc.SQLAlchemyError):
+            return "a database error"
+        return f"an unexpected error ({type(exc).__name__})"
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)  # psycopg: the server's fields, SQL-free
+    constraint = getattr(diag, "constraint_name", None) or ""
+    table = getattr(diag, "table_name", None) or ""
+    if not constraint and orig is not None and diag is None:
+        # SQLite names the columns: "UNIQUE constraint failed: students.student_id".
+        text = str(orig.args[0]) if orig.args else ""
+        if " constraint failed" in text:
+            constraint = text.replace("\n", " ")[:200]
+    if isinstance(exc, sa_exc.IntegrityError):
+        what = "the database refused a row"
+    elif isinstance(exc, sa_exc.OperationalError):
+        what = "the database could not run a step (unavailable, locked or an unexpected schema)"
+    elif isinstance(exc, sa_exc.ProgrammingError):
+        what = "the database could not run a step (an unexpected schema or a refused change)"
+    else:
+        what = "the database refused a step"
+    if constraint:
+        what += f" (constraint {constraint}"
+        what += f" on table {table})" if table else ")"
+    elif table:
+        what += f" (table {table})"
+    return what

@@ -138,6 +138,8 @@ def make_settings(url: str, folder: Path, **overrides: Any) -> config.Settings:
         "FERRY_AUTH_SIGNING_KEY_FILE": str(folder / "signing.key"),
         "FERRY_METRICS_ENABLED": "false",
         "FERRY_SERVER_ADDRESS": "127.0.0.1:0",
+        # Files the services write (export jobs, backups before imports) stay with the test.
+        "FERRY_PLUGINS_STORAGE_LOCAL_DIR": str(folder / "exports"),
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return config.load(Path(__file__).resolve().parent.parent / "ferry.yaml", env)

@@ -56,10 +56,10 @@ def download_session(
     fmt = bundle_format(format_name)
     check(ds, req)
     with snapshot(engine) as conn:  # an unknown semester is NotFound before any byte
-        if not semester_exists(conn, ds, req.semester):
+        if not req.whole and not semester_exists(conn, ds, req.semester):
             raise NotFound(f"{ds.scope_name} {req.semester!r} does not exist", field=ds.scope_name)
     now = now or dt.datetime.now(dt.UTC)
-    filename = bundle_filename(req.semester, fmt.extension, now)
+    filename = bundle_filename(req.semester or f"{ds.name}-{req.scope}", fmt.extension, now)
 
     def write(out: IO[bytes]) -> None:
         # closing(): a stopped download releases its snapshot now, not at collection.

@@ -24,6 +24,8 @@ from ferry.errors import InvalidArgument, NotFound
 # Bumped when a bundle's meaning changes; readers upgrade older versions.
 FORMAT_VERSION = 1
 MAX_BATCH_RECORDS = 10_000
+SCOPE_ALL = "all"
+SCOPES = ("semester", SCOPE_ALL)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,22 @@ class SessionRequest:
     # A delta bundle: only records updated or deleted at or after this instant. Deleted
     # records are included so the receiver can apply the deletions.
     updated_since: dt.datetime | None = None
+    # "semester" (the one named) or "all": every record of the dataset, those in no
+    # semester too (a whole-database backup; `semester` is then empty).
+    scope: str = "semester"
+    # Hold the dataset's tables (PostgreSQL ACCESS SHARE) from the snapshot on: a backup
+    # read beside an import then makes that import's bulk load (ACCESS EXCLUSIVE) wait
+    # for it, instead of the backup waiting for an import that waits for the backup.
+    hold_tables: bool = False
+
+    @property
+    def whole(self) -> bool:
+        return self.scope == SCOPE_ALL
+
+    @property
+    def value(self) -> str | None:
+        """The scope value for ferry.datasets.query: None for the whole dataset."""
+        return None if self.whole else self.semester
 
     @property
     def with_deleted(self) -> bool:
@@ -91,7 +109,7 @@ class Scan:
         return columns, result
 
     def _query(self, entity: Entity) -> tuple[sa.Select[Any], list[Column]]:
-        query, columns = export_query(self.ds, entity, self.req.semester, self.req.with_deleted)
+        query, columns = export_query(self.ds, entity, self.req.value, self.req.with_deleted)
         if self.since is not None:
             # The labels of the export query render as their columns in WHERE.
             c = query.selected_columns
@@ -100,7 +118,7 @@ class Scan:
 
     def _count(self, entity: Entity) -> int:
         if self.since is None:
-            query = count_in_scope(self.ds, entity, self.req.semester, self.req.with_deleted)
+            query = count_in_scope(self.ds, entity, self.req.value, self.req.with_deleted)
         else:
             rows = self._query(entity)[0].order_by(None).subquery()
             query = sa.select(sa.func.count()).select_from(rows)
@@ -109,7 +127,17 @@ class Scan:
 
 def check(ds: Dataset, req: SessionRequest) -> None:
     """Raise InvalidArgument naming the field when `req` cannot be served."""
-    if not req.semester.strip():
+    if req.scope not in SCOPES:
+        raise InvalidArgument(
+            f"unknown scope {req.scope!r}; known: {', '.join(SCOPES)}", field="scope"
+        )
+    if req.whole:
+        if req.semester:
+            raise InvalidArgument(
+                f"scope all takes every {ds.scope_name}: leave {ds.scope_name} empty",
+                field=ds.scope_name,
+            )
+    elif not req.semester.strip():
         raise InvalidArgument(f"{ds.scope_name} is required", field=ds.scope_name)
     if not 1 <= req.batch_size <= MAX_BATCH_RECORDS:
         raise InvalidArgument(
@@ -132,7 +160,10 @@ def open_scan(engine: Engine, ds: Dataset, req: SessionRequest) -> Iterator[Scan
         if engine.dialect.name == "sqlite":
             since = since.replace(tzinfo=None)  # stored as naive UTC text; compare alike
     with snapshot(engine) as conn:
-        if not semester_exists(conn, ds, req.semester):
+        if req.hold_tables and conn.dialect.name == "postgresql":
+            tables = ", ".join(f'"{e.table.name}"' for e in ds.in_order())
+            conn.exec_driver_sql(f"LOCK TABLE {tables} IN ACCESS SHARE MODE")
+        if not req.whole and not semester_exists(conn, ds, req.semester):
             raise NotFound(f"{ds.scope_name} {req.semester!r} does not exist", field=ds.scope_name)
         scan = Scan(conn, ds, req, ds.in_order(), {}, since)
         scan.counts = {e.name: scan._count(e) for e in scan.entities}

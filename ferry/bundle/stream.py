@@ -65,6 +65,8 @@ def fill_metadata(
     meta.entity_order.extend(ds.order)
     if req.updated_since is not None:
         meta.updated_since.FromDatetime(req.updated_since)
+    if req.whole:
+        meta.scope = req.scope
 
 
 def stream_session(

@@ -133,13 +133,19 @@ def export_start(
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def export_run(ctx: click.Context, name: str, output: Path | None) -> None:
-    """Run a scheduled export and wait for it; exits non-zero unless it completed."""
+    """Run a scheduled export (or backup) and wait for it; exits non-zero unless it
+    completed."""
     app = load_app(ctx)
     schedules = app.settings.export.schedules
     if name not in schedules:
         known = ", ".join(sorted(schedules)) or "none (add them under export.schedules)"
         raise click.UsageError(f"unknown schedule {name!r}; known: {known}")
     s: ScheduleSettings = schedules[name]
+    if s.kind == "backup":
+        from ferry.cli.backup import run_backup_schedule
+
+        run_backup_schedule(app, name, s, output)
+        return
     stub = _stub(ctx)
     with rpc_errors():
         try:

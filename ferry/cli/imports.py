@@ -199,6 +199,9 @@ def _print_result(r: ipb.ImportResult) -> None:
         click.echo(f"  … and {r.total_errors - ERRORS_SHOWN:,} more")
     if r.has_rejected_file:
         click.echo(f"rejected records: ferry import rejected {r.id} -o rejected.json")
+    for w in r.warnings:
+        sample = f" (e.g. {', '.join(w.sample[:3])})" if w.sample else ""
+        click.echo(f"note: {w.message}{sample}")
     if r.status == ipb.IMPORT_STATUS_DRY_RUN:
         for c in r.sample_changes[:ERRORS_SHOWN]:
             diff = ", ".join(f"{f.field}: {f.old_value!r} -> {f.new_value!r}" for f in c.changes)

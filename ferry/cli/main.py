@@ -7,6 +7,7 @@ import logging
 import click
 
 from ferry import logs, plugins
+from ferry.cli import backup as backup_commands
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
@@ -175,6 +176,7 @@ cli.add_command(user_commands.keys)
 cli.add_command(notify_commands.notify)
 cli.add_command(report_commands.report)
 cli.add_command(k8s_commands.k8s)
+cli.add_command(backup_commands.backup)
 
 
 def main() -> None:

@@ -21,9 +21,10 @@ class Column:
 
 
 def in_scope(
-    ds: Dataset, entity: Entity, table: Any, value: str, include_deleted: bool
+    ds: Dataset, entity: Entity, table: Any, value: str | None, include_deleted: bool
 ) -> sa.ColumnElement[bool]:
-    """A predicate on `table` (an alias of the entity's table) selecting rows in scope."""
+    """A predicate on `table` (an alias of the entity's table) selecting rows in scope;
+    `value` None is the whole dataset (every row, those in no scope too)."""
     conds: list[sa.ColumnElement[bool]] = []
     if not include_deleted:
         conds.append(table.c.deleted_at.is_(None))
@@ -34,7 +35,7 @@ def in_scope(
                 parent = ds.entity(ref.parent).table.alias()
                 live = sa.select(parent.c.id).where(parent.c.deleted_at.is_(None))
                 conds.append(table.c[ref.column].in_(live))
-    for rule in entity.scope:
+    for rule in entity.scope if value is not None else ():
         if rule.column:
             conds.append(table.c[rule.column] == value)
         elif rule.via_parent:
@@ -53,13 +54,15 @@ def in_scope(
     return sa.and_(sa.true(), *conds)
 
 
-def _ids_in_scope(ds: Dataset, entity: Entity, value: str, include_deleted: bool) -> sa.Select[Any]:
+def _ids_in_scope(
+    ds: Dataset, entity: Entity, value: str | None, include_deleted: bool
+) -> sa.Select[Any]:
     alias = entity.table.alias()
     return sa.select(alias.c.id).where(in_scope(ds, entity, alias, value, include_deleted))
 
 
 def count_in_scope(
-    ds: Dataset, entity: Entity, value: str, include_deleted: bool
+    ds: Dataset, entity: Entity, value: str | None, include_deleted: bool
 ) -> sa.Select[Any]:
     """SELECT count(*) of the entity's rows in scope."""
     table = entity.table.alias("t")
@@ -94,7 +97,7 @@ def entity_columns(
 
 
 def export_query(
-    ds: Dataset, entity: Entity, value: str, include_deleted: bool
+    ds: Dataset, entity: Entity, value: str | None, include_deleted: bool
 ) -> tuple[sa.Select[Any], list[Column]]:
     """The entity's rows in scope, ordered by id, every field as in a bundle."""
     table = entity.table.alias("t")

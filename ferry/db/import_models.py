@@ -3,7 +3,9 @@
 `imports` holds one row per run (completed, failed, dry run or undone) with its options and
 outcome; `import_changes` holds what a committed run changed, so it can be undone (created
 rows as id ranges, updated and soft-deleted rows with their old values); `import_rejects`
-holds the records an on_error=skip_invalid run left out, for DownloadRejected.
+holds the records an on_error=skip_invalid run left out, for DownloadRejected;
+`pending_links` holds optional links whose target was in neither the bundle nor the
+database, until an import brings the target (ferry.merge.links).
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class Import(Base):
     undone_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     error_message: Mapped[str] = mapped_column(Text, default="")
+    # Per kind: count, sample and a sentence (pending links opened or bound...).
+    warnings: Mapped[list[Any] | None] = mapped_column(Json)
+    # The storage key of the backup taken before the merge (backup_before), or "".
+    backup_key: Mapped[str] = mapped_column(String(500), default="")
 
 
 class ImportChange(Base):
@@ -88,3 +94,31 @@ class ImportReject(Base):
     entity: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer)
     record: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class PendingLink(Base):
+    """An optional link (course prerequisite, student mentor) of a stored record whose
+    target exists nowhere yet. Open while `closed_by` is NULL; the import that brings the
+    target binds the link and closes it, and undoing that import opens it again."""
+
+    __tablename__ = "pending_links"
+    __table_args__ = (
+        Index(None, "target_entity", "closed_by"),
+        Index(None, "entity", "row_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The import that found the link unresolved (undoing it removes the pending link).
+    import_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("imports.id", ondelete="CASCADE"), index=True
+    )
+    entity: Mapped[str] = mapped_column(String(64))  # the linking record's entity
+    row_id: Mapped[int] = mapped_column(Id)  # ... and its row
+    record_key: Mapped[str] = mapped_column(Text)  # its natural key, "/"-joined
+    field: Mapped[str] = mapped_column(String(200))  # the link's bundle field(s), ","-joined
+    target_entity: Mapped[str] = mapped_column(String(64))
+    target_key: Mapped[str] = mapped_column(Text)  # the target's natural key, "/"-joined
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The import that bound it, or that re-imported the record with another link.
+    closed_by: Mapped[str | None] = mapped_column(String(36))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,6 +3,10 @@
 Every table has a surrogate `id` for joins and a natural key (a unique constraint) that
 bundles use instead; `created_at`/`updated_at` are kept by the database layer and
 `deleted_at` marks a soft delete.
+
+No foreign key cascades a delete (migration 0005): deleting a row that others need fails
+(ON DELETE RESTRICT), so nothing, not even a bug, removes records silently. Optional
+self-links (prerequisite, mentor) are cleared when their target goes (SET NULL).
 """
 
 from __future__ import annotations
@@ -91,8 +95,8 @@ class Enrollment(Timestamps, Base):
     __table_args__ = (UniqueConstraint("student_ref", "course_ref"), Index(None, "course_ref"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    student_ref: Mapped[int] = mapped_column(Id, ForeignKey("students.id", ondelete="CASCADE"))
-    course_ref: Mapped[int] = mapped_column(Id, ForeignKey("courses.id", ondelete="CASCADE"))
+    student_ref: Mapped[int] = mapped_column(Id, ForeignKey("students.id", ondelete="RESTRICT"))
+    course_ref: Mapped[int] = mapped_column(Id, ForeignKey("courses.id", ondelete="RESTRICT"))
     enrolled_on: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="enrolled")
     final_score: Mapped[float | None] = mapped_column(Float)
@@ -104,7 +108,7 @@ class Grade(Timestamps, Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     enrollment_ref: Mapped[int] = mapped_column(
-        Id, ForeignKey("enrollments.id", ondelete="CASCADE")
+        Id, ForeignKey("enrollments.id", ondelete="RESTRICT")
     )
     assessment: Mapped[str] = mapped_column(String(100))
     score: Mapped[float] = mapped_column(Float)
@@ -120,7 +124,7 @@ class Attendance(Timestamps, Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     enrollment_ref: Mapped[int] = mapped_column(
-        Id, ForeignKey("enrollments.id", ondelete="CASCADE")
+        Id, ForeignKey("enrollments.id", ondelete="RESTRICT")
     )
     date: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16))
@@ -133,7 +137,7 @@ class DailyPerformance(Timestamps, Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     enrollment_ref: Mapped[int] = mapped_column(
-        Id, ForeignKey("enrollments.id", ondelete="CASCADE")
+        Id, ForeignKey("enrollments.id", ondelete="RESTRICT")
     )
     date: Mapped[dt.date] = mapped_column(Date)
     category: Mapped[str] = mapped_column(String(32))
@@ -146,7 +150,7 @@ class Highlight(Timestamps, Base):
     __table_args__ = (UniqueConstraint("student_ref", "semester", "title"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    student_ref: Mapped[int] = mapped_column(Id, ForeignKey("students.id", ondelete="CASCADE"))
+    student_ref: Mapped[int] = mapped_column(Id, ForeignKey("students.id", ondelete="RESTRICT"))
     semester: Mapped[str] = mapped_column(String(32))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")

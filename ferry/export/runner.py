@@ -22,7 +22,7 @@ from ferry import plugins
 from ferry.app import App
 from ferry.bundle.stream import snapshot
 from ferry.db.export_models import CANCELLED, COMPLETED, FAILED, ExportJob
-from ferry.errors import FerryError
+from ferry.errors import FerryError, in_words
 from ferry.export import metrics, store
 from ferry.export.query import ExportRequest, plan_export, row_fixer
 from ferry.formats.base import TabularFormat
@@ -163,10 +163,13 @@ def run_job(app: App, storage: Storage, job: ExportJob, worker_id: str, stop: St
         return CANCELLED
     except Exception as e:  # any failure ends the job as failed, with its reason kept
         size = None
-        message = e.message if isinstance(e, FerryError) else f"{type(e).__name__}: {e}"
-        log.exception(
-            "export job %s failed", job.id, extra={"event": "export_failed", "job_id": job.id}
-        )
+        if isinstance(e, FerryError):
+            message = e.message
+            log.exception(
+                "export job %s failed", job.id, extra={"event": "export_failed", "job_id": job.id}
+            )
+        else:  # in words: a database error's text is its SQL, readable through GetExportJob
+            message = in_words(e, f"export job {job.id}", log)
         store.finish(
             app.engine, job.id, worker_id, FAILED, error_message=message, **_timing(started)
         )

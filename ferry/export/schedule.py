@@ -124,7 +124,8 @@ class Scheduler:
         stub: Callable[[], Any],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
-        self.schedules = {n: s for n, s in schedules.items() if s.cron}
+        # Backups (kind backup) run by `ferry export run --schedule NAME` only.
+        self.schedules = {n: s for n, s in schedules.items() if s.cron and s.kind == "export"}
         self.settings = settings
         self.stub = stub
         self.clock = clock

@@ -34,3 +34,10 @@ def utc_iso(value: dt.datetime | None) -> str | None:
 def utc_naive(value: dt.datetime) -> dt.datetime:
     """`value` as a naive UTC datetime, for formats (Excel) that have no time zones."""
     return utc(value).replace(tzinfo=None)
+
+
+def to_millisecond(value: dt.datetime) -> dt.datetime:
+    """`value` rounded (half up) to the millisecond: all that an Excel datetime keeps.
+    Written so, an instant reads back from the file as exactly this value."""
+    ms = (value.microsecond + 500) // 1000
+    return value.replace(microsecond=0) + dt.timedelta(milliseconds=ms)

@@ -8,13 +8,13 @@ ISO-8601 UTC with a `Z`, null for empty. JSON has no formulas, so nothing is neu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import orjson
 
 from ferry.datasets.spec import Kind
-from ferry.formats.base import Table
+from ferry.formats.base import ReadLimits, Table
 from ferry.formats.cells import batches, utc
 
 _OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
@@ -73,3 +73,10 @@ class JsonFormat:
                 progress(n)
         out.write(b"\n]}\n")
         return n
+
+    def read(self, src: IO[bytes], limits: ReadLimits) -> Iterator[dict[str, Any]]:
+        """The rows of a document this format wrote, for ImportEntities (values keep their
+        json types; see ferry.imports.json_rows)."""
+        from ferry.imports.json_rows import read_json_rows
+
+        return read_json_rows(src, limits)

@@ -22,7 +22,7 @@ from xlsxwriter.worksheet import Worksheet  # type: ignore[import-untyped]
 from ferry.datasets.spec import Kind
 from ferry.errors import InvalidArgument
 from ferry.formats.base import PROGRESS_EVERY, ReadLimits, Table
-from ferry.formats.cells import utc_naive
+from ferry.formats.cells import to_millisecond, utc_naive
 from ferry.formats.safety import SUSPECT, neutralise
 from ferry.formats.xlsx_read import read_xlsx
 
@@ -172,7 +172,8 @@ class XlsxFormat:
             ws.write_datetime(r, j, v, date_fmt)
 
         def timestamp(ws: Worksheet, r: int, j: int, v: Any, n: int) -> None:
-            ws.write_datetime(r, j, utc_naive(v), ts_fmt)
+            # To the millisecond (Excel's precision), so that it reads back exactly.
+            ws.write_datetime(r, j, to_millisecond(utc_naive(v)), ts_fmt)
 
         return {
             Kind.STR: text,

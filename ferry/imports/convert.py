@@ -64,6 +64,7 @@ def merge_options(opts: ipb.ImportOptions) -> MergeOptions:
         filename=opts.filename,
         bundle_format=opts.bundle_format,
         dataset=opts.dataset or "school",
+        backup_before=opts.backup_before if opts.HasField("backup_before") else None,
     )
 
 
@@ -112,7 +113,10 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
         has_rejected_file=o.has_rejected_file,
         duration_seconds=o.duration_seconds,
         error_message=o.error_message,
+        backup_key=o.backup_key,
     )
+    if opts.backup_before is not None:
+        out.options.backup_before = opts.backup_before
     for s in o.summaries:
         out.summaries.add(
             entity=s.entity,
@@ -136,6 +140,15 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
         change = out.sample_changes.add(entity=c.entity, natural_key=c.natural_key, action=c.action)
         for name, old, new in c.changes:
             change.changes.add(field=name, old_value=old, new_value=new)
+    for w in o.warnings:
+        out.warnings.add(
+            kind=w.kind,
+            entity=w.entity,
+            field=w.field,
+            count=w.count,
+            sample=w.sample,
+            message=w.message,
+        )
     _stamp(out.created_at, o.created_at)
     _stamp(out.finished_at, o.finished_at)
     _stamp(out.undone_at, o.undone_at)

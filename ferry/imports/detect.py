@@ -10,7 +10,7 @@ from ferry.errors import InvalidArgument
 BUNDLE_GROUP = "ferry.bundle_formats"
 TABULAR_GROUP = "ferry.formats"
 # Formats ImportEntities can read (the others in ferry.formats only write).
-TABULAR_READABLE = ("csv", "xlsx")
+TABULAR_READABLE = ("csv", "xlsx", "json")
 
 
 def format_from_filename(filename: str, known: list[str]) -> str:
@@ -45,12 +45,12 @@ def bundle_format(explicit: str, filename: str, field: str = "options.bundle_for
 
 
 def tabular_reader(explicit: str, filename: str, field: str = "options.format") -> Any:
-    """The csv/xlsx reader plugin (an instance with read) for an ImportEntities upload."""
+    """The csv/xlsx/json reader plugin (an instance with read) for an ImportEntities upload."""
     name = explicit.strip().lower() or format_from_filename(filename, list(TABULAR_READABLE))
     if not name:
         raise InvalidArgument(
-            f"cannot tell the format of {filename!r}: set {field} to csv or xlsx, "
-            "or use a file name ending in .csv or .xlsx",
+            f"cannot tell the format of {filename!r}: set {field} to csv, xlsx or json, "
+            "or use a file name ending in .csv, .xlsx or .json",
             field=field,
         )
     if name not in TABULAR_READABLE:

@@ -6,7 +6,9 @@ is row 2 (its record position is 1).
 Headers are matched to the entity's bundle field names case-insensitively, with spaces
 and dashes read as underscores, so a file exported with labels ("Date of birth") imports
 as is. An explicit column mapping wins over that matching. Values stay text: the merge
-engine parses numbers and dates and reports the row and column of a bad one.
+engine parses numbers and dates and reports the row and column of a bad one. An empty
+cell is the empty text for a text field that cannot be null (an export writes "" so),
+and missing for every other field.
 """
 
 from __future__ import annotations
@@ -86,14 +88,27 @@ class RowMapper:
             seen[name] = header
             self.columns.append((header, name))
         self._timestamps = {n for n, k in kinds.items() if k is Kind.TIMESTAMP}
+        # An empty cell of a text field that may be empty (not nullable, so "" is how the
+        # export writes an empty value) is the empty text; of a nullable field, of a key
+        # or of a link it is missing (a truly required one is then named with its row).
+        linked = {name for ref in entity.references for name in ref.fields}
+        self._blank_text = {
+            f.name
+            for f in entity.fields
+            if f.kind is Kind.STR
+            and not f.nullable
+            and f.name not in entity.natural_key
+            and f.name not in linked
+        }
 
-    def record(self, row: Mapping[str, str | None], position: int) -> Record:
-        """The record of data row `position` (1-based); empty cells become None."""
+    def record(self, row: Mapping[str, Any], position: int) -> Record:
+        """The record of data row `position` (1-based); empty cells become None, or ""
+        for text fields that hold empty text rather than nothing."""
         out: Record = {}
         for header, name in self.columns:
             value = row.get(header)
             if value is None or value == "":
-                out[name] = None
+                out[name] = "" if name in self._blank_text else None
             elif name in self._timestamps:
                 out[name] = _instant(value, position, header)
             else:
@@ -101,9 +116,11 @@ class RowMapper:
         return out
 
 
-def _instant(text: str, position: int, header: str) -> dt.datetime:
+def _instant(text: Any, position: int, header: str) -> dt.datetime:
     # Instants travel as aware datetimes (bundle contract); a file gives ISO-8601 text.
     try:
+        if not isinstance(text, str):
+            raise ValueError(text)
         value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         row = position + 1  # as a spreadsheet numbers it: the header is row 1

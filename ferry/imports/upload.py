@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
 from ferry.app import App
+from ferry.bundle.backup import before_import
 from ferry.bundle.chunks import chunks_to_events
 from ferry.bundle.formats.base import BundleLimits, RawReading
 from ferry.bundle.formats.json import JsonBundle
@@ -27,10 +28,17 @@ from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
 from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
+from ferry.merge.run import Backup
 from ferry.rpc.filters import current_call
+from ferry.storage import open_storage
 from ferry.v1 import import_pb2 as ipb
 
 UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriving upload
+
+
+def backup_for(app: App, ds: Dataset, requested_by: str) -> Backup:
+    """Where an import writes its backup_before: the export storage plugin."""
+    return before_import(app.engine, ds, open_storage(app.settings), requested_by)
 
 
 def spool_for(app: App) -> Spool:
@@ -92,6 +100,7 @@ def import_spooled(
             merge_options,
             requested_by=requested_by,
             source_sha256=ended.arrived(source_sha),
+            backup=backup_for(app, ds, requested_by),
         )
 
 
@@ -117,6 +126,7 @@ def import_arriving(
             merge_options,
             requested_by=requested_by,
             source_sha256=upload.arrived_sha256,
+            backup=backup_for(app, ds, requested_by),
         )
     finally:
         upload.close()
@@ -191,6 +201,7 @@ def import_entities(
             requested_by=requested_by,
             source_sha256=source_sha,
             entity=entity.name,
+            backup=backup_for(app, ds, requested_by),
         )
     return outcome, batches.headers
 

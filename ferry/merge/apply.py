@@ -48,10 +48,17 @@ def _params(import_id: str, shape: Shape, now: Any) -> dict[str, Any]:
 
 
 def insert_new(
-    conn: Connection, shape: Shape, import_id: str, now: Any, sqlite: bool, creating: int
+    conn: Connection,
+    shape: Shape,
+    import_id: str,
+    now: Any,
+    sqlite: bool,
+    creating: int,
+    in_order: bool = False,
 ) -> None:
-    """INSERT the rows with status `create`; record them as id ranges, each with the
-    newest updated_at it holds (undo treats a later one as a change made since).
+    """INSERT the rows with status `create` (`in_order`: in bundle order); record them as
+    id ranges, each with the newest updated_at it holds (undo treats a later one as a
+    change made since).
     On PostgreSQL a load that at least doubles a big table takes the bulk path
     (`_bulk_insert`)."""
     table = q(shape.entity.table.name)
@@ -74,6 +81,10 @@ def insert_new(
         f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(exprs)} "
         f"FROM {shape.resolved} x WHERE x.st = 'create'"
     )
+    if in_order:
+        # New ids follow the bundle's order (a restored backup gets the ids it had);
+        # otherwise PostgreSQL inserts in whatever order its joins produced.
+        insert += " ORDER BY x.pos"
     params = _params(import_id, shape, now)
     if not sqlite and _is_bulk(conn, shape, creating):
         _bulk_insert(conn, shape, insert, params)

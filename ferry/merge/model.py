@@ -42,6 +42,16 @@ class MergeOptions:
     filename: str = ""
     bundle_format: str = ""
     dataset: str = "school"
+    # Back up what the import touches before merging; None: only for replace.
+    backup_before: bool | None = None
+
+    @property
+    def wants_backup(self) -> bool:
+        if self.dry_run:
+            return False
+        if self.backup_before is None:
+            return Strategy(self.strategy) is Strategy.REPLACE
+        return self.backup_before
 
 
 @dataclass
@@ -74,6 +84,22 @@ class RecordChange:
 
 
 @dataclass
+class ImportWarning:
+    """Something the caller should know that is not an error, per kind and entity.
+
+    kinds: `pending_links` (optional links whose target exists nowhere yet: kept, and
+    bound when the target arrives), `links_bound` (links waiting from earlier imports
+    that this import's records completed)."""
+
+    kind: str
+    entity: str
+    field: str
+    count: int
+    sample: list[str]
+    message: str
+
+
+@dataclass
 class ImportOutcome:
     """What an import did (or, for a dry run, would do); mirrors ferry.v1.ImportResult."""
 
@@ -94,3 +120,6 @@ class ImportOutcome:
     undone_at: dt.datetime | None
     duration_seconds: float
     error_message: str
+    warnings: list[ImportWarning] = field(default_factory=list)
+    # The storage key of the backup taken before the merge, or "".
+    backup_key: str = ""

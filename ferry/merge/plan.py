@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from ferry.datasets.query import in_scope
 from ferry.datasets.spec import Dataset
+from ferry.merge import links
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
     MAX_SAMPLES_PER_ENTITY,
@@ -91,8 +92,14 @@ def resolve(
                 f"{present} AND p{i}.id IS NULL AND {_tuple(_keys(r, 's'))} IN "
                 f"(SELECT {pkeys} FROM {pstage} WHERE ok = 1)"
             )
+            # A link still waiting (pending_links) is the record's value: the record is
+            # the same when the bundle names the same target (links.bind_waiting binds
+            # it once the target exists, without touching the record's updated_at).
+            waiting = links.waiting_key(shape, r, "t.id")
+            named = links.joined([f"s.{q(f)}" for f in r.ref.fields])
             equal.append(
-                f"(CASE WHEN {pending} THEN 0 = 1 "
+                f"(CASE WHEN {waiting} IS NOT NULL THEN "
+                f"coalesce({waiting} = {named}, 0 = 1) WHEN {pending} THEN 0 = 1 "
                 f"ELSE {same(f't.{q(r.ref.column)}', f'p{i}.id', sqlite)} END)"
             )
         else:
@@ -218,6 +225,21 @@ def summarize(conn: Connection, shape: Shape, statuses: str) -> EntitySummary:
     return summary
 
 
+def count_deletions(conn: Connection, shape: Shape) -> int:
+    """How many of the rows to update arrive soft-deleted while live in the database
+    (a delta's deletions, or a full bundle's): counted as deleted, not updated (call
+    before applying)."""
+    if not any(c.target == "deleted_at" for c in shape.own):
+        return 0
+    table = q(shape.entity.table.name)
+    return int(
+        conn.exec_driver_sql(
+            f"SELECT count(*) FROM {shape.resolved} x JOIN {table} t ON t.id = x.tid "
+            "WHERE x.st = 'update' AND x.deleted_at IS NOT NULL AND t.deleted_at IS NULL"
+        ).scalar_one()
+    )
+
+
 def list_errors(
     conn: Connection, shape: Shape, shapes: dict[str, Shape], limit: int = MAX_LISTED_ERRORS
 ) -> list[RecordError]:
@@ -291,7 +313,9 @@ def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
             for c, o in zip(own, old, strict=True)
             if _text(o) != _text(rec[c.name])
         ]
-        out.append(RecordChange(shape.name, _display(rec, key), "update", changes))
+        deleting = any(f == "deleted_at" and not o and n for f, o, n in changes)
+        action = "delete" if deleting else "update"  # arrives soft-deleted: see count_deletions
+        out.append(RecordChange(shape.name, _display(rec, key), action, changes))
     return out
 
 
@@ -307,10 +331,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str) -> bool:
-    """Remember the ids of the entity's live rows in `semester` before anything changes
-    (a replace soft-deletes those the bundle lacks). False when the entity has no scope."""
-    if not shape.entity.scope:
+def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str | None) -> bool:
+    """Remember the ids of the entity's live rows in `semester` (None: every live row, for
+    a whole-dataset bundle) before anything changes (a replace soft-deletes those the
+    bundle lacks). False when the entity has no scope (and a semester is given)."""
+    if semester is not None and not shape.entity.scope:
         return False
     alias = shape.entity.table.alias("t")
     query = sa.select(alias.c.id).where(in_scope(ds, shape.entity, alias, semester, False))

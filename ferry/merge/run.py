@@ -15,10 +15,11 @@ import dataclasses
 import datetime as dt
 import itertools
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,8 +28,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
-from ferry.errors import AlreadyExists, FerryError, InvalidArgument
-from ferry.merge import apply, plan, rejects, store
+from ferry.errors import AlreadyExists, FerryError, Internal, InvalidArgument, in_words
+from ferry.merge import apply, links, plan, rejects, store
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
     MAX_SAMPLES_PER_ENTITY,
@@ -67,6 +68,48 @@ def begin_locked(conn: Connection, dataset: str) -> None:
         conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {STATISTICS_TARGET}")
 
 
+class Backup(Protocol):
+    """Writes a backup of `semester` (None: the whole database) for import `import_id`
+    and returns its storage key, calling `ready()` as soon as its snapshot is taken."""
+
+    def __call__(self, semester: str | None, import_id: str, ready: Callable[[], None]) -> str: ...
+
+
+class _Backing:
+    """A backup running in a thread beside the merge. Its snapshot is taken before the
+    merge changes anything (start() returns then), and the import cannot commit before
+    it has ended (result()): it holds exactly the state the import started from."""
+
+    def __init__(self, backup: Backup, semester: str | None, import_id: str) -> None:
+        self._ready = threading.Event()
+        self._key = ""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(backup, semester, import_id), name="backup-before"
+        )
+
+    def _run(self, backup: Backup, semester: str | None, import_id: str) -> None:
+        try:
+            self._key = backup(semester, import_id, self._ready.set)
+        except BaseException as e:  # handed to the import by result()
+            self._error = e
+        finally:
+            self._ready.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def result(self) -> str:
+        """The backup's storage key once it has ended; its error if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._key
+
+
 class ArrivingSha(Protocol):
     """The sha256 of a source that arrives over the network (an upload), possibly while
     the import reads it."""
@@ -88,12 +131,20 @@ def run_import(
     requested_by: str,
     source_sha256: str | ArrivingSha,
     entity: str = "",
+    backup: Backup | None = None,
 ) -> ImportOutcome:
     """Merge `events` (Header?, Batches, Trailer?) into the database; see the module doc.
 
     Returns the outcome (COMPLETED, FAILED with errors listed, or DRY_RUN). Raises
     InvalidArgument for structural problems (unknown entity or field, replace without a
     semester), AlreadyExists when the idempotency key was used for another payload.
+
+    `backup`, when given and the options want one (backup_before; by default for
+    replace), writes what the import touches (its semester; None: the whole database, for
+    a whole bundle or an entity import) and returns where. It starts once the import
+    holds the dataset's lock and runs in a thread beside the merge: its snapshot is taken
+    before the merge changes anything, and the import commits only after it has ended,
+    so it holds exactly the state the merge started from.
 
     `source_sha256` may be an ArrivingSha when `events` are read from an upload, perhaps
     still arriving: its sha256 is taken once the events were read to their end (before
@@ -110,8 +161,10 @@ def run_import(
     stream = iter(events)
     first = next(stream, None)
     semester = ""
+    whole = False  # a whole-database bundle (scope "all", a backup)
     if isinstance(first, Header):
         semester = first.metadata.semester
+        whole = _whole(first)
         if first.metadata.dataset and first.metadata.dataset != ds.name:
             raise InvalidArgument(
                 f"the bundle is of dataset {first.metadata.dataset!r}, not {ds.name!r}",
@@ -120,8 +173,18 @@ def run_import(
     rest: Iterator[Event] = (
         stream if first is None or isinstance(first, Header) else itertools.chain([first], stream)
     )
-    if options.strategy is Strategy.REPLACE and not semester:
+    if options.strategy is Strategy.REPLACE and not semester and not whole:
         raise InvalidArgument("replace needs a semester scope; use a bundle", field="strategy")
+    since = _delta_since(first)
+    if options.strategy is Strategy.REPLACE and since is not None:
+        # A delta lacks every record unchanged since: replace would soft-delete them all.
+        raise InvalidArgument(
+            f"merge_strategy replace cannot take a delta bundle: it holds only the records "
+            f"of {semester} changed since updated_since {since.strftime('%Y-%m-%dT%H:%M:%SZ')}, "
+            "and replace would soft-delete all the others; import it with merge_strategy "
+            "update (its deletions are applied as soft-deletes)",
+            field="options.strategy",
+        )
     key = "" if options.dry_run else options.idempotency_key
     arriving: ArrivingSha | None = None
     if callable(source_sha256):
@@ -157,6 +220,8 @@ def run_import(
     temps = [n for s in shapes.values() for n in (s.stage, s.resolved, s.scope)]
     conn = engine.connect()
     staging: Staging | None = None
+    work: _Run | None = None
+    backing: _Backing | None = None
     try:
         begin_locked(conn, ds.name)
         if key:
@@ -164,6 +229,9 @@ def run_import(
             if earlier is not None:
                 conn.rollback()
                 return _repeat(earlier, source_sha256)
+        if backup is not None and options.wants_backup:
+            backing = _Backing(backup, semester if semester and not whole else None, outcome.id)
+            backing.start()
         store.insert(conn, outcome, claim_key=bool(key))
         if sqlite:
             drop_tables(conn, temps)
@@ -178,12 +246,16 @@ def run_import(
         )
         work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging)
         staging.start(rest)
-        work.merge(semester, started)
+        work.merge(None if whole else semester, started)
+        work.step = "finishing"
         with _timed("staging finished"):
             staging.wait()
         staging.adopt_rejects(conn)
         if arriving is not None:  # the events were read to their end: it has arrived
             outcome.source_sha256 = arriving()
+        if backing is not None:
+            with _timed("backup before (its end)"):
+                outcome.backup_key = backing.result()
         outcome.finished_at = dt.datetime.now(dt.UTC)
         outcome.duration_seconds = time.perf_counter() - clock
         failed = outcome.total_errors > 0 and options.on_error is OnError.ABORT
@@ -192,6 +264,7 @@ def run_import(
             outcome.status = Status.FAILED if failed else Status.DRY_RUN
             outcome.has_rejected_file = False
             if failed:
+                outcome.warnings = []
                 outcome.error_message = (
                     f"{outcome.total_errors} invalid record(s); nothing was imported"
                 )
@@ -200,16 +273,18 @@ def run_import(
             outcome.status = Status.COMPLETED
             outcome.has_rejected_file = outcome.total_errors > 0
             store.update(conn, outcome, claim_key=bool(key))
+            # The import is about to commit, in this transaction, with everything it
+            # changed (import_changes rows of outcome.id; outcome.semester): anything
+            # that must change with the data (data versions) goes right here.
             bump_for_import(conn, outcome.id)  # report cache keys change with this commit
             conn.commit()
-    except sa.exc.IntegrityError:
-        conn.rollback()
-        earlier = store.by_key(conn, key) if key else None
-        if earlier is None:
-            raise
-        return _repeat(earlier, source_sha256)
     except BaseException as exc:
         conn.rollback()
+        if key and isinstance(exc, sa.exc.IntegrityError):
+            # Another run claimed the key meanwhile: its outcome is ours.
+            earlier = store.by_key(conn, key)
+            if earlier is not None:
+                return _repeat(earlier, source_sha256)
         if arriving is not None:
             # A source that failed to arrive raises its own error here, unrecorded, as
             # an upload that fails before its import starts; one still arriving (the
@@ -217,14 +292,31 @@ def run_import(
             outcome.source_sha256 = arriving(wait=False)
         outcome.finished_at = dt.datetime.now(dt.UTC)
         outcome.duration_seconds = time.perf_counter() - clock
-        outcome.error_message = exc.message if isinstance(exc, FerryError) else str(exc)
+        raised: BaseException = exc
+        if isinstance(exc, FerryError):
+            outcome.error_message = exc.message
+        elif isinstance(exc, Exception):
+            # In words with a reference id: a database error's text is its statement
+            # and parameters, readable by any viewer through GetImport.
+            step = work.step if work is not None else "starting"
+            outcome.error_message = in_words(exc, f"import {outcome.id} while {step}", log)
+            if not isinstance(exc, sa.exc.OperationalError):  # UNAVAILABLE stays UNAVAILABLE
+                raised = Internal(outcome.error_message)
+        else:
+            outcome.error_message = f"import {outcome.id} was interrupted"
         outcome.summaries, outcome.errors, outcome.sample_changes = [], [], []
+        outcome.warnings = []
         try:
             _record(engine, outcome)
         except sa.exc.SQLAlchemyError:
             log.exception("could not record failed import %s", outcome.id)
-        raise
+        if raised is exc:
+            raise
+        raise raised from exc
     finally:
+        if backing is not None:  # a failed import still waits for its backup thread
+            with suppress(BaseException):
+                backing.result()
         if sqlite:
             drop_tables(conn, temps)
             conn.commit()
@@ -239,6 +331,32 @@ def run_import(
         outcome.duration_seconds,
     )
     return outcome
+
+
+def _whole(header: Header) -> bool:
+    """Whether the bundle holds the whole dataset (scope "all"); InvalidArgument for a
+    scope this code does not know."""
+    scope = header.metadata.scope
+    if scope not in ("", "semester", "all"):
+        raise InvalidArgument(
+            f"the bundle's scope {scope!r} is unknown; known: semester, all",
+            field="metadata.scope",
+        )
+    if scope == "all" and header.metadata.semester:
+        raise InvalidArgument("a bundle of scope all names no semester", field="metadata.semester")
+    return scope == "all"
+
+
+def _delta_since(first: Event | None) -> dt.datetime | None:
+    """The bundle's updated_since (UTC) when it is a delta bundle, else None."""
+    if not isinstance(first, Header):
+        return None
+    since = first.updated_since
+    if since is None and first.metadata.HasField("updated_since"):
+        since = first.metadata.updated_since.ToDatetime(dt.UTC)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    return None if since is None else since.astimezone(dt.UTC)
 
 
 def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
@@ -309,6 +427,7 @@ class _Run:
     sqlite: bool
     entity: str
     staging: Staging
+    step: str = "staging"  # what the run is doing, in words, for a failure's message
 
     @property
     def active(self) -> list[Shape]:
@@ -316,8 +435,9 @@ class _Run:
             return [self.shapes[self.entity]]
         return list(self.shapes.values())
 
-    def merge(self, semester: str, now_dt: dt.datetime) -> None:
-        """Resolve, classify and apply every entity; fill the outcome."""
+    def merge(self, semester: str | None, now_dt: dt.datetime) -> None:
+        """`semester` None: the bundle is the whole dataset (a replace then soft-deletes
+        whatever live row of any entity it lacks)."""
         conn, sqlite, out = self.conn, self.sqlite, self.outcome
         now = apply.ts_param(now_dt, sqlite)
         replace = self.options.strategy is Strategy.REPLACE
@@ -331,6 +451,7 @@ class _Run:
         staged = self.staging.stager.entities
         statuses: dict[str, str] = {}
         for shape in self.active:
+            self.step = f"checking {shape.name}"
             with _timed(f"wait for {shape.name}"):
                 self.staging.wait(shape.name)
             count = staged[shape.name].staged if shape.name in staged else 0
@@ -357,21 +478,32 @@ class _Run:
                 rejects.save_resolved(conn, out.id, shape, sqlite)
             # Each step scans the entity's resolved rows: only those with work to do.
             summary = summaries[shape.name]
-            if summary.created or summary.updated:
+            if summary.updated:
+                deleting = plan.count_deletions(conn, shape)
+                summary.updated -= deleting
+                summary.deleted += deleting
+            if summary.created or summary.updated or summary.deleted:
                 with _timed(f"samples {shape.name}"):
                     out.sample_changes += plan.samples(conn, shape)
+            self.step = f"applying {shape.name}"
             if summary.created:
                 with _timed(f"insert {shape.name}"):
-                    apply.insert_new(conn, shape, out.id, now, sqlite, summary.created)
-            if summary.updated:
+                    apply.insert_new(
+                        conn, shape, out.id, now, sqlite, summary.created, semester is None
+                    )
+            if summary.updated or summary.deleted:
                 with _timed(f"update {shape.name}"):
                     apply.update_changed(conn, shape, out.id, now, sqlite)
+        self.step = "linking records"
         with _timed("late binding"):
             for shape in self.active:
                 for ref in shape.refs:
                     if ref.late:
                         apply.bind_late(conn, self.ds, shape, ref, sqlite)
+        with _timed("pending links"):
+            self._pending_links(now)
         if replace:
+            self.step = "soft-deleting what the bundle lacks"
             for shape in self.active:
                 if shape.name not in scoped:
                     continue
@@ -382,7 +514,7 @@ class _Run:
                         conn, self.ds, shape, MAX_SAMPLES_PER_ENTITY, found_st
                     )
                 ]
-                summaries[shape.name].deleted = apply.soft_delete_missing(
+                summaries[shape.name].deleted += apply.soft_delete_missing(
                     conn, shape, out.id, now, sqlite, found_st
                 )
         plan.drop_views(
@@ -391,3 +523,25 @@ class _Run:
         out.summaries = list(summaries.values())
         out.total_errors = sum(s.errors for s in out.summaries)
         out.errors = errors[:MAX_LISTED_ERRORS]
+
+    def _pending_links(self, now: object) -> None:
+        """Optional links whose target exists nowhere wait in pending_links; those waiting
+        from earlier imports whose target this run brought are bound (ferry.merge.links)."""
+        params = {"iid": self.outcome.id, "now": now}
+        active = {s.name for s in self.active}
+        warnings = self.outcome.warnings
+        for shape in self.shapes.values():
+            for ref in shape.refs:
+                if not ref.late:
+                    continue
+                if shape.name in active:
+                    links.supersede(self.conn, self.ds, shape, ref, params)
+                    opened = links.open_missing(self.conn, self.ds, shape, ref, params)
+                    if opened is not None:
+                        warnings.append(opened)
+                if ref.parent.name in active:
+                    bound = links.bind_waiting(
+                        self.conn, self.ds, shape.entity, ref, params, self.sqlite
+                    )
+                    if bound is not None:
+                        warnings.append(bound)

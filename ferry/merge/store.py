@@ -15,6 +15,7 @@ from ferry.errors import InvalidArgument, NotFound
 from ferry.merge.model import (
     EntitySummary,
     ImportOutcome,
+    ImportWarning,
     MergeOptions,
     OnError,
     RecordChange,
@@ -43,7 +44,7 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "status": str(o.status),
         "dataset": o.options.dataset,
         "options": {
-            k: str(v) if not isinstance(v, bool) else v
+            k: str(v) if not isinstance(v, bool | None) else v
             for k, v in dataclasses.asdict(o.options).items()
         },
         "entity": o.entity,
@@ -69,6 +70,8 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "undone_at": o.undone_at,
         "duration_seconds": o.duration_seconds,
         "error_message": o.error_message,
+        "warnings": [dataclasses.asdict(w) for w in o.warnings],
+        "backup_key": o.backup_key,
     }
 
 
@@ -93,6 +96,7 @@ def from_row(row: Any) -> ImportOutcome:
         filename=str(opts.get("filename", "")),
         bundle_format=str(opts.get("bundle_format", "")),
         dataset=str(opts.get("dataset", row.dataset)),
+        backup_before=opts.get("backup_before"),
     )
     return ImportOutcome(
         id=row.id,
@@ -117,6 +121,8 @@ def from_row(row: Any) -> ImportOutcome:
         undone_at=_aware(row.undone_at),
         duration_seconds=float(row.duration_seconds),
         error_message=row.error_message,
+        warnings=[ImportWarning(**w) for w in row.warnings or []],
+        backup_key=row.backup_key or "",
     )
 
 

@@ -2,8 +2,13 @@
 
 Restores the rows it updated and un-deletes those it soft-deleted (both from the saved old
 rows), clears late-bound links pointing at rows it created, then deletes the created rows,
-children first. A row changed after the import (its updated_at is not what the import
-left) makes undo refuse, naming up to 10 such records, unless forced.
+children first.
+
+Two refusals (FailedPrecondition): rows added or changed after the import that depend on
+what it did (they link to rows it created, or a later import changed rows it touched)
+always refuse, naming the later imports to undo first and up to 10 dependent records;
+`force` never overrides that. A row it touched that was edited since (its updated_at is
+not what the import left) refuses unless forced.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.datasets.spec import Dataset, Entity
 from ferry.errors import FailedPrecondition, NotFound
-from ferry.merge import store
+from ferry.merge import links, store
 from ferry.merge.model import ImportOutcome, Status
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import differs, key_lookup, q
@@ -52,6 +57,9 @@ def undo_import(
                 Status.DRY_RUN: "was a dry run and changed nothing",
             }[outcome.status]
             raise FailedPrecondition(f"import {import_id} {what}", field="import_id")
+        refusal = _depended_on(conn, ds, outcome)
+        if refusal:
+            raise FailedPrecondition(refusal, field="import_id")
         if not force:
             total, named = _changed_since(conn, ds, import_id, sqlite)
             if total:
@@ -70,9 +78,12 @@ def undo_import(
             _restore(conn, e, params, sqlite)
         for e in reversed(entities):
             _delete_created(conn, e, import_id)
+        links.undo(conn, import_id)
         outcome.status = Status.UNDONE
         outcome.undone_at = dt.datetime.now(dt.UTC)
         store.update(conn, outcome, claim_key=bool(outcome.options.idempotency_key))
+        # The undo is about to commit (rows of import_changes for import_id say what it
+        # took back): anything that must change with the data goes right here.
         conn.commit()
     log.info(
         "import %s undone by %s in %.2fs%s",
@@ -101,6 +112,109 @@ def _created(entity: str, column: str) -> str:
         f"EXISTS (SELECT 1 FROM {_CHANGES} c WHERE c.import_id = :iid AND c.entity = '{entity}' "
         f"AND c.action = 'created' AND {column} BETWEEN c.row_id AND c.row_id_end)"
     )
+
+
+def _touched(entity: str, column: str) -> str:
+    """SQL: import :iid recorded the row `column` of `entity` as created (its id in one of
+    the created ranges), updated or soft-deleted."""
+    return (
+        f"EXISTS (SELECT 1 FROM {_CHANGES} c WHERE c.import_id = :iid "
+        f"AND c.entity = '{entity}' AND ((c.action = 'created' "
+        f"AND {column} BETWEEN c.row_id AND c.row_id_end) "
+        f"OR (c.action <> 'created' AND c.row_id = {column})))"
+    )
+
+
+def _by_later_import(entity: str, column: str) -> str:
+    """SQL: another completed import that recorded the row `column` of `entity` (created
+    or changed it; the greatest id when several did), or NULL when none did (an edit
+    made outside any import)."""
+    return (
+        f"(SELECT max(c2.import_id) FROM {_CHANGES} c2 JOIN imports i2 ON i2.id = c2.import_id "
+        f"WHERE i2.status = 'completed' AND c2.import_id <> :iid AND c2.entity = '{entity}' "
+        f"AND ((c2.action = 'created' AND {column} BETWEEN c2.row_id AND c2.row_id_end) "
+        f"OR (c2.action <> 'created' AND c2.row_id = {column})))"
+    )
+
+
+def _depended_on(conn: Connection, ds: Dataset, outcome: ImportOutcome) -> str:
+    """Why undoing `outcome` would remove or change rows later work depends on, or "".
+
+    Two kinds of dependents: rows of other imports (or edits) that link to rows this
+    import created (undo would delete their parents, or clear their links), and rows this
+    import touched that a later import changed again (undo would overwrite that import's
+    work, and that import's own undo would then restore the wrong rows). Neither is
+    overridable: undo the later imports first, newest first.
+    """
+    params: dict[str, Any] = {"iid": outcome.id}
+    last = conn.execute(
+        sa.text(f"SELECT max(id) FROM {_CHANGES} WHERE import_id = :iid"), params
+    ).scalar_one()
+    if last is None:
+        return ""
+    params["last"] = last
+    found: list[str] = []  # "SELECT id, import_id" per entity, of the dependent rows
+    for child in ds.in_order():
+        table = q(child.table.name)
+        # Later imports that changed rows this import touched.
+        found.append(
+            f"SELECT '{child.name}' AS entity, c2.row_id AS id, c2.import_id AS by_import "
+            f"FROM {_CHANGES} c2 JOIN imports i2 ON i2.id = c2.import_id "
+            f"WHERE c2.entity = '{child.name}' AND c2.action <> 'created' AND c2.id > :last "
+            f"AND c2.import_id <> :iid AND i2.status = 'completed' "
+            f"AND {_touched(child.name, 'c2.row_id')}"
+        )
+        # Rows not of this import that link to rows it created.
+        for ref in child.references:
+            col = f"t.{q(ref.column)}"
+            found.append(
+                f"SELECT '{child.name}' AS entity, t.id AS id, "
+                f"{_by_later_import(child.name, 't.id')} AS by_import "
+                f"FROM {_CHANGES} c JOIN {table} t ON {col} BETWEEN c.row_id AND c.row_id_end "
+                f"WHERE c.import_id = :iid AND c.entity = '{ref.parent}' "
+                f"AND c.action = 'created' AND NOT {_touched(child.name, 't.id')}"
+            )
+    union = " UNION ".join(found)
+    rows = conn.execute(
+        sa.text(f"SELECT by_import, count(*) FROM ({union}) z GROUP BY by_import"), params
+    ).all()
+    if not rows:
+        return ""
+    total = sum(int(n) for _, n in rows)
+    later = sorted(str(i) for i, _ in rows if i is not None)
+    edits = sum(int(n) for i, n in rows if i is None)
+    sample: list[str] = []
+    for e in ds.in_order():
+        if len(sample) >= MAX_NAMED:
+            break
+        keys = ", ".join(f"k.{q(f)}" for f in e.natural_key)
+        for row in conn.execute(
+            sa.text(
+                f"SELECT {keys} FROM ({union}) z JOIN ({key_lookup(ds, e)}) k ON k.id = z.id "
+                f"WHERE z.entity = '{e.name}' ORDER BY k.id LIMIT {MAX_NAMED - len(sample)}"
+            ),
+            params,
+        ):
+            sample.append(f"{e.name} " + "/".join("" if v is None else str(v) for v in row))
+    text = (
+        f"import {outcome.id} cannot be undone: {total} record(s) added or changed after it "
+        f"depend on what it created or changed ({', '.join(sample)}"
+        f"{', ...' if total > len(sample) else ''})"
+    )
+    if later:
+        others = [o for o in (store.load(conn, i) for i in later) if o is not None]
+        others.sort(key=lambda o: o.created_at, reverse=True)
+        listed = [f"{o.id} ({o.created_at.strftime('%Y-%m-%d %H:%M:%S UTC')})" for o in others]
+        text += (
+            f"; they come from later import(s) {', '.join(listed)}: undo "
+            f"{'it' if len(later) == 1 else 'those'} first, newest first"
+        )
+    if edits:
+        text += (
+            f"; {edits} of them were added or changed outside any import and must be "
+            "removed or changed back first"
+        )
+    return text + "; force does not override this"
 
 
 def _changed_since(

@@ -41,6 +41,16 @@ def load_filters(app: App, names: Sequence[str]) -> list[Filter]:
     return [plugins.resolve("ferry.filters", name, app, allow_path=True) for name in names]
 
 
+def connection_age_options(seconds: float) -> list[tuple[str, int]]:
+    """Server options that close each client connection after `seconds` (0: never), with
+    a grace for the calls in flight, so clients resolve their dns:/// target again and
+    pods added by scaling up get calls without waiting for a connection to break."""
+    if seconds <= 0:
+        return []
+    ms = int(seconds * 1000)
+    return [("grpc.max_connection_age_ms", ms), ("grpc.max_connection_age_grace_ms", ms)]
+
+
 def chain_names(server: Sequence[str], own: Sequence[str] | None) -> list[str]:
     """A service's filters: the server's chain, then its own (deduplicated, order kept).
 
@@ -107,6 +117,7 @@ class Server:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
+                *connection_age_options(cfg.max_connection_age_seconds),
             ],
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)

@@ -403,6 +403,7 @@ class BundleMetadata(google.protobuf.message.Message):
     INCLUDE_DELETED_FIELD_NUMBER: builtins.int
     ENTITY_ORDER_FIELD_NUMBER: builtins.int
     UPDATED_SINCE_FIELD_NUMBER: builtins.int
+    SCOPE_FIELD_NUMBER: builtins.int
     semester: builtins.str
     exported_by: builtins.str
     """The subject of the exporting caller's token."""
@@ -412,6 +413,10 @@ class BundleMetadata(google.protobuf.message.Message):
     """The dataset spec the records follow, e.g. "school"."""
     include_deleted: builtins.bool
     """True when soft-deleted records are included."""
+    scope: builtins.str
+    """"" (one semester, named by `semester`) or "all": every record of the dataset, those
+    in no semester too (a whole-database backup; `semester` is then empty).
+    """
     @property
     def exported_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
@@ -438,9 +443,10 @@ class BundleMetadata(google.protobuf.message.Message):
         include_deleted: builtins.bool = ...,
         entity_order: collections.abc.Iterable[builtins.str] | None = ...,
         updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        scope: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["exported_at", b"exported_at", "updated_since", b"updated_since"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "scope", b"scope", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
 
 Global___BundleMetadata: typing_extensions.TypeAlias = BundleMetadata
 

@@ -113,14 +113,19 @@ class StreamSessionRequest(google.protobuf.message.Message):
     BATCH_SIZE_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
     UPDATED_SINCE_FIELD_NUMBER: builtins.int
+    SCOPE_FIELD_NUMBER: builtins.int
     semester: builtins.str
-    """Required, e.g. "2026-fall"."""
+    """Required unless scope is "all", e.g. "2026-fall"."""
     include_deleted: builtins.bool
     """Include soft-deleted records (default: leave them out)."""
     batch_size: builtins.int
     """Records per batch; 0 means the server's default. At most 10000."""
     dataset: builtins.str
     """The dataset to export; empty means "school"."""
+    scope: builtins.str
+    """"" or "semester": the semester named above. "all": every record of the dataset,
+    those in no semester too (a whole-database backup; leave `semester` empty).
+    """
     @property
     def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """Only records changed (or deleted) since this instant: a delta bundle. Deleted
@@ -135,9 +140,10 @@ class StreamSessionRequest(google.protobuf.message.Message):
         batch_size: builtins.int = ...,
         dataset: builtins.str = ...,
         updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        scope: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["updated_since", b"updated_since"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["batch_size", b"batch_size", "dataset", b"dataset", "include_deleted", b"include_deleted", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["batch_size", b"batch_size", "dataset", b"dataset", "include_deleted", b"include_deleted", "scope", b"scope", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
 
 Global___StreamSessionRequest: typing_extensions.TypeAlias = StreamSessionRequest
 
@@ -167,8 +173,9 @@ class DownloadSessionRequest(google.protobuf.message.Message):
     INCLUDE_DELETED_FIELD_NUMBER: builtins.int
     UPDATED_SINCE_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
+    SCOPE_FIELD_NUMBER: builtins.int
     semester: builtins.str
-    """Required, e.g. "2026-fall"."""
+    """Required unless scope is "all", e.g. "2026-fall"."""
     bundle_format: builtins.str
     """json (default) | jsonl | xlsx | tar.gz, or another installed bundle format.
     `format` in JSON and REST query strings.
@@ -176,6 +183,10 @@ class DownloadSessionRequest(google.protobuf.message.Message):
     include_deleted: builtins.bool
     dataset: builtins.str
     """Empty means "school"."""
+    scope: builtins.str
+    """"" or "semester": the semester named above. "all": every record of the dataset
+    (a whole-database backup; leave `semester` empty).
+    """
     @property
     def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """A delta bundle: records changed or deleted since this instant."""
@@ -188,9 +199,10 @@ class DownloadSessionRequest(google.protobuf.message.Message):
         include_deleted: builtins.bool = ...,
         updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         dataset: builtins.str = ...,
+        scope: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["updated_since", b"updated_since"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bundle_format", b"bundle_format", "dataset", b"dataset", "include_deleted", b"include_deleted", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bundle_format", b"bundle_format", "dataset", b"dataset", "include_deleted", b"include_deleted", "scope", b"scope", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
 
 Global___DownloadSessionRequest: typing_extensions.TypeAlias = DownloadSessionRequest
 

@@ -121,6 +121,7 @@ class ImportOptions(google.protobuf.message.Message):
     FILENAME_FIELD_NUMBER: builtins.int
     BUNDLE_FORMAT_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
+    BACKUP_BEFORE_FIELD_NUMBER: builtins.int
     NOTIFY_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
@@ -134,6 +135,12 @@ class ImportOptions(google.protobuf.message.Message):
     """json | jsonl | xlsx | tar.gz, or another installed bundle format."""
     dataset: builtins.str
     """Empty means "school"."""
+    backup_before: builtins.bool
+    """Write the semesters the import touches (the whole database for a whole bundle or
+    an entity import) to storage as a bundle before merging; the result names it in
+    backup_key and RestoreBackup restores it. Unset: on for replace, off otherwise.
+    Never for a dry run.
+    """
     @property
     def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Addresses told the import's summary when it ends (NotifyService); empty: nobody."""
@@ -148,9 +155,12 @@ class ImportOptions(google.protobuf.message.Message):
         filename: builtins.str = ...,
         bundle_format: builtins.str = ...,
         dataset: builtins.str = ...,
+        backup_before: builtins.bool | None = ...,
         notify: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_backup_before", b"_backup_before"]) -> typing.Literal["backup_before"] | None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions
 
@@ -441,6 +451,8 @@ class ImportResult(google.protobuf.message.Message):
     UNDONE_AT_FIELD_NUMBER: builtins.int
     DURATION_SECONDS_FIELD_NUMBER: builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
+    WARNINGS_FIELD_NUMBER: builtins.int
+    BACKUP_KEY_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -455,7 +467,11 @@ class ImportResult(google.protobuf.message.Message):
     """Rejected records can be downloaded with DownloadRejected."""
     duration_seconds: builtins.float
     error_message: builtins.str
-    """Why a failed import failed."""
+    """Why a failed import failed: in words (step, constraint or table by name) with a
+    reference id that the server log has the details under; never SQL.
+    """
+    backup_key: builtins.str
+    """The storage key of the backup taken before the merge (backup_before), or ""."""
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -474,6 +490,10 @@ class ImportResult(google.protobuf.message.Message):
     def finished_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def undone_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def warnings(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ImportWarning]:
+        """Not errors, but worth knowing, per kind and entity (see ImportWarning)."""
+
     def __init__(
         self,
         *,
@@ -494,11 +514,56 @@ class ImportResult(google.protobuf.message.Message):
         undone_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         duration_seconds: builtins.float = ...,
         error_message: builtins.str = ...,
+        warnings: collections.abc.Iterable[Global___ImportWarning] | None = ...,
+        backup_key: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
+
+@typing.final
+class ImportWarning(google.protobuf.message.Message):
+    """Something an import did that the caller should know about, counted per kind and entity."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: builtins.int
+    ENTITY_FIELD_NUMBER: builtins.int
+    FIELD_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    SAMPLE_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    kind: builtins.str
+    """pending_links: optional links (prerequisite, mentor) whose target is in neither the
+    bundle nor the database; they are kept and bound when the target arrives.
+    links_bound: links waiting from earlier imports that this import completed.
+    """
+    entity: builtins.str
+    field: builtins.str
+    """The link's bundle field(s), e.g. "prerequisite_code"."""
+    count: builtins.int
+    message: builtins.str
+    """The same in one sentence, e.g. "12 courses link (prerequisite_code) to courses not
+    yet in this database; they will be linked when those courses arrive".
+    """
+    @property
+    def sample(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """A few of them, "record key -> target key"."""
+
+    def __init__(
+        self,
+        *,
+        kind: builtins.str = ...,
+        entity: builtins.str = ...,
+        field: builtins.str = ...,
+        count: builtins.int = ...,
+        sample: collections.abc.Iterable[builtins.str] | None = ...,
+        message: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "entity", b"entity", "field", b"field", "kind", b"kind", "message", b"message", "sample", b"sample"]) -> None: ...
+
+Global___ImportWarning: typing_extensions.TypeAlias = ImportWarning
 
 @typing.final
 class GetImportRequest(google.protobuf.message.Message):
@@ -578,7 +643,9 @@ class UndoImportRequest(google.protobuf.message.Message):
     FORCE_FIELD_NUMBER: builtins.int
     import_id: builtins.str
     force: builtins.bool
-    """Undo even records changed after the import (their later changes are lost)."""
+    """Undo even records edited after the import (those edits are lost). Never overrides
+    records that later imports or edits depend on: undo those imports first.
+    """
     def __init__(
         self,
         *,
@@ -637,3 +704,41 @@ class DownloadRejectedResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
 
 Global___DownloadRejectedResponse: typing_extensions.TypeAlias = DownloadRejectedResponse
+
+@typing.final
+class RestoreBackupRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    DRY_RUN_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    dry_run: builtins.bool
+    """Show what the restore would do; change nothing."""
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+        dry_run: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dry_run", b"dry_run", "import_id", b"import_id"]) -> None: ...
+
+Global___RestoreBackupRequest: typing_extensions.TypeAlias = RestoreBackupRequest
+
+@typing.final
+class RestoreBackupResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult:
+        """The restore's own import result (undo it like any import)."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___RestoreBackupResponse: typing_extensions.TypeAlias = RestoreBackupResponse

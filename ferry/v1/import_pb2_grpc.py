@@ -68,6 +68,11 @@ class ImportServiceStub:
                 request_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
                 _registered_method=True)
+        self.RestoreBackup = channel.unary_unary(
+                '/ferry.v1.ImportService/RestoreBackup',
+                request_serializer=ferry_dot_v1_dot_import__pb2.RestoreBackupRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.RestoreBackupResponse.FromString,
+                _registered_method=True)
 
 
 class ImportServiceServicer:
@@ -110,7 +115,8 @@ class ImportServiceServicer:
 
     def UndoImport(self, request, context):
         """Take an import back: delete what it created, restore what it updated, un-delete what
-        it removed. FAILED_PRECONDITION naming the records changed since, unless `force`.
+        it removed. FAILED_PRECONDITION naming the later imports and records that depend on
+        it (always), or the records edited since (unless `force`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +124,15 @@ class ImportServiceServicer:
 
     def DownloadRejected(self, request, context):
         """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreBackup(self, request, context):
+        """Restore the bundle an import wrote to storage before it ran (backup_before): an
+        import of it with strategy replace, in one transaction. NOT_FOUND when the import
+        took no backup, FAILED_PRECONDITION when the file is gone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +170,11 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     servicer.DownloadRejected,
                     request_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.SerializeToString,
+            ),
+            'RestoreBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreBackup,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.RestoreBackupRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.RestoreBackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -323,6 +343,33 @@ class ImportService:
             '/ferry.v1.ImportService/DownloadRejected',
             ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
             ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/RestoreBackup',
+            ferry_dot_v1_dot_import__pb2.RestoreBackupRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.RestoreBackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

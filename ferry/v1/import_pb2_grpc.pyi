@@ -121,7 +121,23 @@ _ImportServiceDownloadRejectedType = typing_extensions.TypeVar(
     ],
 )
 
-class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType]):
+_ImportServiceRestoreBackupType = typing_extensions.TypeVar(
+    '_ImportServiceRestoreBackupType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RestoreBackupRequest,
+        ferry.v1.import_pb2.RestoreBackupResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RestoreBackupRequest,
+        ferry.v1.import_pb2.RestoreBackupResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RestoreBackupRequest,
+        ferry.v1.import_pb2.RestoreBackupResponse,
+    ],
+)
+
+class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRestoreBackupType]):
     """ImportService merges data into Ferry: whole bundles (ImportSession) or one entity's
     rows from csv/xlsx (ImportEntities). Records are matched by natural key; every run is
     all-or-nothing (or all valid records, with ON_ERROR_SKIP_INVALID), previewable with
@@ -154,6 +170,10 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.DownloadRejectedRequest,
             ferry.v1.import_pb2.DownloadRejectedResponse,
         ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RestoreBackupRequest,
+            ferry.v1.import_pb2.RestoreBackupResponse,
+        ],
     ], channel: grpc.Channel) -> None: ...
 
     @typing.overload
@@ -182,6 +202,10 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.DownloadRejectedRequest,
             ferry.v1.import_pb2.DownloadRejectedResponse,
         ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RestoreBackupRequest,
+            ferry.v1.import_pb2.RestoreBackupResponse,
+        ],
     ], channel: grpc.aio.Channel) -> None: ...
 
     ImportSession: _ImportServiceImportSessionType
@@ -202,11 +226,18 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
 
     UndoImport: _ImportServiceUndoImportType
     """Take an import back: delete what it created, restore what it updated, un-delete what
-    it removed. FAILED_PRECONDITION naming the records changed since, unless `force`.
+    it removed. FAILED_PRECONDITION naming the later imports and records that depend on
+    it (always), or the records edited since (unless `force`).
     """
 
     DownloadRejected: _ImportServiceDownloadRejectedType
     """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
+
+    RestoreBackup: _ImportServiceRestoreBackupType
+    """Restore the bundle an import wrote to storage before it ran (backup_before): an
+    import of it with strategy replace, in one transaction. NOT_FOUND when the import
+    took no backup, FAILED_PRECONDITION when the file is gone.
+    """
 
 ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
     grpc.aio.StreamUnaryMultiCallable[
@@ -232,6 +263,10 @@ ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
     grpc.aio.UnaryStreamMultiCallable[
         ferry.v1.import_pb2.DownloadRejectedRequest,
         ferry.v1.import_pb2.DownloadRejectedResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RestoreBackupRequest,
+        ferry.v1.import_pb2.RestoreBackupResponse,
     ],
 ]
 
@@ -285,7 +320,8 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[ferry.v1.import_pb2.UndoImportResponse, collections.abc.Awaitable[ferry.v1.import_pb2.UndoImportResponse]]:
         """Take an import back: delete what it created, restore what it updated, un-delete what
-        it removed. FAILED_PRECONDITION naming the records changed since, unless `force`.
+        it removed. FAILED_PRECONDITION naming the later imports and records that depend on
+        it (always), or the records edited since (unless `force`).
         """
 
     @abc.abstractmethod
@@ -295,5 +331,16 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[collections.abc.Iterator[ferry.v1.import_pb2.DownloadRejectedResponse], collections.abc.AsyncIterator[ferry.v1.import_pb2.DownloadRejectedResponse]]:
         """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
+
+    @abc.abstractmethod
+    def RestoreBackup(
+        self,
+        request: ferry.v1.import_pb2.RestoreBackupRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.RestoreBackupResponse, collections.abc.Awaitable[ferry.v1.import_pb2.RestoreBackupResponse]]:
+        """Restore the bundle an import wrote to storage before it ran (backup_before): an
+        import of it with strategy replace, in one transaction. NOT_FOUND when the import
+        took no backup, FAILED_PRECONDITION when the file is gone.
+        """
 
 def add_ImportServiceServicer_to_server(servicer: ImportServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

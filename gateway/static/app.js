@@ -265,6 +265,16 @@ function renderResult(result, isPreview) {
     }
     box.append(p, ul);
   }
+  if ((result.warnings || []).length) {
+    const p = document.createElement("p"); p.textContent = t("importNotes");
+    const ul = document.createElement("ul"); ul.className = "import-warnings";
+    for (const w of result.warnings) {
+      const li = document.createElement("li");
+      li.textContent = w.message + ((w.sample || []).length ? ` (${w.sample.slice(0, 3).join(", ")})` : "");
+      ul.append(li);
+    }
+    box.append(p, ul);
+  }
   if ((result.sample_changes || []).length) {
     const p = document.createElement("p"); p.textContent = t("sampleChanges");
     const ul = document.createElement("ul");

@@ -50,6 +50,7 @@ class SessionRpcs:
             batch_size=request.batch_size or self.app.settings.export.stream_batch_size,
             exported_by=_caller(),
             updated_since=_since(request),
+            scope=request.scope or "semester",
         )
         yield from stream_session(self.app.engine, ds, req, _response)
 
@@ -64,6 +65,7 @@ class SessionRpcs:
             batch_size=self.app.settings.export.stream_batch_size,
             exported_by=_caller(),
             updated_since=_since(request),
+            scope=request.scope or "semester",
         )
         pieces = download_session(self.app.engine, ds, req, request.bundle_format)
         for p in pieces:

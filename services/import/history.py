@@ -9,11 +9,13 @@ from collections.abc import Iterator
 import grpc
 
 from ferry.app import App
+from ferry.bundle.backup import restore_import_backup
 from ferry.errors import InvalidArgument
 from ferry.imports import convert, detect
 from ferry.merge import get_import, list_imports, rejected_events, undo_import
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
+from ferry.storage import open_storage
 from ferry.v1 import import_pb2 as ipb
 
 CHUNK_BYTES = 1024 * 1024
@@ -65,6 +67,24 @@ class HistoryRpcs:
             requested_by=call.caller if call is not None else "",
         )
         return ipb.UndoImportResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def RestoreBackup(
+        self, request: ipb.RestoreBackupRequest, context: grpc.ServicerContext
+    ) -> ipb.RestoreBackupResponse:
+        call = current_call()
+        outcome = restore_import_backup(
+            self.app.engine,
+            self.app.dataset(),
+            open_storage(self.app.settings),
+            _import_id(request.import_id),
+            dry_run=request.dry_run,
+            requested_by=call.caller if call is not None else "",
+        )
+        failed = convert.failure(outcome)
+        if failed is not None:
+            raise failed
+        return ipb.RestoreBackupResponse(result=convert.result_proto(outcome))
 
     @handles_errors
     def DownloadRejected(

@@ -54,9 +54,9 @@ def test_format_is_the_longest_known_extension_of_the_filename() -> None:
 
 
 def test_tabular_reader_names_readable_formats_for_unknown_ones() -> None:
-    with pytest.raises(InvalidArgument, match="csv or xlsx"):
+    with pytest.raises(InvalidArgument, match="csv, xlsx or json"):
         tabular_reader("", "students.txt")
-    with pytest.raises(InvalidArgument, match="readable formats: csv, xlsx"):
+    with pytest.raises(InvalidArgument, match="readable formats: csv, xlsx, json"):
         tabular_reader("pdf", "students.pdf")
 
 

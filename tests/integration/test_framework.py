@@ -216,3 +216,27 @@ def test_client_filters_carry_token_deadline_and_metrics(
             Clients(ClientSettings(target="127.0.0.1:1", filters=["server-only"])).channel("export")
     finally:
         plugins.unregister("ferry.filters", "server-only")
+
+
+def test_connection_age_makes_clients_reconnect(
+    seeded_url: str, make_app: Callable[..., App]
+) -> None:
+    """With server.max_connection_age_seconds the server closes a connection after that
+    age (clients then resolve their target again); calls keep working across it."""
+    from ferry.rpc.server import connection_age_options
+
+    assert connection_age_options(0) == []
+    app = make_app(seeded_url, FERRY_SERVER_MAX_CONNECTION_AGE_SECONDS="0.5")
+    with running(app, ["export"]) as srv, grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        from ferry.v1 import export_pb2_grpc
+
+        stub = export_pb2_grpc.ExportServiceStub(ch)
+        states: list[grpc.ChannelConnectivity] = []
+        ch.subscribe(states.append)
+        md = auth(app, "viewer")
+        assert stub.ListSemesters(export_pb2.ListSemestersRequest(), metadata=md, timeout=10)
+        time.sleep(2.5)  # past the age and its grace: the server closed the connection
+        assert stub.ListSemesters(export_pb2.ListSemestersRequest(), metadata=md, timeout=10)
+        assert grpc.ChannelConnectivity.IDLE in states or (
+            states.count(grpc.ChannelConnectivity.CONNECTING) >= 2
+        ), states

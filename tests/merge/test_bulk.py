@@ -17,6 +17,7 @@ from ferry.bundle.formats.base import Event
 from ferry.datasets.school import SCHOOL
 from ferry.db import migrate
 from ferry.db.engine import make_engine
+from ferry.errors import Internal
 from ferry.merge import Status, apply, undo_import
 from ferry.merge.shape import Shape
 from tests.conftest import fresh_database
@@ -179,18 +180,25 @@ def test_a_violation_found_when_re_adding_a_foreign_key_fails_the_run(
     def vanish(conn: Connection, shape: Shape, *args: Any) -> None:
         if shape.name == "attendance":
             ref = f"r{shape.refs[0].index}"
-            conn.exec_driver_sql(
-                f"DELETE FROM enrollments WHERE id = "
-                f"(SELECT min({ref}) FROM {shape.resolved} WHERE st = 'create')"
-            )
+            gone = f"(SELECT min({ref}) FROM {shape.resolved} WHERE st = 'create')"
+            # Its other children first: no delete cascades (migration 0005).
+            for child in ("grades", "daily_performance"):
+                conn.exec_driver_sql(f"DELETE FROM {child} WHERE enrollment_ref = {gone}")
+            conn.exec_driver_sql(f"DELETE FROM enrollments WHERE id = {gone}")
         real(conn, shape, *args)
 
     monkeypatch.setattr(apply, "BULK_MIN_ROWS", min_rows)
     monkeypatch.setattr(apply, "insert_new", vanish)
-    with pytest.raises(sa.exc.IntegrityError, match='"attendance" violates foreign key') as err:
+    with pytest.raises(Internal) as failed:
         run(target, rebuild({"attendance": by["attendance"]}))
+    # Said in words, naming the constraint; the database's error is the cause (and logged).
+    assert "constraint fk_attendance_enrollment_ref_enrollments" in failed.value.message
+    assert "applying attendance" in failed.value.message
+    err = failed.value.__cause__
+    assert isinstance(err, sa.exc.IntegrityError)
+    assert '"attendance" violates foreign key' in str(err)
     # Found by re-adding the foreign key (bulk) or by its trigger during the INSERT (plain).
-    assert str(err.value.statement).startswith("ALTER TABLE") == (min_rows == 1)
+    assert str(err.statement).startswith("ALTER TABLE") == (min_rows == 1)
     assert checksum(target) == before
     assert schema(target) == catalog
 

@@ -78,6 +78,7 @@ META_KEYS = {
     "include_deleted",
     "entity_order",
     "updated_since",
+    "scope",
 }
 
 
@@ -96,6 +97,8 @@ def metadata_dict(header: Header) -> dict[str, Any]:
     }
     if header.updated_since is not None:
         out["updated_since"] = iso(header.updated_since)
+    if m.scope:  # only whole-database bundles say so: semester bundles are as before
+        out["scope"] = m.scope
     return out
 
 

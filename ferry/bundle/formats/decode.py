@@ -170,6 +170,7 @@ class Decoder:
             m.counts.update(meta.get("counts", {}))
             m.include_deleted = meta.get("include_deleted", False)
             m.entity_order.extend(meta.get("entity_order", []))
+            m.scope = meta.get("scope", "")
         except KeyError as e:
             raise InvalidArgument(
                 f"metadata lacks {e.args[0]!r}", field=f"metadata.{e.args[0]}"

@@ -43,7 +43,15 @@ MAX_ROWS = 1_048_576  # Excel's rows per sheet, the header row included
 MAX_CELL_CHARS = 32_767
 # Excel's serial dates are wrong before March 1900 (its phantom 1900-02-29): text before.
 FIRST_DATE_CELL = "1900-03-01"
-TEXT_META = {"semester", "exported_at", "exported_by", "dataset", "updated_since", "sha256"}
+TEXT_META = {
+    "semester",
+    "exported_at",
+    "exported_by",
+    "dataset",
+    "updated_since",
+    "sha256",
+    "scope",
+}
 _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 

@@ -1,0 +1,159 @@
+"""`ferry backup create|restore`: whole-database backups, over gRPC like the other verbs.
+
+A backup is a bundle of scope "all" (every record of the dataset, those in no semester
+too, soft-deleted ones included) in any bundle format. Restoring it is an import with
+strategy replace of that whole bundle, in one transaction: every record comes back as it
+was and whatever the database holds beyond it is soft-deleted (undo takes a restore back
+like any import). `--dry-run` shows exactly that and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+
+from ferry.app import App
+from ferry.cli.common import clients, load_app, parse_duration, rpc_errors
+from ferry.cli.export import Progress, download
+from ferry.cli.imports import UPLOAD_TIMEOUT_SECONDS, _print_result, _requests_session
+from ferry.config import ScheduleSettings
+from ferry.v1 import export_pb2
+from ferry.v1 import import_pb2 as ipb
+
+BACKUP_TIMEOUT_SECONDS = 4 * 3600.0
+
+
+@click.group()
+def backup() -> None:
+    """Whole-database backups: create one, restore one."""
+
+
+@backup.command("create")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write."
+)
+@click.option(
+    "--format",
+    "format_",
+    default="json",
+    show_default=True,
+    help="Bundle format: json, jsonl, xlsx, tar.gz or another installed one.",
+)
+@click.option("--dataset", default="", help="The dataset (default: school).")
+@click.option(
+    "--timeout", default="2h", show_default=True, help="Give up after this long (90s, 15m, 1h)."
+)
+@click.pass_context
+def backup_create(
+    ctx: click.Context, output: str, format_: str, dataset: str, timeout: str
+) -> None:
+    """Write every record of the database to a bundle file, verifying its sha256."""
+    app = load_app(ctx)
+    request = export_pb2.DownloadSessionRequest(
+        scope="all", bundle_format=format_, include_deleted=True, dataset=dataset
+    )
+    target = Path(output)
+    part = target.with_name(target.name + ".part")
+    with rpc_errors():
+        try:
+            got = download(
+                clients(app).export().DownloadSession(request, timeout=parse_duration(timeout)),
+                part,
+                Progress(),
+            )
+        except BaseException:
+            part.unlink(missing_ok=True)  # never leave a partial backup behind
+            raise
+    part.replace(target)
+    click.echo(f"backup {target}: {got.size:,} bytes, sha256 {got.sha256}")
+
+
+@backup.command("restore")
+@click.argument(
+    "path",
+    metavar="FILE",
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--from-import",
+    "from_import",
+    default="",
+    help="Restore the backup that import ID took before it ran (backup_before).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what the restore would do; change nothing.")
+@click.option("--format", "fmt", default="", help="Bundle format (default: from the name).")
+@click.pass_context
+def backup_restore(
+    ctx: click.Context, path: Path | None, from_import: str, dry_run: bool, fmt: str
+) -> None:
+    """Restore a backup FILE (or, with --from-import, the one an import took), in one
+    transaction: records come back as they were, whatever else is soft-deleted."""
+    if (path is None) == (not from_import):
+        raise click.UsageError("give either FILE or --from-import ID")
+    app = load_app(ctx)
+    stub = clients(app).imports()
+    with rpc_errors():
+        if from_import:
+            result = stub.RestoreBackup(
+                ipb.RestoreBackupRequest(import_id=from_import, dry_run=dry_run),
+                timeout=UPLOAD_TIMEOUT_SECONDS,
+            ).result
+        else:
+            assert path is not None
+            options = ipb.ImportOptions(
+                strategy=ipb.MERGE_STRATEGY_REPLACE,
+                dry_run=dry_run,
+                filename=path.name,
+                bundle_format=fmt,
+            )
+            bar = click.progressbar(
+                length=path.stat().st_size, label=f"uploading {path.name}", file=sys.stderr
+            )
+            with bar:
+                result = stub.ImportSession(
+                    _requests_session(options, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
+                ).result
+    _print_result(result)
+
+
+def run_backup_schedule(
+    app: App, name: str, schedule: ScheduleSettings, output: Path | None = None
+) -> Path:
+    """Run backup schedule `name`: write the whole database to `directory` (or `output`)
+    as `<name>--<UTC time>.<extension>`, then keep only the newest `keep` of the
+    schedule's files there. Returns the file written."""
+    request = export_pb2.DownloadSessionRequest(
+        scope="all", bundle_format=schedule.bundle_format, include_deleted=True
+    )
+    folder = output.parent if output is not None else app.settings.path(schedule.directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")  # sorts by time
+    part = folder / f".{name}--{stamp}.part"
+    with rpc_errors():
+        try:
+            got = download(
+                clients(app).export().DownloadSession(request, timeout=BACKUP_TIMEOUT_SECONDS),
+                part,
+                Progress(),
+            )
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    extension = got.filename.partition(".")[2] or schedule.bundle_format
+    target = output if output is not None else folder / f"{name}--{stamp}.{extension}"
+    part.replace(target)
+    removed = 0
+    if output is None:
+        mine = sorted(p for p in folder.glob(f"{name}--*") if p.is_file())
+        for old in mine[: max(0, len(mine) - schedule.keep)]:
+            old.unlink()
+            removed += 1
+    click.echo(
+        f"schedule {name}: backup {target} ({got.size:,} bytes, sha256 {got.sha256}); "
+        f"removed {removed} older backup(s), keeping {schedule.keep}"
+    )
+    return target
