@@ -56,7 +56,7 @@ def save(
 
 def create_staged(conn: Connection, table: str) -> None:
     """(Re)create the UNLOGGED table that holds refused records while an import stages
-    on its own connection (ferry.merge.staging)."""
+    on its own connection (ferry.merge.pipeline)."""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     conn.exec_driver_sql(
         f"CREATE UNLOGGED TABLE {table} (entity TEXT, position INTEGER, record JSONB)"

@@ -1,6 +1,6 @@
 """run_import: stage a bundle, validate and apply it set-based, in one transaction.
 
-The run: take the dataset's import lock, stage the batches (ferry.merge.staging: on
+The run: take the dataset's import lock, stage the batches (ferry.merge.pipeline: on
 PostgreSQL in a thread on a connection of its own, so an entity is merged while the next
 one is still being staged), and per entity in dependency order, as soon as it is staged,
 resolve + classify (ferry.merge.plan) and apply (ferry.merge.apply); then bind late
@@ -28,8 +28,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
-from ferry.errors import AlreadyExists, FerryError, Internal, InvalidArgument, in_words
+from ferry.errors import FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import apply, links, plan, rejects, store
+from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
     MAX_SAMPLES_PER_ENTITY,
@@ -42,9 +43,9 @@ from ferry.merge.model import (
     Status,
     Strategy,
 )
+from ferry.merge.pipeline import STATISTICS_TARGET, Staging
 from ferry.merge.shape import Shape, build_shapes
-from ferry.merge.stage import drop_tables
-from ferry.merge.staging import STATISTICS_TARGET, Staging
+from ferry.merge.stagetables import drop_tables
 from ferry.reports.versions import bump_for_import
 
 log = logging.getLogger(__name__)
@@ -193,9 +194,9 @@ def run_import(
         source_sha256 = arriving() if key else ""
     if key:
         with engine.connect() as conn:
-            earlier = store.by_key(conn, key)
+            earlier = earlier_run(conn, key, source_sha256)
         if earlier is not None:
-            return _repeat(earlier, source_sha256)
+            return earlier
     outcome = ImportOutcome(
         id=str(uuid.uuid4()),
         status=Status.FAILED,
@@ -225,10 +226,10 @@ def run_import(
     try:
         begin_locked(conn, ds.name)
         if key:
-            earlier = store.by_key(conn, key)
+            earlier = earlier_run(conn, key, source_sha256)
             if earlier is not None:
                 conn.rollback()
-                return _repeat(earlier, source_sha256)
+                return earlier
         if backup is not None and options.wants_backup:
             backing = _Backing(backup, semester if semester and not whole else None, outcome.id)
             backing.start()
@@ -268,7 +269,7 @@ def run_import(
                 outcome.error_message = (
                     f"{outcome.total_errors} invalid record(s); nothing was imported"
                 )
-            _record(engine, outcome)
+            record_rolled_back(engine, outcome)
         else:
             outcome.status = Status.COMPLETED
             outcome.has_rejected_file = outcome.total_errors > 0
@@ -282,9 +283,9 @@ def run_import(
         conn.rollback()
         if key and isinstance(exc, sa.exc.IntegrityError):
             # Another run claimed the key meanwhile: its outcome is ours.
-            earlier = store.by_key(conn, key)
+            earlier = earlier_run(conn, key, source_sha256)
             if earlier is not None:
-                return _repeat(earlier, source_sha256)
+                return earlier
         if arriving is not None:
             # A source that failed to arrive raises its own error here, unrecorded, as
             # an upload that fails before its import starts; one still arriving (the
@@ -307,7 +308,7 @@ def run_import(
         outcome.summaries, outcome.errors, outcome.sample_changes = [], [], []
         outcome.warnings = []
         try:
-            _record(engine, outcome)
+            record_rolled_back(engine, outcome)
         except sa.exc.SQLAlchemyError:
             log.exception("could not record failed import %s", outcome.id)
         if raised is exc:
@@ -390,23 +391,6 @@ def _normalized(options: MergeOptions) -> MergeOptions:
             f"unknown on_error {options.on_error!r}; known: {known}", field="on_error"
         ) from None
     return dataclasses.replace(options, strategy=strategy, on_error=on_error)
-
-
-def _repeat(earlier: ImportOutcome, source_sha256: str) -> ImportOutcome:
-    """The first outcome for a repeated key, or AlreadyExists when the payload differs."""
-    if earlier.source_sha256 != source_sha256:
-        raise AlreadyExists(
-            f"idempotency key {earlier.options.idempotency_key!r} was used by import "
-            f"{earlier.id} for a different payload",
-            field="idempotency_key",
-        )
-    return earlier
-
-
-def _record(engine: Engine, outcome: ImportOutcome) -> None:
-    """Record a run whose work was rolled back (failed or dry run); it claims no key."""
-    with engine.begin() as conn:
-        store.insert(conn, outcome, claim_key=False)
 
 
 @contextmanager

@@ -61,7 +61,7 @@ class Shape:
     @property
     def stage(self) -> str:
         """The staging table: TEMP on SQLite; on PostgreSQL an UNLOGGED table filled on
-        a connection of its own (ferry.merge.staging), one per dataset and entity."""
+        a connection of its own (ferry.merge.pipeline), one per dataset and entity."""
         return self.stage_table or f"merge_stage_{self.entity.name}"
 
     @property

@@ -1,5 +1,5 @@
 """Streaming records into per-entity staging tables (TEMP on SQLite; UNLOGGED tables on
-PostgreSQL, filled on a connection of their own: see ferry.merge.staging).
+PostgreSQL, filled on a connection of their own: see ferry.merge.pipeline).
 
 PostgreSQL gets COPY FROM STDIN through psycopg, or for runs of records still in JSON
 (RawBatch) one json_populate_recordset each; SQLite gets executemany. Records are checked
@@ -47,7 +47,7 @@ def create_tables(conn: Connection, shapes: Iterable[Shape], sqlite: bool) -> No
             conn.exec_driver_sql(
                 f"CREATE TEMP TABLE {shape.stage} (pos INTEGER, ok INTEGER, {cols})"
             )
-        else:  # see ferry.merge.staging
+        else:  # see ferry.merge.pipeline
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {shape.stage}")
             conn.exec_driver_sql(
                 f"CREATE UNLOGGED TABLE {shape.stage} (pos INTEGER, ok SMALLINT, {cols})"

@@ -1,4 +1,4 @@
-"""Staging beside the merge (ferry.merge.staging): sections in dependency order, one each;
+"""Staging beside the merge (ferry.merge.pipeline): sections in dependency order, one each;
 the staging tables do not outlive a run; a killed run's leftovers do not matter."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from ferry.datasets.spec import Dataset
 from ferry.errors import DataLoss, InvalidArgument
 from ferry.merge import rejects
 from ferry.merge.shape import Shape
-from ferry.merge.stage import Stager, create_tables
+from ferry.merge.stagetables import Stager, create_tables
 
 log = logging.getLogger(__name__)
 # ANALYZE of the staging and resolved tables samples 300 x this many rows: enough for
