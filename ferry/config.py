@@ -520,22 +520,9 @@ def _resolve(var: str) -> tuple[str, ...]:
                 "(FERRY_PLUGINS_<GROUP>_<NAME>_<KEY>)"
             )
         return ("plugins", *found)
-    model: type[BaseModel] | None = Settings
-    keys: list[str] = []
-    i = 0
-    while i < len(words):
-        if model is None:
-            raise ConfigError(f"environment variable {var} does not name a setting")
-        for j in range(len(words), i, -1):  # longest field name first
-            name = "_".join(words[i:j])
-            if name in model.model_fields:
-                keys.append(name)
-                ann = model.model_fields[name].annotation
-                model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-                i = j
-                break
-        else:
-            raise ConfigError(f"environment variable {var} does not name a setting")
+    keys = plugins.model_path(Settings, words)
+    if keys is None:
+        raise ConfigError(f"environment variable {var} does not name a setting")
     return tuple(keys)
 
 

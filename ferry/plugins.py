@@ -286,13 +286,16 @@ def env_path(words: list[str]) -> tuple[str, ...] | None:
             nw = n.replace(".", "_").replace("-", "_").lower().split("_")
             if rest[: len(nw)] != nw or len(rest) == len(nw):
                 continue
-            keys = _model_path(settings_model(g, n), rest[len(nw) :])
+            keys = model_path(settings_model(g, n), rest[len(nw) :])
             if keys is not None:
                 return (short(g), n, *keys)
     return None
 
 
-def _model_path(model: type[BaseModel] | None, words: list[str]) -> list[str] | None:
+def model_path(model: type[BaseModel] | None, words: list[str]) -> list[str] | None:
+    """The field path `words` spells in `model` (FERRY_SERVER_MAX_WORKERS's words ->
+    ["server", "max_workers"]), longest field name first at each level; None when it
+    names no field. Settings variables and plugin-settings variables both use it."""
     keys: list[str] = []
     i = 0
     while i < len(words):
