@@ -1,10 +1,15 @@
 """Rate limits shared across replicas through Redis, per process when Redis is not there.
 
 One `Limiter` per kind of limit (login attempts, bulk reports, ...). It uses the `limits`
-library's sliding-window counter on the app's shared Redis connection (short timeouts, at
+library's moving window on the app's shared Redis connection (short timeouts, at
 most one retry). When Redis is not configured, or a call to it fails, the limiter answers
 from an in-process counter instead (still limited, per process) and tries Redis again after
 `retry_after_seconds`, so it recovers by itself without a restart.
+
+A moving window keeps one timestamp per hit, so "at most N in any window" holds exactly,
+also across the edge of a clock-aligned window, where the cheaper sliding-window counter
+rounds the previous window's weighted count down and lets an extra login attempt through.
+Ferry's limits are small (attempts per minute), so the per-hit entries cost little.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger("ferry.ratelimit")
 
@@ -33,7 +38,7 @@ class Decision:
 
 
 class Limiter:
-    """At most `limit` hits per `window_seconds` for each key (sliding-window counter)."""
+    """At most `limit` hits in any `window_seconds` for each key (moving window)."""
 
     def __init__(
         self,
@@ -45,18 +50,18 @@ class Limiter:
     ) -> None:
         self.name = name
         self.item: RateLimitItem = RateLimitItemPerSecond(limit, max(1, math.ceil(window_seconds)))
-        self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
-        self._redis: SlidingWindowCounterRateLimiter | None = None
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._redis: MovingWindowRateLimiter | None = None
         if redis_client is not None:
             storage = RedisStorage(
                 "redis://", connection_pool=redis_client.connection_pool, wrap_exceptions=True
             )
-            self._redis = SlidingWindowCounterRateLimiter(storage)
+            self._redis = MovingWindowRateLimiter(storage)
         self._retry_after = retry_after_seconds
         self._down_until = 0.0
         self._lock = threading.Lock()
 
-    def _backend(self) -> tuple[SlidingWindowCounterRateLimiter, str]:
+    def _backend(self) -> tuple[MovingWindowRateLimiter, str]:
         if self._redis is not None and time.monotonic() >= self._down_until:
             return self._redis, "redis"
         return self._memory, "memory"
