@@ -7,6 +7,7 @@ and the client gets 413."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -126,6 +127,8 @@ def upload_handler(gw: Gateway, route: Route) -> Handler:
         )
         try:
             offset, first = 0, True
+            digest = hashlib.sha256()
+            held: Any = None  # one chunk behind, so the last can carry the file's sha256
             async for piece in _rechunk(data):
                 if first:
                     if names and "filename" not in options_data:
@@ -138,10 +141,17 @@ def upload_handler(gw: Gateway, route: Route) -> Handler:
                         chunk.content_type = request.headers.get("content-type", "")
                     chunk.filename = options.filename  # type: ignore[attr-defined]
                 first = False
-                await call.write(request_cls(file_chunk=chunk))
+                digest.update(piece)
+                if held is not None:
+                    await call.write(request_cls(file_chunk=held))
+                held = chunk
                 offset += len(piece)
-            if first:
+            if held is None:
                 raise InvalidArgument("the uploaded file is empty", field="file")
+            # The sha256 on the last chunk marks the upload whole: the service tells it
+            # from one a cancel cut off, and checks that no byte changed on the way.
+            held.sha256 = digest.hexdigest()
+            await call.write(request_cls(file_chunk=held))
             await call.done_writing()
         except FerryError:
             call.cancel()

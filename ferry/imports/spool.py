@@ -227,3 +227,9 @@ class FileUpload:
         if self.spool.size == 0:
             raise InvalidArgument("the uploaded file is empty", field="file_chunk")
         return actual
+
+    @property
+    def marked(self) -> bool:
+        """Whether the sender's last chunk carried the file's sha256 (checked by finish):
+        the mark that the upload ended because it was whole."""
+        return bool(self._claimed_sha)

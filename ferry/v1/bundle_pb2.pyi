@@ -603,7 +603,10 @@ class FileChunk(google.protobuf.message.Message):
     offset: builtins.int
     """Byte offset of data within the file."""
     sha256: builtins.str
-    """Hex sha256 of the whole file; set on the last chunk only."""
+    """Hex sha256 of the whole file; set on the last chunk only. On an upload it also
+    marks the file whole: without it, a file a client's cancel cut off at a chunk
+    boundary can only be told from a finished one by the call's state.
+    """
     def __init__(
         self,
         *,

@@ -3,15 +3,22 @@ the limit are refused while they are read."""
 
 from __future__ import annotations
 
+import hashlib
 import tracemalloc
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from ferry.app import App
+from ferry.v1 import import_pb2, import_pb2_grpc
+from gateway.app import create_app
+from gateway.calls import ServiceChannels
 from gateway.server import GatewayServer
 from tests.conftest import running
 from tests.gateway.conftest import SERVICES, bearer, seed_small
@@ -161,3 +168,37 @@ def test_json_body_over_4_mib_is_413(gateway: Gateway, empty_url: str) -> None:
     body = b'{"export_type": "' + b"x" * (5 * 1024 * 1024) + b'"}'
     r = client.post("/api/v1/exports", content=body, headers=bearer(app, "operator"))
     assert r.status_code == 413 and r.json()["code"] == "RESOURCE_EXHAUSTED"
+
+
+def test_the_last_chunk_carries_the_files_sha256(
+    make_app: Callable[..., App], tmp_path: Any
+) -> None:
+    """The gateway marks an upload whole the way the CLI does: the file's sha256 on the
+    last FileChunk only, so the service can tell it from one a cancel cut off."""
+    seen: list[Any] = []
+
+    class Recording(import_pb2_grpc.ImportServiceServicer):
+        def ImportEntities(self, request_iterator: Any, context: Any) -> Any:
+            seen.extend(r.file_chunk for r in request_iterator if r.HasField("file_chunk"))
+            return import_pb2.ImportEntitiesResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    import_pb2_grpc.add_ImportServiceServicer_to_server(Recording(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    data = b"student_id,first_name\n" + b"".join(b"S%06d,Name\n" % i for i in range(300_000))
+    app = make_app(f"sqlite:///{tmp_path / 'g.db'}")
+    try:
+        asgi = create_app(app, ServiceChannels(app.settings.client, f"127.0.0.1:{port}"))
+        with TestClient(asgi) as client:
+            r = client.post(
+                "/api/v1/imports/entities?entity=students&filename=s.csv",
+                content=data,
+                headers={**bearer(app, "operator"), "content-type": "text/csv"},
+            )
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop(None)
+    assert len(seen) > 1 and b"".join(c.data for c in seen) == data
+    assert [bool(c.sha256) for c in seen] == [False] * (len(seen) - 1) + [True]
+    assert seen[-1].sha256 == hashlib.sha256(data).hexdigest()

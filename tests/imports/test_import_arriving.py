@@ -235,37 +235,62 @@ def test_truncated_file_whose_client_finished_sending_is_refused_and_recorded(
 
 class _CallEndsAfterTheStream:
     """The part of a grpc.ServicerContext the upload uses, for a call that ends `delay`
-    seconds after its request stream: 0.05 plays a cancel where gRPC ends the request
-    stream first and marks the call cancelled a moment later (a race real servers lose
-    now and then); 1.0 plays a deadline that passes while the import runs."""
+    seconds after its request stream (None: never; the client half-closed and waits),
+    cancelled by its client or by its deadline. 0.05 plays a cancel where gRPC ends the
+    request stream first and marks the call cancelled a moment later (about one real
+    cancel in ten)."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float | None, by_deadline: bool) -> None:
         self.delay = delay
+        self.by_deadline = by_deadline
+        self.ended = threading.Event()
         self.callbacks: list[Callable[[], None]] = []
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         self.callbacks.append(callback)
         return True
 
+    def is_active(self) -> bool:
+        return not self.ended.is_set()
+
+    def time_remaining(self) -> float | None:
+        if self.by_deadline:
+            return 0.0 if self.ended.is_set() else 30.0
+        return None
+
+    def _end(self) -> None:
+        self.ended.set()
+        for callback in self.callbacks:
+            callback()
+
     def requests(self, data: bytes) -> Iterator[import_pb2.ImportSessionRequest]:
         for offset in range(0, len(data), CHUNK):
             chunk = bundle_pb2.FileChunk(data=data[offset : offset + CHUNK], offset=offset)
             yield import_pb2.ImportSessionRequest(file_chunk=chunk)
-        timer = threading.Timer(self.delay, lambda: [cb() for cb in self.callbacks])
-        timer.start()
+        if self.delay is not None:
+            threading.Timer(self.delay, self._end).start()
 
 
 @pytest.mark.parametrize("filename", ["b.json", "b.jsonl"])  # read as it arrives; spooled
-@pytest.mark.parametrize(("delay", "cancelled"), [(0.05, True), (1.0, False)])
+@pytest.mark.parametrize(
+    ("delay", "by_deadline", "cancelled"),
+    [(0.05, False, True), (0.05, True, False), (None, False, False)],
+    ids=["cancelled", "deadline", "half-closed"],
+)
 def test_a_call_ending_with_its_upload_is_a_cancel_and_not_recorded(
-    empty_url: str, make_app: Callable[..., App], filename: str, delay: float, cancelled: bool
+    empty_url: str,
+    make_app: Callable[..., App],
+    filename: str,
+    delay: float | None,
+    by_deadline: bool,
+    cancelled: bool,
 ) -> None:
     seed_small(empty_url)
     app = make_app(empty_url)
     with serving(app) as stubs:
         data = download(stubs, fmt=filename.rpartition(".")[2])
         before = fingerprint(empty_url)
-        context = _CallEndsAfterTheStream(delay)
+        context = _CallEndsAfterTheStream(delay, by_deadline)
         call = RpcCall(cast(Any, None), cast(grpc.ServicerContext, context), {}, "test")
         options = convert.merge_options(import_pb2.ImportOptions(filename=filename))
         fmt = detect.bundle_format("", filename)
@@ -281,7 +306,64 @@ def test_a_call_ending_with_its_upload_is_a_cancel_and_not_recorded(
     if cancelled:
         assert isinstance(e.value, Cancelled) and "cancelled the upload" in e.value.message
         assert listed == []
-    else:  # the client finished sending; its call ended later: the failure is recorded
+    else:  # the client finished sending (its deadline ended the call): recorded
         assert isinstance(e.value, InvalidArgument) and "truncated" in e.value.message
         assert [r.status for r in listed] == [import_pb2.IMPORT_STATUS_FAILED]
     assert _upload_threads_ended()
+
+
+def _entity_requests(
+    rows: list[str], context: _CallEndsAfterTheStream, sha256: str = ""
+) -> Iterator[import_pb2.ImportEntitiesRequest]:
+    yield import_pb2.ImportEntitiesRequest(
+        options=import_pb2.ImportEntitiesOptions(entity="students", filename="students.csv")
+    )
+    data = "".join(rows).encode()
+    chunk = bundle_pb2.FileChunk(data=data, offset=0, filename="students.csv", sha256=sha256)
+    yield import_pb2.ImportEntitiesRequest(file_chunk=chunk)
+    if context.delay is not None:
+        threading.Timer(context.delay, context._end).start()
+
+
+@pytest.mark.parametrize("marked", [False, True], ids=["unmarked", "sha256-on-last-chunk"])
+def test_a_csv_cut_off_at_a_line_by_a_cancel_commits_nothing(
+    empty_url: str, make_app: Callable[..., App], marked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A csv file cut off between two lines parses whole. When its client cancelled
+    (gRPC ended the stream a moment before the call), the import commits nothing; an
+    upload whose last chunk carried the file's sha256 was whole and is imported."""
+    seed_small(empty_url)
+    app = make_app(empty_url)
+    rows = [
+        "student_id,first_name,last_name,email,year_level,status\n",
+        "CUT1,Ελένη,Παππά,eleni@example.org,2,active\n",
+        "CUT2,Νίκος,Ρήγας,nikos@example.org,3,active\n",
+    ]
+    sha = hashlib.sha256("".join(rows).encode()).hexdigest() if marked else ""
+    context = _CallEndsAfterTheStream(0.05, by_deadline=False)
+    run_import = upload.run_import
+
+    def import_while_the_cancel_shows(*args: Any, **kwargs: Any) -> Any:
+        assert context.ended.wait(10)
+        return run_import(*args, **kwargs)
+
+    monkeypatch.setattr(upload, "run_import", import_while_the_cancel_shows)
+    with serving(app) as stubs:
+        before = fingerprint(empty_url)
+        call = RpcCall(cast(Any, None), cast(grpc.ServicerContext, context), {}, "test")
+        token = _current.set(call)
+        try:
+            if marked:
+                outcome, _ = upload.import_entities(app, _entity_requests(rows, context, sha), "t")
+                assert outcome.status.name == "COMPLETED", outcome.errors
+            else:
+                with pytest.raises(Cancelled):
+                    upload.import_entities(app, _entity_requests(rows, context), "t")
+        finally:
+            _current.reset(token)
+        listed = _listed(stubs)
+    if marked:
+        assert [r.status for r in listed] == [import_pb2.IMPORT_STATUS_COMPLETED]
+        assert fingerprint(empty_url) != before
+    else:
+        assert fingerprint(empty_url) == before and listed == []
