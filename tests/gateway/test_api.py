@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.routes import all_routes
 from tests.gateway.conftest import bearer, seed_small
@@ -83,6 +84,25 @@ def test_record_stream_is_ndjson_from_header_to_trailer(gateway: Gateway, empty_
     assert "header" in lines[0]["chunk"] and "trailer" in lines[-1]["chunk"]
     r = client.get("/api/v1/sessions/1999-spring/records", headers=bearer(app))
     assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
+
+
+def test_the_whole_database_streams_as_ndjson_without_a_semester(
+    gateway: Gateway, empty_url: str
+) -> None:
+    """StreamSession scope=all has its own path: a backup names no semester."""
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    query = "scope=all&include_deleted=true&batch_size=500"
+    r = client.get(f"/api/v1/sessions/records?{query}", headers=bearer(app))
+    assert r.status_code == 200, r.text
+    chunks = [json.loads(line)["chunk"] for line in r.text.splitlines()]
+    assert "header" in chunks[0] and "trailer" in chunks[-1]
+    students = sum(len(c["records"]["students"]) for c in chunks if "records" in c)
+    assert students == int(chunks[-1]["trailer"]["counts"]["students"])
+    with app.engine.connect() as conn:
+        assert students == conn.execute(sa.text("SELECT count(*) FROM students")).scalar()
+    r = client.get("/api/v1/sessions/records", headers=bearer(app))
+    assert r.status_code == 400 and r.json()["details"][0]["field"] == "semester"
 
 
 @pytest.mark.parametrize("fmt", ["json", "xlsx"])
