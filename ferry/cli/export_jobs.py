@@ -131,8 +131,14 @@ def export_start(
 @export.command("run")
 @click.option("--schedule", "name", required=True, help="A schedule in export.schedules.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Backup schedules: write (and keep the newest `keep`) here instead of the "
+    "schedule's directory (a CronJob's volume).",
+)
 @click.pass_context
-def export_run(ctx: click.Context, name: str, output: Path | None) -> None:
+def export_run(ctx: click.Context, name: str, output: Path | None, directory: Path | None) -> None:
     """Run a scheduled export (or backup) and wait for it; exits non-zero unless it
     completed."""
     app = load_app(ctx)
@@ -141,9 +147,13 @@ def export_run(ctx: click.Context, name: str, output: Path | None) -> None:
         known = ", ".join(sorted(schedules)) or "none (add them under export.schedules)"
         raise click.UsageError(f"unknown schedule {name!r}; known: {known}")
     s: ScheduleSettings = schedules[name]
+    if directory is not None and s.kind != "backup":
+        raise click.UsageError(f"--directory is for backup schedules; {name} is an export")
     if s.kind == "backup":
         from ferry.cli.backup import run_backup_schedule
 
+        if directory is not None:
+            s = s.model_copy(update={"directory": str(directory)})
         run_backup_schedule(app, name, s, output)
         return
     stub = _stub(ctx)

@@ -113,17 +113,21 @@ def cronjobs_yaml(s: config.Settings) -> str:
     docs = []
     for name, sched in sorted(s.export.schedules.items()):
         if sched.cron:
-            docs.append(
-                _cronjob(
-                    f"ferry-export-{name}",
-                    sched.cron,
-                    sched.time_zone,
-                    deadline,
-                    sched.active_deadline_seconds,
-                    ["export", "run", "--schedule", name],
-                    {"ferry.io/schedule": name},
-                )
+            args = ["export", "run", "--schedule", name]
+            if sched.kind == "backup":  # onto the ferry-backups volume, not the config's
+                args += ["--directory", BACKUPS_MOUNT]
+            job = _cronjob(
+                f"ferry-export-{name}",
+                sched.cron,
+                sched.time_zone,
+                deadline,
+                sched.active_deadline_seconds,
+                args,
+                {"ferry.io/schedule": name},
             )
+            if sched.kind == "backup":
+                _mount_backups(job)
+            docs.append(job)
     c = s.export.cleanup
     if c.cron:
         args = ["export", "cleanup", *(["--archive"] if c.archive else [])]
@@ -207,6 +211,19 @@ def _cronjob(
             },
         },
     }
+
+
+# Backup schedules write into the ferry-backups volume (k8s/base/storage.yaml); the
+# schedule's own `directory` is for a laptop.
+BACKUPS_MOUNT = "/var/lib/ferry/backups"
+
+
+def _mount_backups(job: dict[str, Any]) -> None:
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod["containers"][0]["volumeMounts"].append({"name": "backups", "mountPath": BACKUPS_MOUNT})
+    pod["volumes"].append(
+        {"name": "backups", "persistentVolumeClaim": {"claimName": "ferry-backups"}}
+    )
 
 
 # An operator token for the CLI (`ferry token create --role operator --subject cron:exports`);

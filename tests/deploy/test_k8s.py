@@ -81,6 +81,7 @@ FERRY_WORKLOADS = [
     *[("Deployment", f"ferry-{n}") for n in [*GRPC, "gateway"]],
     ("Job", "ferry-db-upgrade"),
     ("CronJob", "ferry-export-nightly-students"),
+    ("CronJob", "ferry-export-nightly-backup"),
     ("CronJob", "ferry-export-cleanup"),
 ]
 
@@ -364,7 +365,9 @@ def test_disruption_budgets_autoscalers_and_shared_export_storage(overlay: str) 
         d["spec"]["scaleTargetRef"]["name"] for d in objects(overlay, "HorizontalPodAutoscaler")
     }
     assert scaled == {"ferry-gateway", "ferry-reports"}
-    (pvc,) = objects(overlay, "PersistentVolumeClaim")
+    pvcs = {d["metadata"]["name"]: d for d in objects(overlay, "PersistentVolumeClaim")}
+    assert set(pvcs) == {"ferry-exports", "ferry-backups"}
+    pvc = pvcs["ferry-exports"]
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     export = pod_spec(named(overlay, "Deployment", "ferry-export"))
     claims = {
@@ -445,6 +448,8 @@ def test_only_the_gateway_takes_outside_traffic_and_metrics_only_go_to_prometheu
 def test_cronjobs_follow_the_schedules_with_safe_policies() -> None:
     settings = config.load(ROOT / "ferry.yaml", {})
     crons = {d["metadata"]["name"]: d for d in objects("production", "CronJob")}
+    claims = objects("production", "PersistentVolumeClaim")
+    assert any(s.kind == "backup" and s.cron for s in settings.export.schedules.values())
     wanted = {f"ferry-export-{n}": s for n, s in settings.export.schedules.items() if s.cron}
     assert set(crons) == {*wanted, "ferry-export-cleanup"}
     for name, doc in crons.items():
@@ -461,8 +466,18 @@ def test_cronjobs_follow_the_schedules_with_safe_policies() -> None:
         if name in wanted:
             sched = wanted[name]
             assert spec["schedule"] == sched.cron and spec["timeZone"] == sched.time_zone
-            assert args == ["export", "run", "--schedule", name.removeprefix("ferry-export-")]
+            run = ["export", "run", "--schedule", name.removeprefix("ferry-export-")]
             assert job["activeDeadlineSeconds"] == sched.active_deadline_seconds
+            if sched.kind == "export":
+                assert args == run
+                continue
+            # A backup is written onto the ferry-backups volume, which the overlay has.
+            assert args == [*run, "--directory", "/var/lib/ferry/backups"]
+            mounts = pod_spec(doc)["containers"][0]["volumeMounts"]
+            assert {"name": "backups", "mountPath": "/var/lib/ferry/backups"} in mounts
+            volumes = {v["name"]: v for v in pod_spec(doc)["volumes"]}
+            assert volumes["backups"]["persistentVolumeClaim"]["claimName"] == "ferry-backups"
+            assert "ferry-backups" in {c["metadata"]["name"] for c in claims}
         else:
             assert args[:2] == ["export", "cleanup"]
             assert spec["schedule"] == settings.export.cleanup.cron

@@ -142,8 +142,24 @@ def test_a_backup_schedule_writes_a_backup_and_keeps_the_newest(
             assert ran.exit_code == 0, ran.output
             assert "schedule nightly-backup: backup" in ran.output
         kept = sorted(p.name for p in folder.iterdir())
+        # A CronJob writes onto its volume instead (--directory), with the same retention.
+        volume = tmp_path / "volume"
+        for _ in range(2):
+            args = ["export", "run", "--schedule", "nightly-backup", "--directory", str(volume)]
+            ran = CliRunner().invoke(cli, args, env=env)
+            assert ran.exit_code == 0, ran.output
+        on_volume = sorted(p.name for p in volume.iterdir())
+        export_only = CliRunner().invoke(
+            cli,
+            ["export", "run", "--schedule", "students", "--directory", str(volume)],
+            env={**env, "FERRY_EXPORT_SCHEDULES": "{students: {type: students}}"},
+        )
     assert len(kept) == 2 and all(n.startswith("nightly-backup--") for n in kept), kept
     assert all(n.endswith(".jsonl") for n in kept)
+    assert len(on_volume) == 2 and sorted(p.name for p in folder.iterdir()) == kept
+    assert (
+        export_only.exit_code == 2 and "--directory is for backup schedules" in export_only.output
+    )
     # A backup schedule names no entity; an export schedule must.
     bad = CliRunner().invoke(
         cli,
