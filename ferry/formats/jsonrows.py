@@ -37,6 +37,8 @@ class JsonFormat:
     name = "json"
     extension = "json"
     content_type = "application/json"
+    # Its cells tell null from "" (a csv or xlsx cell cannot): ImportEntities keeps both.
+    typed_cells = True
 
     def write(
         self,

@@ -8,7 +8,8 @@ and dashes read as underscores, so a file exported with labels ("Date of birth")
 as is. An explicit column mapping wins over that matching. Values stay text: the merge
 engine parses numbers and dates and reports the row and column of a bad one. An empty
 cell is the empty text for a text field that cannot be null (an export writes "" so),
-and missing for every other field.
+and missing for every other field. A reader whose cells tell null from "" (json,
+`typed_cells`) keeps "" in a nullable text field too.
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ def field_kinds(entity: Entity) -> dict[str, Kind]:
 class RowMapper:
     """Maps the file's headers to field names once, then each row to a record."""
 
-    def __init__(self, entity: Entity, headers: Iterable[str], mapping: Mapping[str, str]):
+    def __init__(
+        self,
+        entity: Entity,
+        headers: Iterable[str],
+        mapping: Mapping[str, str],
+        typed_cells: bool = False,
+    ):
         self.entity = entity
         kinds = field_kinds(entity)
         known = {normalise(n): n for n in kinds}
@@ -92,14 +99,14 @@ class RowMapper:
         # export writes an empty value) is the empty text; of a nullable field, of a key
         # or of a link it is missing (a truly required one is then named with its row).
         linked = {name for ref in entity.references for name in ref.fields}
-        self._blank_text = {
-            f.name
+        text = {
+            f.name: f.nullable
             for f in entity.fields
-            if f.kind is Kind.STR
-            and not f.nullable
-            and f.name not in entity.natural_key
-            and f.name not in linked
+            if f.kind is Kind.STR and f.name not in entity.natural_key and f.name not in linked
         }
+        self._blank_text = {name for name, nullable in text.items() if not nullable}
+        # A reader that tells null from "" (json): "" stays "" in a nullable text field.
+        self._empty_text = set(text) if typed_cells else self._blank_text
 
     def record(self, row: Mapping[str, Any], position: int) -> Record:
         """The record of data row `position` (1-based); empty cells become None, or ""
@@ -107,8 +114,10 @@ class RowMapper:
         out: Record = {}
         for header, name in self.columns:
             value = row.get(header)
-            if value is None or value == "":
+            if value is None:
                 out[name] = "" if name in self._blank_text else None
+            elif value == "":
+                out[name] = "" if name in self._empty_text else None
             elif name in self._timestamps:
                 out[name] = _instant(value, position, header)
             else:
@@ -145,11 +154,13 @@ class EntityRows:
         rows: Iterable[Mapping[str, str | None]],
         mapping: Mapping[str, str],
         batch_size: int,
+        typed_cells: bool = False,
     ) -> None:
         self.entity = entity
         self.rows = rows
         self.mapping = mapping
         self.batch_size = batch_size
+        self.typed_cells = typed_cells  # the reader tells null from "" (RowMapper)
         self.headers: dict[str, str] = {}
 
     def __iter__(self) -> Iterator[Batch]:
@@ -157,7 +168,7 @@ class EntityRows:
         batch: list[Any] = []
         for position, row in enumerate(self.rows, start=1):
             if mapper is None:
-                mapper = RowMapper(self.entity, row.keys(), self.mapping)
+                mapper = RowMapper(self.entity, row.keys(), self.mapping, self.typed_cells)
                 self.headers = {name: header for header, name in mapper.columns}
             batch.append(mapper.record(row, position))
             if len(batch) >= self.batch_size:

@@ -201,7 +201,13 @@ def import_entities(
             reader = detect.tabular_reader("", filename)
         merge_options = convert.entity_options(options, reader.name, filename, ds.name)
         rows = reader.read(spool.rewind(), ReadLimits())
-        batches = EntityRows(entity, rows, options.column_mapping, app.settings.imports.batch_size)
+        batches = EntityRows(
+            entity,
+            rows,
+            options.column_mapping,
+            app.settings.imports.batch_size,
+            typed_cells=getattr(reader, "typed_cells", False),
+        )
         outcome = run_import(
             app.engine,
             ds,

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from ferry.bundle.formats.base import Batch
 from ferry.datasets.school import SCHOOL
+from ferry.datasets.spec import Field, Kind
 from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.formats.base import ReadLimits
@@ -39,7 +40,9 @@ def demo(empty_url: str) -> Iterator[Engine]:
 def _import(engine: Engine, entity: str, fmt: str, data: bytes):  # type: ignore[no-untyped-def]
     reader = detect.tabular_reader(fmt, "")
     rows = reader.read(io.BytesIO(data), ReadLimits())
-    batches = EntityRows(SCHOOL.entity(entity), rows, {}, 500)
+    batches = EntityRows(
+        SCHOOL.entity(entity), rows, {}, 500, getattr(reader, "typed_cells", False)
+    )
     return run_import(
         engine,
         SCHOOL,
@@ -67,7 +70,10 @@ def test_the_exported_students_csv_with_an_empty_email_imports_back(demo: Engine
 
 
 def _ms(value: object) -> object:
-    """An instant to the millisecond: as much as Excel keeps."""
+    """An instant to the millisecond and a float to 15 significant digits: as much as
+    Excel keeps (xlsxwriter writes numbers with 16)."""
+    if isinstance(value, float):
+        return float(f"{value:.15g}")
     if isinstance(value, str) and len(value) >= 20 and value[10] == "T" and value.endswith("Z"):
         return to_millisecond(dt.datetime.fromisoformat(value.replace("Z", "+00:00"))).isoformat()
     return value
@@ -75,16 +81,34 @@ def _ms(value: object) -> object:
 
 def _rows(engine: Engine, entity: str, fmt: str = "json") -> list[tuple[tuple[str, str], ...]]:
     """The entity's rows as its json export writes them, in a comparable order (xlsx:
-    instants to the millisecond, Excel's precision)."""
+    instants to the millisecond and floats to 15 digits, Excel's precision)."""
     doc = orjson.loads(export_file(engine, entity, "json"))
     fix = _ms if fmt == "xlsx" else (lambda v: v)
-    return sorted(tuple(sorted((k, repr(fix(v))) for k, v in r.items())) for r in doc["rows"])
+    # A csv or xlsx cell holds "" and null alike: a nullable text field's "" comes back
+    # null (the one loss of the tabular formats; the bundle formats keep both).
+    blank = {
+        f.name
+        for f in SCHOOL.entity(entity).fields
+        if f.nullable and f.kind is Kind.STR and fmt in ("csv", "xlsx")
+    }
+
+    def value(k: str, v: object) -> object:
+        return None if k in blank and v == "" else fix(v)
+
+    return sorted(tuple(sorted((k, repr(value(k, v))) for k, v in r.items())) for r in doc["rows"])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "json"])
 def test_every_entity_exported_imports_into_an_empty_database_as_the_same_rows(
     demo: Engine, backend: str, tmp_path: Path, fmt: str
 ) -> None:
+    # Empty text beside null in nullable text fields: json keeps both apart (csv and
+    # xlsx cells cannot, see _rows).
+    with demo.begin() as conn:
+        for table, column in [("grades", "comment"), ("attendance", "note")]:
+            conn.execute(sa.text(f"UPDATE {table} SET {column} = NULL"))
+            first = f"(SELECT min(id) FROM {table})"
+            conn.execute(sa.text(f"UPDATE {table} SET {column} = '' WHERE id = {first}"))
     with fresh_database(backend, tmp_path / "t") as url:
         target = make_engine(url)
         try:
@@ -179,3 +203,114 @@ def test_generated_students_survive_export_and_import(
     outcome = _import(target, "students", fmt, export_file(source, "students", fmt))
     assert outcome.status is Status.COMPLETED, outcome.errors[:3]
     assert _rows(target, "students", fmt) == _rows(source, "students", fmt)
+
+
+_INSTANT = st.datetimes(
+    min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2090, 1, 1), timezones=st.just(dt.UTC)
+)
+_DATE = st.dates(dt.date(1900, 3, 1), dt.date(2100, 1, 1)).map(str)
+_FLOAT = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+def _value(draw: st.DrawFn, entity: str, f: Field) -> object:
+    """A value for field `f`, within its column's length in the database."""
+    column = SCHOOL.entity(entity).model.__table__.c[f.column_name]
+    if f.kind is Kind.INT:
+        value: object = draw(st.integers(-(2**31), 2**31 - 1))
+    elif f.kind is Kind.FLOAT:
+        value = draw(_FLOAT)
+    elif f.kind is Kind.DATE:
+        value = draw(_DATE)
+    elif f.kind is Kind.TIMESTAMP:
+        value = draw(_INSTANT)
+    else:
+        length = getattr(column.type, "length", None) or 40
+        value = draw((_TRICKY | _TEXT).filter(lambda t: len(t) <= length))
+    return draw(st.none()) if f.nullable and draw(st.booleans()) else value
+
+
+@st.composite
+def _school(draw: st.DrawFn) -> dict[str, list[dict[str, object]]]:
+    """A few records of every entity, linked: every natural key unique, every reference to
+    a record drawn before it, every other field anything its column holds."""
+    out: dict[str, list[dict[str, object]]] = {}
+    keys = {"course_code", "student_id", "assessment", "date", "category", "title", "semester"}
+
+    def fields(entity: str, i: int) -> dict[str, object]:
+        row: dict[str, object] = {}
+        for f in SCHOOL.entity(entity).fields:
+            if f.name in keys and f.name in SCHOOL.entity(entity).natural_key:
+                row[f.name] = (
+                    str(dt.date(2026, 1, 1) + dt.timedelta(days=i)) if f.name == "date" else f"K{i}"
+                )
+            else:
+                row[f.name] = _value(draw, entity, f)
+        return row
+
+    courses = [
+        {**fields("courses", i), "course_code": f"C{i}", "prerequisite_code": None}
+        for i in range(draw(st.integers(1, 3)))
+    ]
+    for i, c in enumerate(courses[1:], 1):
+        c["prerequisite_code"] = draw(st.none() | st.just(f"C{i - 1}"))
+    students = [
+        {**fields("students", i), "student_id": f"S{i}", "mentor_student_id": None}
+        for i in range(draw(st.integers(1, 4)))
+    ]
+    for s in students:
+        s["mentor_student_id"] = draw(
+            st.none() | st.sampled_from([t["student_id"] for t in students])
+        )
+    pairs = [(s["student_id"], c["course_code"]) for s in students for c in courses]
+    chosen = draw(st.lists(st.sampled_from(pairs), min_size=1, max_size=4, unique=True))
+    enrollments = [
+        {**fields("enrollments", i), "student_id": s, "course_code": c}
+        for i, (s, c) in enumerate(chosen)
+    ]
+    out = {"courses": courses, "students": students, "enrollments": enrollments}
+    for entity in ("grades", "attendance", "daily_performance"):
+        out[entity] = [
+            {**fields(entity, i), "student_id": s, "course_code": c}
+            for i, (s, c) in enumerate(draw(st.lists(st.sampled_from(chosen), max_size=3)))
+        ]
+    out["highlights"] = [
+        {**fields("highlights", i), "student_id": draw(st.sampled_from(students))["student_id"]}
+        for i in range(draw(st.integers(0, 3)))
+    ]
+    return out
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(school=_school(), fmt=st.sampled_from(["csv", "xlsx", "json"]))
+def test_generated_records_of_every_entity_survive_export_and_import(
+    pair: tuple[Engine, Engine], school: dict[str, list[dict[str, object]]], fmt: str
+) -> None:
+    """Every entity type, generated rows (Greek, formulas, nulls, extreme numbers, dates,
+    instants), exported in `fmt` and imported into an empty database, entity by entity
+    in dependency order: the same rows."""
+    source, target = pair
+    for e in pair:
+        with e.begin() as conn:
+            for entity in reversed(SCHOOL.in_order()):
+                conn.execute(sa.text(f"DELETE FROM {entity.model.__tablename__}"))
+    for entity in SCHOOL.in_order():
+        seeded = run_import(
+            source,
+            SCHOOL,
+            [Batch(entity.name, school[entity.name])] if school[entity.name] else [],
+            MergeOptions(),
+            requested_by="tester",
+            source_sha256="x",
+            entity=entity.name,
+        )
+        assert seeded.status is Status.COMPLETED, (entity.name, seeded.errors[:3])
+    for entity in SCHOOL.in_order():
+        if not school[entity.name]:
+            continue
+        outcome = _import(target, entity.name, fmt, export_file(source, entity.name, fmt))
+        assert outcome.status is Status.COMPLETED, (entity.name, outcome.errors[:3])
+        assert _rows(target, entity.name, fmt) == _rows(source, entity.name, fmt), entity.name
