@@ -104,6 +104,10 @@ class ClientSettings(Strict):
     # connection), round_robin (each call to the next ready address: use it with dns:///
     # targets naming a Kubernetes headless Service).
     load_balancing_policy: str = Field("", pattern="^(|pick_first|round_robin)$")
+    # Longest wait between tries to reconnect to an address that went away. gRPC's own is
+    # 120 s and grows the longer a replica is down, so a replica restarted on its address
+    # (a rolling update) could wait minutes for calls while the others did all the work.
+    max_reconnect_backoff_seconds: float = Field(5.0, gt=0, le=120)
 
     def for_service(self, name: str) -> tuple[str, float]:
         """(target, default timeout) for calling service `name`."""

@@ -14,7 +14,7 @@ from google.protobuf import descriptor as _d
 
 from ferry.config import ClientSettings, GatewayDeadlines, Settings
 from ferry.errors import InvalidArgument
-from ferry.rpc.client import balancing_options
+from ferry.rpc.client import connection_options
 from ferry.rpc.filters import client as client_filters
 from gateway.transcode import message_class
 
@@ -87,7 +87,7 @@ class ServiceChannels:
             options = [
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                *balancing_options(self.settings),
+                *connection_options(self.settings),
                 *self.extra_options,
             ]
             if self.credentials is not None:

@@ -58,12 +58,22 @@ def retry_service_config(services: Iterable[str], max_attempts: int) -> str:
     return json.dumps(config)
 
 
-def balancing_options(settings: ClientSettings) -> list[tuple[str, Any]]:
-    """Channel options for `client.load_balancing_policy`: with round_robin each call goes
-    to the next ready address a target resolves to (a dns:/// target naming a Kubernetes
-    headless Service resolves to every ready pod), instead of one pinned connection."""
+def connection_options(settings: ClientSettings) -> list[tuple[str, Any]]:
+    """Channel options for how a channel spreads calls and reconnects.
+
+    `client.load_balancing_policy`: with round_robin each call goes to the next ready
+    address a target resolves to (a dns:/// target naming a Kubernetes headless Service
+    resolves to every ready pod), instead of one pinned connection.
+    `client.max_reconnect_backoff_seconds` caps the wait between reconnect tries, so an
+    address that comes back gets calls again within that long."""
+    backoff_ms = int(settings.max_reconnect_backoff_seconds * 1000)
+    out: list[tuple[str, Any]] = [
+        ("grpc.max_reconnect_backoff_ms", backoff_ms),
+        ("grpc.initial_reconnect_backoff_ms", min(1000, backoff_ms)),
+        ("grpc.min_reconnect_backoff_ms", min(1000, backoff_ms)),
+    ]
     policy = settings.load_balancing_policy
-    return [("grpc.lb_policy_name", policy)] if policy else []
+    return [*out, ("grpc.lb_policy_name", policy)] if policy else out
 
 
 class Clients:
@@ -106,7 +116,7 @@ class Clients:
                     "grpc.service_config",
                     retry_service_config(full_names, self.settings.max_attempts),
                 ),
-                *balancing_options(self.settings),
+                *connection_options(self.settings),
                 *self.extra_options,
             ]
             if self.credentials is not None:

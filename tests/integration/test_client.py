@@ -10,9 +10,10 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ferry.config import ClientSettings
-from ferry.rpc.client import Clients, retry_service_config
+from ferry.rpc.client import Clients, connection_options, retry_service_config
 from ferry.rpc.filters import RpcCall, _current
 from ferry.rpc.methods import lookup
 from ferry.v1 import export_pb2
@@ -107,3 +108,49 @@ def test_outgoing_deadline_never_outlives_the_call_being_served(
     finally:
         _current.reset(token)
     assert fake.calls[0]["remaining"] <= 1.6
+
+
+def test_a_replica_back_on_its_address_gets_calls_within_the_reconnect_cap() -> None:
+    """Round robin over two replicas, one down for 10 s while the other serves: gRPC's
+    own reconnect backoff grows towards 120 s meanwhile, so the one that is back would
+    wait seconds to minutes for calls. Ferry caps the backoff
+    (client.max_reconnect_backoff_seconds), as a rolling update needs."""
+
+    def start(port: int, name: str) -> tuple[grpc.Server, int]:
+        server = grpc.server(futures.ThreadPoolExecutor(2))
+        servicer = health.HealthServicer()
+        # One call tells the replicas apart: "who" is SERVING on a, NOT_SERVING on b.
+        status = health_pb2.HealthCheckResponse
+        servicer.set("who", status.SERVING if name == "a" else status.NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        return server, bound
+
+    def who(stub: Any) -> str:
+        reply = stub.Check(health_pb2.HealthCheckRequest(service="who"), timeout=2)
+        return "a" if reply.status == health_pb2.HealthCheckResponse.SERVING else "b"
+
+    a, port_a = start(0, "a")
+    b, port_b = start(0, "b")
+    settings = ClientSettings(load_balancing_policy="round_robin", max_reconnect_backoff_seconds=1)
+    target = f"ipv4:127.0.0.1:{port_a},127.0.0.1:{port_b}"
+    try:
+        with grpc.insecure_channel(target, options=connection_options(settings)) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            assert {who(stub) for _ in range(20)} == {"a", "b"}
+            b.stop(None).wait()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # a serves every call meanwhile
+                assert who(stub) == "a"
+                time.sleep(0.2)
+            b, _ = start(port_b, "b")
+            seen: set[str] = set()
+            deadline = time.monotonic() + 4  # the cap (1 s) and then some
+            while "b" not in seen and time.monotonic() < deadline:
+                seen.add(who(stub))
+                time.sleep(0.05)
+            assert "b" in seen, "the replica that came back got no call within 4 s"
+    finally:
+        a.stop(None)
+        b.stop(None)
