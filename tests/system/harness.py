@@ -269,3 +269,27 @@ def cluster(url: str, folder: Path, **env: str) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """A redis-server of this test's own on a free loopback port (never the machine's:
+    other users share that one), no persistence; yields its port."""
+    port = free_port()
+    popen = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not start (exit {popen.poll()})")
+            time.sleep(0.05)
+        yield port
+    finally:
+        popen.kill()
+        popen.wait(10)
