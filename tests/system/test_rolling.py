@@ -37,6 +37,14 @@ FAST_JOBS = {
     # GOAWAY arrives; the wait only has to cover the health probe of a real balancer.
     "FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS": "0.3",
 }
+PER_KEY = (
+    "SELECT idempotency_key, count(*) FROM export_jobs "
+    "WHERE idempotency_key LIKE 'rolling-%' GROUP BY idempotency_key"
+)
+PER_STATUS = (
+    "SELECT status, count(*) FROM export_jobs "
+    "WHERE idempotency_key LIKE 'rolling-%' GROUP BY status"
+)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -179,21 +187,13 @@ def test_rolling_update_behind_the_gateway_has_no_5xx_and_no_duplicated_job(
     engine = sa.create_engine(system.url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text("SELECT idempotency_key, count(*) FROM export_jobs "
-                        "WHERE idempotency_key LIKE 'rolling-%' GROUP BY idempotency_key")
-            ).all()  # fmt: skip
+            rows = conn.execute(sa.text(PER_KEY)).all()
         assert {k: n for k, n in rows if n != 1} == {}
         assert {k for k, _ in rows} == set(job_keys)
         deadline = time.monotonic() + 30
         while True:
             with engine.connect() as conn:
-                statuses = dict(
-                    conn.execute(
-                        sa.text("SELECT status, count(*) FROM export_jobs "
-                                "WHERE idempotency_key LIKE 'rolling-%' GROUP BY status")
-                    ).all()  # fmt: skip
-                )
+                statuses = dict(conn.execute(sa.text(PER_STATUS)).all())
             if set(statuses) == {"completed"}:
                 break
             assert "failed" not in statuses and "cancelled" not in statuses, statuses
