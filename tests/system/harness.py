@@ -36,6 +36,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (for replicas that must come back on theirs)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def connected_to(port: int) -> bool:
+    """Whether some process on this machine holds an established TCP connection to
+    127.0.0.1:`port` (here: the gateway's channel to a replica)."""
+    with contextlib.suppress(OSError), open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            remote, state = cols[2], cols[3]
+            if state == "01" and remote == f"0100007F:{port:04X}":  # 127.0.0.1, ESTABLISHED
+                return True
+    return False
+
+
 @dataclass
 class Proc:
     """One Ferry process (`ferry serve NAME` or `ferry gateway`)."""

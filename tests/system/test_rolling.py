@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 import sqlalchemy as sa
 
-from tests.system.harness import Cluster, Proc
+from tests.system.harness import Cluster, Proc, connected_to, free_ports
 
 FAST_JOBS = {
     "FERRY_EXPORT_HEARTBEAT_SECONDS": "0.3",
@@ -47,30 +46,6 @@ PER_STATUS = (
 )
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _connected_to(port: int) -> bool:
-    """Whether some process on this machine holds an established TCP connection to
-    127.0.0.1:`port` (here: the gateway's channel to a replica)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                remote, state = cols[2], cols[3]
-                if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
-                    return True
-    return False
-
-
 def _records(body: bytes) -> int:
     """How many records a json bundle holds (raises on a truncated or broken one)."""
     doc = json.loads(body)
@@ -88,7 +63,7 @@ class Traffic:
 def test_rolling_update_behind_the_gateway_has_no_5xx_and_no_duplicated_job(
     system: Cluster,
 ) -> None:
-    pa, pb = _free_ports(2)
+    pa, pb = free_ports(2)
     a = system.serve("export", port=pa, **FAST_JOBS)
     b = system.serve("export", port=pb, **FAST_JOBS)
     gw = system.gateway(
@@ -163,7 +138,7 @@ def test_rolling_update_behind_the_gateway_has_no_5xx_and_no_duplicated_job(
         # As a Deployment's readiness gate does: the next replica stops only once the
         # balancer (the gateway) is connected to the new one again.
         deadline = time.monotonic() + 30
-        while not _connected_to(pa):
+        while not connected_to(pa):
             assert time.monotonic() < deadline, "the gateway never reconnected to replica a"
             time.sleep(0.1)
         b = restart(b, pb)
