@@ -132,10 +132,11 @@ class Cluster:
         ).strip()
 
     def serve(self, service: str, port: int = 0, **env: str) -> Proc:
-        """`ferry serve SERVICE` on `port` (0: a free one), once it says it is serving."""
+        """`ferry serve SERVICE` on `port` (0: a free one), once it says it is serving.
+        `service` may name several, space-separated ("export import"): one process."""
         penv = {**self.env, "FERRY_SERVER_ADDRESS": f"127.0.0.1:{port}", **env}
         popen = subprocess.Popen(
-            [sys.executable, "-m", "ferry.cli.main", "serve", service],
+            [sys.executable, "-m", "ferry.cli.main", "serve", *service.split()],
             env=penv, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         proc = Proc(service, popen, 0)
