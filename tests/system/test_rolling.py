@@ -1,8 +1,9 @@
 """A rolling update seen from a client of the gateway: one gateway process balancing
-(`client.load_balancing_policy: round_robin`) over two replicas of the export service,
+(`client.load_balancing_policy: round_robin`) over three replicas of the export service,
 steady unary calls, whole-semester downloads and export jobs through it, while one replica
-gets SIGTERM and is started again on its port, then the other.
+gets SIGTERM and is started again on its port, then a second one.
 
+Each replica is stopped while a download is in flight on it (its /metrics says so).
 Pass: no 5xx (and no other error) at the gateway, every download that started finishes
 and parses whole with the reference's record count, every job request made one job (one
 row per idempotency key), and every job ends COMPLETED.
@@ -17,12 +18,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.system.harness import Cluster, Proc, connected_to, free_ports
+from tests.system.harness import Cluster, Proc, free_ports
 
 FAST_JOBS = {
     "FERRY_EXPORT_HEARTBEAT_SECONDS": "0.3",
@@ -46,6 +49,21 @@ PER_STATUS = (
 )
 
 
+def _downloads_in_flight(metrics_port: int) -> float:
+    """DownloadSession calls started but not yet handled on one replica (its /metrics)."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    started = handled = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("grpc_method") != "DownloadSession":
+                continue
+            if sample.name == "ferry_rpc_server_started_total":
+                started += sample.value
+            elif sample.name == "ferry_rpc_server_handled_total":
+                handled += sample.value
+    return started - handled
+
+
 def _records(body: bytes) -> int:
     """How many records a json bundle holds (raises on a truncated or broken one)."""
     doc = json.loads(body)
@@ -63,11 +81,19 @@ class Traffic:
 def test_rolling_update_behind_the_gateway_has_no_5xx_and_no_duplicated_job(
     system: Cluster,
 ) -> None:
-    pa, pb = free_ports(2)
-    a = system.serve("export", port=pa, **FAST_JOBS)
-    b = system.serve("export", port=pb, **FAST_JOBS)
+    pa, pb, pc, ma, mb, mc = free_ports(6)
+    metrics = {pa: ma, pb: mb, pc: mc}  # each replica's /metrics: a download in flight?
+
+    def replica(port: int) -> Proc:
+        return system.serve(
+            "export", port=port, FERRY_METRICS_ENABLED="true",
+            FERRY_METRICS_PORT=str(metrics[port]), **FAST_JOBS,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(3) as pool:
+        a, b, _c = pool.map(replica, (pa, pb, pc))
     gw = system.gateway(
-        {"export": f"ipv4:127.0.0.1:{pa},127.0.0.1:{pb}"},
+        {"export": f"ipv4:127.0.0.1:{pa},127.0.0.1:{pb},127.0.0.1:{pc}"},
         FERRY_CLIENT_LOAD_BALANCING_POLICY="round_robin",
     )
     viewer = {"authorization": f"Bearer {system.token('viewer')}"}
@@ -122,12 +148,16 @@ def test_rolling_update_behind_the_gateway_has_no_5xx_and_no_duplicated_job(
         t.start()
 
     def restart(old: Proc, port: int) -> Proc:
-        # Only once a download is in flight on some replica does the stop matter.
-        time.sleep(1.0)
+        # The stop matters only with a download in flight on this very replica: wait for
+        # one (the balancer alternates replicas, so one comes within a few downloads).
+        deadline = time.monotonic() + 60
+        while _downloads_in_flight(metrics[port]) < 1:
+            assert time.monotonic() < deadline, "no download was ever in flight on it"
+            time.sleep(0.05)
         old.signal(signal.SIGTERM)
         assert old.popen.wait(60) == 0, "".join(old.log)[-2000:]
         system.procs.remove(old)
-        return system.serve("export", port=port, **FAST_JOBS)
+        return replica(port)
 
     try:
         deadline = time.monotonic() + 30
@@ -135,12 +165,11 @@ def test_rolling_update_behind_the_gateway_has_no_5xx_and_no_duplicated_job(
             assert time.monotonic() < deadline, "no traffic got through before the update"
             time.sleep(0.1)
         a = restart(a, pa)
-        # As a Deployment's readiness gate does: the next replica stops only once the
-        # balancer (the gateway) is connected to the new one again.
-        deadline = time.monotonic() + 30
-        while not connected_to(pa):
-            assert time.monotonic() < deadline, "the gateway never reconnected to replica a"
-            time.sleep(0.1)
+        # The third replica stays up throughout: the gateway's channel reconnects to a
+        # restarted address only after its reconnect backoff (1 s, 1.6 s, 2.6 s, ... up
+        # to 120 s, grown while the address refused), so with only two replicas stopping
+        # the second soon after the first can leave it none ready (503 "connections to
+        # all backends failing"); docs/reliability.md, "Not covered yet".
         b = restart(b, pb)
         done_at = downloads.ok + 1
         deadline = time.monotonic() + 40
