@@ -76,6 +76,8 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     return out.getvalue().encode()
 
 
+# Over the ~30 s a CI scenario may take on a loaded machine: slow (bounded, never skipped).
+@pytest.mark.slow
 def test_redis_down_slow_and_back_reports_fail_open_never_stale_limits_hold(
     small_pg: str, tmp_path: Path, redis_proxy: TcpProxy
 ) -> None:
