@@ -139,7 +139,8 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     if route.kind == "unary":
         ok = {"description": "OK", "content": {"application/json": {"schema": _ref(m.output_type)}}}
     elif route.kind == "file":
-        ok = {"description": "the file", "content": {"application/octet-stream": {
+        # The file's own media type (application/pdf, text/csv, application/zip, ...).
+        ok = {"description": "the file", "content": {"*/*": {
             "schema": {"type": "string", "format": "binary"}}}}  # fmt: skip
     elif route.kind == "events":
         ok = {"description": "Server-Sent Events; each `data:` is a " + m.output_type.name,

@@ -27,6 +27,18 @@ def seeded_pg(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def small_pg(tmp_path: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database with the small demo data (~6,000 records over three
+    semesters), for scenarios about the services around the data, not its size."""
+    with fresh_database("postgres", tmp_path) as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        seed(engine, Scale.SMALL, seed=13)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture
 def system(seeded_pg: str, tmp_path: Path) -> Iterator[Cluster]:
     with cluster(seeded_pg, tmp_path) as c:
         yield c

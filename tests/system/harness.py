@@ -36,6 +36,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (for replicas that must come back on theirs)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def connected_to(port: int) -> bool:
+    """Whether some process on this machine holds an established TCP connection to
+    127.0.0.1:`port` (here: the gateway's channel to a replica)."""
+    with contextlib.suppress(OSError), open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            remote, state = cols[2], cols[3]
+            if state == "01" and remote == f"0100007F:{port:04X}":  # 127.0.0.1, ESTABLISHED
+                return True
+    return False
+
+
 @dataclass
 class Proc:
     """One Ferry process (`ferry serve NAME` or `ferry gateway`)."""
@@ -108,10 +132,11 @@ class Cluster:
         ).strip()
 
     def serve(self, service: str, port: int = 0, **env: str) -> Proc:
-        """`ferry serve SERVICE` on `port` (0: a free one), once it says it is serving."""
+        """`ferry serve SERVICE` on `port` (0: a free one), once it says it is serving.
+        `service` may name several, space-separated ("export import"): one process."""
         penv = {**self.env, "FERRY_SERVER_ADDRESS": f"127.0.0.1:{port}", **env}
         popen = subprocess.Popen(
-            [sys.executable, "-m", "ferry.cli.main", "serve", service],
+            [sys.executable, "-m", "ferry.cli.main", "serve", *service.split()],
             env=penv, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         proc = Proc(service, popen, 0)
@@ -269,3 +294,27 @@ def cluster(url: str, folder: Path, **env: str) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """A redis-server of this test's own on a free loopback port (never the machine's:
+    other users share that one), no persistence; yields its port."""
+    port = free_port()
+    popen = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not start (exit {popen.poll()})")
+            time.sleep(0.05)
+        yield port
+    finally:
+        popen.kill()
+        popen.wait(10)

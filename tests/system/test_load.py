@@ -1,8 +1,9 @@
-"""Sustained load, bounded: concurrent reads, semester exports and import previews through
-a real gateway process for a fixed time. Pass: no request fails, and no process's memory
+"""Sustained load, bounded: concurrent reads, cached report reads, semester exports, export
+jobs (start, wait, download) and import previews through a real gateway process for a fixed
+time. Pass: no request fails, and no process's memory
 grows by 64 MB or more from the first to the last tenth of the run after warm-up (every
 kind completed twice). The figures (throughput, p50/p99,
-errors per kind, memory) are printed and written to tests/system/results/load.json.
+errors and error rate per kind, memory) are printed and written to tests/system/results/load.json.
 
 FERRY_SYSTEM_LOAD_SECONDS sets the duration (default 20, what CI runs).
 """
@@ -45,9 +46,13 @@ class Kind:
 
 
 def test_sustained_load_has_no_errors_and_flat_memory(system: Cluster) -> None:
-    exp = system.serve("export", FERRY_EXPORT_WORKERS="1")
+    exp = system.serve("export", FERRY_EXPORT_WORKERS="1", FERRY_EXPORT_POLL_SECONDS="0.2")
     imp = system.serve("import")
-    gw = system.gateway({"export": f"127.0.0.1:{exp.port}", "import": f"127.0.0.1:{imp.port}"})
+    rep = system.serve("reports")
+    gw = system.gateway({
+        "export": f"127.0.0.1:{exp.port}", "import": f"127.0.0.1:{imp.port}",
+        "reports": f"127.0.0.1:{rep.port}",
+    })  # fmt: skip
     viewer = {"authorization": f"Bearer {system.token('viewer')}"}
     operator = {"authorization": f"Bearer {system.token('operator')}"}
     base = f"http://127.0.0.1:{gw.port}"
@@ -55,9 +60,41 @@ def test_sustained_load_has_no_errors_and_flat_memory(system: Cluster) -> None:
         got = c.post("/api/v1/sessions/export?semester=2026-fall&format=json", headers=operator)
         assert got.status_code == 200
         bundle = got.content
+        # The report cache (memory in the one reports process) holds the semester report
+        # from here on: the load reads it cached.
+        warm = c.get("/api/v1/reports/semesters/2026-fall", headers=viewer)
+        assert warm.status_code == 200, warm.text[:300]
+
+    def cached_report(c: httpx.Client) -> httpx.Response:
+        r = c.get("/api/v1/reports/semesters/2026-fall", headers=viewer)
+        if r.status_code == 200 and not r.json()["cached"]:
+            return httpx.Response(599, text="a semester report read was not served cached")
+        return r
+
+    def export_job(c: httpx.Client) -> httpx.Response:
+        """Start an entity export job, wait for it to end, download its file."""
+        body = {"export_type": "students", "format": "csv"}
+        r = c.post("/api/v1/exports", json=body, headers=operator)
+        if r.status_code != 200:
+            return r
+        job_id = r.json()["job"]["id"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = c.get(f"/api/v1/exports/{job_id}", headers=operator)
+            if r.status_code != 200:
+                return r
+            status = r.json()["job"]["status"]
+            if status == "EXPORT_JOB_STATUS_COMPLETED":
+                return c.get(f"/api/v1/exports/{job_id}/download", headers=operator)
+            if status in ("EXPORT_JOB_STATUS_FAILED", "EXPORT_JOB_STATUS_CANCELLED"):
+                return httpx.Response(599, text=f"job {status}: {r.text[:200]}")
+            time.sleep(0.1)
+        return httpx.Response(599, text=f"job {job_id} did not end within 120 s")
 
     kinds = [
-        Kind("list semesters", 4, lambda c: c.get("/api/v1/sessions/semesters", headers=viewer)),
+        Kind("list semesters", 3, lambda c: c.get("/api/v1/sessions/semesters", headers=viewer)),
+        Kind("cached semester report read", 2, cached_report),
+        Kind("export job (2,000 students, csv: start, wait, download)", 1, export_job),
         Kind(
             "semester bundle download (~100k records)",
             1,
@@ -75,7 +112,7 @@ def test_sustained_load_has_no_errors_and_flat_memory(system: Cluster) -> None:
             ),
         ),
     ]
-    procs: list[Proc] = [exp, imp, gw]
+    procs: list[Proc] = [exp, imp, rep, gw]
     samples: list[tuple[float, dict[str, float]]] = []
     stop = threading.Event()
     started = time.monotonic()
@@ -133,6 +170,7 @@ def test_sustained_load_has_no_errors_and_flat_memory(system: Cluster) -> None:
             "kind": k.name, "workers": k.workers, "ok": len(lat), "errors": len(k.errors),
             "per_second": round(len(lat) / elapsed, 1), "p50_ms": round(p50, 1),
             "p99_ms": round(p99, 1),
+            "error_rate": round(len(k.errors) / max(1, len(lat) + len(k.errors)), 4),
         })  # fmt: skip
     report = {
         "seconds": round(elapsed, 1),
@@ -143,10 +181,12 @@ def test_sustained_load_has_no_errors_and_flat_memory(system: Cluster) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "load.json").write_text(json.dumps(report, indent=2))
     print(
-        "\n| kind | workers | ok | errors | /s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|"
+        "\n| kind | workers | ok | errors | error rate | /s | p50 ms | p99 ms |"
+        "\n|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
-        print(f"| {r['kind']} | {r['workers']} | {r['ok']} | {r['errors']} | {r['per_second']} "
+        print(f"| {r['kind']} | {r['workers']} | {r['ok']} | {r['errors']} | {r['error_rate']} "
+              f"| {r['per_second']} "
               f"| {r['p50_ms']} | {r['p99_ms']} |")  # fmt: skip
     print("memory (MB, first tenth -> last tenth):", report["rss_mb_first_last_tenth"])
 
