@@ -24,11 +24,12 @@ run: setup
 	$(FERRY) user add admin --role admin --if-missing --demo
 	$(FERRY) serve
 
-## The test suite (needs PostgreSQL on 127.0.0.1:5432; under CI=true it must be up).
+## The test suite (needs PostgreSQL on 127.0.0.1:5432; under CI=true it must be up),
+## without the long system scenarios (`make test-system` runs those).
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not long"
 
-## Only the system tests: one process per service, faults injected (also part of `make test`).
+## The system tests, long scenarios included: one process per service, faults injected.
 test-system: setup
 	$(VENV)/bin/pytest -q tests/system
 
