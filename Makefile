@@ -25,9 +25,11 @@ run: setup
 	$(FERRY) serve
 
 ## The test suite (needs PostgreSQL on 127.0.0.1:5432; under CI=true it must be up),
-## without the long system scenarios (`make test-system` runs those).
+## without the long system scenarios (`make test-system` runs those), on TEST_WORKERS
+## processes (pytest-xdist; each test file stays on one). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/pytest -q -m "not long"
+	$(VENV)/bin/pytest -q -m "not long" -n $(TEST_WORKERS) --dist loadfile
 
 ## The system tests, long scenarios included: one process per service, faults injected.
 test-system: setup
