@@ -5,12 +5,20 @@ ZIP of 50 PDFs, the cache with Redis unreachable, and a cached report through th
 Each row sets Ferry beside the raw operation underneath, measured in the same run: a bare
 redis-py GET of the same bytes (hits), the report computed in-process with no gRPC and no
 cache (misses), the PDF rendered in-process (renders), 50 in-process renders one after
-another (bulk), the miss on a healthy Redis (outage), direct gRPC (gateway).
+another (bulk), the miss on a healthy Redis (outage: Redis at a closed port, and Redis
+black-holed, a port that takes connections and never answers; each call alternates with a
+miss on the healthy server, so both see the same machine), direct gRPC (gateway: a
+sequential loop alternating gateway and gRPC calls for the overhead, then a bounded
+concurrent loop for requests/s). "server CPU" is the serving process's CPU time per call
+(/proc), which a loaded machine inflates far less than latency.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -63,6 +71,85 @@ def _per_s(ts: list[float]) -> float:
     return 1 / statistics.median(ts)
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_per_call(pid: int, call: Callable[[int], object], n: int) -> float:
+    """Microseconds of server CPU per `call`, over n calls."""
+    c0 = _cpu(pid)
+    for i in range(n):
+        call(i)
+    return (_cpu(pid) - c0) / n * 1e6
+
+
+def _alternating(calls: list[Callable[[int], object]], n: int, warm: int = 5,
+                 before: Callable[[int], object] | None = None) -> list[list[float]]:  # fmt: skip
+    """Sorted seconds of each of `calls`, run one after another for i in 0..n-1, so every
+    one of them sees the same moment of a busy machine."""
+    out: list[list[float]] = [[] for _ in calls]
+    for i in range(-warm, n):
+        for k, call in enumerate(calls):
+            if before:
+                before(i)
+            t = time.perf_counter()
+            call(i)
+            if i >= 0:
+                out[k].append(time.perf_counter() - t)
+    return [sorted(ts) for ts in out]
+
+
+def _load(make: Callable[[], Callable[[], object]], threads: int, total: int,
+          seconds: float) -> tuple[float, int]:  # fmt: skip
+    """A bounded concurrent load loop: `threads` clients, each with its own connection
+    (`make()`), share `total` requests and stop after `seconds` whatever is left.
+    Returns (requests/s, failed requests)."""
+    left = [total]
+    lock = threading.Lock()
+    failed = [0]
+    stop = time.monotonic() + seconds
+    clients = [make() for _ in range(threads)]
+    for c in clients:  # connected and warm before the clock starts
+        c()
+
+    def work(call: Callable[[], object]) -> None:
+        while time.monotonic() < stop:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            try:
+                call()
+            except Exception:
+                with lock:
+                    failed[0] += 1
+
+    pool = [threading.Thread(target=work, args=(c,)) for c in clients]
+    t = time.perf_counter()
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    done = total - max(0, left[0])
+    return done / (time.perf_counter() - t), failed[0]
+
+
+class BlackHole:
+    """A port that takes connections and never answers: a hung or firewalled Redis, where
+    every command waits for its full socket timeout."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)  # the kernel completes handshakes; nobody ever reads
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def _students(dsn: str, n: int) -> list[str]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
@@ -109,6 +196,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         assert stub.GetStudentReport(req, metadata=md, timeout=30).report.student_id == sid
         hits = _times(lambda i: get(i, sid), n_hit)
         assert get(0, sid).cached
+        hit_cpu = _cpu_per_call(server.proc.pid, lambda i: get(i, sid), n_hit)
         value = r.get(next(iter(r.scan_iter(prefix + "student:*")))) or b""
         r.set(prefix + "raw", value)
         raw = _times(lambda i: r.get(prefix + "raw"), n_hit)
@@ -126,7 +214,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             "GetStudentReport cache hit (Redis), gRPC loopback", n_hit, _per_s(hits),
             "redis-py GET of the same bytes", _per_s(raw),
             0.0, f"{_ms(hits)}; raw GET {_ms(raw)}; hit is {_p(misses, .5) / _p(hits, .5):.0f}x "
-            f"faster than a miss (p50)",
+            f"faster than a miss (p50); server CPU {hit_cpu:.0f} us/hit",
         ))  # fmt: skip
         rows.append(Row(
             "GetStudentReport miss (computed), gRPC loopback", n_miss, _per_s(misses),
@@ -178,49 +266,103 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             return resp.content
 
         n_gw = 500 * repeat
-        gw = _times(via_gw, n_gw, warm=20)
-        direct_hits = _times(lambda i: get(i, sid), n_gw, warm=20)
+        gw, direct_hits = _alternating([via_gw, lambda i: get(i, sid)], n_gw, warm=20)
+        gw_cpu = _cpu_per_call(server.proc.pid, via_gw, n_gw)
+
+        def gw_client() -> Callable[[], object]:
+            c = httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}",
+                             headers={"authorization": f"Bearer {tok}"})  # fmt: skip
+            return lambda: c.post("/api/v1/reports/student-performance",
+                                  json=body).raise_for_status()  # fmt: skip
+
+        opened: list[grpc.Channel] = []
+
+        def grpc_client() -> Callable[[], object]:
+            opened.append(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+            s = reports_pb2_grpc.ReportsServiceStub(opened[-1])
+            return lambda: s.GetStudentReport(req, metadata=md, timeout=30)
+
+        threads, total = 4, 1000 * repeat
+        gw_rate, gw_failed = _load(gw_client, threads, total, 60)
+        rpc_rate, rpc_failed = _load(grpc_client, threads, total, 60)
+        for ch in opened:
+            ch.close()
         rows.append(Row(
-            "gateway POST /api/v1/reports/student-performance (cached)", n_gw, _per_s(gw),
-            "direct gRPC GetStudentReport (cached)", _per_s(direct_hits), server.rss_mb(),
-            f"gateway {_ms(gw)}; gRPC {_ms(direct_hits)}; p50 overhead "
-            f"{_p(gw, .5) - _p(direct_hits, .5):.2f} ms; sequential, keep-alive",
+            f"gateway POST /api/v1/reports/student-performance (cached), {threads} clients",
+            total, gw_rate, f"direct gRPC GetStudentReport (cached), {threads} clients",
+            rpc_rate, server.rss_mb(),
+            f"bounded loop ({total} requests, at most 60 s; {gw_failed + rpc_failed} failed); "
+            f"sequential: gateway {_ms(gw)} ({_per_s(gw):.0f}/s), gRPC {_ms(direct_hits)}, "
+            f"p50 overhead {_p(gw, .5) - _p(direct_hits, .5):.2f} ms; server CPU "
+            f"{gw_cpu:.0f} us/request; keep-alive",
         ))  # fmt: skip
         http.close()
         engine.dispose()
+
+        # Redis unreachable: every call computes; none may fail. Each outage call
+        # alternates with a miss on the healthy server above (same moment, same load).
+        hole = BlackHole()
+        outages = {
+            "closed port": FerryServer(url, workdir, services=("reports",),
+                                       env={**env, "FERRY_REDIS_URL": "redis://127.0.0.1:1/0"}),
+            "black hole": FerryServer(url, workdir, services=("reports",), env={
+                **env, "FERRY_REDIS_URL": f"redis://127.0.0.1:{hole.port}/0"}),
+            # The same, with the auth filter's revocation refresh (which reads Redis on a
+            # call's path every auth.revocation_refresh_seconds) every 300 s instead of 10:
+            # what the report cache alone costs.
+            "black hole, revocations refreshed every 300 s": FerryServer(
+                url, workdir, services=("reports",), env={
+                    **env, "FERRY_REDIS_URL": f"redis://127.0.0.1:{hole.port}/0",
+                    "FERRY_AUTH_REVOCATION_REFRESH_SECONDS": "300"}),
+        }  # fmt: skip
+        errors = dict.fromkeys(outages, 0)
+        calls: list[Callable[[int], object]] = [get]
+        channels = []
+        for name, down in outages.items():
+            ch = grpc.insecure_channel(f"127.0.0.1:{down.port}")
+            channels.append(ch)
+            down_stub = reports_pb2_grpc.ReportsServiceStub(ch)
+            down_md = (("authorization", f"Bearer {down.token(options_pb2.ROLE_OPERATOR)}"),)
+
+            def get_down(i: int, s: object = down_stub, m: object = down_md,
+                         name: str = name) -> None:  # fmt: skip
+                try:
+                    q = pb.GetStudentReportRequest(student_id=ids[i % len(ids)],
+                                                   semester=SEMESTER)  # fmt: skip
+                    s.GetStudentReport(q, metadata=m, timeout=30)  # type: ignore[attr-defined]
+                except grpc.RpcError:
+                    errors[name] += 1
+
+            calls.append(get_down)
+
+        def clear_up(_: int) -> None:
+            clear(0)
+
+        try:
+            # warm: the first calls of each outage server open its breaker (a black-holed
+            # Redis makes each of them wait for the socket timeout and its retry).
+            timed = _alternating(calls, n_miss * 2, warm=5, before=clear_up)
+        finally:
+            for ch in channels:
+                ch.close()
+            for down in outages.values():
+                down.stop()
+            hole.close()
+        miss_up = timed[0]
+        for (name, _), outage in zip(outages.items(), timed[1:], strict=True):
+            rows.append(Row(
+                f"GetStudentReport with Redis unreachable ({name})", len(outage),
+                _per_s(outage), "the miss with Redis up, alternating", _per_s(miss_up), 0.0,
+                f"{_ms(outage)}; miss {_ms(miss_up)}; p99 "
+                f"{_p(outage, .99) - _p(miss_up, .99):+.2f} ms vs the miss; "
+                f"{sum(t > _p(miss_up, .99) / 1000 for t in outage)} calls over the miss p99; "
+                f"{errors[name]} errors (warm-up included)",
+            ))  # fmt: skip
     finally:
         channel.close()
         server.stop()
         keys = list(r.scan_iter(prefix + "*"))
         if keys:
             r.delete(*keys)
-
-    # Redis unreachable: a closed port. Every call computes; none may fail.
-    down = FerryServer(url, workdir, services=("reports",), env={
-        **env, "FERRY_REDIS_URL": "redis://127.0.0.1:1/0"})  # fmt: skip
-    channel = grpc.insecure_channel(f"127.0.0.1:{down.port}")
-    stub = reports_pb2_grpc.ReportsServiceStub(channel)
-    md = (("authorization", f"Bearer {down.token(options_pb2.ROLE_OPERATOR)}"),)
-    errors = 0
-
-    def get_down(i: int) -> None:
-        nonlocal errors
-        try:
-            q = pb.GetStudentReportRequest(student_id=ids[i % len(ids)], semester=SEMESTER)
-            stub.GetStudentReport(q, metadata=md, timeout=30)
-        except grpc.RpcError:
-            errors += 1
-
-    try:
-        outage = _times(get_down, n_miss)
-    finally:
-        channel.close()
-        down.stop()
-    rows.append(Row(
-        "GetStudentReport with Redis unreachable (closed port)", n_miss, _per_s(outage),
-        "the miss with Redis up (above)", _per_s(misses), 0.0,
-        f"{_ms(outage)}; p99 {_p(outage, .99) - _p(misses, .99):+.2f} ms vs miss p99; "
-        f"{errors} errors",
-    ))  # fmt: skip
     r.close()
     return rows

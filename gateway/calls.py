@@ -71,6 +71,8 @@ class ServiceChannels:
         self.credentials = credentials
         self.extra_options = list(extra_options)
         self._channels: dict[tuple[str, int], grpc.aio.Channel] = {}
+        # Multicallables are made once per channel and method, not on every request.
+        self._methods: dict[tuple[str, int, str, bool], tuple[grpc.aio.Channel, Any]] = {}
 
     def target_of(self, service: str) -> str:
         return self.target or self.settings.for_service(service)[0]
@@ -104,22 +106,33 @@ class ServiceChannels:
             self._channels[key] = ch
         return ch
 
-    def method(self, service: str, rpc: str, desc: _d.MethodDescriptor) -> Any:
-        """A callable for the gRPC method `rpc` of the right streaming kind."""
+    def method(self, service: str, rpc: str, desc: _d.MethodDescriptor, raw: bool = False) -> Any:
+        """A callable for the gRPC method `rpc` of the right streaming kind; with `raw`,
+        responses come as their wire bytes (the caller parses them, or not)."""
         ch = self.channel(service)
+        key = (self.target_of(service), id(asyncio.get_running_loop()), rpc, raw)
+        made = self._methods.get(key)
+        if made is not None and made[0] is ch:
+            return made[1]
         req = message_class(desc.input_type).SerializeToString
-        resp = message_class(desc.output_type).FromString
+        resp = None if raw else message_class(desc.output_type).FromString
+        call: Any
         if desc.client_streaming and not desc.server_streaming:
-            return ch.stream_unary(rpc, request_serializer=req, response_deserializer=resp)
-        if desc.server_streaming and not desc.client_streaming:
-            return ch.unary_stream(rpc, request_serializer=req, response_deserializer=resp)
-        if desc.server_streaming:
-            return ch.stream_stream(rpc, request_serializer=req, response_deserializer=resp)
-        return ch.unary_unary(rpc, request_serializer=req, response_deserializer=resp)
+            call = ch.stream_unary(rpc, request_serializer=req, response_deserializer=resp)
+        elif desc.server_streaming and not desc.client_streaming:
+            call = ch.unary_stream(rpc, request_serializer=req, response_deserializer=resp)
+        elif desc.server_streaming:
+            call = ch.stream_stream(rpc, request_serializer=req, response_deserializer=resp)
+        else:
+            call = ch.unary_unary(rpc, request_serializer=req, response_deserializer=resp)
+        self._methods[key] = (ch, call)
+        return call
 
     async def close(self) -> None:
         """Close the channels of the running loop (others die with their loop)."""
         loop = id(asyncio.get_running_loop())
+        for made in [k for k in self._methods if k[1] == loop]:
+            del self._methods[made]
         for key in [k for k in self._channels if k[1] == loop]:
             await self._channels.pop(key).close(None)
 

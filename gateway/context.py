@@ -85,12 +85,21 @@ class TooLarge(FerryError):
 async def json_body(request: Request) -> Any:
     """The request's JSON body (None when empty); InvalidArgument when it is not JSON,
     TooLarge past MAX_JSON_BYTES (checked while reading)."""
+    return parse_json(await read_body(request))
+
+
+async def read_body(request: Request) -> bytes:
+    """The request's body as sent; TooLarge past MAX_JSON_BYTES (checked while reading)."""
     buf = bytearray()
     async for piece in request.stream():
         buf += piece
         if len(buf) > MAX_JSON_BYTES:
             raise TooLarge("the request body is larger than 4 MiB; upload files instead")
-    raw = bytes(buf)
+    return bytes(buf)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A body read by read_body as JSON (None when empty); InvalidArgument when it is not."""
     if not raw.strip():
         return None
     try:

@@ -4,22 +4,24 @@ file downloads, NDJSON record streams and Server-Sent Events."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import grpc
 import orjson
-from google.protobuf import message
+from google.protobuf import descriptor_pb2, message
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ferry.errors import InvalidArgument, NotFound
 from gateway import calls
-from gateway.context import Gateway, Handler, guarded, json_body
+from gateway.context import Gateway, Handler, guarded, json_body, parse_json, read_body
 from gateway.errors import stream_error
 from gateway.routes import Route, method_by_name, service_key
-from gateway.transcode import build_request, parse, to_json
+from gateway.transcode import build_request, message_class, parse, to_json
 
 log = logging.getLogger("ferry.gateway")
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
@@ -40,15 +42,105 @@ async def _request_message(route: Route, request: Request) -> message.Message:
     )
 
 
+_render = JSONResponse(None).render  # exactly the bytes a JSONResponse of it would send
+
+
+class JsonMemo:
+    """The JSON body of recent responses of read-only RPCs, keyed by the response's wire
+    bytes: the same bytes always make the same JSON, so a cached report asked for again
+    skips protobuf's (slow, pure-Python) JSON mapping. Bounded by entries and bytes."""
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024, max_value: int = 1024 * 1024):
+        self.max_bytes = max_bytes
+        self.max_value = max_value
+        self._data: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, rpc: str, wire: bytes) -> bytes | None:
+        with self._lock:
+            body = self._data.get((rpc, wire))
+            if body is not None:
+                self._data.move_to_end((rpc, wire))
+            return body
+
+    def put(self, rpc: str, wire: bytes, body: bytes) -> None:
+        cost = len(wire) + len(body)
+        if cost > self.max_value:
+            return
+        with self._lock:
+            if (rpc, wire) in self._data:
+                return
+            self._data[(rpc, wire)] = body
+            self._size += cost
+            while self._size > self.max_bytes:
+                (_, old), old_body = self._data.popitem(last=False)
+                self._size -= len(old) + len(old_body)
+
+
+_MEMO = JsonMemo()
+_NO_SIDE_EFFECTS = descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
+
+
+class RequestMemo:
+    """Request messages built from the same HTTP parts (body bytes, path parameters, raw
+    query string) for the same RPC: a repeated request skips JSON parsing and protobuf's
+    JSON mapping. Only requests that built without error are kept; the messages are only
+    ever serialized, never changed."""
+
+    MAX_PART = 16 * 1024
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[tuple[Any, ...], message.Message] = OrderedDict()
+        self._lock = threading.Lock()
+
+    async def build(self, route: Route, request: Request) -> message.Message:
+        raw = await read_body(request) if route.body else b""
+        query: bytes = request.scope.get("query_string", b"")
+        key = (route.rpc, raw, query, tuple(request.path_params.items()))
+        with self._lock:
+            msg = self._data.get(key)
+            if msg is not None:
+                self._data.move_to_end(key)
+                return msg
+        msg = build_request(
+            route.method.input_type,
+            _path_params(request),
+            request.query_params.multi_items(),
+            parse_json(raw) if route.body else None,
+            route.body,
+        )
+        if len(raw) <= self.MAX_PART and len(query) <= self.MAX_PART:
+            with self._lock:
+                self._data[key] = msg
+                while len(self._data) > self.max_entries:
+                    self._data.popitem(last=False)
+        return msg
+
+
+_REQUESTS = RequestMemo()
+
+
 def unary_handler(gw: Gateway, route: Route) -> Handler:
     """Path + query + body -> request; response message -> JSON."""
+    out = message_class(route.method.output_type)
+    # Only reads are remembered: what Login or CreateToken answer is never kept.
+    memo = _MEMO if route.method.GetOptions().idempotency_level == _NO_SIDE_EFFECTS else None
+
+    requests = _REQUESTS
 
     async def handle(request: Request) -> Response:
-        msg = await _request_message(route, request)
+        msg = await requests.build(route, request)
         timeout = calls.deadline(gw.settings.deadlines, "unary", request.headers)
-        call = gw.channels.method(route.service_key, route.rpc, route.method)
-        resp = await call(msg, timeout=timeout, metadata=calls.metadata(gw.token(request)))
-        return JSONResponse(to_json(resp))
+        call = gw.channels.method(route.service_key, route.rpc, route.method, raw=True)
+        wire = await call(msg, timeout=timeout, metadata=calls.metadata(gw.token(request)))
+        body = memo.get(route.rpc, wire) if memo is not None else None
+        if body is None:
+            body = _render(to_json(out.FromString(wire)))
+            if memo is not None:
+                memo.put(route.rpc, wire, body)
+        return Response(body, media_type=JSONResponse.media_type)
 
     return guarded(handle)
 

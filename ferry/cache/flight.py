@@ -21,6 +21,7 @@ from ferry.cache import metrics
 from ferry.cache.breaker import CircuitBreaker
 
 log = logging.getLogger("ferry.cache")
+READ_OK, READ_FAILED, READ_SKIPPED = "ok", "failed", "skipped"
 
 
 @dataclass
@@ -50,7 +51,7 @@ class ReportCache:
         self.ttl = ttl_seconds
         self.lock_timeout = lock_timeout
         self.blocking_timeout = blocking_timeout
-        self.breaker = breaker or CircuitBreaker(name)
+        self.breaker = breaker or CircuitBreaker(name, probe=getattr(backend, "ping", None))
         self.stats = Stats()
         self._stats_lock = threading.Lock()
         self._flights: dict[str, Future[tuple[bytes, bool]]] = {}
@@ -71,17 +72,17 @@ class ReportCache:
             extra={"event": "cache_error"},
         )
 
-    def _get(self, key: str) -> tuple[bytes | None, bool]:
-        """(value, read ok)."""
+    def _get(self, key: str) -> tuple[bytes | None, str]:
+        """(value, READ_OK | READ_FAILED | READ_SKIPPED: the breaker said not now)."""
         if not self.breaker.allow():
-            return None, False
+            return None, READ_SKIPPED
         try:
             value = self.backend.get(key)
         except Exception as e:
             self._error("get", e)
-            return None, False
+            return None, READ_FAILED
         self.breaker.success()
-        return value, True
+        return value, READ_OK
 
     def _set(self, key: str, value: bytes) -> None:
         if not self.breaker.allow():
@@ -119,7 +120,7 @@ class ReportCache:
         self, kind: str, key: str, compute: Callable[[], bytes]
     ) -> tuple[bytes, bool]:
         """(value, from cache). `compute` runs at most once per key at a time here."""
-        value, ok = self._get(key)
+        value, read = self._get(key)
         if value is not None:
             self._count(kind, hit=True)
             return value, True
@@ -135,7 +136,7 @@ class ReportCache:
             self._count(kind, hit=cached)
             return value, cached
         try:
-            result = self._lead(kind, key, compute, ok)
+            result = self._lead(kind, key, compute, read)
             flight.set_result(result)
             self._count(kind, hit=result[1])
             return result
@@ -147,18 +148,21 @@ class ReportCache:
                 self._flights.pop(key, None)
 
     def _lead(
-        self, kind: str, key: str, compute: Callable[[], bytes], read_ok: bool
+        self, kind: str, key: str, compute: Callable[[], bytes], read: str
     ) -> tuple[bytes, bool]:
-        lock = self._lock(key) if read_ok else None
+        lock = self._lock(key) if read == READ_OK else None
         try:
             if lock is not None:  # another replica may have filled it while we waited
-                value, read_ok = self._get(key)
+                value, read = self._get(key)
                 if value is not None:
                     return value, True
             started = time.perf_counter()
             value = compute()
             metrics.COMPUTE.labels(kind).observe(time.perf_counter() - started)
-            if read_ok:  # never write back after a failed read
+            # Never write back after a failed read. After a skipped one (the breaker was
+            # open, or its trial had not answered yet), _set asks the breaker again: a
+            # Redis whose trial succeeded meanwhile gets the entry, an open one nothing.
+            if read != READ_FAILED:
                 self._set(key, value)
             return value, False
         finally:

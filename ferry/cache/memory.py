@@ -50,6 +50,9 @@ class MemoryCache:
         with self._lock:
             return len(self._data)
 
+    def ping(self) -> None:
+        return None
+
     def lock(self, key: str, timeout: float, blocking_timeout: float) -> None:
         """No cross-process lock: the in-process single flight is all a memory cache needs."""
         return None

@@ -2,7 +2,8 @@
 
 It uses the app's Redis connection (core section `redis:`: short socket and connect
 timeouts, at most one retry), so a dead or slow Redis costs a fraction of a second, and
-the circuit breaker in front of it makes that once per `breaker_reset_seconds`. Every
+the circuit breaker in front of it stops calls after `breaker_failures` of them failed;
+its trial is a PING on a thread of its own, once per `breaker_reset_seconds`. Every
 failure is swallowed here and counted: the caller computes the report instead.
 Settings: plugins.caches.redis.
 """
@@ -24,6 +25,9 @@ class RedisSettings(Strict):
     # Consecutive failures that open the breaker, and how long it stays open.
     breaker_failures: int = Field(2, ge=1)
     breaker_reset_seconds: float = Field(5.0, gt=0)
+    # The open breaker's trial (a PING on a thread of its own): the call that starts it
+    # waits at most this long for the answer, then goes on without the cache.
+    breaker_trial_wait_seconds: float = Field(0.01, ge=0, le=5)
 
 
 class RedisCache:
@@ -46,6 +50,10 @@ class RedisCache:
 
     def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
         self.client.set(self.prefix + key, value, px=max(1, int(ttl_seconds * 1000)))
+
+    def ping(self) -> None:
+        """The breaker's trial: raises while Redis does not answer."""
+        self.client.ping()
 
     def entries(self) -> int:
         """Keys under our prefix would need a scan; DBSIZE is O(1) and honest about it."""

@@ -9,6 +9,7 @@ changes the key at once and a stale entry is never read again; it simply expires
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,21 @@ def _key(*parts: object) -> str:
     return f"{kind}:{digest}"
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def response_bytes(report: bytes, cached: bool) -> bytes:
+    """The wire form of Get{Student,Semester}ReportResponse{report = 1, cached = 2}: what
+    protobuf writes for it, without parsing the cached report to write it again."""
+    return b"\x0a" + _varint(len(report)) + report + (b"\x10\x01" if cached else b"")
+
+
 def check_format(fmt: str, field: str = "format", allowed: tuple[str, ...] = FORMATS) -> str:
     fmt = (fmt or allowed[0]).lower()
     if fmt not in allowed:
@@ -55,11 +71,20 @@ def check_format(fmt: str, field: str = "format", allowed: tuple[str, ...] = FOR
     return fmt
 
 
+def settings_digest(settings: ReportSettings) -> str:
+    """What of the configuration changes a report's numbers (grading scale, thresholds),
+    for its cache key: replicas configured differently never share an entry."""
+    dumped = settings.model_dump(mode="json", exclude={"cache"})
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:12]
+
+
 class ReportEngine:
     def __init__(self, engine: Engine, settings: ReportSettings, cache: ReportCache) -> None:
         self.db = engine
         self.settings = settings
         self.cache = cache
+        self.versions = versions.VersionReader(engine)
+        self._config = settings_digest(settings)
 
     @classmethod
     def from_app(cls, app: Any) -> ReportEngine:
@@ -73,6 +98,8 @@ class ReportEngine:
             name,
             getattr(bs, "breaker_failures", 2),
             getattr(bs, "breaker_reset_seconds", 5.0),
+            probe=getattr(backend, "ping", None),
+            trial_wait=getattr(bs, "breaker_trial_wait_seconds", 0.01),
         )
         cache = ReportCache(
             backend,
@@ -89,9 +116,8 @@ class ReportEngine:
     def _student_cached(
         self, kind: str, student_id: str, scope: Scope, role: int, build: Callable[[Any], bytes]
     ) -> tuple[bytes, bool]:
-        with self.db.connect() as conn:
-            stamp = versions.student_stamp(conn, student_id)
-        key = _key(kind, student_id, scope.key(), role, stamp)
+        stamp = self.versions.stamp(versions.STUDENT, student_id)
+        key = _key(kind, student_id, scope.key(), role, stamp, self._config)
 
         def compute() -> bytes:
             with self.db.connect() as conn:
@@ -100,13 +126,17 @@ class ReportEngine:
 
         return self.cache.get_or_compute(kind, key, compute)
 
+    def student_bytes(self, student_id: str, scope: Scope, role: int = 0) -> tuple[bytes, bool]:
+        """The report serialized (deterministically), as cached: a hit never parses it."""
+        sid = check_student_id(student_id)
+        return self._student_cached(
+            "student", sid, scope, role, lambda r: r.SerializeToString(deterministic=True)
+        )
+
     def student(
         self, student_id: str, scope: Scope, role: int = 0
     ) -> tuple[pb.StudentReport, bool]:
-        sid = check_student_id(student_id)
-        data, cached = self._student_cached(
-            "student", sid, scope, role, lambda r: r.SerializeToString(deterministic=True)
-        )
+        data, cached = self.student_bytes(student_id, scope, role)
         return pb.StudentReport.FromString(data), cached
 
     def student_from(
@@ -114,6 +144,11 @@ class ReportEngine:
     ) -> tuple[pb.StudentReport, bool]:
         scope = parse_scope(req.semester, req.date_from, req.date_to, prefix)
         return self.student(req.student_id, scope, role)
+
+    def student_response(self, req: pb.GetStudentReportRequest, role: int = 0) -> bytes:
+        """GetStudentReportResponse as wire bytes, built around the cached bytes."""
+        scope = parse_scope(req.semester, req.date_from, req.date_to)
+        return response_bytes(*self.student_bytes(req.student_id, scope, role))
 
     def render_student(
         self, req: pb.GetStudentReportRequest, fmt: str, role: int = 0
@@ -137,9 +172,8 @@ class ReportEngine:
         self, kind: str, semester: str, role: int, build: Callable[[pb.SemesterReport], bytes]
     ) -> tuple[bytes, bool]:
         semester = semester.strip()
-        with self.db.connect() as conn:
-            stamp = versions.semester_stamp(conn, semester)
-        key = _key(kind, semester, role, stamp)
+        stamp = self.versions.stamp(versions.SEMESTER, semester)
+        key = _key(kind, semester, role, stamp, self._config)
 
         def compute() -> bytes:
             with self.db.connect() as conn:
@@ -147,11 +181,18 @@ class ReportEngine:
 
         return self.cache.get_or_compute(kind, key, compute)
 
-    def semester(self, semester: str, role: int = 0) -> tuple[pb.SemesterReport, bool]:
-        data, cached = self._semester_cached(
+    def semester_bytes(self, semester: str, role: int = 0) -> tuple[bytes, bool]:
+        return self._semester_cached(
             "semester", semester, role, lambda r: r.SerializeToString(deterministic=True)
         )
+
+    def semester(self, semester: str, role: int = 0) -> tuple[pb.SemesterReport, bool]:
+        data, cached = self.semester_bytes(semester, role)
         return pb.SemesterReport.FromString(data), cached
+
+    def semester_response(self, semester: str, role: int = 0) -> bytes:
+        """GetSemesterReportResponse as wire bytes, built around the cached bytes."""
+        return response_bytes(*self.semester_bytes(semester, role))
 
     def render_semester(self, semester: str, fmt: str, role: int = 0) -> tuple[File, bool]:
         fmt = check_format(fmt)
@@ -180,6 +221,9 @@ class ReportEngine:
                 raise NotFound(f"student {sid!r} does not exist", field="student_id")
             versions.bump(conn, versions.STUDENT, [sid])
             return versions.current(conn, versions.STUDENT, sid)
+
+    def close(self) -> None:
+        self.versions.close()
 
     def stats(self) -> pb.GetCacheStatsResponse:
         s = self.cache.stats

@@ -8,15 +8,26 @@ import, undo and csv import bumps them in the SAME transaction as its changes
 (`bump_for_import`, called by ferry.merge.run and ferry.merge.undo): the moment it
 commits, the old keys are never asked for again, even when the cache (Redis) was down
 while it ran. Invalidation is a bump: O(1), never a key scan.
+
+A cache hit reads its stamp from the database every time (VersionReader): never from a
+copy kept in this process or in Redis, either of which could miss an import committed by
+another process (or while Redis was down). On PostgreSQL that read is one round trip on a
+connection of the reader's own, in autocommit, with a prepared statement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger("ferry.reports")
 
 STUDENT, SEMESTER, GENERATION = "student", "semester", "generation"
 
@@ -134,30 +145,113 @@ def current(conn: Connection, kind: str, key: str) -> int:
     return int(v or 0)
 
 
-_STUDENT_KEY = """
-SELECT kind, key, version FROM report_versions
-WHERE (kind = 'student' AND key = :sid) OR (kind = 'generation' AND key = '')
-"""
+# The versions a report's key carries: its student's or semester's, and the generation.
+_STAMP = (
+    "SELECT kind, key, version FROM report_versions "
+    "WHERE (kind = :kind AND key = :key) OR (kind = 'generation' AND key = '')"
+)
+_STAMP_PG = _STAMP.replace(":kind", "%s").replace(":key", "%s")
+
+
+def stamp(conn: Connection, kind: str, key: str) -> str:
+    """The versions a `kind` report (STUDENT, SEMESTER) of `key` depends on, as one
+    string for its cache key: the generation and the key's own (a student's is bumped for
+    classmates' changes too)."""
+    return _stamp(conn.execute(sa.text(_STAMP), {"kind": kind, "key": key}).all())
 
 
 def student_stamp(conn: Connection, student_id: str) -> str:
-    """The versions a student's report depends on, as one string for its cache key: the
-    generation and the student's (bumped for classmates' changes too)."""
-    rows = conn.execute(sa.text(_STUDENT_KEY), {"sid": student_id}).all()
-    return _stamp(rows)
+    return stamp(conn, STUDENT, student_id)
 
 
 def semester_stamp(conn: Connection, semester: str) -> str:
-    rows = conn.execute(
-        sa.text(
-            "SELECT kind, key, version FROM report_versions "
-            "WHERE (kind = 'semester' AND key = :s) OR (kind = 'generation' AND key = '')"
-        ),
-        {"s": semester},
-    ).all()
-    return _stamp(rows)
+    return stamp(conn, SEMESTER, semester)
 
 
 def _stamp(rows: Iterable[Any]) -> str:
     items = sorted((str(r[0]), str(r[1]), int(r[2])) for r in rows)
     return ";".join(f"{kind[0]}{key}={v}" for kind, key, v in items)
+
+
+class VersionReader:
+    """Stamps for cache keys, read from the database on every call.
+
+    On PostgreSQL (psycopg) it keeps up to `max_connections` connections of its own,
+    taken out of the engine's pool once: autocommit, so each read is a statement of its
+    own that sees every transaction committed before it started (an import committed a
+    moment ago by any process included), and prepared, so a read is one round trip with
+    no BEGIN, ROLLBACK or pre-ping around it. When all are busy, or one fails, a read takes
+    the engine's path instead (which also reports a database that is down as usual).
+    Other databases always take the engine's path.
+    """
+
+    def __init__(self, engine: Engine, max_connections: int = 4) -> None:
+        self.engine = engine
+        self.max_connections = max_connections
+        self.fast = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        self._idle: list[Any] = []
+        self._open = 0
+        self._lock = threading.Lock()
+        # A reader dropped without close() (a CLI run, a test) still closes what it held.
+        weakref.finalize(self, _close_all, self._idle)
+
+    def stamp(self, kind: str, key: str) -> str:
+        if self.fast:
+            held = self._take()
+            if held is not None:
+                try:
+                    rows = held[1].execute(_STAMP_PG, (kind, key), prepare=True).fetchall()
+                except Exception as e:  # a dropped connection: the engine's path says more
+                    self._discard(held)
+                    log.info("report version read fell back: %s", type(e).__name__)
+                else:
+                    self._give(held)
+                    return _stamp(rows)
+        with self.engine.connect() as c:
+            return stamp(c, kind, key)
+
+    def _take(self) -> Any:
+        """(pool fairy, psycopg connection), or None: take the engine's path."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._open >= self.max_connections:
+                return None
+            self._open += 1
+        try:
+            fairy = self.engine.raw_connection()
+            conn: Any = fairy.driver_connection
+            fairy.detach()  # ours now: the pool neither resets, recycles nor counts it
+            conn.rollback()  # the pool's pre-ping may have begun a transaction
+            conn.autocommit = True
+            return fairy, conn
+        except Exception as e:
+            with self._lock:
+                self._open -= 1
+            log.info("report version reader: no connection of its own: %s", type(e).__name__)
+            return None
+
+    def _give(self, held: Any) -> None:
+        with self._lock:
+            self._idle.append(held)
+
+    def _discard(self, held: Any) -> None:
+        with self._lock:
+            self._open -= 1
+        _close(held)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        _close_all(idle)
+
+
+def _close_all(held: list[Any]) -> None:
+    for h in list(held):
+        _close(h)
+
+
+def _close(held: Any) -> None:
+    with contextlib.suppress(Exception):  # already broken
+        held[0].close()  # detached: closes the connection itself

@@ -225,3 +225,19 @@ class Proxy:
         for t in self._threads:
             t.join(timeout=2)
         self._threads.clear()
+
+
+class BlackHole:
+    """A port that takes connections and never answers (a hung or firewalled Redis): every
+    command waits its full socket timeout."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._srv = socket.socket()
+        self._srv.bind(("127.0.0.1", 0))
+        self._srv.listen(1024)  # the kernel completes handshakes; nobody ever reads
+        self.port = self._srv.getsockname()[1]
+
+    def close(self) -> None:
+        self._srv.close()
