@@ -13,11 +13,10 @@
 
 from __future__ import annotations
 
-import email
-import email.parser
 import io
 import json
 import logging
+import re
 import smtplib
 import socket
 import threading
@@ -42,7 +41,8 @@ from ferry.db.notify_models import Notification, OutboxRow
 from ferry.v1 import notify_pb2 as pb
 from ferry.v1 import notify_pb2_grpc
 
-HEADERS = email.parser.BytesHeaderParser()
+MESSAGE_ID = re.compile(rb"^Message-ID: *(<[^>\r\n]*>)", re.M | re.I)
+EVENT = re.compile(rb"^X-Ferry-Event: *([^\r\n]+)", re.M | re.I)
 MAILS = 2000
 LOG_ROWS = 20000
 PACED = 500
@@ -72,14 +72,17 @@ class Relay:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         now = time.perf_counter()
-        # Headers only: the relay must stay cheap beside what it measures.
-        msg = HEADERS.parsebytes(envelope.content, headersonly=True)
+        # Two headers found by a regex, not a parser: the relay shares the machine's two
+        # cores with what it measures and must stay cheap beside it.
+        content = envelope.content
+        head = content[: content.find(b"\r\n\r\n")]
+        mid = MESSAGE_ID.search(head)
+        event = EVENT.search(head)
         with self.lock:
             self.count += 1
-            self.ids.append(str(msg["Message-ID"]))
-            event = msg["X-Ferry-Event"]
+            self.ids.append(mid.group(1).decode() if mid else "")
             if event:
-                self.arrived.setdefault(str(event), now)
+                self.arrived.setdefault(event.group(1).decode(), now)
         return "250 OK"
 
     def wait(self, n: int, timeout: float = 600) -> float:

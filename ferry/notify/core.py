@@ -48,6 +48,7 @@ class Notify:
         self.settings = app.settings.notify
         self.on_queued = on_queued
         self._channels: dict[str, Channel] | None = None
+        self._writer: store.GroupCommit | None = None
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -127,7 +128,9 @@ class Notify:
         """Queue one notification (or return the earlier one with the same event id)."""
         event_id = self._event_id(req.event_id)
         new = self._new(req, self._check(req), event_id, requested_by)
-        view, created = store.create(self.app.engine, new)
+        if self._writer is None:  # concurrent Sends share transactions
+            self._writer = store.GroupCommit(self.app.engine)
+        view, created = self._writer.create(new)
         if created and self.on_queued is not None:
             self.on_queued()
         return view, created
@@ -159,10 +162,9 @@ class Notify:
                 continue
             seen.add(r.strip())
             news.append((r.strip(), self._new(one, pairs, f"{base}:{r.strip()}", requested_by)))
-        out = []
-        for r, new in news:
-            view, created = store.create(self.app.engine, new)
-            out.append((r, view, created))
+        # One transaction for all of them.
+        made = store.create_many(self.app.engine, [new for _, new in news])
+        out = [(r, view, created) for (r, _), (view, created) in zip(news, made, strict=True)]
         if any(c for _, _, c in out) and self.on_queued is not None:
             self.on_queued()
         return out

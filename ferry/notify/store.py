@@ -16,13 +16,14 @@ import base64
 import binascii
 import datetime as dt
 import json
+import sys
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -37,7 +38,7 @@ from ferry.db.notify_models import (
     Notification,
     OutboxRow,
 )
-from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
+from ferry.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ferry.notify import retry as retry_schedule
 from ferry.notify.channels.base import RETRY, Delivery, Outcome
 
@@ -94,29 +95,62 @@ def create(engine: Engine, new: NewNotification) -> tuple[View, bool]:
     """(notification, created): the new one with its outbox rows, or the earlier one with
     the same event id (nothing more is queued). The unique event id decides, so two Sends
     of one event at once still make one notification."""
+    return create_many(engine, [new])[0]
+
+
+def create_many(
+    engine: Engine | sa.Connection, news: Sequence[NewNotification]
+) -> list[tuple[View, bool]]:
+    """`create` for several notifications in one transaction and two INSERTs however many
+    there are: each result in order. An event id stored already, or given twice here, is
+    the earlier notification (created False). Given a Connection, the rows are written in
+    its transaction (committed with the caller's own work) and an event id stored already
+    is read back in it too."""
+    if isinstance(engine, sa.Connection):
+        return _create_in(engine, news)
+    with engine.begin() as conn:
+        out = _create_in(conn, news)
+    return out
+
+
+def _create_in(conn: sa.Connection, news: Sequence[NewNotification]) -> list[tuple[View, bool]]:
     now = utcnow()
-    nid = str(uuid.uuid4())
-    channels = list(dict.fromkeys(c for c, _ in new.deliveries))
-    recipients = list(dict.fromkeys(r for _, r in new.deliveries))
-    notification = Notification(
-        id=nid,
-        event_id=new.event_id,
-        channels=channels,
-        recipients=recipients,
-        template=new.template,
-        language=new.language,
-        variables=new.variables,
-        subject=new.subject,
-        text_body=new.text,
-        html_body=new.html,
-        status=PENDING,
-        requested_by=new.requested_by,
-        created_at=now,
-        updated_at=now,
-    )
-    rows = [
+    firsts: dict[str, NewNotification] = {}
+    for new in news:
+        firsts.setdefault(new.event_id, new)
+    made: dict[str, Notification] = {}
+    for event, new in firsts.items():
+        made[event] = Notification(
+            id=str(uuid.uuid4()),
+            event_id=event,
+            channels=list(dict.fromkeys(c for c, _ in new.deliveries)),
+            recipients=list(dict.fromkeys(r for _, r in new.deliveries)),
+            template=new.template,
+            language=new.language,
+            variables=new.variables,
+            subject=new.subject,
+            text_body=new.text,
+            html_body=new.html,
+            status=PENDING,
+            requested_by=new.requested_by,
+            created_at=now,
+            updated_at=now,
+        )
+    # ON CONFLICT DO NOTHING (PostgreSQL and SQLite): an event id stored already, or by a
+    # concurrent transaction that commits first (PostgreSQL waits for it), inserts
+    # nothing and is read back below; the rest of the batch goes on.
+    insert = _dialect_insert(conn)(N).on_conflict_do_nothing(index_elements=["event_id"])
+    fresh = {
+        r[0]
+        for r in conn.execute(
+            insert.returning(N.c.event_id),
+            [{c.name: getattr(n, c.name) for c in N.columns} for n in made.values()],
+        )
+    }
+    rows: dict[str, list[OutboxRow]] = {}
+    children = [
         OutboxRow(
-            notification_id=nid,
+            notification_id=made[event].id,
             channel=channel,
             recipient=recipient,
             status=PENDING,
@@ -125,19 +159,121 @@ def create(engine: Engine, new: NewNotification) -> tuple[View, bool]:
             last_error="",
             created_at=now,
         )
+        for event, new in firsts.items()
+        if event in fresh
         for channel, recipient in dict.fromkeys(new.deliveries)
     ]
+    if children:
+        ids = conn.execute(
+            OB.insert().returning(OB.c.id, sort_by_parameter_order=True),
+            [{c.name: getattr(r, c.name) for c in OB.columns if c.name != "id"} for r in children],
+        ).scalars()
+        for row, row_id in zip(children, ids, strict=True):
+            row.id = row_id
+            rows.setdefault(row.notification_id, []).append(row)
+    views = {e: View(made[e], rows.get(made[e].id, [])) for e in fresh}
+    earlier = [e for e in firsts if e not in fresh]
+    if earlier:
+        views.update(_by_events(conn, earlier))
+    out: list[tuple[View, bool]] = []
+    returned: set[str] = set()
+    for new in news:
+        view = views.get(new.event_id)
+        if view is None:  # inserted by a transaction that rolled back since: gone
+            raise Unavailable(f"event {new.event_id!r} could not be stored; send it again")
+        out.append((view, new.event_id in fresh and new.event_id not in returned))
+        returned.add(new.event_id)
+    return out
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def _by_events(conn: sa.Connection, events: Sequence[str]) -> dict[str, View]:
+    with Session(bind=conn, expire_on_commit=False) as s:
+        found = list(s.scalars(sa.select(Notification).where(Notification.event_id.in_(events))))
+        by_id: dict[str, list[OutboxRow]] = {n.id: [] for n in found}
+        if found:
+            for r in s.scalars(
+                sa.select(OutboxRow)
+                .where(OutboxRow.notification_id.in_(list(by_id)))
+                .order_by(OutboxRow.id)
+            ):
+                by_id[r.notification_id].append(r)
+        for obj in [*found, *(r for rs in by_id.values() for r in rs)]:
+            s.expunge(obj)
+    return {n.event_id: View(n, by_id[n.id]) for n in found}
+
+
+class GroupCommit:
+    """`create` from many threads at once, in shared transactions (group commit).
+
+    A caller that finds no write under way writes everything queued (its own first) in
+    one transaction; callers arriving meanwhile queue, and the next of them writes all
+    of theirs at once when that transaction ends. Alone, a Send is written at once; under
+    load, N concurrent Sends cost a few statements and one commit instead of N of each.
+    """
+
+    def __init__(self, engine: Engine, max_batch: int = 200) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Queued] = []
+        self._busy = False
+
+    def create(self, new: NewNotification) -> tuple[View, bool]:
+        item = _Queued(new)
+        with self._cond:
+            self._queue.append(item)
+            while not item.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy = True
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                self._cond.release()
+                try:
+                    _settle_batch(self.engine, batch)
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+
+@dataclass
+class _Queued:
+    new: NewNotification
+    done: bool = False
+    result: tuple[View, bool] | None = None
+    error: BaseException | None = None
+
+
+def _settle_batch(engine: Engine, batch: list[_Queued]) -> None:
     try:
-        with Session(engine, expire_on_commit=False) as s, s.begin():
-            s.add(notification)
-            s.flush()  # the parent row first: the outbox rows refer to it
-            s.add_all(rows)
-    except sa_exc.IntegrityError:
-        existing = _by_event(engine, new.event_id)
-        if existing is None:
-            raise
-        return existing, False
-    return View(notification, rows), True
+        results = create_many(engine, [q.new for q in batch])
+    except Exception:
+        if len(batch) == 1:
+            batch[0].error = sys.exc_info()[1]
+            batch[0].done = True
+            return
+        # One bad request must not fail the others: each on its own.
+        for q in batch:
+            _settle_batch(engine, [q])
+        return
+    for q, r in zip(batch, results, strict=True):
+        q.result, q.done = r, True
 
 
 def _by_event(engine: Engine, event_id: str) -> View | None:
