@@ -13,6 +13,7 @@ from typing import Any
 
 from ferry import plugins
 from ferry.app import App
+from ferry.config import NotifySettings
 from ferry.errors import InvalidArgument, ResourceExhausted
 from ferry.notify import store, templates
 from ferry.notify.channels.base import Channel, Health
@@ -38,6 +39,36 @@ class ChannelInfo:
     kind: str
     health: Health
     pending: int
+
+
+def announcement(
+    settings: NotifySettings,
+    recipients: list[str],
+    template: str,
+    variables: dict[str, Any],
+    event_id: str,
+    requested_by: str,
+) -> store.NewNotification:
+    """A notification another service writes into the outbox itself, in its own
+    transaction (ferry.notify.client.import_announcement): the default channels, each
+    recipient already checked as a mail address, rendered in the default language.
+
+    No channel is built here (that is the notify service's: an smtp channel needs its
+    password, which only the notify pods mount); a recipient one of the channels cannot
+    take fails that one delivery when a worker tries it, and says why."""
+    text = templates.render(template, variables, settings.default_language, "", "")
+    pairs = [(c, r) for c in dict.fromkeys(settings.default_channels) for r in recipients]
+    return store.NewNotification(
+        event_id=event_id,
+        deliveries=pairs,
+        subject=text.subject,
+        text=text.text,
+        html=text.html,
+        template=template,
+        language=settings.default_language,
+        variables=dict(variables),
+        requested_by=requested_by,
+    )
 
 
 class Notify:
