@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -20,7 +21,10 @@ from ferry.db.engine import make_engine
 from ferry.errors import InvalidArgument
 from ferry.v1 import auth_pb2, auth_pb2_grpc
 from tests.conftest import fresh_database, running
+from tests.e2e.test_export_center import PASSWORD, browser  # noqa: F401
+from tests.e2e.test_notifications_page import site  # noqa: F401
 from tests.integration.test_cli import env_for
+from tests.notify.helpers import SmtpServer
 
 
 @pytest.mark.parametrize(
@@ -109,3 +113,48 @@ def test_cli_add_list_set_and_login_returns_it(
         cleared = run(cli, ["user", "email", "kostas"], env=env)
         assert cleared.exit_code == 0 and "none" in cleared.output
         assert users.email_of(app.engine, "kostas") == ""
+
+
+@pytest.mark.browser
+def test_email_me_on_the_page_sends_to_the_users_address(
+    browser: Any,  # noqa: F811
+    site: tuple[str, App],  # noqa: F811
+    smtp: SmtpServer,
+) -> None:
+    """A sign-in name that is no address: "Email me when done" uses users.email; a user
+    without one is asked to add an address and nothing starts."""
+    from playwright.sync_api import expect
+
+    base, app = site
+    users.create_user(app.engine, "maria", PASSWORD, "operator", "maria@school.example")
+    users.create_user(app.engine, "nikos", PASSWORD, "operator")
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-GB")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+
+    def sign_in(name: str) -> None:
+        page.goto(base + "/")
+        page.fill("#username", name)
+        page.fill("#password", PASSWORD)
+        page.click("#login-btn")
+        expect(page.locator("#job-btn")).to_be_visible()
+
+    sign_in("nikos")
+    page.select_option("#job-type", "students")
+    page.check("#job-notify-me")
+    expect(page.locator("#job-notify-me-hint")).to_be_visible()
+    page.click("#job-btn")
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    page.click("#signout")
+
+    sign_in("maria")
+    page.select_option("#job-type", "students")
+    page.check("#job-notify-me")
+    expect(page.locator("#job-notify-me-hint")).to_be_hidden()
+    page.click("#job-btn")
+    expect(page.locator("#status")).to_have_text(
+        "Export started; maria@school.example will get a mail when it is done."
+    )
+    (mail,) = smtp.inbox.wait_for(1, timeout=60)
+    assert mail["To"] == "maria@school.example"
+    context.close()
