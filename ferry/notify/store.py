@@ -373,8 +373,20 @@ def claim(
 ) -> list[Delivery]:
     """Lease up to `limit` due rows of `channels` to `worker` and return them with their
     content. Each claim counts as an attempt."""
+    return claim_batch(engine, worker, channels, limit, lease_seconds)[0]
+
+
+def claim_batch(
+    engine: Engine,
+    worker: str,
+    channels: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+) -> tuple[list[Delivery], dict[str, str]]:
+    """`claim`, and the switched-off channel keys (`disabled`) read in the same
+    transaction when anything was claimed: one round trip to the pool less per batch."""
     if not channels:
-        return []
+        return [], {}
     now = utcnow()
     claimable = sa.and_(
         OB.c.status == PENDING,
@@ -396,7 +408,7 @@ def claim(
             # which is quadratic in the backlog.
             candidates = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
             if not candidates:
-                return []
+                return [], {}
             where = OB.c.id.in_(candidates)
         else:
             # SQLite: one statement, so the read and the write are one atomic step (a
@@ -405,7 +417,8 @@ def claim(
         stmt = OB.update().where(where, claimable).values(**lease).returning(OB.c.id)
         ids = [r[0] for r in conn.execute(stmt)]
         if not ids:
-            return []
+            return [], {}
+        off = {k: r for k, r in conn.execute(sa.select(C.c.key, C.c.reason).where(C.c.disabled))}
         rows = conn.execute(
             sa.select(
                 OB,
@@ -437,7 +450,7 @@ def claim(
             variables=dict(r.variables or {}),
         )
         for r in rows
-    ]
+    ], off
 
 
 def renew(engine: Engine, worker: str, row_ids: Sequence[int], lease_seconds: float) -> set[int]:

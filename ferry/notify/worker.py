@@ -92,12 +92,11 @@ class Workers:
         """Claim one batch and deliver it; the number of rows handled."""
         s = self.settings
         channels = self.notify.channels
-        batch = store.claim(
+        batch, off = store.claim_batch(
             self.app.engine, worker_id, list(channels), s.batch_size, s.lease_seconds
         )
         if not batch:
             return 0
-        off = store.disabled(self.app.engine)
         groups: dict[str, list[Delivery]] = defaultdict(list)
         results: list[tuple[Delivery, Outcome]] = []
         for d in batch:

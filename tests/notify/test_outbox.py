@@ -60,10 +60,12 @@ def test_expired_lease_is_taken_over_and_the_old_owner_cannot_settle(
 ) -> None:
     app = notify_app(FERRY_NOTIFY_WORKERS="0")
     queue(app, 1)
-    first = store.claim(app.engine, "dead-worker", ["log"], 10, 0.2)
+    # A lease long enough that a loaded machine cannot let it run out before the check
+    # that it still holds (0.2 s did, once).
+    first = store.claim(app.engine, "dead-worker", ["log"], 10, 1.5)
     assert len(first) == 1
     assert store.claim(app.engine, "other", ["log"], 10, 60) == []  # still leased
-    time.sleep(0.3)
+    time.sleep(1.6)
     second = store.claim(app.engine, "other", ["log"], 10, 60)
     assert [d.row_id for d in second] == [first[0].row_id]
     assert second[0].attempt == 2
