@@ -11,7 +11,9 @@
   the ratio of two to one (Ferry against itself) and the duplicates the relay saw, with
   the CPU each part spent per mail (notify processes, the relay, PostgreSQL). Beside it,
   the relay alone, fed by 8 smtplib processes: the ceiling of every SMTP row here, since
-  the relay is one asyncio thread sharing the machine with what it measures.
+  the relay is one asyncio thread sharing the machine with what it measures. And one
+  and two replicas again with a relay that takes 20 ms to accept each mail (a remote
+  one): waiting instead of CPU, which shows what a second replica adds by itself.
 """
 
 from __future__ import annotations
@@ -52,9 +54,12 @@ MAILS = 2000
 LOG_ROWS = 20000
 PACED = 500
 PACE_PER_S = 100
+# Batches of 20 (ferry.yaml's default), not 50: a worker holds its whole batch, so at the
+# end of a run the others wait for the last ones; with two replicas that tail was a
+# quarter of the run (2,000 mails, 8 workers).
 WORKER_ENV = {
     "FERRY_NOTIFY_WORKERS": "4",
-    "FERRY_NOTIFY_BATCH_SIZE": "50",
+    "FERRY_NOTIFY_BATCH_SIZE": "20",
     "FERRY_NOTIFY_POLL_SECONDS": "0.05",
 }
 
@@ -67,6 +72,8 @@ class Relay:
 
         self.arrived: dict[str, float] = {}
         self.count = 0
+        # Seconds before the 250 to DATA: a remote relay's latency (waiting, not CPU).
+        self.delay = 0.0
         self.ids: list[str] = []
         self.lock = threading.Lock()
         with socket.socket() as sock:
@@ -76,6 +83,10 @@ class Relay:
         self.controller.start()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
         now = time.perf_counter()
         # Two headers found by a regex, not a parser: the relay shares the machine's two
         # cores with what it measures and must stay cheap beside it.
@@ -342,6 +353,7 @@ def log_rows(workdir: Path) -> list[Row]:
 
 
 SINK_CONNECTIONS = 8  # as many as two replicas of 4 workers open
+REMOTE_DELAY = 0.02
 
 
 def _sink_client(port: int, n: int, k: int, ready: Any, go: Any) -> None:
@@ -456,6 +468,23 @@ def replica_rows(workdir: Path) -> list[Row]:
                 dupes[n] = relay.count - len(set(relay.ids))
         sink = _sink_alone(relay, MAILS)
         load = os.getloadavg()[0]
+        # The same with a relay that takes REMOTE_DELAY to accept each mail, as one across
+        # a network does: the workers wait instead of the machine's two cores, so what
+        # the second replica adds shows apart from the CPU all parts share here.
+        relay.delay = REMOTE_DELAY
+        remote: dict[int, float] = {}
+        remote_dupes: dict[int, int] = {}
+        for n in (1, 2):
+            url = _fresh(f"ferry_bench_notify_replicas_{n}")
+            with _servers(url, workdir, n, _smtp_env(relay)):
+                relay.reset()
+                time.sleep(0.5)
+                t = time.perf_counter()
+                _bulk_queue(url, MAILS, "smtp")
+                remote[n] = MAILS / (relay.wait(MAILS) - t)
+                time.sleep(1.0)
+                remote_dupes[n] = relay.count - len(set(relay.ids))
+        relay.delay = 0.0
         return [
             Row(
                 f"2 notify replicas on one PostgreSQL outbox vs 1 (Ferry vs itself), {MAILS:,} "
@@ -478,6 +507,16 @@ def replica_rows(workdir: Path) -> list[Row]:
                 sink,
                 0.0,
                 "the ceiling of the SMTP rows on this machine (1 run)",
+            ),
+            Row(
+                f"2 notify replicas vs 1, relay accepting each mail after "
+                f"{REMOTE_DELAY * 1000:.0f} ms (a remote relay), {MAILS:,} mails",
+                MAILS,
+                remote[2],
+                "1 notify replica, same outbox and relay",
+                remote[1],
+                0.0,
+                f"duplicates: {remote_dupes[2]} (2 replicas), {remote_dupes[1]} (1) (1 run)",
             ),
         ]
     finally:
