@@ -89,16 +89,3 @@ def import_variables(result: Any, filename: str = "") -> dict[str, Any]:
         "entities": entities,
         "warnings": warnings,
     }
-
-
-def import_request(result: Any, recipients: list[str], filename: str = "") -> Any:
-    """The SendRequest announcing an ImportResult with the `import_finished` template
-    (for a caller outside the import's transaction; ImportSession writes its own
-    announcement with import_announcement)."""
-    from ferry.v1 import notify_pb2
-
-    req = notify_pb2.SendRequest(
-        recipients=recipients, template="import_finished", event_id=f"import:{result.id}"
-    )
-    req.variables.update(import_variables(result, filename))
-    return req
