@@ -8,16 +8,22 @@
 - log: rows bulk-inserted into the outbox, delivered by the log channel; rows/s until all
   are sent. Baseline: the same number of JSON log lines written by a bare logging loop.
 - replicas: 2,000 mails from one PostgreSQL outbox by one notify process, then by two;
-  the ratio of two to one (Ferry against itself) and the duplicates the relay saw.
+  the ratio of two to one (Ferry against itself) and the duplicates the relay saw, with
+  the CPU each part spent per mail (notify processes, the relay, PostgreSQL). Beside it,
+  the relay alone, fed by 8 smtplib processes: the ceiling of every SMTP row here, since
+  the relay is one asyncio thread sharing the machine with what it measures. And one
+  and two replicas again with a relay that takes 20 ms to accept each mail (a remote
+  one): waiting instead of CPU, which shows what a second replica adds by itself.
 """
 
 from __future__ import annotations
 
-import email
-import email.parser
 import io
 import json
 import logging
+import os
+import re
+import resource
 import smtplib
 import socket
 import threading
@@ -25,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -42,14 +48,18 @@ from ferry.db.notify_models import Notification, OutboxRow
 from ferry.v1 import notify_pb2 as pb
 from ferry.v1 import notify_pb2_grpc
 
-HEADERS = email.parser.BytesHeaderParser()
+MESSAGE_ID = re.compile(rb"^Message-ID: *(<[^>\r\n]*>)", re.M | re.I)
+EVENT = re.compile(rb"^X-Ferry-Event: *([^\r\n]+)", re.M | re.I)
 MAILS = 2000
 LOG_ROWS = 20000
 PACED = 500
 PACE_PER_S = 100
+# Batches of 20 (ferry.yaml's default), not 50: a worker holds its whole batch, so at the
+# end of a run the others wait for the last ones; with two replicas that tail was a
+# quarter of the run (2,000 mails, 8 workers).
 WORKER_ENV = {
     "FERRY_NOTIFY_WORKERS": "4",
-    "FERRY_NOTIFY_BATCH_SIZE": "50",
+    "FERRY_NOTIFY_BATCH_SIZE": "20",
     "FERRY_NOTIFY_POLL_SECONDS": "0.05",
 }
 
@@ -62,6 +72,8 @@ class Relay:
 
         self.arrived: dict[str, float] = {}
         self.count = 0
+        # Seconds before the 250 to DATA: a remote relay's latency (waiting, not CPU).
+        self.delay = 0.0
         self.ids: list[str] = []
         self.lock = threading.Lock()
         with socket.socket() as sock:
@@ -71,15 +83,22 @@ class Relay:
         self.controller.start()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
         now = time.perf_counter()
-        # Headers only: the relay must stay cheap beside what it measures.
-        msg = HEADERS.parsebytes(envelope.content, headersonly=True)
+        # Two headers found by a regex, not a parser: the relay shares the machine's two
+        # cores with what it measures and must stay cheap beside it.
+        content = envelope.content
+        head = content[: content.find(b"\r\n\r\n")]
+        mid = MESSAGE_ID.search(head)
+        event = EVENT.search(head)
         with self.lock:
             self.count += 1
-            self.ids.append(str(msg["Message-ID"]))
-            event = msg["X-Ferry-Event"]
+            self.ids.append(mid.group(1).decode() if mid else "")
             if event:
-                self.arrived.setdefault(str(event), now)
+                self.arrived.setdefault(event.group(1).decode(), now)
         return "250 OK"
 
     def wait(self, n: int, timeout: float = 600) -> float:
@@ -333,11 +352,128 @@ def log_rows(workdir: Path) -> list[Row]:
     ]
 
 
+SINK_CONNECTIONS = 8  # as many as two replicas of 4 workers open
+REMOTE_DELAY = 0.02
+
+
+def _sink_client(port: int, n: int, k: int, ready: Any, go: Any) -> None:
+    """One process, one connection: n small prebuilt mails as fast as the relay takes them."""
+    mails = [
+        f"Subject: S {i}\r\nFrom: f@school.example\r\nTo: u{i}@school.example\r\n"
+        f"Message-ID: <sink{k}.{i}@school.example>\r\nX-Ferry-Event: sink-{k}-{i}\r\n\r\n"
+        "Your export is ready.\r\n".encode()
+        for i in range(n)
+    ]
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.ehlo()
+        ready.put(k)
+        go.wait()
+        for i, m in enumerate(mails):
+            s.sendmail("f@school.example", [f"u{i}@school.example"], m)
+
+
+def _sink_alone(relay: Relay, n: int, connections: int = SINK_CONNECTIONS) -> float:
+    """Mails/s the relay takes from `connections` smtplib processes with nothing else
+    running: the ceiling of any SMTP row on this machine (the relay is one asyncio thread
+    in this process)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    relay.reset()
+    ready, go = ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(target=_sink_client, args=(relay.port, n // connections, k, ready, go))
+        for k in range(connections)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:  # every one connected and waiting
+        ready.get(timeout=120)
+    t = time.perf_counter()
+    go.set()
+    end = relay.wait(n // connections * connections)
+    for p in procs:
+        p.join(30)
+    return (n // connections * connections) / (end - t)
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backends(url: str) -> list[int]:
+    """The PostgreSQL backend pids serving `url`'s database (same machine)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as c:
+            return [
+                int(r[0])
+                for r in c.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()"
+                    )
+                )
+            ]
+    finally:
+        engine.dispose()
+
+
+def _cpu_of(pids: list[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        with suppress(OSError):  # gone
+            out[pid] = _proc_cpu(pid)
+    return out
+
+
 def replica_rows(workdir: Path) -> list[Row]:
     relay = Relay()
     try:
-        rates = {}
-        dupes = {}
+        rates: dict[int, float] = {}
+        dupes: dict[int, int] = {}
+        cpu: dict[int, str] = {}
+        for n in (1, 2):
+            url = _fresh(f"ferry_bench_notify_replicas_{n}")
+            with _servers(url, workdir, n, _smtp_env(relay)) as servers:
+                relay.reset()
+                time.sleep(0.5)
+                pg = _cpu_of(_backends(url))
+                mine = _cpu_of([s.proc.pid for s in servers])
+                me = resource.getrusage(resource.RUSAGE_SELF)
+                t = time.perf_counter()
+                queued = resource.getrusage(resource.RUSAGE_THREAD)
+                _bulk_queue(url, MAILS, "smtp")
+                done = resource.getrusage(resource.RUSAGE_THREAD)
+                end = relay.wait(MAILS)
+                rates[n] = MAILS / (end - t)
+                # CPU per mail of each part, to say which one is the limit: the notify
+                # processes, the relay (this process less the thread queuing the rows),
+                # and PostgreSQL's backends for this database.
+                me_end = resource.getrusage(resource.RUSAGE_SELF)
+                insert = (done.ru_utime + done.ru_stime) - (queued.ru_utime + queued.ru_stime)
+                relay_cpu = (me_end.ru_utime + me_end.ru_stime) - (me.ru_utime + me.ru_stime)
+                relay_cpu -= insert
+                mine_end = _cpu_of(list(mine))
+                pg_end = _cpu_of(list(pg))
+                notify_ms = [1000 * (mine_end[p] - mine[p]) / MAILS for p in mine_end]
+                pg_ms = 1000 * sum(pg_end[p] - pg[p] for p in pg_end) / MAILS
+                cpu[n] = (
+                    f"notify {' + '.join(f'{x:.2f}' for x in notify_ms)}, relay "
+                    f"{1000 * relay_cpu / MAILS:.2f}, PostgreSQL {pg_ms:.2f}"
+                )
+                time.sleep(1.0)  # a doubled send would arrive now
+                dupes[n] = relay.count - len(set(relay.ids))
+        sink = _sink_alone(relay, MAILS)
+        load = os.getloadavg()[0]
+        # The same with a relay that takes REMOTE_DELAY to accept each mail, as one across
+        # a network does: the workers wait instead of the machine's two cores, so what
+        # the second replica adds shows apart from the CPU all parts share here.
+        relay.delay = REMOTE_DELAY
+        remote: dict[int, float] = {}
+        remote_dupes: dict[int, int] = {}
         for n in (1, 2):
             url = _fresh(f"ferry_bench_notify_replicas_{n}")
             with _servers(url, workdir, n, _smtp_env(relay)):
@@ -345,10 +481,10 @@ def replica_rows(workdir: Path) -> list[Row]:
                 time.sleep(0.5)
                 t = time.perf_counter()
                 _bulk_queue(url, MAILS, "smtp")
-                end = relay.wait(MAILS)
-                rates[n] = MAILS / (end - t)
-                time.sleep(1.0)  # a doubled send would arrive now
-                dupes[n] = relay.count - len(set(relay.ids))
+                remote[n] = MAILS / (relay.wait(MAILS) - t)
+                time.sleep(1.0)
+                remote_dupes[n] = relay.count - len(set(relay.ids))
+        relay.delay = 0.0
         return [
             Row(
                 f"2 notify replicas on one PostgreSQL outbox vs 1 (Ferry vs itself), {MAILS:,} "
@@ -358,7 +494,29 @@ def replica_rows(workdir: Path) -> list[Row]:
                 "1 notify replica, same outbox",
                 rates[1],
                 0.0,
-                f"duplicates: {dupes[2]} (2 replicas), {dupes[1]} (1) (1 run)",
+                f"duplicates: {dupes[2]} (2 replicas), {dupes[1]} (1); CPU ms per mail: "
+                f"{cpu[1]} (1 replica); {cpu[2]} (2); load average {load:.1f} on "
+                f"{os.cpu_count()} cores (1 run)",
+            ),
+            Row(
+                f"2 notify replicas vs the relay alone ({SINK_CONNECTIONS} smtplib processes, "
+                "prebuilt mails)",
+                MAILS,
+                rates[2],
+                "aiosmtpd relay of this bench, nothing else sending",
+                sink,
+                0.0,
+                "the ceiling of the SMTP rows on this machine (1 run)",
+            ),
+            Row(
+                f"2 notify replicas vs 1, relay accepting each mail after "
+                f"{REMOTE_DELAY * 1000:.0f} ms (a remote relay), {MAILS:,} mails",
+                MAILS,
+                remote[2],
+                "1 notify replica, same outbox and relay",
+                remote[1],
+                0.0,
+                f"duplicates: {remote_dupes[2]} (2 replicas), {remote_dupes[1]} (1) (1 run)",
             ),
         ]
     finally:

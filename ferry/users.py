@@ -38,6 +38,7 @@ class Account:
     role: str
     disabled: bool = False
     created_at: dt.datetime | None = None
+    email: str = ""
 
 
 def _hash(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -57,14 +58,39 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def create_user(engine: Engine, username: str, password: str, role: str) -> Account:
-    """Store a new user; InvalidArgument for a bad name/role/password, AlreadyExists when
-    the username is taken."""
+def check_email(value: str) -> str:
+    """A user's mail address trimmed ("" for none): a bare address (`a@b.example`, no
+    display name, at most 254 characters), else InvalidArgument naming `email`."""
+    import email.utils
+
+    from ferry.notify.channels.smtp import parse_address
+
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        parse_address(value)
+    except ValueError as e:
+        raise InvalidArgument(f"email: {e}", field="email") from None
+    if email.utils.parseaddr(value)[1] != value or not value.isascii():
+        raise InvalidArgument(
+            f"email: {value!r} is not a bare mail address (like name@school.example)",
+            field="email",
+        )
+    return value
+
+
+def create_user(
+    engine: Engine, username: str, password: str, role: str, email: str = ""
+) -> Account:
+    """Store a new user; InvalidArgument for a bad name/role/password/email, AlreadyExists
+    when the username is taken."""
     username = username.strip()
     if not username or len(username) > 150:
         raise InvalidArgument("a username needs 1 to 150 characters", field="username")
     if role not in ROLES:
         raise InvalidArgument(f"unknown role {role!r}; roles: {', '.join(ROLES)}", field="role")
+    email = check_email(email)
     _check_password(password)
     salt = secrets.token_bytes(16)
     created = dt.datetime.now(dt.UTC)
@@ -78,13 +104,14 @@ def create_user(engine: Engine, username: str, password: str, role: str) -> Acco
         role=role,
         disabled=False,
         created_at=created,
+        email=email,
     )
     try:
         with Session(engine) as s, s.begin():
             s.add(user)
     except IntegrityError:
         raise AlreadyExists(f"user {username!r} already exists") from None
-    return Account(username, role, False, created)
+    return Account(username, role, False, created, email)
 
 
 def _check_password(password: str) -> None:
@@ -96,7 +123,25 @@ def _check_password(password: str) -> None:
 
 def _account(u: User) -> Account:
     created = u.created_at if u.created_at.tzinfo else u.created_at.replace(tzinfo=dt.UTC)
-    return Account(u.username, u.role, u.disabled, created)
+    return Account(u.username, u.role, u.disabled, created, u.email or "")
+
+
+def email_of(engine: Engine, username: str) -> str:
+    """`username`'s mail address ("" when none is set or the user is unknown)."""
+    with Session(engine) as s:
+        found = s.scalar(sa.select(User.email).where(User.username == username.strip()))
+    return found or ""
+
+
+def set_email(engine: Engine, username: str, email: str) -> Account:
+    """Set (or with "" clear) `username`'s mail address; NotFound when unknown."""
+    email = check_email(email)
+    with Session(engine) as s, s.begin():
+        user = s.scalar(sa.select(User).where(User.username == username.strip()))
+        if user is None:
+            raise NotFound(f"no user {username.strip()!r}")
+        user.email = email
+        return _account(user)
 
 
 def set_password(engine: Engine, username: str, password: str) -> Account:

@@ -117,7 +117,7 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
 
 
 def login_handler(gw: Gateway) -> Handler:
-    """POST /api/v1/auth/login {username, password} -> {token, role, expires_at}: the
+    """POST /api/v1/auth/login {username, password} -> {token, role, expires_at, email}: the
     login limits (per username and per client address), then AuthService.Login."""
     found = method_by_name("AuthService.Login")
     assert found is not None
@@ -148,7 +148,7 @@ def login_handler(gw: Gateway) -> Handler:
         await run_in_threadpool(gw.limits.succeeded, username)
         expires = got.expires_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
         return JSONResponse({"token": got.token, "role": role_name(got.role),
-                             "expires_at": expires})  # fmt: skip
+                             "expires_at": expires, "email": got.email})  # fmt: skip
 
     return guarded(handle)
 

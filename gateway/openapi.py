@@ -175,7 +175,8 @@ def document() -> dict[str, Any]:
             "200": {"description": "a bearer token", "content": {"application/json": {
                 "schema": {"type": "object", "properties": {
                     "token": {"type": "string"}, "role": {"type": "string"},
-                    "expires_at": {"type": "string", "format": "date-time"}}}}}},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "email": {"type": "string"}}}}}},
             "default": {"description": "an error", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"}}}},
         },

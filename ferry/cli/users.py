@@ -57,6 +57,11 @@ def user() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--if-missing", is_flag=True, help="Succeed without change when NAME exists.")
 @click.option(
+    "--email",
+    default="",
+    help="The user's mail address (name@school.example): where 'Email me when done' sends.",
+)
+@click.option(
     "--demo",
     is_flag=True,
     help=f"Before any server runs (make run): write the account directly; on embedded "
@@ -64,12 +69,24 @@ def user() -> None:
 )
 @click.pass_context
 def user_add(
-    ctx: click.Context, name: str, role: str, password_stdin: bool, if_missing: bool, demo: bool
+    ctx: click.Context,
+    name: str,
+    role: str,
+    password_stdin: bool,
+    if_missing: bool,
+    email: str,
+    demo: bool,
 ) -> None:
     """Create user NAME; prints a generated password unless one is given."""
+    from ferry.users import check_email
+
+    try:
+        email = check_email(email)  # here first: a typo fails before anything is asked
+    except FerryError as e:
+        raise click.BadParameter(e.message.removeprefix("email: "), param_hint="--email") from None
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else ""
     if demo:
-        _demo_user(ctx, name, role, password)
+        _demo_user(ctx, name, role, password, email)
         return
     with rpc_errors():
         import grpc
@@ -80,6 +97,7 @@ def user_add(
                     username=name,
                     role=options_pb2.Role.ValueType(parse_role(role)),
                     password=password,
+                    email=email,
                 )
             )
         except grpc.RpcError as e:
@@ -87,13 +105,14 @@ def user_add(
                 click.echo(f"user {name} exists; not changed")
                 return
             raise
+    who = f"{name} ({role}{', ' + got.user.email if got.user.email else ''})"
     if got.generated_password:
-        click.echo(f"created user {name} ({role}); password: {got.generated_password}")
+        click.echo(f"created user {who}; password: {got.generated_password}")
     else:
-        click.echo(f"created user {name} ({role})")
+        click.echo(f"created user {who}")
 
 
-def _demo_user(ctx: click.Context, name: str, role: str, password: str) -> None:
+def _demo_user(ctx: click.Context, name: str, role: str, password: str, email: str = "") -> None:
     """`make run`'s demo admin, written straight into the configured database before any
     server runs. Only the embedded SQLite database gets the well-known demo password; a
     database server gets a generated one, printed once."""
@@ -110,7 +129,7 @@ def _demo_user(ctx: click.Context, name: str, role: str, password: str) -> None:
         return
     chosen = password or (DEMO_PASSWORD if embedded else generate_password())
     try:
-        create_user(engine, name, chosen, role)
+        create_user(engine, name, chosen, role, email)
     except FerryError as e:
         raise click.ClickException(e.message) from None
     if password:
@@ -134,6 +153,17 @@ def user_passwd(ctx: click.Context, name: str, password_stdin: bool) -> None:
     click.echo(f"password of {name} changed{extra}")
 
 
+@user.command("email")
+@click.argument("name")
+@click.argument("address", default="")
+@click.pass_context
+def user_email(ctx: click.Context, name: str, address: str) -> None:
+    """Set NAME's mail address (where 'Email me when done' sends); none given clears it."""
+    with rpc_errors():
+        got = _auth(ctx).SetEmail(pb.SetEmailRequest(username=name, email=address))
+    click.echo(f"mail address of {name}: {got.user.email or 'none'}")
+
+
 @user.command("disable")
 @click.argument("name")
 @click.pass_context
@@ -151,11 +181,11 @@ def user_list(ctx: click.Context) -> None:
     with rpc_errors():
         got = _auth(ctx).ListUsers(pb.ListUsersRequest())
     rows = [
-        [u.username, role_name(u.role), "disabled" if u.disabled else "active",
+        [u.username, role_name(u.role), u.email or "-", "disabled" if u.disabled else "active",
          _when(u.created_at, u.HasField("created_at"))]
         for u in got.users
     ]  # fmt: skip
-    table(rows, ["user", "role", "state", "created"])
+    table(rows, ["user", "role", "email", "state", "created"])
 
 
 @click.group()

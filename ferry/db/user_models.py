@@ -30,6 +30,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A bare mail address, "" when none is set: where "Email me when done" sends.
+    email: Mapped[str] = mapped_column(String(254), default="", server_default="")
 
 
 class IssuedToken(Base):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection, Engine
 
 from ferry.errors import AlreadyExists
-from ferry.merge import store
+from ferry.merge import announce, store
 from ferry.merge.model import ImportOutcome
 
 
@@ -34,6 +34,8 @@ def earlier_run(conn: Connection, key: str, source_sha256: str) -> ImportOutcome
 
 
 def record_rolled_back(engine: Engine, outcome: ImportOutcome) -> None:
-    """Record a run whose work was rolled back (failed or dry run); it claims no key."""
+    """Record a run whose work was rolled back (failed or dry run); it claims no key. Its
+    announcement, if one was asked for, commits with the record (ferry.merge.announce)."""
     with engine.begin() as conn:
         store.insert(conn, outcome, claim_key=False)
+        announce.recorded(conn, outcome)

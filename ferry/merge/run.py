@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
-from ferry.merge import apply, links, plan, rejects, store
+from ferry.merge import announce, apply, links, plan, rejects, store
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -278,6 +278,7 @@ def run_import(
             # changed (import_changes rows of outcome.id; outcome.semester): anything
             # that must change with the data (data versions) goes right here.
             bump_for_import(conn, outcome.id)  # report cache keys change with this commit
+            announce.recorded(conn, outcome)  # its notification commits with it
             conn.commit()
     except BaseException as exc:
         conn.rollback()

@@ -1,23 +1,25 @@
-"""Sending through NotifyService from another service, without waiting for it.
+"""Announcing another service's work through the notify outbox.
 
-`background(app).send(request)` hands a SendRequest to one daemon thread per process that
-calls Send through the typed client (ferry.rpc.client) with a deadline
-(notify.send_timeout_seconds). The caller never blocks and never sees an error: a
-notification must never hold up or fail the work it announces. The event id in the
-request makes a repeated send harmless.
+ImportSession's `notify` is written into the outbox by the import itself, in the
+transaction that records the run (`import_announcement`, through the hook in
+ferry.merge.announce): an announcement cannot be lost between the import's commit and a
+call to NotifyService, because there is no such call. The notify service's workers find
+the row when they poll, like a row queued by another replica. A repeat is harmless: the
+event id `import:<id>` is unique in the outbox.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from typing import Any
 
-import grpc
+from sqlalchemy.engine import Connection
 
 from ferry.app import App
 from ferry.errors import InvalidArgument
+from ferry.merge.announce import Write
+from ferry.merge.model import ImportOutcome
+from ferry.notify import core, store
 
 log = logging.getLogger("ferry.notify")
 
@@ -37,71 +39,32 @@ def check_recipients(recipients: list[str], field: str) -> list[str]:
     return out
 
 
-class BackgroundSender:
-    def __init__(self, app: App, subject: str) -> None:
-        self.app = app
-        self.subject = subject  # the token's subject, e.g. service:import
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=10_000)
-        self._clients: Any = None
-        self._thread = threading.Thread(target=self._run, name="notify-sender", daemon=True)
-        self._thread.start()
+def import_announcement(app: App, recipients: list[str]) -> Write:
+    """The import-announcement hook (ferry.merge.announce) for ImportSession's `notify`:
+    the `import_finished` notification written into the outbox in the transaction that
+    records the import, so it is delivered however the import's process or the notify
+    service fare afterwards. The event id `import:<id>` keeps it one notification."""
 
-    def send(self, request: Any) -> None:
-        try:
-            self._queue.put_nowait(request)
-        except queue.Full:
-            log.warning(
-                "notify queue full; dropped %s",
-                request.event_id,
-                extra={"event": "notify_dropped", "event_id": request.event_id},
-            )
+    def write(conn: Connection, outcome: ImportOutcome) -> None:
+        from ferry.imports import convert
 
-    def _run(self) -> None:
-        while True:
-            req = self._queue.get()
-            try:
-                self.send_now(req)
-            except grpc.RpcError as e:
-                log.warning(
-                    "notification %s not queued: %s",
-                    req.event_id,
-                    e.code().name if hasattr(e, "code") else "error",
-                    extra={"event": "notify_send_failed", "event_id": req.event_id},
-                )
-            except Exception:
-                log.exception(
-                    "notification %s not queued",
-                    req.event_id,
-                    extra={"event": "notify_send_failed"},
-                )
-
-    def send_now(self, request: Any) -> Any:
-        if self._clients is None:
-            from ferry.rpc.client import Clients
-
-            self._clients = Clients(
-                self.app.settings.client,
-                token=lambda: self.app.local_token(self.subject, role=2),
-            )
-        return self._clients.notify().Send(
-            request, timeout=self.app.settings.notify.send_timeout_seconds, wait_for_ready=True
+        result = convert.result_proto(outcome)
+        new = core.announcement(
+            app.settings.notify,
+            recipients,
+            "import_finished",
+            import_variables(result, outcome.options.filename),
+            f"import:{outcome.id}",
+            "service:import",
         )
+        store.create_many(conn, [new])
+
+    return write
 
 
-def background(app: App, subject: str) -> BackgroundSender:
-    """The process's background sender for `app` (created on first use)."""
-    key = f"notify_sender:{subject}"
-    s: BackgroundSender | None = app._extra.get(key)
-    if s is None:
-        s = BackgroundSender(app, subject)
-        app._extra[key] = s
-    return s
-
-
-def import_request(result: Any, recipients: list[str], filename: str = "") -> Any:
-    """The SendRequest announcing an ImportResult with the `import_finished` template."""
+def import_variables(result: Any, filename: str = "") -> dict[str, Any]:
+    """The `import_finished` template's variables for an ImportResult."""
     from ferry.v1 import import_pb2 as ipb
-    from ferry.v1 import notify_pb2
 
     entities = [
         {
@@ -117,18 +80,12 @@ def import_request(result: Any, recipients: list[str], filename: str = "") -> An
     warnings = [f"{e.entity} {e.natural_key}: {e.reason}".strip() for e in list(result.errors)[:10]]
     if result.total_errors > len(warnings):
         warnings.append(f"{result.total_errors - len(warnings)} more records had errors")
-    req = notify_pb2.SendRequest(
-        recipients=recipients, template="import_finished", event_id=f"import:{result.id}"
-    )
-    req.variables.update(
-        {
-            "import_id": result.id,
-            "filename": filename or result.options.filename,
-            "dry_run": result.status == ipb.IMPORT_STATUS_DRY_RUN,
-            "failed": result.status == ipb.IMPORT_STATUS_FAILED,
-            "error": result.error_message,
-            "entities": entities,
-            "warnings": warnings,
-        }
-    )
-    return req
+    return {
+        "import_id": result.id,
+        "filename": filename or result.options.filename,
+        "dry_run": result.status == ipb.IMPORT_STATUS_DRY_RUN,
+        "failed": result.status == ipb.IMPORT_STATUS_FAILED,
+        "error": result.error_message,
+        "entities": entities,
+        "warnings": warnings,
+    }

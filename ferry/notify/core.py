@@ -13,6 +13,7 @@ from typing import Any
 
 from ferry import plugins
 from ferry.app import App
+from ferry.config import NotifySettings
 from ferry.errors import InvalidArgument, ResourceExhausted
 from ferry.notify import store, templates
 from ferry.notify.channels.base import Channel, Health
@@ -40,6 +41,36 @@ class ChannelInfo:
     pending: int
 
 
+def announcement(
+    settings: NotifySettings,
+    recipients: list[str],
+    template: str,
+    variables: dict[str, Any],
+    event_id: str,
+    requested_by: str,
+) -> store.NewNotification:
+    """A notification another service writes into the outbox itself, in its own
+    transaction (ferry.notify.client.import_announcement): the default channels, each
+    recipient already checked as a mail address, rendered in the default language.
+
+    No channel is built here (that is the notify service's: an smtp channel needs its
+    password, which only the notify pods mount); a recipient one of the channels cannot
+    take fails that one delivery when a worker tries it, and says why."""
+    text = templates.render(template, variables, settings.default_language, "", "")
+    pairs = [(c, r) for c in dict.fromkeys(settings.default_channels) for r in recipients]
+    return store.NewNotification(
+        event_id=event_id,
+        deliveries=pairs,
+        subject=text.subject,
+        text=text.text,
+        html=text.html,
+        template=template,
+        language=settings.default_language,
+        variables=dict(variables),
+        requested_by=requested_by,
+    )
+
+
 class Notify:
     """The configured channels of this process and the Send logic over the outbox."""
 
@@ -48,6 +79,7 @@ class Notify:
         self.settings = app.settings.notify
         self.on_queued = on_queued
         self._channels: dict[str, Channel] | None = None
+        self._writer: store.GroupCommit | None = None
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -127,7 +159,9 @@ class Notify:
         """Queue one notification (or return the earlier one with the same event id)."""
         event_id = self._event_id(req.event_id)
         new = self._new(req, self._check(req), event_id, requested_by)
-        view, created = store.create(self.app.engine, new)
+        if self._writer is None:  # concurrent Sends share transactions
+            self._writer = store.GroupCommit(self.app.engine)
+        view, created = self._writer.create(new)
         if created and self.on_queued is not None:
             self.on_queued()
         return view, created
@@ -159,10 +193,9 @@ class Notify:
                 continue
             seen.add(r.strip())
             news.append((r.strip(), self._new(one, pairs, f"{base}:{r.strip()}", requested_by)))
-        out = []
-        for r, new in news:
-            view, created = store.create(self.app.engine, new)
-            out.append((r, view, created))
+        # One transaction for all of them.
+        made = store.create_many(self.app.engine, [new for _, new in news])
+        out = [(r, view, created) for (r, _), (view, created) in zip(news, made, strict=True)]
         if any(c for _, _, c in out) and self.on_queued is not None:
             self.on_queued()
         return out

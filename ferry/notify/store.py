@@ -16,13 +16,14 @@ import base64
 import binascii
 import datetime as dt
 import json
+import sys
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -37,7 +38,7 @@ from ferry.db.notify_models import (
     Notification,
     OutboxRow,
 )
-from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
+from ferry.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ferry.notify import retry as retry_schedule
 from ferry.notify.channels.base import RETRY, Delivery, Outcome
 
@@ -94,29 +95,62 @@ def create(engine: Engine, new: NewNotification) -> tuple[View, bool]:
     """(notification, created): the new one with its outbox rows, or the earlier one with
     the same event id (nothing more is queued). The unique event id decides, so two Sends
     of one event at once still make one notification."""
+    return create_many(engine, [new])[0]
+
+
+def create_many(
+    engine: Engine | sa.Connection, news: Sequence[NewNotification]
+) -> list[tuple[View, bool]]:
+    """`create` for several notifications in one transaction and two INSERTs however many
+    there are: each result in order. An event id stored already, or given twice here, is
+    the earlier notification (created False). Given a Connection, the rows are written in
+    its transaction (committed with the caller's own work) and an event id stored already
+    is read back in it too."""
+    if isinstance(engine, sa.Connection):
+        return _create_in(engine, news)
+    with engine.begin() as conn:
+        out = _create_in(conn, news)
+    return out
+
+
+def _create_in(conn: sa.Connection, news: Sequence[NewNotification]) -> list[tuple[View, bool]]:
     now = utcnow()
-    nid = str(uuid.uuid4())
-    channels = list(dict.fromkeys(c for c, _ in new.deliveries))
-    recipients = list(dict.fromkeys(r for _, r in new.deliveries))
-    notification = Notification(
-        id=nid,
-        event_id=new.event_id,
-        channels=channels,
-        recipients=recipients,
-        template=new.template,
-        language=new.language,
-        variables=new.variables,
-        subject=new.subject,
-        text_body=new.text,
-        html_body=new.html,
-        status=PENDING,
-        requested_by=new.requested_by,
-        created_at=now,
-        updated_at=now,
-    )
-    rows = [
+    firsts: dict[str, NewNotification] = {}
+    for new in news:
+        firsts.setdefault(new.event_id, new)
+    made: dict[str, Notification] = {}
+    for event, new in firsts.items():
+        made[event] = Notification(
+            id=str(uuid.uuid4()),
+            event_id=event,
+            channels=list(dict.fromkeys(c for c, _ in new.deliveries)),
+            recipients=list(dict.fromkeys(r for _, r in new.deliveries)),
+            template=new.template,
+            language=new.language,
+            variables=new.variables,
+            subject=new.subject,
+            text_body=new.text,
+            html_body=new.html,
+            status=PENDING,
+            requested_by=new.requested_by,
+            created_at=now,
+            updated_at=now,
+        )
+    # ON CONFLICT DO NOTHING (PostgreSQL and SQLite): an event id stored already, or by a
+    # concurrent transaction that commits first (PostgreSQL waits for it), inserts
+    # nothing and is read back below; the rest of the batch goes on.
+    insert = _dialect_insert(conn)(N).on_conflict_do_nothing(index_elements=["event_id"])
+    fresh = {
+        r[0]
+        for r in conn.execute(
+            insert.returning(N.c.event_id),
+            [{c.name: getattr(n, c.name) for c in N.columns} for n in made.values()],
+        )
+    }
+    rows: dict[str, list[OutboxRow]] = {}
+    children = [
         OutboxRow(
-            notification_id=nid,
+            notification_id=made[event].id,
             channel=channel,
             recipient=recipient,
             status=PENDING,
@@ -125,19 +159,121 @@ def create(engine: Engine, new: NewNotification) -> tuple[View, bool]:
             last_error="",
             created_at=now,
         )
+        for event, new in firsts.items()
+        if event in fresh
         for channel, recipient in dict.fromkeys(new.deliveries)
     ]
+    if children:
+        ids = conn.execute(
+            OB.insert().returning(OB.c.id, sort_by_parameter_order=True),
+            [{c.name: getattr(r, c.name) for c in OB.columns if c.name != "id"} for r in children],
+        ).scalars()
+        for row, row_id in zip(children, ids, strict=True):
+            row.id = row_id
+            rows.setdefault(row.notification_id, []).append(row)
+    views = {e: View(made[e], rows.get(made[e].id, [])) for e in fresh}
+    earlier = [e for e in firsts if e not in fresh]
+    if earlier:
+        views.update(_by_events(conn, earlier))
+    out: list[tuple[View, bool]] = []
+    returned: set[str] = set()
+    for new in news:
+        view = views.get(new.event_id)
+        if view is None:  # inserted by a transaction that rolled back since: gone
+            raise Unavailable(f"event {new.event_id!r} could not be stored; send it again")
+        out.append((view, new.event_id in fresh and new.event_id not in returned))
+        returned.add(new.event_id)
+    return out
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def _by_events(conn: sa.Connection, events: Sequence[str]) -> dict[str, View]:
+    with Session(bind=conn, expire_on_commit=False) as s:
+        found = list(s.scalars(sa.select(Notification).where(Notification.event_id.in_(events))))
+        by_id: dict[str, list[OutboxRow]] = {n.id: [] for n in found}
+        if found:
+            for r in s.scalars(
+                sa.select(OutboxRow)
+                .where(OutboxRow.notification_id.in_(list(by_id)))
+                .order_by(OutboxRow.id)
+            ):
+                by_id[r.notification_id].append(r)
+        for obj in [*found, *(r for rs in by_id.values() for r in rs)]:
+            s.expunge(obj)
+    return {n.event_id: View(n, by_id[n.id]) for n in found}
+
+
+class GroupCommit:
+    """`create` from many threads at once, in shared transactions (group commit).
+
+    A caller that finds no write under way writes everything queued (its own first) in
+    one transaction; callers arriving meanwhile queue, and the next of them writes all
+    of theirs at once when that transaction ends. Alone, a Send is written at once; under
+    load, N concurrent Sends cost a few statements and one commit instead of N of each.
+    """
+
+    def __init__(self, engine: Engine, max_batch: int = 200) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Queued] = []
+        self._busy = False
+
+    def create(self, new: NewNotification) -> tuple[View, bool]:
+        item = _Queued(new)
+        with self._cond:
+            self._queue.append(item)
+            while not item.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy = True
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                self._cond.release()
+                try:
+                    _settle_batch(self.engine, batch)
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+
+@dataclass
+class _Queued:
+    new: NewNotification
+    done: bool = False
+    result: tuple[View, bool] | None = None
+    error: BaseException | None = None
+
+
+def _settle_batch(engine: Engine, batch: list[_Queued]) -> None:
     try:
-        with Session(engine, expire_on_commit=False) as s, s.begin():
-            s.add(notification)
-            s.flush()  # the parent row first: the outbox rows refer to it
-            s.add_all(rows)
-    except sa_exc.IntegrityError:
-        existing = _by_event(engine, new.event_id)
-        if existing is None:
-            raise
-        return existing, False
-    return View(notification, rows), True
+        results = create_many(engine, [q.new for q in batch])
+    except Exception:
+        if len(batch) == 1:
+            batch[0].error = sys.exc_info()[1]
+            batch[0].done = True
+            return
+        # One bad request must not fail the others: each on its own.
+        for q in batch:
+            _settle_batch(engine, [q])
+        return
+    for q, r in zip(batch, results, strict=True):
+        q.result, q.done = r, True
 
 
 def _by_event(engine: Engine, event_id: str) -> View | None:
@@ -237,8 +373,20 @@ def claim(
 ) -> list[Delivery]:
     """Lease up to `limit` due rows of `channels` to `worker` and return them with their
     content. Each claim counts as an attempt."""
+    return claim_batch(engine, worker, channels, limit, lease_seconds)[0]
+
+
+def claim_batch(
+    engine: Engine,
+    worker: str,
+    channels: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+) -> tuple[list[Delivery], dict[str, str]]:
+    """`claim`, and the switched-off channel keys (`disabled`) read in the same
+    transaction when anything was claimed: one round trip to the pool less per batch."""
     if not channels:
-        return []
+        return [], {}
     now = utcnow()
     claimable = sa.and_(
         OB.c.status == PENDING,
@@ -252,39 +400,55 @@ def claim(
         "lease_until": now + dt.timedelta(seconds=lease_seconds),
         "attempts": OB.c.attempts + 1,
     }
+    content = [
+        N.c.event_id,
+        N.c.subject,
+        N.c.text_body,
+        N.c.html_body,
+        N.c.template,
+        N.c.language,
+        N.c.variables,
+    ]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            # Lock the picked rows first, then lease them: two statements, because in
+            # One statement: lock the picked rows (a MATERIALIZED CTE, run once: in
             # `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` PostgreSQL may run
-            # the subquery once per row (a generic plan made while the outbox was empty),
-            # which is quadratic in the backlog.
-            candidates = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
-            if not candidates:
-                return []
-            where = OB.c.id.in_(candidates)
+            # the subquery once per row, quadratic in the backlog), lease them, and
+            # return them with their notification's content.
+            picked = (
+                pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+            )
+            leased = (
+                OB.update()
+                .where(OB.c.id == picked.c.id, claimable)
+                .values(**lease)
+                .returning(*OB.c)
+                .cte("leased")
+            )
+            rows = conn.execute(
+                sa.select(leased, *content)
+                .join(N, N.c.id == leased.c.notification_id)
+                .order_by(leased.c.id)
+            ).all()
         else:
-            # SQLite: one statement, so the read and the write are one atomic step (a
+            # SQLite: one UPDATE, so the read and the write are one atomic step (a
             # separate SELECT would make the write fail on a stale WAL snapshot).
             where = OB.c.id.in_(pick.scalar_subquery())
-        stmt = OB.update().where(where, claimable).values(**lease).returning(OB.c.id)
-        ids = [r[0] for r in conn.execute(stmt)]
-        if not ids:
-            return []
-        rows = conn.execute(
-            sa.select(
-                OB,
-                N.c.event_id,
-                N.c.subject,
-                N.c.text_body,
-                N.c.html_body,
-                N.c.template,
-                N.c.language,
-                N.c.variables,
+            stmt = OB.update().where(where, claimable).values(**lease).returning(OB.c.id)
+            ids = [r[0] for r in conn.execute(stmt)]
+            rows = (
+                conn.execute(
+                    sa.select(OB, *content)
+                    .join(N, N.c.id == OB.c.notification_id)
+                    .where(OB.c.id.in_(ids), OB.c.lease_owner == worker)
+                    .order_by(OB.c.id)
+                ).all()
+                if ids
+                else []
             )
-            .join(N, N.c.id == OB.c.notification_id)
-            .where(OB.c.id.in_(ids), OB.c.lease_owner == worker)
-            .order_by(OB.c.id)
-        ).all()
+        if not rows:
+            return [], {}
+        off = {k: r for k, r in conn.execute(sa.select(C.c.key, C.c.reason).where(C.c.disabled))}
     return [
         Delivery(
             row_id=r.id,
@@ -301,7 +465,7 @@ def claim(
             variables=dict(r.variables or {}),
         )
         for r in rows
-    ]
+    ], off
 
 
 def renew(engine: Engine, worker: str, row_ids: Sequence[int], lease_seconds: float) -> set[int]:

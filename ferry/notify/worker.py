@@ -36,7 +36,10 @@ class Workers:
         self.settings = app.settings.notify
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stopping = threading.Event()
-        self._wake = threading.Event()
+        # Wake-ups owed to idle workers: a Send wakes one of them, not all (a woken
+        # worker that finds nothing has cost a claim transaction for nothing).
+        self._cond = threading.Condition()
+        self._wakes = 0
         self._threads: list[threading.Thread] = []
         self._depth_at = 0.0
 
@@ -53,13 +56,27 @@ class Workers:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
-        self._wake.set()
+        with self._cond:
+            self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
 
     def wake(self) -> None:
-        self._wake.set()
+        """Wake one idle worker (rows were queued in this process)."""
+        with self._cond:
+            self._wakes = min(self._wakes + 1, max(1, len(self._threads)))
+            self._cond.notify()
+
+    def _idle(self) -> bool:
+        """Wait until woken (True) or poll_seconds have passed (False)."""
+        with self._cond:
+            if not self._wakes and not self._stopping.is_set():
+                self._cond.wait(self.settings.poll_seconds)
+            if self._wakes:
+                self._wakes -= 1
+                return True
+        return False
 
     def _loop(self, worker_id: str) -> None:
         while not self._stopping.is_set():
@@ -68,10 +85,11 @@ class Workers:
             except Exception:  # a database hiccup must not kill the worker
                 log.exception("notify worker error", extra={"event": "notify_worker_error"})
                 n = 0
+            if n >= self.settings.batch_size:
+                self.wake()  # a full batch: there may be more, another idle worker helps
             if n == 0:
                 self._update_depth()
-                if self._wake.wait(self.settings.poll_seconds):
-                    self._wake.clear()
+                if self._idle():
                     # Woken by a Send: let the Sends arriving with it join one batch
                     # (one claim and one settle for many rows, not one per row).
                     time.sleep(LINGER_SECONDS)
@@ -92,12 +110,11 @@ class Workers:
         """Claim one batch and deliver it; the number of rows handled."""
         s = self.settings
         channels = self.notify.channels
-        batch = store.claim(
+        batch, off = store.claim_batch(
             self.app.engine, worker_id, list(channels), s.batch_size, s.lease_seconds
         )
         if not batch:
             return 0
-        off = store.disabled(self.app.engine)
         groups: dict[str, list[Delivery]] = defaultdict(list)
         results: list[tuple[Delivery, Outcome]] = []
         for d in batch:

@@ -47,9 +47,12 @@ class LoginResponse(google.protobuf.message.Message):
     SUBJECT_FIELD_NUMBER: builtins.int
     ROLE_FIELD_NUMBER: builtins.int
     EXPIRES_AT_FIELD_NUMBER: builtins.int
+    EMAIL_FIELD_NUMBER: builtins.int
     token: builtins.str
     subject: builtins.str
     role: ferry.v1.options_pb2.Role.ValueType
+    email: builtins.str
+    """The user's mail address, "" when none is set (the page's "Email me when done")."""
     @property
     def expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
@@ -59,9 +62,10 @@ class LoginResponse(google.protobuf.message.Message):
         subject: builtins.str = ...,
         role: ferry.v1.options_pb2.Role.ValueType = ...,
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        email: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["expires_at", b"expires_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["expires_at", b"expires_at", "role", b"role", "subject", b"subject", "token", b"token"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["email", b"email", "expires_at", b"expires_at", "role", b"role", "subject", b"subject", "token", b"token"]) -> None: ...
 
 Global___LoginResponse: typing_extensions.TypeAlias = LoginResponse
 
@@ -317,9 +321,12 @@ class User(google.protobuf.message.Message):
     ROLE_FIELD_NUMBER: builtins.int
     DISABLED_FIELD_NUMBER: builtins.int
     CREATED_AT_FIELD_NUMBER: builtins.int
+    EMAIL_FIELD_NUMBER: builtins.int
     username: builtins.str
     role: ferry.v1.options_pb2.Role.ValueType
     disabled: builtins.bool
+    email: builtins.str
+    """A bare mail address (a@b.example), or "" when none is set."""
     @property
     def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
@@ -329,9 +336,10 @@ class User(google.protobuf.message.Message):
         role: ferry.v1.options_pb2.Role.ValueType = ...,
         disabled: builtins.bool = ...,
         created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        email: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "disabled", b"disabled", "role", b"role", "username", b"username"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "disabled", b"disabled", "email", b"email", "role", b"role", "username", b"username"]) -> None: ...
 
 Global___User: typing_extensions.TypeAlias = User
 
@@ -342,18 +350,22 @@ class CreateUserRequest(google.protobuf.message.Message):
     USERNAME_FIELD_NUMBER: builtins.int
     ROLE_FIELD_NUMBER: builtins.int
     PASSWORD_FIELD_NUMBER: builtins.int
+    EMAIL_FIELD_NUMBER: builtins.int
     username: builtins.str
     role: ferry.v1.options_pb2.Role.ValueType
     password: builtins.str
     """8 to 1024 characters; empty: a generated one, returned in the response."""
+    email: builtins.str
+    """Optional; a bare mail address (a@b.example), INVALID_ARGUMENT naming email otherwise."""
     def __init__(
         self,
         *,
         username: builtins.str = ...,
         role: ferry.v1.options_pb2.Role.ValueType = ...,
         password: builtins.str = ...,
+        email: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["password", b"password", "role", b"role", "username", b"username"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["email", b"email", "password", b"password", "role", b"role", "username", b"username"]) -> None: ...
 
 Global___CreateUserRequest: typing_extensions.TypeAlias = CreateUserRequest
 
@@ -416,6 +428,42 @@ class SetPasswordResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["generated_password", b"generated_password", "user", b"user"]) -> None: ...
 
 Global___SetPasswordResponse: typing_extensions.TypeAlias = SetPasswordResponse
+
+@typing.final
+class SetEmailRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: builtins.int
+    EMAIL_FIELD_NUMBER: builtins.int
+    username: builtins.str
+    email: builtins.str
+    """A bare mail address, or "" to clear it."""
+    def __init__(
+        self,
+        *,
+        username: builtins.str = ...,
+        email: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["email", b"email", "username", b"username"]) -> None: ...
+
+Global___SetEmailRequest: typing_extensions.TypeAlias = SetEmailRequest
+
+@typing.final
+class SetEmailResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    USER_FIELD_NUMBER: builtins.int
+    @property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["user", b"user"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["user", b"user"]) -> None: ...
+
+Global___SetEmailResponse: typing_extensions.TypeAlias = SetEmailResponse
 
 @typing.final
 class DisableUserRequest(google.protobuf.message.Message):

@@ -82,6 +82,11 @@ class AuthServiceStub:
                 request_serializer=ferry_dot_v1_dot_auth__pb2.SetPasswordRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_auth__pb2.SetPasswordResponse.FromString,
                 _registered_method=True)
+        self.SetEmail = channel.unary_unary(
+                '/ferry.v1.AuthService/SetEmail',
+                request_serializer=ferry_dot_v1_dot_auth__pb2.SetEmailRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_auth__pb2.SetEmailResponse.FromString,
+                _registered_method=True)
         self.DisableUser = channel.unary_unary(
                 '/ferry.v1.AuthService/DisableUser',
                 request_serializer=ferry_dot_v1_dot_auth__pb2.DisableUserRequest.SerializeToString,
@@ -169,6 +174,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetEmail(self, request, context):
+        """Set or clear a user's mail address (where "Email me when done" on the page sends).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DisableUser(self, request, context):
         """Disable a user: no more logins, and every unexpired token of theirs is revoked.
         """
@@ -224,6 +236,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.SetPassword,
                     request_deserializer=ferry_dot_v1_dot_auth__pb2.SetPasswordRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_auth__pb2.SetPasswordResponse.SerializeToString,
+            ),
+            'SetEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEmail,
+                    request_deserializer=ferry_dot_v1_dot_auth__pb2.SetEmailRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_auth__pb2.SetEmailResponse.SerializeToString,
             ),
             'DisableUser': grpc.unary_unary_rpc_method_handler(
                     servicer.DisableUser,
@@ -460,6 +477,33 @@ class AuthService:
             '/ferry.v1.AuthService/SetPassword',
             ferry_dot_v1_dot_auth__pb2.SetPasswordRequest.SerializeToString,
             ferry_dot_v1_dot_auth__pb2.SetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.AuthService/SetEmail',
+            ferry_dot_v1_dot_auth__pb2.SetEmailRequest.SerializeToString,
+            ferry_dot_v1_dot_auth__pb2.SetEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,

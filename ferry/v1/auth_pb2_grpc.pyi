@@ -153,6 +153,22 @@ _AuthServiceSetPasswordType = typing_extensions.TypeVar(
     ],
 )
 
+_AuthServiceSetEmailType = typing_extensions.TypeVar(
+    '_AuthServiceSetEmailType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.SetEmailRequest,
+        ferry.v1.auth_pb2.SetEmailResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.SetEmailRequest,
+        ferry.v1.auth_pb2.SetEmailResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.SetEmailRequest,
+        ferry.v1.auth_pb2.SetEmailResponse,
+    ],
+)
+
 _AuthServiceDisableUserType = typing_extensions.TypeVar(
     '_AuthServiceDisableUserType',
     grpc.UnaryUnaryMultiCallable[
@@ -185,7 +201,7 @@ _AuthServiceListUsersType = typing_extensions.TypeVar(
     ],
 )
 
-class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTokenType, _AuthServiceRevokeTokenType, _AuthServiceListTokensType, _AuthServiceWhoAmIType, _AuthServiceCreateLinkTokenType, _AuthServiceCreateUserType, _AuthServiceSetPasswordType, _AuthServiceDisableUserType, _AuthServiceListUsersType]):
+class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTokenType, _AuthServiceRevokeTokenType, _AuthServiceListTokensType, _AuthServiceWhoAmIType, _AuthServiceCreateLinkTokenType, _AuthServiceCreateUserType, _AuthServiceSetPasswordType, _AuthServiceSetEmailType, _AuthServiceDisableUserType, _AuthServiceListUsersType]):
     """AuthService issues tokens and keeps the users. It is the only holder of the private
     signing key and of the users table: every other service and the gateway verify its
     EdDSA tokens with the public key set, and learn revoked token ids from the database
@@ -231,6 +247,10 @@ class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTo
             ferry.v1.auth_pb2.SetPasswordResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
+            ferry.v1.auth_pb2.SetEmailRequest,
+            ferry.v1.auth_pb2.SetEmailResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
             ferry.v1.auth_pb2.DisableUserRequest,
             ferry.v1.auth_pb2.DisableUserResponse,
         ],
@@ -273,6 +293,10 @@ class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTo
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.auth_pb2.SetPasswordRequest,
             ferry.v1.auth_pb2.SetPasswordResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.auth_pb2.SetEmailRequest,
+            ferry.v1.auth_pb2.SetEmailResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.auth_pb2.DisableUserRequest,
@@ -321,6 +345,9 @@ class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTo
     SetPassword: _AuthServiceSetPasswordType
     """Replace a user's password (generated when none is given)."""
 
+    SetEmail: _AuthServiceSetEmailType
+    """Set or clear a user's mail address (where "Email me when done" on the page sends)."""
+
     DisableUser: _AuthServiceDisableUserType
     """Disable a user: no more logins, and every unexpired token of theirs is revoked."""
 
@@ -358,6 +385,10 @@ AuthServiceAsyncStub: typing_extensions.TypeAlias = AuthServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.auth_pb2.SetPasswordRequest,
         ferry.v1.auth_pb2.SetPasswordResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.SetEmailRequest,
+        ferry.v1.auth_pb2.SetEmailResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.auth_pb2.DisableUserRequest,
@@ -456,6 +487,14 @@ class AuthServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[ferry.v1.auth_pb2.SetPasswordResponse, collections.abc.Awaitable[ferry.v1.auth_pb2.SetPasswordResponse]]:
         """Replace a user's password (generated when none is given)."""
+
+    @abc.abstractmethod
+    def SetEmail(
+        self,
+        request: ferry.v1.auth_pb2.SetEmailRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.auth_pb2.SetEmailResponse, collections.abc.Awaitable[ferry.v1.auth_pb2.SetEmailResponse]]:
+        """Set or clear a user's mail address (where "Email me when done" on the page sends)."""
 
     @abc.abstractmethod
     def DisableUser(

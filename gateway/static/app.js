@@ -105,15 +105,15 @@ async function signIn(ev) {
   await busy($("login-btn"), async () => {
     say("signingIn");
     const r = await api("/api/v1/auth/login", { method: "POST", body: { username, password } });
-    state.token = r.token; state.role = r.role; state.user = username;
-    sessionStorage.setItem("ferry.session", JSON.stringify({ token: r.token, role: r.role, user: username }));
+    state.token = r.token; state.role = r.role; state.user = username; state.email = r.email || "";
+    sessionStorage.setItem("ferry.session", JSON.stringify({ token: r.token, role: r.role, user: username, email: state.email }));
     $("password").value = "";
     await enterWorkspace();
   });
 }
 
 function signOut(announce = true) {
-  state.token = null;
+  state.token = null; state.email = "";
   sessionStorage.removeItem("ferry.session");
   for (const es of state.watchers.values()) es.close();
   state.watchers.clear();
@@ -357,7 +357,12 @@ async function startJob(ev) {
 // ---- notifications ------------------------------------------------------------------
 const ADDRESS = /^[^\s@<>,]+@[^\s@<>,]+$/;
 
-function ownAddress() { return ADDRESS.test(state.user || "") ? state.user : ""; }
+// The signed-in user's mail address (users.email, from the login), else a sign-in name
+// that is itself an address, else "" (the page asks for one).
+function ownAddress() {
+  if (state.email && ADDRESS.test(state.email)) return state.email;
+  return ADDRESS.test(state.user || "") ? state.user : "";
+}
 
 // The addresses told when the job ends, or null (with an error shown) when one is bad.
 function recipients() {

@@ -43,7 +43,7 @@ def _token_info(t: token_store.TokenInfo) -> pb.TokenInfo:
 
 def _user(a: users.Account) -> pb.User:
     return pb.User(username=a.username, role=_role(ROLES.get(a.role, 0)), disabled=a.disabled,
-                   created_at=_ts(a.created_at))  # fmt: skip
+                   created_at=_ts(a.created_at), email=a.email)  # fmt: skip
 
 
 def _role_name(role: int, field: str = "role") -> str:
@@ -87,7 +87,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
         issued = issuing.login(self.app, request.username, request.password, self.login_limiter)
         return pb.LoginResponse(token=issued.token, subject=issued.subject, role=_role(issued.role),
-                                expires_at=_ts(issued.expires_at))  # fmt: skip
+                                expires_at=_ts(issued.expires_at),
+                                email=users.email_of(self.app.engine, issued.subject))  # fmt: skip
 
     @handles_errors
     def CreateToken(
@@ -139,7 +140,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> pb.CreateUserResponse:
         role = _role_name(request.role)
         password = request.password or users.generate_password()
-        account = users.create_user(self.app.engine, request.username, password, role)
+        account = users.create_user(
+            self.app.engine, request.username, password, role, request.email
+        )
         return pb.CreateUserResponse(
             user=_user(account), generated_password="" if request.password else password
         )
@@ -154,6 +157,16 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         account = users.set_password(self.app.engine, request.username, password)
         return pb.SetPasswordResponse(
             user=_user(account), generated_password="" if request.password else password
+        )
+
+    @handles_errors
+    def SetEmail(
+        self, request: pb.SetEmailRequest, context: grpc.ServicerContext
+    ) -> pb.SetEmailResponse:
+        if not request.username.strip():
+            raise InvalidArgument("username is required", field="username")
+        return pb.SetEmailResponse(
+            user=_user(users.set_email(self.app.engine, request.username, request.email))
         )
 
     @handles_errors

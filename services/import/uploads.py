@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import grpc
 
 from ferry.app import App
 from ferry.imports import convert, upload
 from ferry.merge import ImportOutcome
+from ferry.merge.announce import announcing
 from ferry.notify import client as notify_client
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
@@ -48,11 +50,14 @@ class UploadRpcs:
             else []
         )
         chained = itertools.chain([first] if first is not None else [], requests)
-        outcome = upload.import_session(self.app, chained, _caller())
-        if notify:  # queued in the background: never holds up or fails the import
-            summary = convert.result_proto(outcome)
-            req = notify_client.import_request(summary, notify, outcome.options.filename)
-            notify_client.background(self.app, "service:import").send(req)
+        # The announcement is an outbox row written in the transaction that records the
+        # import (ferry.merge.announce): it commits with the import or not at all.
+        with (
+            announcing(notify_client.import_announcement(self.app, notify))
+            if notify
+            else nullcontext()
+        ):
+            outcome = upload.import_session(self.app, chained, _caller())
         return ipb.ImportSessionResponse(result=self._finish(outcome))
 
     @handles_errors

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from ferry.app import App
 from tests.conftest import running
@@ -53,3 +54,36 @@ def test_import_summary_is_mailed(
             f"{s.entity}: {s.created} created, {s.updated} updated, {s.unchanged:,} unchanged"
             in text
         )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_announcement_commits_with_the_record_and_never_fails_the_import(
+    empty_url: str, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No notify service runs: a dry run's announcement is in the outbox all the same
+    (written with its record); an announcement that cannot be written is logged and the
+    import completes."""
+    from ferry.db.notify_models import Notification
+    from ferry.notify import core
+    from ferry.v1 import import_pb2 as ipb
+
+    seed_small(empty_url)
+    app = make_app(empty_url, **FAST, FERRY_NOTIFY_DEFAULT_CHANNELS="[log]")
+    with running(app, ["export", "import"]) as srv:
+        stubs = Stubs(app, srv.port)
+        try:
+            data = download(stubs)
+            dry = import_file(stubs, data, "fall.json", notify=["a@school.example"], dry_run=True)
+            assert dry.status == ipb.IMPORT_STATUS_DRY_RUN
+
+            def broken(*args: object, **kw: object) -> None:
+                raise RuntimeError("template store unreachable")
+
+            monkeypatch.setattr(core, "announcement", broken)
+            done = import_file(stubs, data, "fall.json", notify=["a@school.example"])
+            assert done.status == ipb.IMPORT_STATUS_COMPLETED
+        finally:
+            stubs.channel.close()
+    with app.engine.connect() as c:
+        events = c.execute(sa.select(Notification.event_id, Notification.variables)).all()
+    assert [(e, v["dry_run"]) for e, v in events] == [(f"import:{dry.id}", True)]

@@ -60,10 +60,12 @@ def test_expired_lease_is_taken_over_and_the_old_owner_cannot_settle(
 ) -> None:
     app = notify_app(FERRY_NOTIFY_WORKERS="0")
     queue(app, 1)
-    first = store.claim(app.engine, "dead-worker", ["log"], 10, 0.2)
+    # A lease long enough that a loaded machine cannot let it run out before the check
+    # that it still holds (0.2 s did, once).
+    first = store.claim(app.engine, "dead-worker", ["log"], 10, 1.5)
     assert len(first) == 1
     assert store.claim(app.engine, "other", ["log"], 10, 60) == []  # still leased
-    time.sleep(0.3)
+    time.sleep(1.6)
     second = store.claim(app.engine, "other", ["log"], 10, 60)
     assert [d.row_id for d in second] == [first[0].row_id]
     assert second[0].attempt == 2
@@ -122,3 +124,62 @@ def test_schedule_backoff_jitter_and_retry_after() -> None:
     four_days_later = now + dt.timedelta(days=4)
     assert retry.next_attempt(s, 9, now, four_days_later - dt.timedelta(seconds=10)) is None
     assert retry.next_attempt(s, 9, now, now + dt.timedelta(days=3)) is not None
+
+
+def test_group_commit_one_notification_per_event_under_concurrent_sends(
+    notify_app: Callable[..., App],
+) -> None:
+    """Sends from 16 threads share transactions (store.GroupCommit); every event id, sent
+    three times from different threads, is one notification with one outbox row, created
+    once, and each caller gets that notification back."""
+    app = notify_app(FERRY_NOTIFY_WORKERS="0")
+    writer = store.GroupCommit(app.engine)
+    got: list[tuple[str, str, bool, int]] = []
+    lock = threading.Lock()
+    events = [f"g{i % 40}" for i in range(120)]
+    random.Random(7).shuffle(events)
+
+    def send(chunk: list[str]) -> None:
+        for e in chunk:
+            view, created = writer.create(
+                store.NewNotification(
+                    event_id=e, deliveries=[("log", f"{e}@b.example")], subject=e, text="t"
+                )
+            )
+            with lock:
+                got.append((e, view.notification.id, created, len(view.rows)))
+
+    threads = [threading.Thread(target=send, args=(events[i::16],)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got) == 120
+    by_event: dict[str, set[str]] = {}
+    for e, nid, _created, nrows in got:
+        by_event.setdefault(e, set()).add(nid)
+        assert nrows == 1
+    assert all(len(ids) == 1 for ids in by_event.values()) and len(by_event) == 40
+    assert sorted(e for e, _n, created, _r in got if created) == sorted(by_event)
+    with app.engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(OutboxRow)).scalar_one() == 40
+
+
+def test_create_many_in_the_callers_transaction_rolls_back_with_it(
+    notify_app: Callable[..., App],
+) -> None:
+    app = notify_app(FERRY_NOTIFY_WORKERS="0")
+    new = store.NewNotification(
+        event_id="tx-1", deliveries=[("log", "a@b.example")], subject="s", text="t"
+    )
+    with app.engine.connect() as conn:
+        ((view, created),) = store.create_many(conn, [new])
+        assert created and view.rows[0].id
+        conn.rollback()
+    with app.engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(OutboxRow)).scalar_one() == 0
+    with app.engine.begin() as conn:
+        store.create_many(conn, [new])
+    (a, a_created), (b, b_created) = store.create_many(app.engine, [new, new])
+    assert not a_created and not b_created and a.notification.id == b.notification.id
+    assert a.notification.event_id == "tx-1" and len(a.rows) == 1

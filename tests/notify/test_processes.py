@@ -15,22 +15,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import pytest
+import sqlalchemy as sa
 
 from ferry.db.engine import make_engine
 from ferry.db.notify_models import SENT
 from ferry.notify import store
+from ferry.v1 import export_pb2, export_pb2_grpc, import_pb2_grpc
 from tests.conftest import fresh_database
-from tests.notify.helpers import SmtpServer, eventually
+from tests.notify.helpers import SmtpServer, eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class Served(subprocess.Popen[str]):
+    port: int
+
+
 @contextmanager
 def notify_process(
-    url: str, folder: Path, smtp_port: int, **env: str
-) -> Iterator[subprocess.Popen[str]]:
-    """`ferry serve notify` in its own process (smtp channel, short lease), stopped after."""
+    url: str, folder: Path, smtp_port: int, services: tuple[str, ...] = ("notify",), **env: str
+) -> Iterator[Served]:
+    """`ferry serve SERVICES` (notify) in its own process (smtp channel, short lease),
+    stopped after; `.port` is its gRPC port."""
     full = {
         **os.environ,
         "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
@@ -48,23 +56,24 @@ def notify_process(
         "FERRY_LOG_LEVEL": "WARNING",
         **env,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ferry.cli.main", "serve", "notify"],
+    proc = Served(
+        [sys.executable, "-m", "ferry.cli.main", "serve", *services],
         env=full,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 30
-    started = False
+    started = None
     while time.monotonic() < deadline and not started:
         line = proc.stderr.readline()
-        started = bool(re.search(r"gRPC\s+\S+:(\d+)", line))
+        started = re.search(r"gRPC\s+\S+:(\d+)", line)
         if not line and proc.poll() is not None:
             break
     if not started:
         proc.kill()
-        raise AssertionError("ferry serve notify did not start")
+        raise AssertionError(f"ferry serve {' '.join(services)} did not start")
+    proc.port = int(started.group(1))
     # Keep reading its stderr so a chatty process never blocks on a full pipe.
     threading.Thread(target=lambda: [None for _ in proc.stderr or []], daemon=True).start()
     try:
@@ -155,3 +164,75 @@ def test_two_processes_on_one_postgres_outbox_send_500_exactly_once(tmp_path: Pa
                 engine.dispose()
         finally:
             smtp.stop()
+
+
+@pytest.mark.slow
+def test_import_announced_although_its_process_is_killed_and_notify_was_down(
+    empty_url: str, tmp_path: Path
+) -> None:
+    """ImportSession with notify while no notify service runs; the import's process is
+    SIGKILLed as soon as the import has answered. The announcement commits with the
+    import (an outbox row), so a notify service started afterwards mails the summary,
+    once. (Announcing by a Send after the commit loses it here: nobody was listening,
+    and the process that would have retried is gone.)"""
+    from ferry.db.import_models import Import
+    from tests.conftest import token_from_key_file
+    from tests.imports.helpers import file_requests, seed_small
+
+    seed_small(empty_url)
+    smtp = SmtpServer().start()
+    md = [("authorization", f"Bearer {token_from_key_file(tmp_path / 'signing.key', 'admin')}")]
+    nowhere = free_port()  # where the import process looks for notify: nothing listens
+    shared = {
+        "FERRY_NOTIFY_DEFAULT_CHANNELS": "[smtp]",
+        "FERRY_NOTIFY_SEND_TIMEOUT_SECONDS": "30",
+        "FERRY_CLIENT_TARGET": f"127.0.0.1:{nowhere}",
+        "FERRY_PLUGINS_STORAGE_LOCAL_DIR": str(tmp_path / "exports"),
+    }
+    try:
+        with (
+            notify_process(
+                empty_url, tmp_path, smtp.port, services=("export", "import"), **shared
+            ) as proc,
+            grpc.insecure_channel(f"127.0.0.1:{proc.port}") as ch,
+        ):
+            export = export_pb2_grpc.ExportServiceStub(ch)
+            data = b"".join(
+                m.chunk.data
+                for m in export.DownloadSession(
+                    export_pb2.DownloadSessionRequest(semester="2026-fall", bundle_format="json"),
+                    metadata=md,
+                    timeout=60,
+                )
+            )
+            result = (
+                import_pb2_grpc.ImportServiceStub(ch)
+                .ImportSession(
+                    file_requests(data, "fall.json", notify=["registrar@school.example"]),
+                    metadata=md,
+                    timeout=60,
+                )
+                .result
+            )
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        engine = make_engine(empty_url)
+        try:
+            with engine.connect() as c:
+                status = c.execute(
+                    sa.select(Import.status).where(Import.id == result.id)
+                ).scalar_one()
+            assert status == "completed"
+        finally:
+            engine.dispose()
+        assert smtp.inbox.messages == []
+        with notify_process(empty_url, tmp_path, smtp.port, **shared):
+            (mail,) = smtp.inbox.wait_for(1, timeout=30)
+            time.sleep(1.0)  # a second copy would arrive now
+        assert len(smtp.inbox.messages) == 1
+        assert mail["Subject"] == "Import finished: fall.json"
+        assert mail["X-Ferry-Event"] == f"import:{result.id}"
+        text = mail.get_body(("plain",)).get_content()
+        assert f"Import: {result.id}" in text
+    finally:
+        smtp.stop()

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ferry.config import Strict
+from ferry.notify.channels import mime
 from ferry.notify.channels.base import Delivery, Health, Outcome, failed, retry, sent
 
 # A reused connection idle longer than this is checked with NOOP before the next mail.
@@ -103,6 +104,13 @@ class SmtpChannel:
                 f"plugins.channels.smtp.password_file: {s.password_file} is not a readable file"
             )
         self.domain = s.message_id_domain or s.from_address.rpartition("@")[2] or "ferry.local"
+        _from_name, from_addr = _split(s.from_address)
+        # The fast path (ferry.notify.channels.mime) writes ASCII addresses only.
+        self._from_line = (
+            f"From: {mime.address(s.from_name, from_addr)}\r\n"
+            if from_addr.isascii() and self.domain.isascii()
+            else ""
+        )
         self._local = threading.local()
         self._all: list[smtplib.SMTP] = []
         self._lock = threading.Lock()
@@ -196,6 +204,24 @@ class SmtpChannel:
             msg.add_alternative(d.html, subtype="html")
         return msg
 
+    def wire(self, d: Delivery) -> bytes | None:
+        """The same mail as `message(d)` as wire bytes, built without EmailMessage (a
+        fraction of its CPU); None when an address is not ASCII (that needs SMTPUTF8,
+        which `message` and smtplib's send_message handle)."""
+        name, addr = _split(d.recipient)
+        if not self._from_line or not addr.isascii():
+            return None
+        headers = [
+            mime.header("Subject", d.subject),
+            self._from_line,
+            f"To: {mime.address(name, addr)}\r\n",
+            f"Message-ID: <{d.stable_id}@{self.domain}>\r\n",
+            f"Date: {email.utils.formatdate(usegmt=True)}\r\n",
+            "Auto-Submitted: auto-generated\r\n",
+            mime.header("X-Ferry-Event", d.event_id),
+        ]
+        return mime.build(headers, d.text, d.html)
+
     def send(self, deliveries: list[Delivery]) -> list[Outcome]:
         out: list[Outcome] = []
         for i, d in enumerate(deliveries):
@@ -212,7 +238,11 @@ class SmtpChannel:
     def _send_one(self, conn: smtplib.SMTP, d: Delivery) -> Outcome:
         _name, addr = _split(d.recipient)
         try:
-            conn.send_message(self.message(d), self.settings.from_address, [addr])
+            raw = self.wire(d)
+            if raw is None:
+                conn.send_message(self.message(d), self.settings.from_address, [addr])
+            else:
+                conn.sendmail(self.settings.from_address, [addr], raw)
             return sent()
         except smtplib.SMTPRecipientsRefused as e:
             code, text = next(iter(e.recipients.values()), (0, b""))
