@@ -400,55 +400,40 @@ def claim_batch(
         "lease_until": now + dt.timedelta(seconds=lease_seconds),
         "attempts": OB.c.attempts + 1,
     }
-    content = [
-        N.c.event_id,
-        N.c.subject,
-        N.c.text_body,
-        N.c.html_body,
-        N.c.template,
-        N.c.language,
-        N.c.variables,
-    ]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            # One statement: lock the picked rows (a MATERIALIZED CTE, run once: in
+            # Lock the picked rows first, then lease them: two statements, because in
             # `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` PostgreSQL may run
-            # the subquery once per row, quadratic in the backlog), lease them, and
-            # return them with their notification's content.
-            picked = (
-                pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-            )
-            leased = (
-                OB.update()
-                .where(OB.c.id == picked.c.id, claimable)
-                .values(**lease)
-                .returning(*OB.c)
-                .cte("leased")
-            )
-            rows = conn.execute(
-                sa.select(leased, *content)
-                .join(N, N.c.id == leased.c.notification_id)
-                .order_by(leased.c.id)
-            ).all()
+            # the subquery once per row (a generic plan made while the outbox was empty),
+            # which is quadratic in the backlog.
+            candidates = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
+            if not candidates:
+                return [], {}
+            where = OB.c.id.in_(candidates)
         else:
-            # SQLite: one UPDATE, so the read and the write are one atomic step (a
+            # SQLite: one statement, so the read and the write are one atomic step (a
             # separate SELECT would make the write fail on a stale WAL snapshot).
             where = OB.c.id.in_(pick.scalar_subquery())
-            stmt = OB.update().where(where, claimable).values(**lease).returning(OB.c.id)
-            ids = [r[0] for r in conn.execute(stmt)]
-            rows = (
-                conn.execute(
-                    sa.select(OB, *content)
-                    .join(N, N.c.id == OB.c.notification_id)
-                    .where(OB.c.id.in_(ids), OB.c.lease_owner == worker)
-                    .order_by(OB.c.id)
-                ).all()
-                if ids
-                else []
-            )
-        if not rows:
+        stmt = OB.update().where(where, claimable).values(**lease).returning(OB.c.id)
+        ids = [r[0] for r in conn.execute(stmt)]
+        if not ids:
             return [], {}
         off = {k: r for k, r in conn.execute(sa.select(C.c.key, C.c.reason).where(C.c.disabled))}
+        rows = conn.execute(
+            sa.select(
+                OB,
+                N.c.event_id,
+                N.c.subject,
+                N.c.text_body,
+                N.c.html_body,
+                N.c.template,
+                N.c.language,
+                N.c.variables,
+            )
+            .join(N, N.c.id == OB.c.notification_id)
+            .where(OB.c.id.in_(ids), OB.c.lease_owner == worker)
+            .order_by(OB.c.id)
+        ).all()
     return [
         Delivery(
             row_id=r.id,
