@@ -196,17 +196,23 @@ def _dialect_insert(conn: sa.Connection) -> Any:
     return sqlite_insert
 
 
+def _deliveries_of(s: Session, found: Sequence[Notification]) -> dict[str, list[OutboxRow]]:
+    """The outbox rows of each notification in `found`, by notification id, in id order."""
+    by_id: dict[str, list[OutboxRow]] = {n.id: [] for n in found}
+    if found:
+        for r in s.scalars(
+            sa.select(OutboxRow)
+            .where(OutboxRow.notification_id.in_(list(by_id)))
+            .order_by(OutboxRow.id)
+        ):
+            by_id[r.notification_id].append(r)
+    return by_id
+
+
 def _by_events(conn: sa.Connection, events: Sequence[str]) -> dict[str, View]:
     with Session(bind=conn, expire_on_commit=False) as s:
         found = list(s.scalars(sa.select(Notification).where(Notification.event_id.in_(events))))
-        by_id: dict[str, list[OutboxRow]] = {n.id: [] for n in found}
-        if found:
-            for r in s.scalars(
-                sa.select(OutboxRow)
-                .where(OutboxRow.notification_id.in_(list(by_id)))
-                .order_by(OutboxRow.id)
-            ):
-                by_id[r.notification_id].append(r)
+        by_id = _deliveries_of(s, found)
         for obj in [*found, *(r for rs in by_id.values() for r in rs)]:
             s.expunge(obj)
     return {n.event_id: View(n, by_id[n.id]) for n in found}
@@ -333,14 +339,7 @@ def list_page(engine: Engine, page_size: int, page_token: str = "", status: str 
         found = list(s.scalars(q))
         more = len(found) > size
         found = found[:size]
-        by_id: dict[str, list[OutboxRow]] = {n.id: [] for n in found}
-        if found:
-            for r in s.scalars(
-                sa.select(OutboxRow)
-                .where(OutboxRow.notification_id.in_(list(by_id)))
-                .order_by(OutboxRow.id)
-            ):
-                by_id[r.notification_id].append(r)
+        by_id = _deliveries_of(s, found)
     token = _encode_token(found[-1]) if more else ""
     return Page([View(n, by_id[n.id]) for n in found], token, int(total))
 
