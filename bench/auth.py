@@ -161,8 +161,11 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     chains = {
         "none": {"FERRY_AUTH_ENABLED": "false"},
         "eddsa": {},
+        # The server always adds Ferry's own auth filter (off only by auth.enabled: false),
+        # so the HS256 server turns it off and checks tokens with the old filter alone.
         "hs256": {
-            "FERRY_SERVER_FILTERS": "[logging, metrics, deadline, bench.auth:Hs256AuthFilter]"
+            "FERRY_AUTH_ENABLED": "false",
+            "FERRY_SERVER_FILTERS": "[logging, metrics, deadline, bench.auth:Hs256AuthFilter]",
         },
     }
     servers: dict[str, FerryServer] = {}
