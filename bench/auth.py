@@ -4,9 +4,11 @@ filter it replaced), measured in the same run.
 Two rows:
 - token verification alone, in this process: `TokenVerifier.verify` (EdDSA, kid lookup,
   pinned algorithm, issuer and audience) vs `jwt.decode` HS256 with the same checks;
-- a viewer `ListSemesters` over gRPC to three `ferry serve export` processes on the same
-  database, called in turn so load on the machine hits all alike: no auth filter, the
-  EdDSA filter (with the revocation check), and an HS256 filter like the old one. The row
+- a viewer `ListSemesters` over gRPC to three `ferry serve export` processes on one
+  migrated, empty PostgreSQL database (with data, the call's count queries take 60 to
+  100 ms and drown the difference), called in turn so load on the machine hits all
+  alike: no auth filter, the EdDSA filter (with the revocation check), and an HS256
+  filter like the old one. The row
   gives p50/p99 of each and the p50 added by each filter over no auth (goal <= 0.2 ms).
 """
 
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import jwt
 
-from bench.common import Row
+from bench.common import Row, fresh_database
 from bench.server import FerryServer
 from ferry.auth import KeySet, Principal, TokenIssuer, TokenVerifier, bearer, parse_role
 from ferry.auth.keys import SigningKey
@@ -154,8 +156,25 @@ def _pct(times: list[float], p: float) -> float:
     return times[min(len(times) - 1, int(p * len(times)))] * 1000
 
 
+def _empty_database() -> str:
+    """A migrated, empty database of its own: ListSemesters then costs one query, so the
+    row measures the filter chain. With data it counts records per semester (about 100 ms
+    a call on the bench scale, 60 ms on the small demo data), which drowns a 0.2 ms goal."""
+    from ferry.db import migrate
+    from ferry.db.engine import make_engine
+
+    url = fresh_database("ferry_bench_auth")
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     rows = [_verify_row(repeat), _filter_row(workdir, repeat)]
+    url = _empty_database()
     hs_key = secrets.token_hex(32)
     base = {"FERRY_EXPORT_WORKERS": "0", HS256_KEY_ENV: hs_key}
     chains = {

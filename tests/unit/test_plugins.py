@@ -1,4 +1,5 @@
 import threading
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,24 @@ def test_builtin_plugins_satisfy_their_contracts() -> None:
     from ferry.storage import open_storage
 
     assert isinstance(open_storage(Settings()), plugins.StorageContract)
+
+
+def test_installed_plugins_are_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scanning installed metadata costs milliseconds; a lookup per RPC must not repeat it
+    (it was about 60% of ListSemesters when every call resolved its dataset)."""
+    scans = []
+    real = plugins.entry_points
+
+    def counting(**kw: Any) -> Any:
+        scans.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(plugins, "entry_points", counting)
+    plugins._installed.cache_clear()
+    try:
+        for _ in range(5):
+            plugins.resolve("ferry.datasets", "school")
+            plugins.names("ferry.datasets")
+        assert scans == [{"group": "ferry.datasets"}]
+    finally:
+        plugins._installed.cache_clear()
