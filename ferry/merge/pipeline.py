@@ -5,8 +5,13 @@ resolved and applied as soon as its section has ended. On PostgreSQL staging the
 runs in a thread on its own connection, into UNLOGGED tables named per dataset
 (`ferry_stage_<dataset>_<entity>`, committed so the import's transaction can read them),
 while the import's transaction merges entity after entity: parsing, staging and merging
-use the database's cores at once. The import lock (one import per dataset) makes the
-names safe; a run first drops whatever a killed run left and drops its tables at the end.
+use the database's cores at once. The tables belong to the run whose staging connection
+holds the dataset's staging lock (a session-level advisory lock), taken before it creates
+them and released only after it dropped them and its thread ended. The import lock alone
+did not make the names safe: it ends with the import's transaction, before the run drops
+its tables (the next import's tables were dropped under it) and, on a failure, before its
+staging thread stops (whose next INSERT would land in the next import's tables). A run
+first drops whatever a killed run left.
 Records refused in Python (on_error=skip_invalid) go to a staging table too, and the
 import's transaction adopts them into import_rejects.
 
@@ -27,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import Batch, Event, Header, RawBatch, Trailer
 from ferry.bundle.pipe import ahead
 from ferry.datasets.spec import Dataset
-from ferry.errors import DataLoss, InvalidArgument
+from ferry.errors import DataLoss, InvalidArgument, Unavailable
 from ferry.merge import rejects
 from ferry.merge.shape import Shape
 from ferry.merge.stagetables import Stager, create_tables
@@ -36,6 +41,9 @@ log = logging.getLogger(__name__)
 # ANALYZE of the staging and resolved tables samples 300 x this many rows: enough for
 # the planner to pick hash joins over a whole bundle, a tenth of the default's cost.
 STATISTICS_TARGET = 10
+# Seconds a run waits for an earlier run's staging to drop its tables (normally a few ms;
+# longer only when that run's staging thread is stuck, see Staging.close).
+STAGING_LOCK_WAIT = 60
 
 
 class Staging:
@@ -59,6 +67,8 @@ class Staging:
         self._keep = keep_rejects
         self._import_id = import_id
         self._rejects = f"ferry_stage_{ds.name}__rejects"
+        self._lock_key = f"ferry.import.staging:{ds.name}"
+        self._locked = False
         self._conn = conn if self._sqlite else engine.connect()
         self.stager = Stager(self._conn, shapes, self._sqlite)
         self._done: set[str] = set()
@@ -76,6 +86,8 @@ class Staging:
     def start(self, events: Iterable[Event]) -> None:
         """Create the staging tables and stage `events`: in a thread on PostgreSQL, here
         and now on SQLite."""
+        if not self._sqlite:
+            self._lock()
         create_tables(self._conn, self._shapes.values(), self._sqlite)
         if self._sqlite:
             self._stage(iter(events))
@@ -87,6 +99,24 @@ class Staging:
             target=self._stage, args=(iter(events),), name="import-staging", daemon=True
         )
         self._thread.start()
+
+    def _lock(self) -> None:
+        """Take the dataset's staging lock on the staging connection, waiting at most
+        STAGING_LOCK_WAIT for a run before this one to drop its tables."""
+        try:
+            self._conn.exec_driver_sql(f"SET lock_timeout = '{STAGING_LOCK_WAIT}s'")
+            self._conn.execute(
+                sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": self._lock_key}
+            )
+            self._conn.exec_driver_sql("RESET lock_timeout")
+        except sa.exc.OperationalError as e:
+            if getattr(e.orig, "sqlstate", "") != "55P03":  # lock_not_available
+                raise
+            raise Unavailable(
+                "the staging tables of an earlier import are still in use (its staging "
+                "did not stop); try again later"
+            ) from None
+        self._locked = True
 
     def _stage(self, events: Iterator[Event]) -> None:
         batches = ahead(events) if not self._sqlite else events
@@ -208,15 +238,34 @@ class Staging:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
-            if self._thread.is_alive():  # stuck reading the upload: the next run cleans up
-                log.warning("staging did not stop; its tables stay until the next import")
+            if self._thread.is_alive():  # stuck reading the upload
+                log.warning("staging did not stop; its tables and lock stay until it does")
+                threading.Thread(target=self._finish_after, args=(self._thread,),
+                                 name="import-staging-close", daemon=True).start()  # fmt: skip
                 return
+        self._finish()
+
+    def _finish_after(self, thread: threading.Thread) -> None:
+        thread.join()
+        self._finish()
+
+    def _finish(self) -> None:
+        """Drop the tables, then release the staging lock (only then may another run
+        create tables of the same names), and close the staging connection."""
         try:
             self._conn.rollback()
-            names = [s.stage for s in self._shapes.values()] + [self._rejects]
-            self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(names)}")
-            self._conn.commit()
+            if self._locked:  # the tables are this run's only while it holds the lock
+                names = [s.stage for s in self._shapes.values()] + [self._rejects]
+                self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(names)}")
+                self._conn.commit()
+                self._conn.execute(
+                    sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": self._lock_key}
+                )
+                self._conn.commit()
+                self._locked = False
         except sa.exc.SQLAlchemyError:
             log.warning("could not drop the staging tables", exc_info=True)
         finally:
+            if self._locked:  # never hand a connection holding the lock back to the pool
+                self._conn.invalidate()
             self._conn.close()

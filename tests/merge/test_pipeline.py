@@ -3,12 +3,20 @@ the staging tables do not outlive a run; a killed run's leftovers do not matter.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ferry.bundle.formats.base import Batch, Event, Header, Trailer
+from ferry.datasets.school import SCHOOL
 from ferry.errors import InvalidArgument
+from ferry.merge.model import MergeOptions
+from ferry.merge.pipeline import Staging
+from ferry.merge.run import run_import
 from tests.merge.helpers import checksum, counts, records, run
 
 
@@ -97,3 +105,43 @@ def _counts(engine: Engine) -> dict[str, int]:
             t: int(conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one())
             for t in ("courses", "students", "enrollments", "grades")
         }
+
+
+def _slow_after_first_batch(events: list[Event], pause: float) -> Iterator[Event]:
+    """The bundle as a slow upload delivers it: a pause after its first batch."""
+    first = True
+    for e in events:
+        yield e
+        if first and isinstance(e, Batch):
+            first = False
+            time.sleep(pause)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_run_that_just_committed_never_drops_the_next_runs_tables(
+    events: list[Event], target: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import lock ends with the import's transaction, before the run drops its
+    staging tables. A run starting in between used to have its freshly created tables
+    dropped under it (UndefinedTable, INTERNAL; seen in CI after a cancelled upload). Now
+    the tables belong to whoever holds the staging lock until it has dropped them."""
+    real = Staging._finish
+    closing = threading.Event()
+
+    def slow_first_finish(self: Staging) -> None:
+        if not closing.is_set():
+            closing.set()
+            time.sleep(1.0)  # the first run is slow to clean up after its commit
+        real(self)
+
+    monkeypatch.setattr(Staging, "_finish", slow_first_finish)
+    first: list[object] = []
+    a = threading.Thread(target=lambda: first.append(run(target, events)))
+    a.start()
+    assert closing.wait(60), "the first run never reached its clean-up"
+    second = run_import(target, SCHOOL, _slow_after_first_batch(events, 1.5),
+                        MergeOptions(), requested_by="tester", source_sha256="other")  # fmt: skip
+    a.join(60)
+    assert [o.status.value for o in first] == ["completed"]  # type: ignore[attr-defined]
+    assert second.status.value == "completed"
+    assert _staging_tables(target) == []
