@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FERRY := $(VENV)/bin/ferry
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test test-system protos lint buf-lint bench clean constraints k8s
+.PHONY: setup run test test-long test-system protos lint buf-lint bench clean constraints k8s
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Ferry needs Python >= 3.11")'
@@ -34,6 +34,10 @@ test: setup
 ## The system tests, long scenarios included: one process per service, faults injected.
 test-system: setup
 	$(VENV)/bin/pytest -q tests/system
+
+## Everything, the tests marked long included (make test leaves those out).
+test-long: setup
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## Regenerate ferry/v1 from protos/ (commit the result).
 protos: setup

@@ -144,6 +144,7 @@ def test_the_wheel_carries_every_non_python_file_of_the_packages(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a whole install, about 40 s: make test-long
 def test_the_package_installs_into_a_fresh_venv_from_the_constraints(tmp_path: Path) -> None:
     """What the image's build stage does, in a new virtual environment: the CLI starts and
     every installed version is the pinned one."""

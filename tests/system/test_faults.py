@@ -296,7 +296,16 @@ def _counts(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 4.0])
+# One moment in make test (CI); every moment in make test-system and make test-long.
+@pytest.mark.parametrize(
+    "delay",
+    [
+        pytest.param(0.3, marks=pytest.mark.long),
+        1.0,
+        pytest.param(2.0, marks=pytest.mark.long),
+        pytest.param(4.0, marks=pytest.mark.long),
+    ],
+)
 def test_import_killed_at_any_moment_leaves_all_or_nothing(
     system: Cluster, tmp_path: Any, delay: float
 ) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.system.harness import Cluster, Proc
 
@@ -45,6 +46,7 @@ class Kind:
     warm_at: float = float("inf")  # seconds into the run of the second completion
 
 
+@pytest.mark.long
 def test_sustained_load_has_no_errors_and_flat_memory(system: Cluster) -> None:
     exp = system.serve("export", FERRY_EXPORT_WORKERS="1", FERRY_EXPORT_POLL_SECONDS="0.2")
     imp = system.serve("import")
