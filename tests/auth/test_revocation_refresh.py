@@ -9,6 +9,8 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ferry.auth.revocation import Revocations, publish
 from tests.conftest import REDIS, _redis_reachable
@@ -17,7 +19,10 @@ from tests.reports.helpers import BlackHole
 
 def test_no_call_waits_for_a_black_holed_redis_after_the_first() -> None:
     hole = BlackHole()
-    client = redis.Redis(port=hole.port, socket_timeout=0.4, socket_connect_timeout=0.4)
+    # As ferry.app.App.redis builds it: short timeouts, one retry, no backoff (redis-py's
+    # defaults retry with backoff for 13 s per command on a black hole).
+    client = redis.Redis(port=hole.port, socket_timeout=0.2, socket_connect_timeout=0.2,
+                         retry=Retry(NoBackoff(), 1))  # fmt: skip
     try:
         rev = Revocations(None, client, refresh_seconds=0.1)
         t = time.perf_counter()
