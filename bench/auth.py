@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import jwt
 
-from bench.common import Row, fresh_database
+from bench.common import Row
+from bench.imports import scratch_database
 from bench.server import FerryServer
 from ferry.auth import KeySet, Principal, TokenIssuer, TokenVerifier, bearer, parse_role
 from ferry.auth.keys import SigningKey
@@ -156,25 +157,12 @@ def _pct(times: list[float], p: float) -> float:
     return times[min(len(times) - 1, int(p * len(times)))] * 1000
 
 
-def _empty_database() -> str:
-    """A migrated, empty database of its own: ListSemesters then costs one query, so the
-    row measures the filter chain. With data it counts records per semester (about 100 ms
-    a call on the bench scale, 60 ms on the small demo data), which drowns a 0.2 ms goal."""
-    from ferry.db import migrate
-    from ferry.db.engine import make_engine
-
-    url = fresh_database("ferry_bench_auth")
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
-    return url
-
-
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     rows = [_verify_row(repeat), _filter_row(workdir, repeat)]
-    url = _empty_database()
+    # A migrated, empty database of its own: ListSemesters then costs one query, so the row
+    # measures the filter chain. With data it counts records per semester (about 100 ms a
+    # call on the bench scale, 60 ms on the small demo data), which drowns a 0.2 ms goal.
+    url = scratch_database("ferry_bench_auth")
     hs_key = secrets.token_hex(32)
     base = {"FERRY_EXPORT_WORKERS": "0", HS256_KEY_ENV: hs_key}
     chains = {

@@ -21,7 +21,7 @@ import grpc
 import psycopg
 from sqlalchemy.dialects import postgresql
 
-from bench.common import Row, Timing, fresh_database
+from bench.common import Row, Timing
 from bench.imports import (
     CHUNK,
     SEMESTER,
@@ -123,15 +123,9 @@ def sample_backup(url: str, workdir: Path) -> tuple[int, float, float]:
     """(records, seconds, server peak RSS) of the backup of a database holding a ~1/10
     sample of the semester, from a fresh `ferry serve export`, so the full backup's RSS
     can be set beside it."""
-    from ferry.db import migrate
-    from ferry.db.engine import make_engine
-
     bundle, out = workdir / "sample.json", workdir / "sample-backup.json"
     export_bundle(url, bundle, tenth=10)
-    small = fresh_database("ferry_bench_backup_sample")
-    engine = make_engine(small)
-    migrate.upgrade(engine)
-    engine.dispose()
+    small = scratch_database("ferry_bench_backup_sample")
     server = ImportServer(small, workdir)
     try:
         result, _ = upload(server, bundle)

@@ -126,9 +126,9 @@ def upload(server: FerryServer, path: Path) -> tuple[import_pb2.ImportResult, fl
         return resp.result, time.perf_counter() - t
 
 
-def scratch_database() -> str:
-    """A freshly created, migrated, empty scratch database; returns its URL."""
-    url = fresh_database(SCRATCH)
+def scratch_database(name: str = SCRATCH) -> str:
+    """A freshly created, migrated, empty database `name`; returns its URL."""
+    url = fresh_database(name)
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()

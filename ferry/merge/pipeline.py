@@ -104,11 +104,10 @@ class Staging:
         """Take the dataset's staging lock on the staging connection, waiting at most
         STAGING_LOCK_WAIT for a run before this one to drop its tables."""
         try:
-            self._conn.exec_driver_sql(f"SET lock_timeout = '{STAGING_LOCK_WAIT}s'")
+            self._conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{STAGING_LOCK_WAIT}s'")
             self._conn.execute(
                 sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": self._lock_key}
             )
-            self._conn.exec_driver_sql("RESET lock_timeout")
         except sa.exc.OperationalError as e:
             if getattr(e.orig, "sqlstate", "") != "55P03":  # lock_not_available
                 raise

@@ -51,7 +51,7 @@ SOFT = colors.Color(0.62, 0.7, 0.82)
 HEAD = colors.Color(0.86, 0.89, 0.94)
 ZEBRA = colors.Color(0.96, 0.97, 0.98)
 WIDTH = A4[0] - 36 * mm
-CELL_PAD = 6.0  # a cell's LEFTPADDING + RIGHTPADDING in _table
+PAD = 3.0  # a table cell's left and right padding in _table
 
 
 class _Styles:
@@ -78,7 +78,7 @@ def _cell(st: _Styles, value: Any, width: float, numeric: bool) -> str | Paragra
     """`value` as a plain string when it fits `width` on one line (numbers always do:
     their column is as wide as its widest number), else a Paragraph that wraps."""
     text = str(value)
-    if "\n" not in text and (numeric or stringWidth(text, st.font, 8) + CELL_PAD <= width):
+    if "\n" not in text and (numeric or stringWidth(text, st.font, 8) + 2 * PAD <= width):
         return text
     return _p(text, st.num if numeric else st.cell)
 
@@ -146,8 +146,8 @@ def _table(
         ("LINEBELOW", (0, 0), (-1, 0), 0.6, ACCENT),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        ("LEFTPADDING", (0, 0), (-1, -1), PAD),
+        ("RIGHTPADDING", (0, 0), (-1, -1), PAD),
     ]
     style += [("BACKGROUND", (0, i), (-1, i), ZEBRA) for i in range(2, len(body) + 1, 2)]
     t.setStyle(TableStyle(style))
