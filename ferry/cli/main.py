@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import click
@@ -77,6 +78,7 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
     scheduler = schedule.serve_schedules(app, [] if services else server.names, f"{local}:{port}")
     if scheduler is not None:
         where.append(f"schedules {', '.join(sorted(scheduler.schedules))} (in this process)")
+    _freeze_startup_heap()
     click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)
     server.stop_on_signals()
     server.wait()
@@ -84,6 +86,19 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
         scheduler.stop()
     if gateway is not None:
         gateway.stop()
+
+
+def _freeze_startup_heap() -> None:
+    """Hide what start-up built from the garbage collector, once a server is up.
+
+    Modules, settings, protobuf descriptors and table metadata (~150k objects) live as
+    long as the process, yet every full collection walked them all: a 10,000-row csv
+    import set off two that took ~120 ms each, a third of its time. Frozen, the full
+    collections a call sets off scan only what calls allocate (~2 ms there). Only the
+    long-running commands do this: a test process starts many servers in one interpreter.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @cli.command("gateway")
@@ -105,6 +120,7 @@ def gateway_only(ctx: click.Context) -> None:
     except OSError as e:
         raise click.ClickException(str(e)) from None
     scheme = "https" if s.tls.gateway.cert_file else "http"
+    _freeze_startup_heap()
     click.echo(f"Ferry gateway on {scheme}://{s.gateway.address}:{port}/", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
