@@ -35,7 +35,7 @@ STUDENT, SEMESTER, GENERATION = "student", "semester", "generation"
 # performance mark or course of theirs. `ch` holds the import's changes as id ranges.
 _CHANGES = """
 WITH ch AS (
-  SELECT entity, row_id AS lo, COALESCE(row_id_end, row_id) AS hi
+  SELECT entity, action, row_id AS lo, COALESCE(row_id_end, row_id) AS hi
   FROM import_changes WHERE import_id = :iid
 ),
 touched AS (
@@ -72,6 +72,7 @@ SELECT DISTINCT s.student_id AS vkey FROM (
     WHERE e.course_ref IN (SELECT course_ref FROM touched)
   UNION SELECT s.id FROM students s
     JOIN ch ON ch.entity = 'students' AND s.id BETWEEN ch.lo AND ch.hi
+    AND (ch.action <> 'created' OR :created = 1)
   UNION SELECT h.student_ref FROM highlights h
     JOIN ch ON ch.entity = 'highlights' AND h.id BETWEEN ch.lo AND ch.hi
 ) t JOIN students s ON s.id = t.student_ref
@@ -120,16 +121,24 @@ def bump(conn: Connection, kind: str, keys: Iterable[str]) -> None:
         conn.execute(sa.text(_UPSERT), rows)
 
 
-def bump_for_import(conn: Connection, import_id: str) -> tuple[int, int]:
+def bump_for_import(conn: Connection, import_id: str, created: bool) -> tuple[int, int]:
     """Bump the students and semesters import `import_id` touched, inside the caller's
     transaction (the import's or the undo's, before the undo deletes created rows).
+
+    A student the import itself created (`created` False: the import) has no report in
+    any cache: a report is only ever computed for a student that exists (one that does
+    not is NOT_FOUND, never cached), and whatever removed an earlier student of that id
+    bumped it (undo; a replace only marks it deleted). So its counter stays as it is and
+    a csv of 10,000 new students bumps nothing. Its enrolments, grades and the rest are
+    changes of their own and do bump. The undo (`created` True) bumps them: the reports
+    cached since must go with the rows.
 
     Reads the import's own change log, so it needs nothing from the merge engine but the
     id; returns (students, semesters) bumped. Datasets without these tables bump nothing.
     """
     if not sa.inspect(conn).has_table("report_versions"):
         return 0, 0
-    params = {"iid": import_id}
+    params = {"iid": import_id, "created": int(created)}
     entities = {
         r[0]
         for r in conn.execute(

@@ -93,6 +93,37 @@ def test_entity_import_and_dry_run(engine: ReportEngine, school_url: str) -> Non
     assert _math(engine) == (((0.8 + 0.8 * 3) / 4 * 100), False)
 
 
+def test_new_students_bump_nothing_and_their_undo_bumps_them(
+    engine: ReportEngine, school_url: str
+) -> None:
+    """A csv of new students writes no data version (nothing of theirs can be cached:
+    a student that does not exist is NOT_FOUND, and that is never cached), yet the report
+    after the import is theirs; the undo bumps them, so what was cached since goes."""
+    scope = Scope(semester=SEM)
+    with pytest.raises(NotFound):
+        engine.student("S900", scope)  # asked for before it exists: nothing cached
+    new = {"student_id": "S900", "first_name": "Νέα", "last_name": "Μαθήτρια",
+           "email": "s900@example.org", "year_level": 9, "status": "active"}  # fmt: skip
+    db = make_engine(school_url)
+    try:
+        outcome = run(db, [Batch("students", [new])], entity="students", strategy="update")
+        assert outcome.status.value == "completed"
+        with db.connect() as c:
+            rows = c.execute(sa.text("SELECT kind, key FROM report_versions")).all()
+        assert rows == []  # no classmates, no class: nothing to bump
+        report, cached = engine.student("S900", scope)
+        assert (report.first_name, list(report.courses), cached) == ("Νέα", [], False)
+        assert engine.student("S900", scope)[1]  # now cached
+        undo_import(db, SCHOOL, outcome.id)
+        with db.connect() as c:
+            rows = c.execute(sa.text("SELECT kind, key, version FROM report_versions")).all()
+        assert [tuple(r) for r in rows] == [("student", "S900", 1)]
+    finally:
+        db.dispose()
+    with pytest.raises(NotFound):
+        engine.student("S900", scope)  # gone with its import, not served from the cache
+
+
 def test_a_classmates_grade_changes_the_class_average_at_once(
     engine: ReportEngine, school_url: str
 ) -> None:
