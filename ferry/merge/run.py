@@ -282,7 +282,8 @@ def run_import(
             # The import is about to commit, in this transaction, with everything it
             # changed (import_changes rows of outcome.id; outcome.semester): anything
             # that must change with the data (data versions) goes right here.
-            bump_for_import(conn, outcome.id, created=False)  # report cache keys change with this commit
+            # Report cache keys change with this commit.
+            bump_for_import(conn, outcome.id, created=False)
             announce.recorded(conn, outcome)  # its notification commits with it
             conn.commit()
     except BaseException as exc:

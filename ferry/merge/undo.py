@@ -69,7 +69,8 @@ def undo_import(
                     "those later changes",
                     field="import_id",
                 )
-        bump_for_import(conn, import_id, created=True)  # before created rows go: they name the students
+        # Before created rows go: they name the students.
+        bump_for_import(conn, import_id, created=True)
         entities = ds.in_order()
         params = {"iid": import_id}
         for e in entities:
