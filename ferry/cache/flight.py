@@ -2,6 +2,9 @@
 
 - Fail open: a backend error is counted, opens the breaker after a few, and the report
   is computed and served; after a failed read nothing is written back.
+- Near: with `near_bytes`, what was read from or written to the backend is also kept in
+  this process (ferry.cache.near), so a hot entry costs no round trip; keys carry data
+  versions, so it is never stale.
 - Single flight: concurrent misses of one key compute once in this process (the others
   wait for that result), and across replicas the leader holds the backend's lock (lock
   timeout + blocking timeout) while it computes, re-reading the cache once it has it.
@@ -19,6 +22,7 @@ from typing import Any
 
 from ferry.cache import metrics
 from ferry.cache.breaker import CircuitBreaker
+from ferry.cache.near import NearCache
 
 log = logging.getLogger("ferry.cache")
 READ_OK, READ_FAILED, READ_SKIPPED = "ok", "failed", "skipped"
@@ -45,6 +49,7 @@ class ReportCache:
         lock_timeout: float = 10.0,
         blocking_timeout: float = 2.0,
         breaker: CircuitBreaker | None = None,
+        near_bytes: int = 0,
     ) -> None:
         self.backend = backend
         self.name = name
@@ -53,6 +58,7 @@ class ReportCache:
         self.blocking_timeout = blocking_timeout
         self.breaker = breaker or CircuitBreaker(name, probe=getattr(backend, "ping", None))
         self.stats = Stats()
+        self.near = NearCache(near_bytes, ttl_seconds) if near_bytes > 0 else None
         self._stats_lock = threading.Lock()
         self._flights: dict[str, Future[tuple[bytes, bool]]] = {}
         self._flights_lock = threading.Lock()
@@ -120,8 +126,16 @@ class ReportCache:
         self, kind: str, key: str, compute: Callable[[], bytes]
     ) -> tuple[bytes, bool]:
         """(value, from cache). `compute` runs at most once per key at a time here."""
+        near = self.near
+        if near is not None:
+            value = near.get(key)
+            if value is not None:
+                self._count(kind, hit=True)
+                return value, True
         value, read = self._get(key)
         if value is not None:
+            if near is not None:
+                near.put(key, value)
             self._count(kind, hit=True)
             return value, True
         with self._flights_lock:
@@ -137,6 +151,8 @@ class ReportCache:
             return value, cached
         try:
             result = self._lead(kind, key, compute, read)
+            if near is not None:
+                near.put(key, result[0])
             flight.set_result(result)
             self._count(kind, hit=result[1])
             return result

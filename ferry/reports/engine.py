@@ -108,6 +108,7 @@ class ReportEngine:
             settings.cache.lock_timeout_seconds,
             settings.cache.blocking_timeout_seconds,
             breaker,
+            near_bytes=0 if name == "memory" else settings.cache.near_bytes,
         )
         return cls(app.engine, settings, cache)
 

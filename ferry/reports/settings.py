@@ -37,6 +37,10 @@ class CacheUse(Strict):
     # computing (then compute themselves); a lock is released after lock_timeout at most.
     lock_timeout_seconds: float = Field(10.0, gt=0)
     blocking_timeout_seconds: float = Field(2.0, ge=0)
+    # A shared backend's (redis) entries are also kept in each process, up to this many
+    # bytes (0: off), so a hot report costs no round trip. Never stale: every key carries
+    # the data versions read from the database. Ignored for the memory backend.
+    near_bytes: int = Field(16 * 1024 * 1024, ge=0)
 
 
 class ReportSettings(Strict):

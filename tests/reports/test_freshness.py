@@ -179,6 +179,7 @@ def test_redis_down_mid_test_still_served_and_never_stale(
         app = redis_app(
             FERRY_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0",
             FERRY_PLUGINS_CACHES_REDIS_BREAKER_RESET_SECONDS="0.3",
+            FERRY_PLUGINS_SERVICES_REPORTS_CACHE_NEAR_BYTES="0",  # every read goes to Redis
         )
         e = ReportEngine.from_app(app)
         assert _math(e) == (87.5, False)
@@ -199,8 +200,32 @@ def test_redis_down_mid_test_still_served_and_never_stale(
         proxy.stop()
 
 
+def test_near_entries_outlive_a_redis_outage_and_are_never_stale(
+    redis_app: Callable[..., App], school_url: str
+) -> None:
+    """With the near cache (the default), a hot report is served from this process: a
+    Redis outage does not even show, and an import made during it changes the key, so
+    the next read computes the new numbers instead of serving the kept ones."""
+    proxy = Proxy(REDIS)
+    proxy.start()
+    try:
+        e = ReportEngine.from_app(redis_app(FERRY_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0"))
+        assert e.cache.near is not None
+        assert _math(e) == (87.5, False)
+        proxy.stop()  # Redis gone
+        assert [_math(e) for _ in range(5)] == [(87.5, True)] * 5  # from this process
+        assert e.stats().errors == 0  # Redis was not asked
+        _import_exam(school_url, 50)
+        assert _math(e) == (95.0, False)  # a new key: computed, never the kept 87.5
+        assert _math(e) == (95.0, True)
+    finally:
+        proxy.stop()
+
+
 def test_closed_port_from_the_start(redis_app: Callable[..., App]) -> None:
-    app = redis_app(FERRY_REDIS_URL="redis://127.0.0.1:1/0")
+    app = redis_app(  # every read goes to Redis (the near cache would answer the repeats)
+        FERRY_REDIS_URL="redis://127.0.0.1:1/0", FERRY_PLUGINS_SERVICES_REPORTS_CACHE_NEAR_BYTES="0"
+    )
     e = ReportEngine.from_app(app)
     t = time.perf_counter()
     for _ in range(10):

@@ -75,6 +75,7 @@ def test_black_holed_redis_is_not_asked_again_once_open(
             FERRY_REDIS_URL=f"redis://127.0.0.1:{hole.port}/0",
             FERRY_PLUGINS_SERVICES_REPORTS_CACHE_BACKEND="redis",
             FERRY_PLUGINS_CACHES_REDIS_BREAKER_RESET_SECONDS="0.2",
+            FERRY_PLUGINS_SERVICES_REPORTS_CACHE_NEAR_BYTES="0",  # each read: Redis or nothing
         )
         e = ReportEngine.from_app(app)
         scope = Scope(semester=SEM)
