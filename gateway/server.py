@@ -37,6 +37,7 @@ class GatewayServer:
             log_config=None,  # Ferry's logging is already set up
             access_log=False,
             lifespan="on",
+            http="httptools",  # the C parser (a declared dependency), never h11's Python one
             timeout_graceful_shutdown=5,
             **https,  # type: ignore[arg-type]
         )
