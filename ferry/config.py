@@ -410,6 +410,10 @@ class NotifySettings(Strict):
     batch_size: int = Field(20, ge=1, le=1000)
     # How often an idle worker looks for rows queued by other replicas.
     poll_seconds: float = Field(2.0, gt=0)
+    # A worker woken by a Send in this process waits this long first, so the Sends
+    # arriving meanwhile go out in its batch (one claim and one settle for many rows):
+    # at 200 Sends/s, 20 ms made mail throughput a quarter higher than 5 ms.
+    linger_seconds: float = Field(0.02, ge=0, le=1)
     # A claimed row belongs to its worker this long; after that another may take it (the
     # worker died). Must be longer than a channel's timeout.
     lease_seconds: float = Field(120.0, gt=0)

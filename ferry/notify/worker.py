@@ -25,7 +25,6 @@ from ferry.notify.channels.base import Delivery, Outcome, failed, retry
 from ferry.notify.core import Notify
 
 log = logging.getLogger("ferry.notify")
-LINGER_SECONDS = 0.005
 DEPTH_SECONDS = 1.0  # the outbox depth gauge is refreshed at most this often
 
 
@@ -92,7 +91,7 @@ class Workers:
                 if self._idle():
                     # Woken by a Send: let the Sends arriving with it join one batch
                     # (one claim and one settle for many rows, not one per row).
-                    time.sleep(LINGER_SECONDS)
+                    time.sleep(self.settings.linger_seconds)
 
     def _update_depth(self) -> None:
         now = time.monotonic()

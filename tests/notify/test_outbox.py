@@ -9,7 +9,9 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from ferry.app import App
@@ -183,3 +185,43 @@ def test_create_many_in_the_callers_transaction_rolls_back_with_it(
     (a, a_created), (b, b_created) = store.create_many(app.engine, [new, new])
     assert not a_created and not b_created and a.notification.id == b.notification.id
     assert a.notification.event_id == "tx-1" and len(a.rows) == 1
+
+
+def test_sends_within_the_linger_go_out_in_one_batch(
+    notify_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker woken by a Send waits `notify.linger_seconds` before it claims, so the
+    Sends that arrive meanwhile share its claim (one transaction for many rows)."""
+    from ferry.notify import store as notify_store
+    from ferry.notify.core import Notify, SendInput
+    from ferry.notify.worker import Workers
+
+    app = notify_app(
+        FERRY_NOTIFY_WORKERS="1", FERRY_NOTIFY_POLL_SECONDS="30",
+        FERRY_NOTIFY_LINGER_SECONDS="0.5",
+    )  # fmt: skip
+    claimed: list[int] = []
+    claim = notify_store.claim_batch
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        out = claim(*args, **kwargs)
+        if out[0]:
+            claimed.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(notify_store, "claim_batch", counting)
+    workers: Workers | None = None
+    notify = Notify(app, on_queued=lambda: workers.wake() if workers else None)
+    workers = Workers(app, notify)
+    workers.start()
+    try:
+        time.sleep(0.2)  # the worker's first poll found nothing; it now waits to be woken
+        for i in range(5):
+            notify.send(SendInput(channels=["log"], recipients=[f"u{i}@school.example"],
+                                  subject="s", body="b", event_id=f"linger-{i}"))  # fmt: skip
+        deadline = time.monotonic() + 10
+        while sum(claimed) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        workers.stop()
+    assert claimed == [5]  # one claim for the five Sends of the linger window
