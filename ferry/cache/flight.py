@@ -3,8 +3,8 @@
 - Fail open: a backend error is counted, opens the breaker after a few, and the report
   is computed and served; after a failed read nothing is written back.
 - Near: with `near_bytes`, what was read from or written to the backend is also kept in
-  this process (ferry.cache.near), so a hot entry costs no round trip; keys carry data
-  versions, so it is never stale.
+  this process (a byte-bounded ferry.cache.memory.MemoryCache), so a hot entry costs no
+  round trip; keys carry data versions, so it is never stale.
 - Single flight: concurrent misses of one key compute once in this process (the others
   wait for that result), and across replicas the leader holds the backend's lock (lock
   timeout + blocking timeout) while it computes, re-reading the cache once it has it.
@@ -22,7 +22,7 @@ from typing import Any
 
 from ferry.cache import metrics
 from ferry.cache.breaker import CircuitBreaker
-from ferry.cache.near import NearCache
+from ferry.cache.memory import MemoryCache
 
 log = logging.getLogger("ferry.cache")
 READ_OK, READ_FAILED, READ_SKIPPED = "ok", "failed", "skipped"
@@ -58,7 +58,7 @@ class ReportCache:
         self.blocking_timeout = blocking_timeout
         self.breaker = breaker or CircuitBreaker(name, probe=getattr(backend, "ping", None))
         self.stats = Stats()
-        self.near = NearCache(near_bytes, ttl_seconds) if near_bytes > 0 else None
+        self.near = MemoryCache(max_bytes=near_bytes) if near_bytes > 0 else None
         self._stats_lock = threading.Lock()
         self._flights: dict[str, Future[tuple[bytes, bool]]] = {}
         self._flights_lock = threading.Lock()
@@ -135,7 +135,7 @@ class ReportCache:
         value, read = self._get(key)
         if value is not None:
             if near is not None:
-                near.put(key, value)
+                near.set(key, value, self.ttl)
             self._count(kind, hit=True)
             return value, True
         with self._flights_lock:
@@ -152,7 +152,7 @@ class ReportCache:
         try:
             result = self._lead(kind, key, compute, read)
             if near is not None:
-                near.put(key, result[0])
+                near.set(key, result[0], self.ttl)
             flight.set_result(result)
             self._count(kind, hit=result[1])
             return result

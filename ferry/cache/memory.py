@@ -1,5 +1,9 @@
 """The in-process report cache (`ferry.caches` plugin `memory`): a bounded LRU with
-expiry, for a laptop or a single replica. Settings: plugins.caches.memory."""
+expiry, for a laptop or a single replica. Settings: plugins.caches.memory.
+
+The same class is the near cache in front of a shared backend (ReportCache's
+`near_bytes`), bounded by bytes as well: then an entry larger than a quarter of the room
+(a bulk ZIP) is not kept, since it would push out many reports."""
 
 from __future__ import annotations
 
@@ -21,9 +25,13 @@ class MemoryCache:
     name = "memory"
     settings_model: ClassVar[type[Strict]] = MemorySettings
 
-    def __init__(self, app: Any = None, max_entries: int | None = None) -> None:
+    def __init__(
+        self, app: Any = None, max_entries: int | None = None, max_bytes: int = 0
+    ) -> None:
         s = app.plugin_settings("ferry.caches", "memory") if app is not None else MemorySettings()
         self.max_entries = max_entries or s.max_entries
+        self.max_bytes = max_bytes  # 0: no bound on bytes
+        self.bytes = 0  # keys and values held
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -34,17 +42,28 @@ class MemoryCache:
             if item is None:
                 return None
             if item[0] <= now:
-                del self._data[key]
+                self._drop(key)
                 return None
             self._data.move_to_end(key)
             return item[1]
 
     def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        size = len(key) + len(value)
+        if self.max_bytes and size > self.max_bytes // 4:
+            return
         with self._lock:
+            if key in self._data:
+                self._drop(key)
             self._data[key] = (time.monotonic() + ttl_seconds, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            self.bytes += size
+            while len(self._data) > self.max_entries or (
+                self.max_bytes and self.bytes > self.max_bytes
+            ):
+                self._drop(next(iter(self._data)))
+
+    def _drop(self, key: str) -> None:
+        _, value = self._data.pop(key)
+        self.bytes -= len(key) + len(value)
 
     def entries(self) -> int:
         with self._lock:
@@ -60,3 +79,4 @@ class MemoryCache:
     def close(self) -> None:
         with self._lock:
             self._data.clear()
+            self.bytes = 0

@@ -1,30 +1,30 @@
-"""The near cache: bounded by bytes (least recently used goes), by TTL, and never asked
-to hold what would crowd out many reports."""
+"""The near cache (a MemoryCache bounded by bytes): least recently used goes, entries
+expire with the TTL, and nothing is kept that would crowd out many reports."""
 
 from __future__ import annotations
 
 import time
 
 from ferry.cache.flight import ReportCache
-from ferry.cache.near import NearCache
+from ferry.cache.memory import MemoryCache
 
 
 def test_bytes_bound_evicts_the_least_recently_used() -> None:
-    near = NearCache(max_bytes=400, ttl_seconds=60)
+    near = MemoryCache(max_bytes=400)
     for k in "abc":
-        near.put(k, bytes(99))  # 100 bytes each with its key
+        near.set(k, bytes(99), 60)  # 100 bytes each with its key
     assert near.get("a") == bytes(99)  # a is now the most recent
-    near.put("d", bytes(99))
-    near.put("e", bytes(99))  # 500 > 400: b goes (the oldest), then nothing else
+    near.set("d", bytes(99), 60)
+    near.set("e", bytes(99), 60)  # 500 > 400: b goes (the oldest), then nothing else
     assert [k for k in "abcde" if near.get(k) is not None] == ["a", "c", "d", "e"]
     assert near.bytes == 400
-    near.put("big", bytes(101))  # over a quarter of the room: not kept
-    assert near.get("big") is None and len(near) == 4
+    near.set("big", bytes(101), 60)  # over a quarter of the room: not kept
+    assert near.get("big") is None and near.entries() == 4
 
 
 def test_entries_expire_with_the_ttl() -> None:
-    near = NearCache(max_bytes=1000, ttl_seconds=0.05)
-    near.put("k", b"v")
+    near = MemoryCache(max_bytes=1000)
+    near.set("k", b"v", 0.05)
     assert near.get("k") == b"v"
     time.sleep(0.08)
     assert near.get("k") is None and near.bytes == 0
