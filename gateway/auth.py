@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from ferry.auth import TokenVerifier
+from ferry.auth import MAX_TOKEN_BYTES, TokenVerifier
 from ferry.auth.issuing import LINK_CLAIM
 from ferry.errors import FerryError, PermissionDenied, Unauthenticated
 from ferry.ratelimit import Decision, Limiter
@@ -26,12 +26,17 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def bearer_token(request: Request) -> str | None:
-    """The token of an `Authorization: Bearer …` header, or None."""
+    """The token of an `Authorization: Bearer …` header, or None; Unauthenticated when it
+    is larger than any token the auth service issues (forwarded, it would break gRPC's
+    metadata limit and come back as a random RESOURCE_EXHAUSTED)."""
     value = request.headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Unauthenticated(f"token is larger than {MAX_TOKEN_BYTES // 1024} KiB")
+    return token
 
 
 def link_token(verifier: TokenVerifier, request: Request) -> str | None:

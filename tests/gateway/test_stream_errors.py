@@ -73,3 +73,18 @@ def test_every_streaming_route_declares_its_http_kind() -> None:
     assert by_name["StreamSession"] == "records"
     assert by_name["WatchExportJob"] == "events"
     assert by_name["DownloadSession"] == "file"
+
+
+@pytest.mark.parametrize("size", [4_097, 8_300, 11_000])
+def test_an_oversized_token_is_401_at_the_gateway_never_a_grpc_metadata_error(
+    gateway: Gateway, empty_url: str, size: int
+) -> None:
+    # Forwarded, a token near 8 KiB trips gRPC's metadata soft limit at random (429
+    # RESOURCE_EXHAUSTED), and past 10 KiB always; the gateway refuses it first.
+    client, _ = gateway(empty_url)
+    for _ in range(5):
+        headers = {"authorization": "Bearer " + "x" * size}
+        r = client.get("/api/v1/sessions/semesters", headers=headers)
+        assert r.status_code == 401, r.text[:300]
+        assert r.json()["message"] == "token is larger than 4 KiB"
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
