@@ -77,6 +77,9 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
     def __init__(self, default: Sequence[Filter], per_service: Mapping[str, Sequence[Filter]]):
         self.default = list(default)
         self.per_service = {k: list(v) for k, v in per_service.items()}
+        # gRPC asks on every call; a registered method's handler is the same object each
+        # time, so its wrapped handler is built once (keyed by the handler, kept alive).
+        self._wrapped: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
@@ -84,7 +87,17 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
         handler = continuation(details)
         if handler is None:
             return None
-        info = lookup(details.method)
+        key = (details.method, id(handler))
+        found = self._wrapped.get(key)
+        if found is not None and found[0] is handler:
+            return found[1]
+        wrapped = self._wrap(details.method, handler)
+        if len(self._wrapped) < 4096:  # bounded: generic handlers may build one per call
+            self._wrapped[key] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Any:
+        info = lookup(method)
         filters = self.per_service.get(info.service, self.default)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
