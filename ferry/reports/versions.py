@@ -171,7 +171,10 @@ _STAMP = (
     "SELECT kind, key, version FROM report_versions "
     "WHERE (kind = :kind AND key = :key) OR (kind = 'generation' AND key = '')"
 )
-_STAMP_PG = _STAMP.replace(":kind", "%s").replace(":key", "%s")
+# Prepared once on each of VersionReader's own connections and run through libpq itself.
+_STAMP_NAME = b"ferry_report_stamp"
+_STAMP_PQ = _STAMP.replace(":kind", "$1").replace(":key", "$2").encode()
+_COMMAND_OK, _TUPLES_OK = 1, 2  # libpq's PGRES_COMMAND_OK, PGRES_TUPLES_OK
 
 
 def stamp(conn: Connection, kind: str, key: str) -> str:
@@ -201,9 +204,11 @@ class VersionReader:
     taken out of the engine's pool once: autocommit, so each read is a statement of its
     own that sees every transaction committed before it started (an import committed a
     moment ago by any process included), and prepared, so a read is one round trip with
-    no BEGIN, ROLLBACK or pre-ping around it. When all are busy, or one fails, a read takes
-    the engine's path instead (which also reports a database that is down as usual).
-    Other databases always take the engine's path.
+    no BEGIN, ROLLBACK or pre-ping around it. The read goes through psycopg's libpq layer
+    (`pgconn.exec_prepared`, which releases the GIL while it waits) rather than a cursor:
+    half the Python per read, which a cache hit of ~1 ms notices. When all are busy, or
+    one fails, a read takes the engine's path instead (which also reports a database that
+    is down as usual). Other databases always take the engine's path.
     """
 
     def __init__(self, engine: Engine, max_connections: int = 4) -> None:
@@ -221,7 +226,7 @@ class VersionReader:
             held = self._take()
             if held is not None:
                 try:
-                    rows = held[1].execute(_STAMP_PG, (kind, key), prepare=True).fetchall()
+                    rows = _read_stamp(held[1].pgconn, kind, key)
                 except Exception as e:  # a dropped connection: the engine's path says more
                     self._discard(held)
                     log.info("report version read fell back: %s", type(e).__name__)
@@ -239,14 +244,20 @@ class VersionReader:
             if self._open >= self.max_connections:
                 return None
             self._open += 1
+        fairy: Any = None
         try:
             fairy = self.engine.raw_connection()
             conn: Any = fairy.driver_connection
             fairy.detach()  # ours now: the pool neither resets, recycles nor counts it
             conn.rollback()  # the pool's pre-ping may have begun a transaction
             conn.autocommit = True
+            prepared = conn.pgconn.prepare(_STAMP_NAME, _STAMP_PQ)
+            if prepared.status != _COMMAND_OK:
+                raise RuntimeError(prepared.error_message.decode(errors="replace"))
             return fairy, conn
         except Exception as e:
+            if fairy is not None:
+                _close((fairy, None))
             with self._lock:
                 self._open -= 1
             log.info("report version reader: no connection of its own: %s", type(e).__name__)
@@ -266,6 +277,16 @@ class VersionReader:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
         _close_all(idle)
+
+
+def _read_stamp(pgconn: Any, kind: str, key: str) -> list[tuple[str, str, int]]:
+    res = pgconn.exec_prepared(_STAMP_NAME, [kind.encode(), key.encode()])
+    if res.status != _TUPLES_OK:
+        raise RuntimeError(res.error_message.decode(errors="replace"))
+    return [
+        (res.get_value(i, 0).decode(), res.get_value(i, 1).decode(), int(res.get_value(i, 2)))
+        for i in range(res.ntuples)
+    ]
 
 
 def _close_all(held: list[Any]) -> None:
