@@ -29,6 +29,8 @@ class LoggingFilter(Filter):
             level = logging.DEBUG  # health probes every few seconds would drown the log
         else:
             level = logging.INFO if code in _QUIET else logging.WARNING
+        if not log.isEnabledFor(level):
+            return  # not even the line's fields are built
         log.log(
             level,
             "rpc %s %s",
