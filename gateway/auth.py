@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from ferry.auth import MAX_TOKEN_BYTES, TokenVerifier
+from ferry.auth import TokenVerifier, check_size
 from ferry.auth.issuing import LINK_CLAIM
 from ferry.errors import FerryError, PermissionDenied, Unauthenticated
 from ferry.ratelimit import Decision, Limiter
@@ -34,8 +34,7 @@ def bearer_token(request: Request) -> str | None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return None
-    if len(token) > MAX_TOKEN_BYTES:
-        raise Unauthenticated(f"token is larger than {MAX_TOKEN_BYTES // 1024} KiB")
+    check_size(token)
     return token
 
 

@@ -64,7 +64,13 @@ def bearer(metadata: dict[str, str]) -> str:
 
 
 from ferry.auth.keys import KeySet, SigningKey  # noqa: E402
-from ferry.auth.tokens import MAX_TOKEN_BYTES, IssuedToken, TokenIssuer, TokenVerifier  # noqa: E402
+from ferry.auth.tokens import (  # noqa: E402
+    MAX_TOKEN_BYTES,
+    IssuedToken,
+    TokenIssuer,
+    TokenVerifier,
+    check_size,
+)
 
 __all__ = [
     "MAX_TOKEN_BYTES",
@@ -76,6 +82,7 @@ __all__ = [
     "TokenIssuer",
     "TokenVerifier",
     "bearer",
+    "check_size",
     "parse_role",
     "role_name",
 ]

@@ -29,8 +29,15 @@ ALGORITHM = "EdDSA"
 # fails at random with RESOURCE_EXHAUSTED), so a token gets half of it; ours are ~400 bytes.
 MAX_TOKEN_BYTES = 4 * 1024
 REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "role"]
+
 # Clock skew between pods that is still accepted for exp / nbf / iat.
 LEEWAY_SECONDS = 5
+
+
+def check_size(token: str) -> None:
+    """Unauthenticated when `token` is larger than any token the auth service issues."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Unauthenticated(f"token is larger than {MAX_TOKEN_BYTES // 1024} KiB")
 
 
 class PublicKeys(Protocol):
@@ -109,8 +116,7 @@ class TokenVerifier:
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims of `token`; Unauthenticated saying which check failed."""
-        if len(token) > MAX_TOKEN_BYTES:
-            raise Unauthenticated(f"token is larger than {MAX_TOKEN_BYTES // 1024} KiB")
+        check_size(token)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:

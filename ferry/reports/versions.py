@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("ferry.reports")
@@ -174,7 +175,6 @@ _STAMP = (
 # Prepared once on each of VersionReader's own connections and run through libpq itself.
 _STAMP_NAME = b"ferry_report_stamp"
 _STAMP_PQ = _STAMP.replace(":kind", "$1").replace(":key", "$2").encode()
-_COMMAND_OK, _TUPLES_OK = 1, 2  # libpq's PGRES_COMMAND_OK, PGRES_TUPLES_OK
 
 
 def stamp(conn: Connection, kind: str, key: str) -> str:
@@ -252,12 +252,13 @@ class VersionReader:
             conn.rollback()  # the pool's pre-ping may have begun a transaction
             conn.autocommit = True
             prepared = conn.pgconn.prepare(_STAMP_NAME, _STAMP_PQ)
-            if prepared.status != _COMMAND_OK:
+            if prepared.status != pq.ExecStatus.COMMAND_OK:
                 raise RuntimeError(prepared.error_message.decode(errors="replace"))
             return fairy, conn
         except Exception as e:
             if fairy is not None:
-                _close((fairy, None))
+                with contextlib.suppress(Exception):  # already broken
+                    fairy.close()
             with self._lock:
                 self._open -= 1
             log.info("report version reader: no connection of its own: %s", type(e).__name__)
@@ -281,7 +282,7 @@ class VersionReader:
 
 def _read_stamp(pgconn: Any, kind: str, key: str) -> list[tuple[str, str, int]]:
     res = pgconn.exec_prepared(_STAMP_NAME, [kind.encode(), key.encode()])
-    if res.status != _TUPLES_OK:
+    if res.status != pq.ExecStatus.TUPLES_OK:
         raise RuntimeError(res.error_message.decode(errors="replace"))
     return [
         (res.get_value(i, 0).decode(), res.get_value(i, 1).decode(), int(res.get_value(i, 2)))

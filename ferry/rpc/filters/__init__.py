@@ -89,7 +89,7 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
             return None
         key = (details.method, id(handler))
         found = self._wrapped.get(key)
-        if found is not None and found[0] is handler:
+        if found is not None:
             return found[1]
         wrapped = self._wrap(details.method, handler)
         if len(self._wrapped) < 4096:  # bounded: generic handlers may build one per call
