@@ -57,6 +57,32 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit("CI=true but services are down: " + "; ".join(problems), returncode=3)
 
 
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember every skipped test (xfails aside); with xdist these reach the controller too."""
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        _SKIPPED.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI=true a skipped test fails the run: a skip there means a part of the machine
+    (Chromium, Prometheus, psql, a service) is missing, and what it tests went untested.
+    `make test` sets the machine up (scripts/machine-setup.sh) so that nothing skips."""
+    if not IN_CI or hasattr(session.config, "workerinput") or not _SKIPPED:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"CI=true: {len(_SKIPPED)} test(s) skipped, which fails the run:")
+        for line in _SKIPPED[:50]:
+            reporter.write_line(f"  SKIPPED {line}")
+    if session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def _pg_reachable() -> str:
     try:
         with psycopg.connect(PG_ADMIN, connect_timeout=3):
