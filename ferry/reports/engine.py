@@ -22,7 +22,7 @@ from ferry.cache.flight import ReportCache
 from ferry.db.models import Student
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import render, versions
-from ferry.reports.semester import semester_report
+from ferry.reports.semester import check_language, semester_report
 from ferry.reports.settings import ReportSettings
 from ferry.reports.student import (
     Scope,
@@ -170,35 +170,51 @@ class ReportEngine:
     # --- semester ----------------------------------------------------------------------
 
     def _semester_cached(
-        self, kind: str, semester: str, role: int, build: Callable[[pb.SemesterReport], bytes]
+        self,
+        kind: str,
+        semester: str,
+        role: int,
+        build: Callable[[pb.SemesterReport], bytes],
+        language: str = "",
     ) -> tuple[bytes, bool]:
         semester = semester.strip()
+        lang = check_language(language)
         stamp = self.versions.stamp(versions.SEMESTER, semester)
-        key = _key(kind, semester, role, stamp, self._config)
+        key = _key(kind, semester, role, stamp, self._config, lang)
 
         def compute() -> bytes:
             with self.db.connect() as conn:
-                return build(semester_report(conn, self.settings, semester))
+                return build(semester_report(conn, self.settings, semester, lang))
 
         return self.cache.get_or_compute(kind, key, compute)
 
-    def semester_bytes(self, semester: str, role: int = 0) -> tuple[bytes, bool]:
+    def semester_bytes(
+        self, semester: str, role: int = 0, language: str = ""
+    ) -> tuple[bytes, bool]:
         return self._semester_cached(
-            "semester", semester, role, lambda r: r.SerializeToString(deterministic=True)
+            "semester",
+            semester,
+            role,
+            lambda r: r.SerializeToString(deterministic=True),
+            language,
         )
 
-    def semester(self, semester: str, role: int = 0) -> tuple[pb.SemesterReport, bool]:
-        data, cached = self.semester_bytes(semester, role)
+    def semester(
+        self, semester: str, role: int = 0, language: str = ""
+    ) -> tuple[pb.SemesterReport, bool]:
+        data, cached = self.semester_bytes(semester, role, language)
         return pb.SemesterReport.FromString(data), cached
 
-    def semester_response(self, semester: str, role: int = 0) -> bytes:
+    def semester_response(self, semester: str, role: int = 0, language: str = "") -> bytes:
         """GetSemesterReportResponse as wire bytes, built around the cached bytes."""
-        return response_bytes(*self.semester_bytes(semester, role))
+        return response_bytes(*self.semester_bytes(semester, role, language))
 
-    def render_semester(self, semester: str, fmt: str, role: int = 0) -> tuple[File, bool]:
+    def render_semester(
+        self, semester: str, fmt: str, role: int = 0, language: str = ""
+    ) -> tuple[File, bool]:
         fmt = check_format(fmt)
         data, cached = self._semester_cached(
-            f"semester.{fmt}", semester, role, lambda r: render.semester(r, fmt)
+            f"semester.{fmt}", semester, role, lambda r: render.semester(r, fmt), language
         )
         name = f"semester_{render.safe(semester.strip())}.{fmt}"
         return File(name, render.CONTENT_TYPES[fmt], data), cached

@@ -281,8 +281,12 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
         ["Attendance", f"{r.attendance.rate:.2f}% of {r.attendance.total} days"],
         [
             "Performance",
-            f"{r.performance.average:.2f} average, {r.performance.trend or 'no'} "
-            f"trend ({r.performance.trend_per_week:+.2f}/week)",
+            f"{r.performance.average:.2f} average, "
+            + (
+                "not enough data for a trend"
+                if r.performance.trend in ("", "not_enough_data")
+                else f"{r.performance.trend} trend ({r.performance.trend_per_week:+.2f}/week)"
+            ),
         ],
     ]
     t = Table(
@@ -390,6 +394,8 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
     story.append(
         _p("Class averages are shown only for classes with at least 5 graded students.", st.sub)
     )
+    if r.policy:
+        story.append(_p(r.policy, st.sub))
     return story
 
 
@@ -466,10 +472,12 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
             f"Below {_fmt(t.min_percent)}% overall (low_grade), below "
             f"{_fmt(t.min_attendance_rate)}% attendance (low_attendance), or daily "
             f"performance falling by {_fmt(t.falling_trend_per_week)} or more a week "
-            "(falling_trend).",
+            f"over marks in at least {t.min_trend_weeks} distinct weeks (falling_trend).",
             st.sub,
         )
     )
+    if r.policy:
+        story.append(_p(r.policy, st.sub))
     if r.at_risk:
         story.append(
             _table(
@@ -482,7 +490,7 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
                         f"{a.overall_percent:.2f}" if a.graded else "-",
                         f"{a.attendance_rate:.2f}",
                         f"{a.trend_per_week:+.2f}",
-                        ", ".join(a.reasons),
+                        "; ".join(a.reason_texts or a.reasons),
                     ]
                     for a in r.at_risk
                 ],

@@ -27,6 +27,7 @@ from ferry.db.models import (
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import compute as c
 from ferry.reports.settings import ReportSettings
+from ferry.reports.words import STUDENT_POLICY
 from ferry.v1 import reports_pb2 as pb
 
 
@@ -92,6 +93,12 @@ def _in_range(col: Any, scope: Scope) -> list[Any]:
     if scope.date_to:
         out.append(col <= scope.date_to)
     return out
+
+
+def counts_enrolment() -> Any:
+    """SQL: the enrolment counts in averages, GPA and credits (it is not withdrawn or
+    dropped; those are shown as W and left out, compute.WITHDRAWN)."""
+    return sa.func.coalesce(Enrollment.status, "").notin_(c.WITHDRAWN)
 
 
 def scale_pb(settings: ReportSettings) -> list[pb.GradeBand]:
@@ -206,7 +213,11 @@ def student_report(
         date_from=str(scope.date_from or ""),
         date_to=str(scope.date_to or ""),
         grading_scale=scale_pb(settings),
+        policy=STUDENT_POLICY,
     )
+    # Every section is there even when empty (the page reads them all).
+    report.attendance.SetInParent()
+    report.performance.SetInParent()
     totals: dict[str, int] = defaultdict(int)
     all_perf: list[tuple[dt.date, float]] = []
     overall: list[tuple[float, float]] = []
@@ -219,7 +230,10 @@ def student_report(
             teacher=e.teacher or "",
             credits=e.credits or 0,
             status=e.status or "",
+            withdrawn=(e.status or "") in c.WITHDRAWN,
         )
+        course.attendance.SetInParent()
+        course.performance.SetInParent()
         marks = []
         for g in grades.get(e.id, []):
             m = c.Mark(float(g.score), float(g.max_score), float(g.weight))
@@ -234,7 +248,9 @@ def student_report(
                 comment=g.comment or "",
             )
         pct = c.weighted_percent(marks)
-        if pct is not None:
+        if course.withdrawn:
+            course.letter = c.WITHDRAWN_LETTER
+        elif pct is not None:
             band = settings.band(c.r2(pct))
             course.graded = True
             course.weighted_percent = c.r2(pct)
@@ -293,13 +309,13 @@ def _attendance(
 def _performance(
     out: pb.PerformanceSummary, points: list[tuple[dt.date, float]], settings: ReportSettings
 ) -> None:
+    label, slope = c.trend(points, settings)
+    out.trend = label
     if not points:
         return
     out.count = len(points)
     out.average = c.r2(sum(s for _, s in points) / len(points))
-    slope = c.slope_per_week(points)
-    out.trend_per_week = c.r2(slope or 0.0)
-    out.trend = c.trend_label(slope, settings)
+    out.trend_per_week = c.r2(slope)
     weeks: dict[dt.date, list[float]] = defaultdict(list)
     for d, s in points:
         weeks[c.monday(d)].append(s)
@@ -333,7 +349,14 @@ def class_averages(
             Enrollment.course_ref,
             per_enrolment(Grade.score / Grade.max_score * Grade.weight),
             per_enrolment(Grade.weight),
-        ).where(Enrollment.course_ref.in_(course_ids), Enrollment.deleted_at.is_(None))
+        )
+        .join(Student, Student.id == Enrollment.student_ref)
+        .where(
+            Enrollment.course_ref.in_(course_ids),
+            Enrollment.deleted_at.is_(None),
+            Student.deleted_at.is_(None),
+            counts_enrolment(),
+        )
     ).all()
     per: dict[int, list[float]] = defaultdict(list)
     for cid, n, d in rows:
