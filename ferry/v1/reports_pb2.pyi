@@ -763,7 +763,10 @@ class BulkStudentReportsRequest(google.protobuf.message.Message):
     output: builtins.str
     """zip (PDFs, default) | pdf (one merged PDF, a bookmark per student) | csv | json."""
     semester: builtins.str
-    """The range of every report, as in GetStudentReportRequest."""
+    """The range of every report, as in GetStudentReportRequest. With course_code and no
+    semester or date range: the course's semester (a class's reports are of its term).
+    The file name carries the range.
+    """
     date_from: builtins.str
     date_to: builtins.str
     @property

@@ -117,7 +117,7 @@ def test_bulk_with_missing_students(engine: ReportEngine, backend: str) -> None:
 
     req.output = "pdf"
     f = bulk(engine, req)
-    assert f.filename == "student_reports_4_students.pdf"
+    assert f.filename == "student_reports_4_students_all.pdf"
     reader = PdfReader(io.BytesIO(f.data))
     marks = [(o.title, reader.get_destination_page_number(o)) for o in reader.outline]
     assert [m[0] for m in marks] == ["S1 Ελένη Νικολάου", "S2 Ann Bee", "Not included (2)"]
