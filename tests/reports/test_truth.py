@@ -127,7 +127,7 @@ def test_a_dropped_course_is_w_and_out_of_the_gpa(school_url: str) -> None:
         r = student_report(conn, SETTINGS, "S1", Scope())
         sem = semester_report(conn, SETTINGS, SEM)
     db.dispose()
-    art, math = r.courses
+    art, _math = r.courses
     assert (art.letter, art.withdrawn, art.graded) == ("W", True, False)
     assert [a.assessment for a in art.assessments] == ["Project"]  # still shown
     # Only MATH counts: 87.5% -> B (3.0), 4 credits.
