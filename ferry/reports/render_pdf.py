@@ -8,7 +8,9 @@ bytes and its sha256 works as an ETag.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape
@@ -28,6 +30,7 @@ from reportlab.graphics.charts.barcharts import (  # noqa: E402
 from reportlab.graphics.charts.legends import Legend  # noqa: E402
 from reportlab.graphics.charts.lineplots import LinePlot  # noqa: E402
 from reportlab.graphics.shapes import Drawing, String  # noqa: E402
+from reportlab.graphics.widgets.markers import makeMarker  # noqa: E402
 from reportlab.lib import colors  # noqa: E402
 from reportlab.lib.enums import TA_RIGHT  # noqa: E402
 from reportlab.lib.pagesizes import A4  # noqa: E402
@@ -51,6 +54,7 @@ SOFT = colors.Color(0.62, 0.7, 0.82)
 HEAD = colors.Color(0.86, 0.89, 0.94)
 ZEBRA = colors.Color(0.96, 0.97, 0.98)
 WIDTH = A4[0] - 36 * mm
+HALF = WIDTH / 2 - 8  # a table beside another
 PAD = 3.0  # a table cell's left and right padding in _table
 
 
@@ -88,7 +92,11 @@ def _fmt(v: float) -> str:
 
 
 def _widths(
-    st: _Styles, header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int]
+    st: _Styles,
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    numeric: Sequence[int],
+    width: float = WIDTH,
 ) -> list[float]:
     """Column widths from the content: each column wants its longest cell (and at least
     its header's longest word); when they do not fit, text columns give way (down to
@@ -107,16 +115,16 @@ def _widths(
         if i in numeric:
             least.append(full + pad)
         else:
-            least.append(min(word, WIDTH / 3) + pad)
+            least.append(min(word, width / 3) + pad)
         want.append(max(least[-1], full + pad))
     total = sum(want)
-    if total <= WIDTH:
-        extra = (WIDTH - total) / len(want)
+    if total <= width:
+        extra = (width - total) / len(want)
         return [x + extra for x in want]
     give = sum(x - m for x, m in zip(want, least, strict=True))
-    over = total - WIDTH
+    over = total - width
     if give <= 0:
-        return [x * WIDTH / total for x in want]
+        return [x * width / total for x in want]
     f = min(1.0, over / give)
     return [x - (x - m) * f for x, m in zip(want, least, strict=True)]
 
@@ -126,13 +134,14 @@ def _table(
     header: Sequence[str],
     rows: Sequence[Sequence[Any]],
     numeric: Sequence[int] = (),
+    width: float = WIDTH,
 ) -> Table:
     """Header wraps, long text wraps, numbers right-aligned; zebra only on real rows.
 
     A body cell that fits its column on one line is a plain string in the cell font; only
     text that must wrap becomes a Paragraph. Paragraphs were most of a report's render
     time (parsed as markup, wrapped and drawn one by one: about 3,700 per 20 reports)."""
-    widths = _widths(st, header, rows, numeric)
+    widths = _widths(st, header, rows, numeric, width)
     head = [_p(h, st.headnum if i in numeric else st.headcell) for i, h in enumerate(header)]
     body = [[_cell(st, v, widths[i], i in numeric) for i, v in enumerate(row)] for row in rows]
     t = Table([head, *body], colWidths=widths, repeatRows=1)
@@ -182,21 +191,80 @@ def _doc(buf: io.BytesIO, title: str, subject: str) -> SimpleDocTemplate:
     )
 
 
+def nice_axis(top: float, ticks: int = 6, integer: bool = False) -> tuple[float, float]:
+    """(axis maximum, step) of an axis from 0 that holds `top`: the step is a round number
+    (1, 2, 2.5 or 5 times a power of ten; whole with `integer`), at most `ticks` steps, and
+    the maximum a whole number of steps at or above `top` (1 step of 1 for nothing)."""
+    if not top > 0 or not math.isfinite(top):
+        return 1.0, 1.0
+    base = 10.0 ** math.floor(math.log10(top / ticks))
+    step = base * 10
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        s = m * base
+        if integer and (s < 1 or s != int(s)):
+            continue
+        if math.ceil(top / s - 1e-9) <= ticks:
+            step = s
+            break
+    step = max(step, 1.0) if integer else step
+    return max(1, math.ceil(top / step - 1e-9)) * step, step
+
+
+def _steps(top: float, step: float) -> list[float]:
+    n = round(top / step)
+    return [round(i * step, 10) for i in range(n + 1)]
+
+
+def _fit_labels(
+    labels: Sequence[str], slot: float, font: str, size: float, longest: float = 70.0
+) -> tuple[list[str], int]:
+    """Category labels that never overlap: as they are when each fits its slot; else
+    rotated (30 degrees, or 90 when slots are narrower than two lines) and cut to `longest`
+    points with an ellipsis. Rotated labels of neighbouring slots are `slot * sin(angle)`
+    apart, more than a line."""
+    widest = max((stringWidth(x, font, size) for x in labels), default=0.0)
+    if widest + 4 <= slot:
+        return list(labels), 0
+    angle = 30 if slot * 0.5 > size * 1.2 else 90
+    tail = labels[0] if len(labels) > 1 else ""
+    for x in labels[1:]:
+        while tail and not x.endswith(tail):
+            tail = tail[1:]
+    if len(tail) >= 3 and all(len(x) > len(tail) for x in labels):
+        labels = [x[: -len(tail)] for x in labels]  # "-2026F" of every code says nothing
+    out = []
+    for x in labels:
+        while stringWidth(x, font, size) > longest and len(x) > 2:
+            x = x[:-2] + "…"
+        out.append(x)
+    return out, angle
+
+
+def _value_axis(axis: Any, st: _Styles, values: Sequence[float], integer: bool = False) -> None:
+    top, step = nice_axis(max(values, default=0.0), integer=integer)
+    axis.valueMin, axis.valueMax, axis.valueStep = 0, top, step
+    axis.valueSteps = _steps(top, step)
+    axis.labels.fontName, axis.labels.fontSize = st.font, 7
+    axis.labelTextFormat = lambda v: _fmt(float(v))
+
+
 def _bar_chart(
     st: _Styles, labels: list[str], series: list[list[float]], names: list[str]
 ) -> Drawing:
     h = 150
-    d = Drawing(WIDTH, h + 30)
+    plot_w = int(WIDTH - 140)
+    names_fit, angle = _fit_labels(labels, plot_w / max(1, len(labels)), st.font, 7)
+    drop = 0 if angle == 0 else (42 if angle == 30 else 70)  # room for rotated labels
+    d = Drawing(WIDTH, h + 30 + drop)
     ch = VerticalBarChart()
-    ch.x, ch.y, ch.width, ch.height = 36, 30, int(WIDTH - 140), int(h - 20)
+    ch.x, ch.y, ch.width, ch.height = 36, 30 + drop, plot_w, int(h - 20)
     ch.data = series
-    ch.valueAxis.valueMin, ch.valueAxis.valueMax, ch.valueAxis.valueStep = 0, 100, 20
-    ch.valueAxis.labels.fontName = st.font
-    ch.categoryAxis.categoryNames = labels
+    _value_axis(ch.valueAxis, st, [v for row in series for v in row])
+    ch.categoryAxis.categoryNames = names_fit
     ch.categoryAxis.labels.fontName = st.font
     ch.categoryAxis.labels.fontSize = 7
-    ch.categoryAxis.labels.angle = 30 if len(labels) > 6 else 0
-    ch.categoryAxis.labels.boxAnchor = "ne" if len(labels) > 6 else "n"
+    ch.categoryAxis.labels.angle = angle
+    ch.categoryAxis.labels.boxAnchor = "n" if angle == 0 else ("ne" if angle == 30 else "e")
     palette = [ACCENT, SOFT]
     for i in range(len(series)):
         ch.bars[i].fillColor = palette[i % 2]
@@ -204,11 +272,11 @@ def _bar_chart(
     ch.barSpacing, ch.groupSpacing = 1, 8
     d.add(ch)
     lg = Legend()
-    lg.x, lg.y = int(WIDTH - 96), h
+    lg.x, lg.y = int(WIDTH - 96), h + drop
     lg.fontName, lg.fontSize = st.font, 7.5
     lg.colorNamePairs = [(palette[i % 2], n) for i, n in enumerate(names)]
     d.add(lg)
-    d.add(String(0, h + 16, "Course results (%)", fontName=st.bold, fontSize=9))
+    d.add(String(0, h + 16 + drop, "Course results (%)", fontName=st.bold, fontSize=9))
     return d
 
 
@@ -216,15 +284,12 @@ def _attendance_chart(st: _Styles, counts: Sequence[pb.StatusCount]) -> Drawing:
     h = 22 * max(1, len(counts)) + 30
     d = Drawing(WIDTH / 2 - 6, h + 16)
     ch = HorizontalBarChart()
-    ch.x, ch.y, ch.width, ch.height = 56, 10, int(WIDTH / 2 - 80), int(h - 20)
+    ch.x, ch.y, ch.width, ch.height = 56, 14, int(WIDTH / 2 - 80), int(h - 24)
     ch.data = [[c.count for c in counts] or [0]]
     ch.categoryAxis.categoryNames = [c.status for c in counts] or ["-"]
     ch.categoryAxis.labels.fontName = st.font
-    top = max([c.count for c in counts] or [1])
-    ch.valueAxis.valueMin, ch.valueAxis.valueMax = 0, top
-    ch.valueAxis.valueStep = max(1, -(-top // 5))
-    ch.valueAxis.labels.fontName = st.font
-    ch.valueAxis.labels.fontSize = 7
+    ch.categoryAxis.labels.fontSize = 7
+    _value_axis(ch.valueAxis, st, [float(c.count) for c in counts], integer=True)
     ch.bars[0].fillColor = ACCENT
     ch.bars[0].strokeColor = None
     d.add(ch)
@@ -233,23 +298,40 @@ def _attendance_chart(st: _Styles, counts: Sequence[pb.StatusCount]) -> Drawing:
 
 
 def _trend_chart(st: _Styles, weekly: Sequence[pb.PerformancePoint], label: str) -> Drawing:
-    h = 120
+    """Weekly averages against the week's start (a date), weeks without marks left as gaps
+    in time, not squeezed out."""
+    h = 130
     d = Drawing(WIDTH / 2 - 6, h + 16)
     lp = LinePlot()
-    lp.x, lp.y, lp.width, lp.height = 30, 18, int(WIDTH / 2 - 50), int(h - 28)
-    pts = [(i + 1, p.average) for i, p in enumerate(weekly)] or [(1, 0)]
+    lp.x, lp.y, lp.width, lp.height = 30, 40, int(WIDTH / 2 - 56), int(h - 50)
+    weeks = [dt.date.fromisoformat(p.week) for p in weekly]
+    first = weeks[0] if weeks else None
+    pts = (
+        [((w - first).days / 7, p.average) for w, p in zip(weeks, weekly, strict=True)]
+        if (first)
+        else [(0.0, 0.0)]
+    )
     lp.data = [pts]
     lp.lines[0].strokeColor = ACCENT
     lp.lines[0].strokeWidth = 1.5
-    lp.xValueAxis.valueMin, lp.xValueAxis.valueMax = 0.5, max(2, len(pts)) + 0.5
-    lp.xValueAxis.valueStep = max(1, len(pts) // 8)
+    lp.lines[0].symbol = makeMarker("FilledCircle", size=3, fillColor=ACCENT)  # type: ignore[no-untyped-call]
+    span = max(x for x, _ in pts)
+    _, step = nice_axis(span, ticks=5, integer=True) if span else (0.0, 1.0)
+    lp.xValueAxis.valueMin, lp.xValueAxis.valueMax = -0.5, span + 0.5
+    lp.xValueAxis.valueSteps = [float(i) for i in range(0, int(span) + 1, int(step))]
+
+    def week_of(x: float) -> str:
+        return str(first + dt.timedelta(weeks=round(x))) if first else ""
+
+    lp.xValueAxis.labelTextFormat = week_of
     lp.xValueAxis.labels.fontName = st.font
-    lp.xValueAxis.labels.fontSize = 7
-    lp.yValueAxis.labels.fontName = st.font
-    lp.yValueAxis.labels.fontSize = 7
-    lp.yValueAxis.valueMin = 0
+    lp.xValueAxis.labels.fontSize = 6.5
+    lp.xValueAxis.labels.angle = 30
+    lp.xValueAxis.labels.boxAnchor = "ne"
+    _value_axis(lp.yValueAxis, st, [y for _, y in pts])
     d.add(lp)
-    title = "Daily performance by week" + (f" ({label})" if label else "")
+    shown = {"not_enough_data": "not enough data", "": ""}.get(label, label)
+    title = "Performance by week" + (f" ({shown})" if shown else "")
     d.add(String(0, h + 4, title, fontName=st.bold, fontSize=9))
     return d
 
@@ -348,6 +430,30 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
         colWidths=[WIDTH / 2, WIDTH / 2],
     )
     story += [Spacer(1, 8), KeepTogether([charts])]
+    # The charts' data, as tables.
+    data_rows: list[list[Any]] = [[c.status, c.count] for c in r.attendance.counts]
+    week_rows: list[list[Any]] = [
+        [w.week, f"{w.average:.2f}", w.count] for w in r.performance.weekly
+    ]
+    if data_rows or week_rows:
+        story.append(
+            Table(
+                [
+                    [
+                        _table(st, ["Attendance", "Days"], data_rows or [["-", 0]], (1,), HALF),
+                        _table(
+                            st,
+                            ["Week starting", "Average", "Marks"],
+                            week_rows or [["-", "-", 0]],
+                            (1, 2),
+                            HALF,
+                        ),
+                    ]
+                ],
+                colWidths=[WIDTH / 2, WIDTH / 2],
+                style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
+            )
+        )
     story.append(_p("Assessments", st.h2))
     rows = [
         [
@@ -428,10 +534,7 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
     ch.data = [[x.count for x in r.distribution] or [0]]
     ch.categoryAxis.categoryNames = [x.letter for x in r.distribution] or ["-"]
     ch.categoryAxis.labels.fontName = st.font
-    top = max([x.count for x in r.distribution] or [1]) or 1
-    ch.valueAxis.valueMin, ch.valueAxis.valueMax = 0, top
-    ch.valueAxis.valueStep = max(1, -(-top // 5))
-    ch.valueAxis.labels.fontName = st.font
+    _value_axis(ch.valueAxis, st, [float(x.count) for x in r.distribution], integer=True)
     ch.bars[0].fillColor = ACCENT
     d.add(ch)
     d.add(
@@ -444,6 +547,15 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
         )
     )
     story.append(d)
+    if r.distribution:  # the chart's data
+        story.append(
+            _table(
+                st,
+                ["Letter", *[x.letter for x in r.distribution]],
+                [["Students", *[x.count for x in r.distribution]]],
+                numeric=tuple(range(1, len(r.distribution) + 1)),
+            )
+        )
     letters = [b.letter for b in r.grading_scale]
     story.append(_p("Courses", st.h2))
     n = len(letters)
