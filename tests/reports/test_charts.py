@@ -187,3 +187,57 @@ def test_report_pages_for_people(school_url: str) -> None:
             words = r.at_risk[0].reason_texts[0]
             assert words in " ".join(text(data).split()), words
     db.dispose()
+
+
+def _placed(data: bytes) -> list[tuple[float, float, str]]:
+    """(x, y, text) of every text the PDF's first page draws, as the extractor reads it."""
+    import io
+
+    from pypdf import PdfReader
+
+    out: list[tuple[float, float, str]] = []
+
+    def visit(t: str, cm: Any, tm: Any, *_: Any) -> None:
+        if t.strip():
+            x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+            y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+            out.append((x, y, t.strip()))
+
+    PdfReader(io.BytesIO(data)).pages[0].extract_text(visitor_text=visit)
+    return out
+
+
+def _under(placed: list[tuple[float, float, str]], title: str, w: float, h: float) -> list[str]:
+    """The texts drawn in the box of `w` x `h` points below the chart title `title`."""
+    x0, y0 = next((x, y) for x, y, t in placed if t == title)
+    return [t for x, y, t in placed if x0 - 20 <= x <= x0 + w and y0 - h <= y < y0]
+
+
+def _numbers(texts: list[str]) -> list[float]:
+    out = []
+    for t in texts:
+        try:
+            out.append(float(t))
+        except ValueError:
+            continue
+    return out
+
+
+def test_the_pdf_text_shows_every_chart_value_inside_its_axis() -> None:
+    """Read back from the PDF as a text extractor sees it: each chart's axis labels (the
+    numbers and dates drawn in its box) run from 0 to a top no lower than any value the
+    chart shows, and the time axis' dates span the weeks it plots."""
+    r = _five_courses()
+    placed = _placed(student_pdf(r))
+    results = _numbers(_under(placed, "Course results (%)", 360, 160))
+    shown = [c.weighted_percent for c in r.courses] + [c.class_average for c in r.courses]
+    assert min(results) == 0 and max(results) >= max(shown) and max(results) == 100
+    attendance = _numbers(_under(placed, "Attendance (days)", 240, 110))
+    assert min(attendance) == 0 and max(attendance) >= max(c.count for c in r.attendance.counts)
+    perf_box = _under(placed, "Performance by week (steady)", 250, 130)
+    perf = _numbers(perf_box)
+    assert min(perf) == 0 and max(perf) >= max(w.average for w in r.performance.weekly)
+    dates = sorted(dt.date.fromisoformat(t) for t in perf_box if t.count("-") == 2)
+    weeks = [dt.date.fromisoformat(w.week) for w in r.performance.weekly]
+    assert len(dates) >= 2 and dates[0] == weeks[0] and dates[-1] <= weeks[-1]
+    assert len(set(dates)) == len(dates)  # never two labels of one date
