@@ -293,7 +293,8 @@ def student_report(
         report.first_day, report.last_day = str(min(days)), str(max(days))
     if not (grades or att or perf or report.highlights):
         report.empty = True
-        report.note = f"No grades, attendance or performance recorded for {scope.label}."
+        what = "any day" if scope.label == "all" else scope.label
+        report.note = f"No grades, attendance or performance recorded for {what}."
     return report
 
 

@@ -355,7 +355,9 @@ class StudentReport(google.protobuf.message.Message):
     """The first and last day with data in the report (YYYY-MM-DD), empty when none."""
     last_day: builtins.str
     overall_percent: builtins.float
-    """Credit-weighted over graded courses."""
+    """Credit-weighted over graded courses (withdrawn or dropped ones left out, as from the
+    GPA and credits attempted).
+    """
     gpa: builtins.float
     credits_attempted: builtins.int
     credits_earned: builtins.int
@@ -527,9 +529,9 @@ class CourseOverview(google.protobuf.message.Message):
     teacher: builtins.str
     credits: builtins.int
     enrolled: builtins.int
-    """Enrolments that are not soft-deleted."""
+    """Live enrolments (of live students) that are not withdrawn or dropped."""
     graded: builtins.int
-    """Students with at least one graded assessment."""
+    """Of those, students with at least one counted assessment (positive weight and max)."""
     average: builtins.float
     attendance_rate: builtins.float
     attendance_days: builtins.int

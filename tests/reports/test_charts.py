@@ -174,7 +174,7 @@ def test_report_pages_for_people(school_url: str) -> None:
     save_pages(student_pdf(_five_courses()), "people-student-five-courses")
     empty = pb.StudentReport(
         student_id="S6", first_name="Ida", last_name="Jay", empty=True,
-        note="No grades, attendance or performance recorded for all.",
+        note="No grades, attendance or performance recorded for any day.",
         grading_scale=scale_pb(ReportSettings()),
     )  # fmt: skip
     save_pages(student_pdf(empty), "people-student-no-data")
