@@ -103,8 +103,14 @@ class Enrolment:
 class Oracle:
     """Everything read once, in a handful of plain SQL statements."""
 
-    def __init__(self, conn: Connection) -> None:
-        q = lambda sql: conn.execute(sa.text(sql)).all()  # noqa: E731
+    def __init__(
+        self, conn: Connection, lo: dt.date | None = None, hi: dt.date | None = None
+    ) -> None:
+        """Everything (lo, hi both None) or only grades, days and marks dated lo..hi."""
+        self.dated = lo is not None or hi is not None
+        dates = {"lo": lo or dt.date(1, 1, 1), "hi": hi or dt.date(9999, 12, 31)}
+        q = lambda sql: conn.execute(sa.text(sql), dates).all()  # noqa: E731
+        g_in = " AND g.graded_on BETWEEN :lo AND :hi " if self.dated else " "
         self.enrolments: dict[int, Enrolment] = {}
         for eid, sid, cid, code, sem, credits, status in q(
             "SELECT e.id, s.student_id, c.id, c.course_code, c.semester, c.credits, "
@@ -114,12 +120,19 @@ class Oracle:
         for eid, num, den in q(
             "SELECT g.enrollment_ref, SUM(g.score * g.weight / g.max_score), SUM(g.weight) "
             "FROM grades g WHERE g.deleted_at IS NULL AND g.max_score > 0 AND g.weight > 0 "
-            "AND g.enrollment_ref IN (SELECT e.id" + LIVE + ") GROUP BY g.enrollment_ref"
+            + g_in
+            + "AND g.enrollment_ref IN (SELECT e.id"
+            + LIVE
+            + ") GROUP BY g.enrollment_ref"
         ):
             self.enrolments[eid].percent = float(num) * 100.0 / float(den)
         for eid, n, first, last in q(
             "SELECT g.enrollment_ref, COUNT(*), MIN(g.graded_on), MAX(g.graded_on) FROM grades g "
-            "WHERE g.deleted_at IS NULL AND g.enrollment_ref IN (SELECT e.id" + LIVE + ") "
+            "WHERE g.deleted_at IS NULL"
+            + g_in
+            + "AND g.enrollment_ref IN (SELECT e.id"
+            + LIVE
+            + ") "
             "GROUP BY g.enrollment_ref"
         ):
             e = self.enrolments[eid]
@@ -127,7 +140,7 @@ class Oracle:
             e.days += [_day(d) for d in (first, last) if d is not None]
         for eid, status, n, first, last in q(
             "SELECT a.enrollment_ref, a.status, COUNT(*), MIN(a.date), MAX(a.date) "
-            "FROM attendance a WHERE a.deleted_at IS NULL "
+            "FROM attendance a WHERE a.deleted_at IS NULL AND a.date BETWEEN :lo AND :hi "
             "AND a.enrollment_ref IN (SELECT e.id" + LIVE + ") "
             "GROUP BY a.enrollment_ref, a.status"
         ):
@@ -136,7 +149,8 @@ class Oracle:
             e.days += [_day(first), _day(last)]
         for eid, day, score in q(
             "SELECT p.enrollment_ref, p.date, p.score FROM daily_performance p "
-            "WHERE p.deleted_at IS NULL AND p.enrollment_ref IN (SELECT e.id" + LIVE + ")"
+            "WHERE p.deleted_at IS NULL AND p.date BETWEEN :lo AND :hi "
+            "AND p.enrollment_ref IN (SELECT e.id" + LIVE + ")"
         ):
             e = self.enrolments[eid]
             e.marks.append((_day(day), float(score)))
@@ -170,7 +184,10 @@ class Oracle:
             (
                 e
                 for e in self.enrolments.values()
-                if e.student_id == sid and (not semester or e.semester == semester)
+                if e.student_id == sid
+                and (not semester or e.semester == semester)
+                # A date range shows only the courses with something in it.
+                and (not self.dated or e.grades or e.attendance or e.marks)
             ),
             key=lambda e: (e.semester, e.course_code),
         )
@@ -205,8 +222,12 @@ class Oracle:
                 totals[k] += n
             marks += e.marks
             days += e.days
+        # A range's highlights are those of the semesters of the courses it shows.
+        shown = {e.semester for e in mine}
         highlights = sorted(
-            t for sem, t in self.highlights.get(sid, []) if not semester or sem == semester
+            t
+            for sem, t in self.highlights.get(sid, [])
+            if (not semester or sem == semester) and (not self.dated or sem in shown)
         )
         has_data = any(e.grades or e.attendance or e.marks for e in mine)
         return {

@@ -4,6 +4,7 @@ semester of the small demo data plus the edge cases of edge.py, on both backends
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,6 +114,31 @@ def test_every_student_report_equals_the_oracle(school: tuple[Engine, Oracle]) -
         with pytest.raises(NotFound):  # E05 is soft-deleted
             student_report(conn, SETTINGS, "E05", Scope())
     assert checked > 350
+
+
+RANGES = [
+    (dt.date(2026, 9, 1), dt.date(2026, 9, 30)),
+    (dt.date(2025, 10, 1), dt.date(2026, 3, 31)),
+    (dt.date(2027, 2, 5), dt.date(2027, 2, 12)),
+    (None, dt.date(2026, 1, 1)),
+    (dt.date(2026, 11, 15), None),
+]
+
+
+def test_every_date_range_report_equals_the_oracle(school: tuple[Engine, Oracle]) -> None:
+    """Date ranges: only grades, days and marks in the range count (class averages too),
+    only courses with something in it are shown."""
+    engine, everything = school
+    with engine.connect() as conn:
+        for lo, hi in RANGES:
+            oracle = Oracle(conn, lo, hi)
+            scope = Scope(date_from=lo, date_to=hi)
+            shown = 0
+            for sid in sorted(everything.live_students):
+                r = student_report(conn, SETTINGS, sid, scope)
+                check_student(r, oracle.student(sid), f"{sid} {lo}..{hi}")
+                shown += len(r.courses)
+            assert shown > 0, (lo, hi)
 
 
 def test_every_semester_report_equals_the_oracle(school: tuple[Engine, Oracle]) -> None:
