@@ -20,6 +20,7 @@ from ferry.db.models import Course, Enrollment, Student
 from ferry.errors import FerryError, InvalidArgument, NotFound
 from ferry.reports import render
 from ferry.reports.engine import File, ReportEngine, check_format
+from ferry.reports.semester import check_language
 from ferry.reports.student import Scope, check_student_id, parse_scope
 from ferry.v1 import reports_pb2 as pb
 
@@ -83,11 +84,13 @@ def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> tupl
     return list(seen), ""
 
 
-def collect(engine: ReportEngine, ids: list[str], scope: Scope, role: int) -> BulkResult:
+def collect(
+    engine: ReportEngine, ids: list[str], scope: Scope, role: int, language: str = ""
+) -> BulkResult:
     out = BulkResult(ids)
     for sid in ids:
         try:
-            report, _ = engine.student(sid, scope, role)
+            report, _ = engine.student(sid, scope, role, language)
         except NotFound:
             out.failures.append((sid, "not found"))
             continue
@@ -104,10 +107,11 @@ def collect(engine: ReportEngine, ids: list[str], scope: Scope, role: int) -> Bu
 def bulk(engine: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0) -> File:
     output = check_format(req.output, "output", OUTPUTS)
     scope = parse_scope(req.semester, req.date_from, req.date_to)
+    check_language(req.language)
     ids, course_semester = students_of(engine, req)
     if course_semester and not (scope.semester or scope.date_from or scope.date_to):
         scope = Scope(semester=course_semester)  # a class's reports: its semester
-    res = collect(engine, ids, scope, role)
+    res = collect(engine, ids, scope, role, req.language)
     who = req.course_code or f"{len(ids)}_students"
     base = f"student_reports_{render.safe(who)}_{render.safe(scope.label)}"
     if output == "json":

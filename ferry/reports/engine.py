@@ -115,41 +115,56 @@ class ReportEngine:
     # --- student -----------------------------------------------------------------------
 
     def _student_cached(
-        self, kind: str, student_id: str, scope: Scope, role: int, build: Callable[[Any], bytes]
+        self,
+        kind: str,
+        student_id: str,
+        scope: Scope,
+        role: int,
+        build: Callable[[Any], bytes],
+        language: str = "",
+        field: str = "language",
     ) -> tuple[bytes, bool]:
+        lang = check_language(language, field)
         stamp = self.versions.stamp(versions.STUDENT, student_id)
-        key = _key(kind, student_id, scope.key(), role, stamp, self._config)
+        key = _key(kind, student_id, scope.key(), role, stamp, self._config, lang)
 
         def compute() -> bytes:
             with self.db.connect() as conn:
-                report = student_report(conn, self.settings, student_id, scope)
+                report = student_report(conn, self.settings, student_id, scope, lang)
             return build(report)
 
         return self.cache.get_or_compute(kind, key, compute)
 
-    def student_bytes(self, student_id: str, scope: Scope, role: int = 0) -> tuple[bytes, bool]:
+    def student_bytes(
+        self, student_id: str, scope: Scope, role: int = 0, language: str = ""
+    ) -> tuple[bytes, bool]:
         """The report serialized (deterministically), as cached: a hit never parses it."""
         sid = check_student_id(student_id)
         return self._student_cached(
-            "student", sid, scope, role, lambda r: r.SerializeToString(deterministic=True)
+            "student",
+            sid,
+            scope,
+            role,
+            lambda r: r.SerializeToString(deterministic=True),
+            language,
         )
 
     def student(
-        self, student_id: str, scope: Scope, role: int = 0
+        self, student_id: str, scope: Scope, role: int = 0, language: str = ""
     ) -> tuple[pb.StudentReport, bool]:
-        data, cached = self.student_bytes(student_id, scope, role)
+        data, cached = self.student_bytes(student_id, scope, role, language)
         return pb.StudentReport.FromString(data), cached
 
     def student_from(
         self, req: pb.GetStudentReportRequest, role: int = 0, prefix: str = ""
     ) -> tuple[pb.StudentReport, bool]:
         scope = parse_scope(req.semester, req.date_from, req.date_to, prefix)
-        return self.student(req.student_id, scope, role)
+        return self.student(req.student_id, scope, role, req.language)
 
     def student_response(self, req: pb.GetStudentReportRequest, role: int = 0) -> bytes:
         """GetStudentReportResponse as wire bytes, built around the cached bytes."""
         scope = parse_scope(req.semester, req.date_from, req.date_to)
-        return response_bytes(*self.student_bytes(req.student_id, scope, role))
+        return response_bytes(*self.student_bytes(req.student_id, scope, role, req.language))
 
     def render_student(
         self, req: pb.GetStudentReportRequest, fmt: str, role: int = 0
@@ -163,7 +178,9 @@ class ReportEngine:
             name = render.student_filename(report, fmt).encode()
             return name + b"\n" + render.student(report, fmt)
 
-        blob, cached = self._student_cached(f"student.{fmt}", sid, scope, role, build)
+        blob, cached = self._student_cached(
+            f"student.{fmt}", sid, scope, role, build, req.language, "report.language"
+        )
         name, _, data = blob.partition(b"\n")
         return File(name.decode(), render.CONTENT_TYPES[fmt], data), cached
 

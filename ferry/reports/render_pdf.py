@@ -47,6 +47,7 @@ from reportlab.platypus import (  # noqa: E402
 )
 
 from ferry.formats.pdf_fonts import font_pair  # noqa: E402
+from ferry.reports.words import words  # noqa: E402
 from ferry.v1 import reports_pb2 as pb  # noqa: E402
 
 ACCENT = colors.Color(0.16, 0.33, 0.6)
@@ -59,7 +60,8 @@ PAD = 3.0  # a table cell's left and right padding in _table
 
 
 class _Styles:
-    def __init__(self) -> None:
+    def __init__(self, language: str = "en") -> None:
+        self.w = words(language or "en")  # the printed words, in the report's language
         self.font, self.bold = font_pair()
         f, b = self.font, self.bold
         self.title = ParagraphStyle("t", fontName=b, fontSize=17, leading=21, textColor=ACCENT)
@@ -164,12 +166,14 @@ def _table(
 
 
 def _footer(title: str, st: _Styles) -> Any:
+    page = st.w("Page {n}", n="{n}")
+
     def draw(canvas: Any, doc: Any) -> None:
         canvas.saveState()
         canvas.setFont(st.font, 7.5)
         canvas.setFillColor(colors.grey)
         canvas.drawString(18 * mm, 10 * mm, title)
-        canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {doc.page}")
+        canvas.drawRightString(A4[0] - 18 * mm, 10 * mm, page.format(n=doc.page))
         canvas.restoreState()
 
     return draw
@@ -276,7 +280,8 @@ def _bar_chart(
     lg.fontName, lg.fontSize = st.font, 7.5
     lg.colorNamePairs = [(palette[i % 2], n) for i, n in enumerate(names)]
     d.add(lg)
-    d.add(String(0, h + 16 + drop, "Course results (%)", fontName=st.bold, fontSize=9))
+    title = st.w("Course results (%)")
+    d.add(String(0, h + 16 + drop, title, fontName=st.bold, fontSize=9))
     return d
 
 
@@ -286,14 +291,14 @@ def _attendance_chart(st: _Styles, counts: Sequence[pb.StatusCount]) -> Drawing:
     ch = HorizontalBarChart()
     ch.x, ch.y, ch.width, ch.height = 56, 14, int(WIDTH / 2 - 80), int(h - 24)
     ch.data = [[c.count for c in counts] or [0]]
-    ch.categoryAxis.categoryNames = [c.status for c in counts] or ["-"]
+    ch.categoryAxis.categoryNames = [st.w(c.status) for c in counts] or ["-"]
     ch.categoryAxis.labels.fontName = st.font
     ch.categoryAxis.labels.fontSize = 7
     _value_axis(ch.valueAxis, st, [float(c.count) for c in counts], integer=True)
     ch.bars[0].fillColor = ACCENT
     ch.bars[0].strokeColor = None
     d.add(ch)
-    d.add(String(0, h + 4, "Attendance (days)", fontName=st.bold, fontSize=9))
+    d.add(String(0, h + 4, st.w("Attendance (days)"), fontName=st.bold, fontSize=9))
     return d
 
 
@@ -330,22 +335,25 @@ def _trend_chart(st: _Styles, weekly: Sequence[pb.PerformancePoint], label: str)
     lp.xValueAxis.labels.boxAnchor = "ne"
     _value_axis(lp.yValueAxis, st, [y for _, y in pts])
     d.add(lp)
-    shown = {"not_enough_data": "not enough data", "": ""}.get(label, label)
-    title = "Performance by week" + (f" ({shown})" if shown else "")
+    shown = st.w({"not_enough_data": "not enough data"}.get(label, label)) if label else ""
+    title = st.w("Performance by week") + (f" ({shown})" if shown else "")
     d.add(String(0, h + 4, title, fontName=st.bold, fontSize=9))
     return d
 
 
 def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
+    w = st.w
     name = f"{r.first_name} {r.last_name}"
     rng = r.semester or (
-        f"{r.date_from or '…'} - {r.date_to or '…'}" if (r.date_from or r.date_to) else "all data"
+        f"{r.date_from or '…'} - {r.date_to or '…'}"
+        if (r.date_from or r.date_to)
+        else w("all data")
     )
     story: list[Any] = [
-        _p(f"Student report: {name}", st.title),
+        _p(w("Student report: {name}", name=name), st.title),
         _p(
-            f"{r.student_id} · year {r.year_level} · {rng}"
-            + (f" · {r.first_day} to {r.last_day}" if r.first_day else ""),
+            f"{r.student_id} · {w('year {n}', n=r.year_level)} · {rng}"
+            + (f" · {w('{a} to {b}', a=r.first_day, b=r.last_day)}" if r.first_day else ""),
             st.sub,
         ),
         Spacer(1, 6),
@@ -355,19 +363,31 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
         return story
     summary = [
         [
-            "Overall",
+            w("Overall"),
             f"{r.overall_percent:.2f}%" if r.credits_attempted or r.overall_percent else "-",
         ],
-        ["GPA", f"{r.gpa:.2f}"],
-        ["Credits", f"{r.credits_earned} earned of {r.credits_attempted}"],
-        ["Attendance", f"{r.attendance.rate:.2f}% of {r.attendance.total} days"],
+        [w("GPA"), f"{r.gpa:.2f}"],
         [
-            "Performance",
-            f"{r.performance.average:.2f} average, "
-            + (
-                "not enough data for a trend"
-                if r.performance.trend in ("", "not_enough_data")
-                else f"{r.performance.trend} trend ({r.performance.trend_per_week:+.2f}/week)"
+            w("Credits"),
+            w(
+                "{earned} earned of {attempted}",
+                earned=r.credits_earned,
+                attempted=r.credits_attempted,
+            ),
+        ],
+        [
+            w("Attendance"),
+            w("{rate}% of {days} days", rate=f"{r.attendance.rate:.2f}", days=r.attendance.total),
+        ],
+        [
+            w("Performance"),
+            w("{avg} average, not enough data for a trend", avg=f"{r.performance.average:.2f}")
+            if r.performance.trend in ("", "not_enough_data")
+            else w(
+                "{avg} average, {trend} trend ({slope}/week)",
+                avg=f"{r.performance.average:.2f}",
+                trend=w(r.performance.trend),
+                slope=f"{r.performance.trend_per_week:+.2f}",
             ),
         ],
     ]
@@ -385,7 +405,7 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
             ]
         )
     )
-    story += [_p("Summary", st.h2), t]
+    story += [_p(w("Summary"), st.h2), t]
     graded = [c for c in r.courses if c.graded]
     if graded:
         story.append(Spacer(1, 8))
@@ -397,14 +417,25 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
                     [c.weighted_percent for c in graded],
                     [c.class_average if c.has_class_average else 0 for c in graded],
                 ],
-                ["Student", "Class average"],
+                [w("Student"), w("Class average")],
             )
         )
-    story.append(_p("Courses", st.h2))
+    story.append(_p(w("Courses"), st.h2))
     story.append(
         _table(
             st,
-            ["Course", "Teacher", "Credits", "Result %", "Letter", "Class avg %", "Attendance %"],
+            [
+                w(x)
+                for x in (
+                    "Course",
+                    "Teacher",
+                    "Credits",
+                    "Result %",
+                    "Letter",
+                    "Class avg %",
+                    "Attendance %",
+                )
+            ],
             [
                 [
                     f"{c.course_code} {c.title}",
@@ -431,7 +462,7 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
     )
     story += [Spacer(1, 8), KeepTogether([charts])]
     # The charts' data, as tables.
-    data_rows: list[list[Any]] = [[c.status, c.count] for c in r.attendance.counts]
+    data_rows: list[list[Any]] = [[w(c.status), c.count] for c in r.attendance.counts]
     week_rows: list[list[Any]] = [
         [w.week, f"{w.average:.2f}", w.count] for w in r.performance.weekly
     ]
@@ -440,10 +471,16 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
             Table(
                 [
                     [
-                        _table(st, ["Attendance", "Days"], data_rows or [["-", 0]], (1,), HALF),
                         _table(
                             st,
-                            ["Week starting", "Average", "Marks"],
+                            [w("Attendance"), w("Days")],
+                            data_rows or [["-", 0]],
+                            (1,),
+                            HALF,
+                        ),
+                        _table(
+                            st,
+                            [w("Week starting"), w("Average"), w("Marks")],
                             week_rows or [["-", "-", 0]],
                             (1, 2),
                             HALF,
@@ -454,7 +491,7 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
                 style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
             )
         )
-    story.append(_p("Assessments", st.h2))
+    story.append(_p(w("Assessments"), st.h2))
     rows = [
         [
             c.course_code,
@@ -473,32 +510,44 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
         story.append(
             _table(
                 st,
-                ["Course", "Assessment", "Score", "Max", "Weight", "%", "Graded on", "Comment"],
+                [
+                    w(x)
+                    for x in (
+                        "Course",
+                        "Assessment",
+                        "Score",
+                        "Max",
+                        "Weight",
+                        "%",
+                        "Graded on",
+                        "Comment",
+                    )
+                ],
                 rows,
                 numeric=(2, 3, 4, 5),
             )
         )
     if r.highlights:
-        story.append(_p("Highlights", st.h2))
+        story.append(_p(w("Highlights"), st.h2))
         story.append(
             _table(
                 st,
-                ["Semester", "Title", "Kind", "Description"],
+                [w("Semester"), w("Title"), w("Kind"), w("Description")],
                 [[h.semester, h.title, h.kind, h.description] for h in r.highlights],
             )
         )
-    story.append(_p("Grading scale", st.h2))
+    story.append(_p(w("Grading scale"), st.h2))
     story.append(
         _p(
             "  ·  ".join(
-                f"{b.letter} ≥ {_fmt(b.min_percent)}% ({_fmt(b.points)} pts)"
+                f"{b.letter} ≥ {_fmt(b.min_percent)}% ({w('{pts} pts', pts=_fmt(b.points))})"
                 for b in r.grading_scale
             ),
             st.body,
         )
     )
     story.append(
-        _p("Class averages are shown only for classes with at least 5 graded students.", st.sub)
+        _p(w("Class averages are shown only for classes with at least 5 graded students."), st.sub)
     )
     if r.policy:
         story.append(_p(r.policy, st.sub))
@@ -506,9 +555,9 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
 
 
 def student_pdf(r: pb.StudentReport) -> bytes:
-    st = _Styles()
+    st = _Styles(r.language)
     buf = io.BytesIO()
-    title = f"Student report {r.student_id}"
+    title = st.w("Student report {id}", id=r.student_id)
     doc = _doc(buf, title, f"{r.first_name} {r.last_name}")
     footer = _footer(f"{r.student_id} · {r.first_name} {r.last_name}", st)
     doc.build(student_story(r, st), onFirstPage=footer, onLaterPages=footer)
@@ -516,14 +565,26 @@ def student_pdf(r: pb.StudentReport) -> bytes:
 
 
 def semester_pdf(r: pb.SemesterReport) -> bytes:
-    st = _Styles()
+    st = _Styles(r.language)
     buf = io.BytesIO()
-    doc = _doc(buf, f"Semester report {r.semester}", r.semester)
+    doc = _doc(buf, st.w("Semester report {s}", s=r.semester), r.semester)
+    footer = _footer(st.w("Semester {s}", s=r.semester), st)
+    doc.build(semester_story(r, st), onFirstPage=footer, onLaterPages=footer)
+    return buf.getvalue()
+
+
+def semester_story(r: pb.SemesterReport, st: _Styles) -> list[Any]:
+    w = st.w
     story: list[Any] = [
-        _p(f"Semester report: {r.semester}", st.title),
+        _p(w("Semester report: {s}", s=r.semester), st.title),
         _p(
-            f"{len(r.courses)} courses · {r.student_count} students · average "
-            f"{r.average:.2f}% · attendance {r.attendance_rate:.2f}%",
+            w(
+                "{c} courses · {n} students · average {a}% · attendance {r}%",
+                c=len(r.courses),
+                n=r.student_count,
+                a=f"{r.average:.2f}",
+                r=f"{r.attendance_rate:.2f}",
+            ),
             st.sub,
         ),
         Spacer(1, 6),
@@ -541,7 +602,7 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
         String(
             0,
             138,
-            "Grade distribution (students per letter, all courses)",
+            w("Grade distribution (students per letter, all courses)"),
             fontName=st.bold,
             fontSize=9,
         )
@@ -551,40 +612,50 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
         story.append(
             _table(
                 st,
-                ["Letter", *[x.letter for x in r.distribution]],
-                [["Students", *[x.count for x in r.distribution]]],
+                [w("Letter"), *[x.letter for x in r.distribution]],
+                [[w("Students"), *[x.count for x in r.distribution]]],
                 numeric=tuple(range(1, len(r.distribution) + 1)),
             )
         )
     letters = [b.letter for b in r.grading_scale]
-    story.append(_p("Courses", st.h2))
+    story.append(_p(w("Courses"), st.h2))
     n = len(letters)
     story.append(
         _table(
             st,
-            ["Course", "Teacher", "Enrolled", "Average %", "Attendance %", *letters],
+            [
+                *[w(x) for x in ("Course", "Teacher", "Enrolled", "Withdrawn")],
+                *[w(x) for x in ("Average %", "Attendance %")],
+                *letters,
+            ],
             [
                 [
                     f"{c.course_code} {c.title}",
                     c.teacher,
                     c.enrolled,
+                    c.withdrawn,
                     f"{c.average:.2f}" if c.graded else "-",
                     f"{c.attendance_rate:.2f}" if c.attendance_days else "-",
                     *[x.count for x in c.distribution],
                 ]
                 for c in r.courses
             ],
-            numeric=tuple(range(2, 5 + n)),
+            numeric=tuple(range(2, 6 + n)),
         )
     )
-    story.append(_p(f"Students at risk ({len(r.at_risk)})", st.h2))
+    story.append(_p(w("Students at risk ({n})", n=len(r.at_risk)), st.h2))
     t = r.thresholds
     story.append(
         _p(
-            f"Below {_fmt(t.min_percent)}% overall (low_grade), below "
-            f"{_fmt(t.min_attendance_rate)}% attendance (low_attendance), or daily "
-            f"performance falling by {_fmt(t.falling_trend_per_week)} or more a week "
-            f"over marks in at least {t.min_trend_weeks} distinct weeks (falling_trend).",
+            w(
+                "Below {p}% overall (low_grade), below {a}% attendance (low_attendance), or "
+                "daily performance falling by {t} or more a week over marks in at least {w} "
+                "distinct weeks (falling_trend).",
+                p=_fmt(t.min_percent),
+                a=_fmt(t.min_attendance_rate),
+                t=_fmt(t.falling_trend_per_week),
+                w=t.min_trend_weeks,
+            ),
             st.sub,
         )
     )
@@ -594,7 +665,17 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
         story.append(
             _table(
                 st,
-                ["Student", "Name", "Overall %", "Attendance %", "Trend/week", "Reasons"],
+                [
+                    w(x)
+                    for x in (
+                        "Student",
+                        "Name",
+                        "Overall %",
+                        "Attendance %",
+                        "Trend/week",
+                        "Reasons",
+                    )
+                ],
                 [
                     [
                         a.student_id,
@@ -610,20 +691,18 @@ def semester_pdf(r: pb.SemesterReport) -> bytes:
             )
         )
     if r.highlights:
-        story.append(_p("Highlights", st.h2))
+        story.append(_p(w("Highlights"), st.h2))
         story.append(
             _table(
                 st,
-                ["Student", "Title", "Kind", "Description"],
+                [w("Student"), w("Title"), w("Kind"), w("Description")],
                 [
                     [f"{h.student_id} {h.student_name}", h.title, h.kind, h.description]
                     for h in r.highlights
                 ],
             )
         )
-    footer = _footer(f"Semester {r.semester}", st)
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
-    return buf.getvalue()
+    return story
 
 
 def failures_pdf(failures: Sequence[tuple[str, str]]) -> bytes:

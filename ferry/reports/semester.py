@@ -23,13 +23,10 @@ from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import compute as c
 from ferry.reports.settings import ReportSettings
 from ferry.reports.student import counts_enrolment, scale_pb
-from ferry.reports.words import REASONS, SEMESTER_POLICY
+from ferry.reports.words import LANGUAGES, REASONS, SEMESTER_POLICY
 from ferry.v1 import reports_pb2 as pb
 
 _KIND_RANK = {"award": 0, "achievement": 1}
-
-
-LANGUAGES = ("en", "el")
 
 
 def _num(x: float) -> str:

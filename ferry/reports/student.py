@@ -27,7 +27,7 @@ from ferry.db.models import (
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import compute as c
 from ferry.reports.settings import ReportSettings
-from ferry.reports.words import STUDENT_POLICY
+from ferry.reports.words import ANY_DAY, EMPTY_NOTE, STUDENT_POLICY
 from ferry.v1 import reports_pb2 as pb
 
 
@@ -109,9 +109,14 @@ def scale_pb(settings: ReportSettings) -> list[pb.GradeBand]:
 
 
 def student_report(
-    conn: Connection, settings: ReportSettings, student_id: str, scope: Scope
+    conn: Connection,
+    settings: ReportSettings,
+    student_id: str,
+    scope: Scope,
+    language: str = "en",
 ) -> pb.StudentReport:
-    """The report of `student_id` over `scope`; NotFound for an unknown student."""
+    """The report of `student_id` over `scope`, its words in `language` (en, el: checked
+    by the caller); NotFound for an unknown student."""
     st = conn.execute(
         sa.select(
             Student.id, Student.first_name, Student.last_name, Student.year_level, Student.status
@@ -213,7 +218,8 @@ def student_report(
         date_from=str(scope.date_from or ""),
         date_to=str(scope.date_to or ""),
         grading_scale=scale_pb(settings),
-        policy=STUDENT_POLICY,
+        policy=STUDENT_POLICY[language],
+        language=language,
     )
     # Every section is there even when empty (the page reads them all).
     report.attendance.SetInParent()
@@ -293,8 +299,8 @@ def student_report(
         report.first_day, report.last_day = str(min(days)), str(max(days))
     if not (grades or att or perf or report.highlights):
         report.empty = True
-        what = "any day" if scope.label == "all" else scope.label
-        report.note = f"No grades, attendance or performance recorded for {what}."
+        what = ANY_DAY[language] if scope.label == "all" else scope.label
+        report.note = EMPTY_NOTE[language].format(what=what)
     return report
 
 

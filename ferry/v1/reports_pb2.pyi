@@ -29,6 +29,7 @@ class GetStudentReportRequest(google.protobuf.message.Message):
     SEMESTER_FIELD_NUMBER: builtins.int
     DATE_FROM_FIELD_NUMBER: builtins.int
     DATE_TO_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     student_id: builtins.str
     """Required: the student's natural key, e.g. "S00042"."""
     semester: builtins.str
@@ -36,6 +37,10 @@ class GetStudentReportRequest(google.protobuf.message.Message):
     date_from: builtins.str
     """YYYY-MM-DD, inclusive: only grades, attendance and performance on these days."""
     date_to: builtins.str
+    language: builtins.str
+    """The language of the report's words (its note, policy and printed file): en (default)
+    | el.
+    """
     def __init__(
         self,
         *,
@@ -43,8 +48,9 @@ class GetStudentReportRequest(google.protobuf.message.Message):
         semester: builtins.str = ...,
         date_from: builtins.str = ...,
         date_to: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["date_from", b"date_from", "date_to", b"date_to", "semester", b"semester", "student_id", b"student_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["date_from", b"date_from", "date_to", b"date_to", "language", b"language", "semester", b"semester", "student_id", b"student_id"]) -> None: ...
 
 Global___GetStudentReportRequest: typing_extensions.TypeAlias = GetStudentReportRequest
 
@@ -342,6 +348,7 @@ class StudentReport(google.protobuf.message.Message):
     EMPTY_FIELD_NUMBER: builtins.int
     NOTE_FIELD_NUMBER: builtins.int
     POLICY_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     student_id: builtins.str
     first_name: builtins.str
     last_name: builtins.str
@@ -369,6 +376,8 @@ class StudentReport(google.protobuf.message.Message):
     note: builtins.str
     policy: builtins.str
     """How the numbers are counted (withdrawn courses, soft-deleted records), in words."""
+    language: builtins.str
+    """en | el: the language of `note`, `policy` and the printed file."""
     @property
     def courses(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___CourseResult]: ...
     @property
@@ -406,9 +415,10 @@ class StudentReport(google.protobuf.message.Message):
         empty: builtins.bool = ...,
         note: builtins.str = ...,
         policy: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["attendance", b"attendance", "performance", b"performance"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["attendance", b"attendance", "courses", b"courses", "credits_attempted", b"credits_attempted", "credits_earned", b"credits_earned", "date_from", b"date_from", "date_to", b"date_to", "empty", b"empty", "first_day", b"first_day", "first_name", b"first_name", "gpa", b"gpa", "grading_scale", b"grading_scale", "highlights", b"highlights", "last_day", b"last_day", "last_name", b"last_name", "note", b"note", "overall_percent", b"overall_percent", "performance", b"performance", "policy", b"policy", "semester", b"semester", "status", b"status", "student_id", b"student_id", "year_level", b"year_level"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attendance", b"attendance", "courses", b"courses", "credits_attempted", b"credits_attempted", "credits_earned", b"credits_earned", "date_from", b"date_from", "date_to", b"date_to", "empty", b"empty", "first_day", b"first_day", "first_name", b"first_name", "gpa", b"gpa", "grading_scale", b"grading_scale", "highlights", b"highlights", "language", b"language", "last_day", b"last_day", "last_name", b"last_name", "note", b"note", "overall_percent", b"overall_percent", "performance", b"performance", "policy", b"policy", "semester", b"semester", "status", b"status", "student_id", b"student_id", "year_level", b"year_level"]) -> None: ...
 
 Global___StudentReport: typing_extensions.TypeAlias = StudentReport
 
@@ -760,6 +770,7 @@ class BulkStudentReportsRequest(google.protobuf.message.Message):
     SEMESTER_FIELD_NUMBER: builtins.int
     DATE_FROM_FIELD_NUMBER: builtins.int
     DATE_TO_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     course_code: builtins.str
     """Every student enrolled in this course (at most 50)."""
     output: builtins.str
@@ -771,6 +782,8 @@ class BulkStudentReportsRequest(google.protobuf.message.Message):
     """
     date_from: builtins.str
     date_to: builtins.str
+    language: builtins.str
+    """en (default) | el, as in GetStudentReportRequest."""
     @property
     def student_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """The students, at most 50. Not together with course_code."""
@@ -784,8 +797,9 @@ class BulkStudentReportsRequest(google.protobuf.message.Message):
         semester: builtins.str = ...,
         date_from: builtins.str = ...,
         date_to: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["course_code", b"course_code", "date_from", b"date_from", "date_to", b"date_to", "output", b"output", "semester", b"semester", "student_ids", b"student_ids"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["course_code", b"course_code", "date_from", b"date_from", "date_to", b"date_to", "language", b"language", "output", b"output", "semester", b"semester", "student_ids", b"student_ids"]) -> None: ...
 
 Global___BulkStudentReportsRequest: typing_extensions.TypeAlias = BulkStudentReportsRequest
 

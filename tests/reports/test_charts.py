@@ -22,6 +22,7 @@ from ferry.reports.render_pdf import (
     _Styles,
     nice_axis,
     semester_pdf,
+    semester_story,
     student_pdf,
     student_story,
 )
@@ -241,3 +242,30 @@ def test_the_pdf_text_shows_every_chart_value_inside_its_axis() -> None:
     weeks = [dt.date.fromisoformat(w.week) for w in r.performance.weekly]
     assert len(dates) >= 2 and dates[0] == weeks[0] and dates[-1] <= weeks[-1]
     assert len(set(dates)) == len(dates)  # never two labels of one date
+
+
+def test_greek_pdfs_print_every_word_in_greek(school_url: str) -> None:
+    """A report asked for in Greek prints its headings, labels, legend and chart titles in
+    Greek: no printed word falls back to English (pages saved for people to read)."""
+    from ferry.db.engine import make_engine
+
+    r = _five_courses()
+    r.language = "el"
+    st = _Styles("el")
+    student_story(r, st)
+    assert st.w.missing == set()
+    data = student_pdf(r)
+    save_pages(data, "people-student-five-courses-el")
+    t = text(data)
+    for word in ["Αναφορά μαθητή", "Μέσος όρος τάξης", "Παρουσίες (ημέρες)", "Σελίδα 1"]:
+        assert word in t, word
+    db = make_engine(school_url)
+    with db.connect() as conn:
+        sem = semester_report(conn, ReportSettings(), "2026-fall", "el")
+    db.dispose()
+    st = _Styles("el")
+    semester_story(sem, st)
+    assert st.w.missing == set()
+    data = semester_pdf(sem)
+    save_pages(data, "people-semester-el-all-greek")
+    assert "Μαθητές σε κίνδυνο (1)" in text(data)
