@@ -302,7 +302,14 @@ class Oracle:
         for c in courses.values():
             for letter, n in c["distribution"].items():
                 dist_total[letter] += n
+        live_highlights = {
+            (sid, title)
+            for sid, rows in self.highlights.items()
+            for sem, title in rows
+            if sem == semester
+        }
         return {
+            "highlights": live_highlights,
             "courses": courses,
             "student_count": len(students),
             "average": sum(all_pcts) / len(all_pcts) if all_pcts else 0.0,

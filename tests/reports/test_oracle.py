@@ -173,6 +173,11 @@ def test_every_semester_report_equals_the_oracle(school: tuple[Engine, Oracle]) 
             assert {d.letter: d.count for d in r.distribution if d.count} == want["distribution"], (
                 sem
             )
+            # The top highlights: live ones of live students only, as many as there are
+            # up to the limit.
+            shown = {(h.student_id, h.title) for h in r.highlights}
+            assert shown <= want["highlights"], sem
+            assert len(r.highlights) == min(SETTINGS.highlights_limit, len(want["highlights"]))
             got_risk = {a.student_id: a for a in r.at_risk}
             assert set(got_risk) == set(want["at_risk"]), sem
             for sid, a in got_risk.items():
