@@ -109,9 +109,14 @@ def semester(ctx: click.Context, semester: str, fmt: str, output: str, timeout: 
     show_default=True,
     help="zip of PDFs, one merged pdf, one csv, or a json summary.",
 )
-@click.option("--semester", default="")
-@click.option("--from", "date_from", default="")
-@click.option("--to", "date_to", default="")
+@click.option(
+    "--semester",
+    default="",
+    help="Only this semester. Default: with --course, the course's semester; with "
+    "--students-file, all data.",
+)
+@click.option("--from", "date_from", default="", help="First day (YYYY-MM-DD).")
+@click.option("--to", "date_to", default="", help="Last day (YYYY-MM-DD).")
 @click.option("-o", "--out", "target", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="5m", show_default=True)
 @click.pass_context

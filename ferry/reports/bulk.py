@@ -20,6 +20,7 @@ from ferry.db.models import Course, Enrollment, Student
 from ferry.errors import FerryError, InvalidArgument, NotFound
 from ferry.reports import render
 from ferry.reports.engine import File, ReportEngine, check_format
+from ferry.reports.semester import check_language
 from ferry.reports.student import Scope, check_student_id, parse_scope
 from ferry.v1 import reports_pb2 as pb
 
@@ -35,26 +36,27 @@ class BulkResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> list[str]:
-    """The requested student ids, in order, without repeats; INVALID_ARGUMENT over the cap."""
+def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> tuple[list[str], str]:
+    """The requested student ids, in order, without repeats, and the course's semester
+    (empty for listed students); INVALID_ARGUMENT over the cap."""
     cap = engine.settings.bulk_max_students
     if req.student_ids and req.course_code:
         raise InvalidArgument("give student_ids or course_code, not both", field="student_ids")
     if req.course_code:
         with engine.db.connect() as conn:
-            course = conn.execute(
-                sa.select(Course.id).where(
+            found = conn.execute(
+                sa.select(Course.id, Course.semester).where(
                     Course.course_code == req.course_code, Course.deleted_at.is_(None)
                 )
-            ).scalar()
-            if course is None:
+            ).first()
+            if found is None:
                 raise NotFound(f"course {req.course_code!r} does not exist", field="course_code")
             ids = list(
                 conn.execute(
                     sa.select(Student.student_id)
                     .join(Enrollment, Enrollment.student_ref == Student.id)
                     .where(
-                        Enrollment.course_ref == course,
+                        Enrollment.course_ref == found.id,
                         Enrollment.deleted_at.is_(None),
                         Student.deleted_at.is_(None),
                     )
@@ -68,7 +70,7 @@ def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> list
                 f"at most {cap}",
                 field="course_code",
             )
-        return ids
+        return ids, str(found.semester)
     if not req.student_ids:
         raise InvalidArgument("give student_ids or a course_code", field="student_ids")
     seen: dict[str, None] = {}
@@ -79,14 +81,16 @@ def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> list
             f"{len(seen)} students asked for; bulk reports take at most {cap}",
             field="student_ids",
         )
-    return list(seen)
+    return list(seen), ""
 
 
-def collect(engine: ReportEngine, ids: list[str], scope: Scope, role: int) -> BulkResult:
+def collect(
+    engine: ReportEngine, ids: list[str], scope: Scope, role: int, language: str = ""
+) -> BulkResult:
     out = BulkResult(ids)
     for sid in ids:
         try:
-            report, _ = engine.student(sid, scope, role)
+            report, _ = engine.student(sid, scope, role, language)
         except NotFound:
             out.failures.append((sid, "not found"))
             continue
@@ -103,9 +107,13 @@ def collect(engine: ReportEngine, ids: list[str], scope: Scope, role: int) -> Bu
 def bulk(engine: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0) -> File:
     output = check_format(req.output, "output", OUTPUTS)
     scope = parse_scope(req.semester, req.date_from, req.date_to)
-    ids = students_of(engine, req)
-    res = collect(engine, ids, scope, role)
-    base = f"student_reports_{render.safe(req.course_code or f'{len(ids)}_students')}"
+    check_language(req.language)
+    ids, course_semester = students_of(engine, req)
+    if course_semester and not (scope.semester or scope.date_from or scope.date_to):
+        scope = Scope(semester=course_semester)  # a class's reports: its semester
+    res = collect(engine, ids, scope, role, req.language)
+    who = req.course_code or f"{len(ids)}_students"
+    base = f"student_reports_{render.safe(who)}_{render.safe(scope.label)}"
     if output == "json":
         doc = {
             "requested": len(ids),

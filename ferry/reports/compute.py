@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 from ferry.reports.settings import ReportSettings
 
+# Enrolment statuses shown as W: left out of the GPA, credits attempted and every
+# average (the student's, the class's and the semester's).
+WITHDRAWN = ("dropped", "withdrawn")
+WITHDRAWN_LETTER = "W"
+
 
 def r2(x: float) -> float:
     """Two decimals, the precision every report shows (and what makes PostgreSQL's and
@@ -60,9 +65,21 @@ def slope_per_week(points: Sequence[tuple[dt.date, float]]) -> float | None:
     return sxy / sxx
 
 
+NOT_ENOUGH_DATA = "not_enough_data"
+
+
+def trend(points: Sequence[tuple[dt.date, float]], settings: ReportSettings) -> tuple[str, float]:
+    """(label, slope per week) of daily-performance marks: not_enough_data (slope 0) when
+    they fall in fewer than `risk.min_trend_weeks` distinct weeks (Monday to Sunday)."""
+    if len({monday(d) for d, _ in points}) < settings.risk.min_trend_weeks:
+        return NOT_ENOUGH_DATA, 0.0
+    slope = slope_per_week(points)
+    return trend_label(slope, settings), slope or 0.0
+
+
 def trend_label(slope: float | None, settings: ReportSettings) -> str:
     if slope is None:
-        return ""
+        return NOT_ENOUGH_DATA
     t = settings.risk.falling_trend_per_week
     if slope <= -t:
         return "falling"

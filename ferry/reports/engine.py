@@ -22,7 +22,7 @@ from ferry.cache.flight import ReportCache
 from ferry.db.models import Student
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import render, versions
-from ferry.reports.semester import semester_report
+from ferry.reports.semester import check_language, semester_report
 from ferry.reports.settings import ReportSettings
 from ferry.reports.student import (
     Scope,
@@ -115,41 +115,56 @@ class ReportEngine:
     # --- student -----------------------------------------------------------------------
 
     def _student_cached(
-        self, kind: str, student_id: str, scope: Scope, role: int, build: Callable[[Any], bytes]
+        self,
+        kind: str,
+        student_id: str,
+        scope: Scope,
+        role: int,
+        build: Callable[[Any], bytes],
+        language: str = "",
+        field: str = "language",
     ) -> tuple[bytes, bool]:
+        lang = check_language(language, field)
         stamp = self.versions.stamp(versions.STUDENT, student_id)
-        key = _key(kind, student_id, scope.key(), role, stamp, self._config)
+        key = _key(kind, student_id, scope.key(), role, stamp, self._config, lang)
 
         def compute() -> bytes:
             with self.db.connect() as conn:
-                report = student_report(conn, self.settings, student_id, scope)
+                report = student_report(conn, self.settings, student_id, scope, lang)
             return build(report)
 
         return self.cache.get_or_compute(kind, key, compute)
 
-    def student_bytes(self, student_id: str, scope: Scope, role: int = 0) -> tuple[bytes, bool]:
+    def student_bytes(
+        self, student_id: str, scope: Scope, role: int = 0, language: str = ""
+    ) -> tuple[bytes, bool]:
         """The report serialized (deterministically), as cached: a hit never parses it."""
         sid = check_student_id(student_id)
         return self._student_cached(
-            "student", sid, scope, role, lambda r: r.SerializeToString(deterministic=True)
+            "student",
+            sid,
+            scope,
+            role,
+            lambda r: r.SerializeToString(deterministic=True),
+            language,
         )
 
     def student(
-        self, student_id: str, scope: Scope, role: int = 0
+        self, student_id: str, scope: Scope, role: int = 0, language: str = ""
     ) -> tuple[pb.StudentReport, bool]:
-        data, cached = self.student_bytes(student_id, scope, role)
+        data, cached = self.student_bytes(student_id, scope, role, language)
         return pb.StudentReport.FromString(data), cached
 
     def student_from(
         self, req: pb.GetStudentReportRequest, role: int = 0, prefix: str = ""
     ) -> tuple[pb.StudentReport, bool]:
         scope = parse_scope(req.semester, req.date_from, req.date_to, prefix)
-        return self.student(req.student_id, scope, role)
+        return self.student(req.student_id, scope, role, req.language)
 
     def student_response(self, req: pb.GetStudentReportRequest, role: int = 0) -> bytes:
         """GetStudentReportResponse as wire bytes, built around the cached bytes."""
         scope = parse_scope(req.semester, req.date_from, req.date_to)
-        return response_bytes(*self.student_bytes(req.student_id, scope, role))
+        return response_bytes(*self.student_bytes(req.student_id, scope, role, req.language))
 
     def render_student(
         self, req: pb.GetStudentReportRequest, fmt: str, role: int = 0
@@ -163,42 +178,60 @@ class ReportEngine:
             name = render.student_filename(report, fmt).encode()
             return name + b"\n" + render.student(report, fmt)
 
-        blob, cached = self._student_cached(f"student.{fmt}", sid, scope, role, build)
+        blob, cached = self._student_cached(
+            f"student.{fmt}", sid, scope, role, build, req.language, "report.language"
+        )
         name, _, data = blob.partition(b"\n")
         return File(name.decode(), render.CONTENT_TYPES[fmt], data), cached
 
     # --- semester ----------------------------------------------------------------------
 
     def _semester_cached(
-        self, kind: str, semester: str, role: int, build: Callable[[pb.SemesterReport], bytes]
+        self,
+        kind: str,
+        semester: str,
+        role: int,
+        build: Callable[[pb.SemesterReport], bytes],
+        language: str = "",
     ) -> tuple[bytes, bool]:
         semester = semester.strip()
+        lang = check_language(language)
         stamp = self.versions.stamp(versions.SEMESTER, semester)
-        key = _key(kind, semester, role, stamp, self._config)
+        key = _key(kind, semester, role, stamp, self._config, lang)
 
         def compute() -> bytes:
             with self.db.connect() as conn:
-                return build(semester_report(conn, self.settings, semester))
+                return build(semester_report(conn, self.settings, semester, lang))
 
         return self.cache.get_or_compute(kind, key, compute)
 
-    def semester_bytes(self, semester: str, role: int = 0) -> tuple[bytes, bool]:
+    def semester_bytes(
+        self, semester: str, role: int = 0, language: str = ""
+    ) -> tuple[bytes, bool]:
         return self._semester_cached(
-            "semester", semester, role, lambda r: r.SerializeToString(deterministic=True)
+            "semester",
+            semester,
+            role,
+            lambda r: r.SerializeToString(deterministic=True),
+            language,
         )
 
-    def semester(self, semester: str, role: int = 0) -> tuple[pb.SemesterReport, bool]:
-        data, cached = self.semester_bytes(semester, role)
+    def semester(
+        self, semester: str, role: int = 0, language: str = ""
+    ) -> tuple[pb.SemesterReport, bool]:
+        data, cached = self.semester_bytes(semester, role, language)
         return pb.SemesterReport.FromString(data), cached
 
-    def semester_response(self, semester: str, role: int = 0) -> bytes:
+    def semester_response(self, semester: str, role: int = 0, language: str = "") -> bytes:
         """GetSemesterReportResponse as wire bytes, built around the cached bytes."""
-        return response_bytes(*self.semester_bytes(semester, role))
+        return response_bytes(*self.semester_bytes(semester, role, language))
 
-    def render_semester(self, semester: str, fmt: str, role: int = 0) -> tuple[File, bool]:
+    def render_semester(
+        self, semester: str, fmt: str, role: int = 0, language: str = ""
+    ) -> tuple[File, bool]:
         fmt = check_format(fmt)
         data, cached = self._semester_cached(
-            f"semester.{fmt}", semester, role, lambda r: render.semester(r, fmt)
+            f"semester.{fmt}", semester, role, lambda r: render.semester(r, fmt), language
         )
         name = f"semester_{render.safe(semester.strip())}.{fmt}"
         return File(name, render.CONTENT_TYPES[fmt], data), cached

@@ -289,6 +289,7 @@ def semester_csv(r: pb.SemesterReport) -> bytes:
             "teacher",
             "credits",
             "enrolled",
+            "withdrawn",
             "graded",
             "average",
             "attendance_rate",
@@ -301,6 +302,7 @@ def semester_csv(r: pb.SemesterReport) -> bytes:
                 c.teacher,
                 c.credits,
                 c.enrolled,
+                c.withdrawn,
                 c.graded,
                 c.average,
                 c.attendance_rate,
@@ -311,7 +313,15 @@ def semester_csv(r: pb.SemesterReport) -> bytes:
     )
     out.section(
         "At risk",
-        ["student_id", "name", "overall_percent", "attendance_rate", "trend_per_week", "reasons"],
+        [
+            "student_id",
+            "name",
+            "overall_percent",
+            "attendance_rate",
+            "trend_per_week",
+            "reasons",
+            "reasons_in_words",
+        ],
         [
             [
                 a.student_id,
@@ -320,6 +330,7 @@ def semester_csv(r: pb.SemesterReport) -> bytes:
                 a.attendance_rate,
                 a.trend_per_week,
                 " ".join(a.reasons),
+                "; ".join(a.reason_texts),
             ]
             for a in r.at_risk
         ],
@@ -332,8 +343,8 @@ def semester_csv(r: pb.SemesterReport) -> bytes:
     t = r.thresholds
     out.section(
         "Thresholds",
-        ["min_percent", "min_attendance_rate", "falling_trend_per_week"],
-        [[t.min_percent, t.min_attendance_rate, t.falling_trend_per_week]],
+        ["min_percent", "min_attendance_rate", "falling_trend_per_week", "min_trend_weeks"],
+        [[t.min_percent, t.min_attendance_rate, t.falling_trend_per_week, t.min_trend_weeks]],
     )
     scale_section(out, r.grading_scale)
     return out.bytes()

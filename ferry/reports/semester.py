@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,13 +22,43 @@ from ferry.db.models import (
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import compute as c
 from ferry.reports.settings import ReportSettings
-from ferry.reports.student import scale_pb
+from ferry.reports.student import counts_enrolment, scale_pb
+from ferry.reports.words import LANGUAGES, REASONS, SEMESTER_POLICY
 from ferry.v1 import reports_pb2 as pb
 
 _KIND_RANK = {"award": 0, "achievement": 1}
 
 
-def semester_report(conn: Connection, settings: ReportSettings, semester: str) -> pb.SemesterReport:
+def _num(x: float) -> str:
+    return f"{c.r2(x):g}"
+
+
+def reason_text(
+    reason: str, overall: float, rate: float, slope: float, settings: ReportSettings, lang: str
+) -> str:
+    """A risk reason in words of `lang`, with the student's value and the threshold."""
+    risk = settings.risk
+    value, limit = {
+        "low_grade": (overall, risk.min_percent),
+        "low_attendance": (rate, risk.min_attendance_rate),
+        "falling_trend": (slope, risk.falling_trend_per_week),
+    }[reason]
+    return REASONS[lang][reason].format(value=_num(value), limit=_num(limit))
+
+
+def check_language(language: str, field: str = "language") -> str:
+    lang = (language or "en").strip().lower()
+    if lang not in LANGUAGES:
+        raise InvalidArgument(
+            f"unknown {field} {language!r}; known: {', '.join(LANGUAGES)}", field=field
+        )
+    return lang
+
+
+def semester_report(
+    conn: Connection, settings: ReportSettings, semester: str, language: str = "en"
+) -> pb.SemesterReport:
+    language = check_language(language)
     semester = semester.strip()
     if not semester:
         raise InvalidArgument("semester is required", field="semester")
@@ -40,52 +71,66 @@ def semester_report(conn: Connection, settings: ReportSettings, semester: str) -
     ).all()
     if not courses:
         raise NotFound(f"semester {semester!r} has no courses", field="semester")
+    # A row counts only when it and every parent it hangs from are live: the enrolment,
+    # its course and its student (and, below, the grade, day or mark itself).
     live = sa.and_(
         Course.semester == semester,
         Course.deleted_at.is_(None),
         Enrollment.deleted_at.is_(None),
+        Student.deleted_at.is_(None),
     )
+
+    def enrolments(*cols: Any) -> Any:
+        return (
+            sa.select(*cols)
+            .select_from(Enrollment)
+            .join(Course, Course.id == Enrollment.course_ref)
+            .join(Student, Student.id == Enrollment.student_ref)
+        )
+
     enrolled: dict[int, int] = defaultdict(int)
+    withdrawn: dict[int, int] = defaultdict(int)
     students: dict[int, tuple[str, str]] = {}
-    for cid, sref, sid, first, last in conn.execute(
-        sa.select(
+    for cid, sref, sid, first, last, status in conn.execute(
+        enrolments(
             Enrollment.course_ref,
             Enrollment.student_ref,
             Student.student_id,
             Student.first_name,
             Student.last_name,
-        )
-        .join(Course, Course.id == Enrollment.course_ref)
-        .join(Student, Student.id == Enrollment.student_ref)
-        .where(live, Student.deleted_at.is_(None))
+            Enrollment.status,
+        ).where(live)
     ):
-        enrolled[cid] += 1
+        if (status or "") in c.WITHDRAWN:
+            withdrawn[cid] += 1
+        else:
+            enrolled[cid] += 1
         students[sref] = (sid, f"{first} {last}")
     ok = sa.and_(Grade.max_score > 0, Grade.weight > 0)
     pct: dict[int, list[float]] = defaultdict(list)  # per course
     per_student: dict[int, list[tuple[float, float]]] = defaultdict(list)  # (pct, credits)
     credits = {r.id: r.credits or 0 for r in courses}
     for cid, sref, num, den in conn.execute(
-        sa.select(
+        enrolments(
             Enrollment.course_ref,
             Enrollment.student_ref,
             sa.func.sum(sa.case((ok, Grade.score / Grade.max_score * Grade.weight))),
             sa.func.sum(sa.case((ok, Grade.weight))),
         )
-        .join(Course, Course.id == Enrollment.course_ref)
         .join(Grade, Grade.enrollment_ref == Enrollment.id)
-        .where(live, Grade.deleted_at.is_(None))
+        .where(live, Grade.deleted_at.is_(None), counts_enrolment())
         .group_by(Enrollment.course_ref, Enrollment.student_ref, Enrollment.id)
     ):
-        if den and sref in students:
+        if den:
             p = float(num) / float(den) * 100
             pct[cid].append(p)
             per_student[sref].append((p, float(credits[cid])))
     att_course: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     att_student: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for cid, sref, status, n in conn.execute(
-        sa.select(Enrollment.course_ref, Enrollment.student_ref, Attendance.status, sa.func.count())
-        .join(Course, Course.id == Enrollment.course_ref)
+        enrolments(
+            Enrollment.course_ref, Enrollment.student_ref, Attendance.status, sa.func.count()
+        )
         .join(Attendance, Attendance.enrollment_ref == Enrollment.id)
         .where(live, Attendance.deleted_at.is_(None))
         .group_by(Enrollment.course_ref, Enrollment.student_ref, Attendance.status)
@@ -94,18 +139,23 @@ def semester_report(conn: Connection, settings: ReportSettings, semester: str) -
         att_student[sref][status] += int(n)
     perf: dict[int, list[tuple[dt.date, float]]] = defaultdict(list)
     for sref, day, score in conn.execute(
-        sa.select(Enrollment.student_ref, DailyPerformance.date, DailyPerformance.score)
-        .join(Course, Course.id == Enrollment.course_ref)
+        enrolments(Enrollment.student_ref, DailyPerformance.date, DailyPerformance.score)
         .join(DailyPerformance, DailyPerformance.enrollment_ref == Enrollment.id)
         .where(live, DailyPerformance.deleted_at.is_(None))
     ):
         perf[sref].append((day, float(score)))
 
-    report = pb.SemesterReport(semester=semester, grading_scale=scale_pb(settings))
+    report = pb.SemesterReport(
+        semester=semester,
+        grading_scale=scale_pb(settings),
+        language=language,
+        policy=SEMESTER_POLICY[language].format(weeks=settings.risk.min_trend_weeks),
+    )
     risk = settings.risk
     report.thresholds.min_percent = risk.min_percent
     report.thresholds.min_attendance_rate = risk.min_attendance_rate
     report.thresholds.falling_trend_per_week = risk.falling_trend_per_week
+    report.thresholds.min_trend_weeks = risk.min_trend_weeks
     letters = [b.letter for b in settings.grading_scale]
     total_dist: dict[str, int] = defaultdict(int)
     all_pct: list[float] = []
@@ -127,6 +177,7 @@ def semester_report(conn: Connection, settings: ReportSettings, semester: str) -
             teacher=row.teacher or "",
             credits=row.credits or 0,
             enrolled=enrolled.get(row.id, 0),
+            withdrawn=withdrawn.get(row.id, 0),
             graded=len(vals),
             average=c.r2(sum(vals) / len(vals)) if vals else 0.0,
             distribution=[pb.LetterCount(letter=x, count=dist.get(x, 0)) for x in letters],
@@ -149,8 +200,8 @@ def semester_report(conn: Connection, settings: ReportSettings, semester: str) -
         rate = c.attendance_rate(counts, settings.attended_statuses)
         if counts and c.r2(rate) < risk.min_attendance_rate:
             reasons.append("low_attendance")
-        slope = c.slope_per_week(sorted(perf.get(sref, [])))
-        if c.trend_label(slope, settings) == "falling":
+        label, slope = c.trend(sorted(perf.get(sref, [])), settings)
+        if label == "falling":
             reasons.append("falling_trend")
         if reasons:
             at_risk.append(
@@ -160,8 +211,12 @@ def semester_report(conn: Connection, settings: ReportSettings, semester: str) -
                     overall_percent=c.r2(overall or 0.0),
                     graded=overall is not None,
                     attendance_rate=c.r2(rate),
-                    trend_per_week=c.r2(slope or 0.0),
+                    trend_per_week=c.r2(slope),
                     reasons=reasons,
+                    reason_texts=[
+                        reason_text(x, overall or 0.0, rate, slope, settings, language)
+                        for x in reasons
+                    ],
                 )
             )
     # Most reasons first, then the lowest grade, then the id: a stable order.

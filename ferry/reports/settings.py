@@ -27,6 +27,9 @@ class RiskSettings(Strict):
     min_attendance_rate: float = Field(80.0, ge=0, le=100)  # below: low_attendance
     # A daily-performance slope below minus this (points per week) is a falling trend.
     falling_trend_per_week: float = Field(0.25, gt=0)
+    # A trend needs marks in at least this many distinct weeks; fewer: not_enough_data,
+    # never rising or falling and never a reason.
+    min_trend_weeks: int = Field(3, ge=2)
 
 
 class CacheUse(Strict):

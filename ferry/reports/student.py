@@ -27,6 +27,7 @@ from ferry.db.models import (
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import compute as c
 from ferry.reports.settings import ReportSettings
+from ferry.reports.words import ANY_DAY, EMPTY_NOTE, STUDENT_POLICY
 from ferry.v1 import reports_pb2 as pb
 
 
@@ -94,6 +95,12 @@ def _in_range(col: Any, scope: Scope) -> list[Any]:
     return out
 
 
+def counts_enrolment() -> Any:
+    """SQL: the enrolment counts in averages, GPA and credits (it is not withdrawn or
+    dropped; those are shown as W and left out, compute.WITHDRAWN)."""
+    return sa.func.coalesce(Enrollment.status, "").notin_(c.WITHDRAWN)
+
+
 def scale_pb(settings: ReportSettings) -> list[pb.GradeBand]:
     return [
         pb.GradeBand(letter=b.letter, min_percent=b.min_percent, points=b.points)
@@ -102,9 +109,14 @@ def scale_pb(settings: ReportSettings) -> list[pb.GradeBand]:
 
 
 def student_report(
-    conn: Connection, settings: ReportSettings, student_id: str, scope: Scope
+    conn: Connection,
+    settings: ReportSettings,
+    student_id: str,
+    scope: Scope,
+    language: str = "en",
 ) -> pb.StudentReport:
-    """The report of `student_id` over `scope`; NotFound for an unknown student."""
+    """The report of `student_id` over `scope`, its words in `language` (en, el: checked
+    by the caller); NotFound for an unknown student."""
     st = conn.execute(
         sa.select(
             Student.id, Student.first_name, Student.last_name, Student.year_level, Student.status
@@ -206,7 +218,12 @@ def student_report(
         date_from=str(scope.date_from or ""),
         date_to=str(scope.date_to or ""),
         grading_scale=scale_pb(settings),
+        policy=STUDENT_POLICY[language],
+        language=language,
     )
+    # Every section is there even when empty (the page reads them all).
+    report.attendance.SetInParent()
+    report.performance.SetInParent()
     totals: dict[str, int] = defaultdict(int)
     all_perf: list[tuple[dt.date, float]] = []
     overall: list[tuple[float, float]] = []
@@ -219,7 +236,10 @@ def student_report(
             teacher=e.teacher or "",
             credits=e.credits or 0,
             status=e.status or "",
+            withdrawn=(e.status or "") in c.WITHDRAWN,
         )
+        course.attendance.SetInParent()
+        course.performance.SetInParent()
         marks = []
         for g in grades.get(e.id, []):
             m = c.Mark(float(g.score), float(g.max_score), float(g.weight))
@@ -234,7 +254,9 @@ def student_report(
                 comment=g.comment or "",
             )
         pct = c.weighted_percent(marks)
-        if pct is not None:
+        if course.withdrawn:
+            course.letter = c.WITHDRAWN_LETTER
+        elif pct is not None:
             band = settings.band(c.r2(pct))
             course.graded = True
             course.weighted_percent = c.r2(pct)
@@ -277,7 +299,8 @@ def student_report(
         report.first_day, report.last_day = str(min(days)), str(max(days))
     if not (grades or att or perf or report.highlights):
         report.empty = True
-        report.note = f"No grades, attendance or performance recorded for {scope.label}."
+        what = ANY_DAY[language] if scope.label == "all" else scope.label
+        report.note = EMPTY_NOTE[language].format(what=what)
     return report
 
 
@@ -293,13 +316,13 @@ def _attendance(
 def _performance(
     out: pb.PerformanceSummary, points: list[tuple[dt.date, float]], settings: ReportSettings
 ) -> None:
+    label, slope = c.trend(points, settings)
+    out.trend = label
     if not points:
         return
     out.count = len(points)
     out.average = c.r2(sum(s for _, s in points) / len(points))
-    slope = c.slope_per_week(points)
-    out.trend_per_week = c.r2(slope or 0.0)
-    out.trend = c.trend_label(slope, settings)
+    out.trend_per_week = c.r2(slope)
     weeks: dict[dt.date, list[float]] = defaultdict(list)
     for d, s in points:
         weeks[c.monday(d)].append(s)
@@ -333,7 +356,14 @@ def class_averages(
             Enrollment.course_ref,
             per_enrolment(Grade.score / Grade.max_score * Grade.weight),
             per_enrolment(Grade.weight),
-        ).where(Enrollment.course_ref.in_(course_ids), Enrollment.deleted_at.is_(None))
+        )
+        .join(Student, Student.id == Enrollment.student_ref)
+        .where(
+            Enrollment.course_ref.in_(course_ids),
+            Enrollment.deleted_at.is_(None),
+            Student.deleted_at.is_(None),
+            counts_enrolment(),
+        )
     ).all()
     per: dict[int, list[float]] = defaultdict(list)
     for cid, n, d in rows:

@@ -79,7 +79,11 @@ SELECT DISTINCT s.student_id AS vkey FROM (
 ) t JOIN students s ON s.id = t.student_ref
 """
 
-# The semesters whose reports an import changed.
+# The semesters whose reports an import changed: both sides of every change. What the rows
+# are now (after an import; before an undo restores them) and what they were (the old
+# values the import saved: before an import; what an undo restores). A course moved from
+# one semester to another bumps both, on the import and on its undo. `{old}` reads a saved
+# row's semester (SQL of the dialect, _OLD_SEMESTER).
 _SEMESTERS = """
 SELECT DISTINCT c.semester AS vkey FROM touched t JOIN courses c ON c.id = t.course_ref
 UNION
@@ -87,7 +91,14 @@ SELECT c.semester FROM courses c JOIN ch ON ch.entity = 'courses' AND c.id BETWE
 UNION
 SELECT h.semester FROM highlights h
   JOIN ch ON ch.entity = 'highlights' AND h.id BETWEEN ch.lo AND ch.hi
+UNION
+SELECT {old} FROM import_changes x WHERE x.import_id = :iid
+  AND x.entity IN ('courses', 'highlights') AND x.action <> 'created' AND {old} IS NOT NULL
 """
+_OLD_SEMESTER = {
+    "postgresql": "(x.old_values ->> 'semester')",
+    "sqlite": "json_extract(x.old_values, '$.semester')",
+}
 
 
 def _bump_selected(kind: str, select: str) -> str:
@@ -105,7 +116,10 @@ def _bump_selected(kind: str, select: str) -> str:
 
 
 _BUMP_STUDENTS = _bump_selected(STUDENT, _STUDENTS)
-_BUMP_SEMESTERS = _bump_selected(SEMESTER, _SEMESTERS)
+_BUMP_SEMESTERS = {
+    dialect: _bump_selected(SEMESTER, _SEMESTERS.format(old=old))
+    for dialect, old in _OLD_SEMESTER.items()
+}
 
 _UPSERT = (
     "INSERT INTO report_versions (kind, key, version) VALUES (:kind, :key, 1) "
@@ -122,7 +136,9 @@ def bump(conn: Connection, kind: str, keys: Iterable[str]) -> None:
 
 def bump_for_import(conn: Connection, import_id: str, created: bool) -> tuple[int, int]:
     """Bump the students and semesters import `import_id` touched, inside the caller's
-    transaction (the import's or the undo's, before the undo deletes created rows).
+    transaction (the import's or the undo's, before the undo deletes created rows), from
+    both sides: what its rows are now and what they were (the old values it saved), so a
+    course moved between semesters bumps both on the import and on its undo.
 
     A student the import itself created (`created` False: the import) has no report in
     any cache: a report is only ever computed for a student that exists (one that does
@@ -149,7 +165,7 @@ def bump_for_import(conn: Connection, import_id: str, created: bool) -> tuple[in
     if not entities & school:
         return 0, 0
     students = conn.execute(sa.text(_BUMP_STUDENTS), params).rowcount
-    semesters = conn.execute(sa.text(_BUMP_SEMESTERS), params).rowcount
+    semesters = conn.execute(sa.text(_BUMP_SEMESTERS[conn.dialect.name]), params).rowcount
     return max(students, 0), max(semesters, 0)
 
 

@@ -29,6 +29,7 @@ class GetStudentReportRequest(google.protobuf.message.Message):
     SEMESTER_FIELD_NUMBER: builtins.int
     DATE_FROM_FIELD_NUMBER: builtins.int
     DATE_TO_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     student_id: builtins.str
     """Required: the student's natural key, e.g. "S00042"."""
     semester: builtins.str
@@ -36,6 +37,10 @@ class GetStudentReportRequest(google.protobuf.message.Message):
     date_from: builtins.str
     """YYYY-MM-DD, inclusive: only grades, attendance and performance on these days."""
     date_to: builtins.str
+    language: builtins.str
+    """The language of the report's words (its note, policy and printed file): en (default)
+    | el.
+    """
     def __init__(
         self,
         *,
@@ -43,8 +48,9 @@ class GetStudentReportRequest(google.protobuf.message.Message):
         semester: builtins.str = ...,
         date_from: builtins.str = ...,
         date_to: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["date_from", b"date_from", "date_to", b"date_to", "semester", b"semester", "student_id", b"student_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["date_from", b"date_from", "date_to", b"date_to", "language", b"language", "semester", b"semester", "student_id", b"student_id"]) -> None: ...
 
 Global___GetStudentReportRequest: typing_extensions.TypeAlias = GetStudentReportRequest
 
@@ -190,7 +196,9 @@ class PerformanceSummary(google.protobuf.message.Message):
     trend_per_week: builtins.float
     """Least-squares slope of the scores, in points per week."""
     trend: builtins.str
-    """rising | falling | steady | "" (fewer than two weeks of data)."""
+    """rising | falling | steady, or not_enough_data: marks in fewer than
+    `risk.min_trend_weeks` (config, 3) distinct weeks (the slope is then 0, never a trend).
+    """
     @property
     def weekly(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___PerformancePoint]: ...
     def __init__(
@@ -226,6 +234,7 @@ class CourseResult(google.protobuf.message.Message):
     CLASS_SIZE_FIELD_NUMBER: builtins.int
     ATTENDANCE_FIELD_NUMBER: builtins.int
     PERFORMANCE_FIELD_NUMBER: builtins.int
+    WITHDRAWN_FIELD_NUMBER: builtins.int
     course_code: builtins.str
     title: builtins.str
     semester: builtins.str
@@ -246,6 +255,10 @@ class CourseResult(google.protobuf.message.Message):
     """
     class_average: builtins.float
     class_size: builtins.int
+    withdrawn: builtins.bool
+    """The enrolment is withdrawn or dropped: its letter is W and it is left out of the GPA,
+    credits attempted and every average (`StudentReport.policy` says so).
+    """
     @property
     def assessments(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___AssessmentResult]: ...
     @property
@@ -271,9 +284,10 @@ class CourseResult(google.protobuf.message.Message):
         class_size: builtins.int = ...,
         attendance: Global___AttendanceSummary | None = ...,
         performance: Global___PerformanceSummary | None = ...,
+        withdrawn: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["attendance", b"attendance", "performance", b"performance"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["assessments", b"assessments", "attendance", b"attendance", "class_average", b"class_average", "class_size", b"class_size", "course_code", b"course_code", "credits", b"credits", "graded", b"graded", "has_class_average", b"has_class_average", "letter", b"letter", "performance", b"performance", "points", b"points", "semester", b"semester", "status", b"status", "teacher", b"teacher", "title", b"title", "weighted_percent", b"weighted_percent"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["assessments", b"assessments", "attendance", b"attendance", "class_average", b"class_average", "class_size", b"class_size", "course_code", b"course_code", "credits", b"credits", "graded", b"graded", "has_class_average", b"has_class_average", "letter", b"letter", "performance", b"performance", "points", b"points", "semester", b"semester", "status", b"status", "teacher", b"teacher", "title", b"title", "weighted_percent", b"weighted_percent", "withdrawn", b"withdrawn"]) -> None: ...
 
 Global___CourseResult: typing_extensions.TypeAlias = CourseResult
 
@@ -333,6 +347,8 @@ class StudentReport(google.protobuf.message.Message):
     GRADING_SCALE_FIELD_NUMBER: builtins.int
     EMPTY_FIELD_NUMBER: builtins.int
     NOTE_FIELD_NUMBER: builtins.int
+    POLICY_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     student_id: builtins.str
     first_name: builtins.str
     last_name: builtins.str
@@ -346,14 +362,22 @@ class StudentReport(google.protobuf.message.Message):
     """The first and last day with data in the report (YYYY-MM-DD), empty when none."""
     last_day: builtins.str
     overall_percent: builtins.float
-    """Credit-weighted over graded courses."""
+    """Credit-weighted over graded courses (withdrawn or dropped ones left out, as from the
+    GPA and credits attempted).
+    """
     gpa: builtins.float
     credits_attempted: builtins.int
     credits_earned: builtins.int
     """Credits of graded courses with a passing letter."""
     empty: builtins.bool
-    """True when the student has no data in the range; `note` says so."""
+    """True when the student has no data in the range; `note` says so. Every section is
+    still there, empty.
+    """
     note: builtins.str
+    policy: builtins.str
+    """How the numbers are counted (withdrawn courses, soft-deleted records), in words."""
+    language: builtins.str
+    """en | el: the language of `note`, `policy` and the printed file."""
     @property
     def courses(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___CourseResult]: ...
     @property
@@ -390,9 +414,11 @@ class StudentReport(google.protobuf.message.Message):
         grading_scale: collections.abc.Iterable[Global___GradeBand] | None = ...,
         empty: builtins.bool = ...,
         note: builtins.str = ...,
+        policy: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["attendance", b"attendance", "performance", b"performance"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["attendance", b"attendance", "courses", b"courses", "credits_attempted", b"credits_attempted", "credits_earned", b"credits_earned", "date_from", b"date_from", "date_to", b"date_to", "empty", b"empty", "first_day", b"first_day", "first_name", b"first_name", "gpa", b"gpa", "grading_scale", b"grading_scale", "highlights", b"highlights", "last_day", b"last_day", "last_name", b"last_name", "note", b"note", "overall_percent", b"overall_percent", "performance", b"performance", "semester", b"semester", "status", b"status", "student_id", b"student_id", "year_level", b"year_level"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attendance", b"attendance", "courses", b"courses", "credits_attempted", b"credits_attempted", "credits_earned", b"credits_earned", "date_from", b"date_from", "date_to", b"date_to", "empty", b"empty", "first_day", b"first_day", "first_name", b"first_name", "gpa", b"gpa", "grading_scale", b"grading_scale", "highlights", b"highlights", "language", b"language", "last_day", b"last_day", "last_name", b"last_name", "note", b"note", "overall_percent", b"overall_percent", "performance", b"performance", "policy", b"policy", "semester", b"semester", "status", b"status", "student_id", b"student_id", "year_level", b"year_level"]) -> None: ...
 
 Global___StudentReport: typing_extensions.TypeAlias = StudentReport
 
@@ -460,14 +486,18 @@ class GetSemesterReportRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     SEMESTER_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     semester: builtins.str
     """Required, e.g. "2026-fall"."""
+    language: builtins.str
+    """The language of the at-risk reasons' words: en (default) | el."""
     def __init__(
         self,
         *,
         semester: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["semester", b"semester"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["language", b"language", "semester", b"semester"]) -> None: ...
 
 Global___GetSemesterReportRequest: typing_extensions.TypeAlias = GetSemesterReportRequest
 
@@ -503,18 +533,23 @@ class CourseOverview(google.protobuf.message.Message):
     DISTRIBUTION_FIELD_NUMBER: builtins.int
     ATTENDANCE_RATE_FIELD_NUMBER: builtins.int
     ATTENDANCE_DAYS_FIELD_NUMBER: builtins.int
+    WITHDRAWN_FIELD_NUMBER: builtins.int
     course_code: builtins.str
     title: builtins.str
     teacher: builtins.str
     credits: builtins.int
     enrolled: builtins.int
-    """Enrolments that are not soft-deleted."""
+    """Live enrolments (of live students) that are not withdrawn or dropped."""
     graded: builtins.int
-    """Students with at least one graded assessment."""
+    """Of those, students with at least one counted assessment (positive weight and max)."""
     average: builtins.float
     attendance_rate: builtins.float
     attendance_days: builtins.int
     """Attendance days recorded (the rate is 0 and means nothing when none were)."""
+    withdrawn: builtins.int
+    """Live enrolments withdrawn or dropped (not in `enrolled`, the average or the
+    distribution).
+    """
     @property
     def distribution(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___LetterCount]:
         """Graded students per letter, in grading-scale order."""
@@ -532,8 +567,9 @@ class CourseOverview(google.protobuf.message.Message):
         distribution: collections.abc.Iterable[Global___LetterCount] | None = ...,
         attendance_rate: builtins.float = ...,
         attendance_days: builtins.int = ...,
+        withdrawn: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["attendance_days", b"attendance_days", "attendance_rate", b"attendance_rate", "average", b"average", "course_code", b"course_code", "credits", b"credits", "distribution", b"distribution", "enrolled", b"enrolled", "graded", b"graded", "teacher", b"teacher", "title", b"title"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attendance_days", b"attendance_days", "attendance_rate", b"attendance_rate", "average", b"average", "course_code", b"course_code", "credits", b"credits", "distribution", b"distribution", "enrolled", b"enrolled", "graded", b"graded", "teacher", b"teacher", "title", b"title", "withdrawn", b"withdrawn"]) -> None: ...
 
 Global___CourseOverview: typing_extensions.TypeAlias = CourseOverview
 
@@ -548,6 +584,7 @@ class AtRiskStudent(google.protobuf.message.Message):
     ATTENDANCE_RATE_FIELD_NUMBER: builtins.int
     TREND_PER_WEEK_FIELD_NUMBER: builtins.int
     REASONS_FIELD_NUMBER: builtins.int
+    REASON_TEXTS_FIELD_NUMBER: builtins.int
     student_id: builtins.str
     name: builtins.str
     overall_percent: builtins.float
@@ -557,6 +594,12 @@ class AtRiskStudent(google.protobuf.message.Message):
     @property
     def reasons(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """low_grade | low_attendance | falling_trend, each one that applies."""
+
+    @property
+    def reason_texts(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """The same reasons in words, with the value and the threshold ("attendance 74% < 80%"),
+        in the requested language.
+        """
 
     def __init__(
         self,
@@ -568,8 +611,9 @@ class AtRiskStudent(google.protobuf.message.Message):
         attendance_rate: builtins.float = ...,
         trend_per_week: builtins.float = ...,
         reasons: collections.abc.Iterable[builtins.str] | None = ...,
+        reason_texts: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["attendance_rate", b"attendance_rate", "graded", b"graded", "name", b"name", "overall_percent", b"overall_percent", "reasons", b"reasons", "student_id", b"student_id", "trend_per_week", b"trend_per_week"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attendance_rate", b"attendance_rate", "graded", b"graded", "name", b"name", "overall_percent", b"overall_percent", "reason_texts", b"reason_texts", "reasons", b"reasons", "student_id", b"student_id", "trend_per_week", b"trend_per_week"]) -> None: ...
 
 Global___AtRiskStudent: typing_extensions.TypeAlias = AtRiskStudent
 
@@ -580,18 +624,22 @@ class RiskThresholds(google.protobuf.message.Message):
     MIN_PERCENT_FIELD_NUMBER: builtins.int
     MIN_ATTENDANCE_RATE_FIELD_NUMBER: builtins.int
     FALLING_TREND_PER_WEEK_FIELD_NUMBER: builtins.int
+    MIN_TREND_WEEKS_FIELD_NUMBER: builtins.int
     min_percent: builtins.float
     min_attendance_rate: builtins.float
     falling_trend_per_week: builtins.float
     """A trend below minus this many points per week is falling."""
+    min_trend_weeks: builtins.int
+    """A trend needs daily-performance marks in at least this many distinct weeks."""
     def __init__(
         self,
         *,
         min_percent: builtins.float = ...,
         min_attendance_rate: builtins.float = ...,
         falling_trend_per_week: builtins.float = ...,
+        min_trend_weeks: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["falling_trend_per_week", b"falling_trend_per_week", "min_attendance_rate", b"min_attendance_rate", "min_percent", b"min_percent"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["falling_trend_per_week", b"falling_trend_per_week", "min_attendance_rate", b"min_attendance_rate", "min_percent", b"min_percent", "min_trend_weeks", b"min_trend_weeks"]) -> None: ...
 
 Global___RiskThresholds: typing_extensions.TypeAlias = RiskThresholds
 
@@ -609,10 +657,16 @@ class SemesterReport(google.protobuf.message.Message):
     HIGHLIGHTS_FIELD_NUMBER: builtins.int
     THRESHOLDS_FIELD_NUMBER: builtins.int
     GRADING_SCALE_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
+    POLICY_FIELD_NUMBER: builtins.int
     semester: builtins.str
     student_count: builtins.int
     average: builtins.float
     attendance_rate: builtins.float
+    language: builtins.str
+    """en | el: the language of `at_risk[].reason_texts`."""
+    policy: builtins.str
+    """How the numbers are counted (withdrawn enrolments, soft-deleted records), in words."""
     @property
     def courses(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___CourseOverview]: ...
     @property
@@ -638,9 +692,11 @@ class SemesterReport(google.protobuf.message.Message):
         highlights: collections.abc.Iterable[Global___HighlightEntry] | None = ...,
         thresholds: Global___RiskThresholds | None = ...,
         grading_scale: collections.abc.Iterable[Global___GradeBand] | None = ...,
+        language: builtins.str = ...,
+        policy: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["thresholds", b"thresholds"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["at_risk", b"at_risk", "attendance_rate", b"attendance_rate", "average", b"average", "courses", b"courses", "distribution", b"distribution", "grading_scale", b"grading_scale", "highlights", b"highlights", "semester", b"semester", "student_count", b"student_count", "thresholds", b"thresholds"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["at_risk", b"at_risk", "attendance_rate", b"attendance_rate", "average", b"average", "courses", b"courses", "distribution", b"distribution", "grading_scale", b"grading_scale", "highlights", b"highlights", "language", b"language", "policy", b"policy", "semester", b"semester", "student_count", b"student_count", "thresholds", b"thresholds"]) -> None: ...
 
 Global___SemesterReport: typing_extensions.TypeAlias = SemesterReport
 
@@ -670,16 +726,20 @@ class RenderSemesterReportRequest(google.protobuf.message.Message):
 
     SEMESTER_FIELD_NUMBER: builtins.int
     FORMAT_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     semester: builtins.str
     format: builtins.str
     """pdf (default) | csv | json."""
+    language: builtins.str
+    """en (default) | el, as in GetSemesterReportRequest."""
     def __init__(
         self,
         *,
         semester: builtins.str = ...,
         format: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["format", b"format", "semester", b"semester"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["format", b"format", "language", b"language", "semester", b"semester"]) -> None: ...
 
 Global___RenderSemesterReportRequest: typing_extensions.TypeAlias = RenderSemesterReportRequest
 
@@ -710,14 +770,20 @@ class BulkStudentReportsRequest(google.protobuf.message.Message):
     SEMESTER_FIELD_NUMBER: builtins.int
     DATE_FROM_FIELD_NUMBER: builtins.int
     DATE_TO_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     course_code: builtins.str
     """Every student enrolled in this course (at most 50)."""
     output: builtins.str
     """zip (PDFs, default) | pdf (one merged PDF, a bookmark per student) | csv | json."""
     semester: builtins.str
-    """The range of every report, as in GetStudentReportRequest."""
+    """The range of every report, as in GetStudentReportRequest. With course_code and no
+    semester or date range: the course's semester (a class's reports are of its term).
+    The file name carries the range.
+    """
     date_from: builtins.str
     date_to: builtins.str
+    language: builtins.str
+    """en (default) | el, as in GetStudentReportRequest."""
     @property
     def student_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """The students, at most 50. Not together with course_code."""
@@ -731,8 +797,9 @@ class BulkStudentReportsRequest(google.protobuf.message.Message):
         semester: builtins.str = ...,
         date_from: builtins.str = ...,
         date_to: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["course_code", b"course_code", "date_from", b"date_from", "date_to", b"date_to", "output", b"output", "semester", b"semester", "student_ids", b"student_ids"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["course_code", b"course_code", "date_from", b"date_from", "date_to", b"date_to", "language", b"language", "output", b"output", "semester", b"semester", "student_ids", b"student_ids"]) -> None: ...
 
 Global___BulkStudentReportsRequest: typing_extensions.TypeAlias = BulkStudentReportsRequest
 

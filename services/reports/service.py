@@ -119,13 +119,15 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
         self, request: reports_pb2.GetSemesterReportRequest, context: grpc.ServicerContext
     ) -> bytes:
         """GetSemesterReportResponse, in wire form (see _PREBUILT)."""
-        return self.engine.semester_response(request.semester, _role())
+        return self.engine.semester_response(request.semester, _role(), request.language)
 
     @handles_errors
     def RenderSemesterReport(
         self, request: reports_pb2.RenderSemesterReportRequest, context: grpc.ServicerContext
     ) -> Iterator[reports_pb2.RenderSemesterReportResponse]:
-        f, _ = self.engine.render_semester(request.semester, request.format, _role())
+        f, _ = self.engine.render_semester(
+            request.semester, request.format, _role(), request.language
+        )
         for c in chunks(f):
             yield reports_pb2.RenderSemesterReportResponse(chunk=c)
 

@@ -124,7 +124,8 @@ def test_arithmetic_edge_cases() -> None:
     assert compute.attendance_rate({}, ["present"]) == 0.0
     d = dt.date(2026, 1, 5)
     assert compute.slope_per_week([(d, 1.0), (d, 3.0)]) is None
-    assert compute.trend_label(0.05, s) == "steady" and compute.trend_label(None, s) == ""
+    assert compute.trend_label(0.05, s) == "steady"
+    assert compute.trend_label(None, s) == "not_enough_data"
     with pytest.raises(ValueError, match="lowest band"):
         ReportSettings.model_validate(
             {"grading_scale": [{"letter": "P", "min_percent": 50, "points": 1}]}

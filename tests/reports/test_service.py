@@ -183,3 +183,37 @@ def test_rest_routes(reports_app: App) -> None:
         )
         assert r.status_code == 400
         assert r.json()["details"][0]["field"] == "date_to"
+
+
+def test_semester_report_in_a_language(reports_app: App) -> None:
+    """The at-risk reasons in words of the asked language, each its own cache entry; an
+    unknown language is INVALID_ARGUMENT naming the field."""
+    with gateway_for(reports_app, ["reports"]) as client:
+        h = bearer(reports_app, "viewer")
+        en = client.get("/api/v1/reports/semesters/2026-fall", headers=h).json()["report"]
+        el = client.get("/api/v1/reports/semesters/2026-fall?language=el", headers=h).json()
+        assert en["at_risk"][0]["reason_texts"] == ["falling trend -1 points/week ≤ -0.25"]
+        assert el["report"]["at_risk"][0]["reason_texts"] == [
+            "πτωτική τάση -1 μονάδες/εβδομάδα ≤ -0.25"
+        ]
+        assert el["cached"] is False and el["report"]["language"] == "el"
+        r = client.get("/api/v1/reports/semesters/2026-fall?language=fr", headers=h)
+        assert r.status_code == 400 and r.json()["details"][0]["field"] == "language"
+        r = client.get("/api/v1/reports/semesters/2026-fall/download?language=el", headers=h)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+
+
+def test_student_report_in_a_language(reports_app: App) -> None:
+    with gateway_for(reports_app, ["reports"]) as client:
+        h = bearer(reports_app, "viewer")
+        url = "/api/v1/reports/student-performance"
+        el = client.post(url, json={"student_id": "S6", "language": "el"}, headers=h).json()
+        assert el["report"]["language"] == "el" and el["report"]["note"].startswith("Δεν υπάρχουν")
+        en = client.post(url, json={"student_id": "S6"}, headers=h).json()
+        assert en["report"]["note"].startswith("No grades") and en["cached"] is False
+        r = client.post(url, json={"student_id": "S1", "language": "xx"}, headers=h)
+        assert r.status_code == 400 and r.json()["details"][0]["field"] == "language"
+        r = client.post(f"{url}/download", json={"student_id": "S1", "language": "xx"}, headers=h)
+        assert r.status_code == 400 and r.json()["details"][0]["field"] == "report.language"
+        r = client.post(f"{url}/download", json={"student_id": "S1", "language": "el"}, headers=h)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
