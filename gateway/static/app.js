@@ -49,7 +49,11 @@ function say(key, vars) {
 }
 
 function showError(err) {
+  // A JavaScript error is a fault of the page itself, never "Ferry cannot be reached".
+  if (err instanceof Error) { console.error(err); err = { code: "PAGE" }; }
   state.lastError = err;
+  // The status line never contradicts the alert: what was in progress has stopped.
+  state.lastStatus = null; $("status").textContent = "";
   const box = $("alert");
   const code = err && err.code ? err.code : "NETWORK";
   const known = state.strings[`err_${code}`] ? `err_${code}` : "err_OTHER";
@@ -523,7 +527,46 @@ function svg(tag, attrs = {}, text) {
   return el;
 }
 function tip(parent, el, text) { el.append(svg("title", {}, text)); parent.append(el); return el; }
-const pct = (v) => `${Number(v || 0).toFixed(2)}`;
+// Numbers as the page's language writes them (69,97 in Greek, 69.97 in English).
+function num(v, digits = 2) {
+  return new Intl.NumberFormat(state.lang === "el" ? "el-GR" : "en-GB", {
+    minimumFractionDigits: digits, maximumFractionDigits: digits,
+  }).format(Number(v || 0));
+}
+const pct = (v) => num(v, 2);
+
+// A report's sections may be missing (proto3 JSON leaves out an unset message, and an
+// empty report has nothing in them): every section the page reads gets a default here.
+function studentDefaults(r) {
+  const att = r.attendance || {};
+  const perf = r.performance || {};
+  return {
+    ...r,
+    courses: (r.courses || []).map((c) => ({ ...c, attendance: c.attendance || { total: 0, rate: 0, counts: [] } })),
+    highlights: r.highlights || [],
+    attendance: { total: att.total || 0, rate: att.rate || 0, counts: att.counts || [] },
+    performance: { average: perf.average || 0, trend: perf.trend || "", weekly: perf.weekly || [], count: perf.count || 0 },
+  };
+}
+
+// A new student or semester replaces what was on screen before anything is fetched, so a
+// failed or empty report never sits under the previous one's charts and courses.
+function clearStudentReport() {
+  state.studentReport = null;
+  $("sr-result").hidden = true;
+  for (const id of ["sr-name", "sr-note"]) $(id).textContent = "";
+  $("sr-summary").replaceChildren();
+  $("sr-courses").tBodies[0].replaceChildren();
+  for (const id of ["sr-chart-results", "sr-chart-attendance", "sr-chart-trend"]) $(id).replaceChildren();
+  $("sr-pdf-btn").disabled = $("sr-csv-btn").disabled = true;
+}
+
+function clearSemesterReport() {
+  state.semesterReport = null;
+  $("sem-result").hidden = true;
+  $("sem-summary").textContent = "";
+  $("sem-risk").tBodies[0].replaceChildren();
+}
 
 async function findStudents(ev) {
   ev.preventDefault();
@@ -557,11 +600,12 @@ function reportRequest(studentId) {
 
 async function openStudent(studentId, button) {
   const work = async () => {
+    clearStudentReport();
     say("loadingReport");
     const r = await api("/api/v1/reports/student-performance", { method: "POST", body: reportRequest(studentId) });
-    state.studentReport = r.report;
-    renderStudentReport(r.report);
-    say("reportReady");
+    state.studentReport = studentDefaults(r.report || {});
+    renderStudentReport(state.studentReport);
+    say(state.studentReport.empty ? "reportEmpty" : "reportReady");
   };
   if (button) await busy(button, work); else await work();
 }
@@ -573,10 +617,10 @@ function renderStudentReport(r) {
   const dl = $("sr-summary");
   dl.replaceChildren();
   const rows = [
-    ["overall", `${pct(r.overall_percent)}%`], ["gpa", Number(r.gpa || 0).toFixed(2)],
-    ["credits", t("creditsOf", { earned: r.credits_earned, attempted: r.credits_attempted })],
+    ["overall", `${pct(r.overall_percent)}%`], ["gpa", num(r.gpa)],
+    ["credits", t("creditsOf", { earned: r.credits_earned || 0, attempted: r.credits_attempted || 0 })],
     ["attendance", `${pct(r.attendance.rate)}% (${t("daysN", { n: r.attendance.total })})`],
-    ["performance", `${Number(r.performance.average || 0).toFixed(2)} ${r.performance.trend ? `(${t(`trend_${r.performance.trend}`)})` : ""}`],
+    ["performance", `${num(r.performance.average)} ${r.performance.trend ? `(${t(`trend_${r.performance.trend}`)})` : ""}`],
   ];
   for (const [k, v] of rows) {
     const dt = document.createElement("dt"); dt.textContent = t(`sum_${k}`);
@@ -656,7 +700,7 @@ function chartTrend(weekly) {
     el.append(svg("polyline", { points: weekly.map((p, i) => `${x(i)},${y(p.average)}`).join(" "), class: "trend-line" }));
     weekly.forEach((p, i) => {
       tip(el, svg("circle", { cx: x(i), cy: y(p.average), r: 3, class: "bar-student" }),
-        `${p.week}: ${Number(p.average).toFixed(2)}`);
+        `${p.week}: ${num(p.average)}`);
     });
     el.append(svg("text", { x: left, y: h - 3 }, weekly[0].week));
     el.append(svg("text", { x: w - 70, y: h - 3 }, weekly[weekly.length - 1].week));
@@ -680,10 +724,12 @@ async function showSemester() {
   const semester = $("sem-semester").value;
   if (!semester) { showError({ code: "NO_SEMESTER" }); return; }
   await busy($("sem-show-btn"), async () => {
+    clearSemesterReport();
     say("loadingReport");
     const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
-    state.semesterReport = r.report;
-    renderSemesterReport(r.report);
+    const rep = r.report || {};
+    state.semesterReport = { ...rep, courses: rep.courses || [], at_risk: rep.at_risk || [] };
+    renderSemesterReport(state.semesterReport);
     say("reportReady");
   });
 }
@@ -701,7 +747,7 @@ function renderSemesterReport(r) {
     row.insertCell().textContent = `${a.student_id} ${a.name}`;
     const o = row.insertCell(); o.className = "num"; o.textContent = a.graded ? pct(a.overall_percent) : "–";
     const at = row.insertCell(); at.className = "num"; at.textContent = pct(a.attendance_rate);
-    row.insertCell().textContent = a.reasons.map((x) => t(`reason_${x}`)).join(", ");
+    row.insertCell().textContent = (a.reasons || []).map((x) => t(`reason_${x}`)).join(", ");
   }
   $("sem-risk-none").hidden = (r.at_risk || []).length > 0;
 }
@@ -725,11 +771,12 @@ async function loadClassCourses() {
     const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
     const sel = $("cls-course");
     sel.replaceChildren();
-    for (const c of r.report.courses) {
+    const courses = (r.report && r.report.courses) || [];
+    for (const c of courses) {
       sel.append(new Option(t("courseOption", { code: c.course_code, title: c.title, n: c.enrolled }), c.course_code));
     }
-    $("cls-btn").disabled = r.report.courses.length === 0;
-    say("coursesLoaded", { n: r.report.courses.length });
+    $("cls-btn").disabled = courses.length === 0;
+    say("coursesLoaded", { n: courses.length });
   });
 }
 

@@ -1,0 +1,158 @@
+"""The Export Center's loading, empty, error and done states in Chromium, against a real
+gateway and real services: an empty report, a failed request, a wrong password. Each
+test attacks one promise the page makes to a teacher; screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ferry.app import App
+from ferry.users import create_user
+from gateway.server import GatewayServer
+from tests.conftest import running
+from tests.e2e.test_export_center import ARTIFACTS, PASSWORD, STATIC, browser  # noqa: F401
+from tests.gateway.conftest import SERVICES, seed_small
+
+pytestmark = pytest.mark.browser
+EN = json.loads((STATIC / "i18n" / "en.json").read_text(encoding="utf-8"))
+EL = json.loads((STATIC / "i18n" / "el.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def site(make_app: Callable[..., App], empty_url: str) -> Iterator[tuple[str, App]]:
+    seed_small(empty_url)
+    app = make_app(empty_url)
+    create_user(app.engine, "teacher", PASSWORD, "operator")
+    with running(app, SERVICES) as server:
+        gw = GatewayServer(app, target=f"127.0.0.1:{server.port}", port=0)
+        port = gw.start()
+        try:
+            yield f"http://127.0.0.1:{port}", app
+        finally:
+            gw.stop()
+
+
+@pytest.fixture
+def page(browser: Any, site: tuple[str, App]) -> Iterator[Any]:  # noqa: F811
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900},
+                                  locale="en-GB")  # fmt: skip
+    p = context.new_page()
+    p.set_default_timeout(15_000)
+    errors: list[str] = []
+    p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.errors = errors
+    p.goto(site[0] + "/")
+    yield p
+    context.close()
+
+
+def sign_in(page: Any, user: str = "teacher", password: str = PASSWORD) -> None:
+    from playwright.sync_api import expect
+
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login-btn")
+    expect(page.locator("#status")).to_have_text(EN["ready"])
+
+
+def students(app: App) -> tuple[str, str]:
+    """A student of 2026-fall with grades, and one with nothing at all in 2026-fall (plain
+    SQL: no enrolment in a live 2026-fall course and no 2026-fall highlight)."""
+    with app.engine.connect() as conn:
+        full = conn.execute(
+            sa.text(
+                "SELECT s.student_id FROM students s "
+                "JOIN enrollments e ON e.student_ref = s.id JOIN courses c ON c.id = e.course_ref "
+                "JOIN grades g ON g.enrollment_ref = e.id WHERE c.semester = '2026-fall' "
+                "AND s.deleted_at IS NULL ORDER BY s.student_id LIMIT 1"
+            )
+        ).scalar_one()
+        empty = conn.execute(
+            sa.text(
+                "SELECT s.student_id FROM students s WHERE s.deleted_at IS NULL AND NOT EXISTS "
+                "(SELECT 1 FROM enrollments e JOIN courses c ON c.id = e.course_ref "
+                " WHERE e.student_ref = s.id AND c.semester = '2026-fall') AND NOT EXISTS "
+                "(SELECT 1 FROM highlights h WHERE h.student_ref = s.id "
+                " AND h.semester = '2026-fall') ORDER BY s.student_id LIMIT 1"
+            )
+        ).scalar_one()
+    return full, empty
+
+
+def open_student(page: Any, student_id: str) -> None:
+    page.fill("#sr-query", student_id)
+    page.select_option("#sr-semester", "2026-fall")
+    page.click("#sr-find-btn")
+
+
+def test_an_empty_report_replaces_the_previous_student_and_says_so(
+    page: Any, site: tuple[str, App]
+) -> None:
+    """A student without data in the semester: no "Ferry cannot be reached", no status stuck
+    at "Preparing the report…", and none of the previous student's charts or courses."""
+    from playwright.sync_api import expect
+
+    full, empty = students(site[1])
+    sign_in(page)
+    open_student(page, full)
+    expect(page.locator("#status")).to_have_text(EN["reportReady"])
+    assert page.locator("#sr-chart-results rect").count() >= 1
+    assert page.locator("#sr-courses tbody tr").count() >= 1
+
+    open_student(page, empty)
+    expect(page.locator("#status")).to_have_text(EN["reportEmpty"])
+    expect(page.locator("#sr-name")).to_contain_text(empty)
+    expect(page.locator("#sr-note")).to_have_text(EN["emptyReport"])
+    expect(page.locator("#alert")).to_be_hidden()
+    assert page.locator("#sr-courses tbody tr").count() == 0
+    for chart in ("results", "attendance", "trend"):
+        assert page.locator(f"#sr-chart-{chart} rect, #sr-chart-{chart} circle").count() == 0
+    expect(page.locator("#sr-summary dd[data-key=overall]")).to_have_text("0.00%")
+    expect(page.locator("#sr-pdf-btn")).to_be_disabled()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#student-report").screenshot(path=str(ARTIFACTS / "state-empty-report.png"))
+
+    # The same empty report in Greek: still no error, numbers written the Greek way.
+    page.select_option("#lang", "el")
+    expect(page.locator("#status")).to_have_text(EL["reportEmpty"])
+    expect(page.locator("#sr-summary dd[data-key=overall]")).to_have_text("0,00%")
+    assert not page.errors, page.errors
+
+
+def test_a_failed_report_clears_the_status_and_the_previous_student(
+    page: Any, site: tuple[str, App]
+) -> None:
+    from playwright.sync_api import expect
+
+    full, _ = students(site[1])
+    sign_in(page)
+    open_student(page, full)
+    expect(page.locator("#status")).to_have_text(EN["reportReady"])
+    page.route("**/api/v1/reports/student-performance", lambda route: route.abort())
+    open_student(page, full)
+    expect(page.locator("#alert")).to_have_text(EN["err_NETWORK"])
+    expect(page.locator("#status")).to_have_text("")
+    expect(page.locator("#sr-result")).to_be_hidden()
+
+
+def test_greek_numbers_on_a_report(page: Any, site: tuple[str, App]) -> None:
+    """The overall percentage is written with a decimal comma in Greek (69,97), checked
+    against the report's own number."""
+    from playwright.sync_api import expect
+
+    full, _ = students(site[1])
+    sign_in(page)
+    open_student(page, full)
+    expect(page.locator("#status")).to_have_text(EN["reportReady"])
+    shown = page.locator("#sr-summary dd[data-key=overall]").inner_text()
+    assert re.fullmatch(r"\d+\.\d\d%", shown), shown
+    page.select_option("#lang", "el")
+    expect(page.locator("#sr-summary dd[data-key=overall]")).to_have_text(shown.replace(".", ","))
+    assert not page.errors, page.errors
