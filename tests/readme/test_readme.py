@@ -137,8 +137,9 @@ def test_every_sh_block_runs_against_the_demo(demo: Demo) -> None:
             continue  # `make run` / `make test`: what this test and the suite are
         if "grpcurl" in block and not shutil.which("grpcurl"):
             continue  # grpcurl is not part of Ferry; the block runs where it is installed
-        r = subprocess.run(["bash", "-e", "-c", block], cwd=demo.work, env=demo.env | {"PATH": path},
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        env = demo.env | {"PATH": path}
+        cmd = ["bash", "-e", "-c", block]
+        r = subprocess.run(cmd, cwd=demo.work, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, f"{block}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
         ran += 1
     assert ran >= 3
