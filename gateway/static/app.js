@@ -108,7 +108,13 @@ async function signIn(ev) {
   if (!username || !password) { showError({ code: "MISSING_LOGIN" }); return; }
   await busy($("login-btn"), async () => {
     say("signingIn");
-    const r = await api("/api/v1/auth/login", { method: "POST", body: { username, password } });
+    let r;
+    try {
+      r = await api("/api/v1/auth/login", { method: "POST", body: { username, password } });
+    } catch (e) {
+      // The server's own words are not shown: a refused login is one message, in the page's language.
+      throw e && e.code === "UNAUTHENTICATED" ? { code: "BAD_LOGIN" } : e;
+    }
     state.token = r.token; state.role = r.role; state.user = username; state.email = r.email || "";
     sessionStorage.setItem("ferry.session", JSON.stringify({ token: r.token, role: r.role, user: username, email: state.email }));
     $("password").value = "";
@@ -133,7 +139,7 @@ async function enterWorkspace() {
   say("loading");
   const admin = state.role === "admin";
   $("notify-panel").hidden = !admin;
-  await Promise.all([loadSemesters(), loadImports(), loadJobs(), ...(admin ? [loadNotifications()] : [])]);
+  await Promise.all([loadSemesters(), loadImports(), loadJobs(), loadChannels(), ...(admin ? [loadNotifications()] : [])]);
   say("ready");
 }
 
@@ -236,6 +242,11 @@ async function doImport() {
   $("import-btn").disabled = true;
 }
 
+// A record's field as a person reads it ("Last name", not last_name).
+function fieldLabel(name) {
+  return state.strings[`field_${name}`] ?? String(name).replace(/_/g, " ");
+}
+
 const COUNTS = ["created", "updated", "unchanged", "skipped", "unmatched", "deleted", "errors"];
 
 function renderResult(result, isPreview) {
@@ -264,7 +275,7 @@ function renderResult(result, isPreview) {
     const ul = document.createElement("ul");
     for (const e of result.errors.slice(0, 10)) {
       const li = document.createElement("li");
-      li.textContent = `${t(`entity_${e.entity}`)} ${e.natural_key}${e.field ? ` (${e.field})` : ""}: ${e.reason}`;
+      li.textContent = `${t(`entity_${e.entity}`)} ${e.natural_key}${e.field ? ` (${fieldLabel(e.field)})` : ""}: ${e.reason}`;
       ul.append(li);
     }
     box.append(p, ul);
@@ -284,7 +295,7 @@ function renderResult(result, isPreview) {
     const ul = document.createElement("ul");
     for (const c of result.sample_changes.slice(0, 10)) {
       const li = document.createElement("li");
-      const fields = (c.changes || []).map((f) => `${f.field}: ${f.old_value || "—"} → ${f.new_value || "—"}`).join("; ");
+      const fields = (c.changes || []).map((f) => `${fieldLabel(f.field)}: ${f.old_value || "—"} → ${f.new_value || "—"}`).join("; ");
       li.textContent = `${t(`action_${c.action}`)} ${t(`entity_${c.entity}`)} ${c.natural_key}${fields ? ` (${fields})` : ""}`;
       ul.append(li);
     }
@@ -354,7 +365,9 @@ async function startJob(ev) {
     const r = await api("/api/v1/exports", { method: "POST", body });
     upsertJob(r.job);
     watch(r.job);
-    if (notify.length) say("startedNotify", { who: notify.join(", ") }); else say("started");
+    if (!notify.length) say("started");
+    else if (state.mailKinds && !state.mailKinds.length) say("startedLogged", { who: notify.join(", ") });
+    else say("startedNotify", { who: notify.join(", ") });
   });
 }
 
@@ -365,14 +378,23 @@ const ADDRESS = /^[^\s@<>,]+@[^\s@<>,]+$/;
 // that is itself an address, else "" (the page asks for one).
 function ownAddress() {
   if (state.email && ADDRESS.test(state.email)) return state.email;
-  return ADDRESS.test(state.user || "") ? state.user : "";
+  if (ADDRESS.test(state.user || "")) return state.user;
+  const kept = localStorage.getItem(`ferry.email.${state.user}`) || "";
+  return ADDRESS.test(kept) ? kept : "";
 }
 
 // The addresses told when the job ends, or null (with an error shown) when one is bad.
 function recipients() {
   const out = [];
   if ($("job-notify-me").checked) {
-    if (!ownAddress()) { $("job-notify-me-hint").hidden = false; showError({ code: "BAD_ADDRESS", message: state.user }); return null; }
+    if (!ownAddress()) {
+      // Asked for in place, once: the address typed here is kept for this sign-in name.
+      const typed = $("job-my-email").value.trim();
+      $("job-notify-me-hint").hidden = false;
+      if (!ADDRESS.test(typed)) { showError({ code: "NEED_ADDRESS" }); $("job-my-email").focus(); return null; }
+      localStorage.setItem(`ferry.email.${state.user}`, typed);
+      $("job-notify-me-hint").hidden = true;
+    }
     out.push(ownAddress());
   }
   for (const part of $("job-notify").value.split(/[,;\s]+/)) {
@@ -382,6 +404,20 @@ function recipients() {
     if (!out.includes(a)) out.push(a);
   }
   return out;
+}
+
+// Whether anything can mail: with only the log channel nothing is sent, and the page
+// says "logged (no mail channel)" instead of promising a mail.
+async function loadChannels() {
+  try {
+    const r = await api("/api/v1/notifications/channels");
+    state.mailKinds = (r.channels || []).filter((c) => c.kind !== "log").map((c) => c.name);
+  } catch (e) { state.mailKinds = null; }
+}
+
+function onlyLogged(n) {
+  const chans = n.channels || [];
+  return chans.length > 0 && chans.every((c) => c === "log");
 }
 
 async function loadNotifications() {
@@ -405,7 +441,8 @@ function renderNotifications(list) {
     row.insertCell().textContent = when(n.created_at);
     row.insertCell().textContent = n.subject || "";
     row.insertCell().textContent = (n.recipients || []).join(", ");
-    row.insertCell().textContent = t(n.status || "NOTIFICATION_STATUS_UNSPECIFIED");
+    row.insertCell().textContent = n.status === "NOTIFICATION_STATUS_SENT" && onlyLogged(n)
+      ? t("loggedNoMail") : t(n.status || "NOTIFICATION_STATUS_UNSPECIFIED");
     row.insertCell().textContent = String(n.attempts || 0);
     const err = row.insertCell(); err.className = "error-text"; err.textContent = n.last_error || "";
     const cell = row.insertCell();
@@ -477,7 +514,11 @@ function renderJobs(list) {
   for (const job of list) {
     const row = body.insertRow();
     row.dataset.jobId = job.id;
-    row.insertCell().textContent = `${t(job.export_type)} (${job.format})`;
+    row.insertCell().textContent = when(job.created_at);
+    const what = row.insertCell();
+    what.textContent = `${t(job.export_type)} (${job.format})`;
+    const params = jobParams(job);
+    if (params) { const d = document.createElement("div"); d.className = "hint"; d.textContent = params; what.append(d); }
     const st = row.insertCell();
     st.textContent = t(job.status);
     if (job.status === "EXPORT_JOB_STATUS_FAILED" && job.error_message) {
@@ -507,6 +548,16 @@ function renderJobs(list) {
       cell.append(b);
     }
   }
+}
+
+// A job's filters in words: "Semester: 2026-fall · Status: Active".
+function jobParams(job) {
+  const f = job.filters || {};
+  const out = [];
+  if (f.semester) out.push(`${t("semester")}: ${f.semester}`);
+  if (f.status) out.push(`${t("status")}: ${t(`st_${f.status}`)}`);
+  if (f.search) out.push(`${t("searchLabel")}: ${f.search}`);
+  return out.join(" · ");
 }
 
 async function downloadJob(job, button) {
