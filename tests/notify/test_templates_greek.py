@@ -18,7 +18,7 @@ HTML = (STATIC / "index.html").read_text(encoding="utf-8")
 TYPES = re.findall(
     r'<option value="([a-z_]+)" data-i18n="[A-Za-z]+">',
     HTML.split('id="job-type"')[1].split("</select>")[0],
-)  # noqa: E501
+)
 
 
 def test_every_template_has_a_greek_one() -> None:
