@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+## What the browser tests inject into the page (axe-core), pinned by tests/e2e/package-lock.json.
+## Without npm the accessibility test is skipped (and fails under CI=true).
+E2E_JS := tests/e2e/node_modules/.package-lock.json
+$(E2E_JS): tests/e2e/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: tests/e2e/test_accessibility.py will be skipped"; exit 0; }; \
+	npm ci --prefix tests/e2e --no-audit --no-fund --ignore-scripts --loglevel=error
+
 ## Migrate, seed demo data into an empty database, and serve everything in one process.
 run: setup
 	$(FERRY) db upgrade
@@ -28,7 +35,7 @@ run: setup
 ## without the long system scenarios (`make test-system` runs those), on TEST_WORKERS
 ## processes (pytest-xdist; each test file stays on one). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-test: setup
+test: setup $(E2E_JS)
 	$(VENV)/bin/pytest -q -m "not long" -n $(TEST_WORKERS) --dist loadfile
 
 ## The system tests, long scenarios included: one process per service, faults injected.
@@ -36,7 +43,7 @@ test-system: setup
 	$(VENV)/bin/pytest -q tests/system
 
 ## Everything, the tests marked long included (make test leaves those out).
-test-long: setup
+test-long: setup $(E2E_JS)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## Regenerate ferry/v1 from protos/ (commit the result).
