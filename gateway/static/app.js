@@ -76,7 +76,8 @@ async function busy(button, work) {
 
 // ---- API ----------------------------------------------------------------------------
 async function api(path, { method = "GET", body, raw = false, headers = {} } = {}) {
-  const h = { ...headers };
+  // The page's language travels with every request (files, mails and messages made for it).
+  const h = { "Accept-Language": state.lang, ...headers };
   if (state.token) h.Authorization = `Bearer ${state.token}`;
   if (body !== undefined && !(body instanceof FormData)) h["Content-Type"] = "application/json";
   let res;

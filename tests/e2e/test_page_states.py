@@ -156,3 +156,18 @@ def test_greek_numbers_on_a_report(page: Any, site: tuple[str, App]) -> None:
     page.select_option("#lang", "el")
     expect(page.locator("#sr-summary dd[data-key=overall]")).to_have_text(shown.replace(".", ","))
     assert not page.errors, page.errors
+
+
+def test_the_page_language_travels_with_every_request(page: Any, site: tuple[str, App]) -> None:
+    """Not the browser's language (en-GB here): the one chosen on the page."""
+    from playwright.sync_api import expect
+
+    sign_in(page)
+    page.select_option("#lang", "el")
+    seen: list[str | None] = []
+    page.on("request", lambda r: seen.append(r.headers.get("accept-language"))
+            if "/api/v1/" in r.url else None)  # fmt: skip
+    page.select_option("#sem-semester", "2026-fall")
+    page.click("#sem-show-btn")
+    expect(page.locator("#sem-result")).to_be_visible()
+    assert seen and all(h == "el" for h in seen), seen
