@@ -125,6 +125,7 @@ async function signIn(ev) {
 
 function signOut(announce = true) {
   state.token = null; state.email = "";
+  clearTimeout(state.refreshTimer);
   sessionStorage.removeItem("ferry.session");
   for (const es of state.watchers.values()) es.close();
   state.watchers.clear();
@@ -142,6 +143,45 @@ async function enterWorkspace() {
   $("notify-panel").hidden = !admin;
   await Promise.all([loadSemesters(), loadImports(), loadJobs(), loadChannels(), ...(admin ? [loadNotifications()] : [])]);
   say("ready");
+  scheduleRefresh(REFRESH_MS);
+}
+
+// ---- lists refresh by themselves -------------------------------------------------------
+// Imports, jobs and notifications made elsewhere (another teacher, a schedule, the CLI)
+// appear without a click: every REFRESH_MS while the page is visible, backing off (doubling,
+// at most REFRESH_MAX_MS) while Ferry cannot be reached, quietly: a failed background
+// refresh never raises an alert over what the user is doing.
+const REFRESH_MS = window.FERRY_REFRESH_MS || 15000;
+const REFRESH_MAX_MS = 120000;
+
+function scheduleRefresh(delay) {
+  clearTimeout(state.refreshTimer);
+  if (!state.token) return;
+  state.refreshTimer = setTimeout(async () => {
+    if (!state.token) return;
+    if (document.hidden) { scheduleRefresh(delay); return; }
+    let ok = true;
+    try { await refreshLists(); } catch (e) { ok = false; }
+    scheduleRefresh(ok ? REFRESH_MS : Math.min(delay * 2, REFRESH_MAX_MS));
+  }, delay);
+}
+
+async function refreshLists() {
+  const [imports, jobs] = await Promise.all([
+    api("/api/v1/imports?page_size=20"), api("/api/v1/exports?page_size=20"),
+  ]);
+  state.imports = imports.imports || [];
+  renderImports(state.imports);
+  state.jobs = jobs.jobs || [];
+  renderJobs(state.jobs);
+  for (const j of state.jobs) if (!ended(j)) watch(j);
+  if (state.role === "admin") {
+    const q = new URLSearchParams({ page_size: "50" });
+    if ($("notify-status").value) q.set("status", $("notify-status").value);
+    const n = await api(`/api/v1/notifications?${q}`);
+    state.notifications = n.notifications || [];
+    renderNotifications(state.notifications);
+  }
 }
 
 // ---- semester export ----------------------------------------------------------------

@@ -196,3 +196,29 @@ def test_a_preview_names_fields_as_labels(page: Any, site: tuple[str, App], tmp_
     assert "title: Renamed" not in page.locator("#import-result").inner_text()
     page.select_option("#lang", "el")
     expect(page.locator("#import-result")).to_contain_text(f"{EL['field_title']}: Renamed")
+
+
+def test_lists_refresh_by_themselves(browser: Any, site: tuple[str, App]) -> None:  # noqa: F811
+    """A job started elsewhere (here: straight through the REST API) appears on an open
+    page without a click."""
+    import httpx
+    from playwright.sync_api import expect
+
+    base = site[0]
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    context.add_init_script("window.FERRY_REFRESH_MS = 300")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(base + "/")
+    sign_in(page)
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    token = httpx.post(f"{base}/api/v1/auth/login",
+                       json={"username": "head", "password": PASSWORD}).json()["token"]  # fmt: skip
+    r = httpx.post(f"{base}/api/v1/exports", headers={"Authorization": f"Bearer {token}"},
+                   json={"export_type": "courses", "format": "json"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    row = page.locator("#jobs-table tbody tr").first
+    expect(row).to_contain_text(EN["courses"])
+    expect(row).to_contain_text(EN["EXPORT_JOB_STATUS_COMPLETED"])
+    expect(page.locator("#jobs-empty")).to_be_hidden()
+    context.close()
