@@ -365,7 +365,8 @@ function renderImports(list) {
   for (const imp of list) {
     const row = body.insertRow();
     row.insertCell().textContent = when(imp.created_at);
-    row.insertCell().textContent = (imp.options && imp.options.filename) || imp.entity || "";
+    row.insertCell().textContent = importFile(imp);
+    row.insertCell().textContent = imp.requested_by || "";
     row.insertCell().textContent = t(imp.status || "IMPORT_STATUS_UNSPECIFIED");
     const total = (imp.summaries || []).reduce((n, s) => n + Number(s.created) + Number(s.updated) + Number(s.deleted), 0);
     row.insertCell().textContent = String(total);
@@ -380,11 +381,28 @@ function renderImports(list) {
   }
 }
 
+function importFile(imp) { return (imp.options && imp.options.filename) || imp.entity || ""; }
+
+// An import as the history table shows it: when, which file, who.
+function importInWords(imp) {
+  return [when(imp.created_at), importFile(imp), imp.requested_by].filter(Boolean).join(" · ");
+}
+
 async function undo(imp, button) {
   if (!confirm(t("confirmUndo"))) return;
   await busy(button, async () => {
     say("undoing");
-    await api(`/api/v1/imports/${encodeURIComponent(imp.id)}/undo`, { method: "POST", body: {} });
+    try {
+      await api(`/api/v1/imports/${encodeURIComponent(imp.id)}/undo`, { method: "POST", body: {} });
+    } catch (e) {
+      if (!e || e.code !== "FAILED_PRECONDITION") throw e;
+      // The refusal names later imports by id, which the history never shows: name them
+      // as the history does, and never show the server's text.
+      const later = (state.imports || []).filter((i) => i.id !== imp.id && (e.message || "").includes(i.id));
+      throw later.length
+        ? { code: "UNDO_LATER", message: later.map(importInWords).join("; ") }
+        : { code: "UNDO_CHANGED" };
+    }
     await loadImports();
     await loadSemesters();
     say("undone");

@@ -222,3 +222,39 @@ def test_lists_refresh_by_themselves(browser: Any, site: tuple[str, App]) -> Non
     expect(row).to_contain_text(EN["EXPORT_JOB_STATUS_COMPLETED"])
     expect(page.locator("#jobs-empty")).to_be_hidden()
     context.close()
+
+
+def test_a_refused_undo_names_the_later_imports_as_the_history_shows_them(
+    page: Any, site: tuple[str, App], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    app = site[1]
+    sign_in(page)
+    page.select_option("#semester", "2026-fall")
+    page.select_option("#bundle-format", "json")
+    with page.expect_download() as dl:
+        page.click("#export-btn")
+    bundle = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(bundle)
+    for title in ("Renamed once", "Renamed twice"):  # two imports change the same rows
+        with app.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE courses SET title = :t WHERE semester = '2026-fall'"),
+                         {"t": title})  # fmt: skip
+        page.set_input_files("#import-file", str(bundle))
+        page.click("#preview-btn")
+        expect(page.locator("#import-btn")).to_be_enabled()
+        page.click("#import-btn")
+        expect(page.locator("#status")).to_have_text(EN["imported"])
+    done = page.locator("#imports-table tbody tr", has_text=EN["IMPORT_STATUS_COMPLETED"])
+    expect(done).to_have_count(2)
+    with app.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM imports"))]
+    page.once("dialog", lambda d: d.accept())
+    done.nth(1).get_by_role("button", name=EN["undo"]).click()  # the older import
+    alert = page.locator("#alert")
+    expect(alert).to_contain_text(EN["err_UNDO_LATER"])
+    expect(alert).to_contain_text(f"{bundle.name} · teacher")
+    assert not [i for i in ids if i in alert.inner_text()]
+    expect(page.locator("#status")).to_have_text("")
+    expect(done.first).to_contain_text("teacher")
