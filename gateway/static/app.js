@@ -668,6 +668,9 @@ function clearStudentReport() {
   $("sr-summary").replaceChildren();
   $("sr-courses").tBodies[0].replaceChildren();
   for (const id of ["sr-chart-results", "sr-chart-attendance", "sr-chart-trend"]) $(id).replaceChildren();
+  for (const id of ["sr-data-results", "sr-data-attendance", "sr-data-trend"]) {
+    $(id).tHead.replaceChildren(); $(id).tBodies[0].replaceChildren();
+  }
   $("sr-pdf-btn").disabled = $("sr-csv-btn").disabled = true;
 }
 
@@ -753,7 +756,22 @@ function renderStudentReport(r) {
   $("sr-pdf-btn").disabled = $("sr-csv-btn").disabled = r.empty;
 }
 
+// Every chart has its numbers as a table too (screen readers, printing, copying).
+function dataTable(id, headers, rows) {
+  const table = $(id);
+  const head = table.tHead; head.replaceChildren();
+  const hr = head.insertRow();
+  headers.forEach((h, i) => { const th = document.createElement("th"); th.textContent = h; if (i) th.className = "num"; hr.append(th); });
+  const body = table.tBodies[0]; body.replaceChildren();
+  for (const r of rows) {
+    const row = body.insertRow();
+    r.forEach((v, i) => { const td = row.insertCell(); td.textContent = v; if (i) td.className = "num"; });
+  }
+}
+
 function chartResults(courses) {
+  dataTable("sr-data-results", [t("course"), t("resultPct"), t("classAvg")],
+    courses.map((c) => [c.course_code, pct(c.weighted_percent), c.has_class_average ? pct(c.class_average) : "–"]));
   const el = $("sr-chart-results");
   el.replaceChildren();
   const w = 360, h = 170, left = 30, bottom = 20, top = 8;
@@ -778,6 +796,8 @@ function chartResults(courses) {
 }
 
 function chartAttendance(counts) {
+  dataTable("sr-data-attendance", [t("attendance"), t("days")],
+    counts.map((c) => [t(`att_${c.status}`), num(c.count, 0)]));
   const el = $("sr-chart-attendance");
   el.replaceChildren();
   const w = 360, h = 170, left = 70;
@@ -795,6 +815,7 @@ function chartAttendance(counts) {
 }
 
 function chartTrend(weekly) {
+  dataTable("sr-data-trend", [t("week"), t("average")], weekly.map((p) => [p.week, num(p.average)]));
   const el = $("sr-chart-trend");
   el.replaceChildren();
   const w = 360, h = 170, left = 24, pad = 12;

@@ -171,3 +171,40 @@ def test_the_page_language_travels_with_every_request(page: Any, site: tuple[str
     page.click("#sem-show-btn")
     expect(page.locator("#sem-result")).to_be_visible()
     assert seen and all(h == "el" for h in seen), seen
+
+
+def test_every_chart_has_its_numbers_as_a_table_and_printing_shows_only_the_report(
+    page: Any, site: tuple[str, App]
+) -> None:
+    from playwright.sync_api import expect
+
+    full, _ = students(site[1])
+    with site[1].engine.connect() as conn:
+        courses = conn.execute(
+            sa.text(
+                "SELECT COUNT(DISTINCT c.id) FROM courses c "
+                "JOIN enrollments e ON e.course_ref = c.id JOIN students s ON s.id = e.student_ref "
+                "JOIN grades g ON g.enrollment_ref = e.id "
+                "WHERE s.student_id = :sid AND c.semester = '2026-fall' AND c.deleted_at IS NULL "
+                "AND e.deleted_at IS NULL AND g.deleted_at IS NULL"
+            ),
+            {"sid": full},
+        ).scalar_one()
+    sign_in(page)
+    open_student(page, full)
+    expect(page.locator("#status")).to_have_text(EN["reportReady"])
+    assert page.locator("#sr-data-results tbody tr").count() == courses
+    assert (
+        page.locator("#sr-data-attendance tbody tr").count()
+        == page.locator("#sr-chart-attendance rect").count()
+    )
+    assert (
+        page.locator("#sr-data-trend tbody tr").count()
+        == page.locator("#sr-chart-trend circle").count()
+    )
+    page.emulate_media(media="print")
+    expect(page.locator("#student-report")).to_be_visible()
+    expect(page.locator("#sr-chart-results")).to_be_visible()
+    for hidden in ("#sr-form", "#sr-pdf-btn", "#export-btn", "#jobs-table", "#semester-report"):
+        expect(page.locator(hidden)).to_be_hidden()
+    assert not page.errors, page.errors
