@@ -419,6 +419,14 @@ async function startJob(ev) {
   const notify = recipients();
   if (notify === null) return;
   await busy($("job-btn"), async () => {
+    if (state.newOwnAddress && state.role === "admin") {
+      // An admin's address is saved on the account (users.email), where mails look first.
+      const email = state.newOwnAddress;
+      await api(`/api/v1/auth/users/${encodeURIComponent(state.user)}/email`, { method: "POST", body: { email } });
+      state.email = email;
+      sessionStorage.setItem("ferry.session", JSON.stringify({ token: state.token, role: state.role, user: state.user, email }));
+    }
+    state.newOwnAddress = null;
     say("starting");
     const body = { export_type: $("job-type").value, format: $("job-format").value, filters, notify };
     const r = await api("/api/v1/exports", { method: "POST", body });
@@ -452,6 +460,7 @@ function recipients() {
       $("job-notify-me-hint").hidden = false;
       if (!ADDRESS.test(typed)) { showError({ code: "NEED_ADDRESS" }); $("job-my-email").focus(); return null; }
       localStorage.setItem(`ferry.email.${state.user}`, typed);
+      state.newOwnAddress = typed;
       $("job-notify-me-hint").hidden = true;
     }
     out.push(ownAddress());

@@ -163,6 +163,9 @@ def test_the_log_channel_is_never_called_sent_and_email_me_asks_for_an_address(
     status = page.locator("#status").inner_text()
     assert "will get a mail" not in status and EN["startedLogged"].split("{")[0] in status
     expect(page.locator("#job-notify-me-hint")).to_be_hidden()
+    with site[1].engine.connect() as conn:  # saved on the admin's account, once
+        saved = conn.execute(sa.text("SELECT email FROM users WHERE username = 'head'"))
+        assert saved.scalar_one() == "head@school.example"
 
     def logged() -> bool:
         page.click("#notify-refresh")
