@@ -57,9 +57,20 @@ function showError(err) {
   const box = $("alert");
   const code = err && err.code ? err.code : "NETWORK";
   const known = state.strings[`err_${code}`] ? `err_${code}` : "err_OTHER";
-  box.textContent = t(known) + (err && err.message ? ` (${err.message})` : "");
+  box.textContent = t(known) + detailOf(err);
   box.hidden = false;
   if (code === "UNAUTHENTICATED" && state.token) signOut(false);
+}
+
+// What follows the translated message in brackets. The server writes its messages in
+// English: a Greek page shows the field they name as a label instead, never the text.
+function detailOf(err) {
+  if (!err) return "";
+  if (err.server && state.lang !== "en") {
+    const field = (err.details || []).map((d) => d.field).find(Boolean);
+    return field ? ` (${fieldLabel(field.split(".").pop())})` : "";
+  }
+  return err.message ? ` (${err.message})` : "";
 }
 
 function clearError() { state.lastError = null; $("alert").hidden = true; $("alert").textContent = ""; }
@@ -92,6 +103,7 @@ async function api(path, { method = "GET", body, raw = false, headers = {} } = {
   if (!res.ok) {
     let err = { code: res.status === 413 ? "TOO_LARGE" : "OTHER", message: "" };
     try { err = await res.json(); if (res.status === 413) err.code = "TOO_LARGE"; } catch (e) { /* not JSON */ }
+    err.server = true;
     throw err;
   }
   return raw ? res : res.json();

@@ -208,3 +208,27 @@ def test_every_chart_has_its_numbers_as_a_table_and_printing_shows_only_the_repo
     for hidden in ("#sr-form", "#sr-pdf-btn", "#export-btn", "#jobs-table", "#semester-report"):
         expect(page.locator(hidden)).to_be_hidden()
     assert not page.errors, page.errors
+
+
+def test_a_greek_page_never_shows_the_servers_english_text(
+    page: Any, site: tuple[str, App]
+) -> None:
+    """The server's message is English; in Greek the alert is the translated reason with
+    the field it names as a Greek label."""
+    from playwright.sync_api import expect
+
+    sign_in(page)
+    page.select_option("#lang", "el")
+    body = {
+        "code": "INVALID_ARGUMENT",
+        "message": "semester 'x' has no courses",
+        "details": [{"type": "field_violation", "field": "semester", "description": "bad"}],
+    }
+    page.route("**/api/v1/reports/semesters/**",
+               lambda route: route.fulfill(status=400, json=body))  # fmt: skip
+    page.select_option("#sem-semester", "2026-fall")
+    page.click("#sem-show-btn")
+    alert = page.locator("#alert")
+    expect(alert).to_have_text(f"{EL['err_INVALID_ARGUMENT']} ({EL['field_semester']})")
+    page.select_option("#lang", "en")
+    expect(alert).to_have_text(f"{EN['err_INVALID_ARGUMENT']} (semester 'x' has no courses)")
