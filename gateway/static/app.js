@@ -821,7 +821,9 @@ function chartAttendance(counts) {
     counts.map((c) => [t(`att_${c.status}`), num(c.count, 0)]));
   const el = $("sr-chart-attendance");
   el.replaceChildren();
-  const w = 360, h = 170, left = 70;
+  const w = 360, h = 170;
+  // Room for the longest status label in this language (about 6.5 px a letter at 11 px).
+  const left = Math.max(70, 10 + 6.5 * Math.max(0, ...counts.map((c) => t(`att_${c.status}`).length)));
   el.setAttribute("viewBox", `0 0 ${w} ${h}`);
   el.setAttribute("aria-label", t("chartAttendance"));
   const max = Math.max(1, ...counts.map((c) => Number(c.count)));

@@ -202,6 +202,16 @@ def test_every_chart_has_its_numbers_as_a_table_and_printing_shows_only_the_repo
         page.locator("#sr-data-trend tbody tr").count()
         == page.locator("#sr-chart-trend circle").count()
     )
+    # No attendance label runs into its bar, in either language.
+    for lang in ("el", "en"):
+        page.select_option("#lang", lang)
+        overlap = page.evaluate("""() => {
+          const svg = document.getElementById('sr-chart-attendance');
+          const bars = [...svg.querySelectorAll('rect')].map((r) => r.x.baseVal.value);
+          const labels = [...svg.querySelectorAll('text[x="2"]')];
+          return labels.filter((x) => x.getBBox().x + x.getBBox().width > Math.min(...bars))
+            .map((x) => x.textContent); }""")
+        assert not overlap, (lang, overlap)
     page.emulate_media(media="print")
     expect(page.locator("#student-report")).to_be_visible()
     expect(page.locator("#sr-chart-results")).to_be_visible()
