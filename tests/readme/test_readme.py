@@ -11,6 +11,7 @@ Makefile's own `run` recipe, from a folder outside the repository), then
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,22 +92,25 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     proc = subprocess.Popen(serve, cwd=work, env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines: list[str] = []
+    # Read stderr on a thread (readline would block past any deadline); the banner is one
+    # write, so it is complete once its first line is in and stderr has been quiet a moment.
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
     deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(x.startswith("Ferry is running:") for x in lines):
+                time.sleep(1)
                 break
-            if line.startswith("{"):
-                continue  # a structured log line
-            lines.append(line.rstrip("\n"))
-            if "Ferry is running:" in lines[0] and not line.startswith(("Ferry", "  ")):
-                break
-            if line.startswith("  schedules") or (len(lines) > 1 and not line.startswith("  ")):
-                break
-        text = "\n".join(x for x in lines if x.startswith(("Ferry is running:", "  ")))
+            time.sleep(0.1)
+        plain = [x.rstrip("\n") for x in list(lines) if not x.startswith("{")]  # not log lines
+        at = next((i for i, x in enumerate(plain) if x.startswith("Ferry is running:")), None)
+        assert at is not None, "\n".join(plain)
+        banner = [plain[at]]
+        banner += [x for x in itertools.takewhile(lambda x: x.startswith("  "), plain[at + 1 :])]
+        text = "\n".join(banner)
         port = re.search(r"gRPC\s+127\.0\.0\.1:(\d+)", text)
-        assert port, "\n".join(lines)
+        assert port, text
         yield Demo(work, db, env | {"FERRY_TARGET": f"127.0.0.1:{port.group(1)}"}, text,
                    "".join(first))  # fmt: skip
     finally:
