@@ -242,3 +242,27 @@ def test_a_greek_page_never_shows_the_servers_english_text(
     expect(alert).to_have_text(f"{EL['err_INVALID_ARGUMENT']} ({EL['field_semester']})")
     page.select_option("#lang", "en")
     expect(alert).to_have_text(f"{EN['err_INVALID_ARGUMENT']} (semester 'x' has no courses)")
+
+
+def test_sign_in_and_a_report_work_from_the_keyboard(page: Any, site: tuple[str, App]) -> None:
+    from playwright.sync_api import expect
+
+    full, _ = students(site[1])
+    page.keyboard.press("Tab")  # the language drop-down comes first, then the sign-in form
+    for _ in range(10):
+        if page.evaluate("document.activeElement.id") == "username":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "username"
+    page.keyboard.type("teacher")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text(EN["ready"])
+    page.focus("#sr-query")
+    page.keyboard.type(full)
+    page.keyboard.press("Enter")
+    expect(page.locator("#sr-name")).to_contain_text(full)
+    page.locator("#sr-result details summary").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#sr-data-results")).to_be_visible()
