@@ -154,7 +154,7 @@ async function enterWorkspace() {
   const admin = state.role === "admin";
   $("notify-panel").hidden = !admin;
   await Promise.all([loadSemesters(), loadImports(), loadJobs(), loadChannels(), ...(admin ? [loadNotifications()] : [])]);
-  say("ready");
+  if (!state.lastError) say("ready"); // "Ready." under an alert would contradict it
   scheduleRefresh(REFRESH_MS);
 }
 

@@ -266,3 +266,16 @@ def test_sign_in_and_a_report_work_from_the_keyboard(page: Any, site: tuple[str,
     page.locator("#sr-result details summary").first.focus()
     page.keyboard.press("Enter")
     expect(page.locator("#sr-data-results")).to_be_visible()
+
+
+def test_the_status_line_never_says_ready_under_an_alert(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.route("**/api/v1/sessions/semesters", lambda route: route.abort())
+    page.fill("#username", "teacher")
+    page.fill("#password", PASSWORD)
+    page.click("#login-btn")
+    expect(page.locator("#workspace")).to_be_visible()
+    expect(page.locator("#alert")).to_have_text(EN["err_NETWORK"])
+    page.wait_for_timeout(300)
+    expect(page.locator("#status")).not_to_have_text(EN["ready"])
