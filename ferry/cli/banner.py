@@ -14,6 +14,7 @@ class Running:
     metrics: str = ""  # the /metrics URL, "" when metrics are off
     web: str = ""  # the page's URL, "" without the gateway
     schedules: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)  # notify's, when it is served here
 
 
 def banner(r: Running) -> str:
@@ -23,6 +24,12 @@ def banner(r: Running) -> str:
     if r.web:
         lines.append(f"web     {r.web}  (API docs: /docs)")
     lines.append(f"database {r.database}")
+    if r.channels:
+        mail = [c for c in r.channels if c != "log"]
+        lines.append(
+            f"notify  {', '.join(r.channels)}"
+            + ("" if mail else "  (no mail channel: notices are logged, not sent)")
+        )
     if r.schedules:
         lines.append(f"schedules {', '.join(sorted(r.schedules))} (in this process)")
     return "Ferry is running:\n  " + "\n  ".join(lines)

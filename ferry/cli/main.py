@@ -66,6 +66,7 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
         grpc=f"{s.server.address.rpartition(':')[0]}:{port}",
         services=list(server.names),
         database=engine.url.render_as_string(hide_password=True),
+        channels=list(s.notify.channels) if "notify" in server.names else [],
     )
     if s.metrics.enabled:
         _, mport = serve_metrics(s.metrics.address, s.metrics.port)
