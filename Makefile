@@ -29,6 +29,14 @@ setup: $(STAMP)
 machine:
 	@bash scripts/machine-setup.sh
 
+## What the browser tests inject into the page (axe-core), pinned by tests/e2e/package-lock.json.
+## Without npm the accessibility test is skipped (and fails under CI=true);
+## `make machine` installs npm first.
+E2E_JS := tests/e2e/node_modules/.package-lock.json
+$(E2E_JS): tests/e2e/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: tests/e2e/test_accessibility.py will be skipped"; exit 0; }; \
+	npm ci --prefix tests/e2e --no-audit --no-fund --ignore-scripts --loglevel=error
+
 ## Migrate, seed demo data into an empty database, and serve everything in one process.
 run: setup
 	$(FERRY) db upgrade
@@ -40,7 +48,7 @@ run: setup
 ## without the long system scenarios (`make test-system` runs those), on TEST_WORKERS
 ## processes (pytest-xdist; each test file stays on one). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-test: setup machine
+test: setup machine $(E2E_JS)
 	$(VENV)/bin/pytest -q -m "not long" -n $(TEST_WORKERS) --dist loadfile
 
 ## The system tests, long scenarios included: one process per service, faults injected.
@@ -48,7 +56,7 @@ test-system: setup machine
 	$(VENV)/bin/pytest -q tests/system
 
 ## Everything, the tests marked long included (make test leaves those out).
-test-long: setup machine
+test-long: setup machine $(E2E_JS)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## Regenerate ferry/v1 from protos/ (commit the result).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -19,16 +20,48 @@ from ferry.rpc.client import Clients
 T = TypeVar("T")
 
 
+# The folder the `ferry` package was installed from: the repository for `make run`'s
+# editable install (site-packages, which holds no ferry.yaml, otherwise).
+INSTALL_DIR = Path(__file__).resolve().parents[2]
+
+NO_CONFIG = (
+    "no ferry.yaml found (FERRY_CONFIG, then ./ferry.yaml, then {install}/ferry.yaml); "
+    "set FERRY_CONFIG to the ferry.yaml of the Ferry to use, or FERRY_TOKEN to a token from "
+    "`ferry token create` (and FERRY_TARGET to its address)"
+)
+
+
+def find_config(explicit: str | None) -> tuple[Path | None, str]:
+    """Which ferry.yaml the CLI uses and why: --config/FERRY_CONFIG, else ./ferry.yaml,
+    else the one in the folder Ferry was installed from, else none (built-in defaults)."""
+    if explicit:
+        return Path(explicit), "--config/FERRY_CONFIG"
+    here = Path.cwd() / "ferry.yaml"
+    if here.is_file():
+        return here, "the current folder"
+    installed = INSTALL_DIR / "ferry.yaml"
+    if installed.is_file():
+        return installed, "the folder Ferry was installed from"
+    return None, "none found: built-in defaults"
+
+
 def load_app(ctx: click.Context) -> App:
-    """The App for this invocation (settings from --config/FERRY_CONFIG/ferry.yaml + env)."""
+    """The App for this invocation (settings from `find_config` + FERRY_* environment).
+
+    Without any ferry.yaml the CLI never creates a key pair: keys made in whatever folder
+    it runs in would sign tokens no server knows ("unknown key id")."""
     obj = ctx.ensure_object(dict)
     if "app" not in obj:
-        path = obj.get("config")
+        path, _ = find_config(obj.get("config"))
+        env: dict[str, str] = dict(os.environ)
+        if path is None:
+            env["FERRY_AUTH_CREATE_KEYS"] = "false"
         try:
-            settings = config.load(Path(path) if path else None)
+            settings = config.load(path, env)
         except config.ConfigError as e:
             raise click.ClickException(str(e)) from None
         obj["app"] = App(settings)
+        obj["config_path"] = path
         ctx.call_on_close(obj["app"].close)
     app: App = obj["app"]
     return app
@@ -39,6 +72,11 @@ def clients(app: App) -> Clients:
     from ferry.rpc import tls
 
     token = app.local_token()
+    if token is None and app.settings.auth.enabled:
+        ctx = click.get_current_context(silent=True)
+        found = ctx is not None and ctx.find_root().ensure_object(dict).get("config_path")
+        if not found:
+            raise click.ClickException(NO_CONFIG.format(install=INSTALL_DIR))
     try:
         creds = tls.channel_credentials(app.settings)
     except tls.TlsError as e:

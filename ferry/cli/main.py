@@ -16,17 +16,25 @@ from ferry.cli import k8s as k8s_commands
 from ferry.cli import notify as notify_commands
 from ferry.cli import report as report_commands
 from ferry.cli import users as user_commands
-from ferry.cli.common import load_app, table
+from ferry.cli.banner import Running, banner
+from ferry.cli.common import find_config, load_app, table
 from ferry.db import migrate
 from ferry.export import schedule
 
 
 @click.group()
 @click.option("--config", "config_path", envvar="FERRY_CONFIG", help="ferry.yaml to use.")
+@click.option("-v", "--verbose", is_flag=True, help="Say which ferry.yaml is used, and why.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
-    """Ferry moves a school's data between systems."""
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Ferry moves a school's data between systems.
+
+    The ferry.yaml used is --config/FERRY_CONFIG, else ./ferry.yaml, else the one in the
+    folder Ferry was installed from (-v prints which)."""
     ctx.ensure_object(dict)["config"] = config_path
+    if verbose:
+        path, why = find_config(config_path)
+        click.echo(f"config: {path or '-'} ({why})", err=True)
 
 
 @cli.command()
@@ -54,10 +62,15 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
         port = server.start()
     except plugins.PluginError as e:  # a typo in ferry.yaml: say which and what is known
         raise click.ClickException(f"cannot start: {e}") from None
-    where = [f"gRPC    {s.server.address.rpartition(':')[0]}:{port}  ({', '.join(server.names)})"]
+    running = Running(
+        grpc=f"{s.server.address.rpartition(':')[0]}:{port}",
+        services=list(server.names),
+        database=engine.url.render_as_string(hide_password=True),
+        channels=list(s.notify.channels) if "notify" in server.names else [],
+    )
     if s.metrics.enabled:
         _, mport = serve_metrics(s.metrics.address, s.metrics.port)
-        where.append(f"metrics http://{s.metrics.address}:{mport}/metrics")
+        running.metrics = f"http://{s.metrics.address}:{mport}/metrics"
     gateway = None
     if s.gateway.enabled and not services:  # `ferry serve`: everything in one process
         from gateway.server import GatewayServer
@@ -71,15 +84,14 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
             server.stop(grace=0, deregister_wait=0)
             raise click.ClickException(str(e)) from None
         scheme = "https" if s.tls.gateway.cert_file else "http"
-        where.append(f"web     {scheme}://{s.gateway.address}:{gport}/  (API docs: /docs)")
-    where.append(f"database {engine.url.render_as_string(hide_password=True)}")
+        running.web = f"{scheme}://{s.gateway.address}:{gport}/"
     local = s.server.address.rpartition(":")[0]
     local = "127.0.0.1" if local in ("0.0.0.0", "[::]", "::") else local
     scheduler = schedule.serve_schedules(app, [] if services else server.names, f"{local}:{port}")
     if scheduler is not None:
-        where.append(f"schedules {', '.join(sorted(scheduler.schedules))} (in this process)")
+        running.schedules = list(scheduler.schedules)
     _freeze_startup_heap()
-    click.echo("Ferry is running:\n  " + "\n  ".join(where), err=True)
+    click.echo(banner(running), err=True)
     server.stop_on_signals()
     server.wait()
     if scheduler is not None:

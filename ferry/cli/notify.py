@@ -81,6 +81,18 @@ def _var(text: str) -> tuple[str, Any]:
         return key.strip(), value  # plain text
 
 
+LOGGED = "logged (no mail channel)"
+
+
+def shown_status(n: pb.Notification) -> str:
+    """A notification's status in words. Delivered only through the log channel is
+    "logged (no mail channel)": nothing was sent, whatever the outbox row says."""
+    name = STATUS.get(n.status, "?")
+    if n.status == pb.NOTIFICATION_STATUS_SENT and n.channels and set(n.channels) == {"log"}:
+        return LOGGED
+    return name
+
+
 @notify.command("list")
 @click.option("--status", type=click.Choice(sorted(BY_NAME)), default=None)
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
@@ -95,7 +107,7 @@ def notify_list(ctx: click.Context, status: str | None, limit: int) -> None:
     rows = [
         [
             n.id,
-            STATUS.get(n.status, "?"),
+            shown_status(n),
             n.attempts,
             ",".join(n.channels),
             ",".join(n.recipients)[:40],

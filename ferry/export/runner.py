@@ -108,10 +108,14 @@ class Progress:
             raise StopJob("cancel")
 
 
-def tabular_format(name: str) -> TabularFormat:
-    """The `ferry.formats` plugin `name`, instantiated when the plugin is a class;
+def tabular_format(name: str, app: App | None = None) -> TabularFormat:
+    """The `ferry.formats` plugin `name`, instantiated when the plugin is a class and
+    given its `plugins.formats.<name>` settings when it takes any (`configure`);
     InvalidArgument listing the known formats when there is none."""
     fmt: TabularFormat = plugins.from_request("ferry.formats", name, "format")
+    configure = getattr(fmt, "configure", None)
+    if app is not None and callable(configure):
+        configure(app.plugin_settings("ferry.formats", name))
     return fmt
 
 
@@ -191,7 +195,7 @@ def _write(
     app: App, storage: Storage, job: ExportJob, worker_id: str, stop: Stop
 ) -> tuple[int, int, str]:
     """(rows, bytes, sha256) of the file written for `job`."""
-    fmt = tabular_format(job.format)
+    fmt = tabular_format(job.format, app)
     ds = app.dataset(job.dataset)
     settings = app.settings.export
     req = ExportRequest(

@@ -1,4 +1,7 @@
-"""CSV (RFC 4180): UTF-8 without a BOM, a header row of field names, streamed.
+"""CSV (RFC 4180): UTF-8 with a byte-order mark, a header row of field names, streamed.
+
+The BOM is on by default (`plugins.formats.csv.bom`): without it Excel on Windows reads
+UTF-8 as the local code page and garbles Greek. Ferry's own reader strips it.
 
 The header holds column *names* (`date_of_birth`), not labels, so a file exported from
 Ferry imports back unchanged. Dates are ISO (2026-09-01), timestamps ISO-8601 UTC with a
@@ -11,8 +14,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
+from ferry.config import Strict
 from ferry.datasets.spec import Kind
 from ferry.formats.base import ReadLimits, Table
 from ferry.formats.cells import batches, utc_iso
@@ -42,14 +46,24 @@ def _converters(table: Table) -> list[tuple[int, Callable[[Any], Any]]]:
     return out
 
 
+class CsvSettings(Strict):
+    # Write a UTF-8 byte-order mark first, so Excel on Windows reads Greek right.
+    bom: bool = True
+
+
 class CsvFormat:
     name = "csv"
     extension = "csv"
     content_type = "text/csv; charset=utf-8"
+    settings_model: ClassVar[type[Strict]] = CsvSettings
 
-    def __init__(self, bom: bool = False) -> None:
-        # A BOM helps old Excel guess UTF-8 but confuses most other tools: off by default.
+    def __init__(self, bom: bool = True) -> None:
         self.bom = bom
+
+    def configure(self, settings: CsvSettings | None) -> None:
+        """Apply `plugins.formats.csv` (ferry.yaml) to this writer."""
+        if settings is not None:
+            self.bom = settings.bom
 
     def write(
         self,

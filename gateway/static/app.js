@@ -49,13 +49,28 @@ function say(key, vars) {
 }
 
 function showError(err) {
+  // A JavaScript error is a fault of the page itself, never "Ferry cannot be reached".
+  if (err instanceof Error) { console.error(err); err = { code: "PAGE" }; }
   state.lastError = err;
+  // The status line never contradicts the alert: what was in progress has stopped.
+  state.lastStatus = null; $("status").textContent = "";
   const box = $("alert");
   const code = err && err.code ? err.code : "NETWORK";
   const known = state.strings[`err_${code}`] ? `err_${code}` : "err_OTHER";
-  box.textContent = t(known) + (err && err.message ? ` (${err.message})` : "");
+  box.textContent = t(known) + detailOf(err);
   box.hidden = false;
   if (code === "UNAUTHENTICATED" && state.token) signOut(false);
+}
+
+// What follows the translated message in brackets. The server writes its messages in
+// English: a Greek page shows the field they name as a label instead, never the text.
+function detailOf(err) {
+  if (!err) return "";
+  if (err.server && state.lang !== "en") {
+    const field = (err.details || []).map((d) => d.field).find(Boolean);
+    return field ? ` (${fieldLabel(field.split(".").pop())})` : "";
+  }
+  return err.message ? ` (${err.message})` : "";
 }
 
 function clearError() { state.lastError = null; $("alert").hidden = true; $("alert").textContent = ""; }
@@ -72,7 +87,8 @@ async function busy(button, work) {
 
 // ---- API ----------------------------------------------------------------------------
 async function api(path, { method = "GET", body, raw = false, headers = {} } = {}) {
-  const h = { ...headers };
+  // The page's language travels with every request (files, mails and messages made for it).
+  const h = { "Accept-Language": state.lang, ...headers };
   if (state.token) h.Authorization = `Bearer ${state.token}`;
   if (body !== undefined && !(body instanceof FormData)) h["Content-Type"] = "application/json";
   let res;
@@ -87,6 +103,7 @@ async function api(path, { method = "GET", body, raw = false, headers = {} } = {
   if (!res.ok) {
     let err = { code: res.status === 413 ? "TOO_LARGE" : "OTHER", message: "" };
     try { err = await res.json(); if (res.status === 413) err.code = "TOO_LARGE"; } catch (e) { /* not JSON */ }
+    err.server = true;
     throw err;
   }
   return raw ? res : res.json();
@@ -104,7 +121,13 @@ async function signIn(ev) {
   if (!username || !password) { showError({ code: "MISSING_LOGIN" }); return; }
   await busy($("login-btn"), async () => {
     say("signingIn");
-    const r = await api("/api/v1/auth/login", { method: "POST", body: { username, password } });
+    let r;
+    try {
+      r = await api("/api/v1/auth/login", { method: "POST", body: { username, password } });
+    } catch (e) {
+      // The server's own words are not shown: a refused login is one message, in the page's language.
+      throw e && e.code === "UNAUTHENTICATED" ? { code: "BAD_LOGIN" } : e;
+    }
     state.token = r.token; state.role = r.role; state.user = username; state.email = r.email || "";
     sessionStorage.setItem("ferry.session", JSON.stringify({ token: r.token, role: r.role, user: username, email: state.email }));
     $("password").value = "";
@@ -114,6 +137,7 @@ async function signIn(ev) {
 
 function signOut(announce = true) {
   state.token = null; state.email = "";
+  clearTimeout(state.refreshTimer);
   sessionStorage.removeItem("ferry.session");
   for (const es of state.watchers.values()) es.close();
   state.watchers.clear();
@@ -129,8 +153,47 @@ async function enterWorkspace() {
   say("loading");
   const admin = state.role === "admin";
   $("notify-panel").hidden = !admin;
-  await Promise.all([loadSemesters(), loadImports(), loadJobs(), ...(admin ? [loadNotifications()] : [])]);
-  say("ready");
+  await Promise.all([loadSemesters(), loadImports(), loadJobs(), loadChannels(), ...(admin ? [loadNotifications()] : [])]);
+  if (!state.lastError) say("ready"); // "Ready." under an alert would contradict it
+  scheduleRefresh(REFRESH_MS);
+}
+
+// ---- lists refresh by themselves -------------------------------------------------------
+// Imports, jobs and notifications made elsewhere (another teacher, a schedule, the CLI)
+// appear without a click: every REFRESH_MS while the page is visible, backing off (doubling,
+// at most REFRESH_MAX_MS) while Ferry cannot be reached, quietly: a failed background
+// refresh never raises an alert over what the user is doing.
+const REFRESH_MS = window.FERRY_REFRESH_MS || 15000;
+const REFRESH_MAX_MS = 120000;
+
+function scheduleRefresh(delay) {
+  clearTimeout(state.refreshTimer);
+  if (!state.token) return;
+  state.refreshTimer = setTimeout(async () => {
+    if (!state.token) return;
+    if (document.hidden) { scheduleRefresh(delay); return; }
+    let ok = true;
+    try { await refreshLists(); } catch (e) { ok = false; }
+    scheduleRefresh(ok ? REFRESH_MS : Math.min(delay * 2, REFRESH_MAX_MS));
+  }, delay);
+}
+
+async function refreshLists() {
+  const [imports, jobs] = await Promise.all([
+    api("/api/v1/imports?page_size=20"), api("/api/v1/exports?page_size=20"),
+  ]);
+  state.imports = imports.imports || [];
+  renderImports(state.imports);
+  state.jobs = jobs.jobs || [];
+  renderJobs(state.jobs);
+  for (const j of state.jobs) if (!ended(j)) watch(j);
+  if (state.role === "admin") {
+    const q = new URLSearchParams({ page_size: "50" });
+    if ($("notify-status").value) q.set("status", $("notify-status").value);
+    const n = await api(`/api/v1/notifications?${q}`);
+    state.notifications = n.notifications || [];
+    renderNotifications(state.notifications);
+  }
 }
 
 // ---- semester export ----------------------------------------------------------------
@@ -232,6 +295,11 @@ async function doImport() {
   $("import-btn").disabled = true;
 }
 
+// A record's field as a person reads it ("Last name", not last_name).
+function fieldLabel(name) {
+  return state.strings[`field_${name}`] ?? String(name).replace(/_/g, " ");
+}
+
 const COUNTS = ["created", "updated", "unchanged", "skipped", "unmatched", "deleted", "errors"];
 
 function renderResult(result, isPreview) {
@@ -260,7 +328,7 @@ function renderResult(result, isPreview) {
     const ul = document.createElement("ul");
     for (const e of result.errors.slice(0, 10)) {
       const li = document.createElement("li");
-      li.textContent = `${t(`entity_${e.entity}`)} ${e.natural_key}${e.field ? ` (${e.field})` : ""}: ${e.reason}`;
+      li.textContent = `${t(`entity_${e.entity}`)} ${e.natural_key}${e.field ? ` (${fieldLabel(e.field)})` : ""}: ${e.reason}`;
       ul.append(li);
     }
     box.append(p, ul);
@@ -280,7 +348,7 @@ function renderResult(result, isPreview) {
     const ul = document.createElement("ul");
     for (const c of result.sample_changes.slice(0, 10)) {
       const li = document.createElement("li");
-      const fields = (c.changes || []).map((f) => `${f.field}: ${f.old_value || "—"} → ${f.new_value || "—"}`).join("; ");
+      const fields = (c.changes || []).map((f) => `${fieldLabel(f.field)}: ${f.old_value || "—"} → ${f.new_value || "—"}`).join("; ");
       li.textContent = `${t(`action_${c.action}`)} ${t(`entity_${c.entity}`)} ${c.natural_key}${fields ? ` (${fields})` : ""}`;
       ul.append(li);
     }
@@ -309,7 +377,8 @@ function renderImports(list) {
   for (const imp of list) {
     const row = body.insertRow();
     row.insertCell().textContent = when(imp.created_at);
-    row.insertCell().textContent = (imp.options && imp.options.filename) || imp.entity || "";
+    row.insertCell().textContent = importFile(imp);
+    row.insertCell().textContent = imp.requested_by || "";
     row.insertCell().textContent = t(imp.status || "IMPORT_STATUS_UNSPECIFIED");
     const total = (imp.summaries || []).reduce((n, s) => n + Number(s.created) + Number(s.updated) + Number(s.deleted), 0);
     row.insertCell().textContent = String(total);
@@ -324,11 +393,28 @@ function renderImports(list) {
   }
 }
 
+function importFile(imp) { return (imp.options && imp.options.filename) || imp.entity || ""; }
+
+// An import as the history table shows it: when, which file, who.
+function importInWords(imp) {
+  return [when(imp.created_at), importFile(imp), imp.requested_by].filter(Boolean).join(" · ");
+}
+
 async function undo(imp, button) {
   if (!confirm(t("confirmUndo"))) return;
   await busy(button, async () => {
     say("undoing");
-    await api(`/api/v1/imports/${encodeURIComponent(imp.id)}/undo`, { method: "POST", body: {} });
+    try {
+      await api(`/api/v1/imports/${encodeURIComponent(imp.id)}/undo`, { method: "POST", body: {} });
+    } catch (e) {
+      if (!e || e.code !== "FAILED_PRECONDITION") throw e;
+      // The refusal names later imports by id, which the history never shows: name them
+      // as the history does, and never show the server's text.
+      const later = (state.imports || []).filter((i) => i.id !== imp.id && (e.message || "").includes(i.id));
+      throw later.length
+        ? { code: "UNDO_LATER", message: later.map(importInWords).join("; ") }
+        : { code: "UNDO_CHANGED" };
+    }
     await loadImports();
     await loadSemesters();
     say("undone");
@@ -345,12 +431,22 @@ async function startJob(ev) {
   const notify = recipients();
   if (notify === null) return;
   await busy($("job-btn"), async () => {
+    if (state.newOwnAddress && state.role === "admin") {
+      // An admin's address is saved on the account (users.email), where mails look first.
+      const email = state.newOwnAddress;
+      await api(`/api/v1/auth/users/${encodeURIComponent(state.user)}/email`, { method: "POST", body: { email } });
+      state.email = email;
+      sessionStorage.setItem("ferry.session", JSON.stringify({ token: state.token, role: state.role, user: state.user, email }));
+    }
+    state.newOwnAddress = null;
     say("starting");
     const body = { export_type: $("job-type").value, format: $("job-format").value, filters, notify };
     const r = await api("/api/v1/exports", { method: "POST", body });
     upsertJob(r.job);
     watch(r.job);
-    if (notify.length) say("startedNotify", { who: notify.join(", ") }); else say("started");
+    if (!notify.length) say("started");
+    else if (state.mailKinds && !state.mailKinds.length) say("startedLogged", { who: notify.join(", ") });
+    else say("startedNotify", { who: notify.join(", ") });
   });
 }
 
@@ -361,14 +457,24 @@ const ADDRESS = /^[^\s@<>,]+@[^\s@<>,]+$/;
 // that is itself an address, else "" (the page asks for one).
 function ownAddress() {
   if (state.email && ADDRESS.test(state.email)) return state.email;
-  return ADDRESS.test(state.user || "") ? state.user : "";
+  if (ADDRESS.test(state.user || "")) return state.user;
+  const kept = localStorage.getItem(`ferry.email.${state.user}`) || "";
+  return ADDRESS.test(kept) ? kept : "";
 }
 
 // The addresses told when the job ends, or null (with an error shown) when one is bad.
 function recipients() {
   const out = [];
   if ($("job-notify-me").checked) {
-    if (!ownAddress()) { $("job-notify-me-hint").hidden = false; showError({ code: "BAD_ADDRESS", message: state.user }); return null; }
+    if (!ownAddress()) {
+      // Asked for in place, once: the address typed here is kept for this sign-in name.
+      const typed = $("job-my-email").value.trim();
+      $("job-notify-me-hint").hidden = false;
+      if (!ADDRESS.test(typed)) { showError({ code: "NEED_ADDRESS" }); $("job-my-email").focus(); return null; }
+      localStorage.setItem(`ferry.email.${state.user}`, typed);
+      state.newOwnAddress = typed;
+      $("job-notify-me-hint").hidden = true;
+    }
     out.push(ownAddress());
   }
   for (const part of $("job-notify").value.split(/[,;\s]+/)) {
@@ -378,6 +484,20 @@ function recipients() {
     if (!out.includes(a)) out.push(a);
   }
   return out;
+}
+
+// Whether anything can mail: with only the log channel nothing is sent, and the page
+// says "logged (no mail channel)" instead of promising a mail.
+async function loadChannels() {
+  try {
+    const r = await api("/api/v1/notifications/channels");
+    state.mailKinds = (r.channels || []).filter((c) => c.kind !== "log").map((c) => c.name);
+  } catch (e) { state.mailKinds = null; }
+}
+
+function onlyLogged(n) {
+  const chans = n.channels || [];
+  return chans.length > 0 && chans.every((c) => c === "log");
 }
 
 async function loadNotifications() {
@@ -401,7 +521,8 @@ function renderNotifications(list) {
     row.insertCell().textContent = when(n.created_at);
     row.insertCell().textContent = n.subject || "";
     row.insertCell().textContent = (n.recipients || []).join(", ");
-    row.insertCell().textContent = t(n.status || "NOTIFICATION_STATUS_UNSPECIFIED");
+    row.insertCell().textContent = n.status === "NOTIFICATION_STATUS_SENT" && onlyLogged(n)
+      ? t("loggedNoMail") : t(n.status || "NOTIFICATION_STATUS_UNSPECIFIED");
     row.insertCell().textContent = String(n.attempts || 0);
     const err = row.insertCell(); err.className = "error-text"; err.textContent = n.last_error || "";
     const cell = row.insertCell();
@@ -473,7 +594,11 @@ function renderJobs(list) {
   for (const job of list) {
     const row = body.insertRow();
     row.dataset.jobId = job.id;
-    row.insertCell().textContent = `${t(job.export_type)} (${job.format})`;
+    row.insertCell().textContent = when(job.created_at);
+    const what = row.insertCell();
+    what.textContent = `${t(job.export_type)} (${job.format})`;
+    const params = jobParams(job);
+    if (params) { const d = document.createElement("div"); d.className = "hint"; d.textContent = params; what.append(d); }
     const st = row.insertCell();
     st.textContent = t(job.status);
     if (job.status === "EXPORT_JOB_STATUS_FAILED" && job.error_message) {
@@ -505,6 +630,16 @@ function renderJobs(list) {
   }
 }
 
+// A job's filters in words: "Semester: 2026-fall · Status: Active".
+function jobParams(job) {
+  const f = job.filters || {};
+  const out = [];
+  if (f.semester) out.push(`${t("semester")}: ${f.semester}`);
+  if (f.status) out.push(`${t("status")}: ${t(`st_${f.status}`)}`);
+  if (f.search) out.push(`${t("searchLabel")}: ${f.search}`);
+  return out.join(" · ");
+}
+
 async function downloadJob(job, button) {
   await busy(button, async () => {
     const links = await api(`/api/v1/exports/${encodeURIComponent(job.id)}/links`);
@@ -523,7 +658,49 @@ function svg(tag, attrs = {}, text) {
   return el;
 }
 function tip(parent, el, text) { el.append(svg("title", {}, text)); parent.append(el); return el; }
-const pct = (v) => `${Number(v || 0).toFixed(2)}`;
+// Numbers as the page's language writes them (69,97 in Greek, 69.97 in English).
+function num(v, digits = 2) {
+  return new Intl.NumberFormat(state.lang === "el" ? "el-GR" : "en-GB", {
+    minimumFractionDigits: digits, maximumFractionDigits: digits,
+  }).format(Number(v || 0));
+}
+const pct = (v) => num(v, 2);
+
+// A report's sections may be missing (proto3 JSON leaves out an unset message, and an
+// empty report has nothing in them): every section the page reads gets a default here.
+function studentDefaults(r) {
+  const att = r.attendance || {};
+  const perf = r.performance || {};
+  return {
+    ...r,
+    courses: (r.courses || []).map((c) => ({ ...c, attendance: c.attendance || { total: 0, rate: 0, counts: [] } })),
+    highlights: r.highlights || [],
+    attendance: { total: att.total || 0, rate: att.rate || 0, counts: att.counts || [] },
+    performance: { average: perf.average || 0, trend: perf.trend || "", weekly: perf.weekly || [], count: perf.count || 0 },
+  };
+}
+
+// A new student or semester replaces what was on screen before anything is fetched, so a
+// failed or empty report never sits under the previous one's charts and courses.
+function clearStudentReport() {
+  state.studentReport = null;
+  $("sr-result").hidden = true;
+  for (const id of ["sr-name", "sr-note"]) $(id).textContent = "";
+  $("sr-summary").replaceChildren();
+  $("sr-courses").tBodies[0].replaceChildren();
+  for (const id of ["sr-chart-results", "sr-chart-attendance", "sr-chart-trend"]) $(id).replaceChildren();
+  for (const id of ["sr-data-results", "sr-data-attendance", "sr-data-trend"]) {
+    $(id).tHead.replaceChildren(); $(id).tBodies[0].replaceChildren();
+  }
+  $("sr-pdf-btn").disabled = $("sr-csv-btn").disabled = true;
+}
+
+function clearSemesterReport() {
+  state.semesterReport = null;
+  $("sem-result").hidden = true;
+  $("sem-summary").textContent = "";
+  $("sem-risk").tBodies[0].replaceChildren();
+}
 
 async function findStudents(ev) {
   ev.preventDefault();
@@ -557,11 +734,12 @@ function reportRequest(studentId) {
 
 async function openStudent(studentId, button) {
   const work = async () => {
+    clearStudentReport();
     say("loadingReport");
     const r = await api("/api/v1/reports/student-performance", { method: "POST", body: reportRequest(studentId) });
-    state.studentReport = r.report;
-    renderStudentReport(r.report);
-    say("reportReady");
+    state.studentReport = studentDefaults(r.report || {});
+    renderStudentReport(state.studentReport);
+    say(state.studentReport.empty ? "reportEmpty" : "reportReady");
   };
   if (button) await busy(button, work); else await work();
 }
@@ -573,10 +751,10 @@ function renderStudentReport(r) {
   const dl = $("sr-summary");
   dl.replaceChildren();
   const rows = [
-    ["overall", `${pct(r.overall_percent)}%`], ["gpa", Number(r.gpa || 0).toFixed(2)],
-    ["credits", t("creditsOf", { earned: r.credits_earned, attempted: r.credits_attempted })],
+    ["overall", `${pct(r.overall_percent)}%`], ["gpa", num(r.gpa)],
+    ["credits", t("creditsOf", { earned: r.credits_earned || 0, attempted: r.credits_attempted || 0 })],
     ["attendance", `${pct(r.attendance.rate)}% (${t("daysN", { n: r.attendance.total })})`],
-    ["performance", `${Number(r.performance.average || 0).toFixed(2)} ${r.performance.trend ? `(${t(`trend_${r.performance.trend}`)})` : ""}`],
+    ["performance", `${num(r.performance.average)} ${r.performance.trend ? `(${t(`trend_${r.performance.trend}`)})` : ""}`],
   ];
   for (const [k, v] of rows) {
     const dt = document.createElement("dt"); dt.textContent = t(`sum_${k}`);
@@ -599,7 +777,22 @@ function renderStudentReport(r) {
   $("sr-pdf-btn").disabled = $("sr-csv-btn").disabled = r.empty;
 }
 
+// Every chart has its numbers as a table too (screen readers, printing, copying).
+function dataTable(id, headers, rows) {
+  const table = $(id);
+  const head = table.tHead; head.replaceChildren();
+  const hr = head.insertRow();
+  headers.forEach((h, i) => { const th = document.createElement("th"); th.textContent = h; if (i) th.className = "num"; hr.append(th); });
+  const body = table.tBodies[0]; body.replaceChildren();
+  for (const r of rows) {
+    const row = body.insertRow();
+    r.forEach((v, i) => { const td = row.insertCell(); td.textContent = v; if (i) td.className = "num"; });
+  }
+}
+
 function chartResults(courses) {
+  dataTable("sr-data-results", [t("course"), t("resultPct"), t("classAvg")],
+    courses.map((c) => [c.course_code, pct(c.weighted_percent), c.has_class_average ? pct(c.class_average) : "–"]));
   const el = $("sr-chart-results");
   el.replaceChildren();
   const w = 360, h = 170, left = 30, bottom = 20, top = 8;
@@ -624,9 +817,13 @@ function chartResults(courses) {
 }
 
 function chartAttendance(counts) {
+  dataTable("sr-data-attendance", [t("attendance"), t("days")],
+    counts.map((c) => [t(`att_${c.status}`), num(c.count, 0)]));
   const el = $("sr-chart-attendance");
   el.replaceChildren();
-  const w = 360, h = 170, left = 70;
+  const w = 360, h = 170;
+  // Room for the longest status label in this language (about 6.5 px a letter at 11 px).
+  const left = Math.max(70, 10 + 6.5 * Math.max(0, ...counts.map((c) => t(`att_${c.status}`).length)));
   el.setAttribute("viewBox", `0 0 ${w} ${h}`);
   el.setAttribute("aria-label", t("chartAttendance"));
   const max = Math.max(1, ...counts.map((c) => Number(c.count)));
@@ -641,6 +838,7 @@ function chartAttendance(counts) {
 }
 
 function chartTrend(weekly) {
+  dataTable("sr-data-trend", [t("week"), t("average")], weekly.map((p) => [p.week, num(p.average)]));
   const el = $("sr-chart-trend");
   el.replaceChildren();
   const w = 360, h = 170, left = 24, pad = 12;
@@ -656,7 +854,7 @@ function chartTrend(weekly) {
     el.append(svg("polyline", { points: weekly.map((p, i) => `${x(i)},${y(p.average)}`).join(" "), class: "trend-line" }));
     weekly.forEach((p, i) => {
       tip(el, svg("circle", { cx: x(i), cy: y(p.average), r: 3, class: "bar-student" }),
-        `${p.week}: ${Number(p.average).toFixed(2)}`);
+        `${p.week}: ${num(p.average)}`);
     });
     el.append(svg("text", { x: left, y: h - 3 }, weekly[0].week));
     el.append(svg("text", { x: w - 70, y: h - 3 }, weekly[weekly.length - 1].week));
@@ -680,10 +878,12 @@ async function showSemester() {
   const semester = $("sem-semester").value;
   if (!semester) { showError({ code: "NO_SEMESTER" }); return; }
   await busy($("sem-show-btn"), async () => {
+    clearSemesterReport();
     say("loadingReport");
     const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
-    state.semesterReport = r.report;
-    renderSemesterReport(r.report);
+    const rep = r.report || {};
+    state.semesterReport = { ...rep, courses: rep.courses || [], at_risk: rep.at_risk || [] };
+    renderSemesterReport(state.semesterReport);
     say("reportReady");
   });
 }
@@ -701,7 +901,7 @@ function renderSemesterReport(r) {
     row.insertCell().textContent = `${a.student_id} ${a.name}`;
     const o = row.insertCell(); o.className = "num"; o.textContent = a.graded ? pct(a.overall_percent) : "–";
     const at = row.insertCell(); at.className = "num"; at.textContent = pct(a.attendance_rate);
-    row.insertCell().textContent = a.reasons.map((x) => t(`reason_${x}`)).join(", ");
+    row.insertCell().textContent = (a.reasons || []).map((x) => t(`reason_${x}`)).join(", ");
   }
   $("sem-risk-none").hidden = (r.at_risk || []).length > 0;
 }
@@ -725,11 +925,12 @@ async function loadClassCourses() {
     const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
     const sel = $("cls-course");
     sel.replaceChildren();
-    for (const c of r.report.courses) {
+    const courses = (r.report && r.report.courses) || [];
+    for (const c of courses) {
       sel.append(new Option(t("courseOption", { code: c.course_code, title: c.title, n: c.enrolled }), c.course_code));
     }
-    $("cls-btn").disabled = r.report.courses.length === 0;
-    say("coursesLoaded", { n: r.report.courses.length });
+    $("cls-btn").disabled = courses.length === 0;
+    say("coursesLoaded", { n: courses.length });
   });
 }
 

@@ -27,7 +27,7 @@ def test_csv_is_loaded_by_name_from_the_plugin_registry() -> None:
 
 
 def test_csv_has_a_header_of_names_and_typed_values_as_iso_text(table: Table) -> None:
-    data = write(table, student_rows(2))
+    data = write(table, student_rows(2), bom=False)
     assert not data.startswith(b"\xef\xbb\xbf")
     lines = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
     assert lines[0] == [c.name for c in table.columns]
@@ -44,8 +44,11 @@ def test_csv_has_a_header_of_names_and_typed_values_as_iso_text(table: Table) ->
     assert data.endswith(b"\r\n")
 
 
-def test_csv_bom_is_written_only_when_asked(table: Table) -> None:
-    assert write(table, [], bom=True).startswith(b"\xef\xbb\xbf")
+def test_csv_carries_a_bom_by_default_and_not_when_turned_off(table: Table) -> None:
+    """Excel on Windows garbles Greek in UTF-8 without a byte-order mark."""
+    assert write(table, []).startswith(b"\xef\xbb\xbf")
+    assert plugins.parse_settings("ferry.formats", "csv", None).bom is True
+    assert not write(table, [], bom=False).startswith(b"\xef\xbb\xbf")
 
 
 def test_csv_writer_returns_rows_written_and_reports_progress(table: Table) -> None:

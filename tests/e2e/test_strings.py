@@ -1,0 +1,70 @@
+"""The page's string tables: a key missing in either language, a placeholder that one
+language lacks, or a key the page builds at run time (statuses, field labels) that no
+table holds fails here. No browser needed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ferry.datasets.school import SCHOOL
+from ferry.v1 import export_pb2, import_pb2, notify_pb2
+from tests.e2e.test_export_center import STATIC
+
+EN = json.loads((STATIC / "i18n" / "en.json").read_text(encoding="utf-8"))
+EL = json.loads((STATIC / "i18n" / "el.json").read_text(encoding="utf-8"))
+JS = (STATIC / "app.js").read_text(encoding="utf-8")
+HTML = (STATIC / "index.html").read_text(encoding="utf-8")
+
+
+def test_both_languages_have_every_key_and_the_same_placeholders() -> None:
+    assert sorted(set(EN) - set(EL)) == [] and sorted(set(EL) - set(EN)) == []
+    for key in EN:
+        assert EN[key].strip() and EL[key].strip(), key
+        assert set(re.findall(r"\{(\w+)\}", EN[key])) == set(re.findall(r"\{(\w+)\}", EL[key])), key
+
+
+def test_every_key_the_page_uses_exists() -> None:
+    used = set(re.findall(r'data-i18n(?:-placeholder)?="([^"]+)"', HTML))
+    used |= set(re.findall(r'\b(?:t|say)\("([A-Za-z_]+)"', JS))
+    used |= {f"err_{c}" for c in re.findall(r'code: "([A-Z_]+)"', JS)}
+    assert sorted(k for k in used if k not in EN) == []
+
+
+def test_every_key_the_page_builds_at_run_time_exists() -> None:
+    """Keys made from data: statuses, field labels (fields and reference columns of every
+    entity), entities, filter values, attendance statuses, trends, risk reasons, roles."""
+    built: set[str] = set()
+    for enum in (export_pb2.ExportJobStatus, import_pb2.ImportStatus,
+                 notify_pb2.NotificationStatus):  # fmt: skip
+        built |= set(enum.keys())
+    for entity in SCHOOL.entities.values():
+        built.add(f"entity_{entity.name}")
+        built |= {f"field_{f.name}" for f in entity.fields}
+        built |= {f"field_{name}" for r in entity.references for name in r.fields}
+    built |= {f"st_{v}" for v in re.findall(r'<option value="([a-z]+)" data-i18n="st_', HTML)}
+    built |= {f"att_{v}" for v in ("present", "late", "absent", "excused")}  # demo/generate.py
+    built |= {f"trend_{v}" for v in ("rising", "falling", "steady")}  # reports/compute.py
+    built |= {f"reason_{v}" for v in ("low_grade", "low_attendance", "falling_trend")}
+    built |= {f"role_{v}" for v in ("admin", "operator", "viewer")}
+    built |= {f"action_{v}" for v in ("create", "update", "delete")}
+    assert sorted(k for k in built if k not in EN) == []
+
+
+def test_no_key_is_left_unused() -> None:
+    """A key nothing uses is a translation nobody checks."""
+    prefixes = ("EXPORT_JOB_STATUS_", "IMPORT_STATUS_", "NOTIFICATION_STATUS_", "field_",
+                "entity_", "att_", "trend_", "reason_", "role_", "action_", "col_", "err_",
+                "sum_", "st_")  # fmt: skip
+    job_types = set(
+        re.findall(
+            r'<option value="([a-z_]+)"', HTML.split('id="job-type"')[1].split("</select>")[0]
+        )
+    )
+    unused = [
+        k for k in EN
+        if k not in job_types  # t(job.export_type)
+        and not k.startswith(prefixes) and f'"{k}"' not in JS and f'data-i18n="{k}"' not in HTML
+        and f'data-i18n-placeholder="{k}"' not in HTML
+    ]  # fmt: skip
+    assert unused == []
