@@ -901,7 +901,10 @@ function renderSemesterReport(r) {
     row.insertCell().textContent = `${a.student_id} ${a.name}`;
     const o = row.insertCell(); o.className = "num"; o.textContent = a.graded ? pct(a.overall_percent) : "–";
     const at = row.insertCell(); at.className = "num"; at.textContent = pct(a.attendance_rate);
-    row.insertCell().textContent = (a.reasons || []).map((x) => t(`reason_${x}`)).join(", ");
+    // The server words each reason with its threshold ("attendance 74% < 80%") in the language
+    // the page asked for (Accept-Language); the code's own label is the fallback.
+    const texts = (r.language || "en") === state.lang && (a.reason_texts || []).length ? a.reason_texts : null;
+    row.insertCell().textContent = (texts || (a.reasons || []).map((x) => t(`reason_${x}`))).join(", ");
   }
   $("sem-risk-none").hidden = (r.at_risk || []).length > 0;
 }

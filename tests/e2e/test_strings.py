@@ -44,7 +44,7 @@ def test_every_key_the_page_builds_at_run_time_exists() -> None:
         built |= {f"field_{name}" for r in entity.references for name in r.fields}
     built |= {f"st_{v}" for v in re.findall(r'<option value="([a-z]+)" data-i18n="st_', HTML)}
     built |= {f"att_{v}" for v in ("present", "late", "absent", "excused")}  # demo/generate.py
-    built |= {f"trend_{v}" for v in ("rising", "falling", "steady")}  # reports/compute.py
+    built |= {f"trend_{v}" for v in ("rising", "falling", "steady", "not_enough_data")}
     built |= {f"reason_{v}" for v in ("low_grade", "low_attendance", "falling_trend")}
     built |= {f"role_{v}" for v in ("admin", "operator", "viewer")}
     built |= {f"action_{v}" for v in ("create", "update", "delete")}
