@@ -36,6 +36,7 @@ from ferry.merge.model import (
     MAX_SAMPLES_PER_ENTITY,
     EntitySummary,
     ImportOutcome,
+    ImportWarning,
     MergeOptions,
     OnError,
     RecordChange,
@@ -168,8 +169,10 @@ def run_import(
     first = next(stream, None)
     semester = ""
     whole = False  # a whole-database bundle (scope "all", a backup)
+    notes: list[ImportWarning] = []
     if isinstance(first, Header):
         semester = first.metadata.semester
+        notes = [ImportWarning(**dataclasses.asdict(n)) for n in first.notes]
         whole = _whole(first)
         if first.metadata.dataset and first.metadata.dataset != ds.name:
             raise InvalidArgument(
@@ -220,6 +223,7 @@ def run_import(
         undone_at=None,
         duration_seconds=0.0,
         error_message="",
+        warnings=notes,
     )
     shapes = build_shapes(ds, engine.dialect, _empty_tables(engine, ds))
     sqlite = engine.dialect.name == "sqlite"

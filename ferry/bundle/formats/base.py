@@ -25,11 +25,26 @@ Record = dict[str, Any]
 
 
 @dataclass
+class Note:
+    """Something a reader wants the import's result to say (a warning, not an error):
+    e.g. a OneRoster package's ignored columns and what did not cross (its loss report).
+    The merge engine lists each as an ImportWarning of the same fields."""
+
+    kind: str
+    entity: str
+    field: str
+    count: int
+    sample: list[str]
+    message: str
+
+
+@dataclass
 class Header:
     metadata: pb.BundleMetadata
     # Set on a delta bundle: it holds records changed or deleted since this instant.
     # (BundleMetadata has no field for it, so it travels beside the metadata.)
     updated_since: dt.datetime | None = None
+    notes: list[Note] = field(default_factory=list)
 
 
 @dataclass
