@@ -158,8 +158,8 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
             loss.add(
                 "academicSessions",
                 "",
-                r.get("sourcedId"),
-                f"type {r.get('type')}: only terms and semesters become Ferry semesters",
+                f"{r.get('sourcedId')} ({r.get('type')})",
+                "only sessions of type term or semester become Ferry semesters",
             )
     # Who is what: roles.csv (1.2), the student role first.
     roles: dict[str, set[str]] = defaultdict(set)
@@ -174,7 +174,7 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
     for uid in users:
         if uid not in student_ids and "teacher" not in roles.get(uid, set()):
             what = ", ".join(sorted(roles.get(uid, set()))) or "no role"
-            loss.add("users", "", uid, f"{what}: only students and teachers cross")
+            loss.add("users", "", f"{uid} ({what})", "only students and teachers cross")
     birth = {r.get("sourcedId"): r.get("birthDate") or None for r in pkg.rows("demographics")}
 
     # Courses: one per class whose term is a term or a semester.
@@ -251,8 +251,8 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
             loss.add(
                 "enrollments",
                 "",
-                e.get("sourcedId"),
-                f"role {role}: only students' enrollments cross",
+                f"{e.get('sourcedId')} ({role})",
+                "only the enrollments of students cross",
             )
             continue
         if cid not in codes:

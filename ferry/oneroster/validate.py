@@ -396,7 +396,11 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
     for n, cells in enumerate(rows, 2):
         if not any(c.strip() for c in cells):
             continue
-        if len(cells) > width and any(c.strip() for c in cells[width:]):
+        wide = len(cells) > width and any(c.strip() for c in cells[width:])
+        values = {name: cells[i].strip() for i, name in use.items() if i < len(cells)}
+        row = Row(n, values)
+        out.append(row)
+        if wide:
             pkg.error(
                 Problem(
                     fname,
@@ -407,9 +411,6 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
                 )
             )
             continue
-        values = {name: cells[i].strip() for i, name in use.items() if i < len(cells)}
-        row = Row(n, values)
-        out.append(row)
         for c in table.columns:
             _check_value(table, mode, c, row, pkg, limits)
         sid = row.get("sourcedId")
@@ -537,7 +538,7 @@ def _check_references(pkg: Package) -> None:
     for tname, rows in pkg.tables.items():
         table = TABLES[tname]
         for c in table.columns:
-            if not c.ref or pkg.modes.get(c.ref) != "bulk":
+            if not c.ref or pkg.modes.get(c.ref) != "bulk" or c.ref not in pkg.tables:
                 continue
             targets = ids.get(c.ref, set())
             for row in rows:
