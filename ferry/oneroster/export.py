@@ -82,6 +82,12 @@ def _num(value: Any) -> str:
     return repr(float(value))
 
 
+def _filled(value: str, fallback: str) -> str:
+    """`value`, or `fallback` where OneRoster requires a value and Ferry has only blanks
+    (the exact value travels in a metadata.ferry.* column)."""
+    return value if value.strip() else fallback
+
+
 def _status(rec: Record) -> str:
     return "tobedeleted" if rec.get("deleted_at") else "active"
 
@@ -191,7 +197,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
                 "sourcedId": cid,
                 "status": _status(c),
                 "dateLastModified": _stamp(c.get("updated_at")),
-                "title": c["title"],
+                "title": _filled(c["title"], code),
                 "courseCode": code,
                 "orgSourcedId": org,
             },
@@ -202,12 +208,13 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
                 "sourcedId": sourced_id("class", code),
                 "status": _status(c),
                 "dateLastModified": _stamp(c.get("updated_at")),
-                "title": c["title"],
+                "title": _filled(c["title"], code),
                 "courseSourcedId": cid,
                 "classCode": code,
                 "classType": "scheduled",
                 "schoolSourcedId": org,
                 "termSourcedIds": sourced_id("semester", course_sem[code]),
+                X + "title": c["title"],
                 X + "description": c.get("description") or "",
                 X + "credits": str(c.get("credits", 0)),
                 X + "status": c.get("status") or "",
@@ -272,9 +279,9 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
             "status": _status(st),
             "dateLastModified": _stamp(st.get("updated_at")),
             "enabledUser": "true" if st.get("status") == "active" else "false",
-            "username": st.get("email") or sid,
-            "givenName": st["first_name"] or "-",
-            "familyName": st["last_name"] or "-",
+            "username": _filled(st.get("email") or "", sid),
+            "givenName": _filled(st["first_name"], "-"),
+            "familyName": _filled(st["last_name"], "-"),
             "identifier": sid,
             "email": st.get("email") or "",
             "grades": grade_code(int(st.get("year_level") or 0)),
@@ -371,7 +378,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
                 "sourcedId": item,
                 "status": "active",
                 "dateLastModified": _stamp(exported),
-                "title": assessment,
+                "title": _filled(assessment, "-"),
                 "assignDate": day,
                 "dueDate": days[-1] if days else day,
                 "classSourcedId": sourced_id("class", code),

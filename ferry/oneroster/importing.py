@@ -107,6 +107,8 @@ USED: dict[str, set[str]] = {
     },
 }
 NO_PLACE = "Ferry has no place for it: not imported"
+TEACHER_USED = {"sourcedId", "status", "dateLastModified", "givenName", "familyName"}
+TEACHER_LOSS = "a teacher crosses only as the name on its courses"
 
 
 @dataclass
@@ -163,31 +165,36 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
             )
     # Who is what: roles.csv (1.2), the student role first.
     roles: dict[str, set[str]] = defaultdict(set)
-    for r in pkg.rows("roles"):
-        if r.get("status") != "tobedeleted":
-            roles[r.get("userSourcedId")].add(r.get("role"))
+    for r in pkg.rows("roles"):  # a tobedeleted user keeps its role: it is soft-deleted
+        roles[r.get("userSourcedId")].add(r.get("role"))
     users = {r.get("sourcedId"): r for r in pkg.rows("users")}
     student_ids: dict[str, str] = {}
     for uid, u in users.items():
         if "student" in roles.get(uid, set()):
             student_ids[uid] = u.get("identifier") or uid
-    for uid in users:
+    for uid, u in users.items():
+        if uid not in student_ids and "teacher" in roles.get(uid, set()):
+            for col, v in u.values.items():
+                if v and col not in TEACHER_USED and not col.startswith(X):
+                    loss.add("users (teachers)", col, uid, TEACHER_LOSS)
         if uid not in student_ids and "teacher" not in roles.get(uid, set()):
             what = ", ".join(sorted(roles.get(uid, set()))) or "no role"
             loss.add("users", "", f"{uid} ({what})", "only students and teachers cross")
     birth = {r.get("sourcedId"): r.get("birthDate") or None for r in pkg.rows("demographics")}
 
     # Courses: one per class whose term is a term or a semester.
-    courses_by_id = {r.get("sourcedId"): r for r in pkg.rows("courses")}
     codes: dict[str, str] = {}
     semester_of: dict[str, str] = {}
-    teachers: dict[str, list[tuple[bool, str]]] = defaultdict(list)
+    # A class's teacher: its live enrollments first, the primary one first.
+    teachers: dict[str, list[tuple[bool, bool, str]]] = defaultdict(list)
     for e in pkg.rows("enrollments"):
-        if e.get("role") == "teacher" and e.get("status") != "tobedeleted":
+        if e.get("role") == "teacher":
             teacher = users.get(e.get("userSourcedId"))
             if teacher is not None:
                 name = join_name(teacher.get("givenName"), teacher.get("familyName"))
-                teachers[e.get("classSourcedId")].append((e.get("primary") != "true", name))
+                teachers[e.get("classSourcedId")].append(
+                    (e.get("status") == "tobedeleted", e.get("primary") != "true", name)
+                )
     for c in pkg.rows("classes"):
         cid = c.get("sourcedId")
         terms = [sessions[t] for t in split_list(c.get("termSourcedIds")) if t in sessions]
@@ -207,11 +214,10 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
             {
                 "course_code": code,
                 "semester": term.get("title"),
-                "title": c.get("title")
-                or (courses_by_id.get(c.get("courseSourcedId")) or c).get("title"),
+                "title": _ext(c, "title", c.get("title")),
                 "description": _ext(c, "description", ""),
                 "credits": int(_ext(c, "credits", "0") or "0"),
-                "teacher": named[0][1] if named else "",
+                "teacher": named[0][2] if named else "",
                 "status": _ext(c, "status", "active") or "active",
                 "prerequisite_code": _ext(c, "prerequisiteCode", "") or None,
                 **_stamps(c, now),

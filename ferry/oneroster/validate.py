@@ -385,6 +385,7 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
                 )
             )
     pkg.extensions[table.name] = ext
+    text = {c.name for c in table.columns if c.type is Type.STR} | set(ext)
     if any(
         p.file == fname and p.row == 1 and p.rule in ("required-column", "header")
         for p in pkg.errors
@@ -397,7 +398,12 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
         if not any(c.strip() for c in cells):
             continue
         wide = len(cells) > width and any(c.strip() for c in cells[width:])
-        values = {name: cells[i].strip() for i, name in use.items() if i < len(cells)}
+        # Codes, dates and numbers lose stray spaces; text is kept as it is.
+        values = {
+            name: cells[i] if name in text else cells[i].strip()
+            for i, name in use.items()
+            if i < len(cells)
+        }
         row = Row(n, values)
         out.append(row)
         if wide:
@@ -447,7 +453,7 @@ def _check_value(
         bad("length", f"`{c.name}` is longer than {limits.max_cell_chars:,} characters")
         return
     required = c.required or (mode == "delta" and c.name in ("status", "dateLastModified"))
-    if v == "":
+    if v.strip() == "":
         if required:
             if c.type is Type.ENUM:
                 bad("required", f"`{c.name}` must be {_either(c.enum)}, got ''")
