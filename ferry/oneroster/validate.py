@@ -385,7 +385,7 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
                 )
             )
     pkg.extensions[table.name] = ext
-    text = {c.name for c in table.columns if c.type is Type.STR} | set(ext)
+    as_is = {c.name for c in table.columns if c.type is Type.STR} | set(ext)
     if any(
         p.file == fname and p.row == 1 and p.rule in ("required-column", "header")
         for p in pkg.errors
@@ -400,7 +400,7 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
         wide = len(cells) > width and any(c.strip() for c in cells[width:])
         # Codes, dates and numbers lose stray spaces; text is kept as it is.
         values = {
-            name: cells[i] if name in text else cells[i].strip()
+            name: cells[i] if name in as_is else cells[i].strip()
             for i, name in use.items()
             if i < len(cells)
         }
