@@ -88,6 +88,14 @@ def _filled(value: str, fallback: str) -> str:
     return value if value.strip() else fallback
 
 
+def _deleted(rec: Record) -> str:
+    """The exact soft-delete instant (status tobedeleted says only that it is deleted)."""
+    when = rec.get("deleted_at")
+    if isinstance(when, str) and when:
+        when = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+    return when.astimezone(dt.UTC).isoformat() if isinstance(when, dt.datetime) else ""
+
+
 def _status(rec: Record) -> str:
     return "tobedeleted" if rec.get("deleted_at") else "active"
 
@@ -207,6 +215,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
             {
                 "sourcedId": sourced_id("class", code),
                 "status": _status(c),
+                X + "deletedAt": _deleted(c),
                 "dateLastModified": _stamp(c.get("updated_at")),
                 "title": _filled(c["title"], code),
                 "courseSourcedId": cid,
@@ -277,6 +286,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
         row = {
             "sourcedId": uid,
             "status": _status(st),
+            X + "deletedAt": _deleted(st),
             "dateLastModified": _stamp(st.get("updated_at")),
             "enabledUser": "true" if st.get("status") == "active" else "false",
             "username": _filled(st.get("email") or "", sid),
@@ -329,6 +339,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
             {
                 "sourcedId": sourced_id("enrollment", e["student_id"], e["course_code"]),
                 "status": _status(e),
+                X + "deletedAt": _deleted(e),
                 "dateLastModified": _stamp(e.get("updated_at")),
                 "classSourcedId": sourced_id("class", e["course_code"]),
                 "schoolSourcedId": org,
@@ -395,6 +406,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
                 {
                     "sourcedId": sourced_id("result", g["student_id"], code, assessment),
                     "status": _status(g),
+                    X + "deletedAt": _deleted(g),
                     "dateLastModified": _stamp(g.get("updated_at")),
                     "lineItemSourcedId": item,
                     "studentSourcedId": sourced_id("student", g["student_id"]),

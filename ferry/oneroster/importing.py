@@ -135,7 +135,11 @@ def _when(row: Row) -> dt.datetime | None:
 def _stamps(row: Row, now: dt.datetime) -> dict[str, Any]:
     modified = _when(row) or now
     out: dict[str, Any] = {"updated_at": modified}
-    out["deleted_at"] = modified if row.get("status") == "tobedeleted" else None
+    deleted = None
+    if row.get("status") == "tobedeleted":
+        exact = _ext(row, "deletedAt", "")
+        deleted = (dt.datetime.fromisoformat(exact) if exact else None) or modified
+    out["deleted_at"] = deleted
     return out
 
 

@@ -52,9 +52,9 @@ def records(events: list[Event]) -> dict[str, list[Record]]:
 
 def comparable(entity: str, r: Record) -> Record:
     """A record as the round trip promises it: created_at is not carried; updated_at to
-    the millisecond (dateLastModified); deleted or not (status tobedeleted)."""
-    out = {k: v for k, v in r.items() if k not in ("created_at", "updated_at", "deleted_at")}
-    out["deleted"] = r.get("deleted_at") is not None
+    the millisecond (dateLastModified); deleted_at exactly (metadata.ferry.deletedAt)."""
+    out = {k: v for k, v in r.items() if k not in ("created_at", "updated_at")}
+    out["deleted_at"] = _instant(r.get("deleted_at"))
     when = r.get("updated_at")
     if when is not None:
         out["updated_at"] = when.replace(microsecond=when.microsecond // 1000 * 1000)
@@ -62,6 +62,12 @@ def comparable(entity: str, r: Record) -> Record:
         if out.get(k) is not None:
             out[k] = float(out[k])
     return out
+
+
+def _instant(v: Any) -> dt.datetime | None:
+    if isinstance(v, str):
+        v = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    return None if v is None else v.astimezone(dt.UTC)
 
 
 def by_key(entity: str, rs: list[Record]) -> dict[tuple[Any, ...], Record]:
@@ -261,8 +267,7 @@ def school(draw: st.DrawFn) -> dict[str, list[Record]]:
     sids = draw(st.lists(CODE, min_size=1, max_size=3, unique=True))
 
     def stamps() -> Record:
-        updated = draw(INSTANT)
-        return {"updated_at": updated, "deleted_at": updated if draw(st.booleans()) else None}
+        return {"updated_at": draw(INSTANT), "deleted_at": draw(st.none() | INSTANT)}
 
     courses = [
         {
