@@ -90,11 +90,13 @@ def notes(pkg: Package, loss: LossReport) -> list[Note]:
                 column,
                 len(ps),
                 [f"row {p.row}" if p.row else file for p in ps[:5]],
-                ps[0].message,
+                str(ps[0]) + (f" (and {len(ps) - 1} more like it)" if len(ps) > 1 else ""),
             )
         )
     for x in loss.items():
-        out.append(Note("not_imported", x.entity, x.field, x.count, x.sample, x.reason))
+        what = f"{x.entity}.{x.field}" if x.field else x.entity
+        message = f"{what}: {x.count:,} not imported — {x.reason}"
+        out.append(Note("not_imported", x.entity, x.field, x.count, x.sample, message))
     return out
 
 
