@@ -13,9 +13,23 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, Any
 
-from ferry.bundle.formats.base import Batch, BundleLimits, Event, Header, Note, Trailer
+import msgspec
+
+from ferry.bundle.formats import runs
+from ferry.bundle.formats.base import (
+    Batch,
+    BundleLimits,
+    Event,
+    FieldRules,
+    Header,
+    Note,
+    RawBatch,
+    Record,
+    Trailer,
+)
+from ferry.bundle.formats.common import schema
 from ferry.bundle.scan import FORMAT_VERSION
 from ferry.errors import InvalidArgument, ResourceExhausted
 from ferry.oneroster.export import build, write_zip
@@ -39,6 +53,16 @@ class OneRosterBundle:
         write_zip(tables, manifest, out)
 
     def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
+        return self._read(src, limits, None)
+
+    def read_raw(self, src: IO[bytes], limits: BundleLimits, rules: FieldRules) -> Iterator[Event]:
+        """Like read, but batches of records that pass `rules` come as RawBatches: the
+        merge engine hands their JSON to PostgreSQL instead of converting each record."""
+        return self._read(src, limits, rules)
+
+    def _read(
+        self, src: IO[bytes], limits: BundleLimits, rules: FieldRules | None
+    ) -> Iterator[Event]:
         with tempfile.TemporaryFile() as f:
             copied = 0
             while block := src.read(1024 * 1024):
@@ -58,7 +82,9 @@ class OneRosterBundle:
                 ),
             )
         check(pkg)
-        yield from events(map_package(pkg), pkg)
+        mapped = map_package(pkg)
+        raw = None if rules is None else _Raw(limits, rules, mapped.now)
+        yield from events(mapped, pkg, raw)
 
 
 def check(pkg: Package) -> None:
@@ -100,7 +126,40 @@ def notes(pkg: Package, loss: LossReport) -> list[Note]:
     return out
 
 
-def events(mapped: Mapped, pkg: Package) -> Iterator[Event]:
+class _Raw:
+    """Batches as RawBatches where every record passes the merge engine's FieldRules
+    (checked in one msgspec call per batch, as the json and jsonl readers do); a batch
+    that does not pass goes as a plain Batch, checked record by record."""
+
+    def __init__(self, limits: BundleLimits, rules: FieldRules, now: dt.datetime) -> None:
+        self.limits = limits
+        self.rules = rules
+        self.now = now
+        self.fields = schema("school")
+        self.encoder = msgspec.json.Encoder()
+        self.decoders: dict[str, msgspec.json.Decoder[Any]] = {}
+
+    def batch(self, entity: str, records: list[Record]) -> Event:
+        cols = self.fields[entity]
+        names = sorted(cols)
+        full = [
+            {n: r.get(n, self.now if n == "created_at" else None) for n in names} for r in records
+        ]
+        decoder = self.decoders.get(entity)
+        if decoder is None:
+            decoder = runs.run_decoder(cols, self.rules.get(entity, {}), self.limits)
+            self.decoders[entity] = decoder
+        text = self.encoder.encode(full)
+        try:
+            decoded = decoder.decode(text)
+        except msgspec.DecodeError:  # ValidationError included
+            return Batch(entity, records)
+        if b"\\u0000" in text or self.encoder.encode(decoded) != text:
+            return Batch(entity, records)
+        return RawBatch(entity, text[1:-1], len(records))
+
+
+def events(mapped: Mapped, pkg: Package, raw: _Raw | None = None) -> Iterator[Event]:
     meta = pb.BundleMetadata(
         semester=mapped.semesters[0] if len(mapped.semesters) == 1 else "",
         dataset="school",
@@ -115,5 +174,6 @@ def events(mapped: Mapped, pkg: Package) -> Iterator[Event]:
     for entity in ORDER:
         rows = mapped.records.get(entity, [])
         for i in range(0, len(rows), BATCH):
-            yield Batch(entity, rows[i : i + BATCH])
+            part = rows[i : i + BATCH]
+            yield Batch(entity, part) if raw is None else raw.batch(entity, part)
     yield Trailer(counts=counts)

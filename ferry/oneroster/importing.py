@@ -117,6 +117,7 @@ class Mapped:
     semesters: list[str] = field(default_factory=list)
     delta: bool = False
     since: dt.datetime | None = None
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     loss: LossReport = field(default_factory=lambda: LossReport("import"))
 
 
@@ -150,7 +151,7 @@ def _ext(row: Row, name: str, default: str) -> str:
 def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
     """The Ferry records of a package that passed validation; see the module docstring."""
     now = now or dt.datetime.now(dt.UTC)
-    out = Mapped()
+    out = Mapped(now=now)
     loss = out.loss
     modes = {t: m for t, m in pkg.modes.items() if m != "absent"}
     out.delta = any(m == "delta" for m in modes.values())

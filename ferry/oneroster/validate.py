@@ -23,7 +23,7 @@ import io
 import math
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -33,7 +33,6 @@ from ferry.oneroster.spec import (
     MANIFEST,
     MODES,
     OTHER_TABLES,
-    STATUS,
     TABLES,
     Column,
     Table,
@@ -378,7 +377,8 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
                 Problem(fname, 1, h, "unknown-column", f"unknown column `{h}` ignored{hint}")
             )
     for c in table.columns:
-        if c.required and c.name not in seen:
+        delta_needs = mode == "delta" and c.name in ("status", "dateLastModified")
+        if (c.required or delta_needs) and c.name not in seen:
             pkg.error(
                 Problem(
                     fname, 1, c.name, "required-column", f"required column `{c.name}` is missing"
@@ -391,6 +391,17 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
         for p in pkg.errors
     ):
         return
+    checks = []
+    for c in table.columns:
+        required = c.required or (mode == "delta" and c.name in ("status", "dateLastModified"))
+        if c.name not in seen:
+            continue  # a missing required column is a header error above
+        if c.type is Type.ENUM:
+            blank = f"`{c.name}` must be {_either(c.enum)}, got ''"
+        else:
+            why = " in a delta file" if not c.required else ""
+            blank = f"`{c.name}` is required{why}, got ''"
+        checks.append((c.name, required, blank, _checker(c)))
     out: list[Row] = []
     ids: dict[str, int] = {}
     width = len(header)
@@ -417,8 +428,25 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
                 )
             )
             continue
-        for c in table.columns:
-            _check_value(table, mode, c, row, pkg, limits)
+        for name, required, blank, check in checks:
+            v = values.get(name)
+            if not v or v.isspace():
+                if required:
+                    pkg.error(Problem(fname, n, name, "required", blank))
+                continue
+            if len(v) > limits.max_cell_chars:
+                pkg.error(
+                    Problem(
+                        fname,
+                        n,
+                        name,
+                        "length",
+                        f"`{name}` is longer than {limits.max_cell_chars:,} characters",
+                    )
+                )
+                continue
+            if check is not None and (problem := check(v)) is not None:
+                pkg.error(Problem(fname, n, name, problem[0], problem[1]))
         sid = row.get("sourcedId")
         if sid:
             if sid in ids:
@@ -440,50 +468,65 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
 
 
-def _check_value(
-    table: Table, mode: str, c: Column, row: Row, pkg: Package, limits: Limits
-) -> None:
-    fname = table.filename
-    v = row.get(c.name)
+Check = Callable[[str], "tuple[str, str] | None"]
 
-    def bad(rule: str, msg: str) -> None:
-        pkg.error(Problem(fname, row.number, c.name, rule, msg))
 
-    if len(v) > limits.max_cell_chars:
-        bad("length", f"`{c.name}` is longer than {limits.max_cell_chars:,} characters")
-        return
-    required = c.required or (mode == "delta" and c.name in ("status", "dateLastModified"))
-    if v.strip() == "":
-        if required:
-            if c.type is Type.ENUM:
-                bad("required", f"`{c.name}` must be {_either(c.enum)}, got ''")
-            else:
-                why = " in a delta file" if not c.required else ""
-                bad("required", f"`{c.name}` is required{why}, got ''")
-        return
-    if c.type is Type.ENUM and v not in c.enum:
-        bad("enum", f"`{c.name}` must be {_either(c.enum)}, got {v!r}")
+def _checker(c: Column) -> Check | None:
+    """A check of one filled-in value of `c`: None when good, else (rule, message). Values
+    found good are remembered (dates and codes repeat down a file)."""
+    n = c.name
+    test: Callable[[str], bool]
+    if c.type is Type.ENUM:
+        allowed = frozenset(c.enum)
+        test, rule, msg = allowed.__contains__, "enum", f"`{n}` must be {_either(c.enum)}, got "
     elif c.type is Type.ENUMS:
-        for part in _split(v):
-            if part not in c.enum:
-                bad("enum", f"`{c.name}` values must be among {', '.join(c.enum)}; got {part!r}")
-                break
-    elif c.type is Type.DATE and _date(v) is None:
-        bad("date", f"`{c.name}` must be an ISO 8601 date (YYYY-MM-DD), got {v!r}")
-    elif c.type is Type.DATETIME and _datetime(v) is None:
-        bad(
-            "datetime",
-            f"`{c.name}` must be an ISO 8601 date and time in UTC or with an offset "
-            f"(2026-09-01T08:00:00.000Z), got {v!r}",
+        allowed = frozenset(c.enum)
+
+        def test(v: str) -> bool:
+            return all(p in allowed for p in _split(v))
+
+        rule, msg = "enum", f"`{n}` values must be among {', '.join(c.enum)}; got "
+    elif c.type is Type.DATE:
+        test, rule = (lambda v: _date(v) is not None), "date"
+        msg = f"`{n}` must be an ISO 8601 date (YYYY-MM-DD), got "
+    elif c.type is Type.DATETIME:
+        test, rule = (lambda v: _datetime(v) is not None), "datetime"
+        msg = (
+            f"`{n}` must be an ISO 8601 date and time in UTC or with an offset "
+            "(2026-09-01T08:00:00.000Z), got "
         )
-    elif c.type is Type.FLOAT and _float(v) is None:
-        bad("number", f"`{c.name}` must be a finite number, got {v!r}")
-    elif c.type is Type.BOOL and v not in ("true", "false"):
-        bad("boolean", f"`{c.name}` must be true or false, got {v!r}")
-    elif c.type is Type.YEAR and not re.fullmatch(r"\d{4}", v):
-        bad("year", f"`{c.name}` must be a four-digit year, got {v!r}")
-    elif c.name == "status" and v not in STATUS:  # pragma: no cover - ENUM above
-        bad("enum", f"`status` must be active or tobedeleted, got {v!r}")
+    elif c.type is Type.FLOAT:
+        test, rule, msg = (
+            (lambda v: _float(v) is not None),
+            "number",
+            f"`{n}` must be a finite number, got ",
+        )
+    elif c.type is Type.BOOL:
+        test, rule, msg = (
+            ("true", "false").__contains__,
+            "boolean",
+            f"`{n}` must be true or false, got ",
+        )
+    elif c.type is Type.YEAR:
+        test, rule = (lambda v: re.fullmatch(r"\d{4}", v) is not None), "year"
+        msg = f"`{n}` must be a four-digit year, got "
+    else:
+        return None
+    good: set[str] = set()
+
+    def check(v: str) -> tuple[str, str] | None:
+        if v in good:
+            return None
+        if test(v):
+            if len(good) < 10_000:
+                good.add(v)
+            return None
+        if c.type is Type.ENUMS:
+            bad = next(p for p in _split(v) if p not in c.enum)
+            return rule, f"{msg}{bad!r}"
+        return rule, f"{msg}{v!r}"
+
+    return check
 
 
 def _either(values: tuple[str, ...]) -> str:
