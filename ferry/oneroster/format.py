@@ -19,6 +19,7 @@ import msgspec
 
 from ferry.bundle.formats import runs
 from ferry.bundle.formats.base import (
+    REFUSED,
     Batch,
     BundleLimits,
     Event,
@@ -87,16 +88,21 @@ class OneRosterBundle:
         yield from events(mapped, pkg, raw)
 
 
-def check(pkg: Package) -> None:
-    """Raise InvalidArgument naming the package's errors (the first LISTED, and a count)."""
-    if not pkg.errors:
+def check(pkg: Package, rows_too: bool = False) -> None:
+    """Raise InvalidArgument naming the package's errors (the first LISTED, and a count)
+    when one is about a file (the manifest, a header, the zip) or, with `rows_too`, any.
+    Refused rows otherwise travel as `refused` notes: the merge engine counts them as
+    invalid records, so `on_error` decides (abort: nothing imported; skip_invalid: the
+    rest is)."""
+    fatal = pkg.errors if rows_too else [p for p in pkg.errors if p.row < 2]
+    if not fatal:
         return
-    listed = "; ".join(str(p) for p in pkg.errors[:LISTED])
-    more = len(pkg.errors) - LISTED
+    listed = "; ".join(str(p) for p in fatal[:LISTED])
+    more = len(fatal) - LISTED
     tail = f"; and {more} more" if more > 0 else ""
-    first = pkg.errors[0]
+    first = fatal[0]
     raise InvalidArgument(
-        f"the OneRoster package was refused, nothing was imported: {len(pkg.errors)} "
+        f"the OneRoster package was refused, nothing was imported: {len(fatal)} "
         f"problem(s): {listed}{tail}",
         field=f"{first.file}:{first.row}:{first.column}" if first.row else first.file,
     )
@@ -105,6 +111,10 @@ def check(pkg: Package) -> None:
 def notes(pkg: Package, loss: LossReport) -> list[Note]:
     """The package's warnings and the loss report as the import result's warnings."""
     out: list[Note] = []
+    sids = {(t, r.number): r.get("sourcedId") for t, rows in pkg.tables.items() for r in rows}
+    for p in pkg.errors:  # rows only: check() raised for the rest
+        table = p.file.removesuffix(".csv")
+        out.append(Note(REFUSED, p.file, p.column, p.row, [sids.get((table, p.row), "")], str(p)))
     by_rule: dict[tuple[str, str, str], list[Problem]] = {}
     for p in pkg.warnings:
         by_rule.setdefault((p.file, p.column, p.rule), []).append(p)

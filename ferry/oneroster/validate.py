@@ -142,6 +142,7 @@ def read_package(src: IO[bytes], limits: Limits | None = None) -> Package:
                     )
                 )
         _check_references(pkg)
+        _cascade(pkg)
     return pkg
 
 
@@ -605,3 +606,68 @@ def _check_references(pkg: Package) -> None:
                             )
                         )
                         break
+
+
+_ONE = {"users": "user", "classes": "class"}
+
+
+def _cascade(pkg: Package) -> None:
+    """Refuse the rows that stand on a refused row, so a refusal never turns into a
+    silent change: a row naming a refused sourcedId (orgs, sessions, courses, classes,
+    users, categories, line items), a user whose role or demographics row was refused,
+    a class whose teacher's enrollment was refused. Repeated until nothing changes."""
+    by_id: dict[str, dict[str, Row]] = {
+        t: {r.get("sourcedId"): r for r in rows} for t, rows in pkg.tables.items()
+    }
+
+    def refused(table: str, sid: str) -> Row | None:
+        row = by_id.get(table, {}).get(sid)
+        return row if row is not None and (table, row.number) in pkg.refused else None
+
+    def refuse(table: str, row: Row, column: str, what: str, parent: str, prow: Row) -> None:
+        pkg.error(
+            Problem(
+                f"{table}.csv",
+                row.number,
+                column,
+                "refused-parent",
+                f"{what} stands on row {prow.number} of {parent}.csv, which was refused",
+            )
+        )
+
+    changed = True
+    while changed:
+        changed = False
+        for tname, rows in pkg.tables.items():
+            table = TABLES[tname]
+            for row in rows:
+                if (tname, row.number) in pkg.refused:
+                    continue
+                for c in table.columns:
+                    if not c.ref:
+                        continue
+                    v = row.get(c.name)
+                    for sid in _split(v) if c.type is Type.IDS else ([v] if v else []):
+                        prow = refused(c.ref, sid)
+                        if prow is not None:
+                            refuse(tname, row, c.name, f"`{c.name}` {sid!r}", c.ref, prow)
+                            changed = True
+                            break
+                    if (tname, row.number) in pkg.refused:
+                        break
+        # A user stands on its roles and demographics; a class on its teachers.
+        for tname, target, column in (
+            ("roles", "users", "userSourcedId"),
+            ("demographics", "users", "sourcedId"),
+            ("enrollments", "classes", "classSourcedId"),
+        ):
+            for row in pkg.tables.get(tname, []):
+                if (tname, row.number) not in pkg.refused:
+                    continue
+                if tname == "enrollments" and row.get("role") != "teacher":
+                    continue
+                trow = by_id.get(target, {}).get(row.get(column))
+                if trow is not None and (target, trow.number) not in pkg.refused:
+                    what = f"{_ONE[target]} {trow.get('sourcedId')!r}"
+                    refuse(target, trow, "sourcedId", what, tname, row)
+                    changed = True

@@ -94,20 +94,53 @@ def test_a_hand_written_package_lands_on_the_dataset(engine: Engine) -> None:
     assert lost[("not_imported", "demographics", "sex")].count == 1
 
 
-def test_a_refused_package_names_each_refusal_and_changes_nothing(engine: Engine) -> None:
+BAD_ROWS = {
+    **replace_row("users.csv", f"u-s2,active,{T}", f"u-s2,,{T}"),
+    **replace_row("results.csv", "fully graded,88,", "fully graded,eighty-eight,"),
+}
+
+
+def test_refused_rows_fail_the_import_by_default_and_change_nothing(engine: Engine) -> None:
     run(engine, package())
     before = table_counts(engine)
-    bad = {
-        **replace_row("users.csv", f"u-t1,active,{T}", f"u-t1,,{T}"),
-        **replace_row("results.csv", "fully graded,12,", "fully graded,twelve,"),
+    out = run(engine, package(BAD_ROWS, modes={"users": "delta"}))
+    assert out.status == "failed"
+    assert out.error_message == f"{out.total_errors} invalid record(s); nothing was imported"
+    reasons = [e.reason for e in out.errors]
+    assert reasons[:2] == [
+        "row 3 of users.csv: `status` must be active or tobedeleted, got ''",
+        "row 4 of results.csv: `score` must be a finite number, got 'eighty-eight'",
+    ]
+    # and what stood on the refused student: its role, enrollment and result
+    assert {(e.entity, e.position) for e in out.errors[2:]} == {
+        ("roles.csv", 3), ("enrollments.csv", 3), ("results.csv", 3),
+    }  # fmt: skip
+    assert (out.errors[0].entity, out.errors[0].natural_key, out.errors[0].field) == (
+        "users.csv", "u-s2", "status",
+    )  # fmt: skip
+    assert table_counts(engine) == before
+
+
+def test_skip_invalid_imports_the_rest_and_names_every_refusal(engine: Engine) -> None:
+    out = run(engine, package(BAD_ROWS, modes={"users": "delta"}), on_error="skip_invalid")
+    assert out.status == "completed" and out.total_errors == 5
+    assert not out.has_rejected_file  # the merge itself refused nothing
+    assert rows(engine, "SELECT student_id FROM students") == [("S1001",)]
+    assert rows(engine, "SELECT count(*), min(score), max(score) FROM grades") == [(1, 17.5, 17.5)]
+
+
+def test_a_broken_file_refuses_the_package_whole(engine: Engine) -> None:
+    run(engine, package())
+    before = table_counts(engine)
+    no_title = {
+        "categories.csv": f"sourcedId,status,dateLastModified,weight\ncat-exam,active,{T},0.6\n"
     }
     with pytest.raises(InvalidArgument) as e:
-        run(engine, package(bad, modes={"users": "delta"}))
-    assert "nothing was imported: 2 problem(s)" in e.value.message
-    assert "row 4 of users.csv: `status` must be active or tobedeleted, got ''" in e.value.message
-    assert "row 3 of results.csv: `score` must be a finite number, got 'twelve'" in e.value.message
-    assert table_counts(engine) == before
-    # a bad zip: the same
+        run(engine, package(no_title), on_error="skip_invalid")
+    assert "nothing was imported: 1 problem(s): row 1 of categories.csv: required column " in (
+        e.value.message
+    )
+    assert e.value.field == "categories.csv:1:title"
     with pytest.raises(InvalidArgument, match="not a zip file"):
         run(engine, b"PK\x03\x04 not really")
     assert table_counts(engine) == before

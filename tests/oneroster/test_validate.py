@@ -20,7 +20,8 @@ def read(data: bytes, limits: Limits | None = None) -> Package:
 
 
 def errors(data: bytes) -> list[str]:
-    return [str(p) for p in read(data).errors]
+    """The refusals themselves (without the rows refused because they stand on them)."""
+    return [str(p) for p in read(data).errors if p.rule != "refused-parent"]
 
 
 def test_the_hand_written_package_is_valid() -> None:
@@ -36,7 +37,7 @@ def test_an_empty_status_in_a_delta_file_names_row_column_and_rule() -> None:
     got = errors(package(files, modes={"users": "delta"}))
     assert got == ["row 4 of users.csv: `status` must be active or tobedeleted, got ''"]
     pkg = read(package(files, modes={"users": "delta"}))
-    (p,) = pkg.errors
+    p = pkg.errors[0]
     assert (p.file, p.row, p.column, p.rule) == ("users.csv", 4, "status", "required")
 
 
@@ -224,3 +225,26 @@ def test_unknown_files_and_tables_ferry_does_not_read_are_warnings() -> None:
         "README.txt: not a OneRoster 1.2 file; not read",
         "resources.csv: Ferry has no place for this table; not read",
     ]
+
+
+def test_rows_standing_on_a_refused_row_are_refused_too() -> None:
+    # the teacher's role is refused: the teacher, the teacher's enrollment, the class
+    # (its teacher would go missing), and everything in that class
+    bad = replace_row("roles.csv", "u-t1,primary,teacher", "u-t1,primary,Teacher")
+    pkg = read(package(bad))
+    cascade = [str(p) for p in pkg.errors if p.rule == "refused-parent"]
+    assert cascade[:1] == [
+        "row 4 of users.csv: user 'u-t1' stands on row 4 of roles.csv, which was refused"
+    ]
+    assert (
+        "row 2 of classes.csv: class 'k-math' stands on row 5 of enrollments.csv, which was refused"
+        in cascade
+    )
+    refused = sorted(pkg.refused)
+    assert refused == [
+        ("classes", 2), ("enrollments", 2), ("enrollments", 3), ("enrollments", 5),
+        ("lineItems", 2), ("results", 2), ("results", 3), ("roles", 4), ("users", 4),
+    ]  # fmt: skip
+    # what stands apart is untouched
+    assert [r.get("sourcedId") for r in pkg.rows("classes")] == ["k-hist"]
+    assert [r.get("sourcedId") for r in pkg.rows("results")] == ["res-3"]

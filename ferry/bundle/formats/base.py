@@ -26,9 +26,9 @@ Record = dict[str, Any]
 
 @dataclass
 class Note:
-    """Something a reader wants the import's result to say (a warning, not an error):
-    e.g. a OneRoster package's ignored columns and what did not cross (its loss report).
-    The merge engine lists each as an ImportWarning of the same fields."""
+    """Something a reader wants the import's result to say: a warning (a OneRoster
+    package's ignored columns, what did not cross: its loss report), listed as an
+    ImportWarning of the same fields, or a refused record (kind REFUSED)."""
 
     kind: str
     entity: str
@@ -36,6 +36,12 @@ class Note:
     count: int
     sample: list[str]
     message: str
+
+
+# A Note of this kind is a record the reader refused (entity: the file, field: the
+# column, count: its row, sample: [its key]); the merge engine counts it as an invalid
+# record, so on_error decides between importing nothing and importing the rest.
+REFUSED = "refused"
 
 
 @dataclass
