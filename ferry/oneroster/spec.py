@@ -23,6 +23,7 @@ class Type(StrEnum):
     DATE = "date"  # ISO 8601 calendar date, YYYY-MM-DD
     DATETIME = "datetime"  # ISO 8601 date and time, e.g. 2026-09-01T08:00:00.000Z
     FLOAT = "float"
+    INT = "int"  # an integer (Ferry's extension columns)
     BOOL = "bool"  # true | false
     YEAR = "year"  # a four-digit year
 
@@ -258,3 +259,21 @@ MANIFEST = "manifest.csv"
 MANIFEST_VERSION = "1.0"
 ONEROSTER_VERSION = "1.2"
 EXTENSION_PREFIX = "metadata."
+
+# Ferry's own extension columns (a package Ferry wrote) that carry typed values: checked
+# like the binding's columns, so a hand-edited one is a refusal, not a crash.
+FERRY = EXTENSION_PREFIX + "ferry."
+FERRY_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "classes": (Column(FERRY + "credits", Type.INT), Column(FERRY + "deletedAt", Type.DATETIME)),
+    "users": (Column(FERRY + "yearLevel", Type.INT), Column(FERRY + "deletedAt", Type.DATETIME)),
+    "enrollments": (
+        Column(FERRY + "finalScore", Type.FLOAT),
+        Column(FERRY + "deletedAt", Type.DATETIME),
+    ),
+    "results": (
+        Column(FERRY + "maxScore", Type.FLOAT),
+        Column(FERRY + "weight", Type.FLOAT),
+        Column(FERRY + "gradedOn", Type.DATE),
+        Column(FERRY + "deletedAt", Type.DATETIME),
+    ),
+}

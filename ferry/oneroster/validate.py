@@ -30,6 +30,7 @@ from typing import IO
 from ferry.errors import InvalidArgument, ResourceExhausted
 from ferry.oneroster.spec import (
     EXTENSION_PREFIX,
+    FERRY_COLUMNS,
     MANIFEST,
     MODES,
     OTHER_TABLES,
@@ -393,7 +394,7 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
     ):
         return
     checks = []
-    for c in table.columns:
+    for c in (*table.columns, *FERRY_COLUMNS.get(table.name, ())):
         required = c.required or (mode == "delta" and c.name in ("status", "dateLastModified"))
         if c.name not in seen:
             continue  # a missing required column is a header error above
@@ -508,6 +509,9 @@ def _checker(c: Column) -> Check | None:
             "boolean",
             f"`{n}` must be true or false, got ",
         )
+    elif c.type is Type.INT:
+        test, rule = (lambda v: re.fullmatch(r"-?\d{1,18}", v) is not None), "integer"
+        msg = f"`{n}` must be an integer, got "
     elif c.type is Type.YEAR:
         test, rule = (lambda v: re.fullmatch(r"\d{4}", v) is not None), "year"
         msg = f"`{n}` must be a four-digit year, got "

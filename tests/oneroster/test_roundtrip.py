@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import string
+import zipfile
 from typing import Any
 
 import pytest
@@ -322,3 +323,26 @@ def test_generated_data_crosses_whole(recs: dict[str, list[Record]]) -> None:
     assert pkg.errors == [], [str(p) for p in pkg.errors]
     assert pkg.warnings == []
     assert_same(recs, map_package(pkg).records)
+
+
+def test_a_hand_edited_ferry_column_is_a_refusal_not_a_crash() -> None:
+    recs = {
+        "courses": [{"course_code": "C1", "semester": SEMESTER, "title": "T", "description": "",
+                     "credits": 5, "teacher": "", "status": "active", "prerequisite_code": None,
+                     "updated_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "deleted_at": None}],
+        "students": [], "enrollments": [], "grades": [],
+    }  # fmt: skip
+    data = write(events_of(recs))
+    src = zipfile.ZipFile(io.BytesIO(data))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as dst:
+        for name in src.namelist():
+            text = src.read(name).decode()
+            if name == "classes.csv":
+                assert ",5," in text
+                text = text.replace(",5,", ",many,")
+            dst.writestr(name, text)
+    pkg = read(buf.getvalue())
+    assert [str(p) for p in pkg.errors] == [
+        "row 2 of classes.csv: `metadata.ferry.credits` must be an integer, got 'many'"
+    ]

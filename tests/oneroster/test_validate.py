@@ -4,13 +4,18 @@ unknown optional columns are warnings; bad zips are clear errors."""
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import zipfile
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ferry.errors import InvalidArgument, ResourceExhausted
+from ferry.bundle.formats.base import REFUSED, BundleLimits, Header
+from ferry.errors import FerryError, InvalidArgument, ResourceExhausted
+from ferry.oneroster.format import OneRosterBundle
 from ferry.oneroster.validate import Limits, Package, read_package
 from tests.oneroster.corpus import CLEAN, T, manifest, package, replace_row
 
@@ -248,3 +253,44 @@ def test_rows_standing_on_a_refused_row_are_refused_too() -> None:
     # what stands apart is untouched
     assert [r.get("sourcedId") for r in pkg.rows("classes")] == ["k-hist"]
     assert [r.get("sourcedId") for r in pkg.rows("results")] == ["res-3"]
+
+
+# ---- any cell, any text ------------------------------------------------------------
+
+CELL = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["", " ", "active", "tobedeleted", "2026-13-01", "1e309", "NaN", "true",
+                     "u-s1", "as-gp", "org-1", "\ufeff", '"', ",", "\n", "0" * 30]),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_cell_of_any_file_is_read_or_refused_by_name(data: st.DataObject) -> None:
+    """Corrupt one cell: the package is read, with each problem naming its file, row and
+    column, or refused with a Ferry error; the import's reading never crashes."""
+    name = data.draw(st.sampled_from(sorted(CLEAN)))
+    rows = list(csv.reader(io.StringIO(CLEAN[name])))
+    r = data.draw(st.integers(1, len(rows) - 1))
+    c = data.draw(st.integers(0, len(rows[0]) - 1))
+    rows[r][c] = data.draw(CELL)
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    zipped = package({name: out.getvalue()})
+    try:
+        pkg = read(zipped)
+    except FerryError:
+        return
+    for p in pkg.errors:
+        assert p.file.endswith(".csv") and p.row >= 1 and p.message
+        if p.row >= 2:
+            assert p.column or p.rule == "columns"
+    try:
+        events = list(OneRosterBundle().read(io.BytesIO(zipped), BundleLimits()))
+    except FerryError:
+        assert any(p.row < 2 for p in pkg.errors)
+        return
+    head = events[0]
+    assert isinstance(head, Header)
+    refused = [n for n in head.notes if n.kind == REFUSED]
+    assert len(refused) == len(pkg.errors)
