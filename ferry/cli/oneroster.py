@@ -26,7 +26,9 @@ def oneroster() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def check(file: Path) -> None:
     """Validate FILE against the OneRoster 1.2 CSV binding; list refusals, warnings and
-    what would not cross into Ferry. Exit status 1 when an import would refuse it."""
+    what would not cross into Ferry. Exit status 1 when an import would refuse it (with
+    --on-error skip_invalid, an import of a package whose problems are all rows takes the
+    rest)."""
     try:
         with file.open("rb") as f:
             pkg = read_package(f)
@@ -37,8 +39,14 @@ def check(file: Path) -> None:
         click.echo(f"error: {p} [{p.rule}]")
     for p in pkg.warnings:
         click.echo(f"warning: {p} [{p.rule}]")
-    if pkg.errors:
+    if any(p.row < 2 for p in pkg.errors):
         click.echo(f"refused: {len(pkg.errors)} problem(s); an import would change nothing")
+        raise SystemExit(1)
+    if pkg.errors:
+        click.echo(
+            f"refused: {len(pkg.errors)} row(s); an import would change nothing "
+            "(with --on-error skip_invalid it would import the rest)"
+        )
         raise SystemExit(1)
     mapped = map_package(pkg)
     counts = ", ".join(f"{len(v)} {k}" for k, v in mapped.records.items())

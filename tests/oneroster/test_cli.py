@@ -33,10 +33,16 @@ def test_a_refused_package_lists_every_refusal_and_exits_1(tmp_path: Path) -> No
     }
     code, out = check(tmp_path, package(bad, modes={"users": "delta"}))
     assert code == 1
-    assert out.splitlines() == [
+    lines = out.splitlines()
+    assert lines[:2] == [
         "error: row 4 of users.csv: `status` must be active or tobedeleted, got '' [required]",
         "error: row 3 of results.csv: `score` must be a finite number, got 'twelve' [number]",
-        "refused: 2 problem(s); an import would change nothing",
     ]
+    # then what stood on the refused teacher: role, enrollment, class, its rows
+    assert all(x.endswith("[refused-parent]") for x in lines[2:-1])
+    assert lines[-1] == (
+        f"refused: {len(lines) - 1} row(s); an import would change nothing "
+        "(with --on-error skip_invalid it would import the rest)"
+    )
     code, out = check(tmp_path, b"not a zip")
     assert code == 1 and "not a zip file" in out
