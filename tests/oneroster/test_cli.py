@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 from click.testing import CliRunner
 
+from ferry.app import App
 from ferry.cli.main import cli
+from ferry.oneroster.validate import read_package
+from tests.conftest import engine_for
+from tests.imports.helpers import seed_small, serving
+from tests.imports.test_import_cli import _env
 from tests.oneroster.corpus import CLEAN, T, package, replace_row
 
 
@@ -46,3 +54,47 @@ def test_a_refused_package_lists_every_refusal_and_exits_1(tmp_path: Path) -> No
     )
     code, out = check(tmp_path, b"not a zip")
     assert code == 1 and "not a zip file" in out
+
+
+def test_export_with_its_loss_report_and_import_it_against_a_real_server(
+    empty_url: str, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    seed_small(empty_url)
+    app = make_app(empty_url)
+    engine = engine_for(empty_url)
+    try:
+        with engine.connect() as conn:  # the oracle: the semester's attendance in SQL
+            attendance = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM attendance a JOIN enrollments e "
+                    "ON e.id = a.enrollment_ref JOIN courses c ON c.id = e.course_ref "
+                    "JOIN students s ON s.id = e.student_ref "
+                    "WHERE c.semester = '2026-fall' AND a.deleted_at IS NULL "
+                    "AND e.deleted_at IS NULL AND c.deleted_at IS NULL AND s.deleted_at IS NULL"
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    with serving(app) as stubs:
+        env = _env(app, stubs.port)
+        target = tmp_path / "roster.zip"
+        run = CliRunner()
+        got = run.invoke(
+            cli, ["oneroster", "export", "--semester", "2026-fall", "-o", str(target)], env=env
+        )
+        assert got.exit_code == 0, got.output
+        assert f"not exported: attendance: {attendance} — OneRoster has no such records" in (
+            got.output
+        )
+        assert read_package(io.BytesIO(target.read_bytes())).errors == []
+        assert not list(tmp_path.glob("*.part"))
+        back = run.invoke(
+            cli, ["import", str(target), "--format", "oneroster", "--dry-run"], env=env
+        )
+        assert back.exit_code == 0, back.output
+        assert "dry run (nothing changed)" in back.output
+        assert "note: orgs.name: 1 not imported — Ferry has no place for it" in back.output
+        bad = run.invoke(
+            cli, ["oneroster", "export", "--semester", "1999-fall", "-o", str(target)], env=env
+        )
+        assert bad.exit_code != 0 and "1999-fall" in bad.output
