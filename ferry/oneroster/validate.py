@@ -143,7 +143,8 @@ def read_package(src: IO[bytes], limits: Limits | None = None) -> Package:
                     )
                 )
         _check_references(pkg)
-        _cascade(pkg)
+        if pkg.refused:
+            _cascade(pkg)
     return pkg
 
 
@@ -407,16 +408,26 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
     out: list[Row] = []
     ids: dict[str, int] = {}
     width = len(header)
+    # Codes, dates and numbers lose stray spaces; text is kept as it is.
+    plain = len(use) == width  # every column is read: a row is zipped onto the header
+    names = [use[i] for i in range(width)] if plain else []
+    strip = [(i, name) for i, name in use.items() if name not in as_is]
     for n, cells in enumerate(rows, 2):
-        if not any(c.strip() for c in cells):
+        if not any(cells) or not any(c.strip() for c in cells):
             continue
         wide = len(cells) > width and any(c.strip() for c in cells[width:])
-        # Codes, dates and numbers lose stray spaces; text is kept as it is.
-        values = {
-            name: cells[i] if name in as_is else cells[i].strip()
-            for i, name in use.items()
-            if i < len(cells)
-        }
+        if plain and len(cells) >= width:
+            values = dict(zip(names, cells, strict=False))
+            for i, name in strip:
+                cell = cells[i]
+                if cell and (cell[0].isspace() or cell[-1].isspace()):
+                    values[name] = cell.strip()
+        else:
+            values = {
+                name: cells[i] if name in as_is else cells[i].strip()
+                for i, name in use.items()
+                if i < len(cells)
+            }
         row = Row(n, values)
         out.append(row)
         if wide:
