@@ -165,7 +165,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
 
     # Sessions: one per semester named by a course (the bundle's own first).
     dates: dict[str, list[str]] = defaultdict(list)
-    course_sem = {c["course_code"]: c.get("semester") or semester for c in records["courses"]}
+    course_sem = {c["course_code"]: c.get("semester", semester) for c in records["courses"]}
     for e in records["enrollments"]:
         if e.get("enrolled_on"):
             dates[course_sem.get(e["course_code"], semester)].append(e["enrolled_on"])
@@ -183,7 +183,8 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
                 "sourcedId": sourced_id("semester", s),
                 "status": "active",
                 "dateLastModified": _stamp(exported),
-                "title": s,
+                "title": _filled(s, "-"),
+                X + "title": s,
                 "type": "semester",
                 "startDate": seen[0],
                 "endDate": seen[-1],
@@ -233,8 +234,10 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
         for f in ("description", "credits", "status", "prerequisite_code"):
             if c.get(f) not in (None, ""):
                 loss.add("courses", f, code, EXTENSION)
-        if c.get("teacher"):
+        if (c.get("teacher") or "").strip():
             teachers.setdefault(c["teacher"], c.get("updated_at") or "")
+        elif c.get("teacher"):
+            loss.add("courses", "teacher", code, "a blank name: no OneRoster user")
 
     for name in sorted(teachers):
         uid = sourced_id("teacher", name)
@@ -265,7 +268,7 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
             },
         )
     for c in records["courses"]:
-        if c.get("teacher"):
+        if (c.get("teacher") or "").strip():
             t.add(
                 "enrollments",
                 {

@@ -211,14 +211,15 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
             continue
         code = c.get("classCode") or cid
         codes[cid] = code
-        semester_of[cid] = term.get("title")
-        if term.get("title") not in out.semesters:
-            out.semesters.append(term.get("title"))
+        semester = _ext(term, "title", term.get("title"))
+        semester_of[cid] = semester
+        if semester not in out.semesters:
+            out.semesters.append(semester)
         named = sorted(teachers.get(cid, []))
         out.records["courses"].append(
             {
                 "course_code": code,
-                "semester": term.get("title"),
+                "semester": semester,
                 "title": _ext(c, "title", c.get("title")),
                 "description": _ext(c, "description", ""),
                 "credits": int(_ext(c, "credits", "0") or "0"),
