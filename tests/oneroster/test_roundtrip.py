@@ -347,3 +347,25 @@ def test_a_hand_edited_ferry_column_is_a_refusal_not_a_crash() -> None:
     assert [str(p) for p in pkg.errors] == [
         "row 2 of classes.csv: `metadata.ferry.credits` must be an integer, got 'many'"
     ]
+
+
+def test_a_delta_bundle_is_a_delta_package_the_validator_accepts() -> None:
+    when = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    recs = {
+        "courses": [{"course_code": "C1", "semester": SEMESTER, "title": "T", "description": "",
+                     "credits": 5, "teacher": "Ada Lovelace", "status": "active",
+                     "prerequisite_code": None, "updated_at": when,
+                     "deleted_at": when + dt.timedelta(hours=1)}],
+        "students": [], "enrollments": [], "grades": [],
+    }  # fmt: skip
+    events = events_of(recs)
+    head = events[0]
+    assert isinstance(head, Header)
+    events[0] = Header(head.metadata, updated_since=when)
+    pkg = read(write(events))
+    assert pkg.errors == [] and pkg.warnings == []
+    assert {pkg.modes[t] for t in ("classes", "users", "enrollments", "results")} == {"delta"}
+    assert [r.get("status") for r in pkg.rows("classes")] == ["tobedeleted"]
+    mapped = map_package(pkg)
+    assert mapped.delta and mapped.since == when
+    assert_same(recs, mapped.records)
