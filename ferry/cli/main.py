@@ -14,6 +14,7 @@ from ferry.cli import export_jobs  # noqa: F401
 from ferry.cli import imports as import_commands
 from ferry.cli import k8s as k8s_commands
 from ferry.cli import notify as notify_commands
+from ferry.cli import oneroster as oneroster_commands
 from ferry.cli import report as report_commands
 from ferry.cli import users as user_commands
 from ferry.cli.banner import Running, banner
@@ -205,6 +206,7 @@ cli.add_command(notify_commands.notify)
 cli.add_command(report_commands.report)
 cli.add_command(k8s_commands.k8s)
 cli.add_command(backup_commands.backup)
+cli.add_command(oneroster_commands.oneroster)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ferry.bundle.formats.base import Event, Header
+from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import announce, apply, links, plan, rejects, store
@@ -36,6 +36,7 @@ from ferry.merge.model import (
     MAX_SAMPLES_PER_ENTITY,
     EntitySummary,
     ImportOutcome,
+    ImportWarning,
     MergeOptions,
     OnError,
     RecordChange,
@@ -168,8 +169,17 @@ def run_import(
     first = next(stream, None)
     semester = ""
     whole = False  # a whole-database bundle (scope "all", a backup)
+    notes: list[ImportWarning] = []
+    refused: list[RecordError] = []
     if isinstance(first, Header):
         semester = first.metadata.semester
+        notes = [ImportWarning(**dataclasses.asdict(n)) for n in first.notes if n.kind != REFUSED]
+        # Records a reader refused before the merge (a OneRoster row): invalid records.
+        refused = [
+            RecordError(n.entity, n.sample[0] if n.sample else "", n.field, n.message, n.count)
+            for n in first.notes
+            if n.kind == REFUSED
+        ]
         whole = _whole(first)
         if first.metadata.dataset and first.metadata.dataset != ds.name:
             raise InvalidArgument(
@@ -220,6 +230,7 @@ def run_import(
         undone_at=None,
         duration_seconds=0.0,
         error_message="",
+        warnings=notes,
     )
     shapes = build_shapes(ds, engine.dialect, _empty_tables(engine, ds))
     sqlite = engine.dialect.name == "sqlite"
@@ -257,6 +268,9 @@ def run_import(
         with _timed("staging finished"):
             staging.wait()
         staging.adopt_rejects(conn)
+        if refused:
+            outcome.errors = (refused + outcome.errors)[:MAX_LISTED_ERRORS]
+            outcome.total_errors += len(refused)
         if arriving is not None:  # the events were read to their end: it has arrived
             outcome.source_sha256 = arriving()
         if backing is not None:
@@ -277,7 +291,8 @@ def run_import(
             record_rolled_back(engine, outcome)
         else:
             outcome.status = Status.COMPLETED
-            outcome.has_rejected_file = outcome.total_errors > 0
+            # (the rejects file holds what the merge refused, not what a reader did)
+            outcome.has_rejected_file = outcome.total_errors > len(refused)
             store.update(conn, outcome, claim_key=bool(key))
             # The import is about to commit, in this transaction, with everything it
             # changed (import_changes rows of outcome.id; outcome.semester): anything

@@ -97,7 +97,8 @@ def test_unknown_format_lists_the_known_and_unknown_semester_is_not_found(
         with pytest.raises(grpc.RpcError) as e:
             download(app, srv.port, semester="2026-fall", bundle_format="parquet")
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "'parquet'; known: json, jsonl, sql, tar.gz, xlsx" in str(e.value.details())
+        known = "json, jsonl, oneroster, sql, tar.gz, xlsx"
+        assert f"'parquet'; known: {known}" in str(e.value.details())
         with pytest.raises(grpc.RpcError) as e:
             download(app, srv.port, semester="1999-fall")
         assert e.value.code() == grpc.StatusCode.NOT_FOUND and "1999-fall" in e.value.details()

@@ -25,11 +25,32 @@ Record = dict[str, Any]
 
 
 @dataclass
+class Note:
+    """Something a reader wants the import's result to say: a warning (a OneRoster
+    package's ignored columns, what did not cross: its loss report), listed as an
+    ImportWarning of the same fields, or a refused record (kind REFUSED)."""
+
+    kind: str
+    entity: str
+    field: str
+    count: int
+    sample: list[str]
+    message: str
+
+
+# A Note of this kind is a record the reader refused (entity: the file, field: the
+# column, count: its row, sample: [its key]); the merge engine counts it as an invalid
+# record, so on_error decides between importing nothing and importing the rest.
+REFUSED = "refused"
+
+
+@dataclass
 class Header:
     metadata: pb.BundleMetadata
     # Set on a delta bundle: it holds records changed or deleted since this instant.
     # (BundleMetadata has no field for it, so it travels beside the metadata.)
     updated_since: dt.datetime | None = None
+    notes: list[Note] = field(default_factory=list)
 
 
 @dataclass

@@ -1,0 +1,336 @@
+"""OneRoster 1.2 CSV -> Ferry: a validated Package becomes the school dataset's records.
+
+  academicSessions (type term or semester)  -> the semester of the courses of its classes
+  classes (+ their course)                  -> courses (course_code: classCode, else sourcedId)
+  users with a student role (roles.csv)     -> students (student_id: identifier, else sourcedId)
+  the teachers enrolled in a class          -> that course's teacher (the primary one first)
+  enrollments of students                   -> enrollments
+  lineItems + results (+ categories)        -> grades (weight: the category's weight)
+  demographics.birthDate                    -> students.date_of_birth
+
+Ferry's `metadata.ferry.*` extension columns, when present (a Ferry export), give back the
+fields OneRoster has no column for; otherwise those fields take defaults. Rows with status
+`tobedeleted` arrive soft-deleted (deleted_at set). Everything else is in the loss report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferry.bundle.formats.base import Record
+from ferry.oneroster.export import X, join_name
+from ferry.oneroster.loss import LossReport
+from ferry.oneroster.spec import TABLES
+from ferry.oneroster.validate import Package, Row, parse_datetime, split_list
+
+SEMESTER_TYPES = ("term", "semester")
+DEFAULT_ENROLLMENT_STATUS = "enrolled"
+
+# The OneRoster columns each table's mapping reads; any other filled-in column is lost.
+USED: dict[str, set[str]] = {
+    "academicSessions": {"sourcedId", "status", "dateLastModified", "title", "type"},
+    "orgs": {"sourcedId", "status", "dateLastModified"},
+    "courses": {"sourcedId", "status", "dateLastModified", "orgSourcedId", "title"},
+    "classes": {
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "title",
+        "courseSourcedId",
+        "classCode",
+        "classType",
+        "schoolSourcedId",
+        "termSourcedIds",
+    },
+    "users": {
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "enabledUser",
+        "username",
+        "givenName",
+        "familyName",
+        "identifier",
+        "email",
+        "grades",
+        "primaryOrgSourcedId",
+    },
+    "roles": {
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "userSourcedId",
+        "roleType",
+        "role",
+        "orgSourcedId",
+    },
+    "enrollments": {
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "classSourcedId",
+        "schoolSourcedId",
+        "userSourcedId",
+        "role",
+        "primary",
+        "beginDate",
+    },
+    "demographics": {"sourcedId", "status", "dateLastModified", "birthDate"},
+    "categories": {"sourcedId", "status", "dateLastModified", "title", "weight"},
+    "lineItems": {
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "title",
+        "assignDate",
+        "dueDate",
+        "classSourcedId",
+        "categorySourcedId",
+        "academicSessionSourcedId",
+        "resultValueMin",
+        "resultValueMax",
+    },
+    "results": {
+        "sourcedId",
+        "status",
+        "dateLastModified",
+        "lineItemSourcedId",
+        "studentSourcedId",
+        "classSourcedId",
+        "scoreStatus",
+        "score",
+        "scoreDate",
+        "comment",
+    },
+}
+NO_PLACE = "Ferry has no place for it: not imported"
+TEACHER_USED = {"sourcedId", "status", "dateLastModified", "givenName", "familyName"}
+TEACHER_LOSS = "a teacher crosses only as the name on its courses"
+
+
+@dataclass
+class Mapped:
+    records: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
+    semesters: list[str] = field(default_factory=list)
+    delta: bool = False
+    since: dt.datetime | None = None
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    loss: LossReport = field(default_factory=lambda: LossReport("import"))
+
+
+def year_level(codes: str) -> int:
+    """The first CEDS grade of a `grades` list as a Ferry year level (KG: 0; else 0)."""
+    for code in split_list(codes):
+        if code.isdigit():
+            return int(code)
+    return 0
+
+
+def _when(row: Row) -> dt.datetime | None:
+    return parse_datetime(row.get("dateLastModified"))
+
+
+def _stamps(row: Row, now: dt.datetime) -> dict[str, Any]:
+    modified = _when(row) or now
+    out: dict[str, Any] = {"updated_at": modified}
+    deleted = None
+    if row.get("status") == "tobedeleted":
+        exact = _ext(row, "deletedAt", "")
+        deleted = (dt.datetime.fromisoformat(exact) if exact else None) or modified
+    out["deleted_at"] = deleted
+    return out
+
+
+def _ext(row: Row, name: str, default: str) -> str:
+    return row.values.get(X + name, default) if X + name in row.values else default
+
+
+def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
+    """The Ferry records of a package that passed validation; see the module docstring."""
+    now = now or dt.datetime.now(dt.UTC)
+    out = Mapped(now=now)
+    loss = out.loss
+    modes = {t: m for t, m in pkg.modes.items() if m != "absent"}
+    out.delta = any(m == "delta" for m in modes.values())
+    if out.delta:
+        stamps = [d for rows in pkg.tables.values() for r in rows if (d := _when(r)) is not None]
+        out.since = min(stamps) if stamps else now
+
+    sessions = {r.get("sourcedId"): r for r in pkg.rows("academicSessions")}
+    for r in sessions.values():
+        if r.get("type") not in SEMESTER_TYPES:
+            loss.add(
+                "academicSessions",
+                "",
+                f"{r.get('sourcedId')} ({r.get('type')})",
+                "only sessions of type term or semester become Ferry semesters",
+            )
+    # Who is what: roles.csv (1.2), the student role first.
+    roles: dict[str, set[str]] = defaultdict(set)
+    for r in pkg.rows("roles"):  # a tobedeleted user keeps its role: it is soft-deleted
+        roles[r.get("userSourcedId")].add(r.get("role"))
+    users = {r.get("sourcedId"): r for r in pkg.rows("users")}
+    student_ids: dict[str, str] = {}
+    for uid, u in users.items():
+        if "student" in roles.get(uid, set()):
+            student_ids[uid] = u.get("identifier") or uid
+    for uid, u in users.items():
+        if uid not in student_ids and "teacher" in roles.get(uid, set()):
+            for col, v in u.values.items():
+                if v and col not in TEACHER_USED and not col.startswith(X):
+                    loss.add("users (teachers)", col, uid, TEACHER_LOSS)
+        if uid not in student_ids and "teacher" not in roles.get(uid, set()):
+            what = ", ".join(sorted(roles.get(uid, set()))) or "no role"
+            loss.add("users", "", f"{uid} ({what})", "only students and teachers cross")
+    birth = {r.get("sourcedId"): r.get("birthDate") or None for r in pkg.rows("demographics")}
+
+    # Courses: one per class whose term is a term or a semester.
+    codes: dict[str, str] = {}
+    semester_of: dict[str, str] = {}
+    # A class's teacher: its live enrollments first, the primary one first.
+    teachers: dict[str, list[tuple[bool, bool, str]]] = defaultdict(list)
+    for e in pkg.rows("enrollments"):
+        if e.get("role") == "teacher":
+            teacher = users.get(e.get("userSourcedId"))
+            if teacher is not None:
+                name = join_name(teacher.get("givenName"), teacher.get("familyName"))
+                teachers[e.get("classSourcedId")].append(
+                    (e.get("status") == "tobedeleted", e.get("primary") != "true", name)
+                )
+    for c in pkg.rows("classes"):
+        cid = c.get("sourcedId")
+        terms = [sessions[t] for t in split_list(c.get("termSourcedIds")) if t in sessions]
+        term = next((t for t in terms if t.get("type") in SEMESTER_TYPES), None)
+        if term is None:
+            loss.add(
+                "classes", "", cid, "no term or semester among its termSourcedIds: not imported"
+            )
+            continue
+        code = c.get("classCode") or cid
+        codes[cid] = code
+        semester = _ext(term, "title", term.get("title"))
+        semester_of[cid] = semester
+        if semester not in out.semesters:
+            out.semesters.append(semester)
+        named = sorted(teachers.get(cid, []))
+        out.records["courses"].append(
+            {
+                "course_code": code,
+                "semester": semester,
+                "title": _ext(c, "title", c.get("title")),
+                "description": _ext(c, "description", ""),
+                "credits": int(_ext(c, "credits", "0") or "0"),
+                "teacher": named[0][2] if named else "",
+                "status": _ext(c, "status", "active") or "active",
+                "prerequisite_code": _ext(c, "prerequisiteCode", "") or None,
+                **_stamps(c, now),
+            }
+        )
+        if len(named) > 1:
+            loss.add(
+                "classes",
+                "teachers",
+                code,
+                "Ferry keeps one teacher per course: the others are not imported",
+            )
+
+    for uid, sid in student_ids.items():
+        u = users[uid]
+        enabled = u.get("enabledUser") == "true"
+        out.records["students"].append(
+            {
+                "student_id": sid,
+                "first_name": _ext(u, "firstName", u.get("givenName")),
+                "last_name": _ext(u, "lastName", u.get("familyName")),
+                "email": u.get("email"),
+                "date_of_birth": birth.get(uid),
+                "year_level": int(_ext(u, "yearLevel", "") or year_level(u.get("grades"))),
+                "status": _ext(u, "status", "") or ("active" if enabled else "inactive"),
+                "mentor_student_id": _ext(u, "mentorStudentId", "") or None,
+                **_stamps(u, now),
+            }
+        )
+
+    for e in pkg.rows("enrollments"):
+        role = e.get("role")
+        if role == "teacher":
+            continue
+        uid, cid = e.get("userSourcedId"), e.get("classSourcedId")
+        if role != "student" or uid not in student_ids:
+            loss.add(
+                "enrollments",
+                "",
+                f"{e.get('sourcedId')} ({role})",
+                "only the enrollments of students cross",
+            )
+            continue
+        if cid not in codes:
+            loss.add("enrollments", "", e.get("sourcedId"), "its class was not imported")
+            continue
+        score = _ext(e, "finalScore", "")
+        out.records["enrollments"].append(
+            {
+                "student_id": student_ids[uid],
+                "course_code": codes[cid],
+                "enrolled_on": e.get("beginDate") or None,
+                "status": _ext(e, "status", "") or DEFAULT_ENROLLMENT_STATUS,
+                "final_score": float(score) if score else None,
+                **_stamps(e, now),
+            }
+        )
+
+    weights = {r.get("sourcedId"): r.get("weight") for r in pkg.rows("categories")}
+    items = {r.get("sourcedId"): r for r in pkg.rows("lineItems")}
+    for r in pkg.rows("results"):
+        rid = r.get("sourcedId")
+        item = items.get(r.get("lineItemSourcedId"))
+        uid = r.get("studentSourcedId")
+        if item is None or item.get("classSourcedId") not in codes:
+            loss.add("results", "", rid, "its line item or class was not imported")
+            continue
+        if uid not in student_ids:
+            loss.add("results", "", rid, "its user is not a student")
+            continue
+        if r.get("score") == "":
+            loss.add(
+                "results",
+                "",
+                rid,
+                f"no score (scoreStatus {r.get('scoreStatus')}): Ferry grades have one",
+            )
+            continue
+        top = _ext(r, "maxScore", "") or item.get("resultValueMax")
+        if not top:
+            loss.add("lineItems", "resultValueMax", item.get("sourcedId"), "missing: 100 assumed")
+            top = "100"
+        weight = _ext(r, "weight", "") or weights.get(item.get("categorySourcedId")) or "1"
+        graded = _ext(r, "gradedOn", r.get("scoreDate")) or None
+        out.records["grades"].append(
+            {
+                "student_id": student_ids[uid],
+                "course_code": codes[item.get("classSourcedId")],
+                "assessment": item.get("title"),
+                "score": float(r.get("score")),
+                "max_score": float(top),
+                "weight": float(weight),
+                "graded_on": graded,
+                "comment": r.get("comment") or None,
+                **_stamps(r, now),
+            }
+        )
+
+    # Filled-in columns no mapping read, per table and column.
+    for table, rows in pkg.tables.items():
+        used = USED.get(table, set())
+        if table not in USED:
+            for row in rows:
+                loss.add(table, "", row.get("sourcedId"), NO_PLACE)
+            continue
+        for row in pkg.rows(table):
+            for col, v in row.values.items():
+                if v and col not in used and not col.startswith(X) and TABLES[table].column(col):
+                    loss.add(table, col, row.get("sourcedId"), NO_PLACE)
+    return out
