@@ -50,6 +50,13 @@ def _save(responses: Iterable[Any], output: str) -> None:
 @click.option("--from", "date_from", default="", help="First day (YYYY-MM-DD).")
 @click.option("--to", "date_to", default="", help="Last day (YYYY-MM-DD).")
 @click.option("--format", "fmt", type=FORMATS, default="pdf", show_default=True)
+@click.option(
+    "--language",
+    type=click.Choice(["en", "el"]),
+    default="en",
+    show_default=True,
+    help="The language of the file's words and numbers (English or Greek).",
+)
 @click.option("-o", "--output", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="60s", show_default=True)
 @click.pass_context
@@ -60,6 +67,7 @@ def student(
     date_from: str,
     date_to: str,
     fmt: str,
+    language: str,
     output: str,
     timeout: str,
 ) -> None:
@@ -67,7 +75,11 @@ def student(
     app = load_app(ctx)
     req = pb.RenderStudentReportRequest(
         report=pb.GetStudentReportRequest(
-            student_id=student_id, semester=semester, date_from=date_from, date_to=date_to
+            student_id=student_id,
+            semester=semester,
+            date_from=date_from,
+            date_to=date_to,
+            language=language,
         ),
         format=fmt,
     )
@@ -80,13 +92,22 @@ def student(
 @report.command("semester")
 @click.argument("semester")
 @click.option("--format", "fmt", type=FORMATS, default="pdf", show_default=True)
+@click.option(
+    "--language",
+    type=click.Choice(["en", "el"]),
+    default="en",
+    show_default=True,
+    help="The language of the file's words and numbers (English or Greek).",
+)
 @click.option("-o", "--output", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="120s", show_default=True)
 @click.pass_context
-def semester(ctx: click.Context, semester: str, fmt: str, output: str, timeout: str) -> None:
+def semester(
+    ctx: click.Context, semester: str, fmt: str, language: str, output: str, timeout: str
+) -> None:
     """A semester's report (courses, distribution, students at risk) as a file."""
     app = load_app(ctx)
-    req = pb.RenderSemesterReportRequest(semester=semester, format=fmt)
+    req = pb.RenderSemesterReportRequest(semester=semester, format=fmt, language=language)
     with rpc_errors():
         _save(
             clients(app).reports().RenderSemesterReport(req, timeout=parse_duration(timeout)),
@@ -117,6 +138,13 @@ def semester(ctx: click.Context, semester: str, fmt: str, output: str, timeout: 
 )
 @click.option("--from", "date_from", default="", help="First day (YYYY-MM-DD).")
 @click.option("--to", "date_to", default="", help="Last day (YYYY-MM-DD).")
+@click.option(
+    "--language",
+    type=click.Choice(["en", "el"]),
+    default="en",
+    show_default=True,
+    help="The language of the file's words and numbers (English or Greek).",
+)
 @click.option("-o", "--out", "target", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="5m", show_default=True)
 @click.pass_context
@@ -128,6 +156,7 @@ def bulk(
     semester: str,
     date_from: str,
     date_to: str,
+    language: str,
     target: str,
     timeout: str,
 ) -> None:
@@ -149,6 +178,7 @@ def bulk(
         semester=semester,
         date_from=date_from,
         date_to=date_to,
+        language=language,
     )
     with rpc_errors():
         _save(

@@ -29,6 +29,19 @@ def test_report_commands(reports_app: App, tmp_path: Path) -> None:
         assert "S1_performance_2026-09-07_2026-09-22.pdf" in r.output
         assert "Ελένη" in PdfReader(out).pages[0].extract_text()
 
+        # --language el: the file's own words are Greek (the default is English).
+        el = tmp_path / "s1-el.pdf"
+        r = run(
+            cli,
+            ["report", "student", "S1", "--language", "el", "-o", str(el)],
+            env=env,
+        )
+        assert r.exit_code == 0, r.output
+        assert "Αναφορά μαθητή" in PdfReader(el).pages[0].extract_text()
+        assert "Αναφορά μαθητή" not in PdfReader(out).pages[0].extract_text()
+        r = run(cli, ["report", "student", "S1", "--language", "fr", "-o", str(el)], env=env)
+        assert r.exit_code == 2 and "'fr' is not one of 'en', 'el'" in r.output
+
         r = run(cli, ["report", "student", "S1", "--format", "json", "-o", "-"], env=env)
         assert r.exit_code == 0 and json.loads(r.stdout)["gpa"] == 3.33
 
@@ -41,6 +54,11 @@ def test_report_commands(reports_app: App, tmp_path: Path) -> None:
             cli, ["report", "semester", "2026-fall", "--format", "csv", "-o", str(sem)], env=env
         )
         assert r.exit_code == 0 and "# At risk" in sem.read_text()
+        sem_el = tmp_path / "sem-el.pdf"
+        r = run(cli, ["report", "semester", "2026-fall", "--language", "el", "-o", str(sem_el)],
+                env=env)  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert "Αναφορά" in PdfReader(sem_el).pages[0].extract_text()
 
         ids = tmp_path / "ids.txt"
         ids.write_text("# class 10b\nS1\n\nS2\nS404\n")
