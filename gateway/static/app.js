@@ -726,7 +726,8 @@ async function findStudents(ev) {
 }
 
 function reportRequest(studentId) {
-  const body = { student_id: studentId };
+  // The report's words, numbers and file come in the page's language.
+  const body = { student_id: studentId, language: state.lang };
   const semester = $("sr-semester").value;
   if (semester) body.semester = semester;
   return body;
@@ -880,7 +881,7 @@ async function showSemester() {
   await busy($("sem-show-btn"), async () => {
     clearSemesterReport();
     say("loadingReport");
-    const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
+    const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}?${new URLSearchParams({ language: state.lang })}`);
     const rep = r.report || {};
     state.semesterReport = { ...rep, courses: rep.courses || [], at_risk: rep.at_risk || [] };
     renderSemesterReport(state.semesterReport);
@@ -914,7 +915,7 @@ async function downloadSemester() {
   if (!semester) { showError({ code: "NO_SEMESTER" }); return; }
   await busy($("sem-pdf-btn"), async () => {
     say("preparingFile");
-    const res = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}/download?format=pdf`, { raw: true });
+    const res = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}/download?${new URLSearchParams({ format: "pdf", language: state.lang })}`, { raw: true });
     const name = filenameOf(res, `semester_${semester}.pdf`);
     saveBlob(await res.blob(), name);
     say("exported", { name });
@@ -925,7 +926,7 @@ async function loadClassCourses() {
   const semester = $("cls-semester").value;
   if (!semester) { showError({ code: "NO_SEMESTER" }); return; }
   await busy($("cls-load-btn"), async () => {
-    const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}`);
+    const r = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}?${new URLSearchParams({ language: state.lang })}`);
     const sel = $("cls-course");
     sel.replaceChildren();
     const courses = (r.report && r.report.courses) || [];
@@ -943,7 +944,7 @@ async function downloadClass() {
   if (!course) { showError({ code: "NO_COURSE" }); return; }
   await busy($("cls-btn"), async () => {
     say("preparingClass", { course });
-    const res = await api("/api/v1/reports/bulk/student-performance", { method: "POST", body: { course_code: course, output }, raw: true });
+    const res = await api("/api/v1/reports/bulk/student-performance", { method: "POST", body: { course_code: course, output, language: state.lang }, raw: true });
     const name = filenameOf(res, `student_reports_${course}.${output}`);
     saveBlob(await res.blob(), name);
     say("exported", { name });

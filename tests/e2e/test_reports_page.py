@@ -159,5 +159,17 @@ def test_reports_on_the_page(
     expect(page.locator("#sr-summary dt").first).to_have_text(el["sum_overall"])
     expect(page.locator("#sr-pdf-btn")).to_have_text(el["downloadPdf"])
     shot("greek")
+    # ... and so do the files it hands out: the Greek page's PDFs are Greek (they were English).
+    with page.expect_download() as dl:
+        page.click("#sr-pdf-btn")
+    text = PdfReader(dl.value.path()).pages[0].extract_text()
+    assert "Αναφορά μαθητή" in text and "Student report" not in text
+    with page.expect_download() as dl:
+        page.click("#sem-pdf-btn")
+    assert "Αναφορά" in PdfReader(dl.value.path()).pages[0].extract_text()
+    page.select_option("#cls-output", "pdf")
+    with page.expect_download() as dl:
+        page.click("#cls-btn")
+    assert "Αναφορά μαθητή" in PdfReader(dl.value.path()).pages[0].extract_text()
     assert not errors, errors
     context.close()
