@@ -20,7 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from ferry.app import App
-from ferry.auth import role_name
+from ferry.auth import links, role_name
 from ferry.errors import InvalidArgument
 from ferry.users import check_login_input
 from ferry.v1 import auth_pb2
@@ -66,6 +66,7 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
             g.login_attempts, g.login_attempts_per_address, g.login_window_seconds, app.redis()
         ),
         trusted_proxies=parse_networks(g.trusted_proxies),
+        link_verifier=links.verifier(app),
     )
 
     @contextlib.asynccontextmanager
@@ -156,8 +157,9 @@ def login_handler(gw: Gateway) -> Handler:
 def links_handler(gw: Gateway) -> Handler:
     """GET /api/v1/exports/{job_id}/links -> URLs for the job's download and progress
     events, for a browser's <a href> and EventSource (which send no headers). The caller's
-    token must be able to see the job; each URL carries a viewer token the auth service
-    issued for that path alone (`CreateLinkToken`), valid for gateway.link_ttl_seconds."""
+    token must be able to see the job; each URL carries a link token the auth service
+    issued for one GET of that path alone (`CreateLinkToken`, ferry.auth.links), valid
+    for gateway.link_ttl_seconds."""
     found = method_by_name("ExportService.GetExportJob")
     assert found is not None
     svc, get = found

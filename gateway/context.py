@@ -19,7 +19,7 @@ from ferry.auth import TokenVerifier
 from ferry.config import GatewaySettings
 from ferry.errors import FerryError, InvalidArgument
 from gateway import errors
-from gateway.auth import LinkExpired, LoginLimits, Network, bearer_token, link_token
+from gateway.auth import LinkExpired, LinkToken, LoginLimits, Network, bearer_token, link_token
 from gateway.calls import ServiceChannels
 
 log = logging.getLogger("ferry.gateway")
@@ -33,18 +33,19 @@ class Gateway:
     verifier: TokenVerifier
     limits: LoginLimits
     trusted_proxies: list[Network]
+    link_verifier: TokenVerifier | None = None
 
     @property
     def settings(self) -> GatewaySettings:
         return self.app.settings.gateway
 
-    def token(self, request: Request) -> str | None:
+    def token(self, request: Request) -> str | LinkToken | None:
         """The caller's bearer token; else the link token of a browser link when it is
-        valid for this path (Unauthenticated when it is not)."""
+        valid for this method and path (Unauthenticated when it is not)."""
         token = bearer_token(request)
         if token is not None:
             return token
-        return link_token(self.verifier, request)
+        return link_token(self.link_verifier or self.verifier, request)
 
 
 def guarded(handler: Handler) -> Handler:
