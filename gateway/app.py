@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from ferry.app import App
 from ferry.auth import links, role_name
 from ferry.errors import InvalidArgument
+from ferry.rpc.filters.validate import check_string
 from ferry.users import check_login_input
 from ferry.v1 import auth_pb2
 from gateway import calls, errors
@@ -134,6 +135,8 @@ def login_handler(gw: Gateway) -> Handler:
         if not isinstance(password, str) or not password:
             raise InvalidArgument("password is required", field="password")
         check_login_input(username, password)  # 400 over 1 KiB, before anything is hashed
+        check_string(username, "username")
+        check_string(password, "password", text=True)
         client = client_address(request, gw.trusted_proxies)
         decision = await run_in_threadpool(gw.limits.hit, client, username)
         if not decision.allowed:

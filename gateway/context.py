@@ -55,6 +55,7 @@ def guarded(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def run(request: Request) -> Response:
         try:
+            check_url(request)
             return await handler(request)
         except TooLarge as e:
             return errors.too_large(e.message)
@@ -71,6 +72,23 @@ def guarded(handler: Handler) -> Handler:
             return errors.error_response(grpc.StatusCode.INTERNAL, "")
 
     return run
+
+
+def check_url(request: Request) -> None:
+    """InvalidArgument naming the path parameter or query parameter that holds a NUL or
+    another control character, before anything is called (the services check every
+    field of the message again, JSON bodies included: ferry.rpc.filters.validate)."""
+    from ferry.rpc.filters.validate import check_string
+
+    if not request.scope.get("path", "").isprintable():
+        for name, value in request.path_params.items():
+            check_string(str(value), str(name).replace("__", "."))
+        check_string(request.scope.get("path", ""), "path")
+    raw: bytes = request.scope.get("query_string", b"")
+    if raw and (b"%" in raw or not raw.isascii() or any(b < 32 for b in raw)):
+        for name, value in request.query_params.multi_items():
+            check_string(name, "query parameter name")
+            check_string(value, name if name.isprintable() and len(name) <= 64 else "query")
 
 
 # A JSON body becomes one gRPC message, and no message may pass 4 MiB.
