@@ -43,12 +43,25 @@ def schedule_of(job: ExportJob) -> str:
 
 
 def recipients(app: App, job: ExportJob) -> list[str]:
-    """The job's notify, then its schedule's notify, without repeats."""
+    """The job's notify, then its schedule's notify, without repeats. Both were checked
+    where they entered (StartExport, ferry.yaml); an address that is not one anyway (a
+    job queued before that check) is left out and logged, never silencing the others."""
+    from ferry.notify.channels.smtp import parse_address
+
     out = list(job.notify or [])
     sched = app.settings.export.schedules.get(schedule_of(job))
     if sched is not None:
         out += sched.notify
-    return list(dict.fromkeys(r.strip() for r in out if r.strip()))
+    good = []
+    for r in dict.fromkeys(r.strip() for r in out if r.strip()):
+        try:
+            good.append(parse_address(r))
+        except ValueError:
+            log.warning(
+                "export job %s: %r is not a mail address; the others are told",
+                job.id, r[:64], extra={"event": "export_notify_bad_address", "job_id": job.id},
+            )  # fmt: skip
+    return good
 
 
 def download_link(app: App, job_id: str, owner: str = "") -> tuple[str, dt.datetime]:
