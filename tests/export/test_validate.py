@@ -35,7 +35,7 @@ from tests.export.helpers import jobs_client
                 export_type="students",
                 format="csv",
                 notify=["good@school.example", "bad@b.c\r\nX: y"],
-            ),  # fmt: skip
+            ),
             "notify[1]",
         ),
         (
