@@ -108,7 +108,8 @@ def test_huge_or_odd_template_numbers_are_400_not_500(
     app = make_app(empty_url, **FAST)
     base = {"export_type": "students", "format": "csv", "filename": "f.csv", "job_id": "j1",
             "records": 3, "size_bytes": 100, "duration_seconds": 1.5,
-            "download_url": "https://x.example/d", "link_expires_at": "2026-12-07T10:00:00+00:00"}  # fmt: skip
+            "download_url": "https://x.example/d",
+            "link_expires_at": "2026-12-07T10:00:00+00:00"}  # fmt: skip
     with running(app, ["notify"]) as srv:
         asgi = create_app(app, ServiceChannels(app.settings.client, f"127.0.0.1:{srv.port}"))
         with TestClient(asgi, raise_server_exceptions=False) as http:
