@@ -25,8 +25,8 @@ MAX_EVENT_ID = 200
 RESERVED_EVENT_PREFIXES = ("export:", "import:", "backup:", "schedule:")
 SERVICE_SUBJECT = "service:"
 # Any other caller's event id is kept under a scope of its own: `~<16 hex of the
-# caller's sha256>/<event id>`, so two callers never collide however they name events.
-SCOPE_LEN = 18
+# caller's sha256>/<event id>`, so two callers never collide however they name events
+# (store.public_event_id takes the scope off again for mails and webhooks).
 
 
 def event_scope(caller: str) -> str:

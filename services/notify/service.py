@@ -150,6 +150,7 @@ def notification_message(view: store.View, scope: str | None = None) -> pb.Notif
     n = view.notification
     scope = event_scope(caller()) if scope is None else scope
     event_id = n.event_id[len(scope) :] if scope and n.event_id.startswith(scope) else n.event_id
+    # Another caller's scope stays visible: it is not this caller's event id.
     msg = pb.Notification(
         id=n.id,
         event_id=event_id,
