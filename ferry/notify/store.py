@@ -492,6 +492,26 @@ class Settled:
     created_at: dt.datetime | None
 
 
+def _row_with(status: str) -> Any:
+    o = OB.alias("o")
+    return sa.exists().where(o.c.notification_id == N.c.id, o.c.status == status)
+
+
+# A notification none of whose rows is pending any more takes the worst outcome of its
+# rows (dead > failed > sent), in the transaction that settles its last row: a worker
+# killed right after never leaves a delivered notification looking pending.
+_SETTLED_NOTIFICATION = (
+    N.update()
+    .where(N.c.id == sa.bindparam("nid"), N.c.status == PENDING, ~_row_with(PENDING))
+    .values(
+        status=sa.case(
+            (_row_with(DEAD), DEAD), (_row_with(FAILED), FAILED), else_=SENT
+        ),
+        updated_at=sa.bindparam("now"),
+    )
+)
+
+
 class SentSettler:
     """Settles delivered rows one at a time, each as soon as its relay accepted it, on one
     connection held for the batch: one short UPDATE and a commit per row, so a worker
@@ -503,7 +523,8 @@ class SentSettler:
     (synchronous_commit off, for this connection while it settles): a lost settle costs
     one more copy of a mail under its same Message-ID only if PostgreSQL itself crashes
     within that fraction of a second, never when this process dies; and a delivered mail
-    then costs no fsync of its own."""
+    then costs no fsync of its own. The row's notification takes its final status in the
+    same transaction when no row of it is pending any more."""
 
     def __init__(self, engine: Engine, worker: str) -> None:
         self.engine = engine
@@ -525,6 +546,8 @@ class SentSettler:
             .values(status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None)
             .returning(OB.c.created_at)
         ).scalar_one_or_none()
+        if created is not None:
+            conn.execute(_SETTLED_NOTIFICATION, {"nid": d.notification_id, "now": now})
         conn.commit()
         return None if created is None else Settled(d, SENT, aware(created))
 
