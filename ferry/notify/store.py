@@ -512,43 +512,79 @@ _SETTLED_NOTIFICATION = (
 )
 
 
-class SentSettler:
-    """Settles delivered rows one at a time, each as soon as its relay accepted it, on one
-    connection held for the batch: one short UPDATE and a commit per row, so a worker
-    killed at any moment leaves at most the row in flight to be sent again (settling a
-    whole batch at its end resent every mail of it). The notifications' own status is
-    brought up to date with the batch's other outcomes (`settle(touched=…)`).
+# The same as a row update and _SETTLED_NOTIFICATION, in one statement (PostgreSQL sends
+# it in one round trip; a data-modifying CTE's own change is not visible to the rest of
+# the statement, so the notification's other rows are those with another id).
+_PG_SETTLE_SENT = f"""
+WITH r AS (
+  UPDATE notify_outbox SET status = '{SENT}', sent_at = %(now)s, last_error = '',
+         lease_owner = NULL, lease_until = NULL
+  WHERE id = %(id)s AND lease_owner = %(worker)s
+  RETURNING id, notification_id, created_at
+), n AS (
+  UPDATE notifications SET updated_at = %(now)s, status = CASE
+      WHEN EXISTS (SELECT 1 FROM notify_outbox o WHERE o.notification_id = r.notification_id
+                   AND o.id <> r.id AND o.status = '{DEAD}') THEN '{DEAD}'
+      WHEN EXISTS (SELECT 1 FROM notify_outbox o WHERE o.notification_id = r.notification_id
+                   AND o.id <> r.id AND o.status = '{FAILED}') THEN '{FAILED}'
+      ELSE '{SENT}' END
+  FROM r
+  WHERE notifications.id = r.notification_id AND notifications.status = '{PENDING}'
+    AND NOT EXISTS (SELECT 1 FROM notify_outbox o WHERE o.notification_id = r.notification_id
+                    AND o.id <> r.id AND o.status = '{PENDING}')
+)
+SELECT created_at FROM r
+"""
 
-    On PostgreSQL the connection commits these updates without waiting for the WAL flush
-    (synchronous_commit off, for this connection while it settles): a lost settle costs
-    one more copy of a mail under its same Message-ID only if PostgreSQL itself crashes
-    within that fraction of a second, never when this process dies; and a delivered mail
-    then costs no fsync of its own. The row's notification takes its final status in the
-    same transaction when no row of it is pending any more."""
+
+class SentSettler:
+    """Settles delivered rows one at a time, each as soon as its relay accepted it, so a
+    worker killed at any moment leaves at most the row in flight to be sent again
+    (settling a whole batch at its end resent every mail of it). The row's notification
+    takes its final status in the same statement when no row of it is pending any more.
+
+    Cheap by construction: one connection held for the batch; on PostgreSQL one
+    statement per row in autocommit (one round trip), committed without waiting for the
+    WAL flush (synchronous_commit off for this connection while it settles): a lost
+    settle costs one more copy of a mail under its same Message-ID only if PostgreSQL
+    itself crashes within that fraction of a second, never when this process dies. On
+    SQLite (a laptop) the two updates share one transaction."""
 
     def __init__(self, engine: Engine, worker: str) -> None:
         self.engine = engine
         self.worker = worker
         self._conn: sa.Connection | None = None
+        self._pg = engine.dialect.name == "postgresql"
+
+    def _connection(self) -> sa.Connection:
+        if self._conn is None:
+            if self._pg:
+                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("SET synchronous_commit TO OFF")
+            else:
+                conn = self.engine.connect()
+            self._conn = conn
+        return self._conn
 
     def sent(self, d: Delivery) -> Settled | None:
         """Mark `d`'s row sent now; None when the row is no longer this worker's."""
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = self.engine.connect()
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SET synchronous_commit TO OFF")
-                conn.commit()
+        conn = self._connection()
         now = utcnow()
-        created = conn.execute(
-            OB.update()
-            .where(OB.c.id == d.row_id, OB.c.lease_owner == self.worker)
-            .values(status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None)
-            .returning(OB.c.created_at)
-        ).scalar_one_or_none()
-        if created is not None:
-            conn.execute(_SETTLED_NOTIFICATION, {"nid": d.notification_id, "now": now})
-        conn.commit()
+        if self._pg:
+            params = {"id": d.row_id, "worker": self.worker, "now": now}
+            created = conn.exec_driver_sql(_PG_SETTLE_SENT, params).scalar_one_or_none()
+        else:
+            created = conn.execute(
+                OB.update()
+                .where(OB.c.id == d.row_id, OB.c.lease_owner == self.worker)
+                .values(
+                    status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None
+                )
+                .returning(OB.c.created_at)
+            ).scalar_one_or_none()
+            if created is not None:
+                conn.execute(_SETTLED_NOTIFICATION, {"nid": d.notification_id, "now": now})
+            conn.commit()
         return None if created is None else Settled(d, SENT, aware(created))
 
     def close(self) -> None:
@@ -556,9 +592,8 @@ class SentSettler:
         if conn is None:
             return
         try:
-            if conn.dialect.name == "postgresql":
+            if self._pg:
                 conn.exec_driver_sql("RESET synchronous_commit")
-                conn.commit()
         finally:
             conn.close()
 
@@ -568,14 +603,12 @@ def settle(
     worker: str,
     results: Iterable[tuple[Delivery, Outcome]],
     settings: NotifySettings,
-    touched: Iterable[str] = (),
 ) -> list[Settled]:
     """Record each attempt's outcome on rows `worker` still holds, in one transaction, and
-    bring each touched notification's status up to date (also those of `touched`, whose
-    rows a SentSettler already settled)."""
+    bring each touched notification's status up to date."""
     now = utcnow()
     done: list[Settled] = []
-    touched = set(touched)
+    touched: set[str] = set()
     results = list(results)
     with engine.begin() as conn:
         # The common case, delivered, is one statement for the whole batch.

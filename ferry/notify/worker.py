@@ -152,8 +152,8 @@ class Workers:
                 results.append((d, out))
         finally:
             settler.close()
-        touched = {x.delivery.notification_id for x in early}
-        for done in [*early, *store.settle(self.app.engine, worker_id, results, s, touched)]:
+        later = store.settle(self.app.engine, worker_id, results, s) if results else []
+        for done in [*early, *later]:
             self._count(done)
         return len(batch)
 
