@@ -8,10 +8,10 @@ the carriage return of a CRLF); nothing may carry NUL, another C0 control or DEL
 message quotes nothing of the input, so it can never grow past gRPC's metadata limit.
 
 Gateway callers and gRPC callers meet the same check: the filter is in every server's chain
-(the server adds it when ferry.yaml leaves it out, as it does `auth`). Two places check
-their strings themselves, because one bad entry must not fail the rest: the student ids
-of a bulk report (each bad one is listed as failed) and the records of a typed import
-(the merge reports each bad record with its natural key).
+(the server adds it when ferry.yaml leaves it out, as it does `auth`). Two kinds of
+field are left out, because one bad entry must not fail the rest: the student ids of a
+bulk report (the reports service lists each bad one as failed) and the records of a typed
+import (data for the merge, which judges each record on its own).
 """
 
 from __future__ import annotations
