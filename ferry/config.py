@@ -207,6 +207,13 @@ class ScheduleSettings(Strict):
 
         return check_cron(v)
 
+    @field_validator("notify")
+    @classmethod
+    def _notify(cls, v: list[str]) -> list[str]:
+        from ferry.export.schedule import check_notify
+
+        return check_notify(v)
+
     # kind backup only:
     bundle_format: str = "json"
     directory: str = "var/backups"

@@ -20,8 +20,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from ferry.app import App
-from ferry.auth import role_name
+from ferry.auth import links, role_name
 from ferry.errors import InvalidArgument
+from ferry.rpc.filters.validate import check_string
 from ferry.users import check_login_input
 from ferry.v1 import auth_pb2
 from gateway import calls, errors
@@ -66,6 +67,7 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
             g.login_attempts, g.login_attempts_per_address, g.login_window_seconds, app.redis()
         ),
         trusted_proxies=parse_networks(g.trusted_proxies),
+        link_verifier=links.verifier(app),
     )
 
     @contextlib.asynccontextmanager
@@ -133,6 +135,8 @@ def login_handler(gw: Gateway) -> Handler:
         if not isinstance(password, str) or not password:
             raise InvalidArgument("password is required", field="password")
         check_login_input(username, password)  # 400 over 1 KiB, before anything is hashed
+        check_string(username, "username")
+        check_string(password, "password", text=True)
         client = client_address(request, gw.trusted_proxies)
         decision = await run_in_threadpool(gw.limits.hit, client, username)
         if not decision.allowed:
@@ -156,8 +160,9 @@ def login_handler(gw: Gateway) -> Handler:
 def links_handler(gw: Gateway) -> Handler:
     """GET /api/v1/exports/{job_id}/links -> URLs for the job's download and progress
     events, for a browser's <a href> and EventSource (which send no headers). The caller's
-    token must be able to see the job; each URL carries a viewer token the auth service
-    issued for that path alone (`CreateLinkToken`), valid for gateway.link_ttl_seconds."""
+    token must be able to see the job; each URL carries a link token the auth service
+    issued for one GET of that path alone (`CreateLinkToken`, ferry.auth.links), valid
+    for gateway.link_ttl_seconds."""
     found = method_by_name("ExportService.GetExportJob")
     assert found is not None
     svc, get = found

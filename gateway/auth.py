@@ -4,9 +4,11 @@ login limits.
 
 The gateway holds nothing secret: no database URL and no private key. Logins are the auth
 service's `Login`; the services check every token themselves and the gateway only forwards
-it. A browser link carries a short-lived viewer token that the auth service issued for
-exactly that path (`CreateLinkToken`, claim `lnk`); the gateway checks it with the public
-key set and serves it only on that path, and the service checks it again like any token.
+it. A browser link carries a link token the auth service issued for exactly one GET of
+that path (`CreateLinkToken`, ferry.auth.links): its audience is not the bearer tokens'
+one, so it is never accepted from an Authorization header; the gateway checks it with the
+public key set, serves it only for that method and path, and forwards it as
+`authorization: Link …`, which the service accepts only for the one call the path names.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 
 from ferry.auth import TokenVerifier, check_size
-from ferry.auth.issuing import LINK_CLAIM
+from ferry.auth.links import METHOD_CLAIM, PATH_CLAIM
 from ferry.errors import FerryError, PermissionDenied, Unauthenticated
 from ferry.ratelimit import Decision, Limiter
 
@@ -38,9 +40,14 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-def link_token(verifier: TokenVerifier, request: Request) -> str | None:
-    """The link token of `?link=…` when it is valid for this very path; None when the URL
-    has none; Unauthenticated when it is expired, forged or for another path."""
+class LinkToken(str):
+    """A link token from a URL (forwarded as `authorization: Link …`, never as Bearer)."""
+
+
+def link_token(verifier: TokenVerifier, request: Request) -> LinkToken | None:
+    """The link token of `?link=…` when it is valid for this very method and path (checked
+    with the link audience); None when the URL has none; Unauthenticated when it is
+    expired, forged, a bearer token, or for another path or method."""
     token = request.query_params.get(LINK_PARAM)
     if token is None:
         return None
@@ -58,9 +65,9 @@ def link_token(verifier: TokenVerifier, request: Request) -> str | None:
         raise Unauthenticated(invalid) from None
     except FerryError:
         raise Unauthenticated(invalid) from None
-    if claims.get(LINK_CLAIM) != request.url.path:
+    if claims.get(PATH_CLAIM) != request.url.path or claims.get(METHOD_CLAIM) != request.method:
         raise Unauthenticated(invalid)
-    return token
+    return LinkToken(token)
 
 
 class LinkExpired(PermissionDenied):
@@ -74,7 +81,7 @@ def _unverified_path(token: str) -> str:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
         return ""
-    return str(claims.get(LINK_CLAIM, ""))
+    return str(claims.get(PATH_CLAIM, ""))
 
 
 def parse_networks(entries: Sequence[str]) -> list[Network]:

@@ -48,8 +48,13 @@ def deadline(deadlines: GatewayDeadlines, route_class: str, headers: Mapping[str
 
 
 def metadata(token: str | None) -> list[tuple[str, str]]:
-    """Call metadata forwarding the caller's bearer token (services check it themselves)."""
-    return [("authorization", f"Bearer {token}")] if token else []
+    """Call metadata forwarding the caller's bearer token, or a link token as `Link` (the
+    services check either themselves)."""
+    from gateway.auth import LinkToken
+
+    if not token:
+        return []
+    return [("authorization", f"{'Link' if isinstance(token, LinkToken) else 'Bearer'} {token}")]
 
 
 class ServiceChannels:

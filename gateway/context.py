@@ -19,7 +19,7 @@ from ferry.auth import TokenVerifier
 from ferry.config import GatewaySettings
 from ferry.errors import FerryError, InvalidArgument
 from gateway import errors
-from gateway.auth import LinkExpired, LoginLimits, Network, bearer_token, link_token
+from gateway.auth import LinkExpired, LinkToken, LoginLimits, Network, bearer_token, link_token
 from gateway.calls import ServiceChannels
 
 log = logging.getLogger("ferry.gateway")
@@ -33,18 +33,19 @@ class Gateway:
     verifier: TokenVerifier
     limits: LoginLimits
     trusted_proxies: list[Network]
+    link_verifier: TokenVerifier | None = None
 
     @property
     def settings(self) -> GatewaySettings:
         return self.app.settings.gateway
 
-    def token(self, request: Request) -> str | None:
+    def token(self, request: Request) -> str | LinkToken | None:
         """The caller's bearer token; else the link token of a browser link when it is
-        valid for this path (Unauthenticated when it is not)."""
+        valid for this method and path (Unauthenticated when it is not)."""
         token = bearer_token(request)
         if token is not None:
             return token
-        return link_token(self.verifier, request)
+        return link_token(self.link_verifier or self.verifier, request)
 
 
 def guarded(handler: Handler) -> Handler:
@@ -54,6 +55,7 @@ def guarded(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def run(request: Request) -> Response:
         try:
+            check_url(request)
             return await handler(request)
         except TooLarge as e:
             return errors.too_large(e.message)
@@ -70,6 +72,23 @@ def guarded(handler: Handler) -> Handler:
             return errors.error_response(grpc.StatusCode.INTERNAL, "")
 
     return run
+
+
+def check_url(request: Request) -> None:
+    """InvalidArgument naming the path parameter or query parameter that holds a NUL or
+    another control character, before anything is called (the services check every
+    field of the message again, JSON bodies included: ferry.rpc.filters.validate)."""
+    from ferry.rpc.filters.validate import check_string
+
+    if not request.scope.get("path", "").isprintable():
+        for name, value in request.path_params.items():
+            check_string(str(value), str(name).replace("__", "."))
+        check_string(request.scope.get("path", ""), "path")
+    raw: bytes = request.scope.get("query_string", b"")
+    if raw and (b"%" in raw or not raw.isascii() or any(b < 32 for b in raw)):
+        for name, value in request.query_params.multi_items():
+            check_string(name, "query parameter name")
+            check_string(value, name if name.isprintable() and len(name) <= 64 else "query")
 
 
 # A JSON body becomes one gRPC message, and no message may pass 4 MiB.

@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import HTMLResponse, JSONResponse
 
 from ferry.errors import FerryError
+from ferry.rpc.errors import MAX_FIELD, clip
 
 log = logging.getLogger("ferry.gateway")
 S = grpc.StatusCode
@@ -52,7 +53,9 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     retry_after: int | None = None,
 ) -> JSONResponse:
-    """The JSON error response for `code`; RESOURCE_EXHAUSTED carries Retry-After."""
+    """The JSON error response for `code`; RESOURCE_EXHAUSTED carries Retry-After. The
+    message quotes at most 64 characters of any input (ferry.rpc.errors.clip)."""
+    message = clip(message)
     if code in _OPAQUE:
         message = (
             "the service failed unexpectedly; try again, and tell an administrator "
@@ -90,7 +93,8 @@ def from_ferry(e: FerryError) -> JSONResponse:
     """A gateway-side FerryError (bad query parameter, ...) as a response."""
     details = []
     if e.field:
-        details.append({"type": "field_violation", "field": e.field, "description": e.message})
+        details.append({"type": "field_violation", "field": clip(e.field, MAX_FIELD),
+                        "description": clip(e.message)})  # fmt: skip
     return error_response(e.code, e.message, details)
 
 

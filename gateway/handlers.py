@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ferry.errors import InvalidArgument, NotFound
 from gateway import calls
+from gateway.auth import LinkToken
 from gateway.context import Gateway, Handler, guarded, json_body, parse_json, read_body
 from gateway.errors import stream_error
 from gateway.routes import Route, method_by_name, service_key
@@ -220,7 +221,10 @@ def file_handler(gw: Gateway, route: Route) -> Handler:
         headers: dict[str, str] = {}
         status = 200
         stop_after: int | None = None
-        info = _FILE_INFO.get(route.method.full_name)
+        # A link opens the one call it names, so a download by link goes without the
+        # job's size and checksum up front (no Range, no ETag; the last chunk still
+        # carries the sha256).
+        info = None if isinstance(token, LinkToken) else _FILE_INFO.get(route.method.full_name)
         if info is not None:
             get_name, key, field = info
             get = route.service.methods_by_name[get_name]

@@ -38,6 +38,12 @@ class GatewayServer:
             access_log=False,
             lifespan="on",
             http="httptools",  # the C parser (a declared dependency), never h11's Python one
+            # Only gateway.trusted_proxies decide whether X-Forwarded-For is believed
+            # (gateway.auth.client_address): uvicorn's own proxy_headers, on by default and
+            # trusting 127.0.0.1 (FORWARDED_ALLOW_IPS), rewrote the peer before that check, so
+            # a client on loopback chose its own address and escaped the login limits.
+            proxy_headers=False,
+            server_header=False,
             timeout_graceful_shutdown=5,
             **https,  # type: ignore[arg-type]
         )

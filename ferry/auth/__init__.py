@@ -54,13 +54,23 @@ class Principal:
 
 def bearer(metadata: dict[str, str]) -> str:
     """The token from an `authorization: Bearer …` header; Unauthenticated when absent."""
+    scheme, token = credentials(metadata)
+    if scheme != "bearer":
+        raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+    return token
+
+
+def credentials(metadata: dict[str, str]) -> tuple[str, str]:
+    """(scheme, token) of `authorization: Bearer …` or `authorization: Link …` (a link
+    token the gateway forwards, ferry.auth.links); Unauthenticated otherwise."""
     value = metadata.get("authorization", "")
     scheme, _, token = value.partition(" ")
     if not value:
         raise Unauthenticated("missing authorization metadata (expected 'Bearer <token>')")
-    if scheme.lower() != "bearer" or not token.strip():
+    scheme = scheme.lower()
+    if scheme not in ("bearer", "link") or not token.strip():
         raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
-    return token.strip()
+    return scheme, token.strip()
 
 
 from ferry.auth.keys import KeySet, SigningKey  # noqa: E402
@@ -83,6 +93,7 @@ __all__ = [
     "TokenVerifier",
     "bearer",
     "check_size",
+    "credentials",
     "parse_role",
     "role_name",
 ]

@@ -1,8 +1,8 @@
 """What the auth service does, apart from gRPC: log in, issue, revoke, disable.
 
-Every token issued here for a person or a program (Login, CreateToken) is recorded in
-auth_tokens so it can be listed and revoked; link tokens (short-lived, viewer, bound to one
-gateway path) are not, they expire within the hour.
+Every token issued here (Login, CreateToken, CreateLinkToken) is recorded in auth_tokens
+so it can be listed and revoked, by id or with its user (ferry.auth.links for what a link
+token may open).
 """
 
 from __future__ import annotations
@@ -10,12 +10,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
 from ferry import users
-from ferry.auth import ROLES
+from ferry.auth import ROLES, Principal, links
 from ferry.auth import store as token_store
 from ferry.auth.revocation import publish
-from ferry.auth.tokens import IssuedToken
-from ferry.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from ferry.auth.tokens import IssuedToken, TokenIssuer
+from ferry.db.user_models import User
+from ferry.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from ferry.ratelimit import Limiter
 from ferry.v1 import options_pb2
 
@@ -23,11 +33,10 @@ if TYPE_CHECKING:
     from ferry.app import App
 
 MAX_SUBJECT = 200
-MAX_LINK_PATH = 512
 # Link tokens: 300 s for the page's links by default; at most 8 days, so a mail's
 # download link can live notify.link_ttl_days (7).
 LINK_TTL_DEFAULT, LINK_TTL_MAX = 300, 8 * 86400
-LINK_CLAIM = "lnk"
+LINK_CLAIM = links.PATH_CLAIM
 
 
 def login_limiter(app: App) -> Limiter:
@@ -109,17 +118,36 @@ def disable_user(app: App, username: str) -> tuple[users.Account, int]:
     return account, len(revoked)
 
 
-def link_token(app: App, path: str, ttl_seconds: int, caller: str) -> IssuedToken:
-    """A viewer token for one gateway path (the gateway checks the `lnk` claim)."""
-    if not path.startswith("/api/") or len(path) > MAX_LINK_PATH or "?" in path:
-        raise InvalidArgument(
-            f"path must be a gateway path under /api/ of at most {MAX_LINK_PATH} characters, "
-            "without a query",
-            field="path",
-        )
+def link_token(
+    app: App, path: str, ttl_seconds: int, caller: Principal, subject: str = ""
+) -> IssuedToken:
+    """A link token for one GET of `path` (ferry.auth.links), recorded as kind `link` under
+    `subject` (the caller's own when empty; only an admin names someone else).
+    INVALID_ARGUMENT naming the field for a path no link opens or a bad lifetime,
+    PERMISSION_DENIED when the caller may not make the call the path names itself,
+    FAILED_PRECONDITION when the link's user is disabled."""
+    target = links.target(path)
     if not 0 <= ttl_seconds <= LINK_TTL_MAX:
         raise InvalidArgument(f"ttl_seconds must be 0 to {LINK_TTL_MAX}", field="ttl_seconds")
+    if caller.role < target.min_role:
+        raise PermissionDenied(
+            f"{caller.subject[:64]} may not open {path[:64]} and so cannot link to it"
+        )
+    subject = subject.strip() or caller.subject
+    if subject != caller.subject and caller.role < options_pb2.ROLE_ADMIN:
+        raise PermissionDenied("only an admin may make a link for someone else")
+    if len(subject) > MAX_SUBJECT or any(ord(c) < 32 or ord(c) == 127 for c in subject):
+        raise InvalidArgument(
+            f"subject needs at most {MAX_SUBJECT} characters and no control characters",
+            field="subject",
+        )
+    with Session(app.engine) as s:
+        disabled = s.scalar(sa.select(User.disabled).where(User.username == subject))
+    if disabled:
+        raise FailedPrecondition(f"user {subject[:64]!r} is disabled; no link is made for them")
+    base = app.issuer()
+    issuer = TokenIssuer(base.key, base.issuer, links.audience(base.audience))
     ttl = dt.timedelta(seconds=ttl_seconds or LINK_TTL_DEFAULT)
-    return app.issuer().issue(
-        f"link:{caller}"[:MAX_SUBJECT], options_pb2.ROLE_VIEWER, ttl, extra={LINK_CLAIM: path}
-    )
+    issued = issuer.issue(subject, target.min_role, ttl, extra=links.claims_for(target, path))
+    token_store.record(app.engine, issued, "link", caller.subject[:MAX_SUBJECT])
+    return issued

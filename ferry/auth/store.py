@@ -20,7 +20,7 @@ from ferry.auth.tokens import IssuedToken
 from ferry.db.user_models import IssuedToken as Row
 from ferry.errors import FailedPrecondition, NotFound
 
-KINDS = ("login", "api")
+KINDS = ("login", "api", "link")
 
 
 @dataclass(frozen=True)

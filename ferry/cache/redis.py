@@ -56,8 +56,17 @@ class RedisCache:
         self.client.ping()
 
     def entries(self) -> int:
-        """Keys under our prefix would need a scan; DBSIZE is O(1) and honest about it."""
-        return int(self.client.dbsize())
+        """The reports cached under our prefix (not the locks beside them, nor any other
+        key of the database: DBSIZE counted revocations, rate limits and other apps' keys
+        too). A SCAN over the prefix: GetCacheStats is an operator's call, not a hot path."""
+        match = _glob_escape(self.prefix) + "*"
+        locks = (self.prefix + "lock:").encode()
+        n = 0
+        for key in self.client.scan_iter(match=match, count=1000):
+            raw = key if isinstance(key, bytes) else str(key).encode()
+            if not raw.startswith(locks):
+                n += 1
+        return n
 
     def lock(self, key: str, timeout: float, blocking_timeout: float) -> Any:
         """A Redis lock that expires after `timeout` (a killed holder never blocks others
@@ -71,3 +80,8 @@ class RedisCache:
 
     def close(self) -> None:
         return None  # the connection belongs to the app
+
+
+def _glob_escape(text: str) -> str:
+    """`text` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

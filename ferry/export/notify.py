@@ -10,8 +10,8 @@ sends it again, so an announcement is not lost with a restart either.
 
 Recipients: the job's `notify` and, for a scheduled run (idempotency key
 `schedule:<name>:…`), that schedule's `notify:` in ferry.yaml. The completion mail links
-the gateway's job download, signed like the gateway's own links and valid for
-notify.link_ttl_days.
+the gateway's job download with a link token for that one download (ferry.auth.links),
+valid for notify.link_ttl_days.
 """
 
 from __future__ import annotations
@@ -43,52 +43,76 @@ def schedule_of(job: ExportJob) -> str:
 
 
 def recipients(app: App, job: ExportJob) -> list[str]:
-    """The job's notify, then its schedule's notify, without repeats."""
+    """The job's notify, then its schedule's notify, without repeats. Both were checked
+    where they entered (StartExport, ferry.yaml); an address that is not one anyway (a
+    job queued before that check) is left out and logged, never silencing the others."""
+    from ferry.notify.channels.smtp import parse_address
+
     out = list(job.notify or [])
     sched = app.settings.export.schedules.get(schedule_of(job))
     if sched is not None:
         out += sched.notify
-    return list(dict.fromkeys(r.strip() for r in out if r.strip()))
+    good = []
+    for r in dict.fromkeys(r.strip() for r in out if r.strip()):
+        try:
+            good.append(parse_address(r))
+        except ValueError:
+            log.warning(
+                "export job %s: %r is not a mail address; the others are told",
+                job.id, r[:64], extra={"event": "export_notify_bad_address", "job_id": job.id},
+            )  # fmt: skip
+    return good
 
 
-def download_link(app: App, job_id: str) -> tuple[str, dt.datetime]:
+def download_link(app: App, job_id: str, owner: str = "") -> tuple[str, dt.datetime]:
     """(the URL of the job's download on the gateway with its link token, when it expires).
 
-    The token is a viewer token for that one path (claim `lnk`), as the gateway's own
-    links carry, valid for notify.link_ttl_days: issued here where the private key is
-    readable (a laptop, the all-in-one process), else by the auth service."""
-    from urllib.parse import urlencode
+    The token is a link token for one GET of that path (ferry.auth.links), valid for
+    notify.link_ttl_days and recorded under the job's owner (`owner`, else the export
+    service), so it is listed with their tokens, revocable by id and revoked with them:
+    issued here where the private key is readable (a laptop, the all-in-one process),
+    else by the auth service."""
+    from urllib.parse import quote, urlencode
 
-    path = f"/api/v1/exports/{job_id}/download"
+    path = f"/api/v1/exports/{quote(job_id, safe='')}/download"
     ttl = app.settings.notify.link_ttl_days * 86400
-    token, expires = _link_token(app, path, ttl)
+    token, expires = _link_token(app, path, ttl, owner)
     url = app.settings.notify.public_url.rstrip("/") + path + "?" + urlencode({"link": token})
     return url, expires
 
 
-def _link_token(app: App, path: str, ttl_seconds: int) -> tuple[str, dt.datetime]:
-    from ferry.auth.issuing import LINK_CLAIM
+def _link_token(app: App, path: str, ttl_seconds: int, owner: str) -> tuple[str, dt.datetime]:
+    from ferry.auth import Principal
+    from ferry.auth.issuing import link_token
     from ferry.auth.keys import KeyFileError
     from ferry.v1 import auth_pb2, options_pb2
 
+    me = "service:export"
+    if owner and _disabled(app, owner):
+        owner = ""  # the mail is for its recipients: the link is the service's own then
     try:
-        issuer = app.issuer()
+        app.issuer()
     except (KeyFileError, OSError):  # no private key here: the auth service issues it
         from ferry.rpc.client import Clients
 
-        clients = Clients(app.settings.client, lambda: app.local_token("service:export"))
+        clients = Clients(app.settings.client, lambda: app.local_token(me))
         try:
             got = clients.auth().CreateLinkToken(
-                auth_pb2.CreateLinkTokenRequest(path=path, ttl_seconds=ttl_seconds)
+                auth_pb2.CreateLinkTokenRequest(path=path, ttl_seconds=ttl_seconds, subject=owner)
             )
         finally:
             clients.close()
         return got.token, got.expires_at.ToDatetime(dt.UTC)
-    issued = issuer.issue(
-        "link:notify", options_pb2.ROLE_VIEWER, dt.timedelta(seconds=ttl_seconds),
-        extra={LINK_CLAIM: path},
-    )  # fmt: skip
+    issued = link_token(app, path, ttl_seconds, Principal(me, options_pb2.ROLE_ADMIN), owner)
     return issued.token, issued.expires_at
+
+
+def _disabled(app: App, username: str) -> bool:
+    from ferry.db.user_models import User
+
+    with app.engine.connect() as conn:
+        found = conn.execute(sa.select(User.disabled).where(User.username == username)).first()
+    return bool(found and found[0])
 
 
 def send_request(app: App, job: ExportJob) -> Any:
@@ -108,7 +132,7 @@ def send_request(app: App, job: ExportJob) -> Any:
     if sched:
         variables["schedule"] = sched
     if job.status == COMPLETED:
-        url, expires = download_link(app, job.id)
+        url, expires = download_link(app, job.id, job.requested_by)
         variables.update(
             records=job.processed_records,
             size_bytes=job.file_size_bytes,

@@ -39,6 +39,14 @@ FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to"
 FAILED = (pb.EXPORT_JOB_STATUS_FAILED, pb.EXPORT_JOB_STATUS_CANCELLED)
 
 
+def check_notify(recipients: list[str]) -> list[str]:
+    """A schedule's `notify:` as mail addresses (trimmed); ValueError naming the entry, so
+    a typo in ferry.yaml stops start-up instead of silencing the schedule's mail."""
+    from ferry.notify.client import parse_recipients
+
+    return parse_recipients(recipients, "notify")
+
+
 def check_cron(expr: str, daily: bool = True) -> str:
     """`expr` when it is a valid 5-field cron expression (or empty); ValueError otherwise.
     With `daily`, an expression that fires twice on one date is refused: runs are keyed by

@@ -11,6 +11,7 @@ from ferry.errors import InvalidArgument
 from ferry.export import store
 from ferry.export.query import ExportRequest, plan_export
 from ferry.export.runner import tabular_format
+from ferry.notify.client import check_recipients
 from ferry.v1 import export_pb2 as pb
 
 TEXT_FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to")
@@ -28,9 +29,7 @@ def new_job(app: App, request: pb.StartExportRequest, requested_by: str = "") ->
         raise InvalidArgument(
             f"idempotency_key is longer than {MAX_KEY} characters", field="idempotency_key"
         )
-    for i, who in enumerate(request.notify):
-        if not who.strip() or len(who) > 254:
-            raise InvalidArgument(f"notify[{i}] is not an address: {who!r}", field="notify")
+    notify = check_recipients(list(request.notify), "notify")  # before any job exists
     filters = filters_dict(request.filters)
     ds = app.dataset()
     req = ExportRequest(
@@ -51,7 +50,7 @@ def new_job(app: App, request: pb.StartExportRequest, requested_by: str = "") ->
         fields=list(request.fields),
         limit=request.limit,
         include_deleted=request.include_deleted,
-        notify=[n.strip() for n in request.notify],
+        notify=notify,
         idempotency_key=request.idempotency_key,
         requested_by=requested_by,
         filename=f"{request.export_type}_{stamp}.{fmt.extension}",

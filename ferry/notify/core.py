@@ -19,6 +19,44 @@ from ferry.notify import store, templates
 from ferry.notify.channels.base import Channel, Health
 
 MAX_EVENT_ID = 200
+# Event ids of Ferry's own announcements. Only Ferry's services (token subject
+# `service:<name>`) may Send them; everyone else is refused, so nobody can take the id of
+# a job's announcement before the job does (and have their own text sent instead).
+RESERVED_EVENT_PREFIXES = ("export:", "import:", "backup:", "schedule:")
+SERVICE_SUBJECT = "service:"
+# Any other caller's event id is kept under a scope of its own: `~<16 hex of the
+# caller's sha256>/<event id>`, so two callers never collide however they name events
+# (store.public_event_id takes the scope off again for mails and webhooks).
+
+
+def event_scope(caller: str) -> str:
+    """The prefix of `caller`'s event ids in the outbox ("" for Ferry's own services and
+    for in-process calls without a verified caller)."""
+    import hashlib
+
+    if not caller or caller == "-" or caller.startswith(SERVICE_SUBJECT):
+        return ""
+    return f"~{hashlib.sha256(caller.encode()).hexdigest()[:16]}/"
+
+
+def scoped_event_id(event_id: str, caller: str) -> str:
+    """`event_id` as stored for `caller` ("" when none was given: a fresh one is made);
+    INVALID_ARGUMENT naming event_id for a reserved prefix or an id that is too long."""
+    event_id = event_id.strip()
+    scope = event_scope(caller)
+    limit = MAX_EVENT_ID - len(scope)
+    if len(event_id) > limit:
+        raise InvalidArgument(f"event_id is longer than {limit} characters", field="event_id")
+    if not event_id:
+        return ""
+    if scope and event_id.startswith(RESERVED_EVENT_PREFIXES):
+        prefix = event_id.split(":", 1)[0]
+        raise InvalidArgument(
+            f"event_id: the prefix '{prefix}:' is reserved for Ferry's own announcements; "
+            "choose another event id",
+            field="event_id",
+        )
+    return scope + event_id
 
 
 @dataclass(frozen=True)
@@ -148,16 +186,13 @@ class Notify:
             requested_by=who,
         )
 
-    def _event_id(self, event_id: str) -> str:
-        if len(event_id) > MAX_EVENT_ID:
-            raise InvalidArgument(
-                f"event_id is longer than {MAX_EVENT_ID} characters", field="event_id"
-            )
-        return event_id.strip() or store.new_event_id()
+    def _event_id(self, event_id: str, caller: str) -> str:
+        return scoped_event_id(event_id, caller) or store.new_event_id()
 
     def send(self, req: SendInput, requested_by: str = "") -> tuple[store.View, bool]:
-        """Queue one notification (or return the earlier one with the same event id)."""
-        event_id = self._event_id(req.event_id)
+        """Queue one notification (or return the earlier one with the same event id from
+        the same caller: event ids are scoped per caller, see `scoped_event_id`)."""
+        event_id = self._event_id(req.event_id, requested_by)
         new = self._new(req, self._check(req), event_id, requested_by)
         if self._writer is None:  # concurrent Sends share transactions
             self._writer = store.GroupCommit(self.app.engine)
@@ -178,7 +213,7 @@ class Notify:
             )
         if not req.recipients:
             raise InvalidArgument("recipients is required", field="recipients")
-        base = self._event_id(req.event_id)
+        base = self._event_id(req.event_id, requested_by)
         news: list[tuple[str, store.NewNotification]] = []
         seen: set[str] = set()
         for i, r in enumerate(req.recipients):

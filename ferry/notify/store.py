@@ -16,6 +16,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 import sys
 import threading
 import uuid
@@ -85,6 +86,16 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
+
+
+_SCOPED = re.compile(r"~[0-9a-f]{16}/")
+
+
+def public_event_id(stored: str) -> str:
+    """An event id as its caller gave it: without the scope a caller's ids are stored
+    under (ferry.notify.core.event_scope), which is the outbox's business alone."""
+    m = _SCOPED.match(stored)
+    return stored[m.end() :] if m else stored
 
 
 def new_event_id() -> str:
@@ -437,7 +448,7 @@ def claim_batch(
         Delivery(
             row_id=r.id,
             notification_id=r.notification_id,
-            event_id=r.event_id,
+            event_id=public_event_id(r.event_id),
             channel=r.channel,
             recipient=r.recipient,
             attempt=r.attempts,
@@ -479,6 +490,112 @@ class Settled:
     delivery: Delivery
     status: str
     created_at: dt.datetime | None
+
+
+def _row_with(status: str) -> Any:
+    o = OB.alias("o")
+    return sa.exists().where(o.c.notification_id == N.c.id, o.c.status == status)
+
+
+# A notification none of whose rows is pending any more takes the worst outcome of its
+# rows (dead > failed > sent), in the transaction that settles its last row: a worker
+# killed right after never leaves a delivered notification looking pending.
+_SETTLED_NOTIFICATION = (
+    N.update()
+    .where(N.c.id == sa.bindparam("nid"), N.c.status == PENDING, ~_row_with(PENDING))
+    .values(
+        status=sa.case(
+            (_row_with(DEAD), DEAD), (_row_with(FAILED), FAILED), else_=SENT
+        ),
+        updated_at=sa.bindparam("now"),
+    )
+)
+
+
+# The same as a row update and _SETTLED_NOTIFICATION, in one statement (PostgreSQL sends
+# it in one round trip; a data-modifying CTE's own change is not visible to the rest of
+# the statement, so the notification's other rows are those with another id).
+_PG_SETTLE_SENT = f"""
+WITH r AS (
+  UPDATE notify_outbox SET status = '{SENT}', sent_at = %(now)s, last_error = '',
+         lease_owner = NULL, lease_until = NULL
+  WHERE id = %(id)s AND lease_owner = %(worker)s
+  RETURNING id, notification_id, created_at
+), n AS (
+  UPDATE notifications SET updated_at = %(now)s, status = CASE
+      WHEN EXISTS (SELECT 1 FROM notify_outbox o WHERE o.notification_id = r.notification_id
+                   AND o.id <> r.id AND o.status = '{DEAD}') THEN '{DEAD}'
+      WHEN EXISTS (SELECT 1 FROM notify_outbox o WHERE o.notification_id = r.notification_id
+                   AND o.id <> r.id AND o.status = '{FAILED}') THEN '{FAILED}'
+      ELSE '{SENT}' END
+  FROM r
+  WHERE notifications.id = r.notification_id AND notifications.status = '{PENDING}'
+    AND NOT EXISTS (SELECT 1 FROM notify_outbox o WHERE o.notification_id = r.notification_id
+                    AND o.id <> r.id AND o.status = '{PENDING}')
+)
+SELECT created_at FROM r
+"""
+
+
+class SentSettler:
+    """Settles delivered rows one at a time, each as soon as its relay accepted it, so a
+    worker killed at any moment leaves at most the row in flight to be sent again
+    (settling a whole batch at its end resent every mail of it). The row's notification
+    takes its final status in the same statement when no row of it is pending any more.
+
+    Cheap by construction: one connection held for the batch; on PostgreSQL one
+    statement per row in autocommit (one round trip), committed without waiting for the
+    WAL flush (synchronous_commit off for this connection while it settles): a lost
+    settle costs one more copy of a mail under its same Message-ID only if PostgreSQL
+    itself crashes within that fraction of a second, never when this process dies. On
+    SQLite (a laptop) the two updates share one transaction."""
+
+    def __init__(self, engine: Engine, worker: str) -> None:
+        self.engine = engine
+        self.worker = worker
+        self._conn: sa.Connection | None = None
+        self._pg = engine.dialect.name == "postgresql"
+
+    def _connection(self) -> sa.Connection:
+        if self._conn is None:
+            if self._pg:
+                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("SET synchronous_commit TO OFF")
+            else:
+                conn = self.engine.connect()
+            self._conn = conn
+        return self._conn
+
+    def sent(self, d: Delivery) -> Settled | None:
+        """Mark `d`'s row sent now; None when the row is no longer this worker's."""
+        conn = self._connection()
+        now = utcnow()
+        if self._pg:
+            params = {"id": d.row_id, "worker": self.worker, "now": now}
+            created = conn.exec_driver_sql(_PG_SETTLE_SENT, params).scalar_one_or_none()
+        else:
+            created = conn.execute(
+                OB.update()
+                .where(OB.c.id == d.row_id, OB.c.lease_owner == self.worker)
+                .values(
+                    status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None
+                )
+                .returning(OB.c.created_at)
+            ).scalar_one_or_none()
+            if created is not None:
+                conn.execute(_SETTLED_NOTIFICATION, {"nid": d.notification_id, "now": now})
+            conn.commit()
+        return None if created is None else Settled(d, SENT, aware(created))
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if self._pg:
+                conn.exec_driver_sql("RESET synchronous_commit")
+        finally:
+            conn.close()
 
 
 def settle(

@@ -43,6 +43,26 @@ def names() -> list[str]:
     )
 
 
+# The largest magnitude a number, size or duration variable may have: far past any count,
+# byte size (about 888 TiB) or duration (about 31 years) Ferry announces, and well inside
+# what Babel and timedelta can format (1e308 raised OverflowError, an INTERNAL).
+MAX_NUMBER = 1e15
+MAX_SECONDS = 1e9
+
+
+def _number(v: Any, what: str, low: float = -MAX_NUMBER, high: float = MAX_NUMBER) -> float:
+    """`v` as a finite float within [low, high]; ValueError saying what was expected."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError(f"{what} needs a number, got {type(v).__name__}")
+    try:
+        n = float(v)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{what} needs a number, got {str(v)[:64]!r}") from None
+    if not low <= n <= high:  # also NaN and the infinities
+        raise ValueError(f"{what} needs a number from {low:g} to {high:g}, got {str(v)[:64]}")
+    return n
+
+
 def _to_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -63,10 +83,11 @@ def _env(language: str) -> jinja2.Environment:
 
     def number(v: Any, digits: int = 0) -> str:
         fmt = "#,##0" + ("." + "0" * digits if digits else "")
-        return str(babel_numbers.format_decimal(float(v), format=fmt, locale=loc))
+        n = _number(v, "a count")
+        return str(babel_numbers.format_decimal(n, format=fmt, locale=loc))
 
     def size(v: Any) -> str:
-        n = float(v)
+        n = _number(v, "a size in bytes", 0)
         for unit in ("B", "KB", "MB", "GB"):
             if n < 1024 or unit == "GB":
                 digits = 0 if unit == "B" else 1
@@ -80,7 +101,7 @@ def _env(language: str) -> jinja2.Environment:
         )
 
     def duration(v: Any) -> str:
-        seconds = float(v)
+        seconds = _number(v, "a duration in seconds", 0, MAX_SECONDS)
         if seconds < 1:
             return str(babel_dates.format_timedelta(dt.timedelta(seconds=1), locale=loc))
         return str(
@@ -119,9 +140,10 @@ def render(
         )
     except jinja2.UndefinedError as e:
         raise InvalidArgument(f"template {template!r}: {e.message}", field="variables") from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ArithmeticError) as e:  # OverflowError, decimal's too
         raise InvalidArgument(
-            f"template {template!r}: a variable has the wrong type ({e})", field="variables"
+            f"template {template!r}: a variable has the wrong type or size ({e})",
+            field="variables",
         ) from None
     if len(out.subject) > MAX_SUBJECT:
         raise InvalidArgument(f"subject is longer than {MAX_SUBJECT} characters", field="subject")

@@ -1,7 +1,9 @@
 """The notify service's background threads: outbox workers.
 
 Each worker claims a batch of due rows with a lease (ferry.notify.store.claim), hands each
-channel its share, and settles every outcome on the rows it still holds. A Send in this
+channel its share, settles each delivered row as soon as its relay accepted it (so a
+worker killed at any moment resends at most the mail in flight), and the other outcomes
+with the batch. A Send in this
 process wakes a worker at once; other replicas find new rows when they poll. A worker
 that dies leaves its rows leased; once the lease ends any replica takes them again, so
 pending and abandoned rows are delivered after a restart.
@@ -127,16 +129,31 @@ class Workers:
         renewed = time.monotonic()
         todo = [d for ds in groups.values() for d in ds]
         lost: set[int] = set()
-        for i, d in enumerate(todo):
-            if time.monotonic() - renewed > s.lease_seconds / 3:
-                rest = [x.row_id for x in todo[i:]]
-                held = store.renew(self.app.engine, worker_id, rest, s.lease_seconds)
-                lost |= set(rest) - held
-                renewed = time.monotonic()
-            if d.row_id in lost:
-                continue
-            results.append((d, self._send(channels[d.channel], d)))
-        for done in store.settle(self.app.engine, worker_id, results, s):
+        # A delivered row is settled at once (see store.SentSettler): a SIGKILL at any
+        # moment resends at most the one mail in flight, not the batch.
+        early: list[store.Settled] = []
+        settler = store.SentSettler(self.app.engine, worker_id)
+        try:
+            for i, d in enumerate(todo):
+                if time.monotonic() - renewed > s.lease_seconds / 3:
+                    rest = [x.row_id for x in todo[i:]]
+                    held = store.renew(self.app.engine, worker_id, rest, s.lease_seconds)
+                    lost |= set(rest) - held
+                    renewed = time.monotonic()
+                if d.row_id in lost:
+                    continue
+                channel = channels[d.channel]
+                out = self._send(channel, d)
+                if out.status == SENT and getattr(channel, "settle_each", True):
+                    done_now = settler.sent(d)
+                    if done_now is not None:
+                        early.append(done_now)
+                    continue
+                results.append((d, out))
+        finally:
+            settler.close()
+        later = store.settle(self.app.engine, worker_id, results, s) if results else []
+        for done in [*early, *later]:
             self._count(done)
         return len(batch)
 

@@ -83,6 +83,8 @@ def check_student_id(student_id: str, field: str = "student_id") -> str:
         raise InvalidArgument(f"{field} is required", field=field)
     if len(sid) > 64:
         raise InvalidArgument(f"{field} is longer than 64 characters", field=field)
+    if any(ord(c) < 32 or ord(c) == 127 for c in sid):
+        raise InvalidArgument(f"{field} contains a control character", field=field)
     return sid
 
 

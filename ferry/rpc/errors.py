@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import math
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -27,14 +28,43 @@ log = logging.getLogger("ferry.rpc")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# An error quotes at most this much of any input, and says at most MAX_MESSAGE in all:
+# the message travels twice in the trailers (grpc-message and the status details), and
+# past gRPC's 8 KiB of metadata a client sees RESOURCE_EXHAUSTED instead of the error.
+MAX_QUOTE = 64
+MAX_MESSAGE = 1024
+MAX_FIELD = MAX_QUOTE  # a field name may be input too (an unknown query parameter)
+_N = MAX_QUOTE + 1
+# A quoted input longer than MAX_QUOTE, as repr() writes it ('…' or "…", escapes kept).
+_SINGLE = rf"'((?:[^'\\]|\\.){{{_N},}})'"
+_DOUBLE = rf'"((?:[^"\\]|\\.){{{_N},}})"'
+_QUOTED = re.compile(f"{_SINGLE}|{_DOUBLE}")
+
+
+def clip(message: str, limit: int = MAX_MESSAGE) -> str:
+    """`message` with every quoted input cut to MAX_QUOTE characters (…) and the whole to
+    `limit`: what any error, gRPC or HTTP, may say."""
+
+    def cut(m: re.Match[str]) -> str:
+        q = "'" if m.group(1) is not None else '"'
+        inner = m.group(1) if m.group(1) is not None else m.group(2)
+        return f"{q}{inner[:MAX_QUOTE]}…{q}"
+
+    if len(message) > MAX_QUOTE + 2:
+        message = _QUOTED.sub(cut, message)
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
-    """Abort the call with the error's status; a named field travels as BadRequest detail."""
-    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    """Abort the call with the error's status; a named field travels as BadRequest detail.
+    The message is clipped (`clip`), so no error can overflow gRPC's metadata limit."""
+    message = clip(error.message)
+    status = status_pb2.Status(code=error.code.value[0], message=message)
     if error.field and error.code == grpc.StatusCode.INVALID_ARGUMENT:
         detail = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=error.field, description=error.message
+                    field=clip(error.field, MAX_FIELD), description=message
                 )
             ]
         )
@@ -45,7 +75,7 @@ def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
     if retry_after:  # RESOURCE_EXHAUSTED from a rate limit: when to try again
         trailers += (("retry-after", str(max(1, math.ceil(retry_after)))),)
     context.set_trailing_metadata(trailers)
-    context.abort(error.code, error.message)
+    context.abort(error.code, message)
     raise AssertionError("unreachable")  # abort always raises
 
 

@@ -96,8 +96,9 @@ class Server:
         if unknown:
             known = ", ".join(plugins.names("ferry.services"))
             raise plugins.PluginError(f"unknown service {unknown[0]!r}; known: {known}")
-        # Authentication is off only by auth.enabled: false, never by a filter list.
-        server_chain = cfg.filters if "auth" in cfg.filters else [*cfg.filters, "auth"]
+        # Authentication is off only by auth.enabled: false, never by a filter list; and
+        # every string is checked at the edge (ferry.rpc.filters.validate) whatever it says.
+        server_chain = [*cfg.filters, *(f for f in ("auth", "validate") if f not in cfg.filters)]
         default = load_filters(app, server_chain)
         per_service: dict[str, list[Filter]] = {}
         self.services: list[Service] = []

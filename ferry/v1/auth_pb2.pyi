@@ -279,17 +279,23 @@ class CreateLinkTokenRequest(google.protobuf.message.Message):
 
     PATH_FIELD_NUMBER: builtins.int
     TTL_SECONDS_FIELD_NUMBER: builtins.int
+    SUBJECT_FIELD_NUMBER: builtins.int
     path: builtins.str
     """The gateway path the link opens, e.g. "/api/v1/exports/42/download"."""
     ttl_seconds: builtins.int
     """0 means the service's default (300); at most 691200 (8 days, for mailed links)."""
+    subject: builtins.str
+    """Whose link it is (listed and revoked with that user's tokens); empty: the caller.
+    Only an admin (a service announcing a job) may name someone else.
+    """
     def __init__(
         self,
         *,
         path: builtins.str = ...,
         ttl_seconds: builtins.int = ...,
+        subject: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["path", b"path", "ttl_seconds", b"ttl_seconds"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["path", b"path", "subject", b"subject", "ttl_seconds", b"ttl_seconds"]) -> None: ...
 
 Global___CreateLinkTokenRequest: typing_extensions.TypeAlias = CreateLinkTokenRequest
 
@@ -299,17 +305,23 @@ class CreateLinkTokenResponse(google.protobuf.message.Message):
 
     TOKEN_FIELD_NUMBER: builtins.int
     EXPIRES_AT_FIELD_NUMBER: builtins.int
+    INFO_FIELD_NUMBER: builtins.int
     token: builtins.str
     @property
     def expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def info(self) -> Global___TokenInfo:
+        """The link's record: its jti revokes it."""
+
     def __init__(
         self,
         *,
         token: builtins.str = ...,
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        info: Global___TokenInfo | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["expires_at", b"expires_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["expires_at", b"expires_at", "token", b"token"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["expires_at", b"expires_at", "info", b"info"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["expires_at", b"expires_at", "info", b"info", "token", b"token"]) -> None: ...
 
 Global___CreateLinkTokenResponse: typing_extensions.TypeAlias = CreateLinkTokenResponse
 

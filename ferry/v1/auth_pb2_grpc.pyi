@@ -332,9 +332,12 @@ class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTo
     """Who the caller's token says it is."""
 
     CreateLinkToken: _AuthServiceCreateLinkTokenType
-    """A short-lived viewer token bound to one gateway path, for a browser link that
-    cannot send a header (<a href> downloads, EventSource). The gateway accepts it only
-    on that path; its role is viewer whatever the caller's.
+    """A link token: a capability for one GET of one gateway path (a job's download or
+    progress events), for a browser link that cannot send a header (<a href>,
+    EventSource, a mail). It has an audience of its own, so it is never a bearer token;
+    the gateway accepts it only on that path and the service only for the one call the
+    path names. It is listed with its subject's tokens, revocable by id and revoked
+    with its subject. INVALID_ARGUMENT for a path no link can open.
     """
 
     CreateUser: _AuthServiceCreateUserType
@@ -465,9 +468,12 @@ class AuthServiceServicer(metaclass=abc.ABCMeta):
         request: ferry.v1.auth_pb2.CreateLinkTokenRequest,
         context: _ServicerContext,
     ) -> typing.Union[ferry.v1.auth_pb2.CreateLinkTokenResponse, collections.abc.Awaitable[ferry.v1.auth_pb2.CreateLinkTokenResponse]]:
-        """A short-lived viewer token bound to one gateway path, for a browser link that
-        cannot send a header (<a href> downloads, EventSource). The gateway accepts it only
-        on that path; its role is viewer whatever the caller's.
+        """A link token: a capability for one GET of one gateway path (a job's download or
+        progress events), for a browser link that cannot send a header (<a href>,
+        EventSource, a mail). It has an audience of its own, so it is never a bearer token;
+        the gateway accepts it only on that path and the service only for the one call the
+        path names. It is listed with its subject's tokens, revocable by id and revoked
+        with its subject. INVALID_ARGUMENT for a path no link can open.
         """
 
     @abc.abstractmethod

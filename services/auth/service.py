@@ -131,8 +131,12 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def CreateLinkToken(
         self, request: pb.CreateLinkTokenRequest, context: grpc.ServicerContext
     ) -> pb.CreateLinkTokenResponse:
-        issued = issuing.link_token(self.app, request.path, request.ttl_seconds, _caller().subject)
-        return pb.CreateLinkTokenResponse(token=issued.token, expires_at=_ts(issued.expires_at))
+        issued = issuing.link_token(
+            self.app, request.path, request.ttl_seconds, _caller(), request.subject
+        )
+        return pb.CreateLinkTokenResponse(
+            token=issued.token, expires_at=_ts(issued.expires_at), info=self._issued(issued)
+        )
 
     @handles_errors
     def CreateUser(

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from ferry.app import App
 from ferry.db.notify_models import DEAD, FAILED, PENDING, SENT
 from ferry.notify import store
-from ferry.notify.core import Notify, SendInput
+from ferry.notify.core import Notify, SendInput, event_scope
 from ferry.notify.worker import Workers
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
@@ -144,11 +144,16 @@ def send_input(request: pb.SendRequest | pb.SendBulkRequest) -> SendInput:
     )
 
 
-def notification_message(view: store.View) -> pb.Notification:
+def notification_message(view: store.View, scope: str | None = None) -> pb.Notification:
+    """The Notification message of `view`; the caller's own event ids without the scope
+    they are kept under (`scope`, default: the current caller's)."""
     n = view.notification
+    scope = event_scope(caller()) if scope is None else scope
+    event_id = n.event_id[len(scope) :] if scope and n.event_id.startswith(scope) else n.event_id
+    # Another caller's scope stays visible: it is not this caller's event id.
     msg = pb.Notification(
         id=n.id,
-        event_id=n.event_id,
+        event_id=event_id,
         status=STATUS.get(n.status, pb.NOTIFICATION_STATUS_UNSPECIFIED),
         channels=list(n.channels or []),
         recipients=list(n.recipients or []),

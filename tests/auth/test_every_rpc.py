@@ -5,7 +5,8 @@ service plugin is covered without editing this file), each caller below calls it
 empty request. Bad credentials must be UNAUTHENTICATED with a message saying what was
 wrong; a valid token below the RPC's min_role is PERMISSION_DENIED; a token at or above
 it gets past auth (whatever the handler then says about the empty request). RPCs declared
-ROLE_UNSPECIFIED (Login) are open to everyone.
+ROLE_UNSPECIFIED (Login) are open to everyone. A link token is refused as a bearer token
+on every RPC, and as a link on every RPC but the one call it names, for its own job.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from google.protobuf import descriptor_pool, message_factory
 
 from ferry import plugins
 from ferry.app import App
-from ferry.auth import TokenIssuer, parse_role
+from ferry.auth import Principal, TokenIssuer, issuing, parse_role
 from ferry.auth import store as token_store
 from ferry.auth.keys import SigningKey
 from ferry.db import migrate
@@ -38,6 +39,8 @@ from ferry.rpc.server import Server
 from tests.conftest import make_settings
 
 REFRESH = 0.2
+LINK_JOB = "job-of-the-link"
+LINK_PATH = f"/api/v1/exports/{LINK_JOB}/download"
 # caller -> what the refusal must say (None: a valid token of that role)
 CALLERS: dict[str, str | None] = {
     "no token": "missing authorization",
@@ -49,6 +52,10 @@ CALLERS: dict[str, str | None] = {
     "alg confusion": "algorithm HS256 refused",
     "alg none": "alg none",
     "revoked": "token revoked",
+    # A link token (issue 23): never a bearer token, and as a link (authorization: Link)
+    # only for the one call its path names with its job id, which no empty request is.
+    "link token": "wrong audience",
+    "link token as a link": "a link token opens only its own link",
     "viewer": None,
     "operator": None,
     "admin": None,
@@ -98,6 +105,7 @@ class World:
         revoked = issuer.issue("revoked-admin", admin, minute)
         token_store.record(app.engine, revoked, "api", "test")
         token_store.revoke(app.engine, revoked.jti)
+        self.link = issuing.link_token(app, LINK_PATH, 300, Principal("a-admin", admin), "")
         self.tokens: dict[str, str | None] = {
             "no token": None,
             "malformed": "this-is-not-a-jwt",
@@ -112,6 +120,8 @@ class World:
             ),
             "alg none": _handmade("none", key.kid, None),
             "revoked": revoked.token,
+            "link token": self.link.token,
+            "link token as a link": self.link.token,
             **{
                 r: issuer.issue(f"a-{r}", parse_role(r), minute).token
                 for r in ("viewer", "operator", "admin")
@@ -141,27 +151,29 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         app.close()
 
 
-def _call(world: World, method: str, token: str | None) -> grpc.StatusCode:
+def _call(
+    world: World, method: str, token: str | None, scheme: str = "Bearer", **fields: Any
+) -> grpc.StatusCode:
     pool = descriptor_pool.Default()
     desc = pool.FindMethodByName(method.lstrip("/").replace("/", "."))
     req_cls: Any = message_factory.GetMessageClass(desc.input_type)
     resp_cls: Any = message_factory.GetMessageClass(desc.output_type)
-    md = [("authorization", f"Bearer {token}")] if token else []
+    md = [("authorization", f"{scheme} {token}")] if token else []
     kw = {"request_serializer": req_cls.SerializeToString,
           "response_deserializer": resp_cls.FromString}  # fmt: skip
     with grpc.insecure_channel(f"127.0.0.1:{world.port}") as ch:
         try:
             if desc.client_streaming and desc.server_streaming:
-                for _ in ch.stream_stream(method, **kw)(iter([req_cls()]), metadata=md,
+                for _ in ch.stream_stream(method, **kw)(iter([req_cls(**fields)]), metadata=md,
                                                         timeout=5):  # fmt: skip
                     break
             elif desc.client_streaming:
-                ch.stream_unary(method, **kw)(iter([req_cls()]), metadata=md, timeout=5)
+                ch.stream_unary(method, **kw)(iter([req_cls(**fields)]), metadata=md, timeout=5)
             elif desc.server_streaming:
-                for _ in ch.unary_stream(method, **kw)(req_cls(), metadata=md, timeout=5):
+                for _ in ch.unary_stream(method, **kw)(req_cls(**fields), metadata=md, timeout=5):
                     break
             else:
-                ch.unary_unary(method, **kw)(req_cls(), metadata=md, timeout=5)
+                ch.unary_unary(method, **kw)(req_cls(**fields), metadata=md, timeout=5)
         except grpc.RpcError as e:
             world.last_details = e.details()  # type: ignore[attr-defined]
             return e.code()  # type: ignore[attr-defined,no-any-return]
@@ -188,6 +200,17 @@ def test_refusals_are_counted_by_reason(world: World) -> None:
         assert count(reason) == before + 1, caller  # fmt: skip
 
 
+def test_a_link_token_opens_the_one_call_it_names(world: World) -> None:
+    """The link's own call, for its own job, gets past auth (NOT_FOUND: no such job); the
+    same call for another job, or as a bearer token, does not."""
+    method, token = "/ferry.v1.ExportService/DownloadExport", world.link.token
+    assert _call(world, method, token, "Link", job_id=LINK_JOB) == grpc.StatusCode.NOT_FOUND
+    other = _call(world, method, token, "Link", job_id="another-job")
+    assert other == grpc.StatusCode.PERMISSION_DENIED, world.last_details
+    bearer = _call(world, method, token, "Bearer", job_id=LINK_JOB)
+    assert bearer == grpc.StatusCode.UNAUTHENTICATED and "wrong audience" in world.last_details
+
+
 def test_every_service_rpc_is_covered() -> None:
     assert len(METHODS) >= 20
     assert "/ferry.v1.AuthService/Login" in METHODS
@@ -198,14 +221,18 @@ def test_every_service_rpc_is_covered() -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_every_rpc_x_every_caller(world: World, method: str, caller: str) -> None:
     min_role = lookup(method).min_role
-    code = _call(world, method, world.tokens[caller])
+    scheme = "Link" if caller == "link token as a link" else "Bearer"
+    code = _call(world, method, world.tokens[caller], scheme)
     details = world.last_details
     refused = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
     if min_role == 0:
         assert code not in refused, f"{method} is open, yet {caller} got {code}: {details}"
         return
     expected = CALLERS[caller]
-    if expected is not None:
+    if scheme == "Link":
+        assert code == grpc.StatusCode.PERMISSION_DENIED, (code, details)
+        assert expected is not None and expected in details, details
+    elif expected is not None:
         assert code == grpc.StatusCode.UNAUTHENTICATED, (code, details)
         assert expected in details, details
     elif parse_role(caller) < min_role:

@@ -119,6 +119,39 @@ def test_redis_down_still_limits_per_process(empty_url: str, make_app: Callable[
         assert [g.post(LOGIN, json=bad).status_code for _ in range(3)] == [401, 401, 429]
 
 
+def test_a_client_on_loopback_cannot_choose_its_address_with_forwarded_for(
+    empty_url: str, make_app: Callable[..., App]
+) -> None:
+    """Issue 23, item 5, through the real HTTP server (uvicorn) from loopback: with
+    gateway.trusted_proxies empty, failed logins with a new X-Forwarded-For (and a new
+    username) each time still meet the per-address limit; only when loopback is listed
+    as a trusted proxy is the header believed. The HTTP server's own defaults (uvicorn
+    trusts X-Forwarded-For from 127.0.0.1) decide nothing."""
+    import httpx
+
+    from gateway.server import GatewayServer
+
+    def attempts(app: App, n: int) -> list[int]:
+        with running(app, ["auth"]) as server:
+            gw = GatewayServer(app, target=f"127.0.0.1:{server.port}", port=0)
+            port = gw.start()
+            try:
+                return [
+                    httpx.post(f"http://127.0.0.1:{port}{LOGIN}", timeout=10,
+                               json={"username": f"u{i}", "password": "a wrong guess"},
+                               headers={"X-Forwarded-For": fresh_address()}).status_code
+                    for i in range(n)
+                ]  # fmt: skip
+            finally:
+                gw.stop()
+
+    env = {"FERRY_GATEWAY_LOGIN_ATTEMPTS_PER_ADDRESS": 5}
+    untrusted = attempts(make_app(empty_url, **env), 8)
+    assert untrusted == [401] * 5 + [429] * 3, untrusted
+    trusted = attempts(make_app(empty_url, FERRY_GATEWAY_TRUSTED_PROXIES="[127.0.0.1]", **env), 8)
+    assert trusted == [401] * 8, trusted
+
+
 def _request(peer: str, xff: list[str]) -> Request:
     headers = [(b"x-forwarded-for", v.encode()) for v in xff]
     return Request({"type": "http", "headers": headers, "client": (peer, 1234)})

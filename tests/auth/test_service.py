@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import grpc
+import jwt
 import pytest
 
 from ferry import users
@@ -182,17 +183,115 @@ def test_users_create_set_password_disable_list(app: App) -> None:
         assert [(u.username, u.disabled) for u in listed] == [("ada", False), ("cy", True)]
 
 
-def test_link_tokens_are_viewer_and_bound_to_a_path(app: App) -> None:
-    with stubs(app) as (a, _):
+def _link_md(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Link {token}")]
+
+
+def test_a_link_token_is_a_capability_for_one_call_not_a_login(app: App) -> None:
+    """A viewer's link token (issue 23, item 1): not a bearer token anywhere, opens only the
+    one call its path names with that path's job id, mints nothing, is listed with its
+    user's tokens, revocable by id and revoked when its user is disabled."""
+    users.create_user(app.engine, "vic", "viewer password", "viewer")
+    path = "/api/v1/exports/job-1/download"
+    with stubs(app) as (a, e):
+        vic = md(a.Login(pb.LoginRequest(username="vic", password="viewer password"),
+                         timeout=10).token)  # fmt: skip
+        got = a.CreateLinkToken(pb.CreateLinkTokenRequest(path=path, ttl_seconds=8 * 86400),
+                                metadata=vic, timeout=10)  # fmt: skip
+        assert got.info.kind == "link" and got.info.subject == "vic" and got.info.jti
+        # Its own audience: no bearer check accepts it, on any RPC.
+        claims = jwt.decode(got.token, options={"verify_signature": False})
+        assert claims["aud"] != app.settings.auth.audience and claims["lnk"] == path
+        assert (claims["mth"], claims["rpc"]) == ("GET", "/ferry.v1.ExportService/DownloadExport")
+        for call in (
+            lambda m: a.WhoAmI(pb.WhoAmIRequest(), metadata=m, timeout=10),
+            lambda m: e.ListSemesters(export_pb2.ListSemestersRequest(), metadata=m, timeout=10),
+            lambda m: e.GetExportJob(export_pb2.GetExportJobRequest(job_id="job-1"), metadata=m,
+                                     timeout=10),
+            lambda m: a.CreateLinkToken(pb.CreateLinkTokenRequest(path=path), metadata=m,
+                                        timeout=10),
+            lambda m: list(e.DownloadExport(export_pb2.DownloadExportRequest(job_id="job-1"),
+                                            metadata=m, timeout=10)),
+        ):  # fmt: skip
+            code, details = code_of(lambda c=call: c(md(got.token)))
+            assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong audience" in details
+        # As a link: only the call it names, only for its job.
+        for call in (
+            lambda m: a.WhoAmI(pb.WhoAmIRequest(), metadata=m, timeout=10),
+            lambda m: e.GetExportJob(export_pb2.GetExportJobRequest(job_id="job-1"), metadata=m,
+                                     timeout=10),
+            lambda m: a.CreateLinkToken(pb.CreateLinkTokenRequest(path=path), metadata=m,
+                                        timeout=10),
+            lambda m: a.CreateToken(pb.CreateTokenRequest(role=1, subject="x"), metadata=m,
+                                    timeout=10),
+            lambda m: list(e.DownloadExport(export_pb2.DownloadExportRequest(job_id="job-2"),
+                                            metadata=m, timeout=10)),
+            lambda m: list(e.WatchExportJob(export_pb2.WatchExportJobRequest(job_id="job-1"),
+                                            metadata=m, timeout=10)),
+        ):  # fmt: skip
+            code, details = code_of(lambda c=call: c(_link_md(got.token)))
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "link token" in details, details
+        named = export_pb2.DownloadExportRequest(job_id="job-1")
+        code, _ = code_of(lambda: list(e.DownloadExport(named, metadata=_link_md(got.token),
+                                                        timeout=10)))  # fmt: skip
+        assert code == grpc.StatusCode.NOT_FOUND  # past auth: there is no such job
+        # Listed with its user's tokens, and revocable by id.
         admin = auth(app, "admin")
-        got = a.CreateLinkToken(pb.CreateLinkTokenRequest(path="/api/v1/exports/1/download"),
-                                metadata=admin, timeout=10)  # fmt: skip
-        claims = app.verifier().claims(got.token)
-        assert claims["role"] == "viewer" and claims["lnk"] == "/api/v1/exports/1/download"
-        assert claims["sub"] == "link:tester"
-        bad = code_of(lambda: a.CreateLinkToken(pb.CreateLinkTokenRequest(path="/etc/passwd"),
-                                                metadata=admin, timeout=10))  # fmt: skip
-        assert bad[0] == grpc.StatusCode.INVALID_ARGUMENT and "path" in bad[1]
+        listed = a.ListTokens(pb.ListTokensRequest(subject="vic"), metadata=admin,
+                              timeout=10).tokens  # fmt: skip
+        assert got.info.jti in [t.jti for t in listed]
+        a.RevokeToken(pb.RevokeTokenRequest(jti=got.info.jti), metadata=admin, timeout=10)
+        time.sleep(REFRESH + 0.2)
+        code, details = code_of(lambda: list(e.DownloadExport(named, metadata=_link_md(got.token),
+                                                              timeout=10)))  # fmt: skip
+        assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "token revoked")
+        # Revoked with its user, and none is made for a disabled user.
+        second = a.CreateLinkToken(pb.CreateLinkTokenRequest(path=path), metadata=vic, timeout=10)
+        off = a.DisableUser(pb.DisableUserRequest(username="vic"), metadata=admin, timeout=10)
+        assert off.revoked_tokens == 2  # the session and the second link
+        time.sleep(REFRESH + 0.2)
+        code, details = code_of(lambda: list(e.DownloadExport(
+            named, metadata=_link_md(second.token), timeout=10)))  # fmt: skip
+        assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "token revoked")
+        code, details = code_of(
+            lambda: a.CreateLinkToken(
+                pb.CreateLinkTokenRequest(path=path, subject="vic"), metadata=admin, timeout=10
+            )
+        )
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "disabled" in details
+
+
+def test_link_tokens_open_only_download_and_event_routes(app: App) -> None:
+    users.create_user(app.engine, "vic", "viewer password", "viewer")
+    with stubs(app) as (a, _):
+        viewer = auth(app, "viewer")
+        for path in ("/etc/passwd", "/api/v1/auth/whoami", "/api/v1/exports/job-1",
+                     "/api/v1/auth/links", "/api/v1/exports/job-1/download?x=1",
+                     "/api/v1/exports/a\x00b/download", "/api/v1/exports//download"):  # fmt: skip
+            code, details = code_of(
+                lambda p=path: a.CreateLinkToken(
+                    pb.CreateLinkTokenRequest(path=p), metadata=viewer, timeout=10
+                )
+            )
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "path" in details, path
+        events = a.CreateLinkToken(pb.CreateLinkTokenRequest(path="/api/v1/exports/j/events"),
+                                   metadata=viewer, timeout=10)  # fmt: skip
+        claims = jwt.decode(events.token, options={"verify_signature": False})
+        assert claims["rpc"] == "/ferry.v1.ExportService/WatchExportJob"
+        assert claims["arg"] == {"job_id": "j"} and claims["role"] == "viewer"
+        # Only an admin names another user as the link's owner.
+        code, _ = code_of(
+            lambda: a.CreateLinkToken(
+                pb.CreateLinkTokenRequest(path="/api/v1/exports/j/events", subject="vic"),
+                metadata=viewer,
+                timeout=10,
+            )
+        )
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        too_long = pb.CreateLinkTokenRequest(path="/api/v1/exports/j/events",
+                                             ttl_seconds=8 * 86400 + 1)  # fmt: skip
+        code, details = code_of(lambda: a.CreateLinkToken(too_long, metadata=viewer, timeout=10))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "ttl_seconds" in details
 
 
 def test_login_over_grpc_is_limited_per_username_too(

@@ -9,9 +9,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ferry.auth import TokenIssuer
+from ferry.auth import links as link_rules
 from tests.gateway.conftest import bearer, seed_small
 
 Gateway = Callable[..., Any]
+
+
+def link_issuer(app: Any) -> TokenIssuer:
+    base = app.issuer()
+    return TokenIssuer(base.key, base.issuer, link_rules.audience(base.audience))
 
 
 def _events(text: str) -> list[tuple[str, Any]]:
@@ -81,12 +88,39 @@ def test_signed_links_work_without_a_header_and_expire(gateway: Gateway, empty_u
     assert client.get(other).status_code == 401
     swapped = links["events_url"].partition("?")[0] + "?" + query  # download's token
     assert client.get(swapped).status_code == 401
-    dead = app.issuer().issue("link:x", 1, dt.timedelta(seconds=-30), extra={"lnk": path})
+    claims = link_rules.claims_for(link_rules.target(path), path)
+    dead = link_issuer(app).issue("x", 1, dt.timedelta(seconds=-30), extra=claims)
     # A genuine link whose time is up is 403 saying it expired (a mail's old link).
     r = client.get(f"{path}?link={dead.token}")
     assert r.status_code == 403 and "expired" in r.json()["message"]
     expired = f"/api/v1/exports/{job['id']}/download?exp={int(time.time()) - 1}&sig=00"
     assert client.get(expired).status_code == 401  # the old HMAC link form opens nothing
+
+
+def test_a_link_is_only_a_link(gateway: Gateway, empty_url: str) -> None:
+    """A link token (issue 23, item 1) opens its one GET and nothing else: not as a Bearer
+    header (not even on its own path), not on the job's other routes or /rpc, not with
+    another method, and it cannot mint links."""
+    seed_small(empty_url)
+    client, app = gateway(empty_url)
+    job = _finished_job(client, bearer(app, "operator"))
+    links_ = client.get(f"/api/v1/exports/{job['id']}/links", headers=bearer(app, "viewer")).json()
+    path, _, query = links_["download_url"].partition("?")
+    token = query.removeprefix("link=")
+    as_bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get(path, headers=as_bearer).status_code == 401
+    assert client.get(f"/api/v1/exports/{job['id']}", headers=as_bearer).status_code == 401
+    assert client.get("/api/v1/auth/whoami", headers=as_bearer).status_code == 401
+    for url in (f"/api/v1/exports/{job['id']}", f"/api/v1/exports/{job['id']}/links",
+                "/api/v1/auth/whoami", "/api/v1/exports?page_size=5"):  # fmt: skip
+        assert client.get(f"{url}{'&' if '?' in url else '?'}{query}").status_code == 401, url
+    rpc = client.post(f"/rpc/ExportService.GetExportJob?{query}", json={"job_id": job["id"]})
+    assert rpc.status_code == 401
+    mint = client.post(f"/api/v1/auth/links?{query}", json={"path": path})
+    assert mint.status_code == 401
+    assert client.delete(f"{path}?{query}").status_code in (401, 405)
+    r = client.get(f"{path}?{query}")  # and its own GET still works
+    assert r.status_code == 200 and len(r.content) == int(job["file_size_bytes"])
 
 
 def test_unknown_job_is_404_and_cancel_of_a_finished_job_is_400(

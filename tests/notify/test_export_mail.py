@@ -14,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from ferry.app import App
+from ferry.auth import TokenIssuer, links
+from ferry.auth import store as token_store
 from ferry.db.engine import make_engine
 from ferry.db.notify_models import Notification
 from ferry.demo.seed import Scale, seed
@@ -101,9 +103,15 @@ def test_completed_export_mails_a_link_that_downloads(export_app: App, smtp: Smt
         assert f"/api/v1/exports/{job.id}/download?link=" in link
         html = mail.get_body(("html",)).get_content()
         assert link.replace("&", "&amp;") in html
-        claims = app.verifier().claims(parse_qs(urlsplit(link).query)["link"][0])
-        assert claims["lnk"] == f"/api/v1/exports/{job.id}/download"
+        token = parse_qs(urlsplit(link).query)["link"][0]
+        claims = links.verifier(app).claims(token)
+        assert claims["lnk"] == f"/api/v1/exports/{job.id}/download" and claims["mth"] == "GET"
+        assert claims["rpc"] == "/ferry.v1.ExportService/DownloadExport"
+        assert claims["arg"] == {"job_id": job.id} and claims["sub"] == "tester"
         assert 7 * 86400 - 60 < claims["exp"] - time.time() <= 7 * 86400
+        # Minted for this one download, recorded under the job's owner (listed, revocable).
+        (row,) = [t for t in token_store.list_tokens(app.engine, "tester") if t.kind == "link"]
+        assert row.jti == claims["jti"] and row.issued_by == "service:export"
         with app.engine.connect() as c:
             n = c.execute(sa.select(Notification.__table__)).one()
         assert n.id == job.notification_id and n.event_id == f"export:{job.id}:completed"
@@ -119,10 +127,15 @@ def test_completed_export_mails_a_link_that_downloads(export_app: App, smtp: Smt
                 for x in stub.DownloadExport(epb.DownloadExportRequest(job_id=job.id), metadata=md)
             )
             assert r.content == want and len(want) == job.file_size_bytes
+            # The mail's token is no login: as a Bearer header it opens nothing.
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert gw.get(parts.path, headers=bearer).status_code == 401
+            assert gw.get(f"/api/v1/exports/{job.id}", headers=bearer).status_code == 401
             # Eight days later the same kind of link is a 403 page saying it expired.
-            stale = app.issuer().issue(
-                "link:notify", options_pb2.ROLE_VIEWER, dt.timedelta(days=7),
-                extra={"lnk": parts.path},
+            base = app.issuer()
+            stale = TokenIssuer(base.key, base.issuer, links.audience(base.audience)).issue(
+                "tester", options_pb2.ROLE_VIEWER, dt.timedelta(days=7),
+                extra=links.claims_for(links.target(parts.path), parts.path),
                 now=dt.datetime.now(dt.UTC) - dt.timedelta(days=8),
             ).token  # fmt: skip
             old = f"{parts.path}?link={stale}"

@@ -96,3 +96,37 @@ def test_notifications_over_http(empty_url: str, make_app: Callable[..., App]) -
                 },
             )
             assert many.status_code == 429 and many.json()["code"] == "RESOURCE_EXHAUSTED"
+
+
+def test_huge_or_odd_template_numbers_are_400_not_500(
+    empty_url: str, make_app: Callable[..., App]
+) -> None:
+    """Issue 23, item 8: size_bytes=1e308 (and its kin) made Babel or timedelta overflow,
+    an INTERNAL; each is a 400 naming `variables`, and nothing is queued."""
+    import sqlalchemy as sa
+
+    app = make_app(empty_url, **FAST)
+    base = {"export_type": "students", "format": "csv", "filename": "f.csv", "job_id": "j1",
+            "records": 3, "size_bytes": 100, "duration_seconds": 1.5,
+            "download_url": "https://x.example/d",
+            "link_expires_at": "2026-12-07T10:00:00+00:00"}  # fmt: skip
+    with running(app, ["notify"]) as srv:
+        asgi = create_app(app, ServiceChannels(app.settings.client, f"127.0.0.1:{srv.port}"))
+        with TestClient(asgi, raise_server_exceptions=False) as http:
+            op = bearer(app, "operator")
+            for name, value in [("size_bytes", 1e308), ("size_bytes", -1e308),
+                                ("records", 1e308), ("records", True),
+                                ("duration_seconds", 1e308), ("duration_seconds", -1),
+                                ("size_bytes", "1e999"), ("records", [1])]:  # fmt: skip
+                r = http.post("/api/v1/notifications", headers=op, json={
+                    "recipients": ["a@school.example"], "template": "export_completed",
+                    "variables": {**base, name: value}})  # fmt: skip
+                assert r.status_code == 400, (name, value, r.text)
+                assert r.json()["details"][0]["field"] == "variables", r.text
+                assert "needs a number" in r.json()["message"], r.text
+            ok = http.post("/api/v1/notifications", headers=op, json={
+                "recipients": ["a@school.example"], "template": "export_completed",
+                "variables": base})  # fmt: skip
+            assert ok.status_code == 200, ok.text
+    with app.engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM notifications")).scalar_one() == 1

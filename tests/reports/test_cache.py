@@ -14,7 +14,7 @@ import redis
 from ferry.cache.breaker import CircuitBreaker
 from ferry.cache.flight import ReportCache
 from ferry.cache.memory import MemoryCache
-from ferry.cache.redis import RedisCache, RedisSettings
+from ferry.cache.redis import RedisCache, RedisSettings, _glob_escape
 from tests.reports.conftest import REDIS_URL, require_redis
 
 
@@ -151,3 +151,23 @@ def test_memory_cache_expires_and_bounds() -> None:
     m.set("d", b"4", 0.01)
     time.sleep(0.02)
     assert m.get("d") is None
+
+
+@pytest.mark.redis
+def test_redis_entries_count_only_our_reports(redis_client: redis.Redis) -> None:
+    """Issue 23, item 8: cache stats counted every key of the Redis database (DBSIZE:
+    revocations, rate limits, locks, other apps); they count this cache's reports only."""
+    tag = uuid.uuid4().hex[:8]
+    settings = RedisSettings(key_prefix=f"ferry:report:t{tag}[*]:")  # glob characters too
+    backend = RedisCache(None, redis_client, settings)
+    others = [f"other:{tag}:{i}" for i in range(5)] + [f"ferry:report:t{tag}x:1"]
+    try:
+        for i in range(3):
+            backend.set(f"student:{i}", b"r", 60)
+        redis_client.set(f"{backend.prefix}lock:student:0", b"1", px=60_000)
+        for key in others:
+            redis_client.set(key, b"x", px=60_000)
+        assert redis_client.dbsize() >= 10
+        assert backend.entries() == 3
+    finally:
+        redis_client.delete(*others, *redis_client.keys(_glob_escape(backend.prefix) + "*"))

@@ -73,7 +73,10 @@ class Channel(Protocol):
 
     `validate_recipient` returns the recipient as stored or raises ValueError saying what is
     wrong with it; `default_recipients` is who gets a notification that names none (a
-    webhook's endpoints; mail channels have none).
+    webhook's endpoints; mail channels have none). A delivered row is settled the moment
+    `send` returns for it (a crash resends at most the delivery in flight) unless the
+    channel sets `settle_each = False` (the log channel: a repeated log line reaches
+    nobody twice, so its rows are settled with their batch).
     """
 
     name: str

@@ -18,6 +18,9 @@ class LogSettings(Strict):
 
 class LogChannel:
     name = "log"
+    # A log line written twice after a crash reaches nobody twice: this channel's rows are
+    # settled with the batch (one statement), not one by one like mail and webhooks.
+    settle_each = False
     settings_model: ClassVar[type[Strict]] = LogSettings
 
     def __init__(self, app: Any = None) -> None:

@@ -41,6 +41,9 @@ class RpcCall:
     role: int = 0
     deadline: float | None = None  # monotonic time; set by the deadline filter
     attrs: dict[str, Any] = field(default_factory=dict)
+    # The request message of a unary-request call (seen at `start`); on a client stream,
+    # the message just received (seen at `received`).
+    request: Any = None
 
     def remaining(self) -> float | None:
         """Seconds left before this call's deadline, if it has one."""
@@ -128,6 +131,8 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
     ) -> Any:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             call = _new_call(info, context)
+            if not client_stream:
+                call.request = request
             token = _current.set(call)
             started: list[Filter] = []
             code, details = grpc.StatusCode.OK, ""
@@ -154,6 +159,8 @@ class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
     ) -> Any:
         def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call = _new_call(info, context)
+            if not client_stream:
+                call.request = request
             token = _current.set(call)
             started: list[Filter] = []
             code, details = grpc.StatusCode.OK, ""
@@ -201,6 +208,7 @@ def _new_call(info: MethodInfo, context: grpc.ServicerContext) -> RpcCall:
 def _receiving(call: RpcCall, filters: list[Filter], requests: Iterator[Any]) -> Iterator[Any]:
     """The request stream, shown to each filter message by message as it arrives."""
     for message in requests:
+        call.request = message
         for f in filters:
             f.received(call)
         yield message

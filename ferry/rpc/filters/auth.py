@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
-from ferry.auth import bearer
+from ferry.auth import Principal, credentials, links
 from ferry.auth.revocation import Revocations
 from ferry.errors import PermissionDenied, Unauthenticated
 from ferry.rpc.filters import Filter, RpcCall
@@ -29,7 +29,8 @@ ENABLED = Gauge("ferry_auth_enabled", "1 when calls must carry a valid token, 0 
 
 REFUSED = Counter(
     "ferry_auth_refused_total",
-    "Calls the auth filter refused, by reason: missing, invalid, expired, revoked, role.",
+    "Calls the auth filter refused, by reason: missing, invalid, expired, revoked, role, "
+    "link (a link token used for a call it does not name).",
     ("reason",),
 )
 
@@ -52,20 +53,27 @@ class AuthFilter(Filter):
             )
             return
         self.verifier = app.verifier()
+        self.link_verifier = links.verifier(app)
         self.revocations = Revocations(app.engine, app.redis(), a.revocation_refresh_seconds)
 
     def start(self, call: RpcCall) -> None:
         if call.method.min_role == 0 or not self.enabled:
             return
         try:
-            token = bearer(call.metadata)
+            scheme, token = credentials(call.metadata)
         except Unauthenticated:
             REFUSED.labels("missing").inc()
             raise
         try:
-            principal = self.verifier.verify(token)
+            if scheme == links.SCHEME:
+                principal = self._link(call, token)
+            else:
+                principal = self.verifier.verify(token)
         except Unauthenticated as e:
             REFUSED.labels("expired" if e.message == "token expired" else "invalid").inc()
+            raise
+        except PermissionDenied:
+            REFUSED.labels("link").inc()
             raise
         if self.revocations.is_revoked(principal.jti):
             REFUSED.labels("revoked").inc()
@@ -77,3 +85,11 @@ class AuthFilter(Filter):
         except PermissionDenied:
             REFUSED.labels("role").inc()
             raise
+
+    def _link(self, call: RpcCall, token: str) -> Principal:
+        """A link token (authorization: Link …) for exactly the call it names."""
+        principal = links.check_call(
+            self.link_verifier.claims(token), call.method.full_name, call.request
+        )
+        call.attrs["link"] = True
+        return principal
