@@ -435,8 +435,10 @@ class NotifySettings(Strict):
     max_bulk_recipients: int = Field(500, ge=1)
     # Download links in export mails are valid this long.
     link_ttl_days: int = Field(7, ge=1, le=365)
-    # Where people reach the gateway; links in mails start with it.
-    public_url: str = "http://127.0.0.1:8080"
+    # Where people reach the gateway; links in mails start with it. Empty: the gateway's own
+    # address and port (`gateway.address`, `gateway.port`; a wildcard address becomes this
+    # machine's host name), so a moved gateway never leaves mails pointing at the old port.
+    public_url: str = ""
     # Deadline of the export and import services' Send calls.
     send_timeout_seconds: float = Field(5.0, gt=0)
 
@@ -468,6 +470,13 @@ class Settings(Strict):
     # Where relative paths (SQLite file, signing key) are resolved; the config's folder.
     base_dir: str = "."
 
+    @model_validator(mode="after")
+    def _public_url(self) -> Settings:
+        if not self.notify.public_url:
+            notify = self.notify.model_copy(update={"public_url": gateway_url(self.gateway)})
+            object.__setattr__(self, "notify", notify)
+        return self
+
     def path(self, p: str) -> Path:
         """`p` resolved against the config file's folder."""
         q = Path(p)
@@ -480,6 +489,19 @@ class Settings(Strict):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             return prefix + str(self.path(url[len(prefix) :]).resolve())
         return url
+
+
+def gateway_url(gateway: GatewaySettings) -> str:
+    """http://ADDRESS:PORT of the gateway as configured; a wildcard address (0.0.0.0, ::)
+    is this machine's host name, an IPv6 one is bracketed."""
+    import socket
+
+    host = gateway.address
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{gateway.port}"
 
 
 def default_config_path() -> Path | None:

@@ -82,3 +82,20 @@ def test_relative_sqlite_path_resolves_against_config_folder(tmp_path: Path) -> 
 def test_client_target_per_service_falls_back_to_default() -> None:
     s = config.load(None, env={"FERRY_TARGET": "a:1"})
     assert s.client.for_service("export") == ("a:1", 30.0)
+
+
+def test_mail_links_follow_the_gateways_port_unless_public_url_is_set(tmp_path: Path) -> None:
+    """A gateway moved to another port (file or environment) moves the links in mails with
+    it; they kept pointing at :8080 when public_url was a fixed default."""
+    repo = Path(__file__).parents[2] / "ferry.yaml"
+    assert config.load(repo, env={}).notify.public_url == "http://127.0.0.1:8080"
+    moved = config.load(repo, env={"FERRY_GATEWAY_PORT": "9090"})
+    assert moved.notify.public_url == "http://127.0.0.1:9090"
+    p = write(tmp_path, "gateway:\n  address: '::1'\n  port: 8443\n")
+    assert config.load(p, env={}).notify.public_url == "http://[::1]:8443"
+    import socket
+
+    p = write(tmp_path, "gateway:\n  address: 0.0.0.0\n")
+    assert config.load(p, env={}).notify.public_url == f"http://{socket.gethostname()}:8080"
+    p = write(tmp_path, "gateway:\n  port: 9090\nnotify:\n  public_url: https://ferry.example\n")
+    assert config.load(p, env={}).notify.public_url == "https://ferry.example"
