@@ -43,7 +43,7 @@ def test_notifications_over_http(empty_url: str, make_app: Callable[..., App]) -
             )
             assert r.status_code == 200, r.text
             n = r.json()["notification"]
-            assert n["subject"] == "Η εξαγωγή απέτυχε: grades (pdf)"  # noqa: RUF001 (Greek)
+            assert n["subject"] == "Η εξαγωγή απέτυχε: Βαθμοί (pdf)"  # noqa: RUF001 (Greek)
             again = http.post(
                 "/api/v1/notifications",
                 headers=op,

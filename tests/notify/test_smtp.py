@@ -41,7 +41,7 @@ def test_mail_has_headers_both_parts_and_a_stable_message_id(
         done = c.wait(n.id)
     assert done.status == pb.NOTIFICATION_STATUS_SENT
     (mail,) = smtp.inbox.wait_for(1)
-    assert mail["Subject"] == "Η εξαγωγή είναι έτοιμη: students (csv), 1.234 εγγραφές"  # noqa: RUF001 (Greek)
+    assert mail["Subject"] == "Η εξαγωγή είναι έτοιμη: Μαθητές (csv), 1.234 εγγραφές"  # noqa: RUF001 (Greek)
     assert mail["To"].addresses[0].display_name == "Γιώργος Παπαδόπουλος"
     assert mail["To"].addresses[0].addr_spec == "giorgos@school.example"
     assert mail["From"].addresses[0].addr_spec == "ferry@school.example"
