@@ -30,6 +30,7 @@ from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import announce, apply, links, plan, rejects, store
+from ferry.merge.header import check_in_scope
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -446,6 +447,9 @@ class _Run:
             with _timed(f"wait for {shape.name}"):
                 self.staging.wait(shape.name)
             count = staged[shape.name].staged if shape.name in staged else 0
+            if shape.name in staged:  # the fields its records carry, from here on
+                shape = shape.carrying(staged[shape.name].carried)
+                self.shapes[shape.name] = shape
             narrow = not sqlite and plan.mostly_existing(conn, shape, count)
             with _timed(f"resolve {shape.name}{' (narrow)' if narrow else ''}"):
                 statuses[shape.name] = plan.resolve(
@@ -459,6 +463,9 @@ class _Run:
                     narrow,
                 )
                 summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
+            if semester:  # a semester bundle: its records must be of that semester
+                with _timed(f"header check {shape.name}"):
+                    check_in_scope(conn, self.ds, shape, semester)
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
@@ -488,7 +495,7 @@ class _Run:
         self.step = "linking records"
         with _timed("late binding"):
             for shape in self.active:
-                for ref in shape.refs:
+                for ref in shape.written_refs:
                     if ref.late:
                         apply.bind_late(conn, self.ds, shape, ref, sqlite)
         with _timed("pending links"):
@@ -525,7 +532,7 @@ class _Run:
             for ref in shape.refs:
                 if not ref.late:
                     continue
-                if shape.name in active:
+                if shape.name in active and shape.carries_ref(ref):
                     links.supersede(self.conn, self.ds, shape, ref, params)
                     opened = links.open_missing(self.conn, self.ds, shape, ref, params)
                     if opened is not None:
