@@ -1,9 +1,10 @@
 """The bundle's header is checked against its records: every scoped record of a semester
 bundle belongs to the header's semester.
 
-Driven by the dataset spec's scope rules, set-based, one statement per rule and entity,
-over the entity's resolved rows (ferry.merge.plan.resolve) before anything of it is
-applied:
+Driven by the dataset spec's scope rules and set-based: plan.resolve gives a record
+outside the status `scope` in the statement that resolves it (scope_condition), before
+anything of its entity is applied; only then are the rules asked which record broke
+which (refuse_out_of_scope):
 - a `Scope(column=...)` rule (courses, highlights): the record's own value of that column
   (the database row's, for an existing record whose file does not carry it);
 - a `Scope(via_parent=...)` rule (enrollments via their course, grades via their
@@ -29,9 +30,42 @@ from ferry.errors import InvalidArgument
 from ferry.merge.shape import Shape, q
 
 
-def check_in_scope(conn: Connection, ds: Dataset, shape: Shape, semester: str) -> None:
+def scope_condition(
+    ds: Dataset, shape: Shape, semester: str, dialect: sa.Dialect
+) -> tuple[list[str], list[str]]:
+    """SQL conditions on a resolved row `x` that put it outside `semester` (one per scope
+    rule), and the columns the inner select must add for them (`t` is the existing row).
+    plan.resolve gives such rows the status `scope`, inside the statement that resolves
+    them anyway: the check costs a hash probe per row, not a statement of its own."""
+    entity = shape.entity
+    if not semester or entity.shared or not entity.scope:
+        return [], []
+    literal = "'" + semester.replace("'", "''") + "'"
+    conds: list[str] = []
+    extra: list[str] = []
+    for rule in entity.scope:
+        if rule.column:
+            field = next(f for f in entity.fields if f.column_name == rule.column)
+            if shape.carries(field.name):
+                value = f"x.{q(field.name)}"
+                conds.append(f"({value} IS NULL OR {value} <> {literal})")
+            else:  # an existing record keeps its own (a new one is `absent`)
+                extra.append(f"t.{q(rule.column)} AS {q('scope_' + rule.column)}")
+                value = f"x.{q('scope_' + rule.column)}"
+                conds.append(f"(x.tid IS NOT NULL AND ({value} IS NULL OR {value} <> {literal}))")
+        elif rule.via_parent:
+            parent = ds.entity(entity.reference_for(rule.via_parent).parent)
+            r = next(r for r in shape.refs if r.ref.column == rule.via_parent)
+            if parent.shared or not parent.scope or not shape.carries_ref(r):
+                continue
+            ids = _scope_ids(dialect, ds, parent, semester)
+            conds.append(f"(x.r{r.index} IS NOT NULL AND x.r{r.index} NOT IN ({ids}))")
+    return conds, extra
+
+
+def refuse_out_of_scope(conn: Connection, ds: Dataset, shape: Shape, semester: str) -> None:
     """Raise InvalidArgument for the first record of `shape` (resolved, not yet applied)
-    that does not belong to `semester`."""
+    that does not belong to `semester` (called once resolve found one)."""
     entity = shape.entity
     if entity.shared or not entity.scope:
         return
@@ -44,7 +78,7 @@ def check_in_scope(conn: Connection, ds: Dataset, shape: Shape, semester: str) -
             row = conn.execute(
                 sa.text(
                     f"SELECT x.pos, {value}, {keys} FROM {shape.resolved} x "
-                    f"LEFT JOIN {table} t ON t.id = x.tid WHERE x.ok = 1 AND x.st <> 'error' "
+                    f"LEFT JOIN {table} t ON t.id = x.tid WHERE x.ok = 1 AND x.st = 'scope' "
                     f"AND ({value} IS NULL OR {value} <> :sem) ORDER BY x.pos LIMIT 1"
                 ),
                 {"sem": semester},
@@ -59,11 +93,11 @@ def check_in_scope(conn: Connection, ds: Dataset, shape: Shape, semester: str) -
             r = next(r for r in shape.refs if r.ref.column == rule.via_parent)
             if not shape.carries_ref(r):
                 continue  # an existing record keeps its parent; a new one is `absent`
-            ids = _scope_ids(conn, ds, parent, semester)
+            ids = _scope_ids(conn.dialect, ds, parent, semester)
             row = conn.execute(
                 sa.text(
                     f"SELECT x.pos, x.r{r.index}, {keys} FROM {shape.resolved} x "
-                    f"WHERE x.ok = 1 AND x.r{r.index} IS NOT NULL AND x.r{r.index} NOT IN "
+                    f"WHERE x.st = 'scope' AND x.r{r.index} IS NOT NULL AND x.r{r.index} NOT IN "
                     f"({ids}) ORDER BY x.pos LIMIT 1"
                 )
             ).first()
@@ -73,11 +107,11 @@ def check_in_scope(conn: Connection, ds: Dataset, shape: Shape, semester: str) -
                 _refuse(shape, row[0], row[2:], ",".join(ref.fields), got, semester, why)
 
 
-def _scope_ids(conn: Connection, ds: Dataset, entity: Entity, semester: str) -> str:
+def _scope_ids(dialect: sa.Dialect, ds: Dataset, entity: Entity, semester: str) -> str:
     """SQL: the ids of `entity`'s rows in `semester`, soft-deleted ones included."""
     alias = entity.table.alias("s")
     query = sa.select(alias.c.id).where(in_scope(ds, entity, alias, semester, True))
-    return str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def _semester_of(conn: Connection, ds: Dataset, entity: Entity, row_id: Any) -> str:

@@ -62,6 +62,7 @@ def resolve(
     sqlite: bool,
     resolved: frozenset[str] = frozenset(),
     narrow: bool = False,
+    scope: tuple[list[str], list[str]] = ([], []),
 ) -> str:
     """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err).
     `resolved`: the entities this run resolved before (their statuses can be consulted).
@@ -70,7 +71,9 @@ def resolve(
     `narrow` (PostgreSQL, when most rows are expected to exist already, as in a
     re-import) a table of only pos, ids and statuses, with the resolved rows a view
     joining it to the staged ones: most rows then only ever need their status, and the
-    staged columns are not copied. Narrow views are dropped by drop_views."""
+    staged columns are not copied. Narrow views are dropped by drop_views.
+    `scope`: conditions putting a row outside the bundle's semester, and the columns
+    they need (ferry.merge.header.scope_condition); such rows get the status `scope`."""
     table = q(shape.entity.table.name)
     select = ["s.*"]
     joins = []
@@ -117,26 +120,36 @@ def resolve(
         + " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in nk)
     )
     select.append("t.id AS tid")
+    select += scope[1]
     equal_all = " AND ".join(equal) or "1 = 1"
     select.append(f"CASE WHEN t.id IS NULL THEN 0 WHEN {equal_all} THEN 1 ELSE 0 END AS same")
     select.append("CASE WHEN s.ok = 1 THEN coalesce(d.n, 1) ELSE 0 END AS dup")
     joins.append(f"LEFT JOIN {table} t ON {key_match(shape, 't', 's', ref_prefix='p')}")
     inner = f"SELECT {', '.join(select)} FROM {shape.stage} s {' '.join(joins)}"
-    err = _error_case(shape, shapes, strategy, resolved)
-    status = _status_case(err, strategy)
-    if not narrow:
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE {shape.resolved}{_on_commit(sqlite)} AS "
-            f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"
+    err = _error_case(shape, shapes, strategy, resolved, scope[0])
+    if sqlite:
+        status = _status_case(err, strategy, "x")
+        wide = f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"
+    else:
+        # The error case is computed once per row (OFFSET 0 keeps PostgreSQL from pulling
+        # the subquery up, which would copy it into each branch of the status case).
+        status = _status_case("y.err", strategy, "y")
+        wide = (
+            f"SELECT y.*, {status} AS st FROM (SELECT x.*, {err} AS err FROM ({inner}) x "
+            "OFFSET 0) y"
         )
+    if not narrow:
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {shape.resolved}{_on_commit(sqlite)} AS {wide}")
         if not sqlite:
             conn.exec_driver_sql(f"ANALYZE {shape.resolved}")
         return shape.resolved
     core = f"{shape.resolved}_status"
-    ids = ", ".join(["x.pos", "x.tid", "x.dup", *(f"x.r{r.index}" for r in shape.refs)])
+    ids = ["pos", "tid", "dup", *(f"r{r.index}" for r in shape.refs)]
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE {core} ON COMMIT DROP AS "
-        f"SELECT {ids}, {err} AS err, {status} AS st FROM ({inner}) x"
+        f"SELECT {', '.join(f'y.{c}' for c in ids)}, y.err, {status} AS st FROM "
+        f"(SELECT {', '.join(f'x.{c}' for c in ids)}, x.same, {err} AS err FROM ({inner}) x "
+        "OFFSET 0) y"
     )
     conn.exec_driver_sql(f"ANALYZE {core}")
     extra = ", ".join(["c.tid", "c.dup", *(f"c.r{r.index}" for r in shape.refs), "c.err", "c.st"])
@@ -177,9 +190,16 @@ def _on_commit(sqlite: bool) -> str:
 
 
 def _error_case(
-    shape: Shape, shapes: dict[str, Shape], strategy: Strategy, resolved: frozenset[str]
+    shape: Shape,
+    shapes: dict[str, Shape],
+    strategy: Strategy,
+    resolved: frozenset[str],
+    outside: list[str],
 ) -> str:
-    whens = ["WHEN x.ok = 0 THEN 'value'", "WHEN x.dup > 1 THEN 'duplicate'"]
+    whens = ["WHEN x.ok = 0 THEN 'value'"]
+    if outside:  # not of the bundle's semester: the whole import is refused
+        whens.append(f"WHEN {' OR '.join(outside)} THEN 'scope'")
+    whens.append("WHEN x.dup > 1 THEN 'duplicate'")
     # Dates against the spec's range, set-based: the json reader's raw runs reach the
     # staging table unconverted (numbers are held to theirs by the reader's check).
     for c in _ranged_dates(shape):
@@ -211,16 +231,18 @@ def _ranged_dates(shape: Shape) -> list[Col]:
     return [c for c in shape.cols if c.kind is Kind.DATE and c.range and shape.carries(c.name)]
 
 
-def _status_case(err: str, strategy: Strategy) -> str:
+def _status_case(err: str, strategy: Strategy, row: str) -> str:
     new = "'unmatched'" if strategy is Strategy.UPDATE_ONLY else "'create'"
     existing = (
         "'skip'"
         if strategy is Strategy.SKIP
-        else "CASE WHEN x.same = 1 THEN 'same' ELSE 'update' END"
+        else f"CASE WHEN {row}.same = 1 THEN 'same' ELSE 'update' END"
     )
+    # A valid row (err NULL, nearly all) is decided by the first branch.
     return (
-        f"(CASE WHEN {err} = 'unmatched' THEN 'unmatched' WHEN {err} IS NOT NULL THEN 'error' "
-        f"WHEN x.tid IS NULL THEN {new} ELSE {existing} END)"
+        f"(CASE WHEN {err} IS NULL THEN (CASE WHEN {row}.tid IS NULL THEN {new} "
+        f"ELSE {existing} END) WHEN {err} = 'unmatched' THEN 'unmatched' "
+        f"WHEN {err} = 'scope' THEN 'scope' ELSE 'error' END)"
     )
 
 
@@ -234,11 +256,19 @@ _COUNTERS = {
 }
 
 
+class OutOfScope(Exception):
+    """Resolved rows of status `scope` (not of the bundle's semester): the run is refused
+    (ferry.merge.header.refuse_out_of_scope names the first)."""
+
+
 def summarize(conn: Connection, shape: Shape, statuses: str) -> EntitySummary:
-    """Counts of the entity's resolved rows per status (`statuses`: what resolve returned)."""
+    """Counts of the entity's resolved rows per status (`statuses`: what resolve returned).
+    Raises OutOfScope when some are outside the bundle's semester."""
     summary = EntitySummary(shape.name)
-    rows = conn.exec_driver_sql(f"SELECT st, count(*) FROM {statuses} GROUP BY st")
+    rows = conn.exec_driver_sql(f"SELECT st, count(*) FROM {statuses} GROUP BY st").all()
     for st, n in rows:
+        if st == "scope":
+            raise OutOfScope(shape.name)
         setattr(summary, _COUNTERS[st], int(n))
     return summary
 

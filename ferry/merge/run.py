@@ -30,7 +30,7 @@ from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import announce, apply, links, plan, rejects, store
-from ferry.merge.header import check_in_scope
+from ferry.merge.header import refuse_out_of_scope, scope_condition
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -461,11 +461,17 @@ class _Run:
                     sqlite,
                     frozenset(summaries),
                     narrow,
+                    # A semester bundle: its records must be of that semester.
+                    scope_condition(self.ds, shape, semester or "", conn.dialect),
                 )
-                summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
-            if semester:  # a semester bundle: its records must be of that semester
-                with _timed(f"header check {shape.name}"):
-                    check_in_scope(conn, self.ds, shape, semester)
+                try:
+                    summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
+                except plan.OutOfScope:
+                    refuse_out_of_scope(conn, self.ds, shape, semester or "")
+                    raise InvalidArgument(
+                        f"{shape.name} records are not of the bundle's semester {semester}",
+                        field=shape.name,
+                    ) from None
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
