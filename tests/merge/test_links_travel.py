@@ -187,3 +187,27 @@ def test_export_import_export_keeps_every_link(
             assert records(bundle(second, semester)).keys() >= {"courses", "students"}
 
         check()
+
+
+def test_an_entity_export_writes_the_pending_link(source: Engine, target: Engine) -> None:
+    """Entity exports (a courses csv here) write a waiting link as its target's key too
+    (they share the bundle exports' query: ferry.datasets.query.entity_columns)."""
+    import csv
+    import io
+
+    from tests.imports.exported import export_file
+
+    fall = bundle(source, "2026-fall")
+    assert run(target, fall).status is Status.COMPLETED
+    with target.connect() as conn:
+        waiting = dict(
+            conn.exec_driver_sql(
+                "SELECT record_key, target_key FROM pending_links WHERE closed_by IS NULL "
+                "AND entity = 'courses'"
+            ).all()
+        )
+    assert waiting
+    text = export_file(target, "courses", "csv").decode("utf-8-sig")
+    rows = {r["course_code"]: r for r in csv.DictReader(io.StringIO(text))}
+    for code, prerequisite in waiting.items():
+        assert rows[code]["prerequisite_code"] == prerequisite
