@@ -1,13 +1,15 @@
 """The merge over random sequences of imports and undos (issue 21): semester bundles with
 every strategy (some edited, some lacking a student), partial csvs of grades and
-students, and undos of the newest import, on both backends. After each import the
-fields it did not carry are unchanged and nothing outside its scope changed; undoing
-the newest import gives back the state before it; undoing everything newest-first
-gives back the starting checksums. The oracle is plain SQL snapshots."""
+students, delta bundles (a grade changed or deleted), and undos of the newest import,
+on both backends. After each import the fields it did not carry are unchanged and
+nothing outside its scope changed; undoing the newest import gives back the state
+before it; undoing everything newest-first gives back the starting checksums. The
+oracle is plain SQL snapshots."""
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import functools
 import hashlib
 from typing import Any
@@ -17,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from ferry.bundle.formats.base import Event
+from ferry.bundle.formats.base import Event, Header
 from ferry.datasets.school import SCHOOL
 from ferry.merge import Status, undo_import
 from tests.merge.helpers import bundle, checksum, rebuild, records, run
@@ -87,7 +89,15 @@ CSV_STEP = st.tuples(
     st.integers(0, 30),  # which row changes
     st.sets(st.integers(0, 5), max_size=4),  # which optional columns it carries
 )
-STEPS = st.lists(st.one_of(BUNDLE_STEP, CSV_STEP, st.just(("undo",))), min_size=2, max_size=6)
+DELTA_STEP = st.tuples(
+    st.just("delta"),
+    st.sampled_from(SEMESTERS),
+    st.integers(0, 30),  # which grade changed
+    st.booleans(),  # ... or was deleted
+)
+STEPS = st.lists(
+    st.one_of(BUNDLE_STEP, CSV_STEP, DELTA_STEP, st.just(("undo",))), min_size=2, max_size=6
+)
 OPTIONAL = {
     "grades": ["score", "max_score", "weight", "graded_on", "comment", "deleted_at"],
     "students": ["first_name", "last_name", "email", "date_of_birth", "year_level", "status"],
@@ -104,6 +114,23 @@ def _bundle_events(recs: dict[str, list[dict[str, Any]]], step: tuple[Any, ...])
         gone = by["students"][0]["student_id"]
         by = {k: [r for r in v if r.get("student_id") != gone] for k, v in by.items()}
     return rebuild(by, semester)
+
+
+def _delta(recs: dict[str, list[dict[str, Any]]], step: tuple[Any, ...]) -> list[Event]:
+    """A delta bundle of one grade changed (or deleted) since the start of the term."""
+    _, semester, grade, deleted = step
+    g = copy.deepcopy(recs["grades"][grade % len(recs["grades"])])
+    if deleted:
+        g["deleted_at"] = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    else:
+        g["score"] = float(g["score"]) / 2 + 0.75
+    events = rebuild({"grades": [g]}, semester)
+    head = events[0]
+    assert isinstance(head, Header)
+    since = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
+    head.metadata.updated_since.FromDatetime(since)
+    events[0] = Header(head.metadata, since)
+    return events
 
 
 def _csv(
@@ -148,7 +175,14 @@ def test_random_imports_and_undos_keep_their_promises(
                     continue
                 before = checksum(target)
                 recs = _source_records(url, step[2] if step[0] == "csv" else step[1])
-                if step[0] == "bundle":
+                if step[0] == "delta":
+                    outside = _outside(target, step[1])
+                    out = run(target, _delta(recs, step))
+                    assert out.status is Status.COMPLETED, out.errors[:3]
+                    assert _outside(target, step[1]) == outside, "outside the semester"
+                    changed = {k for k, v in checksum(target).items() if before[k] != v}
+                    assert changed <= {"grades"}, changed
+                elif step[0] == "bundle":
                     semester, strategy = step[1], step[2]
                     outside = _outside(target, semester)
                     events = _bundle_events(recs, step)
