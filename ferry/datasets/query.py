@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ferry.datasets.spec import Dataset, Entity, Kind
+from ferry.db.import_models import PendingLink
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,23 @@ def entity_columns(
         palias = parent.table.alias(f"p{i}")
         from_ = from_.join(palias, table.c[ref.column] == palias.c.id, isouter=ref.nullable)
         keys, from_ = _key_exprs(ds, parent, palias, from_, f"p{i}_", ref.nullable)
+        waiting = None
+        if ds.is_late(entity.name, ref) and len(ref.fields) == 1:
+            # A link held pending (its target exists nowhere here yet) travels on as the
+            # target's natural key, exactly as it arrived: an export relays what it holds.
+            links = PendingLink.__table__.alias(f"l{i}")
+            from_ = from_.outerjoin(
+                links,
+                sa.and_(
+                    links.c.row_id == table.c.id,
+                    links.c.entity == entity.name,
+                    links.c.field == ref.fields[0],
+                    links.c.closed_by.is_(None),
+                ),
+            )
+            waiting = links.c.target_key
         for own, key in zip(ref.fields, parent.natural_key, strict=True):
-            exprs[own] = keys[key]
+            exprs[own] = keys[key] if waiting is None else sa.func.coalesce(keys[key], waiting)
             kinds.setdefault(own, (Kind.STR, ref.nullable))
     names = [fd.name for fd in entity.message.DESCRIPTOR.fields if fd.name in exprs]
     return from_, exprs, [Column(n, *kinds[n]) for n in names]

@@ -2,7 +2,10 @@
 
 The semester scope: the semester's courses, their enrollments, the students enrolled, the
 grades/attendance/daily performance of those enrollments, and those students' highlights
-in the semester.
+in the semester. Students are shared between semesters: a semester `replace` soft-deletes
+the semester's courses, enrollments, grades, attendance, daily performance and
+highlights that the bundle lacks, never a student (who loses only the semester's
+enrollments).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ TIMESTAMPS = (
     Field("updated_at", Kind.TIMESTAMP),
     Field("deleted_at", Kind.TIMESTAMP, nullable=True),
 )
+# Marks, scores and weights: finite and small enough that no sum over a school's records
+# (a semester report) can overflow; dates default to ferry.datasets.spec.DATE_RANGE.
+SCORES = (-1_000_000.0, 1_000_000.0)
 ENROLLMENT = Reference(("student_id", "course_code"), "enrollments", "enrollment_ref")
 
 SCHOOL = Dataset.of(
@@ -32,7 +38,7 @@ SCHOOL = Dataset.of(
                 Field("semester"),
                 Field("title"),
                 Field("description"),
-                Field("credits", Kind.INT),
+                Field("credits", Kind.INT, bounds=(0, 1000)),
                 Field("teacher"),
                 Field("status"),
                 *TIMESTAMPS,
@@ -53,12 +59,13 @@ SCHOOL = Dataset.of(
                 Field("last_name"),
                 Field("email"),
                 Field("date_of_birth", Kind.DATE, nullable=True),
-                Field("year_level", Kind.INT),
+                Field("year_level", Kind.INT, bounds=(0, 100)),
                 Field("status"),
                 *TIMESTAMPS,
             ),
             references=(Reference(("mentor_student_id",), "students", "mentor_id", nullable=True),),
             scope=(Scope(via_child=("enrollments", "student_ref")),),
+            shared=True,  # enrolled in many semesters: a semester replace never deletes one
         ),
         Entity(
             "enrollments",
@@ -68,7 +75,7 @@ SCHOOL = Dataset.of(
             fields=(
                 Field("enrolled_on", Kind.DATE, nullable=True),
                 Field("status"),
-                Field("final_score", Kind.FLOAT, nullable=True),
+                Field("final_score", Kind.FLOAT, nullable=True, bounds=SCORES),
                 *TIMESTAMPS,
             ),
             references=(
@@ -84,9 +91,9 @@ SCHOOL = Dataset.of(
             natural_key=("student_id", "course_code", "assessment"),
             fields=(
                 Field("assessment"),
-                Field("score", Kind.FLOAT),
-                Field("max_score", Kind.FLOAT),
-                Field("weight", Kind.FLOAT),
+                Field("score", Kind.FLOAT, bounds=SCORES),
+                Field("max_score", Kind.FLOAT, bounds=(0, SCORES[1])),
+                Field("weight", Kind.FLOAT, bounds=(0, SCORES[1])),
                 Field("graded_on", Kind.DATE, nullable=True),
                 Field("comment", nullable=True),
                 *TIMESTAMPS,
@@ -116,7 +123,7 @@ SCHOOL = Dataset.of(
             fields=(
                 Field("date", Kind.DATE),
                 Field("category"),
-                Field("score", Kind.FLOAT),
+                Field("score", Kind.FLOAT, bounds=SCORES),
                 Field("note", nullable=True),
                 *TIMESTAMPS,
             ),

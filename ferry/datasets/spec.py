@@ -27,18 +27,35 @@ class Kind(StrEnum):
     TIMESTAMP = "timestamp"  # google.protobuf.Timestamp in a bundle
 
 
+# The plausible range of every DATE field that names none of its own.
+DATE_RANGE = ("1900-01-01", "2199-12-31")
+
+
 @dataclass(frozen=True)
 class Field:
-    """A value stored on the entity's own table."""
+    """A value stored on the entity's own table.
+
+    `bounds` (INT and FLOAT: numbers; DATE: "YYYY-MM-DD" texts) is the inclusive range a
+    value must lie in; a value outside is a record error naming entity, key, field and
+    the range. Every stored number is finite and bounded, so no sum in a report or an
+    export can overflow. DATE fields default to DATE_RANGE."""
 
     name: str
     kind: Kind = Kind.STR
     nullable: bool = False
     column: str = ""  # defaults to `name`
+    bounds: tuple[Any, Any] | None = None
 
     @property
     def column_name(self) -> str:
         return self.column or self.name
+
+    @property
+    def range(self) -> tuple[Any, Any] | None:
+        """The allowed range: `bounds`, or DATE_RANGE for a date."""
+        if self.bounds is None and self.kind is Kind.DATE:
+            return DATE_RANGE
+        return self.bounds
 
 
 @dataclass(frozen=True)
@@ -78,10 +95,21 @@ class Entity:
     fields: tuple[Field, ...]
     references: tuple[Reference, ...] = ()
     scope: tuple[Scope, ...] = ()
+    # Rows shared between scopes (a student is enrolled in many semesters): they are in a
+    # scope for exports, but a scoped `replace` never soft-deletes them; what ties them to
+    # the scope (their enrollments of the semester) goes instead. A replace of the whole
+    # dataset (scope "all") soft-deletes them like any other row.
+    shared: bool = False
 
     @property
     def table(self) -> Any:
         return self.model.__table__
+
+    @property
+    def replaced_in_scope(self) -> bool:
+        """Whether a scoped `replace` soft-deletes this entity's rows of the scope that
+        the bundle lacks: it has a scope and its rows are not shared between scopes."""
+        return bool(self.scope) and not self.shared
 
     def reference_for(self, column: str) -> Reference:
         for ref in self.references:

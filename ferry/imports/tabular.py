@@ -10,6 +10,9 @@ engine parses numbers and dates and reports the row and column of a bad one. An 
 cell is the empty text for a text field that cannot be null (an export writes "" so),
 and missing for every other field. A reader whose cells tell null from "" (json,
 `typed_cells`) keeps "" in a nullable text field too.
+
+A field without a column is not carried: the merge never compares nor writes it (a csv
+without `comment` or `deleted_at` keeps what the database holds; docs/merging.md).
 """
 
 from __future__ import annotations

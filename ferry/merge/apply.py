@@ -243,8 +243,9 @@ def update_changed(conn: Connection, shape: Shape, import_id: str, now: Any, sql
         ),
         params,
     )
-    sets = [f"{q(c.target)} = x.{q(c.name)}" for c in shape.own if not c.bookkeeping]
-    sets += [f"{q(r.ref.column)} = x.r{r.index}" for r in shape.refs if not r.late]
+    # Only the carried fields: a partial file changes only what it carries.
+    sets = [f"{q(c.target)} = x.{q(c.name)}" for c in shape.written]
+    sets += [f"{q(r.ref.column)} = x.r{r.index}" for r in shape.written_refs if not r.late]
     sets.append(f"{UPDATED_AT} = :now")
     conn.execute(
         sa.text(

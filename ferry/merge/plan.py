@@ -17,8 +17,11 @@ may name a parent outside it (a prerequisite from an earlier semester). Such a l
 bound when the parent exists in the bundle or the database, and left unset otherwise
 rather than rejecting the record. Required parents that exist nowhere are errors.
 
-Compared columns: every field except created_at/updated_at (kept by Ferry); deleted_at
-is data. Late-bound references compare against the database's current parent ids.
+Compared columns: every field the records carry except created_at/updated_at (kept by
+Ferry); deleted_at is data. A field the file does not carry (a csv without the column) is
+neither compared nor written, so a partial file changes only what it carries; a record
+to create that lacks a required field is the error `absent`. Late-bound references
+compare against the database's current parent ids.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ferry.datasets.query import in_scope
-from ferry.datasets.spec import Dataset
+from ferry.datasets.spec import Dataset, Kind
 from ferry.merge import links
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -39,7 +42,7 @@ from ferry.merge.model import (
     RecordError,
     Strategy,
 )
-from ferry.merge.shape import Ref, Shape, key_lookup, key_match, q, same
+from ferry.merge.shape import Col, Ref, Shape, key_lookup, key_match, q, same
 
 
 def _keys(r: Ref, row: str) -> list[str]:
@@ -59,6 +62,7 @@ def resolve(
     sqlite: bool,
     resolved: frozenset[str] = frozenset(),
     narrow: bool = False,
+    scope: tuple[list[str], list[str]] = ([], []),
 ) -> str:
     """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err).
     `resolved`: the entities this run resolved before (their statuses can be consulted).
@@ -67,13 +71,14 @@ def resolve(
     `narrow` (PostgreSQL, when most rows are expected to exist already, as in a
     re-import) a table of only pos, ids and statuses, with the resolved rows a view
     joining it to the staged ones: most rows then only ever need their status, and the
-    staged columns are not copied. Narrow views are dropped by drop_views."""
+    staged columns are not copied. Narrow views are dropped by drop_views.
+    `scope`: conditions putting a row outside the bundle's semester, and the columns
+    they need (ferry.merge.header.scope_condition); such rows get the status `scope`."""
     table = q(shape.entity.table.name)
     select = ["s.*"]
     joins = []
-    equal = [
-        same(f"t.{q(c.target)}", f"s.{q(c.name)}", sqlite) for c in shape.own if not c.bookkeeping
-    ]
+    # Only carried fields are compared: a partial file changes only what it carries.
+    equal = [same(f"t.{q(c.target)}", f"s.{q(c.name)}", sqlite) for c in shape.written]
     for r in shape.refs:
         i = r.index
         on = " AND ".join(
@@ -82,6 +87,8 @@ def resolve(
         )
         joins.append(f"LEFT JOIN ({key_lookup(ds, r.parent)}) p{i} ON {on}")
         select.append(f"p{i}.id AS r{i}")
+        if not shape.carries_ref(r):
+            continue
         if r.late:
             # The parent may still be created by this run (in the bundle): the link then
             # changes even if the database's current one matches nothing yet.
@@ -113,26 +120,36 @@ def resolve(
         + " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in nk)
     )
     select.append("t.id AS tid")
+    select += scope[1]
     equal_all = " AND ".join(equal) or "1 = 1"
     select.append(f"CASE WHEN t.id IS NULL THEN 0 WHEN {equal_all} THEN 1 ELSE 0 END AS same")
     select.append("CASE WHEN s.ok = 1 THEN coalesce(d.n, 1) ELSE 0 END AS dup")
     joins.append(f"LEFT JOIN {table} t ON {key_match(shape, 't', 's', ref_prefix='p')}")
     inner = f"SELECT {', '.join(select)} FROM {shape.stage} s {' '.join(joins)}"
-    err = _error_case(shape, shapes, strategy, resolved)
-    status = _status_case(err, strategy)
-    if not narrow:
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE {shape.resolved}{_on_commit(sqlite)} AS "
-            f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"
+    err = _error_case(shape, shapes, strategy, resolved, scope[0])
+    if sqlite:
+        status = _status_case(err, strategy, "x")
+        wide = f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"
+    else:
+        # The error case is computed once per row (OFFSET 0 keeps PostgreSQL from pulling
+        # the subquery up, which would copy it into each branch of the status case).
+        status = _status_case("y.err", strategy, "y")
+        wide = (
+            f"SELECT y.*, {status} AS st FROM (SELECT x.*, {err} AS err FROM ({inner}) x "
+            "OFFSET 0) y"
         )
+    if not narrow:
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {shape.resolved}{_on_commit(sqlite)} AS {wide}")
         if not sqlite:
             conn.exec_driver_sql(f"ANALYZE {shape.resolved}")
         return shape.resolved
     core = f"{shape.resolved}_status"
-    ids = ", ".join(["x.pos", "x.tid", "x.dup", *(f"x.r{r.index}" for r in shape.refs)])
+    ids = ["pos", "tid", "dup", *(f"r{r.index}" for r in shape.refs)]
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE {core} ON COMMIT DROP AS "
-        f"SELECT {ids}, {err} AS err, {status} AS st FROM ({inner}) x"
+        f"SELECT {', '.join(f'y.{c}' for c in ids)}, y.err, {status} AS st FROM "
+        f"(SELECT {', '.join(f'x.{c}' for c in ids)}, x.same, {err} AS err FROM ({inner}) x "
+        "OFFSET 0) y"
     )
     conn.exec_driver_sql(f"ANALYZE {core}")
     extra = ", ".join(["c.tid", "c.dup", *(f"c.r{r.index}" for r in shape.refs), "c.err", "c.st"])
@@ -173,9 +190,26 @@ def _on_commit(sqlite: bool) -> str:
 
 
 def _error_case(
-    shape: Shape, shapes: dict[str, Shape], strategy: Strategy, resolved: frozenset[str]
+    shape: Shape,
+    shapes: dict[str, Shape],
+    strategy: Strategy,
+    resolved: frozenset[str],
+    outside: list[str],
 ) -> str:
-    whens = ["WHEN x.ok = 0 THEN 'value'", "WHEN x.dup > 1 THEN 'duplicate'"]
+    whens = ["WHEN x.ok = 0 THEN 'value'"]
+    if outside:  # not of the bundle's semester: the whole import is refused
+        whens.append(f"WHEN {' OR '.join(outside)} THEN 'scope'")
+    whens.append("WHEN x.dup > 1 THEN 'duplicate'")
+    # Dates against the spec's range, set-based: the json reader's raw runs reach the
+    # staging table unconverted (numbers are held to theirs by the reader's check).
+    for c in _ranged_dates(shape):
+        low, high = (d.isoformat() for d in c.range or ())
+        whens.append(
+            f"WHEN x.{q(c.name)} < '{low}' OR x.{q(c.name)} > '{high}' THEN 'range:{c.name}'"
+        )
+    if shape.lacking and strategy is not Strategy.UPDATE_ONLY:
+        # A new record needs every required field; the file does not carry some.
+        whens.append("WHEN x.tid IS NULL THEN 'absent'")
     for r in shape.refs:
         keys = _keys(r, "x")
         if r.late:
@@ -193,16 +227,22 @@ def _error_case(
     return f"(CASE {' '.join(whens)} ELSE NULL END)"
 
 
-def _status_case(err: str, strategy: Strategy) -> str:
+def _ranged_dates(shape: Shape) -> list[Col]:
+    return [c for c in shape.cols if c.kind is Kind.DATE and c.range and shape.carries(c.name)]
+
+
+def _status_case(err: str, strategy: Strategy, row: str) -> str:
     new = "'unmatched'" if strategy is Strategy.UPDATE_ONLY else "'create'"
     existing = (
         "'skip'"
         if strategy is Strategy.SKIP
-        else "CASE WHEN x.same = 1 THEN 'same' ELSE 'update' END"
+        else f"CASE WHEN {row}.same = 1 THEN 'same' ELSE 'update' END"
     )
+    # A valid row (err NULL, nearly all) is decided by the first branch.
     return (
-        f"(CASE WHEN {err} = 'unmatched' THEN 'unmatched' WHEN {err} IS NOT NULL THEN 'error' "
-        f"WHEN x.tid IS NULL THEN {new} ELSE {existing} END)"
+        f"(CASE WHEN {err} IS NULL THEN (CASE WHEN {row}.tid IS NULL THEN {new} "
+        f"ELSE {existing} END) WHEN {err} = 'unmatched' THEN 'unmatched' "
+        f"WHEN {err} = 'scope' THEN 'scope' ELSE 'error' END)"
     )
 
 
@@ -216,11 +256,19 @@ _COUNTERS = {
 }
 
 
+class OutOfScope(Exception):
+    """Resolved rows of status `scope` (not of the bundle's semester): the run is refused
+    (ferry.merge.header.refuse_out_of_scope names the first)."""
+
+
 def summarize(conn: Connection, shape: Shape, statuses: str) -> EntitySummary:
-    """Counts of the entity's resolved rows per status (`statuses`: what resolve returned)."""
+    """Counts of the entity's resolved rows per status (`statuses`: what resolve returned).
+    Raises OutOfScope when some are outside the bundle's semester."""
     summary = EntitySummary(shape.name)
-    rows = conn.exec_driver_sql(f"SELECT st, count(*) FROM {statuses} GROUP BY st")
+    rows = conn.exec_driver_sql(f"SELECT st, count(*) FROM {statuses} GROUP BY st").all()
     for st, n in rows:
+        if st == "scope":
+            raise OutOfScope(shape.name)
         setattr(summary, _COUNTERS[st], int(n))
     return summary
 
@@ -229,8 +277,8 @@ def count_deletions(conn: Connection, shape: Shape) -> int:
     """How many of the rows to update arrive soft-deleted while live in the database
     (a delta's deletions, or a full bundle's): counted as deleted, not updated (call
     before applying)."""
-    if not any(c.target == "deleted_at" for c in shape.own):
-        return 0
+    if not any(c.target == "deleted_at" for c in shape.written):
+        return 0  # a file without deleted_at never deletes nor un-deletes
     table = q(shape.entity.table.name)
     return int(
         conn.exec_driver_sql(
@@ -254,8 +302,10 @@ def list_errors(
         "THEN 1 ELSE 0 END"
         for r in shape.refs
     ]
+    dates = _ranged_dates(shape)
     rows = conn.exec_driver_sql(
-        f"SELECT x.pos, x.err, x.dup, {', '.join([key, *ref_cols, *in_bundle])} "
+        f"SELECT x.pos, x.err, x.dup, "
+        f"{', '.join([key, *ref_cols, *in_bundle, *(f'x.{q(c.name)}' for c in dates)])} "
         f"FROM {shape.resolved} x "
         f"WHERE x.st = 'error' AND x.ok = 1 ORDER BY x.pos LIMIT {int(limit)}"
     )
@@ -265,11 +315,22 @@ def list_errors(
         pos, err, dup = row[0], row[1], row[2]
         keyvals = row[3 : 3 + nkey]
         refvals = dict(zip(ref_fields, row[3 + nkey : 3 + nkey + len(ref_fields)], strict=True))
-        rejected = row[3 + nkey + len(ref_fields) :]
+        rejected = row[3 + nkey + len(ref_fields) : 3 + nkey + len(ref_fields) + len(shape.refs)]
+        values = dict(zip([c.name for c in dates], row[len(row) - len(dates) :], strict=True))
         display = "/".join(_text(v) for v in keyvals)
-        if err == "duplicate":
+        if err.startswith("range:"):
+            field = err[len("range:") :]
+            low, high = (d.isoformat() for d in shape.col(field).range or ())
+            reason = f"out of range: {_text(values[field])} (allowed: {low} to {high})"
+        elif err == "duplicate":
             field = ",".join(shape.entity.natural_key)
             reason = f"duplicate natural key: the bundle holds it {int(dup)} times"
+        elif err == "absent":
+            field = shape.lacking[0]
+            reason = (
+                f"no {shape.name} record with this key exists, and a new one needs "
+                f"{', '.join(shape.lacking)}, which the file does not carry"
+            )
         else:
             r = shape.refs[int(err[3:])]
             field = ",".join(r.ref.fields)
@@ -289,9 +350,9 @@ def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
     """Up to MAX_SAMPLES_PER_ENTITY records this run creates and updates, with old and
     new values (call before applying)."""
     table = q(shape.entity.table.name)
-    own = [c for c in shape.own if not c.bookkeeping]
+    own = shape.written
     key = shape.entity.natural_key
-    names = [c.name for c in shape.cols]
+    names = [c.name for c in shape.cols if shape.carries(c.name)]
     cols = ", ".join(f"x.{q(n)}" for n in names)
     olds = ", ".join(f"t.{q(c.target)}" for c in own)
     out: list[RecordChange] = []
@@ -334,9 +395,10 @@ def _text(value: Any) -> str:
 def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str | None) -> bool:
     """Remember the ids of the entity's live rows in `semester` (None: every live row, for
     a whole-dataset bundle) before anything changes (a replace soft-deletes those the
-    bundle lacks). False when the entity has no scope (and a semester is given)."""
-    if semester is not None and not shape.entity.scope:
-        return False
+    bundle lacks). False when a semester is given and the entity has no scope or is
+    shared between scopes (students): a scoped replace never soft-deletes those."""
+    if semester is not None and not shape.entity.replaced_in_scope:
+        return False  # no scope, or shared between scopes (ferry.datasets.spec.Entity)
     alias = shape.entity.table.alias("t")
     query = sa.select(alias.c.id).where(in_scope(ds, shape.entity, alias, semester, False))
     sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))

@@ -94,7 +94,7 @@ def adopt_staged(conn: Connection, table: str, import_id: str) -> None:
 
 def save_resolved(conn: Connection, import_id: str, shape: Shape, sqlite: bool) -> None:
     """Store the records rejected in SQL (duplicate keys, missing parents)."""
-    names = [c.name for c in shape.cols]
+    names = [c.name for c in shape.cols if shape.carries(c.name)]  # as the file had them
     result = conn.exec_driver_sql(
         f"SELECT pos, {', '.join(q(n) for n in names)} FROM {shape.resolved} "
         "WHERE st = 'error' AND ok = 1 ORDER BY pos"

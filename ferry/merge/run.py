@@ -30,6 +30,7 @@ from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import announce, apply, links, plan, rejects, store
+from ferry.merge.header import refuse_out_of_scope, scope_condition
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -461,6 +462,9 @@ class _Run:
             with _timed(f"wait for {shape.name}"):
                 self.staging.wait(shape.name)
             count = staged[shape.name].staged if shape.name in staged else 0
+            if shape.name in staged:  # the fields its records carry, from here on
+                shape = shape.carrying(staged[shape.name].carried)
+                self.shapes[shape.name] = shape
             narrow = not sqlite and plan.mostly_existing(conn, shape, count)
             with _timed(f"resolve {shape.name}{' (narrow)' if narrow else ''}"):
                 statuses[shape.name] = plan.resolve(
@@ -472,8 +476,17 @@ class _Run:
                     sqlite,
                     frozenset(summaries),
                     narrow,
+                    # A semester bundle: its records must be of that semester.
+                    scope_condition(self.ds, shape, semester or "", conn.dialect),
                 )
-                summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
+                try:
+                    summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
+                except plan.OutOfScope:
+                    refuse_out_of_scope(conn, self.ds, shape, semester or "")
+                    raise InvalidArgument(
+                        f"{shape.name} records are not of the bundle's semester {semester}",
+                        field=shape.name,
+                    ) from None
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
@@ -503,7 +516,7 @@ class _Run:
         self.step = "linking records"
         with _timed("late binding"):
             for shape in self.active:
-                for ref in shape.refs:
+                for ref in shape.written_refs:
                     if ref.late:
                         apply.bind_late(conn, self.ds, shape, ref, sqlite)
         with _timed("pending links"):
@@ -540,7 +553,7 @@ class _Run:
             for ref in shape.refs:
                 if not ref.late:
                     continue
-                if shape.name in active:
+                if shape.name in active and shape.carries_ref(ref):
                     links.supersede(self.conn, self.ds, shape, ref, params)
                     opened = links.open_missing(self.conn, self.ds, shape, ref, params)
                     if opened is not None:

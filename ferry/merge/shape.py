@@ -8,6 +8,7 @@ refused in Python). Nothing here is per entity: it is all read from the spec.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ class Col:
     length: int | None  # text length limit
     bounds: tuple[int, int]  # integer range
     copy_type: str  # PostgreSQL type name for binary COPY
+    # The spec's allowed range (FLOAT: numbers; DATE: dt.date); INT ranges are in bounds.
+    range: tuple[Any, Any] | None = None
 
     @property
     def bookkeeping(self) -> bool:
@@ -53,6 +56,40 @@ class Shape:
     # (target column, reference index or bundle field) identifying a row by its natural key
     target_key: tuple[tuple[str, int | str], ...]
     stage_table: str = ""
+    # The fields this run's records carry (None: every field). A field not carried is
+    # never compared nor written: a partial file changes only what it carries.
+    carried: frozenset[str] | None = None
+
+    def carrying(self, carried: frozenset[str] | None) -> Shape:
+        """This shape for a run whose records carry `carried` (None: every field)."""
+        if carried is not None and carried >= {c.name for c in self.cols}:
+            carried = None
+        return dataclasses.replace(self, carried=carried)
+
+    def carries(self, name: str) -> bool:
+        return self.carried is None or name in self.carried
+
+    def carries_ref(self, r: Ref) -> bool:
+        return self.carried is None or all(f in self.carried for f in r.ref.fields)
+
+    @property
+    def written(self) -> list[Col]:
+        """The own columns this run compares and updates: carried, not bookkeeping."""
+        return [c for c in self.cols if c.target and not c.bookkeeping and self.carries(c.name)]
+
+    @property
+    def written_refs(self) -> list[Ref]:
+        """The references this run compares and sets: carried ones."""
+        return [r for r in self.refs if self.carries_ref(r)]
+
+    @property
+    def lacking(self) -> list[str]:
+        """Required fields the records do not carry: a record to create cannot be."""
+        if self.carried is None:
+            return []
+        own = [c.name for c in self.own if not c.nullable and not c.bookkeeping]
+        refs = [f for r in self.refs if not r.ref.nullable for f in r.ref.fields]
+        return [n for n in dict.fromkeys(own + refs) if not self.carries(n)]
 
     @property
     def name(self) -> str:
@@ -94,7 +131,7 @@ def _shape(ds: Dataset, entity: Entity, dialect: sa.Dialect, sqlite: bool, empty
     cols: list[Col] = []
     for f in entity.fields:
         column = table.c[f.column_name]
-        col = _col(f.name, f.kind, f.nullable, column, f.column_name, dialect, sqlite)
+        col = _col(f.name, f.kind, f.nullable, column, f.column_name, dialect, sqlite, f.range)
         if col.bookkeeping and not sqlite and not empty:
             # created_at/updated_at: checked here, but staged as text and only parsed by
             # PostgreSQL for the rows created (few or none in a re-import). Into an empty
@@ -133,9 +170,18 @@ def _col(
     target: str,
     dialect: sa.Dialect,
     sqlite: bool,
+    allowed: tuple[Any, Any] | None = None,
 ) -> Col:
     length = getattr(column.type, "length", None)
     big = isinstance(column.type, sa.BigInteger) and not sqlite
+    bounds = INT64 if big else INT32
+    span: tuple[Any, Any] | None = None
+    if allowed is not None and kind is Kind.INT:
+        bounds = (max(bounds[0], int(allowed[0])), min(bounds[1], int(allowed[1])))
+    elif allowed is not None and kind is Kind.FLOAT:
+        span = (float(allowed[0]), float(allowed[1]))
+    elif allowed is not None and kind is Kind.DATE:
+        span = (dt.date.fromisoformat(allowed[0]), dt.date.fromisoformat(allowed[1]))
     optional = nullable or (kind is Kind.TIMESTAMP and bool(target))
     copy_type = {
         Kind.STR: "text",
@@ -145,18 +191,8 @@ def _col(
         Kind.TIMESTAMP: "timestamptz",
     }[kind]
     ddl = column.type.compile(dialect=dialect)
-    convert = converter(kind, optional, length, big, sqlite)
-    return Col(
-        name,
-        kind,
-        nullable,
-        ddl,
-        target,
-        convert,
-        length,
-        INT64 if big else INT32,
-        copy_type,
-    )
+    convert = converter(kind, optional, length, bounds, sqlite, span)
+    return Col(name, kind, nullable, ddl, target, convert, length, bounds, copy_type, span)
 
 
 def _iso(convert: Converter) -> Converter:

@@ -36,6 +36,9 @@ class EntityStage:
     staged: int = 0  # records seen (also the last position)
     refused: int = 0  # records refused in Python
     errors: list[RecordError] = field(default_factory=list)  # the first few
+    # The fields the entity's records carry: those of its first record (a csv's header).
+    # None until the first record; see Stager.stage.
+    carried: frozenset[str] | None = None
 
 
 def create_tables(conn: Connection, shapes: Iterable[Shape], sqlite: bool) -> None:
@@ -69,16 +72,40 @@ class Stager:
         self._shapes = shapes
         self.entities: dict[str, EntityStage] = {}
         self._allowed = {name: frozenset(c.name for c in s.cols) for name, s in shapes.items()}
-        self._convert = {
-            name: record_converter(
-                [
-                    (c.name, c.kind, c.convert, c.length, c.bounds, c.copy_type == "text")
-                    for c in s.cols
-                ],
-                sqlite,
+        self._convert: dict[str, Callable[[dict[str, Any], int], tuple[Any, ...]]] = {}
+
+    def _carry(self, st: EntityStage, first: dict[str, Any], pos: int) -> frozenset[str]:
+        """Fix the fields the entity carries from its first record (every later record
+        may carry no other), and build its converter. A file that lacks a field of the
+        natural key or of a required link cannot name its records: InvalidArgument."""
+        shape = st.shape
+        allowed = self._allowed[shape.name]
+        if not first.keys() <= allowed:
+            unknown = sorted(set(first) - allowed)
+            raise InvalidArgument(
+                f"{shape.name} record {pos}: unknown field(s) {', '.join(unknown)}",
+                field=f"{shape.name}.{unknown[0]}",
             )
-            for name, s in shapes.items()
-        }
+        carried = frozenset(first)
+        needed = list(shape.entity.natural_key)
+        needed += [f for r in shape.refs if not r.ref.nullable for f in r.ref.fields]
+        lacking = [f for f in dict.fromkeys(needed) if f not in carried]
+        if lacking:
+            raise InvalidArgument(
+                f"{shape.name} records must carry {', '.join(lacking)} (their natural key "
+                "and required links name them); the file has no such field",
+                field=f"{shape.name}.{lacking[0]}",
+            )
+        st.carried = carried
+        self._convert[shape.name] = record_converter(
+            [
+                (c.name, c.kind, c.convert, c.length, c.bounds, c.copy_type == "text", c.range)
+                for c in shape.cols
+            ],
+            self._sqlite,
+            None if carried == allowed else carried,
+        )
+        return carried
 
     def stage(self, entity: str, records: list[dict[str, Any]], rejects: RejectSink | None) -> None:
         """Check, convert and stage one batch of `entity`; refused records are counted,
@@ -89,6 +116,11 @@ class Stager:
                 f"unknown entity {entity!r}; known: {', '.join(self._shapes)}", field="entity"
             )
         st = self.entities.setdefault(entity, EntityStage(shape))
+        if not records:
+            return
+        carried = st.carried
+        if carried is None:
+            carried = self._carry(st, records[0], st.staged + 1)
         allowed = self._allowed[entity]
         convert = self._convert[entity]
         rows: list[tuple[Any, ...]] = []
@@ -96,11 +128,19 @@ class Stager:
         pos = st.staged
         for rec in records:
             pos += 1
-            if not rec.keys() <= allowed:
+            if not rec.keys() <= carried:
                 unknown = sorted(set(rec) - allowed)
+                if unknown:
+                    raise InvalidArgument(
+                        f"{entity} record {pos}: unknown field(s) {', '.join(unknown)}",
+                        field=f"{entity}.{unknown[0]}",
+                    )
+                extra = sorted(set(rec) - carried)
                 raise InvalidArgument(
-                    f"{entity} record {pos}: unknown field(s) {', '.join(unknown)}",
-                    field=f"{entity}.{unknown[0]}",
+                    f"{entity} record {pos} carries {', '.join(extra)}, which the first "
+                    f"{entity} record lacks: every record of an entity carries the same "
+                    "fields (a field absent from all of them is left as it is)",
+                    field=f"{entity}.{extra[0]}",
                 )
             try:
                 rows.append(convert(rec, pos))
@@ -121,6 +161,18 @@ class Stager:
             return
         shape = self._shapes[batch.entity]
         st = self.entities.setdefault(batch.entity, EntityStage(shape))
+        # A raw run carries every field (the reader's check encodes each one back).
+        every = self._allowed[batch.entity]
+        if st.carried is None:
+            st.carried = every
+        elif st.carried != every:
+            extra = sorted(every - st.carried)
+            raise InvalidArgument(
+                f"{batch.entity} record {st.staged + 1} carries {', '.join(extra)}, which the "
+                f"first {batch.entity} record lacks: every record of an entity carries the "
+                "same fields",
+                field=f"{batch.entity}.{extra[0]}",
+            )
         names = [q(c.name) for c in shape.cols]
         self._conn.exec_driver_sql(
             f"INSERT INTO {shape.stage} (pos, ok, {', '.join(names)}) "
@@ -140,6 +192,9 @@ class Stager:
         blamed = False
         keys = set(shape.entity.natural_key)
         for c in shape.cols:
+            if st.carried is not None and c.name not in st.carried:
+                values.append(None)  # not carried: never checked, never written
+                continue
             try:
                 value = c.convert(rec.get(c.name))
             except BadValue as exc:
@@ -189,7 +244,8 @@ def _text(value: Any) -> str:
 
 def field_rules(ds: Dataset, dialect: sa.Dialect) -> FieldRules:
     """What the json reader may pass on unparsed (RawBatch) into `ds`: values
-    staging would take as they are (text within its column, integers in range)."""
+    staging would take as they are (text within its column, integers and floats within
+    the spec's range). Dates are checked against theirs in SQL (ferry.merge.plan)."""
     shapes = build_shapes(ds, dialect).values()
     return {
         s.name: {
@@ -198,6 +254,7 @@ def field_rules(ds: Dataset, dialect: sa.Dialect) -> FieldRules:
                 c.nullable,
                 c.length if c.kind is Kind.STR else None,
                 c.bounds if c.kind is Kind.INT else None,
+                c.range if c.kind is Kind.FLOAT else None,
             )
             for c in s.cols
         }

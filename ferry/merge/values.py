@@ -35,17 +35,29 @@ class BadValue(ValueError):
         self.reason = reason
 
 
-def converter(kind: Kind, nullable: bool, length: int | None, big: bool, sqlite: bool) -> Converter:
-    """A function checking one value of `kind` and returning what the staging table stores."""
+def converter(
+    kind: Kind,
+    nullable: bool,
+    length: int | None,
+    bounds: tuple[int, int],
+    sqlite: bool,
+    span: tuple[Any, Any] | None = None,
+) -> Converter:
+    """A function checking one value of `kind` and returning what the staging table stores.
+    `bounds`: an INT's range; `span`: a FLOAT's or DATE's (the dataset spec's)."""
     if kind is Kind.STR:
         return _str(nullable, length)
     if kind is Kind.INT:
-        return _optional(_int(INT64 if big else INT32), nullable)
+        return _optional(_int(bounds), nullable)
     if kind is Kind.FLOAT:
-        return _optional(_float, nullable)
+        return _optional(_float if span is None else _float_in(*span), nullable)
     if kind is Kind.DATE:
-        return _optional(_date_parser(sqlite), nullable)
+        return _optional(_date_parser(sqlite, span), nullable)
     return _optional(_timestamp(sqlite), nullable)
+
+
+def out_of_range(value: Any, low: Any, high: Any) -> BadValue:
+    return BadValue(f"out of range: {value} (allowed: {low} to {high})")
 
 
 def _optional(convert: Converter, nullable: bool) -> Converter:
@@ -93,7 +105,7 @@ def _int(bounds: tuple[int, int]) -> Converter:
             else:
                 raise BadValue(f"expected an integer, got {type(value).__name__}")
         if not low <= value <= high:
-            raise BadValue(f"integer out of range: {value}")
+            raise out_of_range(value, low, high)
         return value
 
     return check
@@ -115,7 +127,17 @@ def _float(value: Any) -> Any:
     return value
 
 
-def _date_parser(sqlite: bool) -> Converter:
+def _float_in(low: float, high: float) -> Converter:
+    def check(value: Any) -> Any:
+        value = _float(value)
+        if not low <= value <= high:
+            raise out_of_range(value, low, high)
+        return value
+
+    return check
+
+
+def _date_parser(sqlite: bool, span: tuple[Any, Any] | None = None) -> Converter:
     # Dates repeat a lot (every attendance row of a day): remember the ones seen.
     # SQLite stores the text; PostgreSQL's binary COPY wants date objects.
     seen: dict[str, Any] = {}
@@ -132,11 +154,15 @@ def _date_parser(sqlite: bool) -> Converter:
                 parsed = dt.date.fromisoformat(text)
             except ValueError:
                 raise BadValue(f"not a date (YYYY-MM-DD): {value[:40]!r}") from None
+            if span is not None and not span[0] <= parsed <= span[1]:
+                raise out_of_range(text, span[0].isoformat(), span[1].isoformat())
             day = parsed.isoformat() if sqlite else parsed
             if len(seen) < 100_000:
                 seen[value] = day
             return day
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            if span is not None and not span[0] <= value <= span[1]:
+                raise out_of_range(value.isoformat(), span[0].isoformat(), span[1].isoformat())
             return value.isoformat() if sqlite else value
         raise BadValue(f"expected a date (YYYY-MM-DD), got {type(value).__name__}")
 
@@ -166,26 +192,37 @@ def _timestamp(sqlite: bool) -> Converter:
 
 
 def record_converter(
-    cols: list[tuple[str, Kind, Converter, int | None, tuple[int, int], bool]], sqlite: bool
+    cols: list[tuple[str, Kind, Converter, int | None, tuple[int, int], bool, Any]],
+    sqlite: bool,
+    carried: frozenset[str] | None = None,
 ) -> Callable[[dict[str, Any], int], tuple[Any, ...]]:
     """A function `convert(record, pos) -> staged row (pos, 1, values...)` for columns
-    (name, kind, checking converter, text length, int bounds, staged as text), generated
+    (name, kind, checking converter, text length, int bounds, staged as text, the FLOAT or
+    DATE range), generated
     once per entity:
     the common case (a value of the right type) costs a type test, not a call; anything
-    else goes through the checking converter, which converts or raises BadValue."""
+    else goes through the checking converter, which converts or raises BadValue.
+    `carried`: the fields the file carries (None: all); the others are staged as NULL
+    unchecked, and the merge never writes them (see ferry.merge.shape.Shape.carried)."""
     lines = ["def convert(r, pos):", "    g = r.get"]
     ns: dict[str, Any] = {"_dt": dt.datetime, "_UTC": dt.UTC}
     names = []
-    for i, (name, kind, conv, length, (low, high), as_text) in enumerate(cols):
+    for i, (name, kind, conv, length, (low, high), as_text, span) in enumerate(cols):
         v = f"v{i}"
         names.append(v)
         ns[f"c{i}"] = conv
+        if carried is not None and name not in carried:
+            lines.append(f"    {v} = None")
+            continue
         lines.append(f"    {v} = g({name!r})")
         if kind is Kind.STR:
             limit = f" or len({v}) > {length}" if length else ""
             test = f"{v}.__class__ is not str{limit} or '\\x00' in {v}"
         elif kind is Kind.INT:
             test = f"{v}.__class__ is not int or not {low} <= {v} <= {high}"
+        elif kind is Kind.FLOAT and span is not None:
+            # Out of the spec's range (NaN and infinities too) goes to the checker.
+            test = f"{v}.__class__ is not float or not {span[0]!r} <= {v} <= {span[1]!r}"
         elif kind is Kind.FLOAT:
             test = f"{v}.__class__ is not float or {v} - {v} != 0.0"  # NaN and inf fail
         elif kind is Kind.DATE:

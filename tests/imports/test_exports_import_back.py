@@ -153,7 +153,7 @@ def _students(draw: st.DrawFn) -> list[dict[str, object]]:
                 "date_of_birth": draw(
                     st.none() | st.dates(dt.date(1900, 3, 1), dt.date(2100, 1, 1)).map(str)
                 ),
-                "year_level": draw(st.integers(-(2**31), 2**31 - 1)),
+                "year_level": draw(st.integers(0, 100)),  # the spec's range
                 "status": draw(_TRICKY | _TEXT.filter(lambda t: len(t) <= 16)),
                 "created_at": draw(instant),
                 "updated_at": draw(instant),
@@ -217,8 +217,15 @@ _FLOAT = st.floats(min_value=-9.99e307, max_value=9.99e307, allow_nan=False, wid
 def _value(draw: st.DrawFn, entity: str, f: Field) -> object:
     """A value for field `f`, within its column's length in the database."""
     column = SCHOOL.entity(entity).model.__table__.c[f.column_name]
+    # Numbers anywhere in the dataset spec's range (issue 21: numbers have bounds).
     if f.kind is Kind.INT:
-        value: object = draw(st.integers(-(2**31), 2**31 - 1))
+        low, high = f.range or (-(2**31), 2**31 - 1)
+        value: object = draw(st.integers(int(low), int(high)))
+    elif f.kind is Kind.FLOAT and f.range is not None:
+        # 12 significant digits: the row comparison rounds to 15 (Excel's precision), and
+        # a value with more digits than that could round differently after xlsx's 16.
+        floats = st.floats(float(f.range[0]), float(f.range[1]), allow_nan=False)
+        value = draw(floats.map(lambda x: float(f"{x:.12g}")))
     elif f.kind is Kind.FLOAT:
         value = draw(_FLOAT)
     elif f.kind is Kind.DATE:

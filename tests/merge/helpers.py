@@ -51,7 +51,10 @@ def edited(events: list[Event], entity: str, index: int, **changes: Any) -> list
     """A copy of `events` with record `index` (0-based) of `entity` changed."""
     by = copy.deepcopy(records(events))
     by[entity][index].update(changes)
-    return rebuild(by)
+    # The header keeps saying the bundle's own semester (a header naming another one is
+    # refused: tests/merge/test_replace_scope.py).
+    semester = next((e.metadata.semester for e in events if isinstance(e, Header)), SEMESTER)
+    return rebuild(by, semester)
 
 
 def run(engine: Engine, events: list[Event], **options: Any) -> ImportOutcome:

@@ -99,6 +99,7 @@ class FieldRule:
     nullable: bool
     max_length: int | None = None
     bounds: tuple[int, int] | None = None
+    span: tuple[float, float] | None = None  # a FLOAT's range
 
 
 FieldRules = Mapping[str, Mapping[str, FieldRule]]  # entity -> bundle field -> rule

@@ -112,6 +112,12 @@ def record_decoder(cols: dict[str, Column], max_chars: int) -> Any:
     """
     lines = ["def decode(raw, entity, position, limits):", "    g = raw.get"]
     names = list(cols)
+    # A record without some fields keeps them absent (not null): a partial record
+    # changes only what it carries when merged. Callers checked that its keys are known.
+    lines.append(f"    if len(raw) != {len(names)}:")
+    lines.append(
+        "        return {k: slow(D[k], v, entity, position, limits) for k, v in raw.items()}"
+    )
     for i, name in enumerate(names):
         col = cols[name]
         fast = _FAST.get(col.kind, "False")
@@ -123,6 +129,7 @@ def record_decoder(cols: dict[str, Column], max_chars: int) -> Any:
     namespace: dict[str, Any] = {
         "slow": decode_value,
         "C": [cols[n] for n in names],
+        "D": dict(cols),
         "max_chars": max_chars,
     }
     exec(compile("\n".join(lines), f"<record_decoder {','.join(names)}>", "exec"), namespace)

@@ -34,6 +34,8 @@ def _type(col: Column, rule: FieldRule | None, limits: BundleLimits) -> Any:
     elif kind is Kind.INT:
         low, high = rule.bounds if rule is not None and rule.bounds else (-(2**31), 2**31 - 1)
         t = Annotated[int, msgspec.Meta(ge=low, le=high)]
+    elif kind is Kind.FLOAT and rule is not None and rule.span is not None:
+        t = Annotated[float, msgspec.Meta(ge=rule.span[0], le=rule.span[1])]
     elif kind is Kind.FLOAT:
         t = float  # JSON has no NaN or infinity; msgspec refuses numbers beyond a double
     elif kind is Kind.DATE:

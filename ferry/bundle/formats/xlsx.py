@@ -245,8 +245,12 @@ def _read(f: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
             head = next(rows, None) or ()
             fields = [_cell(h) for h in head]
             start = dec.counts.get(entity, 0)
+            known = dec.fields.get(entity, {})
+            named = [f for f in fields if isinstance(f, str) and f in known]
             for position, row in enumerate(rows, start):
-                raw = {}
+                # An empty cell under a field's name is null; a field the sheet has no
+                # column for stays absent (the record does not carry it).
+                raw: dict[str, Any] = dict.fromkeys(named)
                 for i, value in enumerate(row):
                     if value is None:
                         continue
