@@ -63,11 +63,18 @@ def _counts(url: str) -> dict[str, int]:
 
 
 def _fuzz(
-    operation: Any, role: str, headers: dict[str, str], url: str, failures: list[str]
+    operation: Any,
+    role: str,
+    headers: dict[str, str],
+    url: str,
+    failures: list[str],
+    examples: int = 6,
 ) -> None:
+    # The short run (make test) is derandomized: the same 6 cases every time. The long run
+    # (make test-long) draws fresh cases each time.
     @given(case=operation.as_strategy(), pick=st.data())
-    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck),
-              derandomize=True, database=None)  # fmt: skip
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck),
+              derandomize=examples <= 6, database=None)  # fmt: skip
     def fuzz(case: schemathesis.Case, pick: st.DataObject) -> None:
         kind = pick.draw(st.sampled_from([str, str, float]))
         case.path_parameters = _hostile(case.path_parameters or {}, pick, kind)
@@ -86,10 +93,7 @@ def _fuzz(
     fuzz()
 
 
-@pytest.mark.slow
-def test_hostile_values_in_every_operation_never_5xx_and_refusals_change_nothing(
-    served: tuple[App, int], seeded_url: str
-) -> None:
+def _every_operation(served: tuple[App, int], seeded_url: str, examples: int) -> None:
     app, port = served
     asgi = create_app(app, ServiceChannels(app.settings.client, f"127.0.0.1:{port}"))
     schema = schemathesis.openapi.from_asgi("/openapi.json", asgi)
@@ -101,5 +105,18 @@ def test_hostile_values_in_every_operation_never_5xx_and_refusals_change_nothing
         for operation in operations:
             if operation.path in ("/api/v1/sessions/import", "/api/v1/imports/entities"):
                 continue  # uploads: a file body, not JSON fields (tests/gateway/test_uploads.py)
-            _fuzz(operation, role, headers, seeded_url, failures)
+            _fuzz(operation, role, headers, seeded_url, failures, examples)
     assert not failures, "\n".join(failures[:20])
+
+
+@pytest.mark.slow
+def test_hostile_values_in_every_operation_never_5xx_and_refusals_change_nothing(
+    served: tuple[App, int], seeded_url: str
+) -> None:
+    _every_operation(served, seeded_url, examples=6)
+
+
+@pytest.mark.slow
+@pytest.mark.long  # make test-long: 40 fresh cases per operation and role
+def test_hostile_values_long_run(served: tuple[App, int], seeded_url: str) -> None:
+    _every_operation(served, seeded_url, examples=40)
