@@ -55,6 +55,20 @@ def in_scope(
     return sa.and_(sa.true(), *conds)
 
 
+def live(ds: Dataset, entity: Entity, table: Any) -> sa.ColumnElement[bool]:
+    """A predicate on `table` (an alias of the entity's table): the row and every required
+    parent it hangs from, all the way up, are live (a grade of a deleted course is not)."""
+    conds: list[sa.ColumnElement[bool]] = [table.c.deleted_at.is_(None)]
+    for ref in entity.references:
+        if not ref.nullable and ref.parent != entity.name:
+            parent = ds.entity(ref.parent)
+            alias = parent.table.alias()
+            conds.append(
+                table.c[ref.column].in_(sa.select(alias.c.id).where(live(ds, parent, alias)))
+            )
+    return sa.and_(*conds)
+
+
 def _ids_in_scope(
     ds: Dataset, entity: Entity, value: str | None, include_deleted: bool
 ) -> sa.Select[Any]:

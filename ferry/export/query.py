@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ferry.datasets.query import Column, entity_columns, in_scope
+from ferry.datasets.query import Column, entity_columns, in_scope, live
 from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
 from ferry.errors import InvalidArgument
 from ferry.formats.base import Table, TableColumn
@@ -127,7 +127,8 @@ def _conditions(
         )
     where: list[sa.ColumnElement[bool]] = []
     if not req.include_deleted:
-        where.append(table.c.deleted_at.is_(None))
+        # Soft-deleted rows never count, nor rows under a soft-deleted parent at any depth.
+        where.append(live(ds, entity, table))
     own = {fd.name: fd for fd in entity.fields}
     if "status" in f:
         if "status" not in own:

@@ -113,9 +113,13 @@ def test_search_date_and_course_filters_match_sql(job_app: Callable[..., App]) -
     day = str(day)[:10]
     expected = sql_count(
         app,
+        # Live rows under live parents only (an enrolment, student or course soft-deleted
+        # takes its attendance out of every output).
         "SELECT count(*) FROM attendance a JOIN enrollments e ON e.id = a.enrollment_ref "
+        "JOIN students s ON s.id = e.student_ref "
         f"JOIN courses c ON c.id = e.course_ref WHERE c.course_code = '{code}' "
-        f"AND a.date >= '{day}' AND a.deleted_at IS NULL",
+        f"AND a.date >= '{day}' AND a.deleted_at IS NULL AND e.deleted_at IS NULL "
+        "AND s.deleted_at IS NULL AND c.deleted_at IS NULL",
     )
     with running(app) as srv, jobs_client(app, srv) as jobs:
         job = jobs.wait(
