@@ -102,9 +102,9 @@ k8s: setup
 ## temporary folder and run `make test` there with CI=true, printing the wall time. Not in CI.
 fresh-check:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	git clone --quiet . "$$tmp/ferry"; start=$$(date +%s); \
+	git clone --quiet . "$$tmp/ferry"; rev=$$(git -C "$$tmp/ferry" rev-parse --short HEAD); start=$$(date +%s); \
 	status=0; ( cd "$$tmp/ferry" && CI=true $(MAKE) --no-print-directory test ) || status=$$?; \
-	echo "fresh-check: make test on a fresh clone of $$(git rev-parse --short HEAD):" \
+	echo "fresh-check: make test on a fresh clone of $$rev:" \
 	  "exit $$status, wall time $$(( $$(date +%s) - start )) s"; exit $$status
 
 clean:
