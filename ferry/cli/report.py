@@ -44,19 +44,23 @@ def _save(responses: Iterable[Any], output: str) -> None:
     click.echo(f"wrote {target} ({got.size:,} bytes; server named it {got.filename})", err=True)
 
 
-@report.command("student")
-@click.argument("student_id")
-@click.option("--semester", default="", help="Only this semester, e.g. 2026-fall.")
-@click.option("--from", "date_from", default="", help="First day (YYYY-MM-DD).")
-@click.option("--to", "date_to", default="", help="Last day (YYYY-MM-DD).")
-@click.option("--format", "fmt", type=FORMATS, default="pdf", show_default=True)
-@click.option(
+# Every report command takes the language of the file it makes.
+LANGUAGE = click.option(
     "--language",
     type=click.Choice(["en", "el"]),
     default="en",
     show_default=True,
     help="The language of the file's words and numbers (English or Greek).",
 )
+
+
+@report.command("student")
+@click.argument("student_id")
+@click.option("--semester", default="", help="Only this semester, e.g. 2026-fall.")
+@click.option("--from", "date_from", default="", help="First day (YYYY-MM-DD).")
+@click.option("--to", "date_to", default="", help="Last day (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=FORMATS, default="pdf", show_default=True)
+@LANGUAGE
 @click.option("-o", "--output", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="60s", show_default=True)
 @click.pass_context
@@ -92,13 +96,7 @@ def student(
 @report.command("semester")
 @click.argument("semester")
 @click.option("--format", "fmt", type=FORMATS, default="pdf", show_default=True)
-@click.option(
-    "--language",
-    type=click.Choice(["en", "el"]),
-    default="en",
-    show_default=True,
-    help="The language of the file's words and numbers (English or Greek).",
-)
+@LANGUAGE
 @click.option("-o", "--output", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="120s", show_default=True)
 @click.pass_context
@@ -138,13 +136,7 @@ def semester(
 )
 @click.option("--from", "date_from", default="", help="First day (YYYY-MM-DD).")
 @click.option("--to", "date_to", default="", help="Last day (YYYY-MM-DD).")
-@click.option(
-    "--language",
-    type=click.Choice(["en", "el"]),
-    default="en",
-    show_default=True,
-    help="The language of the file's words and numbers (English or Greek).",
-)
+@LANGUAGE
 @click.option("-o", "--out", "target", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="5m", show_default=True)
 @click.pass_context

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ferry.bundle.formats.base import Note
+
 # At most this many errors are listed in an outcome; `total_errors` is always exact.
 MAX_LISTED_ERRORS = 100
 # At most this many sample changes per entity.
@@ -83,20 +85,12 @@ class RecordChange:
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (field, old, new)
 
 
-@dataclass
-class ImportWarning:
-    """Something the caller should know that is not an error, per kind and entity.
-
-    kinds: `pending_links` (optional links whose target exists nowhere yet: kept, and
-    bound when the target arrives), `links_bound` (links waiting from earlier imports
-    that this import's records completed)."""
-
-    kind: str
-    entity: str
-    field: str
-    count: int
-    sample: list[str]
-    message: str
+# Something the caller should know that is not an error, per kind and entity: the readers'
+# notes (a bundle format's warnings, a loss report) and the engine's own kinds,
+# `pending_links` (optional links whose target exists nowhere yet: kept, and bound when the
+# target arrives) and `links_bound` (links waiting from earlier imports that this import's
+# records completed). One shape for both: a reader's Note is an ImportWarning as it is.
+ImportWarning = Note
 
 
 @dataclass

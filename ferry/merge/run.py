@@ -174,7 +174,7 @@ def run_import(
     refused: list[RecordError] = []
     if isinstance(first, Header):
         semester = first.metadata.semester
-        notes = [ImportWarning(**dataclasses.asdict(n)) for n in first.notes if n.kind != REFUSED]
+        notes = [n for n in first.notes if n.kind != REFUSED]
         # Records a reader refused before the merge (a OneRoster row): invalid records.
         refused = [
             RecordError(n.entity, n.sample[0] if n.sample else "", n.field, n.message, n.count)

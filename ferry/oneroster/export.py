@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from ferry.bundle.formats.base import Batch, Event, Header, RawBatch, Record
+from ferry.datasets.school import SCHOOL
 from ferry.oneroster.loss import LossReport
 from ferry.oneroster.spec import MANIFEST, MANIFEST_VERSION, ONEROSTER_VERSION, TABLES
 
@@ -450,19 +451,8 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
     return t, manifest, loss
 
 
-_KEYS = {
-    "courses": ("course_code",),
-    "students": ("student_id",),
-    "enrollments": ("student_id", "course_code"),
-    "grades": ("student_id", "course_code", "assessment"),
-    "attendance": ("student_id", "course_code", "date"),
-    "daily_performance": ("student_id", "course_code", "date", "category"),
-    "highlights": ("student_id", "semester", "title"),
-}
-
-
 def _key(entity: str, r: Record) -> str:
-    return "/".join(str(r.get(k, "")) for k in _KEYS[entity])
+    return "/".join(str(r.get(k, "")) for k in SCHOOL.entity(entity).natural_key)
 
 
 def _csv(columns: list[str], rows: Iterable[dict[str, str]]) -> bytes:
