@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from ferry.cli.common import clients, load_app, rpc_errors, table
+from ferry.imports.tabular import EMPTY_CELL_RULE
 from ferry.v1 import bundle_pb2 as bpb
 from ferry.v1 import import_pb2 as ipb
 
@@ -54,6 +55,20 @@ def imports() -> None:
 
     `ferry import FILE --help` explains the upload options.
     """
+
+
+# The empty-cell rule of csv/xlsx entity files, said by --help and after each such import.
+_ENTITY_HELP = (
+    "Import a csv/xlsx file of this entity instead. Only its columns are written; "
+    + EMPTY_CELL_RULE
+    + "."
+)
+
+
+def _echo_empty_cell_rule(r: ipb.ImportResult) -> None:
+    """After a csv/xlsx entity import: how its empty cells were read."""
+    if r.entity and r.options.bundle_format in ("csv", "xlsx"):
+        click.echo(f"empty cells: {EMPTY_CELL_RULE}")
 
 
 def _chunks(path: Path, progress: Any) -> Iterator[bpb.FileChunk]:
@@ -99,7 +114,7 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--on-error", type=click.Choice(list(ON_ERROR)), default="abort", show_default=True)
 @click.option("--idempotency-key", default="", help="Same key and file: the first result.")
 @click.option("--format", "fmt", default="", help="Bundle format (default: from the name).")
-@click.option("--entity", default="", help="Import a csv/xlsx file of this entity instead.")
+@click.option("--entity", default="", help=_ENTITY_HELP)
 @click.option("--map", "maps", multiple=True, help="HEADER=FIELD column mapping (--entity).")
 @click.pass_context
 def import_file(
@@ -202,6 +217,7 @@ def _print_result(r: ipb.ImportResult) -> None:
     for w in r.warnings:
         sample = f" (e.g. {', '.join(w.sample[:3])})" if w.sample else ""
         click.echo(f"note: {w.message}{sample}")
+    _echo_empty_cell_rule(r)
     if r.status == ipb.IMPORT_STATUS_DRY_RUN:
         for c in r.sample_changes[:ERRORS_SHOWN]:
             diff = ", ".join(f"{f.field}: {f.old_value!r} -> {f.new_value!r}" for f in c.changes)

@@ -6,10 +6,13 @@ is row 2 (its record position is 1).
 Headers are matched to the entity's bundle field names case-insensitively, with spaces
 and dashes read as underscores, so a file exported with labels ("Date of birth") imports
 as is. An explicit column mapping wins over that matching. Values stay text: the merge
-engine parses numbers and dates and reports the row and column of a bad one. An empty
-cell is the empty text for a text field that cannot be null (an export writes "" so),
-and missing for every other field. A reader whose cells tell null from "" (json,
-`typed_cells`) keeps "" in a nullable text field too.
+engine parses numbers and dates and reports the row and column of a bad one.
+
+The empty-cell rule (EMPTY_CELL_RULE, docs/merging.md): a present but empty csv/xlsx cell
+is the empty text in a text field, nullable or not, and null in every other kind (a
+number, a date, an instant, a key, a link); the merge then refuses null where a field is
+required, naming row and column. A reader whose cells tell null from "" (json,
+`typed_cells`) keeps them apart: "" is empty text, null is null.
 
 A field without a column is not carried: the merge never compares nor writes it (a csv
 without `comment` or `deleted_at` keeps what the database holds; docs/merging.md).
@@ -27,6 +30,12 @@ from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
 from ferry.errors import InvalidArgument
 
 _SEPARATORS = re.compile(r"[\s\-]+")
+# The rule in words, for the CLI's --help and result and the page's preview (one source).
+EMPTY_CELL_RULE = (
+    "an empty csv/xlsx cell in a column the file has becomes empty text in a text field "
+    "(nullable or not) and empty (null) in a number, date, key or link field, which is an "
+    "error where the field is required; leave a column out to keep what Ferry holds"
+)
 
 
 def normalise(header: str) -> str:
@@ -98,27 +107,28 @@ class RowMapper:
             seen[name] = header
             self.columns.append((header, name))
         self._timestamps = {n for n, k in kinds.items() if k is Kind.TIMESTAMP}
-        # An empty cell of a text field that may be empty (not nullable, so "" is how the
-        # export writes an empty value) is the empty text; of a nullable field, of a key
-        # or of a link it is missing (a truly required one is then named with its row).
+        # The empty-cell rule (EMPTY_CELL_RULE): an empty cell of a text field is the empty
+        # text, nullable or not; of a key, a link or any other kind it is null (a required
+        # one is then named with its row by the merge).
         linked = {name for ref in entity.references for name in ref.fields}
         text = {
             f.name: f.nullable
             for f in entity.fields
             if f.kind is Kind.STR and f.name not in entity.natural_key and f.name not in linked
         }
-        self._blank_text = {name for name, nullable in text.items() if not nullable}
-        # A reader that tells null from "" (json): "" stays "" in a nullable text field.
-        self._empty_text = set(text) if typed_cells else self._blank_text
+        self._empty_text = set(text)
+        # A cell that is null: a csv/xlsx cell cannot be told from "", so it is empty text
+        # too; a reader that tells them apart (json) keeps null in a nullable text field.
+        self._null_text = {n for n, nullable in text.items() if not nullable or not typed_cells}
 
     def record(self, row: Mapping[str, Any], position: int) -> Record:
-        """The record of data row `position` (1-based); empty cells become None, or ""
-        for text fields that hold empty text rather than nothing."""
+        """The record of data row `position` (1-based); empty cells follow the empty-cell
+        rule: "" in text fields, None in every other kind."""
         out: Record = {}
         for header, name in self.columns:
             value = row.get(header)
             if value is None:
-                out[name] = "" if name in self._blank_text else None
+                out[name] = "" if name in self._null_text else None
             elif value == "":
                 out[name] = "" if name in self._empty_text else None
             elif name in self._timestamps:

@@ -354,7 +354,15 @@ function renderResult(result, isPreview) {
     }
     box.append(p, ul);
   }
+  if (isPreview) box.append(emptyCellRule());
   box.hidden = false;
+}
+
+// The empty-cell rule (docs/merging.md), stated beside every preview.
+function emptyCellRule() {
+  const p = document.createElement("p");
+  p.className = "hint"; p.id = "empty-cell-rule"; p.textContent = t("emptyCellRule");
+  return p;
 }
 
 async function loadImports() {

@@ -84,8 +84,9 @@ def _rows(engine: Engine, entity: str, fmt: str = "json") -> list[tuple[tuple[st
     instants to the millisecond and floats to 15 digits, Excel's precision)."""
     doc = orjson.loads(export_file(engine, entity, "json"))
     fix = _ms if fmt == "xlsx" else (lambda v: v)
-    # A csv or xlsx cell holds "" and null alike: a nullable text field's "" comes back
-    # null (the one loss of the tabular formats; the bundle formats keep both).
+    # A csv or xlsx cell holds "" and null alike: by the empty-cell rule a nullable text
+    # field's null comes back as "" (the one loss of the tabular formats; the bundle
+    # formats keep both).
     blank = {
         f.name
         for f in SCHOOL.entity(entity).fields
@@ -93,7 +94,7 @@ def _rows(engine: Engine, entity: str, fmt: str = "json") -> list[tuple[tuple[st
     }
 
     def value(k: str, v: object) -> object:
-        return None if k in blank and v == "" else fix(v)
+        return "" if k in blank and v is None else fix(v)
 
     return sorted(tuple(sorted((k, repr(value(k, v))) for k, v in r.items())) for r in doc["rows"])
 
