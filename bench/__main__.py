@@ -24,6 +24,7 @@ from bench import (
     imports,
     notify,
     reports,
+    scope_checks,
     stream_session,
 )
 from bench.common import Row, fresh_database, print_table, save
@@ -44,6 +45,7 @@ BENCHES: dict[str, Bench] = {
     "notify": notify.run,
     "reports": reports.run,
     "backup": backup.run,
+    "scope_checks": scope_checks.run,
 }
 
 
