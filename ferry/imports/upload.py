@@ -56,8 +56,8 @@ def import_session(
     # Bad options fail before the upload, not after it.
     merge_options = convert.merge_options(options)
     fmt: Any = None
-    if options.bundle_format or options.filename:
-        fmt = detect.bundle_format(options.bundle_format, options.filename)
+    if options.bundle_format or options.filename:  # None: told by the content, later
+        fmt = detect.named_bundle_format(options.bundle_format, options.filename)
     first = next(requests, None)
     if first is not None:
         requests = itertools.chain([first], requests)
@@ -82,8 +82,9 @@ def import_spooled(
         kind, source_sha, filename, marked = receive_bundle(requests, spool)
         ended.stream_ended(marked)
         if kind == "file_chunk":
-            if fmt is None:  # the name came with the first chunk
-                fmt = detect.bundle_format("", filename)
+            if fmt is None:  # the name came with the first chunk, or the content tells
+                filename = merge_options.filename or filename
+                fmt = detect.bundle_format("", filename, content=spool.rewind())
                 merge_options = dataclasses.replace(merge_options, filename=filename)
             if isinstance(fmt, RawReading):  # runs of records go to the database unparsed
                 rules = field_rules(ds, app.engine.dialect)

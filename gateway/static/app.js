@@ -264,8 +264,16 @@ async function runImport(dryRun) {
   const form = new FormData();
   form.append("file", file, file.name);
   const q = new URLSearchParams({ merge_strategy: strategy(), dry_run: String(dryRun) });
+  importFormat(q);
   const r = await api(`/api/v1/sessions/import?${q}`, { method: "POST", body: form });
   return r.result;
+}
+
+// The import box's format: empty lets the server tell it by name or content (a
+// OneRoster zip by its manifest.csv).
+function importFormat(q) {
+  const format = $("import-format").value;
+  if (format) q.set("bundle_format", format);
 }
 
 async function preview() {
@@ -333,10 +341,11 @@ function renderResult(result, isPreview) {
     }
     box.append(p, ul);
   }
-  if ((result.warnings || []).length) {
+  const notes = (result.warnings || []).filter((w) => w.kind !== LOSS_KIND);
+  if (notes.length) {
     const p = document.createElement("p"); p.textContent = t("importNotes");
     const ul = document.createElement("ul"); ul.className = "import-warnings";
-    for (const w of result.warnings) {
+    for (const w of notes) {
       const li = document.createElement("li");
       li.textContent = w.message + ((w.sample || []).length ? ` (${w.sample.slice(0, 3).join(", ")})` : "");
       ul.append(li);
@@ -354,8 +363,25 @@ function renderResult(result, isPreview) {
     }
     box.append(p, ul);
   }
+  renderLoss(result, box);
   if (isPreview) box.append(emptyCellRule());
   box.hidden = false;
+}
+
+// The loss report (a OneRoster import): what did not cross, per table and field, with a
+// count and a sample, under its own heading.
+const LOSS_KIND = "not_imported";
+function renderLoss(result, box) {
+  const lost = (result.warnings || []).filter((w) => w.kind === LOSS_KIND);
+  if (!lost.length) return;
+  const p = document.createElement("p"); p.textContent = t("lossReport");
+  const ul = document.createElement("ul"); ul.id = "loss-report";
+  for (const w of lost) {
+    const li = document.createElement("li");
+    li.textContent = w.message + ((w.sample || []).length ? ` (${w.sample.slice(0, 3).join(", ")})` : "");
+    ul.append(li);
+  }
+  box.append(p, ul);
 }
 
 // The empty-cell rule (docs/merging.md), stated beside every preview.
@@ -970,6 +996,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("import-file").addEventListener("change", () => {
     $("import-btn").disabled = true; $("import-result").hidden = true; state.lastResult = null;
   });
+  $("import-format").addEventListener("change", () => { $("import-btn").disabled = true; });
   for (const r of document.querySelectorAll("input[name=strategy]")) {
     r.addEventListener("change", () => { $("import-btn").disabled = true; });
   }
