@@ -23,6 +23,7 @@ from bench import (
     gateway,
     imports,
     notify,
+    oneroster,
     reports,
     scope_checks,
     stream_session,
@@ -46,6 +47,7 @@ BENCHES: dict[str, Bench] = {
     "reports": reports.run,
     "backup": backup.run,
     "scope_checks": scope_checks.run,
+    "oneroster": oneroster.run,
 }
 
 
