@@ -1,6 +1,8 @@
 """The OneRoster 1.2 CSV binding, as data: its files, their columns, the enumerations.
 
-Written from 1EdTech's OneRoster v1.2 CSV Tables specification (not from Ferry's writer):
+Written from 1EdTech's OneRoster v1.2 CSV Tables specification (not from Ferry's writer),
+and cross-checked against a public implementation of the binding (docs/oneroster.md says
+which, and what that check changed):
 a OneRoster CSV package is a zip holding `manifest.csv` and one file per table; the
 manifest marks each table `bulk`, `delta` or `absent`. Every table starts with
 `sourcedId`, `status`, `dateLastModified`; `status` and `dateLastModified` must be filled
@@ -35,6 +37,9 @@ class Column:
     required: bool = False  # the header must be present and every row must fill it
     enum: tuple[str, ...] = ()
     ref: str = ""  # the table a sourcedId (or each of a list) must name
+    # The binding lets some enumerations carry values of one's own, `ext:` + name
+    # (EXTENSION_ENUM); `status` and `roleType` are closed.
+    extensible: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Table:
 
 
 STATUS = ("active", "tobedeleted")
+# An extension value of an extensible enumeration: `ext:` then letters, digits, . - _
+EXTENSION_ENUM = r"ext:[A-Za-z0-9._\-]+"
 MODES = ("bulk", "delta", "absent")
 ORG_TYPES = ("department", "school", "district", "local", "state", "national")
 SESSION_TYPES = ("gradingPeriod", "semester", "schoolYear", "term")
@@ -103,7 +110,7 @@ TABLES: dict[str, Table] = {
         _t(
             "academicSessions",
             Column("title", required=True),
-            Column("type", Type.ENUM, required=True, enum=SESSION_TYPES),
+            Column("type", Type.ENUM, required=True, enum=SESSION_TYPES, extensible=True),
             Column("startDate", Type.DATE, required=True),
             Column("endDate", Type.DATE, required=True),
             Column("parentSourcedId", Type.ID, ref="academicSessions"),
@@ -112,7 +119,7 @@ TABLES: dict[str, Table] = {
         _t(
             "orgs",
             Column("name", required=True),
-            Column("type", Type.ENUM, required=True, enum=ORG_TYPES),
+            Column("type", Type.ENUM, required=True, enum=ORG_TYPES, extensible=True),
             Column("identifier"),
             Column("parentSourcedId", Type.ID, ref="orgs"),
         ),
@@ -132,7 +139,7 @@ TABLES: dict[str, Table] = {
             Column("grades", Type.ENUMS, enum=GRADES),
             Column("courseSourcedId", Type.ID, required=True, ref="courses"),
             Column("classCode"),
-            Column("classType", Type.ENUM, required=True, enum=CLASS_TYPES),
+            Column("classType", Type.ENUM, required=True, enum=CLASS_TYPES, extensible=True),
             Column("location"),
             Column("schoolSourcedId", Type.ID, required=True, ref="orgs"),
             Column("termSourcedIds", Type.IDS, required=True, ref="academicSessions"),
@@ -167,7 +174,7 @@ TABLES: dict[str, Table] = {
             "roles",
             Column("userSourcedId", Type.ID, required=True, ref="users"),
             Column("roleType", Type.ENUM, required=True, enum=ROLE_TYPES),
-            Column("role", Type.ENUM, required=True, enum=ROLES),
+            Column("role", Type.ENUM, required=True, enum=ROLES, extensible=True),
             Column("beginDate", Type.DATE),
             Column("endDate", Type.DATE),
             Column("orgSourcedId", Type.ID, required=True, ref="orgs"),
@@ -178,7 +185,7 @@ TABLES: dict[str, Table] = {
             Column("classSourcedId", Type.ID, required=True, ref="classes"),
             Column("schoolSourcedId", Type.ID, required=True, ref="orgs"),
             Column("userSourcedId", Type.ID, required=True, ref="users"),
-            Column("role", Type.ENUM, required=True, enum=ENROLLMENT_ROLES),
+            Column("role", Type.ENUM, required=True, enum=ENROLLMENT_ROLES, extensible=True),
             Column("primary", Type.BOOL),
             Column("beginDate", Type.DATE),
             Column("endDate", Type.DATE),
@@ -186,7 +193,7 @@ TABLES: dict[str, Table] = {
         _t(
             "demographics",
             Column("birthDate", Type.DATE),
-            Column("sex", Type.ENUM, enum=SEXES),
+            Column("sex", Type.ENUM, enum=SEXES, extensible=True),
             Column("americanIndianOrAlaskaNative", Type.BOOL),
             Column("asian", Type.BOOL),
             Column("blackOrAfricanAmerican", Type.BOOL),
@@ -257,7 +264,10 @@ OTHER_TABLES = (
 
 MANIFEST = "manifest.csv"
 MANIFEST_VERSION = "1.0"
-ONEROSTER_VERSION = "1.2"
+ONEROSTER_VERSION = "1.2"  # what Ferry writes
+# What Ferry reads: 1.2 and its 1.2.1 revision (the CSV Binding 1.2.1, August 2023), whose
+# writers put "1.2.1" in the manifest.
+ONEROSTER_VERSIONS = ("1.2", "1.2.1")
 EXTENSION_PREFIX = "metadata."
 
 # Ferry's own extension columns (a package Ferry wrote) that carry typed values: checked

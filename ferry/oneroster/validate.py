@@ -29,10 +29,12 @@ from typing import IO
 
 from ferry.errors import InvalidArgument, ResourceExhausted
 from ferry.oneroster.spec import (
+    EXTENSION_ENUM,
     EXTENSION_PREFIX,
     FERRY_COLUMNS,
     MANIFEST,
     MODES,
+    ONEROSTER_VERSIONS,
     OTHER_TABLES,
     TABLES,
     Column,
@@ -291,14 +293,15 @@ def _manifest(text: str, pkg: Package) -> dict[str, str]:
                 continue
             pkg.modes[table] = value
     version = props.get("oneroster.version")
-    if version != "1.2":
+    if version not in ONEROSTER_VERSIONS:
         pkg.error(
             Problem(
                 MANIFEST,
                 0,
                 "oneroster.version",
                 "version",
-                f"`oneroster.version` must be 1.2, got {version or ''!r}",
+                f"`oneroster.version` must be {' or '.join(ONEROSTER_VERSIONS)}, "
+                f"got {version or ''!r}",
             )
         )
     if "manifest.version" not in props:
@@ -478,6 +481,7 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EXTENSION = re.compile(EXTENSION_ENUM)
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
 
 
@@ -489,7 +493,15 @@ def _checker(c: Column) -> Check | None:
     found good are remembered (dates and codes repeat down a file)."""
     n = c.name
     test: Callable[[str], bool]
-    if c.type is Type.ENUM:
+    if c.type is Type.ENUM and c.extensible:
+        allowed = frozenset(c.enum)
+
+        def test(v: str) -> bool:
+            return v in allowed or _EXTENSION.fullmatch(v) is not None
+
+        rule = "enum"
+        msg = f"`{n}` must be {', '.join(c.enum)} or an ext: value of one's own, got "
+    elif c.type is Type.ENUM:
         allowed = frozenset(c.enum)
         test, rule, msg = allowed.__contains__, "enum", f"`{n}` must be {_either(c.enum)}, got "
     elif c.type is Type.ENUMS:

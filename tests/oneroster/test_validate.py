@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ferry.bundle.formats.base import REFUSED, BundleLimits, Header
 from ferry.errors import FerryError, InvalidArgument, ResourceExhausted
 from ferry.oneroster.format import OneRosterBundle
+from ferry.oneroster.importing import map_package
 from ferry.oneroster.validate import Limits, Package, read_package
 from tests.oneroster.corpus import CLEAN, T, manifest, package, replace_row
 
@@ -59,15 +60,15 @@ def test_a_bulk_file_may_leave_status_and_date_blank_but_not_misspell_them() -> 
     ("file", "old", "new", "expected"),
     [
         ("roles.csv", "u-t1,primary,teacher", "u-t1,primary,Teacher",
-         "row 4 of roles.csv: `role` must be one of aide, counselor, districtAdministrator, "
+         "row 4 of roles.csv: `role` must be aide, counselor, districtAdministrator, "
          "guardian, parent, principal, proctor, relative, siteAdministrator, student, "
-         "systemAdministrator, teacher, got 'Teacher'"),
+         "systemAdministrator, teacher or an ext: value of one's own, got 'Teacher'"),
         ("academicSessions.csv", "2026-fall,semester,2026-09-01", "2026-fall,semester,01/09/2026",
          "row 3 of academicSessions.csv: `startDate` must be an ISO 8601 date (YYYY-MM-DD), "
          "got '01/09/2026'"),
         ("academicSessions.csv", "2026-fall,semester,", "2026-fall,season,",
-         "row 3 of academicSessions.csv: `type` must be one of gradingPeriod, semester, "
-         "schoolYear, term, got 'season'"),
+         "row 3 of academicSessions.csv: `type` must be gradingPeriod, semester, "
+         "schoolYear, term or an ext: value of one's own, got 'season'"),
         ("enrollments.csv", "e-2,active,2026-08-20T10:00:00.000Z",
          "e-2,active,20/08/2026 10:00",
          "row 3 of enrollments.csv: `dateLastModified` must be an ISO 8601 date and time in UTC "
@@ -159,7 +160,7 @@ def test_the_manifest_must_name_what_is_there_and_only_that() -> None:
     # another version
     v11 = manifest().replace("oneroster.version,1.2", "oneroster.version,1.1")
     assert errors(package(manifest_text=v11)) == [
-        "manifest.csv: `oneroster.version` must be 1.2, got '1.1'"
+        "manifest.csv: `oneroster.version` must be 1.2 or 1.2.1, got '1.1'"
     ]
 
 
@@ -294,3 +295,48 @@ def test_any_cell_of_any_file_is_read_or_refused_by_name(data: st.DataObject) ->
     assert isinstance(head, Header)
     refused = [n for n in head.notes if n.kind == REFUSED]
     assert len(refused) == len(pkg.errors)
+
+
+def test_extensible_enumerations_take_ext_values_and_closed_ones_do_not() -> None:
+    """The 1.2 binding lets `type`, `classType`, `role` and `sex` carry `ext:` values of
+    one's own (cross-checked against a public implementation, docs/oneroster.md);
+    `status` and `roleType` stay closed, and an `ext:` value needs a name."""
+    files = {
+        **replace_row("roles.csv", "u-g1,primary,guardian", "u-g1,primary,ext:mentor"),
+        **replace_row("classes.csv", "scheduled,Room 2", "ext:online,Room 2"),
+        **replace_row("enrollments.csv", "u-t1,teacher,true", "u-t1,ext:coTeacher,true"),
+    }
+    files["orgs.csv"] = CLEAN["orgs.csv"].replace(",school,", ",ext:campus,")
+    files["demographics.csv"] = CLEAN["demographics.csv"].replace("female", "ext:x-nb")
+    files["academicSessions.csv"] = CLEAN["academicSessions.csv"].replace(
+        ",gradingPeriod,", ",ext:quarter,"
+    )
+    assert errors(package(files)) == []
+    pkg = read(package(files))
+    mapped = map_package(pkg)
+    assert mapped.loss.count("users") == 1  # the ext: role crosses as neither student nor teacher
+    closed = replace_row("roles.csv", "u-g1,primary,guardian", "u-g1,ext:main,guardian")
+    assert errors(package(closed)) == [
+        "row 5 of roles.csv: `roleType` must be primary or secondary, got 'ext:main'"
+    ]
+    status = replace_row("roles.csv", f"r-g1,active,{T}", f"r-g1,ext:gone,{T}")
+    assert errors(package(status)) == [
+        "row 5 of roles.csv: `status` must be active or tobedeleted, got 'ext:gone'"
+    ]
+    for bad in ("ext:", "ext:two words", "Ext:mentor"):
+        got = errors(package(replace_row("roles.csv", "primary,guardian", f"primary,{bad}")))
+        assert got == [
+            "row 5 of roles.csv: `role` must be aide, counselor, districtAdministrator, "
+            "guardian, parent, principal, proctor, relative, siteAdministrator, student, "
+            f"systemAdministrator, teacher or an ext: value of one's own, got {bad!r}"
+        ], bad
+
+
+def test_the_manifest_may_name_oneroster_1_2_or_1_2_1() -> None:
+    """Writers of the CSV Binding 1.2.1 (August 2023) put 1.2.1 in the manifest."""
+    text = manifest().replace("oneroster.version,1.2\n", "oneroster.version,1.2.1\n")
+    assert errors(package(manifest_text=text)) == []
+    old = manifest().replace("oneroster.version,1.2\n", "oneroster.version,1.1\n")
+    assert errors(package(manifest_text=old)) == [
+        "manifest.csv: `oneroster.version` must be 1.2 or 1.2.1, got '1.1'"
+    ]
