@@ -255,6 +255,12 @@ async function exportSemester() {
   });
 }
 
+// What a OneRoster export leaves out, said beside the export box when it is chosen (the
+// counts come from `ferry oneroster export`: DownloadSession carries only the file).
+function oneRosterExportNote() {
+  $("oneroster-export-note").hidden = $("bundle-format").value !== "oneroster";
+}
+
 // ---- import -------------------------------------------------------------------------
 function strategy() { return document.querySelector("input[name=strategy]:checked").value; }
 
@@ -997,6 +1003,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     $("import-btn").disabled = true; $("import-result").hidden = true; state.lastResult = null;
   });
   $("import-format").addEventListener("change", () => { $("import-btn").disabled = true; });
+  $("bundle-format").addEventListener("change", oneRosterExportNote);
   for (const r of document.querySelectorAll("input[name=strategy]")) {
     r.addEventListener("change", () => { $("import-btn").disabled = true; });
   }

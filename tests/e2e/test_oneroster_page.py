@@ -51,7 +51,9 @@ def test_a_teacher_exports_and_imports_oneroster_and_reads_the_loss_report(
 
     # The export box offers OneRoster for a semester: a zip the validator accepts.
     page.select_option("#semester", "2026-fall")
+    expect(page.locator("#oneroster-export-note")).to_be_hidden()
     page.select_option("#bundle-format", "oneroster")
+    expect(page.locator("#oneroster-export-note")).to_have_text(EN["oneRosterExportNote"])
     with page.expect_download() as dl:
         page.click("#export-btn")
     exported = tmp_path / "roster.zip"
