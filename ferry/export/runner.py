@@ -109,13 +109,10 @@ class Progress:
 
 
 def tabular_format(name: str, app: App | None = None) -> TabularFormat:
-    """The `ferry.formats` plugin `name`, instantiated when the plugin is a class and
-    given its `plugins.formats.<name>` settings when it takes any (`configure`);
-    InvalidArgument listing the known formats when there is none."""
-    fmt: TabularFormat = plugins.from_request("ferry.formats", name, "format")
-    configure = getattr(fmt, "configure", None)
-    if app is not None and callable(configure):
-        configure(app.plugin_settings("ferry.formats", name))
+    """The `ferry.formats` plugin `name`, built by `app.plugin` (with its
+    `plugins.formats.<name>` settings); InvalidArgument listing the known formats when
+    there is none."""
+    fmt: TabularFormat = plugins.from_request("ferry.formats", name, "format", app)
     return fmt
 
 

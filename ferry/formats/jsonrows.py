@@ -40,6 +40,9 @@ class JsonFormat:
     # Its cells tell null from "" (a csv or xlsx cell cannot): ImportEntities keeps both.
     typed_cells = True
 
+    def __init__(self, app: Any = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(
         self,
         out: IO[bytes],

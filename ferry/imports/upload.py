@@ -29,7 +29,6 @@ from ferry.imports.typed import TypedUpload, replay
 from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
 from ferry.merge.run import Backup
 from ferry.rpc.filters import current_call
-from ferry.storage import open_storage
 from ferry.v1 import import_pb2 as ipb
 
 UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriving upload
@@ -37,7 +36,7 @@ UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriv
 
 def backup_for(app: App, ds: Dataset, requested_by: str) -> Backup:
     """Where an import writes its backup_before: the export storage plugin."""
-    return before_import(app.engine, ds, open_storage(app.settings), requested_by)
+    return before_import(app.engine, ds, app.storage(), requested_by)
 
 
 def spool_for(app: App) -> Spool:

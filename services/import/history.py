@@ -15,7 +15,6 @@ from ferry.imports import convert, detect
 from ferry.merge import get_import, list_imports, rejected_events, undo_import
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
-from ferry.storage import open_storage
 from ferry.v1 import import_pb2 as ipb
 
 CHUNK_BYTES = 1024 * 1024
@@ -76,7 +75,7 @@ class HistoryRpcs:
         outcome = restore_import_backup(
             self.app.engine,
             self.app.dataset(),
-            open_storage(self.app.settings),
+            self.app.storage(),
             _import_id(request.import_id),
             dry_run=request.dry_run,
             requested_by=call.caller if call is not None else "",

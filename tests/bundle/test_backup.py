@@ -113,7 +113,7 @@ def test_a_backup_before_a_bulk_load_holds_the_state_the_import_started_from(
     opts = {"requested_by": "tester", "source_sha256": "x"}
     first = run_import(empty, SCHOOL, rebuild(half), MergeOptions(), **opts)
     assert first.status is Status.COMPLETED
-    storage = LocalStorage(tmp_path / "storage", tmp_path / "archive")
+    storage = LocalStorage.at(tmp_path / "storage", tmp_path / "archive")
     full = run_import(
         empty,
         SCHOOL,

@@ -170,7 +170,7 @@ def test_failed_export_mails_the_error(
         def write(self, *a: object, **k: object) -> int:
             raise RuntimeError("disk on fire")
 
-    plugins.register("ferry.formats", "broken", Broken())
+    plugins.register("ferry.formats", "broken", lambda app: Broken())
     app = export_app
     try:
         with (

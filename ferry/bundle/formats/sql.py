@@ -137,6 +137,9 @@ class SqlBundle:
     extension = "sql"
     content_type = "application/sql"
 
+    def __init__(self, app: object = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
         enc = Encoder()
         stream = iter(events)
