@@ -439,8 +439,6 @@ class NotifySettings(Strict):
     # address and port (`gateway.address`, `gateway.port`; a wildcard address becomes this
     # machine's host name), so a moved gateway never leaves mails pointing at the old port.
     public_url: str = ""
-    # Deadline of the export and import services' Send calls.
-    send_timeout_seconds: float = Field(5.0, gt=0)
 
     @field_validator("retry_schedule_seconds")
     @classmethod

@@ -9,14 +9,15 @@ import base64
 import binascii
 import datetime as dt
 import json
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from ferry.db.export_models import (
@@ -31,6 +32,7 @@ from ferry.db.models import utcnow
 from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
 
 T: sa.Table = ExportJob.__table__  # type: ignore[assignment]
+log = logging.getLogger("ferry.export")
 
 
 @dataclass(frozen=True)
@@ -253,17 +255,57 @@ def save_progress(engine: Engine, job_id: str, worker_id: str, **values: Any) ->
     return bool(flag)
 
 
-def finish(engine: Engine, job_id: str, worker_id: str, status: str, **values: Any) -> bool:
-    """End a running job as `status`; False when it was no longer ours (the reaper failed
-    it meanwhile), in which case the caller must discard its file."""
+# Writes a job's announcement in the transaction that ends it (ferry.export.notify):
+# called with that connection and the job as it ends; returns the notification id.
+Announce = Callable[[Connection, ExportJob], str]
+
+
+def finish(
+    engine: Engine,
+    job_id: str,
+    worker_id: str,
+    status: str,
+    announce: Announce | None = None,
+    **values: Any,
+) -> bool:
+    """End a running job as `status`, its announcement (when `announce` is given) written in
+    the same transaction; False when it was no longer ours (the reaper failed it
+    meanwhile), in which case the caller must discard its file."""
     with engine.begin() as conn:
-        return (
+        won = (
             conn.execute(
                 T.update()
                 .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
                 .values(status=status, finished_at=utcnow(), **values)
             ).rowcount
             == 1
+        )
+        if won and announce is not None:
+            _announce(conn, job_id, announce)
+        return won
+
+
+def _announce(conn: Connection, job_id: str, announce: Announce) -> None:
+    """Write the job's announcement and record its id, in `conn`'s transaction, inside a
+    SAVEPOINT: an announcement that cannot be written is logged, never the job's end."""
+    try:
+        with conn.begin_nested():
+            with Session(bind=conn, expire_on_commit=False) as s:
+                job = s.get(ExportJob, job_id)
+                assert job is not None  # the UPDATE that ended it just matched it
+                s.expunge(job)
+            nid = announce(conn, job)
+            if nid:
+                conn.execute(
+                    T.update()
+                    .where(T.c.id == job_id, T.c.notification_id == "")
+                    .values(notification_id=nid)
+                )
+    except Exception:
+        log.exception(
+            "export job %s: its announcement could not be written",
+            job_id,
+            extra={"event": "export_announce_failed", "job_id": job_id},
         )
 
 
@@ -290,8 +332,14 @@ def requeue(engine: Engine, job_id: str, worker_id: str) -> bool:
 REAPED_MESSAGE = "worker stopped responding"
 
 
-def reap(engine: Engine, timeout_seconds: float) -> list[ExportJob]:
-    """Fail running jobs whose heartbeat is older than the timeout; the jobs reaped."""
+def reap(
+    engine: Engine,
+    timeout_seconds: float,
+    announce: Callable[[ExportJob], Announce | None] | None = None,
+) -> list[ExportJob]:
+    """Fail running jobs whose heartbeat is older than the timeout, each one's
+    announcement (`announce(job)`, when given) written in the transaction that fails it;
+    the jobs reaped."""
     cutoff = utcnow() - dt.timedelta(seconds=timeout_seconds)
     with engine.connect() as conn:
         stale = list(
@@ -301,12 +349,16 @@ def reap(engine: Engine, timeout_seconds: float) -> list[ExportJob]:
         )
     reaped: list[ExportJob] = []
     for job_id in stale:
+        # Made before the transaction, from the job as it was (it needs no link: a failure).
+        write = announce(get_job(engine, job_id)) if announce is not None else None
         with engine.begin() as conn:
             won = conn.execute(
                 T.update()
                 .where(T.c.id == job_id, T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
                 .values(status=FAILED, error_message=REAPED_MESSAGE, finished_at=utcnow())
             ).rowcount
+            if won and write is not None:
+                _announce(conn, job_id, write)
         if won:
             reaped.append(get_job(engine, job_id))
     return reaped
