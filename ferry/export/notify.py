@@ -47,7 +47,7 @@ def recipients(app: App, job: ExportJob) -> list[str]:
     """The job's notify, then its schedule's notify, without repeats. Both were checked
     where they entered (StartExport, ferry.yaml); an address that is not one anyway (a
     job queued before that check) is left out and logged, never silencing the others."""
-    from ferry.notify.channels.smtp import parse_address
+    from ferry.addresses import parse_address
 
     out = list(job.notify or [])
     sched = app.settings.export.schedules.get(schedule_of(job))

@@ -22,10 +22,9 @@ from typing import IO, Any
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, RawBatch, Trailer
 from ferry.bundle.formats.common import Encoder, schema
 from ferry.datasets import load_dataset
-from ferry.datasets.query import Column
+from ferry.datasets.query import Column, key_lookup, q
 from ferry.datasets.spec import Dataset, Entity, Kind
 from ferry.errors import InvalidArgument
-from ferry.merge.shape import key_lookup, q
 
 ROWS_PER_INSERT = 500
 _TYPES = {
