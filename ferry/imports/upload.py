@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, NamedTuple, cast
 
 from ferry.app import App
-from ferry.bundle.backup import before_import
 from ferry.bundle.chunks import chunks_to_events
 from ferry.bundle.formats.base import BundleLimits, RawReading
 from ferry.bundle.formats.json import JsonBundle
@@ -23,6 +22,7 @@ from ferry.datasets.spec import Dataset
 from ferry.errors import Cancelled, InvalidArgument
 from ferry.formats.base import ReadLimits
 from ferry.imports import convert, detect
+from ferry.imports.backup import before_import
 from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import grpc
 
 from ferry.app import App
-from ferry.bundle.backup import restore_import_backup
 from ferry.errors import InvalidArgument
 from ferry.imports import convert, detect
+from ferry.imports.backup import restore_import_backup
 from ferry.merge import get_import, list_imports, rejected_events, undo_import
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
