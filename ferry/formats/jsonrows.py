@@ -81,7 +81,7 @@ class JsonFormat:
 
     def read(self, src: IO[bytes], limits: ReadLimits) -> Iterator[dict[str, Any]]:
         """The rows of a document this format wrote, for ImportEntities (values keep their
-        json types; see ferry.imports.json_rows)."""
-        from ferry.imports.json_rows import read_json_rows
+        json types; see ferry.formats.jsonrows_read)."""
+        from ferry.formats.jsonrows_read import read_json_rows
 
         return read_json_rows(src, limits)
