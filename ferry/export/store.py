@@ -5,10 +5,7 @@ sharing one database never run a job twice and never overwrite each other's outc
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,7 +25,9 @@ from ferry.db.export_models import (
     TERMINAL,
     ExportJob,
 )
+from ferry.db.models import aware as aware
 from ferry.db.models import utcnow
+from ferry.db.pages import Page, newest_first
 from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
 
 T: sa.Table = ExportJob.__table__  # type: ignore[assignment]
@@ -51,13 +50,6 @@ class NewJob:
     requested_by: str = ""
     filename: str = ""
     extension: str = ""
-
-
-def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """`value` as aware UTC (SQLite hands back naive UTC datetimes)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
 
 
 def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
@@ -115,13 +107,6 @@ def get_job(engine: Engine, job_id: str) -> ExportJob:
     return job
 
 
-@dataclass(frozen=True)
-class Page:
-    jobs: list[ExportJob]
-    next_token: str
-    total: int
-
-
 def list_jobs(
     engine: Engine,
     page_size: int,
@@ -129,11 +114,8 @@ def list_jobs(
     status: str = "",
     export_type: str = "",
     requested_by: str = "",
-) -> Page:
-    """Jobs newest first, one page; the token is opaque (created_at + id of the last)."""
-    if page_size < 0 or page_size > 200:
-        raise InvalidArgument(f"page_size must be 1..200, got {page_size}", field="page_size")
-    size = page_size or 50
+) -> Page[ExportJob]:
+    """Jobs newest first, one page (ferry.db.pages)."""
     where: list[sa.ColumnElement[bool]] = []
     if status:
         where.append(T.c.status == status)
@@ -142,39 +124,17 @@ def list_jobs(
     if requested_by:
         where.append(T.c.requested_by == requested_by)
     with Session(engine, expire_on_commit=False) as s:
-        total = s.execute(sa.select(sa.func.count()).select_from(T).where(*where)).scalar_one()
-        q = sa.select(ExportJob).where(*where)
-        if page_token:
-            created, last_id = _decode_token(page_token)
-            q = q.where(
-                sa.or_(
-                    ExportJob.created_at < created,
-                    sa.and_(ExportJob.created_at == created, ExportJob.id < last_id),
-                )
-            )
-        q = q.order_by(ExportJob.created_at.desc(), ExportJob.id.desc()).limit(size + 1)
-        jobs = list(s.scalars(q))
-    more = len(jobs) > size
-    jobs = jobs[:size]
-    token = _encode_token(jobs[-1]) if more else ""
-    return Page(jobs, token, int(total))
-
-
-def _encode_token(job: ExportJob) -> str:
-    created = aware(job.created_at)
-    assert created is not None
-    raw = json.dumps([created.isoformat(), job.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_token(token: str) -> tuple[dt.datetime, str]:
-    try:
-        created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return dt.datetime.fromisoformat(created), str(job_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidArgument(
-            "page_token is not one this service handed out", field="page_token"
-        ) from None
+        return newest_first(
+            lambda q: list(s.scalars(q)),
+            sa.select(ExportJob).where(*where),
+            T.c.created_at,
+            T.c.id,
+            page_size,
+            page_token,
+            lambda: int(
+                s.execute(sa.select(sa.func.count()).select_from(T).where(*where)).scalar_one()
+            ),
+        )
 
 
 def request_cancel(engine: Engine, job_id: str) -> ExportJob:

@@ -87,7 +87,7 @@ class JobRpcs:
             request.requested_by,
         )
         return pb.ListExportJobsResponse(
-            jobs=[job_message(j) for j in page.jobs],
+            jobs=[job_message(j) for j in page.items],
             next_page_token=page.next_token,
             total_size=page.total,
         )
