@@ -32,7 +32,7 @@ from bench.server import FerryServer
 from ferry.auth import KeySet, Principal, TokenIssuer, TokenVerifier, bearer, parse_role
 from ferry.auth.keys import SigningKey
 from ferry.errors import Unauthenticated
-from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
 from ferry.v1 import export_pb2, export_pb2_grpc, options_pb2
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ CALLS = 2000
 
 class Hs256AuthFilter(Filter):
     """The auth filter as it was before EdDSA (HS256 with a shared key), for comparison
-    only: `server.filters: [..., "bench.auth:Hs256AuthFilter"]`."""
+    only: `server.filters: [..., "bench.auth:Hs256AuthPlugin"]`."""
 
     def __init__(self, app: App) -> None:
         self.key = os.environ[HS256_KEY_ENV].encode()
@@ -62,6 +62,12 @@ class Hs256AuthFilter(Filter):
         p = Principal(str(claims["sub"]), parse_role(str(claims["role"])))
         call.caller, call.role = p.subject, p.role
         p.require(call.method.min_role, call.method.name)
+
+
+class Hs256AuthPlugin(FilterPlugin):
+    """Hs256AuthFilter as a `ferry.filters` plugin (server half only)."""
+
+    server_half = Hs256AuthFilter
 
 
 def _hs256_token(key: bytes, role: str) -> str:
@@ -172,7 +178,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         # so the HS256 server turns it off and checks tokens with the old filter alone.
         "hs256": {
             "FERRY_AUTH_ENABLED": "false",
-            "FERRY_SERVER_FILTERS": "[logging, metrics, deadline, bench.auth:Hs256AuthFilter]",
+            "FERRY_SERVER_FILTERS": "[logging, metrics, deadline, bench.auth:Hs256AuthPlugin]",
         },
     }
     servers: dict[str, FerryServer] = {}

@@ -110,7 +110,8 @@ class App:
 
     def plugin(self, group: str, name: str) -> Any:
         """The instance of plugin `name` in `group` for this app, built once as
-        `factory(app)` after what it `depends_on`; closed in reverse order by `close()`.
+        `factory(app)` after what it `depends_on`, each within
+        `server.setup_timeout_seconds`; closed in reverse order by `close()`.
         Names here come from ferry.yaml, so a `module:attr` path is allowed."""
         key = (group, name)
         if key in self._plugins:
@@ -120,10 +121,15 @@ class App:
             obj = plugins.load(*node, allow_path=True)
             return [tuple(d) for d in getattr(obj, "depends_on", ())]  # type: ignore[misc]
 
+        timeout = self.settings.server.setup_timeout_seconds
         for node in plugins.dependency_order([key], deps):
             if node not in self._plugins:
-                self._plugins[node] = plugins.resolve(*node, self, allow_path=True)
+                self._plugins[node] = plugins.build_within(node, self, timeout)
         return self._plugins[key]
+
+    def storage(self) -> Any:
+        """The `ferry.storage` plugin named by `export.storage` (ferry.contracts.Storage)."""
+        return self.plugin("ferry.storage", self.settings.export.storage)
 
     def redis(self) -> Any:
         """The shared Redis client (short timeouts, at most one retry), or None when

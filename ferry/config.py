@@ -8,6 +8,7 @@ scalars/lists. Errors name the key (or variable) and what was wrong.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -203,16 +204,15 @@ class ScheduleSettings(Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from ferry.export.schedule import check_cron
-
         return check_cron(v)
 
     @field_validator("notify")
     @classmethod
     def _notify(cls, v: list[str]) -> list[str]:
-        from ferry.export.schedule import check_notify
+        from ferry.addresses import parse_recipients
 
-        return check_notify(v)
+        # A typo in ferry.yaml stops start-up instead of silencing the schedule's mail.
+        return parse_recipients(v, "notify")
 
     # kind backup only:
     bundle_format: str = "json"
@@ -226,6 +226,27 @@ class ScheduleSettings(Strict):
         if self.kind == "backup" and self.type:
             raise ValueError("a backup schedule takes the whole database: leave out `type`")
         return self
+
+
+def check_cron(expr: str, daily: bool = True) -> str:
+    """`expr` when it is a valid 5-field cron expression (or empty); ValueError otherwise.
+    With `daily`, an expression that fires twice on one date is refused: runs are keyed by
+    date, so the second run of a day would attach to the first."""
+    from croniter import croniter
+
+    expr = " ".join(expr.split())
+    if not expr:
+        return ""
+    if len(expr.split()) != 5 or not croniter.is_valid(expr):
+        raise ValueError(f"{expr!r} is not a 5-field cron expression like '30 2 * * *'")
+    if daily:
+        it = croniter(expr, dt.datetime(2026, 1, 1))
+        dates = [it.get_next(dt.datetime).date() for _ in range(60)]
+        if len(set(dates)) != len(dates):
+            raise ValueError(
+                f"{expr!r} fires more than once a day; a scheduled export runs at most daily"
+            )
+    return expr
 
 
 def _check_time_zone(v: str) -> str:
@@ -255,8 +276,6 @@ class CleanupScheduleSettings(Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from ferry.export.schedule import check_cron
-
         return check_cron(v, daily=False)
 
 
@@ -439,8 +458,6 @@ class NotifySettings(Strict):
     # address and port (`gateway.address`, `gateway.port`; a wildcard address becomes this
     # machine's host name), so a moved gateway never leaves mails pointing at the old port.
     public_url: str = ""
-    # Deadline of the export and import services' Send calls.
-    send_timeout_seconds: float = Field(5.0, gt=0)
 
     @field_validator("retry_schedule_seconds")
     @classmethod

@@ -8,8 +8,8 @@ Built-in plugins are entry points in our own pyproject.toml, exactly like a thir
 - `from_request(group, name, field)` is the lookup for names from requests and files: a name
   that is not registered is InvalidArgument naming the field and the known names, and
   nothing is imported.
-- `resolve(group, name, ...)` is the typed lookup: it also instantiates a class and checks the
-  object against the group's contract (a Protocol per group, `CONTRACTS`).
+- `resolve(group, name, app)` builds a plugin as `factory(app)` and checks it against its
+  group's contract (`ferry.contracts`); `App.plugin` is the caller that caches and closes.
 - A plugin may declare `settings_model` (a pydantic model); its settings are the
   `plugins.<group without "ferry.">.<name>` section of ferry.yaml (see `validate_settings`),
   and `depends_on` (other `(group, name)` plugins it needs set up first); `App.plugin`
@@ -25,107 +25,23 @@ import importlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-GROUPS = (
-    "ferry.services",
-    "ferry.filters",
-    "ferry.formats",
-    "ferry.bundle_formats",
-    "ferry.caches",
-    "ferry.storage",
-    "ferry.channels",
-    "ferry.datasets",
-)
+from ferry import contracts
+
+GROUPS = contracts.GROUPS
+CONTRACTS = contracts.CONTRACTS
 
 _registered: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
+
+# A dataset is data: its entry point is the spec itself, never called.
+DATA_GROUPS = frozenset({"ferry.datasets"})
 
 
 class PluginError(LookupError):
     """A plugin that is unknown, cannot be imported, or failed its setup."""
-
-
-# --- the contracts, one per group -----------------------------------------------------
-
-
-@runtime_checkable
-class ServiceContract(Protocol):
-    full_name: str
-
-    def register(self, server: Any) -> None: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@runtime_checkable
-class FilterContract(Protocol):
-    def start(self, call: Any) -> None: ...
-
-    def finish(self, call: Any, code: Any, details: str) -> None: ...
-
-
-@runtime_checkable
-class TabularFormatContract(Protocol):
-    name: str
-    extension: str
-    content_type: str
-
-    def write(self, *args: Any, **kwargs: Any) -> Any: ...
-
-
-@runtime_checkable
-class BundleFormatContract(Protocol):
-    name: str
-    extension: str
-
-    def write(self, *args: Any, **kwargs: Any) -> Any: ...
-
-    def read(self, *args: Any, **kwargs: Any) -> Any: ...
-
-
-@runtime_checkable
-class CacheContract(Protocol):
-    def get(self, key: str) -> bytes | None: ...
-
-    def set(self, key: str, value: bytes, ttl_seconds: float) -> None: ...
-
-
-@runtime_checkable
-class StorageContract(Protocol):
-    def writer(self, key: str) -> Any: ...
-
-    def open(self, key: str) -> Any: ...
-
-    def delete(self, key: str) -> Any: ...
-
-
-@runtime_checkable
-class ChannelContract(Protocol):
-    name: str
-
-    def send(self, *args: Any, **kwargs: Any) -> Any: ...
-
-
-@runtime_checkable
-class DatasetContract(Protocol):
-    name: str
-    entities: Any
-
-
-CONTRACTS: dict[str, type] = {
-    "ferry.services": ServiceContract,
-    "ferry.filters": FilterContract,
-    "ferry.formats": TabularFormatContract,
-    "ferry.bundle_formats": BundleFormatContract,
-    "ferry.caches": CacheContract,
-    "ferry.storage": StorageContract,
-    "ferry.channels": ChannelContract,
-    "ferry.datasets": DatasetContract,
-}
 
 
 def short(group: str) -> str:
@@ -189,26 +105,30 @@ def load(group: str, name: str, *, allow_path: bool = False) -> Any:
     raise _unknown(group, name)
 
 
-def resolve(group: str, name: str, *args: Any, allow_path: bool = False) -> Any:
-    """`name` in `group` as an instance of the group's contract.
+def resolve(group: str, name: str, app: Any = None, *, allow_path: bool = False) -> Any:
+    """`name` in `group` built as `factory(app)` and checked against its contract.
 
-    A class (or other callable factory that is not already an instance of the contract) is
-    called with `args`; the result must satisfy `CONTRACTS[group]`.
+    This is the one way a plugin is built; `App.plugin` calls it once per app (and caches
+    and closes what it built). A dataset is returned as it is (see `DATA_GROUPS`).
     """
     obj = load(group, name, allow_path=allow_path)
+    if group not in DATA_GROUPS:
+        if not callable(obj):
+            raise PluginError(f"{short(group)} plugin {name!r} is not a factory(app)")
+        obj = obj(app)
     contract = CONTRACTS[group]
-    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, contract)):
-        obj = obj(*args)
     if not isinstance(obj, contract):
         raise PluginError(
             f"{short(group)} plugin {name!r} does not provide the {short(group)} contract "
-            f"({contract.__name__})"
+            f"(ferry.contracts.{contract.__name__})"
         )
     return obj
 
 
-def from_request(group: str, name: str, field: str, *args: Any) -> Any:
-    """`resolve` for a name that came in a request or a file: registered names only.
+def from_request(group: str, name: str, field: str, app: Any = None) -> Any:
+    """The plugin for a name that came in a request or a file: registered names only,
+    built by `app.plugin` when an app is given (else `factory(None)`: a codec used outside
+    a running app, such as the CLI's file conversions).
 
     Anything else is InvalidArgument naming `field` and the known names; nothing is imported.
     """
@@ -220,7 +140,9 @@ def from_request(group: str, name: str, field: str, *args: Any) -> Any:
             f"unknown {field} {name!r}; known: {', '.join(known) or 'none'}", field=field
         )
     try:
-        return resolve(group, name, *args)
+        if app is not None:
+            return app.plugin(group, name)
+        return resolve(group, name, None)
     except PluginError as e:
         raise InvalidArgument(str(e), field=field) from None
 
@@ -384,3 +306,21 @@ def setup_all(steps: Iterable[tuple[str, Callable[[], None]]], timeout: float) -
             raise PluginError(f"setup of {name} did not finish within {timeout:g}s")
         if error:
             raise PluginError(f"setup of {name} failed: {error[0]}") from error[0]
+
+
+def build_within(node: tuple[str, str], app: Any, timeout: float) -> Any:
+    """`resolve(group, name, app)` (a `module:attr` path allowed: names from ferry.yaml)
+    within `timeout` seconds: a plugin that hangs or fails in its factory stops start-up
+    with an error naming it."""
+    built: list[Any] = []
+    group, name = node
+    setup_all(
+        [
+            (
+                f"{short(group)} plugin {name!r}",
+                lambda: built.append(resolve(group, name, app, allow_path=True)),
+            )
+        ],
+        timeout,
+    )
+    return built[0]

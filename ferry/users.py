@@ -63,7 +63,7 @@ def check_email(value: str) -> str:
     display name, at most 254 characters), else InvalidArgument naming `email`."""
     import email.utils
 
-    from ferry.notify.channels.smtp import parse_address
+    from ferry.addresses import parse_address
 
     value = value.strip()
     if not value:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor as _d
 
+from ferry.app import App
 from ferry.config import ClientSettings, GatewayDeadlines, Settings
 from ferry.errors import InvalidArgument
 from ferry.rpc.client import connection_options
@@ -69,8 +70,12 @@ class ServiceChannels:
         target: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         extra_options: Sequence[tuple[str, Any]] = (),
+        app: Any = None,
     ) -> None:
         self.settings = settings
+        # Builds the client filters (plugins, like every other); one around `settings`
+        # alone when none is given.
+        self.app = app
         self.target = target
         # TLS to the services (ferry.rpc.tls): None is plaintext.
         self.credentials = credentials
@@ -87,10 +92,10 @@ class ServiceChannels:
         key = (self.target_of(service), id(asyncio.get_running_loop()))
         ch = self._channels.get(key)
         if ch is None:
-            filters = client_filters.build(
-                self.settings.filters, self.settings.timeout_seconds, lambda: None
-            )
-            interceptors = [client_filters.AioClientChain(filters)]
+            if self.app is None:
+                self.app = App(Settings(client=self.settings))
+            filters = client_filters.build(self.settings.filters, self.app)
+            interceptors = [client_filters.AioClientChain(filters, self.settings.timeout_seconds)]
             options = [
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

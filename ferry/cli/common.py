@@ -81,7 +81,9 @@ def clients(app: App) -> Clients:
         creds = tls.channel_credentials(app.settings)
     except tls.TlsError as e:
         raise click.ClickException(str(e)) from None
-    return Clients(app.settings.client, lambda: token, creds, tls.channel_options(app.settings, []))
+    return Clients(
+        app.settings.client, lambda: token, creds, tls.channel_options(app.settings, []), app
+    )
 
 
 @contextmanager

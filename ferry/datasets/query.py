@@ -165,3 +165,39 @@ def _key_exprs(
     if missing:
         raise ValueError(f"{entity.name}: natural key fields {sorted(missing)} have no source")
     return keys, from_
+
+
+# SQL text over a dataset's tables, shared by the merge engine and the sql bundle format.
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier (field names such as `date` are reserved words)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def key_lookup(ds: Dataset, entity: Entity) -> str:
+    """SELECT id, <natural key fields> of every row of `entity` (soft-deleted included),
+    joining parents where the key is made of their keys."""
+    joins: list[str] = []
+    exprs = _key_sql(ds, entity, "k", joins)
+    keys = ", ".join(f"{exprs[k]} AS {q(k)}" for k in entity.natural_key)
+    return f"SELECT k.id AS id, {keys} FROM {q(entity.table.name)} k {' '.join(joins)}"
+
+
+def _key_sql(ds: Dataset, entity: Entity, alias: str, joins: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in entity.fields:
+        if f.name in entity.natural_key:
+            out[f.name] = f"{alias}.{q(f.column_name)}"
+    for i, ref in enumerate(entity.references):
+        if not set(ref.fields) & set(entity.natural_key):
+            continue
+        parent = ds.entity(ref.parent)
+        palias = f"{alias}{i}"
+        joins.append(
+            f"JOIN {q(parent.table.name)} {palias} ON {alias}.{q(ref.column)} = {palias}.id"
+        )
+        theirs = _key_sql(ds, parent, palias, joins)
+        for mine, key in zip(ref.fields, parent.natural_key, strict=True):
+            out.setdefault(mine, theirs[key])
+    return out

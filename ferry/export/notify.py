@@ -1,39 +1,40 @@
-"""Tell NotifyService how export jobs ended, without ever holding up or failing a job.
+"""How an export job (a scheduled run or backup included) announces its end: a row in the
+notify outbox written in the transaction that ends the job, as imports do
+(ferry.merge.announce, ferry.notify.client).
 
-A job worker hands the ended job to the process's Announcer and goes on; the announcer's
-own thread calls `NotifyService.Send` through the typed client with a deadline
-(notify.send_timeout_seconds) and records the notification's id on the job. The event id
-is `export:<job id>:<status>`, so a job is announced once however often it is sent (a
-retry after an unclear outcome, two replicas sweeping at once). When the notify service
-is down the job keeps an empty notification_id and a later sweep (every reaper round)
-sends it again, so an announcement is not lost with a restart either.
+`store.finish` and `store.reap` call the `Announce` made here right after their UPDATE wins,
+in the same transaction, inside a SAVEPOINT: the outbox row and the job's
+`notification_id` commit with the job's end or not at all. A process killed before that
+commit leaves the job running (the reaper fails it later and announces that, once); one
+killed after it has already announced. The event id `export:<job id>:<status>` is unique
+in the outbox, so nothing is announced twice. The notify service's workers find the row
+when they poll; when they are down it waits there. An announcement that cannot be written
+is logged and never fails the job.
 
 Recipients: the job's `notify` and, for a scheduled run (idempotency key
 `schedule:<name>:…`), that schedule's `notify:` in ferry.yaml. The completion mail links
 the gateway's job download with a link token for that one download (ferry.auth.links),
-valid for notify.link_ttl_days.
+valid for notify.link_ttl_days, made before the transaction (its record is the auth
+store's own write).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
-import threading
+from collections.abc import Callable
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from ferry.app import App
 from ferry.db.export_models import COMPLETED, FAILED, ExportJob
-from ferry.db.models import utcnow
-from ferry.export import store
+from ferry.notify import store as notify_store
+from ferry.notify.core import announcement as announcement_of
+from ferry.notify.store import NewNotification
 
 log = logging.getLogger("ferry.export")
-SWEEP_WINDOW = dt.timedelta(days=1)  # jobs that ended longer ago are not announced late
-SWEEP_LIMIT = 100
-T: sa.Table = ExportJob.__table__  # type: ignore[assignment]
 
 
 def schedule_of(job: ExportJob) -> str:
@@ -46,7 +47,7 @@ def recipients(app: App, job: ExportJob) -> list[str]:
     """The job's notify, then its schedule's notify, without repeats. Both were checked
     where they entered (StartExport, ferry.yaml); an address that is not one anyway (a
     job queued before that check) is left out and logged, never silencing the others."""
-    from ferry.notify.channels.smtp import parse_address
+    from ferry.addresses import parse_address
 
     out = list(job.notify or [])
     sched = app.settings.export.schedules.get(schedule_of(job))
@@ -79,6 +80,18 @@ def download_link(app: App, job_id: str, owner: str = "") -> tuple[str, dt.datet
     token, expires = _link_token(app, path, ttl, owner)
     url = app.settings.notify.public_url.rstrip("/") + path + "?" + urlencode({"link": token})
     return url, expires
+
+
+def plain_link(app: App, job_id: str) -> tuple[str, dt.datetime]:
+    """(the URL of the job's download without a link token, when a link made now would
+    have expired): the download then asks for a login."""
+    from urllib.parse import quote
+
+    from ferry.db.models import utcnow
+
+    path = f"/api/v1/exports/{quote(job_id, safe='')}/download"
+    ttl = dt.timedelta(days=app.settings.notify.link_ttl_days)
+    return app.settings.notify.public_url.rstrip("/") + path, utcnow() + ttl
 
 
 def _link_token(app: App, path: str, ttl_seconds: int, owner: str) -> tuple[str, dt.datetime]:
@@ -115,10 +128,53 @@ def _disabled(app: App, username: str) -> bool:
     return bool(found and found[0])
 
 
-def send_request(app: App, job: ExportJob) -> Any:
-    """The SendRequest announcing `job` (already ended), or None when nobody is told."""
-    from ferry.v1 import notify_pb2
+# Called in the transaction that ends the job, with the job as it ends there; writes the
+# announcement and returns its notification id ("" when nobody is told).
+Announce = Callable[[Connection, ExportJob], str]
 
+
+def announcing(app: App, job: ExportJob, status: str) -> Announce | None:
+    """The announcement of `job` ending as `status`, ready to be written by `store.finish`
+    or `store.reap`; None when nobody is told (no recipients, or a status that is not
+    announced). A completed job's download link is made here, before the transaction."""
+    try:
+        if status not in (COMPLETED, FAILED) or not recipients(app, job):
+            return None
+    except Exception:  # never fails the job: logged, and nobody is told
+        log.exception(
+            "export job %s: its recipients could not be read", job.id,
+            extra={"event": "export_announce_failed", "job_id": job.id},
+        )  # fmt: skip
+        return None
+    link: tuple[str, dt.datetime] | None = None
+    if status == COMPLETED:
+        try:
+            link = download_link(app, job.id, job.requested_by)
+        except Exception:
+            # No link token could be made (the auth service is down): the mail links the
+            # download itself, which asks for a login, so the announcement is still made.
+            log.warning(
+                "export job %s: no link token for its mail; it links the plain download",
+                job.id, exc_info=True,
+                extra={"event": "export_link_failed", "job_id": job.id},
+            )  # fmt: skip
+            link = plain_link(app, job.id)
+
+    def write(conn: Connection, ended: ExportJob) -> str:
+        new = announcement(app, ended, link)
+        if new is None:
+            return ""
+        ((view, _created),) = notify_store.create_many(conn, [new])
+        return str(view.notification.id)
+
+    return write
+
+
+def announcement(
+    app: App, job: ExportJob, link: tuple[str, dt.datetime] | None = None
+) -> NewNotification | None:
+    """The outbox notification announcing `job` (already ended), or None when nobody is
+    told. `link` is (download URL, when it expires) for a completed job."""
     to = recipients(app, job)
     if not to or job.status not in (COMPLETED, FAILED):
         return None
@@ -132,7 +188,7 @@ def send_request(app: App, job: ExportJob) -> Any:
     if sched:
         variables["schedule"] = sched
     if job.status == COMPLETED:
-        url, expires = download_link(app, job.id, job.requested_by)
+        url, expires = link if link is not None else download_link(app, job.id, job.requested_by)
         variables.update(
             records=job.processed_records,
             size_bytes=job.file_size_bytes,
@@ -144,135 +200,7 @@ def send_request(app: App, job: ExportJob) -> Any:
     else:
         variables["error"] = job.error_message or "unknown error"
         template = "backup_failed" if sched else "export_failed"
-    req = notify_pb2.SendRequest(
-        recipients=to, template=template, event_id=f"export:{job.id}:{job.status}"
-    )
-    req.variables.update(variables)
-    return req
-
-
-class Announcer:
-    """One per process: a queue of ended jobs and a thread that announces them."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
-        self._queued: set[str] = set()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._clients: Any = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="export-announcer", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop after the announcements already queued, waiting at most `timeout`; what is
-        left is sent by the next sweep (the jobs keep an empty notification_id)."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
-        if self._clients is not None:
-            self._clients.close()
-            self._clients = None
-
-    def announce(self, job_id: str) -> None:
-        """Queue `job_id` for announcing; never blocks and never raises."""
-        with self._lock:
-            if job_id in self._queued:
-                return
-            self._queued.add(job_id)
-        try:
-            self._queue.put_nowait(job_id)
-        except queue.Full:
-            with self._lock:
-                self._queued.discard(job_id)  # the sweep picks it up later
-
-    def sweep(self) -> int:
-        """Queue recently ended jobs whose announcement was never recorded."""
-        since = utcnow() - SWEEP_WINDOW
-        with self.app.engine.connect() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    sa.select(T.c.id)
-                    .where(
-                        T.c.status.in_([COMPLETED, FAILED]),
-                        T.c.notification_id == "",
-                        T.c.finished_at >= since,
-                        sa.or_(
-                            sa.cast(T.c.notify, sa.String) != "[]",
-                            T.c.idempotency_key.like("schedule:%"),
-                        ),
-                    )
-                    .order_by(T.c.finished_at)
-                    .limit(SWEEP_LIMIT)
-                )
-            ]
-        for job_id in ids:
-            self.announce(job_id)
-        return len(ids)
-
-    def _run(self) -> None:
-        while True:
-            job_id = self._queue.get()
-            if job_id is None:
-                return
-            with self._lock:
-                self._queued.discard(job_id)
-            try:
-                self.send(job_id)
-            except grpc.RpcError as e:
-                log.warning(
-                    "export job %s: notify not reached (%s); a later sweep retries",
-                    job_id,
-                    e.code().name if hasattr(e, "code") else "error",
-                    extra={"event": "export_notify_failed", "job_id": job_id},
-                )
-            except Exception:
-                log.exception(
-                    "export job %s: announcing failed",
-                    job_id,
-                    extra={"event": "export_notify_failed", "job_id": job_id},
-                )
-
-    def send(self, job_id: str) -> str:
-        """Announce one ended job now; the notification id ("" when nobody is told)."""
-        job = store.get_job(self.app.engine, job_id)
-        if job.notification_id:
-            return job.notification_id
-        req = send_request(self.app, job)
-        if req is None:
-            return ""
-        if self._clients is None:
-            from ferry.rpc.client import Clients
-
-            self._clients = Clients(
-                self.app.settings.client,
-                token=lambda: self.app.local_token("service:export", role=2),
-            )
-        # wait_for_ready: a notify service that is (re)starting gets the whole deadline to
-        # come up; this thread is the only one that waits.
-        resp = self._clients.notify().Send(
-            req, timeout=self.app.settings.notify.send_timeout_seconds, wait_for_ready=True
-        )
-        nid = str(resp.notification.id)
-        with self.app.engine.begin() as conn:
-            conn.execute(
-                T.update()
-                .where(T.c.id == job_id, T.c.notification_id == "")
-                .values(notification_id=nid)
-            )
-        return nid
-
-
-def announcer(app: App) -> Announcer:
-    """The process's announcer for `app` (created and started on first use)."""
-    a: Announcer | None = app._extra.get("export_announcer")
-    if a is None:
-        a = Announcer(app)
-        app._extra["export_announcer"] = a
-        a.start()
-    return a
+    return announcement_of(
+        app.settings.notify, to, template, variables, f"export:{job.id}:{job.status}",
+        "service:export",
+    )  # fmt: skip

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ferry.app import App
 from ferry.db.export_models import FAILED
 from ferry.export import metrics, store
-from ferry.export.notify import announcer
+from ferry.export.notify import announcing
 from ferry.export.runner import Stop, announce, run_job
 from ferry.storage import Storage
 
@@ -60,9 +60,6 @@ class WorkerPool:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        found = self.app._extra.pop("export_announcer", None)
-        if found is not None:
-            found.stop()
 
     def wake(self) -> None:
         """A job was queued here: let an idle worker take it without waiting for a poll."""
@@ -125,21 +122,16 @@ class WorkerPool:
                 log.exception("export heartbeat failed", extra={"event": "heartbeat_failed"})
 
     def _reap_loop(self, _name: str) -> None:
-        try:
-            announcer(self.app).sweep()  # announcements a previous run did not get out
-        except Exception:
-            log.exception("export announce sweep failed", extra={"event": "reaper_failed"})
         while not self._stopping.wait(self.settings.reaper_seconds):
             try:
                 reap_once(self.app, self.settings.heartbeat_timeout_seconds)
-                announcer(self.app).sweep()  # announcements the notify service missed
             except Exception:  # retried on the next round
                 log.exception("export reaper failed", extra={"event": "reaper_failed"})
 
 
 def reap_once(app: App, timeout_seconds: float) -> int:
     """Fail jobs whose worker stopped responding; how many were failed."""
-    reaped = store.reap(app.engine, timeout_seconds)
+    reaped = store.reap(app.engine, timeout_seconds, lambda job: announcing(app, job, FAILED))
     for job in reaped:
         log.warning(
             "export job %s failed: %s (worker %s)",
@@ -149,5 +141,5 @@ def reap_once(app: App, timeout_seconds: float) -> int:
             extra={"event": "export_reaped", "job_id": job.id, "worker": job.worker_id},
         )
         metrics.JOBS.labels(job.export_type, job.format, FAILED).inc()
-        announce(job, FAILED, app)
+        announce(job, FAILED)
     return len(reaped)

@@ -24,6 +24,7 @@ from ferry.bundle.stream import snapshot
 from ferry.db.export_models import CANCELLED, COMPLETED, FAILED, ExportJob
 from ferry.errors import FerryError, in_words
 from ferry.export import metrics, store
+from ferry.export.notify import announcing
 from ferry.export.query import ExportRequest, plan_export, row_fixer
 from ferry.formats.base import TabularFormat
 from ferry.storage import Storage
@@ -109,13 +110,10 @@ class Progress:
 
 
 def tabular_format(name: str, app: App | None = None) -> TabularFormat:
-    """The `ferry.formats` plugin `name`, instantiated when the plugin is a class and
-    given its `plugins.formats.<name>` settings when it takes any (`configure`);
-    InvalidArgument listing the known formats when there is none."""
-    fmt: TabularFormat = plugins.from_request("ferry.formats", name, "format")
-    configure = getattr(fmt, "configure", None)
-    if app is not None and callable(configure):
-        configure(app.plugin_settings("ferry.formats", name))
+    """The `ferry.formats` plugin `name`, built by `app.plugin` (with its
+    `plugins.formats.<name>` settings); InvalidArgument listing the known formats when
+    there is none."""
+    fmt: TabularFormat = plugins.from_request("ferry.formats", name, "format", app)
     return fmt
 
 
@@ -136,6 +134,7 @@ def run_job(app: App, storage: Storage, job: ExportJob, worker_id: str, stop: St
             job.id,
             worker_id,
             COMPLETED,
+            announcing(app, job, COMPLETED),
             processed_records=rows,
             progress_percent=100,
             file_size_bytes=size,
@@ -175,8 +174,9 @@ def run_job(app: App, storage: Storage, job: ExportJob, worker_id: str, stop: St
         else:  # in words: a database error's text is its SQL, readable through GetExportJob
             message = in_words(e, f"export job {job.id}", log)
         store.finish(
-            app.engine, job.id, worker_id, FAILED, error_message=message, **_timing(started)
-        )
+            app.engine, job.id, worker_id, FAILED, announcing(app, job, FAILED),
+            error_message=message, **_timing(started),
+        )  # fmt: skip
         return FAILED
     finally:
         metrics.IN_FLIGHT.dec()
@@ -184,7 +184,7 @@ def run_job(app: App, storage: Storage, job: ExportJob, worker_id: str, stop: St
             metrics.record_end(
                 job.export_type, job.format, status, time.monotonic() - started, rows, size
             )
-            announce(job, status, app)
+            announce(job, status)
 
 
 def _timing(started: float) -> dict[str, Any]:
@@ -246,15 +246,9 @@ def _digest(storage: Storage, key: str) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def announce(job: ExportJob, status: str, app: App | None = None) -> None:
-    """Tell the job's recipients how it ended: a structured log line (export_notify), and,
-    with `app`, a Send to NotifyService from the announcer's thread (ferry.export.notify),
-    which never holds up or fails the job."""
-    if app is not None and status in (COMPLETED, FAILED):
-        from ferry.export.notify import announcer, recipients
-
-        if recipients(app, job):
-            announcer(app).announce(job.id)
+def announce(job: ExportJob, status: str) -> None:
+    """The structured log line (export_notify) of how a job with recipients ended; its
+    announcement itself was written with the job's end (ferry.export.notify)."""
     if not job.notify:
         return
     log.info(

@@ -39,33 +39,6 @@ FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to"
 FAILED = (pb.EXPORT_JOB_STATUS_FAILED, pb.EXPORT_JOB_STATUS_CANCELLED)
 
 
-def check_notify(recipients: list[str]) -> list[str]:
-    """A schedule's `notify:` as mail addresses (trimmed); ValueError naming the entry, so
-    a typo in ferry.yaml stops start-up instead of silencing the schedule's mail."""
-    from ferry.notify.client import parse_recipients
-
-    return parse_recipients(recipients, "notify")
-
-
-def check_cron(expr: str, daily: bool = True) -> str:
-    """`expr` when it is a valid 5-field cron expression (or empty); ValueError otherwise.
-    With `daily`, an expression that fires twice on one date is refused: runs are keyed by
-    date, so the second run of a day would attach to the first."""
-    expr = " ".join(expr.split())
-    if not expr:
-        return ""
-    if len(expr.split()) != 5 or not croniter.is_valid(expr):
-        raise ValueError(f"{expr!r} is not a 5-field cron expression like '30 2 * * *'")
-    if daily:
-        it = croniter(expr, dt.datetime(2026, 1, 1))
-        dates = [it.get_next(dt.datetime).date() for _ in range(60)]
-        if len(set(dates)) != len(dates):
-            raise ValueError(
-                f"{expr!r} fires more than once a day; a scheduled export runs at most daily"
-            )
-    return expr
-
-
 def last_fire(cron: str, time_zone: str, now: dt.datetime) -> dt.datetime | None:
     """The latest time at or before `now` that `cron` fired (aware, in `time_zone`)."""
     if not cron:

@@ -5,18 +5,16 @@ sharing one database never run a job twice and never overwrite each other's outc
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from ferry.db.export_models import (
@@ -27,10 +25,13 @@ from ferry.db.export_models import (
     TERMINAL,
     ExportJob,
 )
+from ferry.db.models import aware as aware
 from ferry.db.models import utcnow
+from ferry.db.pages import Page, newest_first
 from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
 
 T: sa.Table = ExportJob.__table__  # type: ignore[assignment]
+log = logging.getLogger("ferry.export")
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,6 @@ class NewJob:
     requested_by: str = ""
     filename: str = ""
     extension: str = ""
-
-
-def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """`value` as aware UTC (SQLite hands back naive UTC datetimes)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
 
 
 def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
@@ -113,13 +107,6 @@ def get_job(engine: Engine, job_id: str) -> ExportJob:
     return job
 
 
-@dataclass(frozen=True)
-class Page:
-    jobs: list[ExportJob]
-    next_token: str
-    total: int
-
-
 def list_jobs(
     engine: Engine,
     page_size: int,
@@ -127,11 +114,8 @@ def list_jobs(
     status: str = "",
     export_type: str = "",
     requested_by: str = "",
-) -> Page:
-    """Jobs newest first, one page; the token is opaque (created_at + id of the last)."""
-    if page_size < 0 or page_size > 200:
-        raise InvalidArgument(f"page_size must be 1..200, got {page_size}", field="page_size")
-    size = page_size or 50
+) -> Page[ExportJob]:
+    """Jobs newest first, one page (ferry.db.pages)."""
     where: list[sa.ColumnElement[bool]] = []
     if status:
         where.append(T.c.status == status)
@@ -140,39 +124,17 @@ def list_jobs(
     if requested_by:
         where.append(T.c.requested_by == requested_by)
     with Session(engine, expire_on_commit=False) as s:
-        total = s.execute(sa.select(sa.func.count()).select_from(T).where(*where)).scalar_one()
-        q = sa.select(ExportJob).where(*where)
-        if page_token:
-            created, last_id = _decode_token(page_token)
-            q = q.where(
-                sa.or_(
-                    ExportJob.created_at < created,
-                    sa.and_(ExportJob.created_at == created, ExportJob.id < last_id),
-                )
-            )
-        q = q.order_by(ExportJob.created_at.desc(), ExportJob.id.desc()).limit(size + 1)
-        jobs = list(s.scalars(q))
-    more = len(jobs) > size
-    jobs = jobs[:size]
-    token = _encode_token(jobs[-1]) if more else ""
-    return Page(jobs, token, int(total))
-
-
-def _encode_token(job: ExportJob) -> str:
-    created = aware(job.created_at)
-    assert created is not None
-    raw = json.dumps([created.isoformat(), job.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_token(token: str) -> tuple[dt.datetime, str]:
-    try:
-        created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return dt.datetime.fromisoformat(created), str(job_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidArgument(
-            "page_token is not one this service handed out", field="page_token"
-        ) from None
+        return newest_first(
+            lambda q: list(s.scalars(q)),
+            sa.select(ExportJob).where(*where),
+            T.c.created_at,
+            T.c.id,
+            page_size,
+            page_token,
+            lambda: int(
+                s.execute(sa.select(sa.func.count()).select_from(T).where(*where)).scalar_one()
+            ),
+        )
 
 
 def request_cancel(engine: Engine, job_id: str) -> ExportJob:
@@ -253,17 +215,57 @@ def save_progress(engine: Engine, job_id: str, worker_id: str, **values: Any) ->
     return bool(flag)
 
 
-def finish(engine: Engine, job_id: str, worker_id: str, status: str, **values: Any) -> bool:
-    """End a running job as `status`; False when it was no longer ours (the reaper failed
-    it meanwhile), in which case the caller must discard its file."""
+# Writes a job's announcement in the transaction that ends it (ferry.export.notify):
+# called with that connection and the job as it ends; returns the notification id.
+Announce = Callable[[Connection, ExportJob], str]
+
+
+def finish(
+    engine: Engine,
+    job_id: str,
+    worker_id: str,
+    status: str,
+    announce: Announce | None = None,
+    **values: Any,
+) -> bool:
+    """End a running job as `status`, its announcement (when `announce` is given) written in
+    the same transaction; False when it was no longer ours (the reaper failed it
+    meanwhile), in which case the caller must discard its file."""
     with engine.begin() as conn:
-        return (
+        won = (
             conn.execute(
                 T.update()
                 .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
                 .values(status=status, finished_at=utcnow(), **values)
             ).rowcount
             == 1
+        )
+        if won and announce is not None:
+            _announce(conn, job_id, announce)
+        return won
+
+
+def _announce(conn: Connection, job_id: str, announce: Announce) -> None:
+    """Write the job's announcement and record its id, in `conn`'s transaction, inside a
+    SAVEPOINT: an announcement that cannot be written is logged, never the job's end."""
+    try:
+        with conn.begin_nested():
+            with Session(bind=conn, expire_on_commit=False) as s:
+                job = s.get(ExportJob, job_id)
+                assert job is not None  # the UPDATE that ended it just matched it
+                s.expunge(job)
+            nid = announce(conn, job)
+            if nid:
+                conn.execute(
+                    T.update()
+                    .where(T.c.id == job_id, T.c.notification_id == "")
+                    .values(notification_id=nid)
+                )
+    except Exception:
+        log.exception(
+            "export job %s: its announcement could not be written",
+            job_id,
+            extra={"event": "export_announce_failed", "job_id": job_id},
         )
 
 
@@ -290,8 +292,14 @@ def requeue(engine: Engine, job_id: str, worker_id: str) -> bool:
 REAPED_MESSAGE = "worker stopped responding"
 
 
-def reap(engine: Engine, timeout_seconds: float) -> list[ExportJob]:
-    """Fail running jobs whose heartbeat is older than the timeout; the jobs reaped."""
+def reap(
+    engine: Engine,
+    timeout_seconds: float,
+    announce: Callable[[ExportJob], Announce | None] | None = None,
+) -> list[ExportJob]:
+    """Fail running jobs whose heartbeat is older than the timeout, each one's
+    announcement (`announce(job)`, when given) written in the transaction that fails it;
+    the jobs reaped."""
     cutoff = utcnow() - dt.timedelta(seconds=timeout_seconds)
     with engine.connect() as conn:
         stale = list(
@@ -301,12 +309,16 @@ def reap(engine: Engine, timeout_seconds: float) -> list[ExportJob]:
         )
     reaped: list[ExportJob] = []
     for job_id in stale:
+        # Made before the transaction, from the job as it was (it needs no link: a failure).
+        write = announce(get_job(engine, job_id)) if announce is not None else None
         with engine.begin() as conn:
             won = conn.execute(
                 T.update()
                 .where(T.c.id == job_id, T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
                 .values(status=FAILED, error_message=REAPED_MESSAGE, finished_at=utcnow())
             ).rowcount
+            if won and write is not None:
+                _announce(conn, job_id, write)
         if won:
             reaped.append(get_job(engine, job_id))
     return reaped

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from ferry.addresses import check_recipients
 from ferry.app import App
 from ferry.bundle.stream import snapshot
 from ferry.errors import InvalidArgument
 from ferry.export import store
 from ferry.export.query import ExportRequest, plan_export
 from ferry.export.runner import tabular_format
-from ferry.notify.client import check_recipients
 from ferry.v1 import export_pb2 as pb
 
 TEXT_FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to")

@@ -7,10 +7,12 @@ export's memory does not grow with its size. Readers (csv, xlsx) feed ImportEnti
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
 
+# The group's contract lives with every other group's (ferry.contracts).
+from ferry.contracts import TabularFormat as TabularFormat
+from ferry.contracts import TabularReader as TabularReader
 from ferry.datasets.spec import Kind
 
 # Called with the rows written so far; raising stops the writer (the exception propagates).
@@ -50,33 +52,3 @@ class ReadLimits:
     max_zip_entries: int = 1_000
     # Deflate tops out near 1032:1; real sheets compress 5-30:1, zip bombs hundreds or more.
     max_compression_ratio: float = 200.0
-
-
-class TabularFormat(Protocol):
-    name: str  # "csv"
-    extension: str  # "csv"
-    content_type: str  # "text/csv; charset=utf-8"
-
-    def write(
-        self,
-        out: IO[bytes],
-        table: Table,
-        rows: Iterable[Sequence[Any]],
-        progress: Progress | None = None,
-    ) -> int:
-        """Write the table to `out`; returns the number of rows written.
-
-        `rows` hold Python values in column order (None for empty). `progress`, when given,
-        is called as progress(rows_written) every few thousand rows; it may raise to stop.
-        """
-        ...
-
-
-class TabularReader(Protocol):
-    def read(self, src: IO[bytes], limits: ReadLimits) -> Iterator[dict[str, str | None]]:
-        """Rows as {header: raw text}; formula neutralisation already undone.
-
-        Raises ferry.errors.InvalidArgument naming row and column for malformed input,
-        ResourceExhausted when a limit is passed.
-        """
-        ...

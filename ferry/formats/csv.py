@@ -57,12 +57,11 @@ class CsvFormat:
     content_type = "text/csv; charset=utf-8"
     settings_model: ClassVar[type[Strict]] = CsvSettings
 
-    def __init__(self, bom: bool = True) -> None:
+    def __init__(self, app: Any = None, *, bom: bool = True) -> None:
+        """Built as `factory(app)`: `plugins.formats.csv` (ferry.yaml) when there is an app."""
         self.bom = bom
-
-    def configure(self, settings: CsvSettings | None) -> None:
-        """Apply `plugins.formats.csv` (ferry.yaml) to this writer."""
-        if settings is not None:
+        if app is not None:
+            settings: CsvSettings = app.plugin_settings("ferry.formats", "csv")
             self.bom = settings.bom
 
     def write(

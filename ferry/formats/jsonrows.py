@@ -40,6 +40,9 @@ class JsonFormat:
     # Its cells tell null from "" (a csv or xlsx cell cannot): ImportEntities keeps both.
     typed_cells = True
 
+    def __init__(self, app: Any = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(
         self,
         out: IO[bytes],
@@ -78,7 +81,7 @@ class JsonFormat:
 
     def read(self, src: IO[bytes], limits: ReadLimits) -> Iterator[dict[str, Any]]:
         """The rows of a document this format wrote, for ImportEntities (values keep their
-        json types; see ferry.imports.json_rows)."""
-        from ferry.imports.json_rows import read_json_rows
+        json types; see ferry.formats.jsonrows_read)."""
+        from ferry.formats.jsonrows_read import read_json_rows
 
         return read_json_rows(src, limits)

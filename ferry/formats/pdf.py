@@ -71,7 +71,10 @@ class PdfFormat:
     # Columns an export leaves out of this format unless `fields` names them.
     omit_unless_asked = ("created_at", "updated_at", "deleted_at")
 
-    def __init__(self, font_dir: str | None = None, max_rows: int = MAX_ROWS) -> None:
+    def __init__(
+        self, app: Any = None, *, font_dir: str | None = None, max_rows: int = MAX_ROWS
+    ) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
         self.font_dir = font_dir
         self.max_rows = max_rows
 

@@ -48,7 +48,8 @@ class XlsxFormat:
     extension = "xlsx"
     content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-    def __init__(self, max_sheet_rows: int = EXCEL_MAX_ROWS - 1) -> None:
+    def __init__(self, app: Any = None, *, max_sheet_rows: int = EXCEL_MAX_ROWS - 1) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
         # Data rows per sheet; tests lower it to exercise continuation sheets.
         self.max_sheet_rows = max_sheet_rows
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, NamedTuple, cast
 
 from ferry.app import App
-from ferry.bundle.backup import before_import
 from ferry.bundle.chunks import chunks_to_events
 from ferry.bundle.formats.base import BundleLimits, RawReading
 from ferry.bundle.formats.json import JsonBundle
@@ -23,13 +22,13 @@ from ferry.datasets.spec import Dataset
 from ferry.errors import Cancelled, InvalidArgument
 from ferry.formats.base import ReadLimits
 from ferry.imports import convert, detect
+from ferry.imports.backup import before_import
 from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
 from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
 from ferry.merge.run import Backup
 from ferry.rpc.filters import current_call
-from ferry.storage import open_storage
 from ferry.v1 import import_pb2 as ipb
 
 UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriving upload
@@ -37,7 +36,7 @@ UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriv
 
 def backup_for(app: App, ds: Dataset, requested_by: str) -> Backup:
     """Where an import writes its backup_before: the export storage plugin."""
-    return before_import(app.engine, ds, open_storage(app.settings), requested_by)
+    return before_import(app.engine, ds, app.storage(), requested_by)
 
 
 def spool_for(app: App) -> Spool:

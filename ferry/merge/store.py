@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 from typing import Any, cast
@@ -11,7 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ferry.db.import_models import Import
-from ferry.errors import InvalidArgument, NotFound
+from ferry.db.models import aware
+from ferry.db.pages import Page, newest_first
+from ferry.errors import NotFound
 from ferry.merge.model import (
     EntitySummary,
     ImportOutcome,
@@ -25,15 +26,6 @@ from ferry.merge.model import (
 )
 
 T = cast(sa.Table, Import.__table__)
-MAX_PAGE = 200
-DEFAULT_PAGE = 50
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite returns naive datetimes; they are UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
 
 
 def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
@@ -116,9 +108,9 @@ def from_row(row: Any) -> ImportOutcome:
             for c in row.sample_changes or []
         ],
         has_rejected_file=bool(row.has_rejected),
-        created_at=_aware(row.created_at) or dt.datetime.now(dt.UTC),
-        finished_at=_aware(row.finished_at),
-        undone_at=_aware(row.undone_at),
+        created_at=aware(row.created_at) or dt.datetime.now(dt.UTC),
+        finished_at=aware(row.finished_at),
+        undone_at=aware(row.undone_at),
         duration_seconds=float(row.duration_seconds),
         error_message=row.error_message,
         warnings=[ImportWarning(**w) for w in row.warnings or []],
@@ -145,32 +137,11 @@ def get_import(engine: Engine, import_id: str) -> ImportOutcome:
     return found
 
 
-def list_imports(
-    engine: Engine, page_size: int, page_token: str
-) -> tuple[list[ImportOutcome], str]:
-    """Imports newest first, one page, and the token of the next page ("" at the end).
-    page_size 0 means 50; above 200 or a bad token is InvalidArgument."""
-    if page_size == 0:
-        page_size = DEFAULT_PAGE
-    if not 1 <= page_size <= MAX_PAGE:
-        raise InvalidArgument(f"page_size must be between 1 and {MAX_PAGE}", field="page_size")
-    offset = 0
-    if page_token:
-        try:
-            offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument("page_token is not valid", field="page_token") from None
-        if offset < 0:
-            raise InvalidArgument("page_token is not valid", field="page_token")
+def list_imports(engine: Engine, page_size: int, page_token: str) -> Page[ImportOutcome]:
+    """Imports newest first, one page (ferry.db.pages)."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(T)
-            .order_by(T.c.created_at.desc(), T.c.id.desc())
-            .offset(offset)
-            .limit(page_size + 1)
-        ).all()
-    outcomes = [from_row(r) for r in rows[:page_size]]
-    token = ""
-    if len(rows) > page_size:
-        token = base64.urlsafe_b64encode(str(offset + page_size).encode()).decode()
-    return outcomes, token
+        page = newest_first(
+            lambda q: conn.execute(q).all(), sa.select(T), T.c.created_at, T.c.id, page_size,
+            page_token,
+        )  # fmt: skip
+    return Page([from_row(r) for r in page.items], page.next_token)

@@ -16,43 +16,11 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from ferry.app import App
-from ferry.errors import InvalidArgument
 from ferry.merge.announce import Write
 from ferry.merge.model import ImportOutcome
 from ferry.notify import core, store
 
 log = logging.getLogger("ferry.notify")
-
-
-MAX_ANNOUNCED = 50
-
-
-def parse_recipients(recipients: list[str], field: str = "notify") -> list[str]:
-    """Mail addresses for an announcement, trimmed; ValueError naming the entry
-    (`field[i]`) and quoting the address (at most 64 characters of it)."""
-    from ferry.notify.channels.smtp import parse_address
-
-    out = []
-    for i, r in enumerate(recipients):
-        try:
-            out.append(parse_address(r))
-        except ValueError:
-            shown = r if len(r) <= 64 else r[:64] + "…"
-            raise ValueError(f"{field}[{i}]: {shown!r} is not a mail address") from None
-    if len(out) > MAX_ANNOUNCED:
-        raise ValueError(f"{field}: at most {MAX_ANNOUNCED} addresses")
-    return out
-
-
-def check_recipients(recipients: list[str], field: str) -> list[str]:
-    """Mail addresses for an announcement, trimmed; InvalidArgument naming the entry and
-    the address. Every place that takes announcement addresses checks them here, where
-    they enter: StartExport's and ImportSession's `notify`, schedules in ferry.yaml."""
-    try:
-        return parse_recipients(recipients, field)
-    except ValueError as e:
-        name = str(e).partition(":")[0]
-        raise InvalidArgument(str(e), field=name) from None
 
 
 def import_announcement(app: App, recipients: list[str]) -> Write:

@@ -12,10 +12,7 @@ the replica that took the row over.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 import re
 import sys
 import threading
@@ -29,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ferry.config import NotifySettings
+from ferry.db.models import aware as aware
 from ferry.db.models import utcnow
 from ferry.db.notify_models import (
     DEAD,
@@ -39,6 +37,7 @@ from ferry.db.notify_models import (
     Notification,
     OutboxRow,
 )
+from ferry.db.pages import Page, newest_first
 from ferry.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ferry.notify import retry as retry_schedule
 from ferry.notify.channels.base import RETRY, Delivery, Outcome
@@ -79,13 +78,6 @@ class View:
     def last_error(self) -> str:
         errs = [r for r in self.rows if r.last_error]
         return max(errs, key=lambda r: r.id).last_error if errs else ""
-
-
-def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """`value` as aware UTC (SQLite hands back naive UTC datetimes)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
 
 
 _SCOPED = re.compile(r"~[0-9a-f]{16}/")
@@ -320,55 +312,27 @@ def get(engine: Engine, nid: str) -> View:
         return View(n, _rows(s, nid))
 
 
-@dataclass(frozen=True)
-class Page:
-    items: list[View]
-    next_token: str
-    total: int
-
-
-def list_page(engine: Engine, page_size: int, page_token: str = "", status: str = "") -> Page:
-    """Notifications newest first, one page; the token is opaque."""
-    if page_size < 0 or page_size > 200:
-        raise InvalidArgument(f"page_size must be 1..200, got {page_size}", field="page_size")
-    size = page_size or 50
+def list_page(
+    engine: Engine, page_size: int, page_token: str = "", status: str = ""
+) -> Page[View]:
+    """Notifications newest first, one page (ferry.db.pages)."""
     where: list[sa.ColumnElement[bool]] = []
     if status:
         where.append(N.c.status == status)
     with Session(engine, expire_on_commit=False) as s:
-        total = s.execute(sa.select(sa.func.count()).select_from(N).where(*where)).scalar_one()
-        q = sa.select(Notification).where(*where)
-        if page_token:
-            created, last_id = _decode_token(page_token)
-            q = q.where(
-                sa.or_(
-                    Notification.created_at < created,
-                    sa.and_(Notification.created_at == created, Notification.id < last_id),
-                )
-            )
-        q = q.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(size + 1)
-        found = list(s.scalars(q))
-        more = len(found) > size
-        found = found[:size]
-        by_id = _deliveries_of(s, found)
-    token = _encode_token(found[-1]) if more else ""
-    return Page([View(n, by_id[n.id]) for n in found], token, int(total))
-
-
-def _encode_token(n: Notification) -> str:
-    created = aware(n.created_at)
-    assert created is not None
-    return base64.urlsafe_b64encode(json.dumps([created.isoformat(), n.id]).encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[dt.datetime, str]:
-    try:
-        created, nid = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return dt.datetime.fromisoformat(created), str(nid)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidArgument(
-            "page_token is not one this service handed out", field="page_token"
-        ) from None
+        page = newest_first(
+            lambda q: list(s.scalars(q)),
+            sa.select(Notification).where(*where),
+            N.c.created_at,
+            N.c.id,
+            page_size,
+            page_token,
+            lambda: int(
+                s.execute(sa.select(sa.func.count()).select_from(N).where(*where)).scalar_one()
+            ),
+        )
+        by_id = _deliveries_of(s, page.items)
+    return Page([View(n, by_id[n.id]) for n in page.items], page.next_token, page.total)
 
 
 # --- delivery ------------------------------------------------------------------------

@@ -49,6 +49,9 @@ class OneRosterBundle:
     extension = "zip"
     content_type = "application/zip"
 
+    def __init__(self, app: object = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
         tables, manifest, _loss = build(events)
         write_zip(tables, manifest, out)

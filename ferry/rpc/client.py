@@ -94,9 +94,13 @@ class Clients:
         token: Callable[[], str | None] = lambda: None,
         credentials: grpc.ChannelCredentials | None = None,
         extra_options: Sequence[tuple[str, Any]] = (),
+        app: Any = None,
     ):
         self.settings = settings
         self.token = token
+        # The client filters are plugins like any other, built by an App: the caller's, or
+        # one around these client settings alone.
+        self.app = app
         # TLS (ferry.rpc.tls): None is plaintext.
         self.credentials = credentials
         self.extra_options = list(extra_options)
@@ -123,9 +127,19 @@ class Clients:
                 raw = grpc.secure_channel(target, self.credentials, options=options)
             else:
                 raw = grpc.insecure_channel(target, options=options)
-            chain = ClientChain(client_filters.build(self.settings.filters, timeout, self.token))
+            chain = ClientChain(
+                client_filters.build(self.settings.filters, self._app()), timeout, self.token
+            )
             self._channels[key] = grpc.intercept_channel(raw, chain)
         return self._channels[key]
+
+    def _app(self) -> Any:
+        if self.app is None:
+            from ferry.app import App
+            from ferry.config import Settings
+
+            self.app = App(Settings(client=self.settings))
+        return self.app
 
     def stub(self, service: str) -> Any:
         try:

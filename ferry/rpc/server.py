@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,28 +17,16 @@ from grpc_reflection.v1alpha import reflection
 
 from ferry import plugins
 from ferry.app import App
+from ferry.contracts import Service
 from ferry.rpc import tls
 from ferry.rpc.filters import Filter, FilterChain
 
 log = logging.getLogger("ferry.server")
 
 
-class Service(Protocol):
-    """What a `ferry.services` plugin builds: the gRPC face of one service."""
-
-    # Full proto name, e.g. "ferry.v1.ExportService".
-    full_name: str
-
-    def register(self, server: grpc.Server) -> None: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 def load_filters(app: App, names: Sequence[str]) -> list[Filter]:
-    """Filter instances for `names`, from `ferry.filters`, in chain order."""
-    return [plugins.resolve("ferry.filters", name, app, allow_path=True) for name in names]
+    """The server halves of the `ferry.filters` plugins `names`, in chain order."""
+    return [app.plugin("ferry.filters", name).server() for name in names]
 
 
 def connection_age_options(seconds: float) -> list[tuple[str, int]]:
@@ -68,14 +56,13 @@ def check_config(app: App) -> None:
     """Resolve everything ferry.yaml names before health says SERVING: the dataset, the
     storage, the formats of the schedules. A typo stops start-up naming the known names."""
     from ferry.errors import FerryError
-    from ferry.storage import open_storage
 
     s = app.settings
     try:
         app.dataset()
     except FerryError as e:
         raise plugins.PluginError(f"dataset: {e.message}") from None
-    open_storage(s)
+    app.storage()
     for name, sched in s.export.schedules.items():
         if sched.format not in plugins.names("ferry.formats"):
             known = ", ".join(plugins.names("ferry.formats"))
@@ -103,7 +90,11 @@ class Server:
         per_service: dict[str, list[Filter]] = {}
         self.services: list[Service] = []
         for name in self.names:
-            svc: Service = plugins.resolve("ferry.services", name, app, allow_path=True)
+            # factory(app) like every plugin, but owned by this server (it starts and stops
+            # them), not cached by the app: a second Server on the same app gets its own.
+            svc: Service = plugins.build_within(
+                ("ferry.services", name), app, cfg.setup_timeout_seconds
+            )
             self.services.append(svc)
             own = configured.get(name)
             if own is not None and own.filters:

@@ -14,9 +14,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from ferry.config import Settings, Strict
+from ferry.config import Strict
+
+if TYPE_CHECKING:
+    from ferry.app import App
 
 
 class LocalStorageSettings(Strict):
@@ -29,21 +32,22 @@ class LocalStorageSettings(Strict):
 class LocalStorage:
     settings_model = LocalStorageSettings
 
-    def __init__(self, root: Path, archive_root: Path) -> None:
+    def __init__(self, app: App) -> None:
+        """Storage in plugins.storage.local.dir, archiving to its archive_dir."""
+        own: LocalStorageSettings = app.plugin_settings("ferry.storage", "local")
+        self._place(app.settings.path(own.dir), app.settings.path(own.archive_dir))
+
+    @classmethod
+    def at(cls, root: Path, archive_root: Path) -> LocalStorage:
+        """Storage in `root`, archiving to `archive_root`, without an app (tests, tools)."""
+        storage = cls.__new__(cls)
+        storage._place(root, archive_root)
+        return storage
+
+    def _place(self, root: Path, archive_root: Path) -> None:
         self.root = root
         self.archive_root = archive_root
         self._tmp = root / ".tmp"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LocalStorage:
-        """Storage in plugins.storage.local.dir, archiving to its archive_dir."""
-        from ferry import plugins
-
-        own = plugins.parse_settings(
-            "ferry.storage", "local", settings.plugins.get("storage", {}).get("local")
-        )
-        assert isinstance(own, LocalStorageSettings)
-        return cls(settings.path(own.dir), settings.path(own.archive_dir))
 
     def path(self, key: str) -> Path:
         """Where `key` lives; keys are flat names, never paths (no traversal)."""

@@ -21,7 +21,7 @@ from ferry.export.stats import export_stats
 from ferry.export.validate import TEXT_FILTERS, new_job
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
-from ferry.storage import Storage, open_storage
+from ferry.storage import Storage
 from ferry.v1 import export_pb2 as pb
 
 STATUS = {
@@ -42,7 +42,7 @@ class JobRpcs:
     def job_storage(self) -> Storage:
         """The storage for export files (created on first use)."""
         if self._job_storage is None:
-            self._job_storage = open_storage(self.app.settings)
+            self._job_storage = self.app.storage()
         return self._job_storage
 
     def start_jobs(self) -> None:
@@ -87,7 +87,7 @@ class JobRpcs:
             request.requested_by,
         )
         return pb.ListExportJobsResponse(
-            jobs=[job_message(j) for j in page.jobs],
+            jobs=[job_message(j) for j in page.items],
             next_page_token=page.next_token,
             total_size=page.total,
         )

@@ -9,17 +9,15 @@ from collections.abc import Iterator
 import grpc
 
 from ferry.app import App
-from ferry.bundle.backup import restore_import_backup
 from ferry.errors import InvalidArgument
 from ferry.imports import convert, detect
+from ferry.imports.backup import restore_import_backup
 from ferry.merge import get_import, list_imports, rejected_events, undo_import
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
-from ferry.storage import open_storage
 from ferry.v1 import import_pb2 as ipb
 
 CHUNK_BYTES = 1024 * 1024
-DEFAULT_PAGE, MAX_PAGE = 50, 200
 
 
 def _import_id(value: str) -> str:
@@ -42,16 +40,9 @@ class HistoryRpcs:
     def ListImports(
         self, request: ipb.ListImportsRequest, context: grpc.ServicerContext
     ) -> ipb.ListImportsResponse:
-        if not 0 <= request.page_size <= MAX_PAGE:
-            raise InvalidArgument(
-                f"page_size must be between 1 and {MAX_PAGE} (0 means {DEFAULT_PAGE})",
-                field="page_size",
-            )
-        found, token = list_imports(
-            self.app.engine, request.page_size or DEFAULT_PAGE, request.page_token
-        )
+        page = list_imports(self.app.engine, request.page_size, request.page_token)
         return ipb.ListImportsResponse(
-            imports=[convert.result_proto(o) for o in found], next_page_token=token
+            imports=[convert.result_proto(o) for o in page.items], next_page_token=page.next_token
         )
 
     @handles_errors
@@ -76,7 +67,7 @@ class HistoryRpcs:
         outcome = restore_import_backup(
             self.app.engine,
             self.app.dataset(),
-            open_storage(self.app.settings),
+            self.app.storage(),
             _import_id(request.import_id),
             dry_run=request.dry_run,
             requested_by=call.caller if call is not None else "",

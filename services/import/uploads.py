@@ -10,6 +10,7 @@ from contextlib import nullcontext
 
 import grpc
 
+from ferry import addresses
 from ferry.app import App
 from ferry.imports import convert, upload
 from ferry.merge import ImportOutcome
@@ -45,7 +46,7 @@ class UploadRpcs:
         options = first.options if first is not None and first.HasField("options") else None
         # Bad recipients fail before the upload, like every other bad option.
         notify = (
-            notify_client.check_recipients(list(options.notify), "options.notify")
+            addresses.check_recipients(list(options.notify), "options.notify")
             if options
             else []
         )

@@ -101,7 +101,7 @@ def test_a_backup_before_a_bulk_load_holds_the_state_the_import_started_from(
 ) -> None:
     """The backup runs beside the merge; on PostgreSQL the bulk path's ACCESS EXCLUSIVE
     lock waits for it (no deadlock), and it holds exactly the rows before the import."""
-    from ferry.bundle.backup import before_import
+    from ferry.imports.backup import before_import
     from ferry.merge import apply
     from ferry.storage.local import LocalStorage
     from tests.merge.helpers import rebuild, records
@@ -113,7 +113,7 @@ def test_a_backup_before_a_bulk_load_holds_the_state_the_import_started_from(
     opts = {"requested_by": "tester", "source_sha256": "x"}
     first = run_import(empty, SCHOOL, rebuild(half), MergeOptions(), **opts)
     assert first.status is Status.COMPLETED
-    storage = LocalStorage(tmp_path / "storage", tmp_path / "archive")
+    storage = LocalStorage.at(tmp_path / "storage", tmp_path / "archive")
     full = run_import(
         empty,
         SCHOOL,

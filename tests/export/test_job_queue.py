@@ -18,7 +18,6 @@ from ferry.export import store
 from ferry.export.cleanup import cleanup
 from ferry.export.pool import WorkerPool, reap_once
 from ferry.export.stats import export_stats
-from ferry.storage import open_storage
 from tests.export.conftest import files_in
 
 T = ExportJob.__table__
@@ -61,7 +60,7 @@ def test_two_worker_pools_on_one_database_run_each_job_exactly_once(
 ) -> None:
     apps = [job_app(FERRY_EXPORT_WORKERS="3"), job_app(FERRY_EXPORT_WORKERS="3")]
     ids = [store.create_job(apps[0].engine, new_job(fmt="counting"))[0].id for _ in range(12)]
-    pools = [WorkerPool(a, open_storage(a.settings)) for a in apps]
+    pools = [WorkerPool(a, a.storage()) for a in apps]
     for p in pools:
         p.start()
     try:
@@ -122,7 +121,7 @@ def test_cleanup_deletes_or_archives_old_files_and_rows_and_dry_run_changes_noth
     job_app: Callable[..., App], tmp_path: Path
 ) -> None:
     app = job_app()
-    storage = open_storage(app.settings)
+    storage = app.storage()
     ids = []
     for age_days in (40, 35, 1):
         job, _ = store.create_job(app.engine, new_job())
@@ -152,7 +151,7 @@ def test_stopping_a_pool_hands_its_running_job_back_to_the_queue(
 ) -> None:
     app = job_app(FERRY_EXPORT_WORKERS="1")
     job, _ = store.create_job(app.engine, new_job(fmt="slow", export_type="attendance"))
-    pool = WorkerPool(app, open_storage(app.settings))
+    pool = WorkerPool(app, app.storage())
     pool.start()
     try:
         assert test_formats["slow"].started.wait(10)

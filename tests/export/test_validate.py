@@ -109,5 +109,6 @@ def test_an_old_job_with_a_bad_address_still_tells_the_good_ones(
     with app.engine.begin() as c:
         c.execute(sa.text("UPDATE export_jobs SET status = 'failed', error_message = 'x' "
                           "WHERE id = :id"), {"id": made.id})  # fmt: skip
-    req = announce.send_request(app, store.get_job(app.engine, made.id))
-    assert list(req.recipients) == ["good@school.example", "other@school.example"]
+    new = announce.announcement(app, store.get_job(app.engine, made.id))
+    assert new is not None
+    assert [r for _, r in new.deliveries] == ["good@school.example", "other@school.example"]

@@ -12,7 +12,7 @@ import pytest
 from ferry import plugins
 from ferry.app import App
 from ferry.errors import Unavailable
-from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
 from gateway.routes import all_routes
 from tests.gateway.conftest import bearer, seed_small
 
@@ -32,9 +32,13 @@ class FailAfterThree(Filter):
             raise Unavailable("the export service went away mid-stream")
 
 
+class FailAfterThreePlugin(FilterPlugin):
+    server_half = FailAfterThree
+
+
 @pytest.fixture
 def failing_streams() -> Iterator[None]:
-    plugins.register("ferry.filters", "fail-after-three", FailAfterThree)
+    plugins.register("ferry.filters", "fail-after-three", FailAfterThreePlugin)
     yield
     plugins.unregister("ferry.filters", "fail-after-three")
 

@@ -12,7 +12,6 @@ import pytest
 from ferry.app import App
 from ferry.export import store
 from ferry.export.runner import Stop, run_job
-from ferry.storage import open_storage
 from ferry.v1 import export_pb2
 from tests.conftest import running
 from tests.export.helpers import jobs_client
@@ -43,7 +42,7 @@ def test_a_failed_job_keeps_no_sql(
     assert claimed is not None and claimed.id == job.id
     with app.engine.begin() as conn:  # the table the job reads is gone: a database error
         conn.exec_driver_sql("ALTER TABLE students RENAME TO students_gone")
-    assert run_job(app, open_storage(app.settings), claimed, "w1", Stop()) == "failed"
+    assert run_job(app, app.storage(), claimed, "w1", Stop()) == "failed"
     failed = store.get_job(app.engine, job.id)
     assert not SQL.search(failed.error_message), failed.error_message
     ref = re.search(r"reference ([0-9a-f]{12})", failed.error_message)

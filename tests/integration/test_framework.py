@@ -206,9 +206,10 @@ def test_client_filters_carry_token_deadline_and_metrics(
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
         bare.close()
 
-    class ServerOnly:
-        def __init__(self, app: App) -> None:
-            pass
+    from ferry.rpc.filters import Filter, FilterPlugin
+
+    class ServerOnly(FilterPlugin):
+        server_half = Filter
 
     plugins.register("ferry.filters", "server-only", ServerOnly)
     try:

@@ -103,7 +103,7 @@ def test_a_database_error_during_an_import_is_stored_and_raised_in_words(
     ref = re.search(r"reference ([0-9a-f]{12})", message)
     assert ref, message
     assert "grades" in message, message
-    stored = list_imports(target, 10, "")[0][0]
+    stored = list_imports(target, 10, "").items[0]
     assert stored.status is Status.FAILED
     assert not SQL.search(stored.error_message), stored.error_message
     assert ref.group(1) in stored.error_message

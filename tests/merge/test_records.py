@@ -22,7 +22,7 @@ def test_same_key_and_payload_returns_the_first_outcome_without_a_second_effect(
     assert again.id == first.id and again.status is Status.COMPLETED
     assert counts(again) == counts(first)
     assert scalar(target, "SELECT count(*) FROM import_changes") == changes
-    assert len(list_imports(target, 0, "")[0]) == 1
+    assert len(list_imports(target, 0, "").items) == 1
 
 
 def test_same_key_with_another_payload_is_already_exists(
@@ -43,10 +43,10 @@ def test_a_failed_run_does_not_claim_its_key(events: list[Event], target: Engine
 
 def test_imports_are_listed_newest_first_in_pages(events: list[Event], target: Engine) -> None:
     ids = [run(target, events, dry_run=True).id for _ in range(3)]
-    page, token = list_imports(target, 2, "")
-    assert [o.id for o in page] == ids[::-1][:2] and token
-    rest, end = list_imports(target, 2, token)
-    assert [o.id for o in rest] == ids[:1] and end == ""
+    page = list_imports(target, 2, "")
+    assert [o.id for o in page.items] == ids[::-1][:2] and page.next_token
+    rest = list_imports(target, 2, page.next_token)
+    assert [o.id for o in rest.items] == ids[:1] and rest.next_token == ""
     assert get_import(target, ids[0]).requested_by == "tester"
     with pytest.raises(NotFound):
         get_import(target, "nope")

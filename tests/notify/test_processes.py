@@ -185,7 +185,6 @@ def test_import_announced_although_its_process_is_killed_and_notify_was_down(
     nowhere = free_port()  # where the import process looks for notify: nothing listens
     shared = {
         "FERRY_NOTIFY_DEFAULT_CHANNELS": "[smtp]",
-        "FERRY_NOTIFY_SEND_TIMEOUT_SECONDS": "30",
         "FERRY_CLIENT_TARGET": f"127.0.0.1:{nowhere}",
         "FERRY_PLUGINS_STORAGE_LOCAL_DIR": str(tmp_path / "exports"),
     }

@@ -12,12 +12,14 @@ instants as timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, runtime_checkable
 
 import orjson
 
+# The group's contract lives with every other group's (ferry.contracts).
+from ferry.contracts import BundleFormat as BundleFormat
 from ferry.datasets.spec import Kind
 from ferry.v1 import bundle_pb2 as pb
 
@@ -117,19 +119,6 @@ class BundleLimits:
     max_string_chars: int = 1_000_000
 
 
-class BundleFormat(Protocol):
-    name: str  # "json"
-    extension: str  # "json", "tar.gz"
-    content_type: str  # "application/json"
-
-    def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
-        """Write a bundle; `out` only needs write() (it may be a network stream)."""
-        ...
-
-    def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:
-        """Parse a bundle; raises ferry.errors.InvalidArgument (naming entity, record and
-        field where it can), DataLoss on checksum mismatch, ResourceExhausted on limits."""
-        ...
 
 
 @runtime_checkable

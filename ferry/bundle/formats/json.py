@@ -34,6 +34,9 @@ class JsonBundle:
     extension = "json"
     content_type = "application/json"
 
+    def __init__(self, app: object = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
         """Write the bundle as one JSON document, one batch at a time."""
         enc = Encoder()

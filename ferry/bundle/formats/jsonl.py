@@ -31,6 +31,9 @@ class JsonlBundle:
     extension = "jsonl"
     content_type = "application/x-ndjson"
 
+    def __init__(self, app: object = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
         """Write a header line, one line per record, and a trailer line."""
         enc = Encoder()

@@ -22,10 +22,9 @@ from typing import IO, Any
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, RawBatch, Trailer
 from ferry.bundle.formats.common import Encoder, schema
 from ferry.datasets import load_dataset
-from ferry.datasets.query import Column
+from ferry.datasets.query import Column, key_lookup, q
 from ferry.datasets.spec import Dataset, Entity, Kind
 from ferry.errors import InvalidArgument
-from ferry.merge.shape import key_lookup, q
 
 ROWS_PER_INSERT = 500
 _TYPES = {
@@ -136,6 +135,9 @@ class SqlBundle:
     name = "sql"
     extension = "sql"
     content_type = "application/sql"
+
+    def __init__(self, app: object = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
 
     def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
         enc = Encoder()

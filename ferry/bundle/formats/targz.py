@@ -43,6 +43,9 @@ class TarGzBundle:
     extension = "tar.gz"
     content_type = "application/gzip"
 
+    def __init__(self, app: object = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
         """Spool each entity's records, then write manifest.json and the members."""
         enc = Encoder()

@@ -64,6 +64,9 @@ class XlsxBundle:
     extension = "xlsx"
     content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
+    def __init__(self, app: object = None) -> None:
+        """Built as `factory(app)`; it takes no settings from the app."""
+
     def write(self, events: Iterable[Event], out: IO[bytes]) -> None:
         """Write the workbook; rows go to temporary files until it is zipped at the end."""
         enc = Encoder()

@@ -10,7 +10,10 @@ server detail or secret reaches a stored message).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+# The group's contract lives with every other group's (ferry.contracts).
+from ferry.contracts import Channel as Channel
 
 SENT = "sent"
 RETRY = "retry"
@@ -66,23 +69,3 @@ def failed(error: str, disable: str = "") -> Outcome:
 class Health:
     healthy: bool
     detail: str = ""
-
-
-class Channel(Protocol):
-    """A `ferry.channels` plugin: built as `Class(app)`, settings in plugins.channels.<name>.
-
-    `validate_recipient` returns the recipient as stored or raises ValueError saying what is
-    wrong with it; `default_recipients` is who gets a notification that names none (a
-    webhook's endpoints; mail channels have none). A delivered row is settled the moment
-    `send` returns for it (a crash resends at most the delivery in flight) unless the
-    channel sets `settle_each = False` (the log channel: a repeated log line reaches
-    nobody twice, so its rows are settled with their batch).
-    """
-
-    name: str
-
-    def validate_recipient(self, recipient: str) -> str: ...
-
-    def send(self, deliveries: list[Delivery]) -> list[Outcome]: ...
-
-    def health(self) -> Health: ...

@@ -28,7 +28,7 @@ class LogChannel:
         self.settings: LogSettings = settings or LogSettings()
 
     def validate_recipient(self, recipient: str) -> str:
-        from ferry.notify.channels.smtp import parse_address
+        from ferry.addresses import parse_address
 
         return parse_address(recipient)
 

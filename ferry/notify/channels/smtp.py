@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from ferry.addresses import parse_address
 from ferry.config import Strict
 from ferry.notify.channels import mime
 from ferry.notify.channels.base import Delivery, Health, Outcome, failed, retry, sent
@@ -56,18 +57,6 @@ class SmtpSettings(Strict):
     # Verify the relay's certificate (TLS and STARTTLS); a CA bundle file, if not the system's.
     verify_certificate: bool = True
     ca_file: str = ""
-
-
-def parse_address(recipient: str) -> str:
-    """`a@b.c` or `Name <a@b.c>` as given (trimmed), or ValueError saying why not."""
-    value = recipient.strip()
-    if not value or len(value) > 254 or "\n" in value or "\r" in value:
-        raise ValueError(f"{recipient!r} is not a mail address")
-    _name, addr = email.utils.parseaddr(value)
-    local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain.strip(".") or " " in addr:
-        raise ValueError(f"{recipient!r} is not a mail address")
-    return value
 
 
 def _split(recipient: str) -> tuple[str, str]:

@@ -14,12 +14,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 
 from ferry.rpc.errors import abort, to_error
 from ferry.rpc.methods import MethodInfo, lookup
+
+if TYPE_CHECKING:
+    from ferry.rpc.filters.client import ClientFilter
 
 log = logging.getLogger("ferry.rpc")
 
@@ -72,6 +75,38 @@ class Filter:
 
     def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
         return None
+
+
+class FilterPlugin:
+    """A `ferry.filters` plugin (`ferry.contracts.FilterPlugin`): both halves of one
+    filter, from one module, built as `factory(app)` by `App.plugin`.
+
+    `server_half` is built with the app on first use (so a CLI that only needs the client
+    half never opens what the server half needs); `client_half` takes no arguments: what
+    it needs of the caller (default timeout, token) travels on the OutgoingCall.
+    """
+
+    # A Filter subclass built as `cls(app)`; a ClientFilter subclass built as `cls()`.
+    server_half: ClassVar[type[Any] | None] = None
+    client_half: ClassVar[type[Any] | None] = None
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._server: Filter | None = None
+
+    def server(self) -> Filter:
+        if self._server is None:
+            if self.server_half is None:
+                raise TypeError(f"{type(self).__name__} has no server half")
+            built: Filter = self.server_half(self.app)
+            self._server = built
+        return self._server
+
+    def client(self) -> ClientFilter | None:
+        if self.client_half is None:
+            return None
+        half: ClientFilter = self.client_half()
+        return half
 
 
 class FilterChain(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]

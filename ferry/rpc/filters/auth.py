@@ -17,8 +17,8 @@ from prometheus_client import Counter, Gauge
 from ferry.auth import Principal, credentials, links
 from ferry.auth.revocation import Revocations
 from ferry.errors import PermissionDenied, Unauthenticated
-from ferry.rpc.filters import Filter, RpcCall
-from ferry.rpc.filters.client import TokenClient
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
+from ferry.rpc.filters.client import ClientFilter, OutgoingCall
 
 if TYPE_CHECKING:
     from ferry.app import App
@@ -38,9 +38,6 @@ REFUSED = Counter(
 class AuthFilter(Filter):
     """Always in a server's chain (the server adds it when ferry.yaml leaves it out); only
     `auth.enabled: false` turns it off, loudly."""
-
-    # The half that runs on outgoing calls (client.filters).
-    client = TokenClient
 
     def __init__(self, app: App) -> None:
         a = app.settings.auth
@@ -93,3 +90,21 @@ class AuthFilter(Filter):
         )
         call.attrs["link"] = True
         return principal
+
+
+class TokenClient(ClientFilter):
+    """The bearer token of the calling client on every outgoing call that has none."""
+
+    def start(self, call: OutgoingCall) -> None:
+        if any(k == "authorization" for k, _ in call.metadata):
+            return
+        token = call.token()
+        if token:
+            call.metadata.append(("authorization", f"Bearer {token}"))
+
+
+class AuthPlugin(FilterPlugin):
+    """The `auth` filter: both halves."""
+
+    server_half = AuthFilter
+    client_half = TokenClient

@@ -1,8 +1,8 @@
 """Client filters: the chain every outgoing call runs through (`client.filters`).
 
-They are chosen by the same names as server filters: a `ferry.filters` plugin offers its
-client half as its `client` attribute (a class taking the App, or nothing). The built-in
-ones:
+They are chosen by the same names as server filters: a `ferry.filters` plugin
+(`ferry.rpc.filters.FilterPlugin`) offers both halves from one module, its client half
+built with no arguments. The built-in ones:
 
 - `deadline`: a call without a timeout gets the configured one, and never outlives the
   call being served on this thread (deadline propagation);
@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
 
-from ferry.rpc.filters import current_call
 from ferry.rpc.methods import split
 
 log = logging.getLogger("ferry.rpc.client")
@@ -40,6 +38,9 @@ class OutgoingCall:
     timeout: float | None
     metadata: list[tuple[str, str]]
     started: float = field(default_factory=time.monotonic)
+    # What the calling client holds: its configured timeout and its bearer token.
+    default_timeout: float = 30.0
+    token: Callable[[], str | None] = lambda: None
 
     @property
     def service(self) -> str:
@@ -51,13 +52,9 @@ class OutgoingCall:
 
 
 class ClientFilter:
-    """Base client filter; every one is built as `cls(default_timeout=..., token=...)`."""
-
-    def __init__(
-        self, default_timeout: float = 30.0, token: Callable[[], str | None] = lambda: None
-    ) -> None:
-        self.default = default_timeout
-        self.token = token
+    """Base client half: override what you need. The half of a `ferry.filters` plugin
+    (`FilterPlugin.client_half`), built with no arguments: the caller's default timeout
+    and token are on the OutgoingCall."""
 
     def start(self, call: OutgoingCall) -> None:
         return None
@@ -66,87 +63,43 @@ class ClientFilter:
         return None
 
 
-class DeadlineClient(ClientFilter):
-    def start(self, call: OutgoingCall) -> None:
-        timeout = call.timeout if call.timeout is not None else self.default
-        serving = current_call()
-        left = serving.remaining() if serving is not None else None
-        if left is not None:
-            timeout = max(0.0, min(timeout, left))  # never outlive the call we serve
-        call.timeout = timeout
-
-
-class TokenClient(ClientFilter):
-    def start(self, call: OutgoingCall) -> None:
-        if any(k == "authorization" for k, _ in call.metadata):
-            return
-        token = self.token()
-        if token:
-            call.metadata.append(("authorization", f"Bearer {token}"))
-
-
-_LABELS = ("grpc_service", "grpc_method")
-STARTED = Counter("ferry_rpc_client_started_total", "RPCs started by this process.", _LABELS)
-HANDLED = Counter(
-    "ferry_rpc_client_handled_total",
-    "RPCs this process made that completed, by status code.",
-    (*_LABELS, "grpc_code"),
-)
-LATENCY = Histogram(
-    "ferry_rpc_client_handling_seconds",
-    "Time from the start of an outgoing RPC to its end.",
-    _LABELS,
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
-)
-
-
-class MetricsClient(ClientFilter):
-    def start(self, call: OutgoingCall) -> None:
-        STARTED.labels(call.service, call.name).inc()
-
-    def finish(self, call: OutgoingCall, code: grpc.StatusCode) -> None:
-        HANDLED.labels(call.service, call.name, code.name).inc()
-        LATENCY.labels(call.service, call.name).observe(time.monotonic() - call.started)
-
-
-class LoggingClient(ClientFilter):
-    def finish(self, call: OutgoingCall, code: grpc.StatusCode) -> None:
-        log.info(
-            "called %s",
-            call.method,
-            extra={
-                "event": "rpc_client",
-                "method": call.method,
-                "code": code.name,
-                "duration_ms": round((time.monotonic() - call.started) * 1000, 1),
-            },
-        )
-
-
-def build(
-    names: Sequence[str], default_timeout: float, token: Callable[[], str | None]
-) -> list[ClientFilter]:
-    """The client filters for `names`, each the `client` half of a `ferry.filters` plugin."""
+def build(names: Sequence[str], app: Any) -> list[ClientFilter]:
+    """The client filters for `names`: the client half of each `ferry.filters` plugin,
+    built by `app.plugin` like every plugin."""
     from ferry import plugins
 
     out: list[ClientFilter] = []
     for name in names:
-        obj = plugins.load("ferry.filters", name, allow_path=True)
-        half = getattr(obj, "client", None)
+        half = app.plugin("ferry.filters", name).client()
         if half is None:
+            known = [n for n in plugins.names("ferry.filters") if _has_client(app, n)]
             raise plugins.PluginError(
                 f"client.filters: filter {name!r} has no client half; "
-                "known client filters: deadline, auth, metrics, logging"
+                f"known client filters: {', '.join(known)}"
             )
-        out.append(half(default_timeout=default_timeout, token=token))
+        out.append(half)
     return out
 
 
+def _has_client(app: Any, name: str) -> bool:
+    try:
+        return app.plugin("ferry.filters", name).client() is not None
+    except Exception:  # a plugin that cannot be built has no client half to offer
+        return False
+
+
 def start_call(
-    filters: Sequence[ClientFilter], method: str | bytes, timeout: float | None, metadata: Any
+    filters: Sequence[ClientFilter],
+    method: str | bytes,
+    timeout: float | None,
+    metadata: Any,
+    default_timeout: float = 30.0,
+    token: Callable[[], str | None] = lambda: None,
 ) -> OutgoingCall:
     name = method.decode() if isinstance(method, bytes) else method  # grpc.aio sends bytes
-    call = OutgoingCall(name, timeout, list(metadata or []))
+    call = OutgoingCall(
+        name, timeout, list(metadata or []), time.monotonic(), default_timeout, token
+    )
     for f in filters:
         f.start(call)
     return call
@@ -168,11 +121,20 @@ class ClientChain(
 ):
     """Runs the client filters around every call on a sync channel."""
 
-    def __init__(self, filters: Sequence[ClientFilter]) -> None:
+    def __init__(
+        self,
+        filters: Sequence[ClientFilter],
+        default_timeout: float = 30.0,
+        token: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.filters = list(filters)
+        self.default_timeout = default_timeout
+        self.token = token
 
     def _run(self, continuation: Any, d: Any, request: Any) -> Any:
-        call = start_call(self.filters, d.method, d.timeout, d.metadata)
+        call = start_call(
+            self.filters, d.method, d.timeout, d.metadata, self.default_timeout, self.token
+        )
         details = _Details(
             d.method, call.timeout, call.metadata, d.credentials, d.wait_for_ready, d.compression
         )
@@ -219,14 +181,24 @@ class AioClientChain(
 ):
     """The same client filters around every call on a grpc.aio channel (the gateway)."""
 
-    def __init__(self, filters: Sequence[ClientFilter]) -> None:
+    def __init__(
+        self,
+        filters: Sequence[ClientFilter],
+        default_timeout: float = 30.0,
+        token: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.filters = list(filters)
+        self.default_timeout = default_timeout
+        self.token = token
         self._pending: set[Any] = set()
 
     async def _run(self, continuation: Any, d: Any, request: Any) -> Any:
         import asyncio
 
-        call = start_call(self.filters, d.method, d.timeout, list(d.metadata or []))
+        call = start_call(
+            self.filters, d.method, d.timeout, list(d.metadata or []), self.default_timeout,
+            self.token,
+        )  # fmt: skip
         details = grpc.aio.ClientCallDetails(
             d.method, call.timeout, grpc.aio.Metadata(*call.metadata), d.credentials,
             d.wait_for_ready,

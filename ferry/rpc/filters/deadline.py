@@ -11,8 +11,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ferry.errors import DeadlineExceeded
-from ferry.rpc.filters import Filter, RpcCall
-from ferry.rpc.filters.client import DeadlineClient
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall, current_call
+from ferry.rpc.filters.client import ClientFilter, OutgoingCall
 from ferry.rpc.methods import service_key
 
 if TYPE_CHECKING:
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 
 
 class DeadlineFilter(Filter):
-    # The half that runs on outgoing calls (client.filters).
-    client = DeadlineClient
-
     def __init__(self, app: App) -> None:
         server = app.settings.server
         self.default = server.default_timeout_seconds
@@ -54,3 +51,23 @@ class DeadlineFilter(Filter):
         """An upload that outlives its deadline ends at its next message."""
         if call.deadline is not None and time.monotonic() > call.deadline:
             raise DeadlineExceeded(f"{call.method.name} upload ran past its deadline")
+
+
+class DeadlineClient(ClientFilter):
+    """A call without a timeout gets the client's configured one, and never outlives the
+    call being served on this thread (deadline propagation)."""
+
+    def start(self, call: OutgoingCall) -> None:
+        timeout = call.timeout if call.timeout is not None else call.default_timeout
+        serving = current_call()
+        left = serving.remaining() if serving is not None else None
+        if left is not None:
+            timeout = max(0.0, min(timeout, left))  # never outlive the call we serve
+        call.timeout = timeout
+
+
+class DeadlinePlugin(FilterPlugin):
+    """The `deadline` filter: both halves."""
+
+    server_half = DeadlineFilter
+    client_half = DeadlineClient

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from ferry.rpc.filters import Filter, RpcCall
-from ferry.rpc.filters.client import LoggingClient
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
+from ferry.rpc.filters.client import ClientFilter, OutgoingCall
 
 if TYPE_CHECKING:
     from ferry.app import App
@@ -18,9 +18,6 @@ log = logging.getLogger("ferry.rpc.access")
 
 
 class LoggingFilter(Filter):
-    # The half that runs on outgoing calls (client.filters).
-    client = LoggingClient
-
     def __init__(self, app: App | None = None) -> None:
         self.app = app
 
@@ -56,3 +53,29 @@ _QUIET = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
 }
+
+
+client_log = logging.getLogger("ferry.rpc.client")
+
+
+class LoggingClient(ClientFilter):
+    """One JSON line per finished outgoing call."""
+
+    def finish(self, call: OutgoingCall, code: grpc.StatusCode) -> None:
+        client_log.info(
+            "called %s",
+            call.method,
+            extra={
+                "event": "rpc_client",
+                "method": call.method,
+                "code": code.name,
+                "duration_ms": round((time.monotonic() - call.started) * 1000, 1),
+            },
+        )
+
+
+class LoggingPlugin(FilterPlugin):
+    """The `logging` filter: both halves."""
+
+    server_half = LoggingFilter
+    client_half = LoggingClient

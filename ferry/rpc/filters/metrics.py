@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from prometheus_client import Counter, Histogram
 
-from ferry.rpc.filters import Filter, RpcCall
-from ferry.rpc.filters.client import MetricsClient
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
+from ferry.rpc.filters.client import ClientFilter, OutgoingCall
 from ferry.rpc.methods import MethodInfo
 
 if TYPE_CHECKING:
@@ -58,9 +58,6 @@ RECEIVED = Counter(
 
 
 class MetricsFilter(Filter):
-    # The half that runs on outgoing calls (client.filters).
-    client = MetricsClient
-
     def __init__(self, app: App | None = None) -> None:
         self.app = app
 
@@ -101,3 +98,36 @@ class _Children:
 @functools.lru_cache(maxsize=1024)
 def _children(method: MethodInfo) -> _Children:
     return _Children(method)
+
+
+_CLIENT_LABELS = ("grpc_service", "grpc_method")
+CLIENT_STARTED = Counter(
+    "ferry_rpc_client_started_total", "RPCs started by this process.", _CLIENT_LABELS
+)
+CLIENT_HANDLED = Counter(
+    "ferry_rpc_client_handled_total",
+    "RPCs this process made that completed, by status code.",
+    (*_CLIENT_LABELS, "grpc_code"),
+)
+CLIENT_LATENCY = Histogram(
+    "ferry_rpc_client_handling_seconds",
+    "Time from the start of an outgoing RPC to its end.",
+    _CLIENT_LABELS,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+
+
+class MetricsClient(ClientFilter):
+    def start(self, call: OutgoingCall) -> None:
+        CLIENT_STARTED.labels(call.service, call.name).inc()
+
+    def finish(self, call: OutgoingCall, code: grpc.StatusCode) -> None:
+        CLIENT_HANDLED.labels(call.service, call.name, code.name).inc()
+        CLIENT_LATENCY.labels(call.service, call.name).observe(time.monotonic() - call.started)
+
+
+class MetricsPlugin(FilterPlugin):
+    """The `metrics` filter: both halves."""
+
+    server_half = MetricsFilter
+    client_half = MetricsClient

@@ -18,7 +18,7 @@ from pydantic import Field
 from ferry.config import Strict
 from ferry.errors import ResourceExhausted
 from ferry.ratelimit import Limiter
-from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
 from ferry.rpc.methods import service_key as _short_name
 
 if TYPE_CHECKING:
@@ -70,3 +70,10 @@ def _host(peer: str) -> str:
     """'ipv4:10.0.0.7:51234' -> 'ipv4:10.0.0.7' ('ipv6:[::1]:5' -> 'ipv6:[::1]')."""
     host, sep, port = peer.rpartition(":")
     return host if sep and port.isdigit() and host else peer
+
+
+class RateLimitPlugin(FilterPlugin):
+    """The `ratelimit` filter: a server half only."""
+
+    settings_model: ClassVar[type[Strict]] = RateLimitSettings
+    server_half = RateLimitFilter

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import descriptor as _d
 
 from ferry.errors import InvalidArgument
-from ferry.rpc.filters import Filter, RpcCall
+from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
 
 if TYPE_CHECKING:
     from ferry.app import App
@@ -145,3 +145,9 @@ class ValidateFilter(Filter):
     def received(self, call: RpcCall) -> None:
         if call.request is not None:
             check_message(call.request)
+
+
+class ValidatePlugin(FilterPlugin):
+    """The `validate` filter: a server half only."""
+
+    server_half = ValidateFilter
