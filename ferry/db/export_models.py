@@ -50,6 +50,8 @@ class ExportJob(Base):
     # "limit" is an SQL keyword; the proto calls it limit.
     row_limit: Mapped[int] = mapped_column(BigInteger, default=0)
     include_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # en | el, or "" for none: headers, file name and mail in that language.
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")
     notify: Mapped[list[str]] = mapped_column(JSON, default=list)
     # NULL when the caller gave none (NULLs never collide in a unique constraint).
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

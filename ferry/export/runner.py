@@ -205,6 +205,7 @@ def _write(
         limit=job.row_limit,
         include_deleted=job.include_deleted,
         omit_unless_asked=tuple(getattr(fmt, "omit_unless_asked", ())),
+        language=job.language or "",
     )
     # One snapshot: the COUNT behind progress_percent and the rows agree.
     with snapshot(app.engine) as conn:
@@ -222,7 +223,7 @@ def _write(
         )
         if fix is not None:
             batches = (list(fix(b)) for b in batches)
-        table = plan.table(req.filters, total)
+        table = plan.table(req.filters, total, req.language)
         try:
             with storage.writer(job.storage_key) as out:
                 rows = fmt.write(out, table, progress.feed(batches), progress.written)

@@ -49,6 +49,7 @@ class NewJob:
     requested_by: str = ""
     filename: str = ""
     extension: str = ""
+    language: str = ""
 
 
 def aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -75,6 +76,7 @@ def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
         fields=list(new.fields),
         row_limit=new.limit,
         include_deleted=new.include_deleted,
+        language=new.language,
         notify=list(new.notify),
         idempotency_key=key,
         status=PENDING,

@@ -1,15 +1,16 @@
 """csv/xlsx rows of one entity -> bundle records for the merge engine.
 
-Rows are numbered as a spreadsheet shows them: the header is row 1, the first data row
-is row 2 (its record position is 1).
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first data row is
+row 2 (its record position is 1).
 
-Headers are matched to the entity's bundle field names case-insensitively, with spaces
-and dashes read as underscores, so a file exported with labels ("Date of birth") imports
-as is. An explicit column mapping wins over that matching. Values stay text: the merge
-engine parses numbers and dates and reports the row and column of a bad one. An empty
-cell is the empty text for a text field that cannot be null (an export writes "" so),
-and missing for every other field. A reader whose cells tell null from "" (json,
-`typed_cells`) keeps "" in a nullable text field too.
+Headers are matched to the entity's bundle field names case-insensitively, with spaces and
+dashes read as underscores, and the labels an export writes in any language ("Date of
+birth", "Ημερομηνία γέννησης", ferry.formats.labels) are read as their fields, so a file
+exported with labels imports as is. An explicit column mapping wins over that matching.
+Values stay text: the merge engine parses numbers and dates and reports the row and column
+of a bad one. An empty cell is the empty text for a text field that cannot be null (an
+export writes "" so), and missing for every other field. A reader whose cells tell null from
+"" (json, `typed_cells`) keeps "" in a nullable text field too.
 
 A field without a column is not carried: the merge never compares nor writes it (a csv
 without `comment` or `deleted_at` keeps what the database holds; docs/merging.md).
@@ -25,6 +26,7 @@ from typing import Any
 from ferry.bundle.formats.base import Batch, Record
 from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
 from ferry.errors import InvalidArgument
+from ferry.formats.labels import header_names
 
 _SEPARATORS = re.compile(r"[\s\-]+")
 
@@ -68,6 +70,9 @@ class RowMapper:
         self.entity = entity
         kinds = field_kinds(entity)
         known = {normalise(n): n for n in kinds}
+        for label, field_name in header_names().items():
+            if field_name in kinds:
+                known.setdefault(normalise(label), field_name)
         listing = ", ".join(kinds)
         by_header = {normalise(k): v for k, v in mapping.items()}
         headers = list(headers)

@@ -62,13 +62,19 @@ function showError(err) {
   if (code === "UNAUTHENTICATED" && state.token) signOut(false);
 }
 
-// What follows the translated message in brackets. The server writes its messages in
-// English: a Greek page shows the field they name as a label instead, never the text.
+// What follows the translated message in brackets. The server's own text is never shown:
+// its machine reason (google.rpc.ErrorInfo, the body's `reason` and `metadata`) is worded
+// here from the string tables (why_<REASON>), the field it names shown as a label. The page's
+// own errors (an address typed wrong) keep what the page wrote.
 function detailOf(err) {
   if (!err) return "";
-  if (err.server && state.lang !== "en") {
-    const field = (err.details || []).map((d) => d.field).find(Boolean);
-    return field ? ` (${fieldLabel(field.split(".").pop())})` : "";
+  if (err.server) {
+    const meta = { ...(err.metadata || {}) };
+    const field = meta.field || (err.details || []).map((d) => d.field).find(Boolean) || "";
+    if (field) meta.field = fieldLabel(field.split(".").pop());
+    const key = `why_${err.reason}`;
+    if (err.reason && state.strings[key]) return ` (${t(key, meta)})`;
+    return field ? ` (${meta.field})` : "";
   }
   return err.message ? ` (${err.message})` : "";
 }

@@ -190,6 +190,7 @@ def job_message(job: ExportJob) -> pb.ExportJob:
         idempotency_key=job.idempotency_key or "",
         notify=list(job.notify or []),
         include_deleted=job.include_deleted,
+        language=job.language or "",
         notification_id=job.notification_id or "",
     )
     if "updated_since" in filters:

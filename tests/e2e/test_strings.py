@@ -55,7 +55,7 @@ def test_no_key_is_left_unused() -> None:
     """A key nothing uses is a translation nobody checks."""
     prefixes = ("EXPORT_JOB_STATUS_", "IMPORT_STATUS_", "NOTIFICATION_STATUS_", "field_",
                 "entity_", "att_", "trend_", "reason_", "role_", "action_", "col_", "err_",
-                "sum_", "st_")  # fmt: skip
+                "sum_", "st_", "why_")  # fmt: skip
     job_types = set(
         re.findall(
             r'<option value="([a-z_]+)"', HTML.split('id="job-type"')[1].split("</select>")[0]
@@ -68,3 +68,27 @@ def test_no_key_is_left_unused() -> None:
         and f'data-i18n-placeholder="{k}"' not in HTML
     ]  # fmt: skip
     assert unused == []
+
+
+def test_every_server_reason_is_worded_in_both_languages() -> None:
+    """The machine reasons the server sends (ferry.errors.REASONS, google.rpc.ErrorInfo):
+    each has its words in both tables using only the values it carries, every why_ key is
+    a reason the server sends, and every reason raised anywhere in ferry/ or gateway/ is
+    listed."""
+    from pathlib import Path
+
+    from ferry.errors import REASONS
+
+    for reason, keys in REASONS.items():
+        for table in (EN, EL):
+            assert f"why_{reason}" in table, reason
+            assert set(re.findall(r"\{(\w+)\}", table[f"why_{reason}"])) <= set(keys), reason
+    assert sorted(k[4:] for k in EN if k.startswith("why_")) == sorted(REASONS)
+    root = Path(__file__).resolve().parents[2]
+    raised = {
+        m
+        for folder in ("ferry", "gateway")
+        for path in (root / folder).rglob("*.py")
+        for m in re.findall(r'reason="([A-Z_]+)"', path.read_text(encoding="utf-8"))
+    }
+    assert raised and sorted(raised - set(REASONS)) == []
