@@ -144,8 +144,12 @@ def send_request(app: App, job: ExportJob) -> Any:
     else:
         variables["error"] = job.error_message or "unknown error"
         template = "backup_failed" if sched else "export_failed"
+    # The mail speaks the language the export was asked in ("" is notify.default_language).
     req = notify_pb2.SendRequest(
-        recipients=to, template=template, event_id=f"export:{job.id}:{job.status}"
+        recipients=to,
+        template=template,
+        event_id=f"export:{job.id}:{job.status}",
+        language=job.language or "",
     )
     req.variables.update(variables)
     return req
