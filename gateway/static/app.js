@@ -875,7 +875,7 @@ async function downloadStudent(format, button) {
     say("preparingFile");
     const q = new URLSearchParams({ format });
     const res = await api(`/api/v1/reports/student-performance/download?${q}`, { method: "POST", body: reportRequest(r.student_id), raw: true });
-    const name = filenameOf(res, `${r.student_id}_performance.${format}`);
+    const name = filenameOf(res, `${r.student_id}_performance_${state.lang}.${format}`);
     saveBlob(await res.blob(), name);
     say("exported", { name });
   });
@@ -922,7 +922,7 @@ async function downloadSemester() {
   await busy($("sem-pdf-btn"), async () => {
     say("preparingFile");
     const res = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}/download?${new URLSearchParams({ format: "pdf", language: state.lang })}`, { raw: true });
-    const name = filenameOf(res, `semester_${semester}.pdf`);
+    const name = filenameOf(res, `semester_${semester}_${state.lang}.pdf`);
     saveBlob(await res.blob(), name);
     say("exported", { name });
   });
