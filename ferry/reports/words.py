@@ -30,6 +30,9 @@ ANY_DAY = {"en": "any day", "el": "καμία ημέρα"}
 
 # The printed words of the PDFs: English text -> its Greek. Words missing here print in
 # English (a test checks none is missing).
+# The privacy note under a student's courses; {n} is reports.class_size.
+CLASS_NOTE = "Class averages are shown only for classes with at least {n} graded students."
+
 GREEK = {
     "Page {n}": "Σελίδα {n}",
     "Course results (%)": "Αποτελέσματα μαθημάτων (%)",
@@ -88,8 +91,8 @@ GREEK = {
     "Description": "Περιγραφή",
     "Grading scale": "Κλίμακα βαθμολογίας",
     "{pts} pts": "{pts} μον.",
-    "Class averages are shown only for classes with at least 5 graded students.": (
-        "Ο μέσος όρος τάξης εμφανίζεται μόνο σε τάξεις με τουλάχιστον 5 βαθμολογημένους μαθητές."
+    CLASS_NOTE: (
+        "Ο μέσος όρος τάξης εμφανίζεται μόνο σε τάξεις με τουλάχιστον {n} βαθμολογημένους μαθητές."
     ),
     "Semester report: {s}": "Αναφορά εξαμήνου: {s}",
     "Semester report {s}": "Αναφορά εξαμήνου {s}",
