@@ -28,11 +28,11 @@ EMPTY_NOTE = {
 }
 ANY_DAY = {"en": "any day", "el": "καμία ημέρα"}
 
-# The printed words of the PDFs: English text -> its Greek. Words missing here print in
-# English (a test checks none is missing).
 # The privacy note under a student's courses; {n} is reports.class_size.
 CLASS_NOTE = "Class averages are shown only for classes with at least {n} graded students."
 
+# The printed words of the PDFs: English text -> its Greek. Words missing here print in
+# English (a test checks none is missing).
 GREEK = {
     "Page {n}": "Σελίδα {n}",
     "Course results (%)": "Αποτελέσματα μαθημάτων (%)",
