@@ -23,6 +23,8 @@ REASONS: dict[str, tuple[str, ...]] = {
     "BAD_DATE": ("field", "value"),
     "INTERNAL": ("reference",),
     "TOO_LARGE": (),
+    "TOO_MANY_ROWS": ("field", "max"),
+    "WORKER_LOST": (),
 }
 
 
@@ -144,6 +146,14 @@ def in_words(exc: BaseException, doing: str, logger: logging.Logger | None = Non
     `doing` ("import 1234 while applying grades") and what kind of failure, with a
     reference id. No SQL, parameters, paths or stack trace: the whole exception goes only
     to the log line (ERROR, with exc_info) carrying the same reference."""
+    return described(exc, doing, logger)[0]
+
+
+def described(
+    exc: BaseException, doing: str, logger: logging.Logger | None = None
+) -> tuple[str, str]:
+    """(`in_words`'s sentence, its reference id): the id is what a page shows beside its
+    own words for the failure (reason INTERNAL, metadata reference)."""
     ref = new_reference()
     (logger or _log).error(
         "%s failed (reference %s)",
@@ -152,7 +162,7 @@ def in_words(exc: BaseException, doing: str, logger: logging.Logger | None = Non
         exc_info=(type(exc), exc, exc.__traceback__),
         extra={"event": "error_reference", "reference": ref},
     )
-    return f"{doing} failed: {_kind(exc)} (reference {ref}; the server log has the details)"
+    return f"{doing} failed: {_kind(exc)} (reference {ref}; the server log has the details)", ref
 
 
 def _kind(exc: BaseException) -> str:

@@ -307,7 +307,12 @@ def reap(engine: Engine, timeout_seconds: float) -> list[ExportJob]:
             won = conn.execute(
                 T.update()
                 .where(T.c.id == job_id, T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
-                .values(status=FAILED, error_message=REAPED_MESSAGE, finished_at=utcnow())
+                .values(
+                    status=FAILED,
+                    error_message=REAPED_MESSAGE,
+                    error_reason="WORKER_LOST",
+                    finished_at=utcnow(),
+                )
             ).rowcount
         if won:
             reaped.append(get_job(engine, job_id))

@@ -84,6 +84,8 @@ class PdfFormat:
             f"a pdf export holds at most {self.max_rows:,} rows and this one has "
             f"{'more' if n < 0 else f'{n:,}'}; use csv or xlsx, or narrow the filters",
             field="limit",
+            reason="TOO_MANY_ROWS",
+            metadata={"max": str(self.max_rows)},
         )
 
     def write(

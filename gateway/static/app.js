@@ -69,14 +69,21 @@ function showError(err) {
 function detailOf(err) {
   if (!err) return "";
   if (err.server) {
-    const meta = { ...(err.metadata || {}) };
-    const field = meta.field || (err.details || []).map((d) => d.field).find(Boolean) || "";
-    if (field) meta.field = fieldLabel(field.split(".").pop());
-    const key = `why_${err.reason}`;
-    if (err.reason && state.strings[key]) return ` (${t(key, meta)})`;
-    return field ? ` (${meta.field})` : "";
+    const field = (err.metadata || {}).field || (err.details || []).map((d) => d.field).find(Boolean) || "";
+    const why = reasonText(err.reason, { ...(err.metadata || {}), field });
+    return why ? ` (${why})` : "";
   }
   return err.message ? ` (${err.message})` : "";
+}
+
+// A machine reason and its values in the page's words ("" when the page has none for it),
+// a field it names as a label.
+function reasonText(reason, metadata) {
+  const meta = { ...(metadata || {}) };
+  if (meta.field) meta.field = fieldLabel(String(meta.field).split(".").pop());
+  const key = `why_${reason}`;
+  if (reason && state.strings[key]) return t(key, meta);
+  return meta.field || "";
 }
 
 function clearError() { state.lastError = null; $("alert").hidden = true; $("alert").textContent = ""; }
@@ -607,8 +614,12 @@ function renderJobs(list) {
     if (params) { const d = document.createElement("div"); d.className = "hint"; d.textContent = params; what.append(d); }
     const st = row.insertCell();
     st.textContent = t(job.status);
-    if (job.status === "EXPORT_JOB_STATUS_FAILED" && job.error_message) {
-      const err = document.createElement("div"); err.className = "error-text"; err.textContent = job.error_message; st.append(err);
+    if (job.status === "EXPORT_JOB_STATUS_FAILED") {
+      // Why, in the page's words from the job's machine reason; never the server's English.
+      const reason = job.error_reason || "";
+      const why = reasonText(reason, job.error_metadata)
+        || (state.strings[`err_${reason}`] ? t(`err_${reason}`) : t("err_OTHER"));
+      const err = document.createElement("div"); err.className = "error-text"; err.textContent = why; st.append(err);
     }
     const pc = row.insertCell();
     const bar = document.createElement("progress");

@@ -260,6 +260,26 @@ def test_a_greek_page_never_shows_the_servers_english_text(
     expect(alert).to_have_text(f"{EN['err_INVALID_ARGUMENT']} ({EN['field_semester']})")
 
 
+def test_a_failed_job_says_why_in_the_pages_words(page: Any, site: tuple[str, App]) -> None:
+    """A failed export job shows its machine reason worded from the page's tables, in
+    either language, never the server's English error_message."""
+    from playwright.sync_api import expect
+
+    failed = {
+        "id": "j-1", "export_type": "grades", "format": "pdf",
+        "status": "EXPORT_JOB_STATUS_FAILED", "created_at": "2026-12-06T10:00:00Z",
+        "error_message": "a pdf export holds at most 200,000 rows and this one has more",
+        "error_reason": "TOO_MANY_ROWS", "error_metadata": {"max": "200000", "field": "limit"},
+    }  # fmt: skip
+    page.route("**/api/v1/exports?*", lambda route: route.fulfill(json={"jobs": [failed]}))
+    sign_in(page)
+    cell = page.locator("#jobs-table tbody tr .error-text")
+    expect(cell).to_have_text(EN["why_TOO_MANY_ROWS"].replace("{max}", "200000"))
+    page.select_option("#lang", "el")
+    expect(cell).to_have_text(EL["why_TOO_MANY_ROWS"].replace("{max}", "200000"))
+    assert "holds at most" not in page.locator("#jobs-table").inner_text()
+
+
 def test_sign_in_and_a_report_work_from_the_keyboard(page: Any, site: tuple[str, App]) -> None:
     from playwright.sync_api import expect
 

@@ -245,6 +245,48 @@ def test_failed_export_mails_the_error(
     assert "disk on fire" not in text, text
 
 
+def test_a_failed_greek_export_says_why_in_greek(export_app: App, smtp: SmtpServer) -> None:
+    """The job keeps its failure as a machine reason (INTERNAL with the reference of the
+    log line); the Greek mail words it in Greek, never the server's English sentence."""
+    import grpc
+
+    from ferry import plugins
+    from ferry.v1 import export_pb2_grpc
+
+    class Broken:
+        name, extension, content_type = "broken", "txt", "text/plain"
+
+        def write(self, *a: object, **k: object) -> int:
+            raise RuntimeError("disk on fire")
+
+    plugins.register("ferry.formats", "broken", Broken())
+    app = export_app
+    try:
+        with (
+            running(app, ["export", "notify"]) as srv,
+            grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch,
+        ):
+            stub = export_pb2_grpc.ExportServiceStub(ch)
+            md = auth(app)
+            started = stub.StartExport(
+                epb.StartExportRequest(export_type="courses", format="broken", language="el",
+                                       notify=["office@school.example"]),
+                metadata=md,
+            )  # fmt: skip
+            job = wait_job(stub, md, started.job.id)
+            (mail,) = smtp.inbox.wait_for(1)
+    finally:
+        plugins.unregister("ferry.formats", "broken")
+    assert job.status == epb.EXPORT_JOB_STATUS_FAILED and job.error_reason == "INTERNAL"
+    ref = job.error_metadata["reference"]
+    assert len(ref) == 12 and f"reference {ref}" in job.error_message
+    text = mail.get_body(("plain",)).get_content()
+    assert f"σφάλμα του διακομιστή (αριθμός αναφοράς {ref})" in text
+    assert "export job" not in text and "disk on fire" not in text
+    html = mail.get_body(("html",)).get_content()
+    assert f"αριθμός αναφοράς {ref}" in html
+
+
 def test_notify_down_never_fails_the_export_and_is_sent_later(
     export_app: App, smtp: SmtpServer
 ) -> None:
