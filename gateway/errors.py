@@ -144,13 +144,21 @@ def _retry_after(e: grpc.RpcError) -> int | None:
     return None
 
 
-def stream_error(e: grpc.RpcError) -> dict[str, str]:
-    """`{"code", "message"}` for a stream that failed after it started (NDJSON, SSE)."""
+def stream_error(e: grpc.RpcError) -> dict[str, Any]:
+    """`{"code", "reason", "metadata", "message"}` for a stream that failed after it
+    started (NDJSON, SSE): the same reason a unary error carries."""
     code = e.code() if hasattr(e, "code") else S.UNKNOWN
     message = (e.details() if hasattr(e, "details") else "") or code.name.lower()
     if code in _OPAQUE:
         message = "the service failed unexpectedly; the service log has the details"
-    return {"code": code.name, "message": message}
+    _, info = _details(e)
+    known = info is not None and info.domain == DOMAIN
+    return {
+        "code": code.name,
+        "reason": info.reason if info is not None and known else code.name,
+        "metadata": dict(info.metadata) if info is not None and known else {},
+        "message": message,
+    }
 
 
 def _details(

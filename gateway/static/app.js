@@ -589,7 +589,7 @@ async function watch(job) {
   es.addEventListener("end", stop);
   es.addEventListener("error", (m) => {
     stop();
-    if (m.data) showError(JSON.parse(m.data));
+    if (m.data) showError({ ...JSON.parse(m.data), server: true });  // its reason, in the page's words
   });
 }
 
