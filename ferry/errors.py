@@ -5,24 +5,63 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 
 import grpc
 
 _log = logging.getLogger("ferry.errors")
 
 
+# The google.rpc.ErrorInfo domain of every reason Ferry sends.
+DOMAIN = "ferry"
+# The reasons Ferry sends beside the status codes' own names, each with the metadata keys
+# it fills. The page words each one (why_<REASON> in both its languages; a test holds it).
+REASONS: dict[str, tuple[str, ...]] = {
+    "FIELD_INVALID": ("field",),
+    "UNKNOWN_LANGUAGE": ("field", "value", "known"),
+    "UNKNOWN_VALUE": ("field", "value", "known"),
+    "BAD_DATE": ("field", "value"),
+    "INTERNAL": ("reference",),
+    "TOO_LARGE": (),
+    "TOO_MANY_ROWS": ("field", "max"),
+    "WORKER_LOST": (),
+}
+
+
 class FerryError(Exception):
     """An error the caller should see, with its gRPC status.
 
-    `field` names the offending request field or record, when there is one.
+    `field` names the offending request field or record, when there is one. `reason` is
+    the machine reason a client translates (google.rpc.ErrorInfo, UPPER_SNAKE_CASE, see
+    `reason_of`) and `metadata` its values ({"value": ..., "known": ...}); the message is
+    English for logs and the CLI, never what a page shows.
     """
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+
+
+def reason_of(error: FerryError) -> str:
+    """The error's machine reason: its own, else FIELD_INVALID for an invalid argument that
+    names a field, else the status code's name (NOT_FOUND, ...)."""
+    if error.reason:
+        return error.reason
+    if error.field and error.code == grpc.StatusCode.INVALID_ARGUMENT:
+        return "FIELD_INVALID"
+    return str(error.code.name)
 
 
 class InvalidArgument(FerryError):
@@ -48,8 +87,16 @@ class PermissionDenied(FerryError):
 class ResourceExhausted(FerryError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-    def __init__(self, message: str, *, field: str = "", retry_after: float = 0) -> None:
-        super().__init__(message, field=field)
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        retry_after: float = 0,
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, field=field, reason=reason, metadata=metadata)
         # Seconds until a retry may succeed; sent as `retry-after` trailing metadata.
         self.retry_after = retry_after
 
@@ -99,6 +146,14 @@ def in_words(exc: BaseException, doing: str, logger: logging.Logger | None = Non
     `doing` ("import 1234 while applying grades") and what kind of failure, with a
     reference id. No SQL, parameters, paths or stack trace: the whole exception goes only
     to the log line (ERROR, with exc_info) carrying the same reference."""
+    return described(exc, doing, logger)[0]
+
+
+def described(
+    exc: BaseException, doing: str, logger: logging.Logger | None = None
+) -> tuple[str, str]:
+    """(`in_words`'s sentence, its reference id): the id is what a page shows beside its
+    own words for the failure (reason INTERNAL, metadata reference)."""
     ref = new_reference()
     (logger or _log).error(
         "%s failed (reference %s)",
@@ -107,7 +162,7 @@ def in_words(exc: BaseException, doing: str, logger: logging.Logger | None = Non
         exc_info=(type(exc), exc, exc.__traceback__),
         extra={"event": "error_reference", "reference": ref},
     )
-    return f"{doing} failed: {_kind(exc)} (reference {ref}; the server log has the details)"
+    return f"{doing} failed: {_kind(exc)} (reference {ref}; the server log has the details)", ref
 
 
 def _kind(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -142,6 +142,50 @@ def set_email(engine: Engine, username: str, email: str) -> Account:
             raise NotFound(f"no user {username.strip()!r}")
         user.email = email
         return _account(user)
+
+
+LANGUAGES = ("en", "el")
+
+
+def set_language(engine: Engine, username: str, language: str) -> None:
+    """Remember `language` (en, el) as `username`'s; anything else, or an unknown user,
+    changes nothing (a sign-in never fails for it)."""
+    if language not in LANGUAGES:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(User)
+            .where(User.username == username.strip(), User.language != language)
+            .values(language=language)
+        )
+
+
+def languages_by_address(conn: Connection, recipients: list[str]) -> dict[str, str]:
+    """{recipient as given (trimmed): language} for the recipients whose address
+    (`a@b.example` or `Name <a@b.example>`) is a user's who has signed in to the page
+    (one query)."""
+    import email.utils
+
+    by_address: dict[str, list[str]] = {}
+    for r in recipients:
+        address = email.utils.parseaddr(r.strip())[1].lower()
+        if address:
+            by_address.setdefault(address, []).append(r.strip())
+    if not by_address:
+        return {}
+    rows = conn.execute(
+        sa.select(sa.func.lower(User.email), User.language).where(
+            sa.func.lower(User.email).in_(sorted(by_address)), User.language != ""
+        )
+    )
+    return {r: str(lang) for address, lang in rows for r in by_address.get(str(address), [])}
+
+
+def language_of(conn: Connection, addresses: list[str]) -> str:
+    """The language of the users whose mail addresses these are, when they share one
+    ("" when none of them is a user with a language, or they differ)."""
+    found = set(languages_by_address(conn, addresses).values())
+    return found.pop() if len(found) == 1 else ""
 
 
 def set_password(engine: Engine, username: str, password: str) -> Account:

@@ -36,6 +36,7 @@ from gateway.handlers import (
     records_handler,
     unary_handler,
 )
+from gateway.language import accepted
 from gateway.middleware import RequestMetrics, SecurityHeaders
 from gateway.openapi import document
 from gateway.routes import all_routes, method_by_name, service_key, services
@@ -147,8 +148,9 @@ def login_handler(gw: Gateway) -> Handler:
             )
         timeout = calls.deadline(gw.settings.deadlines, "unary", request.headers)
         call = gw.channels.method("auth", f"/{svc.full_name}/{login.name}", login)
-        got = await call(auth_pb2.LoginRequest(username=username, password=password),
-                         timeout=timeout)  # fmt: skip
+        lang = accepted(request.headers.get("accept-language", ""))  # remembered for mails
+        got = await call(auth_pb2.LoginRequest(username=username, password=password,
+                                               language=lang), timeout=timeout)  # fmt: skip
         await run_in_threadpool(gw.limits.succeeded, username)
         expires = got.expires_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
         return JSONResponse({"token": got.token, "role": role_name(got.role),

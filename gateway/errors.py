@@ -1,5 +1,9 @@
-"""The one table from gRPC status to HTTP, and the JSON error body `{code, message,
-details}`. Nothing else in a response ever describes a failure: no stack trace, no SQL."""
+"""The one table from gRPC status to HTTP, and the JSON error body `{code, reason, message,
+details}`. Nothing else in a response ever describes a failure: no stack trace, no SQL.
+
+`reason` is the service's machine reason (google.rpc.ErrorInfo; the status code's name when
+it sent none) and `metadata` its values: what a page translates into its own language.
+`message` is English, for logs and scripts; `details` are the field violations."""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import HTMLResponse, JSONResponse
 
-from ferry.errors import FerryError
-from ferry.rpc.errors import MAX_FIELD, clip
+from ferry.errors import DOMAIN, FerryError
+from ferry.rpc.errors import MAX_FIELD, clip, error_info
 
 log = logging.getLogger("ferry.gateway")
 S = grpc.StatusCode
@@ -52,10 +56,19 @@ def error_response(
     message: str,
     details: list[dict[str, Any]] | None = None,
     retry_after: int | None = None,
+    info: error_details_pb2.ErrorInfo | None = None,
 ) -> JSONResponse:
     """The JSON error response for `code`; RESOURCE_EXHAUSTED carries Retry-After. The
-    message quotes at most 64 characters of any input (ferry.rpc.errors.clip)."""
+    message quotes at most 64 characters of any input (ferry.rpc.errors.clip). The
+    reason and metadata are `info`'s (the code's name and the first field named when
+    there is none)."""
     message = clip(message)
+    details = list(details or [])
+    if info is None or info.domain != DOMAIN:
+        field = next((d["field"] for d in details if d.get("field")), "")
+        info = error_details_pb2.ErrorInfo(
+            reason=code.name, domain=DOMAIN, metadata={"field": field} if field else {}
+        )
     if code in _OPAQUE:
         message = (
             "the service failed unexpectedly; try again, and tell an administrator "
@@ -66,13 +79,25 @@ def error_response(
         headers["WWW-Authenticate"] = 'Bearer realm="ferry"'
     if code == S.RESOURCE_EXHAUSTED:
         headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
-    body = {"code": code.name, "message": message, "details": details or []}
+    body = {
+        "code": code.name,
+        "reason": info.reason,
+        "metadata": dict(info.metadata),
+        "message": message,
+        "details": details,
+    }
     return JSONResponse(body, status_code=http_status(code), headers=headers)
 
 
 def too_large(message: str) -> JSONResponse:
     """413: a body over its limit (refused while it was being read)."""
-    body = {"code": S.RESOURCE_EXHAUSTED.name, "message": message, "details": []}
+    body = {
+        "code": S.RESOURCE_EXHAUSTED.name,
+        "reason": "TOO_LARGE",
+        "metadata": {},
+        "message": message,
+        "details": [],
+    }
     return JSONResponse(body, status_code=413)
 
 
@@ -91,11 +116,11 @@ def link_expired_page(message: str) -> HTMLResponse:
 
 def from_ferry(e: FerryError) -> JSONResponse:
     """A gateway-side FerryError (bad query parameter, ...) as a response."""
-    details = []
+    details: list[dict[str, Any]] = []
     if e.field:
         details.append({"type": "field_violation", "field": clip(e.field, MAX_FIELD),
                         "description": clip(e.message)})  # fmt: skip
-    return error_response(e.code, e.message, details)
+    return error_response(e.code, e.message, details, info=error_info(e))
 
 
 def from_rpc(e: grpc.RpcError) -> JSONResponse:
@@ -106,7 +131,8 @@ def from_rpc(e: grpc.RpcError) -> JSONResponse:
         log.warning(
             "service call failed: %s: %s", code.name, message, extra={"event": "gateway_rpc_failed"}
         )
-    return error_response(code, message, _details(e), _retry_after(e))
+    details, info = _details(e)
+    return error_response(code, message, details, _retry_after(e), info)
 
 
 def _retry_after(e: grpc.RpcError) -> int | None:
@@ -118,19 +144,31 @@ def _retry_after(e: grpc.RpcError) -> int | None:
     return None
 
 
-def stream_error(e: grpc.RpcError) -> dict[str, str]:
-    """`{"code", "message"}` for a stream that failed after it started (NDJSON, SSE)."""
+def stream_error(e: grpc.RpcError) -> dict[str, Any]:
+    """`{"code", "reason", "metadata", "message"}` for a stream that failed after it
+    started (NDJSON, SSE): the same reason a unary error carries."""
     code = e.code() if hasattr(e, "code") else S.UNKNOWN
     message = (e.details() if hasattr(e, "details") else "") or code.name.lower()
     if code in _OPAQUE:
         message = "the service failed unexpectedly; the service log has the details"
-    return {"code": code.name, "message": message}
+    _, info = _details(e)
+    known = info is not None and info.domain == DOMAIN
+    return {
+        "code": code.name,
+        "reason": info.reason if info is not None and known else code.name,
+        "metadata": dict(info.metadata) if info is not None and known else {},
+        "message": message,
+    }
 
 
-def _details(e: grpc.RpcError) -> list[dict[str, Any]]:
-    """Field violations from the call's google.rpc.Status trailer, when present."""
+def _details(
+    e: grpc.RpcError,
+) -> tuple[list[dict[str, Any]], error_details_pb2.ErrorInfo | None]:
+    """(field violations, the machine reason) from the call's google.rpc.Status trailer,
+    when present."""
     trailers: Any = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
     out: list[dict[str, Any]] = []
+    found: error_details_pb2.ErrorInfo | None = None
     for key, value in trailers or ():
         if key != "grpc-status-details-bin" or not isinstance(value, bytes):
             continue
@@ -143,4 +181,7 @@ def _details(e: grpc.RpcError) -> list[dict[str, Any]]:
                     {"type": "field_violation", "field": v.field, "description": v.description}
                     for v in br.field_violations
                 )
-    return out
+            elif any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                found = error_details_pb2.ErrorInfo()
+                any_.Unpack(found)
+    return out, found

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ferry.errors import InvalidArgument, NotFound
-from gateway import calls
+from gateway import calls, language
 from gateway.auth import LinkToken
 from gateway.context import Gateway, Handler, guarded, json_body, parse_json, read_body
 from gateway.errors import stream_error
@@ -34,13 +34,15 @@ def _path_params(request: Request) -> dict[str, str]:
 
 async def _request_message(route: Route, request: Request) -> message.Message:
     body = await json_body(request) if route.body else None
-    return build_request(
+    msg = build_request(
         route.method.input_type,
         _path_params(request),
         request.query_params.multi_items(),
         body,
         route.body,
     )
+    language.fill(msg, request.headers.get("accept-language", ""))
+    return msg
 
 
 _render = JSONResponse(None).render  # exactly the bytes a JSONResponse of it would send
@@ -99,7 +101,8 @@ class RequestMemo:
     async def build(self, route: Route, request: Request) -> message.Message:
         raw = await read_body(request) if route.body else b""
         query: bytes = request.scope.get("query_string", b"")
-        key = (route.rpc, raw, query, tuple(request.path_params.items()))
+        lang = request.headers.get("accept-language", "")
+        key = (route.rpc, raw, query, tuple(request.path_params.items()), lang)
         with self._lock:
             msg = self._data.get(key)
             if msg is not None:
@@ -112,6 +115,7 @@ class RequestMemo:
             parse_json(raw) if route.body else None,
             route.body,
         )
+        language.fill(msg, lang)
         if len(raw) <= self.MAX_PART and len(query) <= self.MAX_PART:
             with self._lock:
                 self._data[key] = msg

@@ -24,10 +24,19 @@ ERROR = {
     "type": "object",
     "properties": {
         "code": {"type": "string", "description": "the gRPC status name, e.g. NOT_FOUND"},
-        "message": {"type": "string"},
+        "reason": {
+            "type": "string",
+            "description": "the machine reason (google.rpc.ErrorInfo) a client translates",
+        },
+        "metadata": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "the reason's values (field, value, known, ...)",
+        },
+        "message": {"type": "string", "description": "English, for logs and scripts"},
         "details": {"type": "array", "items": {"type": "object"}},
     },
-    "required": ["code", "message", "details"],
+    "required": ["code", "reason", "metadata", "message", "details"],
 }
 
 

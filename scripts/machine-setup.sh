@@ -3,7 +3,8 @@
 #   PostgreSQL (server running on 127.0.0.1:5432) and its client psql (the sql bundle format),
 #   Redis (running on 127.0.0.1:6379), Debian's Chromium (the page's browser tests),
 #   DejaVu fonts (Greek in PDFs), Prometheus and promtool (tests/deploy), Node.js with npm and
-#   npx (axe-core for the page tests, buf for make buf-lint).
+#   npx (axe-core for the page tests, buf for make buf-lint), LibreOffice Calc without a GUI
+#   (a Greek CSV export is converted headless and must keep its Greek).
 #
 # Called by `.ci/run` and by `make test`. As root with apt-get it installs what is missing and
 # starts PostgreSQL and Redis when they are installed but down. Otherwise it installs nothing and
@@ -49,6 +50,7 @@ need "command -v psql" postgresql-client "PostgreSQL client psql"
 need "test -x /usr/bin/chromium" chromium "Chromium for the browser tests"
 need "test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf" fonts-dejavu-core "DejaVu fonts"
 need "command -v npx" npm "Node.js, npm and npx (axe-core for the browser tests, make buf-lint)"
+need "command -v soffice" libreoffice-calc-nogui "LibreOffice Calc (headless) for the Greek CSV test"
 
 # Debian's prometheus package starts a system Prometheus on :9090 when installed; a policy-rc.d
 # that says "no" keeps it from starting (the tests run their own on free ports).

@@ -50,6 +50,8 @@ class ExportJob(Base):
     # "limit" is an SQL keyword; the proto calls it limit.
     row_limit: Mapped[int] = mapped_column(BigInteger, default=0)
     include_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # en | el, or "" for none: headers, file name and mail in that language.
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")
     notify: Mapped[list[str]] = mapped_column(JSON, default=list)
     # NULL when the caller gave none (NULLs never collide in a unique constraint).
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
@@ -62,6 +64,10 @@ class ExportJob(Base):
     records_per_second: Mapped[float] = mapped_column(Float, default=0.0)
     sha256: Mapped[str] = mapped_column(String(64), default="")
     error_message: Mapped[str] = mapped_column(Text, default="")
+    # Why it failed as a machine reason and its values (ferry.errors.REASONS), for a page
+    # to word in its language; error_message is the English of it.
+    error_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    error_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON)
     requested_by: Mapped[str] = mapped_column(String(200), default="")
     filename: Mapped[str] = mapped_column(String(255), default="")
     storage_key: Mapped[str] = mapped_column(String(255), default="")

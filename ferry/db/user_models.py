@@ -32,6 +32,9 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # A bare mail address, "" when none is set: where "Email me when done" sends.
     email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    # en | el: the language the user last signed in to the page in ("" before that); their
+    # mails are written in it when the request names none.
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")
 
 
 class IssuedToken(Base):

@@ -199,8 +199,13 @@ def announcement(
         template = "backup_done" if sched else "export_completed"
     else:
         variables["error"] = job.error_message or "unknown error"
+        # The machine reason and its values: a template words them in its own language.
+        variables["error_reason"] = job.error_reason or ""
+        variables["error_details"] = dict(job.error_metadata or {})
         template = "backup_failed" if sched else "export_failed"
     return announcement_of(
         app.settings.notify, to, template, variables, f"export:{job.id}:{job.status}",
         "service:export",
+        # The mail speaks the language the export was asked in ("" is notify.default_language).
+        language=job.language or "",
     )  # fmt: skip

@@ -19,6 +19,7 @@ from ferry.datasets.query import Column, entity_columns, in_scope, live
 from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
 from ferry.errors import InvalidArgument
 from ferry.formats.base import Table, TableColumn
+from ferry.formats.labels import entity_title, field_label
 
 FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to", "updated_since")
 
@@ -35,6 +36,8 @@ class ExportRequest:
     # Columns left out when `fields` is empty (the format's bookkeeping columns, e.g. pdf's
     # created_at/updated_at/deleted_at); listing them in `fields` brings them back.
     omit_unless_asked: Sequence[str] = ()
+    # "" keeps field names as headers; en | el: labels and words in that language.
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,16 @@ class ExportPlan:
     count: sa.Select[Any]
     limit: int
 
-    def table(self, filters: Mapping[str, str], expected_rows: int) -> Table:
-        """What a format writer needs besides the rows."""
+    def table(self, filters: Mapping[str, str], expected_rows: int, language: str = "") -> Table:
+        """What a format writer needs besides the rows, its words in `language`."""
         return Table(
-            title=_label(self.entity.name),
-            columns=[TableColumn(c.name, _label(c.name), c.kind) for c in self.columns],
+            title=entity_title(self.entity.name, language),
+            columns=[
+                TableColumn(c.name, field_label(c.name, language), c.kind) for c in self.columns
+            ],
             filters={k: v for k, v in filters.items() if v},
             expected_rows=expected_rows,
+            language=language,
         )
 
 
@@ -65,6 +71,8 @@ def plan_export(conn: Connection, ds: Dataset, req: ExportRequest, max_rows: int
         raise InvalidArgument(
             f"unknown export_type {req.export_type!r}; known: {', '.join(ds.entities)}",
             field="export_type",
+            reason="UNKNOWN_VALUE",
+            metadata={"value": req.export_type, "known": ", ".join(ds.entities)},
         ) from None
     if req.limit < 0:
         raise InvalidArgument(f"limit must not be negative, got {req.limit}", field="limit")
@@ -99,7 +107,10 @@ def _choose(columns: list[Column], wanted: Sequence[str]) -> list[Column]:
     unknown = [f for f in wanted if f not in by_name]
     if unknown:
         raise InvalidArgument(
-            f"unknown field {unknown[0]!r}; known: {', '.join(by_name)}", field="fields"
+            f"unknown field {unknown[0]!r}; known: {', '.join(by_name)}",
+            field="fields",
+            reason="UNKNOWN_VALUE",
+            metadata={"value": unknown[0], "known": ", ".join(by_name)},
         )
     seen: set[str] = set()
     for f in wanted:
@@ -186,9 +197,12 @@ def _check_scope_value(conn: Connection, ds: Dataset, value: str) -> None:
         known = conn.execute(
             sa.select(t.c[column]).distinct().order_by(t.c[column].desc()).limit(20)
         ).scalars()
+        listed = ", ".join(known)
         raise InvalidArgument(
-            f"unknown {ds.scope_name} {value!r}; known: {', '.join(known) or 'none'}",
+            f"unknown {ds.scope_name} {value!r}; known: {listed or 'none'}",
             field=f"filters.{ds.scope_name}",
+            reason="UNKNOWN_VALUE",
+            metadata={"value": value, "known": listed},
         )
 
 
@@ -206,6 +220,8 @@ def _parse_date(text: str, name: str) -> dt.date:
         raise InvalidArgument(
             f"filters.{name} must be a date like 2026-09-01, got {text!r}",
             field=f"filters.{name}",
+            reason="BAD_DATE",
+            metadata={"value": text},
         ) from None
 
 
@@ -222,10 +238,6 @@ def _parse_instant(text: str) -> dt.datetime:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
 
 
 def row_fixer(

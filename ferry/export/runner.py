@@ -22,7 +22,7 @@ from ferry import plugins
 from ferry.app import App
 from ferry.bundle.stream import snapshot
 from ferry.db.export_models import CANCELLED, COMPLETED, FAILED, ExportJob
-from ferry.errors import FerryError, in_words
+from ferry.errors import FerryError, described, reason_of
 from ferry.export import metrics, store
 from ferry.export.notify import announcing
 from ferry.export.query import ExportRequest, plan_export, row_fixer
@@ -167,15 +167,18 @@ def run_job(app: App, storage: Storage, job: ExportJob, worker_id: str, stop: St
     except Exception as e:  # any failure ends the job as failed, with its reason kept
         size = None
         if isinstance(e, FerryError):
-            message = e.message
+            message, reason = e.message, reason_of(e)
+            meta = {**({"field": e.field} if e.field else {}), **e.metadata}
             log.exception(
                 "export job %s failed", job.id, extra={"event": "export_failed", "job_id": job.id}
             )
         else:  # in words: a database error's text is its SQL, readable through GetExportJob
-            message = in_words(e, f"export job {job.id}", log)
+            message, ref = described(e, f"export job {job.id}", log)
+            reason, meta = "INTERNAL", {"reference": ref}
         store.finish(
             app.engine, job.id, worker_id, FAILED, announcing(app, job, FAILED),
-            error_message=message, **_timing(started),
+            error_message=message, error_reason=reason,
+            error_metadata={k: str(v)[:64] for k, v in meta.items()}, **_timing(started),
         )  # fmt: skip
         return FAILED
     finally:
@@ -205,6 +208,7 @@ def _write(
         limit=job.row_limit,
         include_deleted=job.include_deleted,
         omit_unless_asked=tuple(getattr(fmt, "omit_unless_asked", ())),
+        language=job.language or "",
     )
     # One snapshot: the COUNT behind progress_percent and the rows agree.
     with snapshot(app.engine) as conn:
@@ -222,7 +226,7 @@ def _write(
         )
         if fix is not None:
             batches = (list(fix(b)) for b in batches)
-        table = plan.table(req.filters, total)
+        table = plan.table(req.filters, total, req.language)
         try:
             with storage.writer(job.storage_key) as out:
                 rows = fmt.write(out, table, progress.feed(batches), progress.written)

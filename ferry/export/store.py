@@ -50,6 +50,7 @@ class NewJob:
     requested_by: str = ""
     filename: str = ""
     extension: str = ""
+    language: str = ""
 
 
 def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
@@ -69,6 +70,7 @@ def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
         fields=list(new.fields),
         row_limit=new.limit,
         include_deleted=new.include_deleted,
+        language=new.language,
         notify=list(new.notify),
         idempotency_key=key,
         status=PENDING,
@@ -315,7 +317,12 @@ def reap(
             won = conn.execute(
                 T.update()
                 .where(T.c.id == job_id, T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
-                .values(status=FAILED, error_message=REAPED_MESSAGE, finished_at=utcnow())
+                .values(
+                    status=FAILED,
+                    error_message=REAPED_MESSAGE,
+                    error_reason="WORKER_LOST",
+                    finished_at=utcnow(),
+                )
             ).rowcount
             if won and write is not None:
                 _announce(conn, job_id, write)

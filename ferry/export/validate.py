@@ -4,6 +4,7 @@ changes nothing; a valid request becomes the NewJob the queue stores."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from ferry.addresses import check_recipients
 from ferry.app import App
@@ -12,10 +13,12 @@ from ferry.errors import InvalidArgument
 from ferry.export import store
 from ferry.export.query import ExportRequest, plan_export
 from ferry.export.runner import tabular_format
+from ferry.formats.labels import check_language
 from ferry.v1 import export_pb2 as pb
 
 TEXT_FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to")
 MAX_KEY = 200
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # what a file-name part keeps
 
 
 def new_job(app: App, request: pb.StartExportRequest, requested_by: str = "") -> store.NewJob:
@@ -29,6 +32,7 @@ def new_job(app: App, request: pb.StartExportRequest, requested_by: str = "") ->
         raise InvalidArgument(
             f"idempotency_key is longer than {MAX_KEY} characters", field="idempotency_key"
         )
+    language = check_language(request.language)
     notify = check_recipients(list(request.notify), "notify")  # before any job exists
     filters = filters_dict(request.filters)
     ds = app.dataset()
@@ -38,10 +42,10 @@ def new_job(app: App, request: pb.StartExportRequest, requested_by: str = "") ->
         list(request.fields),
         request.limit,
         request.include_deleted,
+        language=language,
     )
     with snapshot(app.engine) as conn:
         plan_export(conn, ds, req, app.settings.export.max_rows)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     return store.NewJob(
         export_type=request.export_type,
         format=request.format,
@@ -53,9 +57,17 @@ def new_job(app: App, request: pb.StartExportRequest, requested_by: str = "") ->
         notify=notify,
         idempotency_key=request.idempotency_key,
         requested_by=requested_by,
-        filename=f"{request.export_type}_{stamp}.{fmt.extension}",
+        filename=export_filename(request.export_type, filters, language, fmt.extension),
         extension=fmt.extension,
+        language=language,
     )
+
+
+def export_filename(export_type: str, filters: dict[str, str], language: str, ext: str) -> str:
+    """`<type>_<semester or all>[_<language>].<ext>` (grades_2026-fall_el.csv): what the file
+    holds and the language it is written in, as a person saving it expects."""
+    parts = [export_type, filters.get("semester") or "all", language]
+    return "_".join(_UNSAFE.sub("_", p).strip("._") or "x" for p in parts if p) + f".{ext}"
 
 
 def filters_dict(f: pb.ExportFilters) -> dict[str, str]:

@@ -39,6 +39,13 @@ class Table:
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     # Rows the caller expects, when known (progress, pdf "page n of m" planning); 0 = unknown.
     expected_rows: int = 0
+    # "" (field names as headers, English words) or en | el: headers are the columns'
+    # labels and a pdf's words and cells are in that language (ferry.formats.labels).
+    language: str = ""
+
+    def headers(self) -> list[str]:
+        """The header row: field names, or labels when the table has a language."""
+        return [c.label if self.language else c.name for c in self.columns]
 
 
 @dataclass(frozen=True)

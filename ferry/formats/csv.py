@@ -3,8 +3,9 @@
 The BOM is on by default (`plugins.formats.csv.bom`): without it Excel on Windows reads
 UTF-8 as the local code page and garbles Greek. Ferry's own reader strips it.
 
-The header holds column *names* (`date_of_birth`), not labels, so a file exported from
-Ferry imports back unchanged. Dates are ISO (2026-09-01), timestamps ISO-8601 UTC with a
+The header holds column *names* (`date_of_birth`), or the labels of the language the export
+was asked in ("Ημερομηνία γέννησης"); the import reads both, so a file exported from Ferry
+imports back unchanged. Dates are ISO (2026-09-01), timestamps ISO-8601 UTC with a
 `Z`, floats their shortest round-trip repr. Strings that a spreadsheet would run as a
 formula are neutralised (ferry.formats.safety); `CsvFormat.read` undoes it.
 """
@@ -77,7 +78,7 @@ class CsvFormat:
         )
         try:
             writer = csv.writer(text, lineterminator="\r\n")
-            writer.writerow([c.name for c in table.columns])
+            writer.writerow(table.headers())
             convs = _converters(table)
             n = 0
             for batch in batches(rows):

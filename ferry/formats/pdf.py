@@ -9,7 +9,8 @@ Column widths come from the content (the first rows are measured before page one
 drawn): a date, timestamp or number is never cut (a later, wider one is drawn smaller),
 text wraps in the header and is cut with an ellipsis in cells, numbers are right-aligned,
 and only rows that exist get a zebra band. Pages are landscape when the columns need it.
-Header cells show column labels: a PDF is for people, not for re-import. Bookkeeping
+Header cells show column labels: a PDF is for people, not for re-import. A table with a
+language has its labels, words, numbers and dates in it (ferry.formats.labels, Babel). Bookkeeping
 columns (`omit_unless_asked`) are left out unless the export lists them in `fields`.
 
 Memory: reportlab keeps every finished page's content stream until `save()` (about 14 KB a
@@ -33,6 +34,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from ferry.datasets.spec import Kind
 from ferry.errors import InvalidArgument
+from ferry.formats import labels
 from ferry.formats.base import Table, TableColumn
 from ferry.formats.cells import utc
 from ferry.formats.pdf_fonts import font_pair
@@ -54,9 +56,11 @@ _TOTAL_FORM = "ferryPageTotal"
 MAX_ROWS = 200_000
 
 
-def _render(value: Any, kind: Kind) -> str:
+def _render(value: Any, kind: Kind, language: str = "") -> str:
     if value is None:
         return ""
+    if language:
+        return labels.cell(value, kind, language)
     if kind is Kind.TIMESTAMP and isinstance(value, dt.datetime):
         return utc(value).strftime("%Y-%m-%d %H:%M UTC")
     if kind is Kind.FLOAT and isinstance(value, float):
@@ -83,6 +87,8 @@ class PdfFormat:
             f"a pdf export holds at most {self.max_rows:,} rows and this one has "
             f"{'more' if n < 0 else f'{n:,}'}; use csv or xlsx, or narrow the filters",
             field="limit",
+            reason="TOO_MANY_ROWS",
+            metadata={"max": str(self.max_rows)},
         )
 
     def write(
@@ -104,8 +110,9 @@ class PdfFormat:
         # Widths come from the content: a first sample of rows (the first page's worth)
         # is measured before anything is drawn.
         sample = list(itertools.islice(it, SAMPLE_ROWS))
-        texts = [[_render(r[j], c.kind) for r in sample] for j, c in enumerate(cols)]
-        size, col_w = _layout(cols, texts, font, bold)
+        lang = table.language
+        texts = [[_render(r[j], c.kind, lang) for r in sample] for j, c in enumerate(cols)]
+        size, col_w = _layout(cols, texts, font, bold, lang)
         width, height = size
         xs = list(itertools.accumulate([MARGIN, *col_w[:-1]]))
         heads = [_wrap(c.label, w - 2 * PAD, bold) for c, w in zip(cols, col_w, strict=True)]
@@ -115,11 +122,20 @@ class PdfFormat:
         per_page = max(per_page, 1)
         numeric = [c.kind in (Kind.INT, Kind.FLOAT) for c in cols]
         exact = [c.kind in _NEVER_CUT for c in cols]
-        filters = ", ".join(f"{k}: {v}" for k, v in table.filters.items()) or "none"
-        subtitle = (
-            f"Filters: {filters}  ·  Generated "
-            f"{utc(table.generated_at).strftime('%Y-%m-%d %H:%M UTC')}"
-        )
+        if lang:
+            filters = ", ".join(
+                f"{labels.field_label(k, lang)}: {v}" for k, v in table.filters.items()
+            ) or labels.word("none", lang)
+            subtitle = (
+                f"{labels.word('filters', lang)}: {filters}  ·  {labels.word('generated', lang)} "
+                f"{labels.cell(table.generated_at, Kind.TIMESTAMP, lang)}"
+            )
+        else:
+            filters = ", ".join(f"{k}: {v}" for k, v in table.filters.items()) or "none"
+            subtitle = (
+                f"Filters: {filters}  ·  Generated "
+                f"{utc(table.generated_at).strftime('%Y-%m-%d %H:%M UTC')}"
+            )
 
         c = Canvas(out, pagesize=size, pageCompression=1, invariant=False)
         c.setTitle(table.title)
@@ -161,7 +177,7 @@ class PdfFormat:
                 kind = col.kind
                 if numeric[j] or exact[j]:
                     for r, row in enumerate(chunk):
-                        value = _render(row[j], kind)
+                        value = _render(row[j], kind, lang)
                         fs = _fit_size(value, avail, font)
                         c.setFont(font, fs)
                         yy = first - r * ROW_HEIGHT
@@ -175,13 +191,13 @@ class PdfFormat:
                 text.setFont(font, FONT_SIZE)
                 text.setLeading(ROW_HEIGHT)
                 for row in chunk:
-                    text.textLine(_cut_to(_render(row[j], kind), avail, font))
+                    text.textLine(_cut_to(_render(row[j], kind, lang), avail, font))
                 c.drawText(text)
             n += len(chunk)
             if n > self.max_rows:
                 raise self._too_many(-1)
             c.setFont(font, FONT_SIZE)
-            label = f"Page {page} of "
+            label = labels.word("page", lang).format(n=page) + " "
             c.drawRightString(width - MARGIN - 24, MARGIN - 12, label)
             c.saveState()
             c.translate(width - MARGIN - 24, MARGIN - 12)
@@ -205,7 +221,11 @@ def _w(text: str, font: str, size: float = FONT_SIZE) -> float:
 
 
 def _layout(
-    cols: Sequence[TableColumn], texts: Sequence[Sequence[str]], font: str, bold: str
+    cols: Sequence[TableColumn],
+    texts: Sequence[Sequence[str]],
+    font: str,
+    bold: str,
+    language: str = "",
 ) -> tuple[tuple[float, float], list[float]]:
     """(page size, column widths). Each column wants its widest sampled cell (a date,
     timestamp or number never less than its full width), at least the longest word of
@@ -216,7 +236,10 @@ def _layout(
     for col, cells in zip(cols, texts, strict=True):
         word = max([_w(x, bold) for x in col.label.split()] or [0.0])
         widest = max([_w(x, font) for x in cells] or [0.0])
-        floor = _w(_KIND_SAMPLE.get(col.kind, ""), font)
+        sample = _KIND_SAMPLE.get(col.kind, "")
+        if language and col.kind in _NEVER_CUT:
+            sample = labels.widest_date(col.kind, language)
+        floor = _w(sample, font)
         if col.kind in _NEVER_CUT or col.kind in (Kind.INT, Kind.FLOAT):
             need = max(word, widest, floor) + 2 * PAD
             want.append(need)

@@ -2,11 +2,12 @@
 
 Numbers stay numbers, dates are Excel dates, timestamps Excel datetimes in UTC (Excel has no
 time zones; the header cell says "(UTC)" in a comment and the workbook properties say so).
-The header row holds field names (so the file imports back), in bold, frozen, with an
-autofilter. Column widths are decided from the header and the first rows, buffered, because
-constant_memory mode cannot revisit a row. A sheet holds at most 1,048,575 data rows (Excel's
-1,048,576 minus the header); more continue on "<title> (2)", … with the header repeated,
-and `read` reads the continuation sheets back as one table.
+The header row holds field names or the labels of the export's language (either imports
+back), in bold, frozen, with an autofilter. Column widths are decided from the header and
+the first rows, buffered, because constant_memory mode cannot revisit a row. A sheet holds
+at most 1,048,575 data rows (Excel's 1,048,576 minus the header); more continue on "<title>
+(2)", … with the header repeated, and `read` reads the continuation sheets back as one
+table.
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ class XlsxFormat:
         cols = list(table.columns)
         it = iter(rows)
         sample = list(itertools.islice(it, SAMPLE_ROWS))
-        widths = [max(len(c.name) + 2, _KIND_WIDTH.get(c.kind, 0)) for c in cols]
+        heads = table.headers()
+        widths = [
+            max(len(h) + 2, _KIND_WIDTH.get(c.kind, 0)) for h, c in zip(heads, cols, strict=True)
+        ]
         for row in sample:
             for j, v in enumerate(row):
                 if v is not None and cols[j].kind is Kind.STR:
@@ -114,7 +118,7 @@ class XlsxFormat:
             ws = wb.add_worksheet(_sheet_name(table.title, part))
             for j, c in enumerate(cols):
                 ws.set_column(j, j, widths[j])
-                ws.write_string(0, j, c.name, header_fmt)
+                ws.write_string(0, j, heads[j], header_fmt)
                 if c.kind is Kind.TIMESTAMP:
                     ws.write_comment(0, j, f"{c.label} (UTC)")
             ws.freeze_panes(1, 0)

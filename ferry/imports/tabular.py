@@ -1,12 +1,14 @@
 """csv/xlsx rows of one entity -> bundle records for the merge engine.
 
-Rows are numbered as a spreadsheet shows them: the header is row 1, the first data row
-is row 2 (its record position is 1).
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first data row is
+row 2 (its record position is 1).
 
-Headers are matched to the entity's bundle field names case-insensitively, with spaces
-and dashes read as underscores, so a file exported with labels ("Date of birth") imports
-as is. An explicit column mapping wins over that matching. Values stay text: the merge
-engine parses numbers and dates and reports the row and column of a bad one.
+Headers are matched to the entity's bundle field names case-insensitively, with spaces and
+dashes read as underscores, and the labels an export writes in any language ("Date of
+birth", "Ημερομηνία γέννησης", ferry.formats.labels) are read as their fields, so a file
+exported with labels imports as is. An explicit column mapping wins over that matching.
+Values stay text: the merge engine parses numbers and dates and reports the row and column
+of a bad one.
 
 The empty-cell rule (EMPTY_CELL_RULE, docs/merging.md): a present but empty csv/xlsx cell
 is the empty text in a text field, nullable or not, and null in every other kind (a
@@ -28,6 +30,7 @@ from typing import Any
 from ferry.bundle.formats.base import Batch, Record
 from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
 from ferry.errors import InvalidArgument
+from ferry.formats.labels import header_names
 
 _SEPARATORS = re.compile(r"[\s\-]+")
 # The rule in words, for the CLI's --help and result and the page's preview (one source).
@@ -77,6 +80,9 @@ class RowMapper:
         self.entity = entity
         kinds = field_kinds(entity)
         known = {normalise(n): n for n in kinds}
+        for label, field_name in header_names().items():
+            if field_name in kinds:
+                known.setdefault(normalise(label), field_name)
         listing = ", ".join(kinds)
         by_header = {normalise(k): v for k, v in mapping.items()}
         headers = list(headers)

@@ -31,6 +31,7 @@ def import_announcement(app: App, recipients: list[str]) -> Write:
 
     def write(conn: Connection, outcome: ImportOutcome) -> None:
         from ferry.imports import convert
+        from ferry.users import language_of
 
         result = convert.result_proto(outcome)
         new = core.announcement(
@@ -40,6 +41,7 @@ def import_announcement(app: App, recipients: list[str]) -> Write:
             import_variables(result, outcome.options.filename),
             f"import:{outcome.id}",
             "service:import",
+            language_of(conn, recipients),  # in the language the recipients use
         )
         store.create_many(conn, [new])
 

@@ -86,15 +86,18 @@ def announcement(
     variables: dict[str, Any],
     event_id: str,
     requested_by: str,
+    language: str = "",
 ) -> store.NewNotification:
     """A notification another service writes into the outbox itself, in its own
     transaction (ferry.notify.client.import_announcement): the default channels, each
-    recipient already checked as a mail address, rendered in the default language.
+    recipient already checked as a mail address, rendered in `language` (the recipients'
+    own, ferry.users.language_of), else the default language.
 
     No channel is built here (that is the notify service's: an smtp channel needs its
     password, which only the notify pods mount); a recipient one of the channels cannot
     take fails that one delivery when a worker tries it, and says why."""
-    text = templates.render(template, variables, settings.default_language, "", "")
+    language = language or settings.default_language
+    text = templates.render(template, variables, language, "", "")
     pairs = [(c, r) for c in dict.fromkeys(settings.default_channels) for r in recipients]
     return store.NewNotification(
         event_id=event_id,
@@ -103,7 +106,7 @@ def announcement(
         text=text.text,
         html=text.html,
         template=template,
-        language=settings.default_language,
+        language=language,
         variables=dict(variables),
         requested_by=requested_by,
     )
@@ -172,7 +175,7 @@ class Notify:
     def _new(
         self, req: SendInput, pairs: list[tuple[str, str]], event_id: str, who: str
     ) -> store.NewNotification:
-        language = req.language or self.settings.default_language
+        language = req.language or self._recipients_language(pairs)
         text = templates.render(req.template, req.variables, language, req.subject, req.body)
         return store.NewNotification(
             event_id=event_id,
@@ -185,6 +188,22 @@ class Notify:
             variables=dict(req.variables),
             requested_by=who,
         )
+
+    def _recipients_language(self, pairs: list[tuple[str, str]]) -> str:
+        """The language the recipients use the page in, when they are users who share one
+        (ferry.users.language_of), else notify.default_language."""
+        found = set(self._languages([r for _, r in pairs]).values())
+        return found.pop() if len(found) == 1 else self.settings.default_language
+
+    def _languages(self, recipients: list[str]) -> dict[str, str]:
+        """{address: language} of the recipients who are users of the page."""
+        from ferry.users import languages_by_address
+
+        addresses = [r for r in recipients if "@" in r]
+        if not addresses:
+            return {}
+        with self.app.engine.connect() as conn:
+            return languages_by_address(conn, addresses)
 
     def _event_id(self, event_id: str, caller: str) -> str:
         return scoped_event_id(event_id, caller) or store.new_event_id()
@@ -216,8 +235,11 @@ class Notify:
         base = self._event_id(req.event_id, requested_by)
         news: list[tuple[str, store.NewNotification]] = []
         seen: set[str] = set()
+        # Each recipient's mail in their own language when the request names none.
+        langs = {} if req.language else self._languages(req.recipients)
         for i, r in enumerate(req.recipients):
-            one = SendInput(**{**req.__dict__, "recipients": [r]})
+            lang = req.language or langs.get(r.strip(), self.settings.default_language)
+            one = SendInput(**{**req.__dict__, "recipients": [r], "language": lang})
             try:
                 pairs = self._check(one)
             except InvalidArgument as e:

@@ -25,8 +25,8 @@ from ferry.reports.student import Scope, parse_scope
 from ferry.v1 import reports_pb2 as pb
 
 OUTPUTS = ("zip", "pdf", "csv", "json")
-# Zip entries get a fixed time: the same reports give the same archive.
-_ZIP_TIME = (2000, 1, 1, 0, 0, 0)
+# The earliest time a zip entry can carry, for an archive of no data at all.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 @dataclass
@@ -113,13 +113,13 @@ def collect(
 def bulk(engine: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0) -> File:
     output = check_format(req.output, "output", OUTPUTS)
     scope = parse_scope(req.semester, req.date_from, req.date_to)
-    check_language(req.language)
+    lang = check_language(req.language)
     ids, course_semester = students_of(engine, req)
     if course_semester and not (scope.semester or scope.date_from or scope.date_to):
         scope = Scope(semester=course_semester)  # a class's reports: its semester
     res = collect(engine, ids, scope, role, req.language)
     who = req.course_code or f"{len(ids)}_students"
-    base = f"student_reports_{render.safe(who)}_{render.safe(scope.label)}"
+    base = f"student_reports_{render.safe(who)}_{render.safe(scope.label)}_{lang}"
     if output == "json":
         doc = {
             "requested": len(ids),
@@ -153,14 +153,25 @@ def _zip(pdfs: list[tuple[pb.StudentReport, bytes]], failures: list[tuple[str, s
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for r, data in pdfs:
-            info = zipfile.ZipInfo(render.student_filename(r, "pdf"), _ZIP_TIME)
+            info = zipfile.ZipInfo(render.student_filename(r, "pdf"), _entry_time(r.last_day))
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data)
         if failures:
-            info = zipfile.ZipInfo("failures.csv", _ZIP_TIME)
+            latest = max((r.last_day for r, _ in pdfs if r.last_day), default="")
+            info = zipfile.ZipInfo("failures.csv", _entry_time(latest))
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, _failures_csv(failures))
     return buf.getvalue()
+
+
+def _entry_time(day: str) -> tuple[int, int, int, int, int, int]:
+    """A zip entry's date: the last day with data in its report (YYYY-MM-DD), so a person
+    unpacking the archive sees a real date while the same data still gives the same bytes
+    (never the clock's time); the zip format's earliest date for a report of no days."""
+    if not day:
+        return _ZIP_EPOCH
+    y, m, d = (int(x) for x in day.split("-"))
+    return (y, m, d, 0, 0, 0) if y >= 1980 else _ZIP_EPOCH
 
 
 def _merged(pdfs: list[tuple[pb.StudentReport, bytes]], failures: list[tuple[str, str]]) -> bytes:

@@ -233,7 +233,7 @@ class ReportEngine:
         data, cached = self._semester_cached(
             f"semester.{fmt}", semester, role, lambda r: render.semester(r, fmt), language
         )
-        name = f"semester_{render.safe(semester.strip())}.{fmt}"
+        name = render.semester_filename(semester.strip(), check_language(language), fmt)
         return File(name, render.CONTENT_TYPES[fmt], data), cached
 
     def search(self, query: str, limit: int = 0) -> list[pb.StudentMatch]:

@@ -30,11 +30,17 @@ def safe(name: str) -> str:
 
 
 def student_filename(report: pb.StudentReport, ext: str) -> str:
-    """`<student>_performance_<from>_<to>.<ext>`: the asked range, else the data's days,
-    else the semester (or "all")."""
+    """`<student>_performance_<from>_<to>_<language>.<ext>`: the asked range, else the
+    data's days, else the semester (or "all"), and the language its words are in."""
     lo = report.date_from or report.first_day or report.semester or "all"
     hi = report.date_to or report.last_day or report.semester or "all"
-    return f"{safe(report.student_id)}_performance_{safe(lo)}_{safe(hi)}.{ext}"
+    lang = safe(report.language or "en")
+    return f"{safe(report.student_id)}_performance_{safe(lo)}_{safe(hi)}_{lang}.{ext}"
+
+
+def semester_filename(semester: str, language: str, ext: str) -> str:
+    """`semester_<semester>_<language>.<ext>` (semester_2026-fall_el.pdf)."""
+    return f"semester_{safe(semester)}_{safe(language or 'en')}.{ext}"
 
 
 def to_dict(msg: message.Message) -> dict[str, Any]:

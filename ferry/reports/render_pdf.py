@@ -47,7 +47,7 @@ from reportlab.platypus import (  # noqa: E402
 )
 
 from ferry.formats.pdf_fonts import font_pair  # noqa: E402
-from ferry.reports.words import words  # noqa: E402
+from ferry.reports.words import CLASS_NOTE, words  # noqa: E402
 from ferry.v1 import reports_pb2 as pb  # noqa: E402
 
 ACCENT = colors.Color(0.16, 0.33, 0.6)
@@ -547,7 +547,7 @@ def student_story(r: pb.StudentReport, st: _Styles) -> list[Any]:
         )
     )
     story.append(
-        _p(w("Class averages are shown only for classes with at least 5 graded students."), st.sub)
+        _p(w(CLASS_NOTE, n=r.min_class_size), st.sub)  # the configured threshold, not a constant
     )
     if r.policy:
         story.append(_p(r.policy, st.sub))

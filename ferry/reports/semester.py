@@ -50,7 +50,10 @@ def check_language(language: str, field: str = "language") -> str:
     lang = (language or "en").strip().lower()
     if lang not in LANGUAGES:
         raise InvalidArgument(
-            f"unknown {field} {language!r}; known: {', '.join(LANGUAGES)}", field=field
+            f"unknown {field} {language!r}; known: {', '.join(LANGUAGES)}",
+            field=field,
+            reason="UNKNOWN_LANGUAGE",
+            metadata={"value": language, "known": ", ".join(LANGUAGES)},
         )
     return lang
 

@@ -222,6 +222,7 @@ def student_report(
         grading_scale=scale_pb(settings),
         policy=STUDENT_POLICY[language],
         language=language,
+        min_class_size=settings.class_size,
     )
     # Every section is there even when empty (the page reads them all).
     report.attendance.SetInParent()

@@ -28,6 +28,9 @@ EMPTY_NOTE = {
 }
 ANY_DAY = {"en": "any day", "el": "καμία ημέρα"}
 
+# The privacy note under a student's courses; {n} is reports.class_size.
+CLASS_NOTE = "Class averages are shown only for classes with at least {n} graded students."
+
 # The printed words of the PDFs: English text -> its Greek. Words missing here print in
 # English (a test checks none is missing).
 GREEK = {
@@ -88,8 +91,8 @@ GREEK = {
     "Description": "Περιγραφή",
     "Grading scale": "Κλίμακα βαθμολογίας",
     "{pts} pts": "{pts} μον.",
-    "Class averages are shown only for classes with at least 5 graded students.": (
-        "Ο μέσος όρος τάξης εμφανίζεται μόνο σε τάξεις με τουλάχιστον 5 βαθμολογημένους μαθητές."
+    CLASS_NOTE: (
+        "Ο μέσος όρος τάξης εμφανίζεται μόνο σε τάξεις με τουλάχιστον {n} βαθμολογημένους μαθητές."
     ),
     "Semester report: {s}": "Αναφορά εξαμήνου: {s}",
     "Semester report {s}": "Αναφορά εξαμήνου {s}",

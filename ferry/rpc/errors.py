@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 
-from ferry.errors import FerryError, Internal, Unavailable
+from ferry.errors import DOMAIN, FerryError, Internal, Unavailable, reason_of
 
 log = logging.getLogger("ferry.rpc")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,9 +55,29 @@ def clip(message: str, limit: int = MAX_MESSAGE) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
+MAX_METADATA = 8  # ErrorInfo entries, each value clipped to MAX_QUOTE
+
+
+def error_info(error: FerryError) -> error_details_pb2.ErrorInfo:
+    """The machine reason of `error` (google.rpc.ErrorInfo) a client translates into its
+    own words: the reason, and its values (the field it names, the value refused, ...)
+    each clipped to MAX_QUOTE characters."""
+    meta = {"field": error.field} if error.field else {}
+    meta.update(error.metadata)
+    return error_details_pb2.ErrorInfo(
+        reason=reason_of(error),
+        domain=DOMAIN,
+        metadata={
+            clip(k, MAX_FIELD): v if len(v) <= MAX_QUOTE else v[:MAX_QUOTE] + "…"
+            for k, v in list(meta.items())[:MAX_METADATA]
+        },
+    )
+
+
 def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
-    """Abort the call with the error's status; a named field travels as BadRequest detail.
-    The message is clipped (`clip`), so no error can overflow gRPC's metadata limit."""
+    """Abort the call with the error's status; its machine reason travels as ErrorInfo
+    detail, a named field as BadRequest detail. The message is clipped (`clip`), so no
+    error can overflow gRPC's metadata limit."""
     message = clip(error.message)
     status = status_pb2.Status(code=error.code.value[0], message=message)
     if error.field and error.code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -69,6 +89,7 @@ def abort(context: grpc.ServicerContext, error: FerryError) -> NoReturn:
             ]
         )
         status.details.add().Pack(detail)
+    status.details.add().Pack(error_info(error))
     # What abort_with_status does, spelled out: grpc-testing's context lacks that method.
     trailers = tuple(rpc_status.to_status(status).trailing_metadata)
     retry_after = getattr(error, "retry_after", 0)
@@ -90,7 +111,9 @@ def to_error(e: BaseException, where: str = "") -> FerryError:
         "unexpected error in %s (ref %s)", where or "a call", ref, exc_info=e,
         extra={"event": "internal_error", "ref": ref},
     )  # fmt: skip
-    return Internal(f"internal error (ref {ref}); the server log has the details")
+    return Internal(
+        f"internal error (ref {ref}); the server log has the details", metadata={"reference": ref}
+    )
 
 
 def handles_errors(method: F) -> F:

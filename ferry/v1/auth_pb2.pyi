@@ -26,16 +26,22 @@ class LoginRequest(google.protobuf.message.Message):
 
     USERNAME_FIELD_NUMBER: builtins.int
     PASSWORD_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     username: builtins.str
     """At most 1 KiB each; longer is INVALID_ARGUMENT before any hashing."""
     password: builtins.str
+    language: builtins.str
+    """en | el: the page's language, remembered as the user's for their mails (the gateway
+    fills it from Accept-Language). Anything else is ignored.
+    """
     def __init__(
         self,
         *,
         username: builtins.str = ...,
         password: builtins.str = ...,
+        language: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["password", b"password", "username", b"username"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["language", b"language", "password", b"password", "username", b"username"]) -> None: ...
 
 Global___LoginRequest: typing_extensions.TypeAlias = LoginRequest
 

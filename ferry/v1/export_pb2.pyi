@@ -275,6 +275,7 @@ class StartExportRequest(google.protobuf.message.Message):
     NOTIFY_FIELD_NUMBER: builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     INCLUDE_DELETED_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
     export_type: builtins.str
     """students | courses | enrollments | grades | attendance | daily_performance | highlights"""
     format: builtins.str
@@ -284,6 +285,11 @@ class StartExportRequest(google.protobuf.message.Message):
     idempotency_key: builtins.str
     """The same key returns the same job instead of starting another."""
     include_deleted: builtins.bool
+    language: builtins.str
+    """en | el: headers are labels in that language, a pdf's words, numbers and dates too,
+    the file name carries it and the mail announcing the job is written in it. Empty:
+    field names as headers, English words (the gateway fills it from Accept-Language).
+    """
     @property
     def filters(self) -> Global___ExportFilters: ...
     @property
@@ -305,9 +311,10 @@ class StartExportRequest(google.protobuf.message.Message):
         notify: collections.abc.Iterable[builtins.str] | None = ...,
         idempotency_key: builtins.str = ...,
         include_deleted: builtins.bool = ...,
+        language: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["filters", b"filters"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["export_type", b"export_type", "fields", b"fields", "filters", b"filters", "format", b"format", "idempotency_key", b"idempotency_key", "include_deleted", b"include_deleted", "limit", b"limit", "notify", b"notify"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["export_type", b"export_type", "fields", b"fields", "filters", b"filters", "format", b"format", "idempotency_key", b"idempotency_key", "include_deleted", b"include_deleted", "language", b"language", "limit", b"limit", "notify", b"notify"]) -> None: ...
 
 Global___StartExportRequest: typing_extensions.TypeAlias = StartExportRequest
 
@@ -336,6 +343,22 @@ Global___StartExportResponse: typing_extensions.TypeAlias = StartExportResponse
 class ExportJob(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class ErrorMetadataEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     ID_FIELD_NUMBER: builtins.int
     EXPORT_TYPE_FIELD_NUMBER: builtins.int
     FORMAT_FIELD_NUMBER: builtins.int
@@ -359,6 +382,9 @@ class ExportJob(google.protobuf.message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     NOTIFY_FIELD_NUMBER: builtins.int
     INCLUDE_DELETED_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
+    ERROR_REASON_FIELD_NUMBER: builtins.int
+    ERROR_METADATA_FIELD_NUMBER: builtins.int
     NOTIFICATION_ID_FIELD_NUMBER: builtins.int
     id: builtins.str
     export_type: builtins.str
@@ -379,6 +405,13 @@ class ExportJob(google.protobuf.message.Message):
     filename: builtins.str
     idempotency_key: builtins.str
     include_deleted: builtins.bool
+    language: builtins.str
+    """The language the job was asked in ("" for none)."""
+    error_reason: builtins.str
+    """Why a failed job failed, as a machine reason (ferry.errors.REASONS or a status
+    code's name) and its values: what a page words in its own language. error_message is
+    the same in English.
+    """
     notification_id: builtins.str
     """The notification announcing how the job ended (NotifyService), once it is queued."""
     @property
@@ -393,6 +426,8 @@ class ExportJob(google.protobuf.message.Message):
     def finished_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def error_metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
     def __init__(
         self,
         *,
@@ -419,10 +454,13 @@ class ExportJob(google.protobuf.message.Message):
         idempotency_key: builtins.str = ...,
         notify: collections.abc.Iterable[builtins.str] | None = ...,
         include_deleted: builtins.bool = ...,
+        language: builtins.str = ...,
+        error_reason: builtins.str = ...,
+        error_metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         notification_id: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "filters", b"filters", "finished_at", b"finished_at", "started_at", b"started_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "duration_seconds", b"duration_seconds", "error_message", b"error_message", "export_type", b"export_type", "fields", b"fields", "file_size_bytes", b"file_size_bytes", "filename", b"filename", "filters", b"filters", "finished_at", b"finished_at", "format", b"format", "id", b"id", "idempotency_key", b"idempotency_key", "include_deleted", b"include_deleted", "limit", b"limit", "notification_id", b"notification_id", "notify", b"notify", "processed_records", b"processed_records", "progress_percent", b"progress_percent", "records_per_second", b"records_per_second", "requested_by", b"requested_by", "sha256", b"sha256", "started_at", b"started_at", "status", b"status", "total_records", b"total_records"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "duration_seconds", b"duration_seconds", "error_message", b"error_message", "error_metadata", b"error_metadata", "error_reason", b"error_reason", "export_type", b"export_type", "fields", b"fields", "file_size_bytes", b"file_size_bytes", "filename", b"filename", "filters", b"filters", "finished_at", b"finished_at", "format", b"format", "id", b"id", "idempotency_key", b"idempotency_key", "include_deleted", b"include_deleted", "language", b"language", "limit", b"limit", "notification_id", b"notification_id", "notify", b"notify", "processed_records", b"processed_records", "progress_percent", b"progress_percent", "records_per_second", b"records_per_second", "requested_by", b"requested_by", "sha256", b"sha256", "started_at", b"started_at", "status", b"status", "total_records", b"total_records"]) -> None: ...
 
 Global___ExportJob: typing_extensions.TypeAlias = ExportJob
 

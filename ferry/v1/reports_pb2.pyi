@@ -349,6 +349,7 @@ class StudentReport(google.protobuf.message.Message):
     NOTE_FIELD_NUMBER: builtins.int
     POLICY_FIELD_NUMBER: builtins.int
     LANGUAGE_FIELD_NUMBER: builtins.int
+    MIN_CLASS_SIZE_FIELD_NUMBER: builtins.int
     student_id: builtins.str
     first_name: builtins.str
     last_name: builtins.str
@@ -378,6 +379,10 @@ class StudentReport(google.protobuf.message.Message):
     """How the numbers are counted (withdrawn courses, soft-deleted records), in words."""
     language: builtins.str
     """en | el: the language of `note`, `policy` and the printed file."""
+    min_class_size: builtins.int
+    """A class average is shown only when at least this many live students are graded
+    (reports.class_size): the privacy note says this number.
+    """
     @property
     def courses(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___CourseResult]: ...
     @property
@@ -416,9 +421,10 @@ class StudentReport(google.protobuf.message.Message):
         note: builtins.str = ...,
         policy: builtins.str = ...,
         language: builtins.str = ...,
+        min_class_size: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["attendance", b"attendance", "performance", b"performance"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["attendance", b"attendance", "courses", b"courses", "credits_attempted", b"credits_attempted", "credits_earned", b"credits_earned", "date_from", b"date_from", "date_to", b"date_to", "empty", b"empty", "first_day", b"first_day", "first_name", b"first_name", "gpa", b"gpa", "grading_scale", b"grading_scale", "highlights", b"highlights", "language", b"language", "last_day", b"last_day", "last_name", b"last_name", "note", b"note", "overall_percent", b"overall_percent", "performance", b"performance", "policy", b"policy", "semester", b"semester", "status", b"status", "student_id", b"student_id", "year_level", b"year_level"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attendance", b"attendance", "courses", b"courses", "credits_attempted", b"credits_attempted", "credits_earned", b"credits_earned", "date_from", b"date_from", "date_to", b"date_to", "empty", b"empty", "first_day", b"first_day", "first_name", b"first_name", "gpa", b"gpa", "grading_scale", b"grading_scale", "highlights", b"highlights", "language", b"language", "last_day", b"last_day", "last_name", b"last_name", "min_class_size", b"min_class_size", "note", b"note", "overall_percent", b"overall_percent", "performance", b"performance", "policy", b"policy", "semester", b"semester", "status", b"status", "student_id", b"student_id", "year_level", b"year_level"]) -> None: ...
 
 Global___StudentReport: typing_extensions.TypeAlias = StudentReport
 

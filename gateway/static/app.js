@@ -62,15 +62,28 @@ function showError(err) {
   if (code === "UNAUTHENTICATED" && state.token) signOut(false);
 }
 
-// What follows the translated message in brackets. The server writes its messages in
-// English: a Greek page shows the field they name as a label instead, never the text.
+// What follows the translated message in brackets. The server's own text is never shown:
+// its machine reason (google.rpc.ErrorInfo, the body's `reason` and `metadata`) is worded
+// here from the string tables (why_<REASON>), the field it names shown as a label. The page's
+// own errors (an address typed wrong) keep what the page wrote.
 function detailOf(err) {
   if (!err) return "";
-  if (err.server && state.lang !== "en") {
-    const field = (err.details || []).map((d) => d.field).find(Boolean);
-    return field ? ` (${fieldLabel(field.split(".").pop())})` : "";
+  if (err.server) {
+    const field = (err.metadata || {}).field || (err.details || []).map((d) => d.field).find(Boolean) || "";
+    const why = reasonText(err.reason, { ...(err.metadata || {}), field });
+    return why ? ` (${why})` : "";
   }
   return err.message ? ` (${err.message})` : "";
+}
+
+// A machine reason and its values in the page's words ("" when the page has none for it),
+// a field it names as a label.
+function reasonText(reason, metadata) {
+  const meta = { ...(metadata || {}) };
+  if (meta.field) meta.field = fieldLabel(String(meta.field).split(".").pop());
+  const key = `why_${reason}`;
+  if (reason && state.strings[key]) return t(key, meta);
+  return meta.field || "";
 }
 
 function clearError() { state.lastError = null; $("alert").hidden = true; $("alert").textContent = ""; }
@@ -616,7 +629,7 @@ async function watch(job) {
   es.addEventListener("end", stop);
   es.addEventListener("error", (m) => {
     stop();
-    if (m.data) showError(JSON.parse(m.data));
+    if (m.data) showError({ ...JSON.parse(m.data), server: true });  // its reason, in the page's words
   });
 }
 
@@ -641,8 +654,12 @@ function renderJobs(list) {
     if (params) { const d = document.createElement("div"); d.className = "hint"; d.textContent = params; what.append(d); }
     const st = row.insertCell();
     st.textContent = t(job.status);
-    if (job.status === "EXPORT_JOB_STATUS_FAILED" && job.error_message) {
-      const err = document.createElement("div"); err.className = "error-text"; err.textContent = job.error_message; st.append(err);
+    if (job.status === "EXPORT_JOB_STATUS_FAILED") {
+      // Why, in the page's words from the job's machine reason; never the server's English.
+      const reason = job.error_reason || "";
+      const why = reasonText(reason, job.error_metadata)
+        || (state.strings[`err_${reason}`] ? t(`err_${reason}`) : t("err_OTHER"));
+      const err = document.createElement("div"); err.className = "error-text"; err.textContent = why; st.append(err);
     }
     const pc = row.insertCell();
     const bar = document.createElement("progress");
@@ -909,7 +926,7 @@ async function downloadStudent(format, button) {
     say("preparingFile");
     const q = new URLSearchParams({ format });
     const res = await api(`/api/v1/reports/student-performance/download?${q}`, { method: "POST", body: reportRequest(r.student_id), raw: true });
-    const name = filenameOf(res, `${r.student_id}_performance.${format}`);
+    const name = filenameOf(res, `${r.student_id}_performance_${state.lang}.${format}`);
     saveBlob(await res.blob(), name);
     say("exported", { name });
   });
@@ -956,7 +973,7 @@ async function downloadSemester() {
   await busy($("sem-pdf-btn"), async () => {
     say("preparingFile");
     const res = await api(`/api/v1/reports/semesters/${encodeURIComponent(semester)}/download?${new URLSearchParams({ format: "pdf", language: state.lang })}`, { raw: true });
-    const name = filenameOf(res, `semester_${semester}.pdf`);
+    const name = filenameOf(res, `semester_${semester}_${state.lang}.pdf`);
     saveBlob(await res.blob(), name);
     say("exported", { name });
   });

@@ -86,6 +86,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     @handles_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
         issued = issuing.login(self.app, request.username, request.password, self.login_limiter)
+        users.set_language(self.app.engine, issued.subject, request.language)
         return pb.LoginResponse(token=issued.token, subject=issued.subject, role=_role(issued.role),
                                 expires_at=_ts(issued.expires_at),
                                 email=users.email_of(self.app.engine, issued.subject))  # fmt: skip

@@ -185,11 +185,14 @@ def job_message(job: ExportJob) -> pb.ExportJob:
         records_per_second=job.records_per_second,
         sha256=job.sha256,
         error_message=job.error_message,
+        error_reason=job.error_reason or "",
+        error_metadata=dict(job.error_metadata or {}),
         requested_by=job.requested_by,
         filename=job.filename,
         idempotency_key=job.idempotency_key or "",
         notify=list(job.notify or []),
         include_deleted=job.include_deleted,
+        language=job.language or "",
         notification_id=job.notification_id or "",
     )
     if "updated_since" in filters:

@@ -223,14 +223,18 @@ def test_every_chart_has_its_numbers_as_a_table_and_printing_shows_only_the_repo
 def test_a_greek_page_never_shows_the_servers_english_text(
     page: Any, site: tuple[str, App]
 ) -> None:
-    """The server's message is English; in Greek the alert is the translated reason with
-    the field it names as a Greek label."""
+    """The server's message is English and is never shown, in either language: the alert
+    is the translated code with the machine reason (ErrorInfo) worded from the page's own
+    string table, the field it names as a label. Without a reason it names the field."""
     from playwright.sync_api import expect
 
     sign_in(page)
     page.select_option("#lang", "el")
+    meta = {"field": "semester", "value": "2031-fall", "known": "2026-fall, 2026-spring"}
     body = {
         "code": "INVALID_ARGUMENT",
+        "reason": "UNKNOWN_VALUE",
+        "metadata": meta,
         "message": "semester 'x' has no courses",
         "details": [{"type": "field_violation", "field": "semester", "description": "bad"}],
     }
@@ -239,9 +243,41 @@ def test_a_greek_page_never_shows_the_servers_english_text(
     page.select_option("#sem-semester", "2026-fall")
     page.click("#sem-show-btn")
     alert = page.locator("#alert")
-    expect(alert).to_have_text(f"{EL['err_INVALID_ARGUMENT']} ({EL['field_semester']})")
+
+    def worded(table: dict[str, str]) -> str:
+        why = table["why_UNKNOWN_VALUE"]
+        for k, v in {**meta, "field": table["field_semester"]}.items():
+            why = why.replace("{" + k + "}", v)
+        return f"{table['err_INVALID_ARGUMENT']} ({why})"
+
+    expect(alert).to_have_text(worded(EL))
     page.select_option("#lang", "en")
-    expect(alert).to_have_text(f"{EN['err_INVALID_ARGUMENT']} (semester 'x' has no courses)")
+    expect(alert).to_have_text(worded(EN))
+    assert "has no courses" not in alert.inner_text()
+    # No reason the page knows: the field it names, as a label; still not the message.
+    body["reason"] = "SOMETHING_NEW"
+    page.click("#sem-show-btn")
+    expect(alert).to_have_text(f"{EN['err_INVALID_ARGUMENT']} ({EN['field_semester']})")
+
+
+def test_a_failed_job_says_why_in_the_pages_words(page: Any, site: tuple[str, App]) -> None:
+    """A failed export job shows its machine reason worded from the page's tables, in
+    either language, never the server's English error_message."""
+    from playwright.sync_api import expect
+
+    failed = {
+        "id": "j-1", "export_type": "grades", "format": "pdf",
+        "status": "EXPORT_JOB_STATUS_FAILED", "created_at": "2026-12-06T10:00:00Z",
+        "error_message": "a pdf export holds at most 200,000 rows and this one has more",
+        "error_reason": "TOO_MANY_ROWS", "error_metadata": {"max": "200000", "field": "limit"},
+    }  # fmt: skip
+    page.route("**/api/v1/exports?*", lambda route: route.fulfill(json={"jobs": [failed]}))
+    sign_in(page)
+    cell = page.locator("#jobs-table tbody tr .error-text")
+    expect(cell).to_have_text(EN["why_TOO_MANY_ROWS"].replace("{max}", "200000"))
+    page.select_option("#lang", "el")
+    expect(cell).to_have_text(EL["why_TOO_MANY_ROWS"].replace("{max}", "200000"))
+    assert "holds at most" not in page.locator("#jobs-table").inner_text()
 
 
 def test_sign_in_and_a_report_work_from_the_keyboard(page: Any, site: tuple[str, App]) -> None:

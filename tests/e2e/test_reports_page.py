@@ -129,7 +129,7 @@ def test_reports_on_the_page(
     shot("semester")
     with page.expect_download() as dl:
         page.click("#sem-pdf-btn")
-    assert dl.value.suggested_filename == "semester_2026-fall.pdf"
+    assert dl.value.suggested_filename == "semester_2026-fall_en.pdf"
 
     # Class reports: a ZIP of PDFs, then one PDF with a bookmark per student.
     page.select_option("#cls-semester", "2026-fall")
@@ -139,7 +139,7 @@ def test_reports_on_the_page(
     page.select_option("#cls-output", "zip")
     with page.expect_download() as dl:
         page.click("#cls-btn")
-    assert dl.value.suggested_filename == f"student_reports_{course}_2026-fall.zip"
+    assert dl.value.suggested_filename == f"student_reports_{course}_2026-fall_en.zip"
     names = zipfile.ZipFile(dl.value.path()).namelist()
     assert names and all(n.endswith(".pdf") or n == "failures.csv" for n in names)
     page.select_option("#cls-output", "pdf")

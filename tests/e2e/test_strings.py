@@ -55,7 +55,7 @@ def test_no_key_is_left_unused() -> None:
     """A key nothing uses is a translation nobody checks."""
     prefixes = ("EXPORT_JOB_STATUS_", "IMPORT_STATUS_", "NOTIFICATION_STATUS_", "field_",
                 "entity_", "att_", "trend_", "reason_", "role_", "action_", "col_", "err_",
-                "sum_", "st_")  # fmt: skip
+                "sum_", "st_", "why_")  # fmt: skip
     job_types = set(
         re.findall(
             r'<option value="([a-z_]+)"', HTML.split('id="job-type"')[1].split("</select>")[0]
@@ -68,3 +68,89 @@ def test_no_key_is_left_unused() -> None:
         and f'data-i18n-placeholder="{k}"' not in HTML
     ]  # fmt: skip
     assert unused == []
+
+
+def test_every_server_reason_is_worded_in_both_languages() -> None:
+    """The machine reasons the server sends (ferry.errors.REASONS, google.rpc.ErrorInfo):
+    each has its words in both tables using only the values it carries, every why_ key is
+    a reason the server sends, and every reason raised anywhere in ferry/ or gateway/ is
+    listed."""
+    from pathlib import Path
+
+    from ferry.errors import REASONS
+
+    for reason, keys in REASONS.items():
+        for table in (EN, EL):
+            assert f"why_{reason}" in table, reason
+            assert set(re.findall(r"\{(\w+)\}", table[f"why_{reason}"])) <= set(keys), reason
+    assert sorted(k[4:] for k in EN if k.startswith("why_")) == sorted(REASONS)
+    root = Path(__file__).resolve().parents[2]
+    raised = {
+        m
+        for folder in ("ferry", "gateway")
+        for path in (root / folder).rglob("*.py")
+        for m in re.findall(r'reason="([A-Z_]+)"', path.read_text(encoding="utf-8"))
+    }
+    assert raised and sorted(raised - set(REASONS)) == []
+
+
+def _slots(text: str) -> set[str]:
+    return set(re.findall(r"\{(\w+)\}", text))
+
+
+def test_every_server_string_table_has_both_languages() -> None:
+    """The server's own tables, walked like the page's: export headers, titles and pdf
+    words (ferry.formats.labels), the reports' words, policies, notes and at-risk reasons
+    (ferry.reports.words), and the notification templates: a key in one language and not
+    the other, an empty text, or a placeholder one language lacks fails here."""
+    from ferry.formats import labels
+    from ferry.notify import templates
+    from ferry.reports import words
+
+    by_language: dict[str, dict[str, dict[str, str]]] = {
+        "formats.labels.FIELDS": labels.FIELDS,
+        "formats.labels.ENTITIES": labels.ENTITIES,
+        "formats.labels.WORDS": labels.WORDS,
+        "reports.words.STUDENT_POLICY": {k: {"": v} for k, v in words.STUDENT_POLICY.items()},
+        "reports.words.SEMESTER_POLICY": {k: {"": v} for k, v in words.SEMESTER_POLICY.items()},
+        "reports.words.EMPTY_NOTE": {k: {"": v} for k, v in words.EMPTY_NOTE.items()},
+        "reports.words.ANY_DAY": {k: {"": v} for k, v in words.ANY_DAY.items()},
+        "reports.words.REASONS": words.REASONS,
+    }
+    for name, table in by_language.items():
+        assert sorted(table) == sorted(("en", "el")), name
+        assert sorted(table["en"]) == sorted(table["el"]), name
+        for key in table["en"]:
+            en, el = table["en"][key], table["el"][key]
+            assert en.strip() and el.strip(), (name, key)
+            assert _slots(en) == _slots(el), (name, key)
+    # The printed words of the report PDFs: English -> Greek, the same placeholders.
+    for en, el in words.GREEK.items():
+        assert el.strip() and _slots(en) == _slots(el), en
+    assert words.CLASS_NOTE in words.GREEK
+    # Every template in both languages, each part (subject, text, html) there.
+    for lang in ("en", "el"):
+        have = {p.name for p in (templates.FOLDER / lang).iterdir()}
+        for name in templates.names():
+            for part in (".subject.txt", ".txt", ".html"):
+                assert name + part in have, (lang, name + part)
+
+
+def test_export_headers_are_the_pages_field_labels() -> None:
+    """Every column of every entity export has a label in both languages (never the
+    fallback made from its name), and it is the label the page shows for that field, so a
+    file's header reads as the page does."""
+    from ferry.datasets.query import entity_columns
+    from ferry.formats import labels
+
+    for entity in SCHOOL.entities.values():
+        _, _, columns = entity_columns(SCHOOL, entity, entity.table.alias("t"))
+        title = f"entity_{entity.name}"
+        assert labels.ENTITIES["en"][entity.name] == EN[title]
+        assert labels.ENTITIES["el"][entity.name] == EL[title]
+        for c in columns:
+            assert labels.FIELDS["en"][c.name] == EN[f"field_{c.name}"], c.name
+            assert labels.FIELDS["el"][c.name] == EL[f"field_{c.name}"], c.name
+    # No two fields share a label in one language: an import could not tell them apart.
+    for lang, table in labels.FIELDS.items():
+        assert len(set(table.values())) == len(table), lang

@@ -77,7 +77,7 @@ def test_grades_pdf_shows_every_date_and_score_whole(seeded_url: str) -> None:
 def test_bookkeeping_columns_when_asked(seeded_url: str) -> None:
     data, (columns, _) = _export(seeded_url, fields=("student_id", "score", "updated_at"), limit=5)
     assert [c.name for c in columns] == ["student_id", "score", "updated_at"]
-    assert "Updated at" in pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
+    assert "Updated" in pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
 
 
 def _positions(page: pypdf.PageObject) -> list[tuple[str, float, float]]:

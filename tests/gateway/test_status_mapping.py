@@ -93,8 +93,10 @@ def test_service_failures_become_the_mapped_http_status_and_json_error(
     r = failing_client.get(f"/api/v1/sessions/semesters?dataset={code.name}")
     assert r.status_code == EXPECTED[code.name]
     body = r.json()
-    assert set(body) == {"code", "message", "details"}
+    assert set(body) == {"code", "reason", "metadata", "message", "details"}
     assert body["code"] == code.name
+    # No ErrorInfo from this service: the reason is the code's name.
+    assert body["reason"] == code.name
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
         assert "SELECT" not in body["message"] and "psycopg" not in body["message"]
     elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:

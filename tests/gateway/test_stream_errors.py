@@ -58,7 +58,12 @@ def test_ndjson_stream_that_fails_midway_ends_with_an_error_line(
     assert len(lines) == 4
     assert "header" in orjson.dumps(lines[0]).decode()
     assert lines[-1] == {
-        "error": {"code": "UNAVAILABLE", "message": "the export service went away mid-stream"}
+        "error": {
+            "code": "UNAVAILABLE",
+            "reason": "UNAVAILABLE",  # the machine reason a page words (ErrorInfo)
+            "metadata": {},
+            "message": "the export service went away mid-stream",
+        }
     }
 
 

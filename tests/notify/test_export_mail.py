@@ -161,6 +161,53 @@ def test_completed_export_mails_a_link_that_downloads(export_app: App, smtp: Smt
         assert len(smtp.inbox.messages) == 1
 
 
+def test_an_export_asked_in_greek_is_announced_in_greek(export_app: App, smtp: SmtpServer) -> None:
+    """Issue 24: the mail speaks the language the export was asked in (the page's, through
+    the gateway's Accept-Language): Greek subject and body, numbers as Greek writes them,
+    the file name with semester and language. One asked in none stays English."""
+    import grpc
+
+    from ferry.v1 import export_pb2_grpc
+
+    app = export_app
+    with (
+        running(app, ["export", "notify"]) as srv,
+        grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch,
+    ):
+        stub = export_pb2_grpc.ExportServiceStub(ch)
+        md = auth(app)
+        asgi = create_app(app, ServiceChannels(app.settings.client, f"127.0.0.1:{srv.port}"))
+        with TestClient(asgi, raise_server_exceptions=False) as gw:
+            r = gw.post(
+                "/api/v1/exports",
+                headers={"authorization": md[0][1], "Accept-Language": "el-GR,el;q=0.9"},
+                json={"export_type": "grades", "format": "csv",
+                      "notify": ["teacher@school.example"], "filters": {"semester": "2026-fall"}},
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+        job = wait_job(stub, md, r.json()["job"]["id"])
+        assert job.status == epb.EXPORT_JOB_STATUS_COMPLETED and job.language == "el"
+        (mail,) = smtp.inbox.wait_for(1)
+        greek_count = f"{job.processed_records:,}".replace(",", ".")
+        assert mail["Subject"] == (
+            f"{chr(0x397)} εξαγωγή είναι έτοιμη: Βαθμοί (csv), {greek_count} εγγραφές"
+        ), mail["Subject"]  # chr(0x397): Greek capital eta
+        text = mail.get_body(("plain",)).get_content()
+        assert "Κατεβάστε το εδώ" in text and "Αρχείο: grades_2026-fall_el.csv" in text
+        assert "Download" not in text and "grades (" not in text
+        html = mail.get_body(("html",)).get_content()
+        assert "Βαθμοί" in html
+
+        started = stub.StartExport(
+            epb.StartExportRequest(export_type="grades", format="csv",
+                                   notify=["office@school.example"]),
+            metadata=md,
+        )  # fmt: skip
+        wait_job(stub, md, started.job.id)
+        _, english = smtp.inbox.wait_for(2)
+        assert english["Subject"].startswith("Export ready: grades (csv)")
+
+
 def test_failed_export_mails_the_error(
     export_app: App, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +248,48 @@ def test_failed_export_mails_the_error(
     # The error in words (the job's stored message), never the exception's own text.
     assert f"What went wrong: export job {job.id} failed" in text
     assert "disk on fire" not in text, text
+
+
+def test_a_failed_greek_export_says_why_in_greek(export_app: App, smtp: SmtpServer) -> None:
+    """The job keeps its failure as a machine reason (INTERNAL with the reference of the
+    log line); the Greek mail words it in Greek, never the server's English sentence."""
+    import grpc
+
+    from ferry import plugins
+    from ferry.v1 import export_pb2_grpc
+
+    class Broken:
+        name, extension, content_type = "broken", "txt", "text/plain"
+
+        def write(self, *a: object, **k: object) -> int:
+            raise RuntimeError("disk on fire")
+
+    plugins.register("ferry.formats", "broken", Broken())
+    app = export_app
+    try:
+        with (
+            running(app, ["export", "notify"]) as srv,
+            grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch,
+        ):
+            stub = export_pb2_grpc.ExportServiceStub(ch)
+            md = auth(app)
+            started = stub.StartExport(
+                epb.StartExportRequest(export_type="courses", format="broken", language="el",
+                                       notify=["office@school.example"]),
+                metadata=md,
+            )  # fmt: skip
+            job = wait_job(stub, md, started.job.id)
+            (mail,) = smtp.inbox.wait_for(1)
+    finally:
+        plugins.unregister("ferry.formats", "broken")
+    assert job.status == epb.EXPORT_JOB_STATUS_FAILED and job.error_reason == "INTERNAL"
+    ref = job.error_metadata["reference"]
+    assert len(ref) == 12 and f"reference {ref}" in job.error_message
+    text = mail.get_body(("plain",)).get_content()
+    assert f"σφάλμα του διακομιστή (αριθμός αναφοράς {ref})" in text
+    assert "export job" not in text and "disk on fire" not in text
+    html = mail.get_body(("html",)).get_content()
+    assert f"αριθμός αναφοράς {ref}" in html
 
 
 def test_notify_down_never_fails_the_export_and_is_sent_later(

@@ -47,3 +47,21 @@ def test_imported_entities_are_named_in_greek() -> None:
     r = templates.render("import_finished", variables, "el")
     assert PAGE_EL["entity_grades"] in r.text and "grades" not in r.text
     assert PAGE_EL["entity_grades"] in r.html
+
+
+@pytest.mark.parametrize("name", ["export_failed", "backup_failed"])
+def test_a_failure_is_worded_in_greek_from_its_reason(name: str) -> None:
+    """A failed job's machine reason and values become Greek words, escaped in HTML; a
+    reason without Greek words (or none) falls back to the stored sentence."""
+    variables = copy.deepcopy(VARS[name]) | {
+        "error_reason": "TOO_MANY_ROWS",
+        "error_details": {"max": "<200000>", "field": "limit"},
+    }
+    r = templates.render(name, variables, "el")
+    assert "ένα PDF χωράει έως <200000> γραμμές" in r.text
+    assert "ένα PDF χωράει έως &lt;200000&gt; γραμμές" in r.html
+    assert VARS[name]["error"] not in r.text
+    variables["error_reason"] = "SOMETHING_NEW"
+    r = templates.render(name, variables, "el")
+    assert VARS[name]["error"] in r.text
+    assert "disk &lt;full&gt;" in r.html or VARS[name]["error"] in r.html

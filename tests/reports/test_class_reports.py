@@ -51,13 +51,13 @@ def test_a_class_report_covers_its_course_semester(engine: ReportEngine, school_
     _old_history(school_url)
     f = bulk(engine, pb.BulkStudentReportsRequest(course_code="MATH", output="json"))
     assert _semesters(f.data) == {SEM}  # not S1's whole history
-    assert f.filename == f"student_reports_MATH_{SEM}.json"
+    assert f.filename == f"student_reports_MATH_{SEM}_en.json"
     s1 = next(r for r in json.loads(f.data)["reports"] if r["student_id"] == "S1")
     assert s1["semester"] == SEM and s1["gpa"] == 3.33  # the 10% of 2025 is not in it
     # A semester or a range given is used as it is.
     other = pb.BulkStudentReportsRequest(course_code="MATH", output="json", semester=OLD)
     f = bulk(engine, other)
-    assert f.filename == f"student_reports_MATH_{OLD}.json"
+    assert f.filename == f"student_reports_MATH_{OLD}_en.json"
     assert _semesters(f.data) == {OLD}
     ranged = pb.BulkStudentReportsRequest(
         course_code="MATH", output="json", date_from="2025-01-01", date_to="2026-12-31"
@@ -66,7 +66,7 @@ def test_a_class_report_covers_its_course_semester(engine: ReportEngine, school_
     # Listed students keep the whole history unless told otherwise.
     listed = bulk(engine, pb.BulkStudentReportsRequest(student_ids=["S1"], output="json"))
     assert _semesters(listed.data) == {SEM, OLD}
-    assert listed.filename == "student_reports_1_students_all.json"
+    assert listed.filename == "student_reports_1_students_all_en.json"
 
 
 def test_the_cli_states_the_default_semester() -> None:

@@ -26,7 +26,7 @@ def test_report_commands(reports_app: App, tmp_path: Path) -> None:
             cli, ["report", "student", "S1", "--semester", "2026-fall", "-o", str(out)], env=env
         )
         assert r.exit_code == 0, r.output
-        assert "S1_performance_2026-09-07_2026-09-22.pdf" in r.output
+        assert "S1_performance_2026-09-07_2026-09-22_en.pdf" in r.output
         assert "Ελένη" in PdfReader(out).pages[0].extract_text()
 
         # --language el: the file's own words are Greek (the default is English).

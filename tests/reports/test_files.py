@@ -39,7 +39,7 @@ def text(data: bytes) -> str:
 def test_student_pdf_reads_back(engine: ReportEngine, backend: str) -> None:
     req = pb.GetStudentReportRequest(student_id="S1", semester="2026-fall")
     f, _ = engine.render_student(req, "pdf")
-    assert f.filename == "S1_performance_2026-09-07_2026-09-22.pdf"
+    assert f.filename == "S1_performance_2026-09-07_2026-09-22_en.pdf"
     t = text(f.data)
     for expected in [
         "Student report: Ελένη Νικολάου",  # Greek in DejaVu Sans
@@ -117,7 +117,7 @@ def test_bulk_with_missing_students(engine: ReportEngine, backend: str) -> None:
 
     req.output = "pdf"
     f = bulk(engine, req)
-    assert f.filename == "student_reports_4_students_all.pdf"
+    assert f.filename == "student_reports_4_students_all_en.pdf"
     reader = PdfReader(io.BytesIO(f.data))
     marks = [(o.title, reader.get_destination_page_number(o)) for o in reader.outline]
     assert [m[0] for m in marks] == ["S1 Ελένη Νικολάου", "S2 Ann Bee", "Not included (2)"]
@@ -128,8 +128,8 @@ def test_bulk_with_missing_students(engine: ReportEngine, backend: str) -> None:
     req.output = "zip"
     z = zipfile.ZipFile(io.BytesIO(bulk(engine, req).data))
     assert z.namelist() == [
-        "S1_performance_2026-09-07_2026-09-22.pdf",
-        "S2_performance_2026-09-15_2026-09-22.pdf",
+        "S1_performance_2026-09-07_2026-09-22_en.pdf",
+        "S2_performance_2026-09-15_2026-09-22_en.pdf",
         "failures.csv",
     ]
     assert "Ann Bee" in text(z.read(z.namelist()[1]))
@@ -155,3 +155,29 @@ def test_bulk_by_course_and_limits(engine: ReportEngine) -> None:
         with pytest.raises(InvalidArgument) as e:
             bulk(engine, bad)
         assert e.value.field == field
+
+
+def test_class_zip_entries_carry_real_dates_and_names_the_language(engine: ReportEngine) -> None:
+    """Issue 24, files people open elsewhere: each PDF in a class ZIP is dated the last day
+    with data in its report (not 2000-01-01, not the clock), so the same data still gives
+    the same bytes; the archive's and the entries' names carry the semester and language."""
+    req = pb.BulkStudentReportsRequest(
+        student_ids=["S1", "S2", "S404"], output="zip", language="el"
+    )
+    f = bulk(engine, req)
+    assert f.filename == "student_reports_3_students_all_el.zip"
+    z = zipfile.ZipFile(io.BytesIO(f.data))
+    dates = {i.filename: i.date_time for i in z.infolist()}
+    assert dates == {
+        "S1_performance_2026-09-07_2026-09-22_el.pdf": (2026, 9, 22, 0, 0, 0),
+        "S2_performance_2026-09-15_2026-09-22_el.pdf": (2026, 9, 22, 0, 0, 0),
+        "failures.csv": (2026, 9, 22, 0, 0, 0),
+    }
+    assert bulk(engine, req).data == f.data  # the same data, the same bytes
+
+
+def test_semester_file_names_carry_the_language(engine: ReportEngine) -> None:
+    f, _ = engine.render_semester("2026-fall", "csv", language="el")
+    assert f.filename == "semester_2026-fall_el.csv"
+    f, _ = engine.render_semester("2026-fall", "pdf")
+    assert f.filename == "semester_2026-fall_en.pdf"

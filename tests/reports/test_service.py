@@ -98,7 +98,7 @@ def test_render_student_report(
         report=pb.GetStudentReportRequest(student_id="S1"), format=fmt
     )
     name, ctype, data, sha = _file(s.RenderStudentReport(req, metadata=auth(app, "viewer")))
-    assert name == f"S1_performance_2026-09-07_2026-09-22.{fmt}"
+    assert name == f"S1_performance_2026-09-07_2026-09-22_en.{fmt}"
     assert sha == hashlib.sha256(data).hexdigest()
     again = _file(s.RenderStudentReport(req, metadata=auth(app, "viewer")))[2]
     assert again == data  # the same data, the same bytes
@@ -134,7 +134,7 @@ def test_semester_report_and_render(stub: tuple[reports_pb2_grpc.ReportsServiceS
             metadata=auth(app, "viewer"),
         )
     )
-    assert name == "semester_2026-fall.csv" and "# At risk" in data.decode()
+    assert name == "semester_2026-fall_en.csv" and "# At risk" in data.decode()
     with pytest.raises(grpc.RpcError) as e:
         s.GetSemesterReport(
             pb.GetSemesterReportRequest(semester="1999-fall"), metadata=auth(app, "viewer")
@@ -157,7 +157,7 @@ def test_rest_routes(reports_app: App) -> None:
             headers=h,
         )
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-        assert "S1_performance_2026-09-07_2026-09-22.csv" in r.headers["content-disposition"]
+        assert "S1_performance_2026-09-07_2026-09-22_en.csv" in r.headers["content-disposition"]
         r = client.get("/api/v1/reports/semesters/2026-fall", headers=h)
         assert r.status_code == 200 and r.json()["report"]["student_count"] == "5"
         r = client.post(
@@ -167,7 +167,7 @@ def test_rest_routes(reports_app: App) -> None:
         )
         assert r.status_code == 200
         names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
-        assert names == ["S1_performance_2026-09-07_2026-09-22.pdf", "failures.csv"]
+        assert names == ["S1_performance_2026-09-07_2026-09-22_en.pdf", "failures.csv"]
         assert client.delete("/api/v1/reports/cache/S1", headers=h).json()["version"] == "1"
         assert client.delete("/api/v1/reports/cache", headers=h).json()["version"] == "1"
         stats = client.get("/api/v1/reports/cache/stats", headers=h).json()
