@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ferry.bundle.semesters import recount
+from ferry.datasets.school import SCHOOL
 from ferry.db import models as m
 from ferry.demo.generate import Generator
 from ferry.demo.plan import ENROLLMENT_TABLES, Plan, semester_chain
@@ -127,22 +129,22 @@ def seed(
             "seed only an empty database"
         )
 
-    raw = engine.raw_connection()
-    try:
-        sink = _sink(engine, raw.driver_connection)
-        gen = Generator(plan, seed, sink.formats)
-        # Parents before children: each write's foreign keys point at rows already written.
-        sink.write("courses", gen.courses())
-        sink.write("students", gen.students())
-        for batch in gen.enrollment_batches(BATCH):
-            for table in ENROLLMENT_TABLES:
-                sink.write(table, batch[table])
-        sink.write("highlights", gen.highlights())
-        sink.finish()
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    with engine.connect() as conn:
+        try:
+            sink = _sink(engine, conn.connection.driver_connection)
+            gen = Generator(plan, seed, sink.formats)
+            # Parents before children: each write's foreign keys point at rows already written.
+            sink.write("courses", gen.courses())
+            sink.write("students", gen.students())
+            for batch in gen.enrollment_batches(BATCH):
+                for table in ENROLLMENT_TABLES:
+                    sink.write(table, batch[table])
+            sink.write("highlights", gen.highlights())
+            sink.finish()
+            # ListSemesters' counts, in the same transaction as the rows they count.
+            recount(conn, SCHOOL, None)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
     return SeedResult(counts=dict(gen.counts), seconds=time.perf_counter() - started)
