@@ -221,6 +221,7 @@ def rss_rows(dsn: str, workdir: Path, sizes: dict[str, tuple[int, int]]) -> list
                 big["rss_mb"],
                 f"RSS {small['rss_mb']:.0f} MB vs {big['rss_mb']:.0f} MB, "
                 f"diff {diff:+.0f} MB (goal < 50)",
+                {"rss_growth_mb": diff, "rows_big": big["rows"], "rows_small": small["rows"]},
             )
         )
     return rows
