@@ -26,6 +26,7 @@ from bench import (
     imports,
     notify,
     reports,
+    scale,
     semesters,
     stream_session,
 )
@@ -40,6 +41,7 @@ FIGURES = Path(__file__).resolve().parent / "figures"
 Bench = Callable[[str, str, Path, int], list[Row]]
 BENCHES: dict[str, Bench] = {
     "semesters": semesters.run,
+    "scale": lambda url, dsn, wd, n: scale.run(url, dsn, wd, n, (100_000, 1_000_000)),
     "stream": lambda url, dsn, wd, n: [stream_session.run(url, dsn, SEMESTER, wd, n)],
     "bundle": bundle.run,
     "formats": formats.run,
@@ -55,7 +57,19 @@ BENCHES: dict[str, Bench] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", choices=["bench", "small"], default="bench")
+    parser.add_argument(
+        "--scale",
+        choices=["bench", "small", "large"],
+        default="bench",
+        help="large: ten semesters (~10M records) and the `scale` benchmark alone, unless "
+        "--only says otherwise",
+    )
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help="record counts for the `scale` benchmark (default 100000,1000000 and, at the "
+        "large scale, 10000000)",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset")
     parser.add_argument(

@@ -95,6 +95,33 @@ def _notify(rows: list[Row]) -> Verdict:
     )
 
 
+def _scaling(rows: list[Row]) -> Verdict:
+    goal = (
+        "every streaming path at 10M: records/s within 15% of 1M, peak RSS within +50 MB "
+        "(python -m bench --scale large)"
+    )
+    by_path: dict[str, dict[int, Row]] = {}
+    for r in rows:
+        if "size" in r.metrics and "(scale" in r.what:
+            path = r.what.split(" at ", 1)[0]
+            by_path.setdefault(path, {})[int(r.metrics["size"])] = r
+    measured, met = [], True
+    for path, sizes in by_path.items():
+        top = max(sizes)
+        mid = max((n for n in sizes if n < top and n >= 900_000), default=0)
+        if top < 5_000_000 or not mid:
+            continue
+        a, b = sizes[mid], sizes[top]
+        speed = b.ferry_per_s / a.ferry_per_s
+        grow = b.metrics["scale_rss_mb"] - a.metrics["scale_rss_mb"]
+        ok = speed >= 0.85 and grow <= 50
+        met = met and ok
+        measured.append(f"{path}: {speed:.2f} of the 1M rate, {grow:+.0f} MB")
+    if not measured:
+        return Verdict(goal, "-", None)
+    return Verdict(goal, "; ".join(measured), met)
+
+
 GOALS: list[Callable[[list[Row]], Verdict]] = [
     _ratio(
         "ImportSession json into PostgreSQL >= 0.85 of COPY binary",
@@ -116,6 +143,7 @@ GOALS: list[Callable[[list[Row]], Verdict]] = [
     _report_hit,
     _gateway,
     _notify,
+    _scaling,
 ]
 
 

@@ -35,6 +35,7 @@ class Scale(StrEnum):
     SMALL = "small"
     MEDIUM = "medium"
     BENCH = "bench"
+    LARGE = "large"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,17 @@ def plan_for(scale: Scale, semester: str) -> Plan:
         return Plan(
             semesters=semester_chain(semester, 1),
             students=20_000,
+            courses_per_semester=400,
+            students_per_semester=20_000,
+            courses_per_student=5,
+            highlights_per_semester=10_000,
+        )
+    if scale is Scale.LARGE:
+        # Ten semesters of the bench shape (~10M records): how cost grows with the data
+        # (`python -m bench --scale large`). Students are shared between semesters.
+        return Plan(
+            semesters=semester_chain(semester, 10),
+            students=60_000,
             courses_per_semester=400,
             students_per_semester=20_000,
             courses_per_student=5,
