@@ -12,12 +12,14 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from bench import (
     auth,
     backup,
     bundle,
+    charts,
     export_jobs,
     formats,
     gateway,
@@ -25,17 +27,23 @@ from bench import (
     notify,
     oneroster,
     reports,
+    scale,
     scope_checks,
+    semesters,
     stream_session,
 )
-from bench.common import Row, fresh_database, print_table, save
+from bench.common import Row, database_url, existing_records, fresh_database, print_table, save
+from bench.goals import judge, print_goals
 from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.demo.seed import Scale, seed
 
 SEMESTER = "2026-fall"
+FIGURES = Path(__file__).resolve().parent / "figures"
 Bench = Callable[[str, str, Path, int], list[Row]]
 BENCHES: dict[str, Bench] = {
+    "semesters": semesters.run,
+    "scale": lambda url, dsn, wd, n: scale.run(url, dsn, wd, n, (100_000, 1_000_000)),
     "stream": lambda url, dsn, wd, n: [stream_session.run(url, dsn, SEMESTER, wd, n)],
     "bundle": bundle.run,
     "formats": formats.run,
@@ -53,9 +61,27 @@ BENCHES: dict[str, Bench] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", choices=["bench", "small"], default="bench")
+    parser.add_argument(
+        "--scale",
+        choices=["bench", "small", "large"],
+        default="bench",
+        help="large: ten semesters (~10M records) and the `scale` benchmark alone, unless "
+        "--only says otherwise",
+    )
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help="record counts for the `scale` benchmark (default 100000,1000000 and, at the "
+        "large scale, 10000000)",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the database of an earlier run when it holds data (while iterating; "
+        "a figure for a closing note comes from a fresh run)",
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(BENCHES)
@@ -63,18 +89,24 @@ def main() -> None:
         parser.error(f"unknown benchmarks {sorted(unknown)}; known: {', '.join(BENCHES)}")
 
     # FERRY_BENCH_DB: another database name, so two runs on one server do not collide.
-    url = fresh_database(os.environ.get("FERRY_BENCH_DB", "ferry_bench"))
-    engine = make_engine(url)
-    t = time.perf_counter()
-    migrate.upgrade(engine)
-    result = seed(engine, Scale(args.scale))
-    seed_seconds = time.perf_counter() - t
-    engine.dispose()
-    total = sum(result.counts.values())
-    print(
-        f"seeded {total:,} records ({args.scale}) into PostgreSQL in {seed_seconds:.1f}s",
-        flush=True,
-    )
+    name = os.environ.get("FERRY_BENCH_DB", "ferry_bench")
+    held = existing_records(name) if args.reuse else 0
+    if held:
+        url, seed_seconds, total = database_url(name), 0.0, held
+        print(f"reusing {total:,} records in database {name} (--reuse)", flush=True)
+    else:
+        url = fresh_database(name)
+        engine = make_engine(url)
+        t = time.perf_counter()
+        migrate.upgrade(engine)
+        result = seed(engine, Scale(args.scale))
+        seed_seconds = time.perf_counter() - t
+        engine.dispose()
+        total = sum(result.counts.values())
+        print(
+            f"seeded {total:,} records ({args.scale}) into PostgreSQL in {seed_seconds:.1f}s",
+            flush=True,
+        )
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     rows: list[Row] = []
@@ -89,11 +121,22 @@ def main() -> None:
         print(f"({name}: {timings[name]:.0f}s)", flush=True)
     print("\n## All results")
     print_table(rows)
+    verdicts = judge(rows)
+    print_goals(verdicts)
     path = save(
         rows,
-        {"scale": args.scale, "records": total, "seed_seconds": seed_seconds, "seconds": timings},
+        {
+            "scale": args.scale,
+            "records": total,
+            "seed_seconds": seed_seconds,
+            "seconds": timings,
+            "goals": [asdict(v) for v in verdicts],
+        },
     )
     print(f"\nwritten to {path}")
+    # The charts go beside the code (bench/figures/, committed: the README shows them).
+    for chart in charts.write(rows, FIGURES):
+        print(f"chart: {chart}")
 
 
 if __name__ == "__main__":

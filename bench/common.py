@@ -7,7 +7,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -25,10 +25,35 @@ class Row:
     baseline_per_s: float
     ferry_peak_rss_mb: float
     note: str = ""
+    # Figures a goal is judged on (bench/goals.py), e.g. {"p50_ms": 0.51}; also saved.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
         return self.ferry_per_s / self.baseline_per_s if self.baseline_per_s else 0.0
+
+
+@dataclass
+class Point:
+    """One size of one path for the charts (bench/charts.py): Ferry's records/s and peak
+    RSS at `n` records, beside its raw baseline's records/s at the same size (0: none)."""
+
+    path: str
+    n: int
+    ferry_per_s: float
+    baseline_per_s: float = 0.0
+    rss_mb: float = 0.0
+    baseline_rss_mb: float = 0.0
+
+
+# Every point the benchmarks of this run measured, in order (saved with the rows).
+POINTS: list[Point] = []
+
+
+def point(path: str, n: int, ferry_per_s: float, baseline_per_s: float = 0.0,
+          rss_mb: float = 0.0, baseline_rss_mb: float = 0.0) -> None:  # fmt: skip
+    """Record one size of `path` for the charts."""
+    POINTS.append(Point(path, n, ferry_per_s, baseline_per_s, rss_mb, baseline_rss_mb))
 
 
 @dataclass
@@ -68,8 +93,28 @@ def fresh_database(name: str) -> str:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(name)
+
+
+def database_url(name: str) -> str:
+    """The SQLAlchemy URL of database `name` on the bench PostgreSQL."""
     base = PG_ADMIN.rsplit("/", 1)[0]
     return f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def existing_records(name: str) -> int:
+    """Records the seeded tables of database `name` hold (0: none, or no such database)."""
+    dsn = database_url(name).replace("postgresql+psycopg://", "postgresql://", 1)
+    tables = ("courses", "students", "enrollments", "grades", "attendance")
+    tables += ("daily_performance", "highlights")
+    try:
+        with psycopg.connect(dsn) as conn:
+            return sum(
+                int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                for t in tables
+            )
+    except psycopg.Error:
+        return 0
 
 
 def print_table(rows: list[Row]) -> None:
@@ -90,6 +135,10 @@ def _mb(value: float) -> str:
 def save(rows: list[Row], extra: dict[str, object]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "latest.json"
-    payload = {"rows": [{**asdict(r), "ratio": r.ratio} for r in rows], **extra}
+    payload = {
+        "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
+        "points": [asdict(p) for p in POINTS],
+        **extra,
+    }
     path.write_text(json.dumps(payload, indent=2))
     return path

@@ -2,10 +2,10 @@
 
 Both sides read the same SQL through a psycopg server-side cursor, so the ratio isolates
 the writer: Ferry's format plugin (typing, neutralisation, styling, paging) against the
-plainest loop over the same library. Peak RSS at two sizes (100k and 1M rows; pdf 20k and
-200k, its cap) is measured in a fresh subprocess per size (VmHWM of that process alone).
+plainest loop over the same library. Peak RSS at two sizes (100k and 1M rows) is measured
+in a fresh subprocess per size (VmHWM of that process alone).
 
-python -m bench.formats rss FORMAT ROWS DSN OUT   (the child; prints JSON)
+python -m bench.formats rss|rss-raw FORMAT ROWS DSN OUT   (the child; prints JSON)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import xlsxwriter  # type: ignore[import-untyped]
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
-from bench.common import Row, rate, vm_hwm_mb
+from bench.common import Row, point, rate, vm_hwm_mb
 from ferry import plugins
 from ferry.datasets.spec import Kind
 from ferry.formats.base import Table, TableColumn
@@ -173,6 +173,14 @@ def raw_pdf(dsn: str, jobs: list[tuple[str, str, list[Any], int]], out_dir: Path
     return n
 
 
+# The bare library loops, by format, for the charts' baselines at each size.
+RAW: dict[str, Callable[[str, list[Any], Path], int]] = {
+    "csv": raw_csv,
+    "xlsx": raw_xlsx,
+    "pdf": raw_pdf,
+}
+
+
 def _speed(
     what: str,
     fmt: str,
@@ -191,10 +199,13 @@ def _speed(
     return Row(what, n, t.median, baseline, t_raw.median, 0.0, "; ".join(notes))
 
 
-def _child_rss(fmt: str, rows: int, dsn: str, workdir: Path) -> dict[str, float]:
+def _child_rss(fmt: str, rows: int, dsn: str, workdir: Path, raw: bool = False) -> dict[str, float]:
+    """Rows, seconds and peak RSS of one export of `rows` attendance rows in a fresh
+    process: Ferry's writer, or (`raw`) the bare library loop."""
     out = workdir / f"rss_{fmt}_{rows}.{fmt}"
+    mode = "rss-raw" if raw else "rss"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.formats", "rss", fmt, str(rows), dsn, str(out)],
+        [sys.executable, "-m", "bench.formats", mode, fmt, str(rows), dsn, str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -211,6 +222,16 @@ def rss_rows(dsn: str, workdir: Path, sizes: dict[str, tuple[int, int]]) -> list
         small = _child_rss(fmt, n_small, dsn, workdir)
         big = _child_rss(fmt, n_big, dsn, workdir)
         diff = big["rss_mb"] - small["rss_mb"]
+        for size, measured in ((n_small, small), (n_big, big)):
+            bare = _child_rss(fmt, size, dsn, workdir, raw=True) if fmt in RAW else {}
+            point(
+                f"{fmt} export (attendance rows)",
+                int(measured["rows"]),
+                measured["rows"] / measured["seconds"],
+                bare["rows"] / bare["seconds"] if bare else 0.0,
+                measured["rss_mb"],
+                bare.get("rss_mb", 0.0),
+            )
         rows.append(
             Row(
                 f"{fmt} export peak RSS, {n_small:,} vs {n_big:,} attendance rows",
@@ -221,6 +242,7 @@ def rss_rows(dsn: str, workdir: Path, sizes: dict[str, tuple[int, int]]) -> list
                 big["rss_mb"],
                 f"RSS {small['rss_mb']:.0f} MB vs {big['rss_mb']:.0f} MB, "
                 f"diff {diff:+.0f} MB (goal < 50)",
+                {"rss_growth_mb": diff, "rows_big": big["rows"], "rows_small": small["rows"]},
             )
         )
     return rows
@@ -262,7 +284,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             "bare reportlab canvas, drawString per cell, page by page",
             raw_pdf,
         ),
-        # pdf stops at PdfFormat's 200k-row cap (reportlab holds pages until save).
+        # pdf streams its pages to disk as it makes them, so it goes to 1M rows too.
         *rss_rows(
             dsn,
             workdir,
@@ -270,7 +292,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
                 "csv": (100_000, 1_000_000),
                 "xlsx": (100_000, 1_000_000),
                 "json": (100_000, 1_000_000),
-                "pdf": (20_000, 200_000),
+                "pdf": (100_000, 1_000_000),
             },
         ),
     ]
@@ -285,6 +307,13 @@ def _rss_child(fmt: str, rows: int, dsn: str, out: str) -> None:
     sys.stdout.write(json.dumps({"rows": n, "seconds": seconds, "rss_mb": rss_mb}))
 
 
+def _raw_rss_child(fmt: str, rows: int, dsn: str, out: str) -> None:
+    t = time.perf_counter()
+    n = RAW[fmt](dsn, [("attendance", ATTENDANCE_SQL, ATTENDANCE, rows)], Path(out).parent)
+    seconds = time.perf_counter() - t
+    sys.stdout.write(json.dumps({"rows": n, "seconds": seconds, "rss_mb": vm_hwm_mb(os.getpid())}))
+
+
 def ferry_export_one(fmt: str, dsn: str, rows: int, out: Path) -> int:
     writer = plugins.load("ferry.formats", fmt)()
     with cursor(dsn, ATTENDANCE_SQL, rows) as cur, open(out, "wb") as f:
@@ -295,5 +324,7 @@ def ferry_export_one(fmt: str, dsn: str, rows: int, out: Path) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "rss":
         _rss_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif len(sys.argv) == 6 and sys.argv[1] == "rss-raw":
+        _raw_rss_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     else:
         raise SystemExit(__doc__)

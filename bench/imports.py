@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import psycopg
 
-from bench.common import Row, Timing, fresh_database
+from bench.common import Row, Timing, fresh_database, point
 from bench.server import FerryServer
 from ferry.bundle.events import session_events
 from ferry.bundle.formats.base import Batch, Event, Header, Trailer
@@ -239,6 +239,8 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     ferry, copy, again_t = _timing(import_rates), _timing(copy_rates), _timing(reimport_rates)
     jsonl = _timing(jsonl_rates)
     peak = max(rss)
+    point("ImportSession json", n_small, n_small / seconds, 0.0, small_rss)
+    point("ImportSession json", n, ferry.median, copy.median, peak)
     rows = [
         Row(
             f"ImportSession json bundle into an empty db, semester {SEMESTER}",

@@ -237,6 +237,8 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             f"faster than a miss (p50); server CPU {hit_cpu:.0f} us/hit; the same server's "
             f"health Check p50 {_p(floor, .5):.2f} ms ({_p(misses, .5) / _p(floor, .5):.0f}x a "
             "miss: the floor under any hit)",
+            {"hit_p50_ms": _p(hits, .5), "health_p50_ms": _p(floor, .5),
+             "hit_p99_ms": _p(hits, .99)},
         ))  # fmt: skip
         rows.append(Row(
             "GetStudentReport cache hit from Redis (near cache off), gRPC loopback", n_hit,
@@ -323,6 +325,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             f"sequential: gateway {_ms(gw)} ({_per_s(gw):.0f}/s), gRPC {_ms(direct_hits)}, "
             f"p50 overhead {_p(gw, .5) - _p(direct_hits, .5):.2f} ms; server CPU "
             f"{gw_cpu:.0f} us/request; keep-alive",
+            {"overhead_p50_ms": _p(gw, .5) - _p(direct_hits, .5), "gateway_p50_ms": _p(gw, .5)},
         ))  # fmt: skip
         http.close()
         engine.dispose()

@@ -1,15 +1,31 @@
-"""Which semesters (scope values) exist and how much each holds."""
+"""Which semesters (scope values) exist and how much each holds.
+
+The counts are kept with the data, not counted per call: `recount` rewrites the
+scope_counts rows of the semesters a write touched, inside that write's transaction
+(ferry.merge.run for imports and restores, ferry.merge.undo, the demo seed), so
+`list_semesters` is one indexed read whose numbers are exactly what counting would give
+(tests/bundle/test_semester_counts.py holds them to plain SQL after random imports and
+undos). Entities not kept there (COUNTED) are still counted on the spot.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from ferry.bundle.scan import snapshot
 from ferry.datasets.query import count_in_scope
+from ferry.datasets.school import SCHOOL
 from ferry.datasets.spec import Dataset
+from ferry.db.count_models import ScopeCount
+from ferry.reports.versions import touched_semesters
+
+# The entities whose counts ListSemesters shows, kept per semester in scope_counts.
+COUNTED = ("courses", "students", "enrollments")
+_T = cast(sa.Table, ScopeCount.__table__)
 
 
 @dataclass(frozen=True)
@@ -21,24 +37,78 @@ class SemesterInfo:
 def list_semesters(engine: Engine, ds: Dataset, entities: tuple[str, ...]) -> list[SemesterInfo]:
     """Every scope value with live rows of the scope root, newest name first, with the
     number of records of each of `entities` in its scope."""
-    root = ds.scope_root()
-    column = root.table.c[next(r.column for r in root.scope if r.column)]
-    with snapshot(engine) as conn:
-        values = (
-            conn.execute(sa.select(column).where(root.table.c.deleted_at.is_(None)).distinct())
-            .scalars()
-            .all()
-        )
+    kept = [e for e in entities if e in _counted(ds)]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(_T.c.scope, _T.c.entity, _T.c.records).where(_T.c.dataset == ds.name)
+        ).all()
+        found: dict[str, dict[str, int]] = {}
+        for scope, entity, records in rows:
+            found.setdefault(scope, {})[entity] = int(records)
         out = []
-        for value in sorted(values, key=_semester_order, reverse=True):
-            counts = {
-                name: int(
-                    conn.execute(count_in_scope(ds, ds.entity(name), value, False)).scalar_one()
-                )
-                for name in entities
-            }
+        for value in sorted(found, key=_semester_order, reverse=True):
+            counts = {name: found[value].get(name, 0) for name in kept}
+            for name in entities:
+                if name not in counts:
+                    query = count_in_scope(ds, ds.entity(name), value, False)
+                    counts[name] = int(conn.execute(query).scalar_one())
             out.append(SemesterInfo(value, counts))
     return out
+
+
+def recount(conn: Connection, ds: Dataset, semesters: Iterable[str] | None) -> int:
+    """Rewrite the kept counts of `semesters` (None: of every semester) from the data, in
+    the caller's transaction, which is the one that changed the data; a semester left
+    without live scope-root rows loses its rows. Returns the semesters counted."""
+    root = ds.scope_root()
+    column = root.table.c[next(r.column for r in root.scope if r.column)]
+    live_values = sa.select(column).where(root.table.c.deleted_at.is_(None)).distinct()
+    mine = _T.c.dataset == ds.name
+    if semesters is None:
+        conn.execute(_T.delete().where(mine))
+        values = sorted(str(v) for v in conn.execute(live_values).scalars())
+    else:
+        wanted = sorted(set(semesters))
+        if not wanted:
+            return 0
+        conn.execute(_T.delete().where(mine, _T.c.scope.in_(wanted)))
+        values = sorted(
+            str(v) for v in conn.execute(live_values.where(column.in_(wanted))).scalars()
+        )
+    rows = [
+        {
+            "dataset": ds.name,
+            "scope": value,
+            "entity": name,
+            "records": int(
+                conn.execute(count_in_scope(ds, ds.entity(name), value, False)).scalar_one()
+            ),
+        }
+        for value in values
+        for name in _counted(ds)
+    ]
+    if rows:
+        conn.execute(_T.insert(), rows)
+    return len(values)
+
+
+def touched_by(conn: Connection, ds: Dataset, import_id: str) -> set[str] | None:
+    """The semesters import `import_id` changed, for `recount`: read from its change log
+    for the school dataset's tables; None (every semester) for any other dataset."""
+    if {e.table.name for e in ds.in_order()} == _SCHOOL_TABLES:
+        return touched_semesters(conn, import_id)
+    return None
+
+
+_SCHOOL_TABLES = {e.table.name for e in SCHOOL.in_order()}
+
+
+def _counted(ds: Dataset) -> tuple[str, ...]:
+    """COUNTED of the dataset's entities, and always its scope root: a semester's rows
+    are what says it exists."""
+    names = {e.name for e in ds.in_order()}
+    root = ds.scope_root().name
+    return (root, *(n for n in COUNTED if n in names and n != root))
 
 
 def _semester_order(name: str) -> tuple[str, int]:

@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ferry.bundle.semesters import recount
+from ferry.datasets.school import SCHOOL
 from ferry.db import models as m
 from ferry.demo.generate import Generator
 from ferry.demo.plan import ENROLLMENT_TABLES, Plan, semester_chain
@@ -33,6 +35,7 @@ class Scale(StrEnum):
     SMALL = "small"
     MEDIUM = "medium"
     BENCH = "bench"
+    LARGE = "large"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,17 @@ def plan_for(scale: Scale, semester: str) -> Plan:
         return Plan(
             semesters=semester_chain(semester, 1),
             students=20_000,
+            courses_per_semester=400,
+            students_per_semester=20_000,
+            courses_per_student=5,
+            highlights_per_semester=10_000,
+        )
+    if scale is Scale.LARGE:
+        # Ten semesters of the bench shape (~10M records): how cost grows with the data
+        # (`python -m bench --scale large`). Students are shared between semesters.
+        return Plan(
+            semesters=semester_chain(semester, 10),
+            students=60_000,
             courses_per_semester=400,
             students_per_semester=20_000,
             courses_per_student=5,
@@ -127,22 +141,22 @@ def seed(
             "seed only an empty database"
         )
 
-    raw = engine.raw_connection()
-    try:
-        sink = _sink(engine, raw.driver_connection)
-        gen = Generator(plan, seed, sink.formats)
-        # Parents before children: each write's foreign keys point at rows already written.
-        sink.write("courses", gen.courses())
-        sink.write("students", gen.students())
-        for batch in gen.enrollment_batches(BATCH):
-            for table in ENROLLMENT_TABLES:
-                sink.write(table, batch[table])
-        sink.write("highlights", gen.highlights())
-        sink.finish()
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    with engine.connect() as conn:
+        try:
+            sink = _sink(engine, conn.connection.driver_connection)
+            gen = Generator(plan, seed, sink.formats)
+            # Parents before children: each write's foreign keys point at rows already written.
+            sink.write("courses", gen.courses())
+            sink.write("students", gen.students())
+            for batch in gen.enrollment_batches(BATCH):
+                for table in ENROLLMENT_TABLES:
+                    sink.write(table, batch[table])
+            sink.write("highlights", gen.highlights())
+            sink.finish()
+            # ListSemesters' counts, in the same transaction as the rows they count.
+            recount(conn, SCHOOL, None)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
     return SeedResult(counts=dict(gen.counts), seconds=time.perf_counter() - started)

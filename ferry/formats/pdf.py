@@ -13,25 +13,32 @@ Header cells show column labels: a PDF is for people, not for re-import. A table
 language has its labels, words, numbers and dates in it (ferry.formats.labels, Babel). Bookkeeping
 columns (`omit_unless_asked`) are left out unless the export lists them in `fields`.
 
-Memory: reportlab keeps every finished page's content stream until `save()` (about 14 KB a
-page, 0.25 KB a row), so a PDF cannot be as flat as csv/xlsx/json. `max_rows` (default
-200,000 rows, ~3,600 pages, ~50 MB) bounds it: a larger export is refused up front when
-`expected_rows` says so, or when the row after the cap arrives, with a message pointing to
-csv or xlsx.
+Memory: reportlab keeps every finished page's content stream until `save()` and then
+builds the whole file in memory. Here each page's content stream is compressed and
+spooled to a temporary file the moment the page is finished, and `save()` writes the file
+object by object straight to `out` (_StreamingDocument), so what stays in memory per page
+is reportlab's small page dictionary: a million rows (about 18,000 pages) keep memory
+flat. `max_rows` (plugins.formats.pdf.max_rows, default 10,000,000) is a size limit for
+people, not a memory guard: a larger export is refused up front when `expected_rows` says
+so, or when the row after the cap arrives, with a message pointing to csv or xlsx.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
+from pydantic import Field
 from reportlab.lib.colors import Color
 from reportlab.lib.pagesizes import A4, landscape
+from reportlab.pdfbase import pdfdoc
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
+from ferry.config import Strict
 from ferry.datasets.spec import Kind
 from ferry.errors import InvalidArgument
 from ferry.formats import labels
@@ -53,7 +60,16 @@ MAX_TEXT_CHARS = 40  # a text column never asks for more than about this many ch
 _ZEBRA = Color(0.94, 0.95, 0.97)
 _HEAD = Color(0.84, 0.87, 0.92)
 _TOTAL_FORM = "ferryPageTotal"
-MAX_ROWS = 200_000
+_TOTAL_FORM_DRAWN = "ferryPageTotalDrawn"
+MAX_ROWS = 10_000_000
+# Spooled page streams are read back through a buffer of this size when the file is written.
+SPOOL_MEMORY = 1024 * 1024
+
+
+class PdfSettings(Strict):
+    # The most rows one pdf export may hold: a size for people to read, not a memory
+    # guard (pages stream to disk as they are made; memory stays flat).
+    max_rows: int = Field(MAX_ROWS, ge=1)
 
 
 def _render(value: Any, kind: Kind, language: str = "") -> str:
@@ -74,13 +90,16 @@ class PdfFormat:
     content_type = "application/pdf"
     # Columns an export leaves out of this format unless `fields` names them.
     omit_unless_asked = ("created_at", "updated_at", "deleted_at")
+    settings_model: ClassVar[type[Strict]] = PdfSettings
 
-    def __init__(
-        self, app: Any = None, *, font_dir: str | None = None, max_rows: int = MAX_ROWS
-    ) -> None:
-        """Built as `factory(app)`; it takes no settings from the app."""
+    def __init__(self, font_dir: str | None = None, max_rows: int = MAX_ROWS) -> None:
         self.font_dir = font_dir
         self.max_rows = max_rows
+
+    def configure(self, settings: PdfSettings | None) -> None:
+        """Apply `plugins.formats.pdf` (ferry.yaml) to this writer."""
+        if settings is not None:
+            self.max_rows = settings.max_rows
 
     def _too_many(self, n: int) -> InvalidArgument:
         return InvalidArgument(
@@ -113,6 +132,25 @@ class PdfFormat:
         lang = table.language
         texts = [[_render(r[j], c.kind, lang) for r in sample] for j, c in enumerate(cols)]
         size, col_w = _layout(cols, texts, font, bold, lang)
+        with tempfile.TemporaryFile(prefix="ferry-pdf-") as spool:
+            return self._pages(out, spool, table, it, sample, cols, size, col_w, font, bold,
+                               progress)  # fmt: skip
+
+    def _pages(
+        self,
+        out: IO[bytes],
+        spool: IO[bytes],
+        table: Table,
+        it: Iterable[Sequence[Any]],
+        sample: list[Sequence[Any]],
+        cols: list[TableColumn],
+        size: tuple[float, float],
+        col_w: list[float],
+        font: str,
+        bold: str,
+        progress: Callable[[int], object] | None,
+    ) -> int:
+        lang = table.language
         width, height = size
         xs = list(itertools.accumulate([MARGIN, *col_w[:-1]]))
         heads = [_wrap(c.label, w - 2 * PAD, bold) for c, w in zip(cols, col_w, strict=True)]
@@ -138,6 +176,7 @@ class PdfFormat:
             )
 
         c = Canvas(out, pagesize=size, pageCompression=1, invariant=False)
+        late = _StreamingDocument.adopt(c, spool, _TOTAL_FORM)
         c.setTitle(table.title)
         c.setAuthor("Ferry")
         c.setSubject(subtitle)
@@ -176,15 +215,23 @@ class PdfFormat:
                         c.drawString(xs[j] + PAD, y - k * ROW_HEIGHT, line)
                 kind = col.kind
                 if numeric[j] or exact[j]:
+                    # One text object per column per page too (a text object per cell
+                    # was a tenth of the time), each cell placed on its own: numbers
+                    # right-aligned, and shrunk, never cut, when wider than the column.
+                    cells = c.beginText()
+                    cells.setFont(font, FONT_SIZE)
+                    current = FONT_SIZE
                     for r, row in enumerate(chunk):
                         value = _render(row[j], kind, lang)
-                        fs = _fit_size(value, avail, font)
-                        c.setFont(font, fs)
-                        yy = first - r * ROW_HEIGHT
-                        if numeric[j]:
-                            c.drawRightString(right, yy, value)
-                        else:
-                            c.drawString(xs[j] + PAD, yy, value)
+                        w = _w(value, font)
+                        fs = _fit_size(w, avail)
+                        if fs != current:
+                            cells.setFont(font, fs)
+                            current = fs
+                        x = right - w * fs / FONT_SIZE if numeric[j] else xs[j] + PAD
+                        cells.setTextOrigin(x, first - r * ROW_HEIGHT)
+                        cells.textOut(value)
+                    c.drawText(cells)
                     continue
                 # Text: one text object per column per page, cut to the column's width.
                 text = c.beginText(xs[j] + PAD, first)
@@ -208,10 +255,11 @@ class PdfFormat:
                 progress(n)
             if len(chunk) < per_page:
                 break
-        c.beginForm(_TOTAL_FORM)
+        c.beginForm(_TOTAL_FORM_DRAWN)
         c.setFont(font, FONT_SIZE)
         c.drawString(0, 0, str(page))
         c.endForm()
+        late.target = pdfdoc.xObjectName(_TOTAL_FORM_DRAWN)
         c.save()
         return n
 
@@ -281,9 +329,9 @@ def _wrap(label: str, width: float, font: str) -> list[str]:
     return (lines or [""])[:3]
 
 
-def _fit_size(value: str, width: float, font: str) -> float:
-    """The font size at which `value` fits `width` whole (numbers and dates are never cut)."""
-    w = _w(value, font)
+def _fit_size(w: float, width: float) -> float:
+    """The font size at which a value `w` points wide at FONT_SIZE fits `width` whole
+    (numbers and dates are never cut)."""
     return FONT_SIZE if w <= width or w == 0 else max(4.0, FONT_SIZE * width / w)
 
 
@@ -300,3 +348,124 @@ def _cut_to(s: str, width: float, font: str) -> str:
         else:
             hi = mid - 1
     return s[:lo] + "…"
+
+
+class _Spooled(pdfdoc.PDFObject):  # type: ignore[misc]
+    """An object written to the spool file when its page was finished ("N 0 obj ...
+    endobj", exactly as reportlab formats it), standing in for it until the PDF is
+    written: a few hundred bytes in memory instead of the page and its content stream."""
+
+    def __init__(self, name: str, spool: IO[bytes], at: int, length: int) -> None:
+        self.__InternalName__ = name
+        self.spool, self.at, self.length = spool, at, length
+
+    def read(self) -> bytes:
+        self.spool.seek(self.at)
+        return self.spool.read(self.length)
+
+
+class _LateForm(pdfdoc.PDFObject):  # type: ignore[misc]
+    """The "Page n of m" total's form, named before the first page (whose resources point
+    at it) and drawn after the last, when m is known: it formats as the form `target`."""
+
+    target = ""
+
+    def format(self, document: Any) -> bytes:
+        return bytes(document.idToObject[self.target].format(document))
+
+
+class _Out(pdfdoc.PDFFile):  # type: ignore[misc]
+    """reportlab's output collector, writing each piece to the file as it comes."""
+
+    def __init__(self, out: IO[bytes], version: Any) -> None:
+        super().__init__(version)  # collects the file header
+        out.write(b"".join(self.strings))
+        self.strings = []
+        self.write = out.write  # type: ignore[assignment]
+
+
+class _StreamingDocument(pdfdoc.PDFDocument):  # type: ignore[misc]
+    """reportlab's document with pages that leave memory as they are made: when the
+    canvas finishes a page, the page's dictionary and content stream are formatted (as
+    reportlab would at save) into the spool file and stand-ins take their place; at save
+    the file is written object by object to the output, the spooled ones copied, instead
+    of being built whole in memory. Only for documents without encryption, signatures,
+    outlines or links, as the exports are."""
+
+    _spool: IO[bytes]
+    _out: IO[bytes]
+    _late: _LateForm
+
+    @classmethod
+    def adopt(cls, canvas: Canvas, spool: IO[bytes], late_form: str) -> _LateForm:
+        """Make `canvas`'s document (already set up by the canvas) one of these; returns
+        the stand-in for form `late_form`, which pages may use before it is drawn (set
+        its `target` to the form drawn in its place)."""
+        held = vars(canvas)  # reportlab's stubs leave out the canvas's document and file
+        doc: Any = held["_doc"]
+        doc.__class__ = cls
+        doc._spool = spool
+        doc._out = held["_filename"]  # the file object the canvas writes to
+        doc.Reference(doc.Pages)  # numbered now: every page names it as its parent
+        late = _LateForm()
+        doc._late = late
+        doc.Reference(late, pdfdoc.xObjectName(late_form))
+        return late
+
+    def addPage(self, page: Any) -> None:
+        super().addPage(page)
+        name = page.__InternalName__
+        spooled = self._spool_object(name, page)
+        doc: Any = self  # reportlab's stubs leave out most of PDFDocument
+        doc.Pages.pages[-1] = spooled
+        contents = page.Contents.__InternalName__  # numbered while the page was formatted
+        self._spool_object(contents, page.Contents)
+
+    def _spool_object(self, name: str, obj: Any) -> _Spooled:
+        data = pdfdoc.PDFIndirectObject(name, obj).format(self)
+        self._spool.seek(0, 2)
+        spooled = _Spooled(name, self._spool, self._spool.tell(), len(data))
+        self._spool.write(data)
+        self.idToObject[name] = spooled
+        return spooled
+
+    def format(self) -> bytes:
+        """reportlab's PDFDocument.format, writing to the output as it goes and copying
+        the spooled objects (no encryption: the exports use none)."""
+        doc: Any = self  # reportlab's stubs leave out most of PDFDocument
+        self.encrypt.prepare(self)
+        cat, info = doc.Catalog, self.info
+        doc.Reference(cat)
+        doc.Reference(info)
+        out = _Out(self._out, doc._pdfVersion)
+        self.__accum__ = out
+        ids: list[str] = []
+        counter = 0
+        while True:  # objects may be registered while others are formatted
+            counter += 1
+            if counter not in self.numberToId:
+                break
+            oid = self.numberToId[counter]
+            obj = self.idToObject[oid]
+            if isinstance(obj, _Spooled):
+                data = obj.read()
+            else:
+                data = pdfdoc.PDFIndirectObject(oid, obj).format(self)
+            self.idToOffset[oid] = out.add(data)
+            ids.append(oid)
+        del self.__accum__
+        if counter - 1 != len(self.numberToId):
+            raise ValueError("pdf objects were registered out of order")
+        xref = pdfdoc.PDFCrossReferenceTable()
+        xref.addsection(0, ids)
+        at = out.add(xref.format(self))
+        trailer = pdfdoc.PDFTrailer(
+            startxref=at,
+            Size=len(self.numberToId) + 1,
+            Root=doc.Reference(cat),
+            Info=doc.Reference(info),
+            Encrypt=None,
+            ID=self.ID(),
+        )
+        out.add(trailer.format(self))
+        return b""

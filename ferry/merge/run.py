@@ -26,6 +26,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ferry.bundle import semesters
 from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
@@ -300,6 +301,8 @@ def run_import(
             # that must change with the data (data versions) goes right here.
             # Report cache keys change with this commit.
             bump_for_import(conn, outcome.id, created=False)
+            # ListSemesters' counts of the semesters it changed.
+            semesters.recount(conn, ds, semesters.touched_by(conn, ds, outcome.id))
             announce.recorded(conn, outcome)  # its notification commits with it
             conn.commit()
     except BaseException as exc:

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ferry.bundle import semesters
 from ferry.datasets.spec import Dataset, Entity
 from ferry.errors import FailedPrecondition, NotFound
 from ferry.merge import links, store
@@ -71,6 +72,7 @@ def undo_import(
                 )
         # Before created rows go: they name the students.
         bump_for_import(conn, import_id, created=True)
+        touched = semesters.touched_by(conn, ds, import_id)  # asked before rows go back
         entities = ds.in_order()
         params = {"iid": import_id}
         for e in entities:
@@ -83,6 +85,7 @@ def undo_import(
         outcome.status = Status.UNDONE
         outcome.undone_at = dt.datetime.now(dt.UTC)
         store.update(conn, outcome, claim_key=bool(outcome.options.idempotency_key))
+        semesters.recount(conn, ds, touched)  # ListSemesters' counts, with the data
         # The undo is about to commit (rows of import_changes for import_id say what it
         # took back): anything that must change with the data goes right here.
         conn.commit()

@@ -169,6 +169,14 @@ def bump_for_import(conn: Connection, import_id: str, created: bool) -> tuple[in
     return max(students, 0), max(semesters, 0)
 
 
+def touched_semesters(conn: Connection, import_id: str) -> set[str]:
+    """The semesters whose contents import `import_id` changed, from both sides as
+    bump_for_import sees them (an undo asks before it takes its rows back). Kept counts
+    (ferry.bundle.semesters.recount) are rewritten for exactly these."""
+    select = _CHANGES + _SEMESTERS.format(old=_OLD_SEMESTER[conn.dialect.name])
+    return {str(r[0]) for r in conn.execute(sa.text(select), {"iid": import_id})}
+
+
 def bump_generation(conn: Connection) -> int:
     """Invalidate every cached report: a new generation."""
     bump(conn, GENERATION, [""])

@@ -1,0 +1,160 @@
+"""The issue's goals, judged on the rows of one run: each prints met, missed, or not
+measured (its benchmark was left out with --only), with the figure it was judged on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.common import Row
+
+
+@dataclass(frozen=True)
+class Verdict:
+    goal: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def _find(rows: list[Row], start: str) -> Row | None:
+    return next((r for r in rows if r.what.startswith(start)), None)
+
+
+def _ratio(goal: str, start: str, floor: float) -> Callable[[list[Row]], Verdict]:
+    def judge(rows: list[Row]) -> Verdict:
+        r = _find(rows, start)
+        if r is None or not r.baseline_per_s:
+            return Verdict(goal, "-", None)
+        return Verdict(goal, f"{r.ratio:.2f} ({r.what})", r.ratio >= floor)
+
+    return judge
+
+
+def _list_semesters(rows: list[Row]) -> Verdict:
+    goal = "ListSemesters with counts <= 5 ms p50, exact"
+    r = _find(rows, "ListSemesters with exact counts")
+    if r is None:
+        return Verdict(goal, "-", None)
+    p50 = r.metrics["p50_ms"]
+    return Verdict(goal, f"{p50:.2f} ms p50", p50 <= 5.0)
+
+
+def _pdf(rows: list[Row]) -> Verdict:
+    goal = (
+        "entity PDF export: 1,000,000 rows, +<= 30 MB RSS from 100k to 1M, "
+        ">= 1.0 of bare reportlab"
+    )
+    size = _find(rows, "pdf export peak RSS")
+    speed = _find(rows, "pdf export,")
+    if size is None or speed is None:
+        return Verdict(goal, "-", None)
+    growth = size.metrics.get("rss_growth_mb", float("inf"))
+    rows_big = size.metrics.get("rows_big", 0)
+    met = rows_big >= 1_000_000 and growth <= 30 and speed.ratio >= 1.0
+    return Verdict(
+        goal, f"{rows_big:,.0f} rows, {growth:+.0f} MB, speed {speed.ratio:.2f} of bare", met
+    )
+
+
+def _report_hit(rows: list[Row]) -> Verdict:
+    goal = "report cache hit <= 1.25x the same server's health Check p50"
+    r = _find(rows, "GetStudentReport cache hit (near cache")
+    if r is None:
+        return Verdict(goal, "-", None)
+    x = r.metrics["hit_p50_ms"] / r.metrics["health_p50_ms"]
+    return Verdict(
+        goal,
+        f"{x:.2f}x ({r.metrics['hit_p50_ms']:.2f} vs {r.metrics['health_p50_ms']:.2f} ms)",
+        x <= 1.25,
+    )
+
+
+def _gateway(rows: list[Row]) -> Verdict:
+    goal = "gateway, cached report, 4 clients: >= 1,000 req/s, <= 1 ms overhead"
+    r = _find(rows, "gateway POST /api/v1/reports/student-performance (cached), 4 clients")
+    if r is None:
+        return Verdict(goal, "-", None)
+    over = r.metrics["overhead_p50_ms"]
+    return Verdict(
+        goal,
+        f"{r.ferry_per_s:,.0f} req/s, {over:.2f} ms overhead",
+        r.ferry_per_s >= 1000 and over <= 1.0,
+    )
+
+
+def _notify(rows: list[Row]) -> Verdict:
+    goal = "notify Send burst, relay waiting 20 ms per mail: >= 250/s, 2 replicas >= 1.7x one"
+    r = _find(rows, "2 notify replicas vs 1, relay accepting each mail after 20 ms")
+    if r is None:
+        return Verdict(goal, "-", None)
+    return Verdict(
+        goal,
+        f"1 replica {r.baseline_per_s:,.0f}/s, 2 replicas {r.ferry_per_s:,.0f}/s "
+        f"({r.ratio:.2f}x)",
+        r.baseline_per_s >= 250 and r.ratio >= 1.7,
+    )
+
+
+def _scaling(rows: list[Row]) -> Verdict:
+    goal = (
+        "every streaming path at 10M: records/s within 15% of 1M, peak RSS within +50 MB "
+        "(python -m bench --scale large)"
+    )
+    by_path: dict[str, dict[int, Row]] = {}
+    for r in rows:
+        if "size" in r.metrics and "(scale" in r.what:
+            path = r.what.split(" at ", 1)[0]
+            by_path.setdefault(path, {})[int(r.metrics["size"])] = r
+    measured, met = [], True
+    for path, sizes in by_path.items():
+        top = max(sizes)
+        mid = max((n for n in sizes if n < top and n >= 900_000), default=0)
+        if top < 5_000_000 or not mid:
+            continue
+        a, b = sizes[mid], sizes[top]
+        speed = b.ferry_per_s / a.ferry_per_s
+        grow = b.metrics["scale_rss_mb"] - a.metrics["scale_rss_mb"]
+        ok = speed >= 0.85 and grow <= 50
+        met = met and ok
+        measured.append(f"{path}: {speed:.2f} of the 1M rate, {grow:+.0f} MB")
+    if not measured:
+        return Verdict(goal, "-", None)
+    return Verdict(goal, "; ".join(measured), met)
+
+
+GOALS: list[Callable[[list[Row]], Verdict]] = [
+    _ratio(
+        "ImportSession json into PostgreSQL >= 0.85 of COPY binary",
+        "ImportSession json bundle into an empty db",
+        0.85,
+    ),
+    _ratio("StreamSession >= 0.65 of a server-side cursor read", "StreamSession via gRPC", 0.65),
+    _ratio(
+        "DownloadSession json >= 0.75 of the raw read",
+        "DownloadSession json bundle via gRPC",
+        0.75,
+    ),
+    _ratio("DownloadSession jsonl >= 0.75 of the raw read", "DownloadSession jsonl bundle", 0.75),
+    _ratio(
+        "DownloadSession tar.gz >= 0.75 of the raw read", "DownloadSession tar.gz bundle", 0.75
+    ),
+    _list_semesters,
+    _pdf,
+    _report_hit,
+    _gateway,
+    _notify,
+    _scaling,
+]
+
+
+def judge(rows: list[Row]) -> list[Verdict]:
+    return [g(rows) for g in GOALS]
+
+
+def print_goals(verdicts: list[Verdict]) -> None:
+    print("\n## Goals (issue 27)")
+    print("| goal | measured | verdict |")
+    print("|---|---|---|")
+    for v in verdicts:
+        word = {True: "met", False: "MISSED", None: "not measured (--only)"}[v.met]
+        print(f"| {v.goal} | {v.measured} | {word} |")

@@ -1,0 +1,56 @@
+"""What `make bench` prints and writes besides its table: each goal of the issue judged
+met, missed or not measured on the run's rows, and an SVG chart per path measured at two
+sizes or more (Ferry beside its raw baseline, records/s and peak RSS)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from bench import charts
+from bench.common import Point, Row
+from bench.goals import judge
+
+
+def _verdict(rows: list[Row], start: str) -> bool | None:
+    return next(v.met for v in judge(rows) if v.goal.startswith(start))
+
+
+def test_goals_are_judged_on_the_figures_of_the_run() -> None:
+    hit = Row("GetStudentReport cache hit (near cache, Redis behind), gRPC loopback", 300, 1, "",
+              1, 0, "", {"hit_p50_ms": 0.50, "health_p50_ms": 0.45})  # fmt: skip
+    slow = Row(hit.what, 300, 1, "", 1, 0, "", {"hit_p50_ms": 0.62, "health_p50_ms": 0.45})
+    assert _verdict([hit], "report cache hit") is True
+    assert _verdict([slow], "report cache hit") is False
+    assert _verdict([], "report cache hit") is None  # left out with --only: not a miss
+    listed = Row("ListSemesters with exact counts (1 semester(s)), gRPC loopback", 200, 800,
+                 "", 2000, 0, "", {"p50_ms": 5.5})  # fmt: skip
+    assert _verdict([listed], "ListSemesters") is False
+    stream = Row("StreamSession via gRPC, semester 2026-fall", 10, 65, "", 100, 0)
+    assert _verdict([stream], "StreamSession") is True
+
+
+def test_the_scaling_goal_compares_the_largest_size_with_1m() -> None:
+    def row(n: int, rate: float, rss: float) -> Row:
+        return Row(f"csv export at {n:,} attendance rows (scale, 1 run)", n, rate, "", 1, rss,
+                   "", {"size": n, "scale_rss_mb": rss})  # fmt: skip
+
+    assert _verdict([row(1_000_000, 100, 90), row(10_000_000, 90, 120)], "every") is True
+    assert _verdict([row(1_000_000, 100, 90), row(10_000_000, 80, 120)], "every") is False
+    assert _verdict([row(1_000_000, 100, 90), row(10_000_000, 95, 150)], "every") is False
+    assert _verdict([row(100_000, 100, 90), row(1_000_000, 95, 90)], "every") is None
+
+
+def test_a_chart_per_path_with_two_sizes_or_more(tmp_path: Path) -> None:
+    points = [
+        Point("csv export", 100_000, 300_000, 400_000, 80, 60),
+        Point("csv export", 1_000_000, 280_000, 390_000, 85, 61),
+        Point("only one size", 1_000_000, 1, 1, 1, 1),
+    ]
+    written = charts.write([], tmp_path, points)
+    assert written == [tmp_path / "csv-export.svg"]
+    svg = ET.parse(written[0]).getroot()
+    texts = {t.text for t in svg.iter() if t.tag.endswith("text") and t.text}
+    assert {"csv export", "records/s", "peak RSS, MB", "Ferry", "raw baseline"} <= texts
+    lines = [p for p in svg.iter() if p.tag.endswith("path") or p.tag.endswith("polyline")]
+    assert len(lines) >= 3  # Ferry and baseline speed, Ferry memory (and baseline memory)
