@@ -63,6 +63,10 @@ class Import(Base):
     warnings: Mapped[list[Any] | None] = mapped_column(Json)
     # The storage key of the backup taken before the merge (backup_before), or "".
     backup_key: Mapped[str] = mapped_column(String(500), default="")
+    # The digest of the run's plan (ferry.merge.digest): an apply names a dry run's.
+    plan_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The plan's fingerprints per entity and the change limits measured.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class ImportChange(Base):

@@ -36,6 +36,37 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
+class ChangeLimit:
+    """At most `max_percent` of the live `entity` records of a scope may be changed by
+    `action` (create | update | delete, a soft-delete) in one import. scope `semester`:
+    counted among the records of the import's semester (the whole table for an import
+    without one); `all`: the whole table."""
+
+    entity: str
+    action: str
+    max_percent: float
+    scope: str = "semester"
+
+
+@dataclass
+class LimitCheck:
+    """One change limit measured against an import (a dry run reports them all)."""
+
+    entity: str
+    action: str
+    scope: str
+    max_percent: float
+    count: int  # records the import creates, updates or soft-deletes
+    base: int  # live records of the scope before the import
+    exceeded: bool
+    message: str
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.count / self.base if self.base else 0.0
+
+
+@dataclass(frozen=True)
 class MergeOptions:
     strategy: Strategy = Strategy.UPDATE
     dry_run: bool = False
@@ -46,6 +77,13 @@ class MergeOptions:
     dataset: str = "school"
     # Back up what the import touches before merging; None: only for replace.
     backup_before: bool | None = None
+    # Apply exactly the plan a dry run returned with this digest, or nothing
+    # (FailedPrecondition naming what changed since): ferry.merge.digest.
+    plan_digest: str = ""
+    # Limits on mass changes (ferry.merge.limits); `allow_mass_change` lets an import
+    # exceed them (the service lets only admins set it).
+    change_limits: tuple[ChangeLimit, ...] = ()
+    allow_mass_change: bool = False
 
     @property
     def wants_backup(self) -> bool:
@@ -117,3 +155,10 @@ class ImportOutcome:
     warnings: list[ImportWarning] = field(default_factory=list)
     # The storage key of the backup taken before the merge, or "".
     backup_key: str = ""
+    # The digest of this run's plan (ferry.merge.digest): what ImportSession's
+    # plan_digest names to apply exactly this plan.
+    plan_digest: str = ""
+    # Per entity (and "scope:<entity>" for a replace's scope) the fingerprint of the rows
+    # the plan read: how an apply names what changed since the preview.
+    plan_parts: dict[str, str] = field(default_factory=dict)
+    limits: list[LimitCheck] = field(default_factory=list)

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
-from ferry.merge import announce, apply, links, plan, rejects, store
+from ferry.merge import announce, apply, digest, limits, links, plan, rejects, store
 from ferry.merge.header import refuse_out_of_scope, scope_condition
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
@@ -202,6 +202,7 @@ def run_import(
             "update (its deletions are applied as soft-deletes)",
             field="options.strategy",
         )
+    limits.check_limits(ds, options.change_limits)
     key = "" if options.dry_run else options.idempotency_key
     arriving: ArrivingSha | None = None
     if callable(source_sha256):
@@ -247,6 +248,12 @@ def run_import(
             if earlier is not None:
                 conn.rollback()
                 return earlier
+        preview: digest.Preview | None = None
+        if options.plan_digest and not options.dry_run:
+            # Under the lock: nothing can change between this check and the commit.
+            preview = digest.find_preview(conn, options.plan_digest)
+            if isinstance(source_sha256, str):
+                digest.check_source(preview, source_sha256)
         if backup is not None and options.wants_backup:
             backing = _Backing(backup, semester if semester and not whole else None, outcome.id)
             backing.start()
@@ -262,7 +269,7 @@ def run_import(
             keep_rejects=options.on_error is OnError.SKIP_INVALID,
             import_id=outcome.id,
         )
-        work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging)
+        work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging, preview)
         staging.start(rest)
         work.merge(None if whole else semester, started)
         work.step = "finishing"
@@ -274,6 +281,16 @@ def run_import(
             outcome.total_errors += len(refused)
         if arriving is not None:  # the events were read to their end: it has arrived
             outcome.source_sha256 = arriving()
+        outcome.plan_digest = digest.digest(
+            outcome.source_sha256, options, entity, outcome.plan_parts
+        )
+        if preview is not None:
+            digest.check_source(preview, outcome.source_sha256)
+            if outcome.plan_digest != options.plan_digest.strip().lower():
+                raise digest.refuse_different(preview, outcome.plan_parts)
+        failed_early = outcome.total_errors > 0 and options.on_error is OnError.ABORT
+        if not options.dry_run and not failed_early and not options.allow_mass_change:
+            limits.refuse_exceeded(outcome.limits)
         if backing is not None:
             with _timed("backup before (its end)"):
                 outcome.backup_key = backing.result()
@@ -434,7 +451,14 @@ class _Run:
     sqlite: bool
     entity: str
     staging: Staging
+    preview: digest.Preview | None = None  # the plan this run must apply exactly
     step: str = "staging"  # what the run is doing, in words, for a failure's message
+
+    def _fingerprint(self, name: str, part: str, shape: Shape, now: EntitySummary | None) -> None:
+        """Record a part of the plan; with a preview, refuse when it differs from its own."""
+        self.outcome.plan_parts[name] = part
+        if self.preview is not None and self.preview.parts.get(name) != part:
+            raise digest.refuse_changed(self.conn, self.preview, name, shape, now)
 
     @property
     def active(self) -> list[Shape]:
@@ -453,6 +477,12 @@ class _Run:
             scoped = {
                 s.name for s in self.active if plan.scope_snapshot(conn, self.ds, s, semester)
             }
+            for name in sorted(scoped):
+                shape = self.shapes[name]
+                self._fingerprint(f"scope:{name}", digest.scope_part(conn, shape), shape, None)
+        limit_bases = limits.bases(
+            conn, self.ds, self.options.change_limits, semester, {s.name for s in self.active}
+        )
         errors: list[RecordError] = []
         summaries: dict[str, EntitySummary] = {}
         staged = self.staging.stager.entities
@@ -487,6 +517,13 @@ class _Run:
                         f"{shape.name} records are not of the bundle's semester {semester}",
                         field=shape.name,
                     ) from None
+            with _timed(f"plan digest {shape.name}"):
+                self._fingerprint(
+                    shape.name,
+                    digest.entity_part(conn, shape, statuses[shape.name]),
+                    shape,
+                    summaries[shape.name],
+                )
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
@@ -541,6 +578,7 @@ class _Run:
         )
         out.summaries = list(summaries.values())
         out.total_errors = sum(s.errors for s in out.summaries)
+        out.limits = limits.measure(self.options.change_limits, summaries, limit_bases, semester)
         out.errors = errors[:MAX_LISTED_ERRORS]
 
     def _pending_links(self, now: object) -> None:

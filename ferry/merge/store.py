@@ -16,6 +16,7 @@ from ferry.merge.model import (
     EntitySummary,
     ImportOutcome,
     ImportWarning,
+    LimitCheck,
     MergeOptions,
     OnError,
     RecordChange,
@@ -46,6 +47,7 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "options": {
             k: str(v) if not isinstance(v, bool | None) else v
             for k, v in dataclasses.asdict(o.options).items()
+            if k != "change_limits"  # the server's settings, reported in `plan`
         },
         "entity": o.entity,
         "requested_by": o.requested_by,
@@ -72,6 +74,13 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "error_message": o.error_message,
         "warnings": [dataclasses.asdict(w) for w in o.warnings],
         "backup_key": o.backup_key,
+        "plan_digest": o.plan_digest or None,
+        "plan": {
+            "parts": o.plan_parts,
+            "limits": [dataclasses.asdict(c) for c in o.limits],
+        }
+        if o.plan_digest or o.limits
+        else None,
     }
 
 
@@ -97,7 +106,10 @@ def from_row(row: Any) -> ImportOutcome:
         bundle_format=str(opts.get("bundle_format", "")),
         dataset=str(opts.get("dataset", row.dataset)),
         backup_before=opts.get("backup_before"),
+        plan_digest=str(opts.get("plan_digest", "")),
+        allow_mass_change=bool(opts.get("allow_mass_change", False)),
     )
+    plan = dict(getattr(row, "plan", None) or {})
     return ImportOutcome(
         id=row.id,
         status=Status(row.status),
@@ -123,6 +135,9 @@ def from_row(row: Any) -> ImportOutcome:
         error_message=row.error_message,
         warnings=[ImportWarning(**w) for w in row.warnings or []],
         backup_key=row.backup_key or "",
+        plan_digest=getattr(row, "plan_digest", None) or "",
+        plan_parts=dict(plan.get("parts", {})),
+        limits=[LimitCheck(**c) for c in plan.get("limits", [])],
     )
 
 

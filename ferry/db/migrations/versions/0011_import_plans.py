@@ -1,0 +1,32 @@
+"""imports.plan_digest and imports.plan: a dry run's plan, made binding
+
+Revision ID: 0011
+Revises: 0009
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0011"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Earlier imports have no plan (NULL): their digests cannot be applied.
+    json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    with op.batch_alter_table("imports", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("plan_digest", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("plan", json, nullable=True))
+        batch_op.create_index("ix_imports_plan_digest", ["plan_digest"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("imports", schema=None) as batch_op:
+        batch_op.drop_index("ix_imports_plan_digest")
+        batch_op.drop_column("plan")
+        batch_op.drop_column("plan_digest")
