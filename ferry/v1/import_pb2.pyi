@@ -122,6 +122,8 @@ class ImportOptions(google.protobuf.message.Message):
     BUNDLE_FORMAT_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
     BACKUP_BEFORE_FIELD_NUMBER: builtins.int
+    PLAN_DIGEST_FIELD_NUMBER: builtins.int
+    ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
     NOTIFY_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
@@ -141,6 +143,15 @@ class ImportOptions(google.protobuf.message.Message):
     backup_key and RestoreBackup restores it. Unset: on for replace, off otherwise.
     Never for a dry run.
     """
+    plan_digest: builtins.str
+    """Apply exactly the plan of the dry run that returned this digest
+    (ImportResult.plan_digest), or nothing: FAILED_PRECONDITION naming what changed since
+    the preview (records edited, imports committed or undone, another file or options).
+    """
+    allow_mass_change: builtins.bool
+    """Let the import exceed the server's change limits (imports.change_limits). Admins
+    only (PERMISSION_DENIED otherwise).
+    """
     @property
     def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Addresses told the import's summary when it ends (NotifyService); empty: nobody."""
@@ -156,10 +167,12 @@ class ImportOptions(google.protobuf.message.Message):
         bundle_format: builtins.str = ...,
         dataset: builtins.str = ...,
         backup_before: builtins.bool | None = ...,
+        plan_digest: builtins.str = ...,
+        allow_mass_change: builtins.bool = ...,
         notify: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_backup_before", b"_backup_before"]) -> typing.Literal["backup_before"] | None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions
@@ -237,6 +250,8 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     ON_ERROR_FIELD_NUMBER: builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     FILENAME_FIELD_NUMBER: builtins.int
+    PLAN_DIGEST_FIELD_NUMBER: builtins.int
+    ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
     entity: builtins.str
     """students | courses | enrollments | grades | attendance | daily_performance | highlights"""
     format: builtins.str
@@ -246,6 +261,10 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     on_error: Global___OnError.ValueType
     idempotency_key: builtins.str
     filename: builtins.str
+    plan_digest: builtins.str
+    """As ImportOptions.plan_digest."""
+    allow_mass_change: builtins.bool
+    """As ImportOptions.allow_mass_change (admins only)."""
     @property
     def column_mapping(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """File column header -> field name, for headers that differ from the field names."""
@@ -261,8 +280,10 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
         on_error: Global___OnError.ValueType = ...,
         idempotency_key: builtins.str = ...,
         filename: builtins.str = ...,
+        plan_digest: builtins.str = ...,
+        allow_mass_change: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["allow_mass_change", b"allow_mass_change", "column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
 
 Global___ImportEntitiesOptions: typing_extensions.TypeAlias = ImportEntitiesOptions
 
@@ -453,6 +474,8 @@ class ImportResult(google.protobuf.message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
     BACKUP_KEY_FIELD_NUMBER: builtins.int
+    PLAN_DIGEST_FIELD_NUMBER: builtins.int
+    LIMITS_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -472,6 +495,12 @@ class ImportResult(google.protobuf.message.Message):
     """
     backup_key: builtins.str
     """The storage key of the backup taken before the merge (backup_before), or ""."""
+    plan_digest: builtins.str
+    """The digest of this run's plan: over the file's sha256, the options that shape the
+    plan, and per entity what it decides for each record and the data version of each
+    row it reads. A dry run's digest, given back as ImportOptions.plan_digest, applies
+    exactly this plan.
+    """
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -493,6 +522,10 @@ class ImportResult(google.protobuf.message.Message):
     @property
     def warnings(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ImportWarning]:
         """Not errors, but worth knowing, per kind and entity (see ImportWarning)."""
+
+    @property
+    def limits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ChangeLimitCheck]:
+        """The server's change limits measured against this run (a dry run reports them too)."""
 
     def __init__(
         self,
@@ -516,11 +549,56 @@ class ImportResult(google.protobuf.message.Message):
         error_message: builtins.str = ...,
         warnings: collections.abc.Iterable[Global___ImportWarning] | None = ...,
         backup_key: builtins.str = ...,
+        plan_digest: builtins.str = ...,
+        limits: collections.abc.Iterable[Global___ChangeLimitCheck] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
+
+@typing.final
+class ChangeLimitCheck(google.protobuf.message.Message):
+    """One change limit (imports.change_limits) against an import."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    ACTION_FIELD_NUMBER: builtins.int
+    SCOPE_FIELD_NUMBER: builtins.int
+    MAX_PERCENT_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    BASE_FIELD_NUMBER: builtins.int
+    EXCEEDED_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    action: builtins.str
+    """create | update | delete (a soft-delete)"""
+    scope: builtins.str
+    """semester (the import's semester) | all (the whole table)"""
+    max_percent: builtins.float
+    count: builtins.int
+    """Records the import creates, updates or soft-deletes."""
+    base: builtins.int
+    """Live records of the scope before the import (0: the limit does not apply)."""
+    exceeded: builtins.bool
+    message: builtins.str
+    """The same in one sentence."""
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        action: builtins.str = ...,
+        scope: builtins.str = ...,
+        max_percent: builtins.float = ...,
+        count: builtins.int = ...,
+        base: builtins.int = ...,
+        exceeded: builtins.bool = ...,
+        message: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "base", b"base", "count", b"count", "entity", b"entity", "exceeded", b"exceeded", "max_percent", b"max_percent", "message", b"message", "scope", b"scope"]) -> None: ...
+
+Global___ChangeLimitCheck: typing_extensions.TypeAlias = ChangeLimitCheck
 
 @typing.final
 class ImportWarning(google.protobuf.message.Message):
