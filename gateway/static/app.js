@@ -264,6 +264,8 @@ async function runImport(dryRun) {
   const form = new FormData();
   form.append("file", file, file.name);
   const q = new URLSearchParams({ merge_strategy: strategy(), dry_run: String(dryRun) });
+  const digest = dryRun ? "" : previewedPlan(file);
+  if (digest) q.set("plan_digest", digest);
   const r = await api(`/api/v1/sessions/import?${q}`, { method: "POST", body: form });
   return r.result;
 }
@@ -274,7 +276,7 @@ async function preview() {
     $("import-btn").disabled = true;
     const result = await runImport(true);
     if (!result) return;
-    state.preview = { file: $("import-file").files[0], strategy: strategy() };
+    state.preview = { file: $("import-file").files[0], strategy: strategy(), digest: result.plan_digest || "" };
     renderResult(result, true);
     $("import-btn").disabled = false;
     say("previewed");
@@ -284,9 +286,17 @@ async function preview() {
 async function doImport() {
   await busy($("import-btn"), async () => {
     say("importing");
-    const result = await runImport(false);
+    const planned = Boolean(previewedPlan($("import-file").files[0]));
+    let result;
+    try {
+      result = await runImport(false);
+    } catch (e) {
+      if (planned && e.code === "FAILED_PRECONDITION") planChanged();
+      throw e;
+    }
     if (!result) return;
     renderResult(result, false);
+    if (planned) note(t("planApplied"));
     state.preview = null;
     await loadImports();
     await loadSemesters();
@@ -354,7 +364,43 @@ function renderResult(result, isPreview) {
     }
     box.append(p, ul);
   }
+  renderLimits(result, box);
   box.hidden = false;
+}
+
+// ---- plans and change limits (issue 29) ----------------------------------------------
+// Import after Preview applies exactly the previewed plan (its digest): the server refuses
+// it, naming what changed, if the data moved in between; the page then asks for a new
+// preview. A different file or strategy is a new import, with no plan.
+function previewedPlan(file) {
+  const p = state.preview;
+  return p && p.digest && p.file === file && p.strategy === strategy() ? p.digest : "";
+}
+
+function planChanged() {
+  state.preview = null;
+  $("import-btn").disabled = true;
+  note(t("planChanged"));
+}
+
+function note(text) {
+  const box = $("import-result");
+  const p = document.createElement("p"); p.className = "plan-note"; p.textContent = text;
+  box.append(p); box.hidden = false;
+}
+
+function renderLimits(result, box) {
+  const limits = result.limits || [];
+  if (!limits.length) return;
+  const p = document.createElement("p"); p.textContent = t("changeLimits");
+  const ul = document.createElement("ul"); ul.className = "change-limits";
+  for (const lim of limits) {
+    const li = document.createElement("li");
+    li.textContent = lim.message;
+    if (lim.exceeded) li.className = "error-text";
+    ul.append(li);
+  }
+  box.append(p, ul);
 }
 
 async function loadImports() {
