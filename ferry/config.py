@@ -321,6 +321,11 @@ class ImportSettings(Strict):
     # Imports that would change more than this stop (FAILED_PRECONDITION) unless an
     # admin sets allow_mass_change (issue 29).
     change_limits: list[ChangeLimitSettings] = []
+    # Three-way merge of bundle imports (issue 29, ferry.merge.threeway): a field changed
+    # only here is kept; one changed on both sides follows `conflicts`
+    # ("entity.field" | "entity" | "*" -> source | local | review; default source).
+    keep_local_edits: bool = False
+    conflicts: dict[str, Literal["source", "local", "review"]] = {}
 
 
 class GatewayDeadlines(Strict):

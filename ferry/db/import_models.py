@@ -126,3 +126,18 @@ class PendingLink(Base):
     # The import that bound it, or that re-imported the record with another link.
     closed_by: Mapped[str | None] = mapped_column(String(36))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportBase(Base):
+    """The values a bundle import last imported for a record (ferry.merge.threeway): the
+    base of the three-way merge that keeps local edits (imports.keep_local_edits)."""
+
+    __tablename__ = "import_bases"
+
+    entity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The record's natural key fields as text, joined by U+001F.
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The import that wrote it (undo forgets it).
+    import_id: Mapped[str] = mapped_column(String(36), index=True)
+    # field -> the source's value as text (timestamps as epoch seconds), or null.
+    vals: Mapped[dict[str, Any]] = mapped_column(Json)

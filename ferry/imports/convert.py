@@ -134,6 +134,8 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             unmatched=s.unmatched,
             deleted=s.deleted,
             errors=s.errors,
+            kept_local=s.kept_local,
+            conflicts=s.conflicts,
         )
     for e in o.errors:
         out.errors.add(

@@ -53,8 +53,9 @@ def may_mass_change(allow: bool) -> None:
             )
 
 
-def with_change_limits(app: App, options: MergeOptions) -> MergeOptions:
-    """The options with the server's change limits (imports.change_limits); an
+def with_settings(app: App, options: MergeOptions) -> MergeOptions:
+    """The options with the server's change limits (imports.change_limits) and
+    three-way settings (imports.keep_local_edits, imports.conflicts); an
     allow_mass_change from a caller below admin is PERMISSION_DENIED, before the upload.
     (With auth turned off, on a laptop, the one user may set it.)"""
     may_mass_change(options.allow_mass_change)
@@ -62,7 +63,13 @@ def with_change_limits(app: App, options: MergeOptions) -> MergeOptions:
         ChangeLimit(c.entity, c.action, c.max_percent, c.scope)
         for c in app.settings.imports.change_limits
     )
-    return dataclasses.replace(options, change_limits=limits)
+    imports = app.settings.imports
+    return dataclasses.replace(
+        options,
+        change_limits=limits,
+        keep_local_edits=imports.keep_local_edits,
+        conflicts=tuple(sorted(imports.conflicts.items())),
+    )
 
 
 # -----------------------------------------------------------------------------------
@@ -82,7 +89,7 @@ def import_session(
     options = options_first(requests).options
     ds = app.dataset(options.dataset)
     # Bad options fail before the upload, not after it.
-    merge_options = with_change_limits(app, convert.merge_options(options))
+    merge_options = with_settings(app, convert.merge_options(options))
     fmt: Any = None
     if options.bundle_format or options.filename:
         fmt = detect.bundle_format(options.bundle_format, options.filename)
@@ -228,7 +235,7 @@ def import_entities(
         filename = options.filename or files.filename
         if reader is None:
             reader = detect.tabular_reader("", filename)
-        merge_options = with_change_limits(
+        merge_options = with_settings(
             app, convert.entity_options(options, reader.name, filename, ds.name)
         )
         rows = reader.read(spool.rewind(), ReadLimits())

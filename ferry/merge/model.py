@@ -84,6 +84,11 @@ class MergeOptions:
     # exceed them (the service lets only admins set it).
     change_limits: tuple[ChangeLimit, ...] = ()
     allow_mass_change: bool = False
+    # Three-way merge of bundle imports (ferry.merge.threeway): fields changed only here
+    # are kept; `conflicts` ("entity.field" | "entity" | "*" -> source | local | review)
+    # resolves fields changed on both sides (default: source).
+    keep_local_edits: bool = False
+    conflicts: tuple[tuple[str, str], ...] = ()
 
     @property
     def wants_backup(self) -> bool:
@@ -104,6 +109,10 @@ class EntitySummary:
     unmatched: int = 0
     deleted: int = 0
     errors: int = 0
+    # Three-way merge (keep_local_edits): records updated from the source that kept a
+    # local edit, and records with a field changed on both sides.
+    kept_local: int = 0
+    conflicts: int = 0
 
 
 @dataclass
@@ -119,7 +128,9 @@ class RecordError:
 class RecordChange:
     entity: str
     natural_key: str
-    action: str  # create | update | delete
+    # create | update | delete; keep_local | conflict (three-way: old is the local
+    # value, new the source's)
+    action: str
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (field, old, new)
 
 

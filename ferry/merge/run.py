@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
-from ferry.merge import announce, apply, digest, limits, links, plan, rejects, store
+from ferry.merge import announce, apply, digest, limits, links, plan, rejects, store, threeway
 from ferry.merge.header import refuse_out_of_scope, scope_condition
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
@@ -270,6 +270,9 @@ def run_import(
             import_id=outcome.id,
         )
         work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging, preview)
+        # Bundles from a source installation merge three-way when asked (entity files
+        # are local edits).
+        work.three_way = options.keep_local_edits and isinstance(first, Header)
         staging.start(rest)
         work.merge(None if whole else semester, started)
         work.step = "finishing"
@@ -452,6 +455,7 @@ class _Run:
     entity: str
     staging: Staging
     preview: digest.Preview | None = None  # the plan this run must apply exactly
+    three_way: bool = False  # keep local edits (ferry.merge.threeway)
     step: str = "staging"  # what the run is doing, in words, for a failure's message
 
     def _fingerprint(self, name: str, part: str, shape: Shape, now: EntitySummary | None) -> None:
@@ -509,6 +513,7 @@ class _Run:
                     # A semester bundle: its records must be of that semester.
                     scope_condition(self.ds, shape, semester or "", conn.dialect),
                 )
+                kept = self._three_way(shape, statuses[shape.name])
                 try:
                     summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
                 except plan.OutOfScope:
@@ -517,6 +522,7 @@ class _Run:
                         f"{shape.name} records are not of the bundle's semester {semester}",
                         field=shape.name,
                     ) from None
+                summaries[shape.name].kept_local, summaries[shape.name].conflicts = kept
             with _timed(f"plan digest {shape.name}"):
                 self._fingerprint(
                     shape.name,
@@ -580,6 +586,21 @@ class _Run:
         out.total_errors = sum(s.errors for s in out.summaries)
         out.limits = limits.measure(self.options.change_limits, summaries, limit_bases, semester)
         out.errors = errors[:MAX_LISTED_ERRORS]
+
+    def _three_way(self, shape: Shape, statuses: str) -> tuple[int, int]:
+        """Keep local edits (ferry.merge.threeway): decide against the old bases, write
+        the new ones (the source's values), then keep. (kept_local, conflicts)"""
+        if not self.three_way:
+            return 0, 0
+        with _timed(f"three-way {shape.name}"):
+            kept, conflicts, samples = threeway.classify(
+                self.conn, shape, self.options.conflicts, self.sqlite
+            )
+            threeway.write_bases(self.conn, shape, self.outcome.id, self.sqlite)
+            if kept or conflicts:
+                threeway.keep(self.conn, shape, statuses, self.sqlite)
+                self.outcome.sample_changes += samples
+        return kept, conflicts
 
     def _pending_links(self, now: object) -> None:
         """Optional links whose target exists nowhere wait in pending_links; those waiting

@@ -342,6 +342,8 @@ class EntitySummary(google.protobuf.message.Message):
     UNMATCHED_FIELD_NUMBER: builtins.int
     DELETED_FIELD_NUMBER: builtins.int
     ERRORS_FIELD_NUMBER: builtins.int
+    KEPT_LOCAL_FIELD_NUMBER: builtins.int
+    CONFLICTS_FIELD_NUMBER: builtins.int
     entity: builtins.str
     created: builtins.int
     updated: builtins.int
@@ -354,6 +356,14 @@ class EntitySummary(google.protobuf.message.Message):
     deleted: builtins.int
     """Soft-deleted because the bundle lacks them (MERGE_STRATEGY_REPLACE)."""
     errors: builtins.int
+    kept_local: builtins.int
+    """Updated from the source but kept a field edited here (imports.keep_local_edits:
+    the field changed here only, or on both sides with conflict policy local/review).
+    """
+    conflicts: builtins.int
+    """Records with a field changed both here and at the source (resolved by
+    imports.conflicts; sample_changes of action "conflict" show both values).
+    """
     def __init__(
         self,
         *,
@@ -365,8 +375,10 @@ class EntitySummary(google.protobuf.message.Message):
         unmatched: builtins.int = ...,
         deleted: builtins.int = ...,
         errors: builtins.int = ...,
+        kept_local: builtins.int = ...,
+        conflicts: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["created", b"created", "deleted", b"deleted", "entity", b"entity", "errors", b"errors", "skipped", b"skipped", "unchanged", b"unchanged", "unmatched", b"unmatched", "updated", b"updated"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["conflicts", b"conflicts", "created", b"created", "deleted", b"deleted", "entity", b"entity", "errors", b"errors", "kept_local", b"kept_local", "skipped", b"skipped", "unchanged", b"unchanged", "unmatched", b"unmatched", "updated", b"updated"]) -> None: ...
 
 Global___EntitySummary: typing_extensions.TypeAlias = EntitySummary
 
@@ -436,7 +448,9 @@ class RecordChange(google.protobuf.message.Message):
     entity: builtins.str
     natural_key: builtins.str
     action: builtins.str
-    """create | update | delete"""
+    """create | update | delete; keep_local | conflict (a three-way merge kept the local
+    value: old_value is the local value, new_value the source's)
+    """
     @property
     def changes(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___FieldChange]: ...
     def __init__(

@@ -1,4 +1,5 @@
-"""imports.plan_digest and imports.plan: a dry run's plan, made binding
+"""imports.plan_digest and imports.plan: a dry run's plan, made binding; import_bases:
+the values bundle imports last imported per record (three-way merge keeping local edits)
 
 Revision ID: 0011
 Revises: 0009
@@ -23,9 +24,20 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("plan_digest", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("plan", json, nullable=True))
         batch_op.create_index("ix_imports_plan_digest", ["plan_digest"])
+    op.create_table(
+        "import_bases",
+        sa.Column("entity", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("import_id", sa.String(length=36), nullable=False),
+        sa.Column("vals", json, nullable=False),
+        sa.PrimaryKeyConstraint("entity", "key", name="pk_import_bases"),
+    )
+    op.create_index("ix_import_bases_import_id", "import_bases", ["import_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_import_bases_import_id", table_name="import_bases")
+    op.drop_table("import_bases")
     with op.batch_alter_table("imports", schema=None) as batch_op:
         batch_op.drop_index("ix_imports_plan_digest")
         batch_op.drop_column("plan")
