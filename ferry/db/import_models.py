@@ -141,3 +141,19 @@ class ImportBase(Base):
     import_id: Mapped[str] = mapped_column(String(36), index=True)
     # field -> the source's value as text (timestamps as epoch seconds), or null.
     vals: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class KeyRename(Base):
+    """Natural keys changed here or by an import (ferry.merge.renames): exports carry them
+    so that the records are renamed, not duplicated, wherever the bundle goes."""
+
+    __tablename__ = "key_renames"
+    __table_args__ = (Index(None, "renamed_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(64))
+    old_key: Mapped[str] = mapped_column(String(200))
+    new_key: Mapped[str] = mapped_column(String(200))
+    renamed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The import that renamed it (undo takes the rename back).
+    import_id: Mapped[str] = mapped_column(String(36), index=True)

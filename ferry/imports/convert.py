@@ -136,6 +136,7 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             errors=s.errors,
             kept_local=s.kept_local,
             conflicts=s.conflicts,
+            renamed=s.renamed,
         )
     for e in o.errors:
         out.errors.add(

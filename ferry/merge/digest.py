@@ -155,14 +155,20 @@ def refuse_changed(
     conn: Connection,
     preview: Preview,
     name: str,
-    shape: Shape,
+    shape: Shape | None,
     now: EntitySummary | None,
 ) -> FailedPrecondition:
     """The error for an entity whose part differs from the preview's: the counts then and
     now, records edited since (their updated_at is later than the preview) and the
     imports committed or undone since."""
-    table = q(shape.entity.table.name)
     since = preview.created_at
+    if shape is None:  # the bundle's renames found other records than in the preview
+        return FailedPrecondition(
+            f"the data changed since the preview {preview.id}: the records its renames "
+            "name changed; nothing was imported: preview again",
+            field="options.plan_digest",
+        )
+    table = q(shape.entity.table.name)
     key = ", ".join(f"x.{q(k)}" for k in shape.entity.natural_key)
     if conn.dialect.name == "sqlite":
         stamp: Any = since.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

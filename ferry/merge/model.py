@@ -113,6 +113,8 @@ class EntitySummary:
     # local edit, and records with a field changed on both sides.
     kept_local: int = 0
     conflicts: int = 0
+    # Records renamed in place by the bundle's renames (ferry.merge.renames).
+    renamed: int = 0
 
 
 @dataclass
@@ -129,7 +131,7 @@ class RecordChange:
     entity: str
     natural_key: str
     # create | update | delete; keep_local | conflict (three-way: old is the local
-    # value, new the source's)
+    # value, new the source's); rename (old key -> new key)
     action: str
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (field, old, new)
 

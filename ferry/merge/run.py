@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -29,7 +29,18 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
-from ferry.merge import announce, apply, digest, limits, links, plan, rejects, store, threeway
+from ferry.merge import (
+    announce,
+    apply,
+    digest,
+    limits,
+    links,
+    plan,
+    rejects,
+    renames,
+    store,
+    threeway,
+)
 from ferry.merge.header import refuse_out_of_scope, scope_condition
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
@@ -273,6 +284,8 @@ def run_import(
         # Bundles from a source installation merge three-way when asked (entity files
         # are local edits).
         work.three_way = options.keep_local_edits and isinstance(first, Header)
+        if isinstance(first, Header):
+            work.renames = list(first.metadata.renames)
         staging.start(rest)
         work.merge(None if whole else semester, started)
         work.step = "finishing"
@@ -456,9 +469,25 @@ class _Run:
     staging: Staging
     preview: digest.Preview | None = None  # the plan this run must apply exactly
     three_way: bool = False  # keep local edits (ferry.merge.threeway)
+    renames: list[Any] = dataclasses.field(default_factory=list)  # keys changed at the source
+
+    def _rename(self, now: object, now_dt: dt.datetime) -> tuple[list[RecordError], dict[str, int]]:
+        """Apply the bundle's renames before any record is merged (ferry.merge.renames)."""
+        if not self.renames:
+            return [], {}
+        self.step = "renaming records"
+        found, samples, counted, part = renames.apply(
+            self.conn, self.ds, self.renames, self.outcome.id, now, now_dt
+        )
+        self.outcome.sample_changes += samples
+        self._fingerprint("renames", part, None, None)
+        return found, counted
+
     step: str = "staging"  # what the run is doing, in words, for a failure's message
 
-    def _fingerprint(self, name: str, part: str, shape: Shape, now: EntitySummary | None) -> None:
+    def _fingerprint(
+        self, name: str, part: str, shape: Shape | None, now: EntitySummary | None
+    ) -> None:
         """Record a part of the plan; with a preview, refuse when it differs from its own."""
         self.outcome.plan_parts[name] = part
         if self.preview is not None and self.preview.parts.get(name) != part:
@@ -476,6 +505,7 @@ class _Run:
         conn, sqlite, out = self.conn, self.sqlite, self.outcome
         now = apply.ts_param(now_dt, sqlite)
         replace = self.options.strategy is Strategy.REPLACE
+        conflicts, renamed = self._rename(now, now_dt)
         scoped = set()
         if replace:
             scoped = {
@@ -582,6 +612,11 @@ class _Run:
         plan.drop_views(
             conn, [self.shapes[n] for n, t in statuses.items() if t != self.shapes[n].resolved]
         )
+        for e in conflicts:  # renames onto a key that exists: listed, counted as errors
+            summaries.setdefault(e.entity, EntitySummary(e.entity)).errors += 1
+        for name, n in renamed.items():
+            summaries.setdefault(name, EntitySummary(name)).renamed += n
+        errors = conflicts + errors
         out.summaries = list(summaries.values())
         out.total_errors = sum(s.errors for s in out.summaries)
         out.limits = limits.measure(self.options.change_limits, summaries, limit_bases, semester)

@@ -344,6 +344,7 @@ class EntitySummary(google.protobuf.message.Message):
     ERRORS_FIELD_NUMBER: builtins.int
     KEPT_LOCAL_FIELD_NUMBER: builtins.int
     CONFLICTS_FIELD_NUMBER: builtins.int
+    RENAMED_FIELD_NUMBER: builtins.int
     entity: builtins.str
     created: builtins.int
     updated: builtins.int
@@ -364,6 +365,8 @@ class EntitySummary(google.protobuf.message.Message):
     """Records with a field changed both here and at the source (resolved by
     imports.conflicts; sample_changes of action "conflict" show both values).
     """
+    renamed: builtins.int
+    """Renamed in place by the bundle's renames (BundleMetadata.renames)."""
     def __init__(
         self,
         *,
@@ -377,8 +380,9 @@ class EntitySummary(google.protobuf.message.Message):
         errors: builtins.int = ...,
         kept_local: builtins.int = ...,
         conflicts: builtins.int = ...,
+        renamed: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["conflicts", b"conflicts", "created", b"created", "deleted", b"deleted", "entity", b"entity", "errors", b"errors", "kept_local", b"kept_local", "skipped", b"skipped", "unchanged", b"unchanged", "unmatched", b"unmatched", "updated", b"updated"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["conflicts", b"conflicts", "created", b"created", "deleted", b"deleted", "entity", b"entity", "errors", b"errors", "kept_local", b"kept_local", "renamed", b"renamed", "skipped", b"skipped", "unchanged", b"unchanged", "unmatched", b"unmatched", "updated", b"updated"]) -> None: ...
 
 Global___EntitySummary: typing_extensions.TypeAlias = EntitySummary
 
@@ -449,7 +453,8 @@ class RecordChange(google.protobuf.message.Message):
     natural_key: builtins.str
     action: builtins.str
     """create | update | delete; keep_local | conflict (a three-way merge kept the local
-    value: old_value is the local value, new_value the source's)
+    value: old_value is the local value, new_value the source's); rename (the key:
+    old_value -> new_value)
     """
     @property
     def changes(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___FieldChange]: ...
