@@ -23,6 +23,7 @@ from bench import (
     gateway,
     imports,
     notify,
+    plans,
     reports,
     stream_session,
 )
@@ -44,6 +45,7 @@ BENCHES: dict[str, Bench] = {
     "notify": notify.run,
     "reports": reports.run,
     "backup": backup.run,
+    "plans": plans.run,  # issue 29: plan digests, bases of the three-way merge
 }
 
 
