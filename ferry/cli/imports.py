@@ -52,6 +52,7 @@ def imports() -> None:
                       [--on-error abort|skip_invalid] [--idempotency-key KEY]
                       [--format FORMAT] [--entity ENTITY [--map HEADER=FIELD ...]]
     ferry import list | show ID | undo ID [--force] | rejected ID -o FILE
+    ferry import rename students|courses OLD_KEY NEW_KEY [--dry-run]
 
     `ferry import FILE --help` explains the upload options.
     """
@@ -308,6 +309,9 @@ def _when(ts: Any) -> str:
 
 def _print_result(r: ipb.ImportResult) -> None:
     columns = ["created", "updated", "unchanged", "skipped", "unmatched", "deleted", "errors"]
+    # The three-way merge's and renames' counts, when some entity has them (issue 29).
+    columns += [c for c in ("kept_local", "conflicts", "renamed")
+                if any(getattr(s, c) for s in r.summaries)]  # fmt: skip
     rows = [[s.entity, *(f"{getattr(s, c):,}" for c in columns)] for s in r.summaries]
     if rows:
         table(rows, ["entity", *columns])
@@ -334,6 +338,39 @@ def _print_result(r: ipb.ImportResult) -> None:
             click.echo(
                 f"  would {c.action} {c.entity} {c.natural_key}" + (f": {diff}" if diff else "")
             )
+    else:  # what a three-way merge kept and the conflicts it resolved are worth seeing
+        for c in [c for c in r.sample_changes if c.action in ("keep_local", "conflict")][
+            :ERRORS_SHOWN
+        ]:
+            diff = ", ".join(f"{f.field}: here {f.old_value!r}, source {f.new_value!r}"
+                             for f in c.changes)  # fmt: skip
+            click.echo(f"  {c.action.replace('_', ' ')} {c.entity} {c.natural_key}: {diff}")
+
+
+@imports.command("rename")
+@click.argument("entity", type=click.Choice(["students", "courses"]))
+@click.argument("old_key")
+@click.argument("new_key")
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.pass_context
+def import_rename(
+    ctx: click.Context, entity: str, old_key: str, new_key: str, dry_run: bool
+) -> None:
+    """Change a record's key here (a student id, a course code), keeping its records.
+
+    Bundles exported from here carry the rename, so other installations rename the
+    record too instead of creating a second one. Undo it with `ferry import undo ID`.
+    """
+    app = load_app(ctx)
+    stub = clients(app).imports()
+    with rpc_errors():
+        result = stub.RenameRecord(
+            ipb.RenameRecordRequest(
+                entity=entity, old_key=old_key, new_key=new_key, dry_run=dry_run
+            ),
+            timeout=120,
+        ).result
+    _print_result(result)
 
 
 @imports.command("list")

@@ -839,3 +839,48 @@ class RestoreBackupResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
 
 Global___RestoreBackupResponse: typing_extensions.TypeAlias = RestoreBackupResponse
+
+@typing.final
+class RenameRecordRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    OLD_KEY_FIELD_NUMBER: builtins.int
+    NEW_KEY_FIELD_NUMBER: builtins.int
+    DRY_RUN_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    """courses | students"""
+    old_key: builtins.str
+    new_key: builtins.str
+    dry_run: builtins.bool
+    """Show what the rename would do; change nothing."""
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        old_key: builtins.str = ...,
+        new_key: builtins.str = ...,
+        dry_run: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dry_run", b"dry_run", "entity", b"entity", "new_key", b"new_key", "old_key", b"old_key"]) -> None: ...
+
+Global___RenameRecordRequest: typing_extensions.TypeAlias = RenameRecordRequest
+
+@typing.final
+class RenameRecordResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult:
+        """The rename's own import result (undo it like any import)."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___RenameRecordResponse: typing_extensions.TypeAlias = RenameRecordResponse

@@ -68,6 +68,11 @@ class ImportServiceStub:
                 request_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
                 _registered_method=True)
+        self.RenameRecord = channel.unary_unary(
+                '/ferry.v1.ImportService/RenameRecord',
+                request_serializer=ferry_dot_v1_dot_import__pb2.RenameRecordRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.RenameRecordResponse.FromString,
+                _registered_method=True)
         self.RestoreBackup = channel.unary_unary(
                 '/ferry.v1.ImportService/RestoreBackup',
                 request_serializer=ferry_dot_v1_dot_import__pb2.RestoreBackupRequest.SerializeToString,
@@ -129,6 +134,18 @@ class ImportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenameRecord(self, request, context):
+        """Change a record's natural key here (a student id, a course code): the record is
+        renamed in place, keeping its children and links, as an import of a bundle holding
+        only the rename (undoable with UndoImport), and every bundle exported from here
+        carries the rename so that other installations follow it. A new key that exists
+        already, or an entity whose key is made of its parents', is INVALID_ARGUMENT naming
+        it, and nothing is changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RestoreBackup(self, request, context):
         """Restore the bundle an import wrote to storage before it ran (backup_before): an
         import of it with strategy replace, in one transaction. NOT_FOUND when the import
@@ -170,6 +187,11 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     servicer.DownloadRejected,
                     request_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.SerializeToString,
+            ),
+            'RenameRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameRecord,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.RenameRecordRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.RenameRecordResponse.SerializeToString,
             ),
             'RestoreBackup': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreBackup,
@@ -343,6 +365,33 @@ class ImportService:
             '/ferry.v1.ImportService/DownloadRejected',
             ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
             ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/RenameRecord',
+            ferry_dot_v1_dot_import__pb2.RenameRecordRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.RenameRecordResponse.FromString,
             options,
             channel_credentials,
             insecure,

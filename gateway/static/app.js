@@ -321,14 +321,15 @@ function renderResult(result, isPreview) {
   box.append(h);
   const table = document.createElement("table");
   const head = table.createTHead().insertRow();
-  for (const k of ["entity", ...COUNTS]) {
+  const counts = [...COUNTS, ...mergeCounts(result)];
+  for (const k of ["entity", ...counts]) {
     const th = document.createElement("th"); th.textContent = t(`col_${k}`); head.append(th);
   }
   const body = table.createTBody();
   for (const s of result.summaries || []) {
     const row = body.insertRow();
     row.insertCell().textContent = t(`entity_${s.entity}`);
-    for (const k of COUNTS) row.insertCell().textContent = s[k] ?? "0";
+    for (const k of counts) row.insertCell().textContent = s[k] ?? "0";
   }
   const wrap = document.createElement("div"); wrap.className = "table-wrap"; wrap.append(table);
   box.append(wrap);
@@ -372,6 +373,12 @@ function renderResult(result, isPreview) {
 // Import after Preview applies exactly the previewed plan (its digest): the server refuses
 // it, naming what changed, if the data moved in between; the page then asks for a new
 // preview. A different file or strategy is a new import, with no plan.
+// Columns of the three-way merge and renames, shown only when some entity has them.
+const MERGE_COUNTS = ["kept_local", "conflicts", "renamed"];
+function mergeCounts(result) {
+  return MERGE_COUNTS.filter((k) => (result.summaries || []).some((s) => Number(s[k] || 0) > 0));
+}
+
 function previewedPlan(file) {
   const p = state.preview;
   return p && p.digest && p.file === file && p.strategy === strategy() ? p.digest : "";

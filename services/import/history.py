@@ -13,6 +13,7 @@ from ferry.bundle.backup import restore_import_backup
 from ferry.errors import InvalidArgument
 from ferry.imports import convert, detect
 from ferry.merge import get_import, list_imports, rejected_events, undo_import
+from ferry.merge.renames import rename_key
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
 from ferry.storage import open_storage
@@ -67,6 +68,25 @@ class HistoryRpcs:
             requested_by=call.caller if call is not None else "",
         )
         return ipb.UndoImportResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def RenameRecord(
+        self, request: ipb.RenameRecordRequest, context: grpc.ServicerContext
+    ) -> ipb.RenameRecordResponse:
+        call = current_call()
+        outcome = rename_key(
+            self.app.engine,
+            self.app.dataset(),
+            request.entity.strip(),
+            request.old_key,
+            request.new_key,
+            requested_by=call.caller if call is not None else "",
+            dry_run=request.dry_run,
+        )
+        failed = convert.failure(outcome)
+        if failed is not None:
+            raise failed
+        return ipb.RenameRecordResponse(result=convert.result_proto(outcome))
 
     @handles_errors
     def RestoreBackup(

@@ -164,3 +164,46 @@ def test_cli_writes_a_plan_and_applies_exactly_it(
         # The plan was applied: applying it again reads other data (the titles changed).
         again = runner.invoke(cli, ["import", str(bundle), "--plan", str(plan)], env=env)
         assert again.exit_code != 0 and "FAILED_PRECONDITION" in again.output, again.output
+
+
+def test_rename_record_over_the_wire_and_from_the_cli(
+    empty_url: str, make_app: Callable[..., App]
+) -> None:
+    seed_small(empty_url)
+    app = make_app(empty_url)
+    engine = make_engine(empty_url)
+    with engine.connect() as conn:
+        first, second = (
+            r[0]
+            for r in conn.execute(sa.text("SELECT student_id FROM students ORDER BY id LIMIT 2"))
+        )
+    with serving(app) as stubs:
+        before = fingerprint(empty_url)
+        with pytest.raises(grpc.RpcError) as e:
+            stubs.imports.RenameRecord(
+                import_pb2.RenameRecordRequest(entity="students", old_key=first, new_key=second),
+                metadata=stubs.md,
+                timeout=30,
+            )
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "exists already" in (e.value.details() or "")
+        with pytest.raises(grpc.RpcError) as e:
+            stubs.imports.RenameRecord(
+                import_pb2.RenameRecordRequest(entity="grades", old_key="a", new_key="b"),
+                metadata=stubs.md,
+                timeout=30,
+            )
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert fingerprint(empty_url) == before
+        env = {
+            "FERRY_DATABASE_URL": app.settings.database.url,
+            "FERRY_AUTH_SIGNING_KEY_FILE": app.settings.auth.signing_key_file,
+            "FERRY_TARGET": f"127.0.0.1:{stubs.port}",
+            "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
+        }
+        done = CliRunner().invoke(cli, ["import", "rename", "students", first, "S-NEW-ID"], env=env)
+        assert done.exit_code == 0 and ": completed" in done.output, done.output
+    with engine.connect() as conn:
+        ids = {r[0] for r in conn.execute(sa.text("SELECT student_id FROM students"))}
+    engine.dispose()
+    assert "S-NEW-ID" in ids and first not in ids
