@@ -326,6 +326,12 @@ class ImportSettings(Strict):
     # ("entity.field" | "entity" | "*" -> source | local | review; default source).
     keep_local_edits: bool = False
     conflicts: dict[str, Literal["source", "local", "review"]] = {}
+    # required: an operator's import needs a plan (dry run) an admin approved
+    # (ApprovePlan); plans expire this long after the preview (0: never).
+    approval: Literal["off", "required"] = "off"
+    plan_expiry_minutes: int = Field(1440, ge=0)
+    # Mail addresses told (through notify's outbox) of every plan awaiting approval.
+    approvers: list[str] = []
 
 
 class GatewayDeadlines(Strict):

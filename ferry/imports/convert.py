@@ -170,6 +170,14 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             exceeded=lim.exceeded,
             message=lim.message,
         )
+    if o.approval:
+        a = o.approval
+        out.approval.state = a.get("state", "")
+        out.approval.decided_by = a.get("decided_by", "")
+        out.approval.reason = a.get("reason", "")
+        for name in ("expires_at", "decided_at"):
+            if a.get(name):
+                _stamp(getattr(out.approval, name), dt.datetime.fromisoformat(a[name]))
     _stamp(out.created_at, o.created_at)
     _stamp(out.finished_at, o.finished_at)
     _stamp(out.undone_at, o.undone_at)

@@ -64,11 +64,16 @@ def with_settings(app: App, options: MergeOptions) -> MergeOptions:
         for c in app.settings.imports.change_limits
     )
     imports = app.settings.imports
+    call = current_call()
     return dataclasses.replace(
         options,
         change_limits=limits,
         keep_local_edits=imports.keep_local_edits,
         conflicts=tuple(sorted(imports.conflicts.items())),
+        approval_required=imports.approval == "required",
+        # Admins (and the one user of a laptop with auth off) need no approval.
+        approver=call is None or not call.role or call.role >= opb.ROLE_ADMIN,
+        plan_expiry_minutes=imports.plan_expiry_minutes,
     )
 
 

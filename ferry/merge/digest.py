@@ -95,6 +95,7 @@ class Preview:
         self.created_at: dt.datetime = _aware(row.created_at)
         self.source_sha256: str = row.source_sha256
         self.parts: dict[str, str] = dict((row.plan or {}).get("parts", {}))
+        self.approval: dict[str, str] = dict((row.plan or {}).get("approval") or {})
         opts = dict(row.options or {})
         self.options = (
             f"strategy {opts.get('strategy', 'update')}, on_error {opts.get('on_error', 'abort')}"

@@ -89,6 +89,11 @@ class MergeOptions:
     # resolves fields changed on both sides (default: source).
     keep_local_edits: bool = False
     conflicts: tuple[tuple[str, str], ...] = ()
+    # Approval of plans (ferry.merge.approval): imports by non-admins (`approver` False)
+    # need an approved plan; plans expire after `plan_expiry_minutes` (0: never).
+    approval_required: bool = False
+    approver: bool = False
+    plan_expiry_minutes: int = 0
 
     @property
     def wants_backup(self) -> bool:
@@ -175,3 +180,6 @@ class ImportOutcome:
     # the plan read: how an apply names what changed since the preview.
     plan_parts: dict[str, str] = field(default_factory=dict)
     limits: list[LimitCheck] = field(default_factory=list)
+    # A plan's approval (ferry.merge.approval): state pending | approved | rejected,
+    # expires_at, decided_by, decided_at, reason; empty when none is required.
+    approval: dict[str, str] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from ferry.errors import FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import (
     announce,
     apply,
+    approval,
     digest,
     limits,
     links,
@@ -214,6 +215,7 @@ def run_import(
             field="options.strategy",
         )
     limits.check_limits(ds, options.change_limits)
+    approval.require_plan(options)
     key = "" if options.dry_run else options.idempotency_key
     arriving: ArrivingSha | None = None
     if callable(source_sha256):
@@ -263,6 +265,7 @@ def run_import(
         if options.plan_digest and not options.dry_run:
             # Under the lock: nothing can change between this check and the commit.
             preview = digest.find_preview(conn, options.plan_digest)
+            approval.check_apply(options, preview.approval, preview.id)
             if isinstance(source_sha256, str):
                 digest.check_source(preview, source_sha256)
         if backup is not None and options.wants_backup:
@@ -316,6 +319,8 @@ def run_import(
         if failed or options.dry_run:
             conn.rollback()
             outcome.status = Status.FAILED if failed else Status.DRY_RUN
+            if not failed:
+                approval.propose(outcome, options)  # it waits for an admin's approval
             outcome.has_rejected_file = False
             if failed:
                 outcome.warnings = []

@@ -26,6 +26,13 @@ from ferry.merge.model import (
 )
 
 T = cast(sa.Table, Import.__table__)
+SERVER_SETTINGS = {
+    "change_limits",
+    "conflicts",
+    "approval_required",
+    "approver",
+    "plan_expiry_minutes",
+}
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 
@@ -47,7 +54,8 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "options": {
             k: str(v) if not isinstance(v, bool | None) else v
             for k, v in dataclasses.asdict(o.options).items()
-            if k != "change_limits"  # the server's settings, reported in `plan`
+            # (the server's settings, reported in `plan`, are not the caller's options)
+            if k not in SERVER_SETTINGS
         },
         "entity": o.entity,
         "requested_by": o.requested_by,
@@ -78,6 +86,7 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "plan": {
             "parts": o.plan_parts,
             "limits": [dataclasses.asdict(c) for c in o.limits],
+            **({"approval": o.approval} if o.approval else {}),
         }
         if o.plan_digest or o.limits
         else None,
@@ -138,6 +147,7 @@ def from_row(row: Any) -> ImportOutcome:
         plan_digest=getattr(row, "plan_digest", None) or "",
         plan_parts=dict(plan.get("parts", {})),
         limits=[LimitCheck(**c) for c in plan.get("limits", [])],
+        approval=dict(plan.get("approval") or {}),
     )
 
 

@@ -495,6 +495,7 @@ class ImportResult(google.protobuf.message.Message):
     BACKUP_KEY_FIELD_NUMBER: builtins.int
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     LIMITS_FIELD_NUMBER: builtins.int
+    APPROVAL_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -546,6 +547,10 @@ class ImportResult(google.protobuf.message.Message):
     def limits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ChangeLimitCheck]:
         """The server's change limits measured against this run (a dry run reports them too)."""
 
+    @property
+    def approval(self) -> Global___PlanApproval:
+        """Set on a preview made while imports.approval is required: its plan's approval."""
+
     def __init__(
         self,
         *,
@@ -570,11 +575,121 @@ class ImportResult(google.protobuf.message.Message):
         backup_key: builtins.str = ...,
         plan_digest: builtins.str = ...,
         limits: collections.abc.Iterable[Global___ChangeLimitCheck] | None = ...,
+        approval: Global___PlanApproval | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["approval", b"approval", "created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
+
+@typing.final
+class PlanApproval(google.protobuf.message.Message):
+    """A plan's approval (imports.approval: required)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: builtins.int
+    EXPIRES_AT_FIELD_NUMBER: builtins.int
+    DECIDED_BY_FIELD_NUMBER: builtins.int
+    DECIDED_AT_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    state: builtins.str
+    """pending | approved | rejected"""
+    decided_by: builtins.str
+    reason: builtins.str
+    @property
+    def expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """The plan can no longer be approved nor applied after this instant."""
+
+    @property
+    def decided_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        state: builtins.str = ...,
+        expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        decided_by: builtins.str = ...,
+        decided_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["decided_at", b"decided_at", "expires_at", b"expires_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["decided_at", b"decided_at", "decided_by", b"decided_by", "expires_at", b"expires_at", "reason", b"reason", "state", b"state"]) -> None: ...
+
+Global___PlanApproval: typing_extensions.TypeAlias = PlanApproval
+
+@typing.final
+class ApprovePlanRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    """The preview (dry run) whose plan is approved."""
+    reason: builtins.str
+    """A note for the operator (optional)."""
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["import_id", b"import_id", "reason", b"reason"]) -> None: ...
+
+Global___ApprovePlanRequest: typing_extensions.TypeAlias = ApprovePlanRequest
+
+@typing.final
+class ApprovePlanResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult: ...
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___ApprovePlanResponse: typing_extensions.TypeAlias = ApprovePlanResponse
+
+@typing.final
+class RejectPlanRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    """The preview (dry run) whose plan is rejected."""
+    reason: builtins.str
+    """Why (required; shown to the operator)."""
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["import_id", b"import_id", "reason", b"reason"]) -> None: ...
+
+Global___RejectPlanRequest: typing_extensions.TypeAlias = RejectPlanRequest
+
+@typing.final
+class RejectPlanResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult: ...
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___RejectPlanResponse: typing_extensions.TypeAlias = RejectPlanResponse
 
 @typing.final
 class ChangeLimitCheck(google.protobuf.message.Message):

@@ -137,6 +137,38 @@ _ImportServiceRenameRecordType = typing_extensions.TypeVar(
     ],
 )
 
+_ImportServiceApprovePlanType = typing_extensions.TypeVar(
+    '_ImportServiceApprovePlanType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+)
+
+_ImportServiceRejectPlanType = typing_extensions.TypeVar(
+    '_ImportServiceRejectPlanType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+)
+
 _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     '_ImportServiceRestoreBackupType',
     grpc.UnaryUnaryMultiCallable[
@@ -153,7 +185,7 @@ _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     ],
 )
 
-class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRenameRecordType, _ImportServiceRestoreBackupType]):
+class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceRestoreBackupType]):
     """ImportService merges data into Ferry: whole bundles (ImportSession) or one entity's
     rows from csv/xlsx (ImportEntities). Records are matched by natural key; every run is
     all-or-nothing (or all valid records, with ON_ERROR_SKIP_INVALID), previewable with
@@ -191,6 +223,14 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.RenameRecordResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ApprovePlanRequest,
+            ferry.v1.import_pb2.ApprovePlanResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RejectPlanRequest,
+            ferry.v1.import_pb2.RejectPlanResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
             ferry.v1.import_pb2.RestoreBackupResponse,
         ],
@@ -225,6 +265,14 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RenameRecordRequest,
             ferry.v1.import_pb2.RenameRecordResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ApprovePlanRequest,
+            ferry.v1.import_pb2.ApprovePlanResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RejectPlanRequest,
+            ferry.v1.import_pb2.RejectPlanResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
@@ -266,6 +314,17 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
     it, and nothing is changed.
     """
 
+    ApprovePlan: _ImportServiceApprovePlanType
+    """Approve the plan of a preview made while imports.approval is required: an operator
+    can then import exactly that plan (ImportOptions.plan_digest) until it expires.
+    FAILED_PRECONDITION for a run that is no plan awaiting approval, or expired.
+    """
+
+    RejectPlan: _ImportServiceRejectPlanType
+    """Reject the plan of a preview awaiting approval (reason required): it can never be
+    applied.
+    """
+
     RestoreBackup: _ImportServiceRestoreBackupType
     """Restore the bundle an import wrote to storage before it ran (backup_before): an
     import of it with strategy replace, in one transaction. NOT_FOUND when the import
@@ -300,6 +359,14 @@ ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RenameRecordRequest,
         ferry.v1.import_pb2.RenameRecordResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RestoreBackupRequest,
@@ -381,6 +448,27 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
         carries the rename so that other installations follow it. A new key that exists
         already, or an entity whose key is made of its parents', is INVALID_ARGUMENT naming
         it, and nothing is changed.
+        """
+
+    @abc.abstractmethod
+    def ApprovePlan(
+        self,
+        request: ferry.v1.import_pb2.ApprovePlanRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.ApprovePlanResponse, collections.abc.Awaitable[ferry.v1.import_pb2.ApprovePlanResponse]]:
+        """Approve the plan of a preview made while imports.approval is required: an operator
+        can then import exactly that plan (ImportOptions.plan_digest) until it expires.
+        FAILED_PRECONDITION for a run that is no plan awaiting approval, or expired.
+        """
+
+    @abc.abstractmethod
+    def RejectPlan(
+        self,
+        request: ferry.v1.import_pb2.RejectPlanRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.RejectPlanResponse, collections.abc.Awaitable[ferry.v1.import_pb2.RejectPlanResponse]]:
+        """Reject the plan of a preview awaiting approval (reason required): it can never be
+        applied.
         """
 
     @abc.abstractmethod

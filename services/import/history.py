@@ -12,7 +12,8 @@ from ferry.app import App
 from ferry.bundle.backup import restore_import_backup
 from ferry.errors import InvalidArgument
 from ferry.imports import convert, detect
-from ferry.merge import get_import, list_imports, rejected_events, undo_import
+from ferry.merge import ImportOutcome, get_import, list_imports, rejected_events, undo_import
+from ferry.merge.approval import decide as decide_plan
 from ferry.merge.renames import rename_key
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
@@ -87,6 +88,33 @@ class HistoryRpcs:
         if failed is not None:
             raise failed
         return ipb.RenameRecordResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def ApprovePlan(
+        self, request: ipb.ApprovePlanRequest, context: grpc.ServicerContext
+    ) -> ipb.ApprovePlanResponse:
+        outcome = self._decide(request.import_id, request.reason, approve=True)
+        return ipb.ApprovePlanResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def RejectPlan(
+        self, request: ipb.RejectPlanRequest, context: grpc.ServicerContext
+    ) -> ipb.RejectPlanResponse:
+        import_id = _import_id(request.import_id)
+        if not request.reason.strip():
+            raise InvalidArgument("say why the plan is rejected", field="reason")
+        outcome = self._decide(import_id, request.reason, approve=False)
+        return ipb.RejectPlanResponse(result=convert.result_proto(outcome))
+
+    def _decide(self, import_id: str, reason: str, approve: bool) -> ImportOutcome:
+        call = current_call()
+        return decide_plan(
+            self.app.engine,
+            _import_id(import_id),
+            approve,
+            call.caller if call is not None else "",
+            reason.strip(),
+        )
 
     @handles_errors
     def RestoreBackup(

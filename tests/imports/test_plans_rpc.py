@@ -207,3 +207,52 @@ def test_rename_record_over_the_wire_and_from_the_cli(
         ids = {r[0] for r in conn.execute(sa.text("SELECT student_id FROM students"))}
     engine.dispose()
     assert "S-NEW-ID" in ids and first not in ids
+
+
+def test_an_operators_plan_waits_for_an_admins_approval(
+    empty_url: str, make_app: Callable[..., App]
+) -> None:
+    seed_small(empty_url)
+    app = make_app(
+        empty_url,
+        FERRY_IMPORTS_APPROVAL="required",
+        FERRY_IMPORTS_APPROVERS='["head@school.example"]',
+    )
+    with serving(app) as operator, serving(app, role="admin") as admin:
+        data = rewrite(download(operator), edit_first("courses", _title))
+        before = fingerprint(empty_url)
+        with pytest.raises(grpc.RpcError) as e:
+            import_file(operator, data, "fall.json")
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "approval" in (e.value.details() or "")
+        preview = import_file(operator, data, "fall.json", dry_run=True)
+        assert preview.approval.state == "pending" and preview.approval.expires_at.seconds
+        with pytest.raises(grpc.RpcError) as e:
+            import_file(operator, data, "fall.json", plan_digest=preview.plan_digest)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert fingerprint(empty_url) == before
+        # The plan was announced to the approvers through the outbox.
+        engine = make_engine(empty_url)
+        with engine.connect() as conn:
+            subject = conn.execute(
+                sa.text("SELECT subject FROM notifications WHERE event_id = :e"),
+                {"e": f"plan:{preview.id}"},
+            ).scalar_one()
+        engine.dispose()
+        assert "awaits your approval" in subject
+        with pytest.raises(grpc.RpcError) as e:
+            operator.imports.ApprovePlan(
+                import_pb2.ApprovePlanRequest(import_id=preview.id), metadata=operator.md
+            )
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as e:
+            admin.imports.RejectPlan(
+                import_pb2.RejectPlanRequest(import_id=preview.id), metadata=admin.md
+            )
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        approved = admin.imports.ApprovePlan(
+            import_pb2.ApprovePlanRequest(import_id=preview.id), metadata=admin.md
+        ).result
+        assert approved.approval.state == "approved" and approved.approval.decided_by
+        done = import_file(operator, data, "fall.json", plan_digest=preview.plan_digest)
+        assert done.status == import_pb2.IMPORT_STATUS_COMPLETED
