@@ -291,7 +291,11 @@ async function doImport() {
     try {
       result = await runImport(false);
     } catch (e) {
-      if (planned && e.code === "FAILED_PRECONDITION") planChanged();
+      if (planned && e.code === "FAILED_PRECONDITION") {
+        // A plan waiting for an admin stays previewed; one whose data moved does not.
+        if (/approv/.test(e.message || "")) note(t("planAwaitsApproval"));
+        else planChanged();
+      }
       throw e;
     }
     if (!result) return;
@@ -443,7 +447,39 @@ function renderImports(list) {
       b.addEventListener("click", () => undo(imp, b));
       cell.append(b);
     }
+    planCell(imp, cell);
   }
+}
+
+// A plan awaiting an admin's approval (imports.approval: required): its state, and for
+// admins Approve / Reject (issue 29).
+function planCell(imp, cell) {
+  const approval = imp.approval || {};
+  if (!approval.state) return;
+  const span = document.createElement("span");
+  span.className = "plan-state";
+  span.textContent = t(`plan_${approval.state}`);
+  cell.append(span);
+  if (approval.state !== "pending" || state.role !== "admin") return;
+  for (const [key, path] of [["approvePlan", "approve"], ["rejectPlan", "reject"]]) {
+    const b = document.createElement("button");
+    b.type = "button"; b.textContent = t(key);
+    b.addEventListener("click", () => decidePlan(imp, path, b));
+    cell.append(b);
+  }
+}
+
+async function decidePlan(imp, path, button) {
+  let reason = "";
+  if (path === "reject") {
+    reason = prompt(t("rejectWhy")) || "";
+    if (!reason.trim()) return;
+  }
+  await busy(button, async () => {
+    await api(`/api/v1/imports/${encodeURIComponent(imp.id)}/${path}`, { method: "POST", body: { reason } });
+    await loadImports();
+    say(path === "approve" ? "planApprovedSay" : "planRejectedSay");
+  });
 }
 
 function importFile(imp) { return (imp.options && imp.options.filename) || imp.entity || ""; }
