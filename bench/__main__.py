@@ -26,6 +26,7 @@ from bench import (
     imports,
     notify,
     oneroster,
+    plans,
     reports,
     scale,
     scope_checks,
@@ -56,6 +57,7 @@ BENCHES: dict[str, Bench] = {
     "backup": backup.run,
     "scope_checks": scope_checks.run,
     "oneroster": oneroster.run,
+    "plans": plans.run,  # issue 29: plan digests, bases of the three-way merge
 }
 
 

@@ -313,6 +313,21 @@ class ExportSettings(Strict):
     scheduler: SchedulerSettings = SchedulerSettings()
 
 
+# --- change limits (issue 29): see ferry.merge.limits -----------------------------
+class ChangeLimitSettings(Strict):
+    """One of `imports.change_limits`: at most `max_percent` of the live records of
+    `entity` in `scope` may be created/updated/soft-deleted (`action`) by one import."""
+
+    entity: str = Field(min_length=1)
+    action: Literal["create", "update", "delete"]
+    max_percent: float = Field(ge=0, le=100)
+    # semester: among the import's semester's records; all: the whole table.
+    scope: Literal["semester", "all"] = "semester"
+
+
+# ------------------------------------------------------------------------------------
+
+
 class ImportSettings(Strict):
     """The `imports` section: the import service's limits and scratch space."""
 
@@ -322,6 +337,20 @@ class ImportSettings(Strict):
     spool_dir: str = ""
     # Records per batch handed to the merge engine for csv/xlsx imports.
     batch_size: int = Field(5000, ge=1, le=100_000)
+    # Imports that would change more than this stop (FAILED_PRECONDITION) unless an
+    # admin sets allow_mass_change (issue 29).
+    change_limits: list[ChangeLimitSettings] = []
+    # Three-way merge of bundle imports (issue 29, ferry.merge.threeway): a field changed
+    # only here is kept; one changed on both sides follows `conflicts`
+    # ("entity.field" | "entity" | "*" -> source | local | review; default source).
+    keep_local_edits: bool = False
+    conflicts: dict[str, Literal["source", "local", "review"]] = {}
+    # required: an operator's import needs a plan (dry run) an admin approved
+    # (ApprovePlan); plans expire this long after the preview (0: never).
+    approval: Literal["off", "required"] = "off"
+    plan_expiry_minutes: int = Field(1440, ge=0)
+    # Mail addresses told (through notify's outbox) of every plan awaiting approval.
+    approvers: list[str] = []
 
 
 class GatewayDeadlines(Strict):

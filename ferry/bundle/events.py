@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from ferry.bundle.formats.base import Batch, Event, Header, Record, Trailer
+from ferry.bundle.renames import add_renames
 from ferry.bundle.scan import SessionRequest, open_scan
 from ferry.bundle.stream import fill_metadata
 from ferry.datasets.query import Column
@@ -77,6 +78,7 @@ def session_events(
     with open_scan(engine, ds, req) as scan:
         meta = pb.BundleMetadata()
         fill_metadata(meta, ds, req, scan.counts, now)
+        add_renames(meta, scan.conn, scan.since)  # keys changed (issue 29)
         yield Header(meta, updated_since=instant(req.updated_since))
         sent: dict[str, int] = {}
         for entity in scan.entities:

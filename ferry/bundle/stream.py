@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 
 from ferry.bundle.records import row_writer
+from ferry.bundle.renames import add_renames
 from ferry.bundle.scan import (
     FORMAT_VERSION,
     MAX_BATCH_RECORDS,
@@ -84,6 +85,7 @@ def stream_session(
     with open_scan(engine, ds, req) as scan:
         out, chunk = new_chunk()
         fill_metadata(chunk.header.metadata, ds, req, scan.counts, now)
+        add_renames(chunk.header.metadata, scan.conn, scan.since)  # keys changed (issue 29)
         yield out
 
         digest = hashlib.sha256()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ def imports() -> None:
                       [--on-error abort|skip_invalid] [--idempotency-key KEY]
                       [--format FORMAT] [--entity ENTITY [--map HEADER=FIELD ...]]
     ferry import list | show ID | undo ID [--force] | rejected ID -o FILE
+    ferry import rename students|courses OLD_KEY NEW_KEY [--dry-run]
 
     `ferry import FILE --help` explains the upload options.
     """
@@ -116,6 +118,20 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "fmt", default="", help="Bundle format (default: from the name).")
 @click.option("--entity", default="", help=_ENTITY_HELP)
 @click.option("--map", "maps", multiple=True, help="HEADER=FIELD column mapping (--entity).")
+@click.option(
+    "--plan-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --dry-run: write the plan (digest, counts, sample changes, limits) here.",
+)
+@click.option(
+    "--plan",
+    "plan_in",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Apply exactly the plan a --dry-run --plan-out wrote, or nothing.",
+)
+@click.option(
+    "--allow-mass-change", is_flag=True, help="Exceed the server's change limits (admins)."
+)
 @click.pass_context
 def import_file(
     ctx: click.Context,
@@ -127,8 +143,20 @@ def import_file(
     fmt: str,
     entity: str,
     maps: tuple[str, ...],
+    plan_out: Path | None,
+    plan_in: Path | None,
+    allow_mass_change: bool,
 ) -> None:
-    """Upload FILE and merge it, printing a summary per entity."""
+    """Upload FILE and merge it, printing a summary per entity.
+
+    \b
+    Review first, then apply exactly what was reviewed:
+      ferry import FILE --dry-run --plan-out plan.json
+      ferry import FILE --plan plan.json
+    The import is refused (FAILED_PRECONDITION, naming what changed) if the data
+    changed since the preview; nothing is written then.
+    """
+    plan_digest, strategy, on_error = _plan_options(plan_in, plan_out, dry_run, strategy, on_error)
     app = load_app(ctx)
     stub = clients(app).imports()
     bar = click.progressbar(
@@ -147,6 +175,8 @@ def import_file(
                 on_error=ON_ERROR[on_error],
                 idempotency_key=idempotency_key,
                 filename=path.name,
+                plan_digest=plan_digest,
+                allow_mass_change=allow_mass_change,
             )
             result = stub.ImportEntities(
                 _requests_entities(options, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
@@ -159,11 +189,106 @@ def import_file(
                 idempotency_key=idempotency_key,
                 filename=path.name,
                 bundle_format=fmt,
+                plan_digest=plan_digest,
+                allow_mass_change=allow_mass_change,
             )
             result = stub.ImportSession(
                 _requests_session(session, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
             ).result
     _print_result(result)
+    if plan_out is not None:
+        _write_plan(plan_out, path, result)
+
+
+# --- plans (issue 29): --plan-out writes a dry run's plan, --plan applies it --------
+PLAN_KIND = "ferry.import-plan"
+
+
+def _plan_options(
+    plan_in: Path | None, plan_out: Path | None, dry_run: bool, strategy: str, on_error: str
+) -> tuple[str, str, str]:
+    """(plan_digest, strategy, on_error) for --plan/--plan-out; usage errors for misuse."""
+    if plan_out is not None and not dry_run:
+        raise click.UsageError("--plan-out needs --dry-run (a plan is what a dry run returns)")
+    if plan_in is None:
+        return "", strategy, on_error
+    if dry_run:
+        raise click.UsageError("--plan applies a plan: leave out --dry-run")
+    try:
+        plan = json.loads(plan_in.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise click.BadParameter(
+            f"{plan_in} is not a plan file: {e}", param_hint="--plan"
+        ) from None
+    if not isinstance(plan, dict):
+        plan = {}
+    digest = plan.get("plan_digest")
+    if plan.get("kind") != PLAN_KIND or not isinstance(digest, str) or len(digest) != 64:
+        raise click.BadParameter(
+            f"{plan_in} is not a plan file written by --plan-out (no plan_digest)",
+            param_hint="--plan",
+        )
+    # The plan was made with these; the server refuses anything else.
+    strategy = str(plan.get("strategy", strategy))
+    on_error = str(plan.get("on_error", on_error))
+    if strategy not in STRATEGIES or on_error not in ON_ERROR:
+        raise click.BadParameter(f"{plan_in}: unknown strategy or on_error", param_hint="--plan")
+    return digest, strategy, on_error
+
+
+def _write_plan(out: Path, path: Path, r: ipb.ImportResult) -> None:
+    if r.status != ipb.IMPORT_STATUS_DRY_RUN:
+        raise click.ClickException("the dry run failed: no plan was written")
+    strategies = {v: k for k, v in STRATEGIES.items()}
+    on_errors = {v: k for k, v in ON_ERROR.items()}
+    plan = {
+        "kind": PLAN_KIND,
+        "plan_digest": r.plan_digest,
+        "preview_id": r.id,
+        "file": path.name,
+        "source_sha256": r.source_sha256,
+        "semester": r.semester,
+        "entity": r.entity,
+        "strategy": strategies.get(r.options.strategy, "update"),
+        "on_error": on_errors.get(r.options.on_error, "abort"),
+        "summaries": [{f: getattr(s, f) for f in ("entity", *_COUNTED)} for s in r.summaries],
+        "sample_changes": [
+            {
+                "entity": c.entity,
+                "natural_key": c.natural_key,
+                "action": c.action,
+                "changes": [
+                    {"field": f.field, "before": f.old_value, "after": f.new_value}
+                    for f in c.changes
+                ],
+            }
+            for c in r.sample_changes
+        ],
+        "limits": [
+            {
+                "entity": lim.entity,
+                "action": lim.action,
+                "scope": lim.scope,
+                "max_percent": lim.max_percent,
+                "count": lim.count,
+                "base": lim.base,
+                "exceeded": lim.exceeded,
+                "message": lim.message,
+            }
+            for lim in r.limits
+        ],
+    }
+    out.write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    click.echo(
+        f"plan {r.plan_digest} written to {out}; apply it with: ferry import "
+        f"{path.name} --plan {out}"
+    )
+
+
+_COUNTED = ("created", "updated", "unchanged", "skipped", "unmatched", "deleted", "errors")
+
+
+# ------------------------------------------------------------------------------------
 
 
 def _requests_session(
@@ -199,6 +324,9 @@ def _when(ts: Any) -> str:
 
 def _print_result(r: ipb.ImportResult) -> None:
     columns = ["created", "updated", "unchanged", "skipped", "unmatched", "deleted", "errors"]
+    # The three-way merge's and renames' counts, when some entity has them (issue 29).
+    columns += [c for c in ("kept_local", "conflicts", "renamed")
+                if any(getattr(s, c) for s in r.summaries)]  # fmt: skip
     rows = [[s.entity, *(f"{getattr(s, c):,}" for c in columns)] for s in r.summaries]
     if rows:
         table(rows, ["entity", *columns])
@@ -218,12 +346,47 @@ def _print_result(r: ipb.ImportResult) -> None:
         sample = f" (e.g. {', '.join(w.sample[:3])})" if w.sample else ""
         click.echo(f"note: {w.message}{sample}")
     _echo_empty_cell_rule(r)
+    for lim in r.limits:
+        click.echo(f"limit{' EXCEEDED' if lim.exceeded else ''}: {lim.message}")
     if r.status == ipb.IMPORT_STATUS_DRY_RUN:
         for c in r.sample_changes[:ERRORS_SHOWN]:
             diff = ", ".join(f"{f.field}: {f.old_value!r} -> {f.new_value!r}" for f in c.changes)
             click.echo(
                 f"  would {c.action} {c.entity} {c.natural_key}" + (f": {diff}" if diff else "")
             )
+    else:  # what a three-way merge kept and the conflicts it resolved are worth seeing
+        for c in [c for c in r.sample_changes if c.action in ("keep_local", "conflict")][
+            :ERRORS_SHOWN
+        ]:
+            diff = ", ".join(f"{f.field}: here {f.old_value!r}, source {f.new_value!r}"
+                             for f in c.changes)  # fmt: skip
+            click.echo(f"  {c.action.replace('_', ' ')} {c.entity} {c.natural_key}: {diff}")
+
+
+@imports.command("rename")
+@click.argument("entity", type=click.Choice(["students", "courses"]))
+@click.argument("old_key")
+@click.argument("new_key")
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.pass_context
+def import_rename(
+    ctx: click.Context, entity: str, old_key: str, new_key: str, dry_run: bool
+) -> None:
+    """Change a record's key here (a student id, a course code), keeping its records.
+
+    Bundles exported from here carry the rename, so other installations rename the
+    record too instead of creating a second one. Undo it with `ferry import undo ID`.
+    """
+    app = load_app(ctx)
+    stub = clients(app).imports()
+    with rpc_errors():
+        result = stub.RenameRecord(
+            ipb.RenameRecordRequest(
+                entity=entity, old_key=old_key, new_key=new_key, dry_run=dry_run
+            ),
+            timeout=120,
+        ).result
+    _print_result(result)
 
 
 @imports.command("list")

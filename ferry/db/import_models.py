@@ -63,6 +63,10 @@ class Import(Base):
     warnings: Mapped[list[Any] | None] = mapped_column(Json)
     # The storage key of the backup taken before the merge (backup_before), or "".
     backup_key: Mapped[str] = mapped_column(String(500), default="")
+    # The digest of the run's plan (ferry.merge.digest): an apply names a dry run's.
+    plan_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The plan's fingerprints per entity and the change limits measured.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class ImportChange(Base):
@@ -122,3 +126,34 @@ class PendingLink(Base):
     # The import that bound it, or that re-imported the record with another link.
     closed_by: Mapped[str | None] = mapped_column(String(36))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportBase(Base):
+    """The values a bundle import last imported for a record (ferry.merge.threeway): the
+    base of the three-way merge that keeps local edits (imports.keep_local_edits)."""
+
+    __tablename__ = "import_bases"
+
+    entity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The record's natural key fields as text, joined by U+001F.
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The import that wrote it (undo forgets it).
+    import_id: Mapped[str] = mapped_column(String(36), index=True)
+    # field -> the source's value as text (timestamps as epoch seconds), or null.
+    vals: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class KeyRename(Base):
+    """Natural keys changed here or by an import (ferry.merge.renames): exports carry them
+    so that the records are renamed, not duplicated, wherever the bundle goes."""
+
+    __tablename__ = "key_renames"
+    __table_args__ = (Index(None, "renamed_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(64))
+    old_key: Mapped[str] = mapped_column(String(200))
+    new_key: Mapped[str] = mapped_column(String(200))
+    renamed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The import that renamed it (undo takes the rename back).
+    import_id: Mapped[str] = mapped_column(String(36), index=True)

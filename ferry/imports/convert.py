@@ -65,6 +65,8 @@ def merge_options(opts: ipb.ImportOptions) -> MergeOptions:
         bundle_format=opts.bundle_format,
         dataset=opts.dataset or "school",
         backup_before=opts.backup_before if opts.HasField("backup_before") else None,
+        plan_digest=opts.plan_digest,
+        allow_mass_change=opts.allow_mass_change,
     )
 
 
@@ -82,6 +84,8 @@ def entity_options(
         filename=opts.filename or filename,
         bundle_format=fmt,
         dataset=dataset,
+        plan_digest=opts.plan_digest,
+        allow_mass_change=opts.allow_mass_change,
     )
 
 
@@ -104,6 +108,8 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             filename=opts.filename,
             bundle_format=opts.bundle_format,
             dataset=opts.dataset,
+            plan_digest=opts.plan_digest,
+            allow_mass_change=opts.allow_mass_change,
         ),
         entity=o.entity,
         requested_by=o.requested_by,
@@ -114,6 +120,7 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
         duration_seconds=o.duration_seconds,
         error_message=o.error_message,
         backup_key=o.backup_key,
+        plan_digest=o.plan_digest,
     )
     if opts.backup_before is not None:
         out.options.backup_before = opts.backup_before
@@ -127,6 +134,9 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             unmatched=s.unmatched,
             deleted=s.deleted,
             errors=s.errors,
+            kept_local=s.kept_local,
+            conflicts=s.conflicts,
+            renamed=s.renamed,
         )
     for e in o.errors:
         out.errors.add(
@@ -149,6 +159,25 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             sample=w.sample,
             message=w.message,
         )
+    for lim in o.limits:
+        out.limits.add(
+            entity=lim.entity,
+            action=lim.action,
+            scope=lim.scope,
+            max_percent=lim.max_percent,
+            count=lim.count,
+            base=lim.base,
+            exceeded=lim.exceeded,
+            message=lim.message,
+        )
+    if o.approval:
+        a = o.approval
+        out.approval.state = a.get("state", "")
+        out.approval.decided_by = a.get("decided_by", "")
+        out.approval.reason = a.get("reason", "")
+        for name in ("expires_at", "decided_at"):
+            if a.get(name):
+                _stamp(getattr(out.approval, name), dt.datetime.fromisoformat(a[name]))
     _stamp(out.created_at, o.created_at)
     _stamp(out.finished_at, o.finished_at)
     _stamp(out.undone_at, o.undone_at)

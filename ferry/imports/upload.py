@@ -19,7 +19,7 @@ from ferry.bundle.chunks import chunks_to_events
 from ferry.bundle.formats.base import BundleLimits, RawReading
 from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.spec import Dataset
-from ferry.errors import Cancelled, InvalidArgument
+from ferry.errors import Cancelled, InvalidArgument, PermissionDenied
 from ferry.formats.base import ReadLimits
 from ferry.imports import convert, detect
 from ferry.imports.backup import before_import
@@ -27,9 +27,11 @@ from ferry.imports.spool import FileUpload, Spool
 from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
 from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
+from ferry.merge.model import ChangeLimit
 from ferry.merge.run import Backup
 from ferry.rpc.filters import current_call
 from ferry.v1 import import_pb2 as ipb
+from ferry.v1 import options_pb2 as opb
 
 UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriving upload
 
@@ -37,6 +39,44 @@ UPLOAD_THREAD = "import-upload"  # the name of the thread that receives an arriv
 def backup_for(app: App, ds: Dataset, requested_by: str) -> Backup:
     """Where an import writes its backup_before: the export storage plugin."""
     return before_import(app.engine, ds, app.storage(), requested_by)
+
+
+# --- plans and change limits (issue 29) -------------------------------------------
+def may_mass_change(allow: bool) -> None:
+    """PERMISSION_DENIED for allow_mass_change from a caller below admin."""
+    if allow:
+        call = current_call()
+        if call is not None and call.role and call.role < opb.ROLE_ADMIN:
+            raise PermissionDenied(
+                "only an admin may set allow_mass_change", field="options.allow_mass_change"
+            )
+
+
+def with_settings(app: App, options: MergeOptions) -> MergeOptions:
+    """The options with the server's change limits (imports.change_limits) and
+    three-way settings (imports.keep_local_edits, imports.conflicts); an
+    allow_mass_change from a caller below admin is PERMISSION_DENIED, before the upload.
+    (With auth turned off, on a laptop, the one user may set it.)"""
+    may_mass_change(options.allow_mass_change)
+    limits = tuple(
+        ChangeLimit(c.entity, c.action, c.max_percent, c.scope)
+        for c in app.settings.imports.change_limits
+    )
+    imports = app.settings.imports
+    call = current_call()
+    return dataclasses.replace(
+        options,
+        change_limits=limits,
+        keep_local_edits=imports.keep_local_edits,
+        conflicts=tuple(sorted(imports.conflicts.items())),
+        approval_required=imports.approval == "required",
+        # Admins (and the one user of a laptop with auth off) need no approval.
+        approver=call is None or not call.role or call.role >= opb.ROLE_ADMIN,
+        plan_expiry_minutes=imports.plan_expiry_minutes,
+    )
+
+
+# -----------------------------------------------------------------------------------
 
 
 def spool_for(app: App) -> Spool:
@@ -53,7 +93,7 @@ def import_session(
     options = options_first(requests).options
     ds = app.dataset(options.dataset)
     # Bad options fail before the upload, not after it.
-    merge_options = convert.merge_options(options)
+    merge_options = with_settings(app, convert.merge_options(options))
     fmt: Any = None
     if options.bundle_format or options.filename:  # None: told by the content, later
         fmt = detect.named_bundle_format(options.bundle_format, options.filename)
@@ -181,6 +221,7 @@ def import_entities(
     options = options_first(requests).options
     ds = app.dataset()
     entity = find_entity(ds, options.entity)
+    may_mass_change(options.allow_mass_change)  # before the upload
     reader: Any = None
     if options.format or options.filename:  # bad options fail before the upload
         reader = detect.tabular_reader(options.format, options.filename)
@@ -199,7 +240,9 @@ def import_entities(
         filename = options.filename or files.filename
         if reader is None:
             reader = detect.tabular_reader("", filename)
-        merge_options = convert.entity_options(options, reader.name, filename, ds.name)
+        merge_options = with_settings(
+            app, convert.entity_options(options, reader.name, filename, ds.name)
+        )
         rows = reader.read(spool.rewind(), ReadLimits())
         batches = EntityRows(
             entity,

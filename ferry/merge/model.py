@@ -36,6 +36,37 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
+class ChangeLimit:
+    """At most `max_percent` of the live `entity` records of a scope may be changed by
+    `action` (create | update | delete, a soft-delete) in one import. scope `semester`:
+    counted among the records of the import's semester (the whole table for an import
+    without one); `all`: the whole table."""
+
+    entity: str
+    action: str
+    max_percent: float
+    scope: str = "semester"
+
+
+@dataclass
+class LimitCheck:
+    """One change limit measured against an import (a dry run reports them all)."""
+
+    entity: str
+    action: str
+    scope: str
+    max_percent: float
+    count: int  # records the import creates, updates or soft-deletes
+    base: int  # live records of the scope before the import
+    exceeded: bool
+    message: str
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.count / self.base if self.base else 0.0
+
+
+@dataclass(frozen=True)
 class MergeOptions:
     strategy: Strategy = Strategy.UPDATE
     dry_run: bool = False
@@ -46,6 +77,23 @@ class MergeOptions:
     dataset: str = "school"
     # Back up what the import touches before merging; None: only for replace.
     backup_before: bool | None = None
+    # Apply exactly the plan a dry run returned with this digest, or nothing
+    # (FailedPrecondition naming what changed since): ferry.merge.digest.
+    plan_digest: str = ""
+    # Limits on mass changes (ferry.merge.limits); `allow_mass_change` lets an import
+    # exceed them (the service lets only admins set it).
+    change_limits: tuple[ChangeLimit, ...] = ()
+    allow_mass_change: bool = False
+    # Three-way merge of bundle imports (ferry.merge.threeway): fields changed only here
+    # are kept; `conflicts` ("entity.field" | "entity" | "*" -> source | local | review)
+    # resolves fields changed on both sides (default: source).
+    keep_local_edits: bool = False
+    conflicts: tuple[tuple[str, str], ...] = ()
+    # Approval of plans (ferry.merge.approval): imports by non-admins (`approver` False)
+    # need an approved plan; plans expire after `plan_expiry_minutes` (0: never).
+    approval_required: bool = False
+    approver: bool = False
+    plan_expiry_minutes: int = 0
 
     @property
     def wants_backup(self) -> bool:
@@ -66,6 +114,12 @@ class EntitySummary:
     unmatched: int = 0
     deleted: int = 0
     errors: int = 0
+    # Three-way merge (keep_local_edits): records updated from the source that kept a
+    # local edit, and records with a field changed on both sides.
+    kept_local: int = 0
+    conflicts: int = 0
+    # Records renamed in place by the bundle's renames (ferry.merge.renames).
+    renamed: int = 0
 
 
 @dataclass
@@ -81,7 +135,9 @@ class RecordError:
 class RecordChange:
     entity: str
     natural_key: str
-    action: str  # create | update | delete
+    # create | update | delete; keep_local | conflict (three-way: old is the local
+    # value, new the source's); rename (old key -> new key)
+    action: str
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (field, old, new)
 
 
@@ -117,3 +173,13 @@ class ImportOutcome:
     warnings: list[ImportWarning] = field(default_factory=list)
     # The storage key of the backup taken before the merge, or "".
     backup_key: str = ""
+    # The digest of this run's plan (ferry.merge.digest): what ImportSession's
+    # plan_digest names to apply exactly this plan.
+    plan_digest: str = ""
+    # Per entity (and "scope:<entity>" for a replace's scope) the fingerprint of the rows
+    # the plan read: how an apply names what changed since the preview.
+    plan_parts: dict[str, str] = field(default_factory=dict)
+    limits: list[LimitCheck] = field(default_factory=list)
+    # A plan's approval (ferry.merge.approval): state pending | approved | rejected,
+    # expires_at, decided_by, decided_at, reason; empty when none is required.
+    approval: dict[str, str] = field(default_factory=dict)

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -30,7 +30,19 @@ from ferry.bundle import semesters
 from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
-from ferry.merge import announce, apply, links, plan, rejects, store
+from ferry.merge import (
+    announce,
+    apply,
+    approval,
+    digest,
+    limits,
+    links,
+    plan,
+    rejects,
+    renames,
+    store,
+    threeway,
+)
 from ferry.merge.header import refuse_out_of_scope, scope_condition
 from ferry.merge.idempotency import earlier_run, record_rolled_back
 from ferry.merge.model import (
@@ -203,6 +215,8 @@ def run_import(
             "update (its deletions are applied as soft-deletes)",
             field="options.strategy",
         )
+    limits.check_limits(ds, options.change_limits)
+    approval.require_plan(options)
     key = "" if options.dry_run else options.idempotency_key
     arriving: ArrivingSha | None = None
     if callable(source_sha256):
@@ -248,6 +262,13 @@ def run_import(
             if earlier is not None:
                 conn.rollback()
                 return earlier
+        preview: digest.Preview | None = None
+        if options.plan_digest and not options.dry_run:
+            # Under the lock: nothing can change between this check and the commit.
+            preview = digest.find_preview(conn, options.plan_digest)
+            approval.check_apply(options, preview.approval, preview.id)
+            if isinstance(source_sha256, str):
+                digest.check_source(preview, source_sha256)
         if backup is not None and options.wants_backup:
             backing = _Backing(backup, semester if semester and not whole else None, outcome.id)
             backing.start()
@@ -263,7 +284,12 @@ def run_import(
             keep_rejects=options.on_error is OnError.SKIP_INVALID,
             import_id=outcome.id,
         )
-        work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging)
+        work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging, preview)
+        # Bundles from a source installation merge three-way when asked (entity files
+        # are local edits).
+        work.three_way = options.keep_local_edits and isinstance(first, Header)
+        if isinstance(first, Header):
+            work.renames = list(first.metadata.renames)
         staging.start(rest)
         work.merge(None if whole else semester, started)
         work.step = "finishing"
@@ -275,6 +301,16 @@ def run_import(
             outcome.total_errors += len(refused)
         if arriving is not None:  # the events were read to their end: it has arrived
             outcome.source_sha256 = arriving()
+        outcome.plan_digest = digest.digest(
+            outcome.source_sha256, options, entity, outcome.plan_parts
+        )
+        if preview is not None:
+            digest.check_source(preview, outcome.source_sha256)
+            if outcome.plan_digest != options.plan_digest.strip().lower():
+                raise digest.refuse_different(preview, outcome.plan_parts)
+        failed_early = outcome.total_errors > 0 and options.on_error is OnError.ABORT
+        if not options.dry_run and not failed_early and not options.allow_mass_change:
+            limits.refuse_exceeded(outcome.limits)
         if backing is not None:
             with _timed("backup before (its end)"):
                 outcome.backup_key = backing.result()
@@ -284,6 +320,8 @@ def run_import(
         if failed or options.dry_run:
             conn.rollback()
             outcome.status = Status.FAILED if failed else Status.DRY_RUN
+            if not failed:
+                approval.propose(outcome, options)  # it waits for an admin's approval
             outcome.has_rejected_file = False
             if failed:
                 outcome.warnings = []
@@ -437,7 +475,31 @@ class _Run:
     sqlite: bool
     entity: str
     staging: Staging
+    preview: digest.Preview | None = None  # the plan this run must apply exactly
+    three_way: bool = False  # keep local edits (ferry.merge.threeway)
+    renames: list[Any] = dataclasses.field(default_factory=list)  # keys changed at the source
+
+    def _rename(self, now: object, now_dt: dt.datetime) -> tuple[list[RecordError], dict[str, int]]:
+        """Apply the bundle's renames before any record is merged (ferry.merge.renames)."""
+        if not self.renames:
+            return [], {}
+        self.step = "renaming records"
+        found, samples, counted, part = renames.apply(
+            self.conn, self.ds, self.renames, self.outcome.id, now, now_dt
+        )
+        self.outcome.sample_changes += samples
+        self._fingerprint("renames", part, None, None)
+        return found, counted
+
     step: str = "staging"  # what the run is doing, in words, for a failure's message
+
+    def _fingerprint(
+        self, name: str, part: str, shape: Shape | None, now: EntitySummary | None
+    ) -> None:
+        """Record a part of the plan; with a preview, refuse when it differs from its own."""
+        self.outcome.plan_parts[name] = part
+        if self.preview is not None and self.preview.parts.get(name) != part:
+            raise digest.refuse_changed(self.conn, self.preview, name, shape, now)
 
     @property
     def active(self) -> list[Shape]:
@@ -451,11 +513,18 @@ class _Run:
         conn, sqlite, out = self.conn, self.sqlite, self.outcome
         now = apply.ts_param(now_dt, sqlite)
         replace = self.options.strategy is Strategy.REPLACE
+        conflicts, renamed = self._rename(now, now_dt)
         scoped = set()
         if replace:
             scoped = {
                 s.name for s in self.active if plan.scope_snapshot(conn, self.ds, s, semester)
             }
+            for name in sorted(scoped):
+                shape = self.shapes[name]
+                self._fingerprint(f"scope:{name}", digest.scope_part(conn, shape), shape, None)
+        limit_bases = limits.bases(
+            conn, self.ds, self.options.change_limits, semester, {s.name for s in self.active}
+        )
         errors: list[RecordError] = []
         summaries: dict[str, EntitySummary] = {}
         staged = self.staging.stager.entities
@@ -482,6 +551,7 @@ class _Run:
                     # A semester bundle: its records must be of that semester.
                     scope_condition(self.ds, shape, semester or "", conn.dialect),
                 )
+                kept = self._three_way(shape, statuses[shape.name])
                 try:
                     summaries[shape.name] = plan.summarize(conn, shape, statuses[shape.name])
                 except plan.OutOfScope:
@@ -490,6 +560,14 @@ class _Run:
                         f"{shape.name} records are not of the bundle's semester {semester}",
                         field=shape.name,
                     ) from None
+                summaries[shape.name].kept_local, summaries[shape.name].conflicts = kept
+            with _timed(f"plan digest {shape.name}"):
+                self._fingerprint(
+                    shape.name,
+                    digest.entity_part(conn, shape, statuses[shape.name]),
+                    shape,
+                    summaries[shape.name],
+                )
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
@@ -542,9 +620,30 @@ class _Run:
         plan.drop_views(
             conn, [self.shapes[n] for n, t in statuses.items() if t != self.shapes[n].resolved]
         )
+        for e in conflicts:  # renames onto a key that exists: listed, counted as errors
+            summaries.setdefault(e.entity, EntitySummary(e.entity)).errors += 1
+        for name, n in renamed.items():
+            summaries.setdefault(name, EntitySummary(name)).renamed += n
+        errors = conflicts + errors
         out.summaries = list(summaries.values())
         out.total_errors = sum(s.errors for s in out.summaries)
+        out.limits = limits.measure(self.options.change_limits, summaries, limit_bases, semester)
         out.errors = errors[:MAX_LISTED_ERRORS]
+
+    def _three_way(self, shape: Shape, statuses: str) -> tuple[int, int]:
+        """Keep local edits (ferry.merge.threeway): decide against the old bases, write
+        the new ones (the source's values), then keep. (kept_local, conflicts)"""
+        if not self.three_way:
+            return 0, 0
+        with _timed(f"three-way {shape.name}"):
+            kept, conflicts, samples = threeway.classify(
+                self.conn, shape, self.options.conflicts, self.sqlite
+            )
+            threeway.write_bases(self.conn, shape, self.outcome.id, self.sqlite)
+            if kept or conflicts:
+                threeway.keep(self.conn, shape, statuses, self.sqlite)
+                self.outcome.sample_changes += samples
+        return kept, conflicts
 
     def _pending_links(self, now: object) -> None:
         """Optional links whose target exists nowhere wait in pending_links; those waiting

@@ -17,6 +17,7 @@ from ferry.merge.model import (
     EntitySummary,
     ImportOutcome,
     ImportWarning,
+    LimitCheck,
     MergeOptions,
     OnError,
     RecordChange,
@@ -26,6 +27,13 @@ from ferry.merge.model import (
 )
 
 T = cast(sa.Table, Import.__table__)
+SERVER_SETTINGS = {
+    "change_limits",
+    "conflicts",
+    "approval_required",
+    "approver",
+    "plan_expiry_minutes",
+}
 
 
 def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
@@ -38,6 +46,8 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "options": {
             k: str(v) if not isinstance(v, bool | None) else v
             for k, v in dataclasses.asdict(o.options).items()
+            # (the server's settings, reported in `plan`, are not the caller's options)
+            if k not in SERVER_SETTINGS
         },
         "entity": o.entity,
         "requested_by": o.requested_by,
@@ -64,6 +74,14 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "error_message": o.error_message,
         "warnings": [dataclasses.asdict(w) for w in o.warnings],
         "backup_key": o.backup_key,
+        "plan_digest": o.plan_digest or None,
+        "plan": {
+            "parts": o.plan_parts,
+            "limits": [dataclasses.asdict(c) for c in o.limits],
+            **({"approval": o.approval} if o.approval else {}),
+        }
+        if o.plan_digest or o.limits
+        else None,
     }
 
 
@@ -89,7 +107,10 @@ def from_row(row: Any) -> ImportOutcome:
         bundle_format=str(opts.get("bundle_format", "")),
         dataset=str(opts.get("dataset", row.dataset)),
         backup_before=opts.get("backup_before"),
+        plan_digest=str(opts.get("plan_digest", "")),
+        allow_mass_change=bool(opts.get("allow_mass_change", False)),
     )
+    plan = dict(getattr(row, "plan", None) or {})
     return ImportOutcome(
         id=row.id,
         status=Status(row.status),
@@ -115,6 +136,10 @@ def from_row(row: Any) -> ImportOutcome:
         error_message=row.error_message,
         warnings=[ImportWarning(**w) for w in row.warnings or []],
         backup_key=row.backup_key or "",
+        plan_digest=getattr(row, "plan_digest", None) or "",
+        plan_parts=dict(plan.get("parts", {})),
+        limits=[LimitCheck(**c) for c in plan.get("limits", [])],
+        approval=dict(plan.get("approval") or {}),
     )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle import semesters
 from ferry.datasets.spec import Dataset, Entity
 from ferry.errors import FailedPrecondition, NotFound
-from ferry.merge import links, store
+from ferry.merge import links, renames, store, threeway
 from ferry.merge.model import ImportOutcome, Status
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import differs, key_lookup, q
@@ -82,6 +82,8 @@ def undo_import(
         for e in reversed(entities):
             _delete_created(conn, e, import_id)
         links.undo(conn, import_id)
+        threeway.forget(conn, import_id)  # its bases go with it
+        renames.undo(conn, ds, import_id, sqlite)  # old keys back
         outcome.status = Status.UNDONE
         outcome.undone_at = dt.datetime.now(dt.UTC)
         store.update(conn, outcome, claim_key=bool(outcome.options.idempotency_key))

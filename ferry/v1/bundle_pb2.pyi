@@ -404,6 +404,7 @@ class BundleMetadata(google.protobuf.message.Message):
     ENTITY_ORDER_FIELD_NUMBER: builtins.int
     UPDATED_SINCE_FIELD_NUMBER: builtins.int
     SCOPE_FIELD_NUMBER: builtins.int
+    RENAMES_FIELD_NUMBER: builtins.int
     semester: builtins.str
     exported_by: builtins.str
     """The subject of the exporting caller's token."""
@@ -431,6 +432,13 @@ class BundleMetadata(google.protobuf.message.Message):
     def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """Set for a delta bundle: it holds the records changed or deleted since this instant."""
 
+    @property
+    def renames(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___KeyRename]:
+        """Natural keys changed at the source (a student id, a course code), oldest first: the
+        merge renames the record in place, keeping its children and links. A delta carries
+        those made since updated_since; a full bundle every one its source knows.
+        """
+
     def __init__(
         self,
         *,
@@ -444,11 +452,41 @@ class BundleMetadata(google.protobuf.message.Message):
         entity_order: collections.abc.Iterable[builtins.str] | None = ...,
         updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         scope: builtins.str = ...,
+        renames: collections.abc.Iterable[Global___KeyRename] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["exported_at", b"exported_at", "updated_since", b"updated_since"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "scope", b"scope", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "renames", b"renames", "scope", b"scope", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
 
 Global___BundleMetadata: typing_extensions.TypeAlias = BundleMetadata
+
+@typing.final
+class KeyRename(google.protobuf.message.Message):
+    """One natural key changed: the record `old_key` of `entity` is now `new_key`."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    OLD_KEY_FIELD_NUMBER: builtins.int
+    NEW_KEY_FIELD_NUMBER: builtins.int
+    RENAMED_AT_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    """courses | students (entities whose key is one field of their own)"""
+    old_key: builtins.str
+    new_key: builtins.str
+    @property
+    def renamed_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        old_key: builtins.str = ...,
+        new_key: builtins.str = ...,
+        renamed_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["renamed_at", b"renamed_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["entity", b"entity", "new_key", b"new_key", "old_key", b"old_key", "renamed_at", b"renamed_at"]) -> None: ...
+
+Global___KeyRename: typing_extensions.TypeAlias = KeyRename
 
 @typing.final
 class RecordBatch(google.protobuf.message.Message):

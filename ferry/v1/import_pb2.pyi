@@ -122,6 +122,8 @@ class ImportOptions(google.protobuf.message.Message):
     BUNDLE_FORMAT_FIELD_NUMBER: builtins.int
     DATASET_FIELD_NUMBER: builtins.int
     BACKUP_BEFORE_FIELD_NUMBER: builtins.int
+    PLAN_DIGEST_FIELD_NUMBER: builtins.int
+    ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
     NOTIFY_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
@@ -141,6 +143,15 @@ class ImportOptions(google.protobuf.message.Message):
     backup_key and RestoreBackup restores it. Unset: on for replace, off otherwise.
     Never for a dry run.
     """
+    plan_digest: builtins.str
+    """Apply exactly the plan of the dry run that returned this digest
+    (ImportResult.plan_digest), or nothing: FAILED_PRECONDITION naming what changed since
+    the preview (records edited, imports committed or undone, another file or options).
+    """
+    allow_mass_change: builtins.bool
+    """Let the import exceed the server's change limits (imports.change_limits). Admins
+    only (PERMISSION_DENIED otherwise).
+    """
     @property
     def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Addresses told the import's summary when it ends (NotifyService); empty: nobody."""
@@ -156,10 +167,12 @@ class ImportOptions(google.protobuf.message.Message):
         bundle_format: builtins.str = ...,
         dataset: builtins.str = ...,
         backup_before: builtins.bool | None = ...,
+        plan_digest: builtins.str = ...,
+        allow_mass_change: builtins.bool = ...,
         notify: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_backup_before", b"_backup_before"]) -> typing.Literal["backup_before"] | None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions
@@ -237,6 +250,8 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     ON_ERROR_FIELD_NUMBER: builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     FILENAME_FIELD_NUMBER: builtins.int
+    PLAN_DIGEST_FIELD_NUMBER: builtins.int
+    ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
     entity: builtins.str
     """students | courses | enrollments | grades | attendance | daily_performance | highlights"""
     format: builtins.str
@@ -246,6 +261,10 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     on_error: Global___OnError.ValueType
     idempotency_key: builtins.str
     filename: builtins.str
+    plan_digest: builtins.str
+    """As ImportOptions.plan_digest."""
+    allow_mass_change: builtins.bool
+    """As ImportOptions.allow_mass_change (admins only)."""
     @property
     def column_mapping(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """File column header -> field name, for headers that differ from the field names."""
@@ -261,8 +280,10 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
         on_error: Global___OnError.ValueType = ...,
         idempotency_key: builtins.str = ...,
         filename: builtins.str = ...,
+        plan_digest: builtins.str = ...,
+        allow_mass_change: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["allow_mass_change", b"allow_mass_change", "column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
 
 Global___ImportEntitiesOptions: typing_extensions.TypeAlias = ImportEntitiesOptions
 
@@ -321,6 +342,9 @@ class EntitySummary(google.protobuf.message.Message):
     UNMATCHED_FIELD_NUMBER: builtins.int
     DELETED_FIELD_NUMBER: builtins.int
     ERRORS_FIELD_NUMBER: builtins.int
+    KEPT_LOCAL_FIELD_NUMBER: builtins.int
+    CONFLICTS_FIELD_NUMBER: builtins.int
+    RENAMED_FIELD_NUMBER: builtins.int
     entity: builtins.str
     created: builtins.int
     updated: builtins.int
@@ -333,6 +357,16 @@ class EntitySummary(google.protobuf.message.Message):
     deleted: builtins.int
     """Soft-deleted because the bundle lacks them (MERGE_STRATEGY_REPLACE)."""
     errors: builtins.int
+    kept_local: builtins.int
+    """Updated from the source but kept a field edited here (imports.keep_local_edits:
+    the field changed here only, or on both sides with conflict policy local/review).
+    """
+    conflicts: builtins.int
+    """Records with a field changed both here and at the source (resolved by
+    imports.conflicts; sample_changes of action "conflict" show both values).
+    """
+    renamed: builtins.int
+    """Renamed in place by the bundle's renames (BundleMetadata.renames)."""
     def __init__(
         self,
         *,
@@ -344,8 +378,11 @@ class EntitySummary(google.protobuf.message.Message):
         unmatched: builtins.int = ...,
         deleted: builtins.int = ...,
         errors: builtins.int = ...,
+        kept_local: builtins.int = ...,
+        conflicts: builtins.int = ...,
+        renamed: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["created", b"created", "deleted", b"deleted", "entity", b"entity", "errors", b"errors", "skipped", b"skipped", "unchanged", b"unchanged", "unmatched", b"unmatched", "updated", b"updated"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["conflicts", b"conflicts", "created", b"created", "deleted", b"deleted", "entity", b"entity", "errors", b"errors", "kept_local", b"kept_local", "renamed", b"renamed", "skipped", b"skipped", "unchanged", b"unchanged", "unmatched", b"unmatched", "updated", b"updated"]) -> None: ...
 
 Global___EntitySummary: typing_extensions.TypeAlias = EntitySummary
 
@@ -415,7 +452,10 @@ class RecordChange(google.protobuf.message.Message):
     entity: builtins.str
     natural_key: builtins.str
     action: builtins.str
-    """create | update | delete"""
+    """create | update | delete; keep_local | conflict (a three-way merge kept the local
+    value: old_value is the local value, new_value the source's); rename (the key:
+    old_value -> new_value)
+    """
     @property
     def changes(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___FieldChange]: ...
     def __init__(
@@ -453,6 +493,9 @@ class ImportResult(google.protobuf.message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
     BACKUP_KEY_FIELD_NUMBER: builtins.int
+    PLAN_DIGEST_FIELD_NUMBER: builtins.int
+    LIMITS_FIELD_NUMBER: builtins.int
+    APPROVAL_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -472,6 +515,12 @@ class ImportResult(google.protobuf.message.Message):
     """
     backup_key: builtins.str
     """The storage key of the backup taken before the merge (backup_before), or ""."""
+    plan_digest: builtins.str
+    """The digest of this run's plan: over the file's sha256, the options that shape the
+    plan, and per entity what it decides for each record and the data version of each
+    row it reads. A dry run's digest, given back as ImportOptions.plan_digest, applies
+    exactly this plan.
+    """
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -493,6 +542,14 @@ class ImportResult(google.protobuf.message.Message):
     @property
     def warnings(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ImportWarning]:
         """Not errors, but worth knowing, per kind and entity (see ImportWarning)."""
+
+    @property
+    def limits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ChangeLimitCheck]:
+        """The server's change limits measured against this run (a dry run reports them too)."""
+
+    @property
+    def approval(self) -> Global___PlanApproval:
+        """Set on a preview made while imports.approval is required: its plan's approval."""
 
     def __init__(
         self,
@@ -516,11 +573,166 @@ class ImportResult(google.protobuf.message.Message):
         error_message: builtins.str = ...,
         warnings: collections.abc.Iterable[Global___ImportWarning] | None = ...,
         backup_key: builtins.str = ...,
+        plan_digest: builtins.str = ...,
+        limits: collections.abc.Iterable[Global___ChangeLimitCheck] | None = ...,
+        approval: Global___PlanApproval | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "options", b"options", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["approval", b"approval", "created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
+
+@typing.final
+class PlanApproval(google.protobuf.message.Message):
+    """A plan's approval (imports.approval: required)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: builtins.int
+    EXPIRES_AT_FIELD_NUMBER: builtins.int
+    DECIDED_BY_FIELD_NUMBER: builtins.int
+    DECIDED_AT_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    state: builtins.str
+    """pending | approved | rejected"""
+    decided_by: builtins.str
+    reason: builtins.str
+    @property
+    def expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """The plan can no longer be approved nor applied after this instant."""
+
+    @property
+    def decided_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        state: builtins.str = ...,
+        expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        decided_by: builtins.str = ...,
+        decided_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["decided_at", b"decided_at", "expires_at", b"expires_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["decided_at", b"decided_at", "decided_by", b"decided_by", "expires_at", b"expires_at", "reason", b"reason", "state", b"state"]) -> None: ...
+
+Global___PlanApproval: typing_extensions.TypeAlias = PlanApproval
+
+@typing.final
+class ApprovePlanRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    """The preview (dry run) whose plan is approved."""
+    reason: builtins.str
+    """A note for the operator (optional)."""
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["import_id", b"import_id", "reason", b"reason"]) -> None: ...
+
+Global___ApprovePlanRequest: typing_extensions.TypeAlias = ApprovePlanRequest
+
+@typing.final
+class ApprovePlanResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult: ...
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___ApprovePlanResponse: typing_extensions.TypeAlias = ApprovePlanResponse
+
+@typing.final
+class RejectPlanRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    """The preview (dry run) whose plan is rejected."""
+    reason: builtins.str
+    """Why (required; shown to the operator)."""
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["import_id", b"import_id", "reason", b"reason"]) -> None: ...
+
+Global___RejectPlanRequest: typing_extensions.TypeAlias = RejectPlanRequest
+
+@typing.final
+class RejectPlanResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult: ...
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___RejectPlanResponse: typing_extensions.TypeAlias = RejectPlanResponse
+
+@typing.final
+class ChangeLimitCheck(google.protobuf.message.Message):
+    """One change limit (imports.change_limits) against an import."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    ACTION_FIELD_NUMBER: builtins.int
+    SCOPE_FIELD_NUMBER: builtins.int
+    MAX_PERCENT_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    BASE_FIELD_NUMBER: builtins.int
+    EXCEEDED_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    action: builtins.str
+    """create | update | delete (a soft-delete)"""
+    scope: builtins.str
+    """semester (the import's semester) | all (the whole table)"""
+    max_percent: builtins.float
+    count: builtins.int
+    """Records the import creates, updates or soft-deletes."""
+    base: builtins.int
+    """Live records of the scope before the import (0: the limit does not apply)."""
+    exceeded: builtins.bool
+    message: builtins.str
+    """The same in one sentence."""
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        action: builtins.str = ...,
+        scope: builtins.str = ...,
+        max_percent: builtins.float = ...,
+        count: builtins.int = ...,
+        base: builtins.int = ...,
+        exceeded: builtins.bool = ...,
+        message: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "base", b"base", "count", b"count", "entity", b"entity", "exceeded", b"exceeded", "max_percent", b"max_percent", "message", b"message", "scope", b"scope"]) -> None: ...
+
+Global___ChangeLimitCheck: typing_extensions.TypeAlias = ChangeLimitCheck
 
 @typing.final
 class ImportWarning(google.protobuf.message.Message):
@@ -742,3 +954,48 @@ class RestoreBackupResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
 
 Global___RestoreBackupResponse: typing_extensions.TypeAlias = RestoreBackupResponse
+
+@typing.final
+class RenameRecordRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    OLD_KEY_FIELD_NUMBER: builtins.int
+    NEW_KEY_FIELD_NUMBER: builtins.int
+    DRY_RUN_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    """courses | students"""
+    old_key: builtins.str
+    new_key: builtins.str
+    dry_run: builtins.bool
+    """Show what the rename would do; change nothing."""
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        old_key: builtins.str = ...,
+        new_key: builtins.str = ...,
+        dry_run: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dry_run", b"dry_run", "entity", b"entity", "new_key", b"new_key", "old_key", b"old_key"]) -> None: ...
+
+Global___RenameRecordRequest: typing_extensions.TypeAlias = RenameRecordRequest
+
+@typing.final
+class RenameRecordResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult:
+        """The rename's own import result (undo it like any import)."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___RenameRecordResponse: typing_extensions.TypeAlias = RenameRecordResponse

@@ -68,6 +68,21 @@ class ImportServiceStub:
                 request_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
                 _registered_method=True)
+        self.RenameRecord = channel.unary_unary(
+                '/ferry.v1.ImportService/RenameRecord',
+                request_serializer=ferry_dot_v1_dot_import__pb2.RenameRecordRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.RenameRecordResponse.FromString,
+                _registered_method=True)
+        self.ApprovePlan = channel.unary_unary(
+                '/ferry.v1.ImportService/ApprovePlan',
+                request_serializer=ferry_dot_v1_dot_import__pb2.ApprovePlanRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.ApprovePlanResponse.FromString,
+                _registered_method=True)
+        self.RejectPlan = channel.unary_unary(
+                '/ferry.v1.ImportService/RejectPlan',
+                request_serializer=ferry_dot_v1_dot_import__pb2.RejectPlanRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.RejectPlanResponse.FromString,
+                _registered_method=True)
         self.RestoreBackup = channel.unary_unary(
                 '/ferry.v1.ImportService/RestoreBackup',
                 request_serializer=ferry_dot_v1_dot_import__pb2.RestoreBackupRequest.SerializeToString,
@@ -129,6 +144,35 @@ class ImportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenameRecord(self, request, context):
+        """Change a record's natural key here (a student id, a course code): the record is
+        renamed in place, keeping its children and links, as an import of a bundle holding
+        only the rename (undoable with UndoImport), and every bundle exported from here
+        carries the rename so that other installations follow it. A new key that exists
+        already, or an entity whose key is made of its parents', is INVALID_ARGUMENT naming
+        it, and nothing is changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApprovePlan(self, request, context):
+        """Approve the plan of a preview made while imports.approval is required: an operator
+        can then import exactly that plan (ImportOptions.plan_digest) until it expires.
+        FAILED_PRECONDITION for a run that is no plan awaiting approval, or expired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectPlan(self, request, context):
+        """Reject the plan of a preview awaiting approval (reason required): it can never be
+        applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RestoreBackup(self, request, context):
         """Restore the bundle an import wrote to storage before it ran (backup_before): an
         import of it with strategy replace, in one transaction. NOT_FOUND when the import
@@ -170,6 +214,21 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     servicer.DownloadRejected,
                     request_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.SerializeToString,
+            ),
+            'RenameRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameRecord,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.RenameRecordRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.RenameRecordResponse.SerializeToString,
+            ),
+            'ApprovePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApprovePlan,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.ApprovePlanRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.ApprovePlanResponse.SerializeToString,
+            ),
+            'RejectPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectPlan,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.RejectPlanRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.RejectPlanResponse.SerializeToString,
             ),
             'RestoreBackup': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreBackup,
@@ -343,6 +402,87 @@ class ImportService:
             '/ferry.v1.ImportService/DownloadRejected',
             ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
             ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/RenameRecord',
+            ferry_dot_v1_dot_import__pb2.RenameRecordRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.RenameRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApprovePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/ApprovePlan',
+            ferry_dot_v1_dot_import__pb2.ApprovePlanRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.ApprovePlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/RejectPlan',
+            ferry_dot_v1_dot_import__pb2.RejectPlanRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.RejectPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -121,6 +121,54 @@ _ImportServiceDownloadRejectedType = typing_extensions.TypeVar(
     ],
 )
 
+_ImportServiceRenameRecordType = typing_extensions.TypeVar(
+    '_ImportServiceRenameRecordType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RenameRecordRequest,
+        ferry.v1.import_pb2.RenameRecordResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RenameRecordRequest,
+        ferry.v1.import_pb2.RenameRecordResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RenameRecordRequest,
+        ferry.v1.import_pb2.RenameRecordResponse,
+    ],
+)
+
+_ImportServiceApprovePlanType = typing_extensions.TypeVar(
+    '_ImportServiceApprovePlanType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+)
+
+_ImportServiceRejectPlanType = typing_extensions.TypeVar(
+    '_ImportServiceRejectPlanType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+)
+
 _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     '_ImportServiceRestoreBackupType',
     grpc.UnaryUnaryMultiCallable[
@@ -137,7 +185,7 @@ _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     ],
 )
 
-class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRestoreBackupType]):
+class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceRestoreBackupType]):
     """ImportService merges data into Ferry: whole bundles (ImportSession) or one entity's
     rows from csv/xlsx (ImportEntities). Records are matched by natural key; every run is
     all-or-nothing (or all valid records, with ON_ERROR_SKIP_INVALID), previewable with
@@ -169,6 +217,18 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
         grpc.UnaryStreamMultiCallable[
             ferry.v1.import_pb2.DownloadRejectedRequest,
             ferry.v1.import_pb2.DownloadRejectedResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RenameRecordRequest,
+            ferry.v1.import_pb2.RenameRecordResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ApprovePlanRequest,
+            ferry.v1.import_pb2.ApprovePlanResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RejectPlanRequest,
+            ferry.v1.import_pb2.RejectPlanResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
@@ -203,6 +263,18 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.DownloadRejectedResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RenameRecordRequest,
+            ferry.v1.import_pb2.RenameRecordResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ApprovePlanRequest,
+            ferry.v1.import_pb2.ApprovePlanResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.RejectPlanRequest,
+            ferry.v1.import_pb2.RejectPlanResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
             ferry.v1.import_pb2.RestoreBackupResponse,
         ],
@@ -232,6 +304,26 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
 
     DownloadRejected: _ImportServiceDownloadRejectedType
     """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
+
+    RenameRecord: _ImportServiceRenameRecordType
+    """Change a record's natural key here (a student id, a course code): the record is
+    renamed in place, keeping its children and links, as an import of a bundle holding
+    only the rename (undoable with UndoImport), and every bundle exported from here
+    carries the rename so that other installations follow it. A new key that exists
+    already, or an entity whose key is made of its parents', is INVALID_ARGUMENT naming
+    it, and nothing is changed.
+    """
+
+    ApprovePlan: _ImportServiceApprovePlanType
+    """Approve the plan of a preview made while imports.approval is required: an operator
+    can then import exactly that plan (ImportOptions.plan_digest) until it expires.
+    FAILED_PRECONDITION for a run that is no plan awaiting approval, or expired.
+    """
+
+    RejectPlan: _ImportServiceRejectPlanType
+    """Reject the plan of a preview awaiting approval (reason required): it can never be
+    applied.
+    """
 
     RestoreBackup: _ImportServiceRestoreBackupType
     """Restore the bundle an import wrote to storage before it ran (backup_before): an
@@ -263,6 +355,18 @@ ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
     grpc.aio.UnaryStreamMultiCallable[
         ferry.v1.import_pb2.DownloadRejectedRequest,
         ferry.v1.import_pb2.DownloadRejectedResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RenameRecordRequest,
+        ferry.v1.import_pb2.RenameRecordResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ApprovePlanRequest,
+        ferry.v1.import_pb2.ApprovePlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.RejectPlanRequest,
+        ferry.v1.import_pb2.RejectPlanResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RestoreBackupRequest,
@@ -331,6 +435,41 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[collections.abc.Iterator[ferry.v1.import_pb2.DownloadRejectedResponse], collections.abc.AsyncIterator[ferry.v1.import_pb2.DownloadRejectedResponse]]:
         """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
+
+    @abc.abstractmethod
+    def RenameRecord(
+        self,
+        request: ferry.v1.import_pb2.RenameRecordRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.RenameRecordResponse, collections.abc.Awaitable[ferry.v1.import_pb2.RenameRecordResponse]]:
+        """Change a record's natural key here (a student id, a course code): the record is
+        renamed in place, keeping its children and links, as an import of a bundle holding
+        only the rename (undoable with UndoImport), and every bundle exported from here
+        carries the rename so that other installations follow it. A new key that exists
+        already, or an entity whose key is made of its parents', is INVALID_ARGUMENT naming
+        it, and nothing is changed.
+        """
+
+    @abc.abstractmethod
+    def ApprovePlan(
+        self,
+        request: ferry.v1.import_pb2.ApprovePlanRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.ApprovePlanResponse, collections.abc.Awaitable[ferry.v1.import_pb2.ApprovePlanResponse]]:
+        """Approve the plan of a preview made while imports.approval is required: an operator
+        can then import exactly that plan (ImportOptions.plan_digest) until it expires.
+        FAILED_PRECONDITION for a run that is no plan awaiting approval, or expired.
+        """
+
+    @abc.abstractmethod
+    def RejectPlan(
+        self,
+        request: ferry.v1.import_pb2.RejectPlanRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.RejectPlanResponse, collections.abc.Awaitable[ferry.v1.import_pb2.RejectPlanResponse]]:
+        """Reject the plan of a preview awaiting approval (reason required): it can never be
+        applied.
+        """
 
     @abc.abstractmethod
     def RestoreBackup(

@@ -284,6 +284,8 @@ async function runImport(dryRun) {
   form.append("file", file, file.name);
   const q = new URLSearchParams({ merge_strategy: strategy(), dry_run: String(dryRun) });
   importFormat(q);
+  const digest = dryRun ? "" : previewedPlan(file);
+  if (digest) q.set("plan_digest", digest);
   const r = await api(`/api/v1/sessions/import?${q}`, { method: "POST", body: form });
   return r.result;
 }
@@ -301,7 +303,7 @@ async function preview() {
     $("import-btn").disabled = true;
     const result = await runImport(true);
     if (!result) return;
-    state.preview = { file: $("import-file").files[0], strategy: strategy() };
+    state.preview = { file: $("import-file").files[0], strategy: strategy(), digest: result.plan_digest || "" };
     renderResult(result, true);
     $("import-btn").disabled = false;
     say("previewed");
@@ -311,9 +313,21 @@ async function preview() {
 async function doImport() {
   await busy($("import-btn"), async () => {
     say("importing");
-    const result = await runImport(false);
+    const planned = Boolean(previewedPlan($("import-file").files[0]));
+    let result;
+    try {
+      result = await runImport(false);
+    } catch (e) {
+      if (planned && e.code === "FAILED_PRECONDITION") {
+        // A plan waiting for an admin stays previewed; one whose data moved does not.
+        if (/approv/.test(e.message || "")) note(t("planAwaitsApproval"));
+        else planChanged();
+      }
+      throw e;
+    }
     if (!result) return;
     renderResult(result, false);
+    if (planned) note(t("planApplied"));
     state.preview = null;
     await loadImports();
     await loadSemesters();
@@ -338,14 +352,15 @@ function renderResult(result, isPreview) {
   box.append(h);
   const table = document.createElement("table");
   const head = table.createTHead().insertRow();
-  for (const k of ["entity", ...COUNTS]) {
+  const counts = [...COUNTS, ...mergeCounts(result)];
+  for (const k of ["entity", ...counts]) {
     const th = document.createElement("th"); th.textContent = t(`col_${k}`); head.append(th);
   }
   const body = table.createTBody();
   for (const s of result.summaries || []) {
     const row = body.insertRow();
     row.insertCell().textContent = t(`entity_${s.entity}`);
-    for (const k of COUNTS) row.insertCell().textContent = s[k] ?? "0";
+    for (const k of counts) row.insertCell().textContent = s[k] ?? "0";
   }
   const wrap = document.createElement("div"); wrap.className = "table-wrap"; wrap.append(table);
   box.append(wrap);
@@ -383,6 +398,7 @@ function renderResult(result, isPreview) {
     box.append(p, ul);
   }
   renderLoss(result, box);
+  renderLimits(result, box);
   if (isPreview) box.append(emptyCellRule());
   box.hidden = false;
 }
@@ -398,6 +414,47 @@ function renderLoss(result, box) {
   for (const w of lost) {
     const li = document.createElement("li");
     li.textContent = w.message + ((w.sample || []).length ? ` (${w.sample.slice(0, 3).join(", ")})` : "");
+    ul.append(li);
+  }
+  box.append(p, ul);
+}
+
+// ---- plans and change limits (issue 29) ----------------------------------------------
+// Import after Preview applies exactly the previewed plan (its digest): the server refuses
+// it, naming what changed, if the data moved in between; the page then asks for a new
+// preview. A different file or strategy is a new import, with no plan.
+// Columns of the three-way merge and renames, shown only when some entity has them.
+const MERGE_COUNTS = ["kept_local", "conflicts", "renamed"];
+function mergeCounts(result) {
+  return MERGE_COUNTS.filter((k) => (result.summaries || []).some((s) => Number(s[k] || 0) > 0));
+}
+
+function previewedPlan(file) {
+  const p = state.preview;
+  return p && p.digest && p.file === file && p.strategy === strategy() ? p.digest : "";
+}
+
+function planChanged() {
+  state.preview = null;
+  $("import-btn").disabled = true;
+  note(t("planChanged"));
+}
+
+function note(text) {
+  const box = $("import-result");
+  const p = document.createElement("p"); p.className = "plan-note"; p.textContent = text;
+  box.append(p); box.hidden = false;
+}
+
+function renderLimits(result, box) {
+  const limits = result.limits || [];
+  if (!limits.length) return;
+  const p = document.createElement("p"); p.textContent = t("changeLimits");
+  const ul = document.createElement("ul"); ul.className = "change-limits";
+  for (const lim of limits) {
+    const li = document.createElement("li");
+    li.textContent = lim.message;
+    if (lim.exceeded) li.className = "error-text";
     ul.append(li);
   }
   box.append(p, ul);
@@ -443,7 +500,39 @@ function renderImports(list) {
       b.addEventListener("click", () => undo(imp, b));
       cell.append(b);
     }
+    planCell(imp, cell);
   }
+}
+
+// A plan awaiting an admin's approval (imports.approval: required): its state, and for
+// admins Approve / Reject (issue 29).
+function planCell(imp, cell) {
+  const approval = imp.approval || {};
+  if (!approval.state) return;
+  const span = document.createElement("span");
+  span.className = "plan-state";
+  span.textContent = t(`plan_${approval.state}`);
+  cell.append(span);
+  if (approval.state !== "pending" || state.role !== "admin") return;
+  for (const [key, path] of [["approvePlan", "approve"], ["rejectPlan", "reject"]]) {
+    const b = document.createElement("button");
+    b.type = "button"; b.textContent = t(key);
+    b.addEventListener("click", () => decidePlan(imp, path, b));
+    cell.append(b);
+  }
+}
+
+async function decidePlan(imp, path, button) {
+  let reason = "";
+  if (path === "reject") {
+    reason = prompt(t("rejectWhy")) || "";
+    if (!reason.trim()) return;
+  }
+  await busy(button, async () => {
+    await api(`/api/v1/imports/${encodeURIComponent(imp.id)}/${path}`, { method: "POST", body: { reason } });
+    await loadImports();
+    say(path === "approve" ? "planApprovedSay" : "planRejectedSay");
+  });
 }
 
 function importFile(imp) { return (imp.options && imp.options.filename) || imp.entity || ""; }

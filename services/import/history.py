@@ -12,9 +12,11 @@ from ferry.app import App
 from ferry.errors import InvalidArgument
 from ferry.imports import convert, detect
 from ferry.imports.backup import restore_import_backup
-from ferry.merge import get_import, list_imports, rejected_events, undo_import
+from ferry.merge import ImportOutcome, get_import, list_imports, rejected_events, undo_import
+from ferry.merge.approval import decide as decide_plan
+from ferry.merge.renames import rename_key
 from ferry.rpc.errors import handles_errors
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import caller
 from ferry.v1 import import_pb2 as ipb
 
 CHUNK_BYTES = 1024 * 1024
@@ -49,28 +51,70 @@ class HistoryRpcs:
     def UndoImport(
         self, request: ipb.UndoImportRequest, context: grpc.ServicerContext
     ) -> ipb.UndoImportResponse:
-        call = current_call()
         outcome = undo_import(
             self.app.engine,
             self.app.dataset(),
             _import_id(request.import_id),
             force=request.force,
-            requested_by=call.caller if call is not None else "",
+            requested_by=caller(),
         )
         return ipb.UndoImportResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def RenameRecord(
+        self, request: ipb.RenameRecordRequest, context: grpc.ServicerContext
+    ) -> ipb.RenameRecordResponse:
+        outcome = rename_key(
+            self.app.engine,
+            self.app.dataset(),
+            request.entity.strip(),
+            request.old_key,
+            request.new_key,
+            requested_by=caller(),
+            dry_run=request.dry_run,
+        )
+        failed = convert.failure(outcome)
+        if failed is not None:
+            raise failed
+        return ipb.RenameRecordResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def ApprovePlan(
+        self, request: ipb.ApprovePlanRequest, context: grpc.ServicerContext
+    ) -> ipb.ApprovePlanResponse:
+        outcome = self._decide(request.import_id, request.reason, approve=True)
+        return ipb.ApprovePlanResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def RejectPlan(
+        self, request: ipb.RejectPlanRequest, context: grpc.ServicerContext
+    ) -> ipb.RejectPlanResponse:
+        import_id = _import_id(request.import_id)
+        if not request.reason.strip():
+            raise InvalidArgument("say why the plan is rejected", field="reason")
+        outcome = self._decide(import_id, request.reason, approve=False)
+        return ipb.RejectPlanResponse(result=convert.result_proto(outcome))
+
+    def _decide(self, import_id: str, reason: str, approve: bool) -> ImportOutcome:
+        return decide_plan(
+            self.app.engine,
+            _import_id(import_id),
+            approve,
+            caller(),
+            reason.strip(),
+        )
 
     @handles_errors
     def RestoreBackup(
         self, request: ipb.RestoreBackupRequest, context: grpc.ServicerContext
     ) -> ipb.RestoreBackupResponse:
-        call = current_call()
         outcome = restore_import_backup(
             self.app.engine,
             self.app.dataset(),
             self.app.storage(),
             _import_id(request.import_id),
             dry_run=request.dry_run,
-            requested_by=call.caller if call is not None else "",
+            requested_by=caller(),
         )
         failed = convert.failure(outcome)
         if failed is not None:

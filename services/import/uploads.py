@@ -13,6 +13,7 @@ import grpc
 from ferry import addresses
 from ferry.app import App
 from ferry.imports import convert, upload
+from ferry.imports.approvals import both, plan_announcement
 from ferry.merge import ImportOutcome
 from ferry.merge.announce import announcing
 from ferry.notify import client as notify_client
@@ -53,11 +54,11 @@ class UploadRpcs:
         chained = itertools.chain([first] if first is not None else [], requests)
         # The announcement is an outbox row written in the transaction that records the
         # import (ferry.merge.announce): it commits with the import or not at all.
-        with (
-            announcing(notify_client.import_announcement(self.app, notify))
-            if notify
-            else nullcontext()
-        ):
+        # A plan awaiting an admin's approval is announced to imports.approvers too.
+        approving = plan_announcement(self.app) if self.app.settings.imports.approvers else None
+        write = both(notify_client.import_announcement(self.app, notify) if notify else None,
+                     approving)  # fmt: skip
+        with announcing(write) if write is not None else nullcontext():
             outcome = upload.import_session(self.app, chained, _caller())
         return ipb.ImportSessionResponse(result=self._finish(outcome))
 
@@ -65,5 +66,7 @@ class UploadRpcs:
     def ImportEntities(
         self, request_iterator: Iterator[ipb.ImportEntitiesRequest], context: grpc.ServicerContext
     ) -> ipb.ImportEntitiesResponse:
-        outcome, headers = upload.import_entities(self.app, request_iterator, _caller())
+        approving = plan_announcement(self.app) if self.app.settings.imports.approvers else None
+        with announcing(approving) if approving is not None else nullcontext():
+            outcome, headers = upload.import_entities(self.app, request_iterator, _caller())
         return ipb.ImportEntitiesResponse(result=self._finish(outcome, headers))

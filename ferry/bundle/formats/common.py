@@ -79,6 +79,7 @@ META_KEYS = {
     "entity_order",
     "updated_since",
     "scope",
+    "renames",
 }
 
 
@@ -99,6 +100,16 @@ def metadata_dict(header: Header) -> dict[str, Any]:
         out["updated_since"] = iso(header.updated_since)
     if m.scope:  # only whole-database bundles say so: semester bundles are as before
         out["scope"] = m.scope
+    if m.renames:  # keys changed at the source (issue 29); bundles without are as before
+        out["renames"] = [
+            {
+                "entity": r.entity,
+                "old_key": r.old_key,
+                "new_key": r.new_key,
+                "renamed_at": iso(r.renamed_at.ToDatetime(UTC)),
+            }
+            for r in m.renames
+        ]
     return out
 
 

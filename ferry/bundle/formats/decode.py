@@ -184,6 +184,7 @@ class Decoder:
             ) from None
         except (TypeError, ValueError) as e:
             raise InvalidArgument(f"metadata is malformed: {e}", field="metadata") from None
+        _renames(m, meta.get("renames", []))
         self.fields = schema(m.dataset)
         order = list(m.entity_order) or list(self.fields)
         for name in order:
@@ -325,3 +326,25 @@ def _instant(value: Any, name: str) -> dt.datetime:
         f"metadata.{name} must be an instant with a time zone, not {value!r}",
         field=f"metadata.{name}",
     )
+
+
+def _renames(m: pb.BundleMetadata, raw: Any) -> None:
+    """The metadata's `renames` (keys changed at the source) into `m`; InvalidArgument
+    naming the rename and field that is malformed."""
+    if not isinstance(raw, list):
+        raise InvalidArgument("renames must be a list", field="metadata.renames")
+    for i, r in enumerate(raw):
+        where = f"metadata.renames[{i}]"
+        if not isinstance(r, dict) or set(r) - {"entity", "old_key", "new_key", "renamed_at"}:
+            raise InvalidArgument(
+                f"{where} must be an object of entity, old_key, new_key, renamed_at", field=where
+            )
+        for name in ("entity", "old_key", "new_key"):
+            value = r.get(name)
+            if not isinstance(value, str) or not value or len(value) > 200 or "\x00" in value:
+                raise InvalidArgument(
+                    f"{where}.{name} must be a non-empty text of at most 200 characters",
+                    field=f"{where}.{name}",
+                )
+        rename = m.renames.add(entity=r["entity"], old_key=r["old_key"], new_key=r["new_key"])
+        rename.renamed_at.FromDatetime(_instant(r.get("renamed_at"), f"renames[{i}].renamed_at"))

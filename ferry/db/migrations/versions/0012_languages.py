@@ -3,8 +3,8 @@ headers, file name and mail) and the one a user last used the page in (their mai
 export_jobs.error_reason and error_metadata: why a job failed, as a machine reason a page
 words in its own language (google.rpc.ErrorInfo's reason and metadata)
 
-Revision ID: 0013
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
