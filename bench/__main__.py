@@ -56,6 +56,7 @@ BENCHES: dict[str, Bench] = {
     "reports": reports.run,
     "backup": backup.run,
     "scope_checks": scope_checks.run,
+    "scope_probe": scope_checks.probe,
     "oneroster": oneroster.run,
     "plans": plans.run,  # issue 29: plan digests, bases of the three-way merge
 }

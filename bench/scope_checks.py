@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import sqlalchemy as sa
+
 from bench.common import Row
 from bench.imports import export_bundle, scratch_database
 from ferry.bundle.formats.base import BundleLimits
@@ -38,6 +40,7 @@ from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
 from ferry.merge import MergeOptions, Status, Strategy, field_rules, run_import
+from ferry.merge.header import _scope_ids
 
 SEMESTER = "2026-fall"
 
@@ -150,3 +153,61 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             )
         )
     return rows
+
+
+def probe(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
+    """One row: the header check's own SQL alone, on the bench dataset's tables.
+
+    For every scoped entity, the condition the check adds to its resolve statement (a
+    record's parent id not among the parent's ids in the semester, or its own semester
+    column) is evaluated over the entity's rows, and timed against the same scan without
+    it: the check's cost without the noise of a whole import, to set beside the import's
+    time. The SQL is the engine's own (ferry.merge.header)."""
+    engine = make_engine(url)
+    semester_of = "2026-fall"
+    scans: list[tuple[str, str]] = []  # (with the condition, without)
+    rows = 0
+    try:
+        with engine.connect() as conn:
+            for entity in SCHOOL.in_order():
+                if entity.shared or not entity.scope:
+                    continue
+                table = entity.table.name
+                for rule in entity.scope:
+                    if rule.column:
+                        col = f"x.{rule.column}"
+                        cond = f"({col} IS NULL OR {col} <> '{semester_of}')"
+                    elif rule.via_parent:
+                        parent = SCHOOL.entity(entity.reference_for(rule.via_parent).parent)
+                        if parent.shared or not parent.scope:
+                            continue
+                        ids = _scope_ids(conn.dialect, SCHOOL, parent, semester_of)
+                        ref = f"x.{rule.via_parent}"
+                        cond = f"({ref} IS NOT NULL AND {ref} NOT IN ({ids}))"
+                    else:
+                        continue
+                    base = f"SELECT count(*) FROM {table} x"
+                    scans.append((f"{base} WHERE {cond}", base))
+                rows += conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+            timings: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(repeat):
+                for checked in (True, False):
+                    t = time.perf_counter()
+                    for with_check, without in scans:
+                        conn.execute(sa.text(with_check if checked else without)).scalar_one()
+                    timings[checked].append(time.perf_counter() - t)
+    finally:
+        engine.dispose()
+    on, off = statistics.median(timings[True]), statistics.median(timings[False])
+    return [
+        Row(
+            f"header check's SQL alone over the scoped tables of {semester_of} (scan with it)",
+            rows,
+            rows / on,
+            "the same scans without the check",
+            rows / off,
+            0.0,
+            f"the check adds {on - off:.2f}s over {rows:,} records; set that beside the import "
+            f"time of the scope_checks row; {repeat} runs each",
+        )
+    ]
