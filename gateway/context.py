@@ -21,6 +21,7 @@ from ferry.errors import FerryError, InvalidArgument
 from gateway import errors
 from gateway.auth import LinkExpired, LinkToken, LoginLimits, Network, bearer_token, link_token
 from gateway.calls import ServiceChannels
+from gateway.language import accepted
 
 log = logging.getLogger("ferry.gateway")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -61,7 +62,8 @@ def guarded(handler: Handler) -> Handler:
             return errors.too_large(e.message)
         except LinkExpired as e:
             if "text/html" in request.headers.get("accept", ""):
-                return errors.link_expired_page(e.message)
+                lang = accepted(request.headers.get("accept-language", ""))
+                return errors.link_expired_page(e.message, lang or "en")
             return errors.from_ferry(e)
         except FerryError as e:
             return errors.from_ferry(e)

@@ -101,15 +101,35 @@ def too_large(message: str) -> JSONResponse:
     return JSONResponse(body, status_code=413)
 
 
-def link_expired_page(message: str) -> HTMLResponse:
-    """403 as a small page for a browser that opened an expired link (from a mail)."""
+# The expired-link page's words: (title, heading, what to do, the link back).
+EXPIRED_PAGE = {
+    "en": (
+        "Link expired",
+        "This link has expired",
+        "",  # English shows the gateway's own sentence (how long links last)
+        "Open the Export Center",
+    ),
+    "el": (
+        "Ο σύνδεσμος έληξε",  # noqa: RUF001 (Greek)
+        "Αυτός ο σύνδεσμος έχει λήξει",  # noqa: RUF001 (Greek)
+        "Ζητήστε έναν νέο: κάντε ξανά την εξαγωγή από το Κέντρο Εξαγωγών.",
+        "Άνοιγμα του Κέντρου Εξαγωγών",
+    ),
+}
+
+
+def link_expired_page(message: str, language: str = "en") -> HTMLResponse:
+    """403 as a small page for a browser that opened an expired link (from a mail), in the
+    browser's language (en, el)."""
     import html
 
+    lang = language if language in EXPIRED_PAGE else "en"
+    title, heading, advice, back = EXPIRED_PAGE[lang]
     page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<title>Link expired</title></head><body style="font-family: sans-serif">'
-        f"<h1>This link has expired</h1><p>{html.escape(message)}</p>"
-        '<p><a href="/">Open the Export Center</a></p></body></html>'
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        f'<title>{title}</title></head><body style="font-family: sans-serif">'
+        f"<h1>{heading}</h1><p>{html.escape(advice or message)}</p>"
+        f'<p><a href="/">{back}</a></p></body></html>'
     )
     return HTMLResponse(page, status_code=403)
 

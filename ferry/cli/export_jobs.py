@@ -87,6 +87,13 @@ def _stub(ctx: click.Context) -> export_pb2_grpc.ExportServiceStub:
 @click.option("--notify", multiple=True, help="Who to tell when the job ends.")
 @click.option("--include-deleted", is_flag=True)
 @click.option("--key", default="", help="Idempotency key: the same key returns the same job.")
+@click.option(
+    "--language",
+    type=click.Choice(["en", "el"]),
+    default=None,
+    help="Headers as labels in this language (and its file name and mail); "
+    "without it, field names.",
+)
 @click.option("--wait", is_flag=True, help="Show progress until the job ends.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
@@ -100,6 +107,7 @@ def export_start(
     notify: tuple[str, ...],
     include_deleted: bool,
     key: str,
+    language: str | None,
     wait: bool,
     output: Path | None,
 ) -> None:
@@ -113,6 +121,7 @@ def export_start(
         notify=list(notify),
         include_deleted=include_deleted,
         idempotency_key=key,
+        language=language or "",
     )
     stub = _stub(ctx)
     with rpc_errors():

@@ -128,6 +128,12 @@ def test_every_server_string_table_has_both_languages() -> None:
     for en, el in words.GREEK.items():
         assert el.strip() and _slots(en) == _slots(el), en
     assert words.CLASS_NOTE in words.GREEK
+    # The gateway's page for an expired mail link.
+    from gateway.errors import EXPIRED_PAGE
+
+    assert sorted(EXPIRED_PAGE) == ["el", "en"]
+    assert len(EXPIRED_PAGE["en"]) == len(EXPIRED_PAGE["el"])
+    assert all(x.strip() for x in EXPIRED_PAGE["el"])
     # Every template in both languages, each part (subject, text, html) there.
     for lang in ("en", "el"):
         have = {p.name for p in (templates.FOLDER / lang).iterdir()}

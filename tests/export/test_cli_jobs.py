@@ -70,6 +70,18 @@ def test_run_schedule_exits_non_zero_when_the_job_fails_and_reruns_it(
     assert job_count(app) == 2
 
 
+def test_start_in_greek_writes_greek_headers(job_app: Callable[..., App], tmp_path: Path) -> None:
+    """`--language el`: the operator's file has the Greek labels the page's would have."""
+    app = job_app()
+    out = tmp_path / "courses.csv"
+    with running(app) as srv:
+        ok = invoke(app, srv.port, "export", "start", "--type", "courses", "--language", "el",
+                    "--field", "course_code", "--field", "title", "-o", str(out))  # fmt: skip
+        assert ok.exit_code == 0, ok.output
+    header = out.read_text(encoding="utf-8-sig").splitlines()[0]
+    assert header == "Κωδικός μαθήματος,Τίτλος"
+
+
 def test_run_unknown_schedule_lists_the_known_ones(job_app: Callable[..., App]) -> None:
     app = job_app(FERRY_EXPORT_WORKERS="0")
     with running(app) as srv:

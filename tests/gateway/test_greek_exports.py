@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -41,6 +42,19 @@ def _events(text: str) -> list[tuple[str, Any]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         out.append((fields.get("event", "message"), json.loads(fields["data"])))
     return out
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pdf"
+
+
+def _save_png(data: bytes, name: str) -> None:
+    """The first page as a PNG in test-artifacts/pdf/."""
+    import pypdfium2
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    doc = pypdfium2.PdfDocument(data)
+    doc[0].render(scale=1.5).to_pil().save(ARTIFACTS / f"{name}-p1.png")
+    doc.close()
 
 
 def _export(client: Any, h: dict[str, str], body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -92,6 +106,7 @@ def test_greek_page_gets_greek_headers_in_csv_xlsx_and_pdf(
     assert sheet.title == "Βαθμοί"
 
     job, data = _export(client, greek, {**body, "format": "pdf", "limit": 40})
+    _save_png(data, "grades-2026-fall-el")  # for a person to look at
     text = pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
     assert text.startswith("Βαθμοί")
     assert "Φίλτρα: Εξάμηνο: 2026-fall" in text and "Σελίδα 1 από" in text

@@ -143,6 +143,10 @@ def test_completed_export_mails_a_link_that_downloads(export_app: App, smtp: Smt
             r = gw.get(old, headers={"accept": "text/html"})
             assert r.status_code == 403 and r.headers["content-type"].startswith("text/html")
             assert "This link has expired" in r.text
+            # A Greek browser reads the page in Greek.
+            el = gw.get(old, headers={"accept": "text/html", "accept-language": "el-GR,el"})
+            assert el.status_code == 403 and '<html lang="el">' in el.text
+            assert "Αυτός ο σύνδεσμος έχει λήξει" in el.text and "expired" not in el.text  # noqa: RUF001 (Greek)
             r = gw.get(old)
             assert r.status_code == 403 and r.json()["code"] == "PERMISSION_DENIED"
             # A tampered link is still 401, not "expired".
