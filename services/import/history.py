@@ -14,7 +14,7 @@ from ferry.imports import convert, detect
 from ferry.imports.backup import restore_import_backup
 from ferry.merge import get_import, list_imports, rejected_events, undo_import
 from ferry.rpc.errors import handles_errors
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import caller
 from ferry.v1 import import_pb2 as ipb
 
 CHUNK_BYTES = 1024 * 1024
@@ -49,13 +49,12 @@ class HistoryRpcs:
     def UndoImport(
         self, request: ipb.UndoImportRequest, context: grpc.ServicerContext
     ) -> ipb.UndoImportResponse:
-        call = current_call()
         outcome = undo_import(
             self.app.engine,
             self.app.dataset(),
             _import_id(request.import_id),
             force=request.force,
-            requested_by=call.caller if call is not None else "",
+            requested_by=caller(),
         )
         return ipb.UndoImportResponse(result=convert.result_proto(outcome))
 
@@ -63,14 +62,13 @@ class HistoryRpcs:
     def RestoreBackup(
         self, request: ipb.RestoreBackupRequest, context: grpc.ServicerContext
     ) -> ipb.RestoreBackupResponse:
-        call = current_call()
         outcome = restore_import_backup(
             self.app.engine,
             self.app.dataset(),
             self.app.storage(),
             _import_id(request.import_id),
             dry_run=request.dry_run,
-            requested_by=call.caller if call is not None else "",
+            requested_by=caller(),
         )
         failed = convert.failure(outcome)
         if failed is not None:

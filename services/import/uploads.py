@@ -17,13 +17,8 @@ from ferry.merge import ImportOutcome
 from ferry.merge.announce import announcing
 from ferry.notify import client as notify_client
 from ferry.rpc.errors import handles_errors
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import caller
 from ferry.v1 import import_pb2 as ipb
-
-
-def _caller() -> str:
-    call = current_call()
-    return call.caller if call is not None else ""
 
 
 class UploadRpcs:
@@ -58,12 +53,12 @@ class UploadRpcs:
             if notify
             else nullcontext()
         ):
-            outcome = upload.import_session(self.app, chained, _caller())
+            outcome = upload.import_session(self.app, chained, caller())
         return ipb.ImportSessionResponse(result=self._finish(outcome))
 
     @handles_errors
     def ImportEntities(
         self, request_iterator: Iterator[ipb.ImportEntitiesRequest], context: grpc.ServicerContext
     ) -> ipb.ImportEntitiesResponse:
-        outcome, headers = upload.import_entities(self.app, request_iterator, _caller())
+        outcome, headers = upload.import_entities(self.app, request_iterator, caller())
         return ipb.ImportEntitiesResponse(result=self._finish(outcome, headers))
