@@ -4,10 +4,8 @@ offsets and a final sha256 (what DownloadSession sends)."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Generator, Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from sqlalchemy.engine import Engine
@@ -16,23 +14,16 @@ from ferry import plugins
 from ferry.bundle.events import session_events
 from ferry.bundle.formats.base import Event
 from ferry.bundle.formats.common import bundle_filename
-from ferry.bundle.pipe import CHUNK_BYTES, chunks
+from ferry.bundle.pipe import chunks
 from ferry.bundle.scan import SessionRequest, check, semester_exists, snapshot
 from ferry.datasets.spec import Dataset
 from ferry.errors import NotFound
+from ferry.rpc.files import CHUNK_BYTES, file_chunks
+from ferry.v1 import bundle_pb2
 
 GROUP = "ferry.bundle_formats"
 DEFAULT_FORMAT = "json"
 EVENT_BATCH = 2000
-
-
-@dataclass(frozen=True)
-class FilePiece:
-    data: bytes
-    offset: int
-    filename: str = ""  # first piece only
-    content_type: str = ""  # first piece only
-    sha256: str = ""  # last piece only
 
 
 def bundle_format(name: str) -> Any:
@@ -46,7 +37,7 @@ def download_session(
     req: SessionRequest,
     format_name: str = "",
     now: dt.datetime | None = None,
-) -> Iterator[FilePiece]:
+) -> Iterator[bundle_pb2.FileChunk]:
     """The bundle of `req` as a file in `format_name`: pieces of at most 1 MiB, the first
     naming the file, the last carrying the whole file's sha256.
 
@@ -66,19 +57,5 @@ def download_session(
         with closing(cast(Generator[Event], session_events(engine, ds, req, now))) as events:
             fmt.write(events, out)
 
-    digest = hashlib.sha256()
-    offset = 0
-    previous: bytes | None = None
-    for data in chunks(write, CHUNK_BYTES):
-        if previous is not None:
-            yield _piece(previous, offset, filename, fmt.content_type)
-            offset += len(previous)
-        digest.update(data)
-        previous = data
-    last = previous or b""
-    yield _piece(last, offset, filename, fmt.content_type, digest.hexdigest())
+    yield from file_chunks(chunks(write, CHUNK_BYTES), filename, fmt.content_type)
 
-
-def _piece(data: bytes, offset: int, filename: str, ctype: str, sha: str = "") -> FilePiece:
-    first = offset == 0
-    return FilePiece(data, offset, filename if first else "", ctype if first else "", sha)

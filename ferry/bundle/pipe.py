@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, TypeVar
 
-CHUNK_BYTES = 1024 * 1024
+from ferry.rpc.files import CHUNK_BYTES
+
 _DONE = object()
 T = TypeVar("T")
 

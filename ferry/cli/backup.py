@@ -17,7 +17,7 @@ import click
 
 from ferry.app import App
 from ferry.cli.common import clients, load_app, parse_duration, rpc_errors
-from ferry.cli.export import Progress, download
+from ferry.cli.export import Progress, download, save
 from ferry.cli.imports import UPLOAD_TIMEOUT_SECONDS, _print_result, _requests_session
 from ferry.config import ScheduleSettings
 from ferry.v1 import export_pb2
@@ -56,18 +56,12 @@ def backup_create(
         scope="all", bundle_format=format_, include_deleted=True, dataset=dataset
     )
     target = Path(output)
-    part = target.with_name(target.name + ".part")
     with rpc_errors():
-        try:
-            got = download(
-                clients(app).export().DownloadSession(request, timeout=parse_duration(timeout)),
-                part,
-                Progress(),
-            )
-        except BaseException:
-            part.unlink(missing_ok=True)  # never leave a partial backup behind
-            raise
-    part.replace(target)
+        got = save(
+            clients(app).export().DownloadSession(request, timeout=parse_duration(timeout)),
+            target,
+            Progress(),
+        )
     click.echo(f"backup {target}: {got.size:,} bytes, sha256 {got.sha256}")
 
 
@@ -134,15 +128,11 @@ def run_backup_schedule(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")  # sorts by time
     part = folder / f".{name}--{stamp}.part"
     with rpc_errors():
-        try:
-            got = download(
-                clients(app).export().DownloadSession(request, timeout=BACKUP_TIMEOUT_SECONDS),
-                part,
-                Progress(),
-            )
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+        got = download(
+            clients(app).export().DownloadSession(request, timeout=BACKUP_TIMEOUT_SECONDS),
+            part,
+            Progress(),
+        )
     extension = got.filename.partition(".")[2] or schedule.bundle_format
     target = output if output is not None else folder / f"{name}--{stamp}.{extension}"
     part.replace(target)

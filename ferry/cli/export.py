@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, table
+from ferry.rpc.files import ChunkError, Saved, write_chunks
 from ferry.v1 import export_pb2
 
 
@@ -77,18 +76,12 @@ def export_session(
     if updated_since:
         request.updated_since.FromDatetime(_instant(updated_since))
     target = Path(output)
-    part = target.with_name(target.name + ".part")
     with rpc_errors():
-        try:
-            got = download(
-                clients(app).export().DownloadSession(request, timeout=parse_duration(timeout)),
-                part,
-                Progress(),
-            )
-        except BaseException:
-            part.unlink(missing_ok=True)  # never leave a partial file behind
-            raise
-    part.replace(target)
+        got = save(
+            clients(app).export().DownloadSession(request, timeout=parse_duration(timeout)),
+            target,
+            Progress(),
+        )
     click.echo(
         f"wrote {target} ({got.size:,} bytes, sha256 {got.sha256}; server named it {got.filename})"
     )
@@ -119,36 +112,25 @@ class Progress:
             click.echo(f"\rreceived {received / 1048576:,.1f} MiB{end}", err=True, nl=False)
 
 
-@dataclass
-class Downloaded:
-    filename: str
-    size: int
-    sha256: str
+def download(
+    responses: Iterable[Any], path: Path, progress: Callable[..., None] | None = None
+) -> Saved:
+    """The FileChunks of `responses` (each `.chunk`) written to `path` and checked
+    (ferry.rpc.files.write_chunks); a mismatch is a one-line error and no file."""
+    try:
+        got = write_chunks((r.chunk for r in responses), path, progress)
+    except ChunkError as e:
+        raise click.ClickException(str(e)) from None
+    if progress is not None:
+        progress(got.size, done=True)
+    return got
 
 
-def download(responses: Iterable[Any], path: Path, progress: Callable[..., None]) -> Downloaded:
-    """Write the FileChunks of `responses` to `path`; raises click.ClickException when the
-    offsets or the final sha256 do not match what was received."""
-    digest = hashlib.sha256()
-    size = 0
-    filename = ""
-    sha = ""
-    with path.open("wb") as f:
-        for response in responses:
-            chunk = response.chunk
-            if chunk.offset != size:
-                raise click.ClickException(
-                    f"DATA_LOSS: chunk at offset {chunk.offset}, expected {size}"
-                )
-            filename = filename or chunk.filename
-            f.write(chunk.data)
-            digest.update(chunk.data)
-            size += len(chunk.data)
-            sha = chunk.sha256 or sha
-            progress(size)
-    progress(size, done=True)
-    if not sha or sha != digest.hexdigest():
-        raise click.ClickException(
-            f"DATA_LOSS: the file's sha256 is {digest.hexdigest()}, the server sent {sha or 'none'}"
-        )
-    return Downloaded(filename, size, sha)
+def save(
+    responses: Iterable[Any], target: Path, progress: Callable[..., None] | None = None
+) -> Saved:
+    """`download` into `target.part`, renamed to `target` once it checks out."""
+    part = target.with_name(target.name + ".part")
+    got = download(responses, part, progress)
+    part.replace(target)
+    return got

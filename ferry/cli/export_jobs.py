@@ -24,17 +24,12 @@ from ferry.cli.common import clients, load_app, rpc_errors, table
 from ferry.cli.export import export
 from ferry.config import ScheduleSettings
 from ferry.export import schedule
+from ferry.rpc import statuses
 from ferry.v1 import export_pb2 as pb
 from ferry.v1 import export_pb2_grpc
 
-STATUS = {
-    pb.EXPORT_JOB_STATUS_PENDING: "pending",
-    pb.EXPORT_JOB_STATUS_RUNNING: "running",
-    pb.EXPORT_JOB_STATUS_COMPLETED: "completed",
-    pb.EXPORT_JOB_STATUS_FAILED: "failed",
-    pb.EXPORT_JOB_STATUS_CANCELLED: "cancelled",
-}
-BY_NAME = {v: k for k, v in STATUS.items()}
+STATUS = statuses.EXPORT_JOB_STATUS
+BY_NAME = statuses.EXPORT_JOB_STATUS_VALUE
 TERMINAL = {pb.EXPORT_JOB_STATUS_COMPLETED, pb.EXPORT_JOB_STATUS_FAILED}
 TERMINAL.add(pb.EXPORT_JOB_STATUS_CANCELLED)
 FILTERS = ("status", "search", "semester", "course_code", "date_from", "date_to")

@@ -19,10 +19,10 @@ import click
 
 from ferry.cli.common import clients, load_app, rpc_errors, table
 from ferry.imports.tabular import EMPTY_CELL_RULE
+from ferry.rpc.files import blocks, file_chunks
 from ferry.v1 import bundle_pb2 as bpb
 from ferry.v1 import import_pb2 as ipb
 
-CHUNK_BYTES = 1024 * 1024
 # A whole semester may take a while to upload and merge.
 UPLOAD_TIMEOUT_SECONDS = 3600.0
 STRATEGIES = {
@@ -75,23 +75,9 @@ def _echo_empty_cell_rule(r: ipb.ImportResult) -> None:
 
 def _chunks(path: Path, progress: Any) -> Iterator[bpb.FileChunk]:
     """The file in 1 MiB chunks: filename on the first, sha256 on the last."""
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    offset = 0
     with path.open("rb") as f:
-        while True:
-            data = f.read(CHUNK_BYTES)
-            digest.update(data)
-            chunk = bpb.FileChunk(data=data, offset=offset)
-            if offset == 0:
-                chunk.filename = path.name
-            offset += len(data)
-            if offset >= size:
-                chunk.sha256 = digest.hexdigest()
-                progress.update(len(data))
-                yield chunk
-                return
-            progress.update(len(data))
+        for chunk in file_chunks(blocks(f), path.name):
+            progress.update(len(chunk.data))
             yield chunk
 
 

@@ -10,16 +10,12 @@ import click
 from google.protobuf import json_format
 
 from ferry.cli.common import clients, load_app, rpc_errors, table
+from ferry.rpc import statuses
 from ferry.v1 import notify_pb2 as pb
 from ferry.v1 import notify_pb2_grpc
 
-STATUS = {
-    pb.NOTIFICATION_STATUS_PENDING: "pending",
-    pb.NOTIFICATION_STATUS_SENT: "sent",
-    pb.NOTIFICATION_STATUS_FAILED: "failed",
-    pb.NOTIFICATION_STATUS_DEAD: "dead",
-}
-BY_NAME = {v: k for k, v in STATUS.items()}
+STATUS = statuses.NOTIFICATION_STATUS
+BY_NAME = statuses.NOTIFICATION_STATUS_VALUE
 
 
 @click.group()

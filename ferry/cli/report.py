@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from ferry.cli.common import clients, load_app, parse_duration, rpc_errors
-from ferry.cli.export import download
+from ferry.cli.export import save
 from ferry.v1 import reports_pb2 as pb
 
 FORMATS = click.Choice(["pdf", "csv", "json"])
@@ -34,13 +34,7 @@ def _save(responses: Iterable[Any], output: str) -> None:
             click.echo(r.chunk.data, nl=False)  # bytes go to the binary stdout
         return
     target = Path(output)
-    part = target.with_name(target.name + ".part")
-    try:
-        got = download(responses, part, lambda *a, **k: None)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    part.replace(target)
+    got = save(responses, target)
     click.echo(f"wrote {target} ({got.size:,} bytes; server named it {got.filename})", err=True)
 
 

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
 from ferry.db.export_models import COMPLETED, TERMINAL, ExportJob
 from ferry.errors import DataLoss, FailedPrecondition, InvalidArgument, OutOfRange
 from ferry.export import store
+from ferry.rpc.files import blocks, file_chunks
 from ferry.storage import Storage
-
-CHUNK_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Chunk:
-    offset: int
-    data: bytes
-    first: bool
-    last: bool
+from ferry.v1 import bundle_pb2
 
 
-def read_export(storage: Storage, job: ExportJob, offset: int = 0) -> Iterator[Chunk]:
-    """The job's file from `offset` on in chunks of at most 1 MiB. At least one chunk is
-    produced (empty when offset equals the size), so the caller always gets the sha256.
+def read_export(
+    storage: Storage, job: ExportJob, offset: int = 0, content_type: str = ""
+) -> Iterator[bundle_pb2.FileChunk]:
+    """The job's file from `offset` on as FileChunks (ferry.rpc.files): the first names the
+    file, the last carries its sha256. At least one chunk is produced (empty when offset
+    equals the size), so the caller always gets the sha256.
 
     FailedPrecondition when the job has not completed, InvalidArgument for a negative
     offset, OutOfRange for one past the end, DataLoss when the file is gone or changed.
@@ -44,16 +38,7 @@ def read_export(storage: Storage, job: ExportJob, offset: int = 0) -> Iterator[C
         raise OutOfRange(f"offset {offset} is past the end of the file ({size} bytes)")
     with storage.open(job.storage_key) as f:
         f.seek(offset)
-        pos = offset
-        first = True
-        while True:
-            data = f.read(CHUNK_BYTES)
-            last = pos + len(data) >= size
-            yield Chunk(pos, data, first, last)
-            pos += len(data)
-            first = False
-            if last:
-                return
+        yield from file_chunks(blocks(f), job.filename, content_type, offset, job.sha256)
 
 
 def watch(

@@ -27,6 +27,7 @@ from ferry.export import metrics, store
 from ferry.export.notify import announcing
 from ferry.export.query import ExportRequest, plan_export, row_fixer
 from ferry.formats.base import TabularFormat
+from ferry.rpc.files import blocks
 from ferry.storage import Storage
 
 log = logging.getLogger("ferry.export")
@@ -244,7 +245,7 @@ def _digest(storage: Storage, key: str) -> tuple[int, str]:
     h = hashlib.sha256()
     size = 0
     with storage.open(key) as f:
-        while chunk := f.read(1024 * 1024):
+        for chunk in blocks(f):
             h.update(chunk)
             size += len(chunk)
     return size, h.hexdigest()

@@ -19,19 +19,15 @@ from ferry.export.pool import WorkerPool
 from ferry.export.runner import tabular_format
 from ferry.export.stats import export_stats
 from ferry.export.validate import TEXT_FILTERS, new_job
+from ferry.rpc import statuses
 from ferry.rpc.errors import handles_errors
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import caller
 from ferry.storage import Storage
 from ferry.v1 import export_pb2 as pb
 
-STATUS = {
-    "pending": pb.EXPORT_JOB_STATUS_PENDING,
-    "running": pb.EXPORT_JOB_STATUS_RUNNING,
-    "completed": pb.EXPORT_JOB_STATUS_COMPLETED,
-    "failed": pb.EXPORT_JOB_STATUS_FAILED,
-    "cancelled": pb.EXPORT_JOB_STATUS_CANCELLED,
-}
-STATUS_NAME = {v: k for k, v in STATUS.items()}
+# The stored names <-> the proto enum (ferry.rpc.statuses).
+STATUS = statuses.EXPORT_JOB_STATUS_VALUE
+STATUS_NAME = statuses.EXPORT_JOB_STATUS
 
 
 class JobRpcs:
@@ -59,8 +55,7 @@ class JobRpcs:
     def StartExport(
         self, request: pb.StartExportRequest, context: grpc.ServicerContext
     ) -> pb.StartExportResponse:
-        call = current_call()
-        new = new_job(self.app, request, call.caller if call is not None else "")
+        new = new_job(self.app, request, caller())
         job, created = store.create_job(self.app.engine, new)
         if created and self._job_pool is not None:
             self._job_pool.wake()
@@ -118,16 +113,8 @@ class JobRpcs:
     ) -> Iterator[pb.DownloadExportResponse]:
         job = store.get_job(self.app.engine, request.job_id)
         fmt = tabular_format(job.format)
-        for c in jobfile.read_export(self.job_storage(), job, request.offset):
-            out = pb.DownloadExportResponse()
-            out.chunk.data = c.data
-            out.chunk.offset = c.offset
-            if c.first:
-                out.chunk.filename = job.filename
-                out.chunk.content_type = fmt.content_type
-            if c.last:
-                out.chunk.sha256 = job.sha256
-            yield out
+        for c in jobfile.read_export(self.job_storage(), job, request.offset, fmt.content_type):
+            yield pb.DownloadExportResponse(chunk=c)
 
     @handles_errors
     def GetExportStats(

@@ -14,7 +14,7 @@ from ferry.bundle.bundlefile import download_session
 from ferry.bundle.semesters import list_semesters
 from ferry.bundle.stream import SessionRequest, stream_session
 from ferry.rpc.errors import handles_errors
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import caller
 from ferry.v1 import bundle_pb2, export_pb2
 
 
@@ -48,7 +48,7 @@ class SessionRpcs:
             semester=request.semester,
             include_deleted=request.include_deleted,
             batch_size=request.batch_size or self.app.settings.export.stream_batch_size,
-            exported_by=_caller(),
+            exported_by=caller(),
             updated_since=_since(request),
             scope=request.scope or "semester",
         )
@@ -63,26 +63,13 @@ class SessionRpcs:
             semester=request.semester,
             include_deleted=request.include_deleted,
             batch_size=self.app.settings.export.stream_batch_size,
-            exported_by=_caller(),
+            exported_by=caller(),
             updated_since=_since(request),
             scope=request.scope or "semester",
         )
-        pieces = download_session(self.app.engine, ds, req, request.bundle_format)
-        for p in pieces:
-            yield export_pb2.DownloadSessionResponse(
-                chunk=bundle_pb2.FileChunk(
-                    data=p.data,
-                    offset=p.offset,
-                    filename=p.filename,
-                    content_type=p.content_type,
-                    sha256=p.sha256,
-                )
-            )
+        for chunk in download_session(self.app.engine, ds, req, request.bundle_format):
+            yield export_pb2.DownloadSessionResponse(chunk=chunk)
 
-
-def _caller() -> str:
-    call = current_call()
-    return call.caller if call is not None else ""
 
 
 def _since(

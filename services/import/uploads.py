@@ -18,13 +18,8 @@ from ferry.merge import ImportOutcome
 from ferry.merge.announce import announcing
 from ferry.notify import client as notify_client
 from ferry.rpc.errors import handles_errors
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import caller
 from ferry.v1 import import_pb2 as ipb
-
-
-def _caller() -> str:
-    call = current_call()
-    return call.caller if call is not None else ""
 
 
 class UploadRpcs:
@@ -59,7 +54,7 @@ class UploadRpcs:
         write = both(notify_client.import_announcement(self.app, notify) if notify else None,
                      approving)  # fmt: skip
         with announcing(write) if write is not None else nullcontext():
-            outcome = upload.import_session(self.app, chained, _caller())
+            outcome = upload.import_session(self.app, chained, caller())
         return ipb.ImportSessionResponse(result=self._finish(outcome))
 
     @handles_errors
@@ -68,5 +63,5 @@ class UploadRpcs:
     ) -> ipb.ImportEntitiesResponse:
         approving = plan_announcement(self.app) if self.app.settings.imports.approvers else None
         with announcing(approving) if approving is not None else nullcontext():
-            outcome, headers = upload.import_entities(self.app, request_iterator, _caller())
+            outcome, headers = upload.import_entities(self.app, request_iterator, caller())
         return ipb.ImportEntitiesResponse(result=self._finish(outcome, headers))

@@ -13,22 +13,19 @@ import grpc
 from google.protobuf import json_format
 
 from ferry.app import App
-from ferry.db.notify_models import DEAD, FAILED, PENDING, SENT
+from ferry.db.notify_models import PENDING
 from ferry.notify import store
 from ferry.notify.core import Notify, SendInput, event_scope
 from ferry.notify.worker import Workers
+from ferry.rpc import statuses
 from ferry.rpc.errors import handles_errors
-from ferry.rpc.filters import current_call
+from ferry.rpc.filters import caller
 from ferry.v1 import notify_pb2 as pb
 from ferry.v1 import notify_pb2_grpc
 
-STATUS = {
-    PENDING: pb.NOTIFICATION_STATUS_PENDING,
-    SENT: pb.NOTIFICATION_STATUS_SENT,
-    FAILED: pb.NOTIFICATION_STATUS_FAILED,
-    DEAD: pb.NOTIFICATION_STATUS_DEAD,
-}
-STATUS_NAME = {v: k for k, v in STATUS.items()}
+# The stored names <-> the proto enum (ferry.rpc.statuses).
+STATUS = statuses.NOTIFICATION_STATUS_VALUE
+STATUS_NAME = statuses.NOTIFICATION_STATUS
 
 
 class NotifyService(notify_pb2_grpc.NotifyServiceServicer):
@@ -122,10 +119,6 @@ class NotifyService(notify_pb2_grpc.NotifyServiceServicer):
             ]
         )
 
-
-def caller() -> str:
-    call = current_call()
-    return call.caller if call is not None else ""
 
 
 def send_input(request: pb.SendRequest | pb.SendBulkRequest) -> SendInput:

@@ -3,7 +3,6 @@ calls, files become FileChunk streams, FerryErrors become statuses (handles_erro
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -14,10 +13,9 @@ from ferry.reports.bulk import bulk
 from ferry.reports.engine import File, ReportEngine
 from ferry.reports.settings import ReportSettings
 from ferry.rpc.errors import handles_errors
+from ferry.rpc.files import CHUNK_BYTES, file_chunks
 from ferry.rpc.filters import current_call
 from ferry.v1 import bundle_pb2, reports_pb2, reports_pb2_grpc
-
-CHUNK = 1024 * 1024
 
 
 def _role() -> int:
@@ -52,17 +50,8 @@ class _Handlers:
 
 def chunks(f: File) -> Iterator[bundle_pb2.FileChunk]:
     """The file in chunks of at most 1 MiB: the first names it, the last has its sha256."""
-    digest = hashlib.sha256(f.data).hexdigest()
-    n = max(1, -(-len(f.data) // CHUNK))
-    for i in range(n):
-        piece = f.data[i * CHUNK : (i + 1) * CHUNK]
-        yield bundle_pb2.FileChunk(
-            data=piece,
-            offset=i * CHUNK,
-            filename=f.filename if i == 0 else "",
-            content_type=f.content_type if i == 0 else "",
-            sha256=digest if i == n - 1 else "",
-        )
+    pieces = (f.data[i : i + CHUNK_BYTES] for i in range(0, len(f.data), CHUNK_BYTES))
+    return file_chunks(pieces, f.filename, f.content_type)
 
 
 class ReportsService(reports_pb2_grpc.ReportsServiceServicer):

@@ -58,6 +58,13 @@ def current_call() -> RpcCall | None:
     return _current.get()
 
 
+def caller() -> str:
+    """The subject of the call being served on this thread ("" outside a call): what a
+    servicer records as requested_by, exported_by."""
+    call = _current.get()
+    return call.caller if call is not None else ""
+
+
 class Filter:
     """Base filter: override what you need. `start` may raise a FerryError to reject."""
 

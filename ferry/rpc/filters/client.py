@@ -113,13 +113,8 @@ def finish_call(filters: Sequence[ClientFilter], call: OutgoingCall, code: Any) 
             log.exception("client filter %s failed in finish", type(f).__name__)
 
 
-class ClientChain(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc,type-arg]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc,type-arg]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc,type-arg]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc,type-arg]
-):
-    """Runs the client filters around every call on a sync channel."""
+class _Chain:
+    """The client filters of one channel and what its client holds for them."""
 
     def __init__(
         self,
@@ -130,6 +125,17 @@ class ClientChain(
         self.filters = list(filters)
         self.default_timeout = default_timeout
         self.token = token
+
+
+class ClientChain(
+    _Chain,
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc,type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc,type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc,type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc,type-arg]
+):
+    """Runs the client filters around every call on a sync channel."""
+
 
     def _run(self, continuation: Any, d: Any, request: Any) -> Any:
         call = start_call(
@@ -174,6 +180,7 @@ class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
 
 
 class AioClientChain(
+    _Chain,
     grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc,type-arg]
     grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc,type-arg]
     grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc,type-arg]
@@ -187,9 +194,7 @@ class AioClientChain(
         default_timeout: float = 30.0,
         token: Callable[[], str | None] = lambda: None,
     ) -> None:
-        self.filters = list(filters)
-        self.default_timeout = default_timeout
-        self.token = token
+        super().__init__(filters, default_timeout, token)
         self._pending: set[Any] = set()
 
     async def _run(self, continuation: Any, d: Any, request: Any) -> Any:
