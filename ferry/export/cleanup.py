@@ -29,6 +29,9 @@ class CleanupResult:
     bytes_freed: int = 0
 
 
+MAX_DAYS = 365_000  # a thousand years: every job ever made, and a cutoff that fits a date
+
+
 def cleanup(
     engine: Engine,
     storage: Storage,
@@ -39,9 +42,9 @@ def cleanup(
 ) -> CleanupResult:
     """Remove jobs that ended more than `older_than_days` (0: `retention_days`) ago with
     their files; with `archive` the files move to the archive; `dry_run` changes nothing."""
-    if older_than_days < 0:
+    if not 0 <= older_than_days <= MAX_DAYS:  # past that the cutoff date overflows
         raise InvalidArgument(
-            f"older_than_days must not be negative, got {older_than_days}",
+            f"older_than_days must be 0 to {MAX_DAYS:,}, got {older_than_days}",
             field="older_than_days",
         )
     cutoff = utcnow() - dt.timedelta(days=older_than_days or retention_days)
