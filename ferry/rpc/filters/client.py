@@ -41,6 +41,7 @@ class OutgoingCall:
     # What the calling client holds: its configured timeout and its bearer token.
     default_timeout: float = 30.0
     token: Callable[[], str | None] = lambda: None
+    attrs: dict[str, Any] = field(default_factory=dict)  # what a filter keeps for `finish`
 
     @property
     def service(self) -> str:
