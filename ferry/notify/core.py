@@ -88,7 +88,7 @@ def announcement(
     requested_by: str,
 ) -> store.NewNotification:
     """A notification another service writes into the outbox itself, in its own
-    transaction (ferry.notify.client.import_announcement): the default channels, each
+    transaction (ferry.notify.import_announcement): the default channels, each
     recipient already checked as a mail address, rendered in the default language.
 
     No channel is built here (that is the notify service's: an smtp channel needs its
