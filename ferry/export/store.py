@@ -215,7 +215,7 @@ def save_progress(engine: Engine, job_id: str, worker_id: str, **values: Any) ->
     return bool(flag)
 
 
-# Writes a job's announcement in the transaction that ends it (ferry.export.notify):
+# Writes a job's announcement in the transaction that ends it (ferry.export.announce):
 # called with that connection and the job as it ends; returns the notification id.
 Announce = Callable[[Connection, ExportJob], str]
 

@@ -98,7 +98,7 @@ def test_an_old_job_with_a_bad_address_still_tells_the_good_ones(
 ) -> None:
     """A job stored before addresses were checked (one bad among good ones) is announced
     to the good ones instead of being refused as a whole, again and again, by Send."""
-    from ferry.export import notify as announce
+    from ferry.export import announce
     from ferry.export import store
 
     app = job_app()
