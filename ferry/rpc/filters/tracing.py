@@ -112,14 +112,8 @@ class TracingFilter(Filter):
         call.attrs["trace_token"] = otel_context.attach(trace.set_span_in_context(span))
 
     def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
-        span = call.attrs.pop("trace_span", None)
         token = call.attrs.pop("trace_token", None)
-        if span is None:
-            return
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        if code != grpc.StatusCode.OK:
-            span.set_status(Status(StatusCode.ERROR, code.name))
-        span.end()
+        _end(call.attrs.pop("trace_span", None), code)
         if token is not None:
             otel_context.detach(token)
 
@@ -142,13 +136,17 @@ class TracingClient(ClientFilter):
         call.attrs["trace_span"] = span
 
     def finish(self, call: OutgoingCall, code: grpc.StatusCode) -> None:
-        span = call.attrs.pop("trace_span", None)
-        if span is None:
-            return
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        if code != grpc.StatusCode.OK:
-            span.set_status(Status(StatusCode.ERROR, code.name))
-        span.end()
+        _end(call.attrs.pop("trace_span", None), code)
+
+
+def _end(span: Any, code: grpc.StatusCode) -> None:
+    """End a call's span with its status code (an error status for anything but OK)."""
+    if span is None:
+        return
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code != grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, code.name))
+    span.end()
 
 
 _traced: weakref.WeakSet[Engine] = weakref.WeakSet()
