@@ -8,6 +8,7 @@ import logging
 import click
 
 from ferry import logs, plugins
+from ferry.cli import accounts as user_commands
 from ferry.cli import backup as backup_commands
 from ferry.cli import export as export_commands
 from ferry.cli import export_jobs  # noqa: F401
@@ -16,7 +17,6 @@ from ferry.cli import k8s as k8s_commands
 from ferry.cli import notify as notify_commands
 from ferry.cli import oneroster as oneroster_commands
 from ferry.cli import report as report_commands
-from ferry.cli import users as user_commands
 from ferry.cli.banner import Running, banner
 from ferry.cli.common import find_config, load_app, table
 from ferry.db import migrate

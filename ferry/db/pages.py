@@ -89,6 +89,15 @@ def newest_first(
     return Page(rows, next_token, total() if total is not None else 0)
 
 
+def counter(
+    session: Any, table: sa.Table, where: Sequence[sa.ColumnElement[bool]]
+) -> Callable[[], int]:
+    """`total` for `newest_first`: how many rows of `table` match `where`, in `session`."""
+    return lambda: int(
+        session.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+    )
+
+
 def _key(column: sa.ColumnElement[Any]) -> str:
     key = getattr(column, "key", None)
     assert isinstance(key, str)

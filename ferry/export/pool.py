@@ -18,7 +18,7 @@ from collections.abc import Callable
 from ferry.app import App
 from ferry.db.export_models import FAILED
 from ferry.export import metrics, store
-from ferry.export.notify import announcing
+from ferry.export.announce import announcing
 from ferry.export.runner import Stop, announce, run_job
 from ferry.storage import Storage
 

@@ -24,7 +24,7 @@ from ferry.bundle.stream import snapshot
 from ferry.db.export_models import CANCELLED, COMPLETED, FAILED, ExportJob
 from ferry.errors import FerryError, described, reason_of
 from ferry.export import metrics, store
-from ferry.export.notify import announcing
+from ferry.export.announce import announcing
 from ferry.export.query import ExportRequest, plan_export, row_fixer
 from ferry.formats.base import TabularFormat
 from ferry.rpc.files import blocks
@@ -253,7 +253,7 @@ def _digest(storage: Storage, key: str) -> tuple[int, str]:
 
 def announce(job: ExportJob, status: str) -> None:
     """The structured log line (export_notify) of how a job with recipients ended; its
-    announcement itself was written with the job's end (ferry.export.notify)."""
+    announcement itself was written with the job's end (ferry.export.announce)."""
     if not job.notify:
         return
     log.info(

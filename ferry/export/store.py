@@ -27,7 +27,7 @@ from ferry.db.export_models import (
 )
 from ferry.db.models import aware as aware
 from ferry.db.models import utcnow
-from ferry.db.pages import Page, newest_first
+from ferry.db.pages import Page, counter, newest_first
 from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
 
 T: sa.Table = ExportJob.__table__  # type: ignore[assignment]
@@ -133,9 +133,7 @@ def list_jobs(
             T.c.id,
             page_size,
             page_token,
-            lambda: int(
-                s.execute(sa.select(sa.func.count()).select_from(T).where(*where)).scalar_one()
-            ),
+            counter(s, T, where),
         )
 
 
@@ -217,7 +215,7 @@ def save_progress(engine: Engine, job_id: str, worker_id: str, **values: Any) ->
     return bool(flag)
 
 
-# Writes a job's announcement in the transaction that ends it (ferry.export.notify):
+# Writes a job's announcement in the transaction that ends it (ferry.export.announce):
 # called with that connection and the job as it ends; returns the notification id.
 Announce = Callable[[Connection, ExportJob], str]
 

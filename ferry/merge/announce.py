@@ -4,7 +4,7 @@ A caller that wants a run announced (ImportSession with `notify`) wraps the run 
 `announcing(write)`. `write(conn, outcome)` is then called in the transaction that records
 the run, right before it commits: the import's own transaction for a committed run, the
 transaction writing the record of a failed or dry run. So the announcement (an outbox row,
-ferry.notify.client.import_announcement) exists exactly when the record does: a process
+ferry.notify.import_announcement) exists exactly when the record does: a process
 killed after the commit, or a notify service that is down, cannot lose it, and a run that
 rolls back announces nothing it did not do.
 

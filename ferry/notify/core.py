@@ -89,7 +89,7 @@ def announcement(
     language: str = "",
 ) -> store.NewNotification:
     """A notification another service writes into the outbox itself, in its own
-    transaction (ferry.notify.client.import_announcement): the default channels, each
+    transaction (ferry.notify.import_announcement): the default channels, each
     recipient already checked as a mail address, rendered in `language` (the recipients'
     own, ferry.users.language_of), else the default language.
 

@@ -37,7 +37,7 @@ from ferry.db.notify_models import (
     Notification,
     OutboxRow,
 )
-from ferry.db.pages import Page, newest_first
+from ferry.db.pages import Page, counter, newest_first
 from ferry.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ferry.notify import retry as retry_schedule
 from ferry.notify.channels.base import RETRY, Delivery, Outcome
@@ -327,9 +327,7 @@ def list_page(
             N.c.id,
             page_size,
             page_token,
-            lambda: int(
-                s.execute(sa.select(sa.func.count()).select_from(N).where(*where)).scalar_one()
-            ),
+            counter(s, N, where),
         )
         by_id = _deliveries_of(s, page.items)
     return Page([View(n, by_id[n.id]) for n in page.items], page.next_token, page.total)

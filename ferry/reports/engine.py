@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ferry.cache.breaker import CircuitBreaker
-from ferry.cache.flight import ReportCache
+from ferry.cache.report_cache import ReportCache
 from ferry.db.models import Student
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import render, versions

@@ -16,7 +16,7 @@ from ferry.imports import convert, upload
 from ferry.imports.approvals import both, plan_announcement
 from ferry.merge import ImportOutcome
 from ferry.merge.announce import announcing
-from ferry.notify import client as notify_client
+from ferry.notify import import_announcement as notify_client
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller
 from ferry.v1 import import_pb2 as ipb

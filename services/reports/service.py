@@ -61,13 +61,13 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._engine: ReportEngine | None = None
+        self._reports: ReportEngine | None = None
 
     @property
-    def engine(self) -> ReportEngine:
-        if self._engine is None:
-            self._engine = ReportEngine.from_app(self.app)
-        return self._engine
+    def reports(self) -> ReportEngine:
+        if self._reports is None:
+            self._reports = ReportEngine.from_app(self.app)
+        return self._reports
 
     def register(self, server: grpc.Server) -> None:
         caught = _Handlers()
@@ -82,24 +82,24 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
 
     def start(self) -> None:
         """Resolve the cache backend now, so a bad `cache.backend` stops start-up."""
-        _ = self.engine
+        _ = self.reports
 
     def stop(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        if self._reports is not None:
+            self._reports.close()
 
     @handles_errors
     def GetStudentReport(  # type: ignore[override]
         self, request: reports_pb2.GetStudentReportRequest, context: grpc.ServicerContext
     ) -> bytes:
         """GetStudentReportResponse, in wire form (see _PREBUILT)."""
-        return self.engine.student_response(request, _role())
+        return self.reports.student_response(request, _role())
 
     @handles_errors
     def RenderStudentReport(
         self, request: reports_pb2.RenderStudentReportRequest, context: grpc.ServicerContext
     ) -> Iterator[reports_pb2.RenderStudentReportResponse]:
-        f, _ = self.engine.render_student(request.report, request.format, _role())
+        f, _ = self.reports.render_student(request.report, request.format, _role())
         for c in chunks(f):
             yield reports_pb2.RenderStudentReportResponse(chunk=c)
 
@@ -108,13 +108,13 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
         self, request: reports_pb2.GetSemesterReportRequest, context: grpc.ServicerContext
     ) -> bytes:
         """GetSemesterReportResponse, in wire form (see _PREBUILT)."""
-        return self.engine.semester_response(request.semester, _role(), request.language)
+        return self.reports.semester_response(request.semester, _role(), request.language)
 
     @handles_errors
     def RenderSemesterReport(
         self, request: reports_pb2.RenderSemesterReportRequest, context: grpc.ServicerContext
     ) -> Iterator[reports_pb2.RenderSemesterReportResponse]:
-        f, _ = self.engine.render_semester(
+        f, _ = self.reports.render_semester(
             request.semester, request.format, _role(), request.language
         )
         for c in chunks(f):
@@ -124,7 +124,7 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
     def BulkStudentReports(
         self, request: reports_pb2.BulkStudentReportsRequest, context: grpc.ServicerContext
     ) -> Iterator[reports_pb2.BulkStudentReportsResponse]:
-        f = bulk(self.engine, request, _role())
+        f = bulk(self.reports, request, _role())
         for c in chunks(f):
             yield reports_pb2.BulkStudentReportsResponse(chunk=c)
 
@@ -133,18 +133,18 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
         self, request: reports_pb2.InvalidateCacheRequest, context: grpc.ServicerContext
     ) -> reports_pb2.InvalidateCacheResponse:
         return reports_pb2.InvalidateCacheResponse(
-            version=self.engine.invalidate(request.student_id)
+            version=self.reports.invalidate(request.student_id)
         )
 
     @handles_errors
     def SearchStudents(
         self, request: reports_pb2.SearchStudentsRequest, context: grpc.ServicerContext
     ) -> reports_pb2.SearchStudentsResponse:
-        found = self.engine.search(request.query, request.limit)
+        found = self.reports.search(request.query, request.limit)
         return reports_pb2.SearchStudentsResponse(students=found)
 
     @handles_errors
     def GetCacheStats(
         self, request: reports_pb2.GetCacheStatsRequest, context: grpc.ServicerContext
     ) -> reports_pb2.GetCacheStatsResponse:
-        return self.engine.stats()
+        return self.reports.stats()

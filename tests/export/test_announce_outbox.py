@@ -18,7 +18,7 @@ from ferry.app import App
 from ferry.db.engine import make_engine
 from ferry.db.notify_models import Notification
 from ferry.export import store
-from ferry.export.notify import announcing
+from ferry.export.announce import announcing
 from ferry.export.pool import reap_once
 from ferry.v1 import export_pb2, export_pb2_grpc
 from tests.notify.helpers import SmtpServer, eventually, free_port

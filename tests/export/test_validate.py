@@ -98,8 +98,7 @@ def test_an_old_job_with_a_bad_address_still_tells_the_good_ones(
 ) -> None:
     """A job stored before addresses were checked (one bad among good ones) is announced
     to the good ones instead of being refused as a whole, again and again, by Send."""
-    from ferry.export import notify as announce
-    from ferry.export import store
+    from ferry.export import announce, store
 
     app = job_app()
     made, _ = store.create_job(app.engine, store.NewJob(

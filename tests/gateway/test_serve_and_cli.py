@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from ferry.app import App
+from ferry.cli.accounts import DEMO_PASSWORD
 from ferry.cli.main import cli
-from ferry.cli.users import DEMO_PASSWORD
 from ferry.db.engine import make_engine
 from ferry.users import verify
 from tests.conftest import running

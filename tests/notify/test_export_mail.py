@@ -20,7 +20,7 @@ from ferry.db.engine import make_engine
 from ferry.db.notify_models import Notification
 from ferry.demo.seed import Scale, seed
 from ferry.export import store as export_store
-from ferry.export.notify import announcing
+from ferry.export.announce import announcing
 from ferry.v1 import export_pb2 as epb
 from ferry.v1 import options_pb2
 from gateway.app import create_app

@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from ferry.cache.breaker import CircuitBreaker
-from ferry.cache.flight import ReportCache
 from ferry.cache.memory import MemoryCache
 from ferry.cache.redis import RedisCache, RedisSettings, _glob_escape
+from ferry.cache.report_cache import ReportCache
 from tests.reports.conftest import REDIS_URL, require_redis
 
 

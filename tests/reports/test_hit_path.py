@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ferry.cache.flight import ReportCache
 from ferry.cache.memory import MemoryCache
+from ferry.cache.report_cache import ReportCache
 from ferry.db.engine import make_engine
 from ferry.reports import versions
 from ferry.reports.engine import ReportEngine, response_bytes

@@ -118,7 +118,7 @@ class Slow:
 
 
 def test_a_trial_that_answers_while_the_call_computes_still_gets_the_entry() -> None:
-    from ferry.cache.flight import ReportCache
+    from ferry.cache.report_cache import ReportCache
 
     answer = threading.Event()
     backend = Slow(answer)
@@ -140,7 +140,7 @@ def test_a_trial_that_answers_while_the_call_computes_still_gets_the_entry() -> 
 
 
 def test_no_write_back_while_the_trial_fails() -> None:
-    from ferry.cache.flight import ReportCache
+    from ferry.cache.report_cache import ReportCache
 
     answer = threading.Event()
     backend = Slow(answer, up=False)

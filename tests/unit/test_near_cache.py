@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from ferry.cache.flight import ReportCache
 from ferry.cache.memory import MemoryCache
+from ferry.cache.report_cache import ReportCache
 
 
 def test_bytes_bound_evicts_the_least_recently_used() -> None:

@@ -41,6 +41,7 @@ class OutgoingCall:
     # What the calling client holds: its configured timeout and its bearer token.
     default_timeout: float = 30.0
     token: Callable[[], str | None] = lambda: None
+    attrs: dict[str, Any] = field(default_factory=dict)  # what a filter keeps for `finish`
 
     @property
     def service(self) -> str:
@@ -125,6 +126,7 @@ class _Chain:
         self.filters = list(filters)
         self.default_timeout = default_timeout
         self.token = token
+        self._pending: set[Any] = set()  # grpc.aio: finishing tasks, kept until they ran
 
 
 class ClientChain(
@@ -135,7 +137,6 @@ class ClientChain(
     grpc.StreamStreamClientInterceptor,  # type: ignore[misc,type-arg]
 ):
     """Runs the client filters around every call on a sync channel."""
-
 
     def _run(self, continuation: Any, d: Any, request: Any) -> Any:
         call = start_call(
@@ -187,15 +188,6 @@ class AioClientChain(
     grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc,type-arg]
 ):
     """The same client filters around every call on a grpc.aio channel (the gateway)."""
-
-    def __init__(
-        self,
-        filters: Sequence[ClientFilter],
-        default_timeout: float = 30.0,
-        token: Callable[[], str | None] = lambda: None,
-    ) -> None:
-        super().__init__(filters, default_timeout, token)
-        self._pending: set[Any] = set()
 
     async def _run(self, continuation: Any, d: Any, request: Any) -> Any:
         import asyncio

@@ -1,6 +1,6 @@
 """How an export job (a scheduled run or backup included) announces its end: a row in the
 notify outbox written in the transaction that ends the job, as imports do
-(ferry.merge.announce, ferry.notify.client).
+(ferry.merge.announce, ferry.notify.import_announcement).
 
 `store.finish` and `store.reap` call the `Announce` made here right after their UPDATE wins,
 in the same transaction, inside a SAVEPOINT: the outbox row and the job's
