@@ -1,6 +1,7 @@
 """`make bench`: seed the bench dataset in PostgreSQL, run every benchmark, print one table.
 
-    python -m bench [--scale bench|small] [--repeat 3] [--only stream,bundle,...]
+    python -m bench [--scale bench|small|large] [--repeat 3] [--only stream,bundle,...]
+                    [--sizes 100000,1000000,10000000] [--reuse]
 
 Each benchmark sets Ferry beside a raw baseline measured in the same run (see README).
 """
@@ -78,7 +79,11 @@ def main() -> None:
         "large scale, 10000000)",
     )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated subset (default: all but `scale`; at --scale large, `scale`)",
+    )
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -86,6 +91,13 @@ def main() -> None:
         "a figure for a closing note comes from a fresh run)",
     )
     args = parser.parse_args()
+    if not args.only:
+        everyday = [b for b in BENCHES if b != "scale"]
+        args.only = "scale" if args.scale == "large" else ",".join(everyday)
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip()) or (
+        (100_000, 1_000_000, 10_000_000) if args.scale == "large" else (100_000, 1_000_000)
+    )
+    BENCHES["scale"] = lambda url, dsn, wd, n: scale.run(url, dsn, wd, n, sizes)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(BENCHES)
     if unknown:

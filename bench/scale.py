@@ -74,7 +74,7 @@ def download(port: int, token: str, semester: str | None, total: int) -> int:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = export_pb2_grpc.ExportServiceStub(ch)
         req = export_pb2.DownloadSessionRequest(
-            semester=semester or "", format="json", scope="semester" if semester else "all"
+            semester=semester or "", bundle_format="json", scope="semester" if semester else "all"
         )
         size = 0
         md = [("authorization", f"Bearer {token}")]
