@@ -87,6 +87,7 @@ def undo_import(
         store.update(conn, outcome, claim_key=bool(outcome.options.idempotency_key))
         # The undo is about to commit (rows of import_changes for import_id say what it
         # took back): anything that must change with the data goes right here.
+        threeway.importing(conn, False)
         conn.commit()
     log.info(
         "import %s undone by %s in %.2fs%s",
