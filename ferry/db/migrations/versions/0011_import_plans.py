@@ -102,11 +102,20 @@ def _keep_base_triggers() -> None:
             if isinstance(col["type"], sa.Float):  # 17 digits: SQLite's JSON rounds to 15
                 value = f"CASE WHEN {value} IS NULL THEN NULL ELSE printf('%!.17g', {value}) END"
             parts.append(f"'{name}', {value}")
+        # (Not INSERT OR IGNORE: the statement that fires a trigger overrides its
+        # conflict clause.)
         op.execute(
             f"CREATE TRIGGER ferry_keep_base_{table} AFTER UPDATE ON {table} "
             "WHEN NOT EXISTS (SELECT 1 FROM import_running) BEGIN "
-            "INSERT OR IGNORE INTO import_bases (entity, row_id, import_id, vals) "
-            f"VALUES ('{table}', OLD.id, '', json_object({', '.join(parts)})); END"
+            "INSERT INTO import_bases (entity, row_id, import_id, vals) "
+            f"SELECT '{table}', OLD.id, '', json_object({', '.join(parts)}) "
+            "WHERE NOT EXISTS (SELECT 1 FROM import_bases "
+            f"WHERE entity = '{table}' AND row_id = OLD.id); END"
+        )
+        # SQLite reuses the ids of deleted rows: their bases go with them.
+        op.execute(
+            f"CREATE TRIGGER ferry_drop_base_{table} AFTER DELETE ON {table} BEGIN "
+            f"DELETE FROM import_bases WHERE entity = '{table}' AND row_id = OLD.id; END"
         )
 
 
@@ -117,6 +126,7 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS ferry_keep_base ON {table}")
         else:
             op.execute(f"DROP TRIGGER IF EXISTS ferry_keep_base_{table}")
+            op.execute(f"DROP TRIGGER IF EXISTS ferry_drop_base_{table}")
     if bind.dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS ferry_keep_base()")
     op.drop_table("import_running")
