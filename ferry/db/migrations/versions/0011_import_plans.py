@@ -77,9 +77,6 @@ def _keep_base_triggers() -> None:
             """
             CREATE FUNCTION ferry_keep_base() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-              IF coalesce(current_setting('ferry.importing', true), '') = 'on' THEN
-                RETURN NEW;
-              END IF;
               INSERT INTO import_bases (entity, row_id, import_id, vals)
               VALUES (TG_ARGV[0], OLD.id, '', to_jsonb(OLD))
               ON CONFLICT (entity, row_id) DO NOTHING;
@@ -89,7 +86,10 @@ def _keep_base_triggers() -> None:
         )
         for table in TABLES:
             op.execute(
+                # The WHEN is checked by the executor: an import's own updates (SET
+                # LOCAL ferry.importing) never call the function.
                 f"CREATE TRIGGER ferry_keep_base AFTER UPDATE ON {table} FOR EACH ROW "
+                "WHEN (current_setting('ferry.importing', true) IS DISTINCT FROM 'on') "
                 f"EXECUTE FUNCTION ferry_keep_base('{table}')"
             )
         return
