@@ -129,18 +129,28 @@ class PendingLink(Base):
 
 
 class ImportBase(Base):
-    """The values a bundle import last imported for a record (ferry.merge.threeway): the
-    base of the three-way merge that keeps local edits (imports.keep_local_edits)."""
+    """The base of the three-way merge that keeps local edits (ferry.merge.threeway): a
+    row as it was before its first local edit since it was imported, saved by a trigger
+    (migration 0011); imports replace it with the source's values where they keep a
+    local value, and drop it where the row equals the source again."""
 
     __tablename__ = "import_bases"
 
     entity: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # The record's natural key fields as text, joined by U+001F.
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
-    # The import that wrote it (undo forgets it).
-    import_id: Mapped[str] = mapped_column(String(36), index=True)
-    # field -> the source's value as text (timestamps as epoch seconds), or null.
+    row_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The import that wrote it ("" for a trigger's).
+    import_id: Mapped[str] = mapped_column(String(36), index=True, server_default="")
+    # The whole row as JSON (column -> value).
     vals: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class ImportRunning(Base):
+    """SQLite: a row written and removed inside an import's transaction, so the triggers
+    saving bases skip the import's own writes (PostgreSQL: SET LOCAL ferry.importing)."""
+
+    __tablename__ = "import_running"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class KeyRename(Base):

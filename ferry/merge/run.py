@@ -66,7 +66,7 @@ from ferry.reports.versions import bump_for_import
 log = logging.getLogger(__name__)
 
 
-def begin_locked(conn: Connection, dataset: str) -> None:
+def begin_locked(conn: Connection, dataset: str, importing: bool = True) -> None:
     """Open the transaction holding the dataset's import lock.
 
     One lock per dataset, not per semester: semesters share students, and two imports
@@ -87,6 +87,10 @@ def begin_locked(conn: Connection, dataset: str) -> None:
         # ~50 ms per statement, longer than the statements themselves; 10,000 students
         # imported at half the speed with it on.
         conn.exec_driver_sql("SET LOCAL jit = off")
+    # The import's writes are no local edits (no base saved for them; ferry.merge.threeway).
+    # An entity file (csv, xlsx) is a person's edit: its writes are.
+    if importing:
+        threeway.importing(conn, True)
 
 
 class Backup(Protocol):
@@ -256,7 +260,7 @@ def run_import(
     work: _Run | None = None
     backing: _Backing | None = None
     try:
-        begin_locked(conn, ds.name)
+        begin_locked(conn, ds.name, importing=not entity)
         if key:
             earlier = earlier_run(conn, key, source_sha256)
             if earlier is not None:
@@ -287,7 +291,8 @@ def run_import(
         work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging, preview)
         # Bundles from a source installation merge three-way when asked (entity files
         # are local edits).
-        work.three_way = options.keep_local_edits and isinstance(first, Header)
+        work.bundle = isinstance(first, Header)
+        work.three_way = options.keep_local_edits and work.bundle
         if isinstance(first, Header):
             work.renames = list(first.metadata.renames)
         staging.start(rest)
@@ -342,6 +347,7 @@ def run_import(
             # ListSemesters' counts of the semesters it changed.
             semesters.recount(conn, ds, semesters.touched_by(conn, ds, outcome.id))
             announce.recorded(conn, outcome)  # its notification commits with it
+            threeway.importing(conn, False)
             conn.commit()
     except BaseException as exc:
         conn.rollback()
@@ -477,6 +483,7 @@ class _Run:
     staging: Staging
     preview: digest.Preview | None = None  # the plan this run must apply exactly
     three_way: bool = False  # keep local edits (ferry.merge.threeway)
+    bundle: bool = False  # from a source installation (not an entity file)
     renames: list[Any] = dataclasses.field(default_factory=list)  # keys changed at the source
 
     def _rename(self, now: object, now_dt: dt.datetime) -> tuple[list[RecordError], dict[str, int]]:
@@ -631,18 +638,22 @@ class _Run:
         out.errors = errors[:MAX_LISTED_ERRORS]
 
     def _three_way(self, shape: Shape, statuses: str) -> tuple[int, int]:
-        """Keep local edits (ferry.merge.threeway): decide against the old bases, write
-        the new ones (the source's values), then keep. (kept_local, conflicts)"""
-        if not self.three_way:
+        """Keep local edits (ferry.merge.threeway) of rows with a base: decide, rebase,
+        keep. A two-way bundle import drops the bases of the rows it writes. Nothing
+        at all for an entity without bases. (kept_local, conflicts)"""
+        if not self.bundle or not threeway.has_bases(self.conn, shape):
             return 0, 0
         with _timed(f"three-way {shape.name}"):
-            kept, conflicts, samples = threeway.classify(
-                self.conn, shape, self.options.conflicts, self.sqlite
-            )
-            threeway.write_bases(self.conn, shape, self.outcome.id, self.sqlite)
-            if kept or conflicts:
-                threeway.keep(self.conn, shape, statuses, self.sqlite)
-                self.outcome.sample_changes += samples
+            kept, conflicts = 0, 0
+            samples: list[RecordChange] = []
+            if self.three_way:
+                kept, conflicts, samples = threeway.classify(
+                    self.conn, shape, self.options.conflicts, self.sqlite
+                )
+            threeway.rebase(self.conn, shape, statuses, self.outcome.id, self.sqlite, kept > 0)
+            if kept:
+                threeway.keep(self.conn, shape, statuses)
+            self.outcome.sample_changes += samples
         return kept, conflicts
 
     def _pending_links(self, now: object) -> None:

@@ -1,9 +1,15 @@
 """Local edits kept: a three-way merge of records that came from a source installation.
 
-With `imports.keep_local_edits` on, every bundle import keeps, per record, the values it
-imported (the base: `import_bases`, one JSON object of field -> text per entity and
-natural key, the source's values even where a local one was kept). On the next import
-of that record, per field carried by both:
+The base of a record is what Ferry last imported for it. While a row is as the last
+import left it, the row itself is its base: nothing is written for it (an import of a
+million records writes no bases). The first local edit of a row (any write outside an
+import: a person, another program, a csv or xlsx import of one entity) saves the row as it
+was into `import_bases`, once, by a trigger on the table (migration 0011); imports tell
+the trigger they are writing (PostgreSQL: `SET LOCAL ferry.importing`; SQLite: a row in
+`import_running` inside their own transaction).
+
+With `imports.keep_local_edits` on, a bundle import compares, per field it carries, for
+the rows to update that have a base:
 
     changed only at the source   updated (as ever)
     changed only here            kept: the local value stays
@@ -13,13 +19,15 @@ of that record, per field carried by both:
                                  the conflict with both values for a person to decide
 
 A record whose every difference is kept is `same` (no write). Counted per entity as
-`kept_local` and `conflicts`; samples of action `keep_local` / `conflict` carry
-(field, local value, source value). Entity files (csv, xlsx) are local edits: they
-neither write nor use bases. Undo forgets the bases its import wrote (those records merge
-two-way, source wins, until their next import).
+`kept_local` and `conflicts`; samples of action `keep_local` / `conflict` carry (field,
+local value, source value). Afterwards the base of a row that kept a local value becomes
+the source's values (so the next import compares against what it imported), and the base
+of a row that now equals the source is dropped; the old bases are saved for undo
+(import_changes, action `base`). Every bundle import, three-way or not, drops the bases
+of the rows it wrote: they equal the source again.
 
-Values are compared as text of the same SQL type (timestamps as epoch seconds, so a
-session's time zone never matters).
+Values are compared typed: the base row is read back as a row of the table
+(PostgreSQL `jsonb_populate_record`; SQLite `json_extract`, floats kept at 17 digits).
 """
 
 from __future__ import annotations
@@ -34,7 +42,18 @@ from ferry.merge.model import RecordChange
 from ferry.merge.shape import Col, Shape, q, same
 
 POLICIES = ("source", "local", "review")
-SEP = "chr(31)"
+
+
+def importing(conn: Connection, on: bool) -> None:
+    """Tell the triggers that save bases that this transaction is an import (its writes
+    are no local edits); SQLite: call again with on=False right before committing."""
+    if conn.dialect.name == "sqlite":
+        if on:
+            conn.exec_driver_sql("INSERT OR IGNORE INTO import_running (id) VALUES (1)")
+        else:
+            conn.exec_driver_sql("DELETE FROM import_running")
+    elif on:
+        conn.exec_driver_sql("SET LOCAL ferry.importing = 'on'")
 
 
 def policy_for(conflicts: tuple[tuple[str, str], ...], entity: str, field: str) -> str:
@@ -43,39 +62,42 @@ def policy_for(conflicts: tuple[tuple[str, str], ...], entity: str, field: str) 
     return rules.get(f"{entity}.{field}") or rules.get(entity) or rules.get("*") or "source"
 
 
-def _txt(expr: str, col: Col, sqlite: bool) -> str:
-    if sqlite:
-        return f"CAST({expr} AS TEXT)"
-    if col.kind is Kind.TIMESTAMP:
-        return f"CAST(extract(epoch from {expr}) AS text)"
-    return f"CAST({expr} AS text)"
+def has_bases(conn: Connection, shape: Shape) -> bool:
+    return bool(
+        conn.execute(
+            sa.text("SELECT EXISTS (SELECT 1 FROM import_bases WHERE entity = :e)"),
+            {"e": shape.name},
+        ).scalar_one()
+    )
 
 
-def key_expr(shape: Shape, row: str, sqlite: bool) -> str:
-    """The base's key: the natural key fields as text, joined by a unit separator."""
-    parts = [f"CAST({row}.{q(k)} AS TEXT)" for k in shape.entity.natural_key]
-    if sqlite:
-        return " || char(31) || ".join(parts)
-    return f"concat_ws({SEP}, {', '.join(parts)})"
-
-
-def _base(col: Col, sqlite: bool) -> tuple[str, str]:
-    """(has the base this field, the base's text) for base row `b`."""
-    name = col.name
-    if sqlite:
+def _bases(shape: Shape, sqlite: bool) -> str:
+    """A subquery `bv` of the entity's bases as rows: row_id_ and the table's columns."""
+    table = q(shape.entity.table.name)
+    e = shape.name.replace("'", "''")
+    if not sqlite:
         return (
-            f"json_type(b.vals, '$.\"{name}\"') IS NOT NULL",
-            f"json_extract(b.vals, '$.\"{name}\"')",
+            f"(SELECT b.row_id AS row_id_, r.* FROM import_bases b CROSS JOIN LATERAL "
+            f"jsonb_populate_record(CAST(NULL AS {table}), b.vals) r WHERE b.entity = '{e}')"
         )
-    return f"(b.vals ? '{name}')", f"(b.vals ->> '{name}')"
-
-
-def _differs(a: str, b: str, sqlite: bool) -> str:
-    return f"({a} IS NOT {b})" if sqlite else f"({a} IS DISTINCT FROM {b})"
+    cols = []
+    for c in shape.entity.table.c:
+        value = f"json_extract(b.vals, '$.\"{c.name}\"')"
+        if isinstance(c.type, sa.Float):
+            value = f"CAST({value} AS REAL)"
+        cols.append(f"{value} AS {q(c.name)}")
+    return (
+        f"(SELECT b.row_id AS row_id_, {', '.join(cols)} FROM import_bases b "
+        f"WHERE b.entity = '{e}')"
+    )
 
 
 def _flags(prefix: str, letter: str, n: int) -> str:
     return " OR ".join(f"{prefix}{letter}{i} = 1" for i in range(n))
+
+
+def _three(shape: Shape) -> str:
+    return f"merge_three_{shape.name}"
 
 
 def classify(
@@ -85,30 +107,24 @@ def classify(
     sqlite: bool,
 ) -> tuple[int, int, list[RecordChange]]:
     """Decide, for the rows to update that have a base, which fields keep their local
-    value (call after resolve, before write_bases replaces the bases). Returns (records
-    with a kept local edit, records with a conflict, samples); `keep` then applies it."""
+    value (call after resolve, when has_bases). Returns (records with a kept local edit,
+    records with a conflict, samples); `keep` then applies it."""
     cols = list(shape.written)
-    if not cols:
-        return 0, 0, []
     table = q(shape.entity.table.name)
-    three = f"merge_three_{shape.name}"
+    three = _three(shape)
     select = ["x.pos AS pos", "x.tid AS tid"]
     for i, c in enumerate(cols):
-        has, base = _base(c, sqlite)
-        src, here = f"x.{q(c.name)}", f"t.{q(c.target)}"
-        source_changed = _differs(_txt(src, c, sqlite), base, sqlite)
-        local_changed = _differs(_txt(here, c, sqlite), base, sqlite)
+        src, here, base = f"x.{q(c.name)}", f"t.{q(c.target)}", f"bv.{q(c.target)}"
+        source_changed = f"NOT {same(src, base, sqlite)}"
+        local_changed = f"NOT {same(here, base, sqlite)}"
         differ = f"NOT {same(here, src, sqlite)}"
-        local_wins = policy_for(conflicts, shape.name, c.name) != "source"
-        keep = f"{has} AND {differ} AND {local_changed}"
-        if not local_wins:
-            keep += f" AND NOT {source_changed}"
+        keep = f"{differ} AND {local_changed}"
+        if policy_for(conflicts, shape.name, c.name) == "source":
+            keep += f" AND NOT ({source_changed})"
         select.append(f"CASE WHEN {keep} THEN 1 ELSE 0 END AS k{i}")
         select.append(
-            f"CASE WHEN {has} AND {differ} AND {local_changed} AND {source_changed} "
-            f"THEN 1 ELSE 0 END AS c{i}"
+            f"CASE WHEN {differ} AND {local_changed} AND {source_changed} THEN 1 ELSE 0 END AS c{i}"
         )
-        # A difference that remains once kept fields are kept.
         select.append(f"CASE WHEN {differ} THEN 1 ELSE 0 END AS d{i}")
     refs_same = " AND ".join(
         [same(f"t.{q(r.ref.column)}", f"x.r{r.index}", sqlite) for r in shape.written_refs]
@@ -120,11 +136,11 @@ def classify(
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE {three}{temp} AS SELECT {', '.join(select)} "
         f"FROM {shape.resolved} x JOIN {table} t ON t.id = x.tid "
-        f"JOIN import_bases b ON b.entity = '{shape.name}' "
-        f"AND b.key = {key_expr(shape, 'x', sqlite)} "
-        f"WHERE x.st = 'update'"
+        f"JOIN {_bases(shape, sqlite)} bv ON bv.row_id_ = x.tid WHERE x.st = 'update'"
     )
     n = len(cols)
+    if not n:
+        return 0, 0, []
     kept, conflicted = conn.exec_driver_sql(
         f"SELECT coalesce(sum(CASE WHEN {_flags('', 'k', n)} THEN 1 ELSE 0 END), 0), "
         f"coalesce(sum(CASE WHEN {_flags('', 'c', n)} THEN 1 ELSE 0 END), 0) FROM {three}"
@@ -134,12 +150,14 @@ def classify(
     return int(kept), int(conflicted), _samples(conn, shape, cols, three)
 
 
-def keep(conn: Connection, shape: Shape, statuses: str, sqlite: bool) -> None:
+def keep(conn: Connection, shape: Shape, statuses: str) -> None:
     """Apply `classify`'s decisions: kept fields take the table's values, and rows left
-    with no difference become `same` (call after write_bases, before applying)."""
+    with no difference become `same` (call after rebase, before applying)."""
     cols = list(shape.written)
+    if not cols:
+        return
     table = q(shape.entity.table.name)
-    three = f"merge_three_{shape.name}"
+    three = _three(shape)
     # The rows' kept fields take the table's values (the staged rows on PostgreSQL's
     # narrow path, where the resolved rows are a view over them).
     target = shape.resolved if statuses == shape.resolved else shape.stage
@@ -154,6 +172,58 @@ def keep(conn: Connection, shape: Shape, statuses: str, sqlite: bool) -> None:
         f"UPDATE {statuses} SET st = 'same' WHERE pos IN (SELECT pos FROM {three} "
         f"WHERE refs_same = 1 AND NOT ({remaining}))"
     )
+
+
+def rebase(
+    conn: Connection, shape: Shape, statuses: str, import_id: str, sqlite: bool, kept: bool
+) -> None:
+    """After classify (`kept`: some row keeps a local value): rows that keep one get the
+    source's values as their base; the bases of the other rows this import writes are
+    dropped (they equal the source now). The old bases are saved for undo."""
+    cols = list(shape.written)
+    three = _three(shape)
+    keeping = (
+        f"SELECT tid FROM {three} WHERE {_flags('', 'k', len(cols))}" if kept and cols else ""
+    )
+    written = f"SELECT tid FROM {statuses} WHERE st IN ('update', 'same')"
+    # Saved under "base:<entity>": undo's own checks read only the entities' rows.
+    params = {"e": shape.name, "iid": import_id, "saved": f"base:{shape.name}"}
+    conn.execute(
+        sa.text(
+            "INSERT INTO import_changes (import_id, entity, action, row_id, old_values) "
+            "SELECT :iid, :saved, 'base', b.row_id, b.vals FROM import_bases b "
+            f"WHERE b.entity = :e AND b.row_id IN ({written})"
+        ),
+        params,
+    )
+    if keeping:
+        if sqlite:
+            sets = ", ".join(f"'$.\"{c.target}\"', {_lite(c)}" for c in cols)
+            new = f"json_set(json_object(), {sets})"
+            merged = f"json_patch(import_bases.vals, {new})"
+        else:
+            pairs = ", ".join(f"'{c.target}', x.{q(c.name)}" for c in cols)
+            merged = f"import_bases.vals || jsonb_build_object({pairs})"
+        conn.execute(
+            sa.text(
+                f"UPDATE import_bases SET vals = (SELECT {merged} FROM {shape.resolved} x "
+                "WHERE x.tid = import_bases.row_id), import_id = :iid "
+                f"WHERE entity = :e AND row_id IN ({keeping})"
+            ),
+            params,
+        )
+    drop = f"entity = :e AND row_id IN ({written})"
+    if keeping:
+        drop += f" AND row_id NOT IN ({keeping})"
+    conn.execute(sa.text(f"DELETE FROM import_bases WHERE {drop}"), params)
+
+
+def _lite(c: Col) -> str:
+    """A staged value for SQLite's JSON: floats as 17-digit text (its JSON rounds to 15)."""
+    value = f"x.{q(c.name)}"
+    if c.kind is Kind.FLOAT:
+        return f"CASE WHEN {value} IS NULL THEN NULL ELSE printf('%!.17g', {value}) END"
+    return value
 
 
 def _samples(
@@ -192,30 +262,25 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def write_bases(conn: Connection, shape: Shape, import_id: str, sqlite: bool) -> None:
-    """Upsert the bases of the rows this bundle carries (created, updated, same): the
-    source's values of the fields it carries (call before `decide` changes them)."""
-    cols = list(shape.written)
-    if not cols:
-        return
-    if sqlite:
-        pairs = ", ".join(f"'{c.name}', {_txt(f'x.{q(c.name)}', c, True)}" for c in cols)
-        vals = f"json_object({pairs})"
-    else:
-        pairs = ", ".join(f"'{c.name}', {_txt(f'x.{q(c.name)}', c, False)}" for c in cols)
-        vals = f"jsonb_build_object({pairs})"
+def forget(conn: Connection, import_id: str) -> None:
+    """Undo: the bases an import wrote go, and
+    those it replaced or dropped come back; bases of rows it created go with the rows
+    (SQLite reuses their ids)."""
+    conn.execute(sa.text("DELETE FROM import_bases WHERE import_id = :iid"), {"iid": import_id})
     conn.execute(
         sa.text(
-            "INSERT INTO import_bases (entity, key, import_id, vals) "
-            f"SELECT :entity, {key_expr(shape, 'x', sqlite)}, :iid, {vals} "
-            f"FROM {shape.resolved} x WHERE x.st IN ('create', 'update', 'same') "
-            "ON CONFLICT (entity, key) DO UPDATE SET vals = excluded.vals, "
-            "import_id = excluded.import_id"
+            "DELETE FROM import_bases WHERE EXISTS (SELECT 1 FROM import_changes c "
+            "WHERE c.import_id = :iid AND c.action = 'created' AND c.entity = import_bases.entity "
+            "AND import_bases.row_id BETWEEN c.row_id AND c.row_id_end)"
         ),
-        {"entity": shape.name, "iid": import_id},
+        {"iid": import_id},
     )
-
-
-def forget(conn: Connection, import_id: str) -> None:
-    """Undo: the bases an import wrote go with it."""
-    conn.execute(sa.text("DELETE FROM import_bases WHERE import_id = :iid"), {"iid": import_id})
+    conn.execute(
+        sa.text(
+            "INSERT INTO import_bases (entity, row_id, import_id, vals) "
+            "SELECT substr(c.entity, 6), c.row_id, '', c.old_values FROM import_changes c "
+            "WHERE c.import_id = :iid AND c.action = 'base' AND NOT EXISTS (SELECT 1 FROM "
+            "import_bases b WHERE b.entity = substr(c.entity, 6) AND b.row_id = c.row_id)"
+        ),
+        {"iid": import_id},
+    )

@@ -90,6 +90,7 @@ def undo_import(
         semesters.recount(conn, ds, touched)  # ListSemesters' counts, with the data
         # The undo is about to commit (rows of import_changes for import_id say what it
         # took back): anything that must change with the data goes right here.
+        threeway.importing(conn, False)
         conn.commit()
     log.info(
         "import %s undone by %s in %.2fs%s",

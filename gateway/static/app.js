@@ -506,12 +506,13 @@ function renderImports(list) {
 
 // A plan awaiting an admin's approval (imports.approval: required): its state, and for
 // admins Approve / Reject (issue 29).
+const PLAN_STATES = { pending: "plan_pending", approved: "plan_approved", rejected: "plan_rejected" };
 function planCell(imp, cell) {
   const approval = imp.approval || {};
   if (!approval.state) return;
   const span = document.createElement("span");
   span.className = "plan-state";
-  span.textContent = t(`plan_${approval.state}`);
+  span.textContent = t(PLAN_STATES[approval.state] || "plan_pending");
   cell.append(span);
   if (approval.state !== "pending" || state.role !== "admin") return;
   for (const [key, path] of [["approvePlan", "approve"], ["rejectPlan", "reject"]]) {

@@ -117,10 +117,38 @@ def test_without_keep_local_edits_the_source_wins_as_before(
     assert _course(target, code, "title") == course["title"]
 
 
-def test_undo_forgets_the_bases_of_its_import(events: list[Event], target: Engine) -> None:
-    first = run(target, events, **THREE)
-    assert scalar(target, "SELECT count(*) FROM import_bases WHERE import_id = :i", i=first.id)
+def test_a_local_edit_saves_the_base_once_and_undo_gives_back_the_bases(
+    events: list[Event], target: Engine
+) -> None:
+    run(target, events, **THREE)
+    assert not scalar(target, "SELECT count(*) FROM import_bases")  # an import writes none
+    course = _live_course(events)
+    code = course["course_code"]
+    _edit_here(target, code, title="Fixed here")
+    _edit_here(target, code, teacher="Someone Here")
+    # One base: the row as the import left it, saved by the first local edit.
+    assert scalar(target, "SELECT count(*) FROM import_bases") == 1
+    changed = _at_source(events, code, credits=course["credits"] + 1)
+    done = run(target, changed, **THREE)
+    assert _course(target, code, "title") == "Fixed here"
+    undo_import(target, SCHOOL, done.id)
+    assert _course(target, code, "title") == "Fixed here"
+    assert float(_course(target, code, "credits")) == course["credits"]
+    # The base is the first import's again: the same import keeps the fix once more.
+    again = run(target, changed, **THREE)
+    summary = next(s for s in again.summaries if s.entity == "courses")
+    assert (summary.updated, summary.kept_local) == (1, 1)
+    assert _course(target, code, "title") == "Fixed here"
+    assert _course(target, code, "teacher") == "Someone Here"
+
+
+def test_a_two_way_import_drops_the_bases_of_what_it_wrote(
+    events: list[Event], target: Engine
+) -> None:
+    run(target, events)
     course = _live_course(events)
     _edit_here(target, course["course_code"], title="Fixed here")
-    undo_import(target, SCHOOL, first.id, force=True)
+    assert scalar(target, "SELECT count(*) FROM import_bases") == 1
+    run(target, events)  # source wins, the row equals the source again
     assert not scalar(target, "SELECT count(*) FROM import_bases")
+    assert _course(target, course["course_code"], "title") == course["title"]
