@@ -114,7 +114,11 @@ def check(pkg: Package, rows_too: bool = False) -> None:
 def notes(pkg: Package, loss: LossReport) -> list[Note]:
     """The package's warnings and the loss report as the import result's warnings."""
     out: list[Note] = []
-    sids = {(t, r.number): r.get("sourcedId") for t, rows in pkg.tables.items() for r in rows}
+    sids = (
+        {(t, r.number): r.get("sourcedId") for t, rows in pkg.tables.items() for r in rows}
+        if pkg.errors
+        else {}
+    )
     for p in pkg.errors:  # rows only: check() raised for the rest
         table = p.file.removesuffix(".csv")
         out.append(Note(REFUSED, p.file, p.column, p.row, [sids.get((table, p.row), "")], str(p)))
@@ -155,9 +159,17 @@ class _Raw:
     def batch(self, entity: str, records: list[Record]) -> Event:
         cols = self.fields[entity]
         names = sorted(cols)
-        full = [
-            {n: r.get(n, self.now if n == "created_at" else None) for n in names} for r in records
-        ]
+        # Each record laid over the full row of defaults keeps the columns' sorted order;
+        # one with a key outside the columns comes out longer and is built field by field.
+        base: dict[str, Any] = dict.fromkeys(names)
+        if "created_at" in base:
+            base["created_at"] = self.now
+        full = [{**base, **r} for r in records]
+        if any(len(f) != len(names) for f in full):
+            full = [
+                {n: r.get(n, self.now if n == "created_at" else None) for n in names}
+                for r in records
+            ]
         decoder = self.decoders.get(entity)
         if decoder is None:
             decoder = runs.run_decoder(cols, self.rules.get(entity, {}), self.limits)

@@ -133,11 +133,19 @@ def _when(row: Row) -> dt.datetime | None:
     return parse_datetime(row.get("dateLastModified"))
 
 
+def _modified(row: Row) -> dt.datetime | None:
+    """`dateLastModified` of a row that passed validation: its value, when there is one,
+    matched the validator's ISO 8601 pattern and parsed (ferry.oneroster.validate), so it is
+    read without checking it again."""
+    v = row.values.get("dateLastModified")
+    return dt.datetime.fromisoformat(v) if v else None
+
+
 def _stamps(row: Row, now: dt.datetime) -> dict[str, Any]:
-    modified = _when(row) or now
+    modified = _modified(row) or now
     out: dict[str, Any] = {"updated_at": modified}
     deleted = None
-    if row.get("status") == "tobedeleted":
+    if row.values.get("status") == "tobedeleted":
         exact = _ext(row, "deletedAt", "")
         deleted = (dt.datetime.fromisoformat(exact) if exact else None) or modified
     out["deleted_at"] = deleted
@@ -145,7 +153,7 @@ def _stamps(row: Row, now: dt.datetime) -> dict[str, Any]:
 
 
 def _ext(row: Row, name: str, default: str) -> str:
-    return row.values.get(X + name, default) if X + name in row.values else default
+    return row.values.get(X + name, default)
 
 
 def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:

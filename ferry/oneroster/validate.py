@@ -94,7 +94,10 @@ class Package:
 
     def rows(self, table: str) -> list[Row]:
         """The table's rows that passed every check."""
-        return [r for r in self.tables.get(table, []) if (table, r.number) not in self.refused]
+        rows = self.tables.get(table, [])
+        if not self.refused:
+            return list(rows)
+        return [r for r in rows if (table, r.number) not in self.refused]
 
     def error(self, p: Problem) -> None:
         self.errors.append(p)
@@ -415,8 +418,12 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
     plain = len(use) == width  # every column is read: a row is zipped onto the header
     names = [use[i] for i in range(width)] if plain else []
     strip = [(i, name) for i, name in use.items() if name not in as_is]
+    max_chars = limits.max_cell_chars
     for n, cells in enumerate(rows, 2):
-        if not any(cells) or not any(c.strip() for c in cells):
+        # Blank (every cell empty or spaces) rows are skipped; a first cell with text is
+        # the common case and settles it without looking at the rest.
+        first = cells[0] if cells else ""
+        if (not first or first.isspace()) and not "".join(cells).strip():
             continue
         wide = len(cells) > width and any(c.strip() for c in cells[width:])
         if plain and len(cells) >= width:
@@ -450,7 +457,7 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
                 if required:
                     pkg.error(Problem(fname, n, name, "required", blank))
                 continue
-            if len(v) > limits.max_cell_chars:
+            if len(v) > max_chars:
                 pkg.error(
                     Problem(
                         fname,
@@ -463,7 +470,7 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
                 continue
             if check is not None and (problem := check(v)) is not None:
                 pkg.error(Problem(fname, n, name, problem[0], problem[1]))
-        sid = row.get("sourcedId")
+        sid = values.get("sourcedId")
         if sid:
             if sid in ids:
                 pkg.error(
@@ -480,9 +487,10 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
     pkg.tables[table.name] = out
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
 _EXTENSION = re.compile(EXTENSION_ENUM)
-_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
+# Matched whole (fullmatch); groups do not capture: these run once per cell.
+_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)")
 
 
 Check = Callable[[str], "tuple[str, str] | None"]
@@ -568,7 +576,7 @@ def _split(v: str) -> list[str]:
 
 
 def _date(v: str) -> dt.date | None:
-    if not _DATE.match(v):
+    if _DATE.fullmatch(v) is None:
         return None
     try:
         return dt.date.fromisoformat(v)
@@ -577,10 +585,10 @@ def _date(v: str) -> dt.date | None:
 
 
 def _datetime(v: str) -> dt.datetime | None:
-    if not _DATETIME.match(v):
+    if _DATETIME.fullmatch(v) is None:
         return None
-    try:
-        return dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    try:  # Python >= 3.11 reads a trailing Z as UTC
+        return dt.datetime.fromisoformat(v)
     except ValueError:
         return None
 
@@ -611,16 +619,22 @@ def split_list(v: str) -> list[str]:
 def _check_references(pkg: Package) -> None:
     """Each reference names a sourcedId of its table, when that table came `bulk` (a
     delta or absent table may name records the receiver already holds)."""
-    ids = {t: {r.get("sourcedId") for r in rows} for t, rows in pkg.tables.items()}
+    ids = {t: {r.values.get("sourcedId", "") for r in rows} for t, rows in pkg.tables.items()}
     for tname, rows in pkg.tables.items():
         table = TABLES[tname]
         for c in table.columns:
             if not c.ref or pkg.modes.get(c.ref) != "bulk" or c.ref not in pkg.tables:
                 continue
             targets = ids.get(c.ref, set())
+            name, many = c.name, c.type is Type.IDS
             for row in rows:
-                v = row.get(c.name)
-                values = _split(v) if c.type is Type.IDS else ([v] if v else [])
+                v = row.values.get(name, "")
+                if not many:
+                    if not v or v in targets:
+                        continue  # the common case: one id, and it is there
+                    values = [v]
+                else:
+                    values = _split(v)
                 for one in values:
                     if one not in targets:
                         pkg.error(

@@ -5,6 +5,7 @@ unknown optional columns are warnings; bad zips are clear errors."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import zipfile
@@ -340,3 +341,40 @@ def test_the_manifest_may_name_oneroster_1_2_or_1_2_1() -> None:
     assert errors(package(manifest_text=old)) == [
         "manifest.csv: `oneroster.version` must be 1.2 or 1.2.1, got '1.1'"
     ]
+
+
+def test_blank_rows_are_skipped_but_a_row_blank_only_in_its_first_cell_is_read() -> None:
+    # The validator settles most rows by their first cell; a row of spaces is still blank
+    # and one whose first cell is empty is still checked.
+    spaces = replace_row("orgs.csv", "LK-01,\n", "LK-01,\n  , ,\t,,,,\n")
+    assert errors(package(spaces)) == []
+    first_blank = replace_row("orgs.csv", "LK-01,\n", f"LK-01,\n ,active,{T},Other,school,,\n")
+    assert errors(package(first_blank)) == [
+        "row 3 of orgs.csv: `sourcedId` is required, got ''"
+    ]
+
+
+def test_a_bad_date_and_time_is_refused_on_every_row_that_repeats_it() -> None:
+    # Good values are remembered down a file; a bad one is refused each time it appears.
+    text = CLEAN["enrollments.csv"].replace(T, "2026-08-20 10:00:00")
+    got = errors(package({"enrollments.csv": text}))
+    assert got == [
+        f"row {n} of enrollments.csv: `dateLastModified` must be an ISO 8601 date and time in "
+        "UTC or with an offset (2026-09-01T08:00:00.000Z), got '2026-08-20 10:00:00'"
+        for n in (2, 3, 4, 5)
+    ]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2026-08-20T10:00:00.000Z", "2026-08-20T10:00Z", "2026-08-20T12:00:00+02:00",
+     "2026-08-20T05:30:00-0430", "2026-08-20T10:00:00.0000001Z"],
+)  # fmt: skip
+def test_date_last_modified_maps_to_the_instant_it_names(stamp: str) -> None:
+    files = {f: t.replace(T, stamp) for f, t in CLEAN.items()}
+    pkg = read(package(files))
+    assert pkg.errors == []
+    mapped = map_package(pkg)
+    want = dt.datetime(2026, 8, 20, 10, tzinfo=dt.UTC)
+    stamps = [r["updated_at"] for rs in mapped.records.values() for r in rs]
+    assert stamps and all(s == want and s.utcoffset() is not None for s in stamps)
