@@ -337,8 +337,13 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
             for row in rows:
                 loss.add(table, "", row.get("sourcedId"), NO_PLACE)
             continue
+        # The binding's columns of this table no mapping reads, looked up once per table.
+        lost = [
+            c.name for c in TABLES[table].columns if c.name not in used and not c.name.startswith(X)
+        ]
         for row in pkg.rows(table):
-            for col, v in row.values.items():
-                if v and col not in used and not col.startswith(X) and TABLES[table].column(col):
-                    loss.add(table, col, row.get("sourcedId"), NO_PLACE)
+            values = row.values
+            for col in lost:
+                if values.get(col):
+                    loss.add(table, col, values.get("sourcedId", ""), NO_PLACE)
     return out
