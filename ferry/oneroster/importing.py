@@ -292,17 +292,20 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
 
     weights = {r.get("sourcedId"): r.get("weight") for r in pkg.rows("categories")}
     items = {r.get("sourcedId"): r for r in pkg.rows("lineItems")}
+    grades = out.records["grades"]
     for r in pkg.rows("results"):
-        rid = r.get("sourcedId")
-        item = items.get(r.get("lineItemSourcedId"))
-        uid = r.get("studentSourcedId")
+        rv = r.values  # read straight from the row's dict: this loop runs once per result
+        rid = rv.get("sourcedId", "")
+        item = items.get(rv.get("lineItemSourcedId", ""))
+        uid = rv.get("studentSourcedId", "")
         if item is None or item.get("classSourcedId") not in codes:
             loss.add("results", "", rid, "its line item or class was not imported")
             continue
         if uid not in student_ids:
             loss.add("results", "", rid, "its user is not a student")
             continue
-        if r.get("score") == "":
+        score = rv.get("score", "")
+        if score == "":
             loss.add(
                 "results",
                 "",
@@ -310,22 +313,22 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
                 f"no score (scoreStatus {r.get('scoreStatus')}): Ferry grades have one",
             )
             continue
-        top = _ext(r, "maxScore", "") or item.get("resultValueMax")
+        top = rv.get(X + "maxScore") or item.get("resultValueMax")
         if not top:
             loss.add("lineItems", "resultValueMax", item.get("sourcedId"), "missing: 100 assumed")
             top = "100"
-        weight = _ext(r, "weight", "") or weights.get(item.get("categorySourcedId")) or "1"
-        graded = _ext(r, "gradedOn", r.get("scoreDate")) or None
-        out.records["grades"].append(
+        weight = rv.get(X + "weight") or weights.get(item.get("categorySourcedId")) or "1"
+        graded = rv.get(X + "gradedOn", rv.get("scoreDate", "")) or None
+        grades.append(
             {
                 "student_id": student_ids[uid],
                 "course_code": codes[item.get("classSourcedId")],
                 "assessment": item.get("title"),
-                "score": float(r.get("score")),
+                "score": float(score),
                 "max_score": float(top),
                 "weight": float(weight),
                 "graded_on": graded,
-                "comment": r.get("comment") or None,
+                "comment": rv.get("comment") or None,
                 **_stamps(r, now),
             }
         )
@@ -337,8 +340,13 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
             for row in rows:
                 loss.add(table, "", row.get("sourcedId"), NO_PLACE)
             continue
+        # The binding's columns of this table no mapping reads, looked up once per table.
+        lost = [
+            c.name for c in TABLES[table].columns if c.name not in used and not c.name.startswith(X)
+        ]
         for row in pkg.rows(table):
-            for col, v in row.values.items():
-                if v and col not in used and not col.startswith(X) and TABLES[table].column(col):
-                    loss.add(table, col, row.get("sourcedId"), NO_PLACE)
+            values = row.values
+            for col in lost:
+                if values.get(col):
+                    loss.add(table, col, values.get("sourcedId", ""), NO_PLACE)
     return out

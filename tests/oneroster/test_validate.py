@@ -378,3 +378,12 @@ def test_date_last_modified_maps_to_the_instant_it_names(stamp: str) -> None:
     want = dt.datetime(2026, 8, 20, 10, tzinfo=dt.UTC)
     stamps = [r["updated_at"] for rs in mapped.records.values() for r in rs]
     assert stamps and all(s == want and s.utcoffset() is not None for s in stamps)
+
+
+def test_a_cell_over_the_length_limit_is_refused_even_in_a_column_with_no_other_check() -> None:
+    limits = Limits(max_cell_chars=40)
+    # u-s2's row is over 40 characters in all, but no cell of it is: read as it is.
+    assert [p for p in read(package(), limits).errors if p.rule == "length"] == []
+    long = replace_row("users.csv", ",Andreas,", f",{'A' * 41},")
+    got = [(p.file, p.row, p.column, p.rule) for p in read(package(long), limits).errors]
+    assert ("users.csv", 3, "middleName", "length") in got
