@@ -18,10 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ferry.datasets.query import count_in_scope
-from ferry.datasets.school import SCHOOL
 from ferry.datasets.spec import Dataset
 from ferry.db.count_models import ScopeCount
-from ferry.reports.versions import touched_semesters
 
 # The entities whose counts ListSemesters shows, kept per semester in scope_counts.
 COUNTED = ("courses", "students", "enrollments")
@@ -90,17 +88,6 @@ def recount(conn: Connection, ds: Dataset, semesters: Iterable[str] | None) -> i
     if rows:
         conn.execute(_T.insert(), rows)
     return len(values)
-
-
-def touched_by(conn: Connection, ds: Dataset, import_id: str) -> set[str] | None:
-    """The semesters import `import_id` changed, for `recount`: read from its change log
-    for the school dataset's tables; None (every semester) for any other dataset."""
-    if {e.table.name for e in ds.in_order()} == _SCHOOL_TABLES:
-        return touched_semesters(conn, import_id)
-    return None
-
-
-_SCHOOL_TABLES = {e.table.name for e in SCHOOL.in_order()}
 
 
 def _counted(ds: Dataset) -> tuple[str, ...]:

@@ -92,13 +92,14 @@ class PdfFormat:
     omit_unless_asked = ("created_at", "updated_at", "deleted_at")
     settings_model: ClassVar[type[Strict]] = PdfSettings
 
-    def __init__(self, font_dir: str | None = None, max_rows: int = MAX_ROWS) -> None:
+    def __init__(
+        self, app: Any = None, *, font_dir: str | None = None, max_rows: int = MAX_ROWS
+    ) -> None:
+        """Built as `factory(app)`: `plugins.formats.pdf` (ferry.yaml) when there is an app."""
         self.font_dir = font_dir
         self.max_rows = max_rows
-
-    def configure(self, settings: PdfSettings | None) -> None:
-        """Apply `plugins.formats.pdf` (ferry.yaml) to this writer."""
-        if settings is not None:
+        if app is not None:
+            settings: PdfSettings = app.plugin_settings("ferry.formats", "pdf")
             self.max_rows = settings.max_rows
 
     def _too_many(self, n: int) -> InvalidArgument:

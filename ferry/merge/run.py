@@ -61,7 +61,7 @@ from ferry.merge.model import (
 from ferry.merge.pipeline import STATISTICS_TARGET, Staging
 from ferry.merge.shape import Shape, build_shapes
 from ferry.merge.stagetables import drop_tables
-from ferry.reports.versions import bump_for_import
+from ferry.reports.versions import bump_for_import, touched_by
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +345,7 @@ def run_import(
             # Report cache keys change with this commit.
             bump_for_import(conn, outcome.id, created=False)
             # ListSemesters' counts of the semesters it changed.
-            semesters.recount(conn, ds, semesters.touched_by(conn, ds, outcome.id))
+            semesters.recount(conn, ds, touched_by(conn, ds, outcome.id))
             announce.recorded(conn, outcome)  # its notification commits with it
             threeway.importing(conn, False)
             conn.commit()

@@ -28,7 +28,7 @@ from ferry.merge import links, renames, store, threeway
 from ferry.merge.model import ImportOutcome, Status
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import differs, key_lookup, q
-from ferry.reports.versions import bump_for_import
+from ferry.reports.versions import bump_for_import, touched_by
 
 log = logging.getLogger(__name__)
 MAX_NAMED = 10
@@ -72,7 +72,7 @@ def undo_import(
                 )
         # Before created rows go: they name the students.
         bump_for_import(conn, import_id, created=True)
-        touched = semesters.touched_by(conn, ds, import_id)  # asked before rows go back
+        touched = touched_by(conn, ds, import_id)  # asked before rows go back
         entities = ds.in_order()
         params = {"iid": import_id}
         for e in entities:

@@ -28,6 +28,9 @@ import sqlalchemy as sa
 from psycopg import pq
 from sqlalchemy.engine import Connection, Engine
 
+from ferry.datasets.school import SCHOOL
+from ferry.datasets.spec import Dataset
+
 log = logging.getLogger("ferry.reports")
 
 STUDENT, SEMESTER, GENERATION = "student", "semester", "generation"
@@ -175,6 +178,15 @@ def touched_semesters(conn: Connection, import_id: str) -> set[str]:
     (ferry.bundle.semesters.recount) are rewritten for exactly these."""
     select = _CHANGES + _SEMESTERS.format(old=_OLD_SEMESTER[conn.dialect.name])
     return {str(r[0]) for r in conn.execute(sa.text(select), {"iid": import_id})}
+
+
+def touched_by(conn: Connection, ds: Dataset, import_id: str) -> set[str] | None:
+    """The semesters import `import_id` changed, for ferry.bundle.semesters.recount: read
+    from its change log for the school dataset's tables; None (every semester) for any
+    other dataset."""
+    if {e.table.name for e in ds.in_order()} == {e.table.name for e in SCHOOL.in_order()}:
+        return touched_semesters(conn, import_id)
+    return None
 
 
 def bump_generation(conn: Connection) -> int:

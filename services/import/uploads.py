@@ -13,10 +13,10 @@ import grpc
 from ferry import addresses
 from ferry.app import App
 from ferry.imports import convert, upload
-from ferry.imports.approvals import both, plan_announcement
 from ferry.merge import ImportOutcome
 from ferry.merge.announce import announcing
 from ferry.notify import import_announcement as notify_client
+from ferry.notify.plan_announcement import both, plan_announcement
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller
 from ferry.v1 import import_pb2 as ipb
@@ -42,9 +42,7 @@ class UploadRpcs:
         options = first.options if first is not None and first.HasField("options") else None
         # Bad recipients fail before the upload, like every other bad option.
         notify = (
-            addresses.check_recipients(list(options.notify), "options.notify")
-            if options
-            else []
+            addresses.check_recipients(list(options.notify), "options.notify") if options else []
         )
         chained = itertools.chain([first] if first is not None else [], requests)
         # The announcement is an outbox row written in the transaction that records the

@@ -4,7 +4,9 @@ and both equal plain SQL over live rows."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +17,9 @@ from click.testing import CliRunner
 
 from ferry.app import App
 from ferry.cli.main import cli
+from ferry.datasets.school import SCHOOL
+from ferry.imports.tabular import row_batches
+from ferry.merge import Status
 from ferry.users import create_user
 from gateway.server import GatewayServer
 from tests.conftest import running
@@ -22,6 +27,7 @@ from tests.e2e.test_export_center import PASSWORD, browser  # noqa: F401
 from tests.e2e.test_page_states import EL, EN, sign_in
 from tests.gateway.conftest import SERVICES, seed_small
 from tests.integration.test_cli import env_for
+from tests.merge.helpers import run
 
 pytestmark = pytest.mark.browser
 
@@ -38,15 +44,23 @@ def stack(make_app: Any, empty_url: str) -> Iterator[tuple[str, App, int]]:
     seed_small(empty_url)
     app = make_app(empty_url)
     create_user(app.engine, "teacher", PASSWORD, "operator")
-    with app.engine.begin() as conn:  # a student of 2026-fall leaves
-        conn.execute(
+    # A student of 2026-fall leaves the way a school office does it: a students csv that
+    # carries `deleted_at` (Ferry keeps ListSemesters' counts with its own writes).
+    with app.engine.connect() as conn:
+        sid = conn.execute(
             sa.text(
-                "UPDATE students SET deleted_at = :now WHERE id = (SELECT min(e.student_ref) "
+                "SELECT s.student_id FROM students s WHERE s.id = (SELECT min(e.student_ref) "
                 "FROM enrollments e JOIN courses c ON c.id = e.course_ref "
                 "WHERE c.semester = '2026-fall')"
-            ),
-            {"now": dt.datetime.now(dt.UTC)},
-        )
+            )
+        ).scalar_one()
+    buf = io.StringIO()
+    csv.writer(buf).writerows(
+        [["student_id", "deleted_at"], [sid, dt.datetime.now(dt.UTC).isoformat()]]
+    )
+    rows = csv.DictReader(io.StringIO(buf.getvalue()))
+    events = list(row_batches(SCHOOL.entity("students"), rows, {}, 500))
+    assert run(app.engine, events, entity="students").status is Status.COMPLETED
     with running(app, SERVICES) as server:
         gw = GatewayServer(app, target=f"127.0.0.1:{server.port}", port=0)
         port = gw.start()

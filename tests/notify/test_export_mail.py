@@ -268,7 +268,7 @@ def test_a_failed_greek_export_says_why_in_greek(export_app: App, smtp: SmtpServ
         def write(self, *a: object, **k: object) -> int:
             raise RuntimeError("disk on fire")
 
-    plugins.register("ferry.formats", "broken", Broken())
+    plugins.register("ferry.formats", "broken", lambda app: Broken())
     app = export_app
     try:
         with (
