@@ -20,7 +20,9 @@ from ferry.v1 import export_pb2, export_pb2_grpc
 from tests.conftest import token_from_key_file
 from tests.deploy.serving import ferry_serve, serve_env
 
-DEREGISTER = 3.0
+# Long enough that a loaded machine (two test workers on two cores) still sees the health
+# status flip inside it: the fresh-check of f82fd50 saw SERVING for all of a 3 s wait.
+DEREGISTER = 8.0
 GRACE = 30
 
 
