@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
-from sqlalchemy.dialects import postgresql
 
-from bench.common import Row, Timing
+from bench.common import Row, Timing, raw_rows
 from bench.imports import (
     CHUNK,
     SEMESTER,
@@ -32,28 +30,7 @@ from bench.imports import (
     scratch_database,
 )
 from bench.server import FerryServer
-from ferry.datasets.query import export_query
-from ferry.datasets.school import SCHOOL
 from ferry.v1 import bundle_pb2, export_pb2, export_pb2_grpc, import_pb2, import_pb2_grpc
-
-
-def raw_rows(dsn: str) -> int:
-    """Every row a backup holds, read with server-side cursors into tuples."""
-    n = 0
-    with psycopg.connect(dsn) as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-        for entity in SCHOOL.in_order():
-            query, _ = export_query(SCHOOL, entity, None, True)
-            sql = str(
-                query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
-            )
-            with conn.cursor(name=f"raw_{entity.name}") as cur:
-                cur.itersize = 2000
-                cur.execute(sql)
-                for _row in cur:
-                    n += 1
-    return n
 
 
 def download_backup(server: FerryServer, path: Path) -> float:
@@ -143,10 +120,10 @@ def sample_backup(url: str, workdir: Path) -> tuple[int, float, float]:
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     backup = workdir / "all.json"
     raw_rates, backup_rates, rss = [], [], []
-    n = raw_rows(dsn)
+    n = raw_rows(dsn, None, True)
     for _ in range(repeat):
         t = time.perf_counter()
-        raw_rows(dsn)
+        raw_rows(dsn, None, True)
         raw_rates.append(n / (time.perf_counter() - t))
     server = FerryServer(url, workdir, services=("export",))
     try:

@@ -142,3 +142,29 @@ def save(rows: list[Row], extra: dict[str, object]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def raw_rows(dsn: str, semester: str | None = None, deleted: bool = False) -> int:
+    """The raw baseline of a bundle or backup read: every row of `semester` (None: the
+    whole database; `deleted`: soft-deleted rows too, as a backup holds them), read with
+    server-side cursors into tuples."""
+    from sqlalchemy.dialects import postgresql
+
+    from ferry.datasets.query import export_query
+    from ferry.datasets.school import SCHOOL
+
+    n = 0
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        for entity in SCHOOL.in_order():
+            query, _ = export_query(SCHOOL, entity, semester, deleted)
+            sql = str(
+                query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            )
+            with conn.cursor(name=f"raw_{entity.name}") as cur:
+                cur.itersize = 2000
+                cur.execute(sql)
+                for _row in cur:
+                    n += 1
+    return n

@@ -21,37 +21,14 @@ from pathlib import Path
 
 import grpc
 import psycopg
-from sqlalchemy.dialects import postgresql
 
 from bench.bundle import drop_scratch, scratch_copy
-from bench.common import Row, point, rate
+from bench.common import Row, point, rate, raw_rows
 from bench.formats import _child_rss
 from bench.server import FerryServer
-from ferry.datasets.query import export_query
-from ferry.datasets.school import SCHOOL
 from ferry.v1 import export_pb2, export_pb2_grpc
 
 SEMESTER = "2026-fall"
-
-
-def raw_rows(dsn: str, semester: str | None) -> int:
-    """Every row a bundle of `semester` (None: the whole database) holds, read with
-    server-side cursors into tuples."""
-    n = 0
-    with psycopg.connect(dsn) as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-        for entity in SCHOOL.in_order():
-            query, _ = export_query(SCHOOL, entity, semester, False)
-            sql = str(
-                query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
-            )
-            with conn.cursor(name=f"raw_{entity.name}") as cur:
-                cur.itersize = 2000
-                cur.execute(sql)
-                for _row in cur:
-                    n += 1
-    return n
 
 
 def stream(port: int, token: str, semester: str | None) -> int:

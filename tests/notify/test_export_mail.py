@@ -8,6 +8,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -212,9 +213,9 @@ def test_an_export_asked_in_greek_is_announced_in_greek(export_app: App, smtp: S
         assert english["Subject"].startswith("Export ready: grades (csv)")
 
 
-def test_failed_export_mails_the_error(
-    export_app: App, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _broken_export(app: App, smtp: SmtpServer, language: str = "") -> tuple[Any, Any]:
+    """(the job, its one mail) of a courses export whose format fails with a RuntimeError
+    ("disk on fire"), asked in `language`, served with the notify service."""
     import grpc
 
     from ferry import plugins
@@ -227,7 +228,6 @@ def test_failed_export_mails_the_error(
             raise RuntimeError("disk on fire")
 
     plugins.register("ferry.formats", "broken", lambda app: Broken())
-    app = export_app
     try:
         with (
             running(app, ["export", "notify"]) as srv,
@@ -236,16 +236,20 @@ def test_failed_export_mails_the_error(
             stub = export_pb2_grpc.ExportServiceStub(ch)
             md = auth(app)
             started = stub.StartExport(
-                epb.StartExportRequest(
-                    export_type="courses", format="broken", notify=["office@school.example"]
-                ),
+                epb.StartExportRequest(export_type="courses", format="broken",
+                                       language=language, notify=["office@school.example"]),
                 metadata=md,
-            )
+            )  # fmt: skip
             job = wait_job(stub, md, started.job.id)
             # Delivery runs in the server's workers: wait while they still run.
             (mail,) = smtp.inbox.wait_for(1)
     finally:
         plugins.unregister("ferry.formats", "broken")
+    return job, mail
+
+
+def test_failed_export_mails_the_error(export_app: App, smtp: SmtpServer) -> None:
+    job, mail = _broken_export(export_app, smtp)
     assert job.status == epb.EXPORT_JOB_STATUS_FAILED
     assert mail["Subject"] == "Export failed: courses (broken)"
     text = mail.get_body(("plain",)).get_content()
@@ -257,35 +261,7 @@ def test_failed_export_mails_the_error(
 def test_a_failed_greek_export_says_why_in_greek(export_app: App, smtp: SmtpServer) -> None:
     """The job keeps its failure as a machine reason (INTERNAL with the reference of the
     log line); the Greek mail words it in Greek, never the server's English sentence."""
-    import grpc
-
-    from ferry import plugins
-    from ferry.v1 import export_pb2_grpc
-
-    class Broken:
-        name, extension, content_type = "broken", "txt", "text/plain"
-
-        def write(self, *a: object, **k: object) -> int:
-            raise RuntimeError("disk on fire")
-
-    plugins.register("ferry.formats", "broken", lambda app: Broken())
-    app = export_app
-    try:
-        with (
-            running(app, ["export", "notify"]) as srv,
-            grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch,
-        ):
-            stub = export_pb2_grpc.ExportServiceStub(ch)
-            md = auth(app)
-            started = stub.StartExport(
-                epb.StartExportRequest(export_type="courses", format="broken", language="el",
-                                       notify=["office@school.example"]),
-                metadata=md,
-            )  # fmt: skip
-            job = wait_job(stub, md, started.job.id)
-            (mail,) = smtp.inbox.wait_for(1)
-    finally:
-        plugins.unregister("ferry.formats", "broken")
+    job, mail = _broken_export(export_app, smtp, "el")
     assert job.status == epb.EXPORT_JOB_STATUS_FAILED and job.error_reason == "INTERNAL"
     ref = job.error_metadata["reference"]
     assert len(ref) == 12 and f"reference {ref}" in job.error_message
