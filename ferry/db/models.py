@@ -12,6 +12,7 @@ self-links (prerequisite, mentor) are cleared when their target goes (SET NULL).
 from __future__ import annotations
 
 import datetime as dt
+from typing import overload
 
 from sqlalchemy import (
     BigInteger,
@@ -44,6 +45,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@overload
+def aware(value: dt.datetime) -> dt.datetime: ...
+@overload
+def aware(value: None) -> None: ...
+@overload
+def aware(value: dt.datetime | None) -> dt.datetime | None: ...
 def aware(value: dt.datetime | None) -> dt.datetime | None:
     """`value` as aware UTC (SQLite hands back naive UTC datetimes)."""
     if value is None or value.tzinfo is not None:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ferry.db.import_models import Import
+from ferry.db.models import aware
 from ferry.errors import FailedPrecondition
 from ferry.merge.model import EntitySummary, MergeOptions
 from ferry.merge.shape import Shape, q
@@ -92,7 +93,7 @@ class Preview:
 
     def __init__(self, row: Any) -> None:
         self.id: str = row.id
-        self.created_at: dt.datetime = _aware(row.created_at)
+        self.created_at: dt.datetime = aware(row.created_at)
         self.source_sha256: str = row.source_sha256
         self.parts: dict[str, str] = dict((row.plan or {}).get("parts", {}))
         self.approval: dict[str, str] = dict((row.plan or {}).get("approval") or {})
@@ -101,10 +102,6 @@ class Preview:
             f"strategy {opts.get('strategy', 'update')}, on_error {opts.get('on_error', 'abort')}"
         )
         self.summaries: dict[str, dict[str, int]] = {s["entity"]: s for s in row.summaries or []}
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def find_preview(conn: Connection, plan_digest: str) -> Preview:
@@ -217,10 +214,10 @@ def refuse_changed(
     if edited:
         parts.append(f"{entity} edited since: {', '.join(edited)}")
     for r in later:
-        if r.undone_at is not None and _aware(r.undone_at) > since:
-            parts.append(f"import {r.id} was undone at {_aware(r.undone_at):%Y-%m-%d %H:%M:%S}Z")
+        if r.undone_at is not None and aware(r.undone_at) > since:
+            parts.append(f"import {r.id} was undone at {aware(r.undone_at):%Y-%m-%d %H:%M:%S}Z")
         else:
-            when = _aware(r.finished_at) if r.finished_at else since
+            when = aware(r.finished_at) if r.finished_at else since
             parts.append(f"import {r.id} committed at {when:%Y-%m-%d %H:%M:%S}Z")
     return FailedPrecondition(
         "; ".join(parts) + "; nothing was imported: preview again",
