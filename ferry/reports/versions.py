@@ -68,7 +68,10 @@ touched AS (
 )
 """
 
-# The students whose reports an import changed (each select follows `_CHANGES`).
+# The students whose reports an import changed (each select follows `_CHANGES`), by the
+# key their reports are cached under: the id they have now, and for a renamed student also
+# the id it had (`{old}`: its report under the old id is gone on the rename and back on the
+# undo; the rows' own ids say only one side).
 _STUDENTS = """
 SELECT DISTINCT s.student_id AS vkey FROM (
   SELECT student_ref FROM touched
@@ -80,7 +83,14 @@ SELECT DISTINCT s.student_id AS vkey FROM (
   UNION SELECT h.student_ref FROM highlights h
     JOIN ch ON ch.entity = 'highlights' AND h.id BETWEEN ch.lo AND ch.hi
 ) t JOIN students s ON s.id = t.student_ref
+UNION
+SELECT {old} FROM import_changes x WHERE x.import_id = :iid
+  AND x.entity = 'students' AND x.action = 'renamed' AND {old} IS NOT NULL
 """
+_OLD_STUDENT = {
+    "postgresql": "(x.old_values ->> 'student_id')",
+    "sqlite": "json_extract(x.old_values, '$.student_id')",
+}
 
 # The semesters whose reports an import changed: both sides of every change. What the rows
 # are now (after an import; before an undo restores them) and what they were (the old
@@ -118,7 +128,10 @@ def _bump_selected(kind: str, select: str) -> str:
     )
 
 
-_BUMP_STUDENTS = _bump_selected(STUDENT, _STUDENTS)
+_BUMP_STUDENTS = {
+    dialect: _bump_selected(STUDENT, _STUDENTS.format(old=old))
+    for dialect, old in _OLD_STUDENT.items()
+}
 _BUMP_SEMESTERS = {
     dialect: _bump_selected(SEMESTER, _SEMESTERS.format(old=old))
     for dialect, old in _OLD_SEMESTER.items()
@@ -167,7 +180,7 @@ def bump_for_import(conn: Connection, import_id: str, created: bool) -> tuple[in
     school |= {"daily_performance", "highlights"}
     if not entities & school:
         return 0, 0
-    students = conn.execute(sa.text(_BUMP_STUDENTS), params).rowcount
+    students = conn.execute(sa.text(_BUMP_STUDENTS[conn.dialect.name]), params).rowcount
     semesters = conn.execute(sa.text(_BUMP_SEMESTERS[conn.dialect.name]), params).rowcount
     return max(students, 0), max(semesters, 0)
 
