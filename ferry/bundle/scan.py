@@ -113,7 +113,16 @@ class Scan:
         if self.since is not None:
             # The labels of the export query render as their columns in WHERE.
             c = query.selected_columns
-            query = query.where(sa.or_(c.updated_at >= self.since, c.deleted_at >= self.since))
+            changed = [c.updated_at >= self.since, c.deleted_at >= self.since]
+            # A record that carries a key renamed since is written differently now (its
+            # student_id is the new one), though its own row did not change: a receiver
+            # that knows no renames (a OneRoster system) needs it again under the new key.
+            for name, origin in key_fields(self.ds, entity).items():
+                renamed = sa.select(_RENAMES.c.new_key).where(
+                    _RENAMES.c.entity == origin, _RENAMES.c.renamed_at >= self.since
+                )
+                changed.append(c[name].in_(renamed))
+            query = query.where(sa.or_(*changed))
         return query, columns
 
     def _count(self, entity: Entity) -> int:
@@ -123,6 +132,33 @@ class Scan:
             rows = self._query(entity)[0].order_by(None).subquery()
             query = sa.select(sa.func.count()).select_from(rows)
         return int(self.conn.execute(query).scalar_one())
+
+
+_RENAMES = sa.table(
+    "key_renames",
+    sa.column("entity", sa.String),
+    sa.column("new_key", sa.String),
+    sa.column("renamed_at", sa.DateTime(timezone=True)),
+)
+
+
+def key_origin(ds: Dataset, entity: str, field: str) -> str:
+    """The entity whose natural key `field` of `entity` carries ("" when none): grades'
+    student_id -> the enrollment's -> students; a student's mentor_student_id -> students."""
+    e = ds.entity(entity)
+    for ref in e.references:
+        if field in ref.fields:
+            parent = ds.entity(ref.parent)
+            return key_origin(ds, parent.name, parent.natural_key[ref.fields.index(field)])
+    return entity if field in e.natural_key else ""
+
+
+def key_fields(ds: Dataset, entity: Entity) -> dict[str, str]:
+    """`entity`'s bundle fields that carry another record's single natural key (the kind a
+    rename changes), each with the entity it is the key of."""
+    fields = {f for ref in entity.references for f in ref.fields}
+    origins = {f: key_origin(ds, entity.name, f) for f in sorted(fields)}
+    return {f: o for f, o in origins.items() if o and len(ds.entity(o).natural_key) == 1}
 
 
 def check(ds: Dataset, req: SessionRequest) -> None:

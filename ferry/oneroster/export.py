@@ -360,15 +360,22 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
                 loss.add("enrollments", f, key, EXTENSION)
 
     # Gradebook: a category per weight, a line item per course and assessment, a result
-    # per grade. A line item holds one max score and one category: the most common.
+    # per grade. A line item holds one max score and one category: the most common among
+    # its live grades (a soft-deleted grade is a tobedeleted result, never the reason for a
+    # line item or a category). A line item with no live grade in the package is written
+    # tobedeleted in a bulk package (the whole state: it has none left); a delta leaves it
+    # out, since live grades it does not carry may still hold it.
+    delta = header is not None and header.updated_since is not None
     by_item: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for g in records["grades"]:
         by_item[(g["course_code"], g["assessment"])].append(g)
     weights: dict[float, str] = {}
     for (code, assessment), grades in by_item.items():
-        weight = Counter(float(g["weight"]) for g in grades).most_common(1)[0][0]
-        top = Counter(float(g["max_score"]) for g in grades).most_common(1)[0][0]
-        if weight not in weights:
+        live = [g for g in grades if not g.get("deleted_at")]
+        basis = live or grades
+        weight = Counter(float(g["weight"]) for g in basis).most_common(1)[0][0]
+        top = Counter(float(g["max_score"]) for g in basis).most_common(1)[0][0]
+        if weight not in weights and (live or not delta):
             weights[weight] = sourced_id("weight", repr(weight))
             t.add(
                 "categories",
@@ -380,29 +387,32 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
                     "weight": repr(weight),
                 },
             )
-        days = sorted(g["graded_on"] for g in grades if g.get("graded_on"))
+        days = sorted(g["graded_on"] for g in basis if g.get("graded_on"))
         day = (
             days[0]
             if days
             else session_start.get(course_sem.get(code, semester), exported.date().isoformat())
         )
         item = sourced_id("lineitem", code, assessment)
-        t.add(
-            "lineItems",
-            {
-                "sourcedId": item,
-                "status": "active",
-                "dateLastModified": _stamp(exported),
-                "title": _filled(assessment, "-"),
-                "assignDate": day,
-                "dueDate": days[-1] if days else day,
-                "classSourcedId": sourced_id("class", code),
-                "categorySourcedId": weights[weight],
-                "academicSessionSourcedId": sourced_id("semester", course_sem.get(code, semester)),
-                "resultValueMin": "0.0",
-                "resultValueMax": repr(top),
-            },
-        )
+        if live or not delta:
+            t.add(
+                "lineItems",
+                {
+                    "sourcedId": item,
+                    "status": "active" if live else "tobedeleted",
+                    "dateLastModified": _stamp(exported),
+                    "title": _filled(assessment, "-"),
+                    "assignDate": day,
+                    "dueDate": days[-1] if days else day,
+                    "classSourcedId": sourced_id("class", code),
+                    "categorySourcedId": weights[weight],
+                    "academicSessionSourcedId": sourced_id(
+                        "semester", course_sem.get(code, semester)
+                    ),
+                    "resultValueMin": "0.0",
+                    "resultValueMax": repr(top),
+                },
+            )
         for g in grades:
             key = f"{g['student_id']}/{code}/{assessment}"
             t.add(
@@ -448,7 +458,67 @@ def build(events: Iterable[Event]) -> tuple[Tables, dict[str, str], LossReport]:
     if header is not None and header.updated_since is not None:
         for name in OUT_TABLES:
             manifest[f"file.{name}"] = "delta"
+        _retire_renamed(t, header, records)
     return t, manifest, loss
+
+
+# What a renamed key is written in: the records that carry it (ferry.merge.renames renames
+# students and courses only).
+_KEY_FIELDS = {"students": "student_id", "courses": "course_code"}
+_CARRIERS = {
+    "students": ("students", "enrollments", "grades"),
+    "courses": ("courses", "enrollments", "grades"),
+}
+
+
+def _retire_renamed(t: Tables, header: Header, records: dict[str, list[Record]]) -> None:
+    """A delta package retires the sourcedIds of the keys renamed since its instant.
+
+    A sourcedId is made of a natural key, so a renamed student or course is a new
+    sourcedId; a system applying the delta would keep the old one beside it (a duplicate)
+    unless the package says it is gone. So the rows the record and everything under it
+    had under the old key are written again with their old sourcedIds, status
+    `tobedeleted`, dated at the rename. Rows whose sourcedId did not change (a teacher, a
+    session) are not repeated. A bulk package needs none of this: it is the whole state.
+    """
+    renames = [r for r in header.metadata.renames if r.entity in _KEY_FIELDS]
+    if not renames:
+        return
+    final: dict[tuple[str, str], str] = {}  # (entity, an old key) -> the key it has now
+    for r in renames:  # oldest first: A -> B then B -> C leaves A and B both as C
+        for (entity, old), new in list(final.items()):
+            if entity == r.entity and new == r.old_key:
+                final[(entity, old)] = r.new_key
+        final[(r.entity, r.old_key)] = r.new_key
+    stamps = {(r.entity, r.old_key): r.renamed_at.ToDatetime(dt.UTC) for r in renames}
+    written = {name: {row["sourcedId"] for row in t.rows[name]} for name in OUT_TABLES}
+    for (entity, old), now in final.items():
+        if old == now:  # renamed away and back: the same sourcedIds are live again
+            continue
+        key = _KEY_FIELDS[entity]
+        empty = Header(type(header.metadata)(dataset=header.metadata.dataset))
+        was: list[Event] = [empty]
+        held: list[Event] = [empty]
+        for carrier in _CARRIERS[entity]:
+            rows = [rec for rec in records[carrier] if rec.get(key) == now]
+            if rows:
+                held.append(Batch(carrier, rows))
+                was.append(Batch(carrier, [{**rec, key: old} for rec in rows]))
+        # The same rows built under both keys: what differs is made of the key (a user,
+        # its role, enrollments, results; not a teacher, a session or a category).
+        gone, _, _ = build(was)
+        kept, _, _ = build(held)
+        when = stamps[(entity, old)]
+        for name in OUT_TABLES:
+            same = {row["sourcedId"] for row in kept.rows[name]}
+            for row in gone.rows[name]:
+                if row["sourcedId"] in same or row["sourcedId"] in written[name]:
+                    continue
+                written[name].add(row["sourcedId"])
+                retired = {**row, "status": "tobedeleted", "dateLastModified": _stamp(when)}
+                if X + "deletedAt" in row:
+                    retired[X + "deletedAt"] = when.isoformat()
+                t.add(name, retired)
 
 
 def _key(entity: str, r: Record) -> str:
