@@ -4,14 +4,14 @@ ZIP of 50 PDFs, the cache with Redis unreachable, and a cached report through th
 
 Each row sets Ferry beside the raw operation underneath, measured in the same run: a bare
 redis-py GET of the same bytes (hits; the near-cache hit also beside the same server's
-health Check and the data version read it waits for, the three taken in turns), the report computed in-process with no gRPC and no
-cache (misses), the PDF rendered in-process (renders), 50 in-process renders one after
-another (bulk), the miss on a healthy Redis (outage: Redis at a closed port, and Redis
-black-holed, a port that takes connections and never answers; each call alternates with a
-miss on the healthy server, so both see the same machine), direct gRPC (gateway: a
-sequential loop alternating gateway and gRPC calls for the overhead, then a bounded
-concurrent loop for requests/s). "server CPU" is the serving process's CPU time per call
-(/proc), which a loaded machine inflates far less than latency.
+health Check and the data version read it waits for, the three taken in turns), the report
+computed in-process with no gRPC and no cache (misses), the PDF rendered in-process
+(renders), 50 in-process renders one after another (bulk), the miss on a healthy Redis
+(outage: Redis at a closed port, and Redis black-holed, a port that takes connections and
+never answers; each call alternates with a miss on the healthy server, so both see the same
+machine), direct gRPC (gateway: a sequential loop alternating gateway and gRPC calls for
+the overhead, then a bounded concurrent loop for requests/s). "server CPU" is the serving
+process's CPU time per call (/proc), which a loaded machine inflates far less than latency.
 """
 
 from __future__ import annotations
