@@ -263,6 +263,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             "GetStudentReport miss (computed), gRPC loopback", n_miss, _per_s(misses),
             "student_report() in-process, no gRPC, no cache", _per_s(inproc),
             0.0, f"{_ms(misses)}; in-process {_ms(inproc)}; {SEMESTER}",
+            {"miss_p50_ms": _p(misses, .5), "inproc_p50_ms": _p(inproc, .5)},
         ))  # fmt: skip
 
         def render(i: int) -> int:
