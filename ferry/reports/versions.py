@@ -258,6 +258,13 @@ class VersionReader:
     half the Python per read, which a cache hit of ~1 ms notices. When all are busy, or
     one fails, a read takes the engine's path instead (which also reports a database that
     is down as usual). Other databases always take the engine's path.
+
+    What such a read costs is waking the PostgreSQL backend: ~0.03 ms back to back, but
+    0.12-0.2 ms p50 on a busy 2-core machine when it has slept between calls. Measured
+    there and left out: sending the read from the request deserializer (on gRPC's polling
+    thread) while the call waits for a worker saves ~0.1 ms inside the handler and nothing
+    end to end; spinning for the answer instead of poll() doubles it; the same read on
+    two or three connections, first answer wins, cuts its p90 but not its p50.
     """
 
     def __init__(self, engine: Engine, max_connections: int = 4) -> None:
