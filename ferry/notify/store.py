@@ -335,7 +335,9 @@ def get(engine: Engine, nid: str) -> View:
         return View(n, _rows(s, nid))
 
 
-def list_page(engine: Engine, page_size: int, page_token: str = "", status: str = "") -> Page[View]:
+def list_page(
+    engine: Engine, page_size: int, page_token: str = "", status: str = ""
+) -> Page[View]:
     """Notifications newest first, one page (ferry.db.pages)."""
     where: list[sa.ColumnElement[bool]] = []
     if status:
@@ -487,7 +489,9 @@ _SETTLED_NOTIFICATION = (
     N.update()
     .where(N.c.id == sa.bindparam("nid"), N.c.status == PENDING, ~_row_with(PENDING))
     .values(
-        status=sa.case((_row_with(DEAD), DEAD), (_row_with(FAILED), FAILED), else_=SENT),
+        status=sa.case(
+            (_row_with(DEAD), DEAD), (_row_with(FAILED), FAILED), else_=SENT
+        ),
         updated_at=sa.bindparam("now"),
     )
 )
@@ -558,7 +562,9 @@ class SentSettler:
             created = conn.execute(
                 OB.update()
                 .where(OB.c.id == d.row_id, OB.c.lease_owner == self.worker)
-                .values(status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None)
+                .values(
+                    status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None
+                )
                 .returning(OB.c.created_at)
             ).scalar_one_or_none()
             if created is not None:
