@@ -59,6 +59,19 @@ def scoped_event_id(event_id: str, caller: str) -> str:
     return scope + event_id
 
 
+def sibling_event_id(event_id: str, language: str) -> str:
+    """The event id of the notification in `language` of a Send whose recipients read
+    different languages (`event_id` is the first recipient's): `<event id>:<language>`,
+    with the event id's tail replaced by its digest when that would be too long."""
+    import hashlib
+
+    out = f"{event_id}:{language}"
+    if len(out) <= MAX_EVENT_ID:
+        return out
+    digest = hashlib.sha256(event_id.encode()).hexdigest()[:16]
+    return f"{event_id[: MAX_EVENT_ID - 20 - len(language)]}~{digest}:{language}"
+
+
 @dataclass(frozen=True)
 class SendInput:
     channels: list[str] = field(default_factory=list)
@@ -173,9 +186,14 @@ class Notify:
         return pairs
 
     def _new(
-        self, req: SendInput, pairs: list[tuple[str, str]], event_id: str, who: str
+        self,
+        req: SendInput,
+        pairs: list[tuple[str, str]],
+        event_id: str,
+        who: str,
+        language: str = "",
     ) -> store.NewNotification:
-        language = req.language or self._recipients_language(pairs)
+        language = language or req.language or self._recipients_language(pairs)
         text = templates.render(req.template, req.variables, language, req.subject, req.body)
         return store.NewNotification(
             event_id=event_id,
@@ -188,6 +206,23 @@ class Notify:
             variables=dict(req.variables),
             requested_by=who,
         )
+
+    def _by_language(
+        self, req: SendInput, pairs: list[tuple[str, str]]
+    ) -> dict[str, list[tuple[str, str]]]:
+        """`pairs` by the language their mail is written in, in the order of their first
+        recipient: all in the request's language when it names one, or when it names no
+        template (a subject and body are the caller's own words, written once); else each
+        recipient in their own (ferry.users.language_of), notify.default_language for one
+        who is no user of the page."""
+        if req.language or not req.template:
+            return {req.language or self._recipients_language(pairs): pairs}
+        langs = self._languages([r for _, r in pairs])
+        out: dict[str, list[tuple[str, str]]] = {}
+        for channel, r in pairs:
+            lang = langs.get(r, self.settings.default_language)
+            out.setdefault(lang, []).append((channel, r))
+        return out
 
     def _recipients_language(self, pairs: list[tuple[str, str]]) -> str:
         """The language the recipients use the page in, when they are users who share one
@@ -212,7 +247,23 @@ class Notify:
         """Queue one notification (or return the earlier one with the same event id from
         the same caller: event ids are scoped per caller, see `scoped_event_id`)."""
         event_id = self._event_id(req.event_id, requested_by)
-        new = self._new(req, self._check(req), event_id, requested_by)
+        groups = self._by_language(req, self._check(req))
+        if len(groups) > 1:
+            # Recipients who read different languages: one notification per language,
+            # the first recipient's under the event id, the others' under
+            # `<event id>:<language>`, written only when the first is new (store.create_group),
+            # so a repeated Send, even after someone changed their language, sends nothing.
+            news = [
+                self._new(req, pairs, event_id if i == 0 else sibling_event_id(event_id, lang),
+                          requested_by, lang)
+                for i, (lang, pairs) in enumerate(groups.items())
+            ]  # fmt: skip
+            view, created = store.create_group(self.app.engine, news)[0]
+            if created and self.on_queued is not None:
+                self.on_queued()
+            return view, created
+        ((lang, pairs),) = groups.items()
+        new = self._new(req, pairs, event_id, requested_by, lang)
         if self._writer is None:  # concurrent Sends share transactions
             self._writer = store.GroupCommit(self.app.engine)
         view, created = self._writer.create(new)

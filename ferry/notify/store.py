@@ -116,6 +116,29 @@ def create_many(
     return out
 
 
+def create_group(engine: Engine, news: Sequence[NewNotification]) -> list[tuple[View, bool]]:
+    """One Send's notifications (one per language, ferry.notify.core.send) in one
+    transaction: the first, and the others only when the first is new. An earlier first
+    (the same event id sent before) is the whole answer and nothing more is written, so a
+    repeat never sends to anyone twice, whichever languages its recipients read now. A
+    later one whose event id is taken already (a caller's own `x:el`) changes nothing and
+    is INVALID_ARGUMENT naming event_id."""
+    with engine.begin() as conn:
+        first = _create_in(conn, news[:1])
+        if not first[0][1]:
+            return first
+        rest = _create_in(conn, news[1:])
+        for new, (_view, created) in zip(news[1:], rest, strict=True):
+            if not created:
+                raise InvalidArgument(
+                    f"event_id: {public_event_id(new.event_id)!r}, which this Send needs for "
+                    "its recipients in another language, names an earlier notification; "
+                    "choose another event id",
+                    field="event_id",
+                )
+        return [*first, *rest]
+
+
 def _create_in(conn: sa.Connection, news: Sequence[NewNotification]) -> list[tuple[View, bool]]:
     now = utcnow()
     firsts: dict[str, NewNotification] = {}

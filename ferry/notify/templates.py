@@ -19,6 +19,7 @@ from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 
 from ferry.errors import InvalidArgument
+from ferry.notify import reasons
 
 FOLDER = Path(__file__).resolve().parent / "templates"
 LANGUAGES = ("en", "el")
@@ -109,6 +110,10 @@ def _env(language: str) -> jinja2.Environment:
         )
 
     env.filters.update(number=number, size=size, when=when, duration=duration)
+    # A failed job's machine reason and values in this language (ferry.notify.reasons).
+    env.globals["why"] = lambda reason, details, error: reasons.in_words(
+        reason, details, loc, error
+    )
     return env
 
 

@@ -213,9 +213,12 @@ def test_an_export_asked_in_greek_is_announced_in_greek(export_app: App, smtp: S
         assert english["Subject"].startswith("Export ready: grades (csv)")
 
 
-def _broken_export(app: App, smtp: SmtpServer, language: str = "") -> tuple[Any, Any]:
-    """(the job, its one mail) of a courses export whose format fails with a RuntimeError
-    ("disk on fire"), asked in `language`, served with the notify service."""
+def _broken_export(
+    app: App, smtp: SmtpServer, language: str = "", failure: Exception | None = None
+) -> tuple[Any, Any]:
+    """(the job, its one mail) of a courses export whose format fails with `failure` (a
+    RuntimeError "disk on fire" by default), asked in `language`, served with the notify
+    service."""
     import grpc
 
     from ferry import plugins
@@ -225,7 +228,7 @@ def _broken_export(app: App, smtp: SmtpServer, language: str = "") -> tuple[Any,
         name, extension, content_type = "broken", "txt", "text/plain"
 
         def write(self, *a: object, **k: object) -> int:
-            raise RuntimeError("disk on fire")
+            raise failure or RuntimeError("disk on fire")
 
     plugins.register("ferry.formats", "broken", lambda app: Broken())
     try:
@@ -253,8 +256,10 @@ def test_failed_export_mails_the_error(export_app: App, smtp: SmtpServer) -> Non
     assert job.status == epb.EXPORT_JOB_STATUS_FAILED
     assert mail["Subject"] == "Export failed: courses (broken)"
     text = mail.get_body(("plain",)).get_content()
-    # The error in words (the job's stored message), never the exception's own text.
-    assert f"What went wrong: export job {job.id} failed" in text
+    # The error in words (its reason's, with the reference of the log line), never the
+    # exception's own text.
+    ref = job.error_metadata["reference"]
+    assert f"What went wrong: a server error (reference {ref})" in text
     assert "disk on fire" not in text, text
 
 
