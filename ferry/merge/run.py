@@ -499,6 +499,7 @@ class _Run:
         return found, counted
 
     step: str = "staging"  # what the run is doing, in words, for a failure's message
+    now_dt: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def _fingerprint(
         self, name: str, part: str, shape: Shape | None, now: EntitySummary | None
@@ -518,6 +519,7 @@ class _Run:
         """`semester` None: the bundle is the whole dataset (a replace then soft-deletes
         whatever live row of any entity it lacks)."""
         conn, sqlite, out = self.conn, self.sqlite, self.outcome
+        self.now_dt = now_dt
         now = apply.ts_param(now_dt, sqlite)
         replace = self.options.strategy is Strategy.REPLACE
         conflicts, renamed = self._rename(now, now_dt)
@@ -650,6 +652,10 @@ class _Run:
                 kept, conflicts, samples = threeway.classify(
                     self.conn, shape, self.options.conflicts, self.sqlite
                 )
+                if conflicts:  # those left for a person (policy review) are listed
+                    threeway.record_review(
+                        self.conn, shape, self.options.conflicts, self.outcome.id, self.now_dt
+                    )
             threeway.rebase(self.conn, shape, statuses, self.outcome.id, self.sqlite, kept > 0)
             if kept:
                 threeway.keep(self.conn, shape, statuses)

@@ -110,6 +110,27 @@ IMPORT_STATUS_UNDONE: ImportStatus.ValueType  # 4
 """Committed, then taken back by UndoImport."""
 Global___ImportStatus: typing_extensions.TypeAlias = ImportStatus
 
+class _ConflictChoice:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _ConflictChoiceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_ConflictChoice.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    CONFLICT_CHOICE_UNSPECIFIED: _ConflictChoice.ValueType  # 0
+    CONFLICT_CHOICE_LOCAL: _ConflictChoice.ValueType  # 1
+    """Keep the value here."""
+    CONFLICT_CHOICE_SOURCE: _ConflictChoice.ValueType  # 2
+    """Take the source's value."""
+
+class ConflictChoice(_ConflictChoice, metaclass=_ConflictChoiceEnumTypeWrapper): ...
+
+CONFLICT_CHOICE_UNSPECIFIED: ConflictChoice.ValueType  # 0
+CONFLICT_CHOICE_LOCAL: ConflictChoice.ValueType  # 1
+"""Keep the value here."""
+CONFLICT_CHOICE_SOURCE: ConflictChoice.ValueType  # 2
+"""Take the source's value."""
+Global___ConflictChoice: typing_extensions.TypeAlias = ConflictChoice
+
 @typing.final
 class ImportOptions(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -999,3 +1020,149 @@ class RenameRecordResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
 
 Global___RenameRecordResponse: typing_extensions.TypeAlias = RenameRecordResponse
+
+@typing.final
+class ImportConflict(google.protobuf.message.Message):
+    """A field changed both here and at the source, left for a person (imports.conflicts:
+    review).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    ENTITY_FIELD_NUMBER: builtins.int
+    NATURAL_KEY_FIELD_NUMBER: builtins.int
+    FIELD_FIELD_NUMBER: builtins.int
+    LOCAL_VALUE_FIELD_NUMBER: builtins.int
+    SOURCE_VALUE_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    id: builtins.int
+    import_id: builtins.str
+    """The import that found it."""
+    entity: builtins.str
+    natural_key: builtins.str
+    """The record's natural key, e.g. "MATH101-2026F"."""
+    field: builtins.str
+    local_value: builtins.str
+    """The value here (kept until decided) and the source's, as text."""
+    source_value: builtins.str
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: builtins.int = ...,
+        import_id: builtins.str = ...,
+        entity: builtins.str = ...,
+        natural_key: builtins.str = ...,
+        field: builtins.str = ...,
+        local_value: builtins.str = ...,
+        source_value: builtins.str = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "entity", b"entity", "field", b"field", "id", b"id", "import_id", b"import_id", "local_value", b"local_value", "natural_key", b"natural_key", "source_value", b"source_value"]) -> None: ...
+
+Global___ImportConflict: typing_extensions.TypeAlias = ImportConflict
+
+@typing.final
+class ListConflictsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    """Only this entity's conflicts; empty: all."""
+    page_size: builtins.int
+    """1..500; 0 means 100."""
+    page_token: builtins.str
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["entity", b"entity", "page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
+
+Global___ListConflictsRequest: typing_extensions.TypeAlias = ListConflictsRequest
+
+@typing.final
+class ListConflictsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CONFLICTS_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    TOTAL_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    total: builtins.int
+    """Open conflicts on every page together."""
+    @property
+    def conflicts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ImportConflict]: ...
+    def __init__(
+        self,
+        *,
+        conflicts: collections.abc.Iterable[Global___ImportConflict] | None = ...,
+        next_page_token: builtins.str = ...,
+        total: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["conflicts", b"conflicts", "next_page_token", b"next_page_token", "total", b"total"]) -> None: ...
+
+Global___ListConflictsResponse: typing_extensions.TypeAlias = ListConflictsResponse
+
+@typing.final
+class ConflictDecision(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CONFLICT_ID_FIELD_NUMBER: builtins.int
+    CHOICE_FIELD_NUMBER: builtins.int
+    conflict_id: builtins.int
+    choice: Global___ConflictChoice.ValueType
+    def __init__(
+        self,
+        *,
+        conflict_id: builtins.int = ...,
+        choice: Global___ConflictChoice.ValueType = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["choice", b"choice", "conflict_id", b"conflict_id"]) -> None: ...
+
+Global___ConflictDecision: typing_extensions.TypeAlias = ConflictDecision
+
+@typing.final
+class ResolveConflictsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: builtins.int
+    @property
+    def decisions(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ConflictDecision]:
+        """One decision per conflict (at most 5000)."""
+
+    def __init__(
+        self,
+        *,
+        decisions: collections.abc.Iterable[Global___ConflictDecision] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["decisions", b"decisions"]) -> None: ...
+
+Global___ResolveConflictsRequest: typing_extensions.TypeAlias = ResolveConflictsRequest
+
+@typing.final
+class ResolveConflictsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult:
+        """The resolution's own import result (undo it like any import)."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___ResolveConflictsResponse: typing_extensions.TypeAlias = ResolveConflictsResponse

@@ -83,6 +83,16 @@ class ImportServiceStub:
                 request_serializer=ferry_dot_v1_dot_import__pb2.RejectPlanRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_import__pb2.RejectPlanResponse.FromString,
                 _registered_method=True)
+        self.ListConflicts = channel.unary_unary(
+                '/ferry.v1.ImportService/ListConflicts',
+                request_serializer=ferry_dot_v1_dot_import__pb2.ListConflictsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.ListConflictsResponse.FromString,
+                _registered_method=True)
+        self.ResolveConflicts = channel.unary_unary(
+                '/ferry.v1.ImportService/ResolveConflicts',
+                request_serializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsResponse.FromString,
+                _registered_method=True)
         self.RestoreBackup = channel.unary_unary(
                 '/ferry.v1.ImportService/RestoreBackup',
                 request_serializer=ferry_dot_v1_dot_import__pb2.RestoreBackupRequest.SerializeToString,
@@ -173,6 +183,26 @@ class ImportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConflicts(self, request, context):
+        """The open conflicts that imports.conflicts `review` left for a person: fields changed
+        both here and at the source, with both values (the local value stays meanwhile),
+        oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveConflicts(self, request, context):
+        """Decide conflicts: per conflict keep the local value or take the source's. Applied as
+        an import of its own (recorded with who and what, undoable with UndoImport, which
+        opens the conflicts again); the decided conflicts leave ListConflicts. An unknown id
+        is NOT_FOUND, one resolved already or changed here since it was listed
+        FAILED_PRECONDITION, each naming the id; nothing is changed then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RestoreBackup(self, request, context):
         """Restore the bundle an import wrote to storage before it ran (backup_before): an
         import of it with strategy replace, in one transaction. NOT_FOUND when the import
@@ -229,6 +259,16 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     servicer.RejectPlan,
                     request_deserializer=ferry_dot_v1_dot_import__pb2.RejectPlanRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_import__pb2.RejectPlanResponse.SerializeToString,
+            ),
+            'ListConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConflicts,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.ListConflictsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.ListConflictsResponse.SerializeToString,
+            ),
+            'ResolveConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveConflicts,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsResponse.SerializeToString,
             ),
             'RestoreBackup': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreBackup,
@@ -483,6 +523,60 @@ class ImportService:
             '/ferry.v1.ImportService/RejectPlan',
             ferry_dot_v1_dot_import__pb2.RejectPlanRequest.SerializeToString,
             ferry_dot_v1_dot_import__pb2.RejectPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/ListConflicts',
+            ferry_dot_v1_dot_import__pb2.ListConflictsRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.ListConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/ResolveConflicts',
+            ferry_dot_v1_dot_import__pb2.ResolveConflictsRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.ResolveConflictsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -169,6 +169,38 @@ _ImportServiceRejectPlanType = typing_extensions.TypeVar(
     ],
 )
 
+_ImportServiceListConflictsType = typing_extensions.TypeVar(
+    '_ImportServiceListConflictsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+)
+
+_ImportServiceResolveConflictsType = typing_extensions.TypeVar(
+    '_ImportServiceResolveConflictsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
+    ],
+)
+
 _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     '_ImportServiceRestoreBackupType',
     grpc.UnaryUnaryMultiCallable[
@@ -185,7 +217,7 @@ _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     ],
 )
 
-class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceRestoreBackupType]):
+class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceListConflictsType, _ImportServiceResolveConflictsType, _ImportServiceRestoreBackupType]):
     """ImportService merges data into Ferry: whole bundles (ImportSession) or one entity's
     rows from csv/xlsx (ImportEntities). Records are matched by natural key; every run is
     all-or-nothing (or all valid records, with ON_ERROR_SKIP_INVALID), previewable with
@@ -231,6 +263,14 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.RejectPlanResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ListConflictsRequest,
+            ferry.v1.import_pb2.ListConflictsResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ResolveConflictsRequest,
+            ferry.v1.import_pb2.ResolveConflictsResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
             ferry.v1.import_pb2.RestoreBackupResponse,
         ],
@@ -273,6 +313,14 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RejectPlanRequest,
             ferry.v1.import_pb2.RejectPlanResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ListConflictsRequest,
+            ferry.v1.import_pb2.ListConflictsResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ResolveConflictsRequest,
+            ferry.v1.import_pb2.ResolveConflictsResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
@@ -325,6 +373,20 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
     applied.
     """
 
+    ListConflicts: _ImportServiceListConflictsType
+    """The open conflicts that imports.conflicts `review` left for a person: fields changed
+    both here and at the source, with both values (the local value stays meanwhile),
+    oldest first.
+    """
+
+    ResolveConflicts: _ImportServiceResolveConflictsType
+    """Decide conflicts: per conflict keep the local value or take the source's. Applied as
+    an import of its own (recorded with who and what, undoable with UndoImport, which
+    opens the conflicts again); the decided conflicts leave ListConflicts. An unknown id
+    is NOT_FOUND, one resolved already or changed here since it was listed
+    FAILED_PRECONDITION, each naming the id; nothing is changed then.
+    """
+
     RestoreBackup: _ImportServiceRestoreBackupType
     """Restore the bundle an import wrote to storage before it ran (backup_before): an
     import of it with strategy replace, in one transaction. NOT_FOUND when the import
@@ -367,6 +429,14 @@ ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RejectPlanRequest,
         ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RestoreBackupRequest,
@@ -469,6 +539,30 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[ferry.v1.import_pb2.RejectPlanResponse, collections.abc.Awaitable[ferry.v1.import_pb2.RejectPlanResponse]]:
         """Reject the plan of a preview awaiting approval (reason required): it can never be
         applied.
+        """
+
+    @abc.abstractmethod
+    def ListConflicts(
+        self,
+        request: ferry.v1.import_pb2.ListConflictsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.ListConflictsResponse, collections.abc.Awaitable[ferry.v1.import_pb2.ListConflictsResponse]]:
+        """The open conflicts that imports.conflicts `review` left for a person: fields changed
+        both here and at the source, with both values (the local value stays meanwhile),
+        oldest first.
+        """
+
+    @abc.abstractmethod
+    def ResolveConflicts(
+        self,
+        request: ferry.v1.import_pb2.ResolveConflictsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.ResolveConflictsResponse, collections.abc.Awaitable[ferry.v1.import_pb2.ResolveConflictsResponse]]:
+        """Decide conflicts: per conflict keep the local value or take the source's. Applied as
+        an import of its own (recorded with who and what, undoable with UndoImport, which
+        opens the conflicts again); the decided conflicts leave ListConflicts. An unknown id
+        is NOT_FOUND, one resolved already or changed here since it was listed
+        FAILED_PRECONDITION, each naming the id; nothing is changed then.
         """
 
     @abc.abstractmethod

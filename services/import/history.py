@@ -14,6 +14,7 @@ from ferry.imports import convert, detect
 from ferry.imports.backup import restore_import_backup
 from ferry.merge import ImportOutcome, get_import, list_imports, rejected_events, undo_import
 from ferry.merge.approval import decide as decide_plan
+from ferry.merge.conflicts import as_text, list_conflicts, resolve_conflicts
 from ferry.merge.renames import rename_key
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller
@@ -103,6 +104,44 @@ class HistoryRpcs:
             caller(),
             reason.strip(),
         )
+
+    @handles_errors
+    def ListConflicts(
+        self, request: ipb.ListConflictsRequest, context: grpc.ServicerContext
+    ) -> ipb.ListConflictsResponse:
+        page = list_conflicts(
+            self.app.engine,
+            self.app.dataset(),
+            request.entity.strip(),
+            request.page_size,
+            request.page_token,
+        )
+        out = ipb.ListConflictsResponse(next_page_token=page.next_token, total=page.total)
+        for c in page.items:
+            item = out.conflicts.add(
+                id=c.id,
+                import_id=c.import_id,
+                entity=c.entity,
+                natural_key=c.natural_key,
+                field=c.field,
+                local_value=as_text(c.local_value),
+                source_value=as_text(c.source_value),
+            )
+            item.created_at.FromDatetime(c.created_at)
+        return out
+
+    @handles_errors
+    def ResolveConflicts(
+        self, request: ipb.ResolveConflictsRequest, context: grpc.ServicerContext
+    ) -> ipb.ResolveConflictsResponse:
+        choices = {ipb.CONFLICT_CHOICE_LOCAL: "local", ipb.CONFLICT_CHOICE_SOURCE: "source"}
+        outcome = resolve_conflicts(
+            self.app.engine,
+            self.app.dataset(),
+            [(d.conflict_id, choices.get(d.choice, "")) for d in request.decisions],
+            requested_by=caller(),
+        )
+        return ipb.ResolveConflictsResponse(result=convert.result_proto(outcome))
 
     @handles_errors
     def RestoreBackup(
