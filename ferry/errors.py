@@ -25,6 +25,9 @@ REASONS: dict[str, tuple[str, ...]] = {
     "TOO_LARGE": (),
     "TOO_MANY_ROWS": ("field", "max"),
     "WORKER_LOST": (),
+    "CONFLICT_NOT_FOUND": ("id",),
+    "CONFLICT_RESOLVED": ("id",),
+    "CONFLICT_CHANGED": ("id",),
 }
 
 

@@ -35,6 +35,7 @@ async function setLanguage(lang) {
     showWho();
     renderSemesters(state.semesters || []);
     renderImports(state.imports || []);
+    if (state.conflicts) renderConflicts(state.conflicts);
     renderJobs(state.jobs || []);
     renderNotifications(state.notifications || []);
     if (state.studentReport) renderStudentReport(state.studentReport);
@@ -476,6 +477,73 @@ async function loadImports() {
     if (e.code !== "UNIMPLEMENTED") showError(e);
   }
   renderImports(state.imports);
+  await loadConflicts();
+}
+
+// ---- conflicts left for review (imports.conflicts: review; issue 29) ---------------------
+// A field changed both here and in an imported file keeps the value here until a person
+// chooses; operators and admins choose per conflict or for the whole list, each choice an
+// import of its own (listed in the history, undoable).
+const CONFLICT_PAGE = 200;
+async function loadConflicts() {
+  try {
+    const r = await api(`/api/v1/import-conflicts?page_size=${CONFLICT_PAGE}`);
+    state.conflicts = { items: r.conflicts || [], total: Number(r.total || 0) };
+  } catch (e) {
+    state.conflicts = { items: [], total: 0 };
+    if (e.code !== "UNIMPLEMENTED") showError(e);
+  }
+  renderConflicts(state.conflicts);
+}
+
+function canResolve() { return state.role === "operator" || state.role === "admin"; }
+
+function renderConflicts(list) {
+  const box = $("conflicts");
+  const body = $("conflicts-table").tBodies[0];
+  body.replaceChildren();
+  box.hidden = !list.items.length;
+  $("conflicts-count").textContent = list.items.length
+    ? t(list.total > list.items.length ? "conflictsSome" : "conflictsCount", { n: list.total, shown: list.items.length })
+    : "";
+  $("conflicts-all").hidden = !canResolve();
+  for (const c of list.items) {
+    const row = body.insertRow();
+    row.dataset.conflict = c.id;
+    row.insertCell().textContent = t(`entity_${c.entity}`);
+    row.insertCell().textContent = c.natural_key;
+    row.insertCell().textContent = fieldLabel(c.field);
+    row.insertCell().textContent = c.local_value || "—";
+    row.insertCell().textContent = c.source_value || "—";
+    const cell = row.insertCell();
+    if (!canResolve()) continue;
+    const choices = [["conflictKeepLocal", "conflictKeepLocalFor", "local"],
+      ["conflictTakeSource", "conflictTakeSourceFor", "source"]];
+    for (const [key, label, choice] of choices) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = t(key); b.className = `conflict-${choice}`;
+      b.setAttribute("aria-label", t(label, { record: c.natural_key, field: fieldLabel(c.field) }));
+      b.addEventListener("click", () => resolveConflicts([c], choice, b));
+      cell.append(b);
+    }
+  }
+}
+
+async function resolveConflicts(items, choice, button) {
+  if (!items.length) return;
+  await busy(button, async () => {
+    say("conflictsResolving");
+    const decisions = items.map((c) => ({
+      conflict_id: c.id, choice: choice === "local" ? "CONFLICT_CHOICE_LOCAL" : "CONFLICT_CHOICE_SOURCE",
+    }));
+    try {
+      await api("/api/v1/import-conflicts/resolve", { method: "POST", body: { decisions } });
+    } finally {
+      await loadImports();  // the resolution is in the history; the list is current again
+    }
+    await loadSemesters();
+    say(choice === "local" ? "conflictsKeptLocal" : "conflictsTookSource", { n: items.length });
+  });
 }
 
 function when(ts) { return ts ? new Date(ts).toLocaleString(state.lang === "el" ? "el-GR" : "en-GB") : ""; }
@@ -1106,6 +1174,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("export-btn").addEventListener("click", exportSemester);
   $("preview-btn").addEventListener("click", preview);
   $("import-btn").addEventListener("click", doImport);
+  for (const choice of ["local", "source"]) {
+    const b = $(`conflicts-all-${choice}`);
+    b.addEventListener("click", () => resolveConflicts((state.conflicts || { items: [] }).items, choice, b));
+  }
   $("import-file").addEventListener("change", () => {
     $("import-btn").disabled = true; $("import-result").hidden = true; state.lastResult = null;
   });
