@@ -145,6 +145,7 @@ class ImportOptions(google.protobuf.message.Message):
     BACKUP_BEFORE_FIELD_NUMBER: builtins.int
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
+    PLAN_RECORDS_FIELD_NUMBER: builtins.int
     NOTIFY_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
@@ -173,6 +174,11 @@ class ImportOptions(google.protobuf.message.Message):
     """Let the import exceed the server's change limits (imports.change_limits). Admins
     only (PERMISSION_DENIED otherwise).
     """
+    plan_records: builtins.bool
+    """With dry_run: keep every record's decision (create with its fields, update field by
+    field with before and after, soft-delete, unchanged, skip, unmatched, error) as JSON
+    Lines for DownloadPlan (ImportResult.has_plan_records).
+    """
     @property
     def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Addresses told the import's summary when it ends (NotifyService); empty: nobody."""
@@ -190,10 +196,11 @@ class ImportOptions(google.protobuf.message.Message):
         backup_before: builtins.bool | None = ...,
         plan_digest: builtins.str = ...,
         allow_mass_change: builtins.bool = ...,
+        plan_records: builtins.bool = ...,
         notify: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "plan_records", b"plan_records", "strategy", b"strategy"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_backup_before", b"_backup_before"]) -> typing.Literal["backup_before"] | None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions
@@ -273,6 +280,7 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     FILENAME_FIELD_NUMBER: builtins.int
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
+    PLAN_RECORDS_FIELD_NUMBER: builtins.int
     entity: builtins.str
     """students | courses | enrollments | grades | attendance | daily_performance | highlights"""
     format: builtins.str
@@ -286,6 +294,8 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     """As ImportOptions.plan_digest."""
     allow_mass_change: builtins.bool
     """As ImportOptions.allow_mass_change (admins only)."""
+    plan_records: builtins.bool
+    """As ImportOptions.plan_records."""
     @property
     def column_mapping(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """File column header -> field name, for headers that differ from the field names."""
@@ -303,8 +313,9 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
         filename: builtins.str = ...,
         plan_digest: builtins.str = ...,
         allow_mass_change: builtins.bool = ...,
+        plan_records: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["allow_mass_change", b"allow_mass_change", "column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["allow_mass_change", b"allow_mass_change", "column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "plan_digest", b"plan_digest", "plan_records", b"plan_records", "strategy", b"strategy"]) -> None: ...
 
 Global___ImportEntitiesOptions: typing_extensions.TypeAlias = ImportEntitiesOptions
 
@@ -517,6 +528,7 @@ class ImportResult(google.protobuf.message.Message):
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     LIMITS_FIELD_NUMBER: builtins.int
     APPROVAL_FIELD_NUMBER: builtins.int
+    HAS_PLAN_RECORDS_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -542,6 +554,8 @@ class ImportResult(google.protobuf.message.Message):
     row it reads. A dry run's digest, given back as ImportOptions.plan_digest, applies
     exactly this plan.
     """
+    has_plan_records: builtins.bool
+    """A dry run asked for plan_records kept every record's decision: DownloadPlan."""
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -597,9 +611,10 @@ class ImportResult(google.protobuf.message.Message):
         plan_digest: builtins.str = ...,
         limits: collections.abc.Iterable[Global___ChangeLimitCheck] | None = ...,
         approval: Global___PlanApproval | None = ...,
+        has_plan_records: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["approval", b"approval", "created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_plan_records", b"has_plan_records", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
 
@@ -937,6 +952,38 @@ class DownloadRejectedResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
 
 Global___DownloadRejectedResponse: typing_extensions.TypeAlias = DownloadRejectedResponse
+
+@typing.final
+class DownloadPlanRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["import_id", b"import_id"]) -> None: ...
+
+Global___DownloadPlanRequest: typing_extensions.TypeAlias = DownloadPlanRequest
+
+@typing.final
+class DownloadPlanResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: builtins.int
+    @property
+    def chunk(self) -> ferry.v1.bundle_pb2.FileChunk: ...
+    def __init__(
+        self,
+        *,
+        chunk: ferry.v1.bundle_pb2.FileChunk | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["chunk", b"chunk"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
+
+Global___DownloadPlanResponse: typing_extensions.TypeAlias = DownloadPlanResponse
 
 @typing.final
 class RestoreBackupRequest(google.protobuf.message.Message):

@@ -68,6 +68,11 @@ class ImportServiceStub:
                 request_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
                 _registered_method=True)
+        self.DownloadPlan = channel.unary_stream(
+                '/ferry.v1.ImportService/DownloadPlan',
+                request_serializer=ferry_dot_v1_dot_import__pb2.DownloadPlanRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.DownloadPlanResponse.FromString,
+                _registered_method=True)
         self.RenameRecord = channel.unary_unary(
                 '/ferry.v1.ImportService/RenameRecord',
                 request_serializer=ferry_dot_v1_dot_import__pb2.RenameRecordRequest.SerializeToString,
@@ -149,6 +154,15 @@ class ImportServiceServicer:
 
     def DownloadRejected(self, request, context):
         """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadPlan(self, request, context):
+        """Every record's decision of a dry run made with plan_records, as JSON Lines (one
+        object a line: entity, key, position, action, and the fields of a create or the
+        changes of an update with before and after). NOT_FOUND when the run kept none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +258,11 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     servicer.DownloadRejected,
                     request_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.SerializeToString,
+            ),
+            'DownloadPlan': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadPlan,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.DownloadPlanRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.DownloadPlanResponse.SerializeToString,
             ),
             'RenameRecord': grpc.unary_unary_rpc_method_handler(
                     servicer.RenameRecord,
@@ -442,6 +461,33 @@ class ImportService:
             '/ferry.v1.ImportService/DownloadRejected',
             ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
             ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ferry.v1.ImportService/DownloadPlan',
+            ferry_dot_v1_dot_import__pb2.DownloadPlanRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.DownloadPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

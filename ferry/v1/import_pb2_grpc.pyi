@@ -121,6 +121,22 @@ _ImportServiceDownloadRejectedType = typing_extensions.TypeVar(
     ],
 )
 
+_ImportServiceDownloadPlanType = typing_extensions.TypeVar(
+    '_ImportServiceDownloadPlanType',
+    grpc.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
+    ],
+    default=grpc.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
+    ],
+)
+
 _ImportServiceRenameRecordType = typing_extensions.TypeVar(
     '_ImportServiceRenameRecordType',
     grpc.UnaryUnaryMultiCallable[
@@ -217,7 +233,7 @@ _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     ],
 )
 
-class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceListConflictsType, _ImportServiceResolveConflictsType, _ImportServiceRestoreBackupType]):
+class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceDownloadPlanType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceListConflictsType, _ImportServiceResolveConflictsType, _ImportServiceRestoreBackupType]):
     """ImportService merges data into Ferry: whole bundles (ImportSession) or one entity's
     rows from csv/xlsx (ImportEntities). Records are matched by natural key; every run is
     all-or-nothing (or all valid records, with ON_ERROR_SKIP_INVALID), previewable with
@@ -249,6 +265,10 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
         grpc.UnaryStreamMultiCallable[
             ferry.v1.import_pb2.DownloadRejectedRequest,
             ferry.v1.import_pb2.DownloadRejectedResponse,
+        ],
+        grpc.UnaryStreamMultiCallable[
+            ferry.v1.import_pb2.DownloadPlanRequest,
+            ferry.v1.import_pb2.DownloadPlanResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RenameRecordRequest,
@@ -302,6 +322,10 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.DownloadRejectedRequest,
             ferry.v1.import_pb2.DownloadRejectedResponse,
         ],
+        grpc.aio.UnaryStreamMultiCallable[
+            ferry.v1.import_pb2.DownloadPlanRequest,
+            ferry.v1.import_pb2.DownloadPlanResponse,
+        ],
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RenameRecordRequest,
             ferry.v1.import_pb2.RenameRecordResponse,
@@ -352,6 +376,12 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
 
     DownloadRejected: _ImportServiceDownloadRejectedType
     """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
+
+    DownloadPlan: _ImportServiceDownloadPlanType
+    """Every record's decision of a dry run made with plan_records, as JSON Lines (one
+    object a line: entity, key, position, action, and the fields of a create or the
+    changes of an update with before and after). NOT_FOUND when the run kept none.
+    """
 
     RenameRecord: _ImportServiceRenameRecordType
     """Change a record's natural key here (a student id, a course code): the record is
@@ -417,6 +447,10 @@ ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
     grpc.aio.UnaryStreamMultiCallable[
         ferry.v1.import_pb2.DownloadRejectedRequest,
         ferry.v1.import_pb2.DownloadRejectedResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RenameRecordRequest,
@@ -505,6 +539,17 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[collections.abc.Iterator[ferry.v1.import_pb2.DownloadRejectedResponse], collections.abc.AsyncIterator[ferry.v1.import_pb2.DownloadRejectedResponse]]:
         """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
+
+    @abc.abstractmethod
+    def DownloadPlan(
+        self,
+        request: ferry.v1.import_pb2.DownloadPlanRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[ferry.v1.import_pb2.DownloadPlanResponse], collections.abc.AsyncIterator[ferry.v1.import_pb2.DownloadPlanResponse]]:
+        """Every record's decision of a dry run made with plan_records, as JSON Lines (one
+        object a line: entity, key, position, action, and the fields of a create or the
+        changes of an update with before and after). NOT_FOUND when the run kept none.
+        """
 
     @abc.abstractmethod
     def RenameRecord(
