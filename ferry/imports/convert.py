@@ -162,6 +162,7 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             count=w.count,
             sample=w.sample,
             message=w.message,
+            reason=w.reason,
         )
     for lim in o.limits:
         out.limits.add(

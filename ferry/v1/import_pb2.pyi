@@ -782,6 +782,7 @@ class ImportWarning(google.protobuf.message.Message):
     COUNT_FIELD_NUMBER: builtins.int
     SAMPLE_FIELD_NUMBER: builtins.int
     MESSAGE_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
     kind: builtins.str
     """pending_links: optional links (prerequisite, mentor) whose target is in neither the
     bundle nor the database; they are kept and bound when the target arrives.
@@ -794,7 +795,10 @@ class ImportWarning(google.protobuf.message.Message):
     message: builtins.str
     """The same in one sentence, e.g. "12 courses link (prerequisite_code) to courses not
     yet in this database; they will be linked when those courses arrive".
+    Why, as a machine reason a page words (ferry.errors.REASONS, why_<reason>): set on
     """
+    reason: builtins.str
+    """the loss report's warnings (kind not_imported), e.g. LOSS_NO_PLACE."""
     @property
     def sample(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """A few of them, "record key -> target key"."""
@@ -808,8 +812,9 @@ class ImportWarning(google.protobuf.message.Message):
         count: builtins.int = ...,
         sample: collections.abc.Iterable[builtins.str] | None = ...,
         message: builtins.str = ...,
+        reason: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["count", b"count", "entity", b"entity", "field", b"field", "kind", b"kind", "message", b"message", "sample", b"sample"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "entity", b"entity", "field", b"field", "kind", b"kind", "message", b"message", "reason", b"reason", "sample", b"sample"]) -> None: ...
 
 Global___ImportWarning: typing_extensions.TypeAlias = ImportWarning
 

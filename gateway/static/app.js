@@ -36,6 +36,7 @@ async function setLanguage(lang) {
     renderSemesters(state.semesters || []);
     renderImports(state.imports || []);
     if (state.conflicts) renderConflicts(state.conflicts);
+    if (state.exportLoss) renderExportLoss(state.exportLoss);
     renderJobs(state.jobs || []);
     renderNotifications(state.notifications || []);
     if (state.studentReport) renderStudentReport(state.studentReport);
@@ -265,12 +266,14 @@ async function exportSemester() {
     const blob = await res.blob();
     const name = filenameOf(res, `session_${semester}.${format}`);
     saveBlob(blob, name);
+    $("oneroster-export-loss").hidden = true; state.exportLoss = null;
+    if (format === "oneroster") await loadExportLoss(semester);
     say("exported", { name });
   });
 }
 
-// What a OneRoster export leaves out, said beside the export box when it is chosen (the
-// counts come from `ferry oneroster export`: DownloadSession carries only the file).
+// What a OneRoster export leaves out, said beside the export box when it is chosen; the
+// counts follow each OneRoster download (loadExportLoss).
 function oneRosterExportNote() {
   $("oneroster-export-note").hidden = $("bundle-format").value !== "oneroster";
 }
@@ -322,7 +325,7 @@ async function doImport() {
       if (planned && e.code === "FAILED_PRECONDITION") {
         // A plan waiting for an admin stays previewed; one whose data moved does not.
         if (/approv/.test(e.message || "")) note(t("planAwaitsApproval"));
-        else planChanged();
+        else if (e.reason !== "CHANGE_LIMIT") planChanged();
       }
       throw e;
     }
@@ -414,10 +417,51 @@ function renderLoss(result, box) {
   const ul = document.createElement("ul"); ul.id = "loss-report";
   for (const w of lost) {
     const li = document.createElement("li");
-    li.textContent = w.message + ((w.sample || []).length ? ` (${w.sample.slice(0, 3).join(", ")})` : "");
+    li.textContent = lossLine(w, "lossImported", w.message);
     ul.append(li);
   }
   box.append(p, ul);
+}
+
+// One line of a loss report in the page's words: what (table and field), how many, why
+// (its machine reason, why_<REASON>), and a few of the records.
+function lossLine(loss, key, english) {
+  const entity = t(`entity_${loss.entity}`);
+  const what = loss.field ? `${entity} · ${fieldLabel(loss.field)}` : entity;
+  const why = loss.reason && state.strings[`why_${loss.reason}`] ? t(`why_${loss.reason}`) : "";
+  const sample = (loss.sample || []).slice(0, 3).join(", ");
+  if (!why && english && !loss.reason) return english;  // a server without reasons
+  return t(key, { what, n: loss.count || "0" }) + (why ? ` — ${why}` : "") + (sample ? ` (${sample})` : "");
+}
+
+// The loss report of a OneRoster export, asked after the download (DownloadSession
+// carries only the file), shown under the export box.
+async function loadExportLoss(semester) {
+  const box = $("oneroster-export-loss");
+  box.replaceChildren(); box.hidden = false;
+  const p = document.createElement("p"); p.textContent = t("lossChecking"); box.append(p);
+  const q = new URLSearchParams({ semester });
+  const r = await api(`/api/v1/sessions/oneroster-loss?${q}`, { method: "POST" });
+  state.exportLoss = r.losses || [];
+  renderExportLoss(state.exportLoss);
+}
+
+function renderExportLoss(losses) {
+  const box = $("oneroster-export-loss");
+  box.replaceChildren();
+  const p = document.createElement("p");
+  p.textContent = t(losses.length ? "lossExportTitle" : "lossExportNone");
+  box.append(p);
+  if (losses.length) {
+    const ul = document.createElement("ul"); ul.id = "export-loss-report";
+    for (const loss of losses) {
+      const li = document.createElement("li");
+      li.textContent = lossLine(loss, "lossExported", loss.message);
+      ul.append(li);
+    }
+    box.append(ul);
+  }
+  box.hidden = false;
 }
 
 // ---- plans and change limits (issue 29) ----------------------------------------------
@@ -447,6 +491,7 @@ function note(text) {
   box.append(p); box.hidden = false;
 }
 
+const LIMIT_VERBS = { create: "limitVerb_create", update: "limitVerb_update", delete: "limitVerb_delete" };
 function renderLimits(result, box) {
   const limits = result.limits || [];
   if (!limits.length) return;
@@ -454,11 +499,23 @@ function renderLimits(result, box) {
   const ul = document.createElement("ul"); ul.className = "change-limits";
   for (const lim of limits) {
     const li = document.createElement("li");
-    li.textContent = lim.message;
+    li.textContent = limitLine(lim, result.semester);
     if (lim.exceeded) li.className = "error-text";
     ul.append(li);
   }
   box.append(p, ul);
+}
+
+// A change limit measured against an import, in the page's words (never the server's).
+function limitLine(lim, semester) {
+  const base = Number(lim.base || 0), count = Number(lim.count || 0), max = Number(lim.max_percent || 0);
+  const allowed = Math.floor(base * max / 100);
+  const where = lim.scope === "semester" && semester ? t("limitWhereSemester", { semester }) : t("limitWhereAll");
+  const percent = base ? (100 * count / base).toFixed(1) : "0";
+  return t(lim.exceeded ? "limitOver" : "limitLine", {
+    entity: t(`entity_${lim.entity}`), verb: t(LIMIT_VERBS[lim.action] || lim.action), max: String(max),
+    where, allowed, base, count, percent, over: count - allowed,
+  });
 }
 
 // The empty-cell rule (docs/merging.md), stated beside every preview.
