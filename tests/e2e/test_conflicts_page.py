@@ -11,12 +11,15 @@ import copy
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from ferry.app import App
+from ferry.bundle.formats.base import Batch, Header, Trailer
+from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.school import SCHOOL
 from ferry.merge import MergeOptions, run_import
 from ferry.merge.conflicts import resolve_conflicts
@@ -40,6 +43,7 @@ def review_site(make_app: Callable[..., App], empty_url: str) -> Iterator[tuple[
         empty_url,
         FERRY_IMPORTS_KEEP_LOCAL_EDITS="true",
         FERRY_IMPORTS_CONFLICTS="{courses: review}",
+        FERRY_IMPORTS_CHANGE_LIMITS="[{entity: highlights, action: delete, max_percent: 10}]",
     )
     create_user(app.engine, "teacher", PASSWORD, "operator")
     create_user(app.engine, "reader", PASSWORD, "viewer")
@@ -86,6 +90,33 @@ def _v(stored: Any) -> Any:
     return (json.loads(stored) if isinstance(stored, str) else stored)["v"]
 
 
+def _drop_highlights(app: App, out: Path, share: float) -> int:
+    """The 2026-fall bundle without `share` of its live highlights, as a json file (its
+    counts told); returns how many were left out."""
+    events = bundle(app.engine)
+    live = [h for e in events if isinstance(e, Batch) and e.entity == "highlights"
+            for h in e.records if h["deleted_at"] is None]  # fmt: skip
+    gone = {id(h) for h in live[: int(len(live) * share)]}
+    for e in events:
+        if isinstance(e, Batch) and e.entity == "highlights":
+            e.records = [h for h in e.records if id(h) not in gone]
+    counts: dict[str, int] = {}
+    for e in events:
+        if isinstance(e, Batch):
+            counts[e.entity] = counts.get(e.entity, 0) + len(e.records)
+    for e in events:
+        if isinstance(e, Header):
+            e.metadata.counts.clear()
+            e.metadata.counts.update(counts)
+        if isinstance(e, Trailer):
+            e.counts.clear()
+            e.counts.update(counts)
+    rebuilt = events
+    with out.open("wb") as f:
+        JsonBundle().write(rebuilt, f)
+    return len(gone)
+
+
 def _sql(app: App, sql: str, **params: Any) -> list[Any]:
     with app.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(sa.text(sql), params)]
@@ -95,6 +126,7 @@ def test_a_person_decides_review_conflicts_on_the_page_in_english_and_greek(
     browser: Any,  # noqa: F811
     review_site: tuple[str, App],
     backend: str,
+    tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -166,8 +198,42 @@ def test_a_person_decides_review_conflicts_on_the_page_in_english_and_greek(
     )
     assert by_teacher == [(2,)]
     page.screenshot(path=str(ARTIFACTS / f"conflicts-{backend}-decided-el.png"), full_page=True)
-    # (the browser logs the one refused request, FAILED_PRECONDITION as HTTP 400)
-    assert [e for e in errors if "status of 400" not in e] == [] and len(errors) == 1, errors
+    # A replace that would soft-delete 40% of the semester's highlights, under a 10%
+    # limit: the preview words the limit, the import is refused in words; nothing changes.
+    live_before = _sql(
+        app,
+        "SELECT count(*) FROM highlights h JOIN students s ON s.id = h.student_ref "
+        "WHERE h.semester = '2026-fall' AND h.deleted_at IS NULL AND s.deleted_at IS NULL",
+    )[0][0]
+    removed = _drop_highlights(app, tmp_path / "fall.json", 0.4)
+    allowed = live_before * 10 // 100
+    page.set_input_files("#import-file", str(tmp_path / "fall.json"))
+    page.check("input[value=MERGE_STRATEGY_REPLACE]")
+    page.click("#preview-btn")
+    expect(page.locator("#import-btn")).to_be_enabled()
+    words = {
+        "entity": EL["entity_highlights"],
+        "verb": EL["limitVerb_delete"],
+        "max": "10",
+        "where": EL["limitWhereSemester"].format(semester="2026-fall"),
+        "allowed": allowed,
+        "base": live_before,
+        "count": removed,
+        "percent": f"{100 * removed / live_before:.1f}",
+        "over": removed - allowed,
+    }
+    expect(page.locator(".change-limits li")).to_have_text(EL["limitOver"].format(**words))
+    page.click("#import-btn")
+    refusal = EL["why_CHANGE_LIMIT"].format(
+        entity="highlights", count=removed, allowed=allowed, base=live_before, max_percent="10",
+        over=removed - allowed,
+    )  # fmt: skip
+    expect(page.locator("#alert")).to_contain_text(refusal)
+    live = "SELECT count(*) FROM highlights WHERE semester = '2026-fall' AND deleted_at IS NULL"
+    assert _sql(app, live)[0][0] >= live_before  # nothing was soft-deleted
+    page.screenshot(path=str(ARTIFACTS / f"limits-{backend}-el.png"), full_page=True)
+    # (the browser logs the two refused requests, FAILED_PRECONDITION as HTTP 400)
+    assert [e for e in errors if "status of 400" not in e] == [] and len(errors) == 2, errors
     context.close()
 
     # A viewer sees no choice and may not resolve (403), nothing changes.
