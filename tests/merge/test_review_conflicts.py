@@ -147,3 +147,48 @@ def test_undoing_the_import_that_listed_conflicts_removes_them(
     undo_import(target, SCHOOL, done.id)
     assert _open(target) == 0
     assert _title(target, a) == "Here A"
+
+
+def test_numbers_and_dates_are_decided_typed_and_the_list_pages(
+    events: list[Event], target: Engine
+) -> None:
+    rules = {"keep_local_edits": True, "conflicts": (("courses", "review"), ("students", "review"))}
+    run(target, events, **rules)
+    by = copy.deepcopy(records(events))
+    course = next(c for c in by["courses"] if c["deleted_at"] is None)
+    student = next(s for s in by["students"] if s["deleted_at"] is None and s["date_of_birth"])
+    code, sid = course["course_code"], student["student_id"]
+    _edit_here(target, code, credits=course["credits"] + 7)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    execute(
+        target,
+        "UPDATE students SET date_of_birth = :d, updated_at = :t WHERE student_id = :s",
+        d=dt.date(2001, 2, 3),
+        t=later if target.dialect.name != "sqlite" else later.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        s=sid,
+    )
+    course["credits"] = course["credits"] + 9
+    student["date_of_birth"] = "1999-12-31"
+    run(target, rebuild(by), **rules)
+    first = list_conflicts(target, SCHOOL, page_size=1)
+    assert first.total == 2 and len(first.items) == 1 and first.next_token
+    second = list_conflicts(target, SCHOOL, page_size=1, page_token=first.next_token)
+    assert len(second.items) == 1 and not second.next_token
+    assert list_conflicts(target, SCHOOL, entity="students").total == 1
+    with pytest.raises(InvalidArgument):
+        list_conflicts(target, SCHOOL, page_token="not-a-token")
+    items = {c.entity: c for c in first.items + second.items}
+    assert items["courses"].local_value == course["credits"] - 2
+    assert items["students"].source_value == "1999-12-31"
+    resolve_conflicts(
+        target,
+        SCHOOL,
+        [(items["courses"].id, "source"), (items["students"].id, "source")],
+        requested_by="op",
+    )
+    assert (
+        int(scalar(target, "SELECT credits FROM courses WHERE course_code = :c", c=code))
+        == (course["credits"])
+    )
+    born = scalar(target, "SELECT date_of_birth FROM students WHERE student_id = :s", s=sid)
+    assert str(born)[:10] == "1999-12-31"
