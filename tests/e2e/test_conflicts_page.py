@@ -67,7 +67,7 @@ def _import(app: App, events: Any) -> None:
     )
 
 
-def _make_conflicts(app: App, n: int) -> list[str]:
+def _make_conflicts(app: App, n: int, tag: str = "") -> list[str]:
     """n course titles changed here and at the source, imported: n conflicts listed."""
     events = bundle(app.engine)
     _import(app, events)
@@ -78,9 +78,9 @@ def _make_conflicts(app: App, n: int) -> list[str]:
         for c in live:
             conn.execute(
                 sa.text("UPDATE courses SET title = :t, updated_at = :u WHERE course_code = :c"),
-                {"t": f"Here {c['course_code']}", "u": later, "c": c["course_code"]},
+                {"t": f"Here{tag} {c['course_code']}", "u": later, "c": c["course_code"]},
             )
-            c["title"] = f"Source {c['course_code']}"
+            c["title"] = f"Source{tag} {c['course_code']}"
     _import(app, rebuild(by))
     return [c["course_code"] for c in live]
 
@@ -254,4 +254,14 @@ def test_a_person_decides_review_conflicts_on_the_page_in_english_and_greek(
         base + "/api/v1/import-conflicts", headers={"Authorization": f"Bearer {token}"}
     )
     assert unknown.status == 200 and unknown.json().get("conflicts", []) == []
+    # On the page a viewer sees a new conflict with both values, and no choice.
+    _make_conflicts(app, 1, " again")
+    page = reader.new_page()
+    page.goto(base + "/")
+    page.fill("#username", "reader")
+    page.fill("#password", PASSWORD)
+    page.click("#login-btn")
+    expect(page.locator("#conflicts-table tbody tr")).to_have_count(1)
+    expect(page.locator("#conflicts-all")).to_be_hidden()
+    expect(page.locator("#conflicts-table button")).to_have_count(0)
     reader.close()
