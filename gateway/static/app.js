@@ -417,7 +417,7 @@ function renderLoss(result, box) {
   const ul = document.createElement("ul"); ul.id = "loss-report";
   for (const w of lost) {
     const li = document.createElement("li");
-    li.textContent = lossLine(w, "lossImported", w.message);
+    li.textContent = lossLine(w, "lossImported");
     ul.append(li);
   }
   box.append(p, ul);
@@ -425,12 +425,11 @@ function renderLoss(result, box) {
 
 // One line of a loss report in the page's words: what (table and field), how many, why
 // (its machine reason, why_<REASON>), and a few of the records.
-function lossLine(loss, key, english) {
+function lossLine(loss, key) {
   const entity = t(`entity_${loss.entity}`);
   const what = loss.field ? `${entity} · ${fieldLabel(loss.field)}` : entity;
   const why = loss.reason && state.strings[`why_${loss.reason}`] ? t(`why_${loss.reason}`) : "";
   const sample = (loss.sample || []).slice(0, 3).join(", ");
-  if (!why && english && !loss.reason) return english;  // a server without reasons
   return t(key, { what, n: loss.count || "0" }) + (why ? ` — ${why}` : "") + (sample ? ` (${sample})` : "");
 }
 
@@ -456,7 +455,7 @@ function renderExportLoss(losses) {
     const ul = document.createElement("ul"); ul.id = "export-loss-report";
     for (const loss of losses) {
       const li = document.createElement("li");
-      li.textContent = lossLine(loss, "lossExported", loss.message);
+      li.textContent = lossLine(loss, "lossExported");
       ul.append(li);
     }
     box.append(ul);
