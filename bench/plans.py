@@ -5,6 +5,8 @@ in the same run, so no wire is involved on either side):
    a re-import: every row is read) with its plan (digest over every entity's statuses
    and row versions) against the same dry run with the plan's fingerprints switched off
    (the dry run as it was before plans). Goal: >= 0.8.
+3. The same dry run writing every record's decision (plan_records, ferry.merge.planfile)
+   to a file against the dry run with its digest alone: what the full plan costs.
 2. The bundle imported into an empty database with keep_local_edits against the same
    import without. Goal: keeping bases costs <= 10% (ratio >= 0.9). (A row is its own
    base until a local edit; imports write bases only for rows that have one.)
@@ -44,7 +46,13 @@ def _without_plan() -> Iterator[None]:
         plan_digest.entity_part, plan_digest.scope_part = entity, scope
 
 
-def _import(url: str, path: Path, **options: Any) -> tuple[int, float]:
+@contextmanager
+def _file_sink(folder: Path, name: str) -> Iterator[Any]:
+    with (folder / f"plan-{name}.jsonl").open("wb") as f:
+        yield f
+
+
+def _import(url: str, path: Path, sink: Any = None, **options: Any) -> tuple[int, float]:
     engine = make_engine(url)
     try:
         rules = field_rules(SCHOOL, engine.dialect)
@@ -57,6 +65,7 @@ def _import(url: str, path: Path, **options: Any) -> tuple[int, float]:
                 MergeOptions(backup_before=False, **options),
                 requested_by="bench",
                 source_sha256="bench",
+                plan_sink=sink,
             )
             seconds = time.perf_counter() - t
         if out.total_errors or not out.summaries:
@@ -101,6 +110,15 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
 
     n, plan, plain = _ab(repeat, planned, unplanned)
 
+    def every_record() -> tuple[int, float]:
+        return _import(
+            held, path, lambda i: _file_sink(workdir, i), dry_run=True, plan_records=True
+        )
+
+    n3, records, digest_only = _ab(repeat, every_record, planned)
+    for old in workdir.glob("plan-*.jsonl"):
+        old.unlink()
+
     def with_bases() -> tuple[int, float]:
         return _import(scratch_database(SCRATCH), path, keep_local_edits=True)
 
@@ -118,6 +136,18 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             plain.median,
             0.0,
             "; ".join(s for s in (plan.spread_note(), plain.spread_note(), "in-process") if s),
+        ),
+        Row(
+            "dry run writing every record's decision (plan_records, JSON Lines to a file), "
+            "1M bundle over a db holding it (Ferry vs itself)",
+            n3,
+            records.median,
+            "the same dry run with its digest and samples alone",
+            digest_only.median,
+            0.0,
+            "; ".join(
+                s for s in (records.spread_note(), digest_only.spread_note(), "in-process") if s
+            ),
         ),
         Row(
             "import into an empty db with keep_local_edits (three-way bases) (Ferry vs itself)",

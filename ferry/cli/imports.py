@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -107,7 +107,8 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--plan-out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="With --dry-run: write the plan (digest, counts, sample changes, limits) here.",
+    help="With --dry-run: write the plan here: a header line (digest, counts, samples, "
+    "limits), every record's decision (one JSON line each), an end line.",
 )
 @click.option(
     "--plan",
@@ -163,6 +164,7 @@ def import_file(
                 filename=path.name,
                 plan_digest=plan_digest,
                 allow_mass_change=allow_mass_change,
+                plan_records=plan_out is not None,
             )
             result = stub.ImportEntities(
                 _requests_entities(options, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
@@ -177,13 +179,14 @@ def import_file(
                 bundle_format=fmt,
                 plan_digest=plan_digest,
                 allow_mass_change=allow_mass_change,
+                plan_records=plan_out is not None,
             )
             result = stub.ImportSession(
                 _requests_session(session, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
             ).result
     _print_result(result)
     if plan_out is not None:
-        _write_plan(plan_out, path, result)
+        _write_plan(plan_out, path, result, stub)
 
 
 # --- plans (issue 29): --plan-out writes a dry run's plan, --plan applies it --------
@@ -200,12 +203,7 @@ def _plan_options(
         return "", strategy, on_error
     if dry_run:
         raise click.UsageError("--plan applies a plan: leave out --dry-run")
-    try:
-        plan = json.loads(plan_in.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise click.BadParameter(
-            f"{plan_in} is not a plan file: {e}", param_hint="--plan"
-        ) from None
+    plan = _read_plan_header(plan_in)
     if not isinstance(plan, dict):
         plan = {}
     digest = plan.get("plan_digest")
@@ -222,7 +220,60 @@ def _plan_options(
     return digest, strategy, on_error
 
 
-def _write_plan(out: Path, path: Path, r: ipb.ImportResult) -> None:
+PLAN_END = "ferry.import-plan-end"
+
+
+def _read_plan_header(plan_in: Path) -> Any:
+    """A plan file's first line (JSON Lines); a whole-file JSON plan of earlier versions
+    is read whole. The records after the header are checked against the end line."""
+    try:
+        with plan_in.open("rb") as f:
+            first = f.readline()
+            try:
+                header = json.loads(first)
+            except ValueError:
+                header = json.loads(first + f.read())  # one JSON document (earlier files)
+                return header
+            if isinstance(header, dict) and header.get("records") is not None:
+                _check_records(f, header, plan_in)
+            return header
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise click.BadParameter(
+            f"{plan_in} is not a plan file: {e}", param_hint="--plan"
+        ) from None
+
+
+def _check_records(f: IO[bytes], header: dict[str, Any], plan_in: Path) -> None:
+    """The record lines are whole and as written: their count and sha256 are the end
+    line's, which names the header's digest."""
+    digest = hashlib.sha256()
+    count = 0
+    end: Any = None
+    for line in f:
+        if end is not None:
+            raise ValueError("lines after the end line")
+        if line.startswith(b'{"kind"'):
+            end = json.loads(line)
+            continue
+        digest.update(line)
+        count += 1
+    if (
+        not isinstance(end, dict)
+        or end.get("kind") != PLAN_END
+        or end.get("plan_digest") != header.get("plan_digest")
+        or end.get("records") != count
+        or end.get("records_sha256") != digest.hexdigest()
+    ):
+        raise click.BadParameter(
+            f"{plan_in} is cut short or was edited: its records do not match its end line",
+            param_hint="--plan",
+        )
+
+
+def _write_plan(out: Path, path: Path, r: ipb.ImportResult, stub: Any) -> None:
+    """The plan file, JSON Lines: a header (what the dry run returned), every record's
+    decision as the server kept it (DownloadPlan, streamed to the file as it arrives),
+    and an end line with the records' count and sha256 (docs/merging.md)."""
     if r.status != ipb.IMPORT_STATUS_DRY_RUN:
         raise click.ClickException("the dry run failed: no plan was written")
     strategies = {v: k for k, v in STRATEGIES.items()}
@@ -263,11 +314,42 @@ def _write_plan(out: Path, path: Path, r: ipb.ImportResult) -> None:
             }
             for lim in r.limits
         ],
+        "records": "every record's decision follows, one a line",
     }
-    out.write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    part = out.with_name(out.name + ".part")
+    digest = hashlib.sha256()
+    expected = ""
+    count = 0
+    tail = b""
+    try:
+        with rpc_errors(), part.open("wb") as f:
+            f.write(json.dumps(plan, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+            request = ipb.DownloadPlanRequest(import_id=r.id)
+            for msg in stub.DownloadPlan(request, timeout=UPLOAD_TIMEOUT_SECONDS):
+                data = msg.chunk.data
+                f.write(data)
+                digest.update(data)
+                count += data.count(b"\n")
+                tail = (tail + data)[-1:]
+                expected = msg.chunk.sha256 or expected
+            if expected and expected != digest.hexdigest():
+                raise click.ClickException("the plan's download was damaged; try again")
+            if count and tail != b"\n":
+                raise click.ClickException("the plan's records were cut short; try again")
+            end = {
+                "kind": PLAN_END,
+                "plan_digest": r.plan_digest,
+                "records": count,
+                "records_sha256": digest.hexdigest(),
+            }
+            f.write(json.dumps(end, separators=(",", ":")).encode() + b"\n")
+    except BaseException:
+        part.unlink(missing_ok=True)  # never half a plan
+        raise
+    part.replace(out)
     click.echo(
-        f"plan {r.plan_digest} written to {out}; apply it with: ferry import "
-        f"{path.name} --plan {out}"
+        f"plan {r.plan_digest} ({count:,} records) written to {out}; apply it with: "
+        f"ferry import {path.name} --plan {out}"
     )
 
 

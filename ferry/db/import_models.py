@@ -167,3 +167,35 @@ class KeyRename(Base):
     renamed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     # The import that renamed it (undo takes the rename back).
     import_id: Mapped[str] = mapped_column(String(36), index=True)
+
+
+class ImportConflict(Base):
+    """A field changed both here and at the source that `imports.conflicts: review` left
+    for a person (ferry.merge.conflicts): the local value stays until someone picks local
+    or source. Open while `resolution` is NULL; `superseded` when a later import listed the
+    same field of the same row again. Undoing the import that listed it removes it;
+    undoing the one that resolved it opens it again."""
+
+    __tablename__ = "import_conflicts"
+    __table_args__ = (
+        Index(None, "resolution"),
+        Index(None, "entity", "row_id", "field"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The import that found it.
+    import_id: Mapped[str] = mapped_column(String(36), index=True)
+    entity: Mapped[str] = mapped_column(String(64))
+    row_id: Mapped[int] = mapped_column(Id)
+    natural_key: Mapped[str] = mapped_column(Text)  # "/"-joined
+    field: Mapped[str] = mapped_column(String(64))  # the bundle field
+    # {"v": value}, as JSON (dates as ISO text): the value here and the source's.
+    local_value: Mapped[dict[str, Any]] = mapped_column(Json)
+    source_value: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # local | source | superseded; NULL while open.
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    resolved_by: Mapped[str] = mapped_column(String(200), server_default="")
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The import that resolved (or superseded) it; undoing that import opens it again.
+    resolved_import_id: Mapped[str | None] = mapped_column(String(36), index=True)

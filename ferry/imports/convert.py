@@ -67,6 +67,7 @@ def merge_options(opts: ipb.ImportOptions) -> MergeOptions:
         backup_before=opts.backup_before if opts.HasField("backup_before") else None,
         plan_digest=opts.plan_digest,
         allow_mass_change=opts.allow_mass_change,
+        plan_records=opts.plan_records and opts.dry_run,
     )
 
 
@@ -86,6 +87,7 @@ def entity_options(
         dataset=dataset,
         plan_digest=opts.plan_digest,
         allow_mass_change=opts.allow_mass_change,
+        plan_records=opts.plan_records and opts.dry_run,
     )
 
 
@@ -110,6 +112,7 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             dataset=opts.dataset,
             plan_digest=opts.plan_digest,
             allow_mass_change=opts.allow_mass_change,
+            plan_records=opts.plan_records,
         ),
         entity=o.entity,
         requested_by=o.requested_by,
@@ -121,6 +124,7 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
         error_message=o.error_message,
         backup_key=o.backup_key,
         plan_digest=o.plan_digest,
+        has_plan_records=o.plan_records,
     )
     if opts.backup_before is not None:
         out.options.backup_before = opts.backup_before
@@ -158,6 +162,7 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             count=w.count,
             sample=w.sample,
             message=w.message,
+            reason=w.reason,
         )
     for lim in o.limits:
         out.limits.add(

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import IO, Any, NamedTuple, cast
 
 from ferry.app import App
@@ -79,6 +80,17 @@ def with_settings(app: App, options: MergeOptions) -> MergeOptions:
 # -----------------------------------------------------------------------------------
 
 
+def plan_sink(app: App) -> Callable[[str], AbstractContextManager[IO[bytes]]]:
+    """Where a dry run with plan_records writes every record's decision: the storage
+    plugin, under plan_key(import id) (DownloadPlan reads it)."""
+    storage = app.storage()
+    return lambda import_id: storage.writer(plan_key(import_id))
+
+
+def plan_key(import_id: str) -> str:
+    return f"plan-{import_id}.jsonl"
+
+
 def spool_for(app: App) -> Spool:
     s = app.settings
     folder = s.path(s.imports.spool_dir) if s.imports.spool_dir else None
@@ -140,6 +152,7 @@ def import_spooled(
             requested_by=requested_by,
             source_sha256=ended.arrived(source_sha),
             backup=backup_for(app, ds, requested_by),
+            plan_sink=plan_sink(app),
         )
 
 
@@ -166,6 +179,7 @@ def import_arriving(
             requested_by=requested_by,
             source_sha256=upload.arrived_sha256,
             backup=backup_for(app, ds, requested_by),
+            plan_sink=plan_sink(app),
         )
     finally:
         upload.close()
@@ -260,6 +274,7 @@ def import_entities(
             source_sha256=ended.arrived(source_sha),
             entity=entity.name,
             backup=backup_for(app, ds, requested_by),
+            plan_sink=plan_sink(app),
         )
     return outcome, batches.headers
 

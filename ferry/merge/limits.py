@@ -116,9 +116,21 @@ def refuse_exceeded(checks: list[LimitCheck]) -> None:
     """FailedPrecondition naming every exceeded limit."""
     over = [c for c in checks if c.exceeded]
     if over:
+        first = over[0]
         raise FailedPrecondition(
             "change limit exceeded: "
             + "; ".join(c.message for c in over)
             + "; nothing was imported (an admin may set allow_mass_change)",
             field="options.allow_mass_change",
+            reason="CHANGE_LIMIT",
+            metadata={
+                "entity": first.entity,
+                "action": first.action,
+                "max_percent": f"{first.max_percent:g}",
+                "allowed": str(int(first.base * first.max_percent / 100)),
+                "base": str(first.base),
+                "count": str(first.count),
+                "over": str(first.count - int(first.base * first.max_percent / 100)),
+                "limits": str(len(over)),
+            },
         )

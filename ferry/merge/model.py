@@ -91,6 +91,9 @@ class MergeOptions:
     conflicts: tuple[tuple[str, str], ...] = ()
     # Approval of plans (ferry.merge.approval): imports by non-admins (`approver` False)
     # need an approved plan; plans expire after `plan_expiry_minutes` (0: never).
+    # A dry run writes every record's decision (ferry.merge.planfile) where run_import's
+    # plan_sink says (the service: storage, for DownloadPlan).
+    plan_records: bool = False
     approval_required: bool = False
     approver: bool = False
     plan_expiry_minutes: int = 0
@@ -183,3 +186,5 @@ class ImportOutcome:
     # A plan's approval (ferry.merge.approval): state pending | approved | rejected,
     # expires_at, decided_by, decided_at, reason; empty when none is required.
     approval: dict[str, str] = field(default_factory=dict)
+    # A dry run that wrote every record's decision (plan_records): DownloadPlan has them.
+    plan_records: bool = False

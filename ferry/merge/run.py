@@ -19,9 +19,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -59,6 +59,7 @@ from ferry.merge.model import (
     Strategy,
 )
 from ferry.merge.pipeline import STATISTICS_TARGET, Staging
+from ferry.merge.planfile import PlanRecords
 from ferry.merge.shape import Shape, build_shapes
 from ferry.merge.stagetables import drop_tables
 from ferry.reports.versions import bump_for_import, touched_by
@@ -157,6 +158,7 @@ def run_import(
     source_sha256: str | ArrivingSha,
     entity: str = "",
     backup: Backup | None = None,
+    plan_sink: Callable[[str], AbstractContextManager[IO[bytes]]] | None = None,
 ) -> ImportOutcome:
     """Merge `events` (Header?, Batches, Trailer?) into the database; see the module doc.
 
@@ -170,6 +172,11 @@ def run_import(
     holds the dataset's lock and runs in a thread beside the merge: its snapshot is taken
     before the merge changes anything, and the import commits only after it has ended,
     so it holds exactly the state the merge started from.
+
+    `plan_sink`, when given and the options are a dry run with plan_records, is asked for
+    a file for this run's id (plan_sink(id)) and gets every record's decision
+    (ferry.merge.planfile) as the run goes; the file is kept only if the dry run ends as
+    one (DRY_RUN), otherwise the writer is left with an exception (nothing kept).
 
     `source_sha256` may be an ArrivingSha when `events` are read from an upload, perhaps
     still arriving: its sha256 is taken once the events were read to their end (before
@@ -259,6 +266,7 @@ def run_import(
     staging: Staging | None = None
     work: _Run | None = None
     backing: _Backing | None = None
+    sink = ExitStack()
     try:
         begin_locked(conn, ds.name, importing=not entity)
         if key:
@@ -289,6 +297,8 @@ def run_import(
             import_id=outcome.id,
         )
         work = _Run(conn, ds, shapes, options, outcome, sqlite, entity, staging, preview)
+        if plan_sink is not None and options.dry_run and options.plan_records:
+            work.records = PlanRecords(sink.enter_context(plan_sink(outcome.id)))
         # Bundles from a source installation merge three-way when asked (entity files
         # are local edits).
         work.bundle = isinstance(first, Header)
@@ -325,6 +335,9 @@ def run_import(
         if failed or options.dry_run:
             conn.rollback()
             outcome.status = Status.FAILED if failed else Status.DRY_RUN
+            if not failed and work.records is not None:
+                outcome.plan_records = True
+                sink.close()  # the file of every record is kept
             if not failed:
                 approval.propose(outcome, options)  # it waits for an admin's approval
             outcome.has_rejected_file = False
@@ -351,6 +364,8 @@ def run_import(
             conn.commit()
     except BaseException as exc:
         conn.rollback()
+        with suppress(Exception):  # nothing of the plan file is kept
+            sink.__exit__(type(exc), exc, exc.__traceback__)
         if key and isinstance(exc, sa.exc.IntegrityError):
             # Another run claimed the key meanwhile: its outcome is ours.
             earlier = earlier_run(conn, key, source_sha256)
@@ -385,6 +400,9 @@ def run_import(
             raise
         raise raised from exc
     finally:
+        if not outcome.plan_records:  # a failed run's plan file: none
+            with suppress(BaseException):
+                sink.__exit__(RuntimeError, RuntimeError("no plan"), None)
         if backing is not None:  # a failed import still waits for its backup thread
             with suppress(BaseException):
                 backing.result()
@@ -485,6 +503,7 @@ class _Run:
     three_way: bool = False  # keep local edits (ferry.merge.threeway)
     bundle: bool = False  # from a source installation (not an entity file)
     renames: list[Any] = dataclasses.field(default_factory=list)  # keys changed at the source
+    records: PlanRecords | None = None  # every record's decision (plan_records)
 
     def _rename(self, now: object, now_dt: dt.datetime) -> tuple[list[RecordError], dict[str, int]]:
         """Apply the bundle's renames before any record is merged (ferry.merge.renames)."""
@@ -495,10 +514,13 @@ class _Run:
             self.conn, self.ds, self.renames, self.outcome.id, now, now_dt
         )
         self.outcome.sample_changes += samples
+        if self.records is not None:
+            self.records.renames(samples)
         self._fingerprint("renames", part, None, None)
         return found, counted
 
     step: str = "staging"  # what the run is doing, in words, for a failure's message
+    now_dt: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def _fingerprint(
         self, name: str, part: str, shape: Shape | None, now: EntitySummary | None
@@ -518,6 +540,7 @@ class _Run:
         """`semester` None: the bundle is the whole dataset (a replace then soft-deletes
         whatever live row of any entity it lacks)."""
         conn, sqlite, out = self.conn, self.sqlite, self.outcome
+        self.now_dt = now_dt
         now = apply.ts_param(now_dt, sqlite)
         replace = self.options.strategy is Strategy.REPLACE
         conflicts, renamed = self._rename(now, now_dt)
@@ -575,6 +598,9 @@ class _Run:
                     shape,
                     summaries[shape.name],
                 )
+            if self.records is not None:
+                with _timed(f"plan records {shape.name}"):
+                    self.records.entity(conn, shape)
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
@@ -615,6 +641,8 @@ class _Run:
                 if shape.name not in scoped:
                     continue
                 found_st = statuses[shape.name]
+                if self.records is not None:
+                    self.records.deletions(conn, self.ds, shape, found_st)
                 out.sample_changes += [
                     RecordChange(shape.name, k, "delete")
                     for k in apply.deleted_sample(
@@ -650,6 +678,10 @@ class _Run:
                 kept, conflicts, samples = threeway.classify(
                     self.conn, shape, self.options.conflicts, self.sqlite
                 )
+                if conflicts:  # those left for a person (policy review) are listed
+                    threeway.record_review(
+                        self.conn, shape, self.options.conflicts, self.outcome.id, self.now_dt
+                    )
             threeway.rebase(self.conn, shape, statuses, self.outcome.id, self.sqlite, kept > 0)
             if kept:
                 threeway.keep(self.conn, shape, statuses)

@@ -79,6 +79,7 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
             "parts": o.plan_parts,
             "limits": [dataclasses.asdict(c) for c in o.limits],
             **({"approval": o.approval} if o.approval else {}),
+            **({"records": True} if o.plan_records else {}),
         }
         if o.plan_digest or o.limits
         else None,
@@ -109,6 +110,7 @@ def from_row(row: Any) -> ImportOutcome:
         backup_before=opts.get("backup_before"),
         plan_digest=str(opts.get("plan_digest", "")),
         allow_mass_change=bool(opts.get("allow_mass_change", False)),
+        plan_records=bool(opts.get("plan_records", False)),
     )
     plan = dict(getattr(row, "plan", None) or {})
     return ImportOutcome(
@@ -140,6 +142,7 @@ def from_row(row: Any) -> ImportOutcome:
         plan_parts=dict(plan.get("parts", {})),
         limits=[LimitCheck(**c) for c in plan.get("limits", [])],
         approval=dict(plan.get("approval") or {}),
+        plan_records=bool(plan.get("records", False)),
     )
 
 

@@ -32,16 +32,19 @@ Values are compared typed: the base row is read back as a row of the table
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ferry.datasets.spec import Kind
+from ferry.db.import_models import ImportConflict
 from ferry.merge.model import RecordChange
 from ferry.merge.shape import Col, Shape, q, same
 
 POLICIES = ("source", "local", "review")
+C: sa.Table = ImportConflict.__table__  # type: ignore[assignment]
 
 
 def importing(conn: Connection, on: bool) -> None:
@@ -182,9 +185,7 @@ def rebase(
     dropped (they equal the source now). The old bases are saved for undo."""
     cols = list(shape.written)
     three = _three(shape)
-    keeping = (
-        f"SELECT tid FROM {three} WHERE {_flags('', 'k', len(cols))}" if kept and cols else ""
-    )
+    keeping = f"SELECT tid FROM {three} WHERE {_flags('', 'k', len(cols))}" if kept and cols else ""
     written = f"SELECT tid FROM {statuses} WHERE st IN ('update', 'same')"
     # Saved under "base:<entity>": undo's own checks read only the entities' rows.
     params = {"e": shape.name, "iid": import_id, "saved": f"base:{shape.name}"}
@@ -254,6 +255,76 @@ def _samples(
     return out
 
 
+def record_review(
+    conn: Connection,
+    shape: Shape,
+    conflicts: tuple[tuple[str, str], ...],
+    import_id: str,
+    now: dt.datetime,
+) -> int:
+    """List the conflicts of fields whose policy is `review` (after classify, in the
+    import's transaction) in import_conflicts, for a person to decide
+    (ferry.merge.conflicts); an open conflict of the same field of the same row is
+    superseded by the new one. Returns how many were listed."""
+    cols = [
+        (i, c)
+        for i, c in enumerate(shape.written)
+        if policy_for(conflicts, shape.name, c.name) == "review"
+    ]
+    if not cols:
+        return 0
+    table = q(shape.entity.table.name)
+    keys = ", ".join(f"x.{q(k)}" for k in shape.entity.natural_key)
+    n = len(shape.entity.natural_key)
+    listed = []
+    for i, c in cols:
+        rows = conn.exec_driver_sql(
+            f"SELECT k.tid, {keys}, t.{q(c.target)}, x.{q(c.name)} FROM {_three(shape)} k "
+            f"JOIN {shape.resolved} x ON x.pos = k.pos JOIN {table} t ON t.id = k.tid "
+            f"WHERE k.c{i} = 1 ORDER BY k.pos"
+        ).all()
+        for row in rows:
+            listed.append(
+                {
+                    "import_id": import_id,
+                    "entity": shape.name,
+                    "row_id": int(row[0]),
+                    "natural_key": "/".join(_text(v) for v in row[1 : 1 + n]),
+                    "field": c.name,
+                    "local_value": {"v": json_value(row[1 + n], c.kind)},
+                    "source_value": {"v": json_value(row[2 + n], c.kind)},
+                    "created_at": now,
+                }
+            )
+    if not listed:
+        return 0
+    for i, c in cols:
+        conn.execute(
+            sa.text(
+                "UPDATE import_conflicts SET resolution = 'superseded', resolved_at = :now, "
+                "resolved_import_id = :iid WHERE entity = :e AND field = :f AND resolution "
+                f"IS NULL AND row_id IN (SELECT tid FROM {_three(shape)} WHERE c{i} = 1)"
+            ).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True))),
+            {"now": now, "iid": import_id, "e": shape.name, "f": c.name},
+        )
+    conn.execute(C.insert(), listed)
+    return len(listed)
+
+
+def json_value(value: Any, kind: Kind) -> Any:
+    """A stored or staged value as JSON keeps it: dates and instants as ISO text,
+    numbers as numbers (SQLite's staged text numbers too)."""
+    if value is None:
+        return None
+    if kind is Kind.FLOAT:
+        return float(value)
+    if kind is Kind.INT:
+        return int(value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return value
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -263,6 +334,20 @@ def _text(value: Any) -> str:
 
 
 def forget(conn: Connection, import_id: str) -> None:
+    """Undo: the bases an import wrote go, and the conflicts it listed for review; those
+    it resolved or superseded are open again. The bases it replaced or dropped come
+    back; bases of rows it created go with the rows
+    (SQLite reuses their ids)."""
+    conn.execute(C.delete().where(C.c.import_id == import_id))
+    conn.execute(
+        C.update()
+        .where(C.c.resolved_import_id == import_id)
+        .values(resolution=None, resolved_by="", resolved_at=None, resolved_import_id=None)
+    )
+    _forget_bases(conn, import_id)
+
+
+def _forget_bases(conn: Connection, import_id: str) -> None:
     """Undo: the bases an import wrote go, and
     those it replaced or dropped come back; bases of rows it created go with the rows
     (SQLite reuses their ids)."""

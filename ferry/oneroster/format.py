@@ -139,7 +139,7 @@ def notes(pkg: Package, loss: LossReport) -> list[Note]:
     for x in loss.items():
         what = f"{x.entity}.{x.field}" if x.field else x.entity
         message = f"{what}: {x.count:,} not imported — {x.reason}"
-        out.append(Note("not_imported", x.entity, x.field, x.count, x.sample, message))
+        out.append(Note("not_imported", x.entity, x.field, x.count, x.sample, message, x.code))
     return out
 
 

@@ -224,6 +224,89 @@ class DownloadSessionResponse(google.protobuf.message.Message):
 Global___DownloadSessionResponse: typing_extensions.TypeAlias = DownloadSessionResponse
 
 @typing.final
+class GetOneRosterLossRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SEMESTER_FIELD_NUMBER: builtins.int
+    INCLUDE_DELETED_FIELD_NUMBER: builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: builtins.int
+    semester: builtins.str
+    """As DownloadSessionRequest."""
+    include_deleted: builtins.bool
+    @property
+    def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        semester: builtins.str = ...,
+        include_deleted: builtins.bool = ...,
+        updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["updated_since", b"updated_since"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["include_deleted", b"include_deleted", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
+
+Global___GetOneRosterLossRequest: typing_extensions.TypeAlias = GetOneRosterLossRequest
+
+@typing.final
+class OneRosterLoss(google.protobuf.message.Message):
+    """What did not cross from Ferry into OneRoster, for one entity and field."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    FIELD_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    SAMPLE_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    """A Ferry entity (students, grades, ...)."""
+    field: builtins.str
+    """Its field; "" when whole records do not cross."""
+    count: builtins.int
+    reason: builtins.str
+    """Why, as a machine reason a page words (ferry.errors.REASONS, why_<reason>)."""
+    message: builtins.str
+    """Why, in English (logs, the CLI)."""
+    @property
+    def sample(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """A few of the records concerned (natural keys)."""
+
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        field: builtins.str = ...,
+        count: builtins.int = ...,
+        sample: collections.abc.Iterable[builtins.str] | None = ...,
+        reason: builtins.str = ...,
+        message: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "entity", b"entity", "field", b"field", "message", b"message", "reason", b"reason", "sample", b"sample"]) -> None: ...
+
+Global___OneRosterLoss: typing_extensions.TypeAlias = OneRosterLoss
+
+@typing.final
+class GetOneRosterLossResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LOSSES_FIELD_NUMBER: builtins.int
+    ROWS_FIELD_NUMBER: builtins.int
+    rows: builtins.int
+    """Rows of the OneRoster files (every csv together)."""
+    @property
+    def losses(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___OneRosterLoss]: ...
+    def __init__(
+        self,
+        *,
+        losses: collections.abc.Iterable[Global___OneRosterLoss] | None = ...,
+        rows: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["losses", b"losses", "rows", b"rows"]) -> None: ...
+
+Global___GetOneRosterLossResponse: typing_extensions.TypeAlias = GetOneRosterLossResponse
+
+@typing.final
 class ExportFilters(google.protobuf.message.Message):
     """Which records an entity export holds. Empty fields do not filter."""
 

@@ -58,6 +58,11 @@ class ExportServiceStub:
                 request_serializer=ferry_dot_v1_dot_export__pb2.DownloadSessionRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_export__pb2.DownloadSessionResponse.FromString,
                 _registered_method=True)
+        self.GetOneRosterLoss = channel.unary_unary(
+                '/ferry.v1.ExportService/GetOneRosterLoss',
+                request_serializer=ferry_dot_v1_dot_export__pb2.GetOneRosterLossRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_export__pb2.GetOneRosterLossResponse.FromString,
+                _registered_method=True)
         self.StartExport = channel.unary_unary(
                 '/ferry.v1.ExportService/StartExport',
                 request_serializer=ferry_dot_v1_dot_export__pb2.StartExportRequest.SerializeToString,
@@ -131,6 +136,16 @@ class ExportServiceServicer:
     def DownloadSession(self, request, context):
         """The semester's bundle as a file in a bundle format, in chunks of at most 1 MiB; the
         first chunk names the file and its content type, the last carries the file's sha256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOneRosterLoss(self, request, context):
+        """What a OneRoster export of the same request leaves out (the loss report: per entity
+        and field, a count, a sample and why), read from the same records DownloadSession
+        with bundle_format "oneroster" writes. DownloadSession carries only the file; the
+        page asks this after the download.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,6 +225,11 @@ def add_ExportServiceServicer_to_server(servicer, server):
                     servicer.DownloadSession,
                     request_deserializer=ferry_dot_v1_dot_export__pb2.DownloadSessionRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_export__pb2.DownloadSessionResponse.SerializeToString,
+            ),
+            'GetOneRosterLoss': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOneRosterLoss,
+                    request_deserializer=ferry_dot_v1_dot_export__pb2.GetOneRosterLossRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_export__pb2.GetOneRosterLossResponse.SerializeToString,
             ),
             'StartExport': grpc.unary_unary_rpc_method_handler(
                     servicer.StartExport,
@@ -342,6 +362,33 @@ class ExportService:
             '/ferry.v1.ExportService/DownloadSession',
             ferry_dot_v1_dot_export__pb2.DownloadSessionRequest.SerializeToString,
             ferry_dot_v1_dot_export__pb2.DownloadSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOneRosterLoss(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ExportService/GetOneRosterLoss',
+            ferry_dot_v1_dot_export__pb2.GetOneRosterLossRequest.SerializeToString,
+            ferry_dot_v1_dot_export__pb2.GetOneRosterLossResponse.FromString,
             options,
             channel_credentials,
             insecure,

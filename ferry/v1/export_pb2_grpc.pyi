@@ -73,6 +73,22 @@ _ExportServiceDownloadSessionType = typing_extensions.TypeVar(
     ],
 )
 
+_ExportServiceGetOneRosterLossType = typing_extensions.TypeVar(
+    '_ExportServiceGetOneRosterLossType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetOneRosterLossRequest,
+        ferry.v1.export_pb2.GetOneRosterLossResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetOneRosterLossRequest,
+        ferry.v1.export_pb2.GetOneRosterLossResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetOneRosterLossRequest,
+        ferry.v1.export_pb2.GetOneRosterLossResponse,
+    ],
+)
+
 _ExportServiceStartExportType = typing_extensions.TypeVar(
     '_ExportServiceStartExportType',
     grpc.UnaryUnaryMultiCallable[
@@ -201,7 +217,7 @@ _ExportServiceCleanupExportsType = typing_extensions.TypeVar(
     ],
 )
 
-class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportServiceStreamSessionType, _ExportServiceDownloadSessionType, _ExportServiceStartExportType, _ExportServiceGetExportJobType, _ExportServiceListExportJobsType, _ExportServiceWatchExportJobType, _ExportServiceCancelExportJobType, _ExportServiceDownloadExportType, _ExportServiceGetExportStatsType, _ExportServiceCleanupExportsType]):
+class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportServiceStreamSessionType, _ExportServiceDownloadSessionType, _ExportServiceGetOneRosterLossType, _ExportServiceStartExportType, _ExportServiceGetExportJobType, _ExportServiceListExportJobsType, _ExportServiceWatchExportJobType, _ExportServiceCancelExportJobType, _ExportServiceDownloadExportType, _ExportServiceGetExportStatsType, _ExportServiceCleanupExportsType]):
     """ExportService gets data out of Ferry: semester bundles for other installations and
     services, and entity exports (csv, xlsx, pdf, json) run as jobs.
 
@@ -226,6 +242,10 @@ class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportS
         grpc.UnaryStreamMultiCallable[
             ferry.v1.export_pb2.DownloadSessionRequest,
             ferry.v1.export_pb2.DownloadSessionResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.GetOneRosterLossRequest,
+            ferry.v1.export_pb2.GetOneRosterLossResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             ferry.v1.export_pb2.StartExportRequest,
@@ -276,6 +296,10 @@ class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportS
             ferry.v1.export_pb2.DownloadSessionResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.export_pb2.GetOneRosterLossRequest,
+            ferry.v1.export_pb2.GetOneRosterLossResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.export_pb2.StartExportRequest,
             ferry.v1.export_pb2.StartExportResponse,
         ],
@@ -323,6 +347,13 @@ class ExportServiceStub(typing.Generic[_ExportServiceListSemestersType, _ExportS
     first chunk names the file and its content type, the last carries the file's sha256.
     """
 
+    GetOneRosterLoss: _ExportServiceGetOneRosterLossType
+    """What a OneRoster export of the same request leaves out (the loss report: per entity
+    and field, a count, a sample and why), read from the same records DownloadSession
+    with bundle_format "oneroster" writes. DownloadSession carries only the file; the
+    page asks this after the download.
+    """
+
     StartExport: _ExportServiceStartExportType
     """Queue an entity export. The same idempotency_key returns the same job."""
 
@@ -362,6 +393,10 @@ ExportServiceAsyncStub: typing_extensions.TypeAlias = ExportServiceStub[
     grpc.aio.UnaryStreamMultiCallable[
         ferry.v1.export_pb2.DownloadSessionRequest,
         ferry.v1.export_pb2.DownloadSessionResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.export_pb2.GetOneRosterLossRequest,
+        ferry.v1.export_pb2.GetOneRosterLossResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.export_pb2.StartExportRequest,
@@ -436,6 +471,18 @@ class ExportServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[collections.abc.Iterator[ferry.v1.export_pb2.DownloadSessionResponse], collections.abc.AsyncIterator[ferry.v1.export_pb2.DownloadSessionResponse]]:
         """The semester's bundle as a file in a bundle format, in chunks of at most 1 MiB; the
         first chunk names the file and its content type, the last carries the file's sha256.
+        """
+
+    @abc.abstractmethod
+    def GetOneRosterLoss(
+        self,
+        request: ferry.v1.export_pb2.GetOneRosterLossRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.export_pb2.GetOneRosterLossResponse, collections.abc.Awaitable[ferry.v1.export_pb2.GetOneRosterLossResponse]]:
+        """What a OneRoster export of the same request leaves out (the loss report: per entity
+        and field, a count, a sample and why), read from the same records DownloadSession
+        with bundle_format "oneroster" writes. DownloadSession carries only the file; the
+        page asks this after the download.
         """
 
     @abc.abstractmethod

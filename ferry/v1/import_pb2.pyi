@@ -110,6 +110,27 @@ IMPORT_STATUS_UNDONE: ImportStatus.ValueType  # 4
 """Committed, then taken back by UndoImport."""
 Global___ImportStatus: typing_extensions.TypeAlias = ImportStatus
 
+class _ConflictChoice:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _ConflictChoiceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_ConflictChoice.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    CONFLICT_CHOICE_UNSPECIFIED: _ConflictChoice.ValueType  # 0
+    CONFLICT_CHOICE_LOCAL: _ConflictChoice.ValueType  # 1
+    """Keep the value here."""
+    CONFLICT_CHOICE_SOURCE: _ConflictChoice.ValueType  # 2
+    """Take the source's value."""
+
+class ConflictChoice(_ConflictChoice, metaclass=_ConflictChoiceEnumTypeWrapper): ...
+
+CONFLICT_CHOICE_UNSPECIFIED: ConflictChoice.ValueType  # 0
+CONFLICT_CHOICE_LOCAL: ConflictChoice.ValueType  # 1
+"""Keep the value here."""
+CONFLICT_CHOICE_SOURCE: ConflictChoice.ValueType  # 2
+"""Take the source's value."""
+Global___ConflictChoice: typing_extensions.TypeAlias = ConflictChoice
+
 @typing.final
 class ImportOptions(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -124,6 +145,7 @@ class ImportOptions(google.protobuf.message.Message):
     BACKUP_BEFORE_FIELD_NUMBER: builtins.int
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
+    PLAN_RECORDS_FIELD_NUMBER: builtins.int
     NOTIFY_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
@@ -152,6 +174,11 @@ class ImportOptions(google.protobuf.message.Message):
     """Let the import exceed the server's change limits (imports.change_limits). Admins
     only (PERMISSION_DENIED otherwise).
     """
+    plan_records: builtins.bool
+    """With dry_run: keep every record's decision (create with its fields, update field by
+    field with before and after, soft-delete, unchanged, skip, unmatched, error) as JSON
+    Lines for DownloadPlan (ImportResult.has_plan_records).
+    """
     @property
     def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Addresses told the import's summary when it ends (NotifyService); empty: nobody."""
@@ -169,10 +196,11 @@ class ImportOptions(google.protobuf.message.Message):
         backup_before: builtins.bool | None = ...,
         plan_digest: builtins.str = ...,
         allow_mass_change: builtins.bool = ...,
+        plan_records: builtins.bool = ...,
         notify: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "plan_records", b"plan_records", "strategy", b"strategy"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_backup_before", b"_backup_before"]) -> typing.Literal["backup_before"] | None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions
@@ -252,6 +280,7 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     FILENAME_FIELD_NUMBER: builtins.int
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
+    PLAN_RECORDS_FIELD_NUMBER: builtins.int
     entity: builtins.str
     """students | courses | enrollments | grades | attendance | daily_performance | highlights"""
     format: builtins.str
@@ -265,6 +294,8 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
     """As ImportOptions.plan_digest."""
     allow_mass_change: builtins.bool
     """As ImportOptions.allow_mass_change (admins only)."""
+    plan_records: builtins.bool
+    """As ImportOptions.plan_records."""
     @property
     def column_mapping(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """File column header -> field name, for headers that differ from the field names."""
@@ -282,8 +313,9 @@ class ImportEntitiesOptions(google.protobuf.message.Message):
         filename: builtins.str = ...,
         plan_digest: builtins.str = ...,
         allow_mass_change: builtins.bool = ...,
+        plan_records: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["allow_mass_change", b"allow_mass_change", "column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "plan_digest", b"plan_digest", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["allow_mass_change", b"allow_mass_change", "column_mapping", b"column_mapping", "dry_run", b"dry_run", "entity", b"entity", "filename", b"filename", "format", b"format", "idempotency_key", b"idempotency_key", "on_error", b"on_error", "plan_digest", b"plan_digest", "plan_records", b"plan_records", "strategy", b"strategy"]) -> None: ...
 
 Global___ImportEntitiesOptions: typing_extensions.TypeAlias = ImportEntitiesOptions
 
@@ -496,6 +528,7 @@ class ImportResult(google.protobuf.message.Message):
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     LIMITS_FIELD_NUMBER: builtins.int
     APPROVAL_FIELD_NUMBER: builtins.int
+    HAS_PLAN_RECORDS_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -521,6 +554,8 @@ class ImportResult(google.protobuf.message.Message):
     row it reads. A dry run's digest, given back as ImportOptions.plan_digest, applies
     exactly this plan.
     """
+    has_plan_records: builtins.bool
+    """A dry run asked for plan_records kept every record's decision: DownloadPlan."""
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -576,9 +611,10 @@ class ImportResult(google.protobuf.message.Message):
         plan_digest: builtins.str = ...,
         limits: collections.abc.Iterable[Global___ChangeLimitCheck] | None = ...,
         approval: Global___PlanApproval | None = ...,
+        has_plan_records: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["approval", b"approval", "created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_plan_records", b"has_plan_records", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
 
@@ -746,6 +782,7 @@ class ImportWarning(google.protobuf.message.Message):
     COUNT_FIELD_NUMBER: builtins.int
     SAMPLE_FIELD_NUMBER: builtins.int
     MESSAGE_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
     kind: builtins.str
     """pending_links: optional links (prerequisite, mentor) whose target is in neither the
     bundle nor the database; they are kept and bound when the target arrives.
@@ -758,7 +795,10 @@ class ImportWarning(google.protobuf.message.Message):
     message: builtins.str
     """The same in one sentence, e.g. "12 courses link (prerequisite_code) to courses not
     yet in this database; they will be linked when those courses arrive".
+    Why, as a machine reason a page words (ferry.errors.REASONS, why_<reason>): set on
     """
+    reason: builtins.str
+    """the loss report's warnings (kind not_imported), e.g. LOSS_NO_PLACE."""
     @property
     def sample(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """A few of them, "record key -> target key"."""
@@ -772,8 +812,9 @@ class ImportWarning(google.protobuf.message.Message):
         count: builtins.int = ...,
         sample: collections.abc.Iterable[builtins.str] | None = ...,
         message: builtins.str = ...,
+        reason: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["count", b"count", "entity", b"entity", "field", b"field", "kind", b"kind", "message", b"message", "sample", b"sample"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "entity", b"entity", "field", b"field", "kind", b"kind", "message", b"message", "reason", b"reason", "sample", b"sample"]) -> None: ...
 
 Global___ImportWarning: typing_extensions.TypeAlias = ImportWarning
 
@@ -918,6 +959,38 @@ class DownloadRejectedResponse(google.protobuf.message.Message):
 Global___DownloadRejectedResponse: typing_extensions.TypeAlias = DownloadRejectedResponse
 
 @typing.final
+class DownloadPlanRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    import_id: builtins.str
+    def __init__(
+        self,
+        *,
+        import_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["import_id", b"import_id"]) -> None: ...
+
+Global___DownloadPlanRequest: typing_extensions.TypeAlias = DownloadPlanRequest
+
+@typing.final
+class DownloadPlanResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: builtins.int
+    @property
+    def chunk(self) -> ferry.v1.bundle_pb2.FileChunk: ...
+    def __init__(
+        self,
+        *,
+        chunk: ferry.v1.bundle_pb2.FileChunk | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["chunk", b"chunk"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["chunk", b"chunk"]) -> None: ...
+
+Global___DownloadPlanResponse: typing_extensions.TypeAlias = DownloadPlanResponse
+
+@typing.final
 class RestoreBackupRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -999,3 +1072,149 @@ class RenameRecordResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
 
 Global___RenameRecordResponse: typing_extensions.TypeAlias = RenameRecordResponse
+
+@typing.final
+class ImportConflict(google.protobuf.message.Message):
+    """A field changed both here and at the source, left for a person (imports.conflicts:
+    review).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    IMPORT_ID_FIELD_NUMBER: builtins.int
+    ENTITY_FIELD_NUMBER: builtins.int
+    NATURAL_KEY_FIELD_NUMBER: builtins.int
+    FIELD_FIELD_NUMBER: builtins.int
+    LOCAL_VALUE_FIELD_NUMBER: builtins.int
+    SOURCE_VALUE_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    id: builtins.int
+    import_id: builtins.str
+    """The import that found it."""
+    entity: builtins.str
+    natural_key: builtins.str
+    """The record's natural key, e.g. "MATH101-2026F"."""
+    field: builtins.str
+    local_value: builtins.str
+    """The value here (kept until decided) and the source's, as text."""
+    source_value: builtins.str
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: builtins.int = ...,
+        import_id: builtins.str = ...,
+        entity: builtins.str = ...,
+        natural_key: builtins.str = ...,
+        field: builtins.str = ...,
+        local_value: builtins.str = ...,
+        source_value: builtins.str = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "entity", b"entity", "field", b"field", "id", b"id", "import_id", b"import_id", "local_value", b"local_value", "natural_key", b"natural_key", "source_value", b"source_value"]) -> None: ...
+
+Global___ImportConflict: typing_extensions.TypeAlias = ImportConflict
+
+@typing.final
+class ListConflictsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ENTITY_FIELD_NUMBER: builtins.int
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    entity: builtins.str
+    """Only this entity's conflicts; empty: all."""
+    page_size: builtins.int
+    """1..500; 0 means 100."""
+    page_token: builtins.str
+    def __init__(
+        self,
+        *,
+        entity: builtins.str = ...,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["entity", b"entity", "page_size", b"page_size", "page_token", b"page_token"]) -> None: ...
+
+Global___ListConflictsRequest: typing_extensions.TypeAlias = ListConflictsRequest
+
+@typing.final
+class ListConflictsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CONFLICTS_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    TOTAL_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    total: builtins.int
+    """Open conflicts on every page together."""
+    @property
+    def conflicts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ImportConflict]: ...
+    def __init__(
+        self,
+        *,
+        conflicts: collections.abc.Iterable[Global___ImportConflict] | None = ...,
+        next_page_token: builtins.str = ...,
+        total: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["conflicts", b"conflicts", "next_page_token", b"next_page_token", "total", b"total"]) -> None: ...
+
+Global___ListConflictsResponse: typing_extensions.TypeAlias = ListConflictsResponse
+
+@typing.final
+class ConflictDecision(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CONFLICT_ID_FIELD_NUMBER: builtins.int
+    CHOICE_FIELD_NUMBER: builtins.int
+    conflict_id: builtins.int
+    choice: Global___ConflictChoice.ValueType
+    def __init__(
+        self,
+        *,
+        conflict_id: builtins.int = ...,
+        choice: Global___ConflictChoice.ValueType = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["choice", b"choice", "conflict_id", b"conflict_id"]) -> None: ...
+
+Global___ConflictDecision: typing_extensions.TypeAlias = ConflictDecision
+
+@typing.final
+class ResolveConflictsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: builtins.int
+    @property
+    def decisions(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ConflictDecision]:
+        """One decision per conflict (at most 5000)."""
+
+    def __init__(
+        self,
+        *,
+        decisions: collections.abc.Iterable[Global___ConflictDecision] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["decisions", b"decisions"]) -> None: ...
+
+Global___ResolveConflictsRequest: typing_extensions.TypeAlias = ResolveConflictsRequest
+
+@typing.final
+class ResolveConflictsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: builtins.int
+    @property
+    def result(self) -> Global___ImportResult:
+        """The resolution's own import result (undo it like any import)."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["result", b"result"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["result", b"result"]) -> None: ...
+
+Global___ResolveConflictsResponse: typing_extensions.TypeAlias = ResolveConflictsResponse

@@ -68,6 +68,11 @@ class ImportServiceStub:
                 request_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.FromString,
                 _registered_method=True)
+        self.DownloadPlan = channel.unary_stream(
+                '/ferry.v1.ImportService/DownloadPlan',
+                request_serializer=ferry_dot_v1_dot_import__pb2.DownloadPlanRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.DownloadPlanResponse.FromString,
+                _registered_method=True)
         self.RenameRecord = channel.unary_unary(
                 '/ferry.v1.ImportService/RenameRecord',
                 request_serializer=ferry_dot_v1_dot_import__pb2.RenameRecordRequest.SerializeToString,
@@ -82,6 +87,16 @@ class ImportServiceStub:
                 '/ferry.v1.ImportService/RejectPlan',
                 request_serializer=ferry_dot_v1_dot_import__pb2.RejectPlanRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_import__pb2.RejectPlanResponse.FromString,
+                _registered_method=True)
+        self.ListConflicts = channel.unary_unary(
+                '/ferry.v1.ImportService/ListConflicts',
+                request_serializer=ferry_dot_v1_dot_import__pb2.ListConflictsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.ListConflictsResponse.FromString,
+                _registered_method=True)
+        self.ResolveConflicts = channel.unary_unary(
+                '/ferry.v1.ImportService/ResolveConflicts',
+                request_serializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsResponse.FromString,
                 _registered_method=True)
         self.RestoreBackup = channel.unary_unary(
                 '/ferry.v1.ImportService/RestoreBackup',
@@ -144,6 +159,15 @@ class ImportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadPlan(self, request, context):
+        """Every record's decision of a dry run made with plan_records, as JSON Lines (one
+        object a line: entity, key, position, action, and the fields of a create or the
+        changes of an update with before and after). NOT_FOUND when the run kept none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RenameRecord(self, request, context):
         """Change a record's natural key here (a student id, a course code): the record is
         renamed in place, keeping its children and links, as an import of a bundle holding
@@ -168,6 +192,26 @@ class ImportServiceServicer:
     def RejectPlan(self, request, context):
         """Reject the plan of a preview awaiting approval (reason required): it can never be
         applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConflicts(self, request, context):
+        """The open conflicts that imports.conflicts `review` left for a person: fields changed
+        both here and at the source, with both values (the local value stays meanwhile),
+        oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveConflicts(self, request, context):
+        """Decide conflicts: per conflict keep the local value or take the source's. Applied as
+        an import of its own (recorded with who and what, undoable with UndoImport, which
+        opens the conflicts again); the decided conflicts leave ListConflicts. An unknown id
+        is NOT_FOUND, one resolved already or changed here since it was listed
+        FAILED_PRECONDITION, each naming the id; nothing is changed then.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -215,6 +259,11 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     request_deserializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_import__pb2.DownloadRejectedResponse.SerializeToString,
             ),
+            'DownloadPlan': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadPlan,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.DownloadPlanRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.DownloadPlanResponse.SerializeToString,
+            ),
             'RenameRecord': grpc.unary_unary_rpc_method_handler(
                     servicer.RenameRecord,
                     request_deserializer=ferry_dot_v1_dot_import__pb2.RenameRecordRequest.FromString,
@@ -229,6 +278,16 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     servicer.RejectPlan,
                     request_deserializer=ferry_dot_v1_dot_import__pb2.RejectPlanRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_import__pb2.RejectPlanResponse.SerializeToString,
+            ),
+            'ListConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConflicts,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.ListConflictsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.ListConflictsResponse.SerializeToString,
+            ),
+            'ResolveConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveConflicts,
+                    request_deserializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_import__pb2.ResolveConflictsResponse.SerializeToString,
             ),
             'RestoreBackup': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreBackup,
@@ -413,6 +472,33 @@ class ImportService:
             _registered_method=True)
 
     @staticmethod
+    def DownloadPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ferry.v1.ImportService/DownloadPlan',
+            ferry_dot_v1_dot_import__pb2.DownloadPlanRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.DownloadPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RenameRecord(request,
             target,
             options=(),
@@ -483,6 +569,60 @@ class ImportService:
             '/ferry.v1.ImportService/RejectPlan',
             ferry_dot_v1_dot_import__pb2.RejectPlanRequest.SerializeToString,
             ferry_dot_v1_dot_import__pb2.RejectPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/ListConflicts',
+            ferry_dot_v1_dot_import__pb2.ListConflictsRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.ListConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.ImportService/ResolveConflicts',
+            ferry_dot_v1_dot_import__pb2.ResolveConflictsRequest.SerializeToString,
+            ferry_dot_v1_dot_import__pb2.ResolveConflictsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -121,6 +121,22 @@ _ImportServiceDownloadRejectedType = typing_extensions.TypeVar(
     ],
 )
 
+_ImportServiceDownloadPlanType = typing_extensions.TypeVar(
+    '_ImportServiceDownloadPlanType',
+    grpc.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
+    ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
+    ],
+    default=grpc.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
+    ],
+)
+
 _ImportServiceRenameRecordType = typing_extensions.TypeVar(
     '_ImportServiceRenameRecordType',
     grpc.UnaryUnaryMultiCallable[
@@ -169,6 +185,38 @@ _ImportServiceRejectPlanType = typing_extensions.TypeVar(
     ],
 )
 
+_ImportServiceListConflictsType = typing_extensions.TypeVar(
+    '_ImportServiceListConflictsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+)
+
+_ImportServiceResolveConflictsType = typing_extensions.TypeVar(
+    '_ImportServiceResolveConflictsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
+    ],
+)
+
 _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     '_ImportServiceRestoreBackupType',
     grpc.UnaryUnaryMultiCallable[
@@ -185,7 +233,7 @@ _ImportServiceRestoreBackupType = typing_extensions.TypeVar(
     ],
 )
 
-class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceRestoreBackupType]):
+class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportServiceImportEntitiesType, _ImportServiceGetImportType, _ImportServiceListImportsType, _ImportServiceUndoImportType, _ImportServiceDownloadRejectedType, _ImportServiceDownloadPlanType, _ImportServiceRenameRecordType, _ImportServiceApprovePlanType, _ImportServiceRejectPlanType, _ImportServiceListConflictsType, _ImportServiceResolveConflictsType, _ImportServiceRestoreBackupType]):
     """ImportService merges data into Ferry: whole bundles (ImportSession) or one entity's
     rows from csv/xlsx (ImportEntities). Records are matched by natural key; every run is
     all-or-nothing (or all valid records, with ON_ERROR_SKIP_INVALID), previewable with
@@ -218,6 +266,10 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.DownloadRejectedRequest,
             ferry.v1.import_pb2.DownloadRejectedResponse,
         ],
+        grpc.UnaryStreamMultiCallable[
+            ferry.v1.import_pb2.DownloadPlanRequest,
+            ferry.v1.import_pb2.DownloadPlanResponse,
+        ],
         grpc.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RenameRecordRequest,
             ferry.v1.import_pb2.RenameRecordResponse,
@@ -229,6 +281,14 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
         grpc.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RejectPlanRequest,
             ferry.v1.import_pb2.RejectPlanResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ListConflictsRequest,
+            ferry.v1.import_pb2.ListConflictsResponse,
+        ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ResolveConflictsRequest,
+            ferry.v1.import_pb2.ResolveConflictsResponse,
         ],
         grpc.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
@@ -262,6 +322,10 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
             ferry.v1.import_pb2.DownloadRejectedRequest,
             ferry.v1.import_pb2.DownloadRejectedResponse,
         ],
+        grpc.aio.UnaryStreamMultiCallable[
+            ferry.v1.import_pb2.DownloadPlanRequest,
+            ferry.v1.import_pb2.DownloadPlanResponse,
+        ],
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RenameRecordRequest,
             ferry.v1.import_pb2.RenameRecordResponse,
@@ -273,6 +337,14 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RejectPlanRequest,
             ferry.v1.import_pb2.RejectPlanResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ListConflictsRequest,
+            ferry.v1.import_pb2.ListConflictsResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.import_pb2.ResolveConflictsRequest,
+            ferry.v1.import_pb2.ResolveConflictsResponse,
         ],
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.import_pb2.RestoreBackupRequest,
@@ -305,6 +377,12 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
     DownloadRejected: _ImportServiceDownloadRejectedType
     """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
 
+    DownloadPlan: _ImportServiceDownloadPlanType
+    """Every record's decision of a dry run made with plan_records, as JSON Lines (one
+    object a line: entity, key, position, action, and the fields of a create or the
+    changes of an update with before and after). NOT_FOUND when the run kept none.
+    """
+
     RenameRecord: _ImportServiceRenameRecordType
     """Change a record's natural key here (a student id, a course code): the record is
     renamed in place, keeping its children and links, as an import of a bundle holding
@@ -323,6 +401,20 @@ class ImportServiceStub(typing.Generic[_ImportServiceImportSessionType, _ImportS
     RejectPlan: _ImportServiceRejectPlanType
     """Reject the plan of a preview awaiting approval (reason required): it can never be
     applied.
+    """
+
+    ListConflicts: _ImportServiceListConflictsType
+    """The open conflicts that imports.conflicts `review` left for a person: fields changed
+    both here and at the source, with both values (the local value stays meanwhile),
+    oldest first.
+    """
+
+    ResolveConflicts: _ImportServiceResolveConflictsType
+    """Decide conflicts: per conflict keep the local value or take the source's. Applied as
+    an import of its own (recorded with who and what, undoable with UndoImport, which
+    opens the conflicts again); the decided conflicts leave ListConflicts. An unknown id
+    is NOT_FOUND, one resolved already or changed here since it was listed
+    FAILED_PRECONDITION, each naming the id; nothing is changed then.
     """
 
     RestoreBackup: _ImportServiceRestoreBackupType
@@ -356,6 +448,10 @@ ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
         ferry.v1.import_pb2.DownloadRejectedRequest,
         ferry.v1.import_pb2.DownloadRejectedResponse,
     ],
+    grpc.aio.UnaryStreamMultiCallable[
+        ferry.v1.import_pb2.DownloadPlanRequest,
+        ferry.v1.import_pb2.DownloadPlanResponse,
+    ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RenameRecordRequest,
         ferry.v1.import_pb2.RenameRecordResponse,
@@ -367,6 +463,14 @@ ImportServiceAsyncStub: typing_extensions.TypeAlias = ImportServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RejectPlanRequest,
         ferry.v1.import_pb2.RejectPlanResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ListConflictsRequest,
+        ferry.v1.import_pb2.ListConflictsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.import_pb2.ResolveConflictsRequest,
+        ferry.v1.import_pb2.ResolveConflictsResponse,
     ],
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.import_pb2.RestoreBackupRequest,
@@ -437,6 +541,17 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
         """The records an ON_ERROR_SKIP_INVALID run rejected, as a re-importable bundle file."""
 
     @abc.abstractmethod
+    def DownloadPlan(
+        self,
+        request: ferry.v1.import_pb2.DownloadPlanRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[ferry.v1.import_pb2.DownloadPlanResponse], collections.abc.AsyncIterator[ferry.v1.import_pb2.DownloadPlanResponse]]:
+        """Every record's decision of a dry run made with plan_records, as JSON Lines (one
+        object a line: entity, key, position, action, and the fields of a create or the
+        changes of an update with before and after). NOT_FOUND when the run kept none.
+        """
+
+    @abc.abstractmethod
     def RenameRecord(
         self,
         request: ferry.v1.import_pb2.RenameRecordRequest,
@@ -469,6 +584,30 @@ class ImportServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[ferry.v1.import_pb2.RejectPlanResponse, collections.abc.Awaitable[ferry.v1.import_pb2.RejectPlanResponse]]:
         """Reject the plan of a preview awaiting approval (reason required): it can never be
         applied.
+        """
+
+    @abc.abstractmethod
+    def ListConflicts(
+        self,
+        request: ferry.v1.import_pb2.ListConflictsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.ListConflictsResponse, collections.abc.Awaitable[ferry.v1.import_pb2.ListConflictsResponse]]:
+        """The open conflicts that imports.conflicts `review` left for a person: fields changed
+        both here and at the source, with both values (the local value stays meanwhile),
+        oldest first.
+        """
+
+    @abc.abstractmethod
+    def ResolveConflicts(
+        self,
+        request: ferry.v1.import_pb2.ResolveConflictsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.import_pb2.ResolveConflictsResponse, collections.abc.Awaitable[ferry.v1.import_pb2.ResolveConflictsResponse]]:
+        """Decide conflicts: per conflict keep the local value or take the source's. Applied as
+        an import of its own (recorded with who and what, undoable with UndoImport, which
+        opens the conflicts again); the decided conflicts leave ListConflicts. An unknown id
+        is NOT_FOUND, one resolved already or changed here since it was listed
+        FAILED_PRECONDITION, each naming the id; nothing is changed then.
         """
 
     @abc.abstractmethod

@@ -35,6 +35,8 @@ async function setLanguage(lang) {
     showWho();
     renderSemesters(state.semesters || []);
     renderImports(state.imports || []);
+    if (state.conflicts) renderConflicts(state.conflicts);
+    if (state.exportLoss) renderExportLoss(state.exportLoss);
     renderJobs(state.jobs || []);
     renderNotifications(state.notifications || []);
     if (state.studentReport) renderStudentReport(state.studentReport);
@@ -264,12 +266,14 @@ async function exportSemester() {
     const blob = await res.blob();
     const name = filenameOf(res, `session_${semester}.${format}`);
     saveBlob(blob, name);
+    $("oneroster-export-loss").hidden = true; state.exportLoss = null;
+    if (format === "oneroster") await loadExportLoss(semester);
     say("exported", { name });
   });
 }
 
-// What a OneRoster export leaves out, said beside the export box when it is chosen (the
-// counts come from `ferry oneroster export`: DownloadSession carries only the file).
+// What a OneRoster export leaves out, said beside the export box when it is chosen; the
+// counts follow each OneRoster download (loadExportLoss).
 function oneRosterExportNote() {
   $("oneroster-export-note").hidden = $("bundle-format").value !== "oneroster";
 }
@@ -321,7 +325,7 @@ async function doImport() {
       if (planned && e.code === "FAILED_PRECONDITION") {
         // A plan waiting for an admin stays previewed; one whose data moved does not.
         if (/approv/.test(e.message || "")) note(t("planAwaitsApproval"));
-        else planChanged();
+        else if (e.reason !== "CHANGE_LIMIT") planChanged();
       }
       throw e;
     }
@@ -413,10 +417,50 @@ function renderLoss(result, box) {
   const ul = document.createElement("ul"); ul.id = "loss-report";
   for (const w of lost) {
     const li = document.createElement("li");
-    li.textContent = w.message + ((w.sample || []).length ? ` (${w.sample.slice(0, 3).join(", ")})` : "");
+    li.textContent = lossLine(w, "lossImported");
     ul.append(li);
   }
   box.append(p, ul);
+}
+
+// One line of a loss report in the page's words: what (table and field), how many, why
+// (its machine reason, why_<REASON>), and a few of the records.
+function lossLine(loss, key) {
+  const entity = t(`entity_${loss.entity}`);
+  const what = loss.field ? `${entity} · ${fieldLabel(loss.field)}` : entity;
+  const why = loss.reason && state.strings[`why_${loss.reason}`] ? t(`why_${loss.reason}`) : "";
+  const sample = (loss.sample || []).slice(0, 3).join(", ");
+  return t(key, { what, n: loss.count || "0" }) + (why ? ` — ${why}` : "") + (sample ? ` (${sample})` : "");
+}
+
+// The loss report of a OneRoster export, asked after the download (DownloadSession
+// carries only the file), shown under the export box.
+async function loadExportLoss(semester) {
+  const box = $("oneroster-export-loss");
+  box.replaceChildren(); box.hidden = false;
+  const p = document.createElement("p"); p.textContent = t("lossChecking"); box.append(p);
+  const q = new URLSearchParams({ semester });
+  const r = await api(`/api/v1/sessions/oneroster-loss?${q}`, { method: "POST" });
+  state.exportLoss = r.losses || [];
+  renderExportLoss(state.exportLoss);
+}
+
+function renderExportLoss(losses) {
+  const box = $("oneroster-export-loss");
+  box.replaceChildren();
+  const p = document.createElement("p");
+  p.textContent = t(losses.length ? "lossExportTitle" : "lossExportNone");
+  box.append(p);
+  if (losses.length) {
+    const ul = document.createElement("ul"); ul.id = "export-loss-report";
+    for (const loss of losses) {
+      const li = document.createElement("li");
+      li.textContent = lossLine(loss, "lossExported");
+      ul.append(li);
+    }
+    box.append(ul);
+  }
+  box.hidden = false;
 }
 
 // ---- plans and change limits (issue 29) ----------------------------------------------
@@ -446,6 +490,7 @@ function note(text) {
   box.append(p); box.hidden = false;
 }
 
+const LIMIT_VERBS = { create: "limitVerb_create", update: "limitVerb_update", delete: "limitVerb_delete" };
 function renderLimits(result, box) {
   const limits = result.limits || [];
   if (!limits.length) return;
@@ -453,11 +498,23 @@ function renderLimits(result, box) {
   const ul = document.createElement("ul"); ul.className = "change-limits";
   for (const lim of limits) {
     const li = document.createElement("li");
-    li.textContent = lim.message;
+    li.textContent = limitLine(lim, result.semester);
     if (lim.exceeded) li.className = "error-text";
     ul.append(li);
   }
   box.append(p, ul);
+}
+
+// A change limit measured against an import, in the page's words (never the server's).
+function limitLine(lim, semester) {
+  const base = Number(lim.base || 0), count = Number(lim.count || 0), max = Number(lim.max_percent || 0);
+  const allowed = Math.floor(base * max / 100);
+  const where = lim.scope === "semester" && semester ? t("limitWhereSemester", { semester }) : t("limitWhereAll");
+  const percent = base ? (100 * count / base).toFixed(1) : "0";
+  return t(lim.exceeded ? "limitOver" : "limitLine", {
+    entity: t(`entity_${lim.entity}`), verb: t(LIMIT_VERBS[lim.action] || lim.action), max: String(max),
+    where, allowed, base, count, percent, over: count - allowed,
+  });
 }
 
 // The empty-cell rule (docs/merging.md), stated beside every preview.
@@ -476,6 +533,73 @@ async function loadImports() {
     if (e.code !== "UNIMPLEMENTED") showError(e);
   }
   renderImports(state.imports);
+  await loadConflicts();
+}
+
+// ---- conflicts left for review (imports.conflicts: review; issue 29) ---------------------
+// A field changed both here and in an imported file keeps the value here until a person
+// chooses; operators and admins choose per conflict or for the whole list, each choice an
+// import of its own (listed in the history, undoable).
+const CONFLICT_PAGE = 200;
+async function loadConflicts() {
+  try {
+    const r = await api(`/api/v1/import-conflicts?page_size=${CONFLICT_PAGE}`);
+    state.conflicts = { items: r.conflicts || [], total: Number(r.total || 0) };
+  } catch (e) {
+    state.conflicts = { items: [], total: 0 };
+    if (e.code !== "UNIMPLEMENTED") showError(e);
+  }
+  renderConflicts(state.conflicts);
+}
+
+function canResolve() { return state.role === "operator" || state.role === "admin"; }
+
+function renderConflicts(list) {
+  const box = $("conflicts");
+  const body = $("conflicts-table").tBodies[0];
+  body.replaceChildren();
+  box.hidden = !list.items.length;
+  $("conflicts-count").textContent = list.items.length
+    ? t(list.total > list.items.length ? "conflictsSome" : "conflictsCount", { n: list.total, shown: list.items.length })
+    : "";
+  $("conflicts-all").hidden = !canResolve();
+  for (const c of list.items) {
+    const row = body.insertRow();
+    row.dataset.conflict = c.id;
+    row.insertCell().textContent = t(`entity_${c.entity}`);
+    row.insertCell().textContent = c.natural_key;
+    row.insertCell().textContent = fieldLabel(c.field);
+    row.insertCell().textContent = c.local_value || "—";
+    row.insertCell().textContent = c.source_value || "—";
+    const cell = row.insertCell();
+    if (!canResolve()) continue;
+    const choices = [["conflictKeepLocal", "conflictKeepLocalFor", "local"],
+      ["conflictTakeSource", "conflictTakeSourceFor", "source"]];
+    for (const [key, label, choice] of choices) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = t(key); b.className = `conflict-${choice}`;
+      b.setAttribute("aria-label", t(label, { record: c.natural_key, field: fieldLabel(c.field) }));
+      b.addEventListener("click", () => resolveConflicts([c], choice, b));
+      cell.append(b);
+    }
+  }
+}
+
+async function resolveConflicts(items, choice, button) {
+  if (!items.length) return;
+  await busy(button, async () => {
+    say("conflictsResolving");
+    const decisions = items.map((c) => ({
+      conflict_id: c.id, choice: choice === "local" ? "CONFLICT_CHOICE_LOCAL" : "CONFLICT_CHOICE_SOURCE",
+    }));
+    try {
+      await api("/api/v1/import-conflicts/resolve", { method: "POST", body: { decisions } });
+    } finally {
+      await loadImports();  // the resolution is in the history; the list is current again
+    }
+    await loadSemesters();
+    say(choice === "local" ? "conflictsKeptLocal" : "conflictsTookSource", { n: items.length });
+  });
 }
 
 function when(ts) { return ts ? new Date(ts).toLocaleString(state.lang === "el" ? "el-GR" : "en-GB") : ""; }
@@ -1106,6 +1230,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("export-btn").addEventListener("click", exportSemester);
   $("preview-btn").addEventListener("click", preview);
   $("import-btn").addEventListener("click", doImport);
+  for (const choice of ["local", "source"]) {
+    const b = $(`conflicts-all-${choice}`);
+    b.addEventListener("click", () => resolveConflicts((state.conflicts || { items: [] }).items, choice, b));
+  }
   $("import-file").addEventListener("change", () => {
     $("import-btn").disabled = true; $("import-result").hidden = true; state.lastResult = null;
   });

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 import grpc
 
 from ferry.app import App
-from ferry.errors import InvalidArgument
+from ferry.errors import InvalidArgument, NotFound
 from ferry.imports import convert, detect
 from ferry.imports.backup import restore_import_backup
+from ferry.imports.upload import plan_key
 from ferry.merge import ImportOutcome, get_import, list_imports, rejected_events, undo_import
 from ferry.merge.approval import decide as decide_plan
+from ferry.merge.conflicts import as_text, list_conflicts, resolve_conflicts
 from ferry.merge.renames import rename_key
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller
@@ -105,6 +107,44 @@ class HistoryRpcs:
         )
 
     @handles_errors
+    def ListConflicts(
+        self, request: ipb.ListConflictsRequest, context: grpc.ServicerContext
+    ) -> ipb.ListConflictsResponse:
+        page = list_conflicts(
+            self.app.engine,
+            self.app.dataset(),
+            request.entity.strip(),
+            request.page_size,
+            request.page_token,
+        )
+        out = ipb.ListConflictsResponse(next_page_token=page.next_token, total=page.total)
+        for c in page.items:
+            item = out.conflicts.add(
+                id=c.id,
+                import_id=c.import_id,
+                entity=c.entity,
+                natural_key=c.natural_key,
+                field=c.field,
+                local_value=as_text(c.local_value),
+                source_value=as_text(c.source_value),
+            )
+            item.created_at.FromDatetime(c.created_at)
+        return out
+
+    @handles_errors
+    def ResolveConflicts(
+        self, request: ipb.ResolveConflictsRequest, context: grpc.ServicerContext
+    ) -> ipb.ResolveConflictsResponse:
+        choices = {ipb.CONFLICT_CHOICE_LOCAL: "local", ipb.CONFLICT_CHOICE_SOURCE: "source"}
+        outcome = resolve_conflicts(
+            self.app.engine,
+            self.app.dataset(),
+            [(d.conflict_id, choices.get(d.choice, "")) for d in request.decisions],
+            requested_by=caller(),
+        )
+        return ipb.ResolveConflictsResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
     def RestoreBackup(
         self, request: ipb.RestoreBackupRequest, context: grpc.ServicerContext
     ) -> ipb.RestoreBackupResponse:
@@ -120,6 +160,42 @@ class HistoryRpcs:
         if failed is not None:
             raise failed
         return ipb.RestoreBackupResponse(result=convert.result_proto(outcome))
+
+    @handles_errors
+    def DownloadPlan(
+        self, request: ipb.DownloadPlanRequest, context: grpc.ServicerContext
+    ) -> Iterator[ipb.DownloadPlanResponse]:
+        import_id = _import_id(request.import_id)
+        outcome = get_import(self.app.engine, import_id)
+        storage = self.app.storage()
+        key = plan_key(outcome.id)
+        if not outcome.plan_records or storage.size(key) is None:
+            raise NotFound(
+                f"import {import_id} kept no plan records: preview (dry run) with "
+                "plan_records to keep every record's decision",
+                field="import_id",
+            )
+        with storage.open(key) as f:
+            digest = hashlib.sha256()
+            offset = 0
+            first = True
+            while True:
+                data = f.read(CHUNK_BYTES)
+                digest.update(data)
+                out = ipb.DownloadPlanResponse()
+                chunk = out.chunk
+                chunk.data = data
+                chunk.offset = offset
+                if first:
+                    chunk.filename = f"plan-{import_id}.jsonl"
+                    chunk.content_type = "application/jsonl"
+                    first = False
+                offset += len(data)
+                if not data:
+                    chunk.sha256 = digest.hexdigest()
+                    yield out
+                    return
+                yield out
 
     @handles_errors
     def DownloadRejected(

@@ -160,3 +160,49 @@ def test_export_headers_are_the_pages_field_labels() -> None:
     # No two fields share a label in one language: an import could not tell them apart.
     for lang, table in labels.FIELDS.items():
         assert len(set(table.values())) == len(table), lang
+
+
+def test_every_loss_reason_has_a_machine_reason_the_page_words() -> None:
+    """Every reason a OneRoster loss is added with (each `loss.add(...)` of
+    ferry/oneroster, its text or the constant it names) maps to a reason of its own, never
+    LOSS_OTHER, and each of those reasons is worded in both languages (issue 24)."""
+    import ast
+    from pathlib import Path
+
+    from ferry.errors import REASONS
+    from ferry.oneroster.loss import OTHER, REASON_CODES, code_of
+
+    root = Path(__file__).resolve().parents[2] / "ferry" / "oneroster"
+    texts: list[str] = []
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants = {
+            t.id: node.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        }
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "add"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "loss"
+                and len(node.args) == 4
+            ):
+                continue
+            reason = node.args[3]
+            if isinstance(reason, ast.Name):
+                reason = constants[reason.id]
+            if isinstance(reason, ast.JoinedStr):  # its text up to the first value
+                first = reason.values[0]
+                assert isinstance(first, ast.Constant), path
+                reason = first
+            value = ast.literal_eval(reason)
+            texts.append(value if isinstance(value, str) else "".join(value))
+    assert len(texts) >= 20
+    assert [t for t in texts if code_of(t) == OTHER] == []
+    for _, code in REASON_CODES:
+        assert code in REASONS and f"why_{code}" in EN and f"why_{code}" in EL, code

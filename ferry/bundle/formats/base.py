@@ -38,6 +38,8 @@ class Note:
     count: int
     sample: list[str]
     message: str
+    # A machine reason the page words (ferry.errors.REASONS), e.g. a loss's LOSS_NO_PLACE.
+    reason: str = ""
 
 
 # A Note of this kind is a record the reader refused (entity: the file, field: the
