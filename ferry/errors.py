@@ -65,6 +65,15 @@ REASONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Reasons no export job, schedule or backup ends with: an import's refusals (a conflict
+# decision, a change limit) and the OneRoster loss lines (warnings, never errors). A failed
+# job's mail words every other reason (ferry.notify.reasons, held by
+# tests/notify/test_failure_reasons.py).
+NOT_JOB_REASONS = frozenset(
+    {"CONFLICT_NOT_FOUND", "CONFLICT_RESOLVED", "CONFLICT_CHANGED", "CHANGE_LIMIT"}
+    | {reason for reason in REASONS if reason.startswith("LOSS_")}
+)
+
 class FerryError(Exception):
     """An error the caller should see, with its gRPC status.
 
