@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from ferry.db import tenant
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -24,7 +26,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    sa.event.listen(engine, "begin", _set_school)
+    return engine
+
+
+def _set_school(conn: Connection) -> None:
+    """`SET LOCAL ferry.school` to the acting school as the transaction begins: the
+    row-level security policies (migration 0013) let it see and write that school's rows
+    only, and the setting ends with the transaction, so a pooled connection never
+    carries it into the next one. On the DBAPI connection: it is the transaction's first
+    statement, and SQLAlchemy's own is still being begun."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("SELECT set_config('ferry.school', %s, true)", (str(tenant.school_id()),))
+    finally:
+        cursor.close()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,47 @@
+"""The school a piece of work acts for (docs/tenants.md).
+
+A context variable, so it follows a request through the functions it calls without
+being passed along, and each thread or task has its own. `acting_for` sets it for a
+block; `school_id` reads it. Nothing set means the default school: a single-school
+install never names one.
+
+The engine (ferry.db.engine) copies it into every PostgreSQL transaction as
+`ferry.school`, which the row-level security policies of migration 0013 compare each
+row's `school_id` with; the application scope (`scope_sql`) puts it into queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# Migration 0013 creates it and moves every row that existed before schools into it.
+DEFAULT_SCHOOL_ID = 1
+DEFAULT_SCHOOL_CODE = "default"
+
+_SCHOOL: ContextVar[int] = ContextVar("ferry_school", default=DEFAULT_SCHOOL_ID)
+
+
+def school_id() -> int:
+    """The id of the school the current work acts for."""
+    return _SCHOOL.get()
+
+
+@contextmanager
+def acting_for(school: int) -> Iterator[int]:
+    """Act for school `school` (its id) inside the block; the previous school after."""
+    if isinstance(school, bool) or not isinstance(school, int) or school < 1:
+        raise ValueError(f"a school id is a positive integer, not {school!r}")
+    token = _SCHOOL.set(school)
+    try:
+        yield school
+    finally:
+        _SCHOOL.reset(token)
+
+
+def scope_sql(alias: str) -> str:
+    """SQL: the row `alias` belongs to the acting school (the application scope). The
+    id is an integer from the code, never input text, so it is written inline: the
+    planner sees a constant and uses the (school_id, key) indexes."""
+    return f"{alias}.school_id = {int(school_id())}"
