@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 # Migration 0013 creates it and moves every row that existed before schools into it.
 DEFAULT_SCHOOL_ID = 1
@@ -31,13 +31,26 @@ def school_id() -> int:
 @contextmanager
 def acting_for(school: int) -> Iterator[int]:
     """Act for school `school` (its id) inside the block; the previous school after."""
-    if isinstance(school, bool) or not isinstance(school, int) or school < 1:
-        raise ValueError(f"a school id is a positive integer, not {school!r}")
-    token = _SCHOOL.set(school)
+    token = enter(school)
     try:
         yield school
     finally:
         _SCHOOL.reset(token)
+
+
+def enter(school: int) -> Token[int]:
+    """Act for `school` until `leave` with the token returned (for hooks that start and
+    end a piece of work in two calls, such as the RPC filters)."""
+    if isinstance(school, bool) or not isinstance(school, int) or school < 1:
+        raise ValueError(f"a school id is a positive integer, not {school!r}")
+    return _SCHOOL.set(school)
+
+
+def leave(token: Token[int]) -> None:
+    try:
+        _SCHOOL.reset(token)
+    except ValueError:  # ended in another context (a stream closed from elsewhere)
+        _SCHOOL.set(DEFAULT_SCHOOL_ID)
 
 
 def scope_sql(alias: str) -> str:
