@@ -17,6 +17,7 @@ from ferry.cli import k8s as k8s_commands
 from ferry.cli import notify as notify_commands
 from ferry.cli import oneroster as oneroster_commands
 from ferry.cli import report as report_commands
+from ferry.cli import schools as school_commands
 from ferry.cli.banner import Running, banner
 from ferry.cli.common import find_config, load_app, table
 from ferry.db import migrate
@@ -232,6 +233,7 @@ cli.add_command(report_commands.report)
 cli.add_command(k8s_commands.k8s)
 cli.add_command(backup_commands.backup)
 cli.add_command(oneroster_commands.oneroster)
+cli.add_command(school_commands.school)
 
 
 def main() -> None:

@@ -150,6 +150,7 @@ def _create_in(conn: sa.Connection, news: Sequence[NewNotification]) -> list[tup
         for r in conn.execute(
             insert.returning(N.c.event_id),
             [
+                # The school is filled by its default: the acting school's.
                 {c.name: getattr(n, c.name) for c in N.columns if c.name != "school_id"}
                 for n in made.values()
             ],
@@ -174,7 +175,15 @@ def _create_in(conn: sa.Connection, news: Sequence[NewNotification]) -> list[tup
     if children:
         ids = conn.execute(
             OB.insert().returning(OB.c.id, sort_by_parameter_order=True),
-            [{c.name: getattr(r, c.name) for c in OB.columns if c.name != "id"} for r in children],
+            [
+                # The school is filled by its default: the acting school's.
+                {
+                    c.name: getattr(r, c.name)
+                    for c in OB.columns
+                    if c.name not in ("id", "school_id")
+                }
+                for r in children
+            ],
         ).scalars()
         for row, row_id in zip(children, ids, strict=True):
             row.id = row_id
