@@ -234,8 +234,11 @@ def semester_stamp(conn: Connection, semester: str) -> str:
 
 
 def _stamp(rows: Iterable[Any]) -> str:
+    """The versions, after the acting school's id: a stamp (and so a cache key) of one
+    school is never another's, though both have a student S000001 (docs/tenants.md)."""
     items = sorted((str(r[0]), str(r[1]), int(r[2])) for r in rows)
-    return ";".join(f"{kind[0]}{key}={v}" for kind, key, v in items)
+    versions = ";".join(f"{kind[0]}{key}={v}" for kind, key, v in items)
+    return f"@{tenant.school_id()};{versions}"
 
 
 class VersionReader:
