@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from ferry.addresses import parse_address
 from ferry.db.models import School, utcnow
-from ferry.errors import AlreadyExists, InvalidArgument, NotFound
+from ferry.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 LANGUAGES = ("", "en", "el")
@@ -38,8 +38,7 @@ def check_code(code: str, field: str = "code") -> str:
     most 64); InvalidArgument naming `field` otherwise."""
     if not isinstance(code, str) or not CODE.fullmatch(code):
         raise InvalidArgument(
-            f"{field}: a school code is 1-64 of a-z, 0-9 and '-', starting with a letter "
-            "or digit",
+            f"{field}: a school code is 1-64 of a-z, 0-9 and '-', starting with a letter or digit",
             field=field,
         )
     return code
@@ -53,7 +52,9 @@ def add(
     time_zone: str = "",
     sender: str = "",
 ) -> SchoolInfo:
-    """A new school; InvalidArgument naming the bad field, AlreadyExists for a taken code."""
+    """A new school; InvalidArgument naming the bad field, AlreadyExists for a taken code,
+    FailedPrecondition on SQLite, which has no row-level security to wall schools apart
+    and so holds one school."""
     check_code(code)
     if "\x00" in name or len(name) > 200:
         raise InvalidArgument("name: at most 200 characters, no NUL", field="name")
@@ -74,6 +75,11 @@ def add(
             parse_address(sender)
         except ValueError as e:
             raise InvalidArgument(f"sender: {e}", field="sender") from None
+    if engine.dialect.name == "sqlite":
+        raise FailedPrecondition(
+            "an SQLite database holds one school (nothing walls a second one off); "
+            "serve several schools from PostgreSQL"
+        )
     with engine.begin() as conn:
         if conn.execute(sa.select(_T.c.id).where(_T.c.code == code)).first() is not None:
             raise AlreadyExists(f"school {code!r} exists", field="code")
