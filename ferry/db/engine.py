@@ -28,6 +28,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     engine = sa.create_engine(url, **kwargs)
     sa.event.listen(engine, "begin", _set_school)
+    sa.event.listen(engine, "checkin", _forget)
     return engine
 
 
@@ -36,12 +37,33 @@ def _set_school(conn: Connection) -> None:
     row-level security policies (migration 0013) let it see and write that school's rows
     only, and the setting ends with the transaction, so a pooled connection never
     carries it into the next one. On the DBAPI connection: it is the transaction's first
-    statement, and SQLAlchemy's own is still being begun."""
+    statement, and SQLAlchemy's own is still being begun.
+
+    An AUTOCOMMIT connection makes every statement a transaction of its own, so there the
+    setting is the session's until the connection goes back to the pool (`_forget`)."""
+    school = str(tenant.school_id())
+    autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute("SELECT set_config('ferry.school', %s, true)", (str(tenant.school_id()),))
+        cursor.execute("SELECT set_config('ferry.school', %s, %s)", (school, not autocommit))
     finally:
         cursor.close()
+    if autocommit:
+        conn.connection.info[_SESSION_SCHOOL] = True
+
+
+_SESSION_SCHOOL = "ferry_session_school"
+
+
+def _forget(dbapi_conn: Any, record: Any) -> None:
+    """Back in the pool: a session-wide school set on an AUTOCOMMIT connection goes."""
+    if record.info.pop(_SESSION_SCHOOL, False):
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("RESET ferry.school")
+        finally:
+            cursor.close()
+        dbapi_conn.commit()  # the driver began a transaction for it; the pool wants none
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
