@@ -12,9 +12,13 @@ row's `school_id` with; the application scope (`scope_sql`) puts it into queries
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Migration 0013 creates it and moves every row that existed before schools into it.
 DEFAULT_SCHOOL_ID = 1
@@ -51,6 +55,18 @@ def leave(token: Token[int]) -> None:
         _SCHOOL.reset(token)
     except ValueError:  # ended in another context (a stream closed from elsewhere)
         _SCHOOL.set(DEFAULT_SCHOOL_ID)
+
+
+def carried(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn`, acting for the school acting now: the target of a thread that does part of
+    the current work (a new thread starts with no context, so in the default school)."""
+    school = school_id()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with acting_for(school):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def scope_sql(alias: str) -> str:
