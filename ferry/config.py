@@ -125,7 +125,13 @@ class MetricsSettings(Strict):
 
 
 class DatabaseSettings(Strict):
+    # The app role's connection: every service, the gateway, the CLI's ordinary commands.
+    # On PostgreSQL with several schools a role that is neither superuser nor BYPASSRLS,
+    # so that row-level security binds it (docs/tenants.md).
     url: str = "sqlite:///var/ferry.db"
+    # The platform role's connection (superuser or BYPASSRLS): `ferry db upgrade` runs
+    # the migrations with it and then hands the tables to the app role. Empty: `url`.
+    platform_url: str = ""
     # Migrate an embedded SQLite database on `ferry serve`; servers on PostgreSQL are
     # migrated by an explicit `ferry db upgrade` (a Job), never by every replica at once.
     auto_migrate: bool = True
@@ -528,9 +534,17 @@ class Settings(Strict):
         q = Path(p)
         return q if q.is_absolute() else Path(self.base_dir) / q
 
+    def platform_database_url(self) -> str:
+        """The platform role's URL (`database.platform_url`, else `database.url`)."""
+        if not self.database.platform_url:
+            return self.database_url()
+        return self._resolved(self.database.platform_url)
+
     def database_url(self) -> str:
         """The database URL with a relative SQLite path resolved against base_dir."""
-        url = self.database.url
+        return self._resolved(self.database.url)
+
+    def _resolved(self, url: str) -> str:
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             return prefix + str(self.path(url[len(prefix) :]).resolve())

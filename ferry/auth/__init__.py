@@ -44,6 +44,8 @@ class Principal:
     role: int
     jti: str = ""
     expires_at: float = 0.0  # unix seconds
+    # The code of the school the token acts in (its `sch` claim, docs/tenants.md).
+    school: str = ""
 
     def require(self, min_role: int, method: str) -> None:
         """Raise PermissionDenied unless this principal's role reaches `min_role`."""

@@ -18,6 +18,7 @@ from ferry.auth import ROLES, Principal, links
 from ferry.auth import store as token_store
 from ferry.auth.revocation import publish
 from ferry.auth.tokens import IssuedToken, TokenIssuer
+from ferry.db.tenant import DEFAULT_SCHOOL_CODE
 from ferry.db.user_models import User
 from ferry.errors import (
     FailedPrecondition,
@@ -71,9 +72,15 @@ def login(app: App, username: str, password: str, limiter: Limiter | None = None
 
 
 def create_token(
-    app: App, role: int, subject: str, ttl_seconds: int, issued_by: str
+    app: App,
+    role: int,
+    subject: str,
+    ttl_seconds: int,
+    issued_by: str,
+    school: str = DEFAULT_SCHOOL_CODE,
 ) -> IssuedToken:
-    """A token for `subject` with `role`; INVALID_ARGUMENT naming the field otherwise."""
+    """A token for `subject` with `role` in `school` (the issuer's own: a token never
+    reaches into another school); INVALID_ARGUMENT naming the field otherwise."""
     a = app.settings.auth
     if role not in ROLES.values():
         raise InvalidArgument(f"role is required; roles: {', '.join(ROLES)}", field="role")
@@ -90,7 +97,7 @@ def create_token(
             f"({days:g} days) auth.max_token_ttl_seconds allows",
             field="ttl_seconds",
         )
-    issued = app.issuer().issue(subject, role, dt.timedelta(seconds=ttl))
+    issued = app.issuer().issue(subject, role, dt.timedelta(seconds=ttl), school=school)
     token_store.record(app.engine, issued, "api", issued_by)
     return issued
 
@@ -148,6 +155,12 @@ def link_token(
     base = app.issuer()
     issuer = TokenIssuer(base.key, base.issuer, links.audience(base.audience))
     ttl = dt.timedelta(seconds=ttl_seconds or LINK_TTL_DEFAULT)
-    issued = issuer.issue(subject, target.min_role, ttl, extra=links.claims_for(target, path))
+    issued = issuer.issue(
+        subject,
+        target.min_role,
+        ttl,
+        extra=links.claims_for(target, path),
+        school=caller.school or DEFAULT_SCHOOL_CODE,  # the link opens the caller's school
+    )
     token_store.record(app.engine, issued, "link", caller.subject[:MAX_SUBJECT])
     return issued

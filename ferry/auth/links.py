@@ -31,7 +31,7 @@ from google.api import annotations_pb2  # type: ignore[import-untyped]
 from google.protobuf import descriptor_pool
 
 from ferry.auth import Principal, parse_role
-from ferry.auth.tokens import TokenVerifier
+from ferry.auth.tokens import TokenVerifier, school_of
 from ferry.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from ferry.v1 import options_pb2
 
@@ -152,4 +152,6 @@ def check_call(claims: dict[str, Any], rpc: str, request: Any) -> Principal:
         role = parse_role(str(claims["role"]))
     except ValueError:
         raise Unauthenticated("invalid link token") from None
-    return Principal(str(claims["sub"]), role, str(claims["jti"]), float(claims["exp"]))
+    return Principal(
+        str(claims["sub"]), role, str(claims["jti"]), float(claims["exp"]), school_of(claims)
+    )

@@ -22,6 +22,7 @@ import jwt
 
 from ferry.auth import Principal, parse_role, role_name
 from ferry.auth.keys import SigningKey
+from ferry.db.tenant import DEFAULT_SCHOOL_CODE
 from ferry.errors import Unauthenticated
 
 ALGORITHM = "EdDSA"
@@ -29,6 +30,9 @@ ALGORITHM = "EdDSA"
 # fails at random with RESOURCE_EXHAUSTED), so a token gets half of it; ours are ~400 bytes.
 MAX_TOKEN_BYTES = 4 * 1024
 REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "role"]
+# The claim naming the school a token acts in (a school code, docs/tenants.md). Checked
+# after the signature and the registered claims, so a forged token is refused for that.
+SCHOOL_CLAIM = "sch"
 
 # Clock skew between pods that is still accepted for exp / nbf / iat.
 LEEWAY_SECONDS = 5
@@ -67,8 +71,10 @@ class TokenIssuer:
         ttl: dt.timedelta,
         extra: Mapping[str, Any] | None = None,
         now: dt.datetime | None = None,
+        school: str = DEFAULT_SCHOOL_CODE,
     ) -> IssuedToken:
-        """A signed token for `subject` with `role`, valid for `ttl` (a fresh jti)."""
+        """A signed token for `subject` with `role` in `school` (its code), valid for
+        `ttl` (a fresh jti)."""
         now = now or dt.datetime.now(dt.UTC)
         now = now.replace(microsecond=0)
         jti = uuid.uuid4().hex
@@ -76,6 +82,7 @@ class TokenIssuer:
             **(extra or {}),
             "sub": subject,
             "role": role_name(role),
+            SCHOOL_CLAIM: school,
             "iss": self.issuer,
             "aud": self.audience,
             "iat": now,
@@ -194,4 +201,17 @@ class TokenVerifier:
         exp = claims["exp"]
         if not isinstance(exp, (int, float)):
             raise Unauthenticated("invalid token: exp is not a number")
-        return Principal(str(claims["sub"]), role, str(claims["jti"]), float(exp))
+        return Principal(
+            str(claims["sub"]), role, str(claims["jti"]), float(exp), school_of(claims)
+        )
+
+
+def school_of(claims: Mapping[str, Any]) -> str:
+    """The school code a verified token names; Unauthenticated when it names none (a
+    token from before schools, or one made by hand): every token acts in one school."""
+    school = claims.get(SCHOOL_CLAIM)
+    if not isinstance(school, str) or not school:
+        raise Unauthenticated(f"token names no school (the {SCHOOL_CLAIM!r} claim)")
+    if len(school) > 64:
+        raise Unauthenticated("invalid token: the school code is longer than 64")
+    return school

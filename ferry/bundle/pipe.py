@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, TypeVar
 
+from ferry.db import tenant
 from ferry.rpc.files import CHUNK_BYTES
 
 _DONE = object()
@@ -99,7 +100,7 @@ def _pipe(
             except _Stopped:
                 return
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread = threading.Thread(target=tenant.carried(run), name=name, daemon=True)
     thread.start()
     try:
         while True:

@@ -17,6 +17,7 @@ from ferry.cli import k8s as k8s_commands
 from ferry.cli import notify as notify_commands
 from ferry.cli import oneroster as oneroster_commands
 from ferry.cli import report as report_commands
+from ferry.cli import schools as school_commands
 from ferry.cli.banner import Running, banner
 from ferry.cli.common import find_config, load_app, table
 from ferry.db import migrate
@@ -151,10 +152,35 @@ def db() -> None:
 @click.option("--revision", default="heads", show_default=True)
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
-    """Migrate the database schema (to the newest revision by default)."""
+    """Migrate the database schema (to the newest revision by default).
+
+    Runs as the platform role (database.platform_url, else database.url); then, on
+    PostgreSQL, hands the tables to the app role of database.url when that is another
+    role (docs/tenants.md)."""
+    from ferry.db import roles
+    from ferry.db.engine import make_engine
+
     app = load_app(ctx)
-    migrate.upgrade(app.engine, revision)
-    click.echo(f"database at revision {migrate.current(app.engine)}")
+    s = app.settings
+    platform = make_engine(s.platform_database_url())
+    try:
+        migrate.upgrade(platform, revision)
+        click.echo(f"database at revision {migrate.current(platform)}")
+        app_role = roles.role_of(s.database_url())
+        if app_role and app_role != roles.role_of(s.platform_database_url()):
+            try:
+                tables = roles.hand_over(platform, app_role)
+            except roles.RoleError as e:
+                raise click.ClickException(str(e)) from None
+            click.echo(f"{len(tables)} tables handed to the app role {app_role}")
+        elif platform.dialect.name == "postgresql" and not roles.binds(platform):
+            click.echo(
+                "warning: the app connects as a superuser or BYPASSRLS role, which "
+                "row-level security does not bind; see docs/tenants.md",
+                err=True,
+            )
+    finally:
+        platform.dispose()
 
 
 @db.command("current")
@@ -207,6 +233,7 @@ cli.add_command(report_commands.report)
 cli.add_command(k8s_commands.k8s)
 cli.add_command(backup_commands.backup)
 cli.add_command(oneroster_commands.oneroster)
+cli.add_command(school_commands.school)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ferry.datasets.spec import Dataset, Entity, Kind
+from ferry.db import tenant
 from ferry.db.import_models import PendingLink
 
 
@@ -175,13 +176,30 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def key_lookup(ds: Dataset, entity: Entity) -> str:
-    """SELECT id, <natural key fields> of every row of `entity` (soft-deleted included),
-    joining parents where the key is made of their keys."""
+def key_lookup(ds: Dataset, entity: Entity, school: str = "") -> str:
+    """SELECT id, <natural key fields> of every row of `entity` (soft-deleted included)
+    of one school, joining parents where the key is made of their keys (a parent is of
+    its child's school). `school`: SQL giving the school's id; by default the acting
+    school's (ferry.db.tenant)."""
     joins: list[str] = []
     exprs = _key_sql(ds, entity, "k", joins)
     keys = ", ".join(f"{exprs[k]} AS {q(k)}" for k in entity.natural_key)
-    return f"SELECT k.id AS id, {keys} FROM {q(entity.table.name)} k {' '.join(joins)}"
+    where = f"k.school_id = {school}" if school else tenant.scope_sql("k")
+    return (
+        f"SELECT k.id AS id, {keys} FROM {q(entity.table.name)} k {' '.join(joins)} WHERE {where}"
+    )
+
+
+def key_constraint(entity: Entity, columns: list[str]) -> list[str]:
+    """The columns of `entity`'s unique constraint on its natural-key `columns`: with
+    `school_id` first where the key is unique per school (migration 0013), for an
+    ON CONFLICT target."""
+    for constraint in entity.table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            names = [c.name for c in constraint.columns]
+            if set(names) - {"school_id"} == set(columns):
+                return names
+    return columns
 
 
 def _key_sql(ds: Dataset, entity: Entity, alias: str, joins: list[str]) -> dict[str, str]:

@@ -4,10 +4,11 @@ ferry.bundle.semesters), so ListSemesters reads its exact counts instead of coun
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ferry.db.models import Base
+from ferry.db.models import Base, Id
+from ferry.db.tenant import school_id
 
 Count = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -15,6 +16,9 @@ Count = BigInteger().with_variant(Integer(), "sqlite")
 class ScopeCount(Base):
     __tablename__ = "scope_counts"
 
+    school_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("schools.id", ondelete="RESTRICT"), primary_key=True, default=school_id
+    )
     dataset: Mapped[str] = mapped_column(String(64), primary_key=True)
     scope: Mapped[str] = mapped_column(String(200), primary_key=True)  # e.g. "2026-fall"
     entity: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ferry.db.models import Base, utcnow
+from ferry.db.models import Base, Tenant, utcnow
 
 PENDING = "pending"
 RUNNING = "running"
@@ -33,10 +33,10 @@ CANCELLED = "cancelled"
 TERMINAL = (COMPLETED, FAILED, CANCELLED)
 
 
-class ExportJob(Base):
+class ExportJob(Tenant, Base):
     __tablename__ = "export_jobs"
     __table_args__ = (
-        UniqueConstraint("idempotency_key"),
+        UniqueConstraint("school_id", "idempotency_key"),
         Index(None, "status", "created_at"),
         Index(None, "created_at", "id"),
     )

@@ -24,20 +24,21 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ferry.db.models import Base, utcnow
+from ferry.db.models import Base, Tenant, utcnow
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # JSONB on PostgreSQL: undo rebuilds rows with jsonb_populate_record.
 Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
-class Import(Base):
+class Import(Tenant, Base):
     __tablename__ = "imports"
-    __table_args__ = (Index(None, "created_at"),)
+    __table_args__ = (Index(None, "created_at"), UniqueConstraint("school_id", "idempotency_key"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
@@ -47,7 +48,7 @@ class Import(Base):
     requested_by: Mapped[str] = mapped_column(String(200), default="")
     source_sha256: Mapped[str] = mapped_column(String(64), default="")
     # Only runs that may have an effect keep their key (dry runs do not claim it).
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     semester: Mapped[str] = mapped_column(String(64), default="")
     summaries: Mapped[list[Any]] = mapped_column(Json)
     errors: Mapped[list[Any]] = mapped_column(Json)
@@ -69,7 +70,7 @@ class Import(Base):
     plan: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
-class ImportChange(Base):
+class ImportChange(Tenant, Base):
     __tablename__ = "import_changes"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -88,7 +89,7 @@ class ImportChange(Base):
     new_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class ImportReject(Base):
+class ImportReject(Tenant, Base):
     __tablename__ = "import_rejects"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -100,7 +101,7 @@ class ImportReject(Base):
     record: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
-class PendingLink(Base):
+class PendingLink(Tenant, Base):
     """An optional link (course prerequisite, student mentor) of a stored record whose
     target exists nowhere yet. Open while `closed_by` is NULL; the import that brings the
     target binds the link and closes it, and undoing that import opens it again."""
@@ -128,7 +129,7 @@ class PendingLink(Base):
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class ImportBase(Base):
+class ImportBase(Tenant, Base):
     """The base of the three-way merge that keeps local edits (ferry.merge.threeway): a
     row as it was before its first local edit since it was imported, saved by a trigger
     (migration 0011); imports replace it with the source's values where they keep a
@@ -153,7 +154,7 @@ class ImportRunning(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
-class KeyRename(Base):
+class KeyRename(Tenant, Base):
     """Natural keys changed here or by an import (ferry.merge.renames): exports carry them
     so that the records are renamed, not duplicated, wherever the bundle goes."""
 

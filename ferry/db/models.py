@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ferry.db.tenant import school_id
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -70,9 +72,38 @@ class Timestamps:
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class Course(Timestamps, Base):
+class School(Base):
+    """A tenant (docs/tenants.md): every row of a tenant table belongs to one school."""
+
+    __tablename__ = "schools"
+    __table_args__ = (UniqueConstraint("code"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # What people, tokens (`sch`) and commands name it by: [a-z0-9-], at most 64.
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # en | el, or "" for the installation's default (notify.default_language).
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    # An IANA zone name ("Europe/Athens"), "" for UTC.
+    time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # The mail address its mails come from, "" for the installation's sender.
+    sender: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Tenant:
+    """A tenant table's `school_id`: filled from the acting school (ferry.db.tenant) by
+    the ORM and Core inserts, and by the database's default for raw SQL (on PostgreSQL
+    the transaction's `ferry.school`); row-level security compares it (migration 0013)."""
+
+    school_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("schools.id", ondelete="RESTRICT"), default=school_id
+    )
+
+
+class Course(Tenant, Timestamps, Base):
     __tablename__ = "courses"
-    __table_args__ = (UniqueConstraint("course_code"), Index(None, "semester"))
+    __table_args__ = (UniqueConstraint("school_id", "course_code"), Index(None, "semester"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     course_code: Mapped[str] = mapped_column(String(64))
@@ -87,9 +118,9 @@ class Course(Timestamps, Base):
     )
 
 
-class Student(Timestamps, Base):
+class Student(Tenant, Timestamps, Base):
     __tablename__ = "students"
-    __table_args__ = (UniqueConstraint("student_id"),)
+    __table_args__ = (UniqueConstraint("school_id", "student_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     student_id: Mapped[str] = mapped_column(String(64))
@@ -104,7 +135,7 @@ class Student(Timestamps, Base):
     )
 
 
-class Enrollment(Timestamps, Base):
+class Enrollment(Tenant, Timestamps, Base):
     __tablename__ = "enrollments"
     __table_args__ = (UniqueConstraint("student_ref", "course_ref"), Index(None, "course_ref"))
 
@@ -116,7 +147,7 @@ class Enrollment(Timestamps, Base):
     final_score: Mapped[float | None] = mapped_column(Float)
 
 
-class Grade(Timestamps, Base):
+class Grade(Tenant, Timestamps, Base):
     __tablename__ = "grades"
     __table_args__ = (UniqueConstraint("enrollment_ref", "assessment"),)
 
@@ -132,7 +163,7 @@ class Grade(Timestamps, Base):
     comment: Mapped[str | None] = mapped_column(Text)
 
 
-class Attendance(Timestamps, Base):
+class Attendance(Tenant, Timestamps, Base):
     __tablename__ = "attendance"
     __table_args__ = (UniqueConstraint("enrollment_ref", "date"),)
 
@@ -145,7 +176,7 @@ class Attendance(Timestamps, Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
-class DailyPerformance(Timestamps, Base):
+class DailyPerformance(Tenant, Timestamps, Base):
     __tablename__ = "daily_performance"
     __table_args__ = (UniqueConstraint("enrollment_ref", "date", "category"),)
 
@@ -159,7 +190,7 @@ class DailyPerformance(Timestamps, Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
-class Highlight(Timestamps, Base):
+class Highlight(Tenant, Timestamps, Base):
     __tablename__ = "highlights"
     __table_args__ = (UniqueConstraint("student_ref", "semester", "title"),)
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ferry.db.models import Base, Id, utcnow
+from ferry.db.models import Base, Id, Tenant, utcnow
 
 PENDING = "pending"
 SENT = "sent"
@@ -32,9 +32,9 @@ DEAD = "dead"
 SETTLED = (SENT, FAILED, DEAD)
 
 
-class Notification(Base):
+class Notification(Tenant, Base):
     __tablename__ = "notifications"
-    __table_args__ = (UniqueConstraint("event_id"), Index(None, "created_at", "id"))
+    __table_args__ = (UniqueConstraint("school_id", "event_id"), Index(None, "created_at", "id"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(200))
@@ -53,7 +53,7 @@ class Notification(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class OutboxRow(Base):
+class OutboxRow(Tenant, Base):
     __tablename__ = "notify_outbox"
     __table_args__ = (
         UniqueConstraint("notification_id", "channel", "recipient"),

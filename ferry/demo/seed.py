@@ -143,6 +143,9 @@ def seed(
 
     with engine.connect() as conn:
         try:
+            # Begun through SQLAlchemy, so the transaction the sink writes in on the driver
+            # connection acts for the acting school (ferry.db.engine: `ferry.school`).
+            conn.begin()
             sink = _sink(engine, conn.connection.driver_connection)
             gen = Generator(plan, seed, sink.formats)
             # Parents before children: each write's foreign keys point at rows already written.

@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Callable
 
 from ferry.app import App
-from ferry.db.export_models import FAILED
+from ferry.db import schools, tenant
+from ferry.db.export_models import FAILED, ExportJob
 from ferry.export import metrics, store
 from ferry.export.announce import announcing
 from ferry.export.runner import Stop, announce, run_job
@@ -36,6 +37,8 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._running: dict[str, Stop] = {}  # job id -> its stop flag
+        self._school_of: dict[str, int] = {}  # job id -> its school
+        self._turn = 0  # the school a claim starts with, so no school starves the others
 
     def start(self) -> None:
         """Start the workers (export.workers of them), the heartbeat and the reaper."""
@@ -76,7 +79,7 @@ class WorkerPool:
         worker_id = f"{self.name}/{thread_name.rsplit('-', 1)[-1]}"
         while not self._stopping.is_set():
             try:
-                job = store.claim_next(self.app.engine, worker_id)
+                job = self._claim(worker_id)
             except Exception:  # a database hiccup must not kill the worker
                 log.exception("claiming an export job failed", extra={"event": "claim_failed"})
                 job = None
@@ -87,6 +90,7 @@ class WorkerPool:
             flag = Stop()
             with self._lock:
                 self._running[job.id] = flag
+                self._school_of[job.id] = job.school_id
             if self._stopping.is_set():
                 flag.set("shutdown")
             try:
@@ -95,7 +99,8 @@ class WorkerPool:
                     job.id,
                     extra={"event": "export_started", "job_id": job.id, "worker": worker_id},
                 )
-                status = run_job(self.app, self.storage, job, worker_id, flag)
+                with tenant.acting_for(job.school_id):  # its data, its file, its mail
+                    status = run_job(self.app, self.storage, job, worker_id, flag)
                 log.info(
                     "export job %s %s",
                     job.id,
@@ -111,13 +116,32 @@ class WorkerPool:
             finally:
                 with self._lock:
                     self._running.pop(job.id, None)
+                    self._school_of.pop(job.id, None)
+
+    def _claim(self, worker_id: str) -> ExportJob | None:
+        """The oldest pending job of some school: each school in turn (a transaction
+        sees one school's rows), starting one further each time."""
+        found = schools.ids(self.app.engine)
+        with self._lock:
+            start = self._turn % max(len(found), 1)
+            self._turn += 1
+        for school in found[start:] + found[:start]:
+            with tenant.acting_for(school):
+                job = store.claim_next(self.app.engine, worker_id)
+            if job is not None:
+                return job
+        return None
 
     def _beat(self, _name: str) -> None:
         while not self._stopping.wait(self.settings.heartbeat_seconds):
             with self._lock:
-                ids = list(self._running)
+                by_school: dict[int, list[str]] = {}
+                for job_id in self._running:
+                    by_school.setdefault(self._school_of.get(job_id, 1), []).append(job_id)
             try:
-                store.heartbeat(self.app.engine, ids)
+                for school, ids in by_school.items():
+                    with tenant.acting_for(school):
+                        store.heartbeat(self.app.engine, ids)
             except Exception:  # retried on the next beat; the timeout allows several misses
                 log.exception("export heartbeat failed", extra={"event": "heartbeat_failed"})
 
@@ -130,7 +154,15 @@ class WorkerPool:
 
 
 def reap_once(app: App, timeout_seconds: float) -> int:
-    """Fail jobs whose worker stopped responding; how many were failed."""
+    """Fail jobs whose worker stopped responding, of every school; how many were failed."""
+    count = 0
+    for school in schools.ids(app.engine):
+        with tenant.acting_for(school):
+            count += _reap_school(app, timeout_seconds)
+    return count
+
+
+def _reap_school(app: App, timeout_seconds: float) -> int:
     reaped = store.reap(app.engine, timeout_seconds, lambda job: announcing(app, job, FAILED))
     for job in reaped:
         log.warning(

@@ -20,6 +20,7 @@ from ferry.bundle.chunks import chunks_to_events
 from ferry.bundle.formats.base import BundleLimits, RawReading
 from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.spec import Dataset
+from ferry.db import tenant
 from ferry.errors import Cancelled, InvalidArgument, PermissionDenied
 from ferry.formats.base import ReadLimits
 from ferry.imports import convert, detect
@@ -400,7 +401,10 @@ class Arriving:
         self._holders = 2  # the thread and the import
         self._ended = CallEnd()
         self.thread = threading.Thread(
-            target=self._run, args=(requests, receive), name=UPLOAD_THREAD, daemon=True
+            target=tenant.carried(self._run),
+            args=(requests, receive),
+            name=UPLOAD_THREAD,
+            daemon=True,
         )
         self.thread.start()
 

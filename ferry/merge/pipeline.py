@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import Batch, Event, Header, RawBatch, Trailer
 from ferry.bundle.pipe import ahead
 from ferry.datasets.spec import Dataset
+from ferry.db import tenant
 from ferry.errors import DataLoss, InvalidArgument, Unavailable
 from ferry.merge import rejects
 from ferry.merge.shape import Shape
@@ -96,7 +97,10 @@ class Staging:
             rejects.create_staged(self._conn, self._rejects)
         self._conn.commit()
         self._thread = threading.Thread(
-            target=self._stage, args=(iter(events),), name="import-staging", daemon=True
+            target=tenant.carried(self._stage),
+            args=(iter(events),),
+            name="import-staging",
+            daemon=True,
         )
         self._thread.start()
 

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle import semesters
 from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.datasets.spec import Dataset
+from ferry.db import tenant
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
 from ferry.merge import (
     announce,
@@ -111,7 +112,9 @@ class _Backing:
         self._key = ""
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(backup, semester, import_id), name="backup-before"
+            target=tenant.carried(self._run),
+            args=(backup, semester, import_id),
+            name="backup-before",
         )
 
     def _run(self, backup: Backup, semester: str | None, import_id: str) -> None:

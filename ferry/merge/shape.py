@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from ferry.datasets.query import key_lookup as key_lookup
 from ferry.datasets.query import q as q
 from ferry.datasets.spec import Dataset, Entity, Kind, Reference
+from ferry.db import tenant
 from ferry.merge.values import INT32, INT64, Converter, converter
 
 
@@ -218,9 +219,9 @@ def key_source(ds: Dataset, entity: Entity, field: str) -> tuple[Kind, Any]:
 
 
 def key_match(shape: Shape, table: str, row: str, ref_prefix: str = "") -> str:
-    """SQL: `table`'s row has the natural key of resolved row `row` (ids in `row`.r<i>,
-    or in `ref_prefix`<i>.id when given)."""
-    parts = []
+    """SQL: `table`'s row is of the acting school and has the natural key of resolved
+    row `row` (ids in `row`.r<i>, or in `ref_prefix`<i>.id when given)."""
+    parts = [tenant.scope_sql(table)]
     for column, src in shape.target_key:
         if isinstance(src, int):
             expr = f"{ref_prefix}{src}.id" if ref_prefix else f"{row}.r{src}"

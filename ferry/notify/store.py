@@ -165,12 +165,18 @@ def _create_in(conn: sa.Connection, news: Sequence[NewNotification]) -> list[tup
     # ON CONFLICT DO NOTHING (PostgreSQL and SQLite): an event id stored already, or by a
     # concurrent transaction that commits first (PostgreSQL waits for it), inserts
     # nothing and is read back below; the rest of the batch goes on.
-    insert = _dialect_insert(conn)(N).on_conflict_do_nothing(index_elements=["event_id"])
+    insert = _dialect_insert(conn)(N).on_conflict_do_nothing(
+        index_elements=["school_id", "event_id"]  # event ids are per school
+    )
     fresh = {
         r[0]
         for r in conn.execute(
             insert.returning(N.c.event_id),
-            [{c.name: getattr(n, c.name) for c in N.columns} for n in made.values()],
+            [
+                # The school is filled by its default: the acting school's.
+                {c.name: getattr(n, c.name) for c in N.columns if c.name != "school_id"}
+                for n in made.values()
+            ],
         )
     }
     rows: dict[str, list[OutboxRow]] = {}
@@ -192,7 +198,15 @@ def _create_in(conn: sa.Connection, news: Sequence[NewNotification]) -> list[tup
     if children:
         ids = conn.execute(
             OB.insert().returning(OB.c.id, sort_by_parameter_order=True),
-            [{c.name: getattr(r, c.name) for c in OB.columns if c.name != "id"} for r in children],
+            [
+                # The school is filled by its default: the acting school's.
+                {
+                    c.name: getattr(r, c.name)
+                    for c in OB.columns
+                    if c.name not in ("id", "school_id")
+                }
+                for r in children
+            ],
         ).scalars()
         for row, row_id in zip(children, ids, strict=True):
             row.id = row_id
@@ -335,9 +349,7 @@ def get(engine: Engine, nid: str) -> View:
         return View(n, _rows(s, nid))
 
 
-def list_page(
-    engine: Engine, page_size: int, page_token: str = "", status: str = ""
-) -> Page[View]:
+def list_page(engine: Engine, page_size: int, page_token: str = "", status: str = "") -> Page[View]:
     """Notifications newest first, one page (ferry.db.pages)."""
     where: list[sa.ColumnElement[bool]] = []
     if status:
@@ -489,9 +501,7 @@ _SETTLED_NOTIFICATION = (
     N.update()
     .where(N.c.id == sa.bindparam("nid"), N.c.status == PENDING, ~_row_with(PENDING))
     .values(
-        status=sa.case(
-            (_row_with(DEAD), DEAD), (_row_with(FAILED), FAILED), else_=SENT
-        ),
+        status=sa.case((_row_with(DEAD), DEAD), (_row_with(FAILED), FAILED), else_=SENT),
         updated_at=sa.bindparam("now"),
     )
 )
@@ -562,9 +572,7 @@ class SentSettler:
             created = conn.execute(
                 OB.update()
                 .where(OB.c.id == d.row_id, OB.c.lease_owner == self.worker)
-                .values(
-                    status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None
-                )
+                .values(status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None)
                 .returning(OB.c.created_at)
             ).scalar_one_or_none()
             if created is not None:

@@ -21,6 +21,7 @@ from collections import defaultdict
 from typing import Any
 
 from ferry.app import App
+from ferry.db import schools, tenant
 from ferry.db.notify_models import DEAD, FAILED, PENDING, SENT
 from ferry.notify import metrics, store
 from ferry.notify.channels.base import Delivery, Outcome, failed, retry
@@ -43,6 +44,7 @@ class Workers:
         self._wakes = 0
         self._threads: list[threading.Thread] = []
         self._depth_at = 0.0
+        self._turn = 0  # the school a claim starts with, so no school starves the others
 
     def start(self) -> None:
         for i in range(self.settings.workers):
@@ -100,15 +102,33 @@ class Workers:
         if now - self._depth_at < DEPTH_SECONDS:
             return
         self._depth_at = now
+        depth: dict[str, int] = {}
         try:
-            depth = store.depth(self.app.engine)
+            for school in schools.ids(self.app.engine):
+                with tenant.acting_for(school):
+                    for name, n in store.depth(self.app.engine).items():
+                        depth[name] = depth.get(name, 0) + n
         except Exception:
             return
         for name in self.settings.channels:
             metrics.DEPTH.labels(name).set(depth.get(name, 0))
 
     def run_once(self, worker_id: str) -> int:
-        """Claim one batch and deliver it; the number of rows handled."""
+        """Claim one batch of some school and deliver it, acting for that school (each
+        school in turn: a transaction sees one school's rows, docs/tenants.md); the
+        number of rows handled."""
+        found = schools.ids(self.app.engine)
+        with self._cond:
+            start = self._turn % max(len(found), 1)
+            self._turn += 1
+        for school in found[start:] + found[:start]:
+            with tenant.acting_for(school):
+                handled = self._run_batch(worker_id)
+            if handled:
+                return handled
+        return 0
+
+    def _run_batch(self, worker_id: str) -> int:
         s = self.settings
         channels = self.notify.channels
         batch, off = store.claim_batch(

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.datasets.school import SCHOOL
 from ferry.datasets.spec import Dataset
+from ferry.db import tenant
 
 log = logging.getLogger("ferry.reports")
 
@@ -124,7 +125,7 @@ def _bump_selected(kind: str, select: str) -> str:
         _CHANGES
         + f"INSERT INTO report_versions (kind, key, version) SELECT '{kind}', b.vkey, 1 "
         + f"FROM ({select}) b WHERE true ORDER BY b.vkey "
-        + "ON CONFLICT (kind, key) DO UPDATE SET version = report_versions.version + 1"
+        + "ON CONFLICT (school_id, kind, key) DO UPDATE SET version = report_versions.version + 1"
     )
 
 
@@ -139,7 +140,7 @@ _BUMP_SEMESTERS = {
 
 _UPSERT = (
     "INSERT INTO report_versions (kind, key, version) VALUES (:kind, :key, 1) "
-    "ON CONFLICT (kind, key) DO UPDATE SET version = report_versions.version + 1"
+    "ON CONFLICT (school_id, kind, key) DO UPDATE SET version = report_versions.version + 1"
 )
 
 
@@ -218,19 +219,23 @@ def current(conn: Connection, kind: str, key: str) -> int:
 
 # The versions a report's key carries: its student's or semester's, and the generation.
 _STAMP = (
-    "SELECT kind, key, version FROM report_versions "
-    "WHERE (kind = :kind AND key = :key) OR (kind = 'generation' AND key = '')"
+    "SELECT kind, key, version FROM report_versions WHERE school_id = :school "
+    "AND ((kind = :kind AND key = :key) OR (kind = 'generation' AND key = ''))"
 )
 # Prepared once on each of VersionReader's own connections and run through libpq itself.
 _STAMP_NAME = b"ferry_report_stamp"
-_STAMP_PQ = _STAMP.replace(":kind", "$1").replace(":key", "$2").encode()
+_STAMP_PQ = _STAMP.replace(":kind", "$1").replace(":key", "$2").replace(":school", "$3").encode()
+# The reader's own connections are autocommit: the acting school is set for the session
+# (and again only when it changes), for the row-level security policies (migration 0013).
+_SET_SCHOOL = b"SELECT set_config('ferry.school', $1, false)"
 
 
 def stamp(conn: Connection, kind: str, key: str) -> str:
     """The versions a `kind` report (STUDENT, SEMESTER) of `key` depends on, as one
     string for its cache key: the generation and the key's own (a student's is bumped for
     classmates' changes too)."""
-    return _stamp(conn.execute(sa.text(_STAMP), {"kind": kind, "key": key}).all())
+    params = {"kind": kind, "key": key, "school": tenant.school_id()}
+    return _stamp(conn.execute(sa.text(_STAMP), params).all())
 
 
 def student_stamp(conn: Connection, student_id: str) -> str:
@@ -242,8 +247,11 @@ def semester_stamp(conn: Connection, semester: str) -> str:
 
 
 def _stamp(rows: Iterable[Any]) -> str:
+    """The versions, after the acting school's id: a stamp (and so a cache key) of one
+    school is never another's, though both have a student S000001 (docs/tenants.md)."""
     items = sorted((str(r[0]), str(r[1]), int(r[2])) for r in rows)
-    return ";".join(f"{kind[0]}{key}={v}" for kind, key, v in items)
+    versions = ";".join(f"{kind[0]}{key}={v}" for kind, key, v in items)
+    return f"@{tenant.school_id()};{versions}"
 
 
 class VersionReader:
@@ -274,6 +282,8 @@ class VersionReader:
         self._idle: list[Any] = []
         self._open = 0
         self._lock = threading.Lock()
+        # pgconn -> the school its session acts for (each is used by one thread at a time).
+        self._schools: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         # A reader dropped without close() (a CLI run, a test) still closes what it held.
         weakref.finalize(self, _close_all, self._idle)
 
@@ -282,7 +292,7 @@ class VersionReader:
             held = self._take()
             if held is not None:
                 try:
-                    rows = _read_stamp(held[1].pgconn, kind, key)
+                    rows = _read_stamp(held[1].pgconn, kind, key, self._schools)
                 except Exception as e:  # a dropped connection: the engine's path says more
                     self._discard(held)
                     log.info("report version read fell back: %s", type(e).__name__)
@@ -336,8 +346,16 @@ class VersionReader:
         _close_all(idle)
 
 
-def _read_stamp(pgconn: Any, kind: str, key: str) -> list[tuple[str, str, int]]:
-    res = pgconn.exec_prepared(_STAMP_NAME, [kind.encode(), key.encode()])
+def _read_stamp(
+    pgconn: Any, kind: str, key: str, schools: weakref.WeakKeyDictionary[Any, str]
+) -> list[tuple[str, str, int]]:
+    school = str(tenant.school_id())
+    if schools.get(pgconn) != school:
+        res = pgconn.exec_params(_SET_SCHOOL, [school.encode()])
+        if res.status != pq.ExecStatus.TUPLES_OK:
+            raise RuntimeError(res.error_message.decode(errors="replace"))
+        schools[pgconn] = school
+    res = pgconn.exec_prepared(_STAMP_NAME, [kind.encode(), key.encode(), school.encode()])
     if res.status != pq.ExecStatus.TUPLES_OK:
         raise RuntimeError(res.error_message.decode(errors="replace"))
     return [

@@ -12,6 +12,7 @@ from ferry.app import App
 from ferry.auth import ROLES, Principal, issuing
 from ferry.auth import store as token_store
 from ferry.auth.tokens import IssuedToken
+from ferry.db.tenant import DEFAULT_SCHOOL_CODE
 from ferry.errors import InvalidArgument, Unauthenticated
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
@@ -95,8 +96,14 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def CreateToken(
         self, request: pb.CreateTokenRequest, context: grpc.ServicerContext
     ) -> pb.CreateTokenResponse:
+        caller = _caller()
         issued = issuing.create_token(
-            self.app, request.role, request.subject, request.ttl_seconds, _caller().subject
+            self.app,
+            request.role,
+            request.subject,
+            request.ttl_seconds,
+            caller.subject,
+            caller.school or DEFAULT_SCHOOL_CODE,
         )
         return pb.CreateTokenResponse(token=issued.token, info=self._issued(issued))
 

@@ -22,11 +22,15 @@ from typing import IO, Any
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, RawBatch, Trailer
 from ferry.bundle.formats.common import Encoder, schema
 from ferry.datasets import load_dataset
-from ferry.datasets.query import Column, key_lookup, q
+from ferry.datasets.query import Column, key_constraint, key_lookup, q
 from ferry.datasets.spec import Dataset, Entity, Kind
 from ferry.errors import InvalidArgument
 
 ROWS_PER_INSERT = 500
+# The school the script restores into: the session's `ferry.school` (`SET ferry.school
+# = '<id>'` before running it), else the default school, as the tables' school_id default
+# (migration 0013) fills the rows it inserts.
+SCHOOL = "COALESCE(NULLIF(current_setting('ferry.school', true), '')::bigint, 1)"
 _TYPES = {
     Kind.STR: "text",
     Kind.INT: "bigint",
@@ -84,10 +88,10 @@ class _Entity:
         for f in e.fields:
             targets.append(q(f.column_name))
             values.append(f"s.{q(f.name)}")
-        conflict: list[str] = [q(f.column_name) for f in e.fields if f.name in e.natural_key]
+        conflict: list[str] = [f.column_name for f in e.fields if f.name in e.natural_key]
         for i, ref in enumerate(e.references):
             if set(ref.fields) & set(e.natural_key):
-                conflict.append(q(ref.column))
+                conflict.append(ref.column)
             if ds.is_late(e.name, ref):
                 continue
             parent = ds.entity(ref.parent)
@@ -95,9 +99,10 @@ class _Entity:
                 f"p{i}.{q(theirs)} = s.{q(own)}"
                 for own, theirs in zip(ref.fields, parent.natural_key, strict=True)
             )
-            joins.append(f"LEFT JOIN ({key_lookup(ds, parent)}) p{i} ON {on}")
+            joins.append(f"LEFT JOIN ({key_lookup(ds, parent, SCHOOL)}) p{i} ON {on}")
             targets.append(q(ref.column))
             values.append(f"p{i}.id")
+        conflict = [q(c) for c in key_constraint(e, conflict)]
         updates = ", ".join(f"{t} = EXCLUDED.{t}" for t in targets if t not in conflict)
         return (
             f"INSERT INTO {table} ({', '.join(targets)})\n"
@@ -122,8 +127,8 @@ class _Entity:
             )
             out.append(
                 f"UPDATE {table} SET {q(ref.column)} = y.pid FROM (SELECT k.id AS id, "
-                f"p.id AS pid FROM {self.stage} s JOIN ({key_lookup(ds, e)}) k ON {mine} "
-                f"LEFT JOIN ({key_lookup(ds, parent)}) p ON {on}) y "
+                f"p.id AS pid FROM {self.stage} s JOIN ({key_lookup(ds, e, SCHOOL)}) k ON {mine} "
+                f"LEFT JOIN ({key_lookup(ds, parent, SCHOOL)}) p ON {on}) y "
                 f"WHERE {table}.id = y.id AND {table}.{q(ref.column)} IS DISTINCT FROM y.pid;\n"
             )
         return "".join(out)

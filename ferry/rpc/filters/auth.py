@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import grpc
 from prometheus_client import Counter, Gauge
 
 from ferry.auth import Principal, credentials, links
 from ferry.auth.revocation import Revocations
-from ferry.errors import PermissionDenied, Unauthenticated
+from ferry.db import schools, tenant
+from ferry.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
 from ferry.rpc.filters.client import ClientFilter, OutgoingCall
 
@@ -49,8 +51,11 @@ class AuthFilter(Filter):
                 extra={"event": "auth_disabled"},
             )
             return
+        self.engine = app.engine
         self.verifier = app.verifier()
         self.link_verifier = links.verifier(app)
+        # School code -> id (schools are added, never renamed nor removed).
+        self._schools: dict[str, int] = {}
         self.revocations = Revocations(app.engine, app.redis(), a.revocation_refresh_seconds)
 
     def start(self, call: RpcCall) -> None:
@@ -82,6 +87,26 @@ class AuthFilter(Filter):
         except PermissionDenied:
             REFUSED.labels("role").inc()
             raise
+        # The call acts for the token's school: every transaction it opens sets it
+        # (ferry.db.engine), and the row-level security policies hold it to that school.
+        call.attrs["school"] = tenant.enter(self._school_id(principal.school))
+
+    def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
+        token = call.attrs.pop("school", None)
+        if token is not None:
+            tenant.leave(token)
+
+    def _school_id(self, code: str) -> int:
+        """The id of school `code`; NotFound when there is none (a token of a school
+        this installation does not have)."""
+        found = self._schools.get(code)
+        if found is None:
+            try:
+                found = schools.find(self.engine, code, field="sch").id
+            except InvalidArgument:
+                raise NotFound(f"school {code[:64]!r} not found") from None
+            self._schools[code] = found
+        return found
 
     def _link(self, call: RpcCall, token: str) -> Principal:
         """A link token (authorization: Link …) for exactly the call it names."""
