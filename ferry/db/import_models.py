@@ -170,7 +170,7 @@ class KeyRename(Tenant, Base):
     import_id: Mapped[str] = mapped_column(String(36), index=True)
 
 
-class ImportConflict(Base):
+class ImportConflict(Tenant, Base):
     """A field changed both here and at the source that `imports.conflicts: review` left
     for a person (ferry.merge.conflicts): the local value stays until someone picks local
     or source. Open while `resolution` is NULL; `superseded` when a later import listed the

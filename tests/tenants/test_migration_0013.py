@@ -60,6 +60,7 @@ def test_rows_move_into_the_default_school_and_keys_become_per_school(
             before = checksum(engine)
             counts = {t: scalar(engine, f"SELECT count(*) FROM {t}") for t in TENANT_TABLES}
             migrate.upgrade(engine)
+            head = migrate.current(engine)
 
             assert checksum(engine) == before
             for t in TENANT_TABLES:
@@ -100,7 +101,7 @@ def test_rows_move_into_the_default_school_and_keys_become_per_school(
             # Back to 0012 would put two schools' keys into one: refused, nothing changed.
             with pytest.raises(RuntimeError, match="2 schools"):
                 migrate.downgrade(engine, "0012")
-            assert migrate.current(engine) == "0013"
+            assert migrate.current(engine) == head  # (0013 and what came after it)
             execute(engine, "DELETE FROM courses WHERE school_id = 2")
             execute(engine, "DELETE FROM schools WHERE id = 2")
             migrate.downgrade(engine, "0012")

@@ -2,20 +2,17 @@
 `review` leaves for a person to decide (ferry.merge.conflicts)
 
 Revision ID: 0014
-Revises: 0013 (0012 on a tree without 0013)
+Revises: 0013
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0014"
-# 0013 was being written beside this one; this revision follows it wherever it exists.
-down_revision = "0013" if any(Path(__file__).parent.glob("0013_*.py")) else "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
