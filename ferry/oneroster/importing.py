@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from ferry.bundle.formats.base import Record
@@ -291,7 +292,18 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
         )
 
     weights = {r.get("sourcedId"): r.get("weight") for r in pkg.rows("categories")}
-    items = {r.get("sourcedId"): r for r in pkg.rows("lineItems")}
+    # Per line item, once: its course code (None: its class was not imported), title,
+    # top score and category weight, and the item itself (for the loss report).
+    items = {
+        r.get("sourcedId"): (
+            codes.get(r.get("classSourcedId")),
+            r.get("title"),
+            r.get("resultValueMax"),
+            weights.get(r.get("categorySourcedId")),
+            r,
+        )
+        for r in pkg.rows("lineItems")
+    }
     grades = out.records["grades"]
     results = pkg.rows("results")
     # Each column's position, looked up once: this loop runs once per result. A column
@@ -305,14 +317,17 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
     i_sid, i_item, i_user = pos("sourcedId"), pos("lineItemSourcedId"), pos("studentSourcedId")
     i_score, i_top, i_weight = pos("score"), pos(X + "maxScore"), pos(X + "weight")
     i_graded, i_comment = pos(X + "gradedOn", "scoreDate"), pos("comment")
+    i_modified, i_status, i_deleted = pos("dateLastModified"), pos("status"), pos(X + "deletedAt")
+    parse = dt.datetime.fromisoformat
     for r in results:
         cells = r.cells
         rid = cells[i_sid]
-        item = items.get(cells[i_item])
+        found = items.get(cells[i_item])
         uid = cells[i_user]
-        if item is None or item.get("classSourcedId") not in codes:
+        if found is None or found[0] is None:
             loss.add("results", "", rid, "its line item or class was not imported")
             continue
+        course, title, item_top, item_weight, item = found
         if uid not in student_ids:
             loss.add("results", "", rid, "its user is not a student")
             continue
@@ -325,22 +340,28 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
                 f"no score (scoreStatus {r.get('scoreStatus')}): Ferry grades have one",
             )
             continue
-        top = cells[i_top] or item.get("resultValueMax")
+        top = cells[i_top] or item_top
         if not top:
             loss.add("lineItems", "resultValueMax", item.get("sourcedId"), "missing: 100 assumed")
             top = "100"
-        weight = cells[i_weight] or weights.get(item.get("categorySourcedId")) or "1"
+        weight = cells[i_weight] or item_weight or "1"
+        # As _stamps, inline: the dates passed validation, so they parse.
+        modified = parse(v) if (v := cells[i_modified]) else now
+        deleted = None
+        if cells[i_status] == "tobedeleted":
+            deleted = parse(exact) if (exact := cells[i_deleted]) else modified
         grades.append(
             {
                 "student_id": student_ids[uid],
-                "course_code": codes[item.get("classSourcedId")],
-                "assessment": item.get("title"),
+                "course_code": course,
+                "assessment": title,
                 "score": float(score),
                 "max_score": float(top),
                 "weight": float(weight),
                 "graded_on": cells[i_graded] or None,
                 "comment": cells[i_comment] or None,
-                **_stamps(r, now),
+                "updated_at": modified,
+                "deleted_at": deleted,
             }
         )
 
@@ -357,9 +378,10 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
         ]
         rows = pkg.rows(table)
         at = rows[0].index if rows else {}
-        for name in lost:  # a column is walked only when the file has it
+        lists = [row.cells for row in rows]
+        for name in lost:  # walked only when the file has the column and fills it
             i = at.get(name)
-            if i is None:
+            if i is None or not any(map(itemgetter(i), lists)):
                 continue
             for row in rows:
                 if row.cells[i]:
