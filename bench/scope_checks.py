@@ -38,10 +38,11 @@ from bench.common import Row
 from bench.imports import export_bundle, scratch_database
 from ferry.bundle.formats.base import BundleLimits
 from ferry.bundle.formats.json import JsonBundle
+from ferry.datasets.query import key_lookup
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
 from ferry.merge import MergeOptions, Status, Strategy, field_rules, run_import
-from ferry.merge.header import ScopeCheck, _scope_ids
+from ferry.merge.header import ScopeCheck
 
 SEMESTER = "2026-fall"
 
@@ -177,11 +178,12 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
 def probe(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     """One row: the header check's own SQL alone, on the bench dataset's tables.
 
-    For every scoped entity, the condition the check adds to its resolve statement (a
-    record's parent id not among the parent's ids in the semester, or its own semester
-    column) is evaluated over the entity's rows, and timed against the same scan without
-    it: the check's cost without the noise of a whole import, to set beside the import's
-    time. The SQL is the engine's own (ferry.merge.header)."""
+    For every scoped entity, what the check adds to its resolve statement (its own
+    semester column compared; or its parent's key lookup, joined as resolve joins it,
+    carrying `in_scope`, compared) is evaluated over the entity's rows, and timed
+    against the same scan without it: the check's cost without the noise of a whole
+    import, to set beside the import's time. The SQL is the engine's own
+    (ferry.datasets.query.key_lookup)."""
     engine = make_engine(url)
     semester_of = "2026-fall"
     scans: list[tuple[str, str]] = []  # (with the condition, without)
@@ -200,9 +202,21 @@ def probe(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
                         parent = SCHOOL.entity(entity.reference_for(rule.via_parent).parent)
                         if parent.shared or not parent.scope:
                             continue
-                        ids = _scope_ids(conn.dialect, SCHOOL, parent, semester_of)
+                        # As resolve joins the parent's key lookup: with its in_scope
+                        # (the check) and without.
                         ref = f"x.{rule.via_parent}"
-                        cond = f"({ref} IS NOT NULL AND {ref} NOT IN ({ids}))"
+                        lookup = key_lookup(SCHOOL, parent, semester_of)
+                        plain = key_lookup(SCHOOL, parent)
+                        scans.append(
+                            (
+                                # FILTER, not WHERE: as in resolve's CASE, every row
+                                # is joined (a WHERE would shrink the lookup first).
+                                f"SELECT count(*) FILTER (WHERE p.in_scope = 0) FROM {table} "
+                                f"x JOIN ({lookup}) p ON p.id = {ref}",
+                                f"SELECT count(*) FROM {table} x JOIN ({plain}) p ON p.id = {ref}",
+                            )
+                        )
+                        continue
                     else:
                         continue
                     base = f"SELECT count(*) FROM {table} x"
