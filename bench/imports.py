@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import time
 import zlib
 from collections.abc import Iterator
@@ -39,7 +40,6 @@ from ferry.v1 import bundle_pb2, import_pb2, import_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 SEMESTER = "2026-fall"
-SCRATCH = "ferry_bench_import"
 CHUNK = 1024 * 1024
 log = logging.getLogger("bench.imports")
 
@@ -126,9 +126,16 @@ def upload(server: FerryServer, path: Path) -> tuple[import_pb2.ImportResult, fl
         return resp.result, time.perf_counter() - t
 
 
-def scratch_database(name: str = SCRATCH) -> str:
-    """A freshly created, migrated, empty database `name`; returns its URL."""
-    url = fresh_database(name)
+def scratch_name(suffix: str = "import") -> str:
+    """A scratch database's name beside the run's own (FERRY_BENCH_DB), so two runs on
+    one server never drop each other's databases."""
+    return os.environ.get("FERRY_BENCH_DB", "ferry_bench") + "_" + suffix
+
+
+def scratch_database(name: str | None = None) -> str:
+    """A freshly created, migrated, empty database `name` (default: scratch_name());
+    returns its URL."""
+    url = fresh_database(name or scratch_name())
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()

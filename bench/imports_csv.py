@@ -134,7 +134,9 @@ def _django(name: str) -> tuple[Any, Any]:
 
 def django_seconds(path: Path) -> float:
     """Seconds for django-import-export to import the file into a fresh database."""
-    name = "ferry_bench_django"
+    from bench.imports import scratch_name
+
+    name = scratch_name("django")
     fresh_database(name)
     student, resource_cls = _django(name)
     import tablib

@@ -2,9 +2,10 @@
 
 The semester's json bundle (the bench dataset, about one million records) is imported by
 the merge engine (`run_import`, json raw runs, as ImportSession reads it) in this process,
-twice per repetition: with Ferry's checks, and with the header check switched off (the
-engine's `scope_condition` patched to "no condition"), alternating which goes first so
-drift on a shared machine falls on both alike. Each import goes into a freshly migrated
+three times per repetition: with Ferry's checks, with the header check in its id-probe
+form (what it was before the parent lookup read the semester), and with the header check
+switched off (the engine's `scope_condition` patched to "no condition"), each arm first in
+turn so drift on a shared machine falls on all alike. Each import goes into a freshly migrated
 empty database, then the same bundle is imported again with `replace` (every record
 unchanged; the replace is scoped to the semester in both arms). A row compares Ferry with
 itself: the baseline is the same import without the check.
@@ -37,10 +38,11 @@ from bench.common import Row
 from bench.imports import export_bundle, scratch_database
 from ferry.bundle.formats.base import BundleLimits
 from ferry.bundle.formats.json import JsonBundle
+from ferry.datasets.query import key_lookup
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
 from ferry.merge import MergeOptions, Status, Strategy, field_rules, run_import
-from ferry.merge.header import _scope_ids
+from ferry.merge.header import ScopeCheck
 
 SEMESTER = "2026-fall"
 
@@ -52,7 +54,7 @@ def _scratch_name() -> str:
 
 @contextmanager
 def _without_header_check() -> Iterator[None]:
-    with mock.patch("ferry.merge.run.scope_condition", lambda *a, **k: ([], [])):
+    with mock.patch("ferry.merge.run.scope_condition", lambda *a, **k: ScopeCheck()):
         yield
 
 
@@ -108,34 +110,52 @@ def _import(url: str, path: Path, strategy: Strategy) -> tuple[int, float, float
     return sum(s.created + s.updated + s.unchanged for s in out.summaries), seconds, phases.resolve
 
 
+ARMS = ("lookup", "probe", "off")
+
+
+def _arm(arm: str) -> Any:
+    """The engine as this arm runs it: Ferry's check ("lookup": the semester read in the
+    resolve statement's parent lookup), the same check as an id probe ("probe": each
+    parent id looked up among the semester's ids, as before the lookup read it; still
+    the path of a parent scoped through children), or no check ("off")."""
+    if arm == "off":
+        return _without_header_check()
+    if arm == "probe":
+        return mock.patch("ferry.merge.header.scope_in_lookup", lambda *a, **k: False)
+    return nullcontext()
+
+
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     """Two rows: the import into an empty database and the replace re-import, each with
-    the header check against the same without it (same run, interleaved)."""
+    the header check against the same without it (same run, interleaved); the note sets
+    the id-probe form of the check (before the parent lookup read the semester) beside."""
     bundle = workdir / "bundle.json"
     export_bundle(url, bundle)
-    # (kind, checked) -> [(seconds, seconds resolving)], one per repetition
-    runs: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+    # (kind, arm) -> [(seconds, seconds resolving)], one per repetition
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     n = 0
     for i in range(repeat):
-        for checked in (True, False) if i % 2 == 0 else (False, True):
-            ctx: Any = nullcontext() if checked else _without_header_check()
-            with ctx:
+        for arm in ARMS[i % 3 :] + ARMS[: i % 3]:  # each arm first in turn
+            with _arm(arm):
                 target = scratch_database(_scratch_name())
                 for kind, strategy in (("fresh", Strategy.UPDATE), ("replace", Strategy.REPLACE)):
                     n, seconds, resolving = _import(target, bundle, strategy)
-                    runs.setdefault((kind, checked), []).append((seconds, resolving))
+                    runs.setdefault((kind, arm), []).append((seconds, resolving))
     rows = []
     names = {
         "fresh": f"merge engine: json bundle of {SEMESTER} into an empty db, header check on",
         "replace": "merge engine: same bundle again with replace (all unchanged), header check on",
     }
     for kind, what in names.items():
-        on, off = runs[(kind, True)], runs[(kind, False)]
+        on, off, old = runs[(kind, "lookup")], runs[(kind, "off")], runs[(kind, "probe")]
         on_rates, off_rates = [n / s for s, _ in on], [n / s for s, _ in off]
         pairs = statistics.median(a[0] / b[0] - 1 for a, b in zip(on, off, strict=True)) * 100
+        whole = statistics.median(s for s, _ in off)
         resolve_on = statistics.median(r for _, r in on)
         resolve_off = statistics.median(r for _, r in off)
-        cost = (resolve_on - resolve_off) / statistics.median(s for s, _ in off) * 100
+        resolve_old = statistics.median(r for _, r in old)
+        cost = (resolve_on - resolve_off) / whole * 100
+        cost_old = (resolve_old - resolve_off) / whole * 100
         rows.append(
             Row(
                 what,
@@ -145,8 +165,8 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
                 statistics.median(off_rates),
                 0.0,
                 f"check cost {cost:+.1f}% of the import time (goal <= 3%): resolving "
-                f"{resolve_on:.1f}s with it vs {resolve_off:.1f}s without, of "
-                f"{statistics.median(s for s, _ in off):.1f}s; whole imports "
+                f"{resolve_on:.1f}s with it vs {resolve_off:.1f}s without, of {whole:.1f}s "
+                f"(as an id probe: {resolve_old:.1f}s, {cost_old:+.1f}%); whole imports "
                 f"{pairs:+.1f}% (median of interleaved pairs; on {min(on_rates):,.0f}-"
                 f"{max(on_rates):,.0f}/s, off {min(off_rates):,.0f}-{max(off_rates):,.0f}/s); "
                 f"{repeat} runs each",
@@ -158,11 +178,12 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
 def probe(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     """One row: the header check's own SQL alone, on the bench dataset's tables.
 
-    For every scoped entity, the condition the check adds to its resolve statement (a
-    record's parent id not among the parent's ids in the semester, or its own semester
-    column) is evaluated over the entity's rows, and timed against the same scan without
-    it: the check's cost without the noise of a whole import, to set beside the import's
-    time. The SQL is the engine's own (ferry.merge.header)."""
+    For every scoped entity, what the check adds to its resolve statement (its own
+    semester column compared; or its parent's key lookup, joined as resolve joins it,
+    carrying `in_scope`, compared) is evaluated over the entity's rows, and timed
+    against the same scan without it: the check's cost without the noise of a whole
+    import, to set beside the import's time. The SQL is the engine's own
+    (ferry.datasets.query.key_lookup)."""
     engine = make_engine(url)
     semester_of = "2026-fall"
     scans: list[tuple[str, str]] = []  # (with the condition, without)
@@ -181,9 +202,21 @@ def probe(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
                         parent = SCHOOL.entity(entity.reference_for(rule.via_parent).parent)
                         if parent.shared or not parent.scope:
                             continue
-                        ids = _scope_ids(conn.dialect, SCHOOL, parent, semester_of)
+                        # As resolve joins the parent's key lookup: with its in_scope
+                        # (the check) and without.
                         ref = f"x.{rule.via_parent}"
-                        cond = f"({ref} IS NOT NULL AND {ref} NOT IN ({ids}))"
+                        lookup = key_lookup(SCHOOL, parent, semester_of)
+                        plain = key_lookup(SCHOOL, parent)
+                        scans.append(
+                            (
+                                # FILTER, not WHERE: as in resolve's CASE, every row
+                                # is joined (a WHERE would shrink the lookup first).
+                                f"SELECT count(*) FILTER (WHERE p.in_scope = 0) FROM {table} "
+                                f"x JOIN ({lookup}) p ON p.id = {ref}",
+                                f"SELECT count(*) FROM {table} x JOIN ({plain}) p ON p.id = {ref}",
+                            )
+                        )
+                        continue
                     else:
                         continue
                     base = f"SELECT count(*) FROM {table} x"

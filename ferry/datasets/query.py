@@ -176,14 +176,24 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def key_lookup(ds: Dataset, entity: Entity, school: str = "") -> str:
+def key_lookup(ds: Dataset, entity: Entity, scope: str | None = None, school: str = "") -> str:
     """SELECT id, <natural key fields> of every row of `entity` (soft-deleted included)
     of one school, joining parents where the key is made of their keys (a parent is of
     its child's school). `school`: SQL giving the school's id; by default the acting
-    school's (ferry.db.tenant)."""
+    school's (ferry.db.tenant).
+
+    With `scope` (a scope value), also `in_scope`: 1 when the row is in that scope (by
+    the entity's scope rules, as in_scope with soft-deleted rows included), else 0, read
+    through the parents the key joins anyway (see scope_in_lookup for when it can be)."""
     joins: list[str] = []
     exprs = _key_sql(ds, entity, "k", joins)
     keys = ", ".join(f"{exprs[k]} AS {q(k)}" for k in entity.natural_key)
+    if scope is not None:
+        literal = "'" + scope.replace("'", "''") + "'"
+        cond = _scope_sql(ds, entity, "k", joins, literal)
+        if cond is None:
+            raise ValueError(f"{entity.name}: its scope is not read by joins (scope_in_lookup)")
+        keys += f", CASE WHEN {cond} THEN 1 ELSE 0 END AS in_scope"
     where = f"k.school_id = {school}" if school else tenant.scope_sql("k")
     return (
         f"SELECT k.id AS id, {keys} FROM {q(entity.table.name)} k {' '.join(joins)} WHERE {where}"
@@ -200,6 +210,47 @@ def key_constraint(entity: Entity, columns: list[str]) -> list[str]:
             if set(names) - {"school_id"} == set(columns):
                 return names
     return columns
+
+
+def scope_in_lookup(ds: Dataset, entity: Entity) -> bool:
+    """Whether key_lookup can tell `entity`'s rows in a scope: its scope rules, and those
+    of the parents they go through, are columns and parents (not children)."""
+    return bool(entity.scope) and _scope_sql(ds, entity, "k", [], "''") is not None
+
+
+def _scope_sql(
+    ds: Dataset, entity: Entity, alias: str, joins: list[str], literal: str
+) -> str | None:
+    """SQL: row `alias` of `entity` is in scope `literal` (every rule holds; a NULL
+    value or a missing parent is not in it). A parent the key already joins (_key_sql
+    names it `alias`<i>) is read there; another is joined here. None when a rule goes
+    through children (via_child), which joins cannot read."""
+    conds: list[str] = []
+    for rule in entity.scope:
+        if rule.column:
+            conds.append(f"{alias}.{q(rule.column)} = {literal}")
+        elif rule.via_parent:
+            i, ref = next(
+                (i, r) for i, r in enumerate(entity.references) if r.column == rule.via_parent
+            )
+            parent = ds.entity(ref.parent)
+            if set(ref.fields) & set(entity.natural_key):
+                palias = f"{alias}{i}"  # joined by _key_sql
+            else:
+                palias = f"{alias}s{i}"
+                joins.append(
+                    f"LEFT JOIN {q(parent.table.name)} {palias} "
+                    f"ON {alias}.{q(ref.column)} = {palias}.id"
+                )
+            inner = _scope_sql(ds, parent, palias, joins, literal)
+            if inner is None:
+                return None
+            conds.append(inner)
+        else:
+            return None
+    if not conds:  # no rules: every row is in (in_scope's `true`)
+        return f"{alias}.id IS NOT NULL"
+    return " AND ".join(f"({c})" for c in conds)
 
 
 def _key_sql(ds: Dataset, entity: Entity, alias: str, joins: list[str]) -> dict[str, str]:

@@ -9,7 +9,12 @@ which (refuse_out_of_scope):
   (the database row's, for an existing record whose file does not carry it);
 - a `Scope(via_parent=...)` rule (enrollments via their course, grades via their
   enrollment...): the parent the record names, which this run applied already or the
-  database holds, must be in the semester.
+  database holds, must be in the semester. The resolve statement looks that parent up by
+  its natural key anyway, joining the parents its key is made of (an enrollment's
+  course): the same lookup reads whether the parent is in the semester
+  (key_lookup's `in_scope`), so the check is a comparison per row, not a probe of the
+  semester's ids. A parent whose scope the lookup cannot read (a rule through children)
+  is probed among the semester's ids instead.
 Entities shared between scopes (students) are in no one semester and are not checked.
 A record outside is InvalidArgument naming it (entity, position, key) and both
 semesters, for every strategy; the run's transaction then rolls back, so nothing is
@@ -19,30 +24,42 @@ semester while importing another one.)
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ferry.datasets.query import in_scope
+from ferry.datasets.query import in_scope, scope_in_lookup
 from ferry.datasets.spec import Dataset, Entity
 from ferry.errors import InvalidArgument
 from ferry.merge.shape import Shape, q
 
 
-def scope_condition(
-    ds: Dataset, shape: Shape, semester: str, dialect: sa.Dialect
-) -> tuple[list[str], list[str]]:
-    """SQL conditions on a resolved row `x` that put it outside `semester` (one per scope
-    rule), and the columns the inner select must add for them (`t` is the existing row).
+@dataclass(frozen=True)
+class ScopeCheck:
+    """What plan.resolve adds to put rows outside the bundle's semester: `conds`, SQL
+    conditions on a resolved row `x` (one per scope rule); `extra`, columns of the inner
+    select they read (`t` is the existing row, p<i> parent i's lookup); `lookups`, the
+    parents (reference index -> semester) whose lookup must carry `in_scope`."""
+
+    conds: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    lookups: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+def scope_condition(ds: Dataset, shape: Shape, semester: str, dialect: sa.Dialect) -> ScopeCheck:
+    """The conditions that put a resolved row outside `semester` (see ScopeCheck).
     plan.resolve gives such rows the status `scope`, inside the statement that resolves
-    them anyway: the check costs a hash probe per row, not a statement of its own."""
+    them anyway: the check costs a comparison per row, not a statement of its own."""
     entity = shape.entity
     if not semester or entity.shared or not entity.scope:
-        return [], []
+        return ScopeCheck()
     literal = "'" + semester.replace("'", "''") + "'"
     conds: list[str] = []
     extra: list[str] = []
+    lookups: dict[int, str] = {}
     for rule in entity.scope:
         if rule.column:
             field = next(f for f in entity.fields if f.column_name == rule.column)
@@ -58,9 +75,16 @@ def scope_condition(
             r = next(r for r in shape.refs if r.ref.column == rule.via_parent)
             if parent.shared or not parent.scope or not shape.carries_ref(r):
                 continue
-            ids = _scope_ids(dialect, ds, parent, semester)
-            conds.append(f"(x.r{r.index} IS NOT NULL AND x.r{r.index} NOT IN ({ids}))")
-    return conds, extra
+            if scope_in_lookup(ds, parent) and not r.late:
+                # The parent found (p<i>.id) is in the semester or not (its in_scope);
+                # none found is a missing parent, not this check's.
+                lookups[r.index] = semester
+                extra.append(f"p{r.index}.in_scope AS scope_r{r.index}")
+                conds.append(f"x.scope_r{r.index} = 0")
+            else:
+                ids = _scope_ids(dialect, ds, parent, semester)
+                conds.append(f"(x.r{r.index} IS NOT NULL AND x.r{r.index} NOT IN ({ids}))")
+    return ScopeCheck(tuple(conds), tuple(extra), lookups)
 
 
 def refuse_out_of_scope(conn: Connection, ds: Dataset, shape: Shape, semester: str) -> None:

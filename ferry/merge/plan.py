@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from ferry.datasets.query import in_scope
 from ferry.datasets.spec import Dataset, Kind
 from ferry.merge import links
+from ferry.merge.header import ScopeCheck
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
     MAX_SAMPLES_PER_ENTITY,
@@ -62,7 +63,7 @@ def resolve(
     sqlite: bool,
     resolved: frozenset[str] = frozenset(),
     narrow: bool = False,
-    scope: tuple[list[str], list[str]] = ([], []),
+    scope: ScopeCheck | None = None,
 ) -> str:
     """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err).
     `resolved`: the entities this run resolved before (their statuses can be consulted).
@@ -72,8 +73,10 @@ def resolve(
     re-import) a table of only pos, ids and statuses, with the resolved rows a view
     joining it to the staged ones: most rows then only ever need their status, and the
     staged columns are not copied. Narrow views are dropped by drop_views.
-    `scope`: conditions putting a row outside the bundle's semester, and the columns
-    they need (ferry.merge.header.scope_condition); such rows get the status `scope`."""
+    `scope`: conditions putting a row outside the bundle's semester, the columns they
+    need and the parent lookups that carry `in_scope` (ferry.merge.header.ScopeCheck);
+    such rows get the status `scope`."""
+    scope = scope or ScopeCheck()
     table = q(shape.entity.table.name)
     select = ["s.*"]
     joins = []
@@ -85,7 +88,8 @@ def resolve(
             f"p{i}.{q(theirs)} = s.{q(own)}"
             for own, theirs in zip(r.ref.fields, r.parent.natural_key, strict=True)
         )
-        joins.append(f"LEFT JOIN ({key_lookup(ds, r.parent)}) p{i} ON {on}")
+        lookup = key_lookup(ds, r.parent, scope.lookups.get(i))
+        joins.append(f"LEFT JOIN ({lookup}) p{i} ON {on}")
         select.append(f"p{i}.id AS r{i}")
         if not shape.carries_ref(r):
             continue
@@ -120,13 +124,13 @@ def resolve(
         + " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in nk)
     )
     select.append("t.id AS tid")
-    select += scope[1]
+    select += scope.extra
     equal_all = " AND ".join(equal) or "1 = 1"
     select.append(f"CASE WHEN t.id IS NULL THEN 0 WHEN {equal_all} THEN 1 ELSE 0 END AS same")
     select.append("CASE WHEN s.ok = 1 THEN coalesce(d.n, 1) ELSE 0 END AS dup")
     joins.append(f"LEFT JOIN {table} t ON {key_match(shape, 't', 's', ref_prefix='p')}")
     inner = f"SELECT {', '.join(select)} FROM {shape.stage} s {' '.join(joins)}"
-    err = _error_case(shape, shapes, strategy, resolved, scope[0])
+    err = _error_case(shape, shapes, strategy, resolved, list(scope.conds))
     if sqlite:
         status = _status_case(err, strategy, "x")
         wide = f"SELECT x.*, {err} AS err, {status} AS st FROM ({inner}) x"

@@ -36,7 +36,7 @@ from ferry.errors import InvalidArgument, ResourceExhausted
 from ferry.oneroster.export import build, write_zip
 from ferry.oneroster.importing import Mapped, map_package
 from ferry.oneroster.loss import LossReport
-from ferry.oneroster.validate import Limits, Package, Problem, read_package
+from ferry.oneroster.validate import Limits, Package, Problem, gc_paused, read_package
 from ferry.v1 import bundle_pb2 as pb
 
 ORDER = ("courses", "students", "enrollments", "grades")
@@ -77,16 +77,17 @@ class OneRosterBundle:
                     )
                 f.write(block)
             f.seek(0)
-            pkg = read_package(
-                f,
-                Limits(
-                    max_bytes=limits.max_bytes,
-                    max_entries=limits.max_entries,
-                    max_ratio=limits.max_ratio,
-                ),
-            )
-        check(pkg)
-        mapped = map_package(pkg)
+            with gc_paused():
+                pkg = read_package(
+                    f,
+                    Limits(
+                        max_bytes=limits.max_bytes,
+                        max_entries=limits.max_entries,
+                        max_ratio=limits.max_ratio,
+                    ),
+                )
+                check(pkg)
+                mapped = map_package(pkg)
         raw = None if rules is None else _Raw(limits, rules, mapped.now)
         yield from events(mapped, pkg, raw)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from ferry.bundle.formats.base import Record
@@ -137,7 +138,7 @@ def _modified(row: Row) -> dt.datetime | None:
     """`dateLastModified` of a row that passed validation: its value, when there is one,
     matched the validator's ISO 8601 pattern and parsed (ferry.oneroster.validate), so it is
     read without checking it again."""
-    v = row.values.get("dateLastModified")
+    v = row.get("dateLastModified")
     return dt.datetime.fromisoformat(v) if v else None
 
 
@@ -145,7 +146,7 @@ def _stamps(row: Row, now: dt.datetime) -> dict[str, Any]:
     modified = _modified(row) or now
     out: dict[str, Any] = {"updated_at": modified}
     deleted = None
-    if row.values.get("status") == "tobedeleted":
+    if row.get("status") == "tobedeleted":
         exact = _ext(row, "deletedAt", "")
         deleted = (dt.datetime.fromisoformat(exact) if exact else None) or modified
     out["deleted_at"] = deleted
@@ -153,7 +154,7 @@ def _stamps(row: Row, now: dt.datetime) -> dict[str, Any]:
 
 
 def _ext(row: Row, name: str, default: str) -> str:
-    return row.values.get(X + name, default)
+    return row.value(X + name, default)
 
 
 def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
@@ -291,20 +292,46 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
         )
 
     weights = {r.get("sourcedId"): r.get("weight") for r in pkg.rows("categories")}
-    items = {r.get("sourcedId"): r for r in pkg.rows("lineItems")}
+    # Per line item, once: its course code (None: its class was not imported), title,
+    # top score and category weight, and the item itself (for the loss report).
+    items = {
+        r.get("sourcedId"): (
+            codes.get(r.get("classSourcedId")),
+            r.get("title"),
+            r.get("resultValueMax"),
+            weights.get(r.get("categorySourcedId")),
+            r,
+        )
+        for r in pkg.rows("lineItems")
+    }
     grades = out.records["grades"]
-    for r in pkg.rows("results"):
-        rv = r.values  # read straight from the row's dict: this loop runs once per result
-        rid = rv.get("sourcedId", "")
-        item = items.get(rv.get("lineItemSourcedId", ""))
-        uid = rv.get("studentSourcedId", "")
-        if item is None or item.get("classSourcedId") not in codes:
+    results = pkg.rows("results")
+    # Each column's position, looked up once: this loop runs once per result. A column
+    # the file lacks is at -1 (the row's "" past its last cell); Ferry's own column, when
+    # the file has it, is read even when empty.
+    at = results[0].index if results else {}
+
+    def pos(name: str, instead: str = "") -> int:
+        return at.get(name, at.get(instead, -1) if instead else -1)
+
+    i_sid, i_item, i_user = pos("sourcedId"), pos("lineItemSourcedId"), pos("studentSourcedId")
+    i_score, i_top, i_weight = pos("score"), pos(X + "maxScore"), pos(X + "weight")
+    i_graded, i_comment = pos(X + "gradedOn", "scoreDate"), pos("comment")
+    i_modified, i_status, i_deleted = pos("dateLastModified"), pos("status"), pos(X + "deletedAt")
+    parse = dt.datetime.fromisoformat
+    for r in results:
+        cells = r.cells
+        rid = cells[i_sid]
+        found = items.get(cells[i_item])
+        uid = cells[i_user]
+        if found is None or found[0] is None:
             loss.add("results", "", rid, "its line item or class was not imported")
             continue
+        course, title, item_top, item_weight, item = found
         if uid not in student_ids:
             loss.add("results", "", rid, "its user is not a student")
             continue
-        score = rv.get("score", "")
+        score = cells[i_score]
         if score == "":
             loss.add(
                 "results",
@@ -313,23 +340,28 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
                 f"no score (scoreStatus {r.get('scoreStatus')}): Ferry grades have one",
             )
             continue
-        top = rv.get(X + "maxScore") or item.get("resultValueMax")
+        top = cells[i_top] or item_top
         if not top:
             loss.add("lineItems", "resultValueMax", item.get("sourcedId"), "missing: 100 assumed")
             top = "100"
-        weight = rv.get(X + "weight") or weights.get(item.get("categorySourcedId")) or "1"
-        graded = rv.get(X + "gradedOn", rv.get("scoreDate", "")) or None
+        weight = cells[i_weight] or item_weight or "1"
+        # As _stamps, inline: the dates passed validation, so they parse.
+        modified = parse(v) if (v := cells[i_modified]) else now
+        deleted = None
+        if cells[i_status] == "tobedeleted":
+            deleted = parse(exact) if (exact := cells[i_deleted]) else modified
         grades.append(
             {
                 "student_id": student_ids[uid],
-                "course_code": codes[item.get("classSourcedId")],
-                "assessment": item.get("title"),
+                "course_code": course,
+                "assessment": title,
                 "score": float(score),
                 "max_score": float(top),
                 "weight": float(weight),
-                "graded_on": graded,
-                "comment": rv.get("comment") or None,
-                **_stamps(r, now),
+                "graded_on": cells[i_graded] or None,
+                "comment": cells[i_comment] or None,
+                "updated_at": modified,
+                "deleted_at": deleted,
             }
         )
 
@@ -344,9 +376,14 @@ def map_package(pkg: Package, now: dt.datetime | None = None) -> Mapped:
         lost = [
             c.name for c in TABLES[table].columns if c.name not in used and not c.name.startswith(X)
         ]
-        for row in pkg.rows(table):
-            values = row.values
-            for col in lost:
-                if values.get(col):
-                    loss.add(table, col, values.get("sourcedId", ""), NO_PLACE)
+        rows = pkg.rows(table)
+        at = rows[0].index if rows else {}
+        lists = [row.cells for row in rows]
+        for name in lost:  # walked only when the file has the column and fills it
+            i = at.get(name)
+            if i is None or not any(map(itemgetter(i), lists)):
+                continue
+            for row in rows:
+                if row.cells[i]:
+                    loss.add(table, name, row.get("sourcedId"), NO_PLACE)
     return out

@@ -19,12 +19,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import difflib
+import gc
 import io
 import math
 import re
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import IO
 
 from ferry.errors import InvalidArgument, ResourceExhausted
@@ -73,11 +77,28 @@ class Problem:
 
 @dataclass(slots=True)
 class Row:
+    """One record row: its cells in the file's column order, padded to the header's
+    width plus one "" past it (what a column the file lacks reads as), and the table's
+    column -> position map, one per table, shared by its rows (no dict per row)."""
+
     number: int
-    values: dict[str, str]
+    cells: list[str]
+    index: dict[str, int]
 
     def get(self, name: str) -> str:
-        return self.values.get(name, "")
+        """The cell of column `name`; "" when the file has no such column."""
+        return self.cells[self.index.get(name, -1)]
+
+    def value(self, name: str, default: str) -> str:
+        """The cell of column `name` (even when empty); `default` when the file has no
+        such column."""
+        i = self.index.get(name)
+        return default if i is None else self.cells[i]
+
+    @property
+    def values(self) -> dict[str, str]:
+        """The row as column -> value (the columns the file has and Ferry reads)."""
+        return {name: self.cells[i] for name, i in self.index.items()}
 
 
 @dataclass
@@ -103,6 +124,32 @@ class Package:
         self.errors.append(p)
         if p.row >= 2:
             self.refused.add((p.file.removesuffix(".csv"), p.row))
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_on = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a package is read and mapped: reading
+    makes a list per row and nothing to collect, yet each few hundred rows would start
+    a collection walking every row read so far (a quarter of the read). It resumes
+    when the last reader in the process is done, and only if it was on."""
+    global _gc_pauses, _gc_was_on
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_on = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_on:
+                gc.enable()
 
 
 def read_package(src: IO[bytes], limits: Limits | None = None) -> Package:
@@ -400,101 +447,171 @@ def _parse_table(table: Table, mode: str, text: str, pkg: Package, limits: Limit
         for p in pkg.errors
     ):
         return
-    checks = []
-    for c in (*table.columns, *FERRY_COLUMNS.get(table.name, ())):
-        required = c.required or (mode == "delta" and c.name in ("status", "dateLastModified"))
-        if c.name not in seen:
-            continue  # a missing required column is a header error above
-        if c.type is Type.ENUM:
-            blank = f"`{c.name}` must be {_either(c.enum)}, got ''"
-        else:
-            why = " in a delta file" if not c.required else ""
-            blank = f"`{c.name}` is required{why}, got ''"
-        checks.append((c.name, required, blank, _checker(c)))
-    # A column with neither a value check nor a requirement can fail only the length check,
-    # which no cell can fail while the whole row is within the limit: such rows skip it.
-    typed = [x for x in checks if x[1] or x[3] is not None]
-    out: list[Row] = []
-    ids: dict[str, int] = {}
     width = len(header)
-    # Codes, dates and numbers lose stray spaces; text is kept as it is.
-    plain = len(use) == width  # every column is read: a row is zipped onto the header
-    names = [use[i] for i in range(width)] if plain else []
-    strip = [(i, name) for i, name in use.items() if name not in as_is]
-    max_chars = limits.max_cell_chars
+    index = {name: i for i, name in use.items()}
+    out: list[Row] = []
+    lists: list[list[str]] = []  # each row's cells (out[k].cells is lists[k])
+    wide: set[int] = set()  # positions (in out) of rows with values past the header
+    found: list[tuple[int, int, Problem]] = []  # (row, check, problem): sorted at the end
     for n, cells in enumerate(rows, 2):
         # Blank (every cell empty or spaces) rows are skipped; a first cell with text is
         # the common case and settles it without looking at the rest.
         first = cells[0] if cells else ""
         if (not first or first.isspace()) and not "".join(cells).strip():
             continue
-        wide = len(cells) > width and any(c.strip() for c in cells[width:])
-        if plain and len(cells) >= width:
-            values = dict(zip(names, cells, strict=False))
-            for i, name in strip:
-                cell = cells[i]
-                if cell and (cell[0].isspace() or cell[-1].isspace()):
-                    values[name] = cell.strip()
+        k = len(cells)
+        if k == width:
+            cells.append("")
+        elif k < width:
+            cells.extend([""] * (width - k + 1))
         else:
-            values = {
-                name: cells[i] if name in as_is else cells[i].strip()
-                for i, name in use.items()
-                if i < len(cells)
-            }
-        row = Row(n, values)
-        out.append(row)
-        if wide:
-            pkg.error(
-                Problem(
-                    fname,
-                    n,
-                    "",
-                    "columns",
-                    f"has {len(cells)} values but the header names {width} columns",
+            if any(c.strip() for c in cells[width:]):
+                problem = Problem(
+                    fname, n, "", "columns", f"has {k} values but the header names {width} columns"
                 )
-            )
+                found.append((n, -1, problem))
+                wide.add(len(out))
+            del cells[width:]
+            cells.append("")
+        out.append(Row(n, cells, index))
+        lists.append(cells)
+    # Column by column from here: each check runs once per distinct value of a column
+    # (codes, dates and numbers repeat down a file), and only a column holding a bad
+    # value is walked row by row, to name the rows. Codes, dates and numbers lose stray
+    # spaces; text is kept as it is.
+    distinct: dict[int, set[str]] = {}
+    for i, name in use.items():
+        if name in as_is:
             continue
-        short = sum(map(len, cells)) <= max_chars
-        for name, required, blank, check in typed if short else checks:
-            v = values.get(name)
-            if not v or v.isspace():
-                if required:
-                    pkg.error(Problem(fname, n, name, "required", blank))
-                continue
-            if len(v) > max_chars:
-                pkg.error(
-                    Problem(
-                        fname,
-                        n,
-                        name,
-                        "length",
-                        f"`{name}` is longer than {limits.max_cell_chars:,} characters",
-                    )
-                )
-                continue
-            if check is not None and (problem := check(v)) is not None:
-                pkg.error(Problem(fname, n, name, problem[0], problem[1]))
-        sid = values.get("sourcedId")
-        if sid:
-            if sid in ids:
-                pkg.error(
-                    Problem(
+        values = distinct[i] = set(map(itemgetter(i), lists))
+        # One search over the column's values joined by NUL (no cell holds one).
+        if _EDGE_SPACE.search("\x00".join(values)):
+            for cells in lists:
+                v = cells[i]
+                if v[:1].isspace() or v[-1:].isspace():
+                    cells[i] = v.strip()
+            distinct[i] = set(map(itemgetter(i), lists))
+    max_chars = limits.max_cell_chars
+    k = 0
+    for c in (*table.columns, *FERRY_COLUMNS.get(table.name, ())):
+        required = c.required or (mode == "delta" and c.name in ("status", "dateLastModified"))
+        if c.name not in seen:
+            continue  # a missing required column is a header error above
+        k += 1
+        i = index[c.name]
+        values = distinct.pop(i) if i in distinct else set(map(itemgetter(i), lists))
+        bad = _bad_values(c, required, values, max_chars)
+        if bad:
+            for pos, cells in enumerate(lists):
+                why = bad.get(cells[i])
+                if why is not None and pos not in wide:
+                    n = out[pos].number
+                    found.append((n, k, Problem(fname, n, c.name, why[0], why[1])))
+    if "sourcedId" in index:
+        i = index["sourcedId"]
+        sids = [x[i] for p, x in enumerate(lists) if p not in wide] if wide else None
+        column = sids if sids is not None else list(map(itemgetter(i), lists))
+        unique = set(column)
+        unique.discard("")
+        if len(unique) != len(column) - column.count(""):  # a sourcedId used twice
+            ids: dict[str, int] = {}
+            for pos, cells in enumerate(lists):
+                sid = cells[i]
+                if not sid or pos in wide:
+                    continue
+                n = out[pos].number
+                if sid in ids:
+                    problem = Problem(
                         fname,
                         n,
                         "sourcedId",
                         "unique",
                         f"`sourcedId` {sid!r} is already used by row {ids[sid]}",
                     )
-                )
-            else:
-                ids[sid] = n
+                    found.append((n, k + 1, problem))
+                else:
+                    ids[sid] = n
+    found.sort(key=lambda f: (f[0], f[1]))
+    for _, _, problem in found:
+        pkg.error(problem)
     pkg.tables[table.name] = out
 
 
-_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+def _bad_values(
+    c: Column, required: bool, values: set[str], max_chars: int
+) -> dict[str, tuple[str, str]]:
+    """The values of `values` (one column's distinct cells) that column `c` refuses,
+    each with (rule, message): blank when required, too long, or failing c's check."""
+    bad: dict[str, tuple[str, str]] = {}
+    blank = set(filter(str.isspace, values))
+    if "" in values:
+        blank.add("")
+    if blank:
+        if required:
+            if c.type is Type.ENUM:
+                message = f"`{c.name}` must be {_either(c.enum)}, got ''"
+            else:
+                why = " in a delta file" if not c.required else ""
+                message = f"`{c.name}` is required{why}, got ''"
+            bad.update(dict.fromkeys(blank, ("required", message)))
+        values = values - blank
+    if values and max(map(len, values)) > max_chars:
+        long = ("length", f"`{c.name}` is longer than {max_chars:,} characters")
+        bad.update((v, long) for v in values if len(v) > max_chars)
+        values = {v for v in values if len(v) <= max_chars}
+    if values and not _all_good(c, values):
+        check = _checker(c)
+        if check is not None:
+            for v in values:
+                if (problem := check(v)) is not None:
+                    bad[v] = problem
+    return bad
+
+
+def _all_good(c: Column, values: set[str]) -> bool:
+    """Whether every value passes c's check, decided for the column at once where that
+    is cheaper (False: ask each value; a column without a check is always good)."""
+    t = c.type
+    if t is Type.ENUM and not c.extensible:
+        return values <= frozenset(c.enum)
+    if t is Type.BOOL:
+        return values <= {"true", "false"}
+    if t in (Type.DATE, Type.DATETIME):
+        # Each value matches the pattern whole: one search over the lines of the column
+        # (no value holds a line break, or each is asked on its own), then each parses.
+        lines = "\n".join(values)
+        if lines.count("\n") != len(values) - 1:
+            return False
+        pattern = _DATE_LINES if t is Type.DATE else _DATETIME_LINES
+        if len(pattern.findall(lines)) != len(values):
+            return False
+        parse = dt.date.fromisoformat if t is Type.DATE else dt.datetime.fromisoformat
+        try:
+            for _ in map(parse, values):
+                pass
+        except ValueError:
+            return False
+        return True
+    if t is Type.FLOAT:
+        try:
+            return all(map(math.isfinite, map(float, values)))
+        except ValueError:
+            return False
+    return _checker(c) is None
+
+
+_DATE_PATTERN = r"\d{4}-\d\d-\d\d"
+_DATETIME_PATTERN = r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)"
+# Matched whole (fullmatch); groups do not capture.
+_DATE = re.compile(_DATE_PATTERN)
+_DATETIME = re.compile(_DATETIME_PATTERN)
+# The same, each matching one whole line of a column's values joined by line breaks.
+_DATE_LINES = re.compile(f"(?m)^{_DATE_PATTERN}$")
+_DATETIME_LINES = re.compile(f"(?m)^{_DATETIME_PATTERN}$")
 _EXTENSION = re.compile(EXTENSION_ENUM)
-# Matched whole (fullmatch); groups do not capture: these run once per cell.
-_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)")
+# A value (of values joined by NUL) that starts or ends with a space: \s is what
+# str.isspace and str.strip take for one.
+_EDGE_SPACE = re.compile(r"(?:\A|\x00)\s|\s(?:\x00|\Z)")
 
 
 Check = Callable[[str], "tuple[str, str] | None"]
@@ -623,19 +740,28 @@ def split_list(v: str) -> list[str]:
 def _check_references(pkg: Package) -> None:
     """Each reference names a sourcedId of its table, when that table came `bulk` (a
     delta or absent table may name records the receiver already holds)."""
-    ids = {t: {r.values.get("sourcedId", "") for r in rows} for t, rows in pkg.tables.items()}
+    ids = {t: {r.get("sourcedId") for r in rows} for t, rows in pkg.tables.items()}
     for tname, rows in pkg.tables.items():
         table = TABLES[tname]
         for c in table.columns:
             if not c.ref or pkg.modes.get(c.ref) != "bulk" or c.ref not in pkg.tables:
                 continue
+            if not rows or c.name not in rows[0].index:
+                continue  # the file has no such column: it names nothing
             targets = ids.get(c.ref, set())
             name, many = c.name, c.type is Type.IDS
+            i = rows[0].index[name]
+            if not many:
+                # The common case: every id is there (one set difference for the column).
+                named = {r.cells[i] for r in rows}
+                named.discard("")
+                if named <= targets:
+                    continue
             for row in rows:
-                v = row.values.get(name, "")
+                v = row.cells[i]
                 if not many:
                     if not v or v in targets:
-                        continue  # the common case: one id, and it is there
+                        continue
                     values = [v]
                 else:
                     values = _split(v)

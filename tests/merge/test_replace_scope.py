@@ -179,3 +179,28 @@ def test_a_record_under_a_parent_of_another_semester_is_refused(
     assert SPRING in message and SEMESTER in message
     assert caught.value.field.startswith("enrollments[")
     assert checksum(target) == before
+
+
+@pytest.mark.parametrize("strategy", ["update", "skip", "update_only", "replace"])
+def test_a_grade_under_an_enrollment_of_another_semester_is_refused(
+    source: Engine, target: Engine, strategy: str
+) -> None:
+    """Two levels down: the fall's records plus one grade whose enrollment (held by the
+    database, not carried by the bundle) is of a spring course. The grade's semester is
+    its enrollment's course's: refused for every strategy, naming the grade and both
+    semesters, nothing changed."""
+    for semester in (SPRING, SEMESTER):
+        assert run(target, bundle(source, semester)).status is Status.COMPLETED
+    before = checksum(target)
+    stray = copy.deepcopy(records(bundle(source, SPRING))["grades"][0])
+    stray["assessment"] = "stray " + stray["assessment"]  # a new grade, not an existing one
+    by = copy.deepcopy(records(bundle(source, SEMESTER)))
+    by["grades"].append(stray)
+    with pytest.raises(InvalidArgument) as caught:
+        run(target, rebuild(by), strategy=strategy)
+    message = caught.value.message
+    assert f"{stray['student_id']}/{stray['course_code']}/{stray['assessment']}" in message
+    assert "its enrollments record is of " + SPRING in message
+    assert SEMESTER in message
+    assert caught.value.field == f"grades[{len(by['grades'])}].student_id,course_code"
+    assert checksum(target) == before

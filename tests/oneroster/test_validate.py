@@ -349,9 +349,7 @@ def test_blank_rows_are_skipped_but_a_row_blank_only_in_its_first_cell_is_read()
     spaces = replace_row("orgs.csv", "LK-01,\n", "LK-01,\n  , ,\t,,,,\n")
     assert errors(package(spaces)) == []
     first_blank = replace_row("orgs.csv", "LK-01,\n", f"LK-01,\n ,active,{T},Other,school,,\n")
-    assert errors(package(first_blank)) == [
-        "row 3 of orgs.csv: `sourcedId` is required, got ''"
-    ]
+    assert errors(package(first_blank)) == ["row 3 of orgs.csv: `sourcedId` is required, got ''"]
 
 
 def test_a_bad_date_and_time_is_refused_on_every_row_that_repeats_it() -> None:
@@ -387,3 +385,29 @@ def test_a_cell_over_the_length_limit_is_refused_even_in_a_column_with_no_other_
     long = replace_row("users.csv", ",Andreas,", f",{'A' * 41},")
     got = [(p.file, p.row, p.column, p.rule) for p in read(package(long), limits).errors]
     assert ("users.csv", 3, "middleName", "length") in got
+
+
+def test_checks_read_per_column_still_name_each_row_in_row_order() -> None:
+    """The checks run once per distinct value of a column; refusals still name every
+    row holding the bad value, in row then column order, and a date cell holding a line
+    break (which a search over the column's joined values could mistake for two) is
+    refused as a date."""
+    res2 = f"res-2,active,{T},li-1,u-s2,fully graded,"
+    res3 = f"res-3,active,{T},li-2,u-s1,fully graded,"
+    text = CLEAN["results.csv"]
+    text = text.replace(res2 + "12,2026-10-21,", res2 + 'x,"2026-10-21\n2026-10-22",')
+    text = text.replace(res3 + "88,", res3.replace(",active,", ",Active,") + "x,")
+    got = errors(package({"results.csv": text}))
+    assert got == [
+        "row 3 of results.csv: `score` must be a finite number, got 'x'",
+        "row 3 of results.csv: `scoreDate` must be an ISO 8601 date (YYYY-MM-DD), got "
+        "'2026-10-21\\n2026-10-22'",
+        "row 4 of results.csv: `status` must be active or tobedeleted, got 'Active'",
+        "row 4 of results.csv: `score` must be a finite number, got 'x'",
+    ]
+    hw = f"cat-hw,active,{T},Homework,"
+    pkg = read(package(replace_row("categories.csv", hw, f"cat-hw, active ,{T}, ,")))
+    assert [(p.row, p.column, p.rule) for p in pkg.errors if p.rule != "refused-parent"] == [
+        (3, "title", "required")  # text of spaces only is blank
+    ]
+    assert pkg.tables["categories"][1].get("status") == "active"  # a code loses its spaces

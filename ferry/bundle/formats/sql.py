@@ -99,7 +99,7 @@ class _Entity:
                 f"p{i}.{q(theirs)} = s.{q(own)}"
                 for own, theirs in zip(ref.fields, parent.natural_key, strict=True)
             )
-            joins.append(f"LEFT JOIN ({key_lookup(ds, parent, SCHOOL)}) p{i} ON {on}")
+            joins.append(f"LEFT JOIN ({key_lookup(ds, parent, school=SCHOOL)}) p{i} ON {on}")
             targets.append(q(ref.column))
             values.append(f"p{i}.id")
         conflict = [q(c) for c in key_constraint(e, conflict)]
@@ -127,8 +127,9 @@ class _Entity:
             )
             out.append(
                 f"UPDATE {table} SET {q(ref.column)} = y.pid FROM (SELECT k.id AS id, "
-                f"p.id AS pid FROM {self.stage} s JOIN ({key_lookup(ds, e, SCHOOL)}) k ON {mine} "
-                f"LEFT JOIN ({key_lookup(ds, parent, SCHOOL)}) p ON {on}) y "
+                f"p.id AS pid FROM {self.stage} s "
+                f"JOIN ({key_lookup(ds, e, school=SCHOOL)}) k ON {mine} "
+                f"LEFT JOIN ({key_lookup(ds, parent, school=SCHOOL)}) p ON {on}) y "
                 f"WHERE {table}.id = y.id AND {table}.{q(ref.column)} IS DISTINCT FROM y.pid;\n"
             )
         return "".join(out)
