@@ -307,16 +307,21 @@ def token(app: App, role: str = "admin", subject: str = "tester", ttl: float = 3
     return app.issuer().issue(subject, parse_role(role), dt.timedelta(seconds=ttl)).token
 
 
-def token_from_key_file(key_file: Path, role: str, subject: str = "tester") -> str:
+def token_from_key_file(
+    key_file: Path,
+    role: str,
+    subject: str = "tester",
+    ttl: dt.timedelta = dt.timedelta(minutes=10),
+    issued_at: dt.datetime | None = None,
+) -> str:
     """A token signed with the private key at `key_file` (created with its key set beside
-    it when missing), for processes started with FERRY_AUTH_SIGNING_KEY_FILE=key_file."""
+    it when missing), for processes started with FERRY_AUTH_SIGNING_KEY_FILE=key_file.
+    `issued_at` in the past with a short `ttl`: a token that expired long ago."""
     from ferry.auth.keys import ensure_keys
     from ferry.auth.tokens import TokenIssuer
 
     key = ensure_keys(key_file, key_file.with_name("public-keys.json"))
-    issued = TokenIssuer(key, "ferry", "ferry").issue(
-        subject, parse_role(role), dt.timedelta(minutes=10)
-    )
+    issued = TokenIssuer(key, "ferry", "ferry").issue(subject, parse_role(role), ttl, now=issued_at)
     return issued.token
 
 
