@@ -209,6 +209,14 @@ def copied_database(
         _drop_later(name)
 
 
+@contextmanager
+def migrated_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of a new database on `backend` at the newest migration, empty (a copy of a
+    template), dropped afterwards: what fresh_database plus migrate.upgrade gives."""
+    with copied_database(backend, folder, "migrated", migrated) as url:
+        yield url
+
+
 def migrated(url: str) -> None:
     """Build step: the schema at the newest migration."""
     engine = make_engine(url)
@@ -245,7 +253,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def empty_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database on each backend (a copy of a template)."""
-    with copied_database(backend, tmp_path, "migrated", migrated) as url:
+    with migrated_database(backend, tmp_path) as url:
         yield url
 
 

@@ -26,10 +26,9 @@ from sqlalchemy.engine import Engine
 from ferry.bundle.events import session_events
 from ferry.bundle.scan import SessionRequest
 from ferry.datasets.school import SCHOOL
-from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.merge import Status
-from tests.conftest import fresh_database
+from tests.conftest import migrated_database
 from tests.merge.helpers import SEMESTER, bundle, run
 
 # (entity, field, key fields): the fields people edit.
@@ -53,9 +52,8 @@ OTHER = {"a": "b", "b": "a"}
 
 @pytest.fixture
 def second(backend: str, tmp_path: Path) -> Iterator[Engine]:
-    with fresh_database(backend, tmp_path) as url:
+    with migrated_database(backend, tmp_path) as url:
         engine = make_engine(url)
-        migrate.upgrade(engine)
         yield engine
         engine.dispose()
 
