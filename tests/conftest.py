@@ -197,6 +197,7 @@ def copied_database(
     template = sa.make_url(_template(backend, key, build)).database or ""
     if backend == "sqlite":
         path = folder / f"ferry-{uuid.uuid4().hex[:8]}.db"
+        folder.mkdir(parents=True, exist_ok=True)  # as make_engine would for a new file
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
