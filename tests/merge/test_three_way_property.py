@@ -121,16 +121,19 @@ def _stamp(engine: Engine, when: dt.datetime) -> Any:
     return when.strftime("%Y-%m-%d %H:%M:%S.%f") if engine.dialect.name == "sqlite" else when
 
 
+# make test: the explicit example below and 3 drawn ones per backend and policy (each
+# example re-imports the demo semester on both sides); make test-long draws 12.
+@pytest.mark.parametrize("examples", [3, pytest.param(12, marks=pytest.mark.long)])
 @pytest.mark.parametrize("policy", ["local", "source"])
 def test_two_installations_exchanging_deltas_keep_local_edits_or_converge(
-    source: Engine, target: Engine, second: Engine, policy: str
+    source: Engine, target: Engine, second: Engine, policy: str, examples: int
 ) -> None:
     start = bundle(source)
     sides = {"a": target, "b": second}
     options = {"keep_local_edits": True, "conflicts": (("*", policy),)}
 
     @settings(
-        max_examples=8,
+        max_examples=examples,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
