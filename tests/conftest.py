@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +78,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under CI=true a skipped test fails the run: a skip there means a part of the machine
+    """Drop the session's templates and wait for the last test databases' drops.
+
+    Under CI=true a skipped test fails the run: a skip there means a part of the machine
     (Chromium, Prometheus, psql, a service) is missing, and what it tests went untested.
     `make test` sets the machine up (scripts/machine-setup.sh) so that nothing skips."""
+    _finish_drops()
     if not IN_CI or hasattr(session.config, "workerinput") or not _SKIPPED:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -122,12 +129,124 @@ def fresh_database(backend: str, folder: Path) -> Iterator[str]:
     name = f"ferry_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = sa.make_url(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
-        yield base.set(database=name).render_as_string(hide_password=False)
+        yield _pg_url(name)
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_later(name)
+
+
+def _pg_url(name: str) -> str:
+    base = sa.make_url(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1))
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+# A PostgreSQL DROP DATABASE waits for a checkpoint of the whole server (a second or more on
+# a busy machine), so a test's database is dropped on a thread of its own while the next
+# test runs; the session waits for the last drops at its end.
+_DROPPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-database")
+_DROPS: list[Future[None]] = []
+
+
+def _drop(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _drop_later(name: str) -> None:
+    _DROPS.append(_DROPPER.submit(_drop, name))
+
+
+def _finish_drops() -> None:
+    """Wait for every pending DROP DATABASE; a failed one is reported, not ignored."""
+    _TEMPLATE_STACK.close()
+    _DROPPER.shutdown(wait=True)
+    failed = [f.exception() for f in _DROPS if f.exception() is not None]
+    if failed:
+        print(f"\n{len(failed)} test database(s) were not dropped: {failed[0]}")
+
+
+# Templates: a database built once per process (migrated; or migrated and seeded) and
+# copied for every test that asks for one (a file copy on SQLite, CREATE DATABASE ...
+# TEMPLATE on PostgreSQL). The migrations and seeds are deterministic, so a copy is the
+# database the build would have made again, in a fraction of the time; what the migrations
+# themselves do is tested on databases of their own (tests/unit/test_migrations*.py).
+_TEMPLATES: dict[tuple[str, str], str] = {}
+_TEMPLATE_STACK = ExitStack()
+
+
+def _template(backend: str, key: str, build: Callable[[str], None]) -> str:
+    """The URL of this process's template `key` on `backend`, built by build(url) on first
+    use and dropped when the session ends. build must close every connection it opens."""
+    if (backend, key) not in _TEMPLATES:
+        folder = Path(_TEMPLATE_STACK.enter_context(tempfile.TemporaryDirectory()))
+        url = _TEMPLATE_STACK.enter_context(fresh_database(backend, folder))
+        build(url)
+        if backend == "sqlite":
+            with sqlite3.connect(sa.make_url(url).database or "") as con:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+        else:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                # No connection may reach a template while it is copied.
+                conn.execute(
+                    f'ALTER DATABASE "{sa.make_url(url).database}" WITH ALLOW_CONNECTIONS false'
+                )
+        _TEMPLATES[backend, key] = url
+    return _TEMPLATES[backend, key]
+
+
+@contextmanager
+def copied_database(
+    backend: str, folder: Path, key: str, build: Callable[[str], None]
+) -> Iterator[str]:
+    """The URL of a new database on `backend` holding what build(url) makes of an empty
+    database (build runs once per process and key), dropped afterwards."""
+    template = sa.make_url(_template(backend, key, build)).database or ""
+    if backend == "sqlite":
+        path = folder / f"ferry-{uuid.uuid4().hex[:8]}.db"
+        folder.mkdir(parents=True, exist_ok=True)  # as make_engine would for a new file
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    name = f"ferry_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _pg_url(name)
+    finally:
+        _drop_later(name)
+
+
+@contextmanager
+def migrated_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of a new database on `backend` at the newest migration, empty (a copy of a
+    template), dropped afterwards: what fresh_database plus migrate.upgrade gives."""
+    with copied_database(backend, folder, "migrated", migrated) as url:
+        yield url
+
+
+def migrated(url: str) -> None:
+    """Build step: the schema at the newest migration."""
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def migrated_and_seeded(scale: str, seed_number: int) -> Callable[[str], None]:
+    """Build step: the schema at the newest migration and the `scale` demo data."""
+
+    def build(url: str) -> None:
+        from ferry.demo.seed import Scale, seed
+
+        engine = make_engine(url)
+        try:
+            migrate.upgrade(engine)
+            seed(engine, Scale(scale), seed=seed_number)
+        finally:
+            engine.dispose()
+
+    return build
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -140,11 +259,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def empty_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database on each backend."""
-    with fresh_database(backend, tmp_path) as url:
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
+    """A migrated, empty database on each backend (a copy of a template)."""
+    with migrated_database(backend, tmp_path) as url:
         yield url
 
 
@@ -206,16 +322,21 @@ def token(app: App, role: str = "admin", subject: str = "tester", ttl: float = 3
     return app.issuer().issue(subject, parse_role(role), dt.timedelta(seconds=ttl)).token
 
 
-def token_from_key_file(key_file: Path, role: str, subject: str = "tester") -> str:
+def token_from_key_file(
+    key_file: Path,
+    role: str,
+    subject: str = "tester",
+    ttl: dt.timedelta = dt.timedelta(minutes=10),
+    issued_at: dt.datetime | None = None,
+) -> str:
     """A token signed with the private key at `key_file` (created with its key set beside
-    it when missing), for processes started with FERRY_AUTH_SIGNING_KEY_FILE=key_file."""
+    it when missing), for processes started with FERRY_AUTH_SIGNING_KEY_FILE=key_file.
+    `issued_at` in the past with a short `ttl`: a token that expired long ago."""
     from ferry.auth.keys import ensure_keys
     from ferry.auth.tokens import TokenIssuer
 
     key = ensure_keys(key_file, key_file.with_name("public-keys.json"))
-    issued = TokenIssuer(key, "ferry", "ferry").issue(
-        subject, parse_role(role), dt.timedelta(minutes=10)
-    )
+    issued = TokenIssuer(key, "ferry", "ferry").issue(subject, parse_role(role), ttl, now=issued_at)
     return issued.token
 
 

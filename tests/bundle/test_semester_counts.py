@@ -26,7 +26,7 @@ from ferry.db.engine import make_engine
 from ferry.demo.seed import Scale, seed
 from ferry.errors import FailedPrecondition
 from ferry.merge import Status, undo_import
-from tests.conftest import BACKENDS, fresh_database
+from tests.conftest import BACKENDS, fresh_database, migrated_database
 from tests.merge.helpers import bundle, rebuild, records, run
 
 SEMESTERS = ["2025-fall", "2026-spring", "2026-fall"]
@@ -122,10 +122,9 @@ def test_counts_stay_exact_through_imports_and_undos(
     source: tuple[str, dict[str, list[Event]]], steps: list[Step]
 ) -> None:
     backend, bundles = source
-    with tempfile.TemporaryDirectory() as folder, fresh_database(backend, Path(folder)) as url:
+    with tempfile.TemporaryDirectory() as folder, migrated_database(backend, Path(folder)) as url:
         target = make_engine(url)
         try:
-            migrate.upgrade(target)
             done: list[str] = []
             for kind, semester, strategy, seed_ in steps:
                 if kind == "undo":
@@ -166,10 +165,9 @@ def test_recount_of_everything_matches_and_drops_gone_semesters(
     """A full recount equals plain SQL; a semester whose courses are all gone is no
     longer listed."""
     backend, bundles = source
-    with tempfile.TemporaryDirectory() as folder, fresh_database(backend, Path(folder)) as url:
+    with tempfile.TemporaryDirectory() as folder, migrated_database(backend, Path(folder)) as url:
         target = make_engine(url)
         try:
-            migrate.upgrade(target)
             for semester in SEMESTERS:
                 assert run(target, bundles[semester], strategy="update").status is Status.COMPLETED
             with target.begin() as conn:

@@ -13,8 +13,8 @@ import pytest
 
 from ferry import plugins
 from ferry.app import App
-from ferry.db.engine import make_engine
 from ferry.formats.base import Table
+from tests.conftest import copied_database, migrated_and_seeded
 
 FAST = {
     "FERRY_EXPORT_POLL_SECONDS": "0.05",
@@ -25,16 +25,11 @@ FAST = {
 
 
 @pytest.fixture
-def data_url(empty_url: str) -> str:
-    """A fresh database with the small demo data, private to this test."""
-    from ferry.demo.seed import Scale, seed
-
-    engine = make_engine(empty_url)
-    try:
-        seed(engine, Scale.SMALL, seed=7)
-    finally:
-        engine.dispose()
-    return empty_url
+def data_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with the small demo data, private to this test (a copy of a
+    template seeded once per process)."""
+    with copied_database(backend, tmp_path, "small-7", migrated_and_seeded("small", 7)) as url:
+        yield url
 
 
 @pytest.fixture

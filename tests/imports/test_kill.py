@@ -28,7 +28,7 @@ from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.demo.seed import Scale, seed
 from ferry.v1 import import_pb2_grpc, options_pb2
-from tests.conftest import fresh_database
+from tests.conftest import fresh_database, migrated_database
 from tests.imports.helpers import counts, file_requests
 
 pytestmark = pytest.mark.slow  # starts and kills real server processes
@@ -112,10 +112,7 @@ def test_sigkill_at_any_moment_leaves_none_or_all_of_the_bundle(
         data, sizes = bundle_bytes(source)
     interrupted = 0
     for delay in (0.0, 0.15, 0.4):
-        with fresh_database(backend, tmp_path) as target:
-            engine = make_engine(target)
-            migrate.upgrade(engine)
-            engine.dispose()
+        with migrated_database(backend, tmp_path) as target:
             got = import_then_kill(target, tmp_path / "signing.key", data, delay)
             interrupted += got == grpc.StatusCode.UNAVAILABLE
             rows = counts(target)

@@ -18,11 +18,10 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from ferry.bundle.formats.base import Event
-from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.merge import Status
 from tests.bundle.helpers import FORMATS, decode, encode, events_of
-from tests.conftest import fresh_database
+from tests.conftest import migrated_database
 from tests.merge.helpers import bundle, comparable, records, run, scalar
 
 SEMESTERS = ["2025-fall", "2026-spring", "2026-fall"]
@@ -30,9 +29,8 @@ SEMESTERS = ["2025-fall", "2026-spring", "2026-fall"]
 
 @contextmanager
 def _database(backend: str, folder: Path) -> Iterator[Engine]:
-    with fresh_database(backend, folder) as url:
+    with migrated_database(backend, folder) as url:
         engine = make_engine(url)
-        migrate.upgrade(engine)
         try:
             yield engine
         finally:

@@ -14,18 +14,16 @@ from ferry.bundle.formats import runs
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, RawBatch
 from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.school import SCHOOL
-from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.merge import field_rules
-from tests.conftest import fresh_database
+from tests.conftest import migrated_database
 from tests.merge.helpers import checksum, counts, records, run
 
 
 @pytest.fixture
 def second_target(backend: str, tmp_path: Path) -> Iterator[Engine]:
-    with fresh_database(backend, tmp_path) as url:
+    with migrated_database(backend, tmp_path) as url:
         engine = make_engine(url)
-        migrate.upgrade(engine)
         yield engine
         engine.dispose()
 

@@ -18,20 +18,18 @@ from ferry.bundle.formats.base import BundleLimits, Event, Header
 from ferry.bundle.formats.json import JsonBundle
 from ferry.bundle.scan import SessionRequest
 from ferry.datasets.school import SCHOOL
-from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.errors import InvalidArgument
 from ferry.merge import Status, undo_import
 from ferry.merge.renames import rename_key
-from tests.conftest import fresh_database
+from tests.conftest import migrated_database
 from tests.merge.helpers import SEMESTER, bundle, checksum, records, run, scalar
 
 
 @pytest.fixture
 def second(backend: str, tmp_path: Path) -> Any:
-    with fresh_database(backend, tmp_path) as url:
+    with migrated_database(backend, tmp_path) as url:
         engine = make_engine(url)
-        migrate.upgrade(engine)
         yield engine
         engine.dispose()
 

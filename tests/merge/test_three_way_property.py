@@ -26,10 +26,9 @@ from sqlalchemy.engine import Engine
 from ferry.bundle.events import session_events
 from ferry.bundle.scan import SessionRequest
 from ferry.datasets.school import SCHOOL
-from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.merge import Status
-from tests.conftest import fresh_database
+from tests.conftest import migrated_database
 from tests.merge.helpers import SEMESTER, bundle, run
 
 # (entity, field, key fields): the fields people edit.
@@ -53,9 +52,8 @@ OTHER = {"a": "b", "b": "a"}
 
 @pytest.fixture
 def second(backend: str, tmp_path: Path) -> Iterator[Engine]:
-    with fresh_database(backend, tmp_path) as url:
+    with migrated_database(backend, tmp_path) as url:
         engine = make_engine(url)
-        migrate.upgrade(engine)
         yield engine
         engine.dispose()
 
@@ -123,16 +121,19 @@ def _stamp(engine: Engine, when: dt.datetime) -> Any:
     return when.strftime("%Y-%m-%d %H:%M:%S.%f") if engine.dialect.name == "sqlite" else when
 
 
+# make test: the explicit example below and 3 drawn ones per backend and policy (each
+# example re-imports the demo semester on both sides); make test-long draws 12.
+@pytest.mark.parametrize("examples", [3, pytest.param(12, marks=pytest.mark.long)])
 @pytest.mark.parametrize("policy", ["local", "source"])
 def test_two_installations_exchanging_deltas_keep_local_edits_or_converge(
-    source: Engine, target: Engine, second: Engine, policy: str
+    source: Engine, target: Engine, second: Engine, policy: str, examples: int
 ) -> None:
     start = bundle(source)
     sides = {"a": target, "b": second}
     options = {"keep_local_edits": True, "conflicts": (("*", policy),)}
 
     @settings(
-        max_examples=8,
+        max_examples=examples,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )

@@ -18,11 +18,10 @@ from sqlalchemy.engine import Engine
 
 from ferry.bundle.formats.base import Batch, Event
 from ferry.datasets.school import SCHOOL
-from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.errors import FailedPrecondition
 from ferry.merge import Status, undo_import
-from tests.conftest import fresh_database
+from tests.conftest import migrated_database
 from tests.merge.helpers import bundle, checksum, rebuild, records, run
 
 SEMESTERS = ["2025-fall", "2026-spring", "2026-fall"]
@@ -106,10 +105,9 @@ def test_undo_newest_first_restores_every_starting_checksum(
     out_of_order: int,
 ) -> None:
     source = demo_bundles[backend]
-    with tempfile.TemporaryDirectory() as folder, fresh_database(backend, Path(folder)) as url:
+    with tempfile.TemporaryDirectory() as folder, migrated_database(backend, Path(folder)) as url:
         target = make_engine(url)
         try:
-            migrate.upgrade(target)
             states, ids = [checksum(target)], []
             for step in steps:
                 events, options = _events(source, step)

@@ -7,22 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from ferry.db import migrate
-from ferry.db.engine import make_engine
-from ferry.demo.seed import Scale, seed
-from tests.conftest import fresh_database
+from tests.conftest import copied_database, migrated_and_seeded
 from tests.system.harness import Cluster, cluster
 
 
 @pytest.fixture
 def seeded_pg(tmp_path: Path) -> Iterator[str]:
     """A fresh PostgreSQL database with the medium demo data, one semester (2026-fall) of
-    ~100k records, per test (faults write)."""
-    with fresh_database("postgres", tmp_path) as url:
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        seed(engine, Scale.MEDIUM, seed=13)
-        engine.dispose()
+    ~100k records, per test (faults write): a copy of a template seeded once per process."""
+    build = migrated_and_seeded("medium", 13)
+    with copied_database("postgres", tmp_path, "medium-13", build) as url:
         yield url
 
 
@@ -30,11 +24,7 @@ def seeded_pg(tmp_path: Path) -> Iterator[str]:
 def small_pg(tmp_path: Path) -> Iterator[str]:
     """A fresh PostgreSQL database with the small demo data (~6,000 records over three
     semesters), for scenarios about the services around the data, not its size."""
-    with fresh_database("postgres", tmp_path) as url:
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        seed(engine, Scale.SMALL, seed=13)
-        engine.dispose()
+    with copied_database("postgres", tmp_path, "small-13", migrated_and_seeded("small", 13)) as url:
         yield url
 
 

@@ -127,9 +127,12 @@ class Cluster:
         return done.stdout
 
     def token(self, role: str = "operator") -> str:
-        return self.ferry(
-            "token", "create", "--local", "--role", role, "--subject", f"system:{role}"
-        ).strip()
+        """A token signed with the cluster's key, minted here: a `ferry token create
+        --local` process per token cost a second or two each (tests/auth/test_cli.py tests
+        that command)."""
+        from tests.conftest import token_from_key_file
+
+        return token_from_key_file(self.folder / "signing.key", role, f"system:{role}")
 
     def serve(self, service: str, port: int = 0, **env: str) -> Proc:
         """`ferry serve SERVICE` on `port` (0: a free one), once it says it is serving.
