@@ -20,7 +20,7 @@ from bench.common import Row, rate
 from bench.server import FerryServer
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
-from ferry.export.query import ExportRequest, plan_export
+from ferry.export_jobs.query import ExportRequest, plan_export
 from ferry.v1 import export_pb2 as pb
 from ferry.v1 import export_pb2_grpc
 

@@ -29,8 +29,8 @@ from reportlab.pdfgen.canvas import Canvas
 from bench.common import Row, point, rate, vm_hwm_mb
 from ferry import plugins
 from ferry.datasets.spec import Kind
-from ferry.formats.base import Table, TableColumn
-from ferry.formats.pdf_fonts import font_pair
+from ferry.tabular.base import Table, TableColumn
+from ferry.tabular.pdf_fonts import font_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 S, N, F, D, T = Kind.STR, Kind.INT, Kind.FLOAT, Kind.DATE, Kind.TIMESTAMP

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
     from ferry.bundle.formats.base import BundleLimits, Event
     from ferry.datasets.spec import Entity
-    from ferry.formats.base import Progress, ReadLimits, Table
     from ferry.notify.channels.base import Delivery, Health, Outcome
     from ferry.rpc.filters import RpcCall
     from ferry.rpc.filters.client import OutgoingCall
+    from ferry.tabular.base import Progress, ReadLimits, Table
 
 
 @runtime_checkable

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from google.api import annotations_pb2, http_pb2  # type: ignore[import-untyped]
 from google.protobuf import descriptor as _d
 
+from ferry.rpc.methods import CONTRACT
 from ferry.rpc.methods import service_key as _service_key
-from ferry.v1 import auth_pb2, export_pb2, import_pb2, notify_pb2, options_pb2, reports_pb2
+from ferry.v1 import options_pb2
 
-# Importing the generated modules registers their services; this tuple is the contract.
-CONTRACT = (export_pb2, import_pb2, auth_pb2, notify_pb2, reports_pb2)
 FILE_CHUNK = "ferry.v1.FileChunk"
 _TEMPLATE_VAR = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=[^}]*)?\}")
 

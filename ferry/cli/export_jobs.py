@@ -3,7 +3,7 @@ through the export service's gRPC API.
 
 `ferry export run --schedule NAME` is what a Kubernetes CronJob calls: it starts the
 schedule's job, waits, and exits non-zero when the job did not complete. Each run is keyed
-by schedule and the local date of its latest cron time (ferry/export/schedule.py, shared
+by schedule and the local date of its latest cron time (ferry/export_jobs/schedule.py, shared
 with the in-process scheduler of `ferry serve`), so a CronJob retried the same day attaches
 to that day's job (running or completed) instead of exporting twice; a job that failed or
 was cancelled is run again under the next attempt's key.
@@ -23,7 +23,7 @@ import grpc
 from ferry.cli.common import clients, load_app, rpc_errors, table
 from ferry.cli.export import export
 from ferry.config import ScheduleSettings
-from ferry.export import schedule
+from ferry.export_jobs import schedule
 from ferry.rpc import statuses
 from ferry.v1 import export_pb2 as pb
 from ferry.v1 import export_pb2_grpc

@@ -21,7 +21,7 @@ from ferry.cli import schools as school_commands
 from ferry.cli.banner import Running, banner
 from ferry.cli.common import find_config, load_app, table
 from ferry.db import migrate
-from ferry.export import schedule
+from ferry.export_jobs import schedule
 
 
 @click.group()

@@ -5,7 +5,7 @@ row 2 (its record position is 1).
 
 Headers are matched to the entity's bundle field names case-insensitively, with spaces and
 dashes read as underscores, and the labels an export writes in any language ("Date of
-birth", "Ημερομηνία γέννησης", ferry.formats.labels) are read as their fields, so a file
+birth", "Ημερομηνία γέννησης", ferry.tabular.labels) are read as their fields, so a file
 exported with labels imports as is. An explicit column mapping wins over that matching.
 Values stay text: the merge engine parses numbers and dates and reports the row and column
 of a bad one.
@@ -30,7 +30,7 @@ from typing import Any
 from ferry.bundle.formats.base import Batch, Record
 from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
 from ferry.errors import InvalidArgument
-from ferry.formats.labels import header_names
+from ferry.tabular.labels import header_names
 
 _SEPARATORS = re.compile(r"[\s\-]+")
 # The rule in words, for the CLI's --help and result and the page's preview (one source).

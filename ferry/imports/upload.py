@@ -22,7 +22,6 @@ from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.spec import Dataset
 from ferry.db import tenant
 from ferry.errors import Cancelled, InvalidArgument, PermissionDenied
-from ferry.formats.base import ReadLimits
 from ferry.imports import convert, detect
 from ferry.imports.backup import before_import
 from ferry.imports.spool import FileUpload, Spool
@@ -32,6 +31,7 @@ from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, r
 from ferry.merge.model import ChangeLimit
 from ferry.merge.run import Backup
 from ferry.rpc.filters import current_call
+from ferry.tabular.base import ReadLimits
 from ferry.v1 import import_pb2 as ipb
 from ferry.v1 import options_pb2 as opb
 

@@ -36,15 +36,15 @@ class BulkResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> tuple[list[str], str]:
+def students_of(reports: ReportEngine, req: pb.BulkStudentReportsRequest) -> tuple[list[str], str]:
     """The requested student ids, in order, without repeats, and the course's semester
     (empty for listed students); INVALID_ARGUMENT over the cap (a malformed id is not
     refused here: `collect` lists it as failed)."""
-    cap = engine.settings.bulk_max_students
+    cap = reports.settings.bulk_max_students
     if req.student_ids and req.course_code:
         raise InvalidArgument("give student_ids or course_code, not both", field="student_ids")
     if req.course_code:
-        with engine.db.connect() as conn:
+        with reports.db.connect() as conn:
             found = conn.execute(
                 sa.select(Course.id, Course.semester).where(
                     Course.course_code == req.course_code, Course.deleted_at.is_(None)
@@ -91,12 +91,12 @@ def students_of(engine: ReportEngine, req: pb.BulkStudentReportsRequest) -> tupl
 
 
 def collect(
-    engine: ReportEngine, ids: list[str], scope: Scope, role: int, language: str = ""
+    reports: ReportEngine, ids: list[str], scope: Scope, role: int, language: str = ""
 ) -> BulkResult:
     out = BulkResult(ids)
     for sid in ids:
         try:
-            report, _ = engine.student(sid, scope, role, language)
+            report, _ = reports.student(sid, scope, role, language)
         except NotFound:
             out.failures.append((sid, "not found"))
             continue
@@ -110,14 +110,14 @@ def collect(
     return out
 
 
-def bulk(engine: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0) -> File:
+def bulk(reports: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0) -> File:
     output = check_format(req.output, "output", OUTPUTS)
     scope = parse_scope(req.semester, req.date_from, req.date_to)
     lang = check_language(req.language)
-    ids, course_semester = students_of(engine, req)
+    ids, course_semester = students_of(reports, req)
     if course_semester and not (scope.semester or scope.date_from or scope.date_to):
         scope = Scope(semester=course_semester)  # a class's reports: its semester
-    res = collect(engine, ids, scope, role, req.language)
+    res = collect(reports, ids, scope, role, req.language)
     who = req.course_code or f"{len(ids)}_students"
     base = f"student_reports_{render.safe(who)}_{render.safe(scope.label)}_{lang}"
     if output == "json":
@@ -128,7 +128,7 @@ def bulk(engine: ReportEngine, req: pb.BulkStudentReportsRequest, role: int = 0)
             "reports": [render.to_dict(r) for r in res.reports],
         }
         return File(f"{base}.json", render.CONTENT_TYPES["json"], render.json_bytes(doc))
-    scale = engine.settings
+    scale = reports.settings
     from ferry.reports.student import scale_pb
 
     if output == "csv":

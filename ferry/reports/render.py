@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf import json_format, message
 
-from ferry.formats.safety import neutralise
+from ferry.tabular.safety import neutralise
 from ferry.v1 import reports_pb2 as pb
 
 CONTENT_TYPES = {

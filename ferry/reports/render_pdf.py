@@ -1,6 +1,6 @@
 """Reports as PDFs people read: a title block, a summary, tables, and charts drawn with
 reportlab's own graphics (course results against the class, attendance, the performance
-trend), page numbers, and DejaVu Sans so Greek names print (ferry.formats.pdf_fonts).
+trend), page numbers, and DejaVu Sans so Greek names print (ferry.tabular.pdf_fonts).
 
 `invariant` documents: no creation time, no random id, so the same report gives the same
 bytes and its sha256 works as an ETag.
@@ -46,8 +46,8 @@ from reportlab.platypus import (  # noqa: E402
     TableStyle,
 )
 
-from ferry.formats.pdf_fonts import font_pair  # noqa: E402
 from ferry.reports.words import CLASS_NOTE, words  # noqa: E402
+from ferry.tabular.pdf_fonts import font_pair  # noqa: E402
 from ferry.v1 import reports_pb2 as pb  # noqa: E402
 
 ACCENT = colors.Color(0.16, 0.33, 0.6)

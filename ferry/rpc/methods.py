@@ -9,8 +9,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 
 from ferry.v1 import auth_pb2, export_pb2, import_pb2, notify_pb2, options_pb2, reports_pb2
 
-# Importing the generated modules registers the contract in the default pool.
-_CONTRACT = (export_pb2, import_pb2, auth_pb2, notify_pb2, reports_pb2)
+# The generated modules of the contract, listed once (the gateway's routes read it too);
+# importing them registers the contract in the default pool.
+CONTRACT = (export_pb2, import_pb2, auth_pb2, notify_pb2, reports_pb2)
 
 # Services anyone may call: load balancers and grpcurl need them without a token.
 OPEN_SERVICES = frozenset(

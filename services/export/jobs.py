@@ -1,6 +1,6 @@
 """Entity export job RPCs of the export service (StartExport, GetExportJob, …).
 
-Translation only: requests become ferry.export calls, job rows become ExportJob messages.
+Translation only: requests become ferry.export_jobs calls, job rows become ExportJob messages.
 The worker pool that runs the jobs is started by the service (service.start).
 """
 
@@ -13,12 +13,12 @@ import grpc
 
 from ferry.app import App
 from ferry.db.export_models import ExportJob
-from ferry.export import jobfile, store
-from ferry.export.cleanup import cleanup
-from ferry.export.pool import WorkerPool
-from ferry.export.runner import tabular_format
-from ferry.export.stats import export_stats
-from ferry.export.validate import TEXT_FILTERS, new_job
+from ferry.export_jobs import jobfile, store
+from ferry.export_jobs.cleanup import cleanup
+from ferry.export_jobs.pool import WorkerPool
+from ferry.export_jobs.runner import tabular_format
+from ferry.export_jobs.stats import export_stats
+from ferry.export_jobs.validate import TEXT_FILTERS, new_job
 from ferry.rpc import statuses
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller

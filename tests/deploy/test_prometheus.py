@@ -92,7 +92,7 @@ def registered() -> set[str]:
     """Every ferry_* metric family this code registers, with its exposed sample names."""
     from prometheus_client import REGISTRY
 
-    for module in ("ferry.export.metrics", "ferry.rpc.filters.metrics", "gateway.middleware"):
+    for module in ("ferry.export_jobs.metrics", "ferry.rpc.filters.metrics", "gateway.middleware"):
         importlib.import_module(module)
 
     names = set()

@@ -100,12 +100,12 @@ def _slots(text: str) -> set[str]:
 
 def test_every_server_string_table_has_both_languages() -> None:
     """The server's own tables, walked like the page's: export headers, titles and pdf
-    words (ferry.formats.labels), the reports' words, policies, notes and at-risk reasons
+    words (ferry.tabular.labels), the reports' words, policies, notes and at-risk reasons
     (ferry.reports.words), and the notification templates: a key in one language and not
     the other, an empty text, or a placeholder one language lacks fails here."""
-    from ferry.formats import labels
     from ferry.notify import templates
     from ferry.reports import words
+    from ferry.tabular import labels
 
     by_language: dict[str, dict[str, dict[str, str]]] = {
         "formats.labels.FIELDS": labels.FIELDS,
@@ -147,7 +147,7 @@ def test_export_headers_are_the_pages_field_labels() -> None:
     fallback made from its name), and it is the label the page shows for that field, so a
     file's header reads as the page does."""
     from ferry.datasets.query import entity_columns
-    from ferry.formats import labels
+    from ferry.tabular import labels
 
     for entity in SCHOOL.entities.values():
         _, _, columns = entity_columns(SCHOOL, entity, entity.table.alias("t"))

@@ -25,8 +25,8 @@ from grpc_status import rpc_status
 
 from ferry.app import App
 from ferry.datasets.school import SCHOOL
-from ferry.formats import labels
 from ferry.imports.tabular import RowMapper
+from ferry.tabular import labels
 from ferry.v1 import export_pb2 as pb
 from ferry.v1 import export_pb2_grpc
 from gateway.language import accepted

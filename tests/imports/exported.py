@@ -8,8 +8,8 @@ import io
 from sqlalchemy.engine import Engine
 
 from ferry.datasets.school import SCHOOL
-from ferry.export.query import ExportRequest, plan_export, row_fixer
-from ferry.export.runner import tabular_format
+from ferry.export_jobs.query import ExportRequest, plan_export, row_fixer
+from ferry.export_jobs.runner import tabular_format
 
 
 def export_file(engine: Engine, entity: str, fmt: str, include_deleted: bool = True) -> bytes:

@@ -18,11 +18,11 @@ from ferry.bundle.formats.base import Batch
 from ferry.datasets.school import SCHOOL
 from ferry.datasets.spec import Field, Kind
 from ferry.db.engine import make_engine
-from ferry.formats.base import ReadLimits
-from ferry.formats.cells import to_millisecond
 from ferry.imports import detect
 from ferry.imports.tabular import EntityRows
 from ferry.merge import MergeOptions, Status, run_import
+from ferry.tabular.base import ReadLimits
+from ferry.tabular.cells import to_millisecond
 from tests.conftest import migrated_database
 from tests.imports.exported import export_file
 from tests.imports.helpers import seed_small

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from ferry.app import App
-from ferry.export import store
-from ferry.export.runner import Stop, run_job
+from ferry.export_jobs import store
+from ferry.export_jobs.runner import Stop, run_job
 from ferry.v1 import export_pb2
 from tests.conftest import running
-from tests.export.helpers import jobs_client
+from tests.export_jobs.helpers import jobs_client
 from tests.imports.helpers import seed_small
 
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|VALUES)\b|\[SQL|\[parameters", re.I)

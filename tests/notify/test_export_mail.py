@@ -20,8 +20,8 @@ from ferry.auth import store as token_store
 from ferry.db.engine import make_engine
 from ferry.db.notify_models import Notification
 from ferry.demo.seed import Scale, seed
-from ferry.export import store as export_store
-from ferry.export.announce import announcing
+from ferry.export_jobs import store as export_store
+from ferry.export_jobs.announce import announcing
 from ferry.v1 import export_pb2 as epb
 from ferry.v1 import options_pb2
 from gateway.app import create_app

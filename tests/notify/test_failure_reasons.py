@@ -33,7 +33,7 @@ def _error_classes() -> list[type[errors.FerryError]]:
 def job_reasons() -> dict[str, tuple[str, ...]]:
     """{reason: the metadata keys it may carry} for every reason a failed job can store."""
     found = {r: v for r, v in errors.REASONS.items() if r not in errors.NOT_JOB_REASONS}
-    runner = (ROOT / "ferry" / "export" / "runner.py").read_text(encoding="utf-8")
+    runner = (ROOT / "ferry" / "export_jobs" / "runner.py").read_text(encoding="utf-8")
     # The model below holds only while the runner stores reason_of(...) and INTERNAL.
     assert "reason_of(e)" in runner and 'reason, meta = "INTERNAL"' in runner
     for cls in _error_classes():

@@ -24,7 +24,7 @@ from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadat
 from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.jsonscan import Scanner, Source
 from ferry.errors import InvalidArgument
-from ferry.formats.limits import CappedReader
+from ferry.tabular.limits import CappedReader
 
 SCALARS = ("string", "number", "null", "boolean")
 

@@ -35,8 +35,8 @@ from ferry.bundle.formats.common import JSON_OPTS, Encoder, iso, metadata_dict, 
 from ferry.bundle.formats.decode import Decoder
 from ferry.datasets.spec import Kind
 from ferry.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from ferry.formats.safety import neutralise, restore
-from ferry.formats.xlsx_read import check_zip_caps
+from ferry.tabular.safety import neutralise, restore
+from ferry.tabular.xlsx_read import check_zip_caps
 
 META_SHEET = "metadata"
 MAX_ROWS = 1_048_576  # Excel's rows per sheet, the header row included
