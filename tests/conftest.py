@@ -129,10 +129,11 @@ def fresh_database(backend: str, folder: Path) -> Iterator[str]:
     name = f"ferry_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    owner = os.getpid()
     try:
         yield _pg_url(name)
     finally:
-        _drop_later(name)
+        _drop_later(name, owner)
 
 
 def _pg_url(name: str) -> str:
@@ -152,8 +153,23 @@ def _drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _drop_later(name: str) -> None:
-    _DROPS.append(_DROPPER.submit(_drop, name))
+def _drop_later(name: str, owner: int) -> None:
+    """Drop `name` on the dropper's thread, only in the process that made it: a child
+    forked while a test held it (a kill test, a worker pool) ends with that test's
+    suspended fixtures, and its exit must not drop the parent's databases (or templates)."""
+    if os.getpid() == owner:
+        _DROPS.append(_DROPPER.submit(_drop, name))
+
+
+def after_drops(statement: str) -> None:
+    """Run `statement` as the admin on the dropper's thread, after the drops queued before
+    it: a role that owns a test database's tables can go only after that database."""
+
+    def run() -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(statement)
+
+    _DROPS.append(_DROPPER.submit(run))
 
 
 def _finish_drops() -> None:
@@ -178,7 +194,13 @@ def _template(backend: str, key: str, build: Callable[[str], None]) -> str:
     """The URL of this process's template `key` on `backend`, built by build(url) on first
     use and dropped when the session ends. build must close every connection it opens."""
     if (backend, key) not in _TEMPLATES:
-        folder = Path(_TEMPLATE_STACK.enter_context(tempfile.TemporaryDirectory()))
+        # Not a TemporaryDirectory: its finalizer would remove the folder at the exit of
+        # any child forked from this process too (see _drop_later).
+        folder = Path(tempfile.mkdtemp(prefix="ferry-template-"))
+        owner = os.getpid()
+        _TEMPLATE_STACK.callback(
+            lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True)
+        )
         url = _TEMPLATE_STACK.enter_context(fresh_database(backend, folder))
         build(url)
         if backend == "sqlite":
@@ -210,10 +232,11 @@ def copied_database(
     name = f"ferry_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    owner = os.getpid()
     try:
         yield _pg_url(name)
     finally:
-        _drop_later(name)
+        _drop_later(name, owner)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from ferry.bundle.formats.base import Event
 from ferry.db import migrate, roles
 from ferry.db.engine import make_engine
 from ferry.demo.seed import Scale, seed
-from tests.conftest import PG_ADMIN, fresh_database
+from tests.conftest import PG_ADMIN, after_drops, fresh_database
 from tests.merge.helpers import bundle
 
 
@@ -39,9 +39,8 @@ def app_role() -> Iterator[str]:
         conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'app' NOSUPERUSER NOBYPASSRLS")
     try:
         yield role
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP ROLE IF EXISTS {role}")
+    finally:  # after the database its tables are in (dropped on the dropper's thread)
+        after_drops(f"DROP ROLE IF EXISTS {role}")
 
 
 def as_role(url: str, role: str) -> str:
