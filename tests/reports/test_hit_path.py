@@ -72,11 +72,11 @@ def test_the_reader_sees_each_commit_and_never_holds_a_transaction(school_url: s
             seen.append(reader.stamp(versions.STUDENT, "S1"))
             with db.begin() as conn:  # another connection commits a bump
                 versions.bump(conn, versions.STUDENT, ["S1"])
-        assert seen == ["", "sS1=1", "sS1=2"]
-        assert reader.stamp(versions.SEMESTER, SEM) == ""
+        assert seen == ["@1;", "@1;sS1=1", "@1;sS1=2"]  # the acting school first
+        assert reader.stamp(versions.SEMESTER, SEM) == "@1;"
         with db.begin() as conn:
             versions.bump_generation(conn)
-        assert reader.stamp(versions.STUDENT, "S1") == "g=1;sS1=3"
+        assert reader.stamp(versions.STUDENT, "S1") == "@1;g=1;sS1=3"
         if reader.fast:
             assert reader._open == 1 and len(reader._idle) == 1
             conn = reader._idle[0][1]
@@ -95,15 +95,15 @@ def test_a_dropped_reader_connection_falls_back_then_recovers(
     db = make_engine(school_url)
     reader = versions.VersionReader(db)
     try:
-        assert reader.stamp(versions.STUDENT, "S1") == ""
+        assert reader.stamp(versions.STUDENT, "S1") == "@1;"
         assert reader.fast
         pid = reader._idle[0][1].info.backend_pid
         with db.begin() as conn:
             conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
             versions.bump(conn, versions.STUDENT, ["S1"])
-        assert reader.stamp(versions.STUDENT, "S1") == "sS1=1"  # by the engine's path
+        assert reader.stamp(versions.STUDENT, "S1") == "@1;sS1=1"  # by the engine's path
         assert reader._open == 0
-        assert reader.stamp(versions.STUDENT, "S1") == "sS1=1"  # a new connection of its own
+        assert reader.stamp(versions.STUDENT, "S1") == "@1;sS1=1"  # a new connection of its own
         assert reader._open == 1
     finally:
         reader.close()
@@ -116,7 +116,7 @@ def test_busy_readers_take_the_engines_path(school_url: str) -> None:
     try:
         reader.stamp(versions.STUDENT, "S1")
         held = reader._take()  # every connection of its own is in use
-        assert reader.stamp(versions.STUDENT, "S1") == ""
+        assert reader.stamp(versions.STUDENT, "S1") == "@1;"
         if held is not None:
             reader._give(held)
     finally:
