@@ -17,13 +17,14 @@ from sqlalchemy.engine import Engine
 from ferry.bundle.formats.base import Batch
 from ferry.datasets.school import SCHOOL
 from ferry.datasets.spec import Field, Kind
+from ferry.db import migrate
 from ferry.db.engine import make_engine
 from ferry.imports import detect
 from ferry.imports.tabular import EntityRows
 from ferry.merge import MergeOptions, Status, run_import
 from ferry.tabular.base import ReadLimits
 from ferry.tabular.cells import to_millisecond
-from tests.conftest import migrated_database
+from tests.conftest import fresh_database
 from tests.imports.exported import export_file
 from tests.imports.helpers import seed_small
 
@@ -109,9 +110,10 @@ def test_every_entity_exported_imports_into_an_empty_database_as_the_same_rows(
             conn.execute(sa.text(f"UPDATE {table} SET {column} = NULL"))
             first = f"(SELECT min(id) FROM {table})"
             conn.execute(sa.text(f"UPDATE {table} SET {column} = '' WHERE id = {first}"))
-    with migrated_database(backend, tmp_path / "t") as url:
+    with fresh_database(backend, tmp_path / "t") as url:
         target = make_engine(url)
         try:
+            migrate.upgrade(target)
             for entity in SCHOOL.in_order():
                 data = export_file(demo, entity.name, fmt)
                 outcome = _import(target, entity.name, fmt, data)
@@ -167,11 +169,10 @@ def _students(draw: st.DrawFn) -> list[dict[str, object]]:
 
 @pytest.fixture
 def pair(backend: str, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
-    with (
-        migrated_database(backend, tmp_path / "a") as a,
-        migrated_database(backend, tmp_path / "b") as b,
-    ):
+    with fresh_database(backend, tmp_path / "a") as a, fresh_database(backend, tmp_path / "b") as b:
         engines = (make_engine(a), make_engine(b))
+        for e in engines:
+            migrate.upgrade(e)
         yield engines
         for e in engines:
             e.dispose()
