@@ -43,7 +43,7 @@ from ferry.merge.model import (
     RecordError,
     Strategy,
 )
-from ferry.merge.shape import Col, Ref, Shape, key_lookup, key_match, q, same
+from ferry.merge.shape import Col, Ref, Shape, key_lookup, key_match, q, same, text_of
 
 
 def _keys(r: Ref, row: str) -> list[str]:
@@ -321,11 +321,11 @@ def list_errors(
         refvals = dict(zip(ref_fields, row[3 + nkey : 3 + nkey + len(ref_fields)], strict=True))
         rejected = row[3 + nkey + len(ref_fields) : 3 + nkey + len(ref_fields) + len(shape.refs)]
         values = dict(zip([c.name for c in dates], row[len(row) - len(dates) :], strict=True))
-        display = "/".join(_text(v) for v in keyvals)
+        display = "/".join(text_of(v) for v in keyvals)
         if err.startswith("range:"):
             field = err[len("range:") :]
             low, high = (d.isoformat() for d in shape.col(field).range or ())
-            reason = f"out of range: {_text(values[field])} (allowed: {low} to {high})"
+            reason = f"out of range: {text_of(values[field])} (allowed: {low} to {high})"
         elif err == "duplicate":
             field = ",".join(shape.entity.natural_key)
             reason = f"duplicate natural key: the bundle holds it {int(dup)} times"
@@ -338,7 +338,7 @@ def list_errors(
         else:
             r = shape.refs[int(err[3:])]
             field = ",".join(r.ref.fields)
-            value = "/".join(_text(refvals[f]) for f in r.ref.fields)
+            value = "/".join(text_of(refvals[f]) for f in r.ref.fields)
             if rejected[r.index]:
                 reason = f"its parent, {r.parent.name} record {value!r}, was rejected"
             else:
@@ -365,7 +365,7 @@ def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
         f"SELECT {cols} FROM {shape.resolved} x WHERE x.st = 'create' ORDER BY x.pos LIMIT {limit}"
     ):
         rec = dict(zip(names, row, strict=True))
-        changes = [(n, "", _text(rec[n])) for n in names if not shape.col(n).bookkeeping]
+        changes = [(n, "", text_of(rec[n])) for n in names if not shape.col(n).bookkeeping]
         out.append(RecordChange(shape.name, _display(rec, key), "create", changes))
     for row in conn.exec_driver_sql(
         f"SELECT {cols}, {olds} FROM {shape.resolved} x JOIN {table} t ON t.id = x.tid "
@@ -374,9 +374,9 @@ def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
         rec = dict(zip(names, row[: len(names)], strict=True))
         old = row[len(names) :]
         changes = [
-            (c.name, _text(o), _text(rec[c.name]))
+            (c.name, text_of(o), text_of(rec[c.name]))
             for c, o in zip(own, old, strict=True)
-            if _text(o) != _text(rec[c.name])
+            if text_of(o) != text_of(rec[c.name])
         ]
         deleting = any(f == "deleted_at" and not o and n for f, o, n in changes)
         action = "delete" if deleting else "update"  # arrives soft-deleted: see count_deletions
@@ -385,15 +385,7 @@ def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
 
 
 def _display(rec: dict[str, Any], key: tuple[str, ...]) -> str:
-    return "/".join(_text(rec[k]) for k in key)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
+    return "/".join(text_of(rec[k]) for k in key)
 
 
 def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str | None) -> bool:

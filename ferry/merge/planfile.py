@@ -32,18 +32,10 @@ from sqlalchemy.engine import Connection
 
 from ferry.datasets.spec import Dataset
 from ferry.merge.model import RecordChange
-from ferry.merge.shape import Shape, key_lookup, q
+from ferry.merge.shape import Shape, key_lookup, q, text_of
 
 BATCH = 5000
 ACTIONS = {"same": "unchanged", "create": "create", "skip": "skip", "unmatched": "unmatched"}
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
 
 
 class PlanRecords:
@@ -93,18 +85,18 @@ class PlanRecords:
             rec = dict(zip(names, row[2 : 2 + n], strict=True))
             line: dict[str, Any] = {
                 "entity": shape.name,
-                "key": "/".join(_text(rec[k]) for k in key),
+                "key": "/".join(text_of(rec[k]) for k in key),
                 "position": int(pos),
             }
             if st == "create":
                 line["action"] = "create"
-                line["fields"] = {f: _text(rec[f]) for f in shown}
+                line["fields"] = {f: text_of(rec[f]) for f in shown}
             elif st == "update":
                 old = row[2 + n :]
                 changes = [
-                    {"field": c.name, "before": _text(o), "after": _text(rec[c.name])}
+                    {"field": c.name, "before": text_of(o), "after": text_of(rec[c.name])}
                     for c, o in zip(own, old, strict=True)
-                    if _text(o) != _text(rec[c.name])
+                    if text_of(o) != text_of(rec[c.name])
                 ]
                 gone = deleting and any(
                     ch["field"] == "deleted_at" and not ch["before"] and ch["after"]
@@ -132,7 +124,7 @@ class PlanRecords:
             self._line(
                 {
                     "entity": shape.name,
-                    "key": "/".join(_text(v) for v in row),
+                    "key": "/".join(text_of(v) for v in row),
                     "position": None,
                     "action": "delete",
                 }

@@ -239,3 +239,13 @@ def same(a: str, b: str, sqlite: bool) -> str:
 def differs(a: str, b: str, sqlite: bool) -> str:
     """NULL-safe inequality."""
     return f"({a} IS NOT {b})" if sqlite else f"({a} IS DISTINCT FROM {b})"
+
+
+def text_of(value: Any) -> str:
+    """A value as plans, samples and conflicts show it: "" for none, dates and instants
+    in ISO, anything else as str()."""
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)

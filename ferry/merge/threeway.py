@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from ferry.datasets.spec import Kind
 from ferry.db.import_models import ImportConflict
 from ferry.merge.model import RecordChange
-from ferry.merge.shape import Col, Shape, q, same
+from ferry.merge.shape import Col, Shape, q, same, text_of
 
 POLICIES = ("source", "local", "review")
 C: sa.Table = ImportConflict.__table__  # type: ignore[assignment]
@@ -242,14 +242,14 @@ def _samples(
     n = len(shape.entity.natural_key)
     out = []
     for row in rows:
-        key = "/".join(_text(v) for v in row[:n])
+        key = "/".join(text_of(v) for v in row[:n])
         flag = row[n : n + 2 * len(cols)]
         val = row[n + 2 * len(cols) :]
         changes = []
         conflict = False
         for i, c in enumerate(cols):
             if flag[2 * i] or flag[2 * i + 1]:
-                changes.append((c.name, _text(val[2 * i]), _text(val[2 * i + 1])))
+                changes.append((c.name, text_of(val[2 * i]), text_of(val[2 * i + 1])))
                 conflict = conflict or bool(flag[2 * i + 1])
         out.append(RecordChange(shape.name, key, "conflict" if conflict else "keep_local", changes))
     return out
@@ -289,7 +289,7 @@ def record_review(
                     "import_id": import_id,
                     "entity": shape.name,
                     "row_id": int(row[0]),
-                    "natural_key": "/".join(_text(v) for v in row[1 : 1 + n]),
+                    "natural_key": "/".join(text_of(v) for v in row[1 : 1 + n]),
                     "field": c.name,
                     "local_value": {"v": json_value(row[1 + n], c.kind)},
                     "source_value": {"v": json_value(row[2 + n], c.kind)},
@@ -323,14 +323,6 @@ def json_value(value: Any, kind: Kind) -> Any:
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     return value
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
 
 
 def forget(conn: Connection, import_id: str) -> None:
