@@ -27,7 +27,7 @@ import grpc
 import jwt
 
 from bench.common import Row
-from bench.imports import scratch_database
+from bench.imports import scratch_database, scratch_name
 from bench.server import FerryServer
 from ferry.auth import KeySet, Principal, TokenIssuer, TokenVerifier, bearer, parse_role
 from ferry.auth.keys import SigningKey
@@ -168,7 +168,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     # A migrated, empty database of its own: ListSemesters then costs one query, so the row
     # measures the filter chain. With data it counts records per semester (about 100 ms a
     # call on the bench scale, 60 ms on the small demo data), which drowns a 0.2 ms goal.
-    url = scratch_database("ferry_bench_auth")
+    url = scratch_database(scratch_name("auth"))
     hs_key = secrets.token_hex(32)
     base = {"FERRY_EXPORT_WORKERS": "0", HS256_KEY_ENV: hs_key}
     chains = {

@@ -28,6 +28,7 @@ from bench.imports import (
     dump_tables,
     export_bundle,
     scratch_database,
+    scratch_name,
 )
 from bench.server import FerryServer
 from ferry.v1 import bundle_pb2, export_pb2, export_pb2_grpc, import_pb2, import_pb2_grpc
@@ -102,7 +103,7 @@ def sample_backup(url: str, workdir: Path) -> tuple[int, float, float]:
     can be set beside it."""
     bundle, out = workdir / "sample.json", workdir / "sample-backup.json"
     export_bundle(url, bundle, tenth=10)
-    small = scratch_database("ferry_bench_backup_sample")
+    small = scratch_database(scratch_name("backup_sample"))
     server = ImportServer(small, workdir)
     try:
         result, _ = upload(server, bundle)
