@@ -16,7 +16,14 @@ from pathlib import Path
 import click
 
 from ferry.app import App
-from ferry.cli.common import clients, load_app, parse_duration, rpc_errors
+from ferry.cli.common import (
+    clients,
+    load_app,
+    parse_duration,
+    rpc_errors,
+    school_named,
+    school_option,
+)
 from ferry.cli.export import Progress, download, save
 from ferry.cli.imports import UPLOAD_TIMEOUT_SECONDS, _print_result, _requests_session
 from ferry.config import ScheduleSettings
@@ -46,6 +53,7 @@ def backup() -> None:
 @click.option(
     "--timeout", default="2h", show_default=True, help="Give up after this long (90s, 15m, 1h)."
 )
+@school_option
 @click.pass_context
 def backup_create(
     ctx: click.Context, output: str, format_: str, dataset: str, timeout: str
@@ -80,6 +88,7 @@ def backup_create(
 )
 @click.option("--dry-run", is_flag=True, help="Show what the restore would do; change nothing.")
 @click.option("--format", "fmt", default="", help="Bundle format (default: from the name).")
+@school_option
 @click.pass_context
 def backup_restore(
     ctx: click.Context, path: Path | None, from_import: str, dry_run: bool, fmt: str
@@ -103,6 +112,7 @@ def backup_restore(
                 dry_run=dry_run,
                 filename=path.name,
                 bundle_format=fmt,
+                school=school_named(),
             )
             bar = click.progressbar(
                 length=path.stat().st_size, label=f"uploading {path.name}", file=sys.stderr

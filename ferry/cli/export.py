@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, table
+from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, school_option, table
 from ferry.rpc.files import ChunkError, Saved, write_chunks
 from ferry.v1 import export_pb2
 
@@ -21,6 +21,7 @@ def export() -> None:
 
 
 @export.command("semesters")
+@school_option
 @click.pass_context
 def export_semesters(ctx: click.Context) -> None:
     """List semesters with their course, student and enrollment counts."""
@@ -58,6 +59,7 @@ def export_semesters(ctx: click.Context) -> None:
 @click.option(
     "--timeout", default="1h", show_default=True, help="Give up after this long (90s, 15m, 1h)."
 )
+@school_option
 @click.pass_context
 def export_session(
     ctx: click.Context,

@@ -20,7 +20,7 @@ from typing import Any
 import click
 import grpc
 
-from ferry.cli.common import clients, load_app, rpc_errors, table
+from ferry.cli.common import clients, load_app, rpc_errors, school_option, table
 from ferry.cli.export import export
 from ferry.config import ScheduleSettings
 from ferry.export_jobs import schedule
@@ -91,6 +91,7 @@ def _stub(ctx: click.Context) -> export_pb2_grpc.ExportServiceStub:
 )
 @click.option("--wait", is_flag=True, help="Show progress until the job ends.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@school_option
 @click.pass_context
 def export_start(
     ctx: click.Context,
@@ -141,6 +142,7 @@ def export_start(
     help="Backup schedules: write (and keep the newest `keep`) here instead of the "
     "schedule's directory (a CronJob's volume).",
 )
+@school_option
 @click.pass_context
 def export_run(ctx: click.Context, name: str, output: Path | None, directory: Path | None) -> None:
     """Run a scheduled export (or backup) and wait for it; exits non-zero unless it
@@ -244,6 +246,7 @@ def _exit_for(job: pb.ExportJob) -> None:
 @click.option("--status", type=click.Choice(list(BY_NAME)))
 @click.option("--type", "export_type", default="")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@school_option
 @click.pass_context
 def export_jobs(ctx: click.Context, status: str | None, export_type: str, limit: int) -> None:
     """Recent export jobs, newest first."""
@@ -277,6 +280,7 @@ def _row(j: pb.ExportJob) -> list[Any]:
 
 @export.command("cancel")
 @click.argument("job_id")
+@school_option
 @click.pass_context
 def export_cancel(ctx: click.Context, job_id: str) -> None:
     """Cancel a pending or running job."""
@@ -288,6 +292,7 @@ def export_cancel(ctx: click.Context, job_id: str) -> None:
 @export.command("download")
 @click.argument("job_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@school_option
 @click.pass_context
 def export_download(ctx: click.Context, job_id: str, output: Path) -> None:
     """Download a completed job's file, verifying its sha256."""
@@ -300,6 +305,7 @@ def export_download(ctx: click.Context, job_id: str, output: Path) -> None:
 @export.command("stats")
 @click.option("--days", type=click.IntRange(0), default=30, show_default=True)
 @click.option("--type", "export_type", default="")
+@school_option
 @click.pass_context
 def export_stats(ctx: click.Context, days: int, export_type: str) -> None:
     """Outcomes, durations and throughput of recent export jobs."""
@@ -324,6 +330,7 @@ def export_stats(ctx: click.Context, days: int, export_type: str) -> None:
 @click.option("--older-than-days", type=click.IntRange(0), default=0, help="0: the retention.")
 @click.option("--archive", is_flag=True, help="Move files to the archive instead of deleting.")
 @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@school_option
 @click.pass_context
 def export_cleanup(ctx: click.Context, older_than_days: int, archive: bool, dry_run: bool) -> None:
     """Remove export jobs that ended before the retention, with their files."""
