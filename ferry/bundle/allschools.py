@@ -76,7 +76,7 @@ def write_all(
                 events = session_events(engine, ds, req, now)
                 with closing(cast(Generator[Event], events)):
                     fmt.write(events, out)
-            written.append(Written(school.code, member, path.stat().st_size, _sha256(path)))
+            written.append(Written(school.code, member, path.stat().st_size, sha256_of(path)))
             files.append(path)
         manifest = {
             "kind": KIND,
@@ -238,7 +238,7 @@ def _add_school(engine: Engine, entry: dict[str, Any]) -> schools.SchoolInfo:
         return schools.find(engine, entry["code"], field="schools")
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

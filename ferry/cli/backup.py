@@ -213,11 +213,16 @@ def _who() -> str:
 
 
 def run_backup_schedule(
-    app: App, name: str, schedule: ScheduleSettings, output: Path | None = None
+    app: App,
+    name: str,
+    schedule: ScheduleSettings,
+    output: Path | None = None,
+    every_school: bool = False,
 ) -> Path:
-    """Run backup schedule `name`: write the whole database to `directory` (or `output`)
-    as `<name>--<UTC time>.<extension>`, then keep only the newest `keep` of the
-    schedule's files there. Returns the file written."""
+    """Run backup schedule `name`: write the school's whole data (`every_school`: every
+    school's, as the platform role, one archive) to `directory` (or `output`) as
+    `<name>--<UTC time>.<extension>`, then keep only the newest `keep` of the schedule's
+    files there. Returns the file written."""
     request = export_pb2.DownloadSessionRequest(
         scope="all", bundle_format=schedule.bundle_format, include_deleted=True
     )
@@ -225,13 +230,22 @@ def run_backup_schedule(
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")  # sorts by time
     part = folder / f".{name}--{stamp}.part"
-    with rpc_errors():
-        got = download(
-            clients(app).export().DownloadSession(request, timeout=BACKUP_TIMEOUT_SECONDS),
-            part,
-            Progress(),
-        )
-    extension = got.filename.partition(".")[2] or schedule.bundle_format
+    if every_school:
+        _create_all(app, part, schedule.bundle_format, "")
+        extension = "tar.gz"
+        size = part.stat().st_size
+        from ferry.bundle.allschools import sha256_of
+
+        got_sha = sha256_of(part)
+    else:
+        with rpc_errors():
+            got = download(
+                clients(app).export().DownloadSession(request, timeout=BACKUP_TIMEOUT_SECONDS),
+                part,
+                Progress(),
+            )
+        extension = got.filename.partition(".")[2] or schedule.bundle_format
+        size, got_sha = got.size, got.sha256
     target = output if output is not None else folder / f"{name}--{stamp}.{extension}"
     part.replace(target)
     removed = 0
@@ -241,7 +255,7 @@ def run_backup_schedule(
             old.unlink()
             removed += 1
     click.echo(
-        f"schedule {name}: backup {target} ({got.size:,} bytes, sha256 {got.sha256}); "
+        f"schedule {name}: backup {target} ({size:,} bytes, sha256 {got_sha}); "
         f"removed {removed} older backup(s), keeping {schedule.keep}"
     )
     return target
