@@ -64,7 +64,8 @@ def write_all(
     found = schools.all_schools(engine)
     written: list[Written] = []
     part = target.with_name(target.name + ".part")
-    with tempfile.TemporaryDirectory(prefix="ferry-all-schools-") as tmp:
+    # Beside the target (a backups volume), not in /tmp: each school's whole bundle.
+    with tempfile.TemporaryDirectory(prefix=".ferry-all-schools-", dir=target.parent) as tmp:
         files: list[Path] = []
         for school in found:
             member = f"schools/{school.code}.{fmt.extension}"
