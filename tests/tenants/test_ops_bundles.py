@@ -205,6 +205,26 @@ def test_a_backup_of_every_school_is_cli_only_and_restores_school_by_school(
     over_rpc = list(JsonBundle().read(io.BytesIO(whole), BundleLimits()))
     assert comparable(over_rpc) == comparable(bundles["north"])  # "all" is the school's
 
+    # A backup schedule of every school (the CronJob's): one archive a run, `keep` kept.
+    folder = tmp_path / "backups"
+    for _ in range(2):
+        r = CliRunner().invoke(
+            cli,
+            ["export", "run", "--schedule", "all-nightly", "--directory", str(folder)],
+            env={
+                "FERRY_CONFIG": str(ROOT / "ferry.yaml"),
+                "FERRY_DATABASE_URL": t.app_url,
+                "FERRY_DATABASE_PLATFORM_URL": url_of(t.platform),
+                "FERRY_AUTH_SIGNING_KEY_FILE": key,
+                "FERRY_EXPORT_SCHEDULES": "{all-nightly: {kind: backup, schools: all, keep: 1}}",
+            },
+        )
+        assert r.exit_code == 0, r.output
+    (kept,) = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    assert kept.name.startswith("all-nightly--") and kept.name.endswith(".tar.gz")
+    with tarfile.open(kept) as tar:
+        assert len(tar.getnames()) == 4
+
     # Into another installation: each school comes back, those missing added.
     with app_role() as role, fresh_database("postgres", tmp_path / "other") as url:
         platform = make_engine(url)
