@@ -93,3 +93,20 @@ def test_a_code_that_is_no_school_code_is_refused_before_any_call(
         return
     assert r.exit_code == 2 and "--school" in r.output, r.output
     assert servicer.calls == []
+
+
+def test_token_create_local_is_of_the_school_named(tmp_path: Path) -> None:
+    from ferry.db import migrate
+    from ferry.db.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'unused.db'}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    args = ["token", "create", "--role", "viewer", "--local"]
+    r = ferry([*args, "--school", "default"], 0, tmp_path)
+    assert r.exit_code == 0, r.output
+    token = r.stdout.splitlines()[0]
+    assert jwt.decode(token, options={"verify_signature": False})["sch"] == "default"
+    r = ferry([*args, "--school", "nowhere"], 0, tmp_path)
+    assert r.exit_code == 2 and "school 'nowhere' not found" in r.output, r.output
+    assert "eyJ" not in r.stdout  # no token printed
