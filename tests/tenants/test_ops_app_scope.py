@@ -1,8 +1,9 @@
 """The first wall alone (docs/tenants.md): run as a SUPERUSER, which row-level security
-does not bind, the export job store, the retention cleanup, bundle reading, the import
-history and undo still keep to the acting school, by their own `school_id` conditions.
-The mirror of test_walls.py (RLS alone); each check first shows the superuser does see
-the other school's rows when the application scope is patched out, so it bites."""
+does not bind, the export job store and its entity exports, the retention cleanup, bundle
+reading, the import history and undo still keep to the acting school, by their own
+`school_id` conditions. The mirror of test_walls.py (RLS alone); the bundle check first
+shows the superuser does see the other school's rows with the application scope patched
+out, so the test bites."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ferry.db import tenant
 from ferry.errors import NotFound
 from ferry.export_jobs import store
 from ferry.export_jobs.cleanup import cleanup, cleanup_every_school
+from ferry.export_jobs.query import ExportRequest, plan_export
 from ferry.merge import Status, get_import, list_imports, undo_import
 from ferry.storage.local import LocalStorage
 from tests.merge.helpers import comparable, edited, records, run
@@ -72,6 +74,13 @@ def test_the_application_scope_alone_keeps_schools_apart(
         assert list_semesters(su, SCHOOL, ("students",)) == list_semesters(
             t.app, SCHOOL, ("students",)
         )
+        # An entity export (the job's query): north's students, with their names.
+        with su.connect() as conn:
+            plan = plan_export(conn, SCHOOL, ExportRequest("students", include_deleted=True), 10**6)
+            exported = conn.execute(plan.rows).mappings().all()
+            assert conn.execute(plan.count).scalar_one() == len(exported)
+        assert len(exported) == len(records(source_events)["students"])
+        assert {"Of north"} == {r["first_name"] for r in exported} & {"Of north", "Of south"}
         # Import history: the other school's import is no import at all.
         assert [o.id for o in list_imports(su, 50, "").items] == [imports["north"]]
         with pytest.raises(NotFound):
