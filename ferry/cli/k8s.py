@@ -129,6 +129,8 @@ def cronjobs_yaml(s: config.Settings) -> str:
                 _mount_backups(job)
                 if sched.schools == "all":  # platform work: the platform role, no token
                     _direct(job, PLATFORM_DATABASE)
+            elif sched.schools == "all":  # the schools are read from the database (app role)
+                _direct(job, CRON_TOKEN, APP_DATABASE)
             docs.append(job)
     c = s.export.cleanup
     if c.cron:
@@ -221,13 +223,13 @@ def _cronjob(
     }
 
 
-def _direct(job: dict[str, Any], database: dict[str, Any]) -> None:
-    """A CronJob that works on the database directly: its URL from `database`'s Secret
-    instead of a token, and the label the production overlay gives the database's CA by."""
+def _direct(job: dict[str, Any], *env: dict[str, Any]) -> None:
+    """A CronJob that opens the database itself: `env` (its URL from a Secret, instead of
+    or beside the token), and the label the production overlay gives the database's CA by."""
     job["metadata"]["labels"]["ferry.io/database"] = "direct"
     pod = job["spec"]["jobTemplate"]["spec"]["template"]
     pod["metadata"]["labels"]["ferry.io/database"] = "direct"
-    pod["spec"]["containers"][0]["env"] = [database]
+    pod["spec"]["containers"][0]["env"] = list(env)
 
 
 # The app role (row-level security binds it) and the platform role (docs/tenants.md): the

@@ -332,7 +332,14 @@ def test_only_auth_holds_the_private_key_and_the_gateway_holds_nothing_secret() 
     assert every_school  # the backup of every school is a CronJob
     for cron in objects("production", "CronJob"):
         name = cron["metadata"]["name"]
-        if name in every_school:  # platform work: the platform role's Secret, no token
+        kind = settings.export.schedules.get(name.removeprefix("ferry-export-"))
+        if name in every_school and kind is not None and kind.kind == "export":
+            # Each school's job through its token; the schools read as the app role.
+            assert secret_refs(cron) == {
+                "FERRY_TOKEN": "ferry-cron-token",
+                "FERRY_DATABASE_URL": "ferry-database",
+            }
+        elif name in every_school:  # platform work: the platform role's Secret, no token
             assert secret_refs(cron) == {"FERRY_DATABASE_PLATFORM_URL": "ferry-database-platform"}
         elif name == "ferry-export-cleanup":  # school by school on the app role
             assert secret_refs(cron) == {"FERRY_DATABASE_URL": "ferry-database"}
@@ -346,7 +353,12 @@ def test_only_auth_holds_the_private_key_and_the_gateway_holds_nothing_secret() 
         for d in ferry_workloads(overlay)
         if "ferry-database-platform" in secret_refs(d).values()
     }
-    assert holders == {("Job", "ferry-db-upgrade")} | {("CronJob", n) for n in every_school}
+    backups = {
+        n
+        for n in every_school
+        if settings.export.schedules[n.removeprefix("ferry-export-")].kind == "backup"
+    }
+    assert holders == {("Job", "ferry-db-upgrade")} | {("CronJob", n) for n in backups}
 
 
 def test_production_takes_tls_certificates_from_secrets() -> None:

@@ -119,3 +119,44 @@ def wait_for_jobs(t: Tenancy, n: int) -> list[tuple[str, int, str, str]]:
         if len(ended) >= n or time.monotonic() > deadline:
             return [(str(a), int(b), str(c), str(d)) for a, b, c, d in rows]
         time.sleep(0.3)
+
+
+def test_cronjobs_give_the_database_only_to_those_that_read_it(tmp_path: Path) -> None:
+    """`ferry k8s cronjobs`: a backup of every school gets the platform role's Secret and
+    no token; an export of every school its token and the app role's URL (to list the
+    schools); one school's export its token alone; the retention the app role."""
+    import yaml
+
+    from ferry.cli.k8s import cronjobs_yaml
+
+    path = tmp_path / "ferry.yaml"
+    path.write_text(
+        "export:\n  schedules:\n"
+        "    all-backup: {kind: backup, schools: all, cron: '0 1 * * *'}\n"
+        "    all-export: {type: students, schools: all, cron: '0 2 * * *'}\n"
+        "    one-export: {type: students, school: north, cron: '0 3 * * *'}\n"
+    )
+    docs = {
+        d["metadata"]["name"]: d for d in yaml.safe_load_all(cronjobs_yaml(config.load(path, {})))
+    }
+
+    def secrets(name: str) -> dict[str, str]:
+        pod = docs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in pod["containers"][0]["env"]
+        }
+
+    assert secrets("ferry-export-all-backup") == {
+        "FERRY_DATABASE_PLATFORM_URL": "ferry-database-platform"
+    }
+    assert secrets("ferry-export-all-export") == {
+        "FERRY_TOKEN": "ferry-cron-token",
+        "FERRY_DATABASE_URL": "ferry-database",
+    }
+    assert secrets("ferry-export-one-export") == {"FERRY_TOKEN": "ferry-cron-token"}
+    assert secrets("ferry-export-cleanup") == {"FERRY_DATABASE_URL": "ferry-database"}
+    cleanup = docs["ferry-export-cleanup"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert cleanup["containers"][0]["args"][:3] == ["export", "cleanup", "--all-schools"]
+    for name in ("ferry-export-all-backup", "ferry-export-all-export", "ferry-export-cleanup"):
+        assert docs[name]["metadata"]["labels"]["ferry.io/database"] == "direct"
+    assert "ferry.io/database" not in docs["ferry-export-one-export"]["metadata"]["labels"]
