@@ -86,9 +86,10 @@ class App:
         """Checks tokens with the public key set (re-read when the file changes)."""
         return self._verifier
 
-    def local_token(self, subject: str = "", role: int = 3) -> str | None:
+    def local_token(self, subject: str = "", role: int = 3, school: str = "") -> str | None:
         """The CLI's token: FERRY_TOKEN when set; else a short-lived token signed with the
-        local private key when it is readable (a laptop just works); else None."""
+        local private key when it is readable (a laptop just works), in `school` (its
+        code; "" the default school); else None."""
         if os.environ.get("FERRY_TOKEN"):
             return os.environ["FERRY_TOKEN"].strip()
         a = self.settings.auth
@@ -99,7 +100,10 @@ class App:
             return None
         who = subject or f"cli:{os.environ.get('USER', 'local')}"
         ttl = dt.timedelta(seconds=a.cli_token_ttl_seconds)
-        return TokenIssuer(key, a.issuer, a.audience).issue(who, role, ttl).token
+        issuer = TokenIssuer(key, a.issuer, a.audience)
+        if school:
+            return issuer.issue(who, role, ttl, school=school).token
+        return issuer.issue(who, role, ttl).token
 
     def plugin_settings(self, group: str, name: str) -> Any:
         """The validated `plugins.<group>.<name>` settings of a plugin (its defaults when

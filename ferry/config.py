@@ -224,9 +224,28 @@ class ScheduleSettings(Strict):
     bundle_format: str = "json"
     directory: str = "var/backups"
     keep: int = Field(7, ge=1)
+    # The school it runs for (docs/tenants.md): `school: CODE` one school; `schools: all`
+    # every school, each in its own run (a backup of every school is one archive, made
+    # as the platform role); neither: the default school.
+    school: str = ""
+    schools: Literal["", "all"] = ""
+
+    @field_validator("school")
+    @classmethod
+    def _school(cls, v: str) -> str:
+        import re
+
+        if v and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", v):
+            raise ValueError(
+                f"{v[:64]!r} is not a school code (1-64 of a-z, 0-9 and '-', starting with "
+                "a letter or digit)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ScheduleSettings:
+        if self.school and self.schools:
+            raise ValueError("name either `school: CODE` or `schools: all`, not both")
         if self.kind == "export" and not self.type:
             raise ValueError("an export schedule needs `type` (the entity to export)")
         if self.kind == "backup" and self.type:

@@ -77,7 +77,7 @@ def session_events(
     """
     with open_scan(engine, ds, req) as scan:
         meta = pb.BundleMetadata()
-        fill_metadata(meta, ds, req, scan.counts, now)
+        fill_metadata(meta, ds, req, scan.counts, now, scan.school)
         add_renames(meta, scan.conn, scan.since)  # keys changed (issue 29)
         yield Header(meta, updated_since=instant(req.updated_since))
         sent: dict[str, int] = {}

@@ -9,14 +9,19 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ferry.db import tenant
 from ferry.v1 import bundle_pb2 as pb
 
 
 def add_renames(meta: pb.BundleMetadata, conn: Connection, since: dt.datetime | None) -> None:
-    query = "SELECT entity, old_key, new_key, renamed_at FROM key_renames"
+    # The application scope: the acting school's renames only.
+    query = (
+        "SELECT entity, old_key, new_key, renamed_at FROM key_renames k "
+        f"WHERE {tenant.scope_sql('k')}"
+    )
     params: dict[str, object] = {}
     if since is not None:
-        query += " WHERE renamed_at >= :since"
+        query += " AND renamed_at >= :since"
         params["since"] = since
     for entity, old, new, when in conn.execute(sa.text(query + " ORDER BY renamed_at, id"), params):
         if isinstance(when, str):  # SQLite without the column's type: naive UTC text

@@ -19,13 +19,17 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 
 from ferry.datasets.query import Column, count_in_scope, export_query
 from ferry.datasets.spec import Dataset, Entity
+from ferry.db import tenant
 from ferry.errors import InvalidArgument, NotFound
 
 # Bumped when a bundle's meaning changes; readers upgrade older versions.
 FORMAT_VERSION = 1
 MAX_BATCH_RECORDS = 10_000
 SCOPE_ALL = "all"
-SCOPES = ("semester", SCOPE_ALL)
+# Every record of the acting school ("all" is its older name: under tenancy a service
+# only ever sees one school, docs/tenants.md).
+SCOPE_SCHOOL = "school"
+SCOPES = ("semester", SCOPE_SCHOOL, SCOPE_ALL)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class SessionRequest:
 
     @property
     def whole(self) -> bool:
-        return self.scope == SCOPE_ALL
+        return self.scope in (SCOPE_ALL, SCOPE_SCHOOL)
 
     @property
     def value(self) -> str | None:
@@ -82,9 +86,20 @@ def semester_exists(conn: Connection, ds: Dataset, value: str) -> bool:
     """True when any row of the dataset's scope-root entity carries `value` (deleted too)."""
     root = ds.scope_root()
     column = next(r.column for r in root.scope if r.column)
+    t = root.table
+    mine = t.c.school_id == tenant.school_id()  # the application scope (the first wall)
     return (
-        conn.execute(sa.select(sa.literal(1)).where(root.table.c[column] == value).limit(1)).first()
+        conn.execute(sa.select(sa.literal(1)).where(t.c[column] == value, mine).limit(1)).first()
         is not None
+    )
+
+
+def school_code(conn: Connection) -> str:
+    """The code of the school the work acts for (a bundle's BundleMetadata.school)."""
+    return str(
+        conn.execute(
+            sa.text("SELECT code FROM schools WHERE id = :s"), {"s": tenant.school_id()}
+        ).scalar_one()
     )
 
 
@@ -99,6 +114,8 @@ class Scan:
     counts: dict[str, int]
     # The database's own value for `updated_since` (SQLite stores naive UTC).
     since: dt.datetime | None
+    # The code of the school read (BundleMetadata.school).
+    school: str = ""
 
     def rows(self, entity: Entity) -> tuple[list[Column], CursorResult[Any]]:
         """The entity's columns and a server-side cursor over its rows in scope (close it)."""
@@ -110,6 +127,9 @@ class Scan:
 
     def _query(self, entity: Entity) -> tuple[sa.Select[Any], list[Column]]:
         query, columns = export_query(self.ds, entity, self.req.value, self.req.with_deleted)
+        # The application scope: the school's rows only, whatever role reads (the export
+        # query's table is `t`; its parents are joined by id, so of the same school).
+        query = query.where(sa.text(tenant.scope_sql("t")))
         if self.since is not None:
             # The labels of the export query render as their columns in WHERE.
             c = query.selected_columns
@@ -119,7 +139,9 @@ class Scan:
             # that knows no renames (a OneRoster system) needs it again under the new key.
             for name, origin in key_fields(self.ds, entity).items():
                 renamed = sa.select(_RENAMES.c.new_key).where(
-                    _RENAMES.c.entity == origin, _RENAMES.c.renamed_at >= self.since
+                    _RENAMES.c.entity == origin,
+                    _RENAMES.c.renamed_at >= self.since,
+                    _RENAMES.c.school_id == tenant.school_id(),
                 )
                 changed.append(c[name].in_(renamed))
             query = query.where(sa.or_(*changed))
@@ -128,6 +150,7 @@ class Scan:
     def _count(self, entity: Entity) -> int:
         if self.since is None:
             query = count_in_scope(self.ds, entity, self.req.value, self.req.with_deleted)
+            query = query.where(sa.text(tenant.scope_sql("t")))
         else:
             rows = self._query(entity)[0].order_by(None).subquery()
             query = sa.select(sa.func.count()).select_from(rows)
@@ -139,6 +162,7 @@ _RENAMES = sa.table(
     sa.column("entity", sa.String),
     sa.column("new_key", sa.String),
     sa.column("renamed_at", sa.DateTime(timezone=True)),
+    sa.column("school_id", sa.BigInteger),
 )
 
 
@@ -201,6 +225,6 @@ def open_scan(engine: Engine, ds: Dataset, req: SessionRequest) -> Iterator[Scan
             conn.exec_driver_sql(f"LOCK TABLE {tables} IN ACCESS SHARE MODE")
         if not req.whole and not semester_exists(conn, ds, req.semester):
             raise NotFound(f"{ds.scope_name} {req.semester!r} does not exist", field=ds.scope_name)
-        scan = Scan(conn, ds, req, ds.in_order(), {}, since)
+        scan = Scan(conn, ds, req, ds.in_order(), {}, since, school_code(conn))
         scan.counts = {e.name: scan._count(e) for e in scan.entities}
         yield scan

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ferry.datasets.query import count_in_scope
 from ferry.datasets.spec import Dataset
+from ferry.db import tenant
 from ferry.db.count_models import ScopeCount
 
 # The entities whose counts ListSemesters shows, kept per semester in scope_counts.
@@ -38,7 +39,9 @@ def list_semesters(engine: Engine, ds: Dataset, entities: tuple[str, ...]) -> li
     kept = [e for e in entities if e in _counted(ds)]
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(_T.c.scope, _T.c.entity, _T.c.records).where(_T.c.dataset == ds.name)
+            sa.select(_T.c.scope, _T.c.entity, _T.c.records).where(
+                _T.c.dataset == ds.name, _T.c.school_id == tenant.school_id()
+            )
         ).all()
         found: dict[str, dict[str, int]] = {}
         for scope, entity, records in rows:
@@ -48,7 +51,7 @@ def list_semesters(engine: Engine, ds: Dataset, entities: tuple[str, ...]) -> li
             counts = {name: found[value].get(name, 0) for name in kept}
             for name in entities:
                 if name not in counts:
-                    query = count_in_scope(ds, ds.entity(name), value, False)
+                    query = _mine(count_in_scope(ds, ds.entity(name), value, False))
                     counts[name] = int(conn.execute(query).scalar_one())
             out.append(SemesterInfo(value, counts))
     return out
@@ -60,8 +63,13 @@ def recount(conn: Connection, ds: Dataset, semesters: Iterable[str] | None) -> i
     without live scope-root rows loses its rows. Returns the semesters counted."""
     root = ds.scope_root()
     column = root.table.c[next(r.column for r in root.scope if r.column)]
-    live_values = sa.select(column).where(root.table.c.deleted_at.is_(None)).distinct()
-    mine = _T.c.dataset == ds.name
+    school = tenant.school_id()  # the application scope: the acting school's rows only
+    live_values = (
+        sa.select(column)
+        .where(root.table.c.deleted_at.is_(None), root.table.c.school_id == school)
+        .distinct()
+    )
+    mine = sa.and_(_T.c.dataset == ds.name, _T.c.school_id == school)
     if semesters is None:
         conn.execute(_T.delete().where(mine))
         values = sorted(str(v) for v in conn.execute(live_values).scalars())
@@ -79,7 +87,7 @@ def recount(conn: Connection, ds: Dataset, semesters: Iterable[str] | None) -> i
             "scope": value,
             "entity": name,
             "records": int(
-                conn.execute(count_in_scope(ds, ds.entity(name), value, False)).scalar_one()
+                conn.execute(_mine(count_in_scope(ds, ds.entity(name), value, False))).scalar_one()
             ),
         }
         for value in values
@@ -88,6 +96,11 @@ def recount(conn: Connection, ds: Dataset, semesters: Iterable[str] | None) -> i
     if rows:
         conn.execute(_T.insert(), rows)
     return len(values)
+
+
+def _mine(query: sa.Select[Any]) -> sa.Select[Any]:
+    """A count_in_scope (over table `t`) of the acting school's rows only."""
+    return query.where(sa.text(tenant.scope_sql("t")))
 
 
 def _counted(ds: Dataset) -> tuple[str, ...]:

@@ -54,6 +54,7 @@ def fill_metadata(
     req: SessionRequest,
     counts: dict[str, int],
     now: dt.datetime | None,
+    school: str = "",
 ) -> None:
     """Fill `meta` for a bundle of `req` holding `counts` records per entity."""
     meta.semester = req.semester
@@ -68,6 +69,7 @@ def fill_metadata(
         meta.updated_since.FromDatetime(req.updated_since)
     if req.whole:
         meta.scope = req.scope
+    meta.school = school
 
 
 def stream_session(
@@ -84,7 +86,7 @@ def stream_session(
     """
     with open_scan(engine, ds, req) as scan:
         out, chunk = new_chunk()
-        fill_metadata(chunk.header.metadata, ds, req, scan.counts, now)
+        fill_metadata(chunk.header.metadata, ds, req, scan.counts, now, scan.school)
         add_renames(chunk.header.metadata, scan.conn, scan.since)  # keys changed (issue 29)
         yield out
 

@@ -21,7 +21,16 @@ import click
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ferry.auth import parse_role, role_name
-from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, table
+from ferry.cli.common import (
+    acting_for_named,
+    clients,
+    load_app,
+    parse_duration,
+    rpc_errors,
+    school_named,
+    school_option,
+    table,
+)
 from ferry.db import migrate
 from ferry.errors import FerryError
 from ferry.v1 import auth_pb2 as pb
@@ -204,6 +213,7 @@ def token() -> None:
     "service (a laptop, or the auth pod to bootstrap the first admin). It is recorded, "
     "listed and revocable like any other.",
 )
+@school_option
 @click.pass_context
 def token_create(ctx: click.Context, role: str, ttl: str, subject: str, local: bool) -> None:
     """Print a new token (only the token, for a Secret); its id goes to standard error."""
@@ -236,8 +246,13 @@ def _local_token(ctx: click.Context, role: str, subject: str, seconds: int) -> N
             f"{migrate.head()}: run `ferry db upgrade` first"
         )
     who = f"cli:{os.environ.get('USER', 'local')}"
+    code = school_named()
+    if code:
+        with acting_for_named(app):  # an unknown school: named, exit 2
+            pass
     try:
-        issued = issuing.create_token(app, parse_role(role), subject, seconds, who)
+        extra = {"school": code} if code else {}
+        issued = issuing.create_token(app, parse_role(role), subject, seconds, who, **extra)
     except KeyFileError as e:
         raise click.ClickException(f"--local needs the private key: {e}") from None
     except FerryError as e:

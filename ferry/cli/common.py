@@ -67,11 +67,118 @@ def load_app(ctx: click.Context) -> App:
     return app
 
 
+# The metadata naming the school a platform admin's call acts for (docs/tenants.md).
+SCHOOL_METADATA = "x-ferry-school"
+
+
+def _set_school(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        from ferry.db.schools import check_code
+        from ferry.errors import InvalidArgument
+
+        try:
+            check_code(value, "--school")
+        except InvalidArgument as e:
+            raise click.BadParameter(e.message.partition(": ")[2], param_hint="--school") from None
+        ctx.find_root().ensure_object(dict)["school"] = value
+    return value
+
+
+def school_option(fn: Callable[..., T]) -> Callable[..., T]:
+    """`--school CODE` on a command that acts on data: the command acts for that school.
+    Over gRPC the CLI's own token is signed for it (or, with FERRY_TOKEN, the call names
+    it in `x-ferry-school`, a platform admin's per-call school); a school the installation
+    lacks is an error naming it, exit code 2, and nothing changes."""
+    return click.option(
+        "--school",
+        metavar="CODE",
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_school,
+        help="Act for this school (its code; default: the token's, else the default school).",
+    )(fn)
+
+
+def school_named() -> str:
+    """The school this invocation's --school named ("" none)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return ""
+    return str(ctx.find_root().ensure_object(dict).get("school") or "")
+
+
+@contextmanager
+def acting_for_named(app: App) -> Iterator[None]:
+    """For commands on the database directly: act for the --school named (the default
+    school when none); a school the installation lacks is an error naming it, exit 2."""
+    from ferry.db import schools, tenant
+    from ferry.errors import NotFound
+
+    code = school_named()
+    if not code:
+        yield
+        return
+    try:
+        found = schools.find(app.engine, code, field="--school")
+    except NotFound as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(2)
+    with tenant.acting_for(found.id):
+        yield
+
+
+class _SchoolMetadata(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """`x-ferry-school: CODE` on every call (FERRY_TOKEN given, --school named)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), (SCHOOL_METADATA, self.code)]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, cont: Any, details: Any, request: Any) -> Any:
+        return cont(self._details(details), request)
+
+    def intercept_unary_stream(self, cont: Any, details: Any, request: Any) -> Any:
+        return cont(self._details(details), request)
+
+    def intercept_stream_unary(self, cont: Any, details: Any, requests: Any) -> Any:
+        return cont(self._details(details), requests)
+
+    def intercept_stream_stream(self, cont: Any, details: Any, requests: Any) -> Any:
+        return cont(self._details(details), requests)
+
+
+class _SchoolClients(Clients):
+    """Clients whose calls name the school (see _SchoolMetadata)."""
+
+    school = ""
+
+    def channel(self, service: str) -> grpc.Channel:
+        target, timeout = self.settings.for_service(service)
+        key = f"{target}|{timeout}|school"
+        if key not in self._channels:
+            self._channels[key] = grpc.intercept_channel(
+                super().channel(service), _SchoolMetadata(self.school)
+            )
+        return self._channels[key]
+
+
 def clients(app: App) -> Clients:
-    """Clients carrying the CLI's token (FERRY_TOKEN or one signed with the local key)."""
+    """Clients carrying the CLI's token (FERRY_TOKEN or one signed with the local key),
+    acting for the school --school named (see school_option)."""
     from ferry.rpc import tls
 
-    token = app.local_token()
+    school = school_named()
+    given = bool(os.environ.get("FERRY_TOKEN"))
+    token = app.local_token(school=school)
     if token is None and app.settings.auth.enabled:
         ctx = click.get_current_context(silent=True)
         found = ctx is not None and ctx.find_root().ensure_object(dict).get("config_path")
@@ -81,9 +188,12 @@ def clients(app: App) -> Clients:
         creds = tls.channel_credentials(app.settings)
     except tls.TlsError as e:
         raise click.ClickException(str(e)) from None
-    return Clients(
+    made = (_SchoolClients if school and given else Clients)(
         app.settings.client, lambda: token, creds, tls.channel_options(app.settings, []), app
     )
+    if isinstance(made, _SchoolClients):
+        made.school = school
+    return made
 
 
 @contextmanager
@@ -96,6 +206,9 @@ def rpc_errors() -> Iterator[None]:
         name = code.name if code is not None else "UNKNOWN"
         details = e.details() if hasattr(e, "details") else str(e)
         click.echo(f"error: {name}: {details}", err=True)
+        school = school_named()
+        if name == "NOT_FOUND" and school and f"school {school!r} not found" in (details or ""):
+            sys.exit(2)  # --school named a school the installation lacks: a bad argument
         sys.exit(_EXIT.get(name, 1))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, table
+from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, school_option, table
 from ferry.rpc.files import ChunkError, Saved, write_chunks
 from ferry.v1 import export_pb2
 
@@ -21,6 +21,7 @@ def export() -> None:
 
 
 @export.command("semesters")
+@school_option
 @click.pass_context
 def export_semesters(ctx: click.Context) -> None:
     """List semesters with their course, student and enrollment counts."""
@@ -37,7 +38,16 @@ def export_semesters(ctx: click.Context) -> None:
 
 
 @export.command("session")
-@click.option("--semester", required=True, help="The semester to export, e.g. 2026-fall.")
+@click.option("--semester", default="", help="The semester to export, e.g. 2026-fall.")
+@click.option(
+    "--scope",
+    type=click.Choice(["semester", "school"]),
+    default="semester",
+    show_default=True,
+    help="school: everything of the school, soft-deleted records too (a school bundle, "
+    "no --semester), which `ferry import FILE --school CODE` takes into a school of "
+    "another installation.",
+)
 @click.option(
     "--format",
     "format_",
@@ -58,20 +68,28 @@ def export_semesters(ctx: click.Context) -> None:
 @click.option(
     "--timeout", default="1h", show_default=True, help="Give up after this long (90s, 15m, 1h)."
 )
+@school_option
 @click.pass_context
 def export_session(
     ctx: click.Context,
     semester: str,
+    scope: str,
     format_: str,
     include_deleted: bool,
     updated_since: str | None,
     output: str,
     timeout: str,
 ) -> None:
-    """Download a semester bundle to a file, verifying its sha256."""
+    """Download a semester bundle (or a school's, --scope school) to a file, verifying
+    its sha256. The bundle names the school it is of."""
+    if (scope == "semester") != bool(semester):
+        raise click.UsageError("give --semester, or --scope school without --semester")
     app = load_app(ctx)
     request = export_pb2.DownloadSessionRequest(
-        semester=semester, bundle_format=format_, include_deleted=include_deleted
+        semester=semester,
+        bundle_format=format_,
+        include_deleted=include_deleted or scope == "school",
+        scope="" if scope == "semester" else scope,
     )
     if updated_since:
         request.updated_since.FromDatetime(_instant(updated_since))

@@ -14,13 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import grpc
 
-from ferry.cli.common import clients, load_app, rpc_errors, table
+from ferry.cli.common import clients, load_app, rpc_errors, school_named, school_option, table
 from ferry.cli.export import export
 from ferry.config import ScheduleSettings
 from ferry.export_jobs import schedule
@@ -91,6 +93,7 @@ def _stub(ctx: click.Context) -> export_pb2_grpc.ExportServiceStub:
 )
 @click.option("--wait", is_flag=True, help="Show progress until the job ends.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@school_option
 @click.pass_context
 def export_start(
     ctx: click.Context,
@@ -141,6 +144,7 @@ def export_start(
     help="Backup schedules: write (and keep the newest `keep`) here instead of the "
     "schedule's directory (a CronJob's volume).",
 )
+@school_option
 @click.pass_context
 def export_run(ctx: click.Context, name: str, output: Path | None, directory: Path | None) -> None:
     """Run a scheduled export (or backup) and wait for it; exits non-zero unless it
@@ -153,25 +157,81 @@ def export_run(ctx: click.Context, name: str, output: Path | None, directory: Pa
     s: ScheduleSettings = schedules[name]
     if directory is not None and s.kind != "backup":
         raise click.UsageError(f"--directory is for backup schedules; {name} is an export")
+    codes = _schedule_schools(ctx, name, s)
     if s.kind == "backup":
         from ferry.cli.backup import run_backup_schedule
 
         if directory is not None:
             s = s.model_copy(update={"directory": str(directory)})
-        run_backup_schedule(app, name, s, output)
+        if s.schools == "all" and not school_named():
+            run_backup_schedule(app, name, s, output, every_school=True)
+            return
+        with _acting(ctx, codes[0]):
+            run_backup_schedule(app, name, s, output)
         return
+    failed = 0
+    for code in codes:
+        with _acting(ctx, code):
+            failed += _run_one(ctx, name, s, code, _per_school(output, code, len(codes)))
+    if failed:
+        sys.exit(1)
+
+
+def _schedule_schools(ctx: click.Context, name: str, s: ScheduleSettings) -> list[str]:
+    """The schools the run goes through: the schedule's, or the one --school names."""
+    from ferry.db import schools
+
+    named = school_named()
+    if s.school and named and named != s.school:
+        raise click.UsageError(f"schedule {name} is of school {s.school}, not {named}")
+    if named:
+        return [named]
+    return schedule.targets(
+        s, lambda: [x.code for x in schools.all_schools(load_app(ctx).engine)]
+    )
+
+
+@contextmanager
+def _acting(ctx: click.Context, code: str) -> Iterator[None]:
+    """The calls made inside act for school `code` ("" the default): the CLI's token is
+    signed for it (ferry.cli.common.clients)."""
+    obj = ctx.find_root().ensure_object(dict)
+    before = obj.get("school")
+    obj["school"] = code or None
+    try:
+        yield
+    finally:
+        obj["school"] = before
+
+
+def _per_school(output: Path | None, code: str, several: int) -> Path | None:
+    """`output`, with the school's code before its suffix when several schools run."""
+    if output is None or several <= 1:
+        return output
+    return output.with_name(f"{output.stem}.{code}{output.suffix}")
+
+
+def _run_one(
+    ctx: click.Context, name: str, s: ScheduleSettings, code: str, output: Path | None
+) -> int:
+    """Run schedule `name` for school `code`; 1 when its job did not complete."""
     stub = _stub(ctx)
+    of = f" (school {code})" if code else ""
     with rpc_errors():
         try:
             job, created = schedule.start_run(stub, name, s, dt.datetime.now(dt.UTC))
         except ValueError as e:
             raise click.UsageError(f"schedule {name}: {e}") from None
         verb = "started" if created else "attached to"
-        click.echo(f"schedule {name}: {verb} job {job.id}", err=True)
+        click.echo(f"schedule {name}{of}: {verb} job {job.id}", err=True)
         job = _wait(stub, job)
         if job.status == pb.EXPORT_JOB_STATUS_COMPLETED and output is not None:
             _download(stub, job, output)
-    _exit_for(job)
+    try:
+        _exit_for(job)
+    except SystemExit:
+        return 1
+    return 0
 
 
 def _wait(stub: export_pb2_grpc.ExportServiceStub, job: pb.ExportJob) -> pb.ExportJob:
@@ -244,6 +304,7 @@ def _exit_for(job: pb.ExportJob) -> None:
 @click.option("--status", type=click.Choice(list(BY_NAME)))
 @click.option("--type", "export_type", default="")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@school_option
 @click.pass_context
 def export_jobs(ctx: click.Context, status: str | None, export_type: str, limit: int) -> None:
     """Recent export jobs, newest first."""
@@ -277,6 +338,7 @@ def _row(j: pb.ExportJob) -> list[Any]:
 
 @export.command("cancel")
 @click.argument("job_id")
+@school_option
 @click.pass_context
 def export_cancel(ctx: click.Context, job_id: str) -> None:
     """Cancel a pending or running job."""
@@ -288,6 +350,7 @@ def export_cancel(ctx: click.Context, job_id: str) -> None:
 @export.command("download")
 @click.argument("job_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@school_option
 @click.pass_context
 def export_download(ctx: click.Context, job_id: str, output: Path) -> None:
     """Download a completed job's file, verifying its sha256."""
@@ -300,6 +363,7 @@ def export_download(ctx: click.Context, job_id: str, output: Path) -> None:
 @export.command("stats")
 @click.option("--days", type=click.IntRange(0), default=30, show_default=True)
 @click.option("--type", "export_type", default="")
+@school_option
 @click.pass_context
 def export_stats(ctx: click.Context, days: int, export_type: str) -> None:
     """Outcomes, durations and throughput of recent export jobs."""
@@ -324,9 +388,22 @@ def export_stats(ctx: click.Context, days: int, export_type: str) -> None:
 @click.option("--older-than-days", type=click.IntRange(0), default=0, help="0: the retention.")
 @click.option("--archive", is_flag=True, help="Move files to the archive instead of deleting.")
 @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@click.option(
+    "--all-schools",
+    is_flag=True,
+    help="The platform's retention (the CronJob): every school in turn, on the database "
+    "and the export storage directly, with export.retention_days.",
+)
+@school_option
 @click.pass_context
-def export_cleanup(ctx: click.Context, older_than_days: int, archive: bool, dry_run: bool) -> None:
-    """Remove export jobs that ended before the retention, with their files."""
+def export_cleanup(
+    ctx: click.Context, older_than_days: int, archive: bool, dry_run: bool, all_schools: bool
+) -> None:
+    """Remove export jobs that ended before the retention, with their files (of the
+    school acted for; --all-schools: of every school)."""
+    if all_schools:
+        _cleanup_every_school(ctx, older_than_days, archive, dry_run)
+        return
     with rpc_errors():
         r = _stub(ctx).CleanupExports(
             pb.CleanupExportsRequest(
@@ -338,3 +415,27 @@ def export_cleanup(ctx: click.Context, older_than_days: int, archive: bool, dry_
         f"{prefix} {r.jobs_removed} jobs: {r.files_deleted} files deleted, "
         f"{r.files_archived} archived, {r.bytes_freed:,} bytes freed"
     )
+
+
+def _cleanup_every_school(
+    ctx: click.Context, older_than_days: int, archive: bool, dry_run: bool
+) -> None:
+    from ferry.export_jobs.cleanup import cleanup_every_school
+    from ferry.storage import Storage
+
+    if older_than_days or school_named():
+        raise click.UsageError(
+            "--all-schools applies export.retention_days to every school: "
+            "leave out --older-than-days and --school"
+        )
+    app = load_app(ctx)
+    storage: Storage = app.storage()
+    results = cleanup_every_school(
+        app.engine, storage, app.settings.export.retention_days, archive, dry_run
+    )
+    prefix = "would remove" if dry_run else "removed"
+    for code, r in results.items():
+        click.echo(
+            f"school {code}: {prefix} {r.jobs_removed} jobs: {r.files_deleted} files deleted, "
+            f"{r.files_archived} archived, {r.bytes_freed:,} bytes freed"
+        )

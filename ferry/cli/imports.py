@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import click
 
-from ferry.cli.common import clients, load_app, rpc_errors, table
+from ferry.cli.common import clients, load_app, rpc_errors, school_named, school_option, table
 from ferry.imports.tabular import EMPTY_CELL_RULE
 from ferry.rpc.files import blocks, file_chunks
 from ferry.v1 import bundle_pb2 as bpb
@@ -119,6 +119,13 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--allow-mass-change", is_flag=True, help="Exceed the server's change limits (admins)."
 )
+@click.option(
+    "--create-school",
+    is_flag=True,
+    help="With --school: add that school first when this installation lacks it (on the "
+    "database, as the platform role; PostgreSQL).",
+)
+@school_option
 @click.pass_context
 def import_file(
     ctx: click.Context,
@@ -133,8 +140,13 @@ def import_file(
     plan_out: Path | None,
     plan_in: Path | None,
     allow_mass_change: bool,
+    create_school: bool,
 ) -> None:
     """Upload FILE and merge it, printing a summary per entity.
+
+    A school's bundle goes into the school --school names (--create-school adds it
+    first); without --school into an installation of several schools it is refused,
+    naming the schools (exit 2), unless it is of the school the call acts for.
 
     \b
     Review first, then apply exactly what was reviewed:
@@ -145,6 +157,8 @@ def import_file(
     """
     plan_digest, strategy, on_error = _plan_options(plan_in, plan_out, dry_run, strategy, on_error)
     app = load_app(ctx)
+    if create_school:
+        _create_school(app)
     stub = clients(app).imports()
     bar = click.progressbar(
         length=path.stat().st_size,
@@ -180,6 +194,7 @@ def import_file(
                 plan_digest=plan_digest,
                 allow_mass_change=allow_mass_change,
                 plan_records=plan_out is not None,
+                school=school_named(),
             )
             result = stub.ImportSession(
                 _requests_session(session, path, bar), timeout=UPLOAD_TIMEOUT_SECONDS
@@ -187,6 +202,28 @@ def import_file(
     _print_result(result)
     if plan_out is not None:
         _write_plan(plan_out, path, result, stub)
+
+
+def _create_school(app: Any) -> None:
+    """--create-school: add the --school named unless it exists (platform work)."""
+    from ferry.db import schools
+    from ferry.db.engine import make_engine
+    from ferry.errors import AlreadyExists, FerryError
+
+    code = school_named()
+    if not code:
+        raise click.UsageError("--create-school needs --school CODE")
+    engine = make_engine(app.settings.platform_database_url())
+    try:
+        schools.add(engine, code)
+        click.echo(f"school {code} added", err=True)
+    except AlreadyExists:
+        pass
+    except FerryError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(2)
+    finally:
+        engine.dispose()
 
 
 # --- plans (issue 29): --plan-out writes a dry run's plan, --plan applies it --------
@@ -436,6 +473,7 @@ def _print_result(r: ipb.ImportResult) -> None:
 @click.argument("old_key")
 @click.argument("new_key")
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@school_option
 @click.pass_context
 def import_rename(
     ctx: click.Context, entity: str, old_key: str, new_key: str, dry_run: bool
@@ -460,6 +498,7 @@ def import_rename(
 @imports.command("list")
 @click.option("--page-size", type=click.IntRange(1, 200), default=50, show_default=True)
 @click.option("--page-token", default="", help="From the previous page's last line.")
+@school_option
 @click.pass_context
 def import_list(ctx: click.Context, page_size: int, page_token: str) -> None:
     """Recorded imports, newest first."""
@@ -493,6 +532,7 @@ def import_list(ctx: click.Context, page_size: int, page_token: str) -> None:
 
 @imports.command("show")
 @click.argument("import_id", metavar="ID")
+@school_option
 @click.pass_context
 def import_show(ctx: click.Context, import_id: str) -> None:
     """One import's options, summary and errors."""
@@ -514,6 +554,7 @@ def import_show(ctx: click.Context, import_id: str) -> None:
 @imports.command("undo")
 @click.argument("import_id", metavar="ID")
 @click.option("--force", is_flag=True, help="Undo even records changed after the import.")
+@school_option
 @click.pass_context
 def import_undo(ctx: click.Context, import_id: str, force: bool) -> None:
     """Take an import back: delete what it created, restore what it changed."""
@@ -531,6 +572,7 @@ def import_undo(ctx: click.Context, import_id: str, force: bool) -> None:
 @imports.command("rejected")
 @click.argument("import_id", metavar="ID")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@school_option
 @click.pass_context
 def import_rejected(ctx: click.Context, import_id: str, output: Path) -> None:
     """Save the records a skip_invalid import rejected, as a re-importable bundle."""

@@ -127,21 +127,31 @@ def cronjobs_yaml(s: config.Settings) -> str:
             )
             if sched.kind == "backup":
                 _mount_backups(job)
+                if sched.schools == "all":  # platform work: the platform role, no token
+                    _direct(job, PLATFORM_DATABASE)
+            elif sched.schools == "all":  # the schools are read from the database (app role)
+                _direct(job, CRON_TOKEN, APP_DATABASE)
             docs.append(job)
     c = s.export.cleanup
     if c.cron:
-        args = ["export", "cleanup", *(["--archive"] if c.archive else [])]
-        docs.append(
-            _cronjob(
-                "ferry-export-cleanup",
-                c.cron,
-                c.time_zone,
-                deadline,
-                3600,
-                args,
-                {"ferry.io/schedule": "cleanup"},
-            )
+        args = ["export", "cleanup", "--all-schools", *(["--archive"] if c.archive else [])]
+        job = _cronjob(
+            "ferry-export-cleanup",
+            c.cron,
+            c.time_zone,
+            deadline,
+            3600,
+            args,
+            {"ferry.io/schedule": "cleanup"},
         )
+        # School by school on the database and the export files directly (the app role).
+        _direct(job, APP_DATABASE)
+        pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        pod["containers"][0]["volumeMounts"].append({"name": "exports", "mountPath": EXPORTS_MOUNT})
+        pod["volumes"].append(
+            {"name": "exports", "persistentVolumeClaim": {"claimName": "ferry-exports"}}
+        )
+        docs.append(job)
     body = "---\n".join(yaml.safe_dump(d, sort_keys=False, width=100) for d in docs)
     return CRON_HEADER + body
 
@@ -212,6 +222,28 @@ def _cronjob(
         },
     }
 
+
+def _direct(job: dict[str, Any], *env: dict[str, Any]) -> None:
+    """A CronJob that opens the database itself: `env` (its URL from a Secret, instead of
+    or beside the token), and the label the production overlay gives the database's CA by."""
+    job["metadata"]["labels"]["ferry.io/database"] = "direct"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]
+    pod["metadata"]["labels"]["ferry.io/database"] = "direct"
+    pod["spec"]["containers"][0]["env"] = list(env)
+
+
+# The app role (row-level security binds it) and the platform role (docs/tenants.md): the
+# platform role's Secret goes only to the migration Job and the backup of every school.
+APP_DATABASE = {
+    "name": "FERRY_DATABASE_URL",
+    "valueFrom": {"secretKeyRef": {"name": "ferry-database", "key": "url"}},
+}
+PLATFORM_DATABASE = {
+    "name": "FERRY_DATABASE_PLATFORM_URL",
+    "valueFrom": {"secretKeyRef": {"name": "ferry-database-platform", "key": "url"}},
+}
+# Where the export pods keep finished files (ferry-env's FERRY_PLUGINS_STORAGE_LOCAL_DIR).
+EXPORTS_MOUNT = "/var/lib/ferry/exports"
 
 # Backup schedules write into the ferry-backups volume (k8s/base/storage.yaml); the
 # schedule's own `directory` is for a laptop.

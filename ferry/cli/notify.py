@@ -9,7 +9,7 @@ from typing import Any
 import click
 from google.protobuf import json_format
 
-from ferry.cli.common import clients, load_app, rpc_errors, table
+from ferry.cli.common import clients, load_app, rpc_errors, school_option, table
 from ferry.rpc import statuses
 from ferry.v1 import notify_pb2 as pb
 from ferry.v1 import notify_pb2_grpc
@@ -36,6 +36,7 @@ def _stub(ctx: click.Context) -> notify_pb2_grpc.NotifyServiceStub:
 @click.option("--var", "variables", multiple=True, metavar="KEY=JSON", help="A template variable.")
 @click.option("--language", default="", help="en | el.")
 @click.option("--event-id", default="", help="The same event id is the same notification.")
+@school_option
 @click.pass_context
 def notify_send(
     ctx: click.Context,
@@ -92,6 +93,7 @@ def shown_status(n: pb.Notification) -> str:
 @notify.command("list")
 @click.option("--status", type=click.Choice(sorted(BY_NAME)), default=None)
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@school_option
 @click.pass_context
 def notify_list(ctx: click.Context, status: str | None, limit: int) -> None:
     """Notifications, newest first."""
@@ -118,6 +120,7 @@ def notify_list(ctx: click.Context, status: str | None, limit: int) -> None:
 
 @notify.command("show")
 @click.argument("notification_id")
+@school_option
 @click.pass_context
 def notify_show(ctx: click.Context, notification_id: str) -> None:
     """One notification with every delivery, as JSON."""
@@ -128,6 +131,7 @@ def notify_show(ctx: click.Context, notification_id: str) -> None:
 
 @notify.command("retry")
 @click.argument("notification_id")
+@school_option
 @click.pass_context
 def notify_retry(ctx: click.Context, notification_id: str) -> None:
     """Deliver a failed or dead notification's undelivered recipients again (admin)."""
@@ -141,6 +145,7 @@ def notify_retry(ctx: click.Context, notification_id: str) -> None:
 
 
 @notify.command("channels")
+@school_option
 @click.pass_context
 def notify_channels(ctx: click.Context) -> None:
     """The configured channels, whether each is healthy, and what waits in the outbox."""

@@ -18,7 +18,7 @@ import click
 
 from ferry.bundle.formats.base import BundleLimits
 from ferry.bundle.formats.json import JsonBundle
-from ferry.cli.common import clients, load_app, parse_duration, rpc_errors
+from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, school_option
 from ferry.cli.export import _instant, download
 from ferry.errors import FerryError
 from ferry.oneroster.export import build, write_zip
@@ -75,6 +75,7 @@ def check(file: Path) -> None:
 @click.option("--include-deleted", is_flag=True, help="Soft-deleted records as tobedeleted.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--timeout", default="1h", show_default=True, help="Give up after this long.")
+@school_option
 @click.pass_context
 def export(
     ctx: click.Context,

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ferry.cli.common import clients, load_app, parse_duration, rpc_errors
+from ferry.cli.common import clients, load_app, parse_duration, rpc_errors, school_option
 from ferry.cli.export import save
 from ferry.v1 import reports_pb2 as pb
 
@@ -57,6 +57,7 @@ LANGUAGE = click.option(
 @LANGUAGE
 @click.option("-o", "--output", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="60s", show_default=True)
+@school_option
 @click.pass_context
 def student(
     ctx: click.Context,
@@ -93,6 +94,7 @@ def student(
 @LANGUAGE
 @click.option("-o", "--output", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="120s", show_default=True)
+@school_option
 @click.pass_context
 def semester(
     ctx: click.Context, semester: str, fmt: str, language: str, output: str, timeout: str
@@ -133,6 +135,7 @@ def semester(
 @LANGUAGE
 @click.option("-o", "--out", "target", required=True, help="File to write ('-' for stdout).")
 @click.option("--timeout", default="5m", show_default=True)
+@school_option
 @click.pass_context
 def bulk(
     ctx: click.Context,
@@ -178,6 +181,7 @@ def cache() -> None:
 
 
 @cache.command("stats")
+@school_option
 @click.pass_context
 def cache_stats(ctx: click.Context) -> None:
     """Hits, misses, errors and hit ratio of the serving process's cache."""
@@ -193,6 +197,7 @@ def cache_stats(ctx: click.Context) -> None:
 
 @cache.command("clear")
 @click.option("--student", default="", help="Only this student's reports.")
+@school_option
 @click.pass_context
 def cache_clear(ctx: click.Context, student: str) -> None:
     """Forget cached reports (O(1): a version bump, no key scan)."""

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ferry.datasets.query import Column, entity_columns, in_scope, live
 from ferry.datasets.spec import Dataset, Entity, Kind, SpecError
+from ferry.db import tenant
 from ferry.errors import InvalidArgument
 from ferry.tabular.base import Table, TableColumn
 from ferry.tabular.labels import entity_title, field_label
@@ -136,7 +137,9 @@ def _conditions(
             f"unknown filter {unknown[0]!r}; known: {', '.join(FILTERS)}",
             field=f"filters.{unknown[0]}",
         )
-    where: list[sa.ColumnElement[bool]] = []
+    # The application scope (the first wall): the acting school's rows only (the parents
+    # the columns join are linked by id, so of the same school).
+    where: list[sa.ColumnElement[bool]] = [table.c.school_id == tenant.school_id()]
     if not req.include_deleted:
         # Soft-deleted rows never count, nor rows under a soft-deleted parent at any depth.
         where.append(live(ds, entity, table))
@@ -192,7 +195,9 @@ def _check_scope_value(conn: Connection, ds: Dataset, value: str) -> None:
     root = ds.scope_root()
     column = next(r.column for r in root.scope if r.column)
     t = root.table
-    found = conn.execute(sa.select(t.c.id).where(t.c[column] == value).limit(1)).first()
+    found = conn.execute(
+        sa.select(t.c.id).where(t.c[column] == value, t.c.school_id == tenant.school_id()).limit(1)
+    ).first()
     if found is None:
         known = conn.execute(
             sa.select(t.c[column]).distinct().order_by(t.c[column].desc()).limit(20)

@@ -13,6 +13,12 @@ expression fired. A CronJob retried that day, a CronJob started late, a laptop t
 and a second `ferry serve` all attach to the same job instead of exporting twice; a run
 that failed or was cancelled is run again under the next attempt's key (`#2`, `#3`, …).
 
+Schools (docs/tenants.md): a schedule runs for the default school, the school it names
+(`school: CODE`) or every school (`schools: all`), each school's run a job of that school
+(started with a token of the school), keyed alike: idempotency keys are per school. The
+schools of `schools: all` are read when the schedule fires, so a school added since runs
+too.
+
 Missed runs: a run whose time passed while nothing was running starts late if it is at most
 `export.scheduler.starting_deadline_seconds` old (the CronJobs' `startingDeadlineSeconds`
 is the same number) and is skipped otherwise; the next run happens at its own time.
@@ -81,6 +87,15 @@ def request_for(s: ScheduleSettings) -> pb.StartExportRequest:
     )
 
 
+def targets(s: ScheduleSettings, every_school: Callable[[], list[str]]) -> list[str]:
+    """The codes of the schools schedule `s` runs for ("" the default school)."""
+    if s.school:
+        return [s.school]
+    if s.schools == "all":
+        return every_school()
+    return [""]
+
+
 def start_run(
     stub: Any, name: str, s: ScheduleSettings, now: dt.datetime
 ) -> tuple[pb.ExportJob, bool]:
@@ -104,7 +119,14 @@ class Scheduler:
         settings: SchedulerSettings,
         stub: Callable[[], Any],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        stub_for: Callable[[str], Any] | None = None,
+        every_school: Callable[[], list[str]] = lambda: [""],
     ) -> None:
+        """`stub()`: the export stub of the default school; `stub_for(code)`: of school
+        `code` (schedules naming a school); `every_school()`: the codes `schools: all`
+        runs for."""
+        self.stub_for = stub_for
+        self.every_school = every_school
         # Backups (kind backup) run by `ferry export run --schedule NAME` only.
         self.schedules = {n: s for n, s in schedules.items() if s.cron and s.kind == "export"}
         self.settings = settings
@@ -135,24 +157,47 @@ class Scheduler:
                 )
                 self.handled[name] = fired
                 continue
-            try:
-                job, created = start_run(self.stub(), name, s, now)
-            except Exception as e:  # the service is not up yet: try again next tick
-                log.warning(
-                    "schedule %s: cannot start: %s",
-                    name,
-                    e,
-                    extra={"event": "schedule_error", "schedule": name},
-                )
-                continue
+            started = self._start(name, s, now)
+            if started is None:
+                continue  # the service is not up yet: try again next tick
             self.handled[name] = fired
+            out.extend(started)
+        return out
+
+    def _start(
+        self, name: str, s: ScheduleSettings, now: dt.datetime
+    ) -> list[tuple[str, pb.ExportJob, bool]] | None:
+        """Start (or attach to) the run of every school of `s`; None when one could not
+        be reached (the next tick tries again; those started are attached to then)."""
+        out = []
+        try:
+            codes = targets(s, self.every_school)
+        except Exception as e:
+            log.warning("schedule %s: cannot list the schools: %s", name, e,
+                        extra={"event": "schedule_error", "schedule": name})  # fmt: skip
+            return None
+        for code in codes:
+            try:
+                stub = self.stub_for(code) if code and self.stub_for else self.stub()
+                job, created = start_run(stub, name, s, now)
+            except Exception as e:
+                log.warning(
+                    "schedule %s: cannot start%s: %s",
+                    name,
+                    f" for school {code}" if code else "",
+                    e,
+                    extra={"event": "schedule_error", "schedule": name, "school": code},
+                )
+                return None
             log.info(
-                "schedule %s: %s job %s",
+                "schedule %s: %s job %s%s",
                 name,
                 "started" if created else "attached to",
                 job.id,
-                extra={"event": "schedule_run", "schedule": name, "job_id": job.id},
-            )
+                f" of school {code}" if code else "",
+                extra={"event": "schedule_run", "schedule": name, "job_id": job.id,
+                       "school": code},
+            )  # fmt: skip
             out.append((name, job, created))
         return out
 
@@ -183,10 +228,28 @@ def serve_schedules(app: Any, served: list[str], target: str) -> Scheduler | Non
         return None
     if not any(x.cron for x in s.export.schedules.values()):
         return None
-    clients = Clients(
-        s.client.model_copy(update={"target": target, "services": []}),
-        lambda: app.local_token("scheduler"),
+    from ferry.db import schools
+
+    settings = s.client.model_copy(update={"target": target, "services": []})
+    clients = Clients(settings, lambda: app.local_token("scheduler"))
+    per_school: dict[str, Clients] = {}
+
+    def stub_for(code: str) -> Any:
+        if code not in per_school:  # a token of the school: its jobs are that school's
+            per_school[code] = Clients(
+                settings, lambda: app.local_token("scheduler", school=code)
+            )
+        return per_school[code].export()
+
+    def every_school() -> list[str]:
+        return [x.code for x in schools.all_schools(app.engine)]
+
+    scheduler = Scheduler(
+        s.export.schedules,
+        s.export.scheduler,
+        clients.export,
+        stub_for=stub_for,
+        every_school=every_school,
     )
-    scheduler = Scheduler(s.export.schedules, s.export.scheduler, clients.export)
     scheduler.start()
     return scheduler

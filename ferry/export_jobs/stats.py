@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ferry.db import tenant
 from ferry.db.export_models import CANCELLED, COMPLETED, FAILED, ExportJob
 from ferry.db.models import utcnow
 from ferry.errors import InvalidArgument
@@ -45,7 +46,8 @@ def export_stats(
     if slowest < 0 or slowest > 100:
         raise InvalidArgument(f"slowest must be 0..100, got {slowest}", field="slowest")
     since = utcnow() - dt.timedelta(days=days or 30)
-    where = [ExportJob.created_at >= since]
+    # The application scope (the first wall): the acting school's jobs only.
+    where = [ExportJob.created_at >= since, ExportJob.school_id == tenant.school_id()]
     if export_type:
         where.append(ExportJob.export_type == export_type)
     with Session(engine, expire_on_commit=False) as s:

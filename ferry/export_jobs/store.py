@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from ferry.db import tenant
 from ferry.db.export_models import (
     CANCELLED,
     FAILED,
@@ -76,7 +77,7 @@ def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
         status=PENDING,
         requested_by=new.requested_by,
         filename=new.filename,
-        storage_key=f"{job_id}.{new.extension}" if new.extension else job_id,
+        storage_key=storage_key(engine, job_id, new.extension),
         created_at=utcnow(),
     )
     try:
@@ -93,9 +94,27 @@ def create_job(engine: Engine, new: NewJob) -> tuple[ExportJob, bool]:
     return row, True
 
 
+def mine() -> sa.ColumnElement[bool]:
+    """The application scope (the first wall): the acting school's jobs only."""
+    return T.c.school_id == tenant.school_id()
+
+
+def storage_key(engine: Engine, job_id: str, extension: str) -> str:
+    """Where the job's file goes: under its school's code (`<code>--<id>.<extension>`),
+    so a school's files are found, listed and moved by one prefix."""
+    with engine.connect() as conn:
+        code = conn.execute(
+            sa.text("SELECT code FROM schools WHERE id = :s"), {"s": tenant.school_id()}
+        ).scalar_one()
+    name = f"{job_id}.{extension}" if extension else job_id
+    return f"{code}--{name}"
+
+
 def _by_key(engine: Engine, key: str) -> ExportJob | None:
     with Session(engine, expire_on_commit=False) as s:
-        return s.scalars(sa.select(ExportJob).where(ExportJob.idempotency_key == key)).first()
+        return s.scalars(
+            sa.select(ExportJob).where(mine(), ExportJob.idempotency_key == key)
+        ).first()
 
 
 def get_job(engine: Engine, job_id: str) -> ExportJob:
@@ -103,7 +122,7 @@ def get_job(engine: Engine, job_id: str) -> ExportJob:
     if not job_id:
         raise InvalidArgument("job_id is required", field="job_id")
     with Session(engine, expire_on_commit=False) as s:
-        job = s.get(ExportJob, job_id)
+        job = s.scalars(sa.select(ExportJob).where(mine(), ExportJob.id == job_id)).first()
     if job is None:
         raise NotFound(f"export job {job_id!r} does not exist")
     return job
@@ -118,7 +137,7 @@ def list_jobs(
     requested_by: str = "",
 ) -> Page[ExportJob]:
     """Jobs newest first, one page (ferry.db.pages)."""
-    where: list[sa.ColumnElement[bool]] = []
+    where: list[sa.ColumnElement[bool]] = [mine()]
     if status:
         where.append(T.c.status == status)
     if export_type:
@@ -149,13 +168,13 @@ def request_cancel(engine: Engine, job_id: str) -> ExportJob:
     with engine.begin() as conn:
         done = conn.execute(
             T.update()
-            .where(T.c.id == job_id, T.c.status == PENDING)
+            .where(mine(), T.c.id == job_id, T.c.status == PENDING)
             .values(status=CANCELLED, cancel_requested=True, finished_at=now)
         ).rowcount
         if not done:
             conn.execute(
                 T.update()
-                .where(T.c.id == job_id, T.c.status == RUNNING)
+                .where(mine(), T.c.id == job_id, T.c.status == RUNNING)
                 .values(cancel_requested=True)
             )
     # A running job may have finished in the meantime; the caller sees how it ended.
@@ -169,14 +188,17 @@ def claim_next(engine: Engine, worker_id: str) -> ExportJob | None:
     now = utcnow()
     claim = dict(status=RUNNING, worker_id=worker_id, started_at=now, heartbeat_at=now)
     pending = (
-        sa.select(T.c.id).where(T.c.status == PENDING).order_by(T.c.created_at, T.c.id).limit(1)
+        sa.select(T.c.id)
+        .where(mine(), T.c.status == PENDING)
+        .order_by(T.c.created_at, T.c.id)
+        .limit(1)
     )
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             job_id = conn.execute(pending.with_for_update(skip_locked=True)).scalar()
             if job_id is None:
                 return None
-            conn.execute(T.update().where(T.c.id == job_id).values(**claim))
+            conn.execute(T.update().where(mine(), T.c.id == job_id).values(**claim))
         return get_job(engine, job_id)
     for _ in range(5):  # lost races retry with the next pending job
         with engine.begin() as conn:
@@ -184,7 +206,7 @@ def claim_next(engine: Engine, worker_id: str) -> ExportJob | None:
             if job_id is None:
                 return None
             won = conn.execute(
-                T.update().where(T.c.id == job_id, T.c.status == PENDING).values(**claim)
+                T.update().where(mine(), T.c.id == job_id, T.c.status == PENDING).values(**claim)
             ).rowcount
         if won == 1:
             return get_job(engine, job_id)
@@ -198,7 +220,7 @@ def heartbeat(engine: Engine, job_ids: list[str]) -> None:
     with engine.begin() as conn:
         conn.execute(
             T.update()
-            .where(T.c.id.in_(job_ids), T.c.status == RUNNING)
+            .where(mine(), T.c.id.in_(job_ids), T.c.status == RUNNING)
             .values(heartbeat_at=utcnow())
         )
 
@@ -208,10 +230,12 @@ def save_progress(engine: Engine, job_id: str, worker_id: str, **values: Any) ->
     with engine.begin() as conn:
         conn.execute(
             T.update()
-            .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
+            .where(mine(), T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
             .values(heartbeat_at=utcnow(), **values)
         )
-        flag = conn.execute(sa.select(T.c.cancel_requested).where(T.c.id == job_id)).scalar()
+        flag = conn.execute(
+            sa.select(T.c.cancel_requested).where(mine(), T.c.id == job_id)
+        ).scalar()
     return bool(flag)
 
 
@@ -235,7 +259,7 @@ def finish(
         won = (
             conn.execute(
                 T.update()
-                .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
+                .where(mine(), T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
                 .values(status=status, finished_at=utcnow(), **values)
             ).rowcount
             == 1
@@ -258,7 +282,7 @@ def _announce(conn: Connection, job_id: str, announce: Announce) -> None:
             if nid:
                 conn.execute(
                     T.update()
-                    .where(T.c.id == job_id, T.c.notification_id == "")
+                    .where(mine(), T.c.id == job_id, T.c.notification_id == "")
                     .values(notification_id=nid)
                 )
     except Exception:
@@ -275,7 +299,7 @@ def requeue(engine: Engine, job_id: str, worker_id: str) -> bool:
         return (
             conn.execute(
                 T.update()
-                .where(T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
+                .where(mine(), T.c.id == job_id, T.c.worker_id == worker_id, T.c.status == RUNNING)
                 .values(
                     status=PENDING,
                     worker_id="",
@@ -304,7 +328,7 @@ def reap(
     with engine.connect() as conn:
         stale = list(
             conn.execute(
-                sa.select(T.c.id).where(T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
+                sa.select(T.c.id).where(mine(), T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
             ).scalars()
         )
     reaped: list[ExportJob] = []
@@ -314,7 +338,7 @@ def reap(
         with engine.begin() as conn:
             won = conn.execute(
                 T.update()
-                .where(T.c.id == job_id, T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
+                .where(mine(), T.c.id == job_id, T.c.status == RUNNING, T.c.heartbeat_at < cutoff)
                 .values(
                     status=FAILED,
                     error_message=REAPED_MESSAGE,

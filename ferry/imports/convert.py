@@ -68,6 +68,7 @@ def merge_options(opts: ipb.ImportOptions) -> MergeOptions:
         plan_digest=opts.plan_digest,
         allow_mass_change=opts.allow_mass_change,
         plan_records=opts.plan_records and opts.dry_run,
+        school=opts.school,
     )
 
 

@@ -97,6 +97,9 @@ class MergeOptions:
     approval_required: bool = False
     approver: bool = False
     plan_expiry_minutes: int = 0
+    # The school the caller named for the import (ImportOptions.school; "" none): see
+    # ferry.bundle.schools.import_target.
+    school: str = ""
 
     @property
     def wants_backup(self) -> bool:

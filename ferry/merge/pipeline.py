@@ -243,7 +243,7 @@ class Staging:
             self._thread.join(timeout=60)
             if self._thread.is_alive():  # stuck reading the upload
                 log.warning("staging did not stop; its tables and lock stay until it does")
-                threading.Thread(target=self._finish_after, args=(self._thread,),
+                threading.Thread(target=tenant.carried(self._finish_after), args=(self._thread,),
                                  name="import-staging-close", daemon=True).start()  # fmt: skip
                 return
         self._finish()

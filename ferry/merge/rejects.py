@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from ferry.bundle.formats.base import Batch, Event, Header, Trailer
 from ferry.bundle.scan import FORMAT_VERSION
 from ferry.datasets.spec import Dataset, Kind
+from ferry.db import tenant
 from ferry.db.import_models import ImportReject
 from ferry.errors import FailedPrecondition
 from ferry.merge.shape import Shape, q
@@ -123,7 +124,7 @@ def rejected_events(engine: Engine, ds: Dataset, import_id: str) -> Iterator[Eve
             e: int(n)
             for e, n in conn.execute(
                 sa.select(T.c.entity, sa.func.count())
-                .where(T.c.import_id == import_id)
+                .where(T.c.import_id == import_id, T.c.school_id == tenant.school_id())
                 .group_by(T.c.entity)
             )
         }
@@ -149,7 +150,11 @@ def _events(
             instants = {f.name for f in entity.fields if f.kind is Kind.TIMESTAMP}
             result = conn.execution_options(stream_results=True).execute(
                 sa.select(T.c.record)
-                .where(T.c.import_id == import_id, T.c.entity == entity.name)
+                .where(
+                    T.c.import_id == import_id,
+                    T.c.entity == entity.name,
+                    T.c.school_id == tenant.school_id(),
+                )
                 .order_by(T.c.position, T.c.id)
             )
             while rows := result.fetchmany(BATCH):

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle import semesters
 from ferry.bundle.formats.base import REFUSED, Event, Header
+from ferry.bundle.schools import import_target
 from ferry.datasets.spec import Dataset
 from ferry.db import tenant
 from ferry.errors import FerryError, Internal, InvalidArgument, in_words
@@ -69,16 +70,20 @@ log = logging.getLogger(__name__)
 
 
 def begin_locked(conn: Connection, dataset: str, importing: bool = True) -> None:
-    """Open the transaction holding the dataset's import lock.
+    """Open the transaction holding the dataset's import lock of the acting school.
 
-    One lock per dataset, not per semester: semesters share students, and two imports
-    updating the same rows in different orders could otherwise deadlock.
+    One lock per dataset and school, not per semester: semesters share students, and two
+    imports updating the same rows in different orders could otherwise deadlock. SQLite
+    holds one school and locks the whole database.
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now, not at the first write
     else:
+        # Per school too: one school's imports never queue behind another's (their rows
+        # are apart, docs/tenants.md).
         conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ferry.import:{dataset}"}
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+            {"k": f"ferry.import:{dataset}:{tenant.school_id()}"},
         )
         # Room for the hash joins and aggregates over a whole bundle (server memory,
         # for this transaction only).
@@ -214,6 +219,9 @@ def run_import(
                 f"the bundle is of dataset {first.metadata.dataset!r}, not {ds.name!r}",
                 field="dataset",
             )
+    # A bundle of another school goes only where the caller said (docs/tenants.md).
+    source = first.metadata.school if isinstance(first, Header) else ""
+    import_target(engine, source, options.school)
     rest: Iterator[Event] = (
         stream if first is None or isinstance(first, Header) else itertools.chain([first], stream)
     )
@@ -429,14 +437,16 @@ def _whole(header: Header) -> bool:
     """Whether the bundle holds the whole dataset (scope "all"); InvalidArgument for a
     scope this code does not know."""
     scope = header.metadata.scope
-    if scope not in ("", "semester", "all"):
+    if scope not in ("", "semester", "school", "all"):
         raise InvalidArgument(
-            f"the bundle's scope {scope!r} is unknown; known: semester, all",
+            f"the bundle's scope {scope!r} is unknown; known: semester, school, all",
             field="metadata.scope",
         )
-    if scope == "all" and header.metadata.semester:
-        raise InvalidArgument("a bundle of scope all names no semester", field="metadata.semester")
-    return scope == "all"
+    if scope in ("school", "all") and header.metadata.semester:
+        raise InvalidArgument(
+            f"a bundle of scope {scope} names no semester", field="metadata.semester"
+        )
+    return scope in ("school", "all")
 
 
 def _delta_since(first: Event | None) -> dt.datetime | None:

@@ -9,6 +9,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ferry.db import tenant
 from ferry.db.import_models import Import
 from ferry.db.models import aware
 from ferry.db.pages import Page, newest_first
@@ -146,13 +147,18 @@ def from_row(row: Any) -> ImportOutcome:
     )
 
 
+def mine() -> sa.ColumnElement[bool]:
+    """The application scope (the first wall): the acting school's imports only."""
+    return T.c.school_id == tenant.school_id()
+
+
 def load(conn: Connection, import_id: str) -> ImportOutcome | None:
-    row = conn.execute(sa.select(T).where(T.c.id == import_id)).first()
+    row = conn.execute(sa.select(T).where(mine(), T.c.id == import_id)).first()
     return None if row is None else from_row(row)
 
 
 def by_key(conn: Connection, key: str) -> ImportOutcome | None:
-    row = conn.execute(sa.select(T).where(T.c.idempotency_key == key)).first()
+    row = conn.execute(sa.select(T).where(mine(), T.c.idempotency_key == key)).first()
     return None if row is None else from_row(row)
 
 
@@ -169,7 +175,8 @@ def list_imports(engine: Engine, page_size: int, page_token: str) -> Page[Import
     """Imports newest first, one page (ferry.db.pages)."""
     with engine.connect() as conn:
         page = newest_first(
-            lambda q: conn.execute(q).all(), sa.select(T), T.c.created_at, T.c.id, page_size,
+            lambda q: conn.execute(q).all(), sa.select(T).where(mine()), T.c.created_at, T.c.id,
+            page_size,
             page_token,
         )  # fmt: skip
     return Page([from_row(r) for r in page.items], page.next_token)

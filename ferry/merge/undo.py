@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle import semesters
 from ferry.datasets.spec import Dataset, Entity
+from ferry.db import tenant
 from ferry.errors import FailedPrecondition, NotFound
 from ferry.merge import links, renames, store, threeway
 from ferry.merge.model import ImportOutcome, Status
@@ -102,10 +103,17 @@ def undo_import(
     return outcome
 
 
+def _mine(alias: str) -> str:
+    """SQL: the row `alias` is of the acting school (the application scope, the first
+    wall: an undo reads and writes its school's rows only, whatever role runs it)."""
+    return tenant.scope_sql(alias)
+
+
 def _ranges(conn: Connection, import_id: str, entity: str) -> list[tuple[int, int]]:
     rows = conn.execute(
         sa.text(
-            f"SELECT row_id, row_id_end FROM {_CHANGES} WHERE import_id = :iid "
+            f"SELECT row_id, row_id_end FROM {_CHANGES} c WHERE {_mine('c')} "
+            "AND c.import_id = :iid "
             "AND entity = :e AND action = 'created'"
         ),
         {"iid": import_id, "e": entity},
@@ -116,7 +124,8 @@ def _ranges(conn: Connection, import_id: str, entity: str) -> list[tuple[int, in
 def _created(entity: str, column: str) -> str:
     """SQL: `column` holds the id of a row the import created in `entity`."""
     return (
-        f"EXISTS (SELECT 1 FROM {_CHANGES} c WHERE c.import_id = :iid AND c.entity = '{entity}' "
+        f"EXISTS (SELECT 1 FROM {_CHANGES} c WHERE {_mine('c')} AND c.import_id = :iid "
+        f"AND c.entity = '{entity}' "
         f"AND c.action = 'created' AND {column} BETWEEN c.row_id AND c.row_id_end)"
     )
 
@@ -125,7 +134,7 @@ def _touched(entity: str, column: str) -> str:
     """SQL: import :iid recorded the row `column` of `entity` as created (its id in one of
     the created ranges), updated or soft-deleted."""
     return (
-        f"EXISTS (SELECT 1 FROM {_CHANGES} c WHERE c.import_id = :iid "
+        f"EXISTS (SELECT 1 FROM {_CHANGES} c WHERE {_mine('c')} AND c.import_id = :iid "
         f"AND c.entity = '{entity}' AND ((c.action = 'created' "
         f"AND {column} BETWEEN c.row_id AND c.row_id_end) "
         f"OR (c.action <> 'created' AND c.row_id = {column})))"
@@ -138,7 +147,8 @@ def _by_later_import(entity: str, column: str) -> str:
     made outside any import)."""
     return (
         f"(SELECT max(c2.import_id) FROM {_CHANGES} c2 JOIN imports i2 ON i2.id = c2.import_id "
-        f"WHERE i2.status = 'completed' AND c2.import_id <> :iid AND c2.entity = '{entity}' "
+        f"WHERE {_mine('c2')} AND i2.status = 'completed' AND c2.import_id <> :iid "
+        f"AND c2.entity = '{entity}' "
         f"AND ((c2.action = 'created' AND {column} BETWEEN c2.row_id AND c2.row_id_end) "
         f"OR (c2.action <> 'created' AND c2.row_id = {column})))"
     )
@@ -155,7 +165,8 @@ def _depended_on(conn: Connection, ds: Dataset, outcome: ImportOutcome) -> str:
     """
     params: dict[str, Any] = {"iid": outcome.id}
     last = conn.execute(
-        sa.text(f"SELECT max(id) FROM {_CHANGES} WHERE import_id = :iid"), params
+        sa.text(f"SELECT max(c.id) FROM {_CHANGES} c WHERE {_mine('c')} AND c.import_id = :iid"),
+        params,
     ).scalar_one()
     if last is None:
         return ""
@@ -167,7 +178,8 @@ def _depended_on(conn: Connection, ds: Dataset, outcome: ImportOutcome) -> str:
         found.append(
             f"SELECT '{child.name}' AS entity, c2.row_id AS id, c2.import_id AS by_import "
             f"FROM {_CHANGES} c2 JOIN imports i2 ON i2.id = c2.import_id "
-            f"WHERE c2.entity = '{child.name}' AND c2.action <> 'created' AND c2.id > :last "
+            f"WHERE {_mine('c2')} AND c2.entity = '{child.name}' AND c2.action <> 'created' "
+            f"AND c2.id > :last "
             f"AND c2.import_id <> :iid AND i2.status = 'completed' "
             f"AND {_touched(child.name, 'c2.row_id')}"
         )
@@ -178,7 +190,7 @@ def _depended_on(conn: Connection, ds: Dataset, outcome: ImportOutcome) -> str:
                 f"SELECT '{child.name}' AS entity, t.id AS id, "
                 f"{_by_later_import(child.name, 't.id')} AS by_import "
                 f"FROM {_CHANGES} c JOIN {table} t ON {col} BETWEEN c.row_id AND c.row_id_end "
-                f"WHERE c.import_id = :iid AND c.entity = '{ref.parent}' "
+                f"WHERE {_mine('c')} AND c.import_id = :iid AND c.entity = '{ref.parent}' "
                 f"AND c.action = 'created' AND NOT {_touched(child.name, 't.id')}"
             )
     union = " UNION ".join(found)
@@ -234,10 +246,11 @@ def _changed_since(
         table = q(e.table.name)
         touched = (
             f"SELECT c.row_id AS id FROM {_CHANGES} c LEFT JOIN {table} t ON t.id = c.row_id "
-            f"WHERE c.import_id = :iid AND c.entity = '{e.name}' AND c.action <> 'created' "
+            f"WHERE {_mine('c')} AND c.import_id = :iid AND c.entity = '{e.name}' "
+            "AND c.action <> 'created' "
             f"AND (t.id IS NULL OR {differs('t.updated_at', 'c.new_updated_at', sqlite)}) "
             f"UNION ALL SELECT t.id AS id FROM {table} t JOIN {_CHANGES} c "
-            f"ON t.id BETWEEN c.row_id AND c.row_id_end WHERE c.import_id = :iid "
+            f"ON t.id BETWEEN c.row_id AND c.row_id_end WHERE {_mine('c')} AND c.import_id = :iid "
             f"AND c.entity = '{e.name}' AND c.action = 'created' "
             "AND t.updated_at > c.new_updated_at"
         )
@@ -270,7 +283,10 @@ def _clear_links_to_created(
             column = f"{table}.{q(ref.column)}"
             where = _created(ref.parent, column)
             conn.execute(
-                sa.text(f"UPDATE {table} SET {q(ref.column)} = NULL WHERE {where}"), params
+                sa.text(
+                    f"UPDATE {table} SET {q(ref.column)} = NULL WHERE {where} AND {_mine(table)}"
+                ),
+                params,
             )
 
 
@@ -278,7 +294,10 @@ def _restore(conn: Connection, e: Entity, params: dict[str, Any], sqlite: bool) 
     """Put back the saved old rows of updated and soft-deleted records."""
     table = q(e.table.name)
     cols = [c for c in e.table.c if c.name != "id"]
-    where = f"c.import_id = :iid AND c.entity = '{e.name}' AND c.action IN ('updated', 'deleted')"
+    where = (
+        f"{_mine('c')} AND c.import_id = :iid AND c.entity = '{e.name}' "
+        "AND c.action IN ('updated', 'deleted')"
+    )
     if sqlite:
         sets = []
         for c in cols:
@@ -289,7 +308,7 @@ def _restore(conn: Connection, e: Entity, params: dict[str, Any], sqlite: bool) 
         conn.execute(
             sa.text(
                 f"UPDATE {table} SET {', '.join(sets)} FROM {_CHANGES} c "
-                f"WHERE {where} AND {table}.id = c.row_id"
+                f"WHERE {where} AND {table}.id = c.row_id AND {_mine(table)}"
             ),
             params,
         )
@@ -299,7 +318,7 @@ def _restore(conn: Connection, e: Entity, params: dict[str, Any], sqlite: bool) 
         sa.text(
             f"UPDATE {table} SET {', '.join(sets)} FROM (SELECT c.row_id AS row_id_, "
             f"(jsonb_populate_record(CAST(NULL AS {table}), c.old_values)).* "
-            f"FROM {_CHANGES} c WHERE {where}) o WHERE {table}.id = o.row_id_"
+            f"FROM {_CHANGES} c WHERE {where}) o WHERE {table}.id = o.row_id_ AND {_mine(table)}"
         ),
         params,
     )
@@ -308,4 +327,7 @@ def _restore(conn: Connection, e: Entity, params: dict[str, Any], sqlite: bool) 
 def _delete_created(conn: Connection, e: Entity, import_id: str) -> None:
     table = q(e.table.name)
     for a, b in _ranges(conn, import_id, e.name):
-        conn.execute(sa.text(f"DELETE FROM {table} WHERE id BETWEEN :a AND :b"), {"a": a, "b": b})
+        conn.execute(
+            sa.text(f"DELETE FROM {table} WHERE id BETWEEN :a AND :b AND {_mine(table)}"),
+            {"a": a, "b": b},
+        )

@@ -405,6 +405,7 @@ class BundleMetadata(google.protobuf.message.Message):
     UPDATED_SINCE_FIELD_NUMBER: builtins.int
     SCOPE_FIELD_NUMBER: builtins.int
     RENAMES_FIELD_NUMBER: builtins.int
+    SCHOOL_FIELD_NUMBER: builtins.int
     semester: builtins.str
     exported_by: builtins.str
     """The subject of the exporting caller's token."""
@@ -415,8 +416,13 @@ class BundleMetadata(google.protobuf.message.Message):
     include_deleted: builtins.bool
     """True when soft-deleted records are included."""
     scope: builtins.str
-    """"" (one semester, named by `semester`) or "all": every record of the dataset, those
-    in no semester too (a whole-database backup; `semester` is then empty).
+    """"" (one semester, named by `semester`), "school" or "all": every record of the
+    exporting school's dataset, those in no semester too (a school bundle, a backup;
+    `semester` is then empty).
+    """
+    school: builtins.str
+    """The code of the school the bundle was exported from (docs/tenants.md). An import
+    maps it to a school of the receiving installation (ImportOptions.school).
     """
     @property
     def exported_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
@@ -453,9 +459,10 @@ class BundleMetadata(google.protobuf.message.Message):
         updated_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         scope: builtins.str = ...,
         renames: collections.abc.Iterable[Global___KeyRename] | None = ...,
+        school: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["exported_at", b"exported_at", "updated_since", b"updated_since"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "renames", b"renames", "scope", b"scope", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["counts", b"counts", "dataset", b"dataset", "entity_order", b"entity_order", "exported_at", b"exported_at", "exported_by", b"exported_by", "format_version", b"format_version", "include_deleted", b"include_deleted", "renames", b"renames", "school", b"school", "scope", b"scope", "semester", b"semester", "updated_since", b"updated_since"]) -> None: ...
 
 Global___BundleMetadata: typing_extensions.TypeAlias = BundleMetadata
 

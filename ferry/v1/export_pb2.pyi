@@ -123,8 +123,10 @@ class StreamSessionRequest(google.protobuf.message.Message):
     dataset: builtins.str
     """The dataset to export; empty means "school"."""
     scope: builtins.str
-    """"" or "semester": the semester named above. "all": every record of the dataset,
-    those in no semester too (a whole-database backup; leave `semester` empty).
+    """"" or "semester": the semester named above. "school" (or "all", its older name):
+    every record of the calling school's dataset, those in no semester too (a school
+    bundle; leave `semester` empty). A backup of every school is CLI only (`ferry
+    backup create --all-schools`, as the platform role), never an RPC.
     """
     @property
     def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
@@ -184,8 +186,9 @@ class DownloadSessionRequest(google.protobuf.message.Message):
     dataset: builtins.str
     """Empty means "school"."""
     scope: builtins.str
-    """"" or "semester": the semester named above. "all": every record of the dataset
-    (a whole-database backup; leave `semester` empty).
+    """"" or "semester": the semester named above. "school" (or "all", its older name):
+    every record of the calling school's dataset (a school bundle; leave `semester`
+    empty). A backup of every school is CLI only, never an RPC.
     """
     @property
     def updated_since(self) -> google.protobuf.timestamp_pb2.Timestamp:

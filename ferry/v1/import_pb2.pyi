@@ -146,6 +146,7 @@ class ImportOptions(google.protobuf.message.Message):
     PLAN_DIGEST_FIELD_NUMBER: builtins.int
     ALLOW_MASS_CHANGE_FIELD_NUMBER: builtins.int
     PLAN_RECORDS_FIELD_NUMBER: builtins.int
+    SCHOOL_FIELD_NUMBER: builtins.int
     NOTIFY_FIELD_NUMBER: builtins.int
     strategy: Global___MergeStrategy.ValueType
     """`merge_strategy` in REST query strings."""
@@ -179,10 +180,16 @@ class ImportOptions(google.protobuf.message.Message):
     field with before and after, soft-delete, unchanged, skip, unmatched, error) as JSON
     Lines for DownloadPlan (ImportResult.has_plan_records).
     """
+    school: builtins.str
+    """Addresses told the import's summary when it ends (NotifyService); empty: nobody.
+    The school the bundle goes into (its code): the school the call acts for, named
+    (`ferry import FILE --school CODE`). A bundle that names its source school (a
+    school's bundle) imported without it into an installation of several schools,
+    the acting school not being the source, is INVALID_ARGUMENT naming the choices;
+    a code other than the acting school's is NOT_FOUND (docs/tenants.md).
+    """
     @property
-    def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
-        """Addresses told the import's summary when it ends (NotifyService); empty: nobody."""
-
+    def notify(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     def __init__(
         self,
         *,
@@ -197,10 +204,11 @@ class ImportOptions(google.protobuf.message.Message):
         plan_digest: builtins.str = ...,
         allow_mass_change: builtins.bool = ...,
         plan_records: builtins.bool = ...,
+        school: builtins.str = ...,
         notify: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "backup_before", b"backup_before"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "plan_records", b"plan_records", "strategy", b"strategy"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_backup_before", b"_backup_before", "allow_mass_change", b"allow_mass_change", "backup_before", b"backup_before", "bundle_format", b"bundle_format", "dataset", b"dataset", "dry_run", b"dry_run", "filename", b"filename", "idempotency_key", b"idempotency_key", "notify", b"notify", "on_error", b"on_error", "plan_digest", b"plan_digest", "plan_records", b"plan_records", "school", b"school", "strategy", b"strategy"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_backup_before", b"_backup_before"]) -> typing.Literal["backup_before"] | None: ...
 
 Global___ImportOptions: typing_extensions.TypeAlias = ImportOptions

@@ -299,7 +299,12 @@ def test_secrets_are_referenced_never_committed() -> None:
     for overlay in OVERLAYS:
         for doc in ferry_workloads(overlay):
             env = {e["name"]: e for e in pod_spec(doc)["containers"][0].get("env", [])}
-            for name in ("FERRY_DATABASE_URL", "FERRY_REDIS_URL", "FERRY_TOKEN"):
+            for name in (
+                "FERRY_DATABASE_URL",
+                "FERRY_DATABASE_PLATFORM_URL",
+                "FERRY_REDIS_URL",
+                "FERRY_TOKEN",
+            ):
                 if name in env:
                     assert "secretKeyRef" in env[name]["valueFrom"], (doc["metadata"], name)
 
@@ -320,9 +325,40 @@ def test_only_auth_holds_the_private_key_and_the_gateway_holds_nothing_secret() 
     assert secret_volumes(notify) == {"ferry-smtp", "ferry-postgres-ca"}
     env = {e["name"]: e.get("value") for e in pod_spec(notify)["containers"][0]["env"]}
     assert env["FERRY_PLUGINS_CHANNELS_SMTP_PASSWORD_FILE"] == "/var/run/ferry/smtp/password"
+    settings = config.load(ROOT / "ferry.yaml", {})
+    every_school = {
+        f"ferry-export-{n}" for n, s in settings.export.schedules.items() if s.schools == "all"
+    }
+    assert every_school  # the backup of every school is a CronJob
     for cron in objects("production", "CronJob"):
-        assert secret_refs(cron) == {"FERRY_TOKEN": "ferry-cron-token"}
-        assert secret_volumes(cron) == set()
+        name = cron["metadata"]["name"]
+        kind = settings.export.schedules.get(name.removeprefix("ferry-export-"))
+        if name in every_school and kind is not None and kind.kind == "export":
+            # Each school's job through its token; the schools read as the app role.
+            assert secret_refs(cron) == {
+                "FERRY_TOKEN": "ferry-cron-token",
+                "FERRY_DATABASE_URL": "ferry-database",
+            }
+        elif name in every_school:  # platform work: the platform role's Secret, no token
+            assert secret_refs(cron) == {"FERRY_DATABASE_PLATFORM_URL": "ferry-database-platform"}
+        elif name == "ferry-export-cleanup":  # school by school on the app role
+            assert secret_refs(cron) == {"FERRY_DATABASE_URL": "ferry-database"}
+        else:
+            assert secret_refs(cron) == {"FERRY_TOKEN": "ferry-cron-token"}, name
+            assert secret_volumes(cron) == set()
+    # The platform role's Secret: the migration Job and the backup of every school only.
+    holders = {
+        (d["kind"], d["metadata"]["name"])
+        for overlay in ("dev", "production")
+        for d in ferry_workloads(overlay)
+        if "ferry-database-platform" in secret_refs(d).values()
+    }
+    backups = {
+        n
+        for n in every_school
+        if settings.export.schedules[n.removeprefix("ferry-export-")].kind == "backup"
+    }
+    assert holders == {("Job", "ferry-db-upgrade")} | {("CronJob", n) for n in backups}
 
 
 def test_production_takes_tls_certificates_from_secrets() -> None:
@@ -334,6 +370,11 @@ def test_production_takes_tls_certificates_from_secrets() -> None:
         env = {e["name"]: e.get("value") for e in pod_spec(doc)["containers"][0]["env"]}
         assert env["PGSSLROOTCERT"].startswith("/var/run/ferry/postgres-ca/")
     assert "ferry-postgres-ca" in secret_volumes(named("production", "Job", "ferry-db-upgrade"))
+    for cron in objects("production", "CronJob"):  # those that open the database
+        opens = any(
+            e["name"].startswith("FERRY_DATABASE") for e in pod_spec(cron)["containers"][0]["env"]
+        )
+        assert ("ferry-postgres-ca" in secret_volumes(cron)) == opens, cron["metadata"]["name"]
 
 
 # -- load balancing, availability, storage -----------------------------------------------

@@ -67,7 +67,11 @@ def test_only_the_auth_service_holds_the_private_key_and_the_gateway_no_database
         if c["args"][0] == "gateway":
             assert "FERRY_DATABASE_URL" not in env_of(docs, c), f"{where} has a database URL"
             assert not env_secrets(c) & db_secrets, f"{where} reads the database Secret"
-        if doc["kind"] == "CronJob":
+        direct = {e["name"] for e in c.get("env", [])} & {
+            "FERRY_DATABASE_URL",
+            "FERRY_DATABASE_PLATFORM_URL",
+        }
+        if doc["kind"] == "CronJob" and not direct:  # direct: on the database, no RPC
             tokens = [e for e in c.get("env", []) if e["name"] == "FERRY_TOKEN"]
             assert tokens and "secretKeyRef" in tokens[0].get("valueFrom", {}), (
                 f"{where} needs FERRY_TOKEN from a Secret (an operator token)"

@@ -138,10 +138,10 @@ def test_cleanup_deletes_or_archives_old_files_and_rows_and_dry_run_changes_noth
     assert len(files_in(tmp_path / "exports")) == 3
     archived = cleanup(app.engine, storage, 38, retention_days=30, archive=True)
     assert (archived.jobs_removed, archived.files_archived, archived.bytes_freed) == (1, 1, 100)
-    assert [p.name for p in files_in(tmp_path / "archive")] == [f"{ids[0]}.txt"]
+    assert [p.name for p in files_in(tmp_path / "archive")] == [f"default--{ids[0]}.txt"]
     deleted = cleanup(app.engine, storage, 0, retention_days=30)
     assert (deleted.jobs_removed, deleted.files_deleted, deleted.files_archived) == (1, 1, 0)
-    assert [p.name for p in files_in(tmp_path / "exports")] == [f"{ids[2]}.txt"]
+    assert [p.name for p in files_in(tmp_path / "exports")] == [f"default--{ids[2]}.txt"]
     with app.engine.connect() as conn:
         assert list(conn.execute(sa.select(T.c.id)).scalars()) == [ids[2]]
 

@@ -80,6 +80,7 @@ META_KEYS = {
     "updated_since",
     "scope",
     "renames",
+    "school",
 }
 
 
@@ -100,6 +101,8 @@ def metadata_dict(header: Header) -> dict[str, Any]:
         out["updated_since"] = iso(header.updated_since)
     if m.scope:  # only whole-database bundles say so: semester bundles are as before
         out["scope"] = m.scope
+    if m.school:  # the source school's code (docs/tenants.md)
+        out["school"] = m.school
     if m.renames:  # keys changed at the source (issue 29); bundles without are as before
         out["renames"] = [
             {

@@ -28,6 +28,7 @@ from ferry.bundle.formats.common import (
 from ferry.bundle.scan import FORMAT_VERSION
 from ferry.datasets.query import Column
 from ferry.datasets.spec import Kind
+from ferry.db.schools import check_code
 from ferry.errors import DataLoss, InvalidArgument, ResourceExhausted
 from ferry.v1 import bundle_pb2 as pb
 
@@ -178,6 +179,8 @@ class Decoder:
             m.include_deleted = meta.get("include_deleted", False)
             m.entity_order.extend(meta.get("entity_order", []))
             m.scope = meta.get("scope", "")
+            if meta.get("school", ""):  # the source school: a code, or the bundle is refused
+                m.school = check_code(meta["school"], "metadata.school")
         except KeyError as e:
             raise InvalidArgument(
                 f"metadata lacks {e.args[0]!r}", field=f"metadata.{e.args[0]}"
