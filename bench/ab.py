@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.common import database_url
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,9 +65,23 @@ def bench_once(side: Side, only: str, scale: str, db: str) -> None:
         side.ratios.setdefault(row["what"], []).append(float(row["ratio"]))
 
 
+def cpu_once(side: Side, db: str, n_miss: int, n_hit: int) -> None:
+    """Server CPU per call (bench/cpu_calls.py of the working tree, run by SIDE's Python
+    on SIDE's code); appended to SIDE as rows whose figure is microseconds, not a ratio."""
+    url = database_url(f"{db}_{side.name}_cpu")
+    script = str(ROOT / "bench" / "cpu_calls.py")
+    env = {**os.environ, "PYTHONPATH": str(side.tree)}
+    cmd = [side.python, script, url, str(n_miss), str(n_hit)]
+    print("$", " ".join(cmd[:2]), "...", flush=True)
+    out = subprocess.run(cmd, cwd=side.tree, env=env, check=True, capture_output=True, text=True)
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    for what, us in figures.items():
+        side.ratios.setdefault(f"server CPU us per call: {what}", []).append(float(us))
+
+
 def table(base: Side, head: Side) -> list[str]:
     lines = [
-        "| what | base ratio (median, min-max) | head ratio (median, min-max) | head / base |",
+        "| what | base (median, min-max) | head (median, min-max) | head / base |",
         "|---|---|---|---|",
     ]
     for what in sorted(set(base.ratios) & set(head.ratios)):
@@ -89,6 +105,13 @@ def main() -> None:
     parser.add_argument("--only", default="reports,stream,export_jobs")
     parser.add_argument("--rounds", type=int, default=3, help="runs per side (default 3)")
     parser.add_argument("--scale", choices=["small", "bench"], default="small")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="instead of `python -m bench`: the reports server's CPU per miss, hit and health "
+        "Check (bench/cpu_calls.py); lower is better, steady on a loaded machine",
+    )
+    parser.add_argument("--calls", type=int, default=200, help="misses per --cpu round")
     args = parser.parse_args()
     db = os.environ.get("FERRY_BENCH_DB", "ferry_bench_ab")
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-ab-"))
@@ -98,7 +121,10 @@ def main() -> None:
         for i in range(args.rounds):
             order = (base, head) if i % 2 == 0 else (head, base)
             for side in order:
-                bench_once(side, args.only, args.scale, db)
+                if args.cpu:
+                    cpu_once(side, db, args.calls, args.calls * 10)
+                else:
+                    bench_once(side, args.only, args.scale, db)
         against = args.head or "the working tree"
         print(f"\n## {args.base} (base) against {against} (head), {args.rounds} rounds")
         print("\n".join(table(base, head)))
