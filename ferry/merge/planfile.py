@@ -24,8 +24,8 @@ describe one plan.
 
 On PostgreSQL the lines are composed by the server (`_pg_lines`): one statement per
 entity writes each record's JSON text, the values as `text_of` shows them (`_pg_text`),
-and hands them over in chunks of BATCH lines joined by newlines, which go to the file as
-they are: no Python object per record. The old row is read only for the records to
+and a server-side cursor hands them over BATCH at a time, joined and written as they
+come: no Python work per record but taking its line. The old row is read only for the records to
 update (a probe by id, not a join over the whole table). SQLite composes the lines in
 Python (`_py_entity`); tests/merge/test_plans_records.py holds the two byte for byte
 equal.
@@ -80,12 +80,15 @@ class PlanRecords:
             self._py_entity(conn, shape)
 
     def _pg_entity(self, conn: Connection, shape: Shape) -> None:
-        result = conn.exec_driver_sql(
-            _pg_lines(shape), execution_options={"stream_results": True, "yield_per": 8}
-        )
-        for chunk, n in result:  # BATCH lines a row, joined by newlines
-            self.out.write(chunk.encode() + b"\n")
-            self.count += int(n)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        # A server-side cursor in the import's transaction, read BATCH lines at a time
+        # straight from the driver (no row object per record).
+        with raw.cursor(name=f"ferry_plan_{shape.name}") as cur:
+            cur.execute(_pg_lines(shape))
+            while lines := cur.fetchmany(BATCH):
+                self.out.write("\n".join([line for (line,) in lines]).encode() + b"\n")
+                self.count += len(lines)
 
     def _py_entity(self, conn: Connection, shape: Shape) -> None:
         table = q(shape.entity.table.name)
@@ -166,8 +169,8 @@ def _pg_text(expr: str, col: Col) -> str:
         return f"coalesce(({expr})::text, '')"
     if col.kind is Kind.INT:
         return f"coalesce(({expr})::text, '')"
-    if col.kind is Kind.DATE:
-        return f"coalesce(to_char({expr}, 'YYYY-MM-DD'), '')"
+    if col.kind is Kind.DATE:  # (DateStyle ISO: the driver reads dates only in it)
+        return f"coalesce(({expr})::text, '')"
     if col.kind is Kind.TIMESTAMP:
         return (
             f"coalesce(to_char({expr}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
@@ -184,8 +187,8 @@ def _pg_text(expr: str, col: Col) -> str:
 
 
 def _pg_lines(shape: Shape) -> str:
-    """SQL: the entity's plan lines, in position order, as (chunk, lines) rows; a chunk
-    is BATCH lines joined by newlines, each line what _py_entity writes for the record."""
+    """SQL: the entity's plan lines, in position order, each what _py_entity writes for
+    the record."""
     table = q(shape.entity.table.name)
     key = shape.entity.natural_key
     names = [c.name for c in shape.cols if shape.carries(c.name)]
@@ -224,11 +227,7 @@ def _pg_lines(shape: Shape) -> str:
         f"{head} || CASE x.st WHEN 'create' THEN {create} WHEN 'update' THEN {update} "
         f'{plain} ELSE \',"action":"error"}}\' END'
     )
-    return (
-        f"SELECT string_agg(line, E'\\n' ORDER BY pos), count(*) FROM (SELECT x.pos, "
-        f"(x.pos - 1) / {BATCH} AS g, {line} AS line FROM {shape.resolved} x) p "
-        "GROUP BY g ORDER BY g"
-    )
+    return f"SELECT {line} FROM {shape.resolved} x ORDER BY x.pos"
 
 
 def json_text(text: str) -> str:
