@@ -188,3 +188,7 @@ class ImportOutcome:
     approval: dict[str, str] = field(default_factory=dict)
     # A dry run that wrote every record's decision (plan_records): DownloadPlan has them.
     plan_records: bool = False
+    # When a dry run's plan expires (imports.plan_expiry_minutes after it was made; None:
+    # never): it can no longer be applied, and the cleanup (ferry.merge.cleanup) removes
+    # it with its file.
+    plan_expires_at: dt.datetime | None = None

@@ -281,7 +281,7 @@ def run_import(
         if options.plan_digest and not options.dry_run:
             # Under the lock: nothing can change between this check and the commit.
             preview = digest.find_preview(conn, options.plan_digest)
-            approval.check_apply(options, preview.approval, preview.id)
+            approval.check_apply(options, preview.approval, preview.id, preview.expires_at)
             if isinstance(source_sha256, str):
                 digest.check_source(preview, source_sha256)
         if backup is not None and options.wants_backup:

@@ -80,6 +80,7 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
             "limits": [dataclasses.asdict(c) for c in o.limits],
             **({"approval": o.approval} if o.approval else {}),
             **({"records": True} if o.plan_records else {}),
+            **({"expires_at": o.plan_expires_at.isoformat()} if o.plan_expires_at else {}),
         }
         if o.plan_digest or o.limits
         else None,
@@ -143,7 +144,18 @@ def from_row(row: Any) -> ImportOutcome:
         limits=[LimitCheck(**c) for c in plan.get("limits", [])],
         approval=dict(plan.get("approval") or {}),
         plan_records=bool(plan.get("records", False)),
+        plan_expires_at=expiry(plan),
     )
+
+
+def expiry(plan: dict[str, Any] | None) -> dt.datetime | None:
+    """When the plan recorded in an `imports.plan` expires (None: never): the earlier of
+    its own expiry and its approval's (a plan made before every plan expired has only
+    the approval's)."""
+    plan = plan or {}
+    texts = [plan.get("expires_at"), (plan.get("approval") or {}).get("expires_at")]
+    found = [dt.datetime.fromisoformat(t) for t in texts if t]
+    return min(found) if found else None
 
 
 def load(conn: Connection, import_id: str) -> ImportOutcome | None:
