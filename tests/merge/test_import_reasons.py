@@ -110,3 +110,24 @@ def test_an_import_recorded_before_reasons_keeps_its_sentences(
     assert [r["reason"] for r in variables["record_errors"]] == [e.reason for e in result.errors][
         :10
     ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_server_error_keeps_its_reference_as_its_reason(
+    events: list[Event], target: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.errors import Internal
+    from ferry.merge import apply, list_imports
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr(apply, "insert_new", broken)
+    with pytest.raises(Internal):
+        run(target, events)
+    (stored,) = list_imports(target, 10, "").items
+    ref = stored.error_details["reference"]
+    assert stored.error_reason == "INTERNAL" and ref in stored.error_message
+    variables = import_variables(convert.result_proto(stored), "fall.json", "el")
+    assert variables["error"] == f"σφάλμα του διακομιστή (αριθμός αναφοράς {ref})"
+    assert "secret" not in variables["error"]
