@@ -60,6 +60,9 @@ class Import(Tenant, Base):
     undone_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     error_message: Mapped[str] = mapped_column(Text, default="")
+    # Why it failed, for machines (ferry.merge.reasons.IMPORT) and the reason's values.
+    error_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    error_metadata: Mapped[dict[str, Any] | None] = mapped_column(Json)
     # Per kind: count, sample and a sentence (pending links opened or bound...).
     warnings: Mapped[list[Any] | None] = mapped_column(Json)
     # The storage key of the backup taken before the merge (backup_before), or "".

@@ -123,6 +123,8 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
         has_rejected_file=o.has_rejected_file,
         duration_seconds=o.duration_seconds,
         error_message=o.error_message,
+        error_reason=o.error_reason,
+        error_metadata=o.error_details,
         backup_key=o.backup_key,
         plan_digest=o.plan_digest,
         has_plan_records=o.plan_records,
@@ -150,6 +152,8 @@ def result_proto(o: ImportOutcome) -> ipb.ImportResult:
             field=e.field,
             reason=e.reason,
             position=e.position,
+            reason_code=e.code,
+            details=e.details,
         )
     for c in o.sample_changes:
         change = out.sample_changes.add(entity=c.entity, natural_key=c.natural_key, action=c.action)

@@ -35,21 +35,33 @@ def expires(approval: dict[str, Any]) -> dt.datetime | None:
 
 
 def propose(outcome: ImportOutcome, options: MergeOptions) -> None:
-    """A dry run's plan waits for an admin's approval (when approval is required)."""
+    """A dry run's plan expires `plan_expiry_minutes` after it was made (every plan: the
+    cleanup then removes it and its file, ferry.merge.cleanup), and waits for an admin's
+    approval when approval is required."""
+    until: dt.datetime | None = None
+    if options.plan_expiry_minutes and outcome.plan_digest:
+        until = outcome.created_at + dt.timedelta(minutes=options.plan_expiry_minutes)
+        outcome.plan_expires_at = until.astimezone(dt.UTC)
     if not options.approval_required:
         return
     approval: dict[str, Any] = {"state": PENDING}
-    if options.plan_expiry_minutes:
-        until = outcome.created_at + dt.timedelta(minutes=options.plan_expiry_minutes)
+    if until is not None:
         approval["expires_at"] = _iso(until)
     outcome.approval = approval
 
 
-def check_apply(options: MergeOptions, approval: dict[str, Any] | None, preview_id: str) -> None:
-    """FailedPrecondition unless the named plan may be applied: approved (when approval
-    is required and the caller is no admin) and not expired."""
+def check_apply(
+    options: MergeOptions,
+    approval: dict[str, Any] | None,
+    preview_id: str,
+    until: dt.datetime | None = None,
+) -> None:
+    """FailedPrecondition unless the named plan may be applied: not expired (`until`, or
+    its approval's expiry) and approved (when approval is required and the caller is no
+    admin)."""
     approval = approval or {}
-    until = expires(approval)
+    found = [t for t in (until, expires(approval)) if t is not None]
+    until = min(found) if found else None
     if until is not None and until < dt.datetime.now(dt.UTC):
         raise FailedPrecondition(
             f"the plan of preview {preview_id} expired at {until:%Y-%m-%d %H:%M:%S}Z; "
@@ -108,7 +120,7 @@ def decide(
                 f"{approval.get('decided_by', '?')}",
                 field="import_id",
             )
-        until = expires(approval)
+        until = store.expiry(plan)
         now = dt.datetime.now(dt.UTC)
         if until is not None and until < now:
             raise FailedPrecondition(

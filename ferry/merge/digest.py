@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from ferry.db.import_models import Import
 from ferry.db.models import aware
 from ferry.errors import FailedPrecondition
+from ferry.merge import store
 from ferry.merge.model import EntitySummary, MergeOptions
 from ferry.merge.shape import Shape, q
 
@@ -97,6 +98,7 @@ class Preview:
         self.source_sha256: str = row.source_sha256
         self.parts: dict[str, str] = dict((row.plan or {}).get("parts", {}))
         self.approval: dict[str, str] = dict((row.plan or {}).get("approval") or {})
+        self.expires_at = store.expiry(row.plan)
         opts = dict(row.options or {})
         self.options = (
             f"strategy {opts.get('strategy', 'update')}, on_error {opts.get('on_error', 'abort')}"
@@ -120,8 +122,9 @@ def find_preview(conn: Connection, plan_digest: str) -> Preview:
     ).first()
     if row is None:
         raise FailedPrecondition(
-            f"no preview has plan digest {text}: preview the file (dry run) and import "
-            "with the digest it returns; nothing was imported",
+            f"no preview has plan digest {text} (or its plan expired and the cleanup "
+            "removed it): preview the file (dry run) and import with the digest it "
+            "returns; nothing was imported",
             field="options.plan_digest",
         )
     return Preview(row)

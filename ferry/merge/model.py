@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -135,6 +136,11 @@ class RecordError:
     field: str
     reason: str
     position: int  # 1-based position of the record (or csv/xlsx row) within its entity
+    # The reason for machines (ferry.merge.reasons.RECORD: MISSING, NOT_NUMBER, ...) and
+    # its values: a mail or page words it in its own language. "" for one recorded before
+    # reasons were.
+    code: str = ""
+    details: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -177,6 +183,10 @@ class ImportOutcome:
     duration_seconds: float
     error_message: str
     warnings: list[ImportWarning] = field(default_factory=list)
+    # Why the run failed, for machines (ferry.merge.reasons.IMPORT: INVALID_RECORDS, a
+    # FerryError's reason, INTERNAL, INTERRUPTED) and its values; "" when it did not.
+    error_reason: str = ""
+    error_details: dict[str, str] = field(default_factory=dict)
     # The storage key of the backup taken before the merge, or "".
     backup_key: str = ""
     # The digest of this run's plan (ferry.merge.digest): what ImportSession's
@@ -191,3 +201,7 @@ class ImportOutcome:
     approval: dict[str, str] = field(default_factory=dict)
     # A dry run that wrote every record's decision (plan_records): DownloadPlan has them.
     plan_records: bool = False
+    # When a dry run's plan expires (imports.plan_expiry_minutes after it was made; None:
+    # never): it can no longer be applied, and the cleanup (ferry.merge.cleanup) removes
+    # it with its file.
+    plan_expires_at: dt.datetime | None = None

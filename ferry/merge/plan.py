@@ -326,27 +326,36 @@ def list_errors(
             field = err[len("range:") :]
             low, high = (d.isoformat() for d in shape.col(field).range or ())
             reason = f"out of range: {text_of(values[field])} (allowed: {low} to {high})"
+            code, details = (
+                "OUT_OF_RANGE",
+                {"value": text_of(values[field]), "low": low, "high": high},
+            )
         elif err == "duplicate":
             field = ",".join(shape.entity.natural_key)
             reason = f"duplicate natural key: the bundle holds it {int(dup)} times"
+            code, details = "DUPLICATE_KEY", {"count": str(int(dup))}
         elif err == "absent":
             field = shape.lacking[0]
             reason = (
                 f"no {shape.name} record with this key exists, and a new one needs "
                 f"{', '.join(shape.lacking)}, which the file does not carry"
             )
+            code, details = "ABSENT_FIELDS", {"fields": ", ".join(shape.lacking)}
         else:
             r = shape.refs[int(err[3:])]
             field = ",".join(r.ref.fields)
             value = "/".join(text_of(refvals[f]) for f in r.ref.fields)
             if rejected[r.index]:
                 reason = f"its parent, {r.parent.name} record {value!r}, was rejected"
+                code, details = "PARENT_REJECTED", {"parent": r.parent.name, "value": value}
             else:
                 reason = (
                     f"no {r.parent.name} record with {field} {value!r} in the database or "
                     "the bundle"
                 )
-        out.append(RecordError(shape.name, display, field, reason, int(pos)))
+                code = "PARENT_MISSING"
+                details = {"parent": r.parent.name, "field": field, "value": value}
+        out.append(RecordError(shape.name, display, field, reason, int(pos), code, details))
     return out
 
 

@@ -21,6 +21,14 @@ records. Each entity's rows are read with a streaming cursor and written as they
 memory does not grow with the bundle. The plan's digest binds the same decisions (each
 record's position, status and the version of the row it reads), so the file and the digest
 describe one plan.
+
+On PostgreSQL the lines are composed by the server (`_pg_lines`): one statement per
+entity writes each record's JSON text, the values as `text_of` shows them (`_pg_text`),
+and a server-side cursor hands them over BATCH at a time, joined and written as they
+come: no Python work per record but taking its line. The old row is read only for the records to
+update (a probe by id, not a join over the whole table). SQLite composes the lines in
+Python (`_py_entity`); tests/merge/test_plans_records.py holds the two byte for byte
+equal.
 """
 
 from __future__ import annotations
@@ -30,9 +38,9 @@ from typing import IO, Any
 
 from sqlalchemy.engine import Connection
 
-from ferry.datasets.spec import Dataset
+from ferry.datasets.spec import Dataset, Kind
 from ferry.merge.model import RecordChange
-from ferry.merge.shape import Shape, key_lookup, q, text_of
+from ferry.merge.shape import Col, Shape, key_lookup, q, text_of
 
 BATCH = 5000
 ACTIONS = {"same": "unchanged", "create": "create", "skip": "skip", "unmatched": "unmatched"}
@@ -66,6 +74,23 @@ class PlanRecords:
     def entity(self, conn: Connection, shape: Shape) -> None:
         """The decision for each of the entity's records (after resolve and the three-way
         merge, before the entity is applied)."""
+        if conn.dialect.name == "postgresql":
+            self._pg_entity(conn, shape)
+        else:
+            self._py_entity(conn, shape)
+
+    def _pg_entity(self, conn: Connection, shape: Shape) -> None:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        # A server-side cursor in the import's transaction, read BATCH lines at a time
+        # straight from the driver (no row object per record).
+        with raw.cursor(name=f"ferry_plan_{shape.name}") as cur:
+            cur.execute(_pg_lines(shape))
+            while lines := cur.fetchmany(BATCH):
+                self.out.write("\n".join([line for (line,) in lines]).encode() + b"\n")
+                self.count += len(lines)
+
+    def _py_entity(self, conn: Connection, shape: Shape) -> None:
         table = q(shape.entity.table.name)
         key = shape.entity.natural_key
         names = [c.name for c in shape.cols if shape.carries(c.name)]
@@ -129,3 +154,82 @@ class PlanRecords:
                     "action": "delete",
                 }
             )
+
+
+def _json(expr: str) -> str:
+    """SQL: a text expression as a JSON string literal (what json.dumps writes)."""
+    return f"to_json({expr})::text"
+
+
+def _pg_text(expr: str, col: Col) -> str:
+    """SQL: the value of `expr` (of col's kind) as text_of shows it in Python, never NULL:
+    dates ISO, instants as datetime.isoformat (microseconds only when not zero, the
+    session's offset as +HH:MM), floats as Python's str (an integral one ends in .0)."""
+    if col.ddl.lower() == "text" or col.kind is Kind.STR:
+        return f"coalesce(({expr})::text, '')"
+    if col.kind is Kind.INT:
+        return f"coalesce(({expr})::text, '')"
+    if col.kind is Kind.DATE:  # (DateStyle ISO: the driver reads dates only in it)
+        return f"coalesce(({expr})::text, '')"
+    if col.kind is Kind.TIMESTAMP:
+        return (
+            f"coalesce(to_char({expr}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+            f"date_trunc('second', {expr}) <> {expr} THEN to_char({expr}, '.US') ELSE '' END "
+            f"|| to_char({expr}, 'TZH:TZM'), '')"
+        )
+    # FLOAT (float8): Python's repr. PostgreSQL's shortest text is the same digits; it
+    # leaves off ".0" of an integral value, and writes 1e+15..1e+16 in exponent form.
+    return (
+        f"coalesce(CASE WHEN ({expr}) = trunc({expr}) AND abs({expr}) < 1e16 THEN "
+        f"CASE WHEN ({expr}) = 0 AND left(({expr})::text, 1) = '-' THEN '-0.0' "
+        f"ELSE trunc({expr})::numeric::text || '.0' END ELSE ({expr})::text END, '')"
+    )
+
+
+def _pg_lines(shape: Shape) -> str:
+    """SQL: the entity's plan lines, in position order, each what _py_entity writes for
+    the record."""
+    table = q(shape.entity.table.name)
+    key = shape.entity.natural_key
+    names = [c.name for c in shape.cols if shape.carries(c.name)]
+    shown = [shape.col(n) for n in names if not shape.col(n).bookkeeping]
+    own = list(shape.written)
+
+    def x(c: Col) -> str:
+        return _pg_text(f"x.{q(c.name)}", c)
+
+    def t(c: Col) -> str:
+        return _pg_text(f"t.{q(c.target)}", c)
+
+    entity = json_text(shape.name)
+    key_text = " || '/' || ".join(x(shape.col(k)) for k in key) or "''"
+    head = f'\'{{"entity":{entity},"key":\' || {_json(key_text)} || \',"position":\' || x.pos'
+    fields = " || ',' || ".join(f"'{json_text(c.name)}:' || {_json(x(c))}" for c in shown)
+    fields = fields or "''"
+    create = f'\',"action":"create","fields":{{\' || {fields} || \'}}}}\''
+    changes = ", ".join(
+        f'CASE WHEN {t(c)} <> {x(c)} THEN \',{{"field":{json_text(c.name)},"before":\' || '
+        f"{_json(t(c))} || ',\"after\":' || {_json(x(c))} || '}}' ELSE '' END"
+        for c in own
+    )
+    changes = changes or "''"
+    gone = next((c for c in own if c.target == "deleted_at"), None)
+    deleting = f"{t(gone)} = '' AND {x(gone)} <> ''" if gone is not None else "false"
+    update = (
+        f"(SELECT ',\"action\":' || CASE WHEN {deleting} THEN '\"delete\"' ELSE '\"update\"' "
+        f"END || ',\"changes\":[' || ltrim(concat({changes}), ',') || ']}}' "
+        f"FROM {table} t WHERE t.id = x.tid)"
+    )
+    plain = " ".join(
+        f"WHEN '{st}' THEN ',\"action\":\"{a}\"}}'" for st, a in ACTIONS.items() if st != "create"
+    )
+    line = (
+        f"{head} || CASE x.st WHEN 'create' THEN {create} WHEN 'update' THEN {update} "
+        f'{plain} ELSE \',"action":"error"}}\' END'
+    )
+    return f"SELECT {line} FROM {shape.resolved} x ORDER BY x.pos"
+
+
+def json_text(text: str) -> str:
+    """A name as a JSON string inside an SQL literal (names are identifiers: no quote)."""
+    return json.dumps(text, ensure_ascii=False).replace("'", "''")

@@ -95,6 +95,8 @@ def apply(
                     f"cannot rename {r.old_key!r} to {r.new_key!r}: a {entity.name} record "
                     f"with {field} {r.new_key!r} exists already (conflicting rename)",
                     i + 1,
+                    "RENAME_CONFLICT",
+                    {"old": r.old_key, "new": r.new_key, "field": field},
                 )
             )
             continue

@@ -31,7 +31,7 @@ from ferry.bundle.formats.base import REFUSED, Event, Header
 from ferry.bundle.schools import import_target
 from ferry.datasets.spec import Dataset
 from ferry.db import tenant
-from ferry.errors import FerryError, Internal, InvalidArgument, in_words
+from ferry.errors import FerryError, Internal, InvalidArgument, described, reason_of
 from ferry.merge import (
     announce,
     apply,
@@ -209,7 +209,14 @@ def run_import(
         notes = [n for n in first.notes if n.kind != REFUSED]
         # Records a reader refused before the merge (a OneRoster row): invalid records.
         refused = [
-            RecordError(n.entity, n.sample[0] if n.sample else "", n.field, n.message, n.count)
+            RecordError(
+                n.entity,
+                n.sample[0] if n.sample else "",
+                n.field,
+                n.message,
+                n.count,
+                n.reason or "REFUSED_BY_READER",
+            )
             for n in first.notes
             if n.kind == REFUSED
         ]
@@ -289,7 +296,7 @@ def run_import(
         if options.plan_digest and not options.dry_run:
             # Under the lock: nothing can change between this check and the commit.
             preview = digest.find_preview(conn, options.plan_digest)
-            approval.check_apply(options, preview.approval, preview.id)
+            approval.check_apply(options, preview.approval, preview.id, preview.expires_at)
             if isinstance(source_sha256, str):
                 digest.check_source(preview, source_sha256)
         if backup is not None and options.wants_backup:
@@ -357,6 +364,11 @@ def run_import(
                 outcome.error_message = (
                     f"{outcome.total_errors} invalid record(s); nothing was imported"
                 )
+                # (reasons of an import, not of a job: ferry.merge.reasons.IMPORT)
+                outcome.error_reason, outcome.error_details = (
+                    "INVALID_RECORDS",
+                    {"count": str(outcome.total_errors)},
+                )
             record_rolled_back(engine, outcome)
         else:
             outcome.status = Status.COMPLETED
@@ -392,15 +404,23 @@ def run_import(
         raised: BaseException = exc
         if isinstance(exc, FerryError):
             outcome.error_message = exc.message
+            outcome.error_reason = reason_of(exc)
+            outcome.error_details = {k: str(v) for k, v in exc.metadata.items()}
+            if exc.field:
+                outcome.error_details.setdefault("field", exc.field)
         elif isinstance(exc, Exception):
             # In words with a reference id: a database error's text is its statement
             # and parameters, readable by any viewer through GetImport.
             step = work.step if work is not None else "starting"
-            outcome.error_message = in_words(exc, f"import {outcome.id} while {step}", log)
+            outcome.error_message, ref = described(exc, f"import {outcome.id} while {step}", log)
+            outcome.error_reason, outcome.error_details = "INTERNAL", {"reference": ref}
             if not isinstance(exc, sa.exc.OperationalError):  # UNAVAILABLE stays UNAVAILABLE
                 raised = Internal(outcome.error_message)
+            else:
+                outcome.error_reason, outcome.error_details = "UNAVAILABLE", {}
         else:
             outcome.error_message = f"import {outcome.id} was interrupted"
+            outcome.error_reason, outcome.error_details = "INTERRUPTED", {}
         outcome.summaries, outcome.errors, outcome.sample_changes = [], [], []
         outcome.warnings = []
         try:

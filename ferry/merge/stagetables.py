@@ -204,7 +204,13 @@ class Stager:
                     if len(st.errors) < MAX_LISTED_ERRORS:
                         st.errors.append(
                             RecordError(
-                                shape.name, display_key(shape, rec), c.name, exc.reason, pos
+                                shape.name,
+                                display_key(shape, rec),
+                                c.name,
+                                exc.reason,
+                                pos,
+                                exc.code,
+                                exc.details,
                             )
                         )
             values.append(value if c.name in keys else None)

@@ -73,6 +73,8 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
         "undone_at": o.undone_at,
         "duration_seconds": o.duration_seconds,
         "error_message": o.error_message,
+        "error_reason": o.error_reason,
+        "error_metadata": o.error_details or None,
         "warnings": [dataclasses.asdict(w) for w in o.warnings],
         "backup_key": o.backup_key,
         "plan_digest": o.plan_digest or None,
@@ -81,6 +83,7 @@ def row_values(o: ImportOutcome, claim_key: bool) -> dict[str, Any]:
             "limits": [dataclasses.asdict(c) for c in o.limits],
             **({"approval": o.approval} if o.approval else {}),
             **({"records": True} if o.plan_records else {}),
+            **({"expires_at": o.plan_expires_at.isoformat()} if o.plan_expires_at else {}),
         }
         if o.plan_digest or o.limits
         else None,
@@ -137,6 +140,8 @@ def from_row(row: Any) -> ImportOutcome:
         undone_at=aware(row.undone_at),
         duration_seconds=float(row.duration_seconds),
         error_message=row.error_message,
+        error_reason=getattr(row, "error_reason", "") or "",
+        error_details=dict(getattr(row, "error_metadata", None) or {}),
         warnings=[ImportWarning(**w) for w in row.warnings or []],
         backup_key=row.backup_key or "",
         plan_digest=getattr(row, "plan_digest", None) or "",
@@ -144,12 +149,23 @@ def from_row(row: Any) -> ImportOutcome:
         limits=[LimitCheck(**c) for c in plan.get("limits", [])],
         approval=dict(plan.get("approval") or {}),
         plan_records=bool(plan.get("records", False)),
+        plan_expires_at=expiry(plan),
     )
 
 
 def mine() -> sa.ColumnElement[bool]:
     """The application scope (the first wall): the acting school's imports only."""
     return T.c.school_id == tenant.school_id()
+
+
+def expiry(plan: dict[str, Any] | None) -> dt.datetime | None:
+    """When the plan recorded in an `imports.plan` expires (None: never): the earlier of
+    its own expiry and its approval's (a plan made before every plan expired has only
+    the approval's)."""
+    plan = plan or {}
+    texts = [plan.get("expires_at"), (plan.get("approval") or {}).get("expires_at")]
+    found = [dt.datetime.fromisoformat(t) for t in texts if t]
+    return min(found) if found else None
 
 
 def load(conn: Connection, import_id: str) -> ImportOutcome | None:

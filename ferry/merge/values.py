@@ -28,11 +28,15 @@ INT64 = (-(2**63), 2**63 - 1)
 
 
 class BadValue(ValueError):
-    """A value that cannot be stored in its field; `reason` is for people."""
+    """A value that cannot be stored in its field; `reason` is for people (English),
+    `code` and `details` for machines (ferry.merge.reasons: a mail words them in its
+    language)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "INVALID_VALUE", **details: object) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
+        self.details = {k: str(v) for k, v in details.items()}
 
 
 def converter(
@@ -57,7 +61,13 @@ def converter(
 
 
 def out_of_range(value: Any, low: Any, high: Any) -> BadValue:
-    return BadValue(f"out of range: {value} (allowed: {low} to {high})")
+    return BadValue(
+        f"out of range: {value} (allowed: {low} to {high})",
+        "OUT_OF_RANGE",
+        value=value,
+        low=low,
+        high=high,
+    )
 
 
 def _optional(convert: Converter, nullable: bool) -> Converter:
@@ -65,7 +75,7 @@ def _optional(convert: Converter, nullable: bool) -> Converter:
         if value is None or value == "":
             if nullable:
                 return None
-            raise BadValue("required field is missing")
+            raise BadValue("required field is missing", "MISSING")
         return convert(value)
 
     return check
@@ -79,12 +89,12 @@ def _str(nullable: bool, length: int | None) -> Converter:
             if value is None:
                 if nullable:
                     return None
-                raise BadValue("required field is missing")
-            raise BadValue(f"expected text, got {type(value).__name__}")
+                raise BadValue("required field is missing", "MISSING")
+            raise BadValue(f"expected text, got {type(value).__name__}", "NOT_TEXT")
         if limit and len(value) > limit:
-            raise BadValue(f"longer than {limit} characters")
+            raise BadValue(f"longer than {limit} characters", "TOO_LONG", max=limit)
         if "\x00" in value:
-            raise BadValue("contains a NUL character")
+            raise BadValue("contains a NUL character", "NUL_CHARACTER")
         return value
 
     return check
@@ -99,11 +109,15 @@ def _int(bounds: tuple[int, int]) -> Converter:
                 try:
                     value = int(value.strip())
                 except ValueError:
-                    raise BadValue(f"not an integer: {value[:40]!r}") from None
+                    raise BadValue(
+                        f"not an integer: {value[:40]!r}", "NOT_INTEGER", value=value[:40]
+                    ) from None
             elif isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise BadValue(f"expected an integer, got {type(value).__name__}")
+                raise BadValue(
+                    f"expected an integer, got {type(value).__name__}", "NOT_INTEGER", value=value
+                )
         if not low <= value <= high:
             raise out_of_range(value, low, high)
         return value
@@ -117,13 +131,17 @@ def _float(value: Any) -> Any:
             try:
                 value = float(value.strip())
             except ValueError:
-                raise BadValue(f"not a number: {value[:40]!r}") from None
+                raise BadValue(
+                    f"not a number: {value[:40]!r}", "NOT_NUMBER", value=value[:40]
+                ) from None
         elif isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         else:
-            raise BadValue(f"expected a number, got {type(value).__name__}")
+            raise BadValue(
+                f"expected a number, got {type(value).__name__}", "NOT_NUMBER", value=value
+            )
     if not math.isfinite(value):
-        raise BadValue(f"not a finite number: {value}")
+        raise BadValue(f"not a finite number: {value}", "NOT_NUMBER", value=value)
     return value
 
 
@@ -149,11 +167,15 @@ def _date_parser(sqlite: bool, span: tuple[Any, Any] | None = None) -> Converter
                 return hit
             text = value.strip()
             if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text[:4].isdigit():
-                raise BadValue(f"not a date (YYYY-MM-DD): {value[:40]!r}")
+                raise BadValue(
+                    f"not a date (YYYY-MM-DD): {value[:40]!r}", "NOT_DATE", value=value[:40]
+                )
             try:
                 parsed = dt.date.fromisoformat(text)
             except ValueError:
-                raise BadValue(f"not a date (YYYY-MM-DD): {value[:40]!r}") from None
+                raise BadValue(
+                    f"not a date (YYYY-MM-DD): {value[:40]!r}", "NOT_DATE", value=value[:40]
+                ) from None
             if span is not None and not span[0] <= parsed <= span[1]:
                 raise out_of_range(text, span[0].isoformat(), span[1].isoformat())
             day = parsed.isoformat() if sqlite else parsed
@@ -164,7 +186,9 @@ def _date_parser(sqlite: bool, span: tuple[Any, Any] | None = None) -> Converter
             if span is not None and not span[0] <= value <= span[1]:
                 raise out_of_range(value.isoformat(), span[0].isoformat(), span[1].isoformat())
             return value.isoformat() if sqlite else value
-        raise BadValue(f"expected a date (YYYY-MM-DD), got {type(value).__name__}")
+        raise BadValue(
+            f"expected a date (YYYY-MM-DD), got {type(value).__name__}", "NOT_DATE", value=value
+        )
 
     return check
 
@@ -179,9 +203,13 @@ def _timestamp(sqlite: bool) -> Converter:
             try:
                 value = dt.datetime.fromisoformat(value.strip())
             except ValueError:
-                raise BadValue(f"not a timestamp (ISO-8601): {value[:40]!r}") from None
+                raise BadValue(
+                    f"not a timestamp (ISO-8601): {value[:40]!r}", "NOT_TIMESTAMP", value=value[:40]
+                ) from None
         if not isinstance(value, dt.datetime):
-            raise BadValue(f"expected a timestamp, got {type(value).__name__}")
+            raise BadValue(
+                f"expected a timestamp, got {type(value).__name__}", "NOT_TIMESTAMP", value=value
+            )
         if value.tzinfo is not dt.UTC:
             value = (
                 value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from ferry.app import App
 from ferry.merge.announce import Write
 from ferry.merge.model import ImportOutcome
-from ferry.notify import core, store
+from ferry.notify import core, reasons, store
 
 log = logging.getLogger("ferry.notify")
 
@@ -34,22 +34,25 @@ def import_announcement(app: App, recipients: list[str]) -> Write:
         from ferry.users import language_of
 
         result = convert.result_proto(outcome)
+        language = language_of(conn, recipients)  # the language the recipients use
         new = core.announcement(
             app.settings.notify,
             recipients,
             "import_finished",
-            import_variables(result, outcome.options.filename),
+            import_variables(result, outcome.options.filename, language),
             f"import:{outcome.id}",
             "service:import",
-            language_of(conn, recipients),  # in the language the recipients use
+            language,
         )
         store.create_many(conn, [new])
 
     return write
 
 
-def import_variables(result: Any, filename: str = "") -> dict[str, Any]:
-    """The `import_finished` template's variables for an ImportResult."""
+def import_variables(result: Any, filename: str = "", language: str = "en") -> dict[str, Any]:
+    """The `import_finished` template's variables for an ImportResult, the failure and
+    each record error worded in `language` from their machine reasons (ferry.notify.
+    reasons); an import recorded before reasons keeps its stored sentences."""
     from ferry.v1 import import_pb2 as ipb
 
     entities = [
@@ -63,15 +66,35 @@ def import_variables(result: Any, filename: str = "") -> dict[str, Any]:
         }
         for s in result.summaries
     ]
-    warnings = [f"{e.entity} {e.natural_key}: {e.reason}".strip() for e in list(result.errors)[:10]]
-    if result.total_errors > len(warnings):
-        warnings.append(f"{result.total_errors - len(warnings)} more records had errors")
+    record_errors = [
+        {
+            "entity": e.entity,
+            "key": e.natural_key,
+            "field": e.field,
+            "reason": (
+                reasons.record_reason(e.reason_code, dict(e.details), language)
+                if e.reason_code
+                else e.reason
+            ),
+        }
+        for e in list(result.errors)[:10]
+    ]
+    warnings = [f"{r['entity']} {r['key']}: {r['reason']}".strip() for r in record_errors]
+    more = max(0, result.total_errors - len(record_errors))
+    if more:
+        warnings.append(f"{more} more records had errors")
+    error = result.error_message
+    if result.error_reason:
+        error = reasons.import_failure(result.error_reason, dict(result.error_metadata), language)
     return {
         "import_id": result.id,
         "filename": filename or result.options.filename,
         "dry_run": result.status == ipb.IMPORT_STATUS_DRY_RUN,
         "failed": result.status == ipb.IMPORT_STATUS_FAILED,
-        "error": result.error_message,
+        "error": error,
         "entities": entities,
+        "record_errors": record_errors,
+        "more_errors": more,
+        # (the same lines as one sentence each, for a caller's own template)
         "warnings": warnings,
     }

@@ -115,3 +115,122 @@ def in_words(reason: object, details: object, language: str, fallback: object) -
     if not slots(text) <= set(values):
         return BARE.get(language, BARE["en"]).get(str(reason), str(fallback))
     return _SLOT.sub(lambda m: values[m.group(1)], text)
+
+
+# Why an import failed (ImportResult.error_reason, ferry.merge.reasons.IMPORT) and why
+# each record was refused (RecordError.reason_code, ferry.merge.reasons.RECORD), in the
+# `import_finished` mail's language. A FerryError's own reason (FIELD_INVALID, a status
+# code's name, INTERNAL) has its words in WORDS above.
+IMPORT_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "INVALID_RECORDS": "{count} invalid record(s); nothing was imported",
+        "INTERRUPTED": "the import was interrupted; nothing was imported",
+        "CHANGE_LIMIT": "it would change {count} of {base} {entity} records ({action}), over the limit of {max_percent}%; nothing was imported",
+    },
+    "el": {
+        "INVALID_RECORDS": "{count} μη έγκυρες εγγραφές· δεν εισήχθη τίποτα",
+        "INTERRUPTED": "η εισαγωγή διακόπηκε· δεν εισήχθη τίποτα",
+        "CHANGE_LIMIT": "θα άλλαζε {count} από {base} εγγραφές ({entity}, {action}), πάνω από το όριο του {max_percent}%· δεν εισήχθη τίποτα",
+    },
+}
+RECORD_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "MISSING": "a required field is missing",
+        "NOT_TEXT": "a text was expected",
+        "TOO_LONG": "longer than {max} characters",
+        "NUL_CHARACTER": "contains a NUL character",
+        "NOT_INTEGER": "not a whole number: {value}",
+        "NOT_NUMBER": "not a number: {value}",
+        "NOT_DATE": "not a date like 2026-09-01: {value}",
+        "NOT_TIMESTAMP": "not a date and time (ISO-8601): {value}",
+        "OUT_OF_RANGE": "out of range: {value} (allowed: {low} to {high})",
+        "DUPLICATE_KEY": "the file holds this key {count} times",
+        "ABSENT_FIELDS": "no such record exists here, and a new one needs {fields}, which the file does not carry",
+        "PARENT_REJECTED": "the record it belongs to ({value}) was rejected",
+        "PARENT_MISSING": "{value}, which it belongs to, exists neither here nor in the file",
+        "RENAME_CONFLICT": "cannot rename {old} to {new}: {new} exists already",
+        "REFUSED_BY_READER": "the file's reader refused this row",
+        "INVALID_VALUE": "a value cannot be stored",
+    },
+    "el": {
+        "MISSING": "λείπει υποχρεωτικό πεδίο",
+        "NOT_TEXT": "αναμενόταν κείμενο",
+        "TOO_LONG": "μεγαλύτερο από {max} χαρακτήρες",
+        "NUL_CHARACTER": "περιέχει χαρακτήρα NUL",
+        "NOT_INTEGER": "δεν είναι ακέραιος αριθμός: {value}",
+        "NOT_NUMBER": "δεν είναι αριθμός: {value}",
+        "NOT_DATE": "δεν είναι ημερομηνία όπως 2026-09-01: {value}",
+        "NOT_TIMESTAMP": "δεν είναι ημερομηνία και ώρα (ISO-8601): {value}",
+        "OUT_OF_RANGE": "εκτός ορίων: {value} (επιτρέπονται: {low} έως {high})",
+        "DUPLICATE_KEY": "το αρχείο έχει αυτό το κλειδί {count} φορές",
+        "ABSENT_FIELDS": "δεν υπάρχει τέτοια εγγραφή εδώ, και μια νέα χρειάζεται {fields}, που το αρχείο δεν περιέχει",
+        "PARENT_REJECTED": "η εγγραφή στην οποία ανήκει ({value}) απορρίφθηκε",
+        "PARENT_MISSING": "το {value}, στο οποίο ανήκει, δεν υπάρχει ούτε εδώ ούτε στο αρχείο",
+        "RENAME_CONFLICT": "δεν μπορεί να μετονομαστεί το {old} σε {new}: το {new} υπάρχει ήδη",
+        "REFUSED_BY_READER": "ο αναγνώστης του αρχείου απέρριψε αυτή τη γραμμή",
+        "INVALID_VALUE": "μια τιμή δεν μπορεί να αποθηκευτεί",
+    },
+}
+# A reason's words when one of its values is missing: the reason without them.
+IMPORT_BARE: dict[str, dict[str, str]] = {
+    "en": {
+        "INVALID_RECORDS": "invalid records; nothing was imported",
+        "CHANGE_LIMIT": "it would change more records than a limit allows; nothing was imported",
+        "TOO_LONG": "too long",
+        "NOT_INTEGER": "not a whole number",
+        "NOT_NUMBER": "not a number",
+        "NOT_DATE": "not a date like 2026-09-01",
+        "NOT_TIMESTAMP": "not a date and time (ISO-8601)",
+        "OUT_OF_RANGE": "out of range",
+        "DUPLICATE_KEY": "the file holds this key more than once",
+        "ABSENT_FIELDS": "no such record exists here, and the file does not carry all a new one needs",
+        "PARENT_REJECTED": "the record it belongs to was rejected",
+        "PARENT_MISSING": "what it belongs to exists neither here nor in the file",
+        "RENAME_CONFLICT": "cannot rename it: the new key exists already",
+    },
+    "el": {
+        "INVALID_RECORDS": "μη έγκυρες εγγραφές· δεν εισήχθη τίποτα",
+        "CHANGE_LIMIT": "θα άλλαζε περισσότερες εγγραφές από όσες επιτρέπει ένα όριο· δεν εισήχθη τίποτα",
+        "TOO_LONG": "πολύ μεγάλο",
+        "NOT_INTEGER": "δεν είναι ακέραιος αριθμός",
+        "NOT_NUMBER": "δεν είναι αριθμός",
+        "NOT_DATE": "δεν είναι ημερομηνία όπως 2026-09-01",
+        "NOT_TIMESTAMP": "δεν είναι ημερομηνία και ώρα (ISO-8601)",
+        "OUT_OF_RANGE": "εκτός ορίων",
+        "DUPLICATE_KEY": "το αρχείο έχει αυτό το κλειδί περισσότερες από μία φορές",
+        "ABSENT_FIELDS": "δεν υπάρχει τέτοια εγγραφή εδώ, και το αρχείο δεν έχει όσα χρειάζεται μια νέα",
+        "PARENT_REJECTED": "η εγγραφή στην οποία ανήκει απορρίφθηκε",
+        "PARENT_MISSING": "αυτό στο οποίο ανήκει δεν υπάρχει ούτε εδώ ούτε στο αρχείο",
+        "RENAME_CONFLICT": "δεν μπορεί να μετονομαστεί: το νέο κλειδί υπάρχει ήδη",
+    },
+}
+
+
+def _fill(text: str, details: Mapping[str, str], bare: str) -> str:
+    values = {str(k): str(v) for k, v in details.items() if str(v).strip()}
+    if not slots(text) <= set(values):
+        return bare
+    return _SLOT.sub(lambda m: values[m.group(1)], text)
+
+
+def import_failure(reason: str, details: Mapping[str, str], language: str) -> str:
+    """Why an import failed, in `language`, from its machine reason: the import's own
+    words (IMPORT_WORDS), else a FerryError's (WORDS), else the words for a server error
+    of an unknown kind; never the server's English sentence."""
+    lang = language if language in WORDS else "en"
+    text = IMPORT_WORDS[lang].get(reason)
+    if text is not None:
+        return _fill(text, details, IMPORT_BARE[lang].get(reason, WORDS[lang]["UNKNOWN"]))
+    if reason in WORDS[lang]:
+        return in_words(reason, details, lang, WORDS[lang]["UNKNOWN"])
+    return WORDS[lang]["UNKNOWN"]
+
+
+def record_reason(code: str, details: Mapping[str, str], language: str) -> str:
+    """Why a record was refused, in `language`, from its reason code (one this table
+    does not know, a reader's own say: the words for a value that cannot be stored)."""
+    lang = language if language in RECORD_WORDS else "en"
+    text = RECORD_WORDS[lang].get(code)
+    if text is None:
+        return RECORD_WORDS[lang]["INVALID_VALUE"]
+    return _fill(text, details, IMPORT_BARE[lang].get(code, RECORD_WORDS[lang]["INVALID_VALUE"]))

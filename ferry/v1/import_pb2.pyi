@@ -432,19 +432,45 @@ class RecordError(google.protobuf.message.Message):
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class DetailsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     ENTITY_FIELD_NUMBER: builtins.int
     NATURAL_KEY_FIELD_NUMBER: builtins.int
     FIELD_FIELD_NUMBER: builtins.int
     REASON_FIELD_NUMBER: builtins.int
     POSITION_FIELD_NUMBER: builtins.int
+    REASON_CODE_FIELD_NUMBER: builtins.int
+    DETAILS_FIELD_NUMBER: builtins.int
     entity: builtins.str
     natural_key: builtins.str
     """The record's natural key, e.g. "S00012/MATH101-2026F"."""
     field: builtins.str
     """The offending field, when one is to blame."""
     reason: builtins.str
+    """In English, for logs and the CLI; a page or mail words reason_code instead."""
     position: builtins.int
     """1-based position of the record (or row, for csv/xlsx) in its entity."""
+    reason_code: builtins.str
+    """Why, for machines (MISSING, NOT_NUMBER, OUT_OF_RANGE, DUPLICATE_KEY, PARENT_MISSING,
+    ...: ferry.merge.reasons.RECORD) and its values ("value", "low", "high", ...);
+    empty for an import recorded before reasons were.
+    """
+    @property
+    def details(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
     def __init__(
         self,
         *,
@@ -453,8 +479,10 @@ class RecordError(google.protobuf.message.Message):
         field: builtins.str = ...,
         reason: builtins.str = ...,
         position: builtins.int = ...,
+        reason_code: builtins.str = ...,
+        details: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["entity", b"entity", "field", b"field", "natural_key", b"natural_key", "position", b"position", "reason", b"reason"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["details", b"details", "entity", b"entity", "field", b"field", "natural_key", b"natural_key", "position", b"position", "reason", b"reason", "reason_code", b"reason_code"]) -> None: ...
 
 Global___RecordError: typing_extensions.TypeAlias = RecordError
 
@@ -514,6 +542,22 @@ Global___RecordChange: typing_extensions.TypeAlias = RecordChange
 class ImportResult(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class ErrorMetadataEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     ID_FIELD_NUMBER: builtins.int
     STATUS_FIELD_NUMBER: builtins.int
     OPTIONS_FIELD_NUMBER: builtins.int
@@ -537,6 +581,8 @@ class ImportResult(google.protobuf.message.Message):
     LIMITS_FIELD_NUMBER: builtins.int
     APPROVAL_FIELD_NUMBER: builtins.int
     HAS_PLAN_RECORDS_FIELD_NUMBER: builtins.int
+    ERROR_REASON_FIELD_NUMBER: builtins.int
+    ERROR_METADATA_FIELD_NUMBER: builtins.int
     id: builtins.str
     status: Global___ImportStatus.ValueType
     entity: builtins.str
@@ -564,6 +610,11 @@ class ImportResult(google.protobuf.message.Message):
     """
     has_plan_records: builtins.bool
     """A dry run asked for plan_records kept every record's decision: DownloadPlan."""
+    error_reason: builtins.str
+    """Why a failed import failed, for machines (INVALID_RECORDS, INTERNAL, INTERRUPTED, or
+    the error's own reason: ferry.merge.reasons.IMPORT) and its values ("count",
+    "reference", ...); a page or mail words it in its language. "" when it did not fail.
+    """
     @property
     def options(self) -> Global___ImportOptions: ...
     @property
@@ -594,6 +645,8 @@ class ImportResult(google.protobuf.message.Message):
     def approval(self) -> Global___PlanApproval:
         """Set on a preview made while imports.approval is required: its plan's approval."""
 
+    @property
+    def error_metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
     def __init__(
         self,
         *,
@@ -620,9 +673,11 @@ class ImportResult(google.protobuf.message.Message):
         limits: collections.abc.Iterable[Global___ChangeLimitCheck] | None = ...,
         approval: Global___PlanApproval | None = ...,
         has_plan_records: builtins.bool = ...,
+        error_reason: builtins.str = ...,
+        error_metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["approval", b"approval", "created_at", b"created_at", "finished_at", b"finished_at", "options", b"options", "undone_at", b"undone_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "errors", b"errors", "finished_at", b"finished_at", "has_plan_records", b"has_plan_records", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backup_key", b"backup_key", "created_at", b"created_at", "duration_seconds", b"duration_seconds", "entity", b"entity", "error_message", b"error_message", "error_metadata", b"error_metadata", "error_reason", b"error_reason", "errors", b"errors", "finished_at", b"finished_at", "has_plan_records", b"has_plan_records", "has_rejected_file", b"has_rejected_file", "id", b"id", "limits", b"limits", "options", b"options", "plan_digest", b"plan_digest", "requested_by", b"requested_by", "sample_changes", b"sample_changes", "semester", b"semester", "source_sha256", b"source_sha256", "status", b"status", "summaries", b"summaries", "total_errors", b"total_errors", "undone_at", b"undone_at", "warnings", b"warnings"]) -> None: ...
 
 Global___ImportResult: typing_extensions.TypeAlias = ImportResult
 

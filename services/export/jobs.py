@@ -19,6 +19,7 @@ from ferry.export_jobs.pool import WorkerPool
 from ferry.export_jobs.runner import tabular_format
 from ferry.export_jobs.stats import export_stats
 from ferry.export_jobs.validate import TEXT_FILTERS, new_job
+from ferry.merge.cleanup import cleanup_plans
 from ferry.rpc import statuses
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller
@@ -145,6 +146,8 @@ class JobRpcs:
             archive=request.archive,
             dry_run=request.dry_run,
         )
+        # Expired import plans go with the same retention run (ferry.merge.cleanup).
+        cleanup_plans(self.app.engine, self.job_storage(), dry_run=request.dry_run)
         return pb.CleanupExportsResponse(
             jobs_removed=r.jobs_removed,
             files_deleted=r.files_deleted,
