@@ -30,7 +30,7 @@ from ferry.v1 import options_pb2
 # The one fixed password Ferry knows: only for the embedded SQLite demo (`make run`),
 # never for a database server.
 DEMO_PASSWORD = "ferry-demo-admin"
-ROLE_CHOICE = click.Choice(["viewer", "operator", "admin"])
+ROLE_CHOICE = click.Choice(["viewer", "operator", "admin", "platform_admin"])
 
 
 def _auth(ctx: click.Context) -> Any:
