@@ -175,7 +175,11 @@ def link_token(
         )
     school = caller.school or acting_code(app)  # the link opens the caller's school
     with Session(app.engine) as s:
-        disabled = s.scalar(sa.select(User.disabled).where(User.username == subject))
+        disabled = s.scalar(  # a user of the acting school: another school's says nothing
+            sa.select(User.disabled).where(
+                User.username == subject, User.school_id == tenant.school_id()
+            )
+        )
     if disabled:
         raise FailedPrecondition(f"user {subject[:64]!r} is disabled; no link is made for them")
     base = app.issuer()

@@ -90,6 +90,21 @@ def test_a_user_signs_in_to_a_token_of_their_school(tenancy: Tenancy, calls: Cal
     assert jti not in {t.jti for t in south_tokens}
     e = _refused(calls.auth.RevokeToken, apb.RevokeTokenRequest(jti=jti), metadata=south)
     assert e.code() == grpc.StatusCode.NOT_FOUND
+    # Disabled in north: north makes no link for her; south's answer is the one for a
+    # name it has never heard of (nothing said about north's users).
+    calls.auth.DisableUser(apb.DisableUserRequest(username="nora"), metadata=north)
+    path = "/api/v1/exports/j1/download"
+    e = _refused(
+        calls.auth.CreateLinkToken,
+        apb.CreateLinkTokenRequest(path=path, subject="nora"),
+        metadata=north,
+    )
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for name in ("nora", "never-heard-of"):
+        made = calls.auth.CreateLinkToken(
+            apb.CreateLinkTokenRequest(path=path, subject=name), metadata=south
+        )
+        assert made.info.school == "south"
 
 
 @pytest.mark.postgres
