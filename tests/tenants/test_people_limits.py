@@ -110,3 +110,36 @@ def test_a_schools_mail_comes_from_its_sender(tenancy: Tenancy, tmp_path: Path) 
     envelopes = {tuple(rcpt): sender for sender, rcpt in smtp.inbox.envelopes}
     assert envelopes[("head@north.example",)] == "office@north.example"
     assert envelopes[("head@south.example",)] == "ferry@platform.example"
+
+
+def test_calls_per_school_are_counted_only_where_configured(
+    tenancy: Tenancy, tmp_path: Path
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(school: str, code: str = "OK") -> float:
+        labels = {"school": school, "code": code}
+        return REGISTRY.get_sample_value("ferry_school_calls_total", labels) or 0.0
+
+    search = reports_pb2.SearchStudentsRequest(query="S0")
+    for on in (False, True):
+        env = {"FERRY_METRICS_SCHOOL_LABEL": "true"} if on else {}
+        app = App(make_settings(tenancy.app_url, tmp_path, **env))
+        before = {s: count(s) for s in ("north", "south", "nowhere")}
+        try:
+            with (
+                running(app, ["reports"]) as srv,
+                grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch,
+            ):
+                stub = reports_pb2_grpc.ReportsServiceStub(ch)
+                for school, n in (("north", 2), ("south", 1)):
+                    for _ in range(n):
+                        stub.SearchStudents(search, metadata=_md(app, "t", school), timeout=10)
+                with pytest.raises(grpc.RpcError):  # an unknown school is never a label
+                    stub.SearchStudents(search, metadata=_md(app, "t", "nowhere"), timeout=10)
+        finally:
+            app.close()
+        after = {s: count(s) for s in before}
+        expected = {"north": 2, "south": 1, "nowhere": 0} if on else dict.fromkeys(before, 0)
+        assert {s: after[s] - before[s] for s in before} == expected, on
+    assert count("nowhere", "NOT_FOUND") == 0

@@ -53,6 +53,17 @@ REFUSED = Counter(
 )
 
 
+# Calls per school, only with metrics.school_label: true. Its `school` values are the codes
+# of schools the installation has (a call is counted once its school was found), so the
+# series are bounded by the schools table, never by what a caller sends.
+SCHOOL_CALLS = Counter(
+    "ferry_school_calls_total",
+    "Calls that acted for a school, by school code and status code "
+    "(only with metrics.school_label: true).",
+    ("school", "code"),
+)
+
+
 class AuthFilter(Filter):
     """Always in a server's chain (the server adds it when ferry.yaml leaves it out); only
     `auth.enabled: false` turns it off, loudly."""
@@ -60,6 +71,7 @@ class AuthFilter(Filter):
     def __init__(self, app: App) -> None:
         a = app.settings.auth
         self.enabled = a.enabled
+        self.school_label = app.settings.metrics.school_label
         ENABLED.set(1 if self.enabled else 0)
         if not self.enabled:
             log.warning(
@@ -146,6 +158,8 @@ class AuthFilter(Filter):
         token = call.attrs.pop("school", None)
         if token is not None:
             tenant.leave(token)
+            if self.school_label:
+                SCHOOL_CALLS.labels(call.attrs.get("school_code", ""), code.name).inc()
         named = call.attrs.get("platform_school")
         if named is not None:
             audit.info(
