@@ -25,7 +25,7 @@ from ferry.bundle.formats.base import Event
 from ferry.db import tenant
 from tests.conftest import make_settings
 from tests.gateway.conftest import gateway_for
-from tests.merge.helpers import run
+from tests.merge.helpers import records, run
 from tests.tenants.conftest import Tenancy
 
 pytestmark = pytest.mark.postgres
@@ -138,6 +138,18 @@ def test_a_token_of_south_gets_404_on_every_resource_of_north(
     )
     bad = c.get("/api/v1/imports", headers=site.h("platform_admin", "south", named="No/pe"))
     assert bad.status_code == 400 and bad.json()["metadata"]["field"] == "X-Ferry-School", bad.text
+    # The report fast path (the gateway's JSON memo of a response's bytes): north's report,
+    # asked for until it is cached and remembered, is still 404 for south.
+    student = str(records(source_events)["students"][0]["student_id"])
+    body = {"student_id": student, "semester": "2026-fall"}
+    for _ in range(3):
+        r = c.post("/api/v1/reports/student-performance", json=body, headers=north)
+        assert r.status_code == 200, r.text
+    assert r.json()["cached"]
+    for h in (site.h("admin", "south"), site.h("platform_admin", "north", named="south")):
+        r = c.post("/api/v1/reports/student-performance", json=body, headers=h)
+        assert r.status_code == 404, r.text
+        assert "first_name" not in r.text and "courses" not in r.json()
     # The untouched import is still there for north.
     assert c.get(f"/api/v1/imports/{imported}", headers=north).json()["result"]["id"] == imported
 

@@ -4,7 +4,8 @@ every existing user and token in the default school (1).
 Both stay platform tables (no row-level security): a sign-in finds its user before any
 school is known, and every service reads the revoked token ids of all schools. The
 application scopes them instead (ferry.users, ferry.auth.store take the acting school).
-Usernames stay unique in the installation, so a sign-in needs no school.
+Usernames stay unique in the installation, so a sign-in needs no school. The way back is
+refused while several schools exist, before any change (as 0013 and 0015 do).
 
 Revision ID: 0016
 Revises: 0015
@@ -40,15 +41,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    for table in TABLES:  # (before any change: SQLite rebuilds tables outside a transaction)
-        others = bind.exec_driver_sql(
-            f"SELECT count(*) FROM {table} WHERE school_id <> 1"
-        ).scalar_one()
-        if others:
-            raise RuntimeError(
-                f"{table} holds {others} rows of schools other than the default; without "
-                "school_id they would belong to every school"
-            )
+    schools = bind.exec_driver_sql("SELECT count(*) FROM schools").scalar_one()
+    if schools > 1:  # (before any change: SQLite rebuilds tables outside a transaction)
+        raise RuntimeError(
+            f"this database holds {schools} schools; without school_id their users and "
+            "tokens would belong to every school"
+        )
     for table in TABLES:
         with op.batch_alter_table(table) as batch_op:
             batch_op.drop_index(f"ix_{table}_school_id")
