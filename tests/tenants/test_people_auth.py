@@ -140,6 +140,10 @@ def test_a_platform_admin_names_the_school_of_every_call(
     seen = [(r.school, r.method, r.code) for r in audit]  # type: ignore[attr-defined]
     assert ("north", "/ferry.v1.ImportService/ListImports", "OK") in seen
     assert ("south", "/ferry.v1.ImportService/ListImports", "OK") in seen
+    # Refused calls are audited too (the school picked, or none).
+    e = _refused(calls.imports.ListImports, listing, metadata=calls.md("platform_admin", named="x"))
+    audit = [r for r in caplog.records if getattr(r, "event", "") == "platform_call"]
+    assert (audit[-1].school, audit[-1].code) == ("x", "NOT_FOUND")  # type: ignore[attr-defined]
     assert all(r.caller == "t-platform_admin" for r in audit)  # type: ignore[attr-defined]
     # A user made by a platform admin for north belongs to north.
     md = calls.md("platform_admin", named="north")

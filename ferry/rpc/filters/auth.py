@@ -115,11 +115,15 @@ class AuthFilter(Filter):
         except PermissionDenied:
             REFUSED.labels("role").inc()
             raise
+        if principal.platform:  # audited whatever comes of it, refusals too
+            call.attrs["platform_school"] = call.metadata.get(SCHOOL_HEADER, "").strip()[:64]
         try:
             code = self._acting_code(call, principal)
             school = None if code is None else self._school_id(code)
-        except (InvalidArgument, NotFound):
+        except (InvalidArgument, NotFound) as e:
             REFUSED.labels("school").inc()
+            if principal.platform:  # finish() runs only for a filter that started
+                self._audit(call, e.code.name)
             raise
         if code is None:  # a platform admin's WhoAmI or ListSchools: no school's data
             call.attrs["principal"] = dataclasses.replace(principal, school="")
@@ -160,23 +164,28 @@ class AuthFilter(Filter):
             tenant.leave(token)
             if self.school_label:
                 SCHOOL_CALLS.labels(call.attrs.get("school_code", ""), code.name).inc()
-        named = call.attrs.get("platform_school")
-        if named is not None:
-            audit.info(
-                "platform admin %s called %s for school %s: %s",
-                call.caller,
-                call.method.full_name,
-                named or "(none)",
-                code.name,
-                extra={
-                    "event": "platform_call",
-                    "caller": call.caller,
-                    "school": named,
-                    "method": call.method.full_name,
-                    "code": code.name,
-                    "peer": call.peer,
-                },
-            )
+        if call.attrs.get("platform_school") is not None:
+            self._audit(call, code.name)
+
+    def _audit(self, call: RpcCall, outcome: str) -> None:
+        """The audit line of a platform admin's call: who, which school, which RPC, how
+        it ended."""
+        named = str(call.attrs.get("platform_school", ""))
+        audit.info(
+            "platform admin %s called %s for school %s: %s",
+            call.caller,
+            call.method.full_name,
+            named or "(none)",
+            outcome,
+            extra={
+                "event": "platform_call",
+                "caller": call.caller,
+                "school": named,
+                "method": call.method.full_name,
+                "code": outcome,
+                "peer": call.peer,
+            },
+        )
 
     def _school_id(self, code: str) -> int:
         """The id of school `code`; NotFound when there is none (a token of a school
