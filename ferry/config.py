@@ -122,6 +122,9 @@ class MetricsSettings(Strict):
     enabled: bool = True
     address: str = "127.0.0.1"
     port: int = Field(9100, ge=0, le=65535)
+    # ferry_school_calls_total{school, code}: calls per school (the school codes of the
+    # installation, never a caller's text), only when true: one series per school and code.
+    school_label: bool = False
 
 
 class DatabaseSettings(Strict):

@@ -3,6 +3,13 @@
 Passwords are hashed with scrypt (stdlib) and a per-user random salt; the cost parameters
 are stored with each hash so they can be raised later. Comparison is constant-time, and an
 unknown username costs as much as a wrong password, so timing does not reveal who exists.
+
+Every user belongs to one school (migration 0016, docs/tenants.md). `users` is a platform
+table (a sign-in finds its user before any school is known), so the application scopes
+it: every function that reads or changes users by name takes the school (the acting
+one, `ferry.db.tenant`, when not given) and finds nobody of another school (NotFound).
+Usernames stay unique in the installation, so a sign-in needs no school; `verify` alone
+looks across schools, and says whose school the user is in.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ferry.auth import ROLES
+from ferry.db import tenant
+from ferry.db.models import School
 from ferry.db.user_models import User
 from ferry.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -39,6 +48,14 @@ class Account:
     disabled: bool = False
     created_at: dt.datetime | None = None
     email: str = ""
+    school_id: int = tenant.DEFAULT_SCHOOL_ID
+    # The school's code (what the user's tokens carry as `sch`).
+    school: str = tenant.DEFAULT_SCHOOL_CODE
+
+
+def _school(school_id: int | None) -> int:
+    """`school_id`, or the acting school when None."""
+    return tenant.school_id() if school_id is None else int(school_id)
 
 
 def _hash(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -81,10 +98,16 @@ def check_email(value: str) -> str:
 
 
 def create_user(
-    engine: Engine, username: str, password: str, role: str, email: str = ""
+    engine: Engine,
+    username: str,
+    password: str,
+    role: str,
+    email: str = "",
+    school_id: int | None = None,
 ) -> Account:
-    """Store a new user; InvalidArgument for a bad name/role/password/email, AlreadyExists
-    when the username is taken."""
+    """Store a new user of school `school_id` (the acting one when None); InvalidArgument
+    for a bad name/role/password/email, AlreadyExists when the username is taken (in any
+    school: a sign-in names no school)."""
     username = username.strip()
     if not username or len(username) > 150:
         raise InvalidArgument("a username needs 1 to 150 characters", field="username")
@@ -94,6 +117,7 @@ def create_user(
     _check_password(password)
     salt = secrets.token_bytes(16)
     created = dt.datetime.now(dt.UTC)
+    school = _school(school_id)
     user = User(
         username=username,
         password_hash=_hash(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P),
@@ -105,13 +129,20 @@ def create_user(
         disabled=False,
         created_at=created,
         email=email,
+        school_id=school,
     )
     try:
         with Session(engine) as s, s.begin():
             s.add(user)
+            s.flush()
+            code = _code(s, school)
     except IntegrityError:
         raise AlreadyExists(f"user {username!r} already exists") from None
-    return Account(username, role, False, created, email)
+    return Account(username, role, False, created, email, school, code)
+
+
+def _code(s: Session, school_id: int) -> str:
+    return str(s.scalar(sa.select(School.code).where(School.id == school_id)) or "")
 
 
 def _check_password(password: str) -> None:
@@ -121,27 +152,45 @@ def _check_password(password: str) -> None:
         )
 
 
-def _account(u: User) -> Account:
+def _account(u: User, code: str = "") -> Account:
     created = u.created_at if u.created_at.tzinfo else u.created_at.replace(tzinfo=dt.UTC)
-    return Account(u.username, u.role, u.disabled, created, u.email or "")
+    return Account(
+        u.username, u.role, u.disabled, created, u.email or "", int(u.school_id), code
+    )
 
 
-def email_of(engine: Engine, username: str) -> str:
-    """`username`'s mail address ("" when none is set or the user is unknown)."""
+def _one(s: Session, username: str, school_id: int | None, lock: bool = False) -> User:
+    """The user `username` of the school (the acting one when None); NotFound when there
+    is none there, whether or not another school has one (nothing says which)."""
+    school = _school(school_id)
+    q = sa.select(User).where(User.username == username.strip(), User.school_id == school)
+    user = s.scalar(q.with_for_update() if lock else q)
+    if user is None:
+        raise NotFound(f"no user {username.strip()[:150]!r}", field="username")
+    return user
+
+
+def email_of(engine: Engine, username: str, school_id: int | None = None) -> str:
+    """`username`'s mail address ("" when none is set or the school has no such user)."""
     with Session(engine) as s:
-        found = s.scalar(sa.select(User.email).where(User.username == username.strip()))
+        found = s.scalar(
+            sa.select(User.email).where(
+                User.username == username.strip(), User.school_id == _school(school_id)
+            )
+        )
     return found or ""
 
 
-def set_email(engine: Engine, username: str, email: str) -> Account:
-    """Set (or with "" clear) `username`'s mail address; NotFound when unknown."""
+def set_email(
+    engine: Engine, username: str, email: str, school_id: int | None = None
+) -> Account:
+    """Set (or with "" clear) `username`'s mail address; NotFound when the school has no
+    such user."""
     email = check_email(email)
     with Session(engine) as s, s.begin():
-        user = s.scalar(sa.select(User).where(User.username == username.strip()))
-        if user is None:
-            raise NotFound(f"no user {username.strip()!r}")
+        user = _one(s, username, school_id, lock=True)
         user.email = email
-        return _account(user)
+        return _account(user, _code(s, user.school_id))
 
 
 LANGUAGES = ("en", "el")
@@ -162,8 +211,8 @@ def set_language(engine: Engine, username: str, language: str) -> None:
 
 def languages_by_address(conn: Connection, recipients: list[str]) -> dict[str, str]:
     """{recipient as given (trimmed): language} for the recipients whose address
-    (`a@b.example` or `Name <a@b.example>`) is a user's who has signed in to the page
-    (one query)."""
+    (`a@b.example` or `Name <a@b.example>`) is that of a user of the acting school who has
+    signed in to the page (one query; another school's users are not asked)."""
     import email.utils
 
     by_address: dict[str, list[str]] = {}
@@ -175,7 +224,9 @@ def languages_by_address(conn: Connection, recipients: list[str]) -> dict[str, s
         return {}
     rows = conn.execute(
         sa.select(sa.func.lower(User.email), User.language).where(
-            sa.func.lower(User.email).in_(sorted(by_address)), User.language != ""
+            sa.func.lower(User.email).in_(sorted(by_address)),
+            User.language != "",
+            User.school_id == tenant.school_id(),
         )
     )
     return {r: str(lang) for address, lang in rows for r in by_address.get(str(address), [])}
@@ -188,34 +239,37 @@ def language_of(conn: Connection, addresses: list[str]) -> str:
     return found.pop() if len(found) == 1 else ""
 
 
-def set_password(engine: Engine, username: str, password: str) -> Account:
-    """Replace `username`'s password (a fresh salt, today's cost); NotFound when unknown."""
+def set_password(
+    engine: Engine, username: str, password: str, school_id: int | None = None
+) -> Account:
+    """Replace `username`'s password (a fresh salt, today's cost); NotFound when the
+    school has no such user."""
     _check_password(password)
     salt = secrets.token_bytes(16)
     digest = _hash(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     with Session(engine) as s, s.begin():
-        user = s.scalar(sa.select(User).where(User.username == username.strip()))
-        if user is None:
-            raise NotFound(f"no user {username.strip()!r}")
+        user = _one(s, username, school_id, lock=True)
         user.password_hash, user.password_salt = digest, salt
         user.scrypt_n, user.scrypt_r, user.scrypt_p = SCRYPT_N, SCRYPT_R, SCRYPT_P
-        return _account(user)
+        return _account(user, _code(s, user.school_id))
 
 
-def disable_user(engine: Engine, username: str) -> Account:
-    """Disable `username` (no more logins); NotFound when unknown. Idempotent."""
+def disable_user(engine: Engine, username: str, school_id: int | None = None) -> Account:
+    """Disable `username` (no more logins); NotFound when the school has no such user.
+    Idempotent."""
     with Session(engine) as s, s.begin():
-        user = s.scalar(sa.select(User).where(User.username == username.strip()))
-        if user is None:
-            raise NotFound(f"no user {username.strip()!r}")
+        user = _one(s, username, school_id, lock=True)
         user.disabled = True
-        return _account(user)
+        return _account(user, _code(s, user.school_id))
 
 
-def list_users(engine: Engine) -> list[Account]:
-    """Every user, by username."""
+def list_users(engine: Engine, school_id: int | None = None) -> list[Account]:
+    """Every user of the school (the acting one when None), by username."""
+    school = _school(school_id)
     with Session(engine) as s:
-        return [_account(u) for u in s.scalars(sa.select(User).order_by(User.username))]
+        code = _code(s, school)
+        q = sa.select(User).where(User.school_id == school).order_by(User.username)
+        return [_account(u, code) for u in s.scalars(q)]
 
 
 def check_login_input(username: str, password: str) -> None:
@@ -231,7 +285,8 @@ def check_login_input(username: str, password: str) -> None:
 
 
 def user_exists(engine: Engine, username: str) -> bool:
-    """True when `username` has an account (enabled or not)."""
+    """True when `username` has an account (enabled or not) in any school (usernames are
+    unique in the installation)."""
     with Session(engine) as s:
         return s.scalar(sa.select(User.id).where(User.username == username.strip())) is not None
 
@@ -241,14 +296,16 @@ _DUMMY_SALT = secrets.token_bytes(16)
 
 
 def verify(engine: Engine, username: str, password: str) -> Account | None:
-    """The account when `username` exists, is enabled and `password` matches; else None."""
+    """The account when `username` exists (in any school), is enabled and `password`
+    matches, with its school; else None."""
     check_login_input(username, password)
     with Session(engine) as s:
         user = s.scalar(sa.select(User).where(User.username == username.strip()))
+        code = _code(s, user.school_id) if user is not None else ""
     if user is None:
         _hash(password, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P)
         return None
     given = _hash(password, user.password_salt, user.scrypt_n, user.scrypt_r, user.scrypt_p)
     if not hmac.compare_digest(given, user.password_hash) or user.disabled:
         return None
-    return _account(user)
+    return _account(user, code)

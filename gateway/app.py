@@ -28,7 +28,7 @@ from ferry.v1 import auth_pb2
 from gateway import calls, errors
 from gateway.auth import LINK_PARAM, LoginLimits, bearer_token, client_address, parse_networks
 from gateway.calls import ServiceChannels, channels_for
-from gateway.context import Gateway, Handler, guarded, json_body
+from gateway.context import Bearer, Gateway, Handler, guarded, json_body
 from gateway.handlers import (
     events_handler,
     file_handler,
@@ -110,7 +110,13 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=list(s.gateway.cors_origins),
         allow_methods=["GET", "POST", "DELETE", "PUT", "PATCH"],
-        allow_headers=["Authorization", "Content-Type", "Grpc-Timeout", "X-Request-Timeout"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Grpc-Timeout",
+            "X-Request-Timeout",
+            "X-Ferry-School",
+        ],
         expose_headers=["Content-Disposition", "ETag", "X-Content-SHA256", "Retry-After"],
     )
     hsts = s.tls.gateway.hsts_seconds if s.tls.gateway.cert_file else 0
@@ -120,7 +126,8 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
 
 
 def login_handler(gw: Gateway) -> Handler:
-    """POST /api/v1/auth/login {username, password} -> {token, role, expires_at, email}: the
+    """POST /api/v1/auth/login {username, password} -> {token, role, expires_at, email,
+    school}: the
     login limits (per username and per client address), then AuthService.Login."""
     found = method_by_name("AuthService.Login")
     assert found is not None
@@ -154,7 +161,8 @@ def login_handler(gw: Gateway) -> Handler:
         await run_in_threadpool(gw.limits.succeeded, username)
         expires = got.expires_at.ToDatetime(dt.UTC).isoformat(timespec="seconds")
         return JSONResponse({"token": got.token, "role": role_name(got.role),
-                             "expires_at": expires, "email": got.email})  # fmt: skip
+                             "expires_at": expires, "email": got.email,
+                             "school": got.school})  # fmt: skip
 
     return guarded(handle)
 
@@ -174,7 +182,8 @@ def links_handler(gw: Gateway) -> Handler:
 
     async def handle(request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        token = bearer_token(request)
+        raw = bearer_token(request)
+        token = Bearer.of(raw, request) if raw is not None else None  # with X-Ferry-School
         timeout = calls.deadline(gw.settings.deadlines, "unary", request.headers)
         md = calls.metadata(token)
         call = gw.channels.method("export", f"/{svc.full_name}/{get.name}", get)

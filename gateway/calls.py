@@ -50,12 +50,18 @@ def deadline(deadlines: GatewayDeadlines, route_class: str, headers: Mapping[str
 
 def metadata(token: str | None) -> list[tuple[str, str]]:
     """Call metadata forwarding the caller's bearer token, or a link token as `Link` (the
-    services check either themselves)."""
+    services check either themselves), and the school a bearer's request names
+    (X-Ferry-School, as `x-ferry-school`)."""
+    from ferry.auth import SCHOOL_HEADER
     from gateway.auth import LinkToken
 
     if not token:
         return []
-    return [("authorization", f"{'Link' if isinstance(token, LinkToken) else 'Bearer'} {token}")]
+    md = [("authorization", f"{'Link' if isinstance(token, LinkToken) else 'Bearer'} {token}")]
+    school = getattr(token, "school", "")
+    if school:
+        md.append((SCHOOL_HEADER, school))
+    return md
 
 
 class ServiceChannels:

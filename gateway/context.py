@@ -41,12 +41,35 @@ class Gateway:
         return self.app.settings.gateway
 
     def token(self, request: Request) -> str | LinkToken | None:
-        """The caller's bearer token; else the link token of a browser link when it is
-        valid for this method and path (Unauthenticated when it is not)."""
+        """The caller's bearer token (with the school its X-Ferry-School header names,
+        forwarded as `x-ferry-school`); else the link token of a browser link when it is
+        valid for this method and path (Unauthenticated when it is not; a link carries
+        its school and no header changes it)."""
         token = bearer_token(request)
         if token is not None:
-            return token
+            return Bearer.of(token, request)
         return link_token(self.link_verifier or self.verifier, request)
+
+
+SCHOOL_HEADER = "X-Ferry-School"
+
+
+class Bearer(str):
+    """A bearer token from the Authorization header, and the school the request names in
+    X-Ferry-School ("" for none): a platform admin's choice for the call (the page's
+    school picker), checked by the services (docs/tenants.md)."""
+
+    school: str = ""
+
+    @classmethod
+    def of(cls, token: str, request: Request) -> Bearer:
+        from ferry.db.schools import check_code
+
+        made = cls(token)
+        named = request.headers.get(SCHOOL_HEADER, "").strip()
+        if named:
+            made.school = check_code(named, SCHOOL_HEADER)
+        return made
 
 
 def guarded(handler: Handler) -> Handler:

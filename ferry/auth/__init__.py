@@ -1,7 +1,9 @@
 """Bearer tokens: EdDSA (Ed25519) JWTs issued by the auth service, carrying a role.
 
-Roles are ordered admin > operator > viewer (ferry.v1.Role in options.proto); a caller
-may call an RPC when its role is at least the RPC's declared min_role.
+Roles are ordered platform_admin > admin > operator > viewer (ferry.v1.Role in
+options.proto); a caller may call an RPC when its role is at least the RPC's declared
+min_role. Every role but platform_admin acts in its token's school (the `sch` claim); a
+platform admin names the school of each call (`SCHOOL_HEADER`, docs/tenants.md).
 
 Only the auth service (and the CLI on a laptop, where it can read the private key file)
 signs tokens (`TokenIssuer`); every service and the gateway verify them with the public
@@ -20,7 +22,13 @@ ROLES = {
     "viewer": options_pb2.ROLE_VIEWER,
     "operator": options_pb2.ROLE_OPERATOR,
     "admin": options_pb2.ROLE_ADMIN,
+    "platform_admin": options_pb2.ROLE_PLATFORM_ADMIN,
 }
+PLATFORM_ADMIN = options_pb2.ROLE_PLATFORM_ADMIN
+# The metadata naming the school a call acts for: required of a platform admin, and
+# refused (NOT_FOUND) from anyone else when it names another school than their token's.
+# The gateway forwards its X-Ferry-School header as it.
+SCHOOL_HEADER = "x-ferry-school"
 
 
 def role_name(role: int) -> str:
@@ -31,7 +39,7 @@ def role_name(role: int) -> str:
 
 
 def parse_role(name: str) -> int:
-    """The Role value for `name` (viewer, operator, admin)."""
+    """The Role value for `name` (viewer, operator, admin, platform_admin)."""
     try:
         return ROLES[name.strip().lower()]
     except KeyError:
@@ -46,6 +54,11 @@ class Principal:
     expires_at: float = 0.0  # unix seconds
     # The code of the school the token acts in (its `sch` claim, docs/tenants.md).
     school: str = ""
+
+    @property
+    def platform(self) -> bool:
+        """A platform admin: acts for any school, naming it per call."""
+        return self.role >= PLATFORM_ADMIN
 
     def require(self, min_role: int, method: str) -> None:
         """Raise PermissionDenied unless this principal's role reaches `min_role`."""
@@ -86,7 +99,9 @@ from ferry.auth.tokens import (  # noqa: E402
 
 __all__ = [
     "MAX_TOKEN_BYTES",
+    "PLATFORM_ADMIN",
     "ROLES",
+    "SCHOOL_HEADER",
     "IssuedToken",
     "KeySet",
     "Principal",

@@ -3,6 +3,11 @@
 Every token issued here (Login, CreateToken, CreateLinkToken) is recorded in auth_tokens
 so it can be listed and revoked, by id or with its user (ferry.auth.links for what a link
 token may open).
+
+Every token acts in one school (docs/tenants.md): a Login's is the user's school, a
+CreateToken's or a link's is the school the caller acts for (`ferry.db.tenant`; a
+platform admin's named school), so no token reaches into another school. Nobody makes a
+token of a role above their own.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ferry import users
-from ferry.auth import ROLES, Principal, links
+from ferry.auth import ROLES, Principal, links, role_name
 from ferry.auth import store as token_store
 from ferry.auth.revocation import publish
 from ferry.auth.tokens import IssuedToken, TokenIssuer
-from ferry.db.tenant import DEFAULT_SCHOOL_CODE
+from ferry.db import tenant
+from ferry.db.models import School
 from ferry.db.user_models import User
 from ferry.errors import (
     FailedPrecondition,
@@ -66,9 +72,16 @@ def login(app: App, username: str, password: str, limiter: Limiter | None = None
     if limiter is not None:
         limiter.clear(key)
     ttl = dt.timedelta(seconds=app.settings.auth.token_ttl_seconds)
-    issued = app.issuer().issue(account.username, ROLES[account.role], ttl)
+    issued = app.issuer().issue(account.username, ROLES[account.role], ttl, school=account.school)
     token_store.record(app.engine, issued, "login", account.username)
     return issued
+
+
+def acting_code(app: App) -> str:
+    """The code of the school the current work acts for (ferry.db.tenant)."""
+    with Session(app.engine) as s:
+        code = s.scalar(sa.select(School.code).where(School.id == tenant.school_id()))
+    return str(code or tenant.DEFAULT_SCHOOL_CODE)
 
 
 def create_token(
@@ -77,13 +90,21 @@ def create_token(
     subject: str,
     ttl_seconds: int,
     issued_by: str,
-    school: str = DEFAULT_SCHOOL_CODE,
+    school: str = "",
+    caller_role: int | None = None,
 ) -> IssuedToken:
-    """A token for `subject` with `role` in `school` (the issuer's own: a token never
-    reaches into another school); INVALID_ARGUMENT naming the field otherwise."""
+    """A token for `subject` with `role` in `school` (the school acting now when empty:
+    the caller's own, so a token never reaches into another school); INVALID_ARGUMENT
+    naming the field otherwise, PERMISSION_DENIED for a role above `caller_role` (the
+    caller's, when a caller asks; the CLI's --local holder of the key is not limited)."""
     a = app.settings.auth
     if role not in ROLES.values():
         raise InvalidArgument(f"role is required; roles: {', '.join(ROLES)}", field="role")
+    if caller_role is not None and role > caller_role:
+        raise PermissionDenied(
+            f"a token of role {role_name(role)} is above the caller's own "
+            f"({role_name(caller_role)})"
+        )
     subject = subject.strip()
     if not subject or len(subject) > MAX_SUBJECT:
         raise InvalidArgument(f"subject needs 1 to {MAX_SUBJECT} characters", field="subject")
@@ -97,13 +118,16 @@ def create_token(
             f"({days:g} days) auth.max_token_ttl_seconds allows",
             field="ttl_seconds",
         )
-    issued = app.issuer().issue(subject, role, dt.timedelta(seconds=ttl), school=school)
+    issued = app.issuer().issue(
+        subject, role, dt.timedelta(seconds=ttl), school=school or acting_code(app)
+    )
     token_store.record(app.engine, issued, "api", issued_by)
     return issued
 
 
 def revoke(app: App, jti: str) -> token_store.TokenInfo:
-    """Revoke `jti` in the database, then tell services through Redis when it is there."""
+    """Revoke `jti` of the acting school in the database (NotFound for another school's),
+    then tell services through Redis when it is there."""
     jti = jti.strip()
     if not jti:
         raise InvalidArgument("jti is required", field="jti")
@@ -115,7 +139,8 @@ def revoke(app: App, jti: str) -> token_store.TokenInfo:
 
 
 def disable_user(app: App, username: str) -> tuple[users.Account, int]:
-    """Disable `username` and revoke every unexpired token issued to them."""
+    """Disable `username` of the acting school (NotFound for another school's) and revoke
+    every unexpired token issued to them there."""
     if not username.strip():
         raise InvalidArgument("username is required", field="username")
     account = users.disable_user(app.engine, username)
@@ -148,8 +173,13 @@ def link_token(
             f"subject needs at most {MAX_SUBJECT} characters and no control characters",
             field="subject",
         )
+    school = caller.school or acting_code(app)  # the link opens the caller's school
     with Session(app.engine) as s:
-        disabled = s.scalar(sa.select(User.disabled).where(User.username == subject))
+        disabled = s.scalar(  # a user of the acting school: another school's says nothing
+            sa.select(User.disabled).where(
+                User.username == subject, User.school_id == tenant.school_id()
+            )
+        )
     if disabled:
         raise FailedPrecondition(f"user {subject[:64]!r} is disabled; no link is made for them")
     base = app.issuer()
@@ -160,7 +190,7 @@ def link_token(
         target.min_role,
         ttl,
         extra=links.claims_for(target, path),
-        school=caller.school or DEFAULT_SCHOOL_CODE,  # the link opens the caller's school
+        school=school,
     )
     token_store.record(app.engine, issued, "link", caller.subject[:MAX_SUBJECT])
     return issued

@@ -56,6 +56,8 @@ class IssuedToken:
     role: int
     issued_at: dt.datetime
     expires_at: dt.datetime
+    # The code of the school the token acts in (its sch claim).
+    school: str = DEFAULT_SCHOOL_CODE
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class TokenIssuer:
         }
         token = jwt.encode(claims, self.key.private, algorithm=ALGORITHM,
                            headers={"kid": self.key.kid})  # fmt: skip
-        return IssuedToken(token, jti, subject, role, now, now + ttl)
+        return IssuedToken(token, jti, subject, role, now, now + ttl, school)
 
 
 class TokenVerifier:

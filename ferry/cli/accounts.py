@@ -39,7 +39,7 @@ from ferry.v1 import options_pb2
 # The one fixed password Ferry knows: only for the embedded SQLite demo (`make run`),
 # never for a database server.
 DEMO_PASSWORD = "ferry-demo-admin"
-ROLE_CHOICE = click.Choice(["viewer", "operator", "admin"])
+ROLE_CHOICE = click.Choice(["viewer", "operator", "admin", "platform_admin"])
 
 
 def _auth(ctx: click.Context) -> Any:
@@ -186,15 +186,15 @@ def user_disable(ctx: click.Context, name: str) -> None:
 @user.command("list")
 @click.pass_context
 def user_list(ctx: click.Context) -> None:
-    """Every user with role and state."""
+    """Every user of the school the token acts in, with role and state."""
     with rpc_errors():
         got = _auth(ctx).ListUsers(pb.ListUsersRequest())
     rows = [
         [u.username, role_name(u.role), u.email or "-", "disabled" if u.disabled else "active",
-         _when(u.created_at, u.HasField("created_at"))]
+         _when(u.created_at, u.HasField("created_at")), u.school or "-"]
         for u in got.users
     ]  # fmt: skip
-    table(rows, ["user", "role", "email", "state", "created"])
+    table(rows, ["user", "role", "email", "state", "created", "school"])
 
 
 @click.group()
@@ -299,7 +299,10 @@ def token_whoami(ctx: click.Context) -> None:
     """Who the CLI's token says it is."""
     with rpc_errors():
         got = _auth(ctx).WhoAmI(pb.WhoAmIRequest())
-    click.echo(f"{got.subject} ({role_name(got.role)}), expires {_when(got.expires_at)}")
+    school = f"school {got.school}" if got.school else "no school named"
+    click.echo(
+        f"{got.subject} ({role_name(got.role)}), {school}, expires {_when(got.expires_at)}"
+    )
 
 
 @click.group()

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ferry.db.models import Base, Id, utcnow
@@ -35,6 +44,12 @@ class User(Base):
     # en | el: the language the user last signed in to the page in ("" before that); their
     # mails are written in it when the request names none.
     language: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    # The school the user belongs to (migration 0016): their sign-in's token acts in it,
+    # and only that school's admins see or change them. Usernames stay unique in the
+    # installation, so a sign-in needs no school.
+    school_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("schools.id", ondelete="RESTRICT"), index=True, server_default="1"
+    )
 
 
 class IssuedToken(Base):
@@ -57,3 +72,8 @@ class IssuedToken(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The school the token acts in (its sch claim; migration 0016): listed and revoked
+    # by that school's admins only.
+    school_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("schools.id", ondelete="RESTRICT"), index=True, server_default="1"
+    )

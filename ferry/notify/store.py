@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ferry.config import NotifySettings
+from ferry.db import tenant
+from ferry.db.models import School, utcnow
 from ferry.db.models import aware as aware
-from ferry.db.models import utcnow
 from ferry.db.notify_models import (
     DEAD,
     FAILED,
@@ -43,6 +44,15 @@ from ferry.notify import retry as retry_schedule
 from ferry.notify.channels.base import RETRY, Delivery, Outcome
 
 OB: sa.Table = OutboxRow.__table__  # type: ignore[assignment]
+SC: sa.Table = School.__table__  # type: ignore[assignment]
+
+
+def _mine(table: sa.Table) -> sa.ColumnElement[bool]:
+    """The application scope: rows of the acting school (docs/tenants.md); row-level
+    security is the second wall, and on SQLite or as a superuser the only one is this."""
+    return table.c.school_id == tenant.school_id()
+
+
 N: sa.Table = Notification.__table__  # type: ignore[assignment]
 C: sa.Table = ChannelState.__table__  # type: ignore[assignment]
 MAX_ERROR = 1000
@@ -242,7 +252,7 @@ def _deliveries_of(s: Session, found: Sequence[Notification]) -> dict[str, list[
     if found:
         for r in s.scalars(
             sa.select(OutboxRow)
-            .where(OutboxRow.notification_id.in_(list(by_id)))
+            .where(OutboxRow.notification_id.in_(list(by_id)), _mine(OB))
             .order_by(OutboxRow.id)
         ):
             by_id[r.notification_id].append(r)
@@ -251,7 +261,9 @@ def _deliveries_of(s: Session, found: Sequence[Notification]) -> dict[str, list[
 
 def _by_events(conn: sa.Connection, events: Sequence[str]) -> dict[str, View]:
     with Session(bind=conn, expire_on_commit=False) as s:
-        found = list(s.scalars(sa.select(Notification).where(Notification.event_id.in_(events))))
+        found = list(
+            s.scalars(sa.select(Notification).where(Notification.event_id.in_(events), _mine(N)))
+        )
         by_id = _deliveries_of(s, found)
         for obj in [*found, *(r for rs in by_id.values() for r in rs)]:
             s.expunge(obj)
@@ -324,7 +336,9 @@ def _settle_batch(engine: Engine, batch: list[_Queued]) -> None:
 
 def _by_event(engine: Engine, event_id: str) -> View | None:
     with Session(engine, expire_on_commit=False) as s:
-        n = s.scalars(sa.select(Notification).where(Notification.event_id == event_id)).first()
+        n = s.scalars(
+            sa.select(Notification).where(Notification.event_id == event_id, _mine(N))
+        ).first()
         if n is None:
             return None
         return View(n, _rows(s, n.id))
@@ -333,7 +347,9 @@ def _by_event(engine: Engine, event_id: str) -> View | None:
 def _rows(s: Session, nid: str) -> list[OutboxRow]:
     return list(
         s.scalars(
-            sa.select(OutboxRow).where(OutboxRow.notification_id == nid).order_by(OutboxRow.id)
+            sa.select(OutboxRow)
+            .where(OutboxRow.notification_id == nid, _mine(OB))
+            .order_by(OutboxRow.id)
         )
     )
 
@@ -343,15 +359,15 @@ def get(engine: Engine, nid: str) -> View:
     if not nid:
         raise InvalidArgument("id is required", field="id")
     with Session(engine, expire_on_commit=False) as s:
-        n = s.get(Notification, nid)
+        n = s.scalars(sa.select(Notification).where(N.c.id == nid, _mine(N))).first()
         if n is None:
-            raise NotFound(f"notification {nid!r} does not exist")
+            raise NotFound(f"notification {nid[:64]!r} does not exist")
         return View(n, _rows(s, nid))
 
 
 def list_page(engine: Engine, page_size: int, page_token: str = "", status: str = "") -> Page[View]:
     """Notifications newest first, one page (ferry.db.pages)."""
-    where: list[sa.ColumnElement[bool]] = []
+    where: list[sa.ColumnElement[bool]] = [_mine(N)]
     if status:
         where.append(N.c.status == status)
     with Session(engine, expire_on_commit=False) as s:
@@ -395,7 +411,9 @@ def claim_batch(
     if not channels:
         return [], {}
     now = utcnow()
+    school = tenant.school_id()
     claimable = sa.and_(
+        OB.c.school_id == school,  # the application scope (row-level security the second)
         OB.c.status == PENDING,
         OB.c.next_attempt_at <= now,
         OB.c.channel.in_(list(channels)),
@@ -426,6 +444,7 @@ def claim_batch(
         if not ids:
             return [], {}
         off = {k: r for k, r in conn.execute(sa.select(C.c.key, C.c.reason).where(C.c.disabled))}
+        sender = conn.execute(sa.select(SC.c.sender).where(SC.c.id == school)).scalar()
         rows = conn.execute(
             sa.select(
                 OB,
@@ -438,7 +457,12 @@ def claim_batch(
                 N.c.variables,
             )
             .join(N, N.c.id == OB.c.notification_id)
-            .where(OB.c.id.in_(ids), OB.c.lease_owner == worker)
+            .where(
+                OB.c.id.in_(ids),
+                OB.c.lease_owner == worker,
+                OB.c.school_id == school,
+                N.c.school_id == school,
+            )
             .order_by(OB.c.id)
         ).all()
     return [
@@ -455,6 +479,7 @@ def claim_batch(
             template=r.template,
             language=r.language,
             variables=dict(r.variables or {}),
+            sender=str(sender or ""),
         )
         for r in rows
     ], off
@@ -472,7 +497,10 @@ def renew(engine: Engine, worker: str, row_ids: Sequence[int], lease_seconds: fl
             for r in conn.execute(
                 OB.update()
                 .where(
-                    OB.c.id.in_(list(row_ids)), OB.c.lease_owner == worker, OB.c.status == PENDING
+                    OB.c.id.in_(list(row_ids)),
+                    OB.c.lease_owner == worker,
+                    OB.c.status == PENDING,
+                    _mine(OB),
                 )
                 .values(lease_until=until)
                 .returning(OB.c.id)
@@ -609,7 +637,7 @@ def settle(
         if sent:
             for row_id, created in conn.execute(
                 OB.update()
-                .where(OB.c.id.in_(list(sent)), OB.c.lease_owner == worker)
+                .where(OB.c.id.in_(list(sent)), OB.c.lease_owner == worker, _mine(OB))
                 .values(status=SENT, sent_at=now, last_error="", lease_owner=None, lease_until=None)
                 .returning(OB.c.id, OB.c.created_at)
             ):
@@ -620,7 +648,7 @@ def settle(
             if out.status == SENT:
                 continue
             error = out.error[:MAX_ERROR]
-            held = sa.and_(OB.c.id == d.row_id, OB.c.lease_owner == worker)
+            held = sa.and_(OB.c.id == d.row_id, OB.c.lease_owner == worker, _mine(OB))
             created = conn.execute(sa.select(OB.c.created_at).where(held)).scalar_one_or_none()
             if created is None:
                 continue  # the lease went to another worker; its outcome counts
@@ -655,7 +683,7 @@ def _refresh(conn: sa.Connection, nids: Iterable[str], now: dt.datetime) -> None
     counts: dict[str, set[str]] = {}
     for nid, status in conn.execute(
         sa.select(OB.c.notification_id, OB.c.status)
-        .where(OB.c.notification_id.in_(ids))
+        .where(OB.c.notification_id.in_(ids), _mine(OB))
         .group_by(OB.c.notification_id, OB.c.status)
     ):
         counts.setdefault(nid, set()).add(status)
@@ -666,7 +694,7 @@ def _refresh(conn: sa.Connection, nids: Iterable[str], now: dt.datetime) -> None
     for status, group in by_status.items():
         conn.execute(
             N.update()
-            .where(N.c.id.in_(group), N.c.status != status)
+            .where(N.c.id.in_(group), N.c.status != status, _mine(N))
             .values(status=status, updated_at=now)
         )
 
@@ -684,7 +712,7 @@ def retry(engine: Engine, nid: str) -> View:
     with engine.begin() as conn:
         conn.execute(
             OB.update()
-            .where(OB.c.id.in_([r.id for r in again]), OB.c.status.in_([FAILED, DEAD]))
+            .where(OB.c.id.in_([r.id for r in again]), OB.c.status.in_([FAILED, DEAD]), _mine(OB))
             .values(
                 status=PENDING,
                 attempts=0,
@@ -707,7 +735,7 @@ def depth(engine: Engine) -> dict[str, int]:
             ch: int(n)
             for ch, n in conn.execute(
                 sa.select(OB.c.channel, sa.func.count())
-                .where(OB.c.status == PENDING)
+                .where(OB.c.status == PENDING, _mine(OB))
                 .group_by(OB.c.channel)
             )
         }

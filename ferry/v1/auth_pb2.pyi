@@ -54,11 +54,14 @@ class LoginResponse(google.protobuf.message.Message):
     ROLE_FIELD_NUMBER: builtins.int
     EXPIRES_AT_FIELD_NUMBER: builtins.int
     EMAIL_FIELD_NUMBER: builtins.int
+    SCHOOL_FIELD_NUMBER: builtins.int
     token: builtins.str
     subject: builtins.str
     role: ferry.v1.options_pb2.Role.ValueType
     email: builtins.str
     """The user's mail address, "" when none is set (the page's "Email me when done")."""
+    school: builtins.str
+    """The code of the user's school, which the token acts in (its sch claim)."""
     @property
     def expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
@@ -69,9 +72,10 @@ class LoginResponse(google.protobuf.message.Message):
         role: ferry.v1.options_pb2.Role.ValueType = ...,
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         email: builtins.str = ...,
+        school: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["expires_at", b"expires_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["email", b"email", "expires_at", b"expires_at", "role", b"role", "subject", b"subject", "token", b"token"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["email", b"email", "expires_at", b"expires_at", "role", b"role", "school", b"school", "subject", b"subject", "token", b"token"]) -> None: ...
 
 Global___LoginResponse: typing_extensions.TypeAlias = LoginResponse
 
@@ -88,6 +92,7 @@ class TokenInfo(google.protobuf.message.Message):
     EXPIRES_AT_FIELD_NUMBER: builtins.int
     LAST_USED_AT_FIELD_NUMBER: builtins.int
     REVOKED_AT_FIELD_NUMBER: builtins.int
+    SCHOOL_FIELD_NUMBER: builtins.int
     jti: builtins.str
     """The token's id (its jti claim); RevokeToken takes it."""
     subject: builtins.str
@@ -96,6 +101,8 @@ class TokenInfo(google.protobuf.message.Message):
     """"login" (a Login session) or "api" (CreateToken)."""
     issued_by: builtins.str
     """Who asked for it (the subject of the caller's token, or the user who logged in)."""
+    school: builtins.str
+    """The code of the school the token acts in."""
     @property
     def issued_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
@@ -120,9 +127,10 @@ class TokenInfo(google.protobuf.message.Message):
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         last_used_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         revoked_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        school: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at", "last_used_at", b"last_used_at", "revoked_at", b"revoked_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at", "issued_by", b"issued_by", "jti", b"jti", "kind", b"kind", "last_used_at", b"last_used_at", "revoked_at", b"revoked_at", "role", b"role", "subject", b"subject"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["expires_at", b"expires_at", "issued_at", b"issued_at", "issued_by", b"issued_by", "jti", b"jti", "kind", b"kind", "last_used_at", b"last_used_at", "revoked_at", b"revoked_at", "role", b"role", "school", b"school", "subject", b"subject"]) -> None: ...
 
 Global___TokenInfo: typing_extensions.TypeAlias = TokenInfo
 
@@ -261,9 +269,14 @@ class WhoAmIResponse(google.protobuf.message.Message):
     ROLE_FIELD_NUMBER: builtins.int
     JTI_FIELD_NUMBER: builtins.int
     EXPIRES_AT_FIELD_NUMBER: builtins.int
+    SCHOOL_FIELD_NUMBER: builtins.int
     subject: builtins.str
     role: ferry.v1.options_pb2.Role.ValueType
     jti: builtins.str
+    school: builtins.str
+    """The code of the school this call acts for: the token's, or the one a platform
+    admin named (x-ferry-school); "" for a platform admin who named none.
+    """
     @property
     def expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
@@ -273,9 +286,10 @@ class WhoAmIResponse(google.protobuf.message.Message):
         role: ferry.v1.options_pb2.Role.ValueType = ...,
         jti: builtins.str = ...,
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        school: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["expires_at", b"expires_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["expires_at", b"expires_at", "jti", b"jti", "role", b"role", "subject", b"subject"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["expires_at", b"expires_at", "jti", b"jti", "role", b"role", "school", b"school", "subject", b"subject"]) -> None: ...
 
 Global___WhoAmIResponse: typing_extensions.TypeAlias = WhoAmIResponse
 
@@ -340,11 +354,14 @@ class User(google.protobuf.message.Message):
     DISABLED_FIELD_NUMBER: builtins.int
     CREATED_AT_FIELD_NUMBER: builtins.int
     EMAIL_FIELD_NUMBER: builtins.int
+    SCHOOL_FIELD_NUMBER: builtins.int
     username: builtins.str
     role: ferry.v1.options_pb2.Role.ValueType
     disabled: builtins.bool
     email: builtins.str
     """A bare mail address (a@b.example), or "" when none is set."""
+    school: builtins.str
+    """The code of the user's school (every user belongs to one)."""
     @property
     def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
@@ -355,9 +372,10 @@ class User(google.protobuf.message.Message):
         disabled: builtins.bool = ...,
         created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         email: builtins.str = ...,
+        school: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "disabled", b"disabled", "email", b"email", "role", b"role", "username", b"username"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "disabled", b"disabled", "email", b"email", "role", b"role", "school", b"school", "username", b"username"]) -> None: ...
 
 Global___User: typing_extensions.TypeAlias = User
 
@@ -544,3 +562,54 @@ class ListUsersResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["users", b"users"]) -> None: ...
 
 Global___ListUsersResponse: typing_extensions.TypeAlias = ListUsersResponse
+
+@typing.final
+class ListSchoolsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___ListSchoolsRequest: typing_extensions.TypeAlias = ListSchoolsRequest
+
+@typing.final
+class School(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
+    LANGUAGE_FIELD_NUMBER: builtins.int
+    code: builtins.str
+    """What tokens, x-ferry-school and the CLI's --school name it by."""
+    name: builtins.str
+    language: builtins.str
+    """en | el | "" (none set)."""
+    def __init__(
+        self,
+        *,
+        code: builtins.str = ...,
+        name: builtins.str = ...,
+        language: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["code", b"code", "language", b"language", "name", b"name"]) -> None: ...
+
+Global___School: typing_extensions.TypeAlias = School
+
+@typing.final
+class ListSchoolsResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SCHOOLS_FIELD_NUMBER: builtins.int
+    @property
+    def schools(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___School]:
+        """By code."""
+
+    def __init__(
+        self,
+        *,
+        schools: collections.abc.Iterable[Global___School] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["schools", b"schools"]) -> None: ...
+
+Global___ListSchoolsResponse: typing_extensions.TypeAlias = ListSchoolsResponse

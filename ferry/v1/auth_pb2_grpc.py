@@ -97,6 +97,11 @@ class AuthServiceStub:
                 request_serializer=ferry_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=ferry_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.ListSchools = channel.unary_unary(
+                '/ferry.v1.AuthService/ListSchools',
+                request_serializer=ferry_dot_v1_dot_auth__pb2.ListSchoolsRequest.SerializeToString,
+                response_deserializer=ferry_dot_v1_dot_auth__pb2.ListSchoolsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -197,6 +202,15 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSchools(self, request, context):
+        """The schools the caller may act for: a platform admin's every school, anyone
+        else's own one (the page's school line and a platform admin's picker). Like
+        WhoAmI, a platform admin calls it without naming a school.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +268,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=ferry_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=ferry_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'ListSchools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchools,
+                    request_deserializer=ferry_dot_v1_dot_auth__pb2.ListSchoolsRequest.FromString,
+                    response_serializer=ferry_dot_v1_dot_auth__pb2.ListSchoolsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +580,33 @@ class AuthService:
             '/ferry.v1.AuthService/ListUsers',
             ferry_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             ferry_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ferry.v1.AuthService/ListSchools',
+            ferry_dot_v1_dot_auth__pb2.ListSchoolsRequest.SerializeToString,
+            ferry_dot_v1_dot_auth__pb2.ListSchoolsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -201,7 +201,23 @@ _AuthServiceListUsersType = typing_extensions.TypeVar(
     ],
 )
 
-class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTokenType, _AuthServiceRevokeTokenType, _AuthServiceListTokensType, _AuthServiceWhoAmIType, _AuthServiceCreateLinkTokenType, _AuthServiceCreateUserType, _AuthServiceSetPasswordType, _AuthServiceSetEmailType, _AuthServiceDisableUserType, _AuthServiceListUsersType]):
+_AuthServiceListSchoolsType = typing_extensions.TypeVar(
+    '_AuthServiceListSchoolsType',
+    grpc.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.ListSchoolsRequest,
+        ferry.v1.auth_pb2.ListSchoolsResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.ListSchoolsRequest,
+        ferry.v1.auth_pb2.ListSchoolsResponse,
+    ],
+    default=grpc.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.ListSchoolsRequest,
+        ferry.v1.auth_pb2.ListSchoolsResponse,
+    ],
+)
+
+class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTokenType, _AuthServiceRevokeTokenType, _AuthServiceListTokensType, _AuthServiceWhoAmIType, _AuthServiceCreateLinkTokenType, _AuthServiceCreateUserType, _AuthServiceSetPasswordType, _AuthServiceSetEmailType, _AuthServiceDisableUserType, _AuthServiceListUsersType, _AuthServiceListSchoolsType]):
     """AuthService issues tokens and keeps the users. It is the only holder of the private
     signing key and of the users table: every other service and the gateway verify its
     EdDSA tokens with the public key set, and learn revoked token ids from the database
@@ -258,6 +274,10 @@ class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTo
             ferry.v1.auth_pb2.ListUsersRequest,
             ferry.v1.auth_pb2.ListUsersResponse,
         ],
+        grpc.UnaryUnaryMultiCallable[
+            ferry.v1.auth_pb2.ListSchoolsRequest,
+            ferry.v1.auth_pb2.ListSchoolsResponse,
+        ],
     ], channel: grpc.Channel) -> None: ...
 
     @typing.overload
@@ -305,6 +325,10 @@ class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTo
         grpc.aio.UnaryUnaryMultiCallable[
             ferry.v1.auth_pb2.ListUsersRequest,
             ferry.v1.auth_pb2.ListUsersResponse,
+        ],
+        grpc.aio.UnaryUnaryMultiCallable[
+            ferry.v1.auth_pb2.ListSchoolsRequest,
+            ferry.v1.auth_pb2.ListSchoolsResponse,
         ],
     ], channel: grpc.aio.Channel) -> None: ...
 
@@ -356,6 +380,12 @@ class AuthServiceStub(typing.Generic[_AuthServiceLoginType, _AuthServiceCreateTo
 
     ListUsers: _AuthServiceListUsersType
 
+    ListSchools: _AuthServiceListSchoolsType
+    """The schools the caller may act for: a platform admin's every school, anyone
+    else's own one (the page's school line and a platform admin's picker). Like
+    WhoAmI, a platform admin calls it without naming a school.
+    """
+
 AuthServiceAsyncStub: typing_extensions.TypeAlias = AuthServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.auth_pb2.LoginRequest,
@@ -400,6 +430,10 @@ AuthServiceAsyncStub: typing_extensions.TypeAlias = AuthServiceStub[
     grpc.aio.UnaryUnaryMultiCallable[
         ferry.v1.auth_pb2.ListUsersRequest,
         ferry.v1.auth_pb2.ListUsersResponse,
+    ],
+    grpc.aio.UnaryUnaryMultiCallable[
+        ferry.v1.auth_pb2.ListSchoolsRequest,
+        ferry.v1.auth_pb2.ListSchoolsResponse,
     ],
 ]
 
@@ -516,5 +550,16 @@ class AuthServiceServicer(metaclass=abc.ABCMeta):
         request: ferry.v1.auth_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> typing.Union[ferry.v1.auth_pb2.ListUsersResponse, collections.abc.Awaitable[ferry.v1.auth_pb2.ListUsersResponse]]: ...
+
+    @abc.abstractmethod
+    def ListSchools(
+        self,
+        request: ferry.v1.auth_pb2.ListSchoolsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[ferry.v1.auth_pb2.ListSchoolsResponse, collections.abc.Awaitable[ferry.v1.auth_pb2.ListSchoolsResponse]]:
+        """The schools the caller may act for: a platform admin's every school, anyone
+        else's own one (the page's school line and a platform admin's picker). Like
+        WhoAmI, a platform admin calls it without naming a school.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

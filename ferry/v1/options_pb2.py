@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65rry/v1/options.proto\x12\x08\x66\x65rry.v1\x1a google/protobuf/descriptor.proto*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x11\n\rROLE_OPERATOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03*p\n\nHttpStream\x12\x1b\n\x17HTTP_STREAM_UNSPECIFIED\x10\x00\x12\x14\n\x10HTTP_STREAM_FILE\x10\x01\x12\x17\n\x13HTTP_STREAM_RECORDS\x10\x02\x12\x16\n\x12HTTP_STREAM_EVENTS\x10\x03:B\n\x08min_role\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x0e.ferry.v1.Role:K\n\x0bhttp_stream\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x14.ferry.v1.HttpStreamb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65rry/v1/options.proto\x12\x08\x66\x65rry.v1\x1a google/protobuf/descriptor.proto*i\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x11\n\rROLE_OPERATOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x12\x17\n\x13ROLE_PLATFORM_ADMIN\x10\x04*p\n\nHttpStream\x12\x1b\n\x17HTTP_STREAM_UNSPECIFIED\x10\x00\x12\x14\n\x10HTTP_STREAM_FILE\x10\x01\x12\x17\n\x13HTTP_STREAM_RECORDS\x10\x02\x12\x16\n\x12HTTP_STREAM_EVENTS\x10\x03:B\n\x08min_role\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x0e.ferry.v1.Role:K\n\x0bhttp_stream\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x14.ferry.v1.HttpStreamb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ferry.v1.options_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROLE']._serialized_start=70
-  _globals['_ROLE']._serialized_end=150
-  _globals['_HTTPSTREAM']._serialized_start=152
-  _globals['_HTTPSTREAM']._serialized_end=264
+  _globals['_ROLE']._serialized_end=175
+  _globals['_HTTPSTREAM']._serialized_start=177
+  _globals['_HTTPSTREAM']._serialized_end=289
 # @@protoc_insertion_point(module_scope)

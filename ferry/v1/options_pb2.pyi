@@ -31,11 +31,15 @@ class _RoleEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeW
     ROLE_OPERATOR: _Role.ValueType  # 2
     """Runs exports and imports."""
     ROLE_ADMIN: _Role.ValueType  # 3
-    """Everything, including destructive maintenance."""
+    """Everything in its school, including destructive maintenance."""
+    ROLE_PLATFORM_ADMIN: _Role.ValueType  # 4
+    """An admin of every school of the installation (docs/tenants.md): each call names
+    the school it acts for (metadata x-ferry-school; the gateway's X-Ferry-School).
+    """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Role is what a caller may do. A higher role includes every lower one:
-    ROLE_ADMIN > ROLE_OPERATOR > ROLE_VIEWER.
+    ROLE_PLATFORM_ADMIN > ROLE_ADMIN > ROLE_OPERATOR > ROLE_VIEWER.
     """
 
 ROLE_UNSPECIFIED: Role.ValueType  # 0
@@ -45,7 +49,11 @@ ROLE_VIEWER: Role.ValueType  # 1
 ROLE_OPERATOR: Role.ValueType  # 2
 """Runs exports and imports."""
 ROLE_ADMIN: Role.ValueType  # 3
-"""Everything, including destructive maintenance."""
+"""Everything in its school, including destructive maintenance."""
+ROLE_PLATFORM_ADMIN: Role.ValueType  # 4
+"""An admin of every school of the installation (docs/tenants.md): each call names
+the school it acts for (metadata x-ferry-school; the gateway's X-Ferry-School).
+"""
 Global___Role: typing_extensions.TypeAlias = Role
 
 class _HttpStream:

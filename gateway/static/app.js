@@ -105,6 +105,8 @@ async function api(path, { method = "GET", body, raw = false, headers = {} } = {
   // The page's language travels with every request (files, mails and messages made for it).
   const h = { "Accept-Language": state.lang, ...headers };
   if (state.token) h.Authorization = `Bearer ${state.token}`;
+  // A platform admin's calls act for the school picked in the header (docs/tenants.md).
+  if (state.token && isPlatform() && state.school) h["X-Ferry-School"] = state.school;
   if (body !== undefined && !(body instanceof FormData)) h["Content-Type"] = "application/json";
   let res;
   try {
@@ -127,6 +129,61 @@ async function api(path, { method = "GET", body, raw = false, headers = {} } = {
 // ---- sign in ------------------------------------------------------------------------
 function showWho() {
   $("who").textContent = t("signedInAs", { name: state.user, role: t(`role_${state.role}`) });
+  showSchool();
+}
+
+// ---- the school ------------------------------------------------------------------------
+// Everyone works in one school: a school's user sees its name; a platform admin picks the
+// school each call acts for (sent as X-Ferry-School), and nothing is loaded until one is.
+function isPlatform() { return state.role === "platform_admin"; }
+function isAdmin() { return state.role === "admin" || isPlatform(); }
+
+function schoolName(code) {
+  const found = (state.schools || []).find((s) => s.code === code);
+  return found && found.name ? found.name : code;
+}
+
+function showSchool() {
+  const platform = isPlatform();
+  $("school").hidden = platform || !state.school;
+  $("school").textContent = state.school ? t("schoolIs", { name: schoolName(state.school) }) : "";
+  $("school-picker").hidden = !platform;
+  const pick = $("school-pick");
+  if (!platform) return;
+  pick.replaceChildren();
+  const none = document.createElement("option");
+  none.value = ""; none.textContent = t("schoolChoose");
+  pick.append(none);
+  for (const s of state.schools || []) {
+    const o = document.createElement("option");
+    o.value = s.code; o.textContent = s.name && s.name !== s.code ? `${s.name} (${s.code})` : s.code;
+    pick.append(o);
+  }
+  pick.value = state.school || "";
+}
+
+async function loadSchools() {
+  try {
+    const r = await api("/api/v1/auth/schools");
+    state.schools = r.schools || [];
+  } catch (e) {
+    state.schools = [];
+    if (isPlatform()) throw e;
+  }
+  showSchool();
+}
+
+function saveSession() {
+  sessionStorage.setItem("ferry.session", JSON.stringify({ token: state.token, role: state.role,
+    user: state.user, email: state.email, school: state.school || "" }));
+}
+
+async function pickSchool() {
+  state.school = $("school-pick").value;
+  saveSession();
+  for (const es of state.watchers.values()) es.close();
+  state.watchers.clear();
+  await enterWorkspace();
 }
 
 async function signIn(ev) {
@@ -144,20 +201,23 @@ async function signIn(ev) {
       throw e && e.code === "UNAUTHENTICATED" ? { code: "BAD_LOGIN" } : e;
     }
     state.token = r.token; state.role = r.role; state.user = username; state.email = r.email || "";
-    sessionStorage.setItem("ferry.session", JSON.stringify({ token: r.token, role: r.role, user: username, email: state.email }));
+    // A school's user works in their own school; a platform admin picks one first.
+    state.school = r.role === "platform_admin" ? "" : (r.school || "");
+    saveSession();
     $("password").value = "";
     await enterWorkspace();
   });
 }
 
 function signOut(announce = true) {
-  state.token = null; state.email = "";
+  state.token = null; state.email = ""; state.school = ""; state.schools = [];
   clearTimeout(state.refreshTimer);
   sessionStorage.removeItem("ferry.session");
   for (const es of state.watchers.values()) es.close();
   state.watchers.clear();
   $("workspace").hidden = true; $("login-panel").hidden = false;
   $("who").hidden = true; $("signout").hidden = true;
+  $("school").hidden = true; $("school-picker").hidden = true;
   if (announce) say("signedOut");
 }
 
@@ -166,7 +226,14 @@ async function enterWorkspace() {
   $("who").hidden = false; $("signout").hidden = false;
   showWho();
   say("loading");
-  const admin = state.role === "admin";
+  try { await loadSchools(); } catch (e) { showError(e); return; }
+  if (isPlatform() && !state.school) {
+    $("workspace").hidden = true; // nothing to show before a school is picked
+    clearTimeout(state.refreshTimer);
+    say("schoolPickFirst");
+    return;
+  }
+  const admin = isAdmin();
   $("notify-panel").hidden = !admin;
   await Promise.all([loadSemesters(), loadImports(), loadJobs(), loadChannels(), ...(admin ? [loadNotifications()] : [])]);
   if (!state.lastError) say("ready"); // "Ready." under an alert would contradict it
@@ -202,7 +269,7 @@ async function refreshLists() {
   state.jobs = jobs.jobs || [];
   renderJobs(state.jobs);
   for (const j of state.jobs) if (!ended(j)) watch(j);
-  if (state.role === "admin") {
+  if (isAdmin()) {
     const q = new URLSearchParams({ page_size: "50" });
     if ($("notify-status").value) q.set("status", $("notify-status").value);
     const n = await api(`/api/v1/notifications?${q}`);
@@ -552,7 +619,7 @@ async function loadConflicts() {
   renderConflicts(state.conflicts);
 }
 
-function canResolve() { return state.role === "operator" || state.role === "admin"; }
+function canResolve() { return state.role === "operator" || isAdmin(); }
 
 function renderConflicts(list) {
   const box = $("conflicts");
@@ -638,7 +705,7 @@ function planCell(imp, cell) {
   span.className = "plan-state";
   span.textContent = t(PLAN_STATES[approval.state] || "plan_pending");
   cell.append(span);
-  if (approval.state !== "pending" || state.role !== "admin") return;
+  if (approval.state !== "pending" || !isAdmin()) return;
   for (const [key, path] of [["approvePlan", "approve"], ["rejectPlan", "reject"]]) {
     const b = document.createElement("button");
     b.type = "button"; b.textContent = t(key);
@@ -698,12 +765,12 @@ async function startJob(ev) {
   const notify = recipients();
   if (notify === null) return;
   await busy($("job-btn"), async () => {
-    if (state.newOwnAddress && state.role === "admin") {
+    if (state.newOwnAddress && isAdmin()) {
       // An admin's address is saved on the account (users.email), where mails look first.
       const email = state.newOwnAddress;
       await api(`/api/v1/auth/users/${encodeURIComponent(state.user)}/email`, { method: "POST", body: { email } });
       state.email = email;
-      sessionStorage.setItem("ferry.session", JSON.stringify({ token: state.token, role: state.role, user: state.user, email }));
+      saveSession();
     }
     state.newOwnAddress = null;
     say("starting");
@@ -1252,6 +1319,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("sr-pdf-btn").addEventListener("click", (e) => downloadStudent("pdf", e.currentTarget));
   $("sr-csv-btn").addEventListener("click", (e) => downloadStudent("csv", e.currentTarget));
   $("sem-show-btn").addEventListener("click", showSemester);
+  $("school-pick").addEventListener("change", pickSchool);
   $("sem-pdf-btn").addEventListener("click", downloadSemester);
   $("cls-load-btn").addEventListener("click", loadClassCourses);
   $("cls-btn").addEventListener("click", downloadClass);

@@ -1,4 +1,8 @@
-"""AuthService: the gRPC face of ferry.auth and ferry.users. Translation only."""
+"""AuthService: the gRPC face of ferry.auth and ferry.users. Translation only.
+
+Every call but Login acts for one school (the auth filter: the token's, or the one a
+platform admin names); users and tokens are read and changed in that school only.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from ferry.app import App
 from ferry.auth import ROLES, Principal, issuing
 from ferry.auth import store as token_store
 from ferry.auth.tokens import IssuedToken
-from ferry.db.tenant import DEFAULT_SCHOOL_CODE
-from ferry.errors import InvalidArgument, Unauthenticated
+from ferry.db import schools
+from ferry.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import current_call
 from ferry.v1 import auth_pb2 as pb
@@ -38,13 +42,13 @@ def _token_info(t: token_store.TokenInfo) -> pb.TokenInfo:
     return pb.TokenInfo(
         jti=t.jti, subject=t.subject, role=_role(ROLES.get(t.role, 0)), kind=t.kind,
         issued_by=t.issued_by, issued_at=_ts(t.issued_at), expires_at=_ts(t.expires_at),
-        last_used_at=_ts(t.last_used_at), revoked_at=_ts(t.revoked_at),
+        last_used_at=_ts(t.last_used_at), revoked_at=_ts(t.revoked_at), school=t.school,
     )  # fmt: skip
 
 
 def _user(a: users.Account) -> pb.User:
     return pb.User(username=a.username, role=_role(ROLES.get(a.role, 0)), disabled=a.disabled,
-                   created_at=_ts(a.created_at), email=a.email)  # fmt: skip
+                   created_at=_ts(a.created_at), email=a.email, school=a.school)  # fmt: skip
 
 
 def _role_name(role: int, field: str = "role") -> str:
@@ -88,9 +92,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
         issued = issuing.login(self.app, request.username, request.password, self.login_limiter)
         users.set_language(self.app.engine, issued.subject, request.language)
+        school = schools.find(self.app.engine, issued.school)
         return pb.LoginResponse(token=issued.token, subject=issued.subject, role=_role(issued.role),
-                                expires_at=_ts(issued.expires_at),
-                                email=users.email_of(self.app.engine, issued.subject))  # fmt: skip
+                                expires_at=_ts(issued.expires_at), school=issued.school,
+                                email=users.email_of(self.app.engine, issued.subject,
+                                                     school.id))  # fmt: skip
 
     @handles_errors
     def CreateToken(
@@ -103,7 +109,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             request.subject,
             request.ttl_seconds,
             caller.subject,
-            caller.school or DEFAULT_SCHOOL_CODE,
+            caller.school,
+            caller_role=caller.role,
         )
         return pb.CreateTokenResponse(token=issued.token, info=self._issued(issued))
 
@@ -132,7 +139,19 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         p = _caller()
         exp = dt.datetime.fromtimestamp(p.expires_at, dt.UTC) if p.expires_at else None
         return pb.WhoAmIResponse(
-            subject=p.subject, role=_role(p.role), jti=p.jti, expires_at=_ts(exp)
+            subject=p.subject, role=_role(p.role), jti=p.jti, expires_at=_ts(exp), school=p.school
+        )
+
+    @handles_errors
+    def ListSchools(
+        self, request: pb.ListSchoolsRequest, context: grpc.ServicerContext
+    ) -> pb.ListSchoolsResponse:
+        p = _caller()
+        found = schools.all_schools(self.app.engine)
+        if not p.platform:  # a school's token knows of its own school only
+            found = [s for s in found if s.code == p.school]
+        return pb.ListSchoolsResponse(
+            schools=[pb.School(code=s.code, name=s.name, language=s.language) for s in found]
         )
 
     @handles_errors
@@ -151,6 +170,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: pb.CreateUserRequest, context: grpc.ServicerContext
     ) -> pb.CreateUserResponse:
         role = _role_name(request.role)
+        call = current_call()
+        caller = call.attrs.get("principal") if call is not None else None
+        if isinstance(caller, Principal) and ROLES[role] > caller.role:
+            raise PermissionDenied(f"a user of role {role} is above the caller's own")
         password = request.password or users.generate_password()
         account = users.create_user(
             self.app.engine, request.username, password, role, request.email

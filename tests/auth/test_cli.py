@@ -33,7 +33,7 @@ def test_token_create_list_whoami_revoke(empty_url: str, make_app: Callable[...,
         principal = app.verifier().verify(made)
         assert principal.subject == "cron:nightly-students" and principal.jti in err
         code, out, _ = run(["token", "whoami"], {**env, "FERRY_TOKEN": made})
-        assert code == 0 and out.startswith("cron:nightly-students (operator)")
+        assert code == 0 and out.startswith("cron:nightly-students (operator), school default")
         code, out, _ = run(["token", "list"], env)
         assert principal.jti in out and "cron:nightly-students" in out
         code, out, err = run(["token", "create", "--role", "admin", "--ttl", "91d"], env)
@@ -66,6 +66,7 @@ def test_users_through_the_service(empty_url: str, make_app: Callable[..., App])
         assert code == 0 and "disabled sofia" in out
         code, out, _ = run(["user", "list"], env)
         assert "sofia" in out and "operator" in out and "disabled" in out
+        assert out.splitlines()[0].split()[-1] == "school" and "default" in out
         viewer = {**env, "FERRY_TOKEN": token(app, "viewer")}
         code, out, err = run(["user", "list"], viewer)
         assert code == 4 and "PERMISSION_DENIED" in err

@@ -7,6 +7,9 @@ wrong; a valid token below the RPC's min_role is PERMISSION_DENIED; a token at o
 it gets past auth (whatever the handler then says about the empty request). RPCs declared
 ROLE_UNSPECIFIED (Login) are open to everyone. A link token is refused as a bearer token
 on every RPC, and as a link on every RPC but the one call it names, for its own job.
+A platform admin names the school of every call (x-ferry-school): without one, every RPC
+but WhoAmI and ListSchools is INVALID_ARGUMENT naming the metadata; naming one, it passes
+every role check (docs/tenants.md "People").
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ferry.auth import store as token_store
 from ferry.auth.keys import SigningKey
 from ferry.db import migrate
 from ferry.db.engine import make_engine
+from ferry.rpc.filters.auth import UNSCHOOLED
 from ferry.rpc.methods import lookup
 from ferry.rpc.server import Server
 from tests.conftest import make_settings
@@ -59,6 +63,8 @@ CALLERS: dict[str, str | None] = {
     "viewer": None,
     "operator": None,
     "admin": None,
+    "platform admin naming default": None,
+    "platform admin naming no school": None,
 }
 
 
@@ -126,6 +132,10 @@ class World:
                 r: issuer.issue(f"a-{r}", parse_role(r), minute).token
                 for r in ("viewer", "operator", "admin")
             },
+            **{
+                p: issuer.issue("a-platform", parse_role("platform_admin"), minute).token
+                for p in ("platform admin naming default", "platform admin naming no school")
+            },
         }
         assert jwt.get_unverified_header(self.tokens["alg confusion"] or "")["alg"] == "HS256"
 
@@ -152,13 +162,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _call(
-    world: World, method: str, token: str | None, scheme: str = "Bearer", **fields: Any
+    world: World,
+    method: str,
+    token: str | None,
+    scheme: str = "Bearer",
+    school: str = "",
+    **fields: Any,
 ) -> grpc.StatusCode:
     pool = descriptor_pool.Default()
     desc = pool.FindMethodByName(method.lstrip("/").replace("/", "."))
     req_cls: Any = message_factory.GetMessageClass(desc.input_type)
     resp_cls: Any = message_factory.GetMessageClass(desc.output_type)
     md = [("authorization", f"{scheme} {token}")] if token else []
+    md += [("x-ferry-school", school)] if school else []
     kw = {"request_serializer": req_cls.SerializeToString,
           "response_deserializer": resp_cls.FromString}  # fmt: skip
     with grpc.insecure_channel(f"127.0.0.1:{world.port}") as ch:
@@ -222,11 +238,19 @@ def test_every_service_rpc_is_covered() -> None:
 def test_every_rpc_x_every_caller(world: World, method: str, caller: str) -> None:
     min_role = lookup(method).min_role
     scheme = "Link" if caller == "link token as a link" else "Bearer"
-    code = _call(world, method, world.tokens[caller], scheme)
+    school = "default" if caller == "platform admin naming default" else ""
+    code = _call(world, method, world.tokens[caller], scheme, school)
     details = world.last_details
     refused = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
     if min_role == 0:
         assert code not in refused, f"{method} is open, yet {caller} got {code}: {details}"
+        return
+    if caller == "platform admin naming no school" and method not in UNSCHOOLED:
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+        assert "x-ferry-school" in details, details
+        return
+    if caller.startswith("platform admin"):
+        assert code not in refused, f"{caller} may call {method}, got {code}: {details}"
         return
     expected = CALLERS[caller]
     if scheme == "Link":

@@ -14,8 +14,8 @@ from ferry.db.models import Base
 PLATFORM = {
     "alembic_version": "the schema's version",
     "schools": "the tenants themselves",
-    "users": "sign-ins (a user's school is not modelled yet, docs/tenants.md)",
-    "auth_tokens": "issued tokens; each names its school in its sch claim",
+    "users": "sign-ins: found before any school is known (school_id, scoped by the app)",
+    "auth_tokens": "issued tokens: every school's revoked ids are read (school_id, app scope)",
     "notify_channel_state": "a channel's health, shared by every school's mails",
     "import_running": "SQLite's marker of an import's own writes (the base triggers)",
 }

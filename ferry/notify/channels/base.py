@@ -36,6 +36,9 @@ class Delivery:
     template: str = ""
     language: str = "en"
     variables: dict[str, Any] = field(default_factory=dict)
+    # The mail address of the notification's school (`schools.sender`, docs/tenants.md),
+    # "" when it has none: a mail channel sends from it instead of its own from address.
+    sender: str = ""
 
     @property
     def stable_id(self) -> str:

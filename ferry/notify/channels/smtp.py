@@ -178,10 +178,10 @@ class SmtpChannel:
     # --- messages -----------------------------------------------------------------
 
     def message(self, d: Delivery) -> EmailMessage:
-        s = self.settings
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["Subject"] = d.subject
-        msg["From"] = Address(display_name=s.from_name, addr_spec=s.from_address)
+        from_name, from_addr = self._sender(d)
+        msg["From"] = Address(display_name=from_name, addr_spec=from_addr)
         name, addr = _split(d.recipient)
         msg["To"] = Address(display_name=name, addr_spec=addr) if name else addr
         msg["Message-ID"] = f"<{d.stable_id}@{self.domain}>"
@@ -198,11 +198,16 @@ class SmtpChannel:
         fraction of its CPU); None when an address is not ASCII (that needs SMTPUTF8,
         which `message` and smtplib's send_message handle)."""
         name, addr = _split(d.recipient)
-        if not self._from_line or not addr.isascii():
+        from_line = self._from_line
+        if d.sender:
+            from_name, from_addr = self._sender(d)
+            ok = from_addr.isascii() and self.domain.isascii()
+            from_line = f"From: {mime.address(from_name, from_addr)}\r\n" if ok else ""
+        if not from_line or not addr.isascii():
             return None
         headers = [
             mime.header("Subject", d.subject),
-            self._from_line,
+            from_line,
             f"To: {mime.address(name, addr)}\r\n",
             f"Message-ID: <{d.stable_id}@{self.domain}>\r\n",
             f"Date: {email.utils.formatdate(usegmt=True)}\r\n",
@@ -210,6 +215,15 @@ class SmtpChannel:
             mime.header("X-Ferry-Event", d.event_id),
         ]
         return mime.build(headers, d.text, d.html)
+
+    def _sender(self, d: Delivery) -> tuple[str, str]:
+        """(display name, address) a mail comes from: its school's sender when the school
+        has one (its own display name, else from_name), else from_address."""
+        if d.sender:
+            name, addr = _split(d.sender)
+            if addr:
+                return name or self.settings.from_name, addr
+        return self.settings.from_name, _split(self.settings.from_address)[1]
 
     def send(self, deliveries: list[Delivery]) -> list[Outcome]:
         out: list[Outcome] = []
@@ -228,10 +242,11 @@ class SmtpChannel:
         _name, addr = _split(d.recipient)
         try:
             raw = self.wire(d)
+            envelope = self._sender(d)[1]
             if raw is None:
-                conn.send_message(self.message(d), self.settings.from_address, [addr])
+                conn.send_message(self.message(d), envelope, [addr])
             else:
-                conn.sendmail(self.settings.from_address, [addr], raw)
+                conn.sendmail(envelope, [addr], raw)
             return sent()
         except smtplib.SMTPRecipientsRefused as e:
             code, text = next(iter(e.recipients.values()), (0, b""))

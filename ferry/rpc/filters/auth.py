@@ -5,17 +5,29 @@ Health and reflection stay open, and so are RPCs declared with min_role ROLE_UNS
 (`option (ferry.v1.min_role)`), and read here from the descriptors. Tokens are checked
 with the public key set only (this filter never sees a private key), and revoked token
 ids are learned within `auth.revocation_refresh_seconds` (ferry.auth.revocation).
+
+The school a call acts for (docs/tenants.md):
+- a school's token (viewer, operator, admin, a link) acts for the school its `sch` claim
+  names. Metadata `x-ferry-school` may name that same school; naming any other is
+  NOT_FOUND, the answer for a school that does not exist, so a token learns nothing of
+  other schools (never PERMISSION_DENIED, which would confirm one);
+- a platform admin's token names the school in `x-ferry-school` on every call (the
+  gateway's X-Ferry-School header): INVALID_ARGUMENT naming it when it is missing, NOT_FOUND
+  for a school the installation lacks. Only WhoAmI and ListSchools (which read no school's
+  data) may go without. Each platform admin call is written to the audit log
+  (`ferry.audit`, event `platform_call`: who, which school, which RPC, the outcome).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
 import grpc
 from prometheus_client import Counter, Gauge
 
-from ferry.auth import Principal, credentials, links
+from ferry.auth import SCHOOL_HEADER, Principal, credentials, links
 from ferry.auth.revocation import Revocations
 from ferry.db import schools, tenant
 from ferry.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
@@ -26,14 +38,29 @@ if TYPE_CHECKING:
     from ferry.app import App
 
 log = logging.getLogger("ferry.auth")
+audit = logging.getLogger("ferry.audit")
+# RPCs a platform admin may call without naming a school: they read no school's data.
+UNSCHOOLED = frozenset({"/ferry.v1.AuthService/WhoAmI", "/ferry.v1.AuthService/ListSchools"})
 ENABLED = Gauge("ferry_auth_enabled", "1 when calls must carry a valid token, 0 when auth is off.")
 
 
 REFUSED = Counter(
     "ferry_auth_refused_total",
     "Calls the auth filter refused, by reason: missing, invalid, expired, revoked, role, "
-    "link (a link token used for a call it does not name).",
+    "link (a link token used for a call it does not name), school (no school, or one "
+    "the token may not act for).",
     ("reason",),
+)
+
+
+# Calls per school, only with metrics.school_label: true. Its `school` values are the codes
+# of schools the installation has (a call is counted once its school was found), so the
+# series are bounded by the schools table, never by what a caller sends.
+SCHOOL_CALLS = Counter(
+    "ferry_school_calls_total",
+    "Calls that acted for a school, by school code and status code "
+    "(only with metrics.school_label: true).",
+    ("school", "code"),
 )
 
 
@@ -44,6 +71,7 @@ class AuthFilter(Filter):
     def __init__(self, app: App) -> None:
         a = app.settings.auth
         self.enabled = a.enabled
+        self.school_label = app.settings.metrics.school_label
         ENABLED.set(1 if self.enabled else 0)
         if not self.enabled:
             log.warning(
@@ -87,14 +115,77 @@ class AuthFilter(Filter):
         except PermissionDenied:
             REFUSED.labels("role").inc()
             raise
-        # The call acts for the token's school: every transaction it opens sets it
+        if principal.platform:  # audited whatever comes of it, refusals too
+            call.attrs["platform_school"] = call.metadata.get(SCHOOL_HEADER, "").strip()[:64]
+        try:
+            code = self._acting_code(call, principal)
+            school = None if code is None else self._school_id(code)
+        except (InvalidArgument, NotFound) as e:
+            REFUSED.labels("school").inc()
+            if principal.platform:  # finish() runs only for a filter that started
+                self._audit(call, e.code.name)
+            raise
+        if code is None:  # a platform admin's WhoAmI or ListSchools: no school's data
+            call.attrs["principal"] = dataclasses.replace(principal, school="")
+            call.attrs["platform_school"] = ""
+            return
+        if principal.platform:
+            call.attrs["principal"] = dataclasses.replace(principal, school=code)
+            call.attrs["platform_school"] = code
+        # The call acts for that school: every transaction it opens sets it
         # (ferry.db.engine), and the row-level security policies hold it to that school.
-        call.attrs["school"] = tenant.enter(self._school_id(principal.school))
+        call.attrs["school"] = tenant.enter(school or 0)
+        call.attrs["school_code"] = code
+
+    def _acting_code(self, call: RpcCall, principal: Principal) -> str | None:
+        """The code of the school `call` acts for (None: a platform admin's call that
+        needs none); InvalidArgument or NotFound when it may act for none."""
+        named = call.metadata.get(SCHOOL_HEADER, "").strip()
+        if not principal.platform:
+            if named and named != principal.school:
+                # Exactly what a school that does not exist gets: nothing confirmed.
+                raise NotFound(f"school {named[:64]!r} not found")
+            return principal.school
+        if not named:
+            if call.method.full_name in UNSCHOOLED:
+                return None
+            raise InvalidArgument(
+                f"{SCHOOL_HEADER}: a platform admin names the school each call acts for "
+                f"(metadata {SCHOOL_HEADER}: <school code>; the gateway's X-Ferry-School "
+                "header, the page's school picker)",
+                field=SCHOOL_HEADER,
+            )
+        schools.check_code(named, SCHOOL_HEADER)
+        return named
 
     def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
         token = call.attrs.pop("school", None)
         if token is not None:
             tenant.leave(token)
+            if self.school_label:
+                SCHOOL_CALLS.labels(call.attrs.get("school_code", ""), code.name).inc()
+        if call.attrs.get("platform_school") is not None:
+            self._audit(call, code.name)
+
+    def _audit(self, call: RpcCall, outcome: str) -> None:
+        """The audit line of a platform admin's call: who, which school, which RPC, how
+        it ended."""
+        named = str(call.attrs.get("platform_school", ""))
+        audit.info(
+            "platform admin %s called %s for school %s: %s",
+            call.caller,
+            call.method.full_name,
+            named or "(none)",
+            outcome,
+            extra={
+                "event": "platform_call",
+                "caller": call.caller,
+                "school": named,
+                "method": call.method.full_name,
+                "code": outcome,
+                "peer": call.peer,
+            },
+        )
 
     def _school_id(self, code: str) -> int:
         """The id of school `code`; NotFound when there is none (a token of a school
@@ -103,7 +194,7 @@ class AuthFilter(Filter):
         if found is None:
             try:
                 found = schools.find(self.engine, code, field="sch").id
-            except InvalidArgument:
+            except (InvalidArgument, NotFound):
                 raise NotFound(f"school {code[:64]!r} not found") from None
             self._schools[code] = found
         return found

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from ferry.config import Strict
+from ferry.db import tenant
 from ferry.errors import ResourceExhausted
 from ferry.ratelimit import Limiter
 from ferry.rpc.filters import Filter, FilterPlugin, RpcCall
@@ -56,12 +57,13 @@ class RateLimitFilter(Filter):
             return
         # The token's subject; without auth, the client's address (not its port).
         who = call.caller if call.caller not in ("", "-") else f"peer:{_host(call.peer)}"
-        decision = limiter.hit(who)
+        decision = limiter.hit(f"school:{tenant.school_id()}", who)
         if not decision.allowed:
             spec = self.specs[key]
             raise ResourceExhausted(
                 f"rate limit: at most {spec.limit} {call.method.name} calls per "
-                f"{spec.window_seconds:g}s per caller; retry in {decision.retry_after:.0f}s",
+                f"{spec.window_seconds:g}s per caller and school; "
+                f"retry in {decision.retry_after:.0f}s",
                 retry_after=decision.retry_after,
             )
 
