@@ -4,7 +4,7 @@ show: a page or mail words the reason in its own language from these codes and t
 values (ferry.notify.reasons.IMPORT_WORDS / RECORD_WORDS; tests/merge/test_import_reasons.py
 holds every code here worded in every mail language).
 
-Stored in `imports.error_reason` / `error_metadata` (migration 0016) and, per record
+Stored in `imports.error_reason` / `error_metadata` (migration 0017) and, per record
 error, inside `imports.errors` (code, details); on the wire ImportResult.error_reason /
 error_metadata and RecordError.reason_code / details.
 """
