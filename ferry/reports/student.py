@@ -357,17 +357,34 @@ def class_averages(
         *mine(Grade),
     ]
 
-    def per_enrolment(value: Any) -> Any:
-        return sa.select(sa.func.sum(value)).where(*marks).correlate(Enrollment).scalar_subquery()
-
-    rows = conn.execute(
-        sa.select(
-            Enrollment.course_ref,
-            per_enrolment(Grade.score / Grade.max_score * Grade.weight),
-            per_enrolment(Grade.weight),
+    num = Grade.score / Grade.max_score * Grade.weight
+    if conn.dialect.name == "postgresql":
+        # Both sums from one index lookup per enrolment (LATERAL): two correlated
+        # subqueries read each enrolment's grades twice (10k buffers for a report of five
+        # courses of 250 at the bench scale, 5.6k this way).
+        sums = (
+            sa.select(sa.func.sum(num).label("num"), sa.func.sum(Grade.weight).label("den"))
+            .where(*marks)
+            .correlate(Enrollment)
+            .lateral("sums")
         )
-        .join(Student, Student.id == Enrollment.student_ref)
-        .where(
+        query = (
+            sa.select(Enrollment.course_ref, sums.c.num, sums.c.den)
+            .select_from(Enrollment)
+            .join(sums, sa.true())
+        )
+    else:  # SQLite has no LATERAL
+
+        def per_enrolment(value: Any) -> Any:
+            return (
+                sa.select(sa.func.sum(value)).where(*marks).correlate(Enrollment).scalar_subquery()
+            )
+
+        query = sa.select(
+            Enrollment.course_ref, per_enrolment(num), per_enrolment(Grade.weight)
+        ).select_from(Enrollment)
+    rows = conn.execute(
+        query.join(Student, Student.id == Enrollment.student_ref).where(
             Enrollment.course_ref.in_(course_ids),
             Enrollment.deleted_at.is_(None),
             Student.deleted_at.is_(None),
