@@ -157,6 +157,10 @@ def both(
     return out[True], out[False]
 
 
+def _dsn(name: str) -> str:
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
 def measure(url: str, wd: Path, repeat: int, semester: str = SEMESTER) -> dict[str, Any]:
     base = os.environ.get("FERRY_BENCH_DB", "ferry_bench") + "_tenants"
     paths, students = split(url, semester, wd)
@@ -175,6 +179,13 @@ def measure(url: str, wd: Path, repeat: int, semester: str = SEMESTER) -> dict[s
 
             res["import"].append(both(k, school, on, off, load))
             del events
+        # Steady state, as autovacuum leaves it: statistics for every table in both. A
+        # school's import ANALYZEs only tables it grew by 1,000+ rows (ferry.merge.apply),
+        # and under RLS a table never analyzed is planned as a handful of rows: streams
+        # of the `on` database took minutes in nested loops before this (docs/tenants.md).
+        for db in ("_on", "_off"):
+            with psycopg.connect(_dsn(base + db), autocommit=True) as conn:
+                conn.execute("ANALYZE")
         for r in range(repeat):
             for k, school in enumerate(ids):
 
