@@ -137,8 +137,11 @@ def _tenants(rows: list[Row]) -> Verdict:
     if not found:
         return Verdict(goal, "-", None)
     ratios = {r.what.split(",")[0][len("tenants: "):]: r.metrics["on_off"] for r in found}
+    odd = [r.what.split(",")[0][len("tenants: "):] for r in found if "not_comparable" in r.metrics]
     measured = "; ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
-    return Verdict(goal, measured, len(ratios) == 3 and max(ratios.values()) <= 1.10)
+    if odd:  # one side sent more rows than the other: no ratio to judge
+        measured += f" ({', '.join(odd)}: not comparable, see its row)"
+    return Verdict(goal, measured, not odd and len(ratios) == 3 and max(ratios.values()) <= 1.10)
 
 
 GOALS: list[Callable[[list[Row]], Verdict]] = [
