@@ -33,6 +33,7 @@ from bench import (
     scope_checks,
     semesters,
     stream_session,
+    tenants,
 )
 from bench.common import Row, database_url, existing_records, fresh_database, print_table, save
 from bench.goals import judge, print_goals
@@ -60,6 +61,7 @@ BENCHES: dict[str, Bench] = {
     "scope_probe": scope_checks.probe,
     "oneroster": oneroster.run,
     "plans": plans.run,  # issue 29: plan digests, bases of the three-way merge
+    "tenants": tenants.run,  # issue 26: RLS on vs off, the dataset split across 10 schools
 }
 
 

@@ -131,6 +131,19 @@ def _scaling(rows: list[Row]) -> Verdict:
     return Verdict(goal, "; ".join(measured), met)
 
 
+def _tenants(rows: list[Row]) -> Verdict:
+    goal = "10 schools, RLS on within 10% of off: import, stream, report miss (issue 26)"
+    found = [r for r in rows if r.what.startswith("tenants: ")]
+    if not found:
+        return Verdict(goal, "-", None)
+    ratios = {r.what.split(",")[0][len("tenants: "):]: r.metrics["on_off"] for r in found}
+    odd = [r.what.split(",")[0][len("tenants: "):] for r in found if "not_comparable" in r.metrics]
+    measured = "; ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
+    if odd:  # one side sent more rows than the other: no ratio to judge
+        measured += f" ({', '.join(odd)}: not comparable, see its row)"
+    return Verdict(goal, measured, not odd and len(ratios) == 3 and max(ratios.values()) <= 1.10)
+
+
 GOALS: list[Callable[[list[Row]], Verdict]] = [
     _ratio(
         "ImportSession json into PostgreSQL >= 0.85 of COPY binary",
@@ -154,6 +167,7 @@ GOALS: list[Callable[[list[Row]], Verdict]] = [
     _gateway,
     _notify,
     _scaling,
+    _tenants,
 ]
 
 

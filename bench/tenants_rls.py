@@ -1,5 +1,6 @@
-"""Row-level security on against off for imports (docs/tenants.md; issue 26's goal is
-within 10%). Not part of `make bench` yet; run on its own:
+"""Row-level security on against off for imports into one school (docs/tenants.md; issue
+26's goal is within 10%). `make bench` measures the goal itself with bench.tenants (10
+schools; import, stream, report miss); this one, on its own:
 
     FERRY_BENCH_DB=<yours> python -m bench.tenants_rls [--scale medium] [--rounds 3]
 

@@ -20,6 +20,7 @@ from ferry.db.models import Course, Enrollment, Student
 from ferry.errors import FerryError, InvalidArgument, NotFound
 from ferry.reports import render
 from ferry.reports.engine import File, ReportEngine, check_format
+from ferry.reports.scope import mine
 from ferry.reports.semester import check_language
 from ferry.reports.student import Scope, parse_scope
 from ferry.v1 import reports_pb2 as pb
@@ -47,7 +48,9 @@ def students_of(reports: ReportEngine, req: pb.BulkStudentReportsRequest) -> tup
         with reports.db.connect() as conn:
             found = conn.execute(
                 sa.select(Course.id, Course.semester).where(
-                    Course.course_code == req.course_code, Course.deleted_at.is_(None)
+                    Course.course_code == req.course_code,
+                    Course.deleted_at.is_(None),
+                    *mine(Course),
                 )
             ).first()
             if found is None:
@@ -60,6 +63,7 @@ def students_of(reports: ReportEngine, req: pb.BulkStudentReportsRequest) -> tup
                         Enrollment.course_ref == found.id,
                         Enrollment.deleted_at.is_(None),
                         Student.deleted_at.is_(None),
+                        *mine(Enrollment, Student),
                     )
                     .order_by(Student.student_id)
                     .limit(cap + 1)

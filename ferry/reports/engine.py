@@ -22,6 +22,7 @@ from ferry.cache.report_cache import ReportCache
 from ferry.db.models import Student
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import render, versions
+from ferry.reports.scope import mine
 from ferry.reports.semester import check_language, semester_report
 from ferry.reports.settings import ReportSettings
 from ferry.reports.student import (
@@ -249,7 +250,9 @@ class ReportEngine:
                 return versions.bump_generation(conn)
             sid = check_student_id(student_id)
             known = conn.execute(
-                sa.select(Student.id).where(Student.student_id == sid, Student.deleted_at.is_(None))
+                sa.select(Student.id).where(
+                    Student.student_id == sid, Student.deleted_at.is_(None), *mine(Student)
+                )
             ).first()
             if known is None:
                 raise NotFound(f"student {sid!r} does not exist", field="student_id")

@@ -21,6 +21,7 @@ from ferry.db.models import (
 )
 from ferry.errors import InvalidArgument, NotFound
 from ferry.reports import compute as c
+from ferry.reports.scope import mine
 from ferry.reports.settings import ReportSettings
 from ferry.reports.student import counts_enrolment, scale_pb
 from ferry.reports.words import LANGUAGES, REASONS, SEMESTER_POLICY
@@ -69,7 +70,7 @@ def semester_report(
         raise InvalidArgument("semester is longer than 32 characters", field="semester")
     courses = conn.execute(
         sa.select(Course.id, Course.course_code, Course.title, Course.teacher, Course.credits)
-        .where(Course.semester == semester, Course.deleted_at.is_(None))
+        .where(Course.semester == semester, Course.deleted_at.is_(None), *mine(Course))
         .order_by(Course.course_code)
     ).all()
     if not courses:
@@ -81,6 +82,7 @@ def semester_report(
         Course.deleted_at.is_(None),
         Enrollment.deleted_at.is_(None),
         Student.deleted_at.is_(None),
+        *mine(Course, Enrollment, Student),
     )
 
     def enrolments(*cols: Any) -> Any:
@@ -121,7 +123,7 @@ def semester_report(
             sa.func.sum(sa.case((ok, Grade.weight))),
         )
         .join(Grade, Grade.enrollment_ref == Enrollment.id)
-        .where(live, Grade.deleted_at.is_(None), counts_enrolment())
+        .where(live, Grade.deleted_at.is_(None), counts_enrolment(), *mine(Grade))
         .group_by(Enrollment.course_ref, Enrollment.student_ref, Enrollment.id)
     ):
         if den:
@@ -135,7 +137,7 @@ def semester_report(
             Enrollment.course_ref, Enrollment.student_ref, Attendance.status, sa.func.count()
         )
         .join(Attendance, Attendance.enrollment_ref == Enrollment.id)
-        .where(live, Attendance.deleted_at.is_(None))
+        .where(live, Attendance.deleted_at.is_(None), *mine(Attendance))
         .group_by(Enrollment.course_ref, Enrollment.student_ref, Attendance.status)
     ):
         att_course[cid][status] += int(n)
@@ -144,7 +146,7 @@ def semester_report(
     for sref, day, score in conn.execute(
         enrolments(Enrollment.student_ref, DailyPerformance.date, DailyPerformance.score)
         .join(DailyPerformance, DailyPerformance.enrollment_ref == Enrollment.id)
-        .where(live, DailyPerformance.deleted_at.is_(None))
+        .where(live, DailyPerformance.deleted_at.is_(None), *mine(DailyPerformance))
     ):
         perf[sref].append((day, float(score)))
 
@@ -241,6 +243,7 @@ def semester_report(
                 Highlight.semester == semester,
                 Highlight.deleted_at.is_(None),
                 Student.deleted_at.is_(None),
+                *mine(Highlight, Student),
             )
             .order_by(rank, Highlight.title, Student.student_id)
             .limit(settings.highlights_limit)

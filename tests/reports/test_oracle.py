@@ -141,53 +141,52 @@ def test_every_date_range_report_equals_the_oracle(school: tuple[Engine, Oracle]
             assert shown > 0, (lo, hi)
 
 
+def check_semester(r: pb.SemesterReport, want: dict[str, Any], sem: str) -> None:
+    """Every number of semester report `r` against the oracle's `want`."""
+    got_courses = {c.course_code: c for c in r.courses}
+    assert set(got_courses) >= set(want["courses"]), sem
+    for code, c in got_courses.items():
+        w = want["courses"].get(code)
+        if w is None:  # a live course without a live enrolment
+            assert (c.enrolled, c.withdrawn, c.graded) == (0, 0, 0), (sem, code)
+            continue
+        where = f"{sem} {code}"
+        assert (c.enrolled, c.withdrawn, c.graded) == (
+            w["enrolled"],
+            w["withdrawn"],
+            w["graded"],
+        ), where
+        near(c.average, w["average"], where + " average")
+        assert {d.letter: d.count for d in c.distribution if d.count} == w["distribution"], where
+        near(c.attendance_rate, w["attendance_rate"], where + " attendance")
+        assert c.attendance_days == w["attendance_days"], where
+    assert r.student_count == want["student_count"], sem
+    near(r.average, want["average"], sem + " average")
+    near(r.attendance_rate, want["attendance_rate"], sem + " attendance")
+    assert {d.letter: d.count for d in r.distribution if d.count} == want["distribution"], sem
+    # The top highlights: live ones of live students only, as many as there are up to
+    # the limit.
+    shown = {(h.student_id, h.title) for h in r.highlights}
+    assert shown <= want["highlights"], sem
+    assert len(r.highlights) == min(SETTINGS.highlights_limit, len(want["highlights"]))
+    got_risk = {a.student_id: a for a in r.at_risk}
+    assert set(got_risk) == set(want["at_risk"]), sem
+    for sid, a in got_risk.items():
+        w = want["at_risk"][sid]
+        assert list(a.reasons) == w["reasons"], (sem, sid)
+        assert len(a.reason_texts) == len(a.reasons), (sem, sid)
+        near(a.attendance_rate, w["rate"], f"{sem} {sid} attendance")
+        near(a.trend_per_week, w["slope"], f"{sem} {sid} trend")
+        if w["overall"] is not None:
+            near(a.overall_percent, w["overall"], f"{sem} {sid} overall")
+
+
 def test_every_semester_report_equals_the_oracle(school: tuple[Engine, Oracle]) -> None:
     engine, oracle = school
     assert {EDGE, MOVED_TO} <= set(oracle.semesters)
     with engine.connect() as conn:
         for sem in sorted(oracle.semesters):
-            r = semester_report(conn, SETTINGS, sem)
-            want = oracle.semester(sem)
-            got_courses = {c.course_code: c for c in r.courses}
-            assert set(got_courses) >= set(want["courses"]), sem
-            for code, c in got_courses.items():
-                w = want["courses"].get(code)
-                if w is None:  # a live course without a live enrolment
-                    assert (c.enrolled, c.withdrawn, c.graded) == (0, 0, 0), (sem, code)
-                    continue
-                where = f"{sem} {code}"
-                assert (c.enrolled, c.withdrawn, c.graded) == (
-                    w["enrolled"],
-                    w["withdrawn"],
-                    w["graded"],
-                ), where
-                near(c.average, w["average"], where + " average")
-                assert {d.letter: d.count for d in c.distribution if d.count} == w[
-                    "distribution"
-                ], where
-                near(c.attendance_rate, w["attendance_rate"], where + " attendance")
-                assert c.attendance_days == w["attendance_days"], where
-            assert r.student_count == want["student_count"], sem
-            near(r.average, want["average"], sem + " average")
-            near(r.attendance_rate, want["attendance_rate"], sem + " attendance")
-            assert {d.letter: d.count for d in r.distribution if d.count} == want["distribution"], (
-                sem
-            )
-            # The top highlights: live ones of live students only, as many as there are
-            # up to the limit.
-            shown = {(h.student_id, h.title) for h in r.highlights}
-            assert shown <= want["highlights"], sem
-            assert len(r.highlights) == min(SETTINGS.highlights_limit, len(want["highlights"]))
-            got_risk = {a.student_id: a for a in r.at_risk}
-            assert set(got_risk) == set(want["at_risk"]), sem
-            for sid, a in got_risk.items():
-                w = want["at_risk"][sid]
-                assert list(a.reasons) == w["reasons"], (sem, sid)
-                assert len(a.reason_texts) == len(a.reasons), (sem, sid)
-                near(a.attendance_rate, w["rate"], f"{sem} {sid} attendance")
-                near(a.trend_per_week, w["slope"], f"{sem} {sid} trend")
-                if w["overall"] is not None:
-                    near(a.overall_percent, w["overall"], f"{sem} {sid} overall")
+            check_semester(semester_report(conn, SETTINGS, sem), oracle.semester(sem), sem)
 
 
 def test_the_edge_cases_are_what_they_claim(school: tuple[Engine, Oracle]) -> None:
