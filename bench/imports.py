@@ -314,7 +314,27 @@ def profile(url: str, dsn: str, workdir: Path, out: Path, rate_hz: int = 50) -> 
             for e in SCHOOL.in_order()
         )
     copy_rate = copied / copy_in(_dsn(scratch_database()), files)
-    server = ImportServer(scratch_database(), workdir)
+
+    class Logged(FerryServer):
+        """Keeps the merge's phase timings (ferry.merge.run logs them at DEBUG)."""
+
+        phases: list[str] = []
+
+        def _drain(self) -> None:
+            for line in self.proc.stderr or []:
+                if "ferry.merge" in line:
+                    self.phases.append(line.strip())
+
+    server = Logged(
+        scratch_database(),
+        workdir,
+        services=("import",),
+        env={
+            "FERRY_IMPORTS_MAX_UPLOAD_BYTES": str(4 * 1024**3),
+            "FERRY_IMPORTS_SPOOL_DIR": str(workdir),
+            "FERRY_LOG_LEVEL": "DEBUG",
+        },
+    )
     try:
         spy = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
@@ -332,6 +352,9 @@ def profile(url: str, dsn: str, workdir: Path, out: Path, rate_hz: int = 50) -> 
     n = _created(result)
     print(f"import {n:,} records in {seconds:.1f}s: {n / seconds:,.0f}/s; COPY binary "
           f"{copy_rate:,.0f}/s; ratio {n / seconds / copy_rate:.2f}")  # fmt: skip
+    print("\n## phases (ferry.merge.run, DEBUG)")
+    for line in Logged.phases:
+        print(line[:200])
     summarize(out)
 
 
@@ -347,8 +370,7 @@ def summarize(path: Path, top: int = 30) -> None:
         stack, _, count = line.rpartition(" ")
         # "function (file:line)": lines of one function count together
         frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
-        thread, frames = frames[0], frames[1:]
-        thread = thread.split("(")[0].strip() or thread
+        thread, frames = frames[0].rpartition(": ")[2], frames[1:]  # "thread (id): name"
         n = int(count)
         threads[thread] += n
         for f in set(frames):
