@@ -2,7 +2,7 @@
 
 Beside them, the tar.gz writer's choices (gzip level, deflate on a thread or inline,
 bytes per compressor call) measured in this process on the same semester
-(`targz_variants`; what was chosen and why: bench/README.md).
+(`targz_variants`; what was chosen and why: ferry/bundle/formats/targz.py's docstring).
 
 A real `ferry serve export` process writes the bundle file; the client in this process
 receives its FileChunks and checks the final sha256. The baseline reads the same rows

@@ -19,9 +19,31 @@ tar reader reads it.
 Reading is streaming and refuses unsafe archives: paths with "..", absolute paths, links
 and devices, unknown members, too many members, oversize or over-compressed data.
 
-Choices measured (bench/bundle.py `targz_variants`, figures in bench/README.md):
-the gzip level, deflating on a thread or inline after the read, and how many bytes each
-call to the compressor gets.
+Choices, measured by bench/bundle.py (`targz_variants`: the writer in-process on the bench
+semester, 929,406 records, the way DownloadSession drives it, each beside a raw cursor read
+of the same rows run just before it; `FERRY_BENCH_DB=ferry_bench_issue27 python -m bench
+--only bundle --reuse --repeat 3`, one run of each on a 2-core machine shared with four
+other sessions, load average 13 to 14; ratios to the raw read):
+
+| writer | records/s | ratio | file |
+|---|---|---|---|
+| level 1, deflate on a thread, 1 MiB per call (chosen) | 13,621 | 0.57 | 30 MB |
+| level 1, thread, 4 MiB per call | 18,238 | 0.57 | 30 MB |
+| level 1, thread, 64 KiB per call | 15,788 | 0.45 | 30 MB |
+| level 1, inline (one thread) | 16,279 | 0.49 | 30 MB |
+| level 6, thread | 13,114 | 0.39 | 23 MB |
+| level 6, inline | 11,978 | 0.41 | 23 MB |
+| before: spool all, then gzip 1 after the read | 15,611 | 0.35 | 30 MB |
+| before, gzip 6 | 16,982 | 0.42 | 23 MB |
+
+The raw read itself moved between 24,000 and 44,000/s from one variant to the next, so
+only the ratios are compared, and only coarsely: level 1 over 6 (as before: the file is a
+third larger, 8.6:1 against 11.2:1 of 262 MB of JSON lines), the thread over inline and
+over the previous spool-then-gzip, 1 MiB per call (4 MiB did no better and holds four
+times the memory in the queue). The thread pays only when a core is free: on this
+machine, with every core taken by other sessions, the DownloadSession tar.gz row stayed
+at 0.45 of the raw read (0.50 in the previous closing note, also loaded), short of 0.75.
+The jsonl writer of the same lines without compression ran 22,833/s in the same run.
 """
 
 from __future__ import annotations
@@ -52,7 +74,7 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # level 1 37 MB/s at 7.9:1, level 3 33 MB/s at 8.6:1, level 6 12 MB/s at 10.4:1 (tarfile's
 # 9 is slower still). Level 1: three times the speed for a file a third larger, and gzip
 # was over half of a tar.gz DownloadSession's time at level 6 (0.39 of the raw read).
-# Re-measured with the whole DownloadSession in bench/bundle.py (bench/README.md).
+# Re-measured in issue 27's third pass: see the module docstring.
 GZIP_LEVEL = 1
 # Deflate on a thread of its own while the records are read (True) or in the writer's
 # thread (False); and the uncompressed bytes gathered per compressor call.
