@@ -1,5 +1,9 @@
 """Semester bundles through DownloadSession vs a psycopg server-side cursor read.
 
+Beside them, the tar.gz writer's choices (gzip level, deflate on a thread or inline,
+bytes per compressor call) measured in this process on the same semester
+(`targz_variants`; what was chosen and why: ferry/bundle/formats/targz.py's docstring).
+
 A real `ferry serve export` process writes the bundle file; the client in this process
 receives its FileChunks and checks the final sha256. The baseline reads the same rows
 with the same SQL through psycopg named cursors into tuples (bench.stream_session). Peak
@@ -10,8 +14,14 @@ the bench database in which nine courses in ten were moved to another semester.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import os
+import time
+from collections.abc import Generator
+from contextlib import closing
 from pathlib import Path
+from typing import IO, Any, cast
 
 import grpc
 import psycopg
@@ -19,13 +29,29 @@ import psycopg
 from bench.common import PG_ADMIN, Row, Timing, point, rate, vm_hwm_mb
 from bench.server import FerryServer
 from bench.stream_session import raw_cursor_rows
+from ferry.bundle.events import session_events
+from ferry.bundle.formats.base import Event
+from ferry.bundle.formats.jsonl import JsonlBundle
+from ferry.bundle.formats.targz import FEED_BYTES, GZIP_LEVEL, TarGzBundle
+from ferry.bundle.pipe import chunks
+from ferry.bundle.scan import SessionRequest
 from ferry.bundle.semesters import recount
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
 from ferry.v1 import export_pb2, export_pb2_grpc
 
 SEMESTER = "2026-fall"
-SCRATCH = "ferry_bench_bundle_small"
+# Named after FERRY_BENCH_DB, so two runs on one server never drop each other's copy.
+SCRATCH = os.environ.get("FERRY_BENCH_DB", "ferry_bench") + "_bundle_small"
+# tar.gz writer variants measured in this process (targz_variants): the default first.
+TARGZ_VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    (f"level {GZIP_LEVEL}, deflate on a thread, {FEED_BYTES // 1024} KiB per call", {}),
+    (f"level {GZIP_LEVEL}, inline (one thread)", {"threaded": False}),
+    ("level 6, deflate on a thread", {"level": 6}),
+    ("level 6, inline", {"level": 6, "threaded": False}),
+    ("level 1, thread, 64 KiB per call", {"feed_bytes": 64 * 1024}),
+    ("level 1, thread, 4 MiB per call", {"feed_bytes": 4 * 1024 * 1024}),
+]
 
 
 def download(port: int, token: str, semester: str, fmt: str) -> int:
@@ -96,13 +122,134 @@ def _serve(
     return out, rss
 
 
+class SpoolThenGzip:
+    """The tar.gz writer before issue 27's third pass (kept here as the `before` of the
+    variants): every member spooled uncompressed while the records are read, then gzip
+    (level `level`, the writer's thread) over the whole tar after the read."""
+
+    def __init__(self, level: int = GZIP_LEVEL) -> None:
+        self.level = level
+
+    def write(self, events: Any, out: IO[bytes]) -> None:
+        import gzip
+        import io
+        import tarfile
+        import tempfile
+
+        import orjson
+
+        from ferry.bundle.formats.base import Batch
+        from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
+
+        enc = Encoder()
+        it = iter(events)
+        header = enc.start(next(it, None))
+        spools: dict[str, tuple[Any, Any]] = {}
+        try:
+            for event in it:
+                if not isinstance(event, Batch):
+                    break
+                encoded = [orjson.dumps(r, option=DIGEST_OPTS) for r in event.records]
+                enc.batch(event, b",".join(encoded))
+                if event.entity not in spools:
+                    spool = tempfile.SpooledTemporaryFile(4 * 1024 * 1024)  # noqa: SIM115
+                    spools[event.entity] = (spool, hashlib.sha256())
+                f, h = spools[event.entity]
+                data = b"".join(r + b"\n" for r in encoded)
+                f.write(data)
+                h.update(data)
+            members = []
+            for entity in enc.order():
+                f, h = spools.get(entity) or (io.BytesIO(), hashlib.sha256())
+                members.append({"name": f"{entity}.jsonl", "entity": entity,
+                                "records": enc.counts.get(entity, 0), "bytes": f.tell(),
+                                "sha256": h.hexdigest()})  # fmt: skip
+            manifest = {"format_version": header.metadata.format_version,
+                        "metadata": metadata_dict(header), "members": members,
+                        **enc.trailer()}  # fmt: skip
+            mtime = int(header.metadata.exported_at.seconds) or int(time.time())
+
+            def add(tar: Any, name: str, f: Any, size: int) -> None:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = size, mtime, 0o644
+                tar.addfile(info, f)
+
+            with (
+                gzip.GzipFile(fileobj=out, mode="wb", compresslevel=self.level, mtime=mtime) as gz,
+                tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+            ):
+                body = orjson.dumps(manifest, option=JSON_OPTS | orjson.OPT_INDENT_2)
+                add(tar, "manifest.json", io.BytesIO(body), len(body))
+                for m in members:
+                    f = spools[m["entity"]][0] if m["entity"] in spools else io.BytesIO()
+                    f.seek(0)
+                    add(tar, m["name"], f, m["bytes"])
+        finally:
+            for f, _ in spools.values():
+                f.close()
+
+
+def _write_rate(url: str, writer: Any) -> tuple[float, int]:
+    """(seconds, bytes) of the bench semester's bundle written by `writer` the
+    way DownloadSession does (session_events, a writer thread, 1 MiB pieces), in this
+    process, without gRPC."""
+    engine = make_engine(url)
+    req = SessionRequest(semester=SEMESTER, batch_size=2000)
+    now = dt.datetime.now(dt.UTC)
+    counted = 0
+
+    def write(out: IO[bytes]) -> None:
+        with closing(cast(Generator[Event], session_events(engine, SCHOOL, req, now))) as ev:
+            writer.write(ev, out)
+
+    t = time.perf_counter()
+    for piece in chunks(write):
+        counted += len(piece)
+    seconds = time.perf_counter() - t
+    engine.dispose()
+    return seconds, counted
+
+
+def targz_variants(url: str, dsn: str, n: int) -> list[Row]:
+    """The tar.gz writer's choices measured on the bench semester in this process: gzip
+    level 1 vs 6, deflating on a thread vs inline, bytes per compressor call; beside
+    jsonl (the same lines, no compression) and the raw read, interleaved."""
+    base = "psycopg server-side cursor -> tuples (same SQL)"
+    out: list[Row] = []
+    raw_rates: list[float] = []
+    jsonl_s, jsonl_bytes = 0.0, 0
+    variants: list[tuple[str, Any]] = [(x, TarGzBundle(None, **kw)) for x, kw in TARGZ_VARIANTS]
+    variants.insert(1, (f"before: spool, then gzip {GZIP_LEVEL} after the read", SpoolThenGzip()))
+    variants.append(("before, at level 6", SpoolThenGzip(6)))
+    for label, writer in variants:
+        t = time.perf_counter()
+        raw_cursor_rows(dsn, SEMESTER)
+        raw_rates.append(n / (time.perf_counter() - t))
+        seconds, size = _write_rate(url, writer)
+        if not jsonl_s:
+            jsonl_s, jsonl_bytes = _write_rate(url, JsonlBundle())
+        out.append(
+            Row(
+                f"tar.gz writer in-process, {label}",
+                n,
+                n / seconds,
+                base,
+                raw_rates[-1],
+                0.0,
+                f"{size / 1e6:,.0f} MB ({jsonl_bytes / max(size, 1):.1f}:1); jsonl writer "
+                f"{n / jsonl_s:,.0f}/s ({jsonl_bytes / 1e6:,.0f} MB) (1 run)",
+            )
+        )
+    return out
+
+
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     """json bundle of the whole bench semester vs the raw cursor, the other formats once,
     and the server's peak RSS for a ~100k and the ~1M semester (json, own processes)."""
     base = "psycopg server-side cursor -> tuples (same SQL)"
     n, raw = rate(lambda: raw_cursor_rows(dsn, SEMESTER), repeat)
     json_big, rss_big = _serve(url, workdir, n, [("json", repeat)])
-    others, rss_others = _serve(url, workdir, n, [("jsonl", 1), ("tar.gz", 1)])
+    others, rss_others = _serve(url, workdir, n, [("jsonl", repeat), ("tar.gz", repeat)])
     small_url, small_dsn = scratch_copy(url)
     try:
         n_small, raw_small = rate(lambda: raw_cursor_rows(small_dsn, SEMESTER), 1)
@@ -137,13 +284,18 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
     for fmt, (timing, size) in others.items():
         rows.append(
             Row(
-                f"DownloadSession {fmt} bundle, semester {SEMESTER} (1 run)",
+                f"DownloadSession {fmt} bundle, semester {SEMESTER}",
                 n,
                 timing.median,
                 base,
                 raw.median,
                 rss_others,
-                f"{size / 1e6:,.0f} MB file; RSS over jsonl + tar.gz",
+                "; ".join(
+                    [
+                        *[x for x in (timing.spread_note(), raw.spread_note()) if x],
+                        f"{size / 1e6:,.0f} MB file; RSS over jsonl + tar.gz",
+                    ]
+                ),
             )
         )
     timing, size = json_small["json"]
@@ -170,4 +322,5 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             f"{size / 1e6:,.0f} MB file",
         )
     )
+    rows += targz_variants(url, dsn, n)
     return rows

@@ -296,3 +296,108 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
 
         rows.append(imports_csv.run(workdir, repeat))
     return rows
+
+
+def profile(url: str, dsn: str, workdir: Path, out: Path, rate_hz: int = 50) -> None:
+    """One json ImportSession of the bench semester into an empty database with py-spy
+    (the `bench` extra) recording the server: collapsed stacks in `out`, then the time
+    per frame (inclusive and own) printed, beside one COPY of the same rows."""
+    import subprocess
+    import sys
+
+    full = workdir / "bundle.json"
+    export_bundle(url, full)
+    files = dump_tables(dsn, workdir)
+    with psycopg.connect(dsn) as conn:
+        copied = sum(
+            conn.execute(f'SELECT count(*) FROM "{e.table.name}"').fetchone()[0]  # type: ignore[index]
+            for e in SCHOOL.in_order()
+        )
+    copy_rate = copied / copy_in(_dsn(scratch_database()), files)
+
+    class Logged(FerryServer):
+        """Keeps the merge's phase timings (ferry.merge.run logs them at DEBUG)."""
+
+        phases: list[str] = []
+
+        def _drain(self) -> None:
+            for line in self.proc.stderr or []:
+                if "ferry.merge" in line:
+                    self.phases.append(line.strip())
+
+    server = Logged(
+        scratch_database(),
+        workdir,
+        services=("import",),
+        env={
+            "FERRY_IMPORTS_MAX_UPLOAD_BYTES": str(4 * 1024**3),
+            "FERRY_IMPORTS_SPOOL_DIR": str(workdir),
+            "FERRY_LOG_LEVEL": "DEBUG",
+        },
+    )
+    try:
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+             str(server.proc.pid), "--rate", str(rate_hz), "--format", "raw", "--threads",
+             "--output", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(1.0)  # attached
+        result, seconds = upload(server, full)
+        spy.send_signal(2)  # SIGINT: py-spy writes what it recorded
+        spy.wait(60)
+    finally:
+        server.stop()
+    n = _created(result)
+    print(f"import {n:,} records in {seconds:.1f}s: {n / seconds:,.0f}/s; COPY binary "
+          f"{copy_rate:,.0f}/s; ratio {n / seconds / copy_rate:.2f}")  # fmt: skip
+    print("\n## phases (ferry.merge.run, DEBUG)")
+    for line in Logged.phases:
+        print(line[:200])
+    summarize(out)
+
+
+def summarize(path: Path, top: int = 30) -> None:
+    """Per thread, the frames that held the most samples: inclusive and own."""
+    import re
+    from collections import Counter
+
+    threads: Counter[str] = Counter()
+    inclusive: Counter[tuple[str, str]] = Counter()
+    own: Counter[tuple[str, str]] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        # "function (file:line)": lines of one function count together
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        thread, frames = frames[0].rpartition(": ")[2], frames[1:]  # "thread (id): name"
+        n = int(count)
+        threads[thread] += n
+        for f in set(frames):
+            inclusive[(thread, f)] += n
+        if frames:
+            own[(thread, frames[-1])] += n
+    total = sum(threads.values())
+    print(f"{total} samples; by thread: " + ", ".join(f"{t} {c}" for t, c in threads.most_common()))
+    for title, table in (("inclusive", inclusive), ("own", own)):
+        print(f"\n## {title}")
+        for (thread, frame), c in table.most_common(top):
+            print(f"{100 * c / total:5.1f}%  {thread[:24]:24}  {frame[:120]}")
+
+
+if __name__ == "__main__":
+    import argparse
+    import tempfile
+
+    from bench.common import database_url
+
+    parser = argparse.ArgumentParser(description="py-spy profile of the 1M json import")
+    parser.add_argument("--output", default="import-profile.txt")
+    parser.add_argument("--summarize", action="store_true", help="only summarize --output")
+    args = parser.parse_args()
+    if args.summarize:
+        summarize(Path(args.output))
+    else:
+        bench_url = database_url(os.environ.get("FERRY_BENCH_DB", "ferry_bench"))
+        with tempfile.TemporaryDirectory(prefix="ferry-bench-profile-") as tmp:
+            profile(bench_url, _dsn(bench_url), Path(tmp), Path(args.output).resolve())

@@ -119,8 +119,13 @@ class Relay:
         self.controller.stop()
 
 
+# Each row's own outbox database, named after FERRY_BENCH_DB so runs side by side on one
+# server never drop each other's.
+PREFIX = os.environ.get("FERRY_BENCH_DB", "ferry_bench")
+
+
 def _fresh(name: str) -> str:
-    url = fresh_database(name)
+    url = fresh_database(name.replace("ferry_bench", PREFIX, 1))
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
@@ -354,6 +359,9 @@ def log_rows(workdir: Path) -> list[Row]:
 
 SINK_CONNECTIONS = 8  # as many as two replicas of 4 workers open
 REMOTE_DELAY = 0.02
+# notify.sends_per_worker values tried with the remote relay (1 replica): the default is
+# chosen from these (ferry/notify/README.md).
+WIDTHS = (1, 2, 4, 8)
 
 
 def _sink_client(port: int, n: int, k: int, ready: Any, go: Any) -> None:
@@ -474,17 +482,33 @@ def replica_rows(workdir: Path) -> list[Row]:
         relay.delay = REMOTE_DELAY
         remote: dict[int, float] = {}
         remote_dupes: dict[int, int] = {}
-        for n in (1, 2):
+        remote_cpu: dict[int, str] = {}
+
+        def remote_run(n: int, env: dict[str, str]) -> tuple[float, int, str]:
             url = _fresh(f"ferry_bench_notify_replicas_{n}")
-            with _servers(url, workdir, n, _smtp_env(relay)):
+            with _servers(url, workdir, n, {**_smtp_env(relay), **env}) as servers:
                 relay.reset()
                 time.sleep(0.5)
+                mine = _cpu_of([s.proc.pid for s in servers])
+                pg = _cpu_of(_backends(url))
                 t = time.perf_counter()
                 _bulk_queue(url, MAILS, "smtp")
-                remote[n] = MAILS / (relay.wait(MAILS) - t)
+                got = MAILS / (relay.wait(MAILS) - t)
+                mine_end, pg_end = _cpu_of(list(mine)), _cpu_of(list(pg))
                 time.sleep(1.0)
-                remote_dupes[n] = relay.count - len(set(relay.ids))
+                notify_ms = [1000 * (mine_end[p] - mine[p]) / MAILS for p in mine_end]
+                pg_ms = 1000 * sum(pg_end[p] - pg[p] for p in pg_end) / MAILS
+                spent = f"notify {' + '.join(f'{x:.2f}' for x in notify_ms)}, PG {pg_ms:.2f}"
+                return got, relay.count - len(set(relay.ids)), spent
+
+        # The width sweep first (1 replica), then 1 and 2 replicas at the default width.
+        widths: dict[int, float] = {}
+        for w in WIDTHS:
+            widths[w], _, _ = remote_run(1, {"FERRY_NOTIFY_SENDS_PER_WORKER": str(w)})
+        for n in (1, 2):
+            remote[n], remote_dupes[n], remote_cpu[n] = remote_run(n, {})
         relay.delay = 0.0
+        load = os.getloadavg()[0]
         return [
             Row(
                 f"2 notify replicas on one PostgreSQL outbox vs 1 (Ferry vs itself), {MAILS:,} "
@@ -516,7 +540,21 @@ def replica_rows(workdir: Path) -> list[Row]:
                 "1 notify replica, same outbox and relay",
                 remote[1],
                 0.0,
-                f"duplicates: {remote_dupes[2]} (2 replicas), {remote_dupes[1]} (1) (1 run)",
+                f"{remote[1]:,.0f}/s with 1 replica; duplicates: {remote_dupes[2]} (2 replicas), "
+                f"{remote_dupes[1]} (1); CPU ms per mail: {remote_cpu[1]} (1 replica); "
+                f"{remote_cpu[2]} (2); load average {load:.1f} on {os.cpu_count()} cores (1 run)",
+            ),
+            Row(
+                f"1 notify replica, {REMOTE_DELAY * 1000:.0f} ms relay, notify.sends_per_worker "
+                f"{max(WIDTHS)} vs 1, {MAILS:,} mails",
+                MAILS,
+                widths[max(WIDTHS)],
+                "sends_per_worker 1 (one mail at a time per worker)",
+                widths[1],
+                0.0,
+                "mails/s by sends_per_worker: "
+                + ", ".join(f"{w}: {v:,.0f}" for w, v in widths.items())
+                + " (4 workers, 1 run each)",
             ),
         ]
     finally:

@@ -491,6 +491,11 @@ class NotifySettings(Strict):
     workers: int = Field(2, ge=0, le=64)
     # Rows one worker claims at once (mail to one relay reuses one connection).
     batch_size: int = Field(20, ge=1, le=1000)
+    # Deliveries one worker has in flight at once, each on its own relay connection (smtp)
+    # or request (webhook); 1: one after the other. A SIGKILL resends at most these. The
+    # default is measured (bench/notify.py, relay taking 20 ms per mail; docs in
+    # ferry/notify/README.md).
+    sends_per_worker: int = Field(4, ge=1, le=64)
     # How often an idle worker looks for rows queued by other replicas.
     poll_seconds: float = Field(2.0, gt=0)
     # A worker woken by a Send in this process waits this long first, so the Sends

@@ -379,12 +379,15 @@ def run_import(
             # changed (import_changes rows of outcome.id; outcome.semester): anything
             # that must change with the data (data versions) goes right here.
             # Report cache keys change with this commit.
-            bump_for_import(conn, outcome.id, created=False)
+            with _timed("report versions"):
+                bump_for_import(conn, outcome.id, created=False)
             # ListSemesters' counts of the semesters it changed.
-            semesters.recount(conn, ds, touched_by(conn, ds, outcome.id))
+            with _timed("semester counts"):
+                semesters.recount(conn, ds, touched_by(conn, ds, outcome.id))
             announce.recorded(conn, outcome)  # its notification commits with it
             threeway.importing(conn, False)
-            conn.commit()
+            with _timed("commit"):
+                conn.commit()
     except BaseException as exc:
         conn.rollback()
         with suppress(Exception):  # nothing of the plan file is kept

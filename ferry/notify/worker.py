@@ -3,7 +3,10 @@
 Each worker claims a batch of due rows with a lease (ferry.notify.store.claim), hands each
 channel its share, settles each delivered row as soon as its relay accepted it (so a
 worker killed at any moment resends at most the mail in flight), and the other outcomes
-with the batch. A Send in this
+with the batch. A worker keeps up to `notify.sends_per_worker` deliveries in flight at
+once on channels that wait for the other side (smtp, webhook: `concurrent = True`), each
+on a thread of its own pool with its own relay connection; it settles each as it
+completes, so a SIGKILL resends at most those in flight. A Send in this
 process wakes a worker at once; other replicas find new rows when they poll. A worker
 that dies leaves its rows leased; once the lease ends any replica takes them again, so
 pending and abandoned rows are delivered after a restart.
@@ -17,7 +20,8 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from ferry.app import App
@@ -45,6 +49,9 @@ class Workers:
         self._threads: list[threading.Thread] = []
         self._depth_at = 0.0
         self._turn = 0  # the school a claim starts with, so no school starves the others
+        # Each worker's senders (sends_per_worker > 1), kept for its life so each sending
+        # thread keeps its relay connection across batches.
+        self._pools: dict[str, ThreadPoolExecutor] = {}
 
     def start(self) -> None:
         for i in range(self.settings.workers):
@@ -64,6 +71,22 @@ class Workers:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+        with self._cond:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False)
+
+    def _pool(self, worker_id: str) -> ThreadPoolExecutor | None:
+        """`worker_id`'s senders; None when it sends one at a time."""
+        width = self.settings.sends_per_worker
+        if width <= 1:
+            return None
+        with self._cond:
+            pool = self._pools.get(worker_id)
+            if pool is None:
+                name = f"notify-send-{worker_id.rsplit('/', 1)[-1]}"
+                pool = self._pools[worker_id] = ThreadPoolExecutor(width, name)
+            return pool
 
     def wake(self) -> None:
         """Wake one idle worker (rows were queued in this process)."""
@@ -147,30 +170,50 @@ class Workers:
         # The lease is renewed while the batch is worked through, so a slow relay never lets
         # it run out under our feet (another replica would then send the same rows).
         renewed = time.monotonic()
-        todo = [d for ds in groups.values() for d in ds]
+        todo = deque(d for ds in groups.values() for d in ds)
         lost: set[int] = set()
         # A delivered row is settled at once (see store.SentSettler): a SIGKILL at any
-        # moment resends at most the one mail in flight, not the batch.
+        # moment resends at most the mails in flight (sends_per_worker), not the batch.
         early: list[store.Settled] = []
         settler = store.SentSettler(self.app.engine, worker_id)
+        pool = self._pool(worker_id)
+        width = s.sends_per_worker if pool is not None else 1
+        flying: dict[Future[Outcome], Delivery] = {}
+
+        def finish(d: Delivery, out: Outcome) -> None:
+            if out.status == SENT and getattr(channels[d.channel], "settle_each", True):
+                done_now = settler.sent(d)
+                if done_now is not None:
+                    early.append(done_now)
+            else:
+                results.append((d, out))
+
+        finished = False
         try:
-            for i, d in enumerate(todo):
+            while todo or flying:
                 if time.monotonic() - renewed > s.lease_seconds / 3:
-                    rest = [x.row_id for x in todo[i:]]
+                    rest = [x.row_id for x in (*flying.values(), *todo)]
                     held = store.renew(self.app.engine, worker_id, rest, s.lease_seconds)
                     lost |= set(rest) - held
                     renewed = time.monotonic()
-                if d.row_id in lost:
-                    continue
-                channel = channels[d.channel]
-                out = self._send(channel, d)
-                if out.status == SENT and getattr(channel, "settle_each", True):
-                    done_now = settler.sent(d)
-                    if done_now is not None:
-                        early.append(done_now)
-                    continue
-                results.append((d, out))
+                while todo and len(flying) < width:
+                    d = todo.popleft()
+                    if d.row_id in lost:
+                        continue
+                    channel = channels[d.channel]
+                    if pool is None or not getattr(channel, "concurrent", False):
+                        finish(d, self._send(channel, d))  # here, one at a time
+                        break  # the lease is looked at between any two sends
+                    flying[pool.submit(self._send, channel, d)] = d
+                if flying:
+                    left = s.lease_seconds / 3 - (time.monotonic() - renewed)
+                    ready, _ = wait(list(flying), max(left, 0.0), FIRST_COMPLETED)
+                    for f in ready:
+                        finish(flying.pop(f), f.result())
+            finished = True
         finally:
+            if not finished:  # an error (the database): let the sends end before the next
+                wait(list(flying))  # batch; unsettled rows go again once their lease ends
             settler.close()
         later = store.settle(self.app.engine, worker_id, results, s) if results else []
         for done in [*early, *later]:

@@ -161,7 +161,10 @@ def test_one_of_two_recipients_refused(notify_app: Callable[..., App], smtp: Smt
 
 
 def test_connection_is_reused(notify_app: Callable[..., App], smtp: SmtpServer) -> None:
-    app = notify_app(smtp_port=smtp.port, FERRY_NOTIFY_WORKERS="1")
+    # One send at a time: one connection (several senders: see test_notify_concurrency).
+    app = notify_app(
+        smtp_port=smtp.port, FERRY_NOTIFY_WORKERS="1", FERRY_NOTIFY_SENDS_PER_WORKER="1"
+    )
     with serving(app) as (_srv, c):
         ids = [
             c.send(

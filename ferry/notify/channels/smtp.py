@@ -10,7 +10,8 @@
   after an unclear outcome (a crash between the relay's 250 and our commit) is the same
   message and a receiver can drop the copy.
 - Reply codes decide: 4xx and connection trouble are retried, 5xx fails that recipient
-  only. One connection per worker thread is reused across messages and batches.
+  only. One connection per sending thread (a worker's, or each of its
+  `notify.sends_per_worker` senders) is reused across messages and batches.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def _split(recipient: str) -> tuple[str, str]:
 
 class SmtpChannel:
     name = "smtp"
+    # Deliveries may run on several threads at once (notify.sends_per_worker): each thread
+    # has its own relay connection (threading.local), reused across its messages.
+    concurrent = True
     settings_model: ClassVar[type[Strict]] = SmtpSettings
 
     def __init__(self, app: Any) -> None:

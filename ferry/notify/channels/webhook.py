@@ -68,6 +68,9 @@ def retry_after(value: str | None, now: dt.datetime | None = None) -> float | No
 
 class WebhookChannel:
     name = "webhook"
+    # Deliveries may run on several threads at once (notify.sends_per_worker): one
+    # httpx.Client (thread-safe, pooled connections) serves them all.
+    concurrent = True
     settings_model: ClassVar[type[Strict]] = WebhookSettings
 
     def __init__(self, app: Any) -> None:
