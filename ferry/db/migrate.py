@@ -55,9 +55,31 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
         command.upgrade(cfg, revision)
 
 
+# Revisions whose way down would put several schools' rows into one (each refuses in its
+# own downgrade too, when run alone).
+ONE_SCHOOL_BELOW = frozenset({"0013", "0015", "0016"})
+
+
 def downgrade(engine: Engine, revision: str) -> None:
-    """Take the database schema back to `revision` (operators repairing a release)."""
+    """Take the database schema back to `revision` (operators repairing a release).
+
+    A way down through a revision that cannot hold several schools is refused while
+    several exist, before any step runs: SQLite rebuilds tables outside its transaction,
+    so a refusal by a later step would leave an earlier step's rebuild half-done."""
     cfg = _config()
+    now = current(engine)
+    if now is not None:
+        steps = ScriptDirectory.from_config(cfg).iterate_revisions(now, revision)
+        crossed = sorted(ONE_SCHOOL_BELOW & {s.revision for s in steps})
+        if crossed:
+            with engine.connect() as conn:
+                schools = conn.exec_driver_sql("SELECT count(*) FROM schools").scalar_one()
+            if schools > 1:
+                raise RuntimeError(
+                    f"this database holds {schools} schools; going back past revision "
+                    f"{crossed[-1]} would put their rows into one: remove the other schools "
+                    "first"
+                )
     with _migrating(engine) as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
