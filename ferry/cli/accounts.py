@@ -251,8 +251,7 @@ def _local_token(ctx: click.Context, role: str, subject: str, seconds: int) -> N
         with acting_for_named(app):  # an unknown school: named, exit 2
             pass
     try:
-        extra = {"school": code} if code else {}
-        issued = issuing.create_token(app, parse_role(role), subject, seconds, who, **extra)
+        issued = issuing.create_token(app, parse_role(role), subject, seconds, who, school=code)
     except KeyFileError as e:
         raise click.ClickException(f"--local needs the private key: {e}") from None
     except FerryError as e:
