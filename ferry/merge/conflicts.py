@@ -42,7 +42,7 @@ from ferry.merge.model import (
 )
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import q
-from ferry.reports.versions import bump_for_import, touched_by
+from ferry.reports.versions import bump_and_touched
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +310,8 @@ def resolve_conflicts(
         outcome.duration_seconds = time.perf_counter() - clock
         store.update(conn, outcome, claim_key=False)
         if written:
-            bump_for_import(conn, outcome.id, created=False)
-            semesters.recount(conn, ds, touched_by(conn, ds, outcome.id))
+            _, touched = bump_and_touched(conn, ds, outcome.id, created=False)
+            semesters.recount(conn, ds, touched)
         threeway.importing(conn, False)
         conn.commit()
     log.info(

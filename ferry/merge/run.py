@@ -64,7 +64,7 @@ from ferry.merge.pipeline import STATISTICS_TARGET, Staging
 from ferry.merge.planfile import PlanRecords
 from ferry.merge.shape import Shape, build_shapes
 from ferry.merge.stagetables import drop_tables
-from ferry.reports.versions import bump_for_import, touched_by
+from ferry.reports.versions import bump_and_touched
 
 log = logging.getLogger(__name__)
 
@@ -379,11 +379,11 @@ def run_import(
             # changed (import_changes rows of outcome.id; outcome.semester): anything
             # that must change with the data (data versions) goes right here.
             # Report cache keys change with this commit.
+            # ListSemesters' counts of the semesters it changed, too.
             with _timed("report versions"):
-                bump_for_import(conn, outcome.id, created=False)
-            # ListSemesters' counts of the semesters it changed.
+                _, touched = bump_and_touched(conn, ds, outcome.id, created=False)
             with _timed("semester counts"):
-                semesters.recount(conn, ds, touched_by(conn, ds, outcome.id))
+                semesters.recount(conn, ds, touched)
             announce.recorded(conn, outcome)  # its notification commits with it
             threeway.importing(conn, False)
             with _timed("commit"):

@@ -29,7 +29,7 @@ from ferry.merge import links, renames, store, threeway
 from ferry.merge.model import ImportOutcome, Status
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import differs, key_lookup, q
-from ferry.reports.versions import bump_for_import, touched_by
+from ferry.reports.versions import bump_and_touched
 
 log = logging.getLogger(__name__)
 MAX_NAMED = 10
@@ -72,8 +72,7 @@ def undo_import(
                     field="import_id",
                 )
         # Before created rows go: they name the students.
-        bump_for_import(conn, import_id, created=True)
-        touched = touched_by(conn, ds, import_id)  # asked before rows go back
+        _, touched = bump_and_touched(conn, ds, import_id, created=True)  # rows not back yet
         entities = ds.in_order()
         params = {"iid": import_id}
         for e in entities:
