@@ -152,9 +152,9 @@ def backup_restore(
 
 def _create_all(app: App, target: Path, format_: str, dataset: str) -> None:
     """`backup create --all-schools`: platform work on the database directly."""
-    from ferry.bundle.allschools import write_all
     from ferry.db.engine import make_engine
     from ferry.errors import FerryError
+    from ferry.imports.allschools import write_all
 
     if school_named():
         raise click.UsageError("--all-schools takes every school: leave --school out")
@@ -173,9 +173,9 @@ def _create_all(app: App, target: Path, format_: str, dataset: str) -> None:
 
 def _restore_all(app: App, source: Path, dry_run: bool) -> None:
     """`backup restore --all-schools FILE`: each school on the app role, acting for it."""
-    from ferry.bundle.allschools import restore_all
     from ferry.db.engine import make_engine
     from ferry.errors import FerryError
+    from ferry.imports.allschools import restore_all
     from ferry.merge import Status
 
     platform = make_engine(app.settings.platform_database_url())
@@ -234,7 +234,7 @@ def run_backup_schedule(
         _create_all(app, part, schedule.bundle_format, "")
         extension = "tar.gz"
         size = part.stat().st_size
-        from ferry.bundle.allschools import sha256_of
+        from ferry.imports.allschools import sha256_of
 
         got_sha = sha256_of(part)
     else:

@@ -29,6 +29,7 @@ from ferry.imports.tabular import EntityRows, find_entity
 from ferry.imports.typed import TypedUpload, replay
 from ferry.merge import ArrivingSha, ImportOutcome, MergeOptions, field_rules, run_import
 from ferry.merge.model import ChangeLimit
+from ferry.merge.planfile import plan_key
 from ferry.merge.run import Backup
 from ferry.rpc.filters import current_call
 from ferry.tabular.base import ReadLimits
@@ -86,10 +87,6 @@ def plan_sink(app: App) -> Callable[[str], AbstractContextManager[IO[bytes]]]:
     plugin, under plan_key(import id) (DownloadPlan reads it)."""
     storage = app.storage()
     return lambda import_id: storage.writer(plan_key(import_id))
-
-
-def plan_key(import_id: str) -> str:
-    return f"plan-{import_id}.jsonl"
 
 
 def spool_for(app: App) -> Spool:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from ferry.db.import_models import Import
 from ferry.merge import store
+from ferry.merge.planfile import plan_key
 
 log = logging.getLogger("ferry.merge")
 T: sa.Table = Import.__table__  # type: ignore[assignment]
@@ -41,12 +42,6 @@ class PlanCleanup:
     plans_removed: int = 0
     files_deleted: int = 0
     bytes_freed: int = 0
-
-
-def _plan_key(import_id: str) -> str:
-    from ferry.imports.upload import plan_key  # (the service's storage key, one place)
-
-    return plan_key(import_id)
 
 
 def expired_plans(engine: Engine, now: dt.datetime | None = None) -> list[tuple[str, bool]]:
@@ -69,7 +64,7 @@ def cleanup_plans(
     storage: PlanFiles,
     now: dt.datetime | None = None,
     dry_run: bool = False,
-    key_of: Callable[[str], str] = _plan_key,
+    key_of: Callable[[str], str] = plan_key,
 ) -> PlanCleanup:
     """Remove every expired plan: its file of every record first, then its row (a row
     whose file could not be deleted stays, and the next cleanup tries again).

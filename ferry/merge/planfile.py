@@ -233,3 +233,9 @@ def _pg_lines(shape: Shape) -> str:
 def json_text(text: str) -> str:
     """A name as a JSON string inside an SQL literal (names are identifiers: no quote)."""
     return json.dumps(text, ensure_ascii=False).replace("'", "''")
+
+
+def plan_key(import_id: str) -> str:
+    """The storage key of import `import_id`'s file of every record (written by the import
+    service, read by DownloadPlan, removed by ferry.merge.cleanup with its plan)."""
+    return f"plan-{import_id}.jsonl"

@@ -12,10 +12,10 @@ from ferry.app import App
 from ferry.errors import InvalidArgument, NotFound
 from ferry.imports import convert, detect
 from ferry.imports.backup import restore_import_backup
-from ferry.imports.upload import plan_key
 from ferry.merge import ImportOutcome, get_import, list_imports, rejected_events, undo_import
 from ferry.merge.approval import decide as decide_plan
 from ferry.merge.conflicts import as_text, list_conflicts, resolve_conflicts
+from ferry.merge.planfile import plan_key
 from ferry.merge.renames import rename_key
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller

@@ -22,9 +22,9 @@ from ferry.bundle.formats.base import Event
 from ferry.datasets.school import SCHOOL
 from ferry.db.import_models import Import
 from ferry.errors import FailedPrecondition
-from ferry.imports.upload import plan_key
 from ferry.merge import MergeOptions, Status, run_import
 from ferry.merge.cleanup import cleanup_plans
+from ferry.merge.planfile import plan_key
 from ferry.storage.local import LocalStorage
 from ferry.v1 import export_pb2
 from services.export.service import ExportService
