@@ -16,7 +16,6 @@ process's CPU time per call (/proc), which a loaded machine inflates far less th
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import threading
@@ -32,6 +31,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.common import Row
+from bench.cpu_calls import per_call_us
 from bench.server import FerryServer
 from ferry.db.engine import make_engine
 from ferry.db.tenant import DEFAULT_SCHOOL_ID
@@ -80,20 +80,6 @@ def _ms(ts: list[float]) -> str:
 
 def _per_s(ts: list[float]) -> float:
     return 1 / statistics.median(ts)
-
-
-def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) process `pid` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_per_call(pid: int, call: Callable[[int], object], n: int) -> float:
-    """Microseconds of server CPU per `call`, over n calls."""
-    c0 = _cpu(pid)
-    for i in range(n):
-        call(i)
-    return (_cpu(pid) - c0) / n * 1e6
 
 
 def _alternating(calls: list[Callable[[int], object]], n: int, warm: int = 5,
@@ -222,7 +208,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         ], n_hit)  # fmt: skip
         pg.close()
         assert get(0, sid).cached
-        hit_cpu = _cpu_per_call(server.proc.pid, lambda i: get(i, sid), n_hit)
+        hit_cpu = per_call_us(server.proc.pid, lambda i: get(i, sid), n_hit)
         value = r.get(next(iter(r.scan_iter(prefix + "student:*")))) or b""
         r.set(prefix + "raw", value)
         raw = _times(lambda i: r.get(prefix + "raw"), n_hit)
@@ -321,7 +307,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
 
         n_gw = 500 * repeat
         gw, direct_hits = _alternating([via_gw, lambda i: get(i, sid)], n_gw, warm=20)
-        gw_cpu = _cpu_per_call(server.proc.pid, via_gw, n_gw)
+        gw_cpu = per_call_us(server.proc.pid, via_gw, n_gw)
 
         def gw_client() -> Callable[[], object]:
             c = httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}",
