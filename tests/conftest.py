@@ -129,11 +129,24 @@ def fresh_database(backend: str, folder: Path) -> Iterator[str]:
     name = f"ferry_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        _test_settings(conn, name)
     owner = os.getpid()
     try:
         yield _pg_url(name)
     finally:
         _drop_later(name, owner)
+
+
+def _test_settings(conn: psycopg.Connection[Any], name: str) -> None:
+    """A test database's commits return before their WAL reaches the disk
+    (synchronous_commit off, for every connection to it, the servers' and workers' in
+    other processes too). What the tests attack stays the same: a commit is still atomic
+    and visible at once, and a killed process loses nothing it committed (the WAL is in the
+    server's memory); only a crash of the whole machine could lose the last commits, which
+    no test makes. It spares the fsync of every commit: 3.7 ms against 0.24 ms a commit on
+    this disk (FERRY_TEST_SYNC_COMMIT=on keeps the server's default)."""
+    if os.environ.get("FERRY_TEST_SYNC_COMMIT", "off") == "off":
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
 
 
 def _pg_url(name: str) -> str:
@@ -232,6 +245,7 @@ def copied_database(
     name = f"ferry_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        _test_settings(conn, name)
     owner = os.getpid()
     try:
         yield _pg_url(name)
