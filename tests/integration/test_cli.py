@@ -99,7 +99,7 @@ def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: 
     )
     try:
         port = None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         lines = []
         assert proc.stderr is not None
         while port is None and time.monotonic() < deadline:
@@ -117,7 +117,7 @@ def test_serve_migrates_sqlite_serves_and_stops_gracefully_on_sigterm(tmp_path: 
         listed = CliRunner().invoke(cli, ["export", "semesters"], env=env2)
         assert listed.exit_code == 0 and "no semesters yet" in listed.output
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert '"event": "stopped"' in err
     finally:
