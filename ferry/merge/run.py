@@ -485,7 +485,8 @@ def _delta_since(first: Event | None) -> dt.datetime | None:
 
 
 def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
-    """The entities whose tables hold no rows yet (PostgreSQL; see build_shapes)."""
+    """The entities whose tables hold no rows of the acting school yet (PostgreSQL; see
+    build_shapes)."""
     if engine.dialect.name == "sqlite":
         return frozenset()
     with engine.connect() as conn:
@@ -493,7 +494,7 @@ def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
             e.name
             for e in ds.in_order()
             if not conn.exec_driver_sql(
-                f'SELECT EXISTS (SELECT 1 FROM "{e.table.name}")'
+                f'SELECT EXISTS (SELECT 1 FROM "{e.table.name}" k WHERE {tenant.scope_sql("k")})'
             ).scalar_one()
         )
 
