@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle import semesters
 from ferry.bundle.formats.base import REFUSED, Event, Header
+from ferry.bundle.scan import FORMAT_VERSION
 from ferry.bundle.schools import import_target
 from ferry.datasets.spec import Dataset
 from ferry.db import tenant
@@ -226,6 +227,8 @@ def run_import(
                 f"the bundle is of dataset {first.metadata.dataset!r}, not {ds.name!r}",
                 field="dataset",
             )
+    if isinstance(first, Header):
+        _readable(first)
     # A bundle of another school goes only where the caller said (docs/tenants.md).
     source = first.metadata.school if isinstance(first, Header) else ""
     import_target(engine, source, options.school)
@@ -454,6 +457,20 @@ def run_import(
         outcome.duration_seconds,
     )
     return outcome
+
+
+def _readable(header: Header) -> None:
+    """InvalidArgument for a header of a newer bundle format than this Ferry reads. The
+    file formats check (and upgrade) while decoding; this catches typed chunks
+    (ImportSession's bundle_chunk), whose header arrives as the sender wrote it. An older
+    version's typed records are the same messages: nothing to upgrade."""
+    version = header.metadata.format_version
+    if version > FORMAT_VERSION:
+        raise InvalidArgument(
+            f"bundle format version {version} is newer than this Ferry reads "
+            f"(version {FORMAT_VERSION}); upgrade Ferry",
+            field="format_version",
+        )
 
 
 def _whole(header: Header) -> bool:
