@@ -122,8 +122,9 @@ class MetricsSettings(Strict):
     enabled: bool = True
     address: str = "127.0.0.1"
     port: int = Field(9100, ge=0, le=65535)
-    # ferry_school_calls_total{school, code}: calls per school (the school codes of the
-    # installation, never a caller's text), only when true: one series per school and code.
+    # Series by school (label `school`: the school codes of the installation, never a
+    # caller's text), only when true: ferry_school_calls_total{school, code}, the RPC
+    # families ferry_rpc_server_school_* and the notify ferry_notify_school_* (docs/tenants.md).
     school_label: bool = False
 
 

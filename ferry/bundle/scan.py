@@ -22,8 +22,11 @@ from ferry.datasets.spec import Dataset, Entity
 from ferry.db import tenant
 from ferry.errors import InvalidArgument, NotFound
 
-# Bumped when a bundle's meaning changes; readers upgrade older versions.
-FORMAT_VERSION = 1
+# Bumped when a bundle's meaning changes; readers upgrade older versions
+# (ferry.bundle.formats.common.UPGRADES) and refuse newer ones. 2: the metadata may name
+# the school the bundle is of (`school`, docs/tenants.md), which a reader of version 1
+# refused as an unknown field; a version 1 bundle names none and reads as before.
+FORMAT_VERSION = 2
 MAX_BATCH_RECORDS = 10_000
 SCOPE_ALL = "all"
 # Every record of the acting school ("all" is its older name: under tenancy a service

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ferry.datasets.spec import Dataset, Entity
+from ferry.db import tenant
 from ferry.merge.shape import Ref, Shape, differs, key_lookup, key_match, q
 from ferry.merge.values import SQLITE_TS
 
@@ -161,13 +162,15 @@ ORDER BY 1
 
 
 def _is_bulk(conn: Connection, shape: Shape, creating: int) -> bool:
-    """At least BULK_MIN_ROWS rows to create and the table at least doubles (its rows
-    counted only up to that many)."""
+    """At least BULK_MIN_ROWS rows to create and the table's rows of the acting school
+    at least double (counted only up to that many; the application scope, as row-level
+    security would count them)."""
     table = q(shape.entity.table.name)
     if creating < BULK_MIN_ROWS:
         return False
     held = conn.exec_driver_sql(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {int(creating) + 1}) t"
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} k WHERE {tenant.scope_sql('k')} "
+        f"LIMIT {int(creating) + 1}) t"
     ).scalar_one()
     return bool(held <= creating)
 
@@ -207,7 +210,9 @@ def _bulk_insert(conn: Connection, shape: Shape, insert: str, params: dict[str, 
         _ddl(conn, f"ALTER TABLE {table} DROP CONSTRAINT {q(name)}")
     for name, _ in indexes:
         _ddl(conn, f"DROP INDEX {name}")
-    before = conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
+    before = conn.exec_driver_sql(
+        f"SELECT coalesce(max(id), 0) FROM {table} k WHERE {tenant.scope_sql('k')}"
+    ).scalar_one()
     inserted = conn.execute(sa.text(insert), params).rowcount
     for _, definition in indexes:
         _ddl(conn, definition)
@@ -219,10 +224,14 @@ def _bulk_insert(conn: Connection, shape: Shape, insert: str, params: dict[str, 
 def _record_created_above(
     conn: Connection, table: str, before: int, inserted: int, params: dict[str, Any]
 ) -> None:
-    """Record the rows above id `before` (all created by this run, under its lock) as
-    id ranges: usually one, found with one aggregate."""
+    """Record the acting school's rows above id `before` (all created by this run, under
+    its lock) as id ranges: usually one, found with one aggregate."""
+    mine = tenant.scope_sql("k")
     count, low, high, newest = conn.execute(
-        sa.text(f"SELECT count(*), min(id), max(id), max({UPDATED_AT}) FROM {table} WHERE id > :b"),
+        sa.text(
+            f"SELECT count(*), min(id), max(id), max({UPDATED_AT}) FROM {table} k "
+            f"WHERE id > :b AND {mine}"
+        ),
         {"b": before},
     ).one()
     if count != inserted:  # only when the id sequence lags behind the table's ids
@@ -246,7 +255,8 @@ def _record_created_above(
         sa.text(
             f"INSERT INTO import_changes {columns} SELECT :iid, :entity, 'created', min(id), "
             f"max(id), max(u) FROM (SELECT id, {UPDATED_AT} AS u, "
-            f"id - row_number() OVER (ORDER BY id) AS g FROM {table} WHERE id > :b) y GROUP BY g"
+            f"id - row_number() OVER (ORDER BY id) AS g FROM {table} k WHERE id > :b "
+            f"AND {mine}) y GROUP BY g"
         ),
         {**params, "b": before},
     )

@@ -103,7 +103,9 @@ def decide(
     if len(reason) > 1000:
         raise InvalidArgument("reason is longer than 1000 characters", field="reason")
     with engine.begin() as conn:
-        row = conn.execute(sa.select(T).where(T.c.id == import_id).with_for_update()).first()
+        row = conn.execute(
+            sa.select(T).where(store.mine(), T.c.id == import_id).with_for_update()
+        ).first()
         if row is None:
             raise NotFound(f"import {import_id!r} does not exist", field="import_id")
         plan = dict(row.plan or {})
@@ -134,7 +136,7 @@ def decide(
             reason=reason,
         )
         plan["approval"] = approval
-        conn.execute(T.update().where(T.c.id == import_id).values(plan=plan))
+        conn.execute(T.update().where(store.mine(), T.c.id == import_id).values(plan=plan))
         found = store.load(conn, import_id)
     assert found is not None
     return found

@@ -45,11 +45,14 @@ class PlanCleanup:
 
 
 def expired_plans(engine: Engine, now: dt.datetime | None = None) -> list[tuple[str, bool]]:
-    """(id, has a file of every record) of the dry runs whose plan has expired."""
+    """(id, has a file of every record) of the acting school's dry runs whose plan has
+    expired (the application scope: a school's cleanup removes its own plans only)."""
     now = now or dt.datetime.now(dt.UTC)
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(T.c.id, T.c.plan).where(T.c.status == "dry_run", T.c.plan.is_not(None))
+            sa.select(T.c.id, T.c.plan).where(
+                store.mine(), T.c.status == "dry_run", T.c.plan.is_not(None)
+            )
         ).all()
     found = []
     for import_id, plan in rows:
@@ -83,7 +86,7 @@ def cleanup_plans(
             storage.delete(key)
         with engine.begin() as conn:
             removed += conn.execute(
-                T.delete().where(T.c.id == import_id, T.c.status == "dry_run")
+                T.delete().where(store.mine(), T.c.id == import_id, T.c.status == "dry_run")
             ).rowcount
     result = PlanCleanup(removed, deleted, freed)
     log.info(

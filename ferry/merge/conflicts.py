@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from ferry.bundle import semesters
 from ferry.datasets.spec import Dataset, Field, Kind
+from ferry.db import tenant
 from ferry.db.models import aware
 from ferry.errors import FailedPrecondition, InvalidArgument, NotFound
 from ferry.merge import apply, store, threeway
@@ -71,6 +72,12 @@ class ConflictPage:
     items: list[Conflict]
     next_token: str
     total: int  # open conflicts (of the entity asked for) on every page together
+
+
+def _mine() -> sa.ColumnElement[bool]:
+    """The application scope (the first wall): the acting school's conflicts only, so
+    another school's conflict id is unknown here whatever role runs the query."""
+    return C.c.school_id == tenant.school_id()
 
 
 def _conflict(row: Any) -> Conflict:
@@ -118,7 +125,7 @@ def list_conflicts(
                 "page_token is not one this service handed out", field="page_token"
             )
         after = int(page_token)
-    where: list[sa.ColumnElement[bool]] = [C.c.resolution.is_(None)]
+    where: list[sa.ColumnElement[bool]] = [_mine(), C.c.resolution.is_(None)]
     if entity:
         where.append(C.c.entity == entity)
     with engine.connect() as conn:
@@ -224,7 +231,8 @@ def resolve_conflicts(
     )
     with engine.connect() as conn:
         begin_locked(conn, ds.name)
-        rows = {int(r.id): r for r in conn.execute(sa.select(C).where(C.c.id.in_(ids))).all()}
+        found = conn.execute(sa.select(C).where(_mine(), C.c.id.in_(ids))).all()
+        rows = {int(r.id): r for r in found}
         for cid in ids:
             row = rows.get(cid)
             if row is None:
@@ -251,10 +259,13 @@ def resolve_conflicts(
         for cid in ids:
             row = rows[cid]
             by_row.setdefault((row.entity, int(row.row_id)), []).append(row)
+        school = tenant.school_id()
         for (name, row_id), listed in by_row.items():
             entity = ds.entity(name)
             table = entity.table
-            current = conn.execute(sa.select(table).where(table.c.id == row_id)).first()
+            current = conn.execute(
+                sa.select(table).where(table.c.id == row_id, table.c.school_id == school)
+            ).first()
             changes: list[tuple[str, Any]] = []
             for row in listed:
                 spec = _field(ds, name, row.field)
@@ -297,7 +308,7 @@ def resolve_conflicts(
         for cid in ids:
             conn.execute(
                 C.update()
-                .where(C.c.id == cid)
+                .where(_mine(), C.c.id == cid)
                 .values(
                     resolution=chosen[cid],
                     resolved_by=requested_by,
@@ -340,12 +351,15 @@ def _write(
         sa.text(
             "INSERT INTO import_changes (import_id, entity, action, row_id, old_values, "
             f"new_updated_at) SELECT :iid, :entity, 'updated', t.id, "
-            f"{apply.old_row_json(entity, 't', sqlite)}, :now FROM {table} t WHERE t.id = :id"
+            f"{apply.old_row_json(entity, 't', sqlite)}, :now FROM {table} t WHERE t.id = :id "
+            f"AND {tenant.scope_sql('t')}"
         ),
         {"iid": import_id, "entity": name, "now": now, "id": row_id},
     )
     sets = ", ".join(f"{q(col)} = :v{i}" for i, (col, _) in enumerate(changes))
-    statement = sa.text(f"UPDATE {table} SET {sets}, updated_at = :now WHERE id = :id")
+    statement = sa.text(
+        f"UPDATE {table} SET {sets}, updated_at = :now WHERE id = :id AND {tenant.scope_sql(table)}"
+    )
     params: dict[str, Any] = {"now": now, "id": row_id}
     for i, (col, value) in enumerate(changes):
         statement = statement.bindparams(sa.bindparam(f"v{i}", type_=entity.table.c[col].type))

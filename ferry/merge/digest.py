@@ -116,7 +116,7 @@ def find_preview(conn: Connection, plan_digest: str) -> Preview:
         )
     row = conn.execute(
         sa.select(T)
-        .where(T.c.plan_digest == text, T.c.status == "dry_run")
+        .where(store.mine(), T.c.plan_digest == text, T.c.status == "dry_run")
         .order_by(T.c.created_at.desc())
         .limit(1)
     ).first()
@@ -196,6 +196,7 @@ def refuse_changed(
     later = conn.execute(
         sa.select(T.c.id, T.c.status, T.c.finished_at, T.c.undone_at)
         .where(
+            store.mine(),
             T.c.id != preview.id,
             sa.or_(
                 sa.and_(T.c.status.in_(("completed", "undone")), T.c.finished_at > since),

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from ferry.datasets.query import in_scope, scope_in_lookup
 from ferry.datasets.spec import Dataset, Entity
+from ferry.db import tenant
 from ferry.errors import InvalidArgument
 from ferry.merge.shape import Shape, q
 
@@ -132,9 +133,12 @@ def refuse_out_of_scope(conn: Connection, ds: Dataset, shape: Shape, semester: s
 
 
 def _scope_ids(dialect: sa.Dialect, ds: Dataset, entity: Entity, semester: str) -> str:
-    """SQL: the ids of `entity`'s rows in `semester`, soft-deleted ones included."""
+    """SQL: the ids of the acting school's `entity` rows in `semester`, soft-deleted
+    ones included."""
     alias = entity.table.alias("s")
-    query = sa.select(alias.c.id).where(in_scope(ds, entity, alias, semester, True))
+    query = sa.select(alias.c.id).where(
+        alias.c.school_id == tenant.school_id(), in_scope(ds, entity, alias, semester, True)
+    )
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 

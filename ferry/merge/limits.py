@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ferry.datasets.query import in_scope
 from ferry.datasets.spec import Dataset
+from ferry.db import tenant
 from ferry.errors import FailedPrecondition, InvalidArgument
 from ferry.merge.model import ChangeLimit, EntitySummary, LimitCheck
 
@@ -59,7 +60,8 @@ def bases(
     active: set[str],
 ) -> dict[tuple[str, str], int]:
     """Live records per (entity, scope) of the limits on entities this run merges,
-    counted before it changes anything."""
+    counted before it changes anything: of the acting school only (the application
+    scope), so another school's records never make a limit's base larger."""
     out: dict[tuple[str, str], int] = {}
     for lim in limits:
         key = (lim.entity, lim.scope)
@@ -71,6 +73,7 @@ def bases(
         query = (
             sa.select(sa.func.count())
             .select_from(alias)
+            .where(alias.c.school_id == tenant.school_id())
             .where(in_scope(ds, entity, alias, value, False))
         )
         out[key] = int(conn.execute(query).scalar_one())

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ferry.datasets.spec import Dataset, Entity
+from ferry.db import tenant
 from ferry.merge.apply import UPDATED_AT, old_row_json
 from ferry.merge.model import ImportWarning
 from ferry.merge.shape import Ref, Shape, key_lookup, key_match, q
@@ -51,9 +52,16 @@ def waiting_key(shape: Shape, r: Ref, row_id: str) -> str:
     """SQL: the target key of the open pending link of record `row_id` through `r`, or
     NULL (a record has at most one open link per reference: supersede closes the old)."""
     return (
-        f"(SELECT l.target_key FROM {_LINKS} l WHERE l.closed_by IS NULL "
+        f"(SELECT l.target_key FROM {_LINKS} l WHERE l.closed_by IS NULL AND {_mine('l')} "
         f"AND l.entity = '{shape.name}' AND l.field = '{_field(r)}' AND l.row_id = {row_id})"
     )
+
+
+def _mine(alias: str = _LINKS) -> str:
+    """SQL: pending link `alias` is of the acting school (the application scope, the
+    first wall: an import binds, closes and counts its own school's links only, whatever
+    role runs it; another school may wait for a target of the same key)."""
+    return tenant.scope_sql(alias)
 
 
 def _field(r: Ref) -> str:
@@ -85,7 +93,7 @@ def supersede(conn: Connection, ds: Dataset, shape: Shape, r: Ref, params: dict[
     conn.execute(
         sa.text(
             f"UPDATE {_LINKS} SET closed_by = :iid, closed_at = :now WHERE closed_by IS NULL "
-            f"AND entity = :entity AND field = :field AND row_id IN "
+            f"AND {_mine()} AND entity = :entity AND field = :field AND row_id IN "
             f"(SELECT id FROM ({_run_rows(ds, shape, r)}) y)"
         ),
         {**params, "entity": shape.name, "field": _field(r)},
@@ -122,8 +130,8 @@ def bind_waiting(
     found = (
         f"SELECT l.id AS lid, l.row_id AS row_id, p.id AS pid FROM {_LINKS} l "
         f"JOIN ({key_lookup(ds, r.parent)}) p ON {target} = l.target_key "
-        "WHERE l.closed_by IS NULL AND l.import_id <> :iid AND l.entity = :entity "
-        "AND l.field = :field"
+        f"WHERE l.closed_by IS NULL AND {_mine('l')} AND l.import_id <> :iid "
+        "AND l.entity = :entity AND l.field = :field"
     )
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS merge_bind_{child.name}")
     conn.execute(
@@ -144,21 +152,23 @@ def bind_waiting(
             "INSERT INTO import_changes (import_id, entity, action, row_id, old_values, "
             f"new_updated_at) SELECT {_IID}, {_ENTITY}, 'updated', t.id, "
             f"{old_row_json(child, 't', sqlite)}, t.{UPDATED_AT} FROM {table} t "
-            f"WHERE t.id IN (SELECT row_id FROM {found_table}) AND NOT EXISTS "
-            "(SELECT 1 FROM import_changes c WHERE c.import_id = :iid AND c.entity = :entity "
-            "AND c.action <> 'created' AND c.row_id = t.id)"
+            f"WHERE t.id IN (SELECT row_id FROM {found_table}) AND {tenant.scope_sql('t')} "
+            "AND NOT EXISTS (SELECT 1 FROM import_changes c WHERE c.import_id = :iid "
+            f"AND {tenant.scope_sql('c')} AND c.entity = :entity AND c.action <> 'created' "
+            "AND c.row_id = t.id)"
         ),
         values,
     )
     column = q(r.ref.column)
     conn.exec_driver_sql(
         f"UPDATE {table} SET {column} = (SELECT b.pid FROM {found_table} b "
-        f"WHERE b.row_id = {table}.id) WHERE id IN (SELECT row_id FROM {found_table})"
+        f"WHERE b.row_id = {table}.id) WHERE id IN (SELECT row_id FROM {found_table}) "
+        f"AND {tenant.scope_sql(table)}"
     )
     conn.execute(
         sa.text(
             f"UPDATE {_LINKS} SET closed_by = :iid, closed_at = :now "
-            f"WHERE id IN (SELECT lid FROM {found_table})"
+            f"WHERE id IN (SELECT lid FROM {found_table}) AND {_mine()}"
         ),
         values,
     )
@@ -185,7 +195,7 @@ def _warning(
     entity: Entity | None = None,
 ) -> ImportWarning | None:
     name = shape.name if shape is not None else (entity.name if entity else "")
-    cond = f"{where} AND entity = :entity AND field = :field"
+    cond = f"{where} AND {_mine()} AND entity = :entity AND field = :field"
     count = conn.execute(
         sa.text(f"SELECT count(*) FROM {_LINKS} WHERE {cond}"), values
     ).scalar_one()
@@ -216,8 +226,11 @@ def undo(conn: Connection, import_id: str) -> None:
     """Undoing `import_id`: its pending links go, the links it closed are open again
     (the records' links themselves are restored from the saved old rows)."""
     params = {"iid": import_id}
-    conn.execute(sa.text(f"DELETE FROM {_LINKS} WHERE import_id = :iid"), params)
+    conn.execute(sa.text(f"DELETE FROM {_LINKS} WHERE import_id = :iid AND {_mine()}"), params)
     conn.execute(
-        sa.text(f"UPDATE {_LINKS} SET closed_by = NULL, closed_at = NULL WHERE closed_by = :iid"),
+        sa.text(
+            f"UPDATE {_LINKS} SET closed_by = NULL, closed_at = NULL WHERE closed_by = :iid "
+            f"AND {_mine()}"
+        ),
         params,
     )

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from ferry.datasets.query import in_scope
 from ferry.datasets.spec import Dataset, Kind
+from ferry.db import tenant
 from ferry.merge import links
 from ferry.merge.header import ScopeCheck
 from ferry.merge.model import (
@@ -176,7 +177,8 @@ def mostly_existing(conn: Connection, shape: Shape, staged: int) -> bool:
         return False
     table = q(shape.entity.table.name)
     held = conn.exec_driver_sql(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {int(half)}) t"
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} k WHERE {tenant.scope_sql('k')} "
+        f"LIMIT {int(half)}) t"
     ).scalar_one()
     return bool(held >= half)
 
@@ -405,7 +407,9 @@ def scope_snapshot(conn: Connection, ds: Dataset, shape: Shape, semester: str | 
     if semester is not None and not shape.entity.replaced_in_scope:
         return False  # no scope, or shared between scopes (ferry.datasets.spec.Entity)
     alias = shape.entity.table.alias("t")
-    query = sa.select(alias.c.id).where(in_scope(ds, shape.entity, alias, semester, False))
+    query = sa.select(alias.c.id).where(
+        alias.c.school_id == tenant.school_id(), in_scope(ds, shape.entity, alias, semester, False)
+    )
     sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     sqlite = conn.dialect.name == "sqlite"
     conn.exec_driver_sql(f"CREATE TEMP TABLE {shape.scope}{_on_commit(sqlite)} AS {sql}")

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle.formats.base import Header, Trailer
 from ferry.datasets.spec import Dataset, Entity
+from ferry.db import tenant
 from ferry.db.import_models import KeyRename
 from ferry.errors import InvalidArgument
 from ferry.merge.model import MergeOptions, RecordChange, RecordError
@@ -78,7 +79,10 @@ def apply(
         entity, field = key_field(ds, r.entity, f"metadata.renames[{i}].entity")
         table = q(entity.table.name)
         rows = conn.execute(
-            sa.text(f"SELECT id, {q(field)}, updated_at FROM {table} WHERE {q(field)} IN (:o, :n)"),
+            sa.text(
+                f"SELECT id, {q(field)}, updated_at FROM {table} WHERE {q(field)} IN (:o, :n) "
+                f"AND {tenant.scope_sql(table)}"
+            ),
             {"o": r.old_key, "n": r.new_key},
         ).all()
         old = next((row for row in rows if row[1] == r.old_key), None)
@@ -114,7 +118,10 @@ def apply(
             },
         )
         conn.execute(
-            sa.text(f"UPDATE {table} SET {q(field)} = :n, updated_at = :now WHERE id = :id"),
+            sa.text(
+                f"UPDATE {table} SET {q(field)} = :n, updated_at = :now WHERE id = :id "
+                f"AND {tenant.scope_sql(table)}"
+            ),
             {"n": r.new_key, "now": now, "id": old[0]},
         )
         conn.execute(
@@ -158,12 +165,13 @@ def undo(conn: Connection, ds: Dataset, import_id: str, sqlite: bool) -> None:
         conn.execute(
             sa.text(
                 f"UPDATE {table} SET {q(field)} = (SELECT {old} {first}), "
-                f"updated_at = (SELECT {stamp} {first}) WHERE id IN (SELECT row_id "
-                "FROM import_changes WHERE import_id = :iid AND entity = :e AND action = 'renamed')"
+                f"updated_at = (SELECT {stamp} {first}) WHERE {tenant.scope_sql(table)} AND "
+                "id IN (SELECT row_id FROM import_changes WHERE import_id = :iid AND entity = :e "
+                "AND action = 'renamed')"
             ),
             {"iid": import_id, "e": entity.name},
         )
-    conn.execute(T.delete().where(T.c.import_id == import_id))
+    conn.execute(T.delete().where(T.c.import_id == import_id, T.c.school_id == tenant.school_id()))
 
 
 def rename_key(

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ferry.bundle import semesters
 from ferry.bundle.formats.base import REFUSED, Event, Header
+from ferry.bundle.scan import FORMAT_VERSION
 from ferry.bundle.schools import import_target
 from ferry.datasets.spec import Dataset
 from ferry.db import tenant
@@ -226,6 +227,8 @@ def run_import(
                 f"the bundle is of dataset {first.metadata.dataset!r}, not {ds.name!r}",
                 field="dataset",
             )
+    if isinstance(first, Header):
+        _readable(first)
     # A bundle of another school goes only where the caller said (docs/tenants.md).
     source = first.metadata.school if isinstance(first, Header) else ""
     import_target(engine, source, options.school)
@@ -456,6 +459,20 @@ def run_import(
     return outcome
 
 
+def _readable(header: Header) -> None:
+    """InvalidArgument for a header of a newer bundle format than this Ferry reads. The
+    file formats check (and upgrade) while decoding; this catches typed chunks
+    (ImportSession's bundle_chunk), whose header arrives as the sender wrote it. An older
+    version's typed records are the same messages: nothing to upgrade."""
+    version = header.metadata.format_version
+    if version > FORMAT_VERSION:
+        raise InvalidArgument(
+            f"bundle format version {version} is newer than this Ferry reads "
+            f"(version {FORMAT_VERSION}); upgrade Ferry",
+            field="format_version",
+        )
+
+
 def _whole(header: Header) -> bool:
     """Whether the bundle holds the whole dataset (scope "all"); InvalidArgument for a
     scope this code does not know."""
@@ -485,7 +502,8 @@ def _delta_since(first: Event | None) -> dt.datetime | None:
 
 
 def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
-    """The entities whose tables hold no rows yet (PostgreSQL; see build_shapes)."""
+    """The entities whose tables hold no rows of the acting school yet (PostgreSQL; see
+    build_shapes)."""
     if engine.dialect.name == "sqlite":
         return frozenset()
     with engine.connect() as conn:
@@ -493,7 +511,7 @@ def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
             e.name
             for e in ds.in_order()
             if not conn.exec_driver_sql(
-                f'SELECT EXISTS (SELECT 1 FROM "{e.table.name}")'
+                f'SELECT EXISTS (SELECT 1 FROM "{e.table.name}" k WHERE {tenant.scope_sql("k")})'
             ).scalar_one()
         )
 

@@ -97,7 +97,7 @@ def insert(conn: Connection, o: ImportOutcome, claim_key: bool) -> None:
 def update(conn: Connection, o: ImportOutcome, claim_key: bool) -> None:
     values = row_values(o, claim_key)
     del values["id"]
-    conn.execute(T.update().where(T.c.id == o.id).values(**values))
+    conn.execute(T.update().where(mine(), T.c.id == o.id).values(**values))
 
 
 def from_row(row: Any) -> ImportOutcome:

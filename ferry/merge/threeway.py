@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ferry.datasets.spec import Kind
+from ferry.db import tenant
 from ferry.db.import_models import ImportConflict
 from ferry.merge.model import RecordChange
 from ferry.merge.shape import Col, Shape, q, same, text_of
@@ -68,7 +69,10 @@ def policy_for(conflicts: tuple[tuple[str, str], ...], entity: str, field: str) 
 def has_bases(conn: Connection, shape: Shape) -> bool:
     return bool(
         conn.execute(
-            sa.text("SELECT EXISTS (SELECT 1 FROM import_bases WHERE entity = :e)"),
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM import_bases b WHERE b.entity = :e AND "
+                f"{tenant.scope_sql('b')})"
+            ),
             {"e": shape.name},
         ).scalar_one()
     )
@@ -81,7 +85,8 @@ def _bases(shape: Shape, sqlite: bool) -> str:
     if not sqlite:
         return (
             f"(SELECT b.row_id AS row_id_, r.* FROM import_bases b CROSS JOIN LATERAL "
-            f"jsonb_populate_record(CAST(NULL AS {table}), b.vals) r WHERE b.entity = '{e}')"
+            f"jsonb_populate_record(CAST(NULL AS {table}), b.vals) r WHERE b.entity = '{e}' "
+            f"AND {tenant.scope_sql('b')})"
         )
     cols = []
     for c in shape.entity.table.c:
@@ -91,7 +96,7 @@ def _bases(shape: Shape, sqlite: bool) -> str:
         cols.append(f"{value} AS {q(c.name)}")
     return (
         f"(SELECT b.row_id AS row_id_, {', '.join(cols)} FROM import_bases b "
-        f"WHERE b.entity = '{e}')"
+        f"WHERE b.entity = '{e}' AND {tenant.scope_sql('b')})"
     )
 
 
@@ -185,6 +190,7 @@ def rebase(
     dropped (they equal the source now). The old bases are saved for undo."""
     cols = list(shape.written)
     three = _three(shape)
+    mine = tenant.scope_sql("import_bases")
     keeping = f"SELECT tid FROM {three} WHERE {_flags('', 'k', len(cols))}" if kept and cols else ""
     written = f"SELECT tid FROM {statuses} WHERE st IN ('update', 'same')"
     # Saved under "base:<entity>": undo's own checks read only the entities' rows.
@@ -193,7 +199,7 @@ def rebase(
         sa.text(
             "INSERT INTO import_changes (import_id, entity, action, row_id, old_values) "
             "SELECT :iid, :saved, 'base', b.row_id, b.vals FROM import_bases b "
-            f"WHERE b.entity = :e AND b.row_id IN ({written})"
+            f"WHERE b.entity = :e AND {tenant.scope_sql('b')} AND b.row_id IN ({written})"
         ),
         params,
     )
@@ -209,11 +215,11 @@ def rebase(
             sa.text(
                 f"UPDATE import_bases SET vals = (SELECT {merged} FROM {shape.resolved} x "
                 "WHERE x.tid = import_bases.row_id), import_id = :iid "
-                f"WHERE entity = :e AND row_id IN ({keeping})"
+                f"WHERE entity = :e AND {mine} AND row_id IN ({keeping})"
             ),
             params,
         )
-    drop = f"entity = :e AND row_id IN ({written})"
+    drop = f"entity = :e AND {mine} AND row_id IN ({written})"
     if keeping:
         drop += f" AND row_id NOT IN ({keeping})"
     conn.execute(sa.text(f"DELETE FROM import_bases WHERE {drop}"), params)
@@ -303,7 +309,8 @@ def record_review(
             sa.text(
                 "UPDATE import_conflicts SET resolution = 'superseded', resolved_at = :now, "
                 "resolved_import_id = :iid WHERE entity = :e AND field = :f AND resolution "
-                f"IS NULL AND row_id IN (SELECT tid FROM {_three(shape)} WHERE c{i} = 1)"
+                f"IS NULL AND {tenant.scope_sql('import_conflicts')} AND row_id IN "
+                f"(SELECT tid FROM {_three(shape)} WHERE c{i} = 1)"
             ).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True))),
             {"now": now, "iid": import_id, "e": shape.name, "f": c.name},
         )
@@ -330,10 +337,11 @@ def forget(conn: Connection, import_id: str) -> None:
     it resolved or superseded are open again. The bases it replaced or dropped come
     back; bases of rows it created go with the rows
     (SQLite reuses their ids)."""
-    conn.execute(C.delete().where(C.c.import_id == import_id))
+    mine = C.c.school_id == tenant.school_id()
+    conn.execute(C.delete().where(mine, C.c.import_id == import_id))
     conn.execute(
         C.update()
-        .where(C.c.resolved_import_id == import_id)
+        .where(mine, C.c.resolved_import_id == import_id)
         .values(resolution=None, resolved_by="", resolved_at=None, resolved_import_id=None)
     )
     _forget_bases(conn, import_id)
@@ -343,12 +351,16 @@ def _forget_bases(conn: Connection, import_id: str) -> None:
     """Undo: the bases an import wrote go, and
     those it replaced or dropped come back; bases of rows it created go with the rows
     (SQLite reuses their ids)."""
-    conn.execute(sa.text("DELETE FROM import_bases WHERE import_id = :iid"), {"iid": import_id})
+    mine = tenant.scope_sql("import_bases")
+    conn.execute(
+        sa.text(f"DELETE FROM import_bases WHERE import_id = :iid AND {mine}"), {"iid": import_id}
+    )
     conn.execute(
         sa.text(
-            "DELETE FROM import_bases WHERE EXISTS (SELECT 1 FROM import_changes c "
+            f"DELETE FROM import_bases WHERE {mine} AND EXISTS (SELECT 1 FROM import_changes c "
             "WHERE c.import_id = :iid AND c.action = 'created' AND c.entity = import_bases.entity "
-            "AND import_bases.row_id BETWEEN c.row_id AND c.row_id_end)"
+            "AND import_bases.row_id BETWEEN c.row_id AND c.row_id_end AND "
+            f"{tenant.scope_sql('c')})"
         ),
         {"iid": import_id},
     )
@@ -356,8 +368,9 @@ def _forget_bases(conn: Connection, import_id: str) -> None:
         sa.text(
             "INSERT INTO import_bases (entity, row_id, import_id, vals) "
             "SELECT substr(c.entity, 6), c.row_id, '', c.old_values FROM import_changes c "
-            "WHERE c.import_id = :iid AND c.action = 'base' AND NOT EXISTS (SELECT 1 FROM "
-            "import_bases b WHERE b.entity = substr(c.entity, 6) AND b.row_id = c.row_id)"
+            f"WHERE c.import_id = :iid AND {tenant.scope_sql('c')} AND c.action = 'base' AND "
+            "NOT EXISTS (SELECT 1 FROM import_bases b WHERE b.entity = substr(c.entity, 6) AND "
+            f"b.row_id = c.row_id AND {tenant.scope_sql('b')})"
         ),
         {"iid": import_id},
     )

@@ -1,4 +1,9 @@
-"""Prometheus metrics of notification delivery, by channel."""
+"""Prometheus metrics of notification delivery, by channel.
+
+With `metrics.school_label: true` (docs/tenants.md) the workers also count each settled
+attempt and the outbox depth by the school whose outbox row it is (label `school`, a code
+from the schools table: the series are bounded by the schools the installation has).
+The families by channel alone keep their labels."""
 
 from __future__ import annotations
 
@@ -15,6 +20,17 @@ DEAD = Counter(
     "ferry_notify_dead_total", "Deliveries given up after the retry schedule.", ["channel"]
 )
 DEPTH = Gauge("ferry_notify_outbox_depth", "Outbox rows waiting for delivery.", ["channel"])
+SCHOOL_ATTEMPTS = Counter(
+    "ferry_notify_school_attempts_total",
+    "Delivery attempts settled, by school, channel and outcome (sent, retried, failed, "
+    "dead; only with metrics.school_label: true).",
+    ["school", "channel", "outcome"],
+)
+SCHOOL_DEPTH = Gauge(
+    "ferry_notify_school_outbox_depth",
+    "Outbox rows waiting for delivery, by school (only with metrics.school_label: true).",
+    ["school", "channel"],
+)
 LATENCY = Histogram(
     "ferry_notify_delivery_seconds",
     "From queueing a delivery to the channel accepting it.",

@@ -33,6 +33,8 @@ from ferry.notify.core import Notify
 
 log = logging.getLogger("ferry.notify")
 DEPTH_SECONDS = 1.0  # the outbox depth gauge is refreshed at most this often
+# The per-school attempt counter's outcome of each settled status (metrics.school_label).
+_OUTCOMES = {SENT: "sent", PENDING: "retried", FAILED: "failed", DEAD: "dead"}
 
 
 class Workers:
@@ -49,6 +51,10 @@ class Workers:
         self._threads: list[threading.Thread] = []
         self._depth_at = 0.0
         self._turn = 0  # the school a claim starts with, so no school starves the others
+        # metrics.school_label: the school codes the per-school series are labelled with
+        # (id -> code, read from the schools table when one is missing).
+        self.school_label = app.settings.metrics.school_label
+        self._codes: dict[int, str] = {}
         # Each worker's senders (sends_per_worker > 1), kept for its life so each sending
         # thread keeps its relay connection across batches.
         self._pools: dict[str, ThreadPoolExecutor] = {}
@@ -126,15 +132,30 @@ class Workers:
             return
         self._depth_at = now
         depth: dict[str, int] = {}
+        per_school: dict[int, dict[str, int]] = {}
         try:
             for school in schools.ids(self.app.engine):
                 with tenant.acting_for(school):
-                    for name, n in store.depth(self.app.engine).items():
+                    per_school[school] = store.depth(self.app.engine)
+                    for name, n in per_school[school].items():
                         depth[name] = depth.get(name, 0) + n
         except Exception:
             return
         for name in self.settings.channels:
             metrics.DEPTH.labels(name).set(depth.get(name, 0))
+        if self.school_label:
+            for school, counted in per_school.items():
+                code = self._code(school)
+                for name in self.settings.channels:
+                    metrics.SCHOOL_DEPTH.labels(code, name).set(counted.get(name, 0))
+
+    def _code(self, school: int) -> str:
+        """The code of school `school` (metrics.school_label), from the schools table."""
+        code = self._codes.get(school)
+        if code is None:
+            self._codes = {s.id: s.code for s in schools.all_schools(self.app.engine)}
+            code = self._codes.get(school, "")
+        return code
 
     def run_once(self, worker_id: str) -> int:
         """Claim one batch of some school and deliver it, acting for that school (each
@@ -233,6 +254,10 @@ class Workers:
 
     def _count(self, done: store.Settled) -> None:
         ch = done.delivery.channel
+        if self.school_label:  # acting for the batch's school (run_once)
+            code = self._code(tenant.school_id())
+            if code:
+                metrics.SCHOOL_ATTEMPTS.labels(code, ch, _OUTCOMES.get(done.status, "")).inc()
         if done.status == SENT:
             metrics.SENT.labels(ch).inc()
             if done.created_at is not None:

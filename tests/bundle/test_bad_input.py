@@ -13,6 +13,7 @@ import pytest
 from ferry.bundle.formats import common
 from ferry.bundle.formats.base import BundleLimits, Header
 from ferry.bundle.formats.common import Upgrade
+from ferry.bundle.scan import FORMAT_VERSION
 from ferry.errors import DataLoss, InvalidArgument, ResourceExhausted
 from tests.bundle.helpers import COURSE, FORMATS, decode, encode, events_of, records_of
 
@@ -99,9 +100,11 @@ def test_a_newer_format_version_is_refused_naming_both(name: str) -> None:
     head = events[0]
     assert isinstance(head, Header)
     head.metadata.format_version = 9
-    with pytest.raises(InvalidArgument, match=r"version 9 is newer .* \(version 1\)"):
+    with pytest.raises(
+        InvalidArgument, match=rf"version 9 is newer .* \(version {FORMAT_VERSION}\)"
+    ):
         decode(name, encode(name, events))
-    head.metadata.format_version = 1
+    head.metadata.format_version = FORMAT_VERSION
 
 
 def test_an_older_version_is_upgraded_by_its_registered_step(

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ferry.app import App
+from ferry.bundle.scan import FORMAT_VERSION
 from ferry.bundle.stream import batch_digest
 from ferry.v1 import export_pb2
 from services.export.service import ExportService
@@ -70,7 +71,9 @@ def test_stream_session_sends_header_batches_trailer(server: Any) -> None:
     assert set(kinds[1:-1]) == {"records"}
     header, trailer = messages[0].chunk.header.metadata, messages[-1].chunk.trailer
     assert (
-        header.semester == "2025-fall" and header.format_version == 1 and header.dataset == "school"
+        header.semester == "2025-fall"
+        and header.format_version == FORMAT_VERSION
+        and header.dataset == "school"
     )
     assert dict(header.counts) == dict(trailer.counts)
     assert trailer.total_records == sum(trailer.counts.values()) > 0

@@ -132,8 +132,15 @@ class Upgrade:
     record: Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-# Version 1 is the first; an incompatible version 2 registers UPGRADES[1] here.
-UPGRADES: dict[int, Upgrade] = {}
+def _same_records(entity: str, raw: dict[str, Any]) -> dict[str, Any]:
+    return raw
+
+
+# Version 1 is the first. Version 2 (schools as tenants) only adds the optional metadata
+# key `school`: a version 1 bundle names no school and its records are unchanged.
+UPGRADES: dict[int, Upgrade] = {
+    1: Upgrade(lambda m: {**m, "format_version": 2}, _same_records),
+}
 
 
 def upgrades_for(version: Any) -> list[Upgrade]:

@@ -2,7 +2,7 @@
 per entity (`<entity>.jsonl`, one record per line, in bundle order).
 
 manifest.json:
-    {"format_version": 1, "metadata": {...}, "members": [{"name": "courses.jsonl",
+    {"format_version": 2, "metadata": {...}, "members": [{"name": "courses.jsonl",
      "entity": "courses", "records": N, "bytes": B, "sha256": "<sha256 of the member>"}],
      "counts": {...}, "total_records": N, "sha256": "<records checksum>"}
 

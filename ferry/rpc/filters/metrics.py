@@ -1,6 +1,14 @@
 """Metrics filter: per-method request counts by status code and latency, for unary and
 streaming RPCs, plus messages sent on server streams and received on client streams
-(Prometheus, grpc-prometheus names)."""
+(Prometheus, grpc-prometheus names).
+
+With `metrics.school_label: true` (docs/tenants.md), each finished call is counted once
+more with the school it acted for (`ferry_rpc_server_school_handled_total` and
+`ferry_rpc_server_school_handling_seconds`, label `school`): its values are the codes the
+auth filter found in the schools table, never a caller's text, so the series are bounded
+by the schools the installation has. A call that acted for no school (refused before,
+a platform admin's WhoAmI) is not counted there. The families above keep their labels:
+`started` counts a call before the auth filter knows its school."""
 
 from __future__ import annotations
 
@@ -26,30 +34,45 @@ HANDLED = Counter(
     "RPCs completed on the server, by status code.",
     (*LABELS, "grpc_code"),
 )
+_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    3600,
+)
 LATENCY = Histogram(
     "ferry_rpc_server_handling_seconds",
     "Time from the start of an RPC to its end (whole stream for streaming RPCs).",
     LABELS,
-    buckets=(
-        0.001,
-        0.0025,
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        0.5,
-        1,
-        2.5,
-        5,
-        10,
-        30,
-        60,
-        300,
-        900,
-        3600,
-    ),
+    buckets=_BUCKETS,
+)
+_SCHOOL_LABELS = (*LABELS, "school")
+SCHOOL_HANDLED = Counter(
+    "ferry_rpc_server_school_handled_total",
+    "RPCs completed on the server, by status code and the school they acted for "
+    "(only with metrics.school_label: true).",
+    (*_SCHOOL_LABELS, "grpc_code"),
+)
+SCHOOL_LATENCY = Histogram(
+    "ferry_rpc_server_school_handling_seconds",
+    "Time from the start of an RPC to its end, by the school it acted for "
+    "(only with metrics.school_label: true).",
+    _SCHOOL_LABELS,
+    buckets=_BUCKETS,
 )
 SENT = Counter("ferry_rpc_server_msg_sent_total", "Messages sent on server streams.", LABELS)
 RECEIVED = Counter(
@@ -60,6 +83,7 @@ RECEIVED = Counter(
 class MetricsFilter(Filter):
     def __init__(self, app: App | None = None) -> None:
         self.app = app
+        self.school_label = bool(app is not None and app.settings.metrics.school_label)
 
     def start(self, call: RpcCall) -> None:
         _children(call.method).started.inc()
@@ -72,8 +96,14 @@ class MetricsFilter(Filter):
 
     def finish(self, call: RpcCall, code: grpc.StatusCode, details: str) -> None:
         children = _children(call.method)
+        took = time.monotonic() - call.started
         children.handled(code).inc()
-        children.latency.observe(time.monotonic() - call.started)
+        children.latency.observe(took)
+        if self.school_label:
+            # Set by the auth filter (it finishes first) once the school was found.
+            school = call.attrs.get("school_code")
+            if school:
+                _school_children(call.method, str(school)).record(code, took)
 
 
 class _Children:
@@ -98,6 +128,27 @@ class _Children:
 @functools.lru_cache(maxsize=1024)
 def _children(method: MethodInfo) -> _Children:
     return _Children(method)
+
+
+class _SchoolChildren:
+    """One method's series of one school (metrics.school_label)."""
+
+    def __init__(self, method: MethodInfo, school: str) -> None:
+        self.labels = (method.service, method.name, method.kind, school)
+        self.latency = SCHOOL_LATENCY.labels(*self.labels)
+        self._handled: dict[grpc.StatusCode, Any] = {}
+
+    def record(self, code: grpc.StatusCode, took: float) -> None:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = SCHOOL_HANDLED.labels(*self.labels, code.name)
+        child.inc()
+        self.latency.observe(took)
+
+
+@functools.lru_cache(maxsize=4096)
+def _school_children(method: MethodInfo, school: str) -> _SchoolChildren:
+    return _SchoolChildren(method, school)
 
 
 _CLIENT_LABELS = ("grpc_service", "grpc_method")
