@@ -56,9 +56,9 @@ _KINDS = {
 }
 
 
-def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
+def create_app(app: App, channels: ServiceChannels | None = None) -> FastLane:
     """The gateway for `app`'s settings, calling services through `channels` (default:
-    the configured client targets)."""
+    the configured client targets): the FastAPI app behind its fast lane (`.app`)."""
     s = app.settings
     g = s.gateway
     gw = Gateway(
@@ -125,9 +125,8 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     hsts = s.tls.gateway.hsts_seconds if s.tls.gateway.cert_file else 0
     api.add_middleware(SecurityHeaders, hsts_seconds=hsts)
     api.add_middleware(RequestMetrics, router=api.router)
-    # Outermost of ours: the unary routes with a literal path skip the layers above.
-    api.add_middleware(FastLane, routes=_routed_to(r, fast), hsts_seconds=hsts)
-    return api
+    # In front of FastAPI itself: the unary routes with a literal path skip every layer.
+    return FastLane(api, routes=_routed_to(r, fast), hsts_seconds=hsts)
 
 
 def _routed_to(
