@@ -1,16 +1,28 @@
-"""The gateway's cost: GET /api/v1/sessions/semesters through HTTP vs the same
-ListSemesters called directly over gRPC, against one `ferry serve` process (services and
-gateway together), measured in the same run.
+"""The gateway's cost against one `ferry serve` process (services and gateway together),
+each route beside the same RPC called directly over gRPC in the same run:
 
-A bounded, sequential load loop on keep-alive connections: requests/s, p50 and p99, and the
-gateway's p50 overhead over the direct call. The issue's target route, a cached student
-report through the gateway, is measured by bench/reports.py.
+- GET /api/v1/sessions/semesters vs ListSemesters: a bounded, sequential load loop on
+  keep-alive connections: requests/s, p50 and p99, and the gateway's p50 overhead.
+- The issue's target route, a cached student report (POST
+  /api/v1/reports/student-performance vs GetStudentReport, Redis cache, near cache on):
+  the p50 overhead from a sequential loop alternating the two, then 4 clients in a bounded
+  concurrent loop for requests/s, and the serving process's CPU per request of each
+  (/proc; the gateway's share is the difference). bench/reports.py measures the same row
+  among the report figures; this one runs alone, in a minute, for the gateway's own work.
+
+`FERRY_BENCH_PYSPY=FILE.svg` (FILE.txt: collapsed stacks) records a py-spy flame graph of
+the serving process (every thread, native frames off) during the 4-client gateway loop.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +30,11 @@ import grpc
 import httpx
 
 from bench.common import Row
+from bench.cpu_calls import per_call_us
+from bench.reports import REDIS_URL, SEMESTER, _alternating, _load, _ms, _p, _per_s, _students
 from bench.server import FerryServer
-from ferry.v1 import export_pb2, export_pb2_grpc, options_pb2
+from ferry.v1 import export_pb2, export_pb2_grpc, options_pb2, reports_pb2_grpc
+from ferry.v1 import reports_pb2 as rpb
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 300
@@ -43,6 +58,11 @@ def _pct(sorted_times: list[float], p: float) -> float:
 
 
 def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
+    """ListSemesters and the cached report, each through the gateway vs direct gRPC."""
+    return [*list_semesters(url, workdir, repeat), cached_report(url, dsn, workdir, repeat)]
+
+
+def list_semesters(url: str, workdir: Path, repeat: int) -> list[Row]:
     """One row: gateway requests/s vs direct gRPC, with p50/p99 and the p50 overhead."""
     server = FerryServer(url, workdir, services=(), env={"FERRY_EXPORT_WORKERS": "0"})
     tok = server.token(options_pb2.ROLE_VIEWER)
@@ -90,3 +110,95 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
             note,
         )
     ]
+
+
+def _py_spy(pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy recording `pid` into $FERRY_BENCH_PYSPY until it is interrupted (None when
+    unset or py-spy is not installed)."""
+    out = os.environ.get("FERRY_BENCH_PYSPY", "")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not out or not Path(spy).exists():
+        return None
+    fmt = "raw" if out.endswith(".txt") else "flamegraph"  # .txt: collapsed stacks
+    args = ["--pid", str(pid), "--output", out, "--rate", "250", "--nonblocking"]
+    return subprocess.Popen(
+        [spy, "record", *args, "--format", fmt],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def cached_report(url: str, dsn: str, workdir: Path, repeat: int) -> Row:
+    """The issue's gateway row: a cached student report through the gateway, 4 clients,
+    beside the same GetStudentReport called over gRPC (same server, same run)."""
+    sid = _students(dsn, 1)[0]
+    prefix = f"ferry-bench-{uuid.uuid4().hex[:8]}-"
+    env = {
+        "FERRY_EXPORT_WORKERS": "0",
+        "FERRY_REDIS_URL": REDIS_URL,
+        "FERRY_PLUGINS_SERVICES_REPORTS_CACHE_BACKEND": "redis",
+        "FERRY_PLUGINS_CACHES_REDIS_KEY_PREFIX": prefix,
+    }
+    server = FerryServer(url, workdir, services=(), env=env)
+    tok = server.token(options_pb2.ROLE_OPERATOR)
+    md = (("authorization", f"Bearer {tok}"),)
+    req = rpb.GetStudentReportRequest(student_id=sid, semester=SEMESTER)
+    body = {"student_id": sid, "semester": SEMESTER}
+    base = f"http://127.0.0.1:{server.web_port}"
+    opened: list[grpc.Channel] = []
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        opened.append(channel)
+        stub = reports_pb2_grpc.ReportsServiceStub(channel)
+        stub.GetStudentReport(req, metadata=md, timeout=30)  # fills the cache
+        http = httpx.Client(base_url=base, headers={"authorization": f"Bearer {tok}"})
+
+        def via_gw(_: int) -> bytes:
+            resp = http.post("/api/v1/reports/student-performance", json=body)
+            resp.raise_for_status()
+            return resp.content
+
+        def via_grpc(_: int) -> object:
+            return stub.GetStudentReport(req, metadata=md, timeout=30)
+
+        n = 500 * repeat
+        gw, direct = _alternating([via_gw, via_grpc], n, warm=20)
+        gw_cpu = per_call_us(server.proc.pid, via_gw, n)
+        rpc_cpu = per_call_us(server.proc.pid, via_grpc, n)
+
+        def gw_client() -> Callable[[], object]:
+            c = httpx.Client(base_url=base, headers={"authorization": f"Bearer {tok}"})
+            return lambda: c.post("/api/v1/reports/student-performance",
+                                  json=body).raise_for_status()  # fmt: skip
+
+        def grpc_client() -> Callable[[], object]:
+            opened.append(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+            s = reports_pb2_grpc.ReportsServiceStub(opened[-1])
+            return lambda: s.GetStudentReport(req, metadata=md, timeout=30)
+
+        threads, total = 4, 1000 * repeat
+        spy = _py_spy(server.proc.pid)
+        gw_rate, gw_failed = _load(gw_client, threads, total, 60)
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(60)
+        rpc_rate, rpc_failed = _load(grpc_client, threads, total, 60)
+        http.close()
+        rss = server.rss_mb()
+    finally:
+        for ch in opened:
+            ch.close()
+        server.stop()
+    over = _p(gw, 0.5) - _p(direct, 0.5)
+    return Row(
+        f"gateway POST /api/v1/reports/student-performance (cached), {threads} clients",
+        total, gw_rate, f"direct gRPC GetStudentReport (cached), {threads} clients",
+        rpc_rate, rss,
+        f"bounded loop ({total} requests, at most 60 s; {gw_failed + rpc_failed} failed); "
+        f"sequential: gateway {_ms(gw)} ({_per_s(gw):.0f}/s), gRPC {_ms(direct)}, "
+        f"p50 overhead {over:.2f} ms; server CPU {gw_cpu:.0f} us/request through the "
+        f"gateway, {rpc_cpu:.0f} us direct (the gateway's share {gw_cpu - rpc_cpu:.0f} us); "
+        "keep-alive; bench/gateway.py",
+        {"overhead_p50_ms": over, "gateway_p50_ms": _p(gw, 0.5), "gateway_cpu_us": gw_cpu,
+         "grpc_cpu_us": rpc_cpu},
+    )  # fmt: skip

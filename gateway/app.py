@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Match, Router
 from starlette.staticfiles import StaticFiles
 
 from ferry.app import App
@@ -37,7 +38,7 @@ from gateway.handlers import (
     unary_handler,
 )
 from gateway.language import accepted
-from gateway.middleware import RequestMetrics, SecurityHeaders
+from gateway.middleware import FastLane, RequestMetrics, SecurityHeaders
 from gateway.openapi import document
 from gateway.routes import all_routes, method_by_name, service_key, services
 from gateway.transcode import parse
@@ -55,9 +56,9 @@ _KINDS = {
 }
 
 
-def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
+def create_app(app: App, channels: ServiceChannels | None = None) -> FastLane:
     """The gateway for `app`'s settings, calling services through `channels` (default:
-    the configured client targets)."""
+    the configured client targets): the FastAPI app behind its fast lane (`.app`)."""
     s = app.settings
     g = s.gateway
     gw = Gateway(
@@ -81,6 +82,7 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     )
     api.state.gateway = gw
     r = api.router
+    fast: dict[tuple[str, str], Handler] = {}
 
     login = login_handler(gw)
     r.add_route("/api/v1/auth/login", login, methods=["POST"])
@@ -91,12 +93,13 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     for route in all_routes():
         if (route.path, route.verb) in _HAND_WRITTEN:
             continue  # Login: the gateway's own handler adds the login limits first
+        handler = _KINDS[route.kind](gw, route)
         r.add_route(
-            route.path,
-            _KINDS[route.kind](gw, route),
-            methods=[route.verb],
+            route.path, handler, methods=[route.verb],
             name=f"{route.service.name}.{route.method.name}",
-        )
+        )  # fmt: skip
+        if route.kind == "unary" and "{" not in route.path:
+            fast[(route.verb, route.path)] = handler
 
     r.add_route("/openapi.json", _openapi, methods=["GET"])
     r.add_route("/docs", _static_page("docs.html"), methods=["GET"])
@@ -122,7 +125,26 @@ def create_app(app: App, channels: ServiceChannels | None = None) -> FastAPI:
     hsts = s.tls.gateway.hsts_seconds if s.tls.gateway.cert_file else 0
     api.add_middleware(SecurityHeaders, hsts_seconds=hsts)
     api.add_middleware(RequestMetrics, router=api.router)
-    return api
+    # In front of FastAPI itself: the unary routes with a literal path skip every layer.
+    return FastLane(api, routes=_routed_to(r, fast), hsts_seconds=hsts)
+
+
+def _routed_to(
+    router: Router, candidates: dict[tuple[str, str], Handler]
+) -> dict[tuple[str, str], Handler]:
+    """The (method, path) -> handler pairs the router itself sends to that handler (the
+    first route that matches in full is the one it takes), so the fast lane never answers
+    a request another route would have."""
+    out = {}
+    for (verb, path), handler in candidates.items():
+        scope = {"type": "http", "method": verb, "path": path, "root_path": ""}
+        for route in router.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                if getattr(route, "endpoint", None) is handler:
+                    out[(verb, path)] = handler
+                break
+    return out
 
 
 def login_handler(gw: Gateway) -> Handler:
