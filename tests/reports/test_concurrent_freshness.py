@@ -81,7 +81,7 @@ def test_a_call_after_a_commit_never_sees_the_report_from_before_it(
             committed[0] = n
             with hit:  # the readers hit the cache between writes
                 hits = calls[1]
-                hit.wait_for(lambda: calls[1] > hits, timeout=30)
+                hit.wait_for(lambda h=hits: calls[1] > h, timeout=30)
     finally:
         done.set()
         for t in readers:
