@@ -66,7 +66,8 @@ def resolve(
     scope: ScopeCheck | None = None,
     lines: bool = False,
 ) -> str:
-    """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err).
+    """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err;
+    PostgreSQL: tver, the updated_at of the existing row, which the plan digest reads).
     `resolved`: the entities this run resolved before (their statuses can be consulted).
 
     Returns the table that holds each row's status: the resolved table itself, or with
@@ -129,6 +130,8 @@ def resolve(
         + " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in nk)
     )
     select.append("t.id AS tid")
+    if not sqlite:  # the version of the row it reads, for the plan's digest (digest.py)
+        select.append("t.updated_at AS tver")
     select += scope.extra
     equal_all = " AND ".join(equal) or "1 = 1"
     select.append(f"CASE WHEN t.id IS NULL THEN 0 WHEN {equal_all} THEN 1 ELSE 0 END AS same")
@@ -154,7 +157,7 @@ def resolve(
             conn.exec_driver_sql(f"ANALYZE {shape.resolved}")
         return shape.resolved
     core = f"{shape.resolved}_status"
-    ids = ["pos", "tid", "dup", *(f"r{r.index}" for r in shape.refs)]
+    ids = ["pos", "tid", "tver", "dup", *(f"r{r.index}" for r in shape.refs)]
     # The staged values a plan line shows pass through to it (they are not kept).
     key = shape.entity.natural_key
     shown = [f"x.{q(c.name)}" for c in shape.cols if shape.carries(c.name) or c.name in key]
