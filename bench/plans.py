@@ -7,9 +7,13 @@ in the same run, so no wire is involved on either side):
    (the dry run as it was before plans). Goal: >= 0.8.
 3. The same dry run writing every record's decision (plan_records, ferry.merge.planfile)
    to a file against the dry run with its digest alone: what the full plan costs. Goal:
-   >= 0.8 (on PostgreSQL the lines are composed in SQL and streamed 5,000 a write).
+   >= 0.8 (on PostgreSQL each line is composed in SQL in the resolve's own pass and
+   read back in position order, 5,000 a write).
 4. That dry run writing every record's decision against the dry run as it was before
-   plans (no fingerprints, no records): the whole plan against today's dry run.
+   plans (no fingerprints, no records): the whole plan against today's dry run, the
+   issue's goal read directly (>= 0.8). Both sides alternate in the same run. The "before"
+   side still carries each matched row's updated_at in the resolve's status table (one
+   column the digest reads), the only plan work it keeps.
 2. The bundle imported into an empty database with keep_local_edits against the same
    import without. Goal: keeping bases costs <= 10% (ratio >= 0.9). (A row is its own
    base until a local edit; imports write bases only for rows that have one.)

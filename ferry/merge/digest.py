@@ -6,7 +6,8 @@ and the data version (`updated_at`) of each existing row it reads; for a replace
 the versions of the live rows of the scope it may soft-delete. Each entity's part is
 fingerprinted in SQL right after it is resolved, before anything of it is applied: on
 PostgreSQL a count and a sum of 64-bit hashes (`hashtextextended`, one aggregate over
-the status table, no row leaves the server); on SQLite a sha256 over the rows in
+the status table, which carries the version of each row it matched: no join, no row
+leaves the server); on SQLite a sha256 over the rows in
 position order. The digest is a sha256 over the bundle's checksum, the options that
 shape the plan (strategy, entity) and every part.
 
@@ -56,11 +57,12 @@ def entity_part(conn: Connection, shape: Shape, statuses: str) -> str:
     """The fingerprint of an entity's resolved statuses and the versions of the rows they
     match (call right after plan.resolve, before applying)."""
     table = q(shape.entity.table.name)
-    fields = "x.pos, x.st, x.tid, extract(epoch from t.updated_at)"
+    # PostgreSQL: the matched row's version was read by the resolve (tver), no join.
+    fields = "x.pos, x.st, x.tid, extract(epoch from x.tver)"
     return _part(
         conn,
         f"SELECT count(*), coalesce(sum(hashtextextended(concat_ws('|', {fields}), 0)), 0) "
-        f"FROM {statuses} x LEFT JOIN {table} t ON t.id = x.tid",
+        f"FROM {statuses} x",
         f"SELECT x.pos, x.st, x.tid, t.updated_at FROM {statuses} x "
         f"LEFT JOIN {table} t ON t.id = x.tid ORDER BY x.pos",
     )

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from ferry.datasets.query import in_scope
 from ferry.datasets.spec import Dataset, Kind
 from ferry.db import tenant
-from ferry.merge import links
+from ferry.merge import links, planfile
 from ferry.merge.header import ScopeCheck
 from ferry.merge.model import (
     MAX_LISTED_ERRORS,
@@ -65,8 +65,10 @@ def resolve(
     resolved: frozenset[str] = frozenset(),
     narrow: bool = False,
     scope: ScopeCheck | None = None,
+    lines: bool = False,
 ) -> str:
-    """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err).
+    """Build the entity's resolved rows (staged columns + r<i> parent ids, tid, st, err;
+    PostgreSQL: tver, the updated_at of the existing row, which the plan digest reads).
     `resolved`: the entities this run resolved before (their statuses can be consulted).
 
     Returns the table that holds each row's status: the resolved table itself, or with
@@ -76,7 +78,11 @@ def resolve(
     staged columns are not copied. Narrow views are dropped by drop_views.
     `scope`: conditions putting a row outside the bundle's semester, the columns they
     need and the parent lookups that carry `in_scope` (ferry.merge.header.ScopeCheck);
-    such rows get the status `scope`."""
+    such rows get the status `scope`.
+    `lines` (PostgreSQL): compose each record's plan line (ferry.merge.planfile) in the
+    same pass, as the column plan_line of the returned table, while the staged row is at
+    hand: writing the plan's records then reads that table alone, no second scan of the
+    staged rows joined to their statuses."""
     scope = scope or ScopeCheck()
     table = q(shape.entity.table.name)
     select = ["s.*"]
@@ -125,6 +131,8 @@ def resolve(
         + " AND ".join(f"d.{q(k)} = s.{q(k)}" for k in nk)
     )
     select.append("t.id AS tid")
+    if not sqlite:  # the version of the row it reads, for the plan's digest (digest.py)
+        select.append("t.updated_at AS tver")
     select += scope.extra
     equal_all = " AND ".join(equal) or "1 = 1"
     select.append(f"CASE WHEN t.id IS NULL THEN 0 WHEN {equal_all} THEN 1 ELSE 0 END AS same")
@@ -139,8 +147,9 @@ def resolve(
         # The error case is computed once per row (OFFSET 0 keeps PostgreSQL from pulling
         # the subquery up, which would copy it into each branch of the status case).
         status = _status_case("y.err", strategy, "y")
+        line = f", {planfile.line_sql(shape, 'y', status)} AS plan_line" if lines else ""
         wide = (
-            f"SELECT y.*, {status} AS st FROM (SELECT x.*, {err} AS err FROM ({inner}) x "
+            f"SELECT y.*, {status} AS st{line} FROM (SELECT x.*, {err} AS err FROM ({inner}) x "
             "OFFSET 0) y"
         )
     if not narrow:
@@ -149,12 +158,17 @@ def resolve(
             conn.exec_driver_sql(f"ANALYZE {shape.resolved}")
         return shape.resolved
     core = f"{shape.resolved}_status"
-    ids = ["pos", "tid", "dup", *(f"r{r.index}" for r in shape.refs)]
+    ids = ["pos", "tid", "tver", "dup", *(f"r{r.index}" for r in shape.refs)]
+    # The staged values a plan line shows pass through to it (they are not kept).
+    key = shape.entity.natural_key
+    shown = [f"x.{q(c.name)}" for c in shape.cols if shape.carries(c.name) or c.name in key]
+    shown = shown if lines else []
+    line = f", {planfile.line_sql(shape, 'y', status)} AS plan_line" if lines else ""
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE {core} ON COMMIT DROP AS "
-        f"SELECT {', '.join(f'y.{c}' for c in ids)}, y.err, {status} AS st FROM "
-        f"(SELECT {', '.join(f'x.{c}' for c in ids)}, x.same, {err} AS err FROM ({inner}) x "
-        "OFFSET 0) y"
+        f"SELECT {', '.join(f'y.{c}' for c in ids)}, y.err, {status} AS st{line} FROM "
+        f"(SELECT {', '.join([*(f'x.{c}' for c in ids), *shown])}, x.same, {err} AS err "
+        f"FROM ({inner}) x OFFSET 0) y"
     )
     conn.exec_driver_sql(f"ANALYZE {core}")
     extra = ", ".join(["c.tid", "c.dup", *(f"c.r{r.index}" for r in shape.refs), "c.err", "c.st"])

@@ -22,13 +22,18 @@ memory does not grow with the bundle. The plan's digest binds the same decisions
 record's position, status and the version of the row it reads), so the file and the digest
 describe one plan.
 
-On PostgreSQL the lines are composed by the server (`_pg_lines`): one statement per
-entity writes each record's JSON text, the values as `text_of` shows them (`_pg_text`),
-and a server-side cursor hands them over BATCH at a time, joined and written as they
-come: no Python work per record but taking its line. The old row is read only for the records to
-update (a probe by id, not a join over the whole table). SQLite composes the lines in
-Python (`_py_entity`); tests/merge/test_plans_records.py holds the two byte for byte
-equal.
+On PostgreSQL the lines are composed by the server (`line_sql`), each record's JSON text
+with the values as `text_of` shows them (`_pg_text`), in the same pass that resolves the
+records (ferry.merge.plan.resolve with `lines`: the staged row, its status and the old
+row's id are at hand there), into a column of the table of statuses; writing them is one
+ordered read of that table through a server-side cursor, BATCH lines at a time, joined and
+written as they come: no second scan of the staged rows and no Python work per record but
+taking its line. The old row is read only for the records to update (a probe by id, not a
+join over the whole table). When the three-way merge kept local values (it changes
+statuses and staged values after the resolve), the entity's lines are composed again from
+its resolved rows (`_pg_lines`). SQLite composes the lines in Python (`_py_entity`);
+tests/merge/test_plans_records.py holds the server's lines (wide resolve, narrow resolve,
+composed again) and Python's byte for byte equal.
 """
 
 from __future__ import annotations
@@ -71,21 +76,26 @@ class PlanRecords:
                 }
             )
 
-    def entity(self, conn: Connection, shape: Shape) -> None:
+    def entity(self, conn: Connection, shape: Shape, composed: str | None = None) -> None:
         """The decision for each of the entity's records (after resolve and the three-way
-        merge, before the entity is applied)."""
+        merge, before the entity is applied). `composed`: the table resolve returned,
+        when it composed the lines (plan.resolve with `lines`, PostgreSQL) and they still
+        hold."""
         if conn.dialect.name == "postgresql":
-            self._pg_entity(conn, shape)
+            if composed is not None:
+                self._pg_write(conn, shape, f"SELECT plan_line FROM {composed} ORDER BY pos")
+            else:
+                self._pg_write(conn, shape, _pg_lines(shape))
         else:
             self._py_entity(conn, shape)
 
-    def _pg_entity(self, conn: Connection, shape: Shape) -> None:
+    def _pg_write(self, conn: Connection, shape: Shape, lines_sql: str) -> None:
         raw = conn.connection.driver_connection
         assert raw is not None
         # A server-side cursor in the import's transaction, read BATCH lines at a time
         # straight from the driver (no row object per record).
         with raw.cursor(name=f"ferry_plan_{shape.name}") as cur:
-            cur.execute(_pg_lines(shape))
+            cur.execute(lines_sql)
             while lines := cur.fetchmany(BATCH):
                 self.out.write("\n".join([line for (line,) in lines]).encode() + b"\n")
                 self.count += len(lines)
@@ -186,9 +196,10 @@ def _pg_text(expr: str, col: Col) -> str:
     )
 
 
-def _pg_lines(shape: Shape) -> str:
-    """SQL: the entity's plan lines, in position order, each what _py_entity writes for
-    the record."""
+def line_sql(shape: Shape, row: str, status: str) -> str:
+    """SQL: the plan line of one resolved record, what _py_entity writes for it: `row` is
+    the alias that holds the record's staged columns, pos and tid, `status` its status (an
+    expression). The old row is probed by id, for the records to update only."""
     table = q(shape.entity.table.name)
     key = shape.entity.natural_key
     names = [c.name for c in shape.cols if shape.carries(c.name)]
@@ -196,14 +207,14 @@ def _pg_lines(shape: Shape) -> str:
     own = list(shape.written)
 
     def x(c: Col) -> str:
-        return _pg_text(f"x.{q(c.name)}", c)
+        return _pg_text(f"{row}.{q(c.name)}", c)
 
     def t(c: Col) -> str:
         return _pg_text(f"t.{q(c.target)}", c)
 
     entity = json_text(shape.name)
     key_text = " || '/' || ".join(x(shape.col(k)) for k in key) or "''"
-    head = f'\'{{"entity":{entity},"key":\' || {_json(key_text)} || \',"position":\' || x.pos'
+    head = f'\'{{"entity":{entity},"key":\' || {_json(key_text)} || \',"position":\' || {row}.pos'
     fields = " || ',' || ".join(f"'{json_text(c.name)}:' || {_json(x(c))}" for c in shown)
     fields = fields or "''"
     create = f'\',"action":"create","fields":{{\' || {fields} || \'}}}}\''
@@ -218,16 +229,21 @@ def _pg_lines(shape: Shape) -> str:
     update = (
         f"(SELECT ',\"action\":' || CASE WHEN {deleting} THEN '\"delete\"' ELSE '\"update\"' "
         f"END || ',\"changes\":[' || ltrim(concat({changes}), ',') || ']}}' "
-        f"FROM {table} t WHERE t.id = x.tid)"
+        f"FROM {table} t WHERE t.id = {row}.tid)"
     )
     plain = " ".join(
         f"WHEN '{st}' THEN ',\"action\":\"{a}\"}}'" for st, a in ACTIONS.items() if st != "create"
     )
-    line = (
-        f"{head} || CASE x.st WHEN 'create' THEN {create} WHEN 'update' THEN {update} "
+    return (
+        f"{head} || CASE {status} WHEN 'create' THEN {create} WHEN 'update' THEN {update} "
         f'{plain} ELSE \',"action":"error"}}\' END'
     )
-    return f"SELECT {line} FROM {shape.resolved} x ORDER BY x.pos"
+
+
+def _pg_lines(shape: Shape) -> str:
+    """SQL: the entity's plan lines, in position order, composed from its resolved rows
+    (when resolve did not compose them, or the three-way merge changed some since)."""
+    return f"SELECT {line_sql(shape, 'x', 'x.st')} FROM {shape.resolved} x ORDER BY x.pos"
 
 
 def json_text(text: str) -> str:

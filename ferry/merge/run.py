@@ -634,6 +634,7 @@ class _Run:
                     narrow,
                     # A semester bundle: its records must be of that semester.
                     scope_condition(self.ds, shape, semester or "", conn.dialect),
+                    lines=self.records is not None,
                 )
                 kept = self._three_way(shape, statuses[shape.name])
                 try:
@@ -654,7 +655,8 @@ class _Run:
                 )
             if self.records is not None:
                 with _timed(f"plan records {shape.name}"):
-                    self.records.entity(conn, shape)
+                    # Local values kept by the three-way merge change lines composed before.
+                    self.records.entity(conn, shape, None if kept[0] else statuses[shape.name])
             found = (
                 plan.list_errors(conn, shape, self.shapes) if summaries[shape.name].errors else []
             )
