@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +30,16 @@ import httpx
 
 from bench.common import Row
 from bench.cpu_calls import per_call_us
-from bench.reports import REDIS_URL, SEMESTER, _alternating, _load, _ms, _p, _per_s, _students
+from bench.reports import (
+    SEMESTER,
+    _alternating,
+    _load,
+    _ms,
+    _p,
+    _per_s,
+    _students,
+    redis_cache_env,
+)
 from bench.server import FerryServer
 from ferry.v1 import export_pb2, export_pb2_grpc, options_pb2, reports_pb2_grpc
 from ferry.v1 import reports_pb2 as rpb
@@ -132,14 +140,7 @@ def cached_report(url: str, dsn: str, workdir: Path, repeat: int) -> Row:
     """The issue's gateway row: a cached student report through the gateway, 4 clients,
     beside the same GetStudentReport called over gRPC (same server, same run)."""
     sid = _students(dsn, 1)[0]
-    prefix = f"ferry-bench-{uuid.uuid4().hex[:8]}-"
-    env = {
-        "FERRY_EXPORT_WORKERS": "0",
-        "FERRY_REDIS_URL": REDIS_URL,
-        "FERRY_PLUGINS_SERVICES_REPORTS_CACHE_BACKEND": "redis",
-        "FERRY_PLUGINS_CACHES_REDIS_KEY_PREFIX": prefix,
-    }
-    server = FerryServer(url, workdir, services=(), env=env)
+    server = FerryServer(url, workdir, services=(), env=redis_cache_env())
     tok = server.token(options_pb2.ROLE_OPERATOR)
     md = (("authorization", f"Bearer {tok}"),)
     req = rpb.GetStudentReportRequest(student_id=sid, semester=SEMESTER)

@@ -166,15 +166,21 @@ def _students(dsn: str, n: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
-    ids = _students(dsn, 120)
-    prefix = f"ferry-bench-{uuid.uuid4().hex[:8]}-"
-    env = {
+def redis_cache_env() -> dict[str, str]:
+    """A bench server's settings: reports cached in Redis under a prefix of this run's own
+    (two runs on one Redis never read each other's entries), no export workers."""
+    return {
         "FERRY_EXPORT_WORKERS": "0",
         "FERRY_REDIS_URL": REDIS_URL,
         "FERRY_PLUGINS_SERVICES_REPORTS_CACHE_BACKEND": "redis",
-        "FERRY_PLUGINS_CACHES_REDIS_KEY_PREFIX": prefix,
+        "FERRY_PLUGINS_CACHES_REDIS_KEY_PREFIX": f"ferry-bench-{uuid.uuid4().hex[:8]}-",
     }
+
+
+def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
+    ids = _students(dsn, 120)
+    env = redis_cache_env()
+    prefix = env["FERRY_PLUGINS_CACHES_REDIS_KEY_PREFIX"]
     rows: list[Row] = []
     server = FerryServer(url, workdir, services=(), env=env)
     tok = server.token(options_pb2.ROLE_OPERATOR)
