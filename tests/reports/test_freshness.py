@@ -179,6 +179,10 @@ def test_redis_down_mid_test_still_served_and_never_stale(
         app = redis_app(
             FERRY_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0",
             FERRY_PLUGINS_CACHES_REDIS_BREAKER_RESET_SECONDS="0.3",
+            # The first read after Redis is back waits for the breaker's trial PING
+            # (the default 10 ms lost that race under CI's load: that read then neither
+            # read nor wrote the cache, and the next one was a miss again).
+            FERRY_PLUGINS_CACHES_REDIS_BREAKER_TRIAL_WAIT_SECONDS="5",
             FERRY_PLUGINS_SERVICES_REPORTS_CACHE_NEAR_BYTES="0",  # every read goes to Redis
         )
         e = ReportEngine.from_app(app)
