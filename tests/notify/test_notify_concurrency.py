@@ -148,6 +148,65 @@ class Stall(Inbox):
         return await super().handle_DATA(server, session, envelope)
 
 
+class Gate(Overlap):
+    """An inbox that holds every DATA unanswered until `opened` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.guard:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        try:
+            while not self.opened.is_set():
+                await asyncio.sleep(0.01)
+            return await Inbox.handle_DATA(self, server, session, envelope)
+        finally:
+            with self.guard:
+                self.active -= 1
+
+
+def test_a_worker_claims_its_next_rows_while_its_last_ones_are_in_flight(
+    notify_app: Callable[..., App],
+) -> None:
+    """One worker, batches of 4, 4 in flight: while the relay holds the first batch's 4
+    mails unanswered, the worker has claimed the next batch already (leased to it, one
+    attempt counted, nothing sent: its senders take them as slots free), and the relay
+    never holds more than 4 at once. Released, all 8 go once each."""
+    server = SmtpServer()
+    server.inbox = gate = Gate()
+    server.start()
+    try:
+        app = notify_app(
+            smtp_port=server.port,
+            FERRY_NOTIFY_WORKERS="1",
+            FERRY_NOTIFY_BATCH_SIZE="4",
+            FERRY_NOTIFY_SENDS_PER_WORKER="4",
+        )
+        ids = _queue(app, [f"u{i}@school.example" for i in range(8)])
+        with serving(app):
+            eventually(lambda: gate.active == 4, 30)
+
+            def all_claimed() -> bool:
+                rows = [store.get(app.engine, n).rows[0] for n in ids]
+                return all(r.lease_owner and r.attempts == 1 for r in rows)
+
+            eventually(all_claimed, 30)
+            assert gate.messages == [] and gate.most == 4
+            gate.opened.set()
+            eventually(lambda: all(s[0] == SENT for s in _statuses(app, ids)), 30)
+            time.sleep(0.3)  # a doubled send would arrive now
+        assert gate.most == 4
+        assert sorted(str(m["To"]) for m in gate.messages) == sorted(
+            f"u{i}@school.example" for i in range(8)
+        )
+        assert all(attempts == 1 for _s, attempts, _e in _statuses(app, ids))
+    finally:
+        server.stop()
+
+
 def test_relay_down_mid_burst_is_retried_and_nothing_is_lost_or_doubled(
     notify_app: Callable[..., App],
 ) -> None:
