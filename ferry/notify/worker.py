@@ -2,14 +2,18 @@
 
 Each worker claims a batch of due rows with a lease (ferry.notify.store.claim), hands each
 channel its share, settles each delivered row as soon as its relay accepted it (so a
-worker killed at any moment resends at most the mail in flight), and the other outcomes
+worker killed at any moment resends at most the mails in flight), and the other outcomes
 with the batch. A worker keeps up to `notify.sends_per_worker` deliveries in flight at
 once on channels that wait for the other side (smtp, webhook: `concurrent = True`), each
-on a thread of its own pool with its own relay connection; it settles each as it
-completes, so a SIGKILL resends at most those in flight. A Send in this
-process wakes a worker at once; other replicas find new rows when they poll. A worker
-that dies leaves its rows leased; once the lease ends any replica takes them again, so
-pending and abandoned rows are delivered after a restart.
+on a thread of its own pool with its own relay connection. The sends that complete
+together are settled together (one statement) before their senders take the next rows, so
+a SIGKILL resends at most `sends_per_worker` mails per worker. When every row it claimed
+is in flight, a worker claims the next ones of the same school while the relay works (up
+to TOPUPS times before the other schools' turn), so its senders never stand idle through
+a claim. A Send in this process wakes a worker at once; other replicas find new rows when
+they poll. A worker that dies leaves its rows leased; once the lease ends any replica
+takes them again, so pending and abandoned rows are delivered after a restart (a row
+claimed but not yet handed to a sender was never sent: it is delayed, not doubled).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -33,6 +37,9 @@ from ferry.notify.core import Notify
 
 log = logging.getLogger("ferry.notify")
 DEPTH_SECONDS = 1.0  # the outbox depth gauge is refreshed at most this often
+# Claims a worker adds to its batch while its last rows are in flight (_run_batch) before
+# it gives the other schools their turn.
+TOPUPS = 8
 # The per-school attempt counter's outcome of each settled status (metrics.school_label).
 _OUTCOMES = {SENT: "sent", PENDING: "retried", FAILED: "failed", DEAD: "dead"}
 
@@ -175,39 +182,49 @@ class Workers:
     def _run_batch(self, worker_id: str) -> int:
         s = self.settings
         channels = self.notify.channels
-        batch, off = store.claim_batch(
-            self.app.engine, worker_id, list(channels), s.batch_size, s.lease_seconds
-        )
-        if not batch:
-            return 0
-        groups: dict[str, list[Delivery]] = defaultdict(list)
+        claimed = 0
+        todo: deque[Delivery] = deque()
         results: list[tuple[Delivery, Outcome]] = []
-        for d in batch:
-            key = next((k for k in (d.channel, f"{d.channel}/{d.recipient}") if k in off), "")
-            if key:
-                results.append((d, failed(f"{key} is switched off: {off[key]}")))
-            else:
-                groups[d.channel].append(d)
+
+        def claim() -> int:
+            """Claim up to batch_size rows into `todo` (those of a switched-off channel or
+            endpoint straight into `results`); how many were claimed."""
+            batch, off = store.claim_batch(
+                self.app.engine, worker_id, list(channels), s.batch_size, s.lease_seconds
+            )
+            for d in batch:
+                key = next((k for k in (d.channel, f"{d.channel}/{d.recipient}") if k in off), "")
+                if key:
+                    results.append((d, failed(f"{key} is switched off: {off[key]}")))
+                else:
+                    todo.append(d)
+            return len(batch)
+
+        claimed = claim()
+        if not claimed:
+            return 0
         # The lease is renewed while the batch is worked through, so a slow relay never lets
         # it run out under our feet (another replica would then send the same rows).
         renewed = time.monotonic()
-        todo = deque(d for ds in groups.values() for d in ds)
         lost: set[int] = set()
-        # A delivered row is settled at once (see store.SentSettler): a SIGKILL at any
-        # moment resends at most the mails in flight (sends_per_worker), not the batch.
+        # Delivered rows are settled as soon as their sends return, before their senders
+        # take the next (see store.SentSettler): a SIGKILL at any moment resends at most
+        # the mails in flight (sends_per_worker), not the batch.
         early: list[store.Settled] = []
         settler = store.SentSettler(self.app.engine, worker_id)
         pool = self._pool(worker_id)
         width = s.sends_per_worker if pool is not None else 1
         flying: dict[Future[Outcome], Delivery] = {}
+        topups = TOPUPS
 
-        def finish(d: Delivery, out: Outcome) -> None:
-            if out.status == SENT and getattr(channels[d.channel], "settle_each", True):
-                done_now = settler.sent(d)
-                if done_now is not None:
-                    early.append(done_now)
-            else:
-                results.append((d, out))
+        def finish(done: list[tuple[Delivery, Outcome]]) -> None:
+            now_sent = []
+            for d, out in done:
+                if out.status == SENT and getattr(channels[d.channel], "settle_each", True):
+                    now_sent.append(d)
+                else:
+                    results.append((d, out))
+            early.extend(settler.sent_many(now_sent))
 
         finished = False
         try:
@@ -223,14 +240,23 @@ class Workers:
                         continue
                     channel = channels[d.channel]
                     if pool is None or not getattr(channel, "concurrent", False):
-                        finish(d, self._send(channel, d))  # here, one at a time
+                        finish([(d, self._send(channel, d))])  # here, one at a time
                         break  # the lease is looked at between any two sends
                     flying[pool.submit(self._send, channel, d)] = d
+                if flying and not todo and topups and not self._stopping.is_set():
+                    # Everything claimed is in flight: claim the next rows of this school
+                    # while the relay works on those, so the senders never wait for a
+                    # claim between batches (a few turns, then the other schools' turn).
+                    topups -= 1
+                    got = claim()
+                    claimed += got
+                    if not got:
+                        topups = 0
+                    continue  # send the new rows first, then wait
                 if flying:
                     left = s.lease_seconds / 3 - (time.monotonic() - renewed)
                     ready, _ = wait(list(flying), max(left, 0.0), FIRST_COMPLETED)
-                    for f in ready:
-                        finish(flying.pop(f), f.result())
+                    finish([(flying.pop(f), f.result()) for f in ready])
             finished = True
         finally:
             if not finished:  # an error (the database): let the sends end before the next
@@ -239,7 +265,7 @@ class Workers:
         later = store.settle(self.app.engine, worker_id, results, s) if results else []
         for done in [*early, *later]:
             self._count(done)
-        return len(batch)
+        return claimed
 
     def _send(self, channel: Any, d: Delivery) -> Outcome:
         try:

@@ -225,3 +225,66 @@ def test_sends_within_the_linger_go_out_in_one_batch(
     finally:
         workers.stop()
     assert claimed == [5]  # one claim for the five Sends of the linger window
+
+
+def test_sent_many_settles_rows_together_and_only_those_still_held(
+    notify_app: Callable[..., App],
+) -> None:
+    """The worker settles the sends that completed together in one statement
+    (store.SentSettler.sent_many). Rows of one notification settled together make it
+    sent (each one's "other rows" must not count its batch-mates as pending); one whose
+    other row is still pending stays pending; a row whose lease went to another worker is
+    neither settled nor reported, and its notification stays pending."""
+    app = notify_app(FERRY_NOTIFY_WORKERS="0")
+    two, _ = store.create(
+        app.engine,
+        store.NewNotification(
+            event_id="two",
+            deliveries=[("log", "a@b.example"), ("log", "b@b.example")],
+            subject="s",
+            text="t",
+        ),
+    )
+    half, _ = store.create(
+        app.engine,
+        store.NewNotification(
+            event_id="half",
+            deliveries=[("log", "c@b.example"), ("log", "d@b.example")],
+            subject="s",
+            text="t",
+        ),
+    )
+    queue(app, 1)  # e0, claimed by another worker below
+    mine = store.claim(app.engine, "me", ["log"], 100, 60)
+    assert len(mine) == 5
+    other = next(d for d in mine if d.event_id == "e0")
+    with app.engine.begin() as conn:  # e0's lease ran out and another worker took it
+        conn.execute(
+            sa.update(OutboxRow).where(OutboxRow.id == other.row_id).values(lease_owner="them")
+        )
+    kept = next(d for d in mine if d.recipient == "d@b.example")  # still in flight
+    settler = store.SentSettler(app.engine, "me")
+    try:
+        done = settler.sent_many([d for d in mine if d is not kept])
+        assert settler.sent_many([]) == []
+    finally:
+        settler.close()
+    assert sorted(x.delivery.recipient for x in done) == ["a@b.example", "b@b.example",
+                                                          "c@b.example"]  # fmt: skip
+    assert all(x.status == SENT and x.created_at is not None for x in done)
+    assert store.get(app.engine, two.notification.id).notification.status == SENT
+    view = store.get(app.engine, half.notification.id)
+    assert view.notification.status == PENDING
+    assert {r.recipient: r.status for r in view.rows} == {
+        "c@b.example": SENT,
+        "d@b.example": PENDING,
+    }
+    lost = store.get(app.engine, other.notification_id)
+    assert lost.notification.status == PENDING and lost.rows[0].lease_owner == "them"
+    # The last row of `half` settled alone completes it.
+    settler = store.SentSettler(app.engine, "me")
+    try:
+        assert settler.sent(kept) is not None
+    finally:
+        settler.close()
+    assert store.get(app.engine, half.notification.id).notification.status == SENT
