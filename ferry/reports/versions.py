@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
+import time
+import uuid
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -164,12 +168,97 @@ _UPSERT = (
 )
 
 
+# --- telling the processes that keep versions in memory (Listener) -------------------
+
+CHANNEL = "ferry_reports"
+_CHANGED = "ferry.reports.versions_changed"  # in Connection.info: bumped, not yet settled
+
+
+def _announce(conn: Connection) -> None:
+    """After a bump, in its transaction: a notification every listening process gets
+    when (and only if) the transaction commits, in commit order. Its payload is empty;
+    any notification drops a listener's versions (settle's, after the commit, carries the
+    sequence value that listeners acknowledge)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_notify(:ch, '')"), {"ch": CHANNEL})
+        conn.info[_CHANGED] = True
+
+
+def changed(conn: Connection) -> bool:
+    """Whether `conn`'s transaction bumped versions since the last call (call it right
+    after the commit, then hand the answer to settle() once the connection is done)."""
+    return bool(conn.info.pop(_CHANGED, False))
+
+
+# After the commit: a change number taken after it (so larger than that of any settle
+# whose commit came before), announced on the channel. A listener that has applied it
+# has applied every notification committed before it (delivered in commit order).
+_TICK = "SELECT v, pg_notify(:ch, v::text) FROM (SELECT nextval('report_change_seq') AS v) s"
+# Drops the listeners whose lease ran out (the database's clock) before seeing `s`; the
+# ones left that have not seen it, and the longest lease among them. Row locks order this
+# against a listener's renewal: a renewal that commits first is seen by the DELETE's
+# re-check (the row stays), one that comes after finds the row gone and starts over.
+_LAGGING = (
+    "WITH gone AS (DELETE FROM report_listeners WHERE seen_seq < :s AND lease_until <= now() "
+    "RETURNING id) "
+    "SELECT count(*), max(lease_seconds) FROM report_listeners "
+    "WHERE seen_seq < :s AND id NOT IN (SELECT id FROM gone)"
+)
+_FALLBACK_WAIT = 2.0  # the default lease: when the listeners cannot be asked at all
+
+
+def settle(engine: Engine, was_changed: bool) -> float:
+    """Called by every change after its commit, before it returns to its caller (the
+    merge engine's import, conflict resolution and undo, InvalidateCache): waits until
+    every reports process that keeps versions in memory has dropped the ones from before
+    the commit, or its lease ran out (a dead or cut-off process: at most its lease). No
+    listener: one statement. Never raises (the change is committed); returns the seconds
+    it waited."""
+    if not was_changed or engine.dialect.name != "postgresql":
+        return 0.0
+    started = time.monotonic()
+    try:
+        _settle(engine, started)
+    except Exception as e:  # the database went away after the commit
+        log.warning("report versions: could not ask the listeners (%s); waiting", e)
+        time.sleep(max(0.0, _FALLBACK_WAIT - (time.monotonic() - started)))
+    return time.monotonic() - started
+
+
+def _settle(engine: Engine, started: float) -> None:
+    with engine.connect() as conn:
+        seq = conn.execute(sa.text(_TICK), {"ch": CHANNEL}).scalar_one()
+        conn.commit()
+        pause, cap = 0.0005, None
+        while True:
+            count, lease = conn.execute(sa.text(_LAGGING), {"s": seq}).one()
+            conn.commit()
+            if not count:
+                return
+            lease = float(lease or _FALLBACK_WAIT)
+            # A live listener answers within milliseconds; one that renews its lease but
+            # never answers is a bug: past two leases its row goes, and then its lease
+            # (which a renewal that raced the delete may have just extended) runs out.
+            cap = cap or started + 2 * lease + 1.0
+            if time.monotonic() > cap:
+                conn.execute(
+                    sa.text("DELETE FROM report_listeners WHERE seen_seq < :s"), {"s": seq}
+                )
+                conn.commit()
+                log.warning("report versions: %s listener(s) never answered; dropped", count)
+                time.sleep(lease)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+
 def bump(conn: Connection, kind: str, keys: Iterable[str]) -> None:
     """Add one to the version of each key (sorted, so concurrent bumps never deadlock)."""
     school = tenant.school_id()
     rows = [{"school": school, "kind": kind, "key": k} for k in sorted(set(keys))]
     if rows:
         conn.execute(sa.text(_UPSERT), rows)
+        _announce(conn)
 
 
 # PostgreSQL: both bumps and the touched semesters in one statement, so `touched` (every
@@ -215,6 +304,8 @@ def bump_and_touched(
     rows = conn.execute(sa.text(_BUMP_BOTH_PG), params).all()
     semesters = {str(r[0]) for r in rows if r[0] is not None}
     students = int(rows[0][1]) if rows else 0
+    if students or semesters:
+        _announce(conn)
     return (students, len(semesters)), semesters
 
 
@@ -254,6 +345,7 @@ def bump_for_import(conn: Connection, import_id: str, created: bool) -> tuple[in
         return 0, 0
     students = conn.execute(sa.text(_BUMP_STUDENTS[conn.dialect.name]), params).rowcount
     semesters = conn.execute(sa.text(_BUMP_SEMESTERS[conn.dialect.name]), params).rowcount
+    _announce(conn)
     return max(students, 0), max(semesters, 0)
 
 
@@ -329,6 +421,151 @@ def _stamp(rows: Iterable[Any]) -> str:
     return f"@{tenant.school_id()};{versions}"
 
 
+_REGISTER = (
+    "INSERT INTO report_listeners (id, lease_until, lease_seconds, seen_seq) "
+    "SELECT %(id)s, now() + make_interval(secs => %(lease)s), %(lease)s, "
+    "CASE WHEN is_called THEN last_value ELSE 0 END FROM report_change_seq "
+    "ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, "
+    "lease_seconds = excluded.lease_seconds, seen_seq = excluded.seen_seq "
+    "RETURNING seen_seq"
+)
+_RENEW = (
+    "UPDATE report_listeners SET lease_until = now() + make_interval(secs => %(lease)s), "
+    "seen_seq = GREATEST(seen_seq, %(seen)s) WHERE id = %(id)s RETURNING seen_seq"
+)
+# Rows of processes long gone (any expired row may go: see settle).
+_FORGET_DEAD = "DELETE FROM report_listeners WHERE lease_until < now() - interval '1 minute'"
+
+
+class Listener:
+    """The stamps this process has read, kept while nothing changed: dropped on every
+    notification of CHANNEL, used only under a live lease (see the module's docstring
+    for why that is never stale). One thread, on a connection of its own (LISTEN), that
+    keeps its row of report_listeners: renews the lease every third of it and writes the
+    last change it applied. Started by the first read."""
+
+    MAX_ENTRIES = 200_000
+
+    def __init__(self, connect: Any, lease_seconds: float) -> None:
+        self._connect = connect  # () -> (closeable, psycopg connection)
+        self.lease = lease_seconds
+        self.margin = max(0.05, lease_seconds / 10)
+        self.valid_until = 0.0  # time.monotonic(): the stamps are usable before this
+        self.epoch = 0  # + 1 on every drop
+        self.stamps: dict[tuple[int, str, str], str] = {}
+        self.applied = 0  # the last change number applied
+        self.id = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._renewed = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the hit path ------------------------------------------------------------------
+
+    def get(self, k: tuple[int, str, str]) -> str | None:
+        if self._thread is None:
+            self.start()
+        if time.monotonic() < self.valid_until:
+            return self.stamps.get(k)
+        return None
+
+    def remember(self, k: tuple[int, str, str], stamp: str, epoch: int) -> None:
+        """Keep a stamp read from the database by a read that started after `epoch` was
+        taken, unless a notification came in since (the read may predate its commit)."""
+        with self._lock:
+            if self.epoch == epoch:
+                if len(self.stamps) >= self.MAX_ENTRIES:
+                    self.stamps = {}
+                self.stamps[k] = stamp
+
+    # --- the thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="report-versions-listener", daemon=True
+            )
+        self._thread.start()
+
+    def stop(self, wait: float = 1.0) -> None:
+        self._stop.set()
+        self.valid_until = 0.0
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(wait)
+
+    @property
+    def healthy(self) -> bool:
+        return time.monotonic() < self.valid_until
+
+    def _drop(self, applied: int | None = None) -> None:
+        with self._lock:
+            self.stamps = {}
+            self.epoch += 1
+            if applied is not None:
+                self.applied = max(self.applied, applied)
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            held: Any = None
+            try:
+                held = self._connect()
+                conn = held[1]
+                conn.execute(f"LISTEN {CHANNEL}")
+                self._register(conn)
+                backoff = 0.05
+                while not self._stop.is_set():
+                    due = self._renewed + self.lease / 3
+                    wait = min(max(0.0, due - time.monotonic()), 0.25)
+                    got = list(conn.notifies(timeout=wait, stop_after=1))
+                    seqs: list[int] = []
+                    if got:
+                        got += list(conn.notifies(timeout=0))
+                        seqs = [int(n.payload) for n in got if n.payload.isdigit()]
+                        self._drop(max(seqs) if seqs else None)
+                    if seqs or time.monotonic() >= due:
+                        self._renew(conn)  # the acknowledgement, and the lease
+                with contextlib.suppress(Exception):
+                    conn.execute("DELETE FROM report_listeners WHERE id = %s", (self.id,))
+            except Exception as e:
+                self.valid_until = 0.0
+                log.info("report versions listener: %s: %s", type(e).__name__, e)
+            finally:
+                self.valid_until = 0.0
+                if held is not None:
+                    with contextlib.suppress(Exception):
+                        held[0].close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self.lease)
+
+    def _register(self, conn: Any) -> None:
+        """A fresh start: a row whose seen_seq is the change number now, and no stamps
+        (dropped after that number was read, so none comes from before its commit)."""
+        self.valid_until = 0.0
+        with contextlib.suppress(Exception):
+            conn.execute(_FORGET_DEAD)
+        t0 = time.monotonic()
+        row = conn.execute(_REGISTER, {"id": self.id, "lease": self.lease}).fetchone()
+        self._drop(int(row[0]))
+        self._renewed = t0
+        self.valid_until = t0 + self.lease - self.margin
+
+    def _renew(self, conn: Any) -> None:
+        t0 = time.monotonic()  # before the database sets lease_until = now() + lease
+        params = {"id": self.id, "lease": self.lease, "seen": self.applied}
+        if conn.execute(_RENEW, params).fetchone() is None:
+            # A change found our lease run out and dropped the row: it returned without
+            # us, so every stamp here may be stale. Start over.
+            log.info("report versions listener: lease lost; starting over")
+            self._register(conn)
+            return
+        self._renewed = t0
+        self.valid_until = t0 + self.lease - self.margin
+
+
 class VersionReader:
     """Stamps for cache keys, read from the database on every call.
 
@@ -361,19 +598,48 @@ class VersionReader:
     every hit, never kept here (that is what makes a hit never stale).
     """
 
-    def __init__(self, engine: Engine, max_connections: int = 4) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_connections: int = 4,
+        *,
+        listen: bool = False,
+        lease_seconds: float = 2.0,
+        listen_engine: Engine | None = None,
+    ) -> None:
         self.engine = engine
         self.max_connections = max_connections
         self.fast = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        # Stamps kept in memory (Listener), on PostgreSQL only; its connection from
+        # `listen_engine` (the same database; a test routes it through a proxy).
+        self.listener: Listener | None = None
+        if listen and self.fast:
+            self.listener = Listener(
+                lambda: _own_connection(listen_engine or engine), lease_seconds
+            )
         self._idle: list[Any] = []
         self._open = 0
         self._lock = threading.Lock()
         # pgconn -> the school its session acts for (each is used by one thread at a time).
         self._schools: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         # A reader dropped without close() (a CLI run, a test) still closes what it held.
-        weakref.finalize(self, _close_all, self._idle)
+        weakref.finalize(self, _close_all, self._idle, self.listener)
 
     def stamp(self, kind: str, key: str) -> str:
+        listener = self.listener
+        if listener is None:
+            return self.read(kind, key)
+        k = (tenant.school_id(), kind, key)
+        found = listener.get(k)
+        if found is not None:
+            return found
+        epoch = listener.epoch  # before the read: see Listener.remember
+        found = self.read(kind, key)
+        listener.remember(k, found, epoch)
+        return found
+
+    def read(self, kind: str, key: str) -> str:
+        """The stamp, read from the database now."""
         if self.fast:
             held = self._take()
             if held is not None:
@@ -426,10 +692,28 @@ class VersionReader:
         _close(held)
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         with self._lock:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
         _close_all(idle)
+
+
+def _own_connection(engine: Engine) -> tuple[Any, Any]:
+    """(detached pool fairy, psycopg connection in autocommit): a connection for a
+    listener alone, which the pool neither resets nor recycles."""
+    fairy = engine.raw_connection()
+    try:
+        conn: Any = fairy.driver_connection
+        fairy.detach()
+        conn.rollback()
+        conn.autocommit = True
+        return fairy, conn
+    except Exception:
+        with contextlib.suppress(Exception):
+            fairy.close()
+        raise
 
 
 def _read_stamp(
@@ -450,7 +734,9 @@ def _read_stamp(
     ]
 
 
-def _close_all(held: list[Any]) -> None:
+def _close_all(held: list[Any], listener: Listener | None = None) -> None:
+    if listener is not None:
+        listener.stop(wait=0)
     for h in list(held):
         _close(h)
 
