@@ -9,10 +9,55 @@ import, undo and csv import bumps them in the SAME transaction as its changes
 commits, the old keys are never asked for again, even when the cache (Redis) was down
 while it ran. Invalidation is a bump: O(1), never a key scan.
 
-A cache hit reads its stamp from the database every time (VersionReader): never from a
-copy kept in this process or in Redis, either of which could miss an import committed by
-another process (or while Redis was down). On PostgreSQL that read is one round trip on a
-connection of the reader's own, in autocommit, with a prepared statement.
+Where a cache hit gets its stamp (VersionReader; `reports.versions`):
+
+- `read` (and always on SQLite): from the database, every time: one round trip on a
+  connection of the reader's own, in autocommit, with a prepared statement.
+- `auto` on PostgreSQL: from this process's memory (Listener), kept fresh by
+  notifications and a lease; a stamp not held there is read as above and remembered.
+
+Never stale, with memory (issue 22). The promise: once a change (import, csv import,
+undo, backup restore, conflict resolution, InvalidateCache) has returned to its caller,
+no reports process answers from stamps of before it, with Redis down and with any number
+of processes. How:
+
+1. Every bump also runs `pg_notify(CHANNEL, '')` in the change's transaction: delivered
+   to every listening connection if and only if it commits, in commit order.
+2. After its commit, before returning, the change calls settle(): it takes a number s =
+   nextval('report_change_seq') (so s is larger than the number of any settle that
+   started after an earlier commit) and notifies it too, then waits until no row of
+   report_listeners has seen_seq < s, deleting rows whose lease_until <= now() (the
+   database's clock) on the way.
+3. A process's Listener thread LISTENs on a connection of its own, then registers its row
+   (seen_seq = the sequence's current value, lease_until = now() + L) and only after that
+   statement returned drops its stamps. On every batch of notifications it drops its
+   stamps (`epoch` + 1) before writing seen_seq = the largest number among them. It renews
+   the lease (now() + L, by the database) every L/3; its hit path uses its stamps only
+   while time.monotonic() < t0 + L - margin, t0 read BEFORE the renewing statement was
+   sent, so the local deadline always falls before lease_until. A renewal that finds its
+   row deleted registers again (dropping everything).
+4. A stamp read from the database is remembered only if no notification was applied
+   since before that read started (`epoch` unchanged), so nothing remembered predates a
+   commit whose notification was already applied.
+
+Why: when settle(s) returns, every row it saw either acknowledged s or was deleted with
+its lease over. Acknowledged: notifications arrive in commit order and the change's own
+notification committed before s was even taken, so that listener dropped its stamps
+after the change committed (and by 4 kept none read before). Deleted: the lease ended
+before settle returned, so that process's local deadline passed earlier and it uses no
+stamp until a renewal succeeds, which now finds no row and re-registers, dropping
+everything after a statement that sees the change. Row locks order the DELETE against
+a concurrent renewal (read committed re-checks the renewed row and keeps it). A process
+that registers after the change's commit starts empty. A listener whose connection is
+cut, or whose thread stalls, stops renewing: its hits read the database within L, and a
+change waits for it at most L. A killed process leaves a row that costs one change at
+most L (then it is deleted). A process with no row at all never uses its memory. What
+is not covered: a change that bumps versions outside these code paths (a hand-written
+UPDATE of report_versions) reaches listeners by its notification only if it calls
+`_announce`, and returns without waiting unless it calls settle().
+
+With no listener anywhere, settle() costs one statement after the commit (two round
+trips); with live listeners, as long as the slowest takes to answer (a few milliseconds).
 """
 
 from __future__ import annotations
@@ -588,14 +633,11 @@ class VersionReader:
 
     Measured again (issue 22, load average 9-13 on the shared 2-core machine): a hit makes
     one statement and nothing else (pg_stat_database: 0.96 transactions per hit, 0 per
-    health Check; no checkout, BEGIN, set_config or ROLLBACK around it). The same server
-    with this read replaced by a constant serves a hit in 1.16-1.19x its Check p50; with it,
-    1.40-1.50x: the read alone is 0.17-0.25 ms of wall time there (~15 us of this process's
-    CPU; the rest is waiting for the backend to be scheduled, and for this thread again).
-    Sending the read from the request deserializer (its answer taken in the handler) was
-    tried once more and left 1.41-1.58x. So a hit within 1.25x of Check needs this read
-    under ~0.05 ms, which such a machine does not give; the data version is still read on
-    every hit, never kept here (that is what makes a hit never stale).
+    health Check). The same server with this read replaced by a constant serves a hit in
+    1.16-1.19x its Check p50; with it, 1.40-1.50x: the read alone is 0.17-0.25 ms of wall
+    time there, mostly waiting for the backend to be scheduled. Hence the Listener (the
+    module's docstring): with `listen`, a hit takes its stamp from memory, and reads the
+    database only for a stamp it does not hold or when its lease is not live.
     """
 
     def __init__(
