@@ -82,29 +82,23 @@ def _wait(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def _serving_from_memory(r: ReportEngine) -> bool:
-    """Its listener holds a live lease: hits take their versions from memory."""
-    listener = r.versions.listener
-    assert listener is not None
-    return listener.healthy
-
-
 def _name(r: ReportEngine) -> tuple[str, bool]:
     report, cached = r.student("S1", Scope(semester=SEM))
     return report.first_name, cached
 
 
 def _warm(r: ReportEngine) -> str:
-    """S1's report cached and its versions held in memory (the next read is a hit that
-    reads nothing from the database); its name."""
-    _name(r)
-    _wait(lambda: _serving_from_memory(r), "the replica's listener holds a lease")
-    _name(r)  # its versions remembered under the lease
-    name, cached = _name(r)
-    assert cached
+    """S1's report cached and its versions held in memory under a live lease (the next
+    read is a hit that reads nothing from the database); its name."""
     listener = r.versions.listener
-    assert listener is not None and listener.stamps  # the hit took them from memory
-    return name
+    assert listener is not None
+
+    def held() -> bool:
+        _, cached = _name(r)
+        return cached and listener.healthy and bool(listener.stamps)
+
+    _wait(held, "a hit takes its versions from the replica's memory")
+    return _name(r)[0]
 
 
 def _rename(db: Engine, name: str, backup: Any = None) -> Any:
