@@ -23,11 +23,11 @@ of processes. How:
 
 1. Every bump also runs `pg_notify(CHANNEL, '')` in the change's transaction: delivered
    to every listening connection if and only if it commits, in commit order.
-2. After its commit, before returning, the change calls settle(): it takes a number s =
-   nextval('report_change_seq') (so s is larger than the number of any settle that
-   started after an earlier commit) and notifies it too, then waits until no row of
-   report_listeners has seen_seq < s, deleting rows whose lease_until <= now() (the
-   database's clock) on the way.
+2. After its commit, before returning, the change calls settle(): it takes a number
+   s = nextval('report_change_seq') (after its commit, so any notification carrying a
+   number >= s committed after the change did), notifies it, then waits until no row of
+   report_listeners has seen_seq < s, deleting on the way the rows whose lease_until <=
+   now() (the database's clock).
 3. A process's Listener thread LISTENs on a connection of its own, then registers its row
    (seen_seq = the sequence's current value, lease_until = now() + L) and only after that
    statement returned drops its stamps. On every batch of notifications it drops its
@@ -40,21 +40,32 @@ of processes. How:
    since before that read started (`epoch` unchanged), so nothing remembered predates a
    commit whose notification was already applied.
 
-Why: when settle(s) returns, every row it saw either acknowledged s or was deleted with
-its lease over. Acknowledged: notifications arrive in commit order and the change's own
-notification committed before s was even taken, so that listener dropped its stamps
-after the change committed (and by 4 kept none read before). Deleted: the lease ended
-before settle returned, so that process's local deadline passed earlier and it uses no
-stamp until a renewal succeeds, which now finds no row and re-registers, dropping
-everything after a statement that sees the change. Row locks order the DELETE against
-a concurrent renewal (read committed re-checks the renewed row and keeps it). A process
-that registers after the change's commit starts empty. A listener whose connection is
-cut, or whose thread stalls, stops renewing: its hits read the database within L, and a
-change waits for it at most L. A killed process leaves a row that costs one change at
-most L (then it is deleted). A process with no row at all never uses its memory. What
-is not covered: a change that bumps versions outside these code paths (a hand-written
-UPDATE of report_versions) reaches listeners by its notification only if it calls
-`_announce`, and returns without waiting unless it calls settle().
+Why: when settle(s) returns, every row it saw has either acknowledged s or been deleted
+with its lease over; a row it did not see was registered after its last look.
+- Acknowledged by a notification: the listener applied a number >= s, which committed
+  after the change; if it was listening when the change committed, the change's own
+  notification came first (commit order) and its stamps were dropped after the commit.
+  If it was not, it registered later, and dropped its stamps after that.
+- Acknowledged by registering (seen_seq = the sequence's value >= s): s was taken before
+  the registering statement, so the change had committed before it; the stamps were
+  dropped after it returned.
+- By 4, nothing remembered after a drop was read before it. So the stamps a process
+  holds once it acknowledged s are all read after the change committed.
+- Deleted: the lease ended (database clock) before settle returned, so that process's
+  local deadline had passed: it uses no stamp until a renewal succeeds, and its next
+  renewal finds no row and registers again (dropping everything). Row locks order the
+  DELETE against a renewal: a renewal committed first makes the DELETE's re-check keep
+  the row (read committed); one committed after finds nothing.
+A listener whose connection is cut, or whose thread stalls, stops renewing: within L its
+hits read the database, and a change waits for it at most L. A killed process leaves a
+row that costs one change at most L (it is deleted then). Only clock rates matter (the
+local deadline is t0 + L - margin, measured with time.monotonic), not clock offsets.
+Not covered: a bump written outside these functions (a hand-written UPDATE of
+report_versions) is not announced; a restore of the whole database under the processes
+(pg_restore) neither. LISTEN needs a session: behind a pooler in transaction mode a
+listener renews its lease but hears nothing, and every change then waits 3L (settle's cap:
+after 2L + 1 s it deletes the rows that never answered and waits one more lease, which
+ends their stamps); still never stale, but set `versions: read` there.
 
 With no listener anywhere, settle() costs one statement after the commit (two round
 trips); with live listeners, as long as the slowest takes to answer (a few milliseconds).
