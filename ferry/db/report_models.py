@@ -3,7 +3,9 @@ import and undo that changes what a report shows (see ferry.reports.versions).""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+import datetime as dt
+
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ferry.db.models import Base
@@ -23,3 +25,20 @@ class ReportVersion(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     version: Mapped[int] = mapped_column(Id, default=0)
+
+
+class ReportListener(Base):
+    """A reports process that keeps data versions in memory (ferry.reports.versions
+    Listener): its lease, renewed by itself, and the last change it has applied. A
+    committed import waits, before it returns, until every row whose lease is live has
+    seen its change. Infrastructure, not school data: one row per process, whatever the
+    schools it serves (no school_id, no row-level security; docs/tenants.md)."""
+
+    __tablename__ = "report_listeners"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Set by the database's clock (now() + lease_seconds), never the process's.
+    lease_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    lease_seconds: Mapped[float] = mapped_column(Float)
+    # The last value of the sequence report_change_seq whose notification it has applied.
+    seen_seq: Mapped[int] = mapped_column(Id)

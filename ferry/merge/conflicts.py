@@ -43,6 +43,7 @@ from ferry.merge.model import (
 )
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import q
+from ferry.reports import versions
 from ferry.reports.versions import bump_and_touched
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,8 @@ def resolve_conflicts(
             semesters.recount(conn, ds, touched)
         threeway.importing(conn, False)
         conn.commit()
+        was_changed = versions.changed(conn)
+    versions.settle(engine, was_changed)  # no replica serves what it changed, from now
     log.info(
         "conflicts %s resolved by %s as import %s",
         ", ".join(f"{i}:{chosen[i]}" for i in ids[:50]),

@@ -65,6 +65,7 @@ from ferry.merge.pipeline import STATISTICS_TARGET, Staging
 from ferry.merge.planfile import PlanRecords
 from ferry.merge.shape import Shape, build_shapes
 from ferry.merge.stagetables import drop_tables
+from ferry.reports import versions
 from ferry.reports.versions import bump_and_touched
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,7 @@ def run_import(
     sqlite = engine.dialect.name == "sqlite"
     temps = [n for s in shapes.values() for n in (s.stage, s.resolved, s.scope)]
     conn = engine.connect()
+    was_changed = False  # versions bumped and committed: settle() before returning
     staging: Staging | None = None
     work: _Run | None = None
     backing: _Backing | None = None
@@ -391,6 +393,7 @@ def run_import(
             threeway.importing(conn, False)
             with _timed("commit"):
                 conn.commit()
+            was_changed = versions.changed(conn)
     except BaseException as exc:
         conn.rollback()
         with suppress(Exception):  # nothing of the plan file is kept
@@ -449,6 +452,10 @@ def run_import(
         conn.close()
         if staging is not None:
             staging.close()
+    # Committed: before it returns (to gRPC, the CLI, the gateway, a job), no reports
+    # process serves a report from before it (ferry.reports.versions.settle).
+    with _timed("report listeners"):
+        versions.settle(engine, was_changed)
     log.info(
         "import %s %s: %s errors in %.2fs",
         outcome.id,

@@ -29,6 +29,7 @@ from ferry.merge import links, renames, store, threeway
 from ferry.merge.model import ImportOutcome, Status
 from ferry.merge.run import begin_locked
 from ferry.merge.shape import differs, key_lookup, q
+from ferry.reports import versions
 from ferry.reports.versions import bump_and_touched
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ def undo_import(
         # took back): anything that must change with the data goes right here.
         threeway.importing(conn, False)
         conn.commit()
+        was_changed = versions.changed(conn)
+    # No reports process serves a report from before the undo once it returns.
+    versions.settle(engine, was_changed)
     log.info(
         "import %s undone by %s in %.2fs%s",
         import_id,

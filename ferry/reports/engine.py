@@ -75,16 +75,29 @@ def check_format(fmt: str, field: str = "format", allowed: tuple[str, ...] = FOR
 def settings_digest(settings: ReportSettings) -> str:
     """What of the configuration changes a report's numbers (grading scale, thresholds),
     for its cache key: replicas configured differently never share an entry."""
-    dumped = settings.model_dump(mode="json", exclude={"cache"})
+    dumped = settings.model_dump(
+        mode="json", exclude={"cache", "versions", "versions_lease_seconds"}
+    )
     return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class ReportEngine:
-    def __init__(self, engine: Engine, settings: ReportSettings, cache: ReportCache) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: ReportSettings,
+        cache: ReportCache,
+        listen_engine: Engine | None = None,
+    ) -> None:
         self.db = engine
         self.settings = settings
         self.cache = cache
-        self.versions = versions.VersionReader(engine)
+        self.versions = versions.VersionReader(
+            engine,
+            listen=settings.versions == "auto",
+            lease_seconds=settings.versions_lease_seconds,
+            listen_engine=listen_engine,
+        )
         self._config = settings_digest(settings)
 
     @classmethod
@@ -244,20 +257,26 @@ class ReportEngine:
     # --- cache control -----------------------------------------------------------------
 
     def invalidate(self, student_id: str = "") -> int:
-        """Bump one student's version (or, empty, the generation); the new version."""
-        with self.db.begin() as conn:
+        """Bump one student's version (or, empty, the generation); the new version. Returns
+        once no replica serves what was cached before (versions.settle)."""
+        with self.db.connect() as conn:
             if not student_id.strip():
-                return versions.bump_generation(conn)
-            sid = check_student_id(student_id)
-            known = conn.execute(
-                sa.select(Student.id).where(
-                    Student.student_id == sid, Student.deleted_at.is_(None), *mine(Student)
-                )
-            ).first()
-            if known is None:
-                raise NotFound(f"student {sid!r} does not exist", field="student_id")
-            versions.bump(conn, versions.STUDENT, [sid])
-            return versions.current(conn, versions.STUDENT, sid)
+                version = versions.bump_generation(conn)
+            else:
+                sid = check_student_id(student_id)
+                known = conn.execute(
+                    sa.select(Student.id).where(
+                        Student.student_id == sid, Student.deleted_at.is_(None), *mine(Student)
+                    )
+                ).first()
+                if known is None:
+                    raise NotFound(f"student {sid!r} does not exist", field="student_id")
+                versions.bump(conn, versions.STUDENT, [sid])
+                version = versions.current(conn, versions.STUDENT, sid)
+            conn.commit()
+            was_changed = versions.changed(conn)
+        versions.settle(self.db, was_changed)
+        return version
 
     def close(self) -> None:
         self.versions.close()

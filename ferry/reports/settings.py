@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from ferry.config import Strict
@@ -56,6 +58,12 @@ class ReportSettings(Strict):
     cache: CacheUse = CacheUse()
     bulk_max_students: int = Field(50, ge=1, le=500)
     highlights_limit: int = Field(10, ge=0)  # top highlights in a semester report
+    # Where a cache hit reads its data versions (ferry.reports.versions). auto: on
+    # PostgreSQL, from memory kept fresh by notifications under a lease (a committed import
+    # waits until every live process has seen it, at most one lease for a dead one), else
+    # from the database; read: from the database on every hit.
+    versions: Literal["auto", "read"] = "auto"
+    versions_lease_seconds: float = Field(2.0, ge=0.2, le=60)
 
     @field_validator("grading_scale")
     @classmethod

@@ -9,17 +9,77 @@ import, undo and csv import bumps them in the SAME transaction as its changes
 commits, the old keys are never asked for again, even when the cache (Redis) was down
 while it ran. Invalidation is a bump: O(1), never a key scan.
 
-A cache hit reads its stamp from the database every time (VersionReader): never from a
-copy kept in this process or in Redis, either of which could miss an import committed by
-another process (or while Redis was down). On PostgreSQL that read is one round trip on a
-connection of the reader's own, in autocommit, with a prepared statement.
+Where a cache hit gets its stamp (VersionReader; `reports.versions`):
+
+- `read` (and always on SQLite): from the database, every time: one round trip on a
+  connection of the reader's own, in autocommit, with a prepared statement.
+- `auto` on PostgreSQL: from this process's memory (Listener), kept fresh by
+  notifications and a lease; a stamp not held there is read as above and remembered.
+
+Never stale, with memory (issue 22). The promise: once a change (import, csv import,
+undo, backup restore, conflict resolution, InvalidateCache) has returned to its caller,
+no reports process answers from stamps of before it, with Redis down and with any number
+of processes. How:
+
+1. Every bump also runs `pg_notify(CHANNEL, '')` in the change's transaction: delivered
+   to every listening connection if and only if it commits, in commit order.
+2. After its commit, before returning, the change calls settle(): it takes a number
+   s = nextval('report_change_seq') (after its commit, so any notification carrying a
+   number >= s committed after the change did), notifies it, then waits until no row of
+   report_listeners has seen_seq < s, deleting on the way the rows whose lease_until <=
+   now() (the database's clock).
+3. A process's Listener thread LISTENs on a connection of its own, then registers its row
+   (seen_seq = the sequence's current value, lease_until = now() + L) and only after that
+   statement returned drops its stamps. On every batch of notifications it drops its
+   stamps (`epoch` + 1) before writing seen_seq = the largest number among them. It renews
+   the lease (now() + L, by the database) every L/3; its hit path uses its stamps only
+   while time.monotonic() < t0 + L - margin, t0 read BEFORE the renewing statement was
+   sent, so the local deadline always falls before lease_until. A renewal that finds its
+   row deleted registers again (dropping everything).
+4. A stamp read from the database is remembered only if no notification was applied
+   since before that read started (`epoch` unchanged), so nothing remembered predates a
+   commit whose notification was already applied.
+
+Why: when settle(s) returns, every row it saw has either acknowledged s or been deleted
+with its lease over; a row it did not see was registered after its last look.
+- Acknowledged by a notification: the listener applied a number >= s, which committed
+  after the change; if it was listening when the change committed, the change's own
+  notification came first (commit order) and its stamps were dropped after the commit.
+  If it was not, it registered later, and dropped its stamps after that.
+- Acknowledged by registering (seen_seq = the sequence's value >= s): s was taken before
+  the registering statement, so the change had committed before it; the stamps were
+  dropped after it returned.
+- By 4, nothing remembered after a drop was read before it. So the stamps a process
+  holds once it acknowledged s are all read after the change committed.
+- Deleted: the lease ended (database clock) before settle returned, so that process's
+  local deadline had passed: it uses no stamp until a renewal succeeds, and its next
+  renewal finds no row and registers again (dropping everything). Row locks order the
+  DELETE against a renewal: a renewal committed first makes the DELETE's re-check keep
+  the row (read committed); one committed after finds nothing.
+A listener whose connection is cut, or whose thread stalls, stops renewing: within L its
+hits read the database, and a change waits for it at most L. A killed process leaves a
+row that costs one change at most L (it is deleted then). Only clock rates matter (the
+local deadline is t0 + L - margin, measured with time.monotonic), not clock offsets.
+Not covered: a bump written outside these functions (a hand-written UPDATE of
+report_versions) is not announced; a restore of the whole database under the processes
+(pg_restore) neither. LISTEN needs a session: behind a pooler in transaction mode a
+listener renews its lease but hears nothing, and every change then waits 3L (settle's cap:
+after 2L + 1 s it deletes the rows that never answered and waits one more lease, which
+ends their stamps); still never stale, but set `versions: read` there.
+
+With no listener anywhere, settle() costs one statement after the commit (two round
+trips); with live listeners, as long as the slowest takes to answer (a few milliseconds).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
+import time
+import uuid
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -164,12 +224,97 @@ _UPSERT = (
 )
 
 
+# --- telling the processes that keep versions in memory (Listener) -------------------
+
+CHANNEL = "ferry_reports"
+_CHANGED = "ferry.reports.versions_changed"  # in Connection.info: bumped, not yet settled
+
+
+def _announce(conn: Connection) -> None:
+    """After a bump, in its transaction: a notification every listening process gets
+    when (and only if) the transaction commits, in commit order. Its payload is empty;
+    any notification drops a listener's versions (settle's, after the commit, carries the
+    sequence value that listeners acknowledge)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_notify(:ch, '')"), {"ch": CHANNEL})
+        conn.info[_CHANGED] = True
+
+
+def changed(conn: Connection) -> bool:
+    """Whether `conn`'s transaction bumped versions since the last call (call it right
+    after the commit, then hand the answer to settle() once the connection is done)."""
+    return bool(conn.info.pop(_CHANGED, False))
+
+
+# After the commit: a change number taken after it (so larger than that of any settle
+# whose commit came before), announced on the channel. A listener that has applied it
+# has applied every notification committed before it (delivered in commit order).
+_TICK = "SELECT v, pg_notify(:ch, v::text) FROM (SELECT nextval('report_change_seq') AS v) s"
+# Drops the listeners whose lease ran out (the database's clock) before seeing `s`; the
+# ones left that have not seen it, and the longest lease among them. Row locks order this
+# against a listener's renewal: a renewal that commits first is seen by the DELETE's
+# re-check (the row stays), one that comes after finds the row gone and starts over.
+_LAGGING = (
+    "WITH gone AS (DELETE FROM report_listeners WHERE seen_seq < :s AND lease_until <= now() "
+    "RETURNING id) "
+    "SELECT count(*), max(lease_seconds) FROM report_listeners "
+    "WHERE seen_seq < :s AND id NOT IN (SELECT id FROM gone)"
+)
+_FALLBACK_WAIT = 2.0  # the default lease: when the listeners cannot be asked at all
+
+
+def settle(engine: Engine, was_changed: bool) -> float:
+    """Called by every change after its commit, before it returns to its caller (the
+    merge engine's import, conflict resolution and undo, InvalidateCache): waits until
+    every reports process that keeps versions in memory has dropped the ones from before
+    the commit, or its lease ran out (a dead or cut-off process: at most its lease). No
+    listener: one statement. Never raises (the change is committed); returns the seconds
+    it waited."""
+    if not was_changed or engine.dialect.name != "postgresql":
+        return 0.0
+    started = time.monotonic()
+    try:
+        _settle(engine, started)
+    except Exception as e:  # the database went away after the commit
+        log.warning("report versions: could not ask the listeners (%s); waiting", e)
+        time.sleep(max(0.0, _FALLBACK_WAIT - (time.monotonic() - started)))
+    return time.monotonic() - started
+
+
+def _settle(engine: Engine, started: float) -> None:
+    with engine.connect() as conn:
+        seq = conn.execute(sa.text(_TICK), {"ch": CHANNEL}).scalar_one()
+        conn.commit()
+        pause, cap = 0.0005, None
+        while True:
+            count, lease = conn.execute(sa.text(_LAGGING), {"s": seq}).one()
+            conn.commit()
+            if not count:
+                return
+            lease = float(lease or _FALLBACK_WAIT)
+            # A live listener answers within milliseconds; one that renews its lease but
+            # never answers is a bug: past two leases its row goes, and then its lease
+            # (which a renewal that raced the delete may have just extended) runs out.
+            cap = cap or started + 2 * lease + 1.0
+            if time.monotonic() > cap:
+                conn.execute(
+                    sa.text("DELETE FROM report_listeners WHERE seen_seq < :s"), {"s": seq}
+                )
+                conn.commit()
+                log.warning("report versions: %s listener(s) never answered; dropped", count)
+                time.sleep(lease)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+
 def bump(conn: Connection, kind: str, keys: Iterable[str]) -> None:
     """Add one to the version of each key (sorted, so concurrent bumps never deadlock)."""
     school = tenant.school_id()
     rows = [{"school": school, "kind": kind, "key": k} for k in sorted(set(keys))]
     if rows:
         conn.execute(sa.text(_UPSERT), rows)
+        _announce(conn)
 
 
 # PostgreSQL: both bumps and the touched semesters in one statement, so `touched` (every
@@ -215,6 +360,8 @@ def bump_and_touched(
     rows = conn.execute(sa.text(_BUMP_BOTH_PG), params).all()
     semesters = {str(r[0]) for r in rows if r[0] is not None}
     students = int(rows[0][1]) if rows else 0
+    if students or semesters:
+        _announce(conn)
     return (students, len(semesters)), semesters
 
 
@@ -254,6 +401,7 @@ def bump_for_import(conn: Connection, import_id: str, created: bool) -> tuple[in
         return 0, 0
     students = conn.execute(sa.text(_BUMP_STUDENTS[conn.dialect.name]), params).rowcount
     semesters = conn.execute(sa.text(_BUMP_SEMESTERS[conn.dialect.name]), params).rowcount
+    _announce(conn)
     return max(students, 0), max(semesters, 0)
 
 
@@ -329,6 +477,151 @@ def _stamp(rows: Iterable[Any]) -> str:
     return f"@{tenant.school_id()};{versions}"
 
 
+_REGISTER = (
+    "INSERT INTO report_listeners (id, lease_until, lease_seconds, seen_seq) "
+    "SELECT %(id)s, now() + make_interval(secs => %(lease)s), %(lease)s, "
+    "CASE WHEN is_called THEN last_value ELSE 0 END FROM report_change_seq "
+    "ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, "
+    "lease_seconds = excluded.lease_seconds, seen_seq = excluded.seen_seq "
+    "RETURNING seen_seq"
+)
+_RENEW = (
+    "UPDATE report_listeners SET lease_until = now() + make_interval(secs => %(lease)s), "
+    "seen_seq = GREATEST(seen_seq, %(seen)s) WHERE id = %(id)s RETURNING seen_seq"
+)
+# Rows of processes long gone (any expired row may go: see settle).
+_FORGET_DEAD = "DELETE FROM report_listeners WHERE lease_until < now() - interval '1 minute'"
+
+
+class Listener:
+    """The stamps this process has read, kept while nothing changed: dropped on every
+    notification of CHANNEL, used only under a live lease (see the module's docstring
+    for why that is never stale). One thread, on a connection of its own (LISTEN), that
+    keeps its row of report_listeners: renews the lease every third of it and writes the
+    last change it applied. Started by the first read."""
+
+    MAX_ENTRIES = 200_000
+
+    def __init__(self, connect: Any, lease_seconds: float) -> None:
+        self._connect = connect  # () -> (closeable, psycopg connection)
+        self.lease = lease_seconds
+        self.margin = max(0.05, lease_seconds / 10)
+        self.valid_until = 0.0  # time.monotonic(): the stamps are usable before this
+        self.epoch = 0  # + 1 on every drop
+        self.stamps: dict[tuple[int, str, str], str] = {}
+        self.applied = 0  # the last change number applied
+        self.id = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._renewed = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the hit path ------------------------------------------------------------------
+
+    def get(self, k: tuple[int, str, str]) -> str | None:
+        if self._thread is None:
+            self.start()
+        if time.monotonic() < self.valid_until:
+            return self.stamps.get(k)
+        return None
+
+    def remember(self, k: tuple[int, str, str], stamp: str, epoch: int) -> None:
+        """Keep a stamp read from the database by a read that started after `epoch` was
+        taken, unless a notification came in since (the read may predate its commit)."""
+        with self._lock:
+            if self.epoch == epoch:
+                if len(self.stamps) >= self.MAX_ENTRIES:
+                    self.stamps = {}
+                self.stamps[k] = stamp
+
+    # --- the thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="report-versions-listener", daemon=True
+            )
+        self._thread.start()
+
+    def stop(self, wait: float = 1.0) -> None:
+        self._stop.set()
+        self.valid_until = 0.0
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(wait)
+
+    @property
+    def healthy(self) -> bool:
+        return time.monotonic() < self.valid_until
+
+    def _drop(self, applied: int | None = None) -> None:
+        with self._lock:
+            self.stamps = {}
+            self.epoch += 1
+            if applied is not None:
+                self.applied = max(self.applied, applied)
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            held: Any = None
+            try:
+                held = self._connect()
+                conn = held[1]
+                conn.execute(f"LISTEN {CHANNEL}")
+                self._register(conn)
+                backoff = 0.05
+                while not self._stop.is_set():
+                    due = self._renewed + self.lease / 3
+                    wait = min(max(0.0, due - time.monotonic()), 0.25)
+                    got = list(conn.notifies(timeout=wait, stop_after=1))
+                    seqs: list[int] = []
+                    if got:
+                        got += list(conn.notifies(timeout=0))
+                        seqs = [int(n.payload) for n in got if n.payload.isdigit()]
+                        self._drop(max(seqs) if seqs else None)
+                    if seqs or time.monotonic() >= due:
+                        self._renew(conn)  # the acknowledgement, and the lease
+                with contextlib.suppress(Exception):
+                    conn.execute("DELETE FROM report_listeners WHERE id = %s", (self.id,))
+            except Exception as e:
+                self.valid_until = 0.0
+                log.info("report versions listener: %s: %s", type(e).__name__, e)
+            finally:
+                self.valid_until = 0.0
+                if held is not None:
+                    with contextlib.suppress(Exception):
+                        held[0].close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self.lease)
+
+    def _register(self, conn: Any) -> None:
+        """A fresh start: a row whose seen_seq is the change number now, and no stamps
+        (dropped after that number was read, so none comes from before its commit)."""
+        self.valid_until = 0.0
+        with contextlib.suppress(Exception):
+            conn.execute(_FORGET_DEAD)
+        t0 = time.monotonic()
+        row = conn.execute(_REGISTER, {"id": self.id, "lease": self.lease}).fetchone()
+        self._drop(int(row[0]))
+        self._renewed = t0
+        self.valid_until = t0 + self.lease - self.margin
+
+    def _renew(self, conn: Any) -> None:
+        t0 = time.monotonic()  # before the database sets lease_until = now() + lease
+        params = {"id": self.id, "lease": self.lease, "seen": self.applied}
+        if conn.execute(_RENEW, params).fetchone() is None:
+            # A change found our lease run out and dropped the row: it returned without
+            # us, so every stamp here may be stale. Start over.
+            log.info("report versions listener: lease lost; starting over")
+            self._register(conn)
+            return
+        self._renewed = t0
+        self.valid_until = t0 + self.lease - self.margin
+
+
 class VersionReader:
     """Stamps for cache keys, read from the database on every call.
 
@@ -351,29 +644,55 @@ class VersionReader:
 
     Measured again (issue 22, load average 9-13 on the shared 2-core machine): a hit makes
     one statement and nothing else (pg_stat_database: 0.96 transactions per hit, 0 per
-    health Check; no checkout, BEGIN, set_config or ROLLBACK around it). The same server
-    with this read replaced by a constant serves a hit in 1.16-1.19x its Check p50; with it,
-    1.40-1.50x: the read alone is 0.17-0.25 ms of wall time there (~15 us of this process's
-    CPU; the rest is waiting for the backend to be scheduled, and for this thread again).
-    Sending the read from the request deserializer (its answer taken in the handler) was
-    tried once more and left 1.41-1.58x. So a hit within 1.25x of Check needs this read
-    under ~0.05 ms, which such a machine does not give; the data version is still read on
-    every hit, never kept here (that is what makes a hit never stale).
+    health Check). The same server with this read replaced by a constant serves a hit in
+    1.16-1.19x its Check p50; with it, 1.40-1.50x: the read alone is 0.17-0.25 ms of wall
+    time there, mostly waiting for the backend to be scheduled. Hence the Listener (the
+    module's docstring): with `listen`, a hit takes its stamp from memory, and reads the
+    database only for a stamp it does not hold or when its lease is not live.
     """
 
-    def __init__(self, engine: Engine, max_connections: int = 4) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_connections: int = 4,
+        *,
+        listen: bool = False,
+        lease_seconds: float = 2.0,
+        listen_engine: Engine | None = None,
+    ) -> None:
         self.engine = engine
         self.max_connections = max_connections
         self.fast = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        # Stamps kept in memory (Listener), on PostgreSQL only; its connection from
+        # `listen_engine` (the same database; a test routes it through a proxy).
+        self.listener: Listener | None = None
+        if listen and self.fast:
+            self.listener = Listener(
+                lambda: _own_connection(listen_engine or engine), lease_seconds
+            )
         self._idle: list[Any] = []
         self._open = 0
         self._lock = threading.Lock()
         # pgconn -> the school its session acts for (each is used by one thread at a time).
         self._schools: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         # A reader dropped without close() (a CLI run, a test) still closes what it held.
-        weakref.finalize(self, _close_all, self._idle)
+        weakref.finalize(self, _close_all, self._idle, self.listener)
 
     def stamp(self, kind: str, key: str) -> str:
+        listener = self.listener
+        if listener is None:
+            return self.read(kind, key)
+        k = (tenant.school_id(), kind, key)
+        found = listener.get(k)
+        if found is not None:
+            return found
+        epoch = listener.epoch  # before the read: see Listener.remember
+        found = self.read(kind, key)
+        listener.remember(k, found, epoch)
+        return found
+
+    def read(self, kind: str, key: str) -> str:
+        """The stamp, read from the database now."""
         if self.fast:
             held = self._take()
             if held is not None:
@@ -426,10 +745,28 @@ class VersionReader:
         _close(held)
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         with self._lock:
             idle, self._idle = self._idle, []
             self._open -= len(idle)
         _close_all(idle)
+
+
+def _own_connection(engine: Engine) -> tuple[Any, Any]:
+    """(detached pool fairy, psycopg connection in autocommit): a connection for a
+    listener alone, which the pool neither resets nor recycles."""
+    fairy = engine.raw_connection()
+    try:
+        conn: Any = fairy.driver_connection
+        fairy.detach()
+        conn.rollback()
+        conn.autocommit = True
+        return fairy, conn
+    except Exception:
+        with contextlib.suppress(Exception):
+            fairy.close()
+        raise
 
 
 def _read_stamp(
@@ -450,7 +787,9 @@ def _read_stamp(
     ]
 
 
-def _close_all(held: list[Any]) -> None:
+def _close_all(held: list[Any], listener: Listener | None = None) -> None:
+    if listener is not None:
+        listener.stop(wait=0)
     for h in list(held):
         _close(h)
 

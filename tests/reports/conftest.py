@@ -28,8 +28,10 @@ def reports_app(school_url: str, make_app: Callable[..., App]) -> App:
 
 
 @pytest.fixture
-def engine(reports_app: App) -> ReportEngine:
-    return ReportEngine.from_app(reports_app)
+def engine(reports_app: App) -> Iterator[ReportEngine]:
+    reports = ReportEngine.from_app(reports_app)
+    yield reports
+    reports.close()  # its version listener's thread and connection (PostgreSQL)
 
 
 REDIS_URL = f"redis://{REDIS[0]}:{REDIS[1]}/0"

@@ -31,13 +31,19 @@ def stub(reports_app: App) -> Iterator[reports_pb2_grpc.ReportsServiceStub]:
 
 
 def _rename(db: sa.Engine, n: int) -> None:
-    """What an import does: change S1's data and bump its version in one transaction."""
-    with db.begin() as conn:
+    """What an import does: change S1's data and bump its version in one transaction,
+    then, before returning, wait for every reports process that keeps versions in memory
+    to have seen the commit (versions.settle; without it the server's listener may answer
+    from the versions of before for a few milliseconds after the commit returned)."""
+    with db.connect() as conn:
         conn.execute(
             sa.text("UPDATE students SET first_name = :f WHERE student_id = 'S1'"),
             {"f": f"N{n:04d}"},
         )
         versions.bump(conn, versions.STUDENT, ["S1"])
+        conn.commit()
+        was_changed = versions.changed(conn)
+    versions.settle(db, was_changed)
 
 
 def test_a_call_after_a_commit_never_sees_the_report_from_before_it(

@@ -18,6 +18,8 @@ PLATFORM = {
     "auth_tokens": "issued tokens: every school's revoked ids are read (school_id, app scope)",
     "notify_channel_state": "a channel's health, shared by every school's mails",
     "import_running": "SQLite's marker of an import's own writes (the base triggers)",
+    "report_listeners": "reports processes' leases on their in-memory data versions; a "
+    "process serves every school",
 }
 
 

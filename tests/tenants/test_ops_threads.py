@@ -27,6 +27,8 @@ PLATFORM = {
     ("ferry/export_jobs/schedule.py", "self._run"): "starts each school's runs by its token",
     ("gateway/server.py", "self.server.run"): "serves HTTP; each request names its token",
     ("ferry/bundle/formats/targz.py", "self._run"): "deflates bytes handed to it, reads no rows",
+    ("ferry/reports/versions.py", "self._run"): "report_listeners and LISTEN (platform); "
+    "drops every school's versions alike",
 }
 
 
