@@ -4,7 +4,9 @@ ZIP of 50 PDFs, the cache with Redis unreachable, and a cached report through th
 
 Each row sets Ferry beside the raw operation underneath, measured in the same run: a bare
 redis-py GET of the same bytes (hits; the near-cache hit also beside the same server's
-health Check and the data version read it waits for, the three taken in turns), the report
+health Check and a data version read, the three taken in turns: a hit waits for that
+read only under `reports.versions: read`; with `auto`, the default, PostgreSQL's
+notifications keep the versions in the serving process's memory), the report
 computed in-process with no gRPC and no cache (misses), the PDF rendered in-process
 (renders), 50 in-process renders one after another (bulk), the miss on a healthy Redis
 (outage: Redis at a closed port, and Redis black-holed, a port that takes connections and
@@ -205,9 +207,10 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         n_hit = 300 * repeat
         assert stub.GetStudentReport(req, metadata=md, timeout=30).report.student_id == sid
         # The floor under any hit: the same server's health Check (no work; the filters run,
-        # auth lets it through), and the one thing a hit waits for that Check does not: its
-        # data version read (ferry.reports.versions), here the same prepared statement sent
-        # from this process. Taken in turns, so the three see the same moments of the machine.
+        # auth lets it through), and the data version read (ferry.reports.versions) that a
+        # hit waits for under `versions: read` (with `auto` it takes them from memory), here
+        # the same prepared statement sent from this process. Taken in turns, so the three
+        # see the same moments of the machine.
         health = health_pb2_grpc.HealthStub(channel)
         pg = psycopg.connect(dsn, autocommit=True)
         pg.pgconn.prepare(versions._STAMP_NAME, versions._STAMP_PQ)  # as VersionReader does
