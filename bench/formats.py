@@ -126,16 +126,27 @@ def raw_csv(dsn: str, jobs: list[tuple[str, str, list[Any], int]], out_dir: Path
     return n
 
 
+# Rows in a worksheet (the header is one): past it xlsxwriter drops rows without a word.
+XLSX_MAX_ROWS = 1_048_576
+
+
 def raw_xlsx(dsn: str, jobs: list[tuple[str, str, list[Any], int]], out_dir: Path) -> int:
     n = 0
     for title, sql, cols, limit in jobs:
         wb = xlsxwriter.Workbook(
             str(out_dir / f"raw_{title}.xlsx"), {"constant_memory": True, "remove_timezone": True}
         )
+        header = [c for c, _ in cols]
         ws = wb.add_worksheet()
-        ws.write_row(0, 0, [c for c, _ in cols])
+        ws.write_row(0, 0, header)
         with cursor(dsn, sql, limit) as cur:
-            for r, row in enumerate(cur, start=1):
+            r = 0
+            for row in cur:
+                r += 1
+                if r == XLSX_MAX_ROWS:  # a new sheet, as Ferry's writer does past the limit
+                    ws = wb.add_worksheet()
+                    ws.write_row(0, 0, header)
+                    r = 1
                 ws.write_row(r, 0, row)
                 n += 1
         wb.close()

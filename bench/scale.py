@@ -13,6 +13,9 @@ and download through a fresh `ferry serve export` process per size (its VmHWM):
 
 Import, re-import, backup and restore at these sizes are not measured here (they run at
 1M in bench.imports and bench.backup).
+
+Each row is printed (flushed) as soon as it is measured: a large run takes hours on a
+loaded machine, and one stopped part-way still shows what it measured.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import grpc
 import psycopg
 
 from bench.bundle import drop_scratch, scratch_copy
-from bench.common import Row, point, rate, raw_rows
+from bench.common import Row, point, print_table, rate, raw_rows
 from bench.formats import _child_rss
 from bench.server import FerryServer
 from ferry.v1 import export_pb2, export_pb2_grpc
@@ -86,7 +89,14 @@ def _sessions(url: str, dsn: str, workdir: Path, semester: str | None, repeat: i
             "; ".join(s for s in (t.spread_note(), raw.spread_note(), "RSS = server VmHWM") if s),
             {"size": n, "scale_rss_mb": rss},
         ))  # fmt: skip
+        _progress(rows[-1])
     return rows
+
+
+def _progress(row: Row) -> None:
+    """Print `row` now (the table at the end repeats it)."""
+    print_table([row])
+    print(flush=True)
 
 
 def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) -> list[Row]:
@@ -105,6 +115,7 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
                 f"baseline peak RSS {raw['rss_mb']:.0f} MB",
                 {"size": got, "scale_rss_mb": ferry["rss_mb"]},
             ))  # fmt: skip
+            _progress(rows[-1])
     with psycopg.connect(dsn) as conn:
         semesters = conn.execute("SELECT count(DISTINCT semester) FROM courses").fetchone()
     if min(sizes) < 1_000_000:  # a semester of a tenth of the size, in a scratch copy

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from ferry.bundle.formats.base import Batch, Event, Header, Record, Trailer
 from ferry.bundle.renames import add_renames
-from ferry.bundle.scan import SessionRequest, open_scan
+from ferry.bundle.scan import SessionRequest, fetcher, open_scan
 from ferry.bundle.stream import fill_metadata
 from ferry.datasets.query import Column
 from ferry.datasets.spec import Dataset, Kind
@@ -35,15 +35,18 @@ def instant(value: dt.datetime | None) -> dt.datetime | None:
     return value.astimezone(UTC)
 
 
-def rows_to_records(columns: Sequence[Column], utc_aware: bool = False) -> RowsToRecords:
+def rows_to_records(columns: Sequence[Column], postgres: bool = False) -> RowsToRecords:
     """A function turning database rows into record dicts, generated once per entity
-    (one dict display per row, no per-field dispatch). `utc_aware`: the database already
-    returns instants as aware UTC datetimes (PostgreSQL in a scan), so they pass as they are.
+    (one dict display per row, no per-field dispatch). `postgres`: the rows of a
+    PostgreSQL scan (ferry.bundle.scan), whose instants are already aware UTC datetimes
+    and whose dates already "YYYY-MM-DD" strings, so both pass as they are.
     """
     items = []
     for i, col in enumerate(columns):
         if col.kind is Kind.TIMESTAMP:
-            items.append(f"{col.name!r}: " + (f"r[{i}]" if utc_aware else f"_ts(r[{i}])"))
+            items.append(f"{col.name!r}: " + (f"r[{i}]" if postgres else f"_ts(r[{i}])"))
+        elif col.kind is Kind.DATE and postgres:
+            items.append(f"{col.name!r}: r[{i}]")
         elif col.kind is Kind.DATE:
             # Inline: a call per value costs more than the conversion itself.
             items.append(
@@ -83,10 +86,11 @@ def session_events(
         sent: dict[str, int] = {}
         for entity in scan.entities:
             columns, result = scan.rows(entity)
-            convert = rows_to_records(columns, scan.conn.dialect.name == "postgresql")
+            convert = rows_to_records(columns, scan.postgres)
             sent[entity.name] = 0
+            fetchmany = fetcher(result)  # psycopg's tuples: see ferry.bundle.scan
             try:
-                while rows := result.fetchmany(req.batch_size):
+                while rows := fetchmany(req.batch_size):
                     records = convert(rows)
                     sent[entity.name] += len(records)
                     yield Batch(entity.name, records)

@@ -37,8 +37,12 @@ def iso_date(value: dt.date | str | None) -> str | None:
     return value.isoformat()
 
 
-def row_writer(columns: Sequence[Column]) -> RowWriter:
+def row_writer(columns: Sequence[Column], micros: bool = False) -> RowWriter:
     """A function `write(repeated_field, rows)` adding one message per row.
+
+    `micros`: instants come as whole microseconds since 1970 (ints, as a PostgreSQL scan
+    reads them for a stream: ferry.bundle.scan), split here with floor division, the
+    same seconds and nanos a datetime gives (before 1970 too).
 
     Timestamps are written into the new message's own field (seconds, nanos) rather than
     built as Timestamp messages and copied in: a Timestamp built and copied cost about 3 us
@@ -48,7 +52,15 @@ def row_writer(columns: Sequence[Column]) -> RowWriter:
     args = []
     stamps = []
     for i, col in enumerate(columns):
-        if col.kind is Kind.TIMESTAMP:
+        if col.kind is Kind.TIMESTAMP and micros:
+            stamps.append(
+                f"        v = r[{i}]\n"
+                "        if v is not None:\n"
+                f"            t = m.{col.name}\n"
+                "            t.seconds = v // 1000000\n"
+                "            t.nanos = v % 1000000 * 1000\n"
+            )
+        elif col.kind is Kind.TIMESTAMP:
             stamps.append(
                 f"        v = r[{i}]\n"
                 "        if v is not None:\n"
@@ -69,9 +81,7 @@ def row_writer(columns: Sequence[Column]) -> RowWriter:
         "    add = target.add\n"
         "    n = 0\n"
         "    for r in rows:\n"
-        f"        m = add({', '.join(args)})\n"
-        + "".join(stamps)
-        + "        n += 1\n"
+        f"        m = add({', '.join(args)})\n" + "".join(stamps) + "        n += 1\n"
         "    return n\n"
     )
     namespace: dict[str, Any] = {"_E": EPOCH, "_EN": EPOCH_NAIVE}

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Engine
 
 from ferry.bundle.records import row_writer
 from ferry.bundle.renames import add_renames
@@ -20,6 +20,7 @@ from ferry.bundle.scan import (
     FORMAT_VERSION,
     MAX_BATCH_RECORDS,
     SessionRequest,
+    fetcher,
     open_scan,
     semester_exists,
     snapshot,
@@ -93,11 +94,11 @@ def stream_session(
         digest = hashlib.sha256()
         sent: dict[str, int] = {}
         for entity in scan.entities:
-            columns, result = scan.rows(entity)
-            write = row_writer(columns)
+            columns, result = scan.rows(entity, micros=True)
+            write = row_writer(columns, micros=scan.postgres)
             n = min(req.batch_size, 500)  # first batch small; later ones sized by bytes
             sent[entity.name] = 0
-            fetchmany = _fetchmany(result)
+            fetchmany = fetcher(result)
             try:
                 while rows := fetchmany(n):
                     for message, data, count in _batches(entity.name, rows, write, new_chunk):
@@ -113,29 +114,6 @@ def stream_session(
         chunk.trailer.sha256 = digest.hexdigest()
         chunk.trailer.total_records = sum(sent.values())
         yield out
-
-
-def _fetchmany(result: CursorResult[Any]) -> Callable[[int], Sequence[Any]]:
-    """`result.fetchmany`, or after its first call the database driver's own, when
-    SQLAlchemy has nothing to convert in the rows (no result processor on any column, as
-    on PostgreSQL with psycopg, whose values are already the Python types): the rows are
-    then psycopg's tuples, not SQLAlchemy Rows made from them. That was 1.1 of the 2.6 us
-    of CPU per record the fetch cost (issue 27, bench dataset); the row writer only
-    indexes them. The first call goes through SQLAlchemy, which holds the one row it read
-    ahead of a server-side cursor (to learn its columns) and hands it over there.
-    """
-    processors = getattr(getattr(result, "_metadata", None), "_processors", None)
-    cursor = getattr(result, "cursor", None)
-    if processors is None or any(processors) or cursor is None:
-        return result.fetchmany
-    state = {"fetch": result.fetchmany}
-
-    def fetchmany(n: int) -> Sequence[Any]:
-        rows = state["fetch"](n)
-        state["fetch"] = cursor.fetchmany  # SQLAlchemy's look-ahead row is handed over
-        return rows
-
-    return fetchmany
 
 
 def _batches(

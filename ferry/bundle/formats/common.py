@@ -66,6 +66,33 @@ class RecordsDigest:
         return self._hash.hexdigest()
 
 
+def encode_records(records: list[Record]) -> tuple[bytes, bool]:
+    """(body, splittable): `records` as DIGEST_OPTS JSON joined by commas (the form the
+    checksum and the json bundle take), in one orjson call per batch rather than one per
+    record; `splittable` when the `},{` between two records occurs nowhere else in `body`
+    (in no string value), so that replacing each with `}<sep>{` gives the records one per
+    line, byte for byte what encoding them one by one gives (records are flat objects)."""
+    body = orjson.dumps(records, option=DIGEST_OPTS)[1:-1]
+    return body, len(records) > 0 and body.count(b"},{") == len(records) - 1
+
+
+def record_lines(
+    records: list[Record], prefix: bytes = b"", suffix: bytes = b""
+) -> tuple[bytes, bytes]:
+    """(body, lines): body as encode_records gives it; lines the records one per line,
+    each as `prefix` + the record's JSON + `suffix` + a newline (jsonl, tar.gz members)."""
+    body, splittable = encode_records(records)
+    if splittable:
+        lines = (
+            prefix + body.replace(b"},{", b"}" + suffix + b"\n" + prefix + b"{") + suffix + b"\n"
+        )
+    else:  # a string holds `},{` (or no records): one call per record
+        lines = b"".join(
+            prefix + orjson.dumps(r, option=DIGEST_OPTS) + suffix + b"\n" for r in records
+        )
+    return body, lines
+
+
 # ---- metadata ----------------------------------------------------------------------
 
 META_KEYS = {

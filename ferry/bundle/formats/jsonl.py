@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules
-from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
+from ferry.bundle.formats.common import JSON_OPTS, Encoder, metadata_dict, record_lines
 from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.lineruns import LineRuns
 from ferry.errors import InvalidArgument, ResourceExhausted
@@ -44,10 +44,10 @@ class JsonlBundle:
         for event in it:
             if not isinstance(event, Batch):
                 break
-            encoded = [orjson.dumps(r, option=DIGEST_OPTS) for r in event.records]
-            enc.batch(event, b",".join(encoded))
             prefix = RECORD_PREFIX + event.entity.encode() + b'","record":'
-            out.write(b"".join(prefix + r + b"}\n" for r in encoded))
+            body, lines = record_lines(event.records, prefix, b"}")
+            enc.batch(event, body)
+            out.write(lines)
         out.write(orjson.dumps({"type": "trailer", **enc.trailer()}) + b"\n")
 
     def read(self, src: IO[bytes], limits: BundleLimits) -> Iterator[Event]:

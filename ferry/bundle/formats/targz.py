@@ -62,7 +62,7 @@ from typing import IO, Any
 import orjson
 
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules
-from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
+from ferry.bundle.formats.common import JSON_OPTS, Encoder, metadata_dict, record_lines
 from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.lineruns import LineRuns
 from ferry.errors import DataLoss, InvalidArgument, ResourceExhausted
@@ -262,8 +262,8 @@ class TarGzBundle:
                 for event in it:
                     if not isinstance(event, Batch):
                         break
-                    encoded = [orjson.dumps(r, option=DIGEST_OPTS) for r in event.records]
-                    enc.batch(event, b",".join(encoded))
+                    body, lines = record_lines(event.records)
+                    enc.batch(event, body)
                     member = members.get(event.entity)
                     if member is None:
                         member = members[event.entity] = _Member(self.level)
@@ -274,9 +274,9 @@ class TarGzBundle:
                                 pending, held = [], 0
                             deflater.put(current, None)
                         current = member
-                    if encoded:
-                        pending.append(b"\n".join(encoded) + b"\n")
-                        held += len(pending[-1])
+                    if lines:
+                        pending.append(lines)
+                        held += len(lines)
                     if held >= self.feed_bytes:
                         deflater.put(member, b"".join(pending))
                         pending, held = [], 0
