@@ -194,6 +194,10 @@ def _wire_forms(query: sa.Select[Any], columns: list[Column], micros: bool) -> s
     return out
 
 
+def _nothing(n: int) -> Sequence[Any]:
+    return ()
+
+
 def fetcher(result: CursorResult[Any]) -> Callable[[int], Sequence[Any]]:
     """`result.fetchmany`, or after its first call the database driver's own, when
     SQLAlchemy has nothing to convert in the rows (no result processor on any column, as
@@ -211,7 +215,9 @@ def fetcher(result: CursorResult[Any]) -> Callable[[int], Sequence[Any]]:
 
     def fetchmany(n: int) -> Sequence[Any]:
         rows = state["fetch"](n)
-        state["fetch"] = cursor.fetchmany  # SQLAlchemy's look-ahead row is handed over
+        # SQLAlchemy's look-ahead row is handed over. When that first call found no more
+        # rows behind it (an entity of one row), SQLAlchemy has closed the cursor: done.
+        state["fetch"] = _nothing if cursor.closed else cursor.fetchmany
         return rows
 
     return fetchmany
