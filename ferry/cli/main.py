@@ -117,8 +117,8 @@ def serve(ctx: click.Context, services: tuple[str, ...]) -> None:
     if scheduler is not None:
         running.schedules = list(scheduler.schedules)
     _freeze_startup_heap()
+    server.stop_on_signals()  # before the banner: whoever reads it may stop us at once
     click.echo(banner(running), err=True)
-    server.stop_on_signals()
     server.wait()
     if scheduler is not None:
         scheduler.stop()
@@ -159,11 +159,12 @@ def gateway_only(ctx: click.Context) -> None:
         raise click.ClickException(str(e)) from None
     scheme = "https" if s.tls.gateway.cert_file else "http"
     _freeze_startup_heap()
-    click.echo(f"Ferry gateway on {scheme}://{s.gateway.address}:{port}/", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    click.echo(f"Ferry gateway on {scheme}://{s.gateway.address}:{port}/", err=True)
+    while not stop.wait(0.2):  # short waits: see ferry.rpc.server.Server.wait
+        pass
     server.stop()
 
 

@@ -196,7 +196,12 @@ class Server:
         log.info("stopped", extra={"event": "stopped"})
 
     def wait(self) -> None:
-        self._stopped.wait()
+        # In short waits, not one: the kernel may hand SIGTERM to any thread (gRPC's
+        # own, say), and CPython then runs the handler only once the main thread runs
+        # Python code again; blocked in one untimed wait it never did, and a `ferry serve`
+        # went on serving (SERVING for 8 s after SIGTERM, tests/deploy/test_sigterm.py).
+        while not self._stopped.wait(0.2):
+            pass
 
     def stop_on_signals(self) -> None:
         """SIGTERM/SIGINT start a graceful stop (main thread only)."""

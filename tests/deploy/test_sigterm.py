@@ -6,7 +6,9 @@ within the grace period; then the process exits 0."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -14,8 +16,11 @@ import pytest
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferry.app import App
 from ferry.bundle.stream import batch_digest
 from ferry.cli.main import cli
+from ferry.db import migrate
+from ferry.rpc.server import Server
 from ferry.v1 import export_pb2, export_pb2_grpc
 from tests.conftest import token_from_key_file
 from tests.deploy.serving import ferry_serve, serve_env
@@ -77,3 +82,44 @@ def test_sigterm_drains_a_stream_in_flight_and_refuses_new_calls(tmp_path: Path)
         assert served.proc.wait(timeout=GRACE) == 0
         assert time.monotonic() - signalled < DEREGISTER + GRACE
     assert '"event": "stopped"' in served.output()
+
+
+def test_sigterm_taken_by_another_thread_still_stops_the_server(
+    make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    """The kernel hands a process's SIGTERM to any of its threads that does not block it
+    (gRPC runs several). CPython runs the handler only when the main thread runs Python
+    code again, so a main thread blocked in one untimed wait never stopped the server.
+    Here the signal is sent to another thread of this process while the main thread
+    waits in Server.wait(): it returns (the handler ran and the graceful stop finished)."""
+    app = make_app(
+        f"sqlite:///{tmp_path / 'ferry.db'}",
+        FERRY_SERVER_SHUTDOWN_DEREGISTER_WAIT_SECONDS="0",
+        FERRY_SERVER_SHUTDOWN_GRACE_SECONDS="0",
+    )
+    migrate.upgrade(app.engine)
+    server = Server(app, ["export"])
+    server.start()
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.stop_on_signals()
+        ready = threading.Event()
+
+        def other() -> None:  # a thread that takes the signal, then sleeps on
+            ready.wait(30)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            time.sleep(1)
+
+        threading.Thread(target=other, daemon=True).start()
+        watchdog = threading.Timer(60, lambda: server.stop(grace=0, deregister_wait=0))
+        watchdog.start()  # the test fails rather than hangs without the fix
+        ready.set()
+        started = time.monotonic()
+        server.wait()
+        took = time.monotonic() - started
+        watchdog.cancel()
+        assert took < 50, f"the server stopped only by the test's watchdog ({took:.0f} s)"
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+        server.stop(grace=0, deregister_wait=0)
