@@ -211,7 +211,7 @@ def fetcher(result: CursorResult[Any]) -> Callable[[int], Sequence[Any]]:
     cursor = getattr(result, "cursor", None)
     if processors is None or any(processors) or cursor is None:
         return result.fetchmany
-    state = {"fetch": result.fetchmany}
+    state: dict[str, Callable[[int], Sequence[Any]]] = {"fetch": result.fetchmany}
 
     def fetchmany(n: int) -> Sequence[Any]:
         rows = state["fetch"](n)
