@@ -37,11 +37,14 @@ class Overlap(Inbox):
             self.active += 1
             self.most = max(self.most, self.active)
         try:
-            await asyncio.sleep(0.001)  # yield, so overlapping DATA commands are seen
+            await self.hold()
             return await super().handle_DATA(server, session, envelope)
         finally:
             with self.guard:
                 self.active -= 1
+
+    async def hold(self) -> None:
+        await asyncio.sleep(0.001)  # yield, so overlapping DATA commands are seen
 
 
 @pytest.fixture
@@ -155,17 +158,9 @@ class Gate(Overlap):
         super().__init__()
         self.opened = threading.Event()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.guard:
-            self.active += 1
-            self.most = max(self.most, self.active)
-        try:
-            while not self.opened.is_set():
-                await asyncio.sleep(0.01)
-            return await Inbox.handle_DATA(self, server, session, envelope)
-        finally:
-            with self.guard:
-                self.active -= 1
+    async def hold(self) -> None:
+        while not self.opened.is_set():
+            await asyncio.sleep(0.01)
 
 
 def test_a_worker_claims_its_next_rows_while_its_last_ones_are_in_flight(
