@@ -138,6 +138,9 @@ class ServiceChannels:
         self._chain: client_filters._Chain | None = None
         # Multicallables are made once per channel and method, not on every request.
         self._methods: dict[tuple[str, int, str, bool], tuple[grpc.aio.Channel, Any]] = {}
+        # (service, loop id, rpc, raw) -> (channel key, channel, callable): a request's
+        # lookup without resolving the target and the channel again.
+        self._fast: dict[tuple[str, int, str, bool], tuple[Any, grpc.aio.Channel, Any]] = {}
 
     def target_of(self, service: str) -> str:
         return self.target or self.settings.for_service(service)[0]
@@ -189,11 +192,17 @@ class ServiceChannels:
         """A callable for the gRPC method `rpc` of the right streaming kind; with `raw`,
         responses come as their wire bytes (the caller parses them, or not). A unary
         method's callable is a coroutine function (FilteredUnary)."""
+        loop = id(asyncio.get_running_loop())
+        fast = self._fast.get((service, loop, rpc, raw))
+        if fast is not None and self._channels.get(fast[0]) is fast[1]:
+            return fast[2]
         unary = not desc.client_streaming and not desc.server_streaming
         ch = self.channel(service, intercepted=not unary)
+        chkey = (self.target_of(service), loop, not unary)
         key = (self.target_of(service), id(asyncio.get_running_loop()), rpc, raw)
         made = self._methods.get(key)
         if made is not None and made[0] is ch:
+            self._fast[(service, loop, rpc, raw)] = (chkey, ch, made[1])
             return made[1]
         req = message_class(desc.input_type).SerializeToString
         resp = None if raw else message_class(desc.output_type).FromString
@@ -211,6 +220,7 @@ class ServiceChannels:
                 rpc,
             )
         self._methods[key] = (ch, call)
+        self._fast[(service, loop, rpc, raw)] = (chkey, ch, call)
         return call
 
     async def close(self) -> None:
@@ -218,6 +228,8 @@ class ServiceChannels:
         loop = id(asyncio.get_running_loop())
         for made in [k for k in self._methods if k[1] == loop]:
             del self._methods[made]
+        for made in [k for k in self._fast if k[1] == loop]:
+            del self._fast[made]
         for key in [k for k in self._channels if k[1] == loop]:
             await self._channels.pop(key).close(None)
 

@@ -46,6 +46,7 @@ async def _request_message(route: Route, request: Request) -> message.Message:
 
 
 _render = JSONResponse(None).render  # exactly the bytes a JSONResponse of it would send
+_JSON = JSONResponse.media_type
 
 
 class JsonMemo:
@@ -102,7 +103,8 @@ class RequestMemo:
         raw = await read_body(request) if route.body else b""
         query: bytes = request.scope.get("query_string", b"")
         lang = request.headers.get("accept-language", "")
-        key = (route.rpc, raw, query, tuple(request.path_params.items()), lang)
+        params = request.scope.get("path_params")
+        key = (route.rpc, raw, query, tuple(params.items()) if params else (), lang)
         with self._lock:
             msg = self._data.get(key)
             if msg is not None:
@@ -134,18 +136,19 @@ def unary_handler(gw: Gateway, route: Route) -> Handler:
     memo = _MEMO if route.method.GetOptions().idempotency_level == _NO_SIDE_EFFECTS else None
 
     requests = _REQUESTS
+    rpc, service = route.rpc, route.service_key  # computed once, not per request
 
     async def handle(request: Request) -> Response:
         msg = await requests.build(route, request)
         timeout = calls.deadline(gw.settings.deadlines, "unary", request.headers)
-        call = gw.channels.method(route.service_key, route.rpc, route.method, raw=True)
+        call = gw.channels.method(service, rpc, route.method, raw=True)
         wire = await call(msg, timeout=timeout, metadata=calls.metadata(gw.token(request)))
-        body = memo.get(route.rpc, wire) if memo is not None else None
+        body = memo.get(rpc, wire) if memo is not None else None
         if body is None:
             body = _render(to_json(out.FromString(wire)))
             if memo is not None:
-                memo.put(route.rpc, wire, body)
-        return Response(body, media_type=JSONResponse.media_type)
+                memo.put(rpc, wire, body)
+        return Response(body, media_type=_JSON)
 
     return guarded(handle)
 

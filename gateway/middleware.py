@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,6 +94,10 @@ class RequestMetrics:
         return "unmatched"
 
 
+# Responses whose __call__ sends exactly start + body (FastLane sends those two itself).
+_PLAIN = frozenset({Response, JSONResponse})
+
+
 class FastLane:
     """The unary contract routes with a literal path (no `{field}`), asked without an
     Origin header, go straight to their handler: the same handler, the same security
@@ -155,4 +159,13 @@ class FastLane:
             await send(message)
 
         response = await handler(Request(scope, receive, send))
-        await response(scope, receive, send_with_headers)
+        if type(response) not in _PLAIN or response.background is not None:
+            await response(scope, receive, send_with_headers)
+            return
+        # A whole body in hand (a unary answer or an error): the two messages its
+        # Response.__call__ would send, without the wrapper's second pass over them.
+        await send_with_headers(
+            {"type": "http.response.start", "status": response.status_code,
+             "headers": response.raw_headers}
+        )  # fmt: skip
+        await send({"type": "http.response.body", "body": response.body})

@@ -29,12 +29,13 @@ class Route:
     body: str  # "" (no body), "*" (the whole request) or a field name
     kind: str  # unary | file | events | records | upload
 
-    @property
+    # cached_property: asked on every request (a frozen dataclass still has a __dict__)
+    @functools.cached_property
     def rpc(self) -> str:
         """'/ferry.v1.ExportService/ListSemesters', the gRPC method path."""
         return f"/{self.service.full_name}/{self.method.name}"
 
-    @property
+    @functools.cached_property
     def service_key(self) -> str:
         """The service's name in ferry.yaml: ExportService -> export."""
         return service_key(self.service)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 
@@ -38,6 +39,9 @@ class GatewayServer:
             access_log=False,
             lifespan="on",
             http="httptools",  # the C parser (a declared dependency), never h11's Python one
+            # libuv's loop (a declared dependency): the calls to the services (grpc.aio) and
+            # the HTTP side both run on it, with handles and transports in C
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
             # Only gateway.trusted_proxies decide whether X-Forwarded-For is believed
             # (gateway.auth.client_address): uvicorn's own proxy_headers, on by default and
             # trusting 127.0.0.1 (FORWARDED_ALLOW_IPS), rewrote the peer before that check, so

@@ -62,6 +62,8 @@ class LoggingClient(ClientFilter):
     """One JSON line per finished outgoing call."""
 
     def finish(self, call: OutgoingCall, code: grpc.StatusCode) -> None:
+        if not client_log.isEnabledFor(logging.INFO):
+            return  # not even the line's fields are built
         client_log.info(
             "called %s",
             call.method,

@@ -168,13 +168,37 @@ CLIENT_LATENCY = Histogram(
 )
 
 
+class _ClientChildren:
+    """One outgoing method's series: labels() checks and locks on every call, a child is
+    only incremented (every gateway request makes one outgoing call)."""
+
+    def __init__(self, method: str) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        self.labels = (service, name)
+        self.started = CLIENT_STARTED.labels(service, name)
+        self.latency = CLIENT_LATENCY.labels(service, name)
+        self._handled: dict[grpc.StatusCode, Any] = {}
+
+    def handled(self, code: grpc.StatusCode) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = CLIENT_HANDLED.labels(*self.labels, code.name)
+        return child
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_children(method: str) -> _ClientChildren:
+    return _ClientChildren(method)
+
+
 class MetricsClient(ClientFilter):
     def start(self, call: OutgoingCall) -> None:
-        CLIENT_STARTED.labels(call.service, call.name).inc()
+        _client_children(call.method).started.inc()
 
     def finish(self, call: OutgoingCall, code: grpc.StatusCode) -> None:
-        CLIENT_HANDLED.labels(call.service, call.name, code.name).inc()
-        CLIENT_LATENCY.labels(call.service, call.name).observe(time.monotonic() - call.started)
+        children = _client_children(call.method)
+        children.handled(code).inc()
+        children.latency.observe(time.monotonic() - call.started)
 
 
 class MetricsPlugin(FilterPlugin):
