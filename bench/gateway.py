@@ -7,7 +7,7 @@ each route beside the same RPC called directly over gRPC in the same run:
   /api/v1/reports/student-performance vs GetStudentReport, Redis cache, near cache on):
   the p50 overhead from a sequential loop alternating the two, then 4 clients in a bounded
   concurrent loop for requests/s, and the serving process's CPU per request of each
-  (/proc; the gateway's share is the difference). bench/reports.py measures the same row
+  (/proc, in alternating blocks of 50 calls; the gateway's share is the difference). bench/reports.py measures the same row
   among the report figures; this one runs alone, in a minute, for the gateway's own work.
 
   Its HTTP clients are the standard library's keep-alive `http.client` (`KeepAlive`), the
@@ -40,7 +40,7 @@ import grpc
 import httpx
 
 from bench.common import Row
-from bench.cpu_calls import per_call_us
+from bench.cpu_calls import cpu_seconds
 from bench.reports import (
     SEMESTER,
     _alternating,
@@ -148,6 +148,21 @@ def _py_spy(pid: int) -> subprocess.Popen[bytes] | None:
     )
 
 
+def cpu_per_call(pid: int, calls: list[Callable[[int], object]], n: int,
+                 block: int = 50) -> list[float]:  # fmt: skip
+    """Process `pid`'s CPU microseconds per call of each of `calls`, `n` calls each, run in
+    alternating blocks of `block`: on a shared machine the load moves within seconds, and
+    two long runs one after the other saw different moments of it."""
+    spent = [0.0] * len(calls)
+    for first in range(0, n, block):
+        for k, call in enumerate(calls):
+            before = cpu_seconds(pid)
+            for i in range(first, min(n, first + block)):
+                call(i)
+            spent[k] += cpu_seconds(pid) - before
+    return [s / n * 1e6 for s in spent]
+
+
 class KeepAlive:
     """A keep-alive HTTP/1.1 connection (the standard library's http.client) posting JSON
     with a bearer token; RuntimeError on any status but 2xx."""
@@ -207,8 +222,7 @@ def cached_report(url: str, dsn: str, workdir: Path, repeat: int) -> Row:
 
         n = 500 * repeat
         gw, direct, gw_hx = _alternating([via_gw, via_grpc, via_httpx], n, warm=20)
-        gw_cpu = per_call_us(server.proc.pid, via_gw, n)
-        rpc_cpu = per_call_us(server.proc.pid, via_grpc, n)
+        gw_cpu, rpc_cpu = cpu_per_call(server.proc.pid, [via_gw, via_grpc], n)
 
         def gw_client() -> Callable[[], object]:
             kept.append(KeepAlive(server.web_port, tok))
