@@ -7,8 +7,9 @@ each route beside the same RPC called directly over gRPC in the same run:
   /api/v1/reports/student-performance vs GetStudentReport, Redis cache, near cache on):
   the p50 overhead from a sequential loop alternating the two, then 4 clients in a bounded
   concurrent loop for requests/s, and the serving process's CPU per request of each
-  (/proc, in alternating blocks of 50 calls; the gateway's share is the difference). bench/reports.py measures the same row
-  among the report figures; this one runs alone, in a minute, for the gateway's own work.
+  (/proc, in alternating blocks of 50 calls; the gateway's share is the difference).
+  bench/reports.py measures the same row among the report figures; this one runs alone,
+  in a minute, for the gateway's own work.
 
   Its HTTP clients are the standard library's keep-alive `http.client` (`KeepAlive`), the
   plain counterpart of the gRPC side's client: httpx spent ~480 us of the client's CPU per
