@@ -349,7 +349,8 @@ def run(url: str, dsn: str, workdir: Path, repeat: int) -> list[Row]:
         for ch in opened:
             ch.close()
         rows.append(Row(
-            f"gateway POST /api/v1/reports/student-performance (cached), {threads} clients",
+            f"gateway via httpx clients, POST /api/v1/reports/student-performance (cached), "
+            f"{threads} clients",
             total, gw_rate, f"direct gRPC GetStudentReport (cached), {threads} clients",
             rpc_rate, server.rss_mb(),
             f"bounded loop ({total} requests, at most 60 s; {gw_failed + rpc_failed} failed); "
