@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,11 @@ from ferry.bundle.formats import runs
 from ferry.bundle.formats.base import Batch, BundleLimits, Event, RawBatch
 from ferry.bundle.formats.json import JsonBundle
 from ferry.datasets.school import SCHOOL
+from ferry.datasets.spec import Kind
 from ferry.db.engine import make_engine
 from ferry.merge import field_rules
+from ferry.merge.shape import build_shapes
+from ferry.merge.stagetables import Stager, create_tables
 from tests.conftest import migrated_database
 from tests.merge.helpers import checksum, counts, records, run
 
@@ -63,3 +67,83 @@ def test_unparsed_runs_merge_like_parsed_records(
     assert {s.entity: s.unchanged for s in again.summaries} == {
         s.entity: s.created for s in one.summaries
     }
+
+
+# Values a raw run may carry that a parser could get wrong: text needing escapes, any
+# plane of Unicode, floats of many digits, an instant with an offset and one without a
+# fraction, nulls. Each record stays canonical, so the run takes the raw path.
+_TEXT = 'Quotes " and \\ backslash, tab\t, Ελληνικά, 漢字, 🚀'
+_TRICKY = {
+    "courses": {
+        "title": _TEXT,
+        "created_at": "2026-10-06T08:44:28+02:00",
+        "updated_at": "2026-10-06T08:44:28.000001Z",
+    },
+    "grades": {"comment": _TEXT, "score": 3.3000000000000003},
+}
+
+
+def _stage_both_ways(engine: Engine, events: list[Event], empty: bool) -> None:
+    """Stage every raw run twice, once from its decoded rows (COPY) and once from its JSON
+    (json_populate_recordset), into two staging tables per entity; the tables hold the
+    same rows (compared as text: what the merge reads, instants staged as text
+    included)."""
+    changed = copy.deepcopy(events)
+    for entity, values in _TRICKY.items():
+        next(e for e in changed if isinstance(e, Batch) and e.entity == entity).records[0].update(
+            values
+        )
+    by = records(changed)
+    data = _json(changed)
+    rules = field_rules(SCHOOL, engine.dialect)
+    raw = list(JsonBundle().read_raw(io.BytesIO(data), BundleLimits(), rules))
+    batches = [e for e in raw if isinstance(e, RawBatch)]
+    assert all(b.rows is not None for b in batches)
+    assert {b.entity for b in batches} == {n for n, r in by.items() if r}  # all raw
+    names = frozenset(SCHOOL.entities) if empty else frozenset()
+    shapes = build_shapes(SCHOOL, engine.dialect, names)
+    as_text = [
+        c.name for c in shapes["grades"].cols if c.ddl == "text" and c.kind is Kind.TIMESTAMP
+    ]
+    assert bool(as_text) != empty  # instants staged as text into a table not empty
+    copied = {n: replace(s, stage_table=f"h_copied_{n}") for n, s in shapes.items()}
+    parsed = {n: replace(s, stage_table=f"h_parsed_{n}") for n, s in shapes.items()}
+    with engine.connect() as conn:
+        create_tables(conn, [*copied.values(), *parsed.values()], False)
+        one, two = Stager(conn, copied, False), Stager(conn, parsed, False)
+        for b in batches:
+            one.stage_raw(b, None)
+            two.stage_raw(RawBatch(b.entity, b.body, b.count), None)  # no rows: JSON
+        for n in shapes:
+            a, z = copied[n].stage, parsed[n].stage
+            total = conn.exec_driver_sql(f"SELECT count(*) FROM {a}").scalar_one()
+            assert total == len(by.get(n, [])), n
+            for x, y in ((a, z), (z, a)):
+                differ = conn.exec_driver_sql(
+                    f"SELECT count(*) FROM (SELECT t::text FROM {x} t "
+                    f"EXCEPT ALL SELECT t::text FROM {y} t) d"
+                ).scalar_one()
+                assert differ == 0, n
+        course = conn.exec_driver_sql(
+            f"SELECT title, created_at::text, updated_at::text FROM {copied['courses'].stage} "
+            "WHERE pos = 1"
+        ).one()
+        grade = conn.exec_driver_sql(
+            f"SELECT comment, score FROM {copied['grades'].stage} WHERE pos = 1"
+        ).one()
+        assert course[0] == grade[0] == _TEXT
+        assert grade[1] == _TRICKY["grades"]["score"]
+        if not empty:  # instants staged as text are the JSON's own
+            wrote = _TRICKY["courses"]
+            assert (course[1], course[2]) == (wrote["created_at"], wrote["updated_at"])
+        conn.rollback()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("empty", [True, False], ids=["into-empty", "into-existing"])
+def test_decoded_rows_stage_exactly_what_the_json_stages(
+    events: list[Event], target: Engine, backend: str, empty: bool
+) -> None:
+    if backend != "postgres":
+        pytest.skip("PostgreSQL stages raw runs from their rows; SQLite parses them in Python")
+    _stage_both_ways(target, events, empty)
