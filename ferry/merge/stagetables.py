@@ -77,7 +77,6 @@ class Stager:
         self._allowed = {name: frozenset(c.name for c in s.cols) for name, s in shapes.items()}
         self._convert: dict[str, Callable[[dict[str, Any], int], tuple[Any, ...]]] = {}
         self._copy_plans: dict[tuple[str, type], _CopyPlan] = {}
-        self._encoder = msgspec.json.Encoder()
 
     def _carry(self, st: EntityStage, first: dict[str, Any], pos: int) -> frozenset[str]:
         """Fix the fields the entity carries from its first record (every later record
@@ -209,19 +208,9 @@ class Stager:
         with raw.cursor() as cur, cur.copy(plan.sql) as copy:  # type: ignore[union-attr]
             copy.set_types(plan.types)
             write = copy.write_row
-            if not plan.as_text:
-                for rec in rows:
-                    pos += 1
-                    write((pos, 1, *astuple(rec)))
-            else:
-                encode, as_text = self._encoder.encode, plan.as_text
-                for rec in rows:
-                    pos += 1
-                    values = [pos, 1, *astuple(rec)]
-                    for i in as_text:
-                        if values[i] is not None:  # the instant exactly as the JSON wrote it
-                            values[i] = encode(values[i])[1:-1].decode()
-                    write(values)
+            for rec in rows:
+                pos += 1
+                write((pos, 1, *astuple(rec)))
         st.staged = pos
         return True
 
@@ -279,31 +268,38 @@ class Stager:
 
 @dataclass(frozen=True)
 class _CopyPlan:
-    """How a raw run's structs are COPYed: the statement ("" when they cannot be), the
-    binary types of (pos, ok, fields...), and the positions in that row of instants
-    staged as text (ferry.merge.shape: created_at/updated_at of a table not empty)."""
+    """How a raw run's structs are COPYed: the statement ("" when they cannot be) and the
+    binary types of (pos, ok, fields...)."""
 
     sql: str
     types: list[str]
-    as_text: tuple[int, ...]
+
+
+# The values a struct holds per kind, and the binary COPY type that takes them as they are.
+_TAKES = {
+    Kind.STR: {"text"},
+    Kind.INT: {"int4", "int8"},
+    Kind.FLOAT: {"float8"},
+    Kind.DATE: {"date"},
+    Kind.TIMESTAMP: {"timestamptz"},
+}
 
 
 def _copy_plan(shape: Shape, fields: tuple[str, ...]) -> _CopyPlan:
     """The COPY of structs with `fields` (in that order) into the shape's staging table:
-    every staged column, and nothing else, must be among them."""
+    every staged column, and nothing else, must be among them, staged as a type that
+    takes the struct's value as it is."""
     cols = {c.name: c for c in shape.cols}
-    if set(fields) != set(cols) or len(fields) != len(cols):
-        return _CopyPlan("", [], ())
+    if (
+        set(fields) != set(cols)
+        or len(fields) != len(cols)
+        or any(c.copy_type not in _TAKES[c.kind] for c in cols.values())
+    ):
+        return _CopyPlan("", [])
     names = ", ".join(["pos", "ok", *(q(f) for f in fields)])
-    as_text = tuple(
-        i + 2
-        for i, f in enumerate(fields)
-        if cols[f].kind is Kind.TIMESTAMP and cols[f].copy_type == "text"
-    )
     return _CopyPlan(
         f"COPY {shape.stage} ({names}) FROM STDIN (FORMAT BINARY)",
         ["int4", "int2", *(cols[f].copy_type for f in fields)],
-        as_text,
     )
 
 
