@@ -375,9 +375,12 @@ def list_errors(
     return out
 
 
-def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
+def samples(
+    conn: Connection, shape: Shape, creating: bool = True, updating: bool = True
+) -> list[RecordChange]:
     """Up to MAX_SAMPLES_PER_ENTITY records this run creates and updates, with old and
-    new values (call before applying)."""
+    new values (call before applying). `creating`/`updating` False: the summary counts
+    none of them, and the resolved rows are not scanned for them."""
     table = q(shape.entity.table.name)
     own = shape.written
     key = shape.entity.natural_key
@@ -386,16 +389,18 @@ def samples(conn: Connection, shape: Shape) -> list[RecordChange]:
     olds = ", ".join(f"t.{q(c.target)}" for c in own)
     out: list[RecordChange] = []
     limit = MAX_SAMPLES_PER_ENTITY
-    for row in conn.exec_driver_sql(
+    created = (
         f"SELECT {cols} FROM {shape.resolved} x WHERE x.st = 'create' ORDER BY x.pos LIMIT {limit}"
-    ):
+    )
+    for row in conn.exec_driver_sql(created) if creating else ():
         rec = dict(zip(names, row, strict=True))
         changes = [(n, "", text_of(rec[n])) for n in names if not shape.col(n).bookkeeping]
         out.append(RecordChange(shape.name, _display(rec, key), "create", changes))
-    for row in conn.exec_driver_sql(
+    updated = (
         f"SELECT {cols}, {olds} FROM {shape.resolved} x JOIN {table} t ON t.id = x.tid "
         f"WHERE x.st = 'update' ORDER BY x.pos LIMIT {limit}"
-    ):
+    )
+    for row in conn.exec_driver_sql(updated) if updating else ():
         rec = dict(zip(names, row[: len(names)], strict=True))
         old = row[len(names) :]
         changes = [

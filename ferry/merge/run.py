@@ -281,7 +281,7 @@ def run_import(
         error_message="",
         warnings=notes,
     )
-    shapes = build_shapes(ds, engine.dialect, _empty_tables(engine, ds))
+    shapes = build_shapes(ds, engine.dialect)
     sqlite = engine.dialect.name == "sqlite"
     temps = [n for s in shapes.values() for n in (s.stage, s.resolved, s.scope)]
     conn = engine.connect()
@@ -508,21 +508,6 @@ def _delta_since(first: Event | None) -> dt.datetime | None:
     return None if since is None else since.astimezone(dt.UTC)
 
 
-def _empty_tables(engine: Engine, ds: Dataset) -> frozenset[str]:
-    """The entities whose tables hold no rows of the acting school yet (PostgreSQL; see
-    build_shapes)."""
-    if engine.dialect.name == "sqlite":
-        return frozenset()
-    with engine.connect() as conn:
-        return frozenset(
-            e.name
-            for e in ds.in_order()
-            if not conn.exec_driver_sql(
-                f'SELECT EXISTS (SELECT 1 FROM "{e.table.name}" k WHERE {tenant.scope_sql("k")})'
-            ).scalar_one()
-        )
-
-
 def _normalized(options: MergeOptions) -> MergeOptions:
     """Options with real enum members (callers may pass plain strings)."""
     try:
@@ -680,7 +665,9 @@ class _Run:
                 summary.deleted += deleting
             if summary.created or summary.updated or summary.deleted:
                 with _timed(f"samples {shape.name}"):
-                    out.sample_changes += plan.samples(conn, shape)
+                    out.sample_changes += plan.samples(
+                        conn, shape, summary.created > 0, summary.updated + summary.deleted > 0
+                    )
             self.step = f"applying {shape.name}"
             if summary.created:
                 with _timed(f"insert {shape.name}"):

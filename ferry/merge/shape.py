@@ -120,27 +120,23 @@ class Shape:
         return next(c for c in self.cols if c.name == name)
 
 
-def build_shapes(
-    ds: Dataset, dialect: sa.Dialect, empty: frozenset[str] = frozenset()
-) -> dict[str, Shape]:
-    """The staging layout of every entity of `ds`, in dependency order. `empty`: the
-    entities whose tables hold no rows (every staged record will be created)."""
+def build_shapes(ds: Dataset, dialect: sa.Dialect) -> dict[str, Shape]:
+    """The staging layout of every entity of `ds`, in dependency order."""
     sqlite = dialect.name == "sqlite"
-    return {e.name: _shape(ds, e, dialect, sqlite, e.name in empty) for e in ds.in_order()}
+    return {e.name: _shape(ds, e, dialect, sqlite) for e in ds.in_order()}
 
 
-def _shape(ds: Dataset, entity: Entity, dialect: sa.Dialect, sqlite: bool, empty: bool) -> Shape:
+def _shape(ds: Dataset, entity: Entity, dialect: sa.Dialect, sqlite: bool) -> Shape:
+    # Every column is staged as its own type, created_at/updated_at too: a binary COPY of
+    # typed values parses nothing on either side. (They were staged as text, parsed only
+    # for the rows created, while PostgreSQL parsed the JSON of raw runs itself.)
     table = entity.table
     cols: list[Col] = []
     for f in entity.fields:
         column = table.c[f.column_name]
-        col = _col(f.name, f.kind, f.nullable, column, f.column_name, dialect, sqlite, f.range)
-        if col.bookkeeping and not sqlite and not empty:
-            # created_at/updated_at: checked here, but staged as text and only parsed by
-            # PostgreSQL for the rows created (few or none in a re-import). Into an empty
-            # table every row is created: then staging, beside the merge, parses them.
-            col = dataclasses.replace(col, ddl="text", copy_type="text", convert=_iso(col.convert))
-        cols.append(col)
+        cols.append(
+            _col(f.name, f.kind, f.nullable, column, f.column_name, dialect, sqlite, f.range)
+        )
     refs: list[Ref] = []
     for i, ref in enumerate(entity.references):
         parent = ds.entity(ref.parent)
@@ -196,14 +192,6 @@ def _col(
     ddl = column.type.compile(dialect=dialect)
     convert = converter(kind, optional, length, bounds, sqlite, span)
     return Col(name, kind, nullable, ddl, target, convert, length, bounds, copy_type, span)
-
-
-def _iso(convert: Converter) -> Converter:
-    def check(value: Any) -> Any:
-        checked = convert(value)
-        return None if checked is None else checked.isoformat()
-
-    return check
 
 
 def key_source(ds: Dataset, entity: Entity, field: str) -> tuple[Kind, Any]:

@@ -77,13 +77,19 @@ class RawBatch:
 
     `body` is the inside of a JSON array of `count` records, each already checked against
     the reader's FieldRules (so converting them cannot fail) and in canonical form (the
-    bytes the records checksum covers). A consumer that wants dicts calls `records()`;
-    the merge engine hands `body` to PostgreSQL instead, which parses it in C.
+    bytes the records checksum covers). A consumer that wants dicts calls `records()`.
+
+    `rows`, when the reader kept them, are the same records as its run check decoded
+    them (ferry.bundle.formats.runs): msgspec structs whose fields are the record's
+    fields in sorted order (`__struct_fields__`), values typed (str, int, float, None,
+    dt.date, aware dt.datetime), exactly what the JSON says (the run encodes back to
+    `body`). The merge engine COPYs them into PostgreSQL as they are: no second parse.
     """
 
     entity: str
     body: bytes
     count: int
+    rows: list[Any] | None = field(default=None, repr=False, compare=False)
 
     def records(self) -> list[Record]:
         """The records as dicts; instants stay RFC 3339 text (the merge accepts text)."""

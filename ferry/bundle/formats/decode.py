@@ -253,9 +253,12 @@ class Decoder:
         """How many records of `entity` were read so far (the next one's position)."""
         return self.counts.get(entity, 0)
 
-    def raw(self, entity: str, body: bytes, count: int) -> Iterator[Event]:
+    def raw(
+        self, entity: str, body: bytes, count: int, rows: list[Any] | None = None
+    ) -> Iterator[Event]:
         """Take `count` records of `entity` that the caller checked and found canonical
-        (see RawBatch): counted and hashed as they are, without building them."""
+        (see RawBatch; `rows`: as the check decoded them): counted and hashed as they
+        are, without building them again."""
         if self.header is None:
             raise InvalidArgument("records before the metadata", field=entity)
         if entity != self._entity:
@@ -268,7 +271,7 @@ class Decoder:
                 f"bundle holds more than {self.limits.max_records} records", field=entity
             )
         self.digest.update_encoded(entity, body)
-        yield RawBatch(entity, body, count)
+        yield RawBatch(entity, body, count, rows)
 
     def expand(self, raw: RawBatch) -> Batch:
         """The Batch of a RawBatch this Decoder yielded: its records decoded (their

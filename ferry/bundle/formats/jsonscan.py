@@ -226,9 +226,9 @@ class Scanner:
             if run is None:
                 self._stop(b'{"' + entity.encode() + b'":[', True)
                 return False
-            end, parsed = run
-            if isinstance(parsed, int):
-                yield from self._dec.raw(entity, self._buf[start:end], parsed)
+            end, passed, parsed = run
+            if passed:
+                yield from self._dec.raw(entity, self._buf[start:end], len(parsed), parsed)
             else:  # records to check one by one (a value outside the rules, a NUL, ...)
                 for record in parsed:
                     yield from self._dec.record(entity, record)
@@ -238,11 +238,12 @@ class Scanner:
 
     def _run(
         self, start: int, decoder: msgspec.json.Decoder[Any]
-    ) -> tuple[int, int | list[Any]] | None:
+    ) -> tuple[int, bool, list[Any]] | None:
         """The records from `start` up to the separator at `end` (the `,` or `]` after a
-        record): (end, count) when they passed and are canonical; (end, records) parsed
-        when they are well-formed flat JSON that did not pass (the Decoder checks them one
-        by one); None when they must go to the precise parser.
+        record): (end, True, structs) when they passed and are canonical (the structs
+        the check decoded, see RawBatch.rows); (end, False, records) parsed when they are
+        well-formed flat JSON that did not pass (the Decoder checks them one by one);
+        None when they must go to the precise parser.
 
         Candidates: the first `}]` (the array may end before runs.RUN_BYTES) and the first
         `},{` past runs.RUN_BYTES. A candidate inside a string or a nested value makes the
@@ -289,10 +290,10 @@ class Scanner:
                 continue
             if b"\\u0000" in text or self._encoder.encode(records) != text:
                 return _parsed(cut + 1, text)
-            return cut + 1, len(records)
+            return cut + 1, True, records
 
 
-def _parsed(end: int, text: bytes) -> tuple[int, list[Any]] | None:
+def _parsed(end: int, text: bytes) -> tuple[int, bool, list[Any]] | None:
     """(end, records) of a well-formed run whose records are flat objects; None when a
     record holds an object or array (the precise parser names how deep it goes)."""
     try:
@@ -302,7 +303,7 @@ def _parsed(end: int, text: bytes) -> tuple[int, list[Any]] | None:
     for record in records:
         if not isinstance(record, dict) or not _flat(record, 1):
             return None
-    return end, records
+    return end, False, records
 
 
 def _flat(value: Any, depth: int) -> bool:

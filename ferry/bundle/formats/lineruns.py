@@ -60,18 +60,20 @@ class LineRuns:
         entity, lines, bodies = self._entity, self._lines, self._bodies
         self._lines, self._bodies, self._size = [], [], 0
         body = b",".join(bodies)
-        if self._passes(entity, body, len(bodies)):
-            yield from self._dec.raw(entity, body, len(bodies))
+        rows = self._passes(entity, body, len(bodies))
+        if rows is not None:
+            yield from self._dec.raw(entity, body, len(bodies), rows)
         else:
             for number, line in lines:
                 yield from self._slow(number, line)
 
-    def _passes(self, entity: str, body: bytes, count: int) -> bool:
-        """The run is exactly `count` canonical records of a known entity, each passing
-        its struct and rules (so it needs no checking record by record)."""
+    def _passes(self, entity: str, body: bytes, count: int) -> list[Any] | None:
+        """The run as its check decoded it (see RawBatch.rows) when it is exactly `count`
+        canonical records of a known entity, each passing its struct and rules (so it
+        needs no checking record by record); else None."""
         cols = self._dec.fields.get(entity)
         if cols is None or self._dec.steps or self._dec.header is None:
-            return False  # the slow reader names the entity, upgrades, refuses
+            return None  # the slow reader names the entity, upgrades, refuses
         decoder = self._decoders.get(entity)
         if decoder is None:
             decoder = runs.run_decoder(cols, self._rules.get(entity, {}), self._limits)
@@ -80,10 +82,12 @@ class LineRuns:
         try:
             records = decoder.decode(text)
         except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError included
-            return False
+            return None
         # Canonical and the same count: each line held exactly one record.
-        return (
+        if (
             len(records) == count
             and b"\\u0000" not in text
             and self._encoder.encode(records) == text
-        )
+        ):
+            return list(records)
+        return None
