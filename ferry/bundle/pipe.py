@@ -5,7 +5,9 @@
 File formats write into a file-like `out`; an RPC wants to yield chunks. A bounded queue
 between them keeps at most a few chunks in memory, so a slow client slows the writer
 instead of filling the server's memory. `ahead`: run an iterator a few items ahead of
-its consumer in a thread (parsing overlaps with the database's work).
+its consumer in a thread (parsing overlaps with the database's work); `produced`: the
+same for a push-style producer (`produce(put)`), which unwinds in its own thread when
+the consumer stops (DownloadSession's fetch: its cursors close there).
 """
 
 from __future__ import annotations
