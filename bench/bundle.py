@@ -29,6 +29,7 @@ import psycopg
 from bench.common import PG_ADMIN, Row, Timing, point, rate, vm_hwm_mb
 from bench.server import FerryServer
 from bench.stream_session import raw_cursor_rows
+from ferry.bundle.bundlefile import FETCH_AHEAD
 from ferry.bundle.events import session_events
 from ferry.bundle.formats.base import Event
 from ferry.bundle.formats.jsonl import JsonlBundle
@@ -65,9 +66,11 @@ def download(port: int, token: str, semester: str, fmt: str) -> int:
         for msg in stub.DownloadSession(
             req, timeout=3600, metadata=[("authorization", f"Bearer {token}")]
         ):
-            digest.update(msg.chunk.data)
-            size += len(msg.chunk.data)
-            sha = msg.chunk.sha256 or sha
+            chunk = msg.chunk
+            data = chunk.data  # each read of a bytes field copies it: read it once
+            digest.update(data)
+            size += len(data)
+            sha = chunk.sha256 or sha
     if sha != digest.hexdigest():
         raise AssertionError(f"{fmt} bundle sha256 mismatch")
     return size
@@ -190,16 +193,17 @@ class SpoolThenGzip:
 
 
 def _write_rate(url: str, writer: Any) -> tuple[float, int]:
-    """(seconds, bytes) of the bench semester's bundle written by `writer` the
-    way DownloadSession does (session_events, a writer thread, 1 MiB pieces), in this
-    process, without gRPC."""
+    """(seconds, bytes) of the bench semester's bundle written by `writer` the way
+    DownloadSession does (session_events reading ahead, a writer thread, 1 MiB pieces),
+    in this process, without gRPC."""
     engine = make_engine(url)
     req = SessionRequest(semester=SEMESTER, batch_size=2000)
     now = dt.datetime.now(dt.UTC)
     counted = 0
 
     def write(out: IO[bytes]) -> None:
-        with closing(cast(Generator[Event], session_events(engine, SCHOOL, req, now))) as ev:
+        events = session_events(engine, SCHOOL, req, now, FETCH_AHEAD)
+        with closing(cast(Generator[Event], events)) as ev:
             writer.write(ev, out)
 
     t = time.perf_counter()

@@ -24,6 +24,9 @@ from ferry.v1 import bundle_pb2
 GROUP = "ferry.bundle_formats"
 DEFAULT_FORMAT = "json"
 EVENT_BATCH = 2000
+# Batches of rows fetched ahead of the writer (session_events' read_ahead): the database
+# computes the next rows while the format writes the last ones (issue 27).
+FETCH_AHEAD = 3
 
 
 def bundle_format(name: str) -> Any:
@@ -54,8 +57,9 @@ def download_session(
 
     def write(out: IO[bytes]) -> None:
         # closing(): a stopped download releases its snapshot now, not at collection.
-        with closing(cast(Generator[Event], session_events(engine, ds, req, now))) as events:
+        with closing(
+            cast(Generator[Event], session_events(engine, ds, req, now, FETCH_AHEAD))
+        ) as events:
             fmt.write(events, out)
 
     yield from file_chunks(chunks(write, CHUNK_BYTES), filename, fmt.content_type)
-

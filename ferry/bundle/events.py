@@ -7,14 +7,17 @@ Python: str, int, float, None; dates as "YYYY-MM-DD"; instants as aware UTC date
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from ferry.bundle.formats.base import Batch, Event, Header, Record, Trailer
+from ferry.bundle.pipe import produced
 from ferry.bundle.renames import add_renames
-from ferry.bundle.scan import SessionRequest, fetcher, open_scan
+from ferry.bundle.scan import Scan, SessionRequest, fetcher, open_scan
 from ferry.bundle.stream import fill_metadata
 from ferry.datasets.query import Column
 from ferry.datasets.spec import Dataset, Kind
@@ -70,11 +73,20 @@ def _float(value: float | int | None) -> float | None:
 
 
 def session_events(
-    engine: Engine, ds: Dataset, req: SessionRequest, now: dt.datetime | None = None
+    engine: Engine,
+    ds: Dataset,
+    req: SessionRequest,
+    now: dt.datetime | None = None,
+    read_ahead: int = 0,
 ) -> Iterator[Event]:
     """Yield the bundle of `req.semester` as events: a Header (counts of the snapshot),
     one Batch of at most `req.batch_size` records at a time in dependency order, and a
     Trailer with the counts sent (its sha256 is left to the format that writes it).
+
+    `read_ahead` (PostgreSQL): fetch rows on a thread of their own, up to that many
+    batches ahead of the records made of them, so the database computes the next rows
+    while the last ones are written (DownloadSession: `FETCH_AHEAD`). Closing the
+    generator stops that thread before the snapshot is released.
 
     Raises NotFound for an unknown semester and InvalidArgument for a bad request.
     """
@@ -83,17 +95,42 @@ def session_events(
         fill_metadata(meta, ds, req, scan.counts, now, scan.school)
         add_renames(meta, scan.conn, scan.since)  # keys changed (issue 29)
         yield Header(meta, updated_since=instant(req.updated_since))
-        sent: dict[str, int] = {}
-        for entity in scan.entities:
-            columns, result = scan.rows(entity)
-            convert = rows_to_records(columns, scan.postgres)
-            sent[entity.name] = 0
-            fetchmany = fetcher(result)  # psycopg's tuples: see ferry.bundle.scan
-            try:
-                while rows := fetchmany(req.batch_size):
-                    records = convert(rows)
-                    sent[entity.name] += len(records)
-                    yield Batch(entity.name, records)
-            finally:
-                result.close()
+        sent = {entity.name: 0 for entity in scan.entities}
+        converts: dict[str, RowsToRecords] = {}
+        if read_ahead > 0 and scan.postgres:
+            fetched = produced(partial(_fetch, scan), read_ahead, "bundle-fetch")
+        else:
+            fetched = _fetched(scan)
+        with closing(fetched):
+            for name, columns, rows in fetched:
+                convert = converts.get(name)
+                if convert is None:
+                    convert = converts[name] = rows_to_records(columns, scan.postgres)
+                records = convert(rows)
+                sent[name] += len(records)
+                yield Batch(name, records)
         yield Trailer(sent)
+
+
+Fetched = tuple[str, list[Column], Sequence[Any]]  # (entity, its columns, rows)
+
+
+def _fetch(scan: Scan, put: Callable[[Fetched], None]) -> None:
+    """`put` what `_fetched` yields; its cursors are closed in this thread, also when
+    `put` raises because the consumer stopped."""
+    with closing(_fetched(scan)) as fetched:
+        for item in fetched:
+            put(item)
+
+
+def _fetched(scan: Scan) -> Generator[Fetched, None, None]:
+    """Each entity's rows in scan order, `req.batch_size` at a time; each cursor is
+    closed when its rows are done or the generator is closed."""
+    for entity in scan.entities:
+        columns, result = scan.rows(entity)
+        fetchmany = fetcher(result)  # psycopg's tuples: see ferry.bundle.scan
+        try:
+            while rows := fetchmany(scan.req.batch_size):
+                yield entity.name, columns, rows
+        finally:
+            result.close()

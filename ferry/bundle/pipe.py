@@ -5,7 +5,9 @@
 File formats write into a file-like `out`; an RPC wants to yield chunks. A bounded queue
 between them keeps at most a few chunks in memory, so a slow client slows the writer
 instead of filling the server's memory. `ahead`: run an iterator a few items ahead of
-its consumer in a thread (parsing overlaps with the database's work).
+its consumer in a thread (parsing overlaps with the database's work); `produced`: the
+same for a push-style producer (`produce(put)`), which unwinds in its own thread when
+the consumer stops (DownloadSession's fetch: its cursors close there).
 """
 
 from __future__ import annotations
@@ -27,18 +29,39 @@ class _Stopped(Exception):
 
 
 class _QueueWriter:
+    """Cuts what is written into pieces of exactly `size` bytes (`_put` each): the
+    writes are held as they are until a piece is full, then joined once and cut (two
+    copies of each byte, where appending to a bytearray and cutting it took four)."""
+
     def __init__(self, q: queue.Queue[object], size: int, stop: threading.Event) -> None:
         self.q = q
         self.size = size
         self.stop = stop
-        self.buf = bytearray()
+        self.parts: list[bytes] = []
+        self.held = 0
 
     def write(self, data: bytes) -> int:
-        self.buf += data
-        while len(self.buf) >= self.size:
-            self._put(bytes(self.buf[: self.size]))
-            del self.buf[: self.size]
-        return len(data)
+        # A writer may reuse a mutable buffer: hold only bytes.
+        piece = data if data.__class__ is bytes else bytes(data)
+        n = len(piece)
+        if not n:
+            return 0
+        self.parts.append(piece)
+        self.held += n
+        if self.held >= self.size:
+            joined = b"".join(self.parts)
+            view = memoryview(joined)
+            cut = 0
+            while len(joined) - cut >= self.size:
+                self._put(bytes(view[cut : cut + self.size]))
+                cut += self.size
+            self.parts = [joined[cut:]] if cut < len(joined) else []
+            self.held = len(joined) - cut
+        return n
+
+    def rest(self) -> bytes:
+        """What was written and not yet put (less than a piece)."""
+        return b"".join(self.parts)
 
     def flush(self) -> None:
         return None
@@ -66,8 +89,8 @@ def chunks(
 
     def body() -> None:
         write(out)  # type: ignore[arg-type]
-        if out.buf:
-            out._put(bytes(out.buf))
+        if rest := out.rest():
+            out._put(rest)
 
     pipe = _pipe(q, stop, body, out._put, "bundle-writer")
     try:
@@ -119,6 +142,22 @@ def ahead(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
     """Yield what `items` yields, produced in a thread up to `depth` items ahead: a reader
     parses the next run of records while the database stores the last one. An exception
     in `items` is raised here; closing this generator early stops the thread."""
+
+    def produce(put: Callable[[T], None]) -> None:
+        for item in items:
+            put(item)
+
+    return produced(produce, depth, "read-ahead")
+
+
+def produced(
+    produce: Callable[[Callable[[T], None]], None], depth: int = 2, name: str = "produce"
+) -> Generator[T, None, None]:
+    """Yield what `produce(put)` puts, produced in a thread up to `depth` items ahead (a
+    bounded queue: memory stays flat, a slow consumer slows the producer). An exception
+    in `produce` is raised here. Closing this generator early makes the producer's next
+    (or current, waiting) `put` raise, so `produce` unwinds in its own thread (its
+    `finally` blocks run there), and the close returns once that thread has ended."""
     q: queue.Queue[object] = queue.Queue(depth)
     stop = threading.Event()
 
@@ -132,10 +171,9 @@ def ahead(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
         raise _Stopped
 
     def body() -> None:
-        for item in items:
-            put((item,))
+        produce(lambda item: put((item,)))
 
-    pipe = _pipe(q, stop, body, put, "read-ahead")
+    pipe = _pipe(q, stop, body, put, name)
     try:
         for item in pipe:
             yield item[0]  # type: ignore[index]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import pytest
 
-from ferry.bundle.pipe import ahead, chunks
+from ferry.bundle.pipe import ahead, chunks, produced
 
 
 def test_pieces_have_the_asked_size_and_keep_every_byte() -> None:
@@ -76,3 +76,34 @@ def test_closing_ahead_early_stops_its_thread() -> None:
     stream.close()
     assert threading.active_count() == before
     assert len(produced) <= 5  # only a few ahead of what was taken
+
+
+def test_closing_produced_early_unwinds_the_producer_in_its_thread() -> None:
+    unwound: list[str] = []
+
+    def produce(put: Callable[[int], None]) -> None:
+        try:
+            for i in range(1_000_000):
+                put(i)
+        finally:
+            unwound.append(threading.current_thread().name)
+
+    stream = produced(produce, depth=2, name="test-producer")
+    assert next(stream) == 0
+    stream.close()  # returns once the producer's thread has ended
+    assert unwound == ["test-producer"]
+    assert "test-producer" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_producer_error_reaches_the_consumer_after_what_it_put() -> None:
+    def produce(put: Callable[[int], None]) -> None:
+        put(1)
+        put(2)
+        raise LookupError("the database went away")
+
+    got = []
+    with pytest.raises(LookupError, match="went away"):
+        for item in produced(produce, name="test-failing"):
+            got.append(item)
+    assert got == [1, 2]
+    assert "test-failing" not in {t.name for t in threading.enumerate()}

@@ -81,16 +81,25 @@ def record_lines(
 ) -> tuple[bytes, bytes]:
     """(body, lines): body as encode_records gives it; lines the records one per line,
     each as `prefix` + the record's JSON + `suffix` + a newline (jsonl, tar.gz members)."""
-    body, splittable = encode_records(records)
-    if splittable:
-        lines = (
-            prefix + body.replace(b"},{", b"}" + suffix + b"\n" + prefix + b"{") + suffix + b"\n"
-        )
-    else:  # a string holds `},{` (or no records): one call per record
-        lines = b"".join(
-            prefix + orjson.dumps(r, option=DIGEST_OPTS) + suffix + b"\n" for r in records
-        )
-    return body, lines
+    sep = b"}" + suffix + b"\n" + prefix + b"{"
+    if len(sep) == 3 or not records:
+        body, splittable = encode_records(records)
+        lines = body.replace(b"},{", sep) if splittable else b""
+    else:
+        # A longer separator: its count is in the length the replacement adds, so the
+        # array's `},{` need not be counted first (a pass over the batch less).
+        full = orjson.dumps(records, option=DIGEST_OPTS)
+        body = full[1:-1]
+        lines = full.replace(b"},{", sep)
+        if len(lines) - len(full) == (len(records) - 1) * (len(sep) - 3):
+            return body, b"".join((prefix, memoryview(lines)[1:-1], suffix, b"\n"))
+        lines = b""
+    if lines:
+        return body, b"".join((prefix, lines, suffix, b"\n"))
+    # A string holds `},{` (or no records): one call per record.
+    return body, b"".join(
+        prefix + orjson.dumps(r, option=DIGEST_OPTS) + suffix + b"\n" for r in records
+    )
 
 
 # ---- metadata ----------------------------------------------------------------------
