@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
+import traceback
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -44,7 +47,7 @@ import psycopg
 
 from bench.backup import ImportServer, download_backup, upload
 from bench.bundle import drop_scratch, scratch_copy
-from bench.common import Row, point, print_table, rate, raw_rows
+from bench.common import PG_ADMIN, Row, point, print_table, rate, raw_rows
 from bench.formats import _child_rss
 from bench.goals import SCALING_PATHS, print_goals, scaling
 from bench.imports import _dsn, copy_in, dump_tables, export_bundle, scratch_database, scratch_name
@@ -271,6 +274,24 @@ def _verdicts(rows: list[Row], paths: tuple[str, ...]) -> None:
         print(flush=True)
 
 
+def _guarded(what: str, measure: Callable[[], list[Row]]) -> list[Row]:
+    """The rows of `measure`, or none when it fails: the failure is printed, and the other
+    paths of a run that takes hours still run."""
+    try:
+        return measure()
+    except Exception:  # reported, and the run goes on
+        _say(f"FAILED: {what}")
+        traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+        return []
+
+
+def _drop(*names: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _part(n: int) -> str:
     return "sample" if n < 500_000 else "semester" if n < 5_000_000 else "all"
 
@@ -284,17 +305,19 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
     several = bool(semesters and semesters[0] > 1)
     parts = [p for p in dict.fromkeys(_part(n) for n in sorted(sizes)) if p != "all" or several]
     for part in parts:
-        rows += lifecycle(url, workdir, part)
+        rows += _guarded(f"lifecycle, {part}", lambda p=part: lifecycle(url, workdir, p))
         _verdicts(rows, SCALING_PATHS[:4])
+    _drop(scratch_name("scale_a"), scratch_name("scale_b"))
     if min(sizes) < 1_000_000:  # a semester of a tenth of the size, in a scratch copy
         small_url, small_dsn = scratch_copy(url)
         try:
-            rows += _sessions(small_url, small_dsn, workdir, SEMESTER, repeat)
+            rows += _guarded("sessions, 100k", lambda: _sessions(
+                small_url, small_dsn, workdir, SEMESTER, repeat))  # fmt: skip
         finally:
             drop_scratch()
-    rows += _sessions(url, dsn, workdir, SEMESTER, repeat)
+    rows += _guarded("sessions, 1M", lambda: _sessions(url, dsn, workdir, SEMESTER, repeat))
     if several and max(sizes) > 1_000_000:
-        rows += _sessions(url, dsn, workdir, None, repeat)
+        rows += _guarded("sessions, 10M", lambda: _sessions(url, dsn, workdir, None, repeat))
     _verdicts(rows, SCALING_PATHS[4:6])
     for fmt, bare in (("csv", "csv.writer"), ("xlsx", "xlsxwriter constant_memory")):
         for n in sizes:
