@@ -55,6 +55,7 @@ from bench.server import FerryServer
 from ferry.bundle.events import session_events
 from ferry.bundle.formats.json import JsonBundle
 from ferry.bundle.scan import SCOPE_ALL, SessionRequest
+from ferry.bundle.semesters import recount
 from ferry.datasets.school import SCHOOL
 from ferry.db.engine import make_engine
 from ferry.v1 import export_pb2, export_pb2_grpc, import_pb2
@@ -286,6 +287,17 @@ def _guarded(what: str, measure: Callable[[], list[Row]]) -> list[Row]:
         return []
 
 
+def _guarded_url(what: str, make: Callable[[], str]) -> str:
+    """make(), or "" when it fails (printed, as in _guarded)."""
+    try:
+        return make()
+    except Exception:  # reported, and the run goes on
+        _say(f"FAILED: {what}")
+        traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+        return ""
+
+
 def _drop(*names: str) -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         for name in names:
@@ -293,7 +305,45 @@ def _drop(*names: str) -> None:
 
 
 def _part(n: int) -> str:
+    """The part of the data a size stands for: sample (~100k), semester (~1M), or all
+    (the whole database; trimmed to about `n` records by trimmed_copy when it holds more)."""
     return "sample" if n < 500_000 else "semester" if n < 5_000_000 else "all"
+
+
+def trimmed_copy(url: str, keep: int) -> str:
+    """The URL of a copy of the database at `url` holding only its newest `keep`
+    semesters (their courses and everything below them; every student and highlight
+    stays), for a whole-database size below the full one: with ~1M records a semester,
+    `--sizes 8000000` keeps 8. ImportSession refuses a bundle file above 2 GiB
+    (ferry.bundle.formats.base.BundleLimits.max_bytes, not a setting), which a json
+    bundle of the whole 10M database (~2.4 GB) is."""
+    source, name = url.rsplit("/", 1)[1], scratch_name("scale_src")
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    dsn = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "CREATE TEMP TABLE dropped AS SELECT id FROM courses WHERE semester NOT IN "
+            "(SELECT DISTINCT semester FROM courses ORDER BY semester DESC LIMIT %s)",
+            (keep,),
+        )
+        conn.execute("CREATE TEMP TABLE gone AS SELECT id FROM enrollments "
+                     "WHERE course_ref IN (SELECT id FROM dropped)")  # fmt: skip
+        for table in ("grades", "attendance", "daily_performance"):
+            conn.execute(f"DELETE FROM {table} WHERE enrollment_ref IN (SELECT id FROM gone)")
+        conn.execute("DELETE FROM enrollments WHERE id IN (SELECT id FROM gone)")
+        conn.execute("UPDATE courses SET prerequisite_id = NULL "
+                     "WHERE prerequisite_id IN (SELECT id FROM dropped)")  # fmt: skip
+        conn.execute("DELETE FROM courses WHERE id IN (SELECT id FROM dropped)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    trimmed = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = make_engine(trimmed)
+    with engine.begin() as c:  # ListSemesters' kept counts follow the courses dropped
+        recount(c, SCHOOL, None)
+    engine.dispose()
+    return trimmed
 
 
 def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) -> list[Row]:
@@ -303,11 +353,24 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
     with psycopg.connect(dsn) as conn:
         semesters = conn.execute("SELECT count(DISTINCT semester) FROM courses").fetchone()
     several = bool(semesters and semesters[0] > 1)
-    parts = [p for p in dict.fromkeys(_part(n) for n in sorted(sizes)) if p != "all" or several]
-    for part in parts:
-        rows += _guarded(f"lifecycle, {part}", lambda p=part: lifecycle(url, workdir, p))
-        _verdicts(rows, SCALING_PATHS[:4])
-    _drop(scratch_name("scale_a"), scratch_name("scale_b"))
+    count = semesters[0] if semesters else 1
+    for n in sorted(sizes):
+        part = _part(n)
+        if part == "all" and not several:
+            continue
+        keep = min(count, max(1, round(n / 1_000_000)))
+        if part == "all" and keep < count:
+            source = _guarded_url(
+                f"a copy keeping {keep} semesters", lambda k=keep: trimmed_copy(url, k)
+            )
+        else:
+            source = url
+        if source:
+            rows += _guarded(
+                f"lifecycle, {part} ({n:,})", lambda p=part, u=source: lifecycle(u, workdir, p)
+            )
+            _verdicts(rows, SCALING_PATHS[:4])
+    _drop(scratch_name("scale_a"), scratch_name("scale_b"), scratch_name("scale_src"))
     if min(sizes) < 1_000_000:  # a semester of a tenth of the size, in a scratch copy
         small_url, small_dsn = scratch_copy(url)
         try:
