@@ -109,7 +109,8 @@ def _notify(rows: list[Row]) -> Verdict:
     )
 
 
-# The paths the issue's scaling goal names, as their scale rows begin (before " at ").
+# The paths the issue's scaling goal names, as their rows of bench/scale.py begin (those
+# rows carry the metrics size and scale_rss_mb).
 SCALING_PATHS = (
     "ImportSession json",
     "ImportSession re-import unchanged",
@@ -139,7 +140,7 @@ def scaling(rows: list[Row], path: str) -> Verdict:
     sizes = {
         int(r.metrics["size"]): r
         for r in rows
-        if "size" in r.metrics and "(scale" in r.what and r.what.split(" at ", 1)[0] == path
+        if "scale_rss_mb" in r.metrics and r.what.startswith(path + " ")
     }
     top = max(sizes, default=0)
     mid = max((n for n in sizes if 900_000 <= n <= top / 4), default=0)
@@ -162,7 +163,7 @@ def scaling(rows: list[Row], path: str) -> Verdict:
 
 def _scaling(rows: list[Row]) -> list[Verdict]:
     """One verdict per path when any row reached the large scale, else one "not measured"."""
-    large = any(r.metrics.get("size", 0) >= 5_000_000 for r in rows if "(scale" in r.what)
+    large = any(r.metrics.get("size", 0) >= 5_000_000 for r in rows if "scale_rss_mb" in r.metrics)
     if not large:
         goal = (
             "every streaming path at 10M: records/s (as a ratio to its same-size baseline) "

@@ -47,6 +47,18 @@ def test_the_scaling_goal_compares_the_ratio_to_the_same_size_baseline_at_10m_an
     stream = Row("StreamSession at 10,000,000 records (scale)", 10_000_000, 1, "", 2, 90, "",
                  {"size": 10_000_000, "scale_rss_mb": 90})  # fmt: skip
     assert _verdict([one, stream], "csv export") is None
+    # Each path by the start of its rows' names, whatever follows it.
+    def named(what: str, n: int, ratio: float) -> Row:
+        return Row(what.format(n=n), n, ratio, "", 1, 90, "", {"size": n, "scale_rss_mb": 90})
+
+    for path, what in (
+        ("backup", "backup (DownloadSession scope all, json) at {n:,} records (scale, 1 run)"),
+        ("ImportSession re-import unchanged",
+         "ImportSession re-import unchanged at {n:,} records, vs the first (Ferry vs Ferry)"),
+    ):  # fmt: skip
+        found = [named(what, 1_000_000, 0.5), named(what, 8_000_000, 0.4)]
+        assert _verdict(found, path + " at 10M") is False  # 0.8 of the 1M ratio
+        assert _verdict(found, "ImportSession json at 10M") is None
     # Nothing reached the large scale: one "not measured" for the whole goal.
     assert _verdict([row(100_000, 100, 200, 90), one], "every streaming path") is None
 
