@@ -2,7 +2,10 @@
 records (`python -m bench --scale large` seeds ten semesters of the bench shape, ~10M
 records, by COPY; `--sizes` picks the sizes, and at the bench scale 100k and 1M are what
 there is). The sizes are: 100k, a ~1/10 sample of one semester; 1M, one semester; 10M,
-the whole database.
+the whole database; a size between (`--sizes 1000000,8000000`), a copy of the database
+keeping that many semesters (trimmed_copy). ImportSession refuses a bundle above 2 GiB
+(BundleLimits.max_bytes), and the json bundle of the whole 10M database is ~2.4 GB: its
+import, re-import and restore fail there (printed as FAILED), and run at 8M.
 
 Per size and path, Ferry's records/s and peak RSS beside its raw baseline's, measured in
 the same run, each in a fresh process (the VmHWM of the process doing Ferry's work):
