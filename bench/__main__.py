@@ -1,6 +1,6 @@
 """`make bench`: seed the bench dataset in PostgreSQL, run every benchmark, print one table.
 
-    python -m bench [--scale bench|small|large] [--repeat 3] [--only stream,bundle,...]
+    python -m bench [--scale bench|small|large] [--repeat N] [--only stream,bundle,...]
                     [--sizes 100000,1000000,10000000] [--reuse]
 
 Each benchmark sets Ferry beside a raw baseline measured in the same run (see README).
@@ -80,7 +80,13 @@ def main() -> None:
         help="record counts for the `scale` benchmark (default 100000,1000000 and, at the "
         "large scale, 10000000)",
     )
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="runs per measurement (default 3; at --scale large 1: one run of every path "
+        "at 10M already takes hours on a loaded machine)",
+    )
     parser.add_argument(
         "--only",
         default="",
@@ -93,6 +99,7 @@ def main() -> None:
         "a figure for a closing note comes from a fresh run)",
     )
     args = parser.parse_args()
+    args.repeat = args.repeat or (1 if args.scale == "large" else 3)
     if not args.only:
         everyday = [b for b in BENCHES if b != "scale"]
         args.only = "scale" if args.scale == "large" else ",".join(everyday)

@@ -1,5 +1,10 @@
-"""The issue's goals, judged on the rows of one run: each prints met, missed, or not
-measured (its benchmark was left out with --only), with the figure it was judged on."""
+"""The issue's goals, judged on the rows of one run: each prints met, MISSED, or not
+measured (its benchmark was left out with --only, or a large run stopped before the size),
+with the figure it was judged on.
+
+The scaling goal (10M against 1M, `python -m bench --scale large`) is judged per path, and
+its "records/s within 15%" on the ratio to the raw baseline measured beside each size, not
+on absolute records/s: see `scaling`."""
 
 from __future__ import annotations
 
@@ -104,31 +109,68 @@ def _notify(rows: list[Row]) -> Verdict:
     )
 
 
-def _scaling(rows: list[Row]) -> Verdict:
+# The paths the issue's scaling goal names, as their rows of bench/scale.py begin (those
+# rows carry the metrics size and scale_rss_mb).
+SCALING_PATHS = (
+    "ImportSession json",
+    "ImportSession re-import unchanged",
+    "backup",
+    "restore",
+    "StreamSession",
+    "DownloadSession json",
+    "csv export",
+    "xlsx export",
+)
+
+
+def scaling(rows: list[Row], path: str) -> Verdict:
+    """`path` at ~10M against ~1M (python -m bench --scale large).
+
+    Records/s: the machine's load moves absolute records/s by 2-4x between sizes measured
+    minutes apart (the raw read itself went from 24k to 219k/s in one run), so "within
+    15%" is judged on the ratio to the raw baseline measured beside it at the same size:
+    the ratio at 10M must be at least 0.85 of the ratio at 1M. (The re-import's baseline
+    is the first import of the same size.) The absolute records/s are printed too.
+    Peak RSS (the process doing Ferry's work, fresh per size): at most +50 MB from 1M to
+    10M."""
     goal = (
-        "every streaming path at 10M: records/s within 15% of 1M, peak RSS within +50 MB "
-        "(python -m bench --scale large)"
+        f"{path} at 10M vs 1M: ratio to its same-size baseline >= 0.85 of the 1M one, "
+        "peak RSS +<= 50 MB"
     )
-    by_path: dict[str, dict[int, Row]] = {}
-    for r in rows:
-        if "size" in r.metrics and "(scale" in r.what:
-            path = r.what.split(" at ", 1)[0]
-            by_path.setdefault(path, {})[int(r.metrics["size"])] = r
-    measured, met = [], True
-    for path, sizes in by_path.items():
-        top = max(sizes)
-        mid = max((n for n in sizes if n < top and n >= 900_000), default=0)
-        if top < 5_000_000 or not mid:
-            continue
-        a, b = sizes[mid], sizes[top]
-        speed = b.ferry_per_s / a.ferry_per_s
-        grow = b.metrics["scale_rss_mb"] - a.metrics["scale_rss_mb"]
-        ok = speed >= 0.85 and grow <= 50
-        met = met and ok
-        measured.append(f"{path}: {speed:.2f} of the 1M rate, {grow:+.0f} MB")
-    if not measured:
+    sizes = {
+        int(r.metrics["size"]): r
+        for r in rows
+        if "scale_rss_mb" in r.metrics and r.what.startswith(path + " ")
+    }
+    top = max(sizes, default=0)
+    mid = max((n for n in sizes if 900_000 <= n <= top / 4), default=0)
+    if top < 5_000_000 or not mid:
         return Verdict(goal, "-", None)
-    return Verdict(goal, "; ".join(measured), met)
+    a, b = sizes[mid], sizes[top]
+    low, high = a.metrics["scale_rss_mb"], b.metrics["scale_rss_mb"]
+    grow = high - low
+    rss = f"peak RSS {low:.0f} -> {high:.0f} MB ({grow:+.0f})"
+    speed = f"absolute {a.ferry_per_s:,.0f} -> {b.ferry_per_s:,.0f}/s"
+    if not (a.ratio and b.ratio):
+        return Verdict(goal, f"no baseline; {speed}; {rss}", None)
+    kept = b.ratio / a.ratio
+    measured = (
+        f"ratio {a.ratio:.2f} at {mid:,} -> {b.ratio:.2f} at {top:,} ({kept:.2f} of it); "
+        f"{speed} (baseline {a.baseline_per_s:,.0f} -> {b.baseline_per_s:,.0f}/s); {rss}"
+    )
+    return Verdict(goal, measured, kept >= 0.85 and grow <= 50)
+
+
+def _scaling(rows: list[Row]) -> list[Verdict]:
+    """One verdict per path when any row reached the large scale, else one "not measured"."""
+    large = any(r.metrics.get("size", 0) >= 5_000_000 for r in rows if "scale_rss_mb" in r.metrics)
+    if not large:
+        goal = (
+            "every streaming path at 10M: records/s (as a ratio to its same-size baseline) "
+            "within 15% of 1M, peak RSS within +50 MB (python -m bench --scale large)"
+        )
+        return [Verdict(goal, "-", None)]
+    return [scaling(rows, p) for p in SCALING_PATHS]
 
 
 def _tenants(rows: list[Row]) -> Verdict:
@@ -166,19 +208,19 @@ GOALS: list[Callable[[list[Row]], Verdict]] = [
     _report_miss,
     _gateway,
     _notify,
-    _scaling,
     _tenants,
 ]
 
 
 def judge(rows: list[Row]) -> list[Verdict]:
-    return [g(rows) for g in GOALS]
+    """Every goal; the scaling goal as one verdict per path (see `scaling`)."""
+    return [g(rows) for g in GOALS] + _scaling(rows)
 
 
-def print_goals(verdicts: list[Verdict]) -> None:
-    print("\n## Goals (issue 27)")
+def print_goals(verdicts: list[Verdict], when: str = "") -> None:
+    print(f"\n## Goals (issue 27){' ' + when if when else ''}")
     print("| goal | measured | verdict |")
     print("|---|---|---|")
     for v in verdicts:
-        word = {True: "met", False: "MISSED", None: "not measured (--only)"}[v.met]
+        word = {True: "met", False: "MISSED", None: "not measured"}[v.met]
         print(f"| {v.goal} | {v.measured} | {word} |")

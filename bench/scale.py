@@ -1,35 +1,67 @@
-"""How cost grows with the data: the streaming paths at 100k, 1M and 10M records
-(`python -m bench --scale large` seeds ten semesters of the bench shape, ~10M records, by
-COPY; `--sizes` picks the sizes, and at the bench scale 100k and 1M are what there is).
+"""How cost grows with the data: every path of the scaling goal at 100k, 1M and 10M
+records (`python -m bench --scale large` seeds ten semesters of the bench shape, ~10M
+records, by COPY; `--sizes` picks the sizes, and at the bench scale 100k and 1M are what
+there is). The sizes are: 100k, a ~1/10 sample of one semester; 1M, one semester; 10M,
+the whole database; a size between (`--sizes 1000000,8000000`), a copy of the database
+keeping that many semesters (trimmed_copy). ImportSession refuses a bundle above 2 GiB
+(BundleLimits.max_bytes), and the json bundle of the whole 10M database is ~2.4 GB: its
+import, re-import and restore fail there (printed as FAILED), and run at 8M.
 
-Per size and path, Ferry's records/s and peak RSS beside its raw baseline's, each export
-in a fresh process (bench.formats' children: VmHWM of that process alone), and the stream
-and download through a fresh `ferry serve export` process per size (its VmHWM):
+Per size and path, Ferry's records/s and peak RSS beside its raw baseline's, measured in
+the same run, each in a fresh process (the VmHWM of the process doing Ferry's work):
 
-- csv and xlsx entity exports of N attendance rows vs a bare csv.writer / xlsxwriter loop;
+- import, re-import, backup and restore (`lifecycle`), through fresh `ferry serve import`
+  and `ferry serve export` processes, one run each:
+  - ImportSession of the size's json bundle (soft-deleted records too) into an empty
+    database, vs psycopg COPY (binary) of the same rows into an empty schema;
+  - the same bundle imported again, every record unchanged, vs the first import (Ferry vs
+    Ferry, named so);
+  - a backup of that database (DownloadSession scope all, json) into a file, vs a psycopg
+    server-side cursor read of the same SQL;
+  - that backup restored into an empty database (ImportSession replace), vs the COPY;
 - StreamSession and DownloadSession json of a whole scope vs a psycopg server-side cursor
   over the same SQL: one semester (1M) and the whole database (scope all: 10M at the large
-  scale); 100k is a semester of a scratch copy holding a tenth of one (bench.bundle's).
+  scale); 100k is a semester of a scratch copy holding a tenth of one (bench.bundle's);
+- csv and xlsx entity exports of N attendance rows vs a bare csv.writer / xlsxwriter loop
+  (bench.formats' children).
 
-Import, re-import, backup and restore at these sizes are not measured here (they run at
-1M in bench.imports and bench.backup).
-
-Each row is printed (flushed) as soon as it is measured: a large run takes hours on a
-loaded machine, and one stopped part-way still shows what it measured.
+They run path group by path group, in that order (the import/backup group first: the one
+not measured at 10M before), and each row is printed (flushed) as soon as it is measured,
+with the load average beside it: a large run takes hours on a loaded machine, and one
+stopped part-way still shows what it measured. When a group's 10M rows are in, its
+scaling verdicts print at once (bench.goals.scaling: the ratio to the same-size baseline
+at 10M against 1M, since the load moves absolute records/s by 2-4x between sizes; RSS
++<= 50 MB), and again with every goal at the end.
 """
 
 from __future__ import annotations
 
+import gc
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import grpc
 import psycopg
 
+from bench.backup import ImportServer, download_backup, upload
 from bench.bundle import drop_scratch, scratch_copy
-from bench.common import Row, point, print_table, rate, raw_rows
+from bench.common import PG_ADMIN, Row, point, print_table, rate, raw_rows
 from bench.formats import _child_rss
+from bench.goals import SCALING_PATHS, print_goals, scaling
+from bench.imports import _dsn, copy_in, dump_tables, export_bundle, scratch_database, scratch_name
 from bench.server import FerryServer
-from ferry.v1 import export_pb2, export_pb2_grpc
+from ferry.bundle.events import session_events
+from ferry.bundle.formats.json import JsonBundle
+from ferry.bundle.scan import SCOPE_ALL, SessionRequest
+from ferry.bundle.semesters import recount
+from ferry.datasets.school import SCHOOL
+from ferry.db.engine import make_engine
+from ferry.v1 import export_pb2, export_pb2_grpc, import_pb2
 
 SEMESTER = "2026-fall"
 
@@ -84,13 +116,21 @@ def _sessions(url: str, dsn: str, workdir: Path, semester: str | None, repeat: i
             server.stop()
         point(f"{path} (scale)", n, t.median, raw.median, rss)
         rows.append(Row(
-            f"{path} at {n:,} records, {what} (scale)", n, t.median,
+            f"{path} at {n:,} records, {what} (scale{', 1 run' if repeat == 1 else ''})",
+            n, t.median,
             "psycopg server-side cursor -> tuples (same SQL)", raw.median, rss,
-            "; ".join(s for s in (t.spread_note(), raw.spread_note(), "RSS = server VmHWM") if s),
+            "; ".join(
+                s for s in (t.spread_note(), raw.spread_note(), "RSS = server VmHWM", _load()) if s
+            ),
             {"size": n, "scale_rss_mb": rss},
         ))  # fmt: skip
         _progress(rows[-1])
     return rows
+
+
+def _load() -> str:
+    """The machine's 1-minute load average, for the note of a row measured now."""
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
 def _progress(row: Row) -> None:
@@ -99,8 +139,252 @@ def _progress(row: Row) -> None:
     print(flush=True)
 
 
+def _say(line: str) -> None:
+    """A progress line, flushed: what was just measured, before its row is complete."""
+    print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def _bundle(url: str, path: Path, part: str) -> None:
+    """The json bundle (soft-deleted records too) of `part`: "sample" (a ~1/10 sample of
+    the semester, ~100k records), "semester" (~1M) or "all" (the whole database, ~10M at
+    the large scale)."""
+    if part != "all":
+        export_bundle(url, path, tenth=10 if part == "sample" else 1)
+        # The json writer stops at the trailer, leaving the scan's generator (and its
+        # connection) open until collected; a later CREATE DATABASE ... TEMPLATE (the
+        # sessions' scratch copy) would find the database in use.
+        gc.collect()
+        return
+    engine = make_engine(url)
+    req = SessionRequest("", include_deleted=True, batch_size=5000, scope=SCOPE_ALL)
+    with path.open("wb") as f, closing(session_events(engine, SCHOOL, req)) as events:
+        JsonBundle().write(events, f)
+    engine.dispose()
+
+
+def _rows_in(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return sum(
+            int(conn.execute(f'SELECT count(*) FROM "{e.table.name}"').fetchone()[0])  # type: ignore[index]
+            for e in SCHOOL.in_order()
+        )
+
+
+def _import(url: str, workdir: Path, path: Path, **options: object) -> tuple[object, float, float]:
+    """(result, seconds, server VmHWM) of one ImportSession of `path` in a fresh
+    `ferry serve import` on `url`."""
+    server = ImportServer(url, workdir)
+    try:
+        result, seconds = upload(server, path, **options)
+        return result, seconds, server.rss_mb()
+    finally:
+        server.stop()
+
+
+def lifecycle(url: str, workdir: Path, part: str) -> list[Row]:
+    """Import, re-import unchanged, backup and restore of one size (`part`, see _bundle),
+    each through a fresh server process (its VmHWM), one run each:
+
+    1. the bundle imported into an empty database A (ImportSession json);
+    2. the same bundle imported again into A, every record unchanged (vs the first import);
+    3. baseline: A's tables dumped (binary COPY, not timed) and COPY'd into an empty db B;
+    4. A backed up (DownloadSession scope all, json) vs a server-side cursor read of A;
+    5. that backup restored into an empty db B (ImportSession replace) vs the COPY of 3.
+    """
+    bundle, backup = workdir / f"scale-{part}.json", workdir / f"scale-{part}-backup.json"
+    _bundle(url, bundle, part)
+    mb = bundle.stat().st_size / 1e6
+    first = scratch_database(scratch_name("scale_a"))
+    result, seconds, rss = _import(first, workdir, bundle)
+    n = sum(s.created for s in result.summaries)  # type: ignore[attr-defined]
+    _say(f"ImportSession json, {part}: {n:,} records ({mb:,.0f} MB) in {seconds:.1f}s = "
+         f"{n / seconds:,.0f}/s, server VmHWM {rss:.0f} MB, {_load()}")  # fmt: skip
+    imp = (n / seconds, rss, _load())
+
+    again, seconds, rss = _import(first, workdir, bundle)
+    bundle.unlink()
+    unchanged = sum(s.unchanged for s in again.summaries)  # type: ignore[attr-defined]
+    if unchanged != n:
+        raise AssertionError(f"re-import: {unchanged} unchanged of {n}")
+    rows = [Row(
+        f"ImportSession re-import unchanged at {n:,} records, vs the first import "
+        f"(Ferry vs Ferry; scale, 1 run)", n, n / seconds,
+        "the first import of the same bundle into the empty db", imp[0], rss,
+        f"RSS = server VmHWM (fresh server); {_load()}", {"size": n, "scale_rss_mb": rss},
+    )]  # fmt: skip
+    _progress(rows[-1])
+
+    files = dump_tables(_dsn(first), workdir)
+    copied = _rows_in(_dsn(first))
+    copy_rate = copied / copy_in(_dsn(scratch_database(scratch_name("scale_b"))), files)
+    for f in files.values():
+        f.unlink()
+    copy_load = _load()
+    if copied != n:
+        raise AssertionError(f"the imported db holds {copied} rows, the import created {n}")
+    point("ImportSession json (scale)", n, imp[0], copy_rate, imp[1])
+    rows.append(Row(
+        f"ImportSession json at {n:,} records into an empty db (scale, 1 run)", n, imp[0],
+        "psycopg COPY (binary) of the same rows into an empty schema", copy_rate, imp[1],
+        f"RSS = server VmHWM; {imp[2]} (import), {copy_load} (COPY)",
+        {"size": n, "scale_rss_mb": imp[1]},
+    ))  # fmt: skip
+    _progress(rows[-1])
+
+    t = time.perf_counter()
+    n_raw = raw_rows(_dsn(first), None, True)
+    raw_rate, raw_load = n_raw / (time.perf_counter() - t), _load()
+    server = FerryServer(first, workdir, services=("export",))
+    try:
+        seconds = download_backup(server, backup)
+        rss = server.rss_mb()
+    finally:
+        server.stop()
+    point("backup (scale)", n_raw, n_raw / seconds, raw_rate, rss)
+    rows.append(Row(
+        f"backup (DownloadSession scope all, json) at {n_raw:,} records into a file "
+        f"(scale, 1 run)", n_raw, n_raw / seconds,
+        "psycopg server-side cursor -> tuples (same SQL)", raw_rate, rss,
+        f"RSS = server VmHWM; {raw_load} (read), {_load()} (backup); "
+        f"{backup.stat().st_size / 1e6:,.0f} MB", {"size": n_raw, "scale_rss_mb": rss},
+    ))  # fmt: skip
+    _progress(rows[-1])
+
+    restored = scratch_database(scratch_name("scale_b"))
+    result, seconds, rss = _import(
+        restored, workdir, backup, strategy=import_pb2.MERGE_STRATEGY_REPLACE
+    )
+    backup.unlink()
+    created = sum(s.created for s in result.summaries)  # type: ignore[attr-defined]
+    if created != n_raw:
+        raise AssertionError(f"restore created {created} of {n_raw} records")
+    point("restore (scale)", created, created / seconds, copy_rate, rss)
+    rows.append(Row(
+        f"restore (ImportSession replace) at {created:,} records into an empty db "
+        f"(scale, 1 run)", created, created / seconds,
+        "psycopg COPY (binary) of the same rows into an empty schema (the import's, above)",
+        copy_rate, rss, f"RSS = server VmHWM; {_load()} (restore), {copy_load} (COPY)",
+        {"size": created, "scale_rss_mb": rss},
+    ))  # fmt: skip
+    _progress(rows[-1])
+    return rows
+
+
+def _verdicts(rows: list[Row], paths: tuple[str, ...]) -> None:
+    """The scaling verdicts of `paths`, printed as soon as their largest size is in."""
+    verdicts = [scaling(rows, p) for p in paths]
+    if any(v.met is not None for v in verdicts):
+        print_goals([v for v in verdicts if v.met is not None], "so far")
+        print(flush=True)
+
+
+def _guarded(what: str, measure: Callable[[], list[Row]]) -> list[Row]:
+    """The rows of `measure`, or none when it fails: the failure is printed, and the other
+    paths of a run that takes hours still run."""
+    try:
+        return measure()
+    except Exception:  # reported, and the run goes on
+        _say(f"FAILED: {what}")
+        traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+        return []
+
+
+def _guarded_url(what: str, make: Callable[[], str]) -> str:
+    """make(), or "" when it fails (printed, as in _guarded)."""
+    try:
+        return make()
+    except Exception:  # reported, and the run goes on
+        _say(f"FAILED: {what}")
+        traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+        return ""
+
+
+def _drop(*names: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _part(n: int) -> str:
+    """The part of the data a size stands for: sample (~100k), semester (~1M), or all
+    (the whole database; trimmed to about `n` records by trimmed_copy when it holds more)."""
+    return "sample" if n < 500_000 else "semester" if n < 5_000_000 else "all"
+
+
+def trimmed_copy(url: str, keep: int) -> str:
+    """The URL of a copy of the database at `url` holding only its newest `keep`
+    semesters (their courses and everything below them; every student and highlight
+    stays), for a whole-database size below the full one: with ~1M records a semester,
+    `--sizes 8000000` keeps 8. ImportSession refuses a bundle file above 2 GiB
+    (ferry.bundle.formats.base.BundleLimits.max_bytes, not a setting), which a json
+    bundle of the whole 10M database (~2.4 GB) is."""
+    source, name = url.rsplit("/", 1)[1], scratch_name("scale_src")
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    dsn = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "CREATE TEMP TABLE dropped AS SELECT id FROM courses WHERE semester NOT IN "
+            "(SELECT DISTINCT semester FROM courses ORDER BY semester DESC LIMIT %s)",
+            (keep,),
+        )
+        conn.execute("CREATE TEMP TABLE gone AS SELECT id FROM enrollments "
+                     "WHERE course_ref IN (SELECT id FROM dropped)")  # fmt: skip
+        for table in ("grades", "attendance", "daily_performance"):
+            conn.execute(f"DELETE FROM {table} WHERE enrollment_ref IN (SELECT id FROM gone)")
+        conn.execute("DELETE FROM enrollments WHERE id IN (SELECT id FROM gone)")
+        conn.execute("UPDATE courses SET prerequisite_id = NULL "
+                     "WHERE prerequisite_id IN (SELECT id FROM dropped)")  # fmt: skip
+        conn.execute("DELETE FROM courses WHERE id IN (SELECT id FROM dropped)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    trimmed = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = make_engine(trimmed)
+    with engine.begin() as c:  # ListSemesters' kept counts follow the courses dropped
+        recount(c, SCHOOL, None)
+    engine.dispose()
+    return trimmed
+
+
 def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) -> list[Row]:
+    """Every path at every size, path by path (the new, costlier ones first): the
+    import/backup lifecycle, the sessions, then the csv and xlsx exports."""
     rows: list[Row] = []
+    with psycopg.connect(dsn) as conn:
+        semesters = conn.execute("SELECT count(DISTINCT semester) FROM courses").fetchone()
+    several = bool(semesters and semesters[0] > 1)
+    count = semesters[0] if semesters else 1
+    for n in sorted(sizes):
+        part = _part(n)
+        if part == "all" and not several:
+            continue
+        keep = min(count, max(1, round(n / 1_000_000)))
+        if part == "all" and keep < count:
+            source = _guarded_url(
+                f"a copy keeping {keep} semesters", lambda k=keep: trimmed_copy(url, k)
+            )
+        else:
+            source = url
+        if source:
+            rows += _guarded(
+                f"lifecycle, {part} ({n:,})", lambda p=part, u=source: lifecycle(u, workdir, p)
+            )
+            _verdicts(rows, SCALING_PATHS[:4])
+    _drop(scratch_name("scale_a"), scratch_name("scale_b"), scratch_name("scale_src"))
+    if min(sizes) < 1_000_000:  # a semester of a tenth of the size, in a scratch copy
+        small_url, small_dsn = scratch_copy(url)
+        try:
+            rows += _guarded("sessions, 100k", lambda: _sessions(
+                small_url, small_dsn, workdir, SEMESTER, repeat))  # fmt: skip
+        finally:
+            drop_scratch()
+    rows += _guarded("sessions, 1M", lambda: _sessions(url, dsn, workdir, SEMESTER, repeat))
+    if several and max(sizes) > 1_000_000:
+        rows += _guarded("sessions, 10M", lambda: _sessions(url, dsn, workdir, None, repeat))
+    _verdicts(rows, SCALING_PATHS[4:6])
     for fmt, bare in (("csv", "csv.writer"), ("xlsx", "xlsxwriter constant_memory")):
         for n in sizes:
             ferry = _child_rss(fmt, n, dsn, workdir)
@@ -112,19 +396,9 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
                 f"{fmt} export at {got:,} attendance rows (scale, 1 run)", got,
                 got / ferry["seconds"], f"bare {bare} loop, same rows",
                 raw["rows"] / raw["seconds"], ferry["rss_mb"],
-                f"baseline peak RSS {raw['rss_mb']:.0f} MB",
+                f"baseline peak RSS {raw['rss_mb']:.0f} MB; {_load()}",
                 {"size": got, "scale_rss_mb": ferry["rss_mb"]},
             ))  # fmt: skip
             _progress(rows[-1])
-    with psycopg.connect(dsn) as conn:
-        semesters = conn.execute("SELECT count(DISTINCT semester) FROM courses").fetchone()
-    if min(sizes) < 1_000_000:  # a semester of a tenth of the size, in a scratch copy
-        small_url, small_dsn = scratch_copy(url)
-        try:
-            rows += _sessions(small_url, small_dsn, workdir, SEMESTER, repeat)
-        finally:
-            drop_scratch()
-    rows += _sessions(url, dsn, workdir, SEMESTER, repeat)
-    if semesters and semesters[0] > 1 and max(sizes) > 1_000_000:
-        rows += _sessions(url, dsn, workdir, None, repeat)
+        _verdicts(rows, (f"{fmt} export",))
     return rows
