@@ -151,7 +151,7 @@ def restore_all(
                     outcome = run_import(
                         app_engine,
                         ds,
-                        fmt.read(f, BundleLimits()),
+                        fmt.read(f, BundleLimits.own_backup()),
                         MergeOptions(
                             strategy=Strategy.REPLACE, dry_run=dry_run, school=school.code
                         ),

@@ -135,7 +135,7 @@ def restore_import_backup(
         return run_import(
             engine,
             ds,
-            fmt.read(f, BundleLimits()),
+            fmt.read(f, BundleLimits.own_backup()),
             MergeOptions(
                 strategy=Strategy.REPLACE,
                 dry_run=dry_run,

@@ -89,6 +89,11 @@ def plan_sink(app: App) -> Callable[[str], AbstractContextManager[IO[bytes]]]:
     return lambda import_id: storage.writer(plan_key(import_id))
 
 
+def upload_limits(app: App) -> BundleLimits:
+    """The caps on an uploaded bundle's payload (BundleLimits.for_upload)."""
+    return BundleLimits.for_upload(app.settings.imports.max_upload_bytes)
+
+
 def spool_for(app: App) -> Spool:
     s = app.settings
     folder = s.path(s.imports.spool_dir) if s.imports.spool_dir else None
@@ -137,9 +142,9 @@ def import_spooled(
                 merge_options = dataclasses.replace(merge_options, filename=filename)
             if isinstance(fmt, RawReading):  # runs of records go to the database unparsed
                 rules = field_rules(ds, app.engine.dialect)
-                events = fmt.read_raw(spool.rewind(), BundleLimits(), rules)
+                events = fmt.read_raw(spool.rewind(), upload_limits(app), rules)
             else:
-                events = fmt.read(spool.rewind(), BundleLimits())
+                events = fmt.read(spool.rewind(), upload_limits(app))
         else:
             events = chunks_to_events(replay(spool.rewind()))
         return run_import(
@@ -172,7 +177,7 @@ def import_arriving(
         return run_import(
             app.engine,
             ds,
-            fmt.read_raw(reader, BundleLimits(), rules),
+            fmt.read_raw(reader, upload_limits(app), rules),
             merge_options,
             requested_by=requested_by,
             source_sha256=upload.arrived_sha256,

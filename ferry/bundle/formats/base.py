@@ -126,6 +126,25 @@ class BundleLimits:
     max_ratio: float = 200.0  # uncompressed / compressed, for zip and gzip
     max_string_chars: int = 1_000_000
 
+    @classmethod
+    def for_upload(cls, max_upload_bytes: int) -> BundleLimits:
+        """An upload's caps: its payload may be as large as the upload an operator allows
+        (`imports.max_upload_bytes`), never less than the default. A fixed 2 GiB here
+        refused every import of a file above it whatever that setting said, so a bundle
+        of ~9M records (Ferry's own backup of them included) could not be imported."""
+        return cls(max_bytes=max(cls.max_bytes, max_upload_bytes))
+
+    @classmethod
+    def own_backup(cls) -> BundleLimits:
+        """Reading back a backup Ferry wrote itself (an import's backup in Ferry's
+        storage, an all-schools backup an operator restores from a local file): no cap on
+        its size or record count below what Ferry can write; the depth, member, ratio and
+        string caps stay (a damaged file still fails cleanly)."""
+        return cls(max_bytes=_UNCAPPED, max_records=_UNCAPPED)
+
+
+_UNCAPPED = 2**62
+
 
 
 
