@@ -3,9 +3,10 @@ records (`python -m bench --scale large` seeds ten semesters of the bench shape,
 records, by COPY; `--sizes` picks the sizes, and at the bench scale 100k and 1M are what
 there is). The sizes are: 100k, a ~1/10 sample of one semester; 1M, one semester; 10M,
 the whole database; a size between (`--sizes 1000000,8000000`), a copy of the database
-keeping that many semesters (trimmed_copy). ImportSession refuses a bundle above 2 GiB
-(BundleLimits.max_bytes), and the json bundle of the whole 10M database is ~2.4 GB: its
-import, re-import and restore fail there (printed as FAILED), and run at 8M.
+keeping that many semesters (trimmed_copy). The json bundle of the whole 10M database is
+~2.4 GB: an upload's payload may be as large as imports.max_upload_bytes, which the
+bench's servers raise (BundleLimits.for_upload; a fixed 2 GiB cap refused it until
+98cfe4b, and a failed measurement is printed as FAILED while the others still run).
 
 Per size and path, Ferry's records/s and peak RSS beside its raw baseline's, measured in
 the same run, each in a fresh process (the VmHWM of the process doing Ferry's work):
@@ -317,9 +318,7 @@ def trimmed_copy(url: str, keep: int) -> str:
     """The URL of a copy of the database at `url` holding only its newest `keep`
     semesters (their courses and everything below them; every student and highlight
     stays), for a whole-database size below the full one: with ~1M records a semester,
-    `--sizes 8000000` keeps 8. ImportSession refuses a bundle file above 2 GiB
-    (ferry.bundle.formats.base.BundleLimits.max_bytes, not a setting), which a json
-    bundle of the whole 10M database (~2.4 GB) is."""
+    `--sizes 8000000` keeps 8."""
     source, name = url.rsplit("/", 1)[1], scratch_name("scale_src")
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
