@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 import grpc
 import psycopg
 
-from bench.common import PG_ADMIN, Row, Timing, point, rate, vm_hwm_mb
+from bench.common import PG_ADMIN, Row, Timing, point, rate, template_copy, vm_hwm_mb
 from bench.server import FerryServer
 from bench.stream_session import raw_cursor_rows
 from ferry.bundle.bundlefile import FETCH_AHEAD
@@ -78,11 +78,7 @@ def download(port: int, token: str, semester: str, fmt: str) -> int:
 
 def scratch_copy(source_url: str) -> tuple[str, str]:
     """(url, dsn) of a copy of the bench database whose SEMESTER holds a tenth of it."""
-    source = source_url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{SCRATCH}" TEMPLATE "{source}"')
-    dsn = PG_ADMIN.rsplit("/", 1)[0] + f"/{SCRATCH}"
+    dsn = template_copy(source_url, SCRATCH)
     with psycopg.connect(dsn) as conn:
         conn.execute(
             "UPDATE courses SET semester = '2025-fall' WHERE semester = %s AND id %% 10 <> 0",

@@ -168,3 +168,13 @@ def raw_rows(dsn: str, semester: str | None = None, deleted: bool = False) -> in
                 for _row in cur:
                     n += 1
     return n
+
+
+def template_copy(source_url: str, name: str) -> str:
+    """The DSN of database `name`, made afresh as a copy of the database at `source_url`
+    (CREATE DATABASE ... TEMPLATE: the files copied, no rows read)."""
+    source = source_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"

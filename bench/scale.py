@@ -45,13 +45,14 @@ import traceback
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import psycopg
 
 from bench.backup import ImportServer, download_backup, upload
 from bench.bundle import drop_scratch, scratch_copy
-from bench.common import PG_ADMIN, Row, point, print_table, rate, raw_rows
+from bench.common import PG_ADMIN, Row, point, print_table, rate, raw_rows, template_copy
 from bench.formats import _child_rss
 from bench.goals import SCALING_PATHS, print_goals, scaling
 from bench.imports import _dsn, copy_in, dump_tables, export_bundle, scratch_database, scratch_name
@@ -65,6 +66,7 @@ from ferry.db.engine import make_engine
 from ferry.v1 import export_pb2, export_pb2_grpc, import_pb2
 
 SEMESTER = "2026-fall"
+T = TypeVar("T")
 
 
 def stream(port: int, token: str, semester: str | None) -> int:
@@ -279,27 +281,16 @@ def _verdicts(rows: list[Row], paths: tuple[str, ...]) -> None:
         print(flush=True)
 
 
-def _guarded(what: str, measure: Callable[[], list[Row]]) -> list[Row]:
-    """The rows of `measure`, or none when it fails: the failure is printed, and the other
-    paths of a run that takes hours still run."""
+def _guarded(what: str, measure: Callable[[], T], failed: T) -> T:
+    """measure(), or `failed` when it fails: the failure is printed, and the other paths
+    of a run that takes hours still run."""
     try:
         return measure()
     except Exception:  # reported, and the run goes on
         _say(f"FAILED: {what}")
         traceback.print_exc(file=sys.stdout)
         sys.stdout.flush()
-        return []
-
-
-def _guarded_url(what: str, make: Callable[[], str]) -> str:
-    """make(), or "" when it fails (printed, as in _guarded)."""
-    try:
-        return make()
-    except Exception:  # reported, and the run goes on
-        _say(f"FAILED: {what}")
-        traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-        return ""
+        return failed
 
 
 def _drop(*names: str) -> None:
@@ -319,11 +310,8 @@ def trimmed_copy(url: str, keep: int) -> str:
     semesters (their courses and everything below them; every student and highlight
     stays), for a whole-database size below the full one: with ~1M records a semester,
     `--sizes 8000000` keeps 8."""
-    source, name = url.rsplit("/", 1)[1], scratch_name("scale_src")
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    dsn = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    name = scratch_name("scale_src")
+    dsn = template_copy(url, name)
     with psycopg.connect(dsn) as conn:
         conn.execute(
             "CREATE TEMP TABLE dropped AS SELECT id FROM courses WHERE semester NOT IN "
@@ -362,14 +350,14 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
             continue
         keep = min(count, max(1, round(n / 1_000_000)))
         if part == "all" and keep < count:
-            source = _guarded_url(
-                f"a copy keeping {keep} semesters", lambda k=keep: trimmed_copy(url, k)
+            source = _guarded(
+                f"a copy keeping {keep} semesters", lambda k=keep: trimmed_copy(url, k), ""
             )
         else:
             source = url
         if source:
             rows += _guarded(
-                f"lifecycle, {part} ({n:,})", lambda p=part, u=source: lifecycle(u, workdir, p)
+                f"lifecycle, {part} ({n:,})", lambda p=part, u=source: lifecycle(u, workdir, p), []
             )
             _verdicts(rows, SCALING_PATHS[:4])
     _drop(scratch_name("scale_a"), scratch_name("scale_b"), scratch_name("scale_src"))
@@ -377,12 +365,12 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
         small_url, small_dsn = scratch_copy(url)
         try:
             rows += _guarded("sessions, 100k", lambda: _sessions(
-                small_url, small_dsn, workdir, SEMESTER, repeat))  # fmt: skip
+                small_url, small_dsn, workdir, SEMESTER, repeat), [])  # fmt: skip
         finally:
             drop_scratch()
-    rows += _guarded("sessions, 1M", lambda: _sessions(url, dsn, workdir, SEMESTER, repeat))
+    rows += _guarded("sessions, 1M", lambda: _sessions(url, dsn, workdir, SEMESTER, repeat), [])
     if several and max(sizes) > 1_000_000:
-        rows += _guarded("sessions, 10M", lambda: _sessions(url, dsn, workdir, None, repeat))
+        rows += _guarded("sessions, 10M", lambda: _sessions(url, dsn, workdir, None, repeat), [])
     _verdicts(rows, SCALING_PATHS[4:6])
     for fmt, bare in (("csv", "csv.writer"), ("xlsx", "xlsxwriter constant_memory")):
         for n in sizes:
