@@ -37,12 +37,16 @@ def iso_date(value: dt.date | str | None) -> str | None:
     return value.isoformat()
 
 
-def row_writer(columns: Sequence[Column], micros: bool = False) -> RowWriter:
+def row_writer(
+    columns: Sequence[Column], micros: bool = False, epoch: int = 0, text_dates: bool = False
+) -> RowWriter:
     """A function `write(repeated_field, rows)` adding one message per row.
 
-    `micros`: instants come as whole microseconds since 1970 (ints, as a PostgreSQL scan
-    reads them for a stream: ferry.bundle.scan), split here with floor division, the
-    same seconds and nanos a datetime gives (before 1970 too).
+    `micros`: instants come as whole microseconds since `epoch` (seconds since 1970: 0,
+    or PostgreSQL's 2000-01-01 when a scan reads its binary form, ferry.bundle.scan),
+    split here with floor division, the same seconds and nanos a datetime gives (before
+    the epoch too). `text_dates`: dates come as YYYY-MM-DD text or None (a PostgreSQL
+    scan's), passed on as they are.
 
     Timestamps are written into the new message's own field (seconds, nanos) rather than
     built as Timestamp messages and copied in: a Timestamp built and copied cost about 3 us
@@ -57,7 +61,7 @@ def row_writer(columns: Sequence[Column], micros: bool = False) -> RowWriter:
                 f"        v = r[{i}]\n"
                 "        if v is not None:\n"
                 f"            t = m.{col.name}\n"
-                "            t.seconds = v // 1000000\n"
+                f"            t.seconds = v // 1000000{f' + {int(epoch)}' if epoch else ''}\n"
                 "            t.nanos = v % 1000000 * 1000\n"
             )
         elif col.kind is Kind.TIMESTAMP:
@@ -69,6 +73,8 @@ def row_writer(columns: Sequence[Column], micros: bool = False) -> RowWriter:
                 "            t.seconds = d.days * 86400 + d.seconds\n"
                 "            t.nanos = d.microseconds * 1000\n"
             )
+        elif col.kind is Kind.DATE and text_dates:
+            args.append(f"{col.name}=r[{i}]")
         elif col.kind is Kind.DATE:
             args.append(
                 f"{col.name}=(None if (x := r[{i}]) is None else x if x.__class__ is str "

@@ -12,9 +12,12 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import postgres
+from psycopg.pq import Format
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
 from ferry.datasets.query import Column, count_in_scope, export_query
@@ -33,6 +36,8 @@ SCOPE_ALL = "all"
 # only ever sees one school, docs/tenants.md).
 SCOPE_SCHOOL = "school"
 SCOPES = ("semester", SCOPE_SCHOOL, SCOPE_ALL)
+# PostgreSQL's binary format counts instants from here (Scan.binary_rows).
+BINARY_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,28 @@ class Scan:
             stream_results=True, yield_per=self.req.batch_size
         ).execute(query)
         return columns, result
+
+    def binary_rows(self, entity: Entity) -> tuple[list[Column], Any]:
+        """PostgreSQL only: the entity's columns and a psycopg server-side cursor over its
+        rows in scope (close it), read in PostgreSQL's binary format, with instants loaded
+        as PostgreSQL holds them, int8 microseconds since 2000-01-01 UTC (BINARY_EPOCH):
+        PostgreSQL then sends eight bytes where it would format a number, and psycopg
+        reads an int where it would parse text (issue 27: the database's CPU per
+        StreamSession fell by a seventh, psycopg's fetch by a third). Dates are text,
+        as in `rows`; strings, integers and doubles are the same values either way."""
+        query, columns = self._query(entity)
+        compiled = _wire_forms(query, columns, False).compile(
+            dialect=self.conn.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        raw = cast(psycopg.Connection[Any], self.conn.connection.driver_connection)
+        cursor = raw.cursor(f"ferry_scan_{entity.name}", binary=True)
+        int8 = raw.adapters.get_loader(postgres.types["int8"].oid, Format.BINARY)
+        if int8 is None:  # psycopg always has one; say so rather than read datetimes
+            raise RuntimeError("psycopg has no binary int8 loader")
+        for instant in ("timestamptz", "timestamp"):
+            cursor.adapters.register_loader(instant, int8)
+        cursor.execute(compiled.string, compiled.params)
+        return columns, cursor
 
     def _query(self, entity: Entity) -> tuple[sa.Select[Any], list[Column]]:
         query, columns = export_query(self.ds, entity, self.req.value, self.req.with_deleted)

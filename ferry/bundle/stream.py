@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from ferry.bundle.records import row_writer
 from ferry.bundle.renames import add_renames
 from ferry.bundle.scan import (
+    BINARY_EPOCH,
     FORMAT_VERSION,
     MAX_BATCH_RECORDS,
     SessionRequest,
@@ -44,9 +45,12 @@ TARGET_BATCH_BYTES = 256 * 1024
 MAX_BATCH_BYTES = 1024 * 1024
 
 T = TypeVar("T")
+W = TypeVar("W")
 # Returns (message to send, the BundleChunk inside it to fill). Filling the chunk in place
 # lets a caller wrap it (e.g. in StreamSessionResponse) without copying records.
 ChunkFactory = Callable[[], tuple[T, pb.BundleChunk]]
+# Seconds from 1970 to PostgreSQL's epoch, the start of the instants its binary form sends.
+_PG_EPOCH = int(BINARY_EPOCH.timestamp())
 
 
 def fill_metadata(
@@ -79,9 +83,14 @@ def stream_session(
     req: SessionRequest,
     new_chunk: ChunkFactory[T],
     now: dt.datetime | None = None,
-) -> Iterator[T]:
+    wire: Callable[[bytes], W] | None = None,
+) -> Iterator[T | W]:
     """Yield the bundle of `req.semester`: header, record batches in dependency order,
     trailer with counts and the sha256 over every batch's deterministic serialization.
+
+    `wire`: a record batch is yielded as `wire(its serialization)` (the bytes the digest
+    read) instead of as the message new_chunk made, for a caller that sends bytes as
+    they are (the gRPC servicer: each batch is serialized once, not again for the wire).
 
     Raises NotFound when the semester does not exist and InvalidArgument for a bad request.
     """
@@ -94,21 +103,26 @@ def stream_session(
         digest = hashlib.sha256()
         sent: dict[str, int] = {}
         for entity in scan.entities:
-            columns, result = scan.rows(entity, micros=True)
-            write = row_writer(columns, micros=scan.postgres)
+            if scan.postgres:  # PostgreSQL's binary form: instants as int8 since 2000
+                columns, cursor = scan.binary_rows(entity)
+                write = row_writer(columns, micros=True, epoch=_PG_EPOCH, text_dates=True)
+                fetchmany, close = cursor.fetchmany, cursor.close
+            else:
+                columns, result = scan.rows(entity)
+                write = row_writer(columns)
+                fetchmany, close = fetcher(result), result.close
             n = min(req.batch_size, 500)  # first batch small; later ones sized by bytes
             sent[entity.name] = 0
-            fetchmany = fetcher(result)
             try:
                 while rows := fetchmany(n):
                     for message, data, count in _batches(entity.name, rows, write, new_chunk):
                         digest.update(data)
                         sent[entity.name] += count
-                        yield message
+                        yield message if wire is None else wire(data)
                         per_record = max(1, len(data) // max(count, 1))
                         n = max(1, min(req.batch_size, TARGET_BATCH_BYTES // per_record))
             finally:
-                result.close()
+                close()
         out, chunk = new_chunk()
         chunk.trailer.counts.update(sent)
         chunk.trailer.sha256 = digest.hexdigest()

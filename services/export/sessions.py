@@ -22,6 +22,7 @@ from ferry.errors import NotFound
 from ferry.oneroster.export import build
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.filters import caller
+from ferry.rpc.wire import nested
 from ferry.v1 import bundle_pb2, export_pb2
 
 
@@ -47,9 +48,12 @@ class SessionRpcs:
         )
 
     @handles_errors
-    def StreamSession(
+    def StreamSession(  # type: ignore[override]
         self, request: export_pb2.StreamSessionRequest, context: grpc.ServicerContext
-    ) -> Iterator[export_pb2.StreamSessionResponse]:
+    ) -> Iterator[export_pb2.StreamSessionResponse | bytes]:
+        """Header and trailer as messages; record batches as StreamSessionResponse in wire
+        form, framed around the bytes the trailer's digest already serialized (the
+        handler sends bytes as they are: ExportService.register)."""
         ds = self.app.dataset(request.dataset)
         req = SessionRequest(
             semester=request.semester,
@@ -59,7 +63,7 @@ class SessionRpcs:
             updated_since=_since(request),
             scope=request.scope or "semester",
         )
-        yield from stream_session(self.app.engine, ds, req, _response)
+        yield from stream_session(self.app.engine, ds, req, _response, wire=_records_wire)
 
     @handles_errors
     def DownloadSession(
@@ -123,6 +127,19 @@ def _since(
         return None
     value: Timestamp = request.updated_since
     return value.ToDatetime(dt.UTC)
+
+
+# StreamSessionResponse.chunk.records: where a record batch's bytes go (_records_wire).
+_RECORDS_PATH = (
+    export_pb2.StreamSessionResponse.DESCRIPTOR.fields_by_name["chunk"].number,
+    bundle_pb2.BundleChunk.DESCRIPTOR.fields_by_name["records"].number,
+)
+
+
+def _records_wire(batch: bytes) -> bytes:
+    """StreamSessionResponse{chunk: {records: batch}} in wire form, around a RecordBatch's
+    serialization."""
+    return nested(_RECORDS_PATH, batch)
 
 
 def _response() -> tuple[export_pb2.StreamSessionResponse, bundle_pb2.BundleChunk]:
