@@ -7,7 +7,7 @@ generated once from its columns (no per-row dict, no per-field dispatch).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,7 +19,7 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 
 # Appends rows to a repeated message field (e.g. RecordBatch.grades) and returns the count.
-RowWriter = Callable[[Any, Iterable[Sequence[Any]]], int]
+RowWriter = Callable[[Any, Sequence[Sequence[Any]]], int]
 
 
 def timestamp(value: dt.datetime | None) -> Timestamp | None:
@@ -85,10 +85,8 @@ def row_writer(
     source = (
         "def write(target, rows):\n"
         "    add = target.add\n"
-        "    n = 0\n"
         "    for r in rows:\n"
-        f"        m = add({', '.join(args)})\n" + "".join(stamps) + "        n += 1\n"
-        "    return n\n"
+        f"        m = add({', '.join(args)})\n" + "".join(stamps) + "    return len(rows)\n"
     )
     namespace: dict[str, Any] = {"_E": EPOCH, "_EN": EPOCH_NAIVE}
     exec(compile(source, f"<row_writer {','.join(c.name for c in columns)}>", "exec"), namespace)
