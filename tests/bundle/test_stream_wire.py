@@ -125,3 +125,22 @@ def test_binary_instants_are_the_datetimes_the_file_bundles_read(tmp_path: Path)
 def _chunk() -> tuple[pb.BundleChunk, pb.BundleChunk]:
     c = pb.BundleChunk()
     return c, c
+
+
+@pytest.mark.parametrize("since", [None, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)])
+def test_streamed_records_are_the_file_bundles_records(
+    seeded_url: str, since: dt.datetime | None
+) -> None:
+    """The stream's rows (on PostgreSQL the binary cursor, its parameters bound by
+    psycopg: the semester, and for a delta the instant and the renames' entity) against
+    the file bundles' reader of the same request (SQLAlchemy, datetimes)."""
+    engine = make_engine(seeded_url)
+    try:
+        req = SessionRequest("2026-fall", include_deleted=True, updated_since=since)
+        chunks = list(stream_session(engine, SCHOOL, req, _chunk))
+        events = list(session_events(engine, SCHOOL, req))
+    finally:
+        engine.dispose()
+    streamed = records_of(list(chunks_to_events(chunks)))
+    assert streamed == records_of(events)
+    assert len(streamed) == chunks[-1].trailer.total_records > 0
