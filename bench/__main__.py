@@ -1,7 +1,7 @@
 """`make bench`: seed the bench dataset in PostgreSQL, run every benchmark, print one table.
 
     python -m bench [--scale bench|small|large] [--repeat N] [--only stream,bundle,...]
-                    [--sizes 100000,1000000,10000000] [--reuse]
+                    [--sizes 100000,1000000,10000000] [--paths sessions,csv] [--reuse]
 
 Each benchmark sets Ferry beside a raw baseline measured in the same run (see README).
 """
@@ -81,6 +81,12 @@ def main() -> None:
         "large scale, 10000000)",
     )
     parser.add_argument(
+        "--paths",
+        default=",".join(scale.GROUPS),
+        help="the `scale` benchmark's path groups, comma-separated (default all: "
+        f"{','.join(scale.GROUPS)})",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=0,
@@ -106,7 +112,10 @@ def main() -> None:
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip()) or (
         (100_000, 1_000_000, 10_000_000) if args.scale == "large" else (100_000, 1_000_000)
     )
-    BENCHES["scale"] = lambda url, dsn, wd, n: scale.run(url, dsn, wd, n, sizes)
+    groups = tuple(p.strip() for p in args.paths.split(",") if p.strip())
+    if set(groups) - set(scale.GROUPS):
+        parser.error(f"unknown --paths {sorted(set(groups) - set(scale.GROUPS))}")
+    BENCHES["scale"] = lambda url, dsn, wd, n: scale.run(url, dsn, wd, n, sizes, groups)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(BENCHES)
     if unknown:

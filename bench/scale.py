@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import gc
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -379,14 +380,47 @@ def _one_semester(url: str, workdir: Path, repeat: int) -> list[Row]:
         _drop(scratch_name("scale_one"))
 
 
-def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) -> list[Row]:
+GROUPS = ("lifecycle", "sessions", "csv", "xlsx")
+
+
+def run(
+    url: str,
+    dsn: str,
+    workdir: Path,
+    repeat: int,
+    sizes: tuple[int, ...],
+    groups: tuple[str, ...] = GROUPS,
+) -> list[Row]:
     """Every path at every size, path by path (the new, costlier ones first): the
-    import/backup lifecycle, the sessions, then the csv and xlsx exports."""
+    import/backup lifecycle, the sessions, then the csv and xlsx exports. `groups`: some
+    of GROUPS only (`--paths`), to measure again what a loaded run left in doubt without
+    the hours of the rest."""
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown scale paths {sorted(unknown)}; known: {', '.join(GROUPS)}")
     rows: list[Row] = []
+    if "lifecycle" in groups:
+        rows += _lifecycles(url, dsn, workdir, sizes)
+    if "sessions" in groups:
+        rows += _all_sessions(url, dsn, workdir, repeat, sizes)
+    for fmt in ("csv", "xlsx"):
+        if fmt in groups:
+            rows += _exports(fmt, dsn, workdir, repeat, sizes, rows)
+    return rows
+
+
+def _several(dsn: str) -> tuple[bool, int]:
+    """Whether the database holds more than one semester, and how many."""
     with psycopg.connect(dsn) as conn:
         semesters = conn.execute("SELECT count(DISTINCT semester) FROM courses").fetchone()
-    several = bool(semesters and semesters[0] > 1)
     count = semesters[0] if semesters else 1
+    return count > 1, count
+
+
+def _lifecycles(url: str, dsn: str, workdir: Path, sizes: tuple[int, ...]) -> list[Row]:
+    """Import, re-import, backup and restore at every size."""
+    rows: list[Row] = []
+    several, count = _several(dsn)
     for n in sorted(sizes):
         part = _part(n)
         if part == "all" and not several:
@@ -404,6 +438,15 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
             )
             _verdicts(rows, SCALING_PATHS[:4])
     _drop(scratch_name("scale_a"), scratch_name("scale_b"), scratch_name("scale_src"))
+    return rows
+
+
+def _all_sessions(
+    url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]
+) -> list[Row]:
+    """StreamSession and DownloadSession json at every size."""
+    rows: list[Row] = []
+    several, _ = _several(dsn)
     if min(sizes) < 1_000_000:  # a semester of a tenth of the size, in a scratch copy
         small_url, small_dsn = scratch_copy(url)
         try:
@@ -417,20 +460,35 @@ def run(url: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...]) 
     else:
         rows += _guarded("sessions, 1M", lambda: _sessions(url, dsn, workdir, SEMESTER, repeat), [])
     _verdicts(rows, SCALING_PATHS[4:6])
-    for fmt, bare in (("csv", "csv.writer"), ("xlsx", "xlsxwriter constant_memory")):
-        for n in sizes:
-            ferry = _child_rss(fmt, n, dsn, workdir)
-            raw = _child_rss(fmt, n, dsn, workdir, raw=True)
-            got = int(ferry["rows"])
-            point(f"{fmt} export (scale)", got, got / ferry["seconds"],
-                  raw["rows"] / raw["seconds"], ferry["rss_mb"], raw["rss_mb"])  # fmt: skip
-            rows.append(Row(
-                f"{fmt} export at {got:,} attendance rows (scale, 1 run)", got,
-                got / ferry["seconds"], f"bare {bare} loop, same rows",
-                raw["rows"] / raw["seconds"], ferry["rss_mb"],
-                f"baseline peak RSS {raw['rss_mb']:.0f} MB; {_load()}",
-                {"size": got, "scale_rss_mb": ferry["rss_mb"]},
-            ))  # fmt: skip
-            _progress(rows[-1])
-        _verdicts(rows, (f"{fmt} export",))
+    return rows
+
+
+def _exports(
+    fmt: str, dsn: str, workdir: Path, repeat: int, sizes: tuple[int, ...], before: list[Row]
+) -> list[Row]:
+    """The csv or xlsx entity export of N attendance rows at every size, beside a bare
+    writer loop, `repeat` times in turns (Ferry, bare, Ferry, bare...): the median rate
+    of each, the highest peak RSS."""
+    bare = {"csv": "csv.writer", "xlsx": "xlsxwriter constant_memory"}[fmt]
+    rows: list[Row] = []
+    for n in sizes:
+        runs = [
+            (_child_rss(fmt, n, dsn, workdir), _child_rss(fmt, n, dsn, workdir, raw=True))
+            for _ in range(max(1, repeat))
+        ]
+        got = int(runs[0][0]["rows"])
+        ferry_rate = statistics.median(got / f["seconds"] for f, _ in runs)
+        raw_rate = statistics.median(r["rows"] / r["seconds"] for _, r in runs)
+        rss = max(f["rss_mb"] for f, _ in runs)
+        raw_rss = max(r["rss_mb"] for _, r in runs)
+        point(f"{fmt} export (scale)", got, ferry_rate, raw_rate, rss, raw_rss)
+        times = "1 run" if len(runs) == 1 else f"median of {len(runs)} runs in turns"
+        rows.append(Row(
+            f"{fmt} export at {got:,} attendance rows (scale, {times})", got, ferry_rate,
+            f"bare {bare} loop, same rows", raw_rate, rss,
+            f"baseline peak RSS {raw_rss:.0f} MB; {_load()}",
+            {"size": got, "scale_rss_mb": rss},
+        ))  # fmt: skip
+        _progress(rows[-1])
+    _verdicts(before + rows, (f"{fmt} export",))
     return rows
