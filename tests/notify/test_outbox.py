@@ -201,7 +201,7 @@ def test_sends_within_the_linger_go_out_in_one_batch(
         FERRY_NOTIFY_LINGER_SECONDS="0.5",
     )  # fmt: skip
     claimed: list[int] = []
-    claim = notify_store.claim_batch
+    claim = notify_store.Claimer.claim
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         out = claim(*args, **kwargs)
@@ -209,7 +209,7 @@ def test_sends_within_the_linger_go_out_in_one_batch(
             claimed.append(len(out[0]))
         return out
 
-    monkeypatch.setattr(notify_store, "claim_batch", counting)
+    monkeypatch.setattr(notify_store.Claimer, "claim", counting)
     workers: Workers | None = None
     notify = Notify(app, on_queued=lambda: workers.wake() if workers else None)
     workers = Workers(app, notify)
