@@ -437,6 +437,17 @@ def _cpu_of(pids: list[int]) -> dict[int, float]:
     return out
 
 
+def _machine() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine so far (/proc/stat, every core)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
+
+
+def _idle_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 def replica_rows(workdir: Path) -> list[Row]:
     relay = Relay()
     try:
@@ -491,14 +502,33 @@ def replica_rows(workdir: Path) -> list[Row]:
                 time.sleep(0.5)
                 mine = _cpu_of([s.proc.pid for s in servers])
                 pg = _cpu_of(_backends(url))
+                me = resource.getrusage(resource.RUSAGE_SELF)
+                machine = _machine()
                 t = time.perf_counter()
+                queued = resource.getrusage(resource.RUSAGE_THREAD)
                 _bulk_queue(url, MAILS, "smtp")
-                got = MAILS / (relay.wait(MAILS) - t)
+                done = resource.getrusage(resource.RUSAGE_THREAD)
+                end = relay.wait(MAILS)
+                got = MAILS / (end - t)
+                idle = _idle_share(machine, _machine())
                 mine_end, pg_end = _cpu_of(list(mine)), _cpu_of(list(pg))
+                me_end = resource.getrusage(resource.RUSAGE_SELF)
                 time.sleep(1.0)
                 notify_ms = [1000 * (mine_end[p] - mine[p]) / MAILS for p in mine_end]
                 pg_ms = 1000 * sum(pg_end[p] - pg[p] for p in pg_end) / MAILS
-                spent = f"notify {' + '.join(f'{x:.2f}' for x in notify_ms)}, PG {pg_ms:.2f}"
+                # The relay: this process less the thread that queued the rows.
+                insert = (done.ru_utime + done.ru_stime) - (queued.ru_utime + queued.ru_stime)
+                relay_s = (me_end.ru_utime + me_end.ru_stime) - (me.ru_utime + me.ru_stime)
+                relay_ms = 1000 * (relay_s - insert) / MAILS
+                # What the run needed of the machine, in cores (CPU-seconds per second), and
+                # how much of the machine stood idle meanwhile (/proc/stat): near 0% idle,
+                # every part waited for a core, whatever the replicas could do.
+                cores = got * (sum(notify_ms) + pg_ms + relay_ms) / 1000
+                spent = (
+                    f"notify {' + '.join(f'{x:.2f}' for x in notify_ms)}, PG {pg_ms:.2f}, "
+                    f"relay {relay_ms:.2f}: {cores:.2f} cores at {got:,.0f}/s, machine "
+                    f"{100 * idle:.0f}% idle"
+                )
                 return got, relay.count - len(set(relay.ids)), spent
 
         # The width sweep first (1 replica), then 1 and 2 replicas at the default width.

@@ -62,6 +62,7 @@ class ReportCache:
         self._stats_lock = threading.Lock()
         self._flights: dict[str, Future[tuple[bytes, bool]]] = {}
         self._flights_lock = threading.Lock()
+        self._counters: dict[tuple[str, bool], Any] = {}
 
     # --- backend calls, each guarded ---------------------------------------------------
 
@@ -186,7 +187,11 @@ class ReportCache:
                 self._unlock(lock)
 
     def _count(self, kind: str, hit: bool) -> None:
-        (metrics.HITS if hit else metrics.MISSES).labels(kind).inc()
+        counter = self._counters.get((kind, hit))
+        if counter is None:  # labels() takes a lock and builds a tuple: once per kind
+            counter = (metrics.HITS if hit else metrics.MISSES).labels(kind)
+            self._counters[(kind, hit)] = counter
+        counter.inc()
         with self._stats_lock:
             if hit:
                 self.stats.hits += 1

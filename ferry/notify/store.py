@@ -407,9 +407,13 @@ def claim_batch(
     lease_seconds: float,
 ) -> tuple[list[Delivery], dict[str, str]]:
     """`claim`, and the switched-off channel keys (`disabled`) read in the same
-    transaction when anything was claimed: one round trip to the pool less per batch."""
+    transaction when anything was claimed. On PostgreSQL one statement (`_PG_CLAIM`);
+    a worker claims through a `Claimer`, which keeps one connection for a batch."""
     if not channels:
         return [], {}
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return _pg_claim(conn, worker, channels, limit, lease_seconds)
     now = utcnow()
     school = tenant.school_id()
     claimable = sa.and_(
@@ -426,19 +430,9 @@ def claim_batch(
         "attempts": OB.c.attempts + 1,
     }
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # Lock the picked rows first, then lease them: two statements, because in
-            # `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` PostgreSQL may run
-            # the subquery once per row (a generic plan made while the outbox was empty),
-            # which is quadratic in the backlog.
-            candidates = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
-            if not candidates:
-                return [], {}
-            where = OB.c.id.in_(candidates)
-        else:
-            # SQLite: one statement, so the read and the write are one atomic step (a
-            # separate SELECT would make the write fail on a stale WAL snapshot).
-            where = OB.c.id.in_(pick.scalar_subquery())
+        # SQLite: one statement, so the read and the write are one atomic step (a
+        # separate SELECT would make the write fail on a stale WAL snapshot).
+        where = OB.c.id.in_(pick.scalar_subquery())
         stmt = OB.update().where(where, claimable).values(**lease).returning(OB.c.id)
         ids = [r[0] for r in conn.execute(stmt)]
         if not ids:
@@ -465,6 +459,10 @@ def claim_batch(
             )
             .order_by(OB.c.id)
         ).all()
+    return _deliveries(rows, sender), off
+
+
+def _deliveries(rows: Sequence[Any], sender: Any) -> list[Delivery]:
     return [
         Delivery(
             row_id=r.id,
@@ -482,7 +480,115 @@ def claim_batch(
             sender=str(sender or ""),
         )
         for r in rows
+    ]
+
+
+# `claim_batch` on PostgreSQL as one statement (one round trip, prepared by psycopg after
+# a few runs, no SQL built per claim): the due rows picked and locked (SKIP LOCKED, in a
+# MATERIALIZED CTE so the pick runs once, never once per row), leased, and returned
+# with their notification's content, the school's sender and the switched-off channel
+# keys. In autocommit the statement is its own transaction, committed as before (the
+# session's synchronous_commit: a lease survives a crash of PostgreSQL itself).
+_PG_CLAIM = f"""
+WITH picked AS MATERIALIZED (
+  SELECT id FROM notify_outbox
+  WHERE school_id = %(school)s AND status = '{PENDING}' AND next_attempt_at <= %(now)s
+    AND channel = ANY(%(channels)s) AND (lease_until IS NULL OR lease_until < %(now)s)
+  ORDER BY next_attempt_at, id
+  LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+), leased AS (
+  UPDATE notify_outbox o SET lease_owner = %(worker)s, lease_until = %(until)s,
+         attempts = o.attempts + 1
+  FROM picked WHERE o.id = picked.id AND o.status = '{PENDING}'
+  RETURNING o.id, o.notification_id, o.channel, o.recipient, o.attempts
+)
+SELECT l.id, l.notification_id, l.channel, l.recipient, l.attempts, n.event_id, n.subject,
+       n.text_body, n.html_body, n.template, n.language, n.variables,
+       (SELECT s.sender FROM schools s WHERE s.id = %(school)s) AS sender,
+       (SELECT json_object_agg(c.key, c.reason) FROM notify_channel_state c
+        WHERE c.disabled) AS off
+FROM leased l JOIN notifications n ON n.id = l.notification_id AND n.school_id = %(school)s
+ORDER BY l.id
+"""
+
+
+def _pg_claim(
+    conn: sa.Connection, worker: str, channels: Sequence[str], limit: int, lease_seconds: float
+) -> tuple[list[Delivery], dict[str, str]]:
+    """`_PG_CLAIM` on `conn` (AUTOCOMMIT, acting for the school whose rows it claims)."""
+    now = utcnow()
+    params = {
+        "school": tenant.school_id(),
+        "now": now,
+        "until": now + dt.timedelta(seconds=lease_seconds),
+        "channels": list(channels),
+        "limit": limit,
+        "worker": worker,
+    }
+    rows = _driver(conn).execute(_PG_CLAIM, params, prepare=True).fetchall()
+    if not rows:
+        return [], {}
+    sender, off = str(rows[0][12] or ""), {str(k): str(v) for k, v in (rows[0][13] or {}).items()}
+    return [
+        Delivery(
+            row_id=r[0],
+            notification_id=r[1],
+            event_id=public_event_id(r[5]),
+            channel=r[2],
+            recipient=r[3],
+            attempt=r[4],
+            subject=r[6],
+            text=r[7],
+            html=r[8],
+            template=r[9],
+            language=r[10],
+            variables=dict(r[11] or {}),
+            sender=sender,
+        )
+        for r in rows
     ], off
+
+
+def _driver(conn: sa.Connection) -> Any:
+    """The psycopg connection under `conn` (AUTOCOMMIT), acting for the current school:
+    the statements of the notify workers' hot path go to it directly, prepared, without
+    SQLAlchemy's per-statement work (a large part of a worker's CPU per mail, issue 27).
+    Beginning `conn` once first runs ferry.db.engine's `begin` hook, which sets the
+    school for the session (row-level security)."""
+    if not conn.in_transaction():
+        conn.begin()
+    return conn.connection.driver_connection
+
+
+class Claimer:
+    """`claim_batch` for one worker's batch and its top-ups (ferry.notify.worker), on
+    one connection held for the batch: on PostgreSQL one statement per claim in
+    autocommit (`_PG_CLAIM`), instead of a pool checkout (with its pre-ping), BEGIN,
+    the school's setting, five statements and COMMIT each time: the claim was the largest
+    part of a notify worker's CPU per mail (py-spy, issue 27). The school is the one
+    acting when the first claim runs (a batch is one school's, worker.run_once). On
+    SQLite, `claim_batch` itself."""
+
+    def __init__(self, engine: Engine, worker: str) -> None:
+        self.engine = engine
+        self.worker = worker
+        self._conn: sa.Connection | None = None
+        self._pg = engine.dialect.name == "postgresql"
+
+    def claim(
+        self, channels: Sequence[str], limit: int, lease_seconds: float
+    ) -> tuple[list[Delivery], dict[str, str]]:
+        if not self._pg or not channels:
+            return claim_batch(self.engine, self.worker, channels, limit, lease_seconds)
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return _pg_claim(self._conn, self.worker, channels, limit, lease_seconds)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
 
 def renew(engine: Engine, worker: str, row_ids: Sequence[int], lease_seconds: float) -> set[int]:
@@ -608,7 +714,7 @@ class SentSettler:
         by_id = {d.row_id: d for d in ds}
         if self._pg:
             params = {"ids": list(by_id), "worker": self.worker, "now": now}
-            done = conn.exec_driver_sql(_PG_SETTLE_SENT, params).all()
+            done = _driver(conn).execute(_PG_SETTLE_SENT, params, prepare=True).fetchall()
         else:
             done = conn.execute(
                 OB.update()

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ferry.app import App
@@ -40,6 +41,9 @@ DEPTH_SECONDS = 1.0  # the outbox depth gauge is refreshed at most this often
 # Claims a worker adds to its batch while its last rows are in flight (_run_batch) before
 # it gives the other schools their turn.
 TOPUPS = 8
+# A busy worker reads the list of schools at most this often (a pass that finds no work
+# reads it again at once), not once per batch: a new school's rows wait at most this long.
+SCHOOLS_SECONDS = 1.0
 # The per-school attempt counter's outcome of each settled status (metrics.school_label).
 _OUTCOMES = {SENT: "sent", PENDING: "retried", FAILED: "failed", DEAD: "dead"}
 
@@ -62,6 +66,8 @@ class Workers:
         # (id -> code, read from the schools table when one is missing).
         self.school_label = app.settings.metrics.school_label
         self._codes: dict[int, str] = {}
+        # (time.monotonic() when read, the schools' ids): see SCHOOLS_SECONDS.
+        self._schools: tuple[float, list[int]] = (0.0, [])
         # Each worker's senders (sends_per_worker > 1), kept for its life so each sending
         # thread keeps its relay connection across batches.
         self._pools: dict[str, ThreadPoolExecutor] = {}
@@ -168,7 +174,10 @@ class Workers:
         """Claim one batch of some school and deliver it, acting for that school (each
         school in turn: a transaction sees one school's rows, docs/tenants.md); the
         number of rows handled."""
-        found = schools.ids(self.app.engine)
+        at, found = self._schools
+        if not found or time.monotonic() - at > SCHOOLS_SECONDS:
+            found = schools.ids(self.app.engine)
+            self._schools = (time.monotonic(), found)
         with self._cond:
             start = self._turn % max(len(found), 1)
             self._turn += 1
@@ -177,9 +186,17 @@ class Workers:
                 handled = self._run_batch(worker_id)
             if handled:
                 return handled
+        self._schools = (0.0, [])  # nothing anywhere: the next pass reads the schools again
         return 0
 
     def _run_batch(self, worker_id: str) -> int:
+        claimer = store.Claimer(self.app.engine, worker_id)
+        try:
+            return self._batch(worker_id, claimer)
+        finally:
+            claimer.close()
+
+    def _batch(self, worker_id: str, claimer: store.Claimer) -> int:
         s = self.settings
         channels = self.notify.channels
         claimed = 0
@@ -189,9 +206,7 @@ class Workers:
         def claim() -> int:
             """Claim up to batch_size rows into `todo` (those of a switched-off channel or
             endpoint straight into `results`); how many were claimed."""
-            batch, off = store.claim_batch(
-                self.app.engine, worker_id, list(channels), s.batch_size, s.lease_seconds
-            )
+            batch, off = claimer.claim(list(channels), s.batch_size, s.lease_seconds)
             for d in batch:
                 key = next((k for k in (d.channel, f"{d.channel}/{d.recipient}") if k in off), "")
                 if key:
@@ -214,7 +229,10 @@ class Workers:
         settler = store.SentSettler(self.app.engine, worker_id)
         pool = self._pool(worker_id)
         width = s.sends_per_worker if pool is not None else 1
-        flying: dict[Future[Outcome], Delivery] = {}
+        # In flight on the senders, by row id; each sender puts its (delivery, outcome)
+        # into `landed` as it returns (cheaper per mail than waiting on futures).
+        flying: dict[int, Delivery] = {}
+        landed: queue.SimpleQueue[tuple[Delivery, Outcome]] = queue.SimpleQueue()
         topups = TOPUPS
 
         def finish(done: list[tuple[Delivery, Outcome]]) -> None:
@@ -242,7 +260,8 @@ class Workers:
                     if pool is None or not getattr(channel, "concurrent", False):
                         finish([(d, self._send(channel, d))])  # here, one at a time
                         break  # the lease is looked at between any two sends
-                    flying[pool.submit(self._send, channel, d)] = d
+                    pool.submit(self._send_into, landed, channel, d)
+                    flying[d.row_id] = d  # only this thread takes from `landed`
                 if flying and not todo and topups and not self._stopping.is_set():
                     # Everything claimed is in flight: claim the next rows of this school
                     # while the relay works on those, so the senders never wait for a
@@ -255,17 +274,35 @@ class Workers:
                     continue  # send the new rows first, then wait
                 if flying:
                     left = s.lease_seconds / 3 - (time.monotonic() - renewed)
-                    ready, _ = wait(list(flying), max(left, 0.0), FIRST_COMPLETED)
-                    finish([(flying.pop(f), f.result()) for f in ready])
+                    try:
+                        ready = [landed.get(timeout=max(left, 0.0))]
+                    except queue.Empty:
+                        continue  # time to renew the lease
+                    while not landed.empty():  # and every other send that completed
+                        ready.append(landed.get_nowait())
+                    for d, _out in ready:
+                        flying.pop(d.row_id, None)
+                    finish(ready)
             finished = True
         finally:
-            if not finished:  # an error (the database): let the sends end before the next
-                wait(list(flying))  # batch; unsettled rows go again once their lease ends
+            while not finished and flying:  # an error (the database): let the sends end
+                # before the next batch; unsettled rows go again once their lease ends
+                flying.pop(landed.get()[0].row_id, None)
             settler.close()
         later = store.settle(self.app.engine, worker_id, results, s) if results else []
         for done in [*early, *later]:
             self._count(done)
         return claimed
+
+    def _send_into(
+        self, landed: queue.SimpleQueue[tuple[Delivery, Outcome]], channel: Any, d: Delivery
+    ) -> None:
+        """`_send` on a sender thread, its outcome put into `landed` whatever happens."""
+        out = retry(f"channel {d.channel} failed")
+        try:
+            out = self._send(channel, d)
+        finally:
+            landed.put((d, out))
 
     def _send(self, channel: Any, d: Delivery) -> Outcome:
         try:

@@ -158,3 +158,68 @@ def test_the_configuration_is_part_of_the_key(school_url: str) -> None:
         a.close()
         b.close()
         db.dispose()
+
+
+def _response(
+    engine: ReportEngine, req: pb.GetStudentReportRequest, role: int = 0
+) -> tuple[float, bool]:
+    r = pb.GetStudentReportResponse.FromString(engine.student_response(req, role))
+    return next(c for c in r.report.courses if c.course_code == "MATH").weighted_percent, r.cached
+
+
+def test_a_request_seen_before_is_never_served_stale(engine: ReportEngine, school_url: str) -> None:
+    """student_response remembers a request's checks and its last key (the hit's hot
+    path); an import committed by another process still shows on the very next call of
+    the same request, and its answer is the bytes student_bytes gives (the oracle)."""
+    req = pb.GetStudentReportRequest(student_id="S1", semester=SEM)
+    assert _response(engine, req) == (87.5, False)
+    for _ in range(5):
+        assert _response(engine, req) == (87.5, True)
+    _in_another_process(f"""
+        from tests.reports.test_freshness import _import_exam
+        assert _import_exam({school_url!r}, 50).status.value == "completed"
+    """)
+    assert _response(engine, req) == (95.0, False)
+    assert _response(engine, req) == (95.0, True)
+    # The same student written another way is the same entry; another role is another one.
+    padded = pb.GetStudentReportRequest(student_id=" S1 ", semester=SEM)
+    assert _response(engine, padded) == (95.0, True)
+    assert _response(engine, req, role=2) == (95.0, False)
+    wire = engine.student_response(req)
+    assert wire == response_bytes(*engine.student_bytes("S1", Scope(semester=SEM)))
+    db = make_engine(school_url)
+    try:
+        with db.begin() as conn:
+            versions.bump_generation(conn)  # what InvalidateCache(all) does
+        versions.settle(db, True)  # as every change does before it returns
+    finally:
+        db.dispose()
+    assert _response(engine, req) == (95.0, False)
+
+
+def test_a_bad_request_is_refused_every_time(engine: ReportEngine) -> None:
+    """Only requests that passed their checks are remembered: a bad one fails each call."""
+    from ferry.errors import InvalidArgument
+
+    bad = [
+        pb.GetStudentReportRequest(student_id="", semester=SEM),
+        pb.GetStudentReportRequest(student_id="S1\x00", semester=SEM),
+        pb.GetStudentReportRequest(student_id="S1", date_from="2026-13-01"),
+        pb.GetStudentReportRequest(student_id="S1", semester=SEM, language="xx"),
+    ]
+    for req in bad:
+        for _ in range(3):
+            with pytest.raises(InvalidArgument):
+                engine.student_response(req)
+    assert not engine._hot
+
+
+def test_the_remembered_requests_are_bounded(
+    engine: ReportEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.reports import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "HOT_REQUESTS", 3)
+    for sid in ("S1", "S2", "S3", "S4", "S5", "S1"):
+        engine.student_response(pb.GetStudentReportRequest(student_id=sid, semester=SEM))
+        assert len(engine._hot) <= 3

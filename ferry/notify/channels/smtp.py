@@ -98,6 +98,7 @@ class SmtpChannel:
             )
         self.domain = s.message_id_domain or s.from_address.rpartition("@")[2] or "ferry.local"
         _from_name, from_addr = _split(s.from_address)
+        self._from_addr = from_addr  # parsed once, not for every mail
         # The fast path (ferry.notify.channels.mime) writes ASCII addresses only.
         self._from_line = (
             f"From: {mime.address(s.from_name, from_addr)}\r\n"
@@ -197,11 +198,12 @@ class SmtpChannel:
             msg.add_alternative(d.html, subtype="html")
         return msg
 
-    def wire(self, d: Delivery) -> bytes | None:
+    def wire(self, d: Delivery, to: tuple[str, str] | None = None) -> bytes | None:
         """The same mail as `message(d)` as wire bytes, built without EmailMessage (a
         fraction of its CPU); None when an address is not ASCII (that needs SMTPUTF8,
-        which `message` and smtplib's send_message handle)."""
-        name, addr = _split(d.recipient)
+        which `message` and smtplib's send_message handle). `to`: the recipient as
+        `_split` gives it, when the caller has it already."""
+        name, addr = to or _split(d.recipient)
         from_line = self._from_line
         if d.sender:
             from_name, from_addr = self._sender(d)
@@ -227,7 +229,7 @@ class SmtpChannel:
             name, addr = _split(d.sender)
             if addr:
                 return name or self.settings.from_name, addr
-        return self.settings.from_name, _split(self.settings.from_address)[1]
+        return self.settings.from_name, self._from_addr
 
     def send(self, deliveries: list[Delivery]) -> list[Outcome]:
         out: list[Outcome] = []
@@ -243,9 +245,10 @@ class SmtpChannel:
         return out
 
     def _send_one(self, conn: smtplib.SMTP, d: Delivery) -> Outcome:
-        _name, addr = _split(d.recipient)
+        to = _split(d.recipient)
+        addr = to[1]
         try:
-            raw = self.wire(d)
+            raw = self.wire(d, to)
             envelope = self._sender(d)[1]
             if raw is None:
                 conn.send_message(self.message(d), envelope, [addr])
