@@ -40,6 +40,7 @@ from contextlib import closing
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 
 from ferry.bundle.scan import Scan
@@ -168,12 +169,13 @@ def json_query(scan: Scan, entity: Entity) -> tuple[sa.Select[Any], list[Column]
 
 
 def usable(scan: Scan) -> bool:
-    """Whether this scan can read records as JSON text: PostgreSQL through psycopg, a
-    UTF-8 database (COPY's output is then the text as stored)."""
+    """Whether this scan can read records as JSON text: PostgreSQL through psycopg with a
+    libpq that fetches rows in chunks (17 and later: `Cursor.stream(size=...)`), and a
+    UTF-8 database (the Python path's text is then the same characters)."""
     if not scan.postgres:
         return False
     raw = scan.conn.connection.driver_connection
-    if raw is None or not hasattr(raw, "pgconn"):
+    if not isinstance(raw, psycopg.Connection) or psycopg.pq.version() < 170000:
         return False
     encoding = scan.conn.exec_driver_sql("SHOW server_encoding").scalar()
     return bool(encoding == "UTF8")
@@ -187,31 +189,32 @@ def json_lines(
     built = json_query(scan, entity)
     if built is None:
         return None
-    return _copied(scan, built[0], batch_size)
+    return _streamed(scan, built[0], batch_size)
 
 
-def _copied(
+def _streamed(
     scan: Scan, query: sa.Select[Any], batch_size: int
 ) -> Generator[tuple[bytes, int], None, None]:
-    compiled = query.compile(dialect=scan.conn.dialect)
+    """Run `query` (one text column) in the scan's transaction, its values as UTF-8
+    bytes (bytea in binary: no decoding, no escapes), `batch_size` rows per chunk from
+    libpq (no cursor, no round trip per batch), joined by newlines."""
+    (record,) = query.selected_columns
+    utf8 = sa.func.convert_to(record, _literal("UTF8"), type_=sa.LargeBinary)
+    compiled = query.with_only_columns(utf8).compile(dialect=scan.conn.dialect)
     params = compiled.construct_params()
     processors = getattr(compiled, "_bind_processors", {})
     params = {k: processors[k](v) if k in processors else v for k, v in params.items()}
     raw = scan.conn.connection.driver_connection
-    assert raw is not None
-    statement = f"COPY ({compiled}) TO STDOUT (FORMAT text, ENCODING 'UTF8')"
-    with closing(raw.cursor()) as cur, cur.copy(statement, params) as copy:
-        parts: list[Any] = []
-        for row in copy:
-            parts.append(row)
+    assert isinstance(raw, psycopg.Connection)
+    with closing(raw.cursor(binary=True)) as cur:
+        parts: list[bytes] = []
+        for (value,) in cur.stream(str(compiled), params, size=batch_size):
+            parts.append(value)
             if len(parts) == batch_size:
-                yield _unescaped(b"".join(parts)), batch_size
+                parts.append(b"")  # a newline after the last record too
+                yield b"\n".join(parts), batch_size
                 parts = []
         if parts:
-            yield _unescaped(b"".join(parts)), len(parts)
-
-
-def _unescaped(lines: bytes) -> bytes:
-    """COPY's text without its escapes: in the JSON it carries, every backslash doubled
-    (no control character, tab or newline occurs unescaped in JSON text)."""
-    return lines.replace(b"\\\\", b"\\") if b"\\" in lines else lines
+            count = len(parts)
+            parts.append(b"")
+            yield b"\n".join(parts), count
