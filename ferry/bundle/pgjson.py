@@ -1,4 +1,4 @@
-"""A bundle's records written as JSON text by PostgreSQL itself, read with COPY (issue 27).
+"""A bundle's records written as JSON text by PostgreSQL itself (issue 27).
 
 DownloadSession's json, jsonl and tar.gz writers need each record as the compact JSON the
 records checksum covers (ferry.bundle.formats.common: sorted keys, no spaces, instants as
@@ -19,15 +19,22 @@ database from the same columns, byte for byte what orjson writes:
   (integral values with `.0`) and otherwise `1e+16`, `1.5e-7`; PostgreSQL plain from
   1e-4 up to 1e15, integral values without `.0`, exponents of at least two digits. The
   expression picks the notation by the value and converts where they differ (through
-  numeric, exact for a decimal text); NaN and infinities are `null`, as orjson writes them;
+  numeric, exact for a decimal text); NaN and infinities are `null`, as orjson writes them.
+  From 1e16 up PostgreSQL's digits can be longer than orjson's (it never takes the
+  digits on the rounding boundary: 1e23 is 9.999999999999999e+22 to it), so a record
+  holding such a value is marked and written again by orjson in Python (scores are
+  bounded by a million: the bench data has none);
 - NULL is `null` for every field.
 
-The rows come through `COPY (query) TO STDOUT` (text format, UTF-8): one line per
-record, the JSON's only backslashes doubled (JSON text holds no raw control character,
-so COPY escapes nothing else), undone by one replacement per batch. PostgreSQL spent less
-CPU on this than on the plain columns through a server-side cursor (README: "The fifth
-pass"), and Python handles one bytes object per batch of records instead of a tuple, a
-dict and an encoding call per record.
+The query runs in the scan's snapshot without a cursor: libpq hands over `batch_size`
+rows at a time (chunked rows mode, `Cursor.stream(size=...)`, libpq 17 and later), each
+value the record's UTF-8 bytes (`convert_to`, bytea in binary: no decoding, no escapes),
+joined by newlines into one bytes object per batch (JsonLines). Python then handles one
+object per batch of records instead of a tuple, a dict and an encoding call per record,
+and PostgreSQL sends the rows without waiting for a FETCH per batch (a server-side
+cursor's round trips cost it more CPU than the JSON does). A slow writer slows the query
+(nothing reads the socket until the next chunk is asked for): memory stays flat. The figures and
+what was tried: the bundle README, "The fifth pass".
 
 tests/bundle/test_pgjson.py holds every form above against orjson, and a bundle written
 this way against the Python path's, byte for byte.
@@ -43,6 +50,7 @@ import orjson
 import psycopg
 import sqlalchemy as sa
 
+from ferry.bundle.formats.common import DIGEST_OPTS
 from ferry.bundle.scan import Scan
 from ferry.datasets.query import Column
 from ferry.datasets.spec import Entity, Kind
@@ -63,6 +71,8 @@ FIRST_INSTANT = _literal("0001-01-01 00:00:00")
 PAST_LAST_INSTANT = _literal("10000-01-01 00:00:00")
 INSTANT_FORMAT = _literal('YYYY-MM-DD"T"HH24:MI:SS.US')
 NO_FRACTION = _literal(".000000")  # orjson writes no fraction for a whole second
+MARK = _literal("!")  # before a record Python re-encodes (no JSON text starts so)
+MARKED = b"!"
 
 
 def _float8(text: str) -> sa.ColumnElement[Any]:
@@ -152,7 +162,18 @@ def record_json(columns: Sequence[Column], selected: Sequence[Any]) -> sa.Column
         out = part if out is None else out + part
     if out is None:
         return _literal("{}")
-    return out + _literal("}")
+    out = out + _literal("}")
+    large = [
+        sa.and_(sa.func.abs(inner) >= _float8("1e16"), sa.func.abs(inner) < _float8("Infinity"))
+        for col, sel in pairs
+        if col.kind is Kind.FLOAT
+        for inner in [getattr(sel, "element", sel)]
+    ]
+    if not large:
+        return out
+    # A record holding a float PostgreSQL may write longer than orjson is marked (see
+    # the module docstring) and re-encoded by orjson (`_canonical`).
+    return sa.case((sa.or_(*large), MARK + out), else_=out)
 
 
 def json_query(scan: Scan, entity: Entity) -> tuple[sa.Select[Any], list[Column]] | None:
@@ -211,10 +232,31 @@ def _streamed(
         for (value,) in cur.stream(str(compiled), params, size=batch_size):
             parts.append(value)
             if len(parts) == batch_size:
-                parts.append(b"")  # a newline after the last record too
-                yield b"\n".join(parts), batch_size
+                yield _joined(parts), batch_size
                 parts = []
         if parts:
             count = len(parts)
-            parts.append(b"")
-            yield b"\n".join(parts), count
+            yield _joined(parts), count
+
+
+def _joined(values: list[bytes]) -> bytes:
+    """The records, a newline after each, any marked one re-encoded by orjson."""
+    count = len(values)
+    lines = b"\n".join([*values, b""])  # a newline after the last record too
+    if lines[:1] == MARKED or b"\n" + MARKED in lines:  # a newline starts every other
+        return _canonical(lines, count)
+    return lines
+
+
+def _canonical(lines: bytes, count: int) -> bytes:
+    """`lines` with each marked record (a float PostgreSQL writes otherwise than orjson
+    does: its shortest digits never end on the rounding boundary, orjson's may, so 1e23
+    is 9.999999999999999e+22 to PostgreSQL) parsed and written again by orjson, the
+    Python path's writer: its digits read back to the same double, every other value
+    (texts, instants, integers) comes back in the form it had."""
+    records = lines.split(b"\n")[:count]
+    for i, record in enumerate(records):
+        if record[:1] == MARKED:
+            records[i] = orjson.dumps(orjson.loads(record[1:]), option=DIGEST_OPTS)
+    records.append(b"")
+    return b"\n".join(records)
