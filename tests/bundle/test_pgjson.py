@@ -192,7 +192,7 @@ def test_every_field_form_is_the_one_orjson_writes(pg: str) -> None:
 
 def test_a_marked_record_is_written_again_by_orjson_the_rest_as_it_came() -> None:
     plain = b'{"a":"\\u0001\xce\xb5","x":0.1}'
-    marked = b'!{"a":"\\u0001\xce\xb5","x":9.999999999999999e+22}'
+    marked = b'\x01{"a":"\\u0001\xce\xb5","x":9.999999999999999e+22}'
     lines = pgjson._joined([plain, marked, plain])
     assert lines == plain + b"\n" + b'{"a":"\\u0001\xce\xb5","x":1e+23}\n' + plain + b"\n"
     assert pgjson._joined([plain, plain]) == plain + b"\n" + plain + b"\n"
