@@ -137,7 +137,7 @@ def _fetch(scan: Scan, lines: bool, put: Callable[[Fetched], None]) -> None:
 
 def _fetched(scan: Scan, lines: bool = False) -> Generator[Fetched, None, None]:
     """Each entity's rows in scan order, `req.batch_size` at a time (with `lines`, as
-    JsonLines where ferry.bundle.pgjson can encode them); each cursor (or COPY) is
+    JsonLines where ferry.bundle.pgjson can encode them); each cursor (or stream) is
     closed when its rows are done or the generator is closed."""
     encode = lines and pgjson.usable(scan)
     for entity in scan.entities:
