@@ -190,15 +190,18 @@ class SpoolThenGzip:
 
 def _write_rate(url: str, writer: Any) -> tuple[float, int]:
     """(seconds, bytes) of the bench semester's bundle written by `writer` the way
-    DownloadSession does (session_events reading ahead, a writer thread, 1 MiB pieces),
-    in this process, without gRPC."""
+    DownloadSession does (session_events reading ahead, the database's JSON for a writer
+    that takes it, a writer thread, 1 MiB pieces), in this process, without gRPC."""
     engine = make_engine(url)
     req = SessionRequest(semester=SEMESTER, batch_size=2000)
     now = dt.datetime.now(dt.UTC)
     counted = 0
 
+    # A writer that takes the database's JSON gets it, as DownloadSession gives it.
+    lines = bool(getattr(writer, "writes_lines", False))
+
     def write(out: IO[bytes]) -> None:
-        events = session_events(engine, SCHOOL, req, now, FETCH_AHEAD)
+        events = session_events(engine, SCHOOL, req, now, FETCH_AHEAD, lines)
         with closing(cast(Generator[Event], events)) as ev:
             writer.write(ev, out)
 

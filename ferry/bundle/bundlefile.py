@@ -55,11 +55,13 @@ def download_session(
     now = now or dt.datetime.now(dt.UTC)
     filename = bundle_filename(req.semester or f"{ds.name}-{req.scope}", fmt.extension, now)
 
+    # A writer that takes records encoded by the database gets them so (JsonLines).
+    lines = bool(getattr(fmt, "writes_lines", False))
+
     def write(out: IO[bytes]) -> None:
         # closing(): a stopped download releases its snapshot now, not at collection.
-        with closing(
-            cast(Generator[Event], session_events(engine, ds, req, now, FETCH_AHEAD))
-        ) as events:
-            fmt.write(events, out)
+        events = session_events(engine, ds, req, now, FETCH_AHEAD, lines)
+        with closing(cast(Generator[Event], events)) as ev:
+            fmt.write(ev, out)
 
     yield from file_chunks(chunks(write, CHUNK_BYTES), filename, fmt.content_type)

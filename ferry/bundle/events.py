@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from ferry.bundle.formats.base import Batch, Event, Header, Record, Trailer
+from ferry.bundle import pgjson
+from ferry.bundle.formats.base import Batch, Event, Header, JsonLines, Record, Trailer
 from ferry.bundle.pipe import produced
 from ferry.bundle.renames import add_renames
 from ferry.bundle.scan import Scan, SessionRequest, fetcher, open_scan
@@ -78,6 +79,7 @@ def session_events(
     req: SessionRequest,
     now: dt.datetime | None = None,
     read_ahead: int = 0,
+    lines: bool = False,
 ) -> Iterator[Event]:
     """Yield the bundle of `req.semester` as events: a Header (counts of the snapshot),
     one Batch of at most `req.batch_size` records at a time in dependency order, and a
@@ -87,6 +89,10 @@ def session_events(
     batches ahead of the records made of them, so the database computes the next rows
     while the last ones are written (DownloadSession: `FETCH_AHEAD`). Closing the
     generator stops that thread before the snapshot is released.
+
+    `lines` (for a writer that takes them: `writes_lines`): on PostgreSQL the records
+    come as JsonLines, encoded by the database (ferry.bundle.pgjson), instead of Batches
+    of dicts; an entity whose columns it cannot encode comes as Batches, as before.
 
     Raises NotFound for an unknown semester and InvalidArgument for a bad request.
     """
@@ -98,11 +104,16 @@ def session_events(
         sent = {entity.name: 0 for entity in scan.entities}
         converts: dict[str, RowsToRecords] = {}
         if read_ahead > 0 and scan.postgres:
-            fetched = produced(partial(_fetch, scan), read_ahead, "bundle-fetch")
+            fetched = produced(partial(_fetch, scan, lines), read_ahead, "bundle-fetch")
         else:
-            fetched = _fetched(scan)
+            fetched = _fetched(scan, lines)
         with closing(fetched):
-            for name, columns, rows in fetched:
+            for item in fetched:
+                if isinstance(item, JsonLines):
+                    sent[item.entity] += item.count
+                    yield item
+                    continue
+                name, columns, rows = item
                 convert = converts.get(name)
                 if convert is None:
                     convert = converts[name] = rows_to_records(columns, scan.postgres)
@@ -112,21 +123,30 @@ def session_events(
         yield Trailer(sent)
 
 
-Fetched = tuple[str, list[Column], Sequence[Any]]  # (entity, its columns, rows)
+# (entity, its columns, rows), or records the database encoded
+Fetched = tuple[str, list[Column], Sequence[Any]] | JsonLines
 
 
-def _fetch(scan: Scan, put: Callable[[Fetched], None]) -> None:
+def _fetch(scan: Scan, lines: bool, put: Callable[[Fetched], None]) -> None:
     """`put` what `_fetched` yields; its cursors are closed in this thread, also when
     `put` raises because the consumer stopped."""
-    with closing(_fetched(scan)) as fetched:
+    with closing(_fetched(scan, lines)) as fetched:
         for item in fetched:
             put(item)
 
 
-def _fetched(scan: Scan) -> Generator[Fetched, None, None]:
-    """Each entity's rows in scan order, `req.batch_size` at a time; each cursor is
+def _fetched(scan: Scan, lines: bool = False) -> Generator[Fetched, None, None]:
+    """Each entity's rows in scan order, `req.batch_size` at a time (with `lines`, as
+    JsonLines where ferry.bundle.pgjson can encode them); each cursor (or stream) is
     closed when its rows are done or the generator is closed."""
+    encode = lines and pgjson.usable(scan)
     for entity in scan.entities:
+        encoded = pgjson.json_lines(scan, entity, scan.req.batch_size) if encode else None
+        if encoded is not None:
+            with closing(encoded):
+                for body, count in encoded:
+                    yield JsonLines(entity.name, body, count)
+            continue
         columns, result = scan.rows(entity)
         fetchmany = fetcher(result)  # psycopg's tuples: see ferry.bundle.scan
         try:

@@ -172,6 +172,11 @@ class Scan:
         cursor.execute(compiled.string, compiled.params)
         return columns, cursor
 
+    def query(self, entity: Entity) -> tuple[sa.Select[Any], list[Column]]:
+        """The entity's export query as `rows` runs it (scope, school, `updated_since`),
+        values in the driver's forms, and its columns (ferry.bundle.pgjson builds on it)."""
+        return self._query(entity)
+
     def _query(self, entity: Entity) -> tuple[sa.Select[Any], list[Column]]:
         query, columns = export_query(self.ds, entity, self.req.value, self.req.with_deleted)
         # The application scope: the school's rows only, whatever role reads (the export

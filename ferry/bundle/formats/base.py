@@ -96,7 +96,21 @@ class RawBatch:
         return list(orjson.loads(b"[" + self.body + b"]"))
 
 
-Event = Header | Batch | RawBatch | Trailer
+@dataclass
+class JsonLines:
+    """Records of one entity already encoded, for the writers that take them
+    (`writes_lines`: json, jsonl, tar.gz; DownloadSession on PostgreSQL,
+    ferry.bundle.pgjson): `lines` holds `count` records, each in the canonical form the
+    records checksum covers (compact JSON, sorted keys, instants RFC 3339 with `Z`) and
+    a newline after each (JSON text holds no raw newline). A writer writes exactly what
+    it writes for a Batch of the same records."""
+
+    entity: str
+    lines: bytes
+    count: int
+
+
+Event = Header | Batch | RawBatch | JsonLines | Trailer
 
 
 @dataclass(frozen=True)
@@ -144,8 +158,6 @@ class BundleLimits:
 
 
 _UNCAPPED = 2**62
-
-
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ferry.bundle.formats.base import Batch, Event, Header, Record
+from ferry.bundle.formats.base import Batch, Event, Header, JsonLines, Record
 from ferry.bundle.scan import FORMAT_VERSION
 from ferry.datasets import load_dataset
 from ferry.datasets.query import Column, export_query
@@ -62,6 +62,13 @@ class RecordsDigest:
         self._hash.update(body)
         self._hash.update(b",")
 
+    def update_joined(self, entity: str, body: bytes) -> None:
+        """Add records already encoded with DIGEST_OPTS, each followed by a comma."""
+        if entity != self._entity:
+            self._hash.update(b"#" + entity.encode() + b"\n")
+            self._entity = entity
+        self._hash.update(body)
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
@@ -100,6 +107,15 @@ def record_lines(
     return body, b"".join(
         prefix + orjson.dumps(r, option=DIGEST_OPTS) + suffix + b"\n" for r in records
     )
+
+
+def prefixed(lines: bytes, prefix: bytes, suffix: bytes) -> bytes:
+    """`lines` (records, a newline after each: JsonLines) with `prefix` before and
+    `suffix` after each record, as record_lines writes them."""
+    if not lines:
+        return b""
+    each = lines.replace(b"\n", suffix + b"\n" + prefix)  # a prefix too many at the end
+    return b"".join((prefix, memoryview(each)[: len(each) - len(prefix)]))
 
 
 # ---- metadata ----------------------------------------------------------------------
@@ -240,22 +256,35 @@ class Encoder:
         assert self.header is not None
         return list(self.header.metadata.entity_order) or list(schema(self.header.metadata.dataset))
 
+    def _section(self, entity: str) -> None:
+        """Entities come as contiguous sections, in the bundle's order."""
+        if entity != self.entity:
+            if entity in self.done or entity not in self.order():
+                raise InvalidArgument(f"{entity} records out of order or unknown", field=entity)
+            if self.entity:
+                self.done.add(self.entity)
+            self.entity = entity
+
     def batch(self, batch: Batch, encoded: bytes | None = None) -> None:
         """Count and hash `batch` (`encoded`: its records already in DIGEST_OPTS JSON,
         comma-joined); entities must come as contiguous sections."""
-        if batch.entity != self.entity:
-            if batch.entity in self.done or batch.entity not in self.order():
-                raise InvalidArgument(
-                    f"{batch.entity} records out of order or unknown", field=batch.entity
-                )
-            if self.entity:
-                self.done.add(self.entity)
-            self.entity = batch.entity
+        self._section(batch.entity)
         self.counts[batch.entity] = self.counts.get(batch.entity, 0) + len(batch.records)
         if encoded is None:
             self.digest.update(batch.entity, batch.records)
         elif batch.records:
             self.digest.update_encoded(batch.entity, encoded)
+
+    def lines(self, event: JsonLines) -> bytes:
+        """Count and hash `event` like a Batch of its records; returns its records each
+        followed by a comma (the newlines replaced: JSON text holds no raw newline), the
+        bytes the checksum covers and the json bundle's body with one comma more."""
+        self._section(event.entity)
+        self.counts[event.entity] = self.counts.get(event.entity, 0) + event.count
+        joined = event.lines.replace(b"\n", b",")
+        if event.count:
+            self.digest.update_joined(event.entity, joined)
+        return joined
 
     def trailer(self) -> dict[str, Any]:
         counts = {name: self.counts.get(name, 0) for name in self.order()}

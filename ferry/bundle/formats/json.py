@@ -19,7 +19,14 @@ from typing import IO, Any
 import ijson  # type: ignore[import-untyped]
 import orjson
 
-from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules, RawBatch
+from ferry.bundle.formats.base import (
+    Batch,
+    BundleLimits,
+    Event,
+    FieldRules,
+    JsonLines,
+    RawBatch,
+)
 from ferry.bundle.formats.common import DIGEST_OPTS, JSON_OPTS, Encoder, metadata_dict
 from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.jsonscan import Scanner, Source
@@ -33,6 +40,8 @@ class JsonBundle:
     name = "json"
     extension = "json"
     content_type = "application/json"
+    # Takes JsonLines events (records the database encoded: ferry.bundle.pgjson).
+    writes_lines = True
 
     def __init__(self, app: object = None) -> None:
         """Built as `factory(app)`; it takes no settings from the app."""
@@ -68,6 +77,17 @@ class JsonBundle:
                 if not event.records:
                     continue
                 out.write(body if first else b"," + body)
+                first = False
+            elif isinstance(event, JsonLines):
+                # The same bytes: the records and a comma after each, the last left off.
+                joined = enc.lines(event)
+                if not opened or opened[-1] != event.entity:
+                    open_until(event.entity)
+                if not event.count:
+                    continue
+                if not first:
+                    out.write(b",")
+                out.write(memoryview(joined)[:-1])
                 first = False
             else:
                 break

@@ -14,8 +14,14 @@ from typing import IO, Any
 
 import orjson
 
-from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules
-from ferry.bundle.formats.common import JSON_OPTS, Encoder, metadata_dict, record_lines
+from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules, JsonLines
+from ferry.bundle.formats.common import (
+    JSON_OPTS,
+    Encoder,
+    metadata_dict,
+    prefixed,
+    record_lines,
+)
 from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.lineruns import LineRuns
 from ferry.errors import InvalidArgument, ResourceExhausted
@@ -30,6 +36,8 @@ class JsonlBundle:
     name = "jsonl"
     extension = "jsonl"
     content_type = "application/x-ndjson"
+    # Takes JsonLines events (records the database encoded: ferry.bundle.pgjson).
+    writes_lines = True
 
     def __init__(self, app: object = None) -> None:
         """Built as `factory(app)`; it takes no settings from the app."""
@@ -42,10 +50,13 @@ class JsonlBundle:
         line = {"type": "header", "metadata": metadata_dict(header)}
         out.write(orjson.dumps(line, option=JSON_OPTS) + b"\n")
         for event in it:
+            if isinstance(event, JsonLines):
+                enc.lines(event)
+                out.write(prefixed(event.lines, _prefix(event.entity), b"}"))
+                continue
             if not isinstance(event, Batch):
                 break
-            prefix = RECORD_PREFIX + event.entity.encode() + b'","record":'
-            body, lines = record_lines(event.records, prefix, b"}")
+            body, lines = record_lines(event.records, _prefix(event.entity), b"}")
             enc.batch(event, body)
             out.write(lines)
         out.write(orjson.dumps({"type": "trailer", **enc.trailer()}) + b"\n")
@@ -58,6 +69,10 @@ class JsonlBundle:
         """Like read, but runs of record lines that pass `rules` come as RawBatches,
         their JSON left unparsed (see ferry.bundle.formats.lineruns)."""
         return _Reader(limits, rules).read(src)
+
+
+def _prefix(entity: str) -> bytes:
+    return RECORD_PREFIX + entity.encode() + b'","record":'
 
 
 class _Reader:

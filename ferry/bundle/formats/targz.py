@@ -61,7 +61,7 @@ from typing import IO, Any
 
 import orjson
 
-from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules
+from ferry.bundle.formats.base import Batch, BundleLimits, Event, FieldRules, JsonLines
 from ferry.bundle.formats.common import JSON_OPTS, Encoder, metadata_dict, record_lines
 from ferry.bundle.formats.decode import Decoder
 from ferry.bundle.formats.lineruns import LineRuns
@@ -232,6 +232,8 @@ class TarGzBundle:
     name = "tar.gz"
     extension = "tar.gz"
     content_type = "application/gzip"
+    # Takes JsonLines events (records the database encoded: ferry.bundle.pgjson).
+    writes_lines = True
 
     def __init__(
         self,
@@ -260,10 +262,14 @@ class TarGzBundle:
         try:
             try:
                 for event in it:
-                    if not isinstance(event, Batch):
+                    if isinstance(event, JsonLines):
+                        enc.lines(event)
+                        lines = event.lines  # a member's lines as they are
+                    elif isinstance(event, Batch):
+                        body, lines = record_lines(event.records)
+                        enc.batch(event, body)
+                    else:
                         break
-                    body, lines = record_lines(event.records)
-                    enc.batch(event, body)
                     member = members.get(event.entity)
                     if member is None:
                         member = members[event.entity] = _Member(self.level)
