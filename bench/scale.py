@@ -53,8 +53,12 @@ StreamSession 0.64 of the raw read for a semester, 1.12 for the whole of a one-s
 copy, 1.02 for the whole three semesters; DownloadSession json 0.52, 1.05, 1.07 (single
 runs move by +-0.3 at this load: the verdict wants `--repeat`).
 
-They run path group by path group, in that order (the import/backup group first: the one
-not measured at 10M before), and each row is printed (flushed) as soon as it is measured,
+`--paths` picks path groups (GROUPS: lifecycle, sessions, csv, xlsx); `--repeat N` runs
+each session and its baseline N times (median rate), and the csv/xlsx exports N times in
+turns with their bare loops (median rate, highest peak RSS).
+
+They run path group by path group, in that order (the import/backup group first: the
+one not measured at 10M before), and each row is printed (flushed) as soon as it is measured,
 with the load average beside it: a large run takes hours on a loaded machine, and one
 stopped part-way still shows what it measured. When a group's 10M rows are in, its
 scaling verdicts print at once (bench.goals.scaling: the ratio to the same-size baseline
