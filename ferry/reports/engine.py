@@ -32,6 +32,7 @@ from ferry.reports.student import (
     search_students,
     student_report,
 )
+from ferry.rpc.wire import varint
 from ferry.v1 import reports_pb2 as pb
 
 FORMATS = ("pdf", "csv", "json")
@@ -50,19 +51,10 @@ def _key(*parts: object) -> str:
     return f"{kind}:{digest}"
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def response_bytes(report: bytes, cached: bool) -> bytes:
     """The wire form of Get{Student,Semester}ReportResponse{report = 1, cached = 2}: what
     protobuf writes for it, without parsing the cached report to write it again."""
-    return b"\x0a" + _varint(len(report)) + report + (b"\x10\x01" if cached else b"")
+    return b"\x0a" + varint(len(report)) + report + (b"\x10\x01" if cached else b"")
 
 
 def check_format(fmt: str, field: str = "format", allowed: tuple[str, ...] = FORMATS) -> str:

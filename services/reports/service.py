@@ -4,7 +4,7 @@ calls, files become FileChunk streams, FerryErrors become statuses (handles_erro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import grpc
 
@@ -15,6 +15,7 @@ from ferry.reports.settings import ReportSettings
 from ferry.rpc.errors import handles_errors
 from ferry.rpc.files import CHUNK_BYTES, file_chunks
 from ferry.rpc.filters import current_call
+from ferry.rpc.wire import CaughtHandlers
 from ferry.v1 import bundle_pb2, reports_pb2, reports_pb2_grpc
 
 
@@ -23,29 +24,9 @@ def _role() -> int:
     return call.role if call is not None else 0
 
 
-def _wire(message: object) -> bytes:
-    """A response serializer that sends bytes already in wire form as they are."""
-    if isinstance(message, bytes):
-        return message
-    return message.SerializeToString()  # type: ignore[attr-defined,no-any-return]
-
-
 # Served as wire bytes built around the cached bytes (ReportEngine.*_response): a cache hit
 # never parses the report, copies it into a response and serializes it again.
 _PREBUILT = ("GetStudentReport", "GetSemesterReport")
-
-
-class _Handlers:
-    """Catches what the generated add_…_to_server registers, to adjust it first."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, Any] = {}
-
-    def add_generic_rpc_handlers(self, handlers: object) -> None:
-        return None
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        self.handlers = dict(handlers)
 
 
 def chunks(f: File) -> Iterator[bundle_pb2.FileChunk]:
@@ -70,15 +51,9 @@ class ReportsService(reports_pb2_grpc.ReportsServiceServicer):
         return self._reports
 
     def register(self, server: grpc.Server) -> None:
-        caught = _Handlers()
+        caught = CaughtHandlers()
         reports_pb2_grpc.add_ReportsServiceServicer_to_server(self, caught)  # type: ignore[arg-type]
-        handlers = caught.handlers
-        for name in _PREBUILT:
-            handlers[name] = handlers[name]._replace(response_serializer=_wire)  # type: ignore[attr-defined]
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(self.full_name, handlers),)
-        )
-        server.add_registered_method_handlers(self.full_name, handlers)  # type: ignore[attr-defined]
+        caught.register(server, self.full_name, _PREBUILT)
 
     def start(self) -> None:
         """Resolve the cache backend now, so a bad `cache.backend` stops start-up."""
