@@ -16,12 +16,17 @@ function t(key, vars = {}) {
 }
 
 async function setLanguage(lang) {
-  const res = await fetch(`/static/i18n/${lang}.json`);
-  state.strings = await res.json();
+  // Every request from now on asks for the chosen language (Accept-Language), also one
+  // sent while its words are still loading: a click right after the choice once fetched a
+  // report in the old language (tests/e2e/test_page_states.py).
   state.lang = lang;
-  document.documentElement.lang = lang;
   localStorage.setItem("ferry.lang", lang);
   $("lang").value = lang;
+  const res = await fetch(`/static/i18n/${lang}.json`);
+  const strings = await res.json();
+  if (state.lang !== lang) return; // chosen again meanwhile: the later choice's words win
+  state.strings = strings;
+  document.documentElement.lang = lang;
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of document.querySelectorAll("[data-i18n-placeholder]")) {
     el.placeholder = t(el.dataset.i18nPlaceholder);
