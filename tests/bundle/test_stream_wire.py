@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -107,15 +108,9 @@ def test_binary_instants_are_the_datetimes_the_file_bundles_read(tmp_path: Path)
                         "WHERE id = %s",
                         (created, updated, updated, row_id),
                     )
-        engine = make_engine(url)
-        try:
-            req = SessionRequest("", include_deleted=True, scope="all")
-            chunks = list(stream_session(engine, SCHOOL, req, _chunk))
-            events = list(session_events(engine, SCHOOL, req))
-        finally:
-            engine.dispose()
-    streamed = records_of(list(chunks_to_events(chunks)))
-    assert streamed == records_of(events)
+        streamed, _ = _streamed_and_filed(
+            url, SessionRequest("", include_deleted=True, scope="all")
+        )
     seen = {r[k] for _, r in streamed for k in ("created_at", "updated_at", "deleted_at")}
     for pair in INSTANTS:
         for text in pair:
@@ -127,6 +122,20 @@ def _chunk() -> tuple[pb.BundleChunk, pb.BundleChunk]:
     return c, c
 
 
+def _streamed_and_filed(url: str, req: SessionRequest) -> tuple[list[Any], list[Any]]:
+    """The records StreamSession sends for `req`, checked equal to those the file
+    bundles' reader gives for it, and the stream's chunks."""
+    engine = make_engine(url)
+    try:
+        chunks = list(stream_session(engine, SCHOOL, req, _chunk))
+        events = list(session_events(engine, SCHOOL, req))
+    finally:
+        engine.dispose()
+    streamed = records_of(list(chunks_to_events(chunks)))
+    assert streamed == records_of(events)
+    return streamed, chunks
+
+
 @pytest.mark.parametrize("since", [None, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)])
 def test_streamed_records_are_the_file_bundles_records(
     seeded_url: str, since: dt.datetime | None
@@ -134,13 +143,6 @@ def test_streamed_records_are_the_file_bundles_records(
     """The stream's rows (on PostgreSQL the binary cursor, its parameters bound by
     psycopg: the semester, and for a delta the instant and the renames' entity) against
     the file bundles' reader of the same request (SQLAlchemy, datetimes)."""
-    engine = make_engine(seeded_url)
-    try:
-        req = SessionRequest("2026-fall", include_deleted=True, updated_since=since)
-        chunks = list(stream_session(engine, SCHOOL, req, _chunk))
-        events = list(session_events(engine, SCHOOL, req))
-    finally:
-        engine.dispose()
-    streamed = records_of(list(chunks_to_events(chunks)))
-    assert streamed == records_of(events)
+    req = SessionRequest("2026-fall", include_deleted=True, updated_since=since)
+    streamed, chunks = _streamed_and_filed(seeded_url, req)
     assert len(streamed) == chunks[-1].trailer.total_records > 0
